@@ -1,0 +1,469 @@
+// Typed D-Bus values: C++ types carry their D-Bus signature at compile time (signature_of<T>), and
+// MessageBuilder::append / MessageReader::read marshal them directly, without a dynamic Value.
+//
+//   y uint8_t   b bool      n int16_t   q uint16_t  i int32_t   u uint32_t  x int64_t   t uint64_t
+//   d double    s std::string (std::string_view to append or to borrow from the message)
+//   o ObjectPath  g Signature  h UnixFd  v Variant
+//   a std::vector<T>   a{..} std::map<K, V> / std::unordered_map<K, V>   (..) std::tuple<T...>
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "afbus/fd.hpp"
+#include "afbus/message.hpp"
+#include "afbus/names.hpp"
+#include "afbus/signature.hpp"
+#include "afbus/validate.hpp"
+#include "afbus/value.hpp"
+
+namespace afbus {
+
+// An object path. Not validated on construction (so that building one can't fail); appending an invalid
+// one makes MessageBuilder::build() fail with WireError::BadObjectPath. Use valid() to check early.
+class ObjectPath {
+public:
+    ObjectPath() : path_("/") {}
+    explicit ObjectPath(std::string path) : path_(std::move(path)) {}
+    [[nodiscard]] const std::string& str() const noexcept { return path_; }
+    [[nodiscard]] bool valid() const noexcept { return is_valid_object_path(path_); }
+    friend auto operator<=>(const ObjectPath&, const ObjectPath&) = default;
+
+private:
+    std::string path_;
+};
+
+// A type signature as a value ('g').
+class Signature {
+public:
+    Signature() = default;
+    explicit Signature(std::string signature) : signature_(std::move(signature)) {}
+    [[nodiscard]] const std::string& str() const noexcept { return signature_; }
+    [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(validate_signature(signature_)); }
+    friend auto operator<=>(const Signature&, const Signature&) = default;
+
+private:
+    std::string signature_;
+};
+
+// A file descriptor travelling in a message ('h'). Appending dups it into the message; reading dups the
+// message's fd, so both sides keep owning their own.
+class UnixFd {
+public:
+    UnixFd() = default;
+    explicit UnixFd(Fd fd) : fd_(std::move(fd)) {}
+    [[nodiscard]] const Fd& fd() const noexcept { return fd_; }
+    [[nodiscard]] Fd release() && noexcept { return std::move(fd_); }
+
+private:
+    Fd fd_;
+};
+
+// A variant ('v'): any value with its type. Build from any typed value or from a Value.
+class Variant {
+public:
+    Variant() : value_(Value::byte(0)) {}
+    explicit Variant(Value value) : value_(std::move(value)) {}
+    template <class T>
+        requires(!std::is_same_v<std::remove_cvref_t<T>, Value> && !std::is_same_v<std::remove_cvref_t<T>, Variant>)
+    explicit Variant(const T& typed);
+
+    [[nodiscard]] const Value& value() const noexcept { return value_; }
+    [[nodiscard]] std::string_view type() const noexcept { return value_.type(); }
+    // The contained value as T, or TypeMismatch.
+    template <class T>
+    [[nodiscard]] Expected<T, WireError> get() const;
+
+    friend bool operator==(const Variant&, const Variant&) = default;
+
+private:
+    Value value_;
+};
+
+namespace detail {
+
+template <std::size_t N>
+struct SignatureString {
+    std::array<char, N + 1> chars{};
+    constexpr SignatureString() = default;
+    constexpr SignatureString(const char (&s)[N + 1]) {
+        for (std::size_t i = 0; i <= N; ++i) chars[i] = s[i];
+    }
+    static constexpr std::size_t size() { return N; }
+    constexpr std::string_view view() const { return {chars.data(), N}; }
+};
+template <std::size_t N>
+SignatureString(const char (&)[N]) -> SignatureString<N - 1>;
+
+template <std::size_t... Ns>
+constexpr auto concat(const SignatureString<Ns>&... parts) {
+    SignatureString<(Ns + ... + 0)> out;
+    std::size_t at = 0;
+    auto put = [&out, &at](const auto& part) {
+        for (std::size_t i = 0; i < part.size(); ++i) out.chars[at++] = part.chars[i];
+    };
+    (put(parts), ...);
+    out.chars[at] = '\0';
+    return out;
+}
+
+template <class T, class = void>
+struct Codec {
+    static constexpr bool supported = false;
+};
+
+template <class T>
+concept DBusType = Codec<std::remove_cvref_t<T>>::supported;
+
+template <class T, char Code>
+struct FixedCodec {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{{Code, '\0'}};
+    static void encode(MessageBuilder& b, T v) {
+        if constexpr (sizeof(T) == 1) b.body().put_u8(static_cast<std::uint8_t>(v));
+        else if constexpr (sizeof(T) == 2) b.body().put_u16(static_cast<std::uint16_t>(v));
+        else if constexpr (std::is_same_v<T, double>) b.body().put_double(v);
+        else if constexpr (sizeof(T) == 4) b.body().put_u32(static_cast<std::uint32_t>(v));
+        else b.body().put_u64(static_cast<std::uint64_t>(v));
+    }
+    static bool decode(MessageReader& r, T& v) {
+        Decoder& d = r.decoder();
+        if constexpr (sizeof(T) == 1) {
+            std::uint8_t x;
+            if (!d.read_u8(x)) return false;
+            v = static_cast<T>(x);
+        } else if constexpr (sizeof(T) == 2) {
+            std::uint16_t x;
+            if (!d.read_u16(x)) return false;
+            v = static_cast<T>(x);
+        } else if constexpr (std::is_same_v<T, double>) {
+            std::uint64_t x;
+            if (!d.read_u64(x)) return false;
+            v = std::bit_cast<double>(x);
+        } else if constexpr (sizeof(T) == 4) {
+            std::uint32_t x;
+            if (!d.read_u32(x)) return false;
+            v = static_cast<T>(x);
+        } else {
+            std::uint64_t x;
+            if (!d.read_u64(x)) return false;
+            v = static_cast<T>(x);
+        }
+        return true;
+    }
+};
+
+template <> struct Codec<std::uint8_t> : FixedCodec<std::uint8_t, 'y'> {};
+template <> struct Codec<std::int16_t> : FixedCodec<std::int16_t, 'n'> {};
+template <> struct Codec<std::uint16_t> : FixedCodec<std::uint16_t, 'q'> {};
+template <> struct Codec<std::int32_t> : FixedCodec<std::int32_t, 'i'> {};
+template <> struct Codec<std::uint32_t> : FixedCodec<std::uint32_t, 'u'> {};
+template <> struct Codec<std::int64_t> : FixedCodec<std::int64_t, 'x'> {};
+template <> struct Codec<std::uint64_t> : FixedCodec<std::uint64_t, 't'> {};
+template <> struct Codec<double> : FixedCodec<double, 'd'> {};
+
+template <>
+struct Codec<bool> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"b"};
+    static void encode(MessageBuilder& b, bool v) { b.body().put_u32(v ? 1 : 0); }
+    static bool decode(MessageReader& r, bool& v) {
+        std::uint32_t x;
+        if (!r.decoder().read_u32(x)) return false;
+        if (x > 1) return r.decoder().fail(WireError::BadBoolean);
+        v = x != 0;
+        return true;
+    }
+};
+
+template <class S>
+struct StringCodec {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"s"};
+    static void encode(MessageBuilder& b, std::string_view v) {
+        if (!is_valid_utf8(v)) b.fail(WireError::StringInvalidUtf8);
+        b.body().put_string(v);
+    }
+    static bool decode(MessageReader& r, S& v) {
+        std::string_view s;
+        if (!r.decoder().read_string(s)) return false;
+        v = S(s);
+        return true;
+    }
+};
+template <> struct Codec<std::string> : StringCodec<std::string> {};
+// Borrows from the message: valid as long as the message lives.
+template <> struct Codec<std::string_view> : StringCodec<std::string_view> {};
+
+template <>
+struct Codec<ObjectPath> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"o"};
+    static void encode(MessageBuilder& b, const ObjectPath& v) {
+        if (!v.valid()) b.fail(WireError::BadObjectPath);
+        b.body().put_string(v.str());
+    }
+    static bool decode(MessageReader& r, ObjectPath& v) {
+        std::string_view s;
+        if (!r.decoder().read_string(s)) return false;
+        v = ObjectPath(std::string(s));
+        return true;
+    }
+};
+
+template <>
+struct Codec<Signature> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"g"};
+    static void encode(MessageBuilder& b, const Signature& v) {
+        if (!v.valid()) b.fail(WireError::BadSignatureValue);
+        b.body().put_signature(v.str().size() <= kMaxSignatureLength ? std::string_view(v.str()) : "");
+    }
+    static bool decode(MessageReader& r, Signature& v) {
+        std::string_view s;
+        if (!r.decoder().read_signature(s)) return false;
+        v = Signature(std::string(s));
+        return true;
+    }
+};
+
+template <>
+struct Codec<UnixFd> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"h"};
+    static void encode(MessageBuilder& b, const UnixFd& v) { b.body().put_u32(b.add_fd(v.fd())); }
+    static bool decode(MessageReader& r, UnixFd& v) {
+        std::uint32_t index;
+        if (!r.decoder().read_u32(index)) return false;
+        const auto& fds = r.message().fds();
+        if (index >= fds.size()) return r.decoder().fail(WireError::FdIndexOutOfRange);
+        Fd copy = fds[index].duplicate();
+        if (!copy) return r.decoder().fail(WireError::TooManyFds);
+        v = UnixFd(std::move(copy));
+        return true;
+    }
+};
+
+template <>
+struct Codec<Variant> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"v"};
+    static void encode(MessageBuilder& b, const Variant& v) {
+        b.body().put_signature(v.type());
+        if (auto r = encode_value(b.body(), v.value()); !r) b.fail(r.error());
+    }
+    static bool decode(MessageReader& r, Variant& v) {
+        std::string_view type;
+        if (!r.decoder().read_signature(type)) return false;
+        if (!validate_single_complete_type(type)) return r.decoder().fail(WireError::BadSignatureValue);
+        auto value = decode_value(r.decoder(), type);
+        if (!value) return r.decoder().fail(value.error());
+        v = Variant(std::move(*value));
+        return true;
+    }
+};
+
+// Advances over one element of an array while decoding; shared by vectors and maps.
+template <class Element, class Each>
+bool decode_array(MessageReader& r, Each&& each) {
+    Decoder& d = r.decoder();
+    std::uint32_t length;
+    if (!d.read_u32(length)) return false;
+    if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
+    if (!d.align(alignment_of(Codec<Element>::signature.chars[0]))) return false;
+    if (length > d.remaining()) return d.fail(WireError::Truncated);
+    const std::size_t end = d.pos() + length;
+    while (d.pos() < end) {
+        if (!each()) return false;
+    }
+    if (d.pos() != end) return d.fail(WireError::ArrayLengthMismatch);
+    return true;
+}
+
+template <class T>
+struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
+    static constexpr bool supported = true;
+    static constexpr auto signature = concat(SignatureString<1>{"a"}, Codec<T>::signature);
+    static void encode(MessageBuilder& b, const std::vector<T>& v) {
+        auto mark = b.body().begin_array(alignment_of(Codec<T>::signature.chars[0]));
+        if constexpr (std::is_same_v<T, std::uint8_t>) {
+            b.body().put_bytes(v.data(), v.size());
+        } else {
+            for (const T& e : v) Codec<T>::encode(b, e);
+        }
+        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+    }
+    static bool decode(MessageReader& r, std::vector<T>& v) {
+        v.clear();
+        if constexpr (std::is_same_v<T, std::uint8_t>) {
+            Decoder& d = r.decoder();
+            std::uint32_t length;
+            if (!d.read_u32(length)) return false;
+            if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
+            const std::byte* bytes;
+            if (!d.read_bytes(length, bytes)) return false;
+            v.assign(reinterpret_cast<const std::uint8_t*>(bytes),
+                     reinterpret_cast<const std::uint8_t*>(bytes) + length);
+            return true;
+        } else {
+            return decode_array<T>(r, [&] {
+                T element{};
+                if (!Codec<T>::decode(r, element)) return false;
+                v.push_back(std::move(element));
+                return true;
+            });
+        }
+    }
+};
+
+template <class... Ts>
+struct Codec<std::tuple<Ts...>, std::enable_if_t<(Codec<Ts>::supported && ...) && sizeof...(Ts) != 0>> {
+    static constexpr bool supported = true;
+    static constexpr auto signature =
+        concat(SignatureString<1>{"("}, Codec<Ts>::signature..., SignatureString<1>{")"});
+    static void encode(MessageBuilder& b, const std::tuple<Ts...>& v) {
+        b.body().align(8);
+        std::apply([&b](const Ts&... fields) { (Codec<Ts>::encode(b, fields), ...); }, v);
+    }
+    static bool decode(MessageReader& r, std::tuple<Ts...>& v) {
+        if (!r.decoder().align(8)) return false;
+        return std::apply([&r](Ts&... fields) { return (Codec<Ts>::decode(r, fields) && ...); }, v);
+    }
+};
+
+template <class Map, class K, class V>
+struct MapCodec {
+    static constexpr bool supported = true;
+    static_assert(Codec<K>::signature.size() == 1 && is_basic_type_code(Codec<K>::signature.chars[0]),
+                  "D-Bus dictionary keys must be basic types");
+    static constexpr auto signature =
+        concat(SignatureString<2>{"a{"}, Codec<K>::signature, Codec<V>::signature, SignatureString<1>{"}"});
+    static void encode(MessageBuilder& b, const Map& m) {
+        auto mark = b.body().begin_array(8);
+        for (const auto& [key, value] : m) {
+            b.body().align(8);
+            Codec<K>::encode(b, key);
+            Codec<V>::encode(b, value);
+        }
+        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+    }
+    static bool decode(MessageReader& r, Map& m) {
+        m.clear();
+        Decoder& d = r.decoder();
+        std::uint32_t length;
+        if (!d.read_u32(length)) return false;
+        if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
+        if (!d.align(8)) return false;
+        if (length > d.remaining()) return d.fail(WireError::Truncated);
+        const std::size_t end = d.pos() + length;
+        while (d.pos() < end) {
+            K key{};
+            V value{};
+            if (!d.align(8) || !Codec<K>::decode(r, key) || !Codec<V>::decode(r, value)) return false;
+            m.insert_or_assign(std::move(key), std::move(value));
+        }
+        if (d.pos() != end) return d.fail(WireError::ArrayLengthMismatch);
+        return true;
+    }
+};
+
+template <class K, class V, class C, class A>
+struct Codec<std::map<K, V, C, A>, std::enable_if_t<Codec<K>::supported && Codec<V>::supported>>
+    : MapCodec<std::map<K, V, C, A>, K, V> {};
+template <class K, class V, class H, class E, class A>
+struct Codec<std::unordered_map<K, V, H, E, A>, std::enable_if_t<Codec<K>::supported && Codec<V>::supported>>
+    : MapCodec<std::unordered_map<K, V, H, E, A>, K, V> {};
+
+// Appending a string literal or const char* marshals a string.
+template <std::size_t N>
+struct Codec<char[N]> : StringCodec<std::string> {};
+template <>
+struct Codec<const char*> : StringCodec<std::string> {};
+
+}  // namespace detail
+
+// The D-Bus signature of T, at compile time: signature_of<std::map<std::string, Variant>> == "a{sv}".
+template <class T>
+    requires detail::DBusType<T>
+inline constexpr std::string_view signature_of = detail::Codec<std::remove_cvref_t<T>>::signature.view();
+
+template <class... Ts>
+inline constexpr auto signature_of_all = detail::concat(detail::Codec<std::remove_cvref_t<Ts>>::signature...);
+
+// Appends typed values to a message body.
+template <class... Ts>
+MessageBuilder& append(MessageBuilder& builder, const Ts&... values) {
+    static_assert((detail::DBusType<Ts> && ...), "type has no D-Bus mapping (see afbus/types.hpp)");
+    constexpr auto sig = signature_of_all<Ts...>;
+    builder.append_signature(sig.view());
+    (detail::Codec<std::remove_cvref_t<Ts>>::encode(builder, values), ...);
+    return builder;
+}
+
+// Reads typed values from the current position; fails with TypeMismatch (reading nothing) when the
+// message's next types are not exactly the signature of Ts.
+template <class... Ts>
+Expected<void, WireError> read(MessageReader& reader, Ts&... out) {
+    static_assert((detail::DBusType<Ts> && ...), "type has no D-Bus mapping (see afbus/types.hpp)");
+    constexpr auto sig = signature_of_all<Ts...>;
+    const std::string_view rest = reader.remaining_signature();
+    if (rest.size() < sig.size()) return Unexpected(WireError::NotEnoughArguments);
+    if (rest.substr(0, sig.size()) != sig.view()) return Unexpected(WireError::TypeMismatch);
+    // The prefix must end on a complete-type boundary ("a" of "ai" is not an array of anything).
+    std::size_t at = 0;
+    while (at < sig.size()) at += complete_type_length(rest.substr(at));
+    if (at != sig.size()) return Unexpected(WireError::TypeMismatch);
+    const bool ok = (detail::Codec<std::remove_cvref_t<Ts>>::decode(reader, out) && ...);
+    if (!ok) return Unexpected(reader.decoder().error());
+    reader.advance_signature(sig.size());
+    return {};
+}
+
+// Reads the whole remaining body as exactly Ts.
+template <class... Ts>
+Expected<std::tuple<Ts...>, WireError> read_all(const Message& message) {
+    MessageReader reader(message);
+    std::tuple<Ts...> values;
+    auto r = std::apply([&reader](Ts&... out) { return read(reader, out...); }, values);
+    if (!r) return Unexpected(r.error());
+    if (!reader.at_end()) return Unexpected(WireError::TypeMismatch);
+    return values;
+}
+
+// --- Variant conversions, through a scratch message body (alignment starts at 0 in both) ---
+
+template <class T>
+    requires(!std::is_same_v<std::remove_cvref_t<T>, Value> && !std::is_same_v<std::remove_cvref_t<T>, Variant>)
+Variant::Variant(const T& typed) {
+    static_assert(detail::DBusType<T>, "type has no D-Bus mapping (see afbus/types.hpp)");
+    static_assert(!std::is_same_v<std::remove_cvref_t<T>, UnixFd>, "a Variant cannot own an fd; append UnixFd");
+    auto builder = MessageBuilder::method_return("", 1);
+    append(builder, typed);
+    auto message = std::move(builder).build(1);
+    if (message) {
+        auto v = message->reader().read_value();
+        if (v) value_ = std::move(*v);
+    }
+}
+
+template <class T>
+Expected<T, WireError> Variant::get() const {
+    if (value_.type() != signature_of<T>) return Unexpected(WireError::TypeMismatch);
+    auto builder = MessageBuilder::method_return("", 1);
+    builder.append_value(value_);
+    auto message = std::move(builder).build(1);
+    if (!message) return Unexpected(message.error());
+    auto values = read_all<T>(*message);
+    if (!values) return Unexpected(values.error());
+    return std::get<0>(std::move(*values));
+}
+
+}  // namespace afbus
