@@ -406,7 +406,7 @@ std::uint32_t MessageBuilder::add_fd(Fd&& fd) {
     return static_cast<std::uint32_t>(fds_.size() - 1);
 }
 
-Expected<Message, WireError> MessageBuilder::build(std::uint32_t serial) && {
+Expected<Message, WireError> MessageBuilder::build(std::uint32_t serial) {
     if (error_) return Unexpected(*error_);
     if (signature_.size() > kMaxSignatureLength) return Unexpected(WireError::SignatureTooLong);
     // A serial of 0 marks "not sent yet"; the header is validated with a placeholder and patched after.

@@ -188,7 +188,8 @@ public:
         if (!error_) error_ = e;
     }
 
-    Expected<Message, WireError> build(std::uint32_t serial = 0) &&;
+    // Consumes the builder's contents (it is empty afterwards).
+    Expected<Message, WireError> build(std::uint32_t serial = 0);
 
 private:
     MessageBuilder(MessageType type) : type_(type) {}
