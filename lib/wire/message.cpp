@@ -33,6 +33,7 @@ constexpr char expected_field_type(std::uint8_t code) {
         case HeaderField::ReplySerial:
         case HeaderField::UnixFds: return 'u';
         case HeaderField::Signature: return 'g';
+        case HeaderField::ContainerInstance: return 'o';
         default: return 0;
     }
 }
@@ -168,6 +169,12 @@ Expected<void, WireError> Message::parse_header() {
                 std::uint32_t v;
                 if (!d.read_u32(v)) return Unexpected(d.error());
                 fields_.unix_fds = v;
+                break;
+            }
+            case HeaderField::ContainerInstance: {
+                FieldRef ignored;
+                r = text_field(ignored, is_valid_object_path, WireError::BadPath);
+                fields_.unknown = true;
                 break;
             }
             default:

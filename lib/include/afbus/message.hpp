@@ -40,6 +40,9 @@ enum class HeaderField : std::uint8_t {
     Sender = 7,
     Signature = 8,
     UnixFds = 9,
+    // Not in the specification: libdbus 1.14 reserves it for its experimental containers and rejects any
+    // type but 'o'. We check it the same way and, like any other extra field, strip it when forwarding.
+    ContainerInstance = 10,
 };
 
 inline constexpr std::size_t kMaxMessageLength = 128u * 1024 * 1024;
