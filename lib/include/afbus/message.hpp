@@ -95,6 +95,8 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return header_.size() + body_.size(); }
     [[nodiscard]] const std::vector<Fd>& fds() const noexcept { return fds_; }
     [[nodiscard]] std::vector<Fd> take_fds() noexcept { return std::move(fds_); }
+    // For transports: the fds that arrived with this message's bytes (its UNIX_FDS count of them).
+    void attach_fds(std::vector<Fd> fds) noexcept { fds_ = std::move(fds); }
 
     // The whole message in one buffer (for captures and tests; sending uses the two spans).
     [[nodiscard]] std::vector<std::byte> wire() const;

@@ -1,0 +1,40 @@
+// MessageFramer: turns a D-Bus byte stream (plus the fds that arrived with it) into Messages. Sans-I/O:
+// the caller reads from its socket straight into prepare()'s span, then commit()s; next() yields complete
+// messages. Many messages can come out of one read, and a large message is read into one allocation.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "afbus/expected.hpp"
+#include "afbus/fd.hpp"
+#include "afbus/message.hpp"
+
+namespace afbus {
+
+class MessageFramer {
+public:
+    // Space for at least `min` more bytes; more when a partly read message needs it.
+    std::span<std::byte> prepare(std::size_t min = 64 * 1024);
+    void commit(std::size_t n) noexcept { end_ += n; }
+    // Fds received by the same read, in order. They belong to the message whose bytes came with them.
+    void add_fds(std::vector<Fd> fds);
+
+    // The next complete, valid message; nullopt when more bytes are needed; an error means the stream is
+    // corrupt and the connection must be closed (the specification leaves no way to resynchronise).
+    Expected<std::optional<Message>, WireError> next();
+
+    [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_; }
+    [[nodiscard]] std::size_t pending_fds() const noexcept { return fds_.size(); }
+
+private:
+    std::vector<std::byte> buffer_;
+    std::size_t start_ = 0;  // first unconsumed byte
+    std::size_t end_ = 0;    // one past the last received byte
+    std::deque<Fd> fds_;
+};
+
+}  // namespace afbus

@@ -1,0 +1,68 @@
+// StreamTransport: D-Bus messages over a connected, non-blocking unix stream socket, with SCM_RIGHTS fd
+// passing. Reads as many bytes as the socket has (many messages per recvmsg); writes queued messages with
+// one sendmsg of iovecs (header and body of several messages at once). Queued messages are shared, so a
+// bus can queue one buffer on many peers.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "afbus/expected.hpp"
+#include "afbus/fd.hpp"
+#include "afbus/framer.hpp"
+#include "afbus/message.hpp"
+
+namespace afbus {
+
+struct TransportError {
+    enum class Kind : std::uint8_t {
+        Closed,        // the peer closed its end (orderly EOF, EPIPE or ECONNRESET)
+        Io,            // another errno from recvmsg/sendmsg
+        Corrupt,       // the byte stream is not valid D-Bus (see wire)
+        FdsNotAllowed  // a message carries fds but fd passing was not negotiated
+    };
+    Kind kind;
+    int error_number = 0;
+    WireError wire = WireError::Truncated;
+};
+std::string describe(const TransportError& error);
+
+class StreamTransport {
+public:
+    explicit StreamTransport(Fd socket) : socket_(std::move(socket)) {}
+
+    [[nodiscard]] int fd() const noexcept { return socket_.get(); }
+    // Fd passing, once agreed during authentication.
+    void set_unix_fd_passing(bool on) noexcept { unix_fds_ = on; }
+    [[nodiscard]] bool unix_fd_passing() const noexcept { return unix_fds_; }
+
+    // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).
+    void push_received(std::string_view bytes);
+
+    // Reads what the socket has now, up to `budget` bytes (so one busy peer cannot starve others).
+    // Returns the number of bytes read; 0 means nothing was available (EAGAIN).
+    Expected<std::size_t, TransportError> read(std::size_t budget = 1024 * 1024);
+    // The next complete message already read, if any.
+    Expected<std::optional<Message>, TransportError> next();
+
+    void enqueue(std::shared_ptr<const Message> message);
+    void enqueue(Message message) { enqueue(std::make_shared<const Message>(std::move(message))); }
+    // Writes as much of the queue as the socket takes; true when the queue is empty afterwards.
+    Expected<bool, TransportError> flush();
+    [[nodiscard]] bool wants_write() const noexcept { return !queue_.empty(); }
+    [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    [[nodiscard]] std::size_t queued_messages() const noexcept { return queue_.size(); }
+
+private:
+    Fd socket_;
+    MessageFramer framer_;
+    std::deque<std::shared_ptr<const Message>> queue_;
+    std::size_t head_offset_ = 0;  // bytes of queue_.front() already written
+    std::size_t queued_bytes_ = 0;
+    bool unix_fds_ = false;
+};
+
+}  // namespace afbus

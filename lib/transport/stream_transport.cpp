@@ -1,0 +1,158 @@
+#include "afbus/stream_transport.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace afbus {
+namespace {
+
+constexpr std::size_t kMaxIovecs = 128;  // 64 messages (header + body) per sendmsg
+
+TransportError from_errno(int e) {
+    if (e == EPIPE || e == ECONNRESET) return {TransportError::Kind::Closed, e};
+    return {TransportError::Kind::Io, e};
+}
+
+}  // namespace
+
+std::string describe(const TransportError& error) {
+    switch (error.kind) {
+        case TransportError::Kind::Closed: return "connection closed by peer";
+        case TransportError::Kind::Io: return std::string("I/O error: ") + std::strerror(error.error_number);
+        case TransportError::Kind::Corrupt: return "invalid message: " + std::string(to_string(error.wire));
+        case TransportError::Kind::FdsNotAllowed: return "unix fds sent without negotiating fd passing";
+    }
+    return "transport error";
+}
+
+void StreamTransport::push_received(std::string_view bytes) {
+    auto space = framer_.prepare(bytes.size());
+    std::memcpy(space.data(), bytes.data(), bytes.size());
+    framer_.commit(bytes.size());
+}
+
+Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) {
+    std::size_t total = 0;
+    while (total < budget) {
+        auto space = framer_.prepare();
+        iovec iov{space.data(), space.size()};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        const ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            return Unexpected(from_errno(errno));
+        }
+        // Take ownership of every fd first, so that none leaks whatever happens next.
+        std::vector<Fd> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                fds.emplace_back(fd);
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
+        if (!fds.empty()) {
+            if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
+            framer_.add_fds(std::move(fds));
+        }
+        if (n == 0) {
+            if (total == 0 && framer_.buffered() == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
+            // Deliver what was read; the next read reports the close.
+            if (total == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
+            break;
+        }
+        framer_.commit(static_cast<std::size_t>(n));
+        total += static_cast<std::size_t>(n);
+        if (static_cast<std::size_t>(n) < space.size()) break;  // drained the socket
+    }
+    return total;
+}
+
+Expected<std::optional<Message>, TransportError> StreamTransport::next() {
+    auto m = framer_.next();
+    if (!m) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, m.error()});
+    return std::move(*m);
+}
+
+void StreamTransport::enqueue(std::shared_ptr<const Message> message) {
+    queued_bytes_ += message->size();
+    queue_.push_back(std::move(message));
+}
+
+Expected<bool, TransportError> StreamTransport::flush() {
+    while (!queue_.empty()) {
+        iovec iov[kMaxIovecs];
+        std::size_t iovcnt = 0;
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        msghdr msg{};
+
+        // The fds of a message travel with its first byte, and one sendmsg carries at most one message's
+        // fds, as its first message: the receiver then gets them with that message's bytes.
+        std::size_t skip = head_offset_;
+        for (std::size_t i = 0; i < queue_.size() && iovcnt + 2 <= kMaxIovecs; ++i) {
+            const Message& m = *queue_[i];
+            if (!m.fds().empty()) {
+                if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
+                if (i != 0) break;
+                if (head_offset_ == 0) {
+                    msg.msg_control = control;
+                    msg.msg_controllen = CMSG_SPACE(sizeof(int) * m.fds().size());
+                    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+                    c->cmsg_level = SOL_SOCKET;
+                    c->cmsg_type = SCM_RIGHTS;
+                    c->cmsg_len = CMSG_LEN(sizeof(int) * m.fds().size());
+                    for (std::size_t f = 0; f < m.fds().size(); ++f) {
+                        const int fd = m.fds()[f].get();
+                        std::memcpy(CMSG_DATA(c) + f * sizeof(int), &fd, sizeof fd);
+                    }
+                }
+            }
+            for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()}) {
+                if (skip >= part.size()) {
+                    skip -= part.size();
+                    continue;
+                }
+                iov[iovcnt++] = {const_cast<std::byte*>(part.data() + skip), part.size() - skip};
+                skip = 0;
+            }
+            if (!m.fds().empty()) break;
+        }
+        msg.msg_iov = iov;
+        msg.msg_iovlen = iovcnt;
+        const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            return Unexpected(from_errno(errno));
+        }
+        // Retire what was written.
+        std::size_t written = static_cast<std::size_t>(n);
+        queued_bytes_ -= written;
+        while (written > 0) {
+            const std::size_t left = queue_.front()->size() - head_offset_;
+            if (written >= left) {
+                written -= left;
+                head_offset_ = 0;
+                queue_.pop_front();
+            } else {
+                head_offset_ += written;
+                written = 0;
+            }
+        }
+    }
+    return true;
+}
+
+}  // namespace afbus

@@ -1,0 +1,247 @@
+#include "afbus/stream_transport.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "afbus/framer.hpp"
+#include "afbus/types.hpp"
+#include "afbus/unix_socket.hpp"
+
+namespace afbus {
+namespace {
+
+Message signal_with(std::string text, std::uint32_t serial) {
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, text);
+    auto m = b.build(serial);
+    EXPECT_TRUE(m);
+    return std::move(*m);
+}
+
+void wait_readable(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+}
+
+TEST(MessageFramer, SplitsAByteStreamAtAnyBoundary) {
+    std::vector<std::byte> stream;
+    for (std::uint32_t i = 1; i <= 5; ++i) {
+        auto w = signal_with(std::string(i * 37, 'x'), i).wire();
+        stream.insert(stream.end(), w.begin(), w.end());
+    }
+    for (std::size_t chunk : {1u, 3u, 16u, 100u, 4096u}) {
+        MessageFramer framer;
+        std::vector<std::uint32_t> serials;
+        for (std::size_t at = 0; at < stream.size(); at += chunk) {
+            const std::size_t n = std::min(chunk, stream.size() - at);
+            auto space = framer.prepare(n);
+            std::memcpy(space.data(), stream.data() + at, n);
+            framer.commit(n);
+            for (;;) {
+                auto m = framer.next();
+                ASSERT_TRUE(m);
+                if (!*m) break;
+                serials.push_back((*m)->serial());
+            }
+        }
+        EXPECT_EQ(serials, (std::vector<std::uint32_t>{1, 2, 3, 4, 5})) << "chunk " << chunk;
+        EXPECT_EQ(framer.buffered(), 0u);
+    }
+}
+
+TEST(MessageFramer, CorruptStreamIsAnError) {
+    MessageFramer framer;
+    auto w = signal_with("x", 1).wire();
+    w[0] = std::byte{'?'};
+    auto space = framer.prepare(w.size());
+    std::memcpy(space.data(), w.data(), w.size());
+    framer.commit(w.size());
+    auto m = framer.next();
+    ASSERT_FALSE(m);
+    EXPECT_EQ(m.error(), WireError::BadEndianFlag);
+}
+
+TEST(MessageFramer, MissingFdsAreAnError) {
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd a(p[0]), b(p[1]);
+    auto builder = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(builder, UnixFd(std::move(a)));
+    auto m = builder.build(1);
+    ASSERT_TRUE(m);
+    auto w = m->wire();
+    MessageFramer framer;
+    auto space = framer.prepare(w.size());
+    std::memcpy(space.data(), w.data(), w.size());
+    framer.commit(w.size());
+    EXPECT_EQ(framer.next().error(), WireError::TooManyFds);
+}
+
+TEST(StreamTransport, ManyMessagesOneWriteOneRead) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport sender(std::move(pair->first));
+    StreamTransport receiver(std::move(pair->second));
+    for (std::uint32_t i = 1; i <= 50; ++i) sender.enqueue(signal_with("payload " + std::to_string(i), i));
+    EXPECT_EQ(sender.queued_messages(), 50u);
+    auto flushed = sender.flush();
+    ASSERT_TRUE(flushed);
+    EXPECT_TRUE(*flushed);
+    EXPECT_EQ(sender.queued_bytes(), 0u);
+    wait_readable(receiver.fd());
+    auto n = receiver.read();
+    ASSERT_TRUE(n);
+    std::uint32_t expected = 1;
+    for (;;) {
+        auto m = receiver.next();
+        ASSERT_TRUE(m);
+        if (!*m) break;
+        EXPECT_EQ((*m)->serial(), expected++);
+    }
+    EXPECT_EQ(expected, 51u);
+}
+
+TEST(StreamTransport, SharedMessageQueuedOnSeveralTransports) {
+    auto p1 = stream_socketpair();
+    auto p2 = stream_socketpair();
+    ASSERT_TRUE(p1 && p2);
+    StreamTransport a(std::move(p1->first)), a_peer(std::move(p1->second));
+    StreamTransport b(std::move(p2->first)), b_peer(std::move(p2->second));
+    auto shared = std::make_shared<const Message>(signal_with("broadcast", 9));
+    a.enqueue(shared);
+    b.enqueue(shared);
+    ASSERT_TRUE(a.flush());
+    ASSERT_TRUE(b.flush());
+    for (StreamTransport* t : {&a_peer, &b_peer}) {
+        wait_readable(t->fd());
+        ASSERT_TRUE(t->read());
+        auto m = t->next();
+        ASSERT_TRUE(m && *m);
+        EXPECT_EQ((*m)->serial(), 9u);
+    }
+}
+
+TEST(StreamTransport, LargeMessageSurvivesPartialWrites) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport sender(std::move(pair->first));
+    StreamTransport receiver(std::move(pair->second));
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, std::vector<std::uint8_t>(8 * 1024 * 1024, 0x5a));
+    auto big = b.build(3);
+    ASSERT_TRUE(big);
+    sender.enqueue(std::move(*big));
+    sender.enqueue(signal_with("after", 4));
+    std::vector<std::uint32_t> got;
+    while (got.size() < 2) {
+        auto f = sender.flush();
+        ASSERT_TRUE(f);
+        pollfd p{receiver.fd(), POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, 10000), 1);
+        ASSERT_TRUE(receiver.read());
+        for (;;) {
+            auto m = receiver.next();
+            ASSERT_TRUE(m);
+            if (!*m) break;
+            got.push_back((*m)->serial());
+            if ((*m)->serial() == 3) {
+                auto bytes = std::get<0>(*read_all<std::vector<std::uint8_t>>(**m));
+                EXPECT_EQ(bytes.size(), 8u * 1024 * 1024);
+                EXPECT_EQ(bytes.back(), 0x5a);
+            }
+        }
+    }
+    EXPECT_EQ(got, (std::vector<std::uint32_t>{3, 4}));
+}
+
+TEST(StreamTransport, PassesFdsWithTheirMessage) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport sender(std::move(pair->first));
+    StreamTransport receiver(std::move(pair->second));
+    sender.set_unix_fd_passing(true);
+    receiver.set_unix_fd_passing(true);
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    sender.enqueue(signal_with("before", 1));
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, UnixFd(std::move(write_end)));
+    auto with_fd = b.build(2);
+    ASSERT_TRUE(with_fd);
+    sender.enqueue(std::move(*with_fd));
+    sender.enqueue(signal_with("after", 3));
+    ASSERT_TRUE(sender.flush());
+    std::vector<Message> got;
+    while (got.size() < 3) {
+        wait_readable(receiver.fd());
+        ASSERT_TRUE(receiver.read());
+        for (;;) {
+            auto m = receiver.next();
+            ASSERT_TRUE(m);
+            if (!*m) break;
+            got.push_back(std::move(**m));
+        }
+    }
+    ASSERT_EQ(got[1].fds().size(), 1u);
+    EXPECT_TRUE(got[0].fds().empty());
+    EXPECT_TRUE(got[2].fds().empty());
+    auto fd = std::get<0>(*read_all<UnixFd>(got[1]));
+    ASSERT_EQ(::write(fd.fd().get(), "z", 1), 1);
+    char c;
+    ASSERT_EQ(::read(read_end.get(), &c, 1), 1);
+    EXPECT_EQ(c, 'z');
+}
+
+TEST(StreamTransport, FdsWithoutNegotiationAreRefused) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport sender(std::move(pair->first));
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd a(p[0]), b(p[1]);
+    auto builder = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(builder, UnixFd(std::move(a)));
+    auto m = builder.build(1);
+    ASSERT_TRUE(m);
+    sender.enqueue(std::move(*m));
+    auto r = sender.flush();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, TransportError::Kind::FdsNotAllowed);
+}
+
+TEST(StreamTransport, ReportsClose) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport receiver(std::move(pair->second));
+    pair->first.reset();
+    auto r = receiver.read();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().kind, TransportError::Kind::Closed);
+}
+
+TEST(UnixSocket, ListenConnectAcceptAndCredentials) {
+    const std::string path = std::string(1, '\0') + "afbus-test-" + std::to_string(::getpid());
+    auto listener = listen_unix(path);
+    ASSERT_TRUE(listener) << std::strerror(listener.error());
+    auto client = connect_unix(path);
+    ASSERT_TRUE(client) << std::strerror(client.error());
+    auto server = accept_connection(*listener);
+    ASSERT_TRUE(server);
+    ASSERT_TRUE(server->valid());
+    auto cred = peer_credentials(*server);
+    ASSERT_TRUE(cred);
+    EXPECT_EQ(cred->pid, ::getpid());
+    EXPECT_EQ(cred->uid, ::getuid());
+    EXPECT_EQ(cred->gid, ::getgid());
+    auto none = accept_connection(*listener);
+    ASSERT_TRUE(none);
+    EXPECT_FALSE(none->valid());
+    EXPECT_EQ(connect_unix(std::string(1, '\0') + "afbus-nobody-listens").error(), ECONNREFUSED);
+}
+
+}  // namespace
+}  // namespace afbus
