@@ -1,0 +1,39 @@
+// Pieces of the SASL line protocol shared by SaslClient and SaslServer: CRLF line splitting with a
+// length limit, command splitting and the protocol's hex encoding. Private to libafbus.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace afbus::sasl_detail {
+
+// Lower-case, as DBUS_COOKIE_SHA1 demands and every implementation accepts.
+std::string hex_encode(std::string_view bytes);
+// Either case; an odd length or a non-hex digit is an error (nullopt).
+std::optional<std::string> hex_decode(std::string_view hex);
+
+enum class LineStatus { NeedMore, Line, TooLong, InvalidByte };
+struct LineResult {
+    LineStatus status;
+    std::size_t consumed;
+};
+
+// Appends input to `line` up to and including the next CRLF, never beyond it, so that whatever
+// follows a final line (BEGIN, OK) stays with the caller. On LineStatus::Line, `line` holds the
+// line without its CRLF and the caller clears it after use. max_line_length counts the CRLF.
+LineResult read_line(std::string& line, std::string_view input, std::size_t max_line_length);
+
+struct Command {
+    std::string_view name;
+    std::string_view arguments;  // everything after the first space, may be empty
+};
+
+Command split_command(std::string_view line);
+// Strips the ASCII blanks libdbus tolerates around arguments.
+std::string_view trim(std::string_view text);
+// True for the 32 hex digits of a D-Bus GUID.
+bool is_guid(std::string_view text);
+
+}  // namespace afbus::sasl_detail

@@ -1,0 +1,238 @@
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <limits>
+
+#include "afbus/sasl.hpp"
+#include "sasl/sasl_line.hpp"
+
+namespace afbus {
+
+using sasl_detail::hex_decode;
+using sasl_detail::hex_encode;
+using sasl_detail::LineStatus;
+using sasl_detail::trim;
+
+namespace {
+
+// The EXTERNAL authorization identity is a decimal uid string (the spec allows login names too,
+// which we, like sd-bus, do not accept).
+std::optional<uid_t> parse_uid(std::string_view identity) {
+    if (identity.empty() || identity.size() > 10) return std::nullopt;
+    if (!std::all_of(identity.begin(), identity.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;
+    std::uint64_t value = 0;
+    std::from_chars(identity.data(), identity.data() + identity.size(), value);
+    if (value > std::numeric_limits<uid_t>::max()) return std::nullopt;
+    return static_cast<uid_t>(value);
+}
+
+}  // namespace
+
+SaslServer::SaslServer(SaslServerConfig config) : config_(std::move(config)) {
+    assert(sasl_detail::is_guid(config_.guid));
+    assert(config_.max_line_length >= 64 && config_.max_rejections > 0);
+    rejected_line_ = "REJECTED";
+    std::vector<SaslMechanism> listed;
+    for (SaslMechanism mechanism : config_.mechanisms) {
+        if (!offers(mechanism) || std::find(listed.begin(), listed.end(), mechanism) != listed.end())
+            continue;
+        listed.push_back(mechanism);
+        rejected_line_ += ' ';
+        rejected_line_ += to_string(mechanism);
+    }
+    rejected_line_ += "\r\n";
+}
+
+bool SaslServer::offers(SaslMechanism mechanism) const {
+    if (std::find(config_.mechanisms.begin(), config_.mechanisms.end(), mechanism) ==
+        config_.mechanisms.end())
+        return false;
+    switch (mechanism) {
+        case SaslMechanism::External:
+            return true;
+        case SaslMechanism::Anonymous:
+            return config_.allow_anonymous;
+        // Needs a server-side keyring (cookie creation, locking, expiry) that does not exist yet.
+        case SaslMechanism::DbusCookieSha1:
+            return false;
+    }
+    return false;
+}
+
+std::size_t SaslServer::feed(std::string_view input) {
+    std::size_t consumed = 0;
+    if (state_ == State::WaitingForNul && !input.empty()) {
+        consumed = 1;
+        if (input[0] != '\0') {
+            fail(SaslError::MissingNulByte);
+            return consumed;
+        }
+        state_ = State::WaitingForAuth;
+    }
+    while (consumed < input.size() && !authenticated() && !failed()) {
+        const auto result =
+            sasl_detail::read_line(line_buffer_, input.substr(consumed), config_.max_line_length);
+        consumed += result.consumed;
+        switch (result.status) {
+            case LineStatus::NeedMore:
+                break;
+            case LineStatus::TooLong:
+                fail(SaslError::LineTooLong);
+                break;
+            case LineStatus::InvalidByte:
+                fail(SaslError::InvalidByte);
+                break;
+            case LineStatus::Line: {
+                const std::string line = std::exchange(line_buffer_, {});
+                handle_line(line);
+                break;
+            }
+        }
+    }
+    return consumed;
+}
+
+std::string SaslServer::take_output() {
+    return std::exchange(output_, {});
+}
+
+void SaslServer::handle_line(std::string_view line) {
+    const auto command = sasl_detail::split_command(line);
+    if (command.name == "AUTH") {
+        handle_auth(command.arguments);
+    } else if (command.name == "DATA") {
+        handle_data(command.arguments);
+    } else if (command.name == "BEGIN") {
+        if (state_ == State::WaitingForBegin) {
+            state_ = State::Authenticated;
+        } else {
+            fail(SaslError::BeginBeforeOk);
+        }
+    } else if (command.name == "CANCEL") {
+        if (state_ == State::WaitingForAuth) {
+            send_error("Not currently in an auth conversation");
+        } else {
+            reject();
+        }
+    } else if (command.name == "ERROR") {
+        reject();
+    } else if (command.name == "NEGOTIATE_UNIX_FD") {
+        if (state_ != State::WaitingForBegin) {
+            send_error("Need to authenticate first");
+        } else if (!config_.unix_fd_possible) {
+            send_error("Unix fd passing is not supported on this transport");
+        } else {
+            unix_fd_agreed_ = true;
+            output_ += "AGREE_UNIX_FD\r\n";
+        }
+    } else {
+        send_error("Unknown command");
+    }
+}
+
+void SaslServer::handle_auth(std::string_view arguments) {
+    if (state_ == State::WaitingForData) return send_error("Sent AUTH while another AUTH in progress");
+    if (state_ == State::WaitingForBegin) return send_error("Sent AUTH while expecting BEGIN");
+
+    arguments = trim(arguments);
+    const std::size_t space = arguments.find(' ');
+    const std::string_view name = arguments.substr(0, space);
+    const std::string_view initial_hex =
+        space == std::string_view::npos ? std::string_view() : trim(arguments.substr(space + 1));
+
+    const auto mechanism = sasl_mechanism_from_name(name);
+    if (!mechanism || !offers(*mechanism)) return reject();
+
+    std::optional<std::string> initial_response;
+    if (!initial_hex.empty()) {
+        initial_response = hex_decode(initial_hex);
+        if (!initial_response) return send_error("Invalid hex encoding");
+    }
+    mechanism_ = *mechanism;
+    apply(start_mechanism(*mechanism, initial_response));
+}
+
+void SaslServer::handle_data(std::string_view arguments) {
+    if (state_ == State::WaitingForAuth) return send_error("Not currently in an auth conversation");
+    if (state_ == State::WaitingForBegin) return send_error("Sent DATA while expecting BEGIN");
+
+    const auto response = hex_decode(trim(arguments));
+    if (!response) return send_error("Invalid hex encoding");
+    apply(continue_mechanism(*response));
+}
+
+SaslServer::Step SaslServer::start_mechanism(SaslMechanism mechanism,
+                                             std::optional<std::string_view> initial_response) {
+    switch (mechanism) {
+        case SaslMechanism::External:
+            // No initial response: ask for the identity with an empty challenge, as dbus-daemon does.
+            if (!initial_response) return {Step::Kind::Continue, {}};
+            return external_step(*initial_response);
+        case SaslMechanism::Anonymous:
+            // The RFC 4505 trace is informational only; it proves nothing.
+            authenticated_uid_.reset();
+            return {Step::Kind::Ok, {}};
+        case SaslMechanism::DbusCookieSha1:
+            break;
+    }
+    return {Step::Kind::Reject, {}};
+}
+
+SaslServer::Step SaslServer::continue_mechanism(std::optional<std::string_view> response) {
+    if (mechanism_ == SaslMechanism::External) return external_step(response.value_or(""));
+    return {Step::Kind::Reject, {}};
+}
+
+SaslServer::Step SaslServer::external_step(std::string_view identity) {
+    if (!config_.peer_uid) return {Step::Kind::Reject, {}};
+    // An empty identity means "whoever my credentials say I am".
+    if (!identity.empty() && parse_uid(identity) != config_.peer_uid) return {Step::Kind::Reject, {}};
+    authenticated_uid_ = config_.peer_uid;
+    return {Step::Kind::Ok, {}};
+}
+
+void SaslServer::apply(Step step) {
+    switch (step.kind) {
+        case Step::Kind::Continue:
+            output_ += step.payload.empty() ? "DATA\r\n" : "DATA " + hex_encode(step.payload) + "\r\n";
+            state_ = State::WaitingForData;
+            break;
+        case Step::Kind::Ok:
+            output_ += "OK " + config_.guid + "\r\n";
+            state_ = State::WaitingForBegin;
+            break;
+        case Step::Kind::Reject:
+            reject();
+            break;
+        case Step::Kind::Error:
+            send_error(step.payload);
+            break;
+    }
+}
+
+void SaslServer::reject() {
+    output_ += rejected_line_;
+    state_ = State::WaitingForAuth;
+    mechanism_.reset();
+    authenticated_uid_.reset();
+    unix_fd_agreed_ = false;
+    if (++rejections_ >= config_.max_rejections) fail(SaslError::TooManyRejections);
+}
+
+void SaslServer::send_error(std::string_view explanation) {
+    output_ += "ERROR \"";
+    output_ += explanation;
+    output_ += "\"\r\n";
+}
+
+void SaslServer::fail(SaslError error) {
+    state_ = State::Failed;
+    error_ = error;
+    mechanism_.reset();
+    authenticated_uid_.reset();
+    unix_fd_agreed_ = false;
+    line_buffer_.clear();
+}
+
+}  // namespace afbus
