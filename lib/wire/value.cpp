@@ -189,7 +189,7 @@ Expected<void, WireError> encode_value(Encoder& e, const Value& v) {
 
 Expected<Value, WireError> decode_value(Decoder& d, std::string_view type) {
     auto failed = [&d]() -> Expected<Value, WireError> { return Unexpected(d.error()); };
-    const std::string t(type.substr(0, complete_type_length(type)));
+    const std::string_view t = type.substr(0, complete_type_length(type));
     switch (t[0]) {
         case 'y': {
             std::uint8_t v;
@@ -225,7 +225,7 @@ Expected<Value, WireError> decode_value(Decoder& d, std::string_view type) {
         case 's': case 'o': {
             std::string_view s;
             if (!d.read_string(s)) return failed();
-            return Value(t, std::string(s));
+            return Value(std::string(t), std::string(s));
         }
         case 'g': {
             std::string_view s;
@@ -241,7 +241,7 @@ Expected<Value, WireError> decode_value(Decoder& d, std::string_view type) {
             return Value::variant(std::move(*value));
         }
         case 'a': {
-            const std::string_view element = std::string_view(t).substr(1);
+            const std::string_view element = t.substr(1);
             std::uint32_t length;
             if (!d.read_u32(length)) return failed();
             if (length > kMaxArrayLength) return Unexpected(WireError::ArrayTooLong);
@@ -255,7 +255,7 @@ Expected<Value, WireError> decode_value(Decoder& d, std::string_view type) {
                 elements.push_back(std::move(*e));
             }
             if (d.pos() != end) return Unexpected(WireError::ArrayLengthMismatch);
-            return Value(t, std::move(elements));
+            return Value(std::string(t), std::move(elements));
         }
         case '(':
         case '{': {
@@ -263,12 +263,12 @@ Expected<Value, WireError> decode_value(Decoder& d, std::string_view type) {
             std::vector<Value> fields;
             std::size_t at = 1;
             while (t[at] != ')' && t[at] != '}') {
-                auto f = decode_value(d, std::string_view(t).substr(at));
+                auto f = decode_value(d, t.substr(at));
                 if (!f) return f;
                 at += f->type().size();
                 fields.push_back(std::move(*f));
             }
-            return Value(t, std::move(fields));
+            return Value(std::string(t), std::move(fields));
         }
         default:
             return Unexpected(WireError::SignatureBadTypeCode);

@@ -49,9 +49,8 @@ public:
         append_with_nul(s);
     }
     void put_bytes(const void* data, std::size_t n) {
-        const std::size_t old = buf_.size();
-        buf_.resize(old + n);
-        if (n != 0) std::memcpy(buf_.data() + old, data, n);
+        const auto* p = static_cast<const std::byte*>(data);
+        buf_.insert(buf_.end(), p, p + n);  // one pass: no zero-fill before the copy
     }
 
     // Arrays: begin writes the length placeholder and the padding to the element alignment (present even

@@ -58,6 +58,13 @@ public:
         return has_value() ? value() : static_cast<T>(std::forward<U>(fallback));
     }
 
+    // As std::expected: equal to a value when it holds an equal one.
+    template <class U>
+        requires(!std::is_same_v<std::remove_cvref_t<U>, Expected>)
+    friend constexpr bool operator==(const Expected& x, const U& v) {
+        return x.has_value() && x.value() == v;
+    }
+
 private:
     std::variant<T, E> storage_;
 };

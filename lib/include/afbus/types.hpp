@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -321,6 +322,28 @@ struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
                 return true;
             });
         }
+    }
+};
+
+// "ay" borrowed from the message (valid as long as the message lives), or appended without a copy of its own.
+template <>
+struct Codec<std::span<const std::uint8_t>> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<2> signature{"ay"};
+    static void encode(MessageBuilder& b, std::span<const std::uint8_t> v) {
+        auto mark = b.body().begin_array(1);
+        b.body().put_bytes(v.data(), v.size());
+        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+    }
+    static bool decode(MessageReader& r, std::span<const std::uint8_t>& v) {
+        Decoder& d = r.decoder();
+        std::uint32_t length;
+        if (!d.read_u32(length)) return false;
+        if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
+        const std::byte* bytes;
+        if (!d.read_bytes(length, bytes)) return false;
+        v = {reinterpret_cast<const std::uint8_t*>(bytes), length};
+        return true;
     }
 };
 

@@ -1,0 +1,459 @@
+#include "afbus/connection.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "afbus/address.hpp"
+#include "afbus/sasl.hpp"
+#include "afbus/types.hpp"
+#include "afbus/unix_socket.hpp"
+#include "connection_state.hpp"
+
+namespace afbus {
+
+using detail::Clock;
+using detail::ConnectionState;
+
+namespace {
+
+constexpr std::string_view kBusName = "org.freedesktop.DBus";
+constexpr std::string_view kBusPath = "/org/freedesktop/DBus";
+constexpr std::string_view kBusInterface = "org.freedesktop.DBus";
+
+Error wire_error(WireError e) { return make_error(error_names::kInconsistentMessage, std::string(to_string(e))); }
+
+Error transport_error(const TransportError& e) {
+    if (e.kind == TransportError::Kind::Closed) return make_error(error_names::kDisconnected, "Connection closed by peer");
+    return make_error(error_names::kDisconnected, describe(e));
+}
+
+int poll_timeout_ms(Clock::time_point deadline) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return 0;
+    return left > 60'000 ? 60'000 : static_cast<int>(left) + 1;
+}
+
+// Waits until `fd` is ready for `events` or the deadline passes; false on timeout.
+Expected<bool, Error> wait_fd(int fd, short events, Clock::time_point deadline) {
+    for (;;) {
+        pollfd p{fd, events, 0};
+        const int timeout = poll_timeout_ms(deadline);
+        const int r = ::poll(&p, 1, timeout);
+        if (r > 0) return true;
+        if (r < 0 && errno != EINTR) return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
+        if (r == 0 && Clock::now() >= deadline) return false;
+    }
+}
+
+// The blocking SASL conversation, EXTERNAL with our uid (and ANONYMOUS as a fallback where offered).
+Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectOptions& options,
+                                          Clock::time_point deadline) {
+    SaslClientConfig config;
+    config.mechanisms = {SaslMechanism::External, SaslMechanism::Anonymous};
+    config.uid = ::getuid();
+    config.negotiate_unix_fd = options.negotiate_unix_fds;
+    SaslClient sasl(std::move(config));
+    std::string leftover;
+    const int fd = state.transport.fd();
+    std::string out = sasl.take_output();
+    for (;;) {
+        while (!out.empty()) {
+            const ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+            if (n >= 0) {
+                out.erase(0, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN) return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
+            auto ready = wait_fd(fd, POLLOUT, deadline);
+            if (!ready) return Unexpected(ready.error());
+            if (!*ready) return Unexpected(make_error(error_names::kTimeout, "Authentication timed out"));
+        }
+        if (sasl.authenticated()) break;
+        if (sasl.failed()) {
+            return Unexpected(make_error(error_names::kAuthFailed,
+                                         "Authentication failed: " + std::string(to_string(*sasl.error()))));
+        }
+        auto ready = wait_fd(fd, POLLIN, deadline);
+        if (!ready) return Unexpected(ready.error());
+        if (!*ready) return Unexpected(make_error(error_names::kTimeout, "Authentication timed out"));
+        char buf[4096];
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n == 0) return Unexpected(make_error(error_names::kAuthFailed, "Connection closed during authentication"));
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
+        }
+        const std::string_view input(buf, static_cast<std::size_t>(n));
+        const std::size_t used = sasl.feed(input);
+        // The server may already have sent messages after the last auth line.
+        if (sasl.authenticated()) leftover.assign(input.substr(used));
+        out += sasl.take_output();
+    }
+    state.transport.set_unix_fd_passing(sasl.unix_fd_agreed());
+    state.guid = sasl.server_guid();
+    return leftover;
+}
+
+Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEntry& entry, const ConnectOptions& options) {
+    if (auto ok = check_connectable(entry); !ok)
+        return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(ok.error()))));
+    if (entry.transport() != "unix")
+        return Unexpected(make_error(error_names::kNotSupported, "Transport '" + entry.transport() + "' is not supported"));
+    auto path = unix_socket_path(entry, process_environment());
+    if (!path) return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(path.error()))));
+    auto fd = connect_unix(*path);
+    if (!fd) {
+        const bool absent = fd.error() == ENOENT || fd.error() == ECONNREFUSED;
+        return Unexpected(make_error(absent ? error_names::kFileNotFound : error_names::kNoServer,
+                                     "Failed to connect to socket " + entry.to_string() + ": " + std::strerror(fd.error())));
+    }
+    auto state = std::make_shared<ConnectionState>(std::move(*fd));
+    state->bus = options.bus;
+    const auto deadline = Clock::now() + options.timeout;
+    auto leftover = authenticate(*state, options, deadline);
+    if (!leftover) return Unexpected(leftover.error());
+    if (!leftover->empty()) state->transport.push_received(*leftover);
+    if (options.bus) {
+        auto hello = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "Hello").build();
+        if (!hello) return Unexpected(wire_error(hello.error()));
+        auto serial = state->send(std::move(*hello));
+        if (!serial) return Unexpected(serial.error());
+        auto reply = state->wait_for_reply(*serial, deadline);
+        if (!reply) return Unexpected(reply.error());
+        auto name = read_all<std::string>(*reply);
+        if (!name) return Unexpected(make_error(error_names::kInconsistentMessage, "Hello reply is not a string"));
+        state->unique_name = std::get<0>(*name);
+    }
+    return state;
+}
+
+}  // namespace
+
+namespace detail {
+
+Expected<Message, Error> reply_to_result(Message reply) {
+    if (reply.type() != MessageType::Error) return reply;
+    Error e{std::string(reply.error_name()), {}};
+    MessageReader r(reply);
+    std::string text;
+    if (reply.signature().starts_with("s") && read(r, text)) e.message = std::move(text);
+    return Unexpected(std::move(e));
+}
+
+Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
+    if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Not connected"));
+    if (!message.fds().empty() && !transport.unix_fd_passing())
+        return Unexpected(make_error(error_names::kNotSupported, "This connection cannot pass unix fds"));
+    const std::uint32_t serial = next_serial++;
+    if (next_serial == 0) next_serial = 1;
+    message.set_serial(serial);
+    transport.enqueue(std::move(message));
+    if (auto r = flush(); !r) return Unexpected(r.error());
+    return serial;
+}
+
+Expected<void, Error> ConnectionState::flush() {
+    if (!connected) return {};
+    auto r = transport.flush();
+    if (!r) {
+        const Error e = transport_error(r.error());
+        disconnect(e);
+        return Unexpected(e);
+    }
+    return {};
+}
+
+Expected<void, Error> ConnectionState::read_available() {
+    if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Not connected"));
+    auto n = transport.read();
+    std::optional<Error> failure;
+    if (!n) failure = transport_error(n.error());
+    // Keep every complete message that arrived before a failure.
+    for (;;) {
+        auto m = transport.next();
+        if (!m) {
+            failure = transport_error(m.error());
+            break;
+        }
+        if (!*m) break;
+        incoming.push_back(std::move(**m));
+    }
+    if (failure) {
+        disconnect(*failure);
+        return Unexpected(*failure);
+    }
+    return {};
+}
+
+Expected<void, Error> ConnectionState::pump(Clock::time_point deadline) {
+    if (auto r = flush(); !r) return r;
+    short events = POLLIN;
+    if (transport.wants_write()) events |= POLLOUT;
+    auto ready = wait_fd(transport.fd(), events, deadline);
+    if (!ready) return Unexpected(ready.error());
+    if (!*ready) return {};
+    return read_available();
+}
+
+Expected<Message, Error> ConnectionState::wait_for_reply(std::uint32_t serial, Clock::time_point deadline) {
+    for (;;) {
+        for (auto it = incoming.begin(); it != incoming.end(); ++it) {
+            if ((it->type() == MessageType::MethodReturn || it->type() == MessageType::Error) &&
+                it->reply_serial() == serial) {
+                Message reply = std::move(*it);
+                incoming.erase(it);
+                return reply_to_result(std::move(reply));
+            }
+        }
+        if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Connection is closed"));
+        if (Clock::now() >= deadline) {
+            return Unexpected(make_error(error_names::kNoReply,
+                                         "Did not receive a reply. Possible causes include: the remote application "
+                                         "did not send a reply, the message bus security policy blocked the reply, "
+                                         "the reply timeout expired, or the network connection was broken."));
+        }
+        auto r = pump(deadline);
+        if (!r && !connected) continue;  // report through the loop's checks, after looking at what arrived
+        if (!r) return Unexpected(r.error());
+    }
+}
+
+void ConnectionState::expire_calls(Clock::time_point now) {
+    std::vector<Connection::ReplyHandler> expired;
+    for (auto it = pending.begin(); it != pending.end();) {
+        if (it->second.deadline <= now) {
+            expired.push_back(std::move(it->second.handler));
+            it = pending.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& handler : expired) handler(Unexpected(make_error(error_names::kNoReply, "Method call timed out")));
+}
+
+void ConnectionState::disconnect(const Error& why) {
+    if (!connected) return;
+    connected = false;
+    auto calls = std::move(pending);
+    pending.clear();
+    for (auto& [serial, call] : calls) call.handler(Unexpected(why));
+}
+
+void ConnectionState::release(std::uint64_t id) {
+    for (auto it = pending.begin(); it != pending.end(); ++it) {
+        if (it->second.id == id) {
+            pending.erase(it);
+            return;
+        }
+    }
+    if (auto it = subscriptions.find(id); it != subscriptions.end()) {
+        const std::shared_ptr<Subscription> sub = it->second;
+        subscriptions.erase(it);
+        if (sub->on_bus && connected) {
+            auto b = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "RemoveMatch");
+            append(b, sub->text);
+            b.no_reply_expected();
+            if (auto m = b.build()) (void)send(std::move(*m));
+        }
+        return;
+    }
+    exports.erase(id);
+}
+
+void ConnectionState::dispatch(Message message) {
+    // Keep ourselves alive: a handler may drop the last Connection reference's slots.
+    const auto self = shared_from_this();
+    if ((message.type() == MessageType::MethodReturn || message.type() == MessageType::Error) && message.reply_serial()) {
+        if (auto it = pending.find(*message.reply_serial()); it != pending.end()) {
+            auto handler = std::move(it->second.handler);
+            pending.erase(it);
+            handler(reply_to_result(std::move(message)));
+            return;
+        }
+    }
+    // Collect first, then call: a handler may add or drop subscriptions.
+    std::vector<std::shared_ptr<Subscription>> matched;
+    for (const auto& [id, sub] : subscriptions)
+        if (sub->rule.matches(message, false)) matched.push_back(sub);
+    for (const auto& sub : matched) sub->handler(message);
+    if (message.type() == MessageType::MethodCall) dispatch_method_call(message);
+}
+
+}  // namespace detail
+
+// --- Slot ---
+
+Slot& Slot::operator=(Slot&& other) noexcept {
+    if (this != &other) {
+        release();
+        owner_ = std::move(other.owner_);
+        id_ = std::exchange(other.id_, 0);
+    }
+    return *this;
+}
+
+void Slot::release() noexcept {
+    if (id_ == 0) return;
+    if (auto owner = owner_.lock()) owner->release(id_);
+    id_ = 0;
+    owner_.reset();
+}
+
+// --- Connection ---
+
+Connection::Connection(std::shared_ptr<ConnectionState> state) : state_(std::move(state)) {}
+Connection::~Connection() = default;
+
+Expected<std::unique_ptr<Connection>, Error> Connection::open(std::string_view address, ConnectOptions options) {
+    auto entries = parse_address_list(address);
+    if (!entries) {
+        return Unexpected(make_error(error_names::kBadAddress,
+                                     "Invalid address '" + std::string(address) + "': " + std::string(to_string(entries.error()))));
+    }
+    Error last = make_error(error_names::kBadAddress, "Empty address");
+    for (const AddressEntry& entry : *entries) {
+        auto state = connect_entry(entry, options);
+        if (state) return std::unique_ptr<Connection>(new Connection(std::move(*state)));
+        last = state.error();
+    }
+    return Unexpected(last);
+}
+
+Expected<std::unique_ptr<Connection>, Error> Connection::open_session(ConnectOptions options) {
+    auto entries = session_bus_address(process_environment());
+    if (!entries) return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(entries.error()))));
+    return open(to_string(*entries), options);
+}
+
+Expected<std::unique_ptr<Connection>, Error> Connection::open_system(ConnectOptions options) {
+    auto entries = system_bus_address(process_environment());
+    if (!entries) return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(entries.error()))));
+    return open(to_string(*entries), options);
+}
+
+const std::string& Connection::unique_name() const { return state_->unique_name; }
+const std::string& Connection::server_guid() const { return state_->guid; }
+bool Connection::unix_fd_passing() const { return state_->transport.unix_fd_passing(); }
+bool Connection::connected() const { return state_->connected; }
+int Connection::fd() const { return state_->transport.fd(); }
+
+short Connection::poll_events() const {
+    short events = POLLIN;
+    if (state_->transport.wants_write()) events |= POLLOUT;
+    return events;
+}
+
+std::optional<std::chrono::steady_clock::time_point> Connection::next_deadline() const {
+    // Messages already read (e.g. during a blocking call) are due now.
+    if (!state_->incoming.empty()) return Clock::now();
+    std::optional<Clock::time_point> next;
+    for (const auto& [serial, call] : state_->pending)
+        if (!next || call.deadline < *next) next = call.deadline;
+    return next;
+}
+
+Expected<std::uint32_t, Error> Connection::send(Message message) { return state_->send(std::move(message)); }
+
+Expected<Message, Error> Connection::call(Message message, std::chrono::milliseconds timeout) {
+    auto serial = state_->send(std::move(message));
+    if (!serial) return Unexpected(serial.error());
+    return state_->wait_for_reply(*serial, Clock::now() + timeout);
+}
+
+Expected<Slot, Error> Connection::call_async(Message message, ReplyHandler handler, std::chrono::milliseconds timeout) {
+    auto serial = state_->send(std::move(message));
+    if (!serial) return Unexpected(serial.error());
+    const std::uint64_t id = state_->next_id++;
+    state_->pending[*serial] = {id, std::move(handler), Clock::now() + timeout};
+    return Slot(state_, id);
+}
+
+Expected<Slot, Error> Connection::subscribe(std::string_view match_rule, MessageHandler handler) {
+    auto rule = MatchRule::parse(match_rule);
+    if (!rule) {
+        return Unexpected(make_error(error_names::kMatchRuleInvalid,
+                                     "Invalid match rule '" + std::string(match_rule) + "': " + std::string(to_string(rule.error()))));
+    }
+    auto sub = std::make_shared<ConnectionState::Subscription>(
+        ConnectionState::Subscription{std::move(*rule), std::string(match_rule), std::move(handler), state_->bus});
+    if (state_->bus) {
+        auto b = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "AddMatch");
+        append(b, sub->text);
+        auto m = b.build();
+        if (!m) return Unexpected(wire_error(m.error()));
+        auto reply = call(std::move(*m));
+        if (!reply) return Unexpected(reply.error());
+    }
+    const std::uint64_t id = state_->next_id++;
+    state_->subscriptions.emplace(id, std::move(sub));
+    return Slot(state_, id);
+}
+
+Expected<RequestNameReply, Error> Connection::request_name(std::string_view name, std::uint32_t flags) {
+    auto b = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "RequestName");
+    append(b, name, flags);
+    auto m = b.build();
+    if (!m) return Unexpected(wire_error(m.error()));
+    auto reply = call(std::move(*m));
+    if (!reply) return Unexpected(reply.error());
+    auto code = read_all<std::uint32_t>(*reply);
+    if (!code) return Unexpected(make_error(error_names::kInconsistentMessage, "RequestName reply is not a uint32"));
+    return static_cast<RequestNameReply>(std::get<0>(*code));
+}
+
+Expected<ReleaseNameReply, Error> Connection::release_name(std::string_view name) {
+    auto b = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "ReleaseName");
+    append(b, name);
+    auto m = b.build();
+    if (!m) return Unexpected(wire_error(m.error()));
+    auto reply = call(std::move(*m));
+    if (!reply) return Unexpected(reply.error());
+    auto code = read_all<std::uint32_t>(*reply);
+    if (!code) return Unexpected(make_error(error_names::kInconsistentMessage, "ReleaseName reply is not a uint32"));
+    return static_cast<ReleaseNameReply>(std::get<0>(*code));
+}
+
+Expected<void, Error> Connection::process() {
+    if (!state_->connected) return Unexpected(make_error(error_names::kDisconnected, "Connection is closed"));
+    auto r = state_->read_available();
+    // Dispatch what arrived even if the connection then failed.
+    while (!state_->incoming.empty()) {
+        Message m = std::move(state_->incoming.front());
+        state_->incoming.pop_front();
+        state_->dispatch(std::move(m));
+    }
+    state_->expire_calls(Clock::now());
+    if (!r) return r;
+    return state_->flush();
+}
+
+Expected<void, Error> Connection::run() {
+    state_->stopping = false;
+    while (!state_->stopping) {
+        auto r = run_until([this] { return state_->stopping; }, std::chrono::hours(24));
+        if (!r) return Unexpected(r.error());
+    }
+    return {};
+}
+
+Expected<bool, Error> Connection::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+        if (auto r = process(); !r) return Unexpected(r.error());
+        if (done()) return true;
+        auto wake = deadline;
+        if (auto next = next_deadline(); next && *next < wake) wake = *next;
+        if (Clock::now() >= deadline) return false;
+        auto ready = wait_fd(fd(), poll_events(), wake);
+        if (!ready) return Unexpected(ready.error());
+    }
+}
+
+void Connection::stop() { state_->stopping = true; }
+
+}  // namespace afbus

@@ -1,0 +1,68 @@
+// Internal state of a Connection, shared with its Slots through weak pointers.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "afbus/connection.hpp"
+#include "afbus/match_rule.hpp"
+#include "afbus/stream_transport.hpp"
+
+namespace afbus::detail {
+
+using Clock = std::chrono::steady_clock;
+
+class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
+public:
+    explicit ConnectionState(Fd socket) : transport(std::move(socket)) {}
+
+    struct PendingCall {
+        std::uint64_t id;
+        Connection::ReplyHandler handler;
+        Clock::time_point deadline;
+    };
+    struct Subscription {
+        MatchRule rule;
+        std::string text;
+        Connection::MessageHandler handler;
+        bool on_bus;
+    };
+    struct Export {
+        std::string path;
+        std::shared_ptr<const Interface> interface;
+    };
+
+    StreamTransport transport;
+    std::string unique_name;
+    std::string guid;
+    bool bus = true;
+    bool connected = true;
+    bool stopping = false;
+    std::uint32_t next_serial = 1;
+    std::uint64_t next_id = 1;
+    std::deque<Message> incoming;  // read, not yet dispatched
+    std::map<std::uint32_t, PendingCall> pending;  // by serial
+    std::map<std::uint64_t, std::shared_ptr<Subscription>> subscriptions;
+    std::map<std::uint64_t, Export> exports;
+
+    Expected<std::uint32_t, Error> send(Message message);
+    // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`.
+    Expected<void, Error> pump(Clock::time_point deadline);
+    // Non-blocking: reads what is there into `incoming`.
+    Expected<void, Error> read_available();
+    Expected<void, Error> flush();
+    Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline);
+    void dispatch(Message message);
+    void dispatch_method_call(const Message& call);
+    void expire_calls(Clock::time_point now);
+    void disconnect(const Error& why);
+    void release(std::uint64_t id);
+};
+
+// An error reply as an Error; anything else as itself.
+Expected<Message, Error> reply_to_result(Message reply);
+
+}  // namespace afbus::detail

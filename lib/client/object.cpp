@@ -1,0 +1,301 @@
+// Exported objects: method dispatch with signature checks, org.freedesktop.DBus.Properties,
+// .Introspectable and .Peer.
+#include "afbus/object.hpp"
+
+#include <fstream>
+#include <set>
+
+#include "afbus/connection.hpp"
+#include "connection_state.hpp"
+
+namespace afbus {
+
+using detail::ConnectionState;
+
+std::string joined_signature(const std::vector<Argument>& arguments) {
+    std::string s;
+    for (const Argument& a : arguments) s += a.signature;
+    return s;
+}
+
+namespace {
+
+constexpr std::string_view kPropertiesInterface = "org.freedesktop.DBus.Properties";
+constexpr std::string_view kIntrospectableInterface = "org.freedesktop.DBus.Introspectable";
+constexpr std::string_view kPeerInterface = "org.freedesktop.DBus.Peer";
+
+std::string xml_escape(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        switch (c) {
+            case '<': out += "&lt;"; break;
+            case '>': out += "&gt;"; break;
+            case '&': out += "&amp;"; break;
+            case '"': out += "&quot;"; break;
+            default: out += c;
+        }
+    }
+    return out;
+}
+
+void append_args(std::string& xml, const std::vector<Argument>& args, const char* direction) {
+    for (const Argument& a : args) {
+        xml += "      <arg";
+        if (!a.name.empty()) xml += " name=\"" + xml_escape(a.name) + "\"";
+        xml += " type=\"" + xml_escape(a.signature) + "\"";
+        if (direction) xml += std::string(" direction=\"") + direction + "\"";
+        xml += "/>\n";
+    }
+}
+
+constexpr std::string_view kStandardInterfacesXml =
+    "  <interface name=\"org.freedesktop.DBus.Peer\">\n"
+    "    <method name=\"Ping\"/>\n"
+    "    <method name=\"GetMachineId\">\n      <arg name=\"machine_uuid\" type=\"s\" direction=\"out\"/>\n    </method>\n"
+    "  </interface>\n"
+    "  <interface name=\"org.freedesktop.DBus.Introspectable\">\n"
+    "    <method name=\"Introspect\">\n      <arg name=\"xml_data\" type=\"s\" direction=\"out\"/>\n    </method>\n"
+    "  </interface>\n"
+    "  <interface name=\"org.freedesktop.DBus.Properties\">\n"
+    "    <method name=\"Get\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
+    "      <arg name=\"property_name\" type=\"s\" direction=\"in\"/>\n      <arg name=\"value\" type=\"v\" direction=\"out\"/>\n    </method>\n"
+    "    <method name=\"GetAll\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
+    "      <arg name=\"props\" type=\"a{sv}\" direction=\"out\"/>\n    </method>\n"
+    "    <method name=\"Set\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
+    "      <arg name=\"property_name\" type=\"s\" direction=\"in\"/>\n      <arg name=\"value\" type=\"v\" direction=\"in\"/>\n    </method>\n"
+    "    <signal name=\"PropertiesChanged\">\n      <arg name=\"interface_name\" type=\"s\"/>\n"
+    "      <arg name=\"changed_properties\" type=\"a{sv}\"/>\n      <arg name=\"invalidated_properties\" type=\"as\"/>\n    </signal>\n"
+    "  </interface>\n";
+
+std::string introspect(const ConnectionState& state, std::string_view path) {
+    std::string xml =
+        "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
+        " \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n";
+    bool has_interfaces = false;
+    std::set<std::string> children;
+    const std::string prefix = path == "/" ? "/" : std::string(path) + "/";
+    for (const auto& [id, e] : state.exports) {
+        if (e.path == path) {
+            has_interfaces = true;
+            const Interface& iface = *e.interface;
+            xml += "  <interface name=\"" + xml_escape(iface.name) + "\">\n";
+            for (const Method& m : iface.methods) {
+                xml += "    <method name=\"" + xml_escape(m.name) + "\">\n";
+                append_args(xml, m.in, "in");
+                append_args(xml, m.out, "out");
+                xml += "    </method>\n";
+            }
+            for (const SignalDescription& s : iface.signals) {
+                xml += "    <signal name=\"" + xml_escape(s.name) + "\">\n";
+                append_args(xml, s.args, nullptr);
+                xml += "    </signal>\n";
+            }
+            for (const Property& p : iface.properties) {
+                const char* access = p.access == Property::Access::Read    ? "read"
+                                     : p.access == Property::Access::Write ? "write"
+                                                                           : "readwrite";
+                xml += "    <property name=\"" + xml_escape(p.name) + "\" type=\"" + xml_escape(p.signature) +
+                       "\" access=\"" + access + "\"/>\n";
+            }
+            xml += "  </interface>\n";
+        } else if (e.path.starts_with(prefix)) {
+            const std::string_view rest = std::string_view(e.path).substr(prefix.size());
+            children.insert(std::string(rest.substr(0, rest.find('/'))));
+        }
+    }
+    if (has_interfaces) xml += kStandardInterfacesXml;
+    for (const std::string& child : children) xml += "  <node name=\"" + xml_escape(child) + "\"/>\n";
+    xml += "</node>\n";
+    return xml;
+}
+
+std::string machine_id() {
+    for (const char* file : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+        std::ifstream in(file);
+        std::string id;
+        if (in >> id && id.size() == 32) return id;
+    }
+    return {};
+}
+
+const Property* find_property(const Interface& iface, std::string_view name) {
+    for (const Property& p : iface.properties)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+}  // namespace
+
+void ConnectionState::dispatch_method_call(const Message& call) {
+    const std::string_view path = call.path();
+    const std::string_view iface_name = call.interface();
+    const std::string_view member = call.member();
+
+    // Interfaces at this path, kept alive while handlers run (they may unexport themselves).
+    std::vector<std::shared_ptr<const Interface>> interfaces;
+    bool has_children = false;
+    const std::string prefix = path == "/" ? "/" : std::string(path) + "/";
+    for (const auto& [id, e] : exports) {
+        if (e.path == path) interfaces.push_back(e.interface);
+        else if (e.path.starts_with(prefix)) has_children = true;
+    }
+
+    auto reply = MessageBuilder::method_return(call);
+    std::optional<Error> error;
+    auto finish = [&] {
+        if (!call.expects_reply()) return;
+        if (error) {
+            auto m = MessageBuilder::error(call, error->name, error->message).build();
+            if (m) (void)send(std::move(*m));
+            return;
+        }
+        auto m = reply.build();
+        if (m) {
+            (void)send(std::move(*m));
+        } else {
+            auto e = MessageBuilder::error(call, error_names::kFailed,
+                                           "Could not build the reply: " + std::string(to_string(m.error()))).build();
+            if (e) (void)send(std::move(*e));
+        }
+    };
+    auto fail = [&](std::string_view name, std::string text) {
+        error = make_error(name, std::move(text));
+        finish();
+    };
+
+    if (iface_name == kPeerInterface) {
+        if (member == "Ping" && call.signature().empty()) return finish();
+        if (member == "GetMachineId" && call.signature().empty()) {
+            append(reply, machine_id());
+            return finish();
+        }
+        return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on org.freedesktop.DBus.Peer");
+    }
+    if (interfaces.empty() && !(has_children && iface_name == kIntrospectableInterface) &&
+        !(has_children && iface_name.empty() && member == "Introspect")) {
+        return fail(error_names::kUnknownObject, "Unknown object '" + std::string(path) + "'.");
+    }
+    if (iface_name == kIntrospectableInterface || (iface_name.empty() && member == "Introspect")) {
+        if (member != "Introspect" || !call.signature().empty())
+            return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "'");
+        append(reply, introspect(*this, path));
+        return finish();
+    }
+    if (iface_name == kPropertiesInterface) {
+        auto find_interface = [&](std::string_view name) -> const Interface* {
+            for (const auto& i : interfaces)
+                if (i->name == name) return i.get();
+            return nullptr;
+        };
+        MessageReader r(call);
+        std::string interface, property;
+        if (member == "Get" && call.signature() == "ss" && read(r, interface, property)) {
+            const Interface* i = find_interface(interface);
+            if (!i) return fail(error_names::kUnknownInterface, "Unknown interface '" + interface + "'.");
+            const Property* p = find_property(*i, property);
+            if (!p) return fail(error_names::kUnknownProperty, "Unknown property '" + property + "'.");
+            if (p->access == Property::Access::Write || !p->get)
+                return fail(error_names::kAccessDenied, "Property '" + property + "' is not readable.");
+            append(reply, p->get());
+            return finish();
+        }
+        if (member == "GetAll" && call.signature() == "s" && read(r, interface)) {
+            const Interface* i = find_interface(interface);
+            if (!i) return fail(error_names::kUnknownInterface, "Unknown interface '" + interface + "'.");
+            std::map<std::string, Variant> all;
+            for (const Property& p : i->properties)
+                if (p.access != Property::Access::Write && p.get) all.emplace(p.name, p.get());
+            append(reply, all);
+            return finish();
+        }
+        Variant value;
+        if (member == "Set" && call.signature() == "ssv" && read(r, interface, property, value)) {
+            const Interface* i = find_interface(interface);
+            if (!i) return fail(error_names::kUnknownInterface, "Unknown interface '" + interface + "'.");
+            const Property* p = find_property(*i, property);
+            if (!p) return fail(error_names::kUnknownProperty, "Unknown property '" + property + "'.");
+            if (p->access == Property::Access::Read || !p->set)
+                return fail(error_names::kPropertyReadOnly, "Property '" + property + "' is not writable.");
+            if (value.type() != p->signature) {
+                return fail(error_names::kInvalidArgs, "Property '" + property + "' has type '" + p->signature +
+                                                           "', not '" + std::string(value.type()) + "'.");
+            }
+            if (auto set = p->set(value); !set) {
+                error = set.error();
+                return finish();
+            }
+            return finish();
+        }
+        return fail(error_names::kInvalidArgs, "Invalid arguments for '" + std::string(member) + "' of org.freedesktop.DBus.Properties");
+    }
+
+    const Method* method = nullptr;
+    bool interface_known = iface_name.empty();
+    for (const auto& i : interfaces) {
+        if (!iface_name.empty() && i->name != iface_name) continue;
+        interface_known = true;
+        for (const Method& m : i->methods) {
+            if (m.name == member) {
+                method = &m;
+                break;
+            }
+        }
+        if (method) break;
+    }
+    if (!interface_known) return fail(error_names::kUnknownInterface, "Unknown interface '" + std::string(iface_name) + "'.");
+    if (!method) {
+        return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' or interface '" +
+                                                     std::string(iface_name) + "'.");
+    }
+    const std::string expected = joined_signature(method->in);
+    if (call.signature() != expected) {
+        return fail(error_names::kInvalidArgs, "Invalid arguments '" + std::string(call.signature()) + "' to call " +
+                                                   std::string(iface_name) + "." + std::string(member) +
+                                                   "(), expecting '" + expected + "'.");
+    }
+    // Keep the interface alive during the handler.
+    std::shared_ptr<const Interface> owner;
+    for (const auto& i : interfaces)
+        for (const Method& m : i->methods)
+            if (&m == method) owner = i;
+    if (auto r = method->handler(call, reply); !r) error = r.error();
+    finish();
+}
+
+Expected<Slot, Error> Connection::export_interface(std::string_view path, Interface interface) {
+    if (!is_valid_object_path(path)) return Unexpected(make_error(error_names::kInvalidArgs, "Invalid object path '" + std::string(path) + "'"));
+    if (!is_valid_interface_name(interface.name))
+        return Unexpected(make_error(error_names::kInvalidArgs, "Invalid interface name '" + interface.name + "'"));
+    for (const auto& [id, e] : state_->exports) {
+        if (e.path == path && e.interface->name == interface.name)
+            return Unexpected(make_error(error_names::kInvalidArgs, "Interface '" + interface.name + "' is already exported at " + std::string(path)));
+    }
+    const std::uint64_t id = state_->next_id++;
+    state_->exports.emplace(id, ConnectionState::Export{std::string(path), std::make_shared<const Interface>(std::move(interface))});
+    return Slot(state_, id);
+}
+
+Expected<void, Error> Connection::emit_properties_changed(std::string_view path, std::string_view interface,
+                                                         const std::vector<std::string>& names) {
+    const Interface* found = nullptr;
+    for (const auto& [id, e] : state_->exports)
+        if (e.path == path && e.interface->name == interface) found = e.interface.get();
+    if (!found) return Unexpected(make_error(error_names::kUnknownInterface, "Interface not exported at this path"));
+    std::map<std::string, Variant> changed;
+    std::vector<std::string> invalidated;
+    for (const std::string& name : names) {
+        const Property* p = find_property(*found, name);
+        if (!p) return Unexpected(make_error(error_names::kUnknownProperty, "Unknown property '" + name + "'."));
+        if (p->get) changed.emplace(name, p->get());
+        else invalidated.push_back(name);
+    }
+    auto b = MessageBuilder::signal(path, kPropertiesInterface, "PropertiesChanged");
+    append(b, interface, changed, invalidated);
+    auto m = b.build();
+    if (!m) return Unexpected(make_error(error_names::kInvalidArgs, std::string(to_string(m.error()))));
+    auto sent = send(std::move(*m));
+    if (!sent) return Unexpected(sent.error());
+    return {};
+}
+
+}  // namespace afbus

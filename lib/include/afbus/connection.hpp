@@ -1,0 +1,123 @@
+// afbus::Connection — a client connection to a D-Bus bus (or a peer): connect and authenticate, Hello,
+// method calls (blocking with a timeout, or asynchronous), signals and match subscriptions, name
+// ownership, and exported objects with properties and introspection.
+//
+// Threading: a Connection is used from one thread. Integration with any event loop: poll fd() for
+// poll_events(), call process() when it is ready or next_deadline() has passed. run() is a small
+// built-in loop for programs that have none.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "afbus/error.hpp"
+#include "afbus/expected.hpp"
+#include "afbus/message.hpp"
+#include "afbus/object.hpp"
+
+namespace afbus {
+
+inline constexpr std::chrono::milliseconds kDefaultCallTimeout{25000};  // libdbus and sd-bus use 25 s
+
+namespace detail {
+class ConnectionState;
+}
+
+// Owns one registration (a pending call, a subscription, an exported object); dropping it unregisters.
+// Safe to drop after the connection is gone.
+class [[nodiscard]] Slot {
+public:
+    Slot() = default;
+    Slot(std::weak_ptr<detail::ConnectionState> owner, std::uint64_t id) : owner_(std::move(owner)), id_(id) {}
+    Slot(Slot&& other) noexcept : owner_(std::move(other.owner_)), id_(std::exchange(other.id_, 0)) {}
+    Slot& operator=(Slot&& other) noexcept;
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { release(); }
+
+    void release() noexcept;
+    [[nodiscard]] bool active() const noexcept { return id_ != 0 && !owner_.expired(); }
+
+private:
+    std::weak_ptr<detail::ConnectionState> owner_;
+    std::uint64_t id_ = 0;
+};
+
+struct ConnectOptions {
+    bool bus = true;                 // send Hello (false for peer-to-peer connections)
+    bool negotiate_unix_fds = true;  // on unix sockets
+    std::chrono::milliseconds timeout{25000};
+};
+
+enum class RequestNameReply : std::uint32_t { PrimaryOwner = 1, InQueue = 2, Exists = 3, AlreadyOwner = 4 };
+enum class ReleaseNameReply : std::uint32_t { Released = 1, NonExistent = 2, NotOwner = 3 };
+namespace name_flags {
+inline constexpr std::uint32_t kAllowReplacement = 0x1;
+inline constexpr std::uint32_t kReplaceExisting = 0x2;
+inline constexpr std::uint32_t kDoNotQueue = 0x4;
+}  // namespace name_flags
+
+class Connection {
+public:
+    // Tries each entry of a ';'-separated address list in turn.
+    static Expected<std::unique_ptr<Connection>, Error> open(std::string_view address, ConnectOptions options = {});
+    static Expected<std::unique_ptr<Connection>, Error> open_session(ConnectOptions options = {});
+    static Expected<std::unique_ptr<Connection>, Error> open_system(ConnectOptions options = {});
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    [[nodiscard]] const std::string& unique_name() const;
+    [[nodiscard]] const std::string& server_guid() const;
+    [[nodiscard]] bool unix_fd_passing() const;
+    [[nodiscard]] bool connected() const;
+
+    // Sends without waiting; assigns and returns the serial.
+    Expected<std::uint32_t, Error> send(Message message);
+    // Sends a method call and waits for its reply. Other messages that arrive meanwhile are kept and
+    // dispatched by the next process(), never from inside call(). An error reply comes back as Error.
+    Expected<Message, Error> call(Message message, std::chrono::milliseconds timeout = kDefaultCallTimeout);
+    using ReplyHandler = std::function<void(Expected<Message, Error>)>;
+    // The handler runs from process(), exactly once (reply, error, timeout or disconnect), unless the
+    // slot is dropped first.
+    Expected<Slot, Error> call_async(Message message, ReplyHandler handler,
+                                     std::chrono::milliseconds timeout = kDefaultCallTimeout);
+
+    using MessageHandler = std::function<void(const Message&)>;
+    // Adds the match rule on the bus (AddMatch, waiting for the bus to accept it) and calls `handler` for
+    // every message that matches; dropping the slot removes the rule (RemoveMatch).
+    Expected<Slot, Error> subscribe(std::string_view match_rule, MessageHandler handler);
+
+    Expected<RequestNameReply, Error> request_name(std::string_view name, std::uint32_t flags = 0);
+    Expected<ReleaseNameReply, Error> release_name(std::string_view name);
+
+    // Exports `interface` at `path` (several interfaces may share a path) until the slot is dropped.
+    Expected<Slot, Error> export_interface(std::string_view path, Interface interface);
+    // Emits org.freedesktop.DBus.Properties.PropertiesChanged with the current values of `names`.
+    Expected<void, Error> emit_properties_changed(std::string_view path, std::string_view interface,
+                                                  const std::vector<std::string>& names);
+
+    // Event-loop integration.
+    [[nodiscard]] int fd() const;
+    [[nodiscard]] short poll_events() const;  // POLLIN, plus POLLOUT while output is queued
+    [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
+    // Reads, dispatches everything that arrived, writes, and expires timed-out calls; never blocks.
+    // An error means the connection is gone (pending calls have been answered with Disconnected).
+    Expected<void, Error> process();
+    // The built-in loop: process() until stop() or disconnection.
+    Expected<void, Error> run();
+    // Runs the loop until `done()` is true or `timeout` passes; false on timeout.
+    Expected<bool, Error> run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+    void stop();
+
+private:
+    explicit Connection(std::shared_ptr<detail::ConnectionState> state);
+    std::shared_ptr<detail::ConnectionState> state_;
+};
+
+}  // namespace afbus

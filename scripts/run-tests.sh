@@ -1,0 +1,53 @@
+#!/bin/sh
+# The whole test suite, as CI runs it:
+#   1. the normal build: unit, integration and (in a qemu guest) kernel tests
+#   2. the AddressSanitizer + UndefinedBehaviorSanitizer build: unit and integration tests
+#   3. the clang build of the libFuzzer targets, each run for FUZZ_SECONDS (default 20) from its corpus
+# Ends with one line "N passed, M failed".
+set -u
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh || exit 1
+
+status=0
+logs=""
+
+run_suites() {  # build-dir meson-setup-args... -- suites...
+  dir=$1; shift
+  args=""
+  while [ "$1" != "--" ]; do args="$args $1"; shift; done
+  shift
+  suites=""
+  for s in "$@"; do suites="$suites --suite $s"; done
+  echo "=== $dir:$args:$suites"
+  if [ ! -f "$dir/build.ninja" ]; then
+    # shellcheck disable=SC2086
+    meson setup "$dir" $args || { status=1; return; }
+  fi
+  ninja -C "$dir" || { status=1; return; }
+  # shellcheck disable=SC2086
+  meson test -C "$dir" --print-errorlogs $suites || status=1
+  logs="$logs $dir/meson-logs/testlog.json"
+}
+
+run_suites build -- unit integration vm
+run_suites build-asan -Dsanitize=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- unit integration
+export CXX=clang++  # libFuzzer needs clang; the variable only matters when the build dir is set up
+run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
+unset CXX
+
+python3 - $logs <<'PY'
+import json, sys
+passed = failed = 0
+for path in sys.argv[1:]:
+    try:
+        for line in open(path):
+            r = json.loads(line)
+            if r.get("result") in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r.get("result") != "SKIP":
+                failed += 1
+    except FileNotFoundError:
+        failed += 1
+print(f"{passed} passed, {failed} failed")
+PY
+exit $status

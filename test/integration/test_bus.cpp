@@ -1,0 +1,86 @@
+#include "test_bus.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+namespace afbus::test {
+
+TestBus::TestBus(const std::string& extra_config) {
+    char dir_template[] = "/tmp/afbus-test-XXXXXX";
+    if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp failed");
+    dir_ = dir_template;
+    const std::string config_path = dir_ + "/bus.conf";
+    {
+        std::ofstream config(config_path);
+        config << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
+                  " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
+                  "<busconfig>\n"
+                  "  <type>session</type>\n"
+                  "  <listen>unix:dir=" << dir_ << "</listen>\n"
+                  "  <auth>EXTERNAL</auth>\n"
+                  "  <policy context=\"default\">\n"
+                  "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+                  "    <allow eavesdrop=\"true\"/>\n"
+                  "    <allow own=\"*\"/>\n"
+                  "  </policy>\n"
+                  "  <limit name=\"max_message_size\">134217728</limit>\n"
+                  "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
+                  "  <limit name=\"max_outgoing_bytes\">1000000000</limit>\n"
+                  "  <limit name=\"reply_timeout\">60000</limit>\n"
+               << extra_config << "</busconfig>\n";
+    }
+    const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
+    const std::string binary = daemon && *daemon ? daemon : "dbus-daemon";
+
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+        // The daemon writes its address to fd 3.
+        ::dup2(pipefd[1], 3);
+        const std::string config_arg = "--config-file=" + config_path;
+        ::execlp(binary.c_str(), binary.c_str(), config_arg.c_str(), "--nofork", "--print-address=3",
+                 static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(pipefd[1]);
+    // Read one line: the address. Bounded by a generous timeout so that a broken daemon fails the test.
+    std::string line;
+    for (;;) {
+        pollfd p{pipefd[0], POLLIN, 0};
+        if (::poll(&p, 1, 30000) <= 0) break;
+        char c;
+        const ssize_t n = ::read(pipefd[0], &c, 1);
+        if (n <= 0 || c == '\n') break;
+        line += c;
+    }
+    ::close(pipefd[0]);
+    if (line.empty()) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+        throw std::runtime_error("the bus daemon " + binary + " printed no address");
+    }
+    address_ = line;
+}
+
+TestBus::~TestBus() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+}
+
+}  // namespace afbus::test

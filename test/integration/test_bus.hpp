@@ -1,0 +1,30 @@
+// TestBus: a message bus daemon spawned for one test on a private socket in a temporary directory, never
+// the machine's real buses. The daemon is dbus-daemon unless AFBUS_TEST_DAEMON names another binary with
+// the same command line (afbus-daemon). Its address is read from --print-address on a pipe: no sleeps.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+namespace afbus::test {
+
+class TestBus {
+public:
+    // `extra_config` is inserted into the <busconfig> element (limits, policies).
+    explicit TestBus(const std::string& extra_config = "");
+    ~TestBus();
+    TestBus(const TestBus&) = delete;
+    TestBus& operator=(const TestBus&) = delete;
+
+    [[nodiscard]] const std::string& address() const { return address_; }
+    [[nodiscard]] const std::string& directory() const { return dir_; }
+    [[nodiscard]] pid_t pid() const { return pid_; }
+
+private:
+    std::string dir_;
+    std::string address_;
+    pid_t pid_ = -1;
+};
+
+}  // namespace afbus::test

@@ -1,0 +1,358 @@
+// libafbus's client API against a real bus daemon (dbus-daemon 1.14, or AFBUS_TEST_DAEMON).
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "afbus/connection.hpp"
+#include "afbus/types.hpp"
+#include "test_bus.hpp"
+
+namespace afbus {
+namespace {
+
+using namespace std::chrono_literals;
+using test::TestBus;
+
+std::unique_ptr<Connection> connect(const TestBus& bus) {
+    auto c = Connection::open(bus.address());
+    EXPECT_TRUE(c) << c.error().name << ": " << c.error().message;
+    return c ? std::move(*c) : nullptr;
+}
+
+// Runs both connections' loops until `done()` (single thread, no sleeps: poll on their fds).
+bool pump(std::initializer_list<Connection*> connections, const std::function<bool()>& done,
+          std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        for (Connection* c : connections) EXPECT_TRUE(c->process());
+        if (done()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::vector<pollfd> fds;
+        for (Connection* c : connections) fds.push_back({c->fd(), c->poll_events(), 0});
+        ::poll(fds.data(), fds.size(), 100);
+    }
+}
+
+Message method_call(std::string_view destination, std::string_view path, std::string_view interface,
+                    std::string_view member) {
+    auto m = MessageBuilder::method_call(destination, path, interface, member).build();
+    EXPECT_TRUE(m);
+    return std::move(*m);
+}
+
+class ClientTest : public ::testing::Test {
+protected:
+    TestBus bus;
+};
+
+TEST_F(ClientTest, HelloAssignsAUniqueName) {
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(c->unique_name().starts_with(":1."));
+    EXPECT_EQ(c->server_guid().size(), 32u);
+    EXPECT_TRUE(c->unix_fd_passing());
+}
+
+TEST_F(ClientTest, CallsTheBusDriver) {
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    auto reply = c->call(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames"));
+    ASSERT_TRUE(reply) << reply.error().message;
+    auto names = read_all<std::vector<std::string>>(*reply);
+    ASSERT_TRUE(names);
+    const auto& list = std::get<0>(*names);
+    EXPECT_NE(std::find(list.begin(), list.end(), "org.freedesktop.DBus"), list.end());
+    EXPECT_NE(std::find(list.begin(), list.end(), c->unique_name()), list.end());
+}
+
+TEST_F(ClientTest, ErrorRepliesAreValues) {
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    auto reply = c->call(method_call("org.example.Nobody", "/", "org.example.I", "M"));
+    ASSERT_FALSE(reply);
+    EXPECT_EQ(reply.error().name, "org.freedesktop.DBus.Error.ServiceUnknown");
+    EXPECT_FALSE(reply.error().message.empty());
+}
+
+TEST_F(ClientTest, NameOwnershipAndQueueing) {
+    auto a = connect(bus);
+    auto b = connect(bus);
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(*a->request_name("org.example.Owned"), RequestNameReply::PrimaryOwner);
+    EXPECT_EQ(*a->request_name("org.example.Owned"), RequestNameReply::AlreadyOwner);
+    EXPECT_EQ(*b->request_name("org.example.Owned", name_flags::kDoNotQueue), RequestNameReply::Exists);
+    EXPECT_EQ(*b->request_name("org.example.Owned"), RequestNameReply::InQueue);
+    EXPECT_EQ(*a->release_name("org.example.Owned"), ReleaseNameReply::Released);
+    auto owner = b->call(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                     "org.freedesktop.DBus", "GetNameOwner")
+                             .build()
+                             .value());
+    EXPECT_FALSE(owner);  // no argument: InvalidArgs
+    auto get = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                           "GetNameOwner");
+    append(get, std::string("org.example.Owned"));
+    auto owner2 = b->call(get.build().value());
+    ASSERT_TRUE(owner2);
+    EXPECT_EQ(std::get<0>(*read_all<std::string>(*owner2)), b->unique_name());
+    EXPECT_EQ(*a->release_name("org.example.Owned"), ReleaseNameReply::NotOwner);
+    EXPECT_EQ(*a->release_name("org.example.NeverOwned"), ReleaseNameReply::NonExistent);
+}
+
+Interface calculator(int& calls, std::int32_t& stored) {
+    Interface i{"org.example.Calculator", {}, {}, {}};
+    i.methods.push_back({"Add", {{"a", "i"}, {"b", "i"}}, {{"sum", "i"}},
+                         [&calls](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
+                             ++calls;
+                             auto args = read_all<std::int32_t, std::int32_t>(call);
+                             append(reply, std::get<0>(*args) + std::get<1>(*args));
+                             return {};
+                         }});
+    i.methods.push_back({"Fail", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> {
+                             return Unexpected(make_error("org.example.Error.Refused", "no way"));
+                         }});
+    i.properties.push_back({"Stored", "i", Property::Access::ReadWrite, [&stored] { return Variant(stored); },
+                            [&stored](const Variant& v) -> Expected<void, Error> {
+                                stored = *v.get<std::int32_t>();
+                                return {};
+                            }});
+    i.properties.push_back({"Name", "s", Property::Access::Read, [] { return Variant(std::string("calc")); }, {}});
+    i.signals.push_back({"Changed", {{"value", "i"}}});
+    return i;
+}
+
+// The server runs in a child process so that the client can block in call().
+class ServerProcess {
+public:
+    ServerProcess(const TestBus& bus, const std::string& name) {
+        int ready[2];
+        EXPECT_EQ(::pipe(ready), 0);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::close(ready[0]);
+            auto c = Connection::open(bus.address());
+            if (!c) ::_exit(1);
+            int calls = 0;
+            std::int32_t stored = 7;
+            auto slot = (*c)->export_interface("/org/example/calc", calculator(calls, stored));
+            Interface control{"org.example.Control", {}, {}, {}};
+            Connection* raw = c->get();
+            control.methods.push_back({"Quit", {}, {}, [raw](const Message&, MessageBuilder&) -> Expected<void, Error> {
+                                           raw->stop();
+                                           return {};
+                                       }});
+            control.methods.push_back({"EmitChanged", {}, {}, [raw](const Message&, MessageBuilder&) -> Expected<void, Error> {
+                                           return raw->emit_properties_changed("/org/example/calc", "org.example.Calculator", {"Stored"});
+                                       }});
+            control.methods.push_back({"Echo", {{"data", "ay"}}, {{"data", "ay"}},
+                                       [](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
+                                           append(reply, std::get<0>(*read_all<std::vector<std::uint8_t>>(call)));
+                                           return {};
+                                       }});
+            control.methods.push_back({"WriteTo", {{"fd", "h"}, {"text", "s"}}, {},
+                                       [](const Message& call, MessageBuilder&) -> Expected<void, Error> {
+                                           auto args = read_all<UnixFd, std::string>(call);
+                                           if (!args) return Unexpected(make_error("org.example.Error.BadFd", "no fd"));
+                                           const std::string& text = std::get<1>(*args);
+                                           if (::write(std::get<0>(*args).fd().get(), text.data(), text.size()) < 0)
+                                               return Unexpected(make_error("org.example.Error.Io", "write failed"));
+                                           return {};
+                                       }});
+            auto control_slot = (*c)->export_interface("/org/example/calc", std::move(control));
+            if ((*c)->request_name(name) != RequestNameReply::PrimaryOwner) ::_exit(2);
+            if (::write(ready[1], "r", 1) != 1) ::_exit(3);
+            auto r = (*c)->run();
+            ::_exit(r ? 0 : 4);
+        }
+        ::close(ready[1]);
+        char c = 0;
+        EXPECT_EQ(::read(ready[0], &c, 1), 1);
+        ::close(ready[0]);
+    }
+    ~ServerProcess() {
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+    }
+
+private:
+    pid_t pid_;
+};
+
+TEST_F(ClientTest, MethodsPropertiesAndIntrospection) {
+    ServerProcess server(bus, "org.example.Calc");
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    auto add = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.example.Calculator", "Add");
+    append(add, std::int32_t{40}, std::int32_t{2});
+    auto sum = c->call(add.build().value());
+    ASSERT_TRUE(sum) << sum.error().message;
+    EXPECT_EQ(std::get<0>(*read_all<std::int32_t>(*sum)), 42);
+
+    auto bad = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.example.Calculator", "Add");
+    append(bad, std::string("x"));
+    auto invalid = c->call(bad.build().value());
+    ASSERT_FALSE(invalid);
+    EXPECT_EQ(invalid.error().name, error_names::kInvalidArgs);
+
+    auto refused = c->call(method_call("org.example.Calc", "/org/example/calc", "org.example.Calculator", "Fail"));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), make_error("org.example.Error.Refused", "no way"));
+
+    EXPECT_EQ(c->call(method_call("org.example.Calc", "/nowhere", "org.example.Calculator", "Add")).error().name,
+              error_names::kUnknownObject);
+    EXPECT_EQ(c->call(method_call("org.example.Calc", "/org/example/calc", "org.example.Nope", "Add")).error().name,
+              error_names::kUnknownInterface);
+    EXPECT_EQ(c->call(method_call("org.example.Calc", "/org/example/calc", "org.example.Calculator", "Nope")).error().name,
+              error_names::kUnknownMethod);
+
+    auto get = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.freedesktop.DBus.Properties", "Get");
+    append(get, std::string("org.example.Calculator"), std::string("Stored"));
+    auto value = c->call(get.build().value());
+    ASSERT_TRUE(value) << value.error().message;
+    EXPECT_EQ(*std::get<0>(*read_all<Variant>(*value)).get<std::int32_t>(), 7);
+
+    auto set = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.freedesktop.DBus.Properties", "Set");
+    append(set, std::string("org.example.Calculator"), std::string("Stored"), Variant(std::int32_t{99}));
+    ASSERT_TRUE(c->call(set.build().value()));
+    auto set_ro = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.freedesktop.DBus.Properties", "Set");
+    append(set_ro, std::string("org.example.Calculator"), std::string("Name"), Variant(std::string("x")));
+    EXPECT_EQ(c->call(set_ro.build().value()).error().name, error_names::kPropertyReadOnly);
+
+    auto all = MessageBuilder::method_call("org.example.Calc", "/org/example/calc", "org.freedesktop.DBus.Properties", "GetAll");
+    append(all, std::string("org.example.Calculator"));
+    auto props = c->call(all.build().value());
+    ASSERT_TRUE(props);
+    auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*props));
+    EXPECT_EQ(*map["Stored"].get<std::int32_t>(), 99);
+    EXPECT_EQ(*map["Name"].get<std::string>(), "calc");
+
+    // PropertiesChanged reaches a subscriber.
+    std::vector<std::int32_t> changes;
+    auto sub = c->subscribe("type='signal',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged',"
+                            "path='/org/example/calc',arg0='org.example.Calculator'",
+                            [&changes](const Message& m) {
+                                auto args = read_all<std::string, std::map<std::string, Variant>, std::vector<std::string>>(m);
+                                if (args) changes.push_back(*std::get<1>(*args).at("Stored").get<std::int32_t>());
+                            });
+    ASSERT_TRUE(sub) << sub.error().message;
+    ASSERT_TRUE(c->call(method_call("org.example.Calc", "/org/example/calc", "org.example.Control", "EmitChanged")));
+    ASSERT_TRUE(c->run_until([&] { return !changes.empty(); }, 10s));
+    EXPECT_EQ(changes, (std::vector<std::int32_t>{99}));
+
+    auto xml = c->call(method_call("org.example.Calc", "/org/example/calc", "org.freedesktop.DBus.Introspectable", "Introspect"));
+    ASSERT_TRUE(xml);
+    const std::string text = std::get<0>(*read_all<std::string>(*xml));
+    EXPECT_NE(text.find("<interface name=\"org.example.Calculator\">"), std::string::npos);
+    EXPECT_NE(text.find("<method name=\"Add\">"), std::string::npos);
+    EXPECT_NE(text.find("<property name=\"Stored\" type=\"i\" access=\"readwrite\"/>"), std::string::npos);
+    EXPECT_NE(text.find("<signal name=\"Changed\">"), std::string::npos);
+    auto parent = c->call(method_call("org.example.Calc", "/org/example", "org.freedesktop.DBus.Introspectable", "Introspect"));
+    ASSERT_TRUE(parent);
+    EXPECT_NE(std::get<0>(*read_all<std::string>(*parent)).find("<node name=\"calc\"/>"), std::string::npos);
+
+    EXPECT_TRUE(c->call(method_call("org.example.Calc", "/", "org.freedesktop.DBus.Peer", "Ping")));
+    ASSERT_TRUE(c->call(method_call("org.example.Calc", "/org/example/calc", "org.example.Control", "Quit")));
+}
+
+TEST_F(ClientTest, FdPassingThroughTheBus) {
+    ServerProcess server(bus, "org.example.Fd");
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    auto m = MessageBuilder::method_call("org.example.Fd", "/org/example/calc", "org.example.Control", "WriteTo");
+    append(m, UnixFd(std::move(write_end)), std::string("through the bus"));
+    auto reply = c->call(m.build().value());
+    ASSERT_TRUE(reply) << reply.error().message;
+    char buf[64] = {};
+    ASSERT_EQ(::read(read_end.get(), buf, sizeof buf), 15);
+    EXPECT_STREQ(buf, "through the bus");
+    ASSERT_TRUE(c->call(method_call("org.example.Fd", "/org/example/calc", "org.example.Control", "Quit")));
+}
+
+TEST_F(ClientTest, SixtyFourMebibyteMessage) {
+    ServerProcess server(bus, "org.example.Big");
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    std::vector<std::uint8_t> data(64u * 1024 * 1024 - 1024);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i * 131);
+    auto m = MessageBuilder::method_call("org.example.Big", "/org/example/calc", "org.example.Control", "Echo");
+    append(m, data);
+    auto reply = c->call(m.build().value(), 60s);
+    ASSERT_TRUE(reply) << reply.error().name << ": " << reply.error().message;
+    EXPECT_TRUE(std::get<0>(*read_all<std::vector<std::uint8_t>>(*reply)) == data);
+    ASSERT_TRUE(c->call(method_call("org.example.Big", "/org/example/calc", "org.example.Control", "Quit")));
+}
+
+TEST_F(ClientTest, SignalsReachMatchingSubscribersOnly) {
+    auto emitter = connect(bus);
+    auto listener = connect(bus);
+    ASSERT_TRUE(emitter && listener);
+    std::vector<std::string> got_a, got_all;
+    auto a = listener->subscribe("type='signal',interface='org.example.Sig',member='Tick',arg0='a'",
+                                 [&got_a](const Message& m) { got_a.push_back(std::get<0>(*read_all<std::string>(m))); });
+    auto all = listener->subscribe("type='signal',interface='org.example.Sig'",
+                                   [&got_all](const Message& m) { got_all.push_back(std::get<0>(*read_all<std::string>(m))); });
+    ASSERT_TRUE(a && all);
+    for (const char* arg : {"a", "b", "a"}) {
+        auto s = MessageBuilder::signal("/org/example", "org.example.Sig", "Tick");
+        append(s, std::string(arg));
+        ASSERT_TRUE(emitter->send(s.build().value()));
+    }
+    ASSERT_TRUE(pump({emitter.get(), listener.get()}, [&] { return got_all.size() == 3; }));
+    EXPECT_EQ(got_a, (std::vector<std::string>{"a", "a"}));
+    EXPECT_EQ(got_all, (std::vector<std::string>{"a", "b", "a"}));
+
+    // Dropping the slot removes the rule on the bus: later signals don't arrive for it.
+    a->release();
+    auto s = MessageBuilder::signal("/org/example", "org.example.Sig", "Tick");
+    append(s, std::string("a"));
+    ASSERT_TRUE(emitter->send(s.build().value()));
+    ASSERT_TRUE(pump({emitter.get(), listener.get()}, [&] { return got_all.size() == 4; }));
+    EXPECT_EQ(got_a.size(), 2u);
+    EXPECT_TRUE(listener->subscribe("type='bogus'", [](const Message&) {}).error().name == error_names::kMatchRuleInvalid);
+}
+
+TEST_F(ClientTest, AsyncCallsAndTimeouts) {
+    auto a = connect(bus);
+    auto b = connect(bus);
+    ASSERT_TRUE(a && b);
+    ASSERT_EQ(*b->request_name("org.example.Silent"), RequestNameReply::PrimaryOwner);
+    // b never answers (no exported objects would answer UnknownObject, so it does not process).
+    std::optional<Expected<Message, Error>> result;
+    auto slot = a->call_async(method_call("org.example.Silent", "/", "org.example.I", "M"),
+                              [&result](Expected<Message, Error> r) { result = std::move(r); }, 200ms);
+    ASSERT_TRUE(slot);
+    ASSERT_TRUE(*a->run_until([&] { return result.has_value(); }, 10s));
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().name, error_names::kNoReply);
+
+    std::optional<Expected<Message, Error>> ping;
+    auto slot2 = a->call_async(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Peer", "Ping"),
+                               [&ping](Expected<Message, Error> r) { ping = std::move(r); });
+    ASSERT_TRUE(*a->run_until([&] { return ping.has_value(); }, 10s));
+    EXPECT_TRUE(*ping);
+
+    // A dropped slot's handler never runs.
+    bool ran = false;
+    {
+        auto dropped = a->call_async(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Peer", "Ping"),
+                                     [&ran](Expected<Message, Error>) { ran = true; });
+    }
+    auto sync = a->call(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Peer", "Ping"));
+    ASSERT_TRUE(sync);
+    ASSERT_TRUE(a->process());
+    EXPECT_FALSE(ran);
+}
+
+TEST(ClientConnect, BadAddressesAreErrors) {
+    EXPECT_EQ(Connection::open("nonsense").error().name, error_names::kBadAddress);
+    EXPECT_EQ(Connection::open("unix:path=/nonexistent/afbus/socket").error().name, error_names::kFileNotFound);
+}
+
+}  // namespace
+}  // namespace afbus
