@@ -210,11 +210,16 @@ std::string MatchRule::to_string() const {
 }
 
 bool MatchRule::matches(const Message& m, bool check_well_known_sender) const {
-    if (type_ && m.type() != *type_) return false;
     if (sender_ && m.sender() != *sender_) {
         const bool well_known = !sender_->empty() && (*sender_)[0] != ':';
         if (check_well_known_sender || !well_known) return false;
     }
+    if (destination_ && m.destination() != *destination_) return false;
+    return matches_except_names(m);
+}
+
+bool MatchRule::matches_except_names(const Message& m) const {
+    if (type_ && m.type() != *type_) return false;
     if (interface_ && m.interface() != *interface_) return false;
     if (member_ && m.member() != *member_) return false;
     if (path_ && m.path() != *path_) return false;
@@ -223,7 +228,6 @@ bool MatchRule::matches(const Message& m, bool check_well_known_sender) const {
         const std::string& ns = *path_namespace_;
         if (ns != "/" && p != ns && !(p.starts_with(ns) && p.size() > ns.size() && p[ns.size()] == '/')) return false;
     }
-    if (destination_ && m.destination() != *destination_) return false;
     if (args_.empty()) return true;
 
     // Walk the body up to the last argument a condition looks at.

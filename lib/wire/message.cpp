@@ -295,7 +295,13 @@ std::vector<std::byte> encode_header(const HeaderParts& h, Endian endian) {
 
 }  // namespace
 
-Expected<Message, WireError> Message::with_sender(std::string_view sender) const {
+Expected<Message, WireError> Message::with_sender(std::string_view sender) const& {
+    auto copy = clone();
+    if (!copy) return copy;
+    return std::move(*copy).with_sender(sender);
+}
+
+Expected<Message, WireError> Message::with_sender(std::string_view sender) && {
     if (!is_valid_bus_name(sender)) return Unexpected(WireError::BadSender);
     HeaderParts parts{type(), flags(), static_cast<std::uint32_t>(body_.size()), serial_,
                       path(), interface(), member(), error_name(), destination(), sender, signature(),
@@ -303,13 +309,9 @@ Expected<Message, WireError> Message::with_sender(std::string_view sender) const
     Message m;
     m.header_ = encode_header(parts, endian());
     if (m.header_.size() + body_.size() > kMaxMessageLength) return Unexpected(WireError::MessageTooLong);
-    m.body_ = body_;
     if (auto r = m.parse_header(); !r) return Unexpected(r.error());
-    for (const Fd& fd : fds_) {
-        Fd copy = fd.duplicate();
-        if (!copy) return Unexpected(WireError::TooManyFds);
-        m.fds_.push_back(std::move(copy));
-    }
+    m.body_ = std::move(body_);
+    m.fds_ = std::move(fds_);
     return m;
 }
 

@@ -52,6 +52,8 @@ public:
     // cannot know who owns a well-known sender name (the bus does, and already filtered by it), so it
     // passes check_well_known_sender = false; the bus resolves the owner and compares unique names.
     [[nodiscard]] bool matches(const Message& message, bool check_well_known_sender = true) const;
+    // Every condition except sender= and destination=: the bus checks those itself against name owners.
+    [[nodiscard]] bool matches_except_names(const Message& message) const;
 
     // key='value' pairs in a fixed key order with values quoted as the specification describes.
     [[nodiscard]] std::string to_string() const;

@@ -113,7 +113,9 @@ public:
     // A copy of this message whose header has `sender` as SENDER and no fields beyond the nine known ones
     // (the bus strips unknown header fields it forwards). Native byte order is kept as the message's own;
     // the body is copied verbatim, never re-marshalled.
-    [[nodiscard]] Expected<Message, WireError> with_sender(std::string_view sender) const;
+    [[nodiscard]] Expected<Message, WireError> with_sender(std::string_view sender) const&;
+    // The same, taking this message's body and fds instead of copying them.
+    [[nodiscard]] Expected<Message, WireError> with_sender(std::string_view sender) &&;
 
     // One-line description for logs and monitors.
     [[nodiscard]] std::string describe() const;

@@ -1,0 +1,453 @@
+#include "bus.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "afbus/error.hpp"
+#include "afbus/names.hpp"
+#include "afbus/types.hpp"
+#include "driver.hpp"
+#include "log.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+constexpr std::string_view kDriverName = "org.freedesktop.DBus";
+constexpr std::string_view kDriverPath = "/org/freedesktop/DBus";
+
+std::string new_guid() {
+    std::random_device random;
+    char out[33];
+    for (int i = 0; i < 32; i += 8) std::snprintf(out + i, 9, "%08x", random());
+    return std::string(out, 32);
+}
+
+}  // namespace
+
+Bus::Bus(EventLoop& loop, BusSettings settings) : loop_(loop), settings_(std::move(settings)), guid_(new_guid()) {}
+
+Bus::~Bus() {
+    for (const Fd& l : listeners_) loop_.unwatch(l.get());
+    for (auto& [id, peer] : peers_) {
+        if (peer->transport) loop_.unwatch(peer->transport->fd());
+        if (peer->auth_timer) loop_.cancel_timer(peer->auth_timer);
+    }
+    for (auto& [key, pending] : pending_replies_)
+        if (pending.timer) loop_.cancel_timer(pending.timer);
+}
+
+void Bus::add_listener(Fd listener) {
+    const int fd = listener.get();
+    listeners_.push_back(std::move(listener));
+    loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
+}
+
+void Bus::on_listener_ready(int fd) {
+    graveyard_.clear();
+    for (const Fd& listener : listeners_) {
+        if (listener.get() != fd) continue;
+        for (;;) {
+            auto socket = accept_connection(listener);
+            if (!socket) {
+                // EMFILE and friends: log and let the next readiness event retry.
+                log_warning("accept failed: %s", std::strerror(socket.error()));
+                return;
+            }
+            if (!socket->valid()) return;
+            add_connection(std::move(*socket));
+        }
+    }
+}
+
+void Bus::add_connection(Fd socket) {
+    std::size_t incomplete = 0;
+    for (const auto& [id, p] : peers_)
+        if (p->sasl) ++incomplete;
+    if (incomplete >= static_cast<std::size_t>(settings_.limits.max_incomplete_connections) ||
+        peers_.size() >= static_cast<std::size_t>(settings_.limits.max_completed_connections)) {
+        log_warning("refusing a connection: connection limits reached");
+        return;  // closing the socket refuses it
+    }
+    auto credentials = peer_credentials(socket);
+    if (!credentials) {
+        log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
+        return;
+    }
+    auto peer = std::make_unique<Peer>();
+    peer->id = next_peer_id_++;
+    peer->credentials = std::move(*credentials);
+    SaslServerConfig sasl;
+    sasl.mechanisms = settings_.mechanisms;
+    sasl.allow_anonymous = settings_.allow_anonymous;
+    sasl.guid = guid_;
+    sasl.peer_uid = peer->credentials.uid;
+    sasl.unix_fd_possible = true;
+    peer->sasl = std::make_unique<SaslServer>(std::move(sasl));
+    peer->transport = std::make_unique<StreamTransport>(std::move(socket));
+    const PeerId id = peer->id;
+    const int fd = peer->transport->fd();
+    peer->epoll_events = EPOLLIN;
+    if (!loop_.watch(fd, EPOLLIN, [this, id](std::uint32_t events) { on_peer_io(id, events); })) {
+        log_warning("refusing a connection: epoll: %s", std::strerror(errno));
+        return;
+    }
+    peer->auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.limits.auth_timeout), [this, id] {
+        if (Peer* p = find_peer(id); p && p->sasl) {
+            p->auth_timer = 0;
+            disconnect(id, "authentication timed out");
+        }
+    });
+    peers_.emplace(id, std::move(peer));
+}
+
+Bus::Peer* Bus::find_peer(PeerId id) {
+    auto it = peers_.find(id);
+    return it == peers_.end() || it->second->closing ? nullptr : it->second.get();
+}
+
+Bus::Peer* Bus::find_peer_by_name(std::string_view name) {
+    if (name.starts_with(':')) {
+        auto it = unique_names_.find(name);
+        return it == unique_names_.end() ? nullptr : find_peer(it->second);
+    }
+    auto owner = names_.owner(name);
+    return owner ? find_peer(*owner) : nullptr;
+}
+
+bool Bus::is_named_by(PeerId peer, std::string_view name) const {
+    if (name.starts_with(':')) {
+        auto it = unique_names_.find(name);
+        return it != unique_names_.end() && it->second == peer;
+    }
+    return names_.owner(name) == peer;
+}
+
+void Bus::on_peer_io(PeerId id, std::uint32_t events) {
+    graveyard_.clear();
+    Peer* peer = find_peer(id);
+    if (!peer) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (peer->sasl) authenticate(*peer);
+        else read_messages(*peer);
+    }
+    peer = find_peer(id);
+    if (!peer) return;
+    if (events & EPOLLOUT) {
+        auto flushed = peer->transport->flush();
+        if (!flushed) return disconnect(id, describe(flushed.error()));
+    }
+    update_watch(*peer);
+}
+
+void Bus::authenticate(Peer& peer) {
+    char buf[4096];
+    const PeerId id = peer.id;
+    for (;;) {
+        const ssize_t n = ::recv(peer.transport->fd(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) return disconnect(id, "closed during authentication");
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            return disconnect(id, std::string("read failed during authentication: ") + std::strerror(errno));
+        }
+        const std::string_view input(buf, static_cast<std::size_t>(n));
+        const std::size_t used = peer.sasl->feed(input);
+        const std::string out = peer.sasl->take_output();
+        if (!out.empty() && ::send(peer.transport->fd(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+                                static_cast<ssize_t>(out.size())) {
+            // Authentication replies are a few dozen bytes to an empty socket buffer.
+            return disconnect(id, "could not send an authentication reply");
+        }
+        if (peer.sasl->failed()) {
+            return disconnect(id, "authentication failed: " + std::string(to_string(*peer.sasl->error())));
+        }
+        if (peer.sasl->authenticated()) {
+            peer.transport->set_unix_fd_passing(peer.sasl->unix_fd_agreed());
+            peer.sasl.reset();
+            if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);
+            peer.auth_timer = 0;
+            if (used < input.size()) peer.transport->push_received(input.substr(used));
+            return read_messages(peer);
+        }
+    }
+}
+
+void Bus::read_messages(Peer& peer) {
+    const PeerId id = peer.id;
+    auto n = peer.transport->read();
+    // Dispatch every complete message first; a read error is handled after them.
+    for (;;) {
+        Peer* p = find_peer(id);
+        if (!p) return;
+        auto message = p->transport->next();
+        if (!message) return disconnect(id, describe(message.error()));
+        if (!*message) break;
+        if ((*message)->size() > static_cast<std::size_t>(settings_.limits.max_message_size))
+            return disconnect(id, "message larger than max_message_size");
+        dispatch(*p, std::move(**message));
+    }
+    if (!n) disconnect(id, describe(n.error()));
+}
+
+void Bus::dispatch(Peer& sender, Message message) {
+    if (sender.unique_name.empty()) {
+        // As dbus-daemon: before Hello, calls to the bus other than Hello are refused (the connection stays);
+        // anything for anyone else ends the connection.
+        if (message.destination() != kDriverName)
+            return disconnect(sender.id, "sent a message other than Hello without being registered");
+        const bool is_hello = message.type() == MessageType::MethodCall && message.member() == "Hello" &&
+                              (message.interface().empty() || message.interface() == "org.freedesktop.DBus");
+        if (!is_hello) {
+            if (message.expects_reply()) {
+                send_from_driver(sender, MessageBuilder::error(":not.active.yet", message.serial(), error_names::kAccessDenied,
+                                                               "Client tried to send a message other than Hello without being registered"));
+            }
+            return;
+        }
+    }
+    if (message.destination() == kDriverName) {
+        // Eavesdroppers see calls to the bus too.
+        const PeerId id = sender.id;
+        if (matches_.total() != 0 && !sender.unique_name.empty()) {
+            auto stitched = message.with_sender(sender.unique_name);
+            if (stitched) {
+                auto shared = std::make_shared<const Message>(std::move(*stitched));
+                broadcast_to_matches(*shared, id, std::nullopt, shared);
+            }
+        }
+        if (Peer* p = find_peer(id)) Driver::handle(*this, *p, message);
+        return;
+    }
+    route(sender, std::move(message));
+}
+
+void Bus::route(Peer& sender, Message message) {
+    const PeerId sender_id = sender.id;
+    const std::string destination(message.destination());
+    auto stitched = std::move(message).with_sender(sender.unique_name);
+    if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
+    auto shared = std::make_shared<const Message>(std::move(*stitched));
+    const Message& m = *shared;
+
+    if (destination.empty()) {
+        broadcast_to_matches(m, sender_id, std::nullopt, shared);
+        return;
+    }
+    Peer* target = find_peer_by_name(destination);
+    if (!target) {
+        if (m.expects_reply()) {
+            reply_error(sender, m, error_names::kServiceUnknown,
+                        "The name " + destination + " was not provided by any .service files");
+        }
+        broadcast_to_matches(m, sender_id, std::nullopt, shared);
+        return;
+    }
+    const PeerId target_id = target->id;
+
+    if (m.type() == MessageType::MethodReturn || m.type() == MessageType::Error) {
+        // Only replies that were asked for pass (dbus-daemon's requested_reply).
+        auto it = pending_replies_.find({target_id, *m.reply_serial()});
+        if (it == pending_replies_.end() || it->second.callee != sender_id) {
+            log_debug("dropping an unexpected reply from %s to %s", sender.unique_name.c_str(), destination.c_str());
+            return;
+        }
+        if (it->second.timer) loop_.cancel_timer(it->second.timer);
+        pending_replies_.erase(it);
+    }
+
+    if (!m.fds().empty() && !target->transport->unix_fd_passing()) {
+        if (m.expects_reply()) {
+            reply_error(sender, m, error_names::kNotSupported,
+                        "Tried to send message with Unix file descriptors to a client that doesn't support that.");
+        }
+        return;
+    }
+    if (target->transport->queued_bytes() + m.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
+        log_warning("dropping a message for %s: its outgoing queue is full (max_outgoing_bytes)", destination.c_str());
+        if (m.expects_reply()) {
+            reply_error(sender, m, error_names::kLimitsExceeded,
+                        "The maximum number of bytes queued for " + destination + " has been reached");
+        }
+        return;
+    }
+    if (m.expects_reply()) {
+        std::size_t outstanding = 0;
+        for (const auto& [key, pending] : pending_replies_)
+            if (pending.caller == sender_id) ++outstanding;
+        if (outstanding >= static_cast<std::size_t>(settings_.limits.max_replies_per_connection)) {
+            reply_error(sender, m, error_names::kLimitsExceeded,
+                        "The maximum number of pending replies for \"" + sender.unique_name +
+                            "\" has been reached (max_replies_per_connection=" +
+                            std::to_string(settings_.limits.max_replies_per_connection) + ")");
+            return;
+        }
+        PendingReply pending{sender_id, m.serial(), target_id, 0};
+        if (settings_.limits.reply_timeout > 0) {
+            const std::uint32_t serial = m.serial();
+            pending.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.limits.reply_timeout),
+                                            [this, sender_id, serial] {
+                                                auto it = pending_replies_.find({sender_id, serial});
+                                                if (it == pending_replies_.end()) return;
+                                                pending_replies_.erase(it);
+                                                if (Peer* caller = find_peer(sender_id)) {
+                                                    send_from_driver(*caller, MessageBuilder::error(
+                                                        caller->unique_name, serial, error_names::kNoReply,
+                                                        "Message did not receive a reply (timeout by message bus)"));
+                                                }
+                                            });
+        }
+        pending_replies_[{sender_id, m.serial()}] = pending;
+    }
+    deliver(*target, shared);
+    broadcast_to_matches(m, sender_id, target_id, shared);
+}
+
+void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
+                               std::shared_ptr<const Message> shared) {
+    if (matches_.total() == 0) return;
+    recipients_.clear();
+    matches_.recipients(message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
+                        recipients_);
+    // deliver() may disconnect a peer whose queue failed; work from a copy of the list.
+    const std::vector<PeerId> recipients = recipients_;
+    for (PeerId id : recipients) {
+        Peer* peer = find_peer(id);
+        if (!peer || peer->unique_name.empty()) continue;
+        if (!message.fds().empty() && !peer->transport->unix_fd_passing()) continue;
+        if (peer->transport->queued_bytes() + message.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
+            log_warning("dropping a broadcast for %s: its outgoing queue is full (max_outgoing_bytes)", peer->unique_name.c_str());
+            continue;
+        }
+        deliver(*peer, shared);
+    }
+}
+
+void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
+    peer.transport->enqueue(std::move(message));
+    // Write through: most messages leave at once and the peer's watch never needs EPOLLOUT.
+    auto flushed = peer.transport->flush();
+    if (!flushed) return disconnect(peer.id, describe(flushed.error()));
+    update_watch(peer);
+}
+
+void Bus::update_watch(Peer& peer) {
+    const std::uint32_t wanted = EPOLLIN | (peer.transport->wants_write() ? EPOLLOUT : 0u);
+    if (wanted == peer.epoll_events) return;
+    peer.epoll_events = wanted;
+    loop_.modify(peer.transport->fd(), wanted);
+}
+
+void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
+    builder.sender(kDriverName);
+    auto m = builder.build(next_driver_serial_++);
+    if (next_driver_serial_ == 0) next_driver_serial_ = 1;
+    if (!m) {
+        log_warning("bus message could not be built: %s", std::string(to_string(m.error())).c_str());
+        return;
+    }
+    auto shared = std::make_shared<const Message>(std::move(*m));
+    const PeerId id = to.id;
+    deliver(to, shared);
+    broadcast_to_matches(*shared, std::nullopt, id, shared);
+}
+
+void Bus::reply_error(Peer& to, const Message& call, std::string_view name, std::string message) {
+    if (!call.expects_reply()) return;
+    send_from_driver(to, MessageBuilder::error(to.unique_name, call.serial(), name, message));
+}
+
+void Bus::emit_driver_signal(MessageBuilder builder) {
+    builder.sender(kDriverName);
+    auto m = builder.build(next_driver_serial_++);
+    if (next_driver_serial_ == 0) next_driver_serial_ = 1;
+    if (!m) return;
+    auto shared = std::make_shared<const Message>(std::move(*m));
+    broadcast_to_matches(*shared, std::nullopt, std::nullopt, shared);
+}
+
+void Bus::emit_name_changes(const std::vector<NameChange>& changes) {
+    for (const NameChange& c : changes) {
+        Peer* old_owner = c.old_owner ? find_peer(*c.old_owner) : nullptr;
+        Peer* new_owner = c.new_owner ? find_peer(*c.new_owner) : nullptr;
+        if (old_owner) {
+            auto lost = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameLost");
+            lost.destination(old_owner->unique_name);
+            append(lost, c.name);
+            send_from_driver(*old_owner, std::move(lost));
+        }
+        auto changed = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameOwnerChanged");
+        const std::string old_name = c.old_owner ? unique_name_of(*c.old_owner) : std::string();
+        const std::string new_name = c.new_owner ? unique_name_of(*c.new_owner) : std::string();
+        append(changed, c.name, old_name, new_name);
+        emit_driver_signal(std::move(changed));
+        if (new_owner) {
+            auto acquired = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameAcquired");
+            acquired.destination(new_owner->unique_name);
+            append(acquired, c.name);
+            send_from_driver(*new_owner, std::move(acquired));
+        }
+    }
+}
+
+void Bus::register_unique_name(Peer& peer) {
+    peer.unique_name = ":1." + std::to_string(peer.id);
+    unique_names_.emplace(peer.unique_name, peer.id);
+}
+
+std::string Bus::unique_name_of(PeerId id) const {
+    auto it = peers_.find(id);
+    return it == peers_.end() ? std::string() : it->second->unique_name;
+}
+
+void Bus::disconnect(PeerId id, std::string_view reason) {
+    auto it = peers_.find(id);
+    if (it == peers_.end() || it->second->closing) return;
+    Peer& peer = *it->second;
+    peer.closing = true;
+    log_info("connection %s closed: %.*s", peer.unique_name.empty() ? "(unregistered)" : peer.unique_name.c_str(),
+             static_cast<int>(reason.size()), reason.data());
+    loop_.unwatch(peer.transport->fd());
+    if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);
+    // Best effort: what is queued (e.g. the last error reply) may still go out.
+    (void)peer.transport->flush();
+    matches_.remove_all(id);
+
+    // Callers waiting for this peer get NoReply; its own outstanding calls are forgotten.
+    std::vector<std::pair<PeerId, std::uint32_t>> orphaned;
+    for (auto p = pending_replies_.begin(); p != pending_replies_.end();) {
+        if (p->second.callee == id || p->second.caller == id) {
+            if (p->second.timer) loop_.cancel_timer(p->second.timer);
+            if (p->second.callee == id) orphaned.emplace_back(p->second.caller, p->second.serial);
+            p = pending_replies_.erase(p);
+        } else {
+            ++p;
+        }
+    }
+    if (!peer.unique_name.empty()) {
+        emit_name_changes(names_.release_all(id));
+        auto changed = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameOwnerChanged");
+        append(changed, peer.unique_name, peer.unique_name, std::string());
+        unique_names_.erase(peer.unique_name);
+        emit_driver_signal(std::move(changed));
+    }
+    for (const auto& [caller_id, serial] : orphaned) {
+        if (Peer* caller = find_peer(caller_id)) {
+            send_from_driver(*caller, MessageBuilder::error(caller->unique_name, serial, error_names::kNoReply,
+                                                            "Message recipient disconnected from message bus without replying"));
+        }
+    }
+    // The peer sees the end of the connection now; the Peer object may still be on the call stack (we may
+    // be inside its own dispatch), so it is freed from a timer that runs after this event.
+    ::shutdown(peer.transport->fd(), SHUT_RDWR);
+    if (graveyard_.empty()) loop_.add_timer(Clock::now(), [this] { graveyard_.clear(); });
+    graveyard_.push_back(std::move(it->second));
+    peers_.erase(it);
+}
+
+}  // namespace afbus::daemon

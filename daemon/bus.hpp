@@ -1,0 +1,126 @@
+// Bus: the broker-mode message bus. Owns the peers, the name registry, the match registry and the
+// expected replies; routes every message a peer sends, and answers org.freedesktop.DBus (driver.cpp).
+// Single-threaded: everything runs from the EventLoop.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "afbus/message.hpp"
+#include "afbus/sasl.hpp"
+#include "afbus/stream_transport.hpp"
+#include "afbus/unix_socket.hpp"
+#include "event_loop.hpp"
+#include "limits.hpp"
+#include "match_registry.hpp"
+#include "name_registry.hpp"
+
+namespace afbus::daemon {
+
+struct BusSettings {
+    std::string type = "session";
+    std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
+    bool allow_anonymous = false;
+    bool systemd_activation = false;
+    Limits limits;
+};
+
+class Bus {
+public:
+    Bus(EventLoop& loop, BusSettings settings);
+    ~Bus();
+    Bus(const Bus&) = delete;
+    Bus& operator=(const Bus&) = delete;
+
+    // Accepts connections on `listener` (already listening) until the bus is destroyed.
+    void add_listener(Fd listener);
+    // Adopts one connected socket as a new, unauthenticated peer.
+    void add_connection(Fd socket);
+
+    [[nodiscard]] const std::string& guid() const noexcept { return guid_; }
+    [[nodiscard]] std::size_t peer_count() const noexcept { return peers_.size(); }
+    void set_settings(BusSettings settings) { settings_ = std::move(settings); }
+    // Called for org.freedesktop.DBus.ReloadConfig; returns why reloading failed.
+    void set_reload_handler(std::function<Expected<void, std::string>()> handler) { reload_config_ = std::move(handler); }
+    [[nodiscard]] const BusSettings& settings() const noexcept { return settings_; }
+
+    // --- The driver's view of the bus (driver.cpp answers org.freedesktop.DBus with these). ---
+
+    struct Peer {
+        PeerId id = 0;
+        std::string unique_name;  // empty until Hello
+        std::unique_ptr<StreamTransport> transport;
+        std::unique_ptr<SaslServer> sasl;  // while authenticating
+        PeerCredentials credentials;
+        EventLoop::TimerId auth_timer = 0;
+        std::uint32_t epoll_events = 0;
+        bool closing = false;
+    };
+
+    // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
+    void send_from_driver(Peer& to, MessageBuilder builder);
+    void reply_error(Peer& to, const Message& call, std::string_view name, std::string message);
+    void emit_name_changes(const std::vector<NameChange>& changes);
+    void emit_driver_signal(MessageBuilder builder);
+    Peer* find_peer(PeerId id);
+    Peer* find_peer_by_name(std::string_view name);  // unique or well-known
+    [[nodiscard]] std::string unique_name_of(PeerId id) const;
+    void register_unique_name(Peer& peer);
+
+    NameRegistry& names() noexcept { return names_; }
+    MatchRegistry& matches() noexcept { return matches_; }
+    const std::map<std::string, PeerId, std::less<>>& unique_names() const noexcept { return unique_names_; }
+    std::map<std::string, std::string>& activation_environment() noexcept { return activation_environment_; }
+    Expected<void, std::string> reload_config() {
+        if (!reload_config_) return {};
+        return reload_config_();
+    }
+
+private:
+    struct PendingReply {
+        PeerId caller;
+        std::uint32_t serial;
+        PeerId callee;
+        EventLoop::TimerId timer = 0;
+        friend auto operator<=>(const PendingReply& a, const PendingReply& b) {
+            return std::tie(a.caller, a.serial, a.callee) <=> std::tie(b.caller, b.serial, b.callee);
+        }
+    };
+
+    void on_listener_ready(int fd);
+    void on_peer_io(PeerId id, std::uint32_t events);
+    void authenticate(Peer& peer);
+    void read_messages(Peer& peer);
+    void dispatch(Peer& sender, Message message);
+    void route(Peer& sender, Message message);
+    void broadcast_to_matches(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
+                              std::shared_ptr<const Message> shared);
+    void deliver(Peer& peer, std::shared_ptr<const Message> message);
+    void update_watch(Peer& peer);
+    void disconnect(PeerId id, std::string_view reason);
+
+    [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
+
+    EventLoop& loop_;
+    BusSettings settings_;
+    std::string guid_;
+    std::vector<Fd> listeners_;
+    std::map<PeerId, std::unique_ptr<Peer>> peers_;
+    std::map<std::string, PeerId, std::less<>> unique_names_;
+    NameRegistry names_;
+    MatchRegistry matches_;
+    std::map<std::tuple<PeerId, std::uint32_t>, PendingReply> pending_replies_;  // by (caller, serial)
+    std::map<std::string, std::string> activation_environment_;
+    // Set by the daemon's main: rereads the configuration (ReloadConfig, SIGHUP).
+    std::function<Expected<void, std::string>()> reload_config_;
+    PeerId next_peer_id_ = 1;
+    std::uint32_t next_driver_serial_ = 1;
+    std::vector<PeerId> recipients_;                 // scratch space for broadcast_to_matches
+    std::vector<std::unique_ptr<Peer>> graveyard_;  // disconnected peers, freed on the next event
+};
+
+}  // namespace afbus::daemon

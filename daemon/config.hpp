@@ -1,0 +1,73 @@
+// The busconfig XML format of dbus-daemon 1.14, parsed with expat: every element and attribute it knows,
+// includes and includedirs resolved relative to the including file, and a clear "file:line: reason" for
+// anything invalid. Policies are kept as written for policy/ to compile.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "afbus/expected.hpp"
+#include "limits.hpp"
+
+namespace afbus::daemon {
+
+struct PolicyRule {
+    bool allow = true;
+    std::vector<std::pair<std::string, std::string>> attributes;  // as written, validated names
+    std::string file;
+    int line = 0;
+};
+
+struct Policy {
+    enum class Context { Default, Mandatory, User, Group, AtConsole, NotAtConsole };
+    Context context = Context::Default;
+    std::string who;  // the user or group name ("*" allowed)
+    std::vector<PolicyRule> rules;
+};
+
+struct ServiceDir {
+    std::string path;
+    enum class Kind { Configured, StandardSession, StandardSystem } kind = Kind::Configured;
+};
+
+struct BusConfig {
+    std::string type;
+    std::optional<std::string> user;
+    bool fork = false;
+    bool keep_umask = false;
+    bool syslog = false;
+    std::vector<std::string> listen;
+    std::optional<std::string> pidfile;
+    std::vector<std::string> auth;
+    bool allow_anonymous = false;
+    std::vector<ServiceDir> servicedirs;
+    std::optional<std::string> servicehelper;
+    Limits limits;
+    std::vector<Policy> policies;
+    // Parsed and reported, not enforced (afbus has no SELinux or AppArmor mediation yet).
+    bool has_selinux = false;
+    std::optional<std::string> apparmor_mode;
+    std::vector<std::string> files;  // every file read, for reporting
+};
+
+struct ConfigError {
+    std::string file;
+    int line = 0;
+    std::string reason;
+    [[nodiscard]] std::string to_string() const;
+};
+
+// Parses `path` and everything it includes.
+Expected<BusConfig, ConfigError> load_config(const std::string& path);
+// Parses a document given as text (the built-in configurations); `name` stands in for its file name and
+// `directory` is where its relative includes are looked up.
+Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std::string& name,
+                                              const std::string& directory);
+
+// The built-in configurations used when no file is installed (--session / --system on a bare machine).
+const std::string& builtin_session_config();
+const std::string& builtin_system_config();
+
+}  // namespace afbus::daemon

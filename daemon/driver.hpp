@@ -1,0 +1,17 @@
+// Driver: org.freedesktop.DBus (with .Introspectable, .Peer, .Properties) as a table of methods whose
+// input signatures are checked before the handler runs; errors and texts as dbus-daemon 1.14's.
+#pragma once
+
+#include "afbus/message.hpp"
+#include "bus.hpp"
+
+namespace afbus::daemon {
+
+class Driver {
+public:
+    static void handle(Bus& bus, Bus::Peer& caller, const Message& call);
+    // The introspection XML of the bus object (also for `afbus-daemon --introspect`).
+    static std::string introspection_xml();
+};
+
+}  // namespace afbus::daemon

@@ -1,0 +1,91 @@
+#include "event_loop.hpp"
+
+#include <sys/epoll.h>
+
+#include <cerrno>
+#include <vector>
+
+namespace afbus::daemon {
+
+EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {}
+
+bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return false;
+    watches_[fd] = std::make_shared<Watch>(Watch{std::move(callback)});
+    return true;
+}
+
+bool EventLoop::modify(int fd, std::uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.fd = fd;
+    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
+}
+
+void EventLoop::unwatch(int fd) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    watches_.erase(fd);
+}
+
+EventLoop::TimerId EventLoop::add_timer(Clock::time_point deadline, TimerCallback callback) {
+    const TimerId id = next_timer_++;
+    timers_by_deadline_.emplace(deadline, id);
+    timers_.emplace(id, std::make_pair(deadline, std::move(callback)));
+    return id;
+}
+
+void EventLoop::cancel_timer(TimerId id) {
+    auto it = timers_.find(id);
+    if (it == timers_.end()) return;
+    auto range = timers_by_deadline_.equal_range(it->second.first);
+    for (auto t = range.first; t != range.second; ++t) {
+        if (t->second == id) {
+            timers_by_deadline_.erase(t);
+            break;
+        }
+    }
+    timers_.erase(it);
+}
+
+bool EventLoop::run() {
+    stopping_ = false;
+    while (!stopping_) {
+        if (!run_once(std::chrono::hours(1))) return false;
+    }
+    return true;
+}
+
+bool EventLoop::run_once(std::chrono::milliseconds max_wait) {
+    auto wait = max_wait;
+    if (!timers_by_deadline_.empty()) {
+        const auto until = std::chrono::ceil<std::chrono::milliseconds>(timers_by_deadline_.begin()->first - Clock::now());
+        if (until < wait) wait = until < std::chrono::milliseconds(0) ? std::chrono::milliseconds(0) : until;
+    }
+    epoll_event events[64];
+    const int n = ::epoll_wait(epoll_.get(), events, 64, static_cast<int>(wait.count()));
+    if (n < 0 && errno != EINTR) return false;
+    for (int i = 0; i < n; ++i) {
+        // A callback may have removed (or replaced) a later fd's watch; look each one up afresh.
+        auto it = watches_.find(events[i].data.fd);
+        if (it == watches_.end()) continue;
+        const std::shared_ptr<Watch> watch = it->second;
+        watch->callback(events[i].events);
+    }
+    // Timers due now; each is looked up again since callbacks may cancel others.
+    const auto now = Clock::now();
+    std::vector<TimerId> due;
+    for (auto t = timers_by_deadline_.begin(); t != timers_by_deadline_.end() && t->first <= now; ++t) due.push_back(t->second);
+    for (TimerId id : due) {
+        auto it = timers_.find(id);
+        if (it == timers_.end()) continue;
+        TimerCallback callback = std::move(it->second.second);
+        cancel_timer(id);
+        callback();
+    }
+    return true;
+}
+
+}  // namespace afbus::daemon

@@ -1,0 +1,52 @@
+// EventLoop: single-threaded epoll loop with fd watches and timers. Callbacks may add or remove watches
+// and timers (including their own) while the loop runs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "afbus/fd.hpp"
+
+namespace afbus::daemon {
+
+using Clock = std::chrono::steady_clock;
+
+class EventLoop {
+public:
+    using FdCallback = std::function<void(std::uint32_t epoll_events)>;
+    using TimerCallback = std::function<void()>;
+    using TimerId = std::uint64_t;
+
+    EventLoop();
+
+    // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure.
+    bool watch(int fd, std::uint32_t events, FdCallback callback);
+    bool modify(int fd, std::uint32_t events);
+    void unwatch(int fd);
+
+    TimerId add_timer(Clock::time_point deadline, TimerCallback callback);
+    void cancel_timer(TimerId id);
+
+    // Runs until stop(); returns false if epoll itself failed.
+    bool run();
+    // One iteration: waits at most `max_wait` for events or timers, then handles them.
+    bool run_once(std::chrono::milliseconds max_wait);
+    void stop() { stopping_ = true; }
+
+private:
+    struct Watch {
+        FdCallback callback;
+    };
+    Fd epoll_;
+    std::unordered_map<int, std::shared_ptr<Watch>> watches_;
+    std::multimap<Clock::time_point, TimerId> timers_by_deadline_;
+    std::unordered_map<TimerId, std::pair<Clock::time_point, TimerCallback>> timers_;
+    TimerId next_timer_ = 1;
+    bool stopping_ = false;
+};
+
+}  // namespace afbus::daemon

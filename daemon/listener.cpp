@@ -1,0 +1,129 @@
+#include "listener.hpp"
+
+#include <netdb.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "afbus/unix_socket.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+std::string random_suffix() {
+    static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    std::random_device random;
+    std::string s;
+    for (int i = 0; i < 10; ++i) s += kChars[random() % (sizeof kChars - 1)];
+    return s;
+}
+
+Expected<std::vector<Listener>, std::string> listen_path(const std::string& path) {
+    // A socket left behind by a bus that died is replaced; anything else at the path is an error.
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+    auto fd = listen_unix(path);
+    if (!fd) return Unexpected("Failed to bind socket \"" + path + "\": " + std::strerror(fd.error()));
+    std::vector<Listener> out;
+    out.push_back({std::move(*fd), "unix:path=" + escape_address_value(path), path});
+    return out;
+}
+
+Expected<std::vector<Listener>, std::string> listen_tcp(const AddressEntry& entry) {
+    const std::string host(entry.get("bind").value_or(entry.get("host").value_or("localhost")));
+    const std::string port(entry.get("port").value_or("0"));
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
+    if (auto family = entry.get("family")) hints.ai_family = *family == "ipv6" ? AF_INET6 : AF_INET;
+    addrinfo* result = nullptr;
+    if (const int e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result); e != 0)
+        return Unexpected("Failed to look up host \"" + host + "\": " + ::gai_strerror(e));
+    std::vector<Listener> out;
+    std::string error;
+    for (addrinfo* ai = result; ai; ai = ai->ai_next) {
+        Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+        if (!fd) continue;
+        const int one = 1;
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) < 0 || ::listen(fd.get(), 128) < 0) {
+            error = std::strerror(errno);
+            continue;
+        }
+        sockaddr_storage bound{};
+        socklen_t len = sizeof bound;
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &len);
+        char port_text[NI_MAXSERV];
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&bound), len, nullptr, 0, port_text, sizeof port_text, NI_NUMERICSERV);
+        const std::string family = ai->ai_family == AF_INET6 ? "ipv6" : "ipv4";
+        out.push_back({std::move(fd), "tcp:host=" + escape_address_value(std::string(entry.get("host").value_or("localhost"))) +
+                                          ",port=" + port_text + ",family=" + family,
+                       std::nullopt});
+        break;  // dbus-daemon listens on the first address that works
+    }
+    ::freeaddrinfo(result);
+    if (out.empty()) return Unexpected("Failed to listen on " + entry.to_string() + ": " + (error.empty() ? "no address" : error));
+    return out;
+}
+
+Expected<std::vector<Listener>, std::string> listen_systemd() {
+    const int n = ::sd_listen_fds(0);
+    if (n < 0) return Unexpected(std::string("sd_listen_fds failed: ") + std::strerror(-n));
+    if (n == 0) return Unexpected(std::string("systemd: address given, but no sockets were passed (LISTEN_FDS)"));
+    std::vector<Listener> out;
+    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
+        if (::sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+            return Unexpected("passed fd " + std::to_string(fd) + " is not a listening stream socket");
+        ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+        ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+        sockaddr_un addr{};
+        socklen_t len = sizeof addr;
+        std::string address = "systemd:";
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.sun_family == AF_UNIX &&
+            len > offsetof(sockaddr_un, sun_path)) {
+            if (addr.sun_path[0] == '\0') {
+                address = "unix:abstract=" + escape_address_value(std::string(addr.sun_path + 1, len - offsetof(sockaddr_un, sun_path) - 1));
+            } else {
+                address = "unix:path=" + escape_address_value(addr.sun_path);
+            }
+        }
+        out.push_back({Fd(fd), address, std::nullopt});
+    }
+    return out;
+}
+
+}  // namespace
+
+Expected<std::vector<Listener>, std::string> open_listeners(const AddressEntry& entry) {
+    const std::string& transport = entry.transport();
+    if (transport == "systemd") return listen_systemd();
+    if (transport == "tcp") return listen_tcp(entry);
+    if (transport != "unix") return Unexpected("Unsupported address type \"" + transport + "\" in " + entry.to_string());
+    if (auto path = entry.get("path")) return listen_path(std::string(*path));
+    if (auto dir = entry.get("dir").has_value() ? entry.get("dir") : entry.get("tmpdir")) {
+        // dbus-daemon 1.14 uses a filesystem socket for tmpdir= too.
+        return listen_path(std::string(*dir) + "/dbus-" + random_suffix());
+    }
+    if (auto name = entry.get("abstract")) {
+        auto fd = listen_unix(std::string(1, '\0') + std::string(*name));
+        if (!fd) return Unexpected("Failed to bind abstract socket \"" + std::string(*name) + "\": " + std::strerror(fd.error()));
+        std::vector<Listener> out;
+        out.push_back({std::move(*fd), "unix:abstract=" + escape_address_value(*name), std::nullopt});
+        return out;
+    }
+    if (entry.get("runtime") == "yes") {
+        const char* runtime = std::getenv("XDG_RUNTIME_DIR");
+        if (!runtime || runtime[0] != '/') return Unexpected(std::string("unix:runtime=yes needs XDG_RUNTIME_DIR"));
+        return listen_path(std::string(runtime) + "/bus");
+    }
+    return Unexpected("Address " + entry.to_string() + " names no socket to listen on");
+}
+
+}  // namespace afbus::daemon

@@ -1,0 +1,222 @@
+// afbus-daemon: a drop-in replacement for dbus-daemon (same command line and configuration files).
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "afbus/address.hpp"
+#include "bus.hpp"
+#include "config.hpp"
+#include "driver.hpp"
+#include "listener.hpp"
+#include "log.hpp"
+#include "options.hpp"
+
+using namespace afbus;
+using namespace afbus::daemon;
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+constexpr const char* kSessionConfig = "/usr/share/dbus-1/session.conf";
+constexpr const char* kSystemConfig = "/usr/share/dbus-1/system.conf";
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "afbus-daemon: %s\n", message.c_str());
+    return 1;
+}
+
+Expected<BusConfig, ConfigError> read_config(const Options& options) {
+    if (options.config_file) return load_config(*options.config_file);
+    if (options.bus == Options::BusType::Session) {
+        if (std::filesystem::exists(kSessionConfig)) return load_config(kSessionConfig);
+        return parse_config(builtin_session_config(), "(built-in session configuration)", "/usr/share/dbus-1");
+    }
+    if (std::filesystem::exists(kSystemConfig)) return load_config(kSystemConfig);
+    return parse_config(builtin_system_config(), "(built-in system configuration)", "/usr/share/dbus-1");
+}
+
+BusSettings settings_from(const BusConfig& config, const Options& options) {
+    BusSettings s;
+    s.type = config.type;
+    s.allow_anonymous = config.allow_anonymous;
+    s.systemd_activation = options.systemd_activation;
+    s.limits = config.limits;
+    if (!config.auth.empty()) {
+        s.mechanisms.clear();
+        for (const std::string& name : config.auth) {
+            if (auto m = sasl_mechanism_from_name(name)) s.mechanisms.push_back(*m);
+            else log_warning("ignoring unknown authentication mechanism \"%s\"", name.c_str());
+        }
+    } else {
+        s.mechanisms = {SaslMechanism::External, SaslMechanism::Anonymous};
+    }
+    return s;
+}
+
+bool write_line(int fd, const std::string& text) {
+    const std::string line = text + "\n";
+    return ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+}
+
+Expected<void, std::string> drop_privileges(const std::string& user) {
+    if (::getuid() != 0) return {};  // only root can switch
+    const passwd* pw = ::getpwnam(user.c_str());
+    if (!pw) return Unexpected("Could not get UID and GID for username \"" + user + "\"");
+    if (::initgroups(pw->pw_name, pw->pw_gid) < 0 || ::setgid(pw->pw_gid) < 0 || ::setuid(pw->pw_uid) < 0)
+        return Unexpected("Failed to switch to user \"" + user + "\": " + std::strerror(errno));
+    return {};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    auto options = parse_options(std::vector<std::string>(argv + 1, argv + argc));
+    if (!options) {
+        std::fprintf(stderr, "%s\n%s", options.error().c_str(), usage().c_str());
+        return 1;
+    }
+    if (options->help) {
+        std::printf("%s", usage().c_str());
+        return 0;
+    }
+    if (options->version) {
+        std::printf("afbus-daemon %s (D-Bus Message Bus Daemon, dbus-daemon compatible)\n", kVersion);
+        return 0;
+    }
+    if (options->introspect) {
+        std::printf("%s", Driver::introspection_xml().c_str());
+        return 0;
+    }
+    if (!options->config_file && options->bus == Options::BusType::None) return fail("No configuration file specified.");
+
+    auto config = read_config(*options);
+    if (!config) return fail("Failed to start message bus: " + config.error().to_string());
+
+    const bool to_syslog = options->syslog == Options::Syslog::Syslog || options->syslog == Options::Syslog::SyslogOnly ||
+                           (options->syslog == Options::Syslog::Default && config->syslog);
+    set_log_target(options->syslog == Options::Syslog::SyslogOnly ? LogTarget::Syslog
+                   : to_syslog                                     ? LogTarget::Both
+                                                                   : LogTarget::Stderr);
+
+    // Listen first: a bus that cannot listen fails before forking, with the reason on stderr.
+    std::vector<AddressEntry> entries;
+    if (options->address) {
+        auto parsed = parse_address_list(*options->address);
+        if (!parsed) return fail("Invalid address \"" + *options->address + "\": " + std::string(to_string(parsed.error())));
+        entries = std::move(*parsed);
+    } else {
+        for (const std::string& text : config->listen) {
+            auto parsed = parse_address_list(text);
+            if (!parsed) return fail("Invalid <listen> address \"" + text + "\": " + std::string(to_string(parsed.error())));
+            for (auto& e : *parsed) entries.push_back(std::move(e));
+        }
+    }
+    if (entries.empty()) return fail("Failed to start message bus: no <listen> address in the configuration");
+    std::vector<Listener> listeners;
+    for (const AddressEntry& entry : entries) {
+        auto opened = open_listeners(entry);
+        if (!opened) return fail("Failed to start message bus: " + opened.error());
+        for (auto& l : *opened) listeners.push_back(std::move(l));
+    }
+
+    if (options->fork.value_or(config->fork)) {
+        // The parent returns once the child is ready, so that the caller can use the printed address.
+        int ready[2];
+        if (::pipe2(ready, O_CLOEXEC) < 0) return fail(std::string("pipe: ") + std::strerror(errno));
+        const pid_t child = ::fork();
+        if (child < 0) return fail(std::string("fork: ") + std::strerror(errno));
+        if (child > 0) {
+            ::close(ready[1]);
+            char c = 0;
+            return ::read(ready[0], &c, 1) == 1 ? 0 : 1;
+        }
+        ::close(ready[0]);
+        ::setsid();
+        if (::chdir("/") < 0) return fail("chdir failed");
+        if (!config->keep_umask) ::umask(022);
+        const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        for (int fd = 0; fd <= 2; ++fd) {
+            if (fd != options->print_address_fd.value_or(-1) && fd != options->print_pid_fd.value_or(-1)) ::dup2(null, fd);
+        }
+        // Tell the parent once everything below has worked; the pipe closes on exit otherwise.
+        static int ready_fd = ready[1];
+        std::atexit([] { ::close(ready_fd); });
+    }
+
+    EventLoop loop;
+    Bus bus(loop, settings_from(*config, *options));
+    std::string address;
+    std::vector<std::string> socket_files;
+    for (Listener& l : listeners) {
+        if (!address.empty()) address += ';';
+        address += l.address + ",guid=" + bus.guid();
+        if (l.socket_file) socket_files.push_back(*l.socket_file);
+        bus.add_listener(std::move(l.fd));
+    }
+
+    std::optional<std::string> pidfile;
+    if (config->pidfile && !options->no_pidfile) {
+        std::ofstream out(*config->pidfile);
+        if (!out) return fail("Failed to write pid file \"" + *config->pidfile + "\"");
+        out << ::getpid() << "\n";
+        pidfile = config->pidfile;
+    }
+    if (config->user) {
+        if (auto r = drop_privileges(*config->user); !r) return fail(r.error());
+    }
+    if (options->print_address_fd) write_line(*options->print_address_fd, address);
+    if (options->print_pid_fd) write_line(*options->print_pid_fd, std::to_string(::getpid()));
+
+    const Options opts = *options;
+    bus.set_reload_handler([&bus, opts]() -> Expected<void, std::string> {
+        auto reloaded = read_config(opts);
+        if (!reloaded) {
+            log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
+            return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());
+        }
+        bus.set_settings(settings_from(*reloaded, opts));
+        return {};
+    });
+
+    // SIGTERM/SIGINT end the bus cleanly; SIGHUP reloads the configuration.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    sigprocmask(SIG_BLOCK, &signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    Fd signal_fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
+    loop.watch(signal_fd.get(), EPOLLIN, [&](std::uint32_t) {
+        signalfd_siginfo info;
+        while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
+            if (info.ssi_signo == SIGHUP) {
+                auto reloaded = read_config(opts);
+                if (reloaded) bus.set_settings(settings_from(*reloaded, opts));
+                else log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
+            } else {
+                loop.stop();
+            }
+        }
+    });
+
+    ::sd_notify(0, "READY=1");
+    const bool ok = loop.run();
+    for (const std::string& path : socket_files) ::unlink(path.c_str());
+    if (pidfile) ::unlink(pidfile->c_str());
+    return ok ? 0 : 1;
+}
