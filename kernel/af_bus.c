@@ -1,0 +1,1911 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * af_bus.c — AF_BUS: a multicast, totally ordered, credential- and fd-passing SOCK_SEQPACKET
+ * transport for a D-Bus style message bus. Out-of-tree module for Linux 6.1+.
+ *
+ * Design, locking and limits are described in docs/kernel.md; the user API in afbus(7) and
+ * include/uapi/linux/af_bus.h.
+ *
+ * Objects:
+ *  - struct bus: one per bound master; holds the address table, the client list, the accept queue
+ *    and the filter. bus->lock (a mutex) serializes every structural change and every delivery on
+ *    that bus, which is what gives all receivers one total order.
+ *  - struct bus_sock: a socket in one of three roles: the master's listening socket, a master-side
+ *    connection socket (returned by accept(), one per client) and a client socket. A client and its
+ *    master-side socket are each other's peer.
+ */
+#define pr_fmt(fmt) "af_bus: " fmt
+
+#include <linux/module.h>
+#include <linux/kernel.h>
+#include <linux/init.h>
+#include <linux/net.h>
+#include <linux/socket.h>
+#include <linux/skbuff.h>
+#include <linux/slab.h>
+#include <linux/mutex.h>
+#include <linux/hashtable.h>
+#include <linux/namei.h>
+#include <linux/fs.h>
+#include <linux/mount.h>
+#include <linux/poll.h>
+#include <linux/security.h>
+#include <linux/sched/signal.h>
+#include <linux/cred.h>
+#include <linux/pid.h>
+#include <linux/file.h>
+#include <linux/uaccess.h>
+#include <asm/ioctls.h>
+#include <linux/sockptr.h>
+#include <net/sock.h>
+#include <net/tcp_states.h>
+#include <net/scm.h>
+#include <net/net_namespace.h>
+#include <uapi/linux/af_bus.h>
+
+#define BUS_HASH_BITS		10
+#define BUS_DEFAULT_MAXQLEN	512
+#define BUS_MAX_MAXQLEN		65536
+#define BUS_MAX_SNDBUF		(64 << 20)
+#define BUS_MAX_ADDRS		1024	/* extra addresses per client */
+#define BUS_MCAST_MAX_FDREFS	4096	/* fds x recipients of one multicast */
+
+static int family;
+module_param(family, int, 0444);
+MODULE_PARM_DESC(family,
+		 "Address family (0: first free of 19, 23, 18, 22, 25); reads back the one in use");
+
+static const int bus_family_candidates[] = AF_BUS_FAMILY_CANDIDATES;
+
+enum bus_role {
+	BUS_ROLE_NONE = 0,
+	BUS_ROLE_LISTENER,	/* master, bound + listening */
+	BUS_ROLE_MASTER_CONN,	/* master side of one client connection */
+	BUS_ROLE_CLIENT,
+};
+
+struct bus_sock;
+
+struct bus_address {
+	struct hlist_node hnode;	/* bus->addrs, only while the owner is joined */
+	struct list_head node;		/* owner->addrs */
+	u64 addr;
+	struct bus_sock *owner;
+};
+
+struct bus {
+	struct kref kref;
+	struct mutex lock;		/* the per-bus lock */
+	struct list_head table_node;	/* bus_table, under bus_table_lock */
+	possible_net_t net;
+	bool dead;
+	bool abstract;
+	int namelen;			/* bytes of sbus_path that name the bus */
+	char name[BUS_PATH_MAX + 1];
+	struct path path;		/* filesystem buses */
+	struct bus_sock *listener;
+	u64 next_client;
+	DECLARE_HASHTABLE(addrs, BUS_HASH_BITS);
+	struct list_head clients;	/* connected clients (joined or not) */
+	struct list_head pending;	/* master-side sockets not yet accepted */
+	unsigned int npending;
+	struct bus_filter *filter;
+	size_t filter_len;
+	int sndbuf;			/* 0: keep socket defaults */
+	u32 maxqlen;
+	unsigned int neavesdrop;	/* clients with eavesdrop set */
+	struct bus_stats stats;
+};
+
+struct bus_sock {
+	struct sock sk;			/* must be first */
+	struct bus *bus;		/* counted reference; set once, dropped at release */
+	enum bus_role role;
+	struct bus_sock *peer;		/* bus->lock; lockless readers: RCU (SOCK_RCU_FREE) */
+	u64 addr;			/* unique address of a client; 0 for master sockets */
+	struct list_head addrs;		/* struct bus_address of a client */
+	unsigned int naddrs;
+	struct list_head client_node;	/* bus->clients */
+	struct list_head pending_node;	/* bus->pending */
+	bool joined;
+	bool eavesdrop;
+	u32 maxqlen;
+	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
+	atomic64_t dropped;		/* messages dropped for us (queue full) */
+	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
+};
+
+/* Per-message metadata, in skb->cb. */
+struct bus_skb_parms {
+	struct pid *pid;
+	struct scm_fp_list *fp;
+	u64 src;
+	u64 dst;
+	kuid_t uid;
+	kgid_t gid;
+	u32 secid;
+	u32 flags;
+};
+
+#define BUSCB(skb)	(*(struct bus_skb_parms *)&((skb)->cb))
+
+static inline struct bus_sock *bus_sk(const struct sock *sk)
+{
+	return (struct bus_sock *)sk;
+}
+
+static DEFINE_MUTEX(bus_table_lock);
+static LIST_HEAD(bus_table);
+
+static struct proto bus_proto = {
+	.name = "AF_BUS",
+	.owner = THIS_MODULE,
+	.obj_size = sizeof(struct bus_sock),
+};
+
+/* not const: .family is only known at module load (see af_bus_init) */
+static struct proto_ops bus_ops;
+
+/* ------------------------------------------------------------------ bus objects */
+
+static void bus_free(struct kref *kref)
+{
+	struct bus *bus = container_of(kref, struct bus, kref);
+
+	if (!bus->abstract)
+		path_put(&bus->path);
+	kfree(bus->filter);
+	kfree(bus);
+}
+
+static void bus_put(struct bus *bus)
+{
+	kref_put(&bus->kref, bus_free);
+}
+
+static bool bus_is_master(const struct bus_sock *bsk)
+{
+	return bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_MASTER_CONN;
+}
+
+static bool bus_queue_full(const struct bus_sock *bsk)
+{
+	const struct sock *sk = &bsk->sk;
+
+	return skb_queue_len_lockless(&sk->sk_receive_queue) >= READ_ONCE(bsk->maxqlen) ||
+	       atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf);
+}
+
+static void bus_wake_peer_waiters(struct bus_sock *bsk)
+{
+	/* sync: the reader goes on draining its queue before the woken sender runs */
+	if (wq_has_sleeper(&bsk->peer_wait))
+		wake_up_interruptible_sync_poll(&bsk->peer_wait,
+						EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND);
+}
+
+static void bus_set_peercred_current(struct sock *sk)
+{
+	const struct cred *old_cred;
+	struct pid *old_pid;
+
+	spin_lock(&sk->sk_peer_lock);
+	old_pid = sk->sk_peer_pid;
+	old_cred = sk->sk_peer_cred;
+	sk->sk_peer_pid = get_pid(task_tgid(current));
+	sk->sk_peer_cred = get_current_cred();
+	spin_unlock(&sk->sk_peer_lock);
+	put_pid(old_pid);
+	put_cred(old_cred);
+}
+
+static void bus_copy_peercred(struct sock *sk, struct sock *from)
+{
+	const struct cred *old_cred, *cred = NULL;
+	struct pid *old_pid, *pid = NULL;
+
+	spin_lock(&from->sk_peer_lock);
+	if (from->sk_peer_pid)
+		pid = get_pid(from->sk_peer_pid);
+	if (from->sk_peer_cred)
+		cred = get_cred(from->sk_peer_cred);
+	spin_unlock(&from->sk_peer_lock);
+
+	spin_lock(&sk->sk_peer_lock);
+	old_pid = sk->sk_peer_pid;
+	old_cred = sk->sk_peer_cred;
+	sk->sk_peer_pid = pid;
+	sk->sk_peer_cred = cred;
+	spin_unlock(&sk->sk_peer_lock);
+	put_pid(old_pid);
+	put_cred(old_cred);
+}
+
+/* ------------------------------------------------------------------ skb metadata */
+
+static void bus_cb_release(struct sk_buff *skb)
+{
+	struct bus_skb_parms *cb = &BUSCB(skb);
+	struct scm_cookie scm = { .fp = cb->fp };
+
+	put_pid(cb->pid);
+	cb->pid = NULL;
+	cb->fp = NULL;
+	if (scm.fp)
+		__scm_destroy(&scm);
+}
+
+static void bus_rfree(struct sk_buff *skb)
+{
+	bus_cb_release(skb);
+	sock_rfree(skb);
+}
+
+static void bus_set_owner_r(struct sk_buff *skb, struct sock *sk)
+{
+	skb->sk = sk;
+	skb->destructor = bus_rfree;
+	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
+}
+
+/* A copy of @skb for one more receiver: the data is shared, pid and fds are referenced again. */
+static struct sk_buff *bus_copy_skb(struct sk_buff *skb)
+{
+	struct sk_buff *c = skb_clone(skb, GFP_KERNEL);
+	struct bus_skb_parms *cb;
+
+	if (!c)
+		return NULL;
+	cb = &BUSCB(c);
+	get_pid(cb->pid);
+	if (cb->fp) {
+		cb->fp = scm_fp_dup(cb->fp);
+		if (!cb->fp) {
+			put_pid(cb->pid);
+			cb->pid = NULL;
+			kfree_skb(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/*
+ * Receivers to wake once bus->lock is dropped: waking a reader while holding the lock would make
+ * it contend on the lock as soon as it answers. The caller enters an RCU read-side section before
+ * dropping the lock and leaves it after bus_wake_receivers(): sockets are SOCK_RCU_FREE, so a
+ * receiver released meanwhile stays valid memory without taking references.
+ */
+#define BUS_WAKE_BATCH 32
+struct bus_wake {
+	unsigned int n;
+	struct sock *sk[BUS_WAKE_BATCH];
+};
+
+static void bus_enqueue(struct bus_sock *rbsk, struct sk_buff *skb, struct bus_wake *wake)
+{
+	struct sock *rsk = &rbsk->sk;
+
+	bus_set_owner_r(skb, rsk);
+	skb_queue_tail(&rsk->sk_receive_queue, skb);
+	if (wake->n < BUS_WAKE_BATCH)
+		wake->sk[wake->n++] = rsk;
+	else
+		rsk->sk_data_ready(rsk);
+}
+
+static void bus_wake_receivers(struct bus_wake *wake)
+{
+	unsigned int i;
+
+	for (i = 0; i < wake->n; i++)
+		wake->sk[i]->sk_data_ready(wake->sk[i]);
+	wake->n = 0;
+}
+
+/* ------------------------------------------------------------------ filter */
+
+static int bus_filter_validate(const struct bus_filter *f, size_t len)
+{
+	unsigned int i;
+
+	if (len < sizeof(*f))
+		return -EINVAL;
+	if (f->magic != BUS_FILTER_MAGIC || f->version != BUS_FILTER_VERSION || f->flags)
+		return -EINVAL;
+	if (f->nrules > BUS_FILTER_MAX_RULES)
+		return -E2BIG;
+	if (len != BUS_FILTER_SIZE(f->nrules))
+		return -EINVAL;
+	if (f->default_verdict > BUS_FILTER_REJECT)
+		return -EINVAL;
+	for (i = 0; i < f->nrules; i++) {
+		const struct bus_filter_rule *r = &BUS_FILTER_RULES(f)[i];
+		unsigned int j;
+
+		if (r->match & ~BUS_FILTER_M_ALL || r->verdict > BUS_FILTER_REJECT)
+			return -EINVAL;
+		if ((r->src_addr & ~r->src_mask) || (r->dst_addr & ~r->dst_mask) ||
+		    (r->rcpt_addr & ~r->rcpt_mask))
+			return -EINVAL;
+		if (r->data_len > BUS_FILTER_MAX_DATA || r->data_off > (1U << 30))
+			return -EINVAL;
+		for (j = 0; j < BUS_FILTER_MAX_DATA; j++)
+			if (r->data[j] & ~r->data_mask[j])
+				return -EINVAL;
+	}
+	return 0;
+}
+
+/* Cost: at most BUS_FILTER_MAX_RULES rules, each at most BUS_FILTER_MAX_DATA bytes compared. */
+static u32 bus_filter_eval(const struct bus_filter *f, const struct sk_buff *skb,
+			   u64 src, u64 dst, u64 rcpt, bool mcast)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < f->nrules; i++) {
+		const struct bus_filter_rule *r = &BUS_FILTER_RULES(f)[i];
+		u8 buf[BUS_FILTER_MAX_DATA];
+
+		if ((r->match & BUS_FILTER_M_SRC) && (src & r->src_mask) != r->src_addr)
+			continue;
+		if ((r->match & BUS_FILTER_M_DST) && (dst & r->dst_mask) != r->dst_addr)
+			continue;
+		if ((r->match & BUS_FILTER_M_RCPT) && (rcpt & r->rcpt_mask) != r->rcpt_addr)
+			continue;
+		if ((r->match & BUS_FILTER_M_MCAST) && !mcast)
+			continue;
+		if ((r->match & BUS_FILTER_M_UCAST) && mcast)
+			continue;
+		if (r->match & BUS_FILTER_M_DATA) {
+			if ((u64)r->data_off + r->data_len > skb->len)
+				continue;
+			if (skb_copy_bits(skb, r->data_off, buf, r->data_len))
+				continue;
+			for (j = 0; j < r->data_len; j++)
+				if ((buf[j] & r->data_mask[j]) != r->data[j])
+					break;
+			if (j != r->data_len)
+				continue;
+		}
+		return r->verdict;
+	}
+	return f->default_verdict;
+}
+
+/* ------------------------------------------------------------------ addresses */
+
+static struct bus_sock *bus_lookup_addr(struct bus *bus, u64 addr)
+{
+	struct bus_address *a;
+
+	hash_for_each_possible(bus->addrs, a, hnode, addr)
+		if (a->addr == addr)
+			return a->owner;
+	return NULL;
+}
+
+static struct bus_address *bus_find_own_addr(struct bus_sock *bsk, u64 addr)
+{
+	struct bus_address *a;
+
+	list_for_each_entry(a, &bsk->addrs, node)
+		if (a->addr == addr)
+			return a;
+	return NULL;
+}
+
+static bool bus_holds_prefix(struct bus_sock *bsk, u16 prefix)
+{
+	struct bus_address *a;
+
+	list_for_each_entry(a, &bsk->addrs, node)
+		if (BUS_ADDR_PREFIX(a->addr) == prefix)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------------ socket lifetime */
+
+static void bus_sock_destruct(struct sock *sk)
+{
+	skb_queue_purge(&sk->sk_receive_queue);
+	WARN_ON(atomic_read(&sk->sk_rmem_alloc));
+	sock_prot_inuse_add(sock_net(sk), sk->sk_prot, -1);
+}
+
+static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern, int protocol)
+{
+	struct bus_sock *bsk;
+	struct sock *sk;
+
+	sk = sk_alloc(net, family, GFP_KERNEL, &bus_proto, kern);
+	if (!sk)
+		return NULL;
+	sock_init_data(sock, sk);
+	sock_set_flag(sk, SOCK_RCU_FREE);
+	sk->sk_destruct = bus_sock_destruct;
+	sk->sk_protocol = protocol;
+	bsk = bus_sk(sk);
+	bsk->bus = NULL;
+	bsk->role = BUS_ROLE_NONE;
+	bsk->peer = NULL;
+	bsk->addr = 0;
+	INIT_LIST_HEAD(&bsk->addrs);
+	bsk->naddrs = 0;
+	INIT_LIST_HEAD(&bsk->client_node);
+	INIT_LIST_HEAD(&bsk->pending_node);
+	bsk->joined = false;
+	bsk->eavesdrop = false;
+	bsk->maxqlen = BUS_DEFAULT_MAXQLEN;
+	init_waitqueue_head(&bsk->peer_wait);
+	atomic64_set(&bsk->dropped, 0);
+	atomic64_set(&bsk->dropped_unread, 0);
+	sock_prot_inuse_add(net, &bus_proto, 1);
+	return sk;
+}
+
+static void bus_unhash_addrs_locked(struct bus_sock *bsk)
+{
+	struct bus_address *a;
+
+	list_for_each_entry(a, &bsk->addrs, node)
+		if (!hlist_unhashed(&a->hnode))
+			hash_del(&a->hnode);
+}
+
+static void bus_free_addrs(struct bus_sock *bsk)
+{
+	struct bus_address *a, *tmp;
+
+	list_for_each_entry_safe(a, tmp, &bsk->addrs, node) {
+		list_del(&a->node);
+		kfree(a);
+	}
+	bsk->naddrs = 0;
+}
+
+static void bus_hangup(struct bus_sock *bsk)
+{
+	struct sock *sk = &bsk->sk;
+
+	WRITE_ONCE(sk->sk_shutdown, SHUTDOWN_MASK);
+	sk->sk_state_change(sk);
+	bus_wake_peer_waiters(bsk);
+}
+
+/*
+ * Disconnect a client from its bus: release its addresses, cut it from its master-side socket and
+ * hang both up. Called with bus->lock held. Drops the two peer references.
+ */
+static void bus_disconnect_client_locked(struct bus *bus, struct bus_sock *c)
+{
+	struct bus_sock *s = c->peer;
+
+	if (c->role != BUS_ROLE_CLIENT || list_empty(&c->client_node))
+		return;
+	bus_unhash_addrs_locked(c);
+	if (c->joined)
+		bus->stats.joined--;
+	if (c->eavesdrop)
+		bus->neavesdrop--;
+	bus->stats.clients--;
+	list_del_init(&c->client_node);
+	c->joined = false;
+	c->eavesdrop = false;
+	WRITE_ONCE(c->peer, NULL);
+	bus_hangup(c);
+	if (s) {
+		WRITE_ONCE(s->peer, NULL);
+		bus_hangup(s);
+		sock_put(&s->sk);	/* c's reference on s */
+		sock_put(&c->sk);	/* s's reference on c */
+	}
+}
+
+static void bus_release_pending(struct bus_sock *s)
+{
+	struct sock *sk = &s->sk;
+
+	skb_queue_purge(&sk->sk_receive_queue);
+	sock_orphan(sk);
+	if (s->bus) {
+		bus_put(s->bus);
+		s->bus = NULL;
+	}
+	sock_put(sk);
+}
+
+static void bus_teardown(struct bus *bus)
+{
+	struct bus_sock *c, *ctmp, *s, *stmp;
+	LIST_HEAD(pending);
+
+	mutex_lock(&bus_table_lock);
+	list_del_init(&bus->table_node);
+	mutex_unlock(&bus_table_lock);
+
+	mutex_lock(&bus->lock);
+	bus->dead = true;
+	bus->listener = NULL;
+	list_for_each_entry_safe(c, ctmp, &bus->clients, client_node)
+		bus_disconnect_client_locked(bus, c);
+	list_splice_init(&bus->pending, &pending);
+	bus->npending = 0;
+	mutex_unlock(&bus->lock);
+
+	list_for_each_entry_safe(s, stmp, &pending, pending_node) {
+		list_del_init(&s->pending_node);
+		bus_release_pending(s);
+	}
+}
+
+static int bus_release(struct socket *sock)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk;
+	struct bus *bus;
+
+	if (!sk)
+		return 0;
+	bsk = bus_sk(sk);
+	bus = bsk->bus;
+
+	if (bus) {
+		switch (bsk->role) {
+		case BUS_ROLE_LISTENER:
+			bus_teardown(bus);
+			break;
+		case BUS_ROLE_CLIENT:
+			mutex_lock(&bus->lock);
+			bus_disconnect_client_locked(bus, bsk);
+			mutex_unlock(&bus->lock);
+			break;
+		case BUS_ROLE_MASTER_CONN:
+			mutex_lock(&bus->lock);
+			if (bsk->peer)
+				bus_disconnect_client_locked(bus, bsk->peer);
+			mutex_unlock(&bus->lock);
+			break;
+		default:
+			break;
+		}
+	}
+
+	WRITE_ONCE(sk->sk_shutdown, SHUTDOWN_MASK);
+	sock_orphan(sk);
+	sock->sk = NULL;
+	skb_queue_purge(&sk->sk_receive_queue);
+	if (bus) {
+		bus_free_addrs(bsk);
+		bsk->bus = NULL;
+		bus_put(bus);
+	}
+	sock_put(sk);
+	return 0;
+}
+
+static int bus_create(struct net *net, struct socket *sock, int protocol, int kern)
+{
+	struct sock *sk;
+
+	if (sock->type != SOCK_SEQPACKET)
+		return -ESOCKTNOSUPPORT;
+	if (protocol != BUS_PROTO_NONE && protocol != BUS_PROTO_DBUS)
+		return -EPROTONOSUPPORT;
+	sock->state = SS_UNCONNECTED;
+	sock->ops = &bus_ops;
+	sk = bus_sk_alloc(net, sock, kern, protocol);
+	if (!sk)
+		return -ENOMEM;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ addressing */
+
+struct bus_name {
+	bool abstract;
+	int len;			/* bytes of the name */
+	char name[BUS_PATH_MAX + 1];	/* NUL-terminated for filesystem paths */
+};
+
+/* Validates a sockaddr_bus holding a bus path. */
+static int bus_parse_name(const struct sockaddr_bus *sa, int addr_len, struct bus_name *n)
+{
+	int plen;
+
+	if (addr_len < (int)offsetof(struct sockaddr_bus, sbus_path) + 1 ||
+	    addr_len > (int)sizeof(struct sockaddr_bus))
+		return -EINVAL;
+	if (sa->sbus_family != family)
+		return -EAFNOSUPPORT;
+	plen = addr_len - offsetof(struct sockaddr_bus, sbus_path);
+	memset(n, 0, sizeof(*n));
+	if (sa->sbus_path[0] == '\0') {
+		if (plen < 2)
+			return -EINVAL;
+		n->abstract = true;
+		n->len = plen;	/* including the leading NUL */
+		memcpy(n->name, sa->sbus_path, plen);
+	} else {
+		memcpy(n->name, sa->sbus_path, plen);
+		n->name[plen] = '\0';
+		n->len = strlen(n->name) + 1;
+	}
+	return 0;
+}
+
+static int bus_fill_sockaddr(struct bus *bus, u64 addr, struct sockaddr_bus *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sbus_family = family;
+	sa->sbus_addr.s_addr = addr;
+	if (!bus)
+		return offsetof(struct sockaddr_bus, sbus_path);
+	memcpy(sa->sbus_path, bus->name, min_t(int, bus->namelen, BUS_PATH_MAX));
+	return offsetof(struct sockaddr_bus, sbus_path) + min_t(int, bus->namelen, BUS_PATH_MAX);
+}
+
+static struct bus *bus_find(struct net *net, struct bus_name *n, int *err)
+{
+	struct inode *inode = NULL;
+	struct bus *bus, *found = NULL;
+	struct path path;
+
+	if (!n->abstract) {
+		*err = kern_path(n->name, LOOKUP_FOLLOW, &path);
+		if (*err)
+			return NULL;
+		inode = d_backing_inode(path.dentry);
+		*err = inode_permission(mnt_user_ns(path.mnt), inode, MAY_WRITE);
+		if (*err)
+			goto put;
+		*err = -ECONNREFUSED;
+		if (!S_ISSOCK(inode->i_mode))
+			goto put;
+	}
+
+	mutex_lock(&bus_table_lock);
+	list_for_each_entry(bus, &bus_table, table_node) {
+		if (!net_eq(read_pnet(&bus->net), net) || bus->abstract != n->abstract)
+			continue;
+		if (n->abstract) {
+			if (bus->namelen == n->len && !memcmp(bus->name, n->name, n->len)) {
+				found = bus;
+				break;
+			}
+		} else if (d_backing_inode(bus->path.dentry) == inode) {
+			found = bus;
+			break;
+		}
+	}
+	if (found)
+		kref_get(&found->kref);
+	mutex_unlock(&bus_table_lock);
+	*err = found ? 0 : -ECONNREFUSED;
+put:
+	if (!n->abstract)
+		path_put(&path);
+	return found;
+}
+
+static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
+{
+	struct sockaddr_bus *sa = (struct sockaddr_bus *)uaddr;
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk);
+	struct net *net = sock_net(sk);
+	struct bus *bus, *other;
+	struct bus_name *n;
+	int err;
+
+	if (addr_len < (int)offsetof(struct sockaddr_bus, sbus_path))
+		return -EINVAL;
+	if (sa->sbus_family != family)
+		return -EAFNOSUPPORT;
+	if (sa->sbus_addr.s_addr != BUS_MASTER_ADDR)
+		return -EINVAL;
+	n = kmalloc(sizeof(*n), GFP_KERNEL);
+	if (!n)
+		return -ENOMEM;
+	err = bus_parse_name(sa, addr_len, n);
+	if (err)
+		goto out;
+
+	lock_sock(sk);
+	err = -EINVAL;
+	if (bsk->bus || bsk->role != BUS_ROLE_NONE)
+		goto out_unlock;
+	err = -ENOMEM;
+	bus = kzalloc(sizeof(*bus), GFP_KERNEL);
+	if (!bus)
+		goto out_unlock;
+	kref_init(&bus->kref);
+	mutex_init(&bus->lock);
+	INIT_LIST_HEAD(&bus->table_node);
+	write_pnet(&bus->net, net);
+	bus->abstract = n->abstract;
+	bus->namelen = n->len;
+	memcpy(bus->name, n->name, n->len);
+	bus->next_client = 1;
+	hash_init(bus->addrs);
+	INIT_LIST_HEAD(&bus->clients);
+	INIT_LIST_HEAD(&bus->pending);
+	bus->maxqlen = BUS_DEFAULT_MAXQLEN;
+	bus->listener = bsk;
+
+	if (!n->abstract) {
+		umode_t mode = S_IFSOCK | (SOCK_INODE(sock)->i_mode & ~current_umask());
+		struct user_namespace *ns;
+		struct dentry *dentry;
+		struct path parent;
+
+		dentry = kern_path_create(AT_FDCWD, n->name, &parent, 0);
+		if (IS_ERR(dentry)) {
+			err = PTR_ERR(dentry);
+			if (err == -EEXIST)
+				err = -EADDRINUSE;
+			kfree(bus);
+			goto out_unlock;
+		}
+		ns = mnt_user_ns(parent.mnt);
+		err = security_path_mknod(&parent, dentry, mode, 0);
+		if (!err)
+			err = vfs_mknod(ns, d_inode(parent.dentry), dentry, mode, 0);
+		if (err) {
+			done_path_create(&parent, dentry);
+			if (err == -EEXIST)
+				err = -EADDRINUSE;
+			kfree(bus);
+			goto out_unlock;
+		}
+		bus->path.mnt = mntget(parent.mnt);
+		bus->path.dentry = dget(dentry);
+		done_path_create(&parent, dentry);
+		mutex_lock(&bus_table_lock);
+	} else {
+		mutex_lock(&bus_table_lock);
+		list_for_each_entry(other, &bus_table, table_node) {
+			if (other->abstract && net_eq(read_pnet(&other->net), net) &&
+			    other->namelen == n->len && !memcmp(other->name, n->name, n->len)) {
+				mutex_unlock(&bus_table_lock);
+				kfree(bus);
+				err = -EADDRINUSE;
+				goto out_unlock;
+			}
+		}
+	}
+	list_add_tail(&bus->table_node, &bus_table);
+	mutex_unlock(&bus_table_lock);
+	bsk->bus = bus;
+	bsk->role = BUS_ROLE_LISTENER;
+	err = 0;
+out_unlock:
+	release_sock(sk);
+out:
+	kfree(n);
+	return err;
+}
+
+static int bus_listen(struct socket *sock, int backlog)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk);
+	int err = -EINVAL;
+
+	lock_sock(sk);
+	if (bsk->role != BUS_ROLE_LISTENER)
+		goto out;
+	if (backlog < 0)
+		backlog = 0;
+	WRITE_ONCE(sk->sk_max_ack_backlog, backlog);
+	sk->sk_state = TCP_LISTEN;
+	bus_set_peercred_current(sk);
+	err = 0;
+out:
+	release_sock(sk);
+	return err;
+}
+
+static int bus_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len, int flags)
+{
+	struct sockaddr_bus *sa = (struct sockaddr_bus *)uaddr;
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk), *s;
+	struct bus_address *ua;
+	struct sock *newsk;
+	struct bus_name *n;
+	struct bus *bus;
+	int err;
+
+	n = kmalloc(sizeof(*n), GFP_KERNEL);
+	if (!n)
+		return -ENOMEM;
+	err = bus_parse_name(sa, addr_len, n);
+	if (err)
+		goto out_free_name;
+
+	lock_sock(sk);
+	if (bsk->role == BUS_ROLE_CLIENT) {
+		err = -EISCONN;
+		goto out_unlock_sk;
+	}
+	if (bsk->role != BUS_ROLE_NONE) {
+		err = -EINVAL;
+		goto out_unlock_sk;
+	}
+	bus = bus_find(sock_net(sk), n, &err);
+	if (!bus)
+		goto out_unlock_sk;
+
+	err = -ENOMEM;
+	ua = kzalloc(sizeof(*ua), GFP_KERNEL);
+	if (!ua)
+		goto out_put_bus;
+	newsk = bus_sk_alloc(sock_net(sk), NULL, 0, sk->sk_protocol);
+	if (!newsk) {
+		kfree(ua);
+		goto out_put_bus;
+	}
+	s = bus_sk(newsk);
+	newsk->sk_type = SOCK_SEQPACKET;
+
+	mutex_lock(&bus->lock);
+	err = -ECONNREFUSED;
+	if (bus->dead || !bus->listener || bus->listener->sk.sk_state != TCP_LISTEN)
+		goto out_unlock_bus;
+	err = -EAGAIN;
+	if (bus->npending >= READ_ONCE(bus->listener->sk.sk_max_ack_backlog) + 1U)
+		goto out_unlock_bus;
+	err = -EADDRNOTAVAIL;
+	if (bus->next_client >= BUS_MULTICAST_CLIENT)
+		goto out_unlock_bus;
+
+	bsk->addr = BUS_ADDR(0, bus->next_client++);
+	ua->addr = bsk->addr;
+	ua->owner = bsk;
+	INIT_HLIST_NODE(&ua->hnode);
+	list_add(&ua->node, &bsk->addrs);
+
+	s->role = BUS_ROLE_MASTER_CONN;
+	kref_get(&bus->kref);
+	s->bus = bus;
+	s->maxqlen = bus->maxqlen;
+	bsk->maxqlen = bus->maxqlen;
+	if (bus->sndbuf) {
+		WRITE_ONCE(sk->sk_sndbuf, bus->sndbuf);
+		WRITE_ONCE(newsk->sk_sndbuf, bus->sndbuf);
+	}
+	bsk->role = BUS_ROLE_CLIENT;
+	bsk->bus = bus;		/* the reference taken by bus_find */
+	sock_hold(newsk);
+	bsk->peer = s;
+	sock_hold(sk);
+	s->peer = bsk;
+	newsk->sk_state = TCP_ESTABLISHED;
+	sk->sk_state = TCP_ESTABLISHED;
+	sock->state = SS_CONNECTED;
+	bus_set_peercred_current(newsk);
+	bus_copy_peercred(sk, &bus->listener->sk);
+	list_add_tail(&bsk->client_node, &bus->clients);
+	bus->stats.clients++;
+	list_add_tail(&s->pending_node, &bus->pending);
+	bus->npending++;
+	bus->listener->sk.sk_data_ready(&bus->listener->sk);
+	mutex_unlock(&bus->lock);
+	release_sock(sk);
+	kfree(n);
+	return 0;
+
+out_unlock_bus:
+	mutex_unlock(&bus->lock);
+	kfree(ua);
+	sock_orphan(newsk);
+	sock_put(newsk);
+out_put_bus:
+	bus_put(bus);
+out_unlock_sk:
+	release_sock(sk);
+out_free_name:
+	kfree(n);
+	return err;
+}
+
+static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bool kern)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk), *s = NULL;
+	struct bus *bus = bsk->bus;
+	long timeo;
+
+	if (bsk->role != BUS_ROLE_LISTENER || sk->sk_state != TCP_LISTEN)
+		return -EINVAL;
+	timeo = sock_rcvtimeo(sk, flags & O_NONBLOCK);
+	for (;;) {
+		mutex_lock(&bus->lock);
+		if (bus->dead) {
+			mutex_unlock(&bus->lock);
+			return -EINVAL;
+		}
+		s = list_first_entry_or_null(&bus->pending, struct bus_sock, pending_node);
+		if (s) {
+			list_del_init(&s->pending_node);
+			bus->npending--;
+			/* the accept queue's reference passes to newsock */
+			sock_graft(&s->sk, newsock);
+			newsock->state = SS_CONNECTED;
+			if (test_bit(SOCK_PASSCRED, &sock->flags))
+				set_bit(SOCK_PASSCRED, &newsock->flags);
+			if (test_bit(SOCK_PASSSEC, &sock->flags))
+				set_bit(SOCK_PASSSEC, &newsock->flags);
+			mutex_unlock(&bus->lock);
+			return 0;
+		}
+		mutex_unlock(&bus->lock);
+		if (!timeo)
+			return -EAGAIN;
+		timeo = wait_event_interruptible_timeout(*sk_sleep(sk),
+							 !list_empty(&bus->pending) ||
+							 READ_ONCE(bus->dead),
+							 timeo);
+		if (timeo < 0)
+			return sock_intr_errno(timeo);
+		if (signal_pending(current))
+			return sock_intr_errno(timeo);
+	}
+}
+
+static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	struct bus_sock *bsk = bus_sk(sock->sk);
+	struct sockaddr_bus *sa = (struct sockaddr_bus *)uaddr;
+	struct bus *bus = bsk->bus;
+	u64 addr = 0;
+
+	if (peer) {
+		if (!bus)
+			return -ENOTCONN;
+		if (bsk->role == BUS_ROLE_CLIENT) {
+			addr = BUS_MASTER_ADDR;
+		} else if (bsk->role == BUS_ROLE_MASTER_CONN) {
+			mutex_lock(&bus->lock);
+			if (!bsk->peer) {
+				mutex_unlock(&bus->lock);
+				return -ENOTCONN;
+			}
+			addr = bsk->peer->addr;
+			mutex_unlock(&bus->lock);
+		} else {
+			return -ENOTCONN;
+		}
+	} else if (bsk->role == BUS_ROLE_CLIENT) {
+		addr = bsk->addr;
+	}
+	return bus_fill_sockaddr(bus, addr, sa);
+}
+
+/* ------------------------------------------------------------------ poll */
+
+static __poll_t bus_poll(struct file *file, struct socket *sock, poll_table *wait)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk), *peer;
+	u8 shutdown;
+	__poll_t mask = 0;
+
+	sock_poll_wait(file, sock, wait);
+	shutdown = READ_ONCE(sk->sk_shutdown);
+
+	if (READ_ONCE(sk->sk_err))
+		mask |= EPOLLERR;
+	if (shutdown == SHUTDOWN_MASK)
+		mask |= EPOLLHUP;
+	if (shutdown & RCV_SHUTDOWN)
+		mask |= EPOLLRDHUP | EPOLLIN | EPOLLRDNORM;
+	if (!skb_queue_empty_lockless(&sk->sk_receive_queue))
+		mask |= EPOLLIN | EPOLLRDNORM;
+
+	switch (bsk->role) {
+	case BUS_ROLE_LISTENER:
+		if (bsk->bus && !list_empty(&bsk->bus->pending))
+			mask |= EPOLLIN | EPOLLRDNORM;
+		break;
+	case BUS_ROLE_MASTER_CONN:
+		if (atomic64_read(&bsk->dropped_unread))
+			mask |= EPOLLPRI;
+		fallthrough;
+	case BUS_ROLE_CLIENT:
+		if (shutdown & SEND_SHUTDOWN)
+			break;
+		if (!sock_writeable(sk))
+			break;
+		/*
+		 * Writable when our own send buffer has room and our connection peer (the master
+		 * for a client, the client for a master-side socket) can take a message. No other
+		 * receiver on the bus affects this: one slow reader never stalls the bus.
+		 */
+		rcu_read_lock();
+		peer = READ_ONCE(bsk->peer);
+		if (!peer || !bus_queue_full(peer))
+			mask |= EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND;
+		rcu_read_unlock();
+		break;
+	default:
+		break;
+	}
+	return mask;
+}
+
+/* Wake whoever may be waiting for room in @bsk's queue: blocked senders and its peer's pollers. */
+static void bus_wake_writers(struct bus_sock *bsk)
+{
+	struct bus_sock *peer;
+	struct socket_wq *wq;
+
+	bus_wake_peer_waiters(bsk);
+	rcu_read_lock();
+	peer = READ_ONCE(bsk->peer);
+	if (peer) {
+		wq = rcu_dereference(peer->sk.sk_wq);
+		if (skwq_has_sleeper(wq))
+			wake_up_interruptible_sync_poll(&wq->wait,
+							EPOLLOUT | EPOLLWRNORM | EPOLLWRBAND);
+	}
+	rcu_read_unlock();
+}
+
+/* ------------------------------------------------------------------ send */
+
+static int bus_check_fds(struct scm_fp_list *fp)
+{
+	int i;
+
+	if (!fp)
+		return 0;
+	for (i = 0; i < fp->count; i++) {
+		struct socket *s = sock_from_file(fp->fp[i]);
+
+		/* AF_BUS sockets in flight could form reference cycles nothing collects */
+		if (s && s->sk && s->sk->sk_prot == &bus_proto)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static bool bus_file_is_io_uring(struct file *file)
+{
+	/* io_is_uring_fops() is not exported; io_uring files are anon inodes named "[io_uring]" */
+	return file->f_path.dentry && !strcmp(file->f_path.dentry->d_name.name, "[io_uring]");
+}
+
+#define BUS_MAX_RIGHTS_CMSGS 16
+
+/*
+ * scm_send() for AF_BUS. The generic __scm_send() accepts SCM_RIGHTS only on AF_UNIX sockets, so
+ * the files are collected here (same limits and errors as AF_UNIX: at most SCM_MAX_FD per message,
+ * EBADF for a bad descriptor, EINVAL for an io_uring file) and the SCM_RIGHTS headers are hidden
+ * from __scm_send() while it handles SCM_CREDENTIALS and the LSM. The control buffer is the
+ * kernel's private copy made by sendmsg(); the headers are restored before returning.
+ */
+static int bus_scm_send(struct socket *sock, struct msghdr *msg, struct scm_cookie *scm)
+{
+	struct cmsghdr *hidden[BUS_MAX_RIGHTS_CMSGS];
+	struct scm_fp_list *fpl = NULL;
+	struct cmsghdr *cmsg;
+	int nhidden = 0, err = 0, i;
+
+	if (msg->msg_controllen > 0 && msg->msg_control_is_user)
+		return -EINVAL;
+	if (msg->msg_controllen <= 0)
+		return scm_send(sock, msg, scm, true);
+
+	for_each_cmsghdr(cmsg, msg) {
+		int *fdp, num;
+
+		if (!CMSG_OK(msg, cmsg)) {
+			err = -EINVAL;
+			goto out;
+		}
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		if (nhidden == BUS_MAX_RIGHTS_CMSGS) {
+			err = -EINVAL;
+			goto out;
+		}
+		fdp = (int *)CMSG_DATA(cmsg);
+		num = (cmsg->cmsg_len - sizeof(struct cmsghdr)) / sizeof(int);
+		if (num <= 0)
+			goto hide;
+		if (!fpl) {
+			fpl = kmalloc(sizeof(*fpl), GFP_KERNEL_ACCOUNT);
+			if (!fpl) {
+				err = -ENOMEM;
+				goto out;
+			}
+			memset(fpl, 0, offsetof(struct scm_fp_list, fp));
+			fpl->max = SCM_MAX_FD;
+#if IS_ENABLED(CONFIG_UNIX)
+			INIT_LIST_HEAD(&fpl->vertices);
+#endif
+			fpl->user = get_uid(current_user());
+		}
+		if (fpl->count + num > fpl->max) {
+			err = -EINVAL;
+			goto out;
+		}
+		for (i = 0; i < num; i++) {
+			struct file *file;
+
+			if (fdp[i] < 0) {
+				err = -EBADF;
+				goto out;
+			}
+			file = fget_raw(fdp[i]);
+			if (!file) {
+				err = -EBADF;
+				goto out;
+			}
+			if (bus_file_is_io_uring(file)) {
+				fput(file);
+				err = -EINVAL;
+				goto out;
+			}
+			fpl->fp[fpl->count++] = file;
+		}
+hide:
+		cmsg->cmsg_level = SOL_BUS;
+		hidden[nhidden++] = cmsg;
+	}
+	err = scm_send(sock, msg, scm, true);
+	if (!err) {
+		scm->fp = fpl;
+		fpl = NULL;
+	}
+out:
+	for (i = 0; i < nhidden; i++)
+		hidden[i]->cmsg_level = SOL_SOCKET;
+	if (fpl) {
+		struct scm_cookie tmp = { .fp = fpl };
+
+		__scm_destroy(&tmp);
+	}
+	return err;
+}
+
+/* Account a drop of a copy for receiver @r (multicast overflow), visible to the master. */
+static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r)
+{
+	struct bus_sock *m;
+	struct socket_wq *wq;
+
+	atomic64_inc(&r->dropped);
+	bus->stats.overflow_drops++;
+	m = r->role == BUS_ROLE_CLIENT ? r->peer : NULL;
+	if (!m)
+		return;
+	atomic64_inc(&m->dropped_unread);
+	rcu_read_lock();
+	wq = rcu_dereference(m->sk.sk_wq);
+	if (skwq_has_sleeper(wq))
+		wake_up_interruptible_poll(&wq->wait, EPOLLPRI);
+	rcu_read_unlock();
+}
+
+/*
+ * Deliver a copy to every eavesdropper except @skip1/@skip2 (sender and recipient).
+ * Called with bus->lock held.
+ */
+static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
+				 struct bus_sock *skip1, struct bus_sock *skip2, bool mcast,
+				 struct bus_wake *wake)
+{
+	struct bus_sock *c;
+	struct sk_buff *copy;
+
+	list_for_each_entry(c, &bus->clients, client_node) {
+		if (!c->eavesdrop || c == skip1 || c == skip2)
+			continue;
+		if (mcast && bus_holds_prefix(c, BUS_ADDR_PREFIX(BUSCB(skb).dst)) && c->joined)
+			continue;	/* got it as a multicast recipient */
+		if (bus_queue_full(c)) {
+			bus_count_drop_locked(bus, c);
+			continue;
+		}
+		copy = bus_copy_skb(skb);
+		if (!copy) {
+			bus_count_drop_locked(bus, c);
+			continue;
+		}
+		bus_enqueue(c, copy, wake);
+		bus->stats.copies++;
+	}
+}
+
+static bool bus_has_eavesdroppers(struct bus *bus)
+{
+	return bus->neavesdrop != 0;
+}
+
+static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, struct sk_buff *skb,
+				     struct bus_wake *wake)
+{
+	struct bus_skb_parms *cb = &BUSCB(skb);
+	u16 prefix = BUS_ADDR_PREFIX(cb->dst);
+	bool filtered = bus->filter && bsk->role == BUS_ROLE_CLIENT;
+	unsigned int nrcpt = 0;
+	struct sk_buff *copy;
+	struct bus_sock *c;
+
+	if (cb->fp) {
+		list_for_each_entry(c, &bus->clients, client_node)
+			if (c != bsk && c->joined && bus_holds_prefix(c, prefix))
+				nrcpt++;
+		if ((u64)nrcpt * cb->fp->count > BUS_MCAST_MAX_FDREFS)
+			return -ETOOMANYREFS;
+	}
+	bus->stats.multicast++;
+	list_for_each_entry(c, &bus->clients, client_node) {
+		if (c == bsk || !c->joined || !bus_holds_prefix(c, prefix))
+			continue;
+		if (filtered &&
+		    bus_filter_eval(bus->filter, skb, cb->src, cb->dst, c->addr, true) !=
+		    BUS_FILTER_ACCEPT) {
+			bus->stats.filter_drops++;
+			continue;
+		}
+		if (bus_queue_full(c)) {
+			bus_count_drop_locked(bus, c);
+			continue;
+		}
+		copy = bus_copy_skb(skb);
+		if (!copy) {
+			bus_count_drop_locked(bus, c);
+			continue;
+		}
+		bus_enqueue(c, copy, wake);
+		bus->stats.copies++;
+	}
+	if (bus_has_eavesdroppers(bus))
+		bus_eavesdrop_locked(bus, skb, bsk, NULL, true, wake);
+	return 0;
+}
+
+static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk), *r;
+	struct bus *bus = bsk->bus;
+	struct bus_skb_parms *cb;
+	struct sk_buff *skb = NULL;
+	struct bus_wake wake = { .n = 0 };
+	struct scm_cookie scm;
+	long timeo;
+	size_t data_len = 0;
+	u64 dst;
+	u32 secid = 0;
+	int err;
+
+	if (msg->msg_flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (bsk->role == BUS_ROLE_LISTENER)
+		return -EOPNOTSUPP;
+	if (!bus || (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN))
+		return -ENOTCONN;
+
+	if (msg->msg_name) {
+		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
+
+		if (msg->msg_namelen < (int)offsetof(struct sockaddr_bus, sbus_path))
+			return -EINVAL;
+		if (sa->sbus_family != family)
+			return -EAFNOSUPPORT;
+		dst = sa->sbus_addr.s_addr;
+	} else if (bsk->role == BUS_ROLE_CLIENT) {
+		dst = BUS_MASTER_ADDR;
+	} else {
+		rcu_read_lock();	/* the peer may be disconnected and freed meanwhile */
+		r = READ_ONCE(bsk->peer);
+		dst = r ? r->addr : 0;
+		rcu_read_unlock();
+		if (!r)
+			goto pipe;
+	}
+	if (bsk->role == BUS_ROLE_MASTER_CONN && dst == BUS_MASTER_ADDR)
+		return -EINVAL;
+
+	if (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)
+		goto pipe;
+	if (len > (size_t)READ_ONCE(sk->sk_sndbuf) - 32)
+		return -EMSGSIZE;
+
+	err = bus_scm_send(sock, msg, &scm);
+	if (err < 0)
+		return err;
+	err = bus_check_fds(scm.fp);
+	if (err)
+		goto out_scm;
+
+	if (len > SKB_MAX_ALLOC) {
+		data_len = min_t(size_t, len - SKB_MAX_ALLOC, MAX_SKB_FRAGS * PAGE_SIZE);
+		data_len = PAGE_ALIGN(data_len);
+		BUILD_BUG_ON(SKB_MAX_ALLOC < PAGE_SIZE);
+	}
+	skb = sock_alloc_send_pskb(sk, len - data_len, data_len, msg->msg_flags & MSG_DONTWAIT,
+				   &err, PAGE_ALLOC_COSTLY_ORDER);
+	if (!skb)
+		goto out_scm;
+	skb_put(skb, len - data_len);
+	skb->data_len = data_len;
+	skb->len = len;
+	err = skb_copy_datagram_from_iter(skb, 0, &msg->msg_iter, len);
+	if (err) {
+		kfree_skb(skb);
+		goto out_scm;
+	}
+
+	BUILD_BUG_ON(sizeof(struct bus_skb_parms) > sizeof_field(struct sk_buff, cb));
+	cb = &BUSCB(skb);
+	memset(cb, 0, sizeof(*cb));
+	cb->pid = scm.pid;
+	scm.pid = NULL;
+	cb->fp = scm.fp;
+	scm.fp = NULL;
+	cb->uid = scm.creds.uid;
+	cb->gid = scm.creds.gid;
+#ifdef CONFIG_SECURITY_NETWORK
+	secid = scm.secid;
+#endif
+	if (!secid)
+		security_current_getsecid_subj(&secid);
+	cb->secid = secid;
+	cb->src = bsk->role == BUS_ROLE_CLIENT ? bsk->addr : BUS_MASTER_ADDR;
+	cb->dst = dst;
+	scm_destroy(&scm);
+
+	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
+restart:
+	mutex_lock(&bus->lock);
+	if (bus->dead || !bsk->peer || (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
+		mutex_unlock(&bus->lock);
+		bus_cb_release(skb);
+		kfree_skb(skb);
+		goto pipe;
+	}
+	if (BUS_IS_MULTICAST(dst)) {
+		if (bsk->role == BUS_ROLE_CLIENT && !bsk->joined) {
+			err = -EPERM;
+			goto out_unlock;
+		}
+		err = bus_send_multicast_locked(bus, bsk, skb, &wake);
+		rcu_read_lock();
+		mutex_unlock(&bus->lock);
+		bus_wake_receivers(&wake);
+		rcu_read_unlock();
+		if (err)
+			goto out_free;
+		bus_cb_release(skb);
+		consume_skb(skb);
+		return len;
+	}
+
+	/* unicast: find the receiver */
+	if (bsk->role == BUS_ROLE_CLIENT) {
+		if (dst == BUS_MASTER_ADDR) {
+			r = bsk->peer;
+		} else if (!bsk->joined) {
+			err = -EPERM;	/* before BUS_JOIN_BUS a client reaches only the master */
+			goto out_unlock;
+		} else {
+			r = bus_lookup_addr(bus, dst);
+			if (!r)
+				r = bsk->peer;	/* nobody holds it: the master decides */
+		}
+	} else {
+		r = bus_lookup_addr(bus, dst);
+		if (!r && bsk->peer->addr == dst)
+			r = bsk->peer;
+		if (!r) {
+			err = -EHOSTUNREACH;
+			goto out_unlock;
+		}
+	}
+
+	if (bus->filter && bsk->role == BUS_ROLE_CLIENT) {
+		u64 rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
+
+		switch (bus_filter_eval(bus->filter, skb, cb->src, dst, rcpt, false)) {
+		case BUS_FILTER_ACCEPT:
+			break;
+		case BUS_FILTER_DROP:
+			bus->stats.filter_drops++;
+			mutex_unlock(&bus->lock);
+			bus_cb_release(skb);
+			consume_skb(skb);
+			return len;
+		default:
+			bus->stats.filter_drops++;
+			err = -EACCES;
+			goto out_unlock;
+		}
+	}
+
+	if (bus_queue_full(r)) {
+		DEFINE_WAIT(wait);
+
+		if (!timeo) {
+			err = -EAGAIN;
+			goto out_unlock;
+		}
+		sock_hold(&r->sk);
+		prepare_to_wait(&r->peer_wait, &wait, TASK_INTERRUPTIBLE);
+		mutex_unlock(&bus->lock);
+		if (bus_queue_full(r) && !(READ_ONCE(r->sk.sk_shutdown) & RCV_SHUTDOWN))
+			timeo = schedule_timeout(timeo);
+		finish_wait(&r->peer_wait, &wait);
+		sock_put(&r->sk);
+		if (signal_pending(current)) {
+			err = sock_intr_errno(timeo);
+			goto out_free;
+		}
+		goto restart;
+	}
+
+	if (bus_has_eavesdroppers(bus))
+		bus_eavesdrop_locked(bus, skb, bsk, r, false, &wake);
+	skb_orphan(skb);
+	bus_enqueue(r, skb, &wake);
+	bus->stats.unicast++;
+	rcu_read_lock();
+	mutex_unlock(&bus->lock);
+	bus_wake_receivers(&wake);
+	rcu_read_unlock();
+	return len;
+
+out_unlock:
+	mutex_unlock(&bus->lock);
+out_free:
+	bus_cb_release(skb);
+	kfree_skb(skb);
+	return err;
+out_scm:
+	scm_destroy(&scm);
+	return err;
+pipe:
+	if (!(msg->msg_flags & MSG_NOSIGNAL))
+		send_sig(SIGPIPE, current, 0);
+	return -EPIPE;
+}
+
+/* ------------------------------------------------------------------ receive */
+
+static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int flags)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk);
+	struct bus_skb_parms *cb;
+	struct scm_cookie scm;
+	struct sk_buff *skb;
+	bool was_full;
+	int err;
+
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (bsk->role == BUS_ROLE_LISTENER)
+		return -EINVAL;
+	if (bsk->role == BUS_ROLE_NONE)
+		return -ENOTCONN;
+
+	skb = skb_recv_datagram(sk, flags, &err);
+	if (!skb) {
+		if (err == -EAGAIN && (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN))
+			err = 0;
+		return err;
+	}
+	/*
+	 * Was the queue full before this dequeue? Then somebody may wait for room: wake them once
+	 * the skb's memory is uncharged (below). Not full: nobody can be waiting for this receiver
+	 * (a sender registers on peer_wait before re-checking fullness), so skip the barriers.
+	 */
+	was_full = !(flags & MSG_PEEK) &&
+		   (skb_queue_len_lockless(&sk->sk_receive_queue) + 1 >= READ_ONCE(bsk->maxqlen) ||
+		    atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf));
+
+	cb = &BUSCB(skb);
+	if (msg->msg_name) {
+		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
+
+		msg->msg_namelen = bus_fill_sockaddr(bsk->bus, cb->src, sa);
+	}
+	if (size > skb->len)
+		size = skb->len;
+	else if (size < skb->len)
+		msg->msg_flags |= MSG_TRUNC;
+	err = skb_copy_datagram_msg(skb, 0, msg, size);
+	if (err)
+		goto out_free;
+
+	memset(&scm, 0, sizeof(scm));
+	scm_set_cred(&scm, cb->pid, cb->uid, cb->gid);
+#ifdef CONFIG_SECURITY_NETWORK
+	scm.secid = cb->secid;
+#endif
+	if (cb->fp) {
+		if (!(flags & MSG_PEEK)) {
+			scm.fp = cb->fp;
+			cb->fp = NULL;
+		} else {
+			scm.fp = scm_fp_dup(cb->fp);
+		}
+	}
+	scm_recv(sock, msg, &scm, flags);
+	err = (flags & MSG_TRUNC) ? skb->len : size;
+out_free:
+	skb_free_datagram(sk, skb);
+	if (was_full)
+		bus_wake_writers(bsk);
+	return err;
+}
+
+/* ------------------------------------------------------------------ options */
+
+static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t optval,
+			  unsigned int optlen)
+{
+	struct bus_sock *bsk = bus_sk(sock->sk), *c, *peer;
+	struct bus *bus = bsk->bus;
+	struct bus_filter *f = NULL, *old;
+	struct bus_address *a;
+	struct bus_addr ba;
+	int val, err = 0;
+
+	if (level != SOL_BUS)
+		return -ENOPROTOOPT;
+
+	switch (optname) {
+	case BUS_ADD_ADDR:
+	case BUS_JOIN_BUS:
+	case BUS_DEL_ADDR:
+	case BUS_SET_EAVESDROP:
+	case BUS_UNSET_EAVESDROP:
+	case BUS_SET_SENDBUF:
+	case BUS_SET_MAXQLEN:
+	case BUS_SET_FILTER:
+	case BUS_DEL_FILTER:
+		break;
+	default:
+		return -ENOPROTOOPT;
+	}
+	if (!bus || !bus_is_master(bsk))
+		return -EPERM;
+
+	switch (optname) {
+	case BUS_ADD_ADDR:
+	case BUS_DEL_ADDR:
+		if (bsk->role != BUS_ROLE_MASTER_CONN)
+			return -EINVAL;
+		if (optlen < sizeof(ba))
+			return -EINVAL;
+		if (copy_from_sockptr(&ba, optval, sizeof(ba)))
+			return -EFAULT;
+		if (BUS_ADDR_PREFIX(ba.s_addr) == 0 || BUS_IS_MULTICAST(ba.s_addr) ||
+		    BUS_ADDR_CLIENT(ba.s_addr) == 0)
+			return -EINVAL;
+		a = NULL;
+		if (optname == BUS_ADD_ADDR) {
+			a = kzalloc(sizeof(*a), GFP_KERNEL);
+			if (!a)
+				return -ENOMEM;
+		}
+		mutex_lock(&bus->lock);
+		peer = bsk->peer;
+		if (!peer) {
+			err = -ENOTCONN;
+		} else if (optname == BUS_ADD_ADDR) {
+			if (!peer->joined)
+				err = -ENOTCONN;
+			else if (bus_lookup_addr(bus, ba.s_addr))
+				err = -EADDRINUSE;
+			else if (peer->naddrs >= BUS_MAX_ADDRS)
+				err = -ENOSPC;
+			if (!err) {
+				a->addr = ba.s_addr;
+				a->owner = peer;
+				list_add_tail(&a->node, &peer->addrs);
+				peer->naddrs++;
+				hash_add(bus->addrs, &a->hnode, a->addr);
+				a = NULL;
+			}
+		} else {
+			a = bus_find_own_addr(peer, ba.s_addr);
+			if (!a || a->addr == peer->addr) {
+				err = -EADDRNOTAVAIL;
+				a = NULL;
+			} else {
+				if (!hlist_unhashed(&a->hnode))
+					hash_del(&a->hnode);
+				list_del(&a->node);
+				peer->naddrs--;
+			}
+		}
+		mutex_unlock(&bus->lock);
+		kfree(a);
+		return err;
+
+	case BUS_JOIN_BUS:
+	case BUS_SET_EAVESDROP:
+	case BUS_UNSET_EAVESDROP:
+		if (bsk->role != BUS_ROLE_MASTER_CONN)
+			return -EINVAL;
+		mutex_lock(&bus->lock);
+		peer = bsk->peer;
+		if (!peer) {
+			err = -ENOTCONN;
+		} else if (optname == BUS_JOIN_BUS) {
+			if (peer->joined) {
+				err = -EALREADY;
+			} else {
+				list_for_each_entry(a, &peer->addrs, node)
+					hash_add(bus->addrs, &a->hnode, a->addr);
+				peer->joined = true;
+				bus->stats.joined++;
+			}
+		} else if (!peer->joined) {
+			err = -ENOTCONN;
+		} else {
+			bool on = optname == BUS_SET_EAVESDROP;
+
+			if (on != peer->eavesdrop)
+				bus->neavesdrop += on ? 1 : -1;
+			peer->eavesdrop = on;
+		}
+		mutex_unlock(&bus->lock);
+		return err;
+
+	case BUS_SET_SENDBUF:
+	case BUS_SET_MAXQLEN:
+		if (optlen < sizeof(int))
+			return -EINVAL;
+		if (copy_from_sockptr(&val, optval, sizeof(val)))
+			return -EFAULT;
+		if (optname == BUS_SET_SENDBUF && (val < SOCK_MIN_SNDBUF || val > BUS_MAX_SNDBUF))
+			return -EINVAL;
+		if (optname == BUS_SET_MAXQLEN && (val < 1 || val > BUS_MAX_MAXQLEN))
+			return -EINVAL;
+		mutex_lock(&bus->lock);
+		if (optname == BUS_SET_SENDBUF)
+			bus->sndbuf = val;
+		else
+			bus->maxqlen = val;
+		list_for_each_entry(c, &bus->clients, client_node) {
+			struct bus_sock *s = c->peer;
+
+			if (optname == BUS_SET_SENDBUF) {
+				WRITE_ONCE(c->sk.sk_sndbuf, val);
+				if (s)
+					WRITE_ONCE(s->sk.sk_sndbuf, val);
+			} else {
+				WRITE_ONCE(c->maxqlen, val);
+				if (s)
+					WRITE_ONCE(s->maxqlen, val);
+				bus_wake_writers(c);
+				if (s)
+					bus_wake_writers(s);
+			}
+		}
+		mutex_unlock(&bus->lock);
+		return 0;
+
+	case BUS_SET_FILTER:
+		if (optlen < sizeof(struct bus_filter) ||
+		    optlen > BUS_FILTER_SIZE(BUS_FILTER_MAX_RULES))
+			return optlen < sizeof(struct bus_filter) ? -EINVAL : -E2BIG;
+		f = memdup_sockptr(optval, optlen);
+		if (IS_ERR(f))
+			return PTR_ERR(f);
+		err = bus_filter_validate(f, optlen);
+		if (err) {
+			kfree(f);
+			return err;
+		}
+		fallthrough;
+	case BUS_DEL_FILTER:
+		mutex_lock(&bus->lock);
+		old = bus->filter;
+		bus->filter = f;
+		bus->filter_len = f ? optlen : 0;
+		mutex_unlock(&bus->lock);
+		kfree(old);
+		return 0;
+	}
+	return -ENOPROTOOPT;
+}
+
+static int bus_getsockopt(struct socket *sock, int level, int optname, char __user *optval,
+			  int __user *optlen)
+{
+	struct bus_sock *bsk = bus_sk(sock->sk), *r;
+	struct bus *bus = bsk->bus;
+	struct bus_qlenfull q;
+	struct bus_stats st;
+	void *data;
+	int len, size;
+
+	if (level != SOL_BUS)
+		return -ENOPROTOOPT;
+	if (get_user(len, optlen))
+		return -EFAULT;
+	if (len < 0)
+		return -EINVAL;
+
+	switch (optname) {
+	case BUS_GET_QLENFULL:
+		if (!bus || bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_NONE)
+			return -ENOTCONN;
+		memset(&q, 0, sizeof(q));
+		mutex_lock(&bus->lock);
+		r = bsk->role == BUS_ROLE_MASTER_CONN ? bsk->peer : bsk;
+		if (r) {
+			q.dropped = atomic64_read(&r->dropped);
+			q.qlen = skb_queue_len(&r->sk.sk_receive_queue);
+			q.maxqlen = READ_ONCE(r->maxqlen);
+			q.rmem = atomic_read(&r->sk.sk_rmem_alloc);
+			q.rcvbuf = READ_ONCE(r->sk.sk_rcvbuf);
+		}
+		if (bsk->role == BUS_ROLE_MASTER_CONN)
+			q.dropped_unread = atomic64_xchg(&bsk->dropped_unread, 0);
+		mutex_unlock(&bus->lock);
+		if (!r)
+			return -ENOTCONN;
+		data = &q;
+		size = sizeof(q);
+		break;
+	case BUS_GET_STATS:
+		if (!bus || !bus_is_master(bsk))
+			return -EPERM;
+		mutex_lock(&bus->lock);
+		st = bus->stats;
+		mutex_unlock(&bus->lock);
+		data = &st;
+		size = sizeof(st);
+		break;
+	default:
+		return -ENOPROTOOPT;
+	}
+	if (len < size)
+		return -EINVAL;
+	if (copy_to_user(optval, data, size) || put_user(size, optlen))
+		return -EFAULT;
+	return 0;
+}
+
+static int bus_shutdown(struct socket *sock, int mode)
+{
+	struct sock *sk = sock->sk;
+	struct bus_sock *bsk = bus_sk(sk), *peer;
+	struct bus *bus = bsk->bus;
+	int peer_mode = 0;
+
+	if (mode < SHUT_RD || mode > SHUT_RDWR)
+		return -EINVAL;
+	mode++;	/* SHUT_RD -> RCV_SHUTDOWN, ... */
+	if (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN)
+		return -ENOTCONN;
+	mutex_lock(&bus->lock);
+	WRITE_ONCE(sk->sk_shutdown, sk->sk_shutdown | mode);
+	sk->sk_state_change(sk);
+	peer = bsk->peer;
+	if (peer) {
+		if (mode & RCV_SHUTDOWN)
+			peer_mode |= SEND_SHUTDOWN;
+		if (mode & SEND_SHUTDOWN)
+			peer_mode |= RCV_SHUTDOWN;
+		WRITE_ONCE(peer->sk.sk_shutdown, peer->sk.sk_shutdown | peer_mode);
+		peer->sk.sk_state_change(&peer->sk);
+		bus_wake_peer_waiters(peer);
+	}
+	bus_wake_peer_waiters(bsk);
+	mutex_unlock(&bus->lock);
+	return 0;
+}
+
+static int bus_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
+{
+	struct sock *sk = sock->sk;
+	struct sk_buff *skb;
+	long amount = 0;
+
+	switch (cmd) {
+	case SIOCOUTQ:
+		amount = sk_wmem_alloc_get(sk);
+		break;
+	case SIOCINQ:
+		spin_lock(&sk->sk_receive_queue.lock);
+		skb = skb_peek(&sk->sk_receive_queue);
+		if (skb)
+			amount = skb->len;
+		spin_unlock(&sk->sk_receive_queue.lock);
+		break;
+	default:
+		return -ENOIOCTLCMD;
+	}
+	return put_user(amount, (int __user *)arg);
+}
+
+static struct proto_ops bus_ops = {
+	.owner = THIS_MODULE,
+	.release = bus_release,
+	.bind = bus_bind,
+	.connect = bus_connect,
+	.socketpair = sock_no_socketpair,
+	.accept = bus_accept,
+	.getname = bus_getname,
+	.poll = bus_poll,
+	.ioctl = bus_ioctl,
+	.listen = bus_listen,
+	.shutdown = bus_shutdown,
+	.setsockopt = bus_setsockopt,
+	.getsockopt = bus_getsockopt,
+	.sendmsg = bus_sendmsg,
+	.recvmsg = bus_recvmsg,
+	.mmap = sock_no_mmap,
+	.sendpage = sock_no_sendpage,
+};
+
+static struct net_proto_family bus_family_ops = {
+	.create = bus_create,
+	.owner = THIS_MODULE,
+};
+
+static int __init af_bus_init(void)
+{
+	unsigned int i;
+	int err;
+
+	BUILD_BUG_ON(sizeof(struct bus_filter) != 16);
+	BUILD_BUG_ON(sizeof(struct bus_filter_rule) != 96);
+	BUILD_BUG_ON(offsetof(struct sockaddr_bus, sbus_path) != 16);
+
+	if (family < 0 || family >= NPROTO) {
+		pr_err("family %d out of range (1..%d)\n", family, NPROTO - 1);
+		return -EINVAL;
+	}
+	err = proto_register(&bus_proto, 1);
+	if (err)
+		return err;
+
+	if (family) {
+		bus_ops.family = family;
+		bus_family_ops.family = family;
+		err = sock_register(&bus_family_ops);
+	} else {
+		err = -EEXIST;
+		for (i = 0; i < ARRAY_SIZE(bus_family_candidates) && err == -EEXIST; i++) {
+			bus_ops.family = bus_family_candidates[i];
+			bus_family_ops.family = bus_family_candidates[i];
+			err = sock_register(&bus_family_ops);
+		}
+		if (!err)
+			family = bus_family_ops.family;
+	}
+	if (err) {
+		pr_err("cannot register an address family: %d\n", err);
+		proto_unregister(&bus_proto);
+		return err;
+	}
+	pr_info("AF_BUS registered as address family %d\n", family);
+	return 0;
+}
+
+static void __exit af_bus_exit(void)
+{
+	sock_unregister(family);
+	rcu_barrier();	/* SOCK_RCU_FREE destructors */
+	proto_unregister(&bus_proto);
+}
+
+module_init(af_bus_init);
+module_exit(af_bus_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("AF_BUS: multicast, totally ordered message bus sockets");
+MODULE_AUTHOR("afbus project");

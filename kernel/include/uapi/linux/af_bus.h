@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * af_bus.h - user-space API of the AF_BUS socket family (out-of-tree module af_bus.ko, afbus
+ * project). See afbus(7) and docs/kernel.md.
+ *
+ * AF_BUS has no fixed family number: af_bus.ko registers the first free number of a list of
+ * retired families (AF_BUS_FAMILY_CANDIDATES) unless its module parameter "family" says otherwise.
+ * Read the number in use from /sys/module/af_bus/parameters/family.
+ */
+#ifndef _UAPI_LINUX_AF_BUS_H
+#define _UAPI_LINUX_AF_BUS_H
+
+#include <linux/types.h>
+#include <linux/socket.h>
+
+/*
+ * Families tried in order by default: 19 (AF_ECONET, removed in 3.5), 23 (AF_IRDA, removed in
+ * 4.17), 18 (AF_ASH), 22 (AF_SNA) and 25 (AF_WANPIPE) (the last three never implemented).
+ */
+#define AF_BUS_FAMILY_CANDIDATES { 19, 23, 18, 22, 25 }
+#define AF_BUS_SYSFS_FAMILY "/sys/module/af_bus/parameters/family"
+
+/* socket(family, SOCK_SEQPACKET, protocol) */
+#define BUS_PROTO_NONE	0	/* no protocol-aware filtering */
+#define BUS_PROTO_DBUS	1	/* D-Bus; for now the same as BUS_PROTO_NONE */
+
+/* Option level of the BUS_* socket options. The 2013 value (280) is SOL_NFC today. */
+#define SOL_BUS		16710	/* 0x4146 */
+
+/* Addresses: 16-bit prefix, 48-bit client part. */
+#define BUS_PATH_MAX		108
+#define BUS_PREFIX_SHIFT	48
+#define BUS_CLIENT_MASK		0x0000ffffffffffffULL
+#define BUS_PREFIX_MASK		0xffff000000000000ULL
+#define BUS_MASTER_ADDR		0ULL
+/* client part meaning "every holder of the prefix" */
+#define BUS_MULTICAST_CLIENT	BUS_CLIENT_MASK
+#define BUS_ADDR(prefix, client) \
+	((((__u64)(prefix)) << BUS_PREFIX_SHIFT) | ((__u64)(client) & BUS_CLIENT_MASK))
+#define BUS_ADDR_PREFIX(addr)	((__u16)((__u64)(addr) >> BUS_PREFIX_SHIFT))
+#define BUS_ADDR_CLIENT(addr)	((__u64)(addr) & BUS_CLIENT_MASK)
+#define BUS_IS_MULTICAST(addr)	(BUS_ADDR_CLIENT(addr) == BUS_MULTICAST_CLIENT)
+
+struct bus_addr {
+	__u64 s_addr;
+};
+
+struct sockaddr_bus {
+	__kernel_sa_family_t sbus_family;	/* the AF_BUS family number in use */
+	struct bus_addr sbus_addr;
+	char sbus_path[BUS_PATH_MAX];		/* sbus_path[0] == 0: abstract name */
+};
+
+/*
+ * Options at level SOL_BUS (the 2013 names and values are kept).
+ * "master-side" = a socket returned by accept() on the master's listening socket.
+ */
+#define BUS_ADD_ADDR		1	/* master-side: struct bus_addr, extra address */
+#define BUS_JOIN_BUS		2	/* master-side: admit the client (no argument) */
+#define BUS_DEL_ADDR		3	/* master-side: struct bus_addr, remove an address */
+#define BUS_SET_EAVESDROP	4	/* master-side: the client gets a copy of all traffic */
+#define BUS_UNSET_EAVESDROP	5	/* master-side */
+#define BUS_SET_SENDBUF		6	/* master: int, send buffer of every connection */
+#define BUS_SET_MAXQLEN		7	/* master: int, receive queue limit in messages */
+#define BUS_GET_QLENFULL	8	/* getsockopt: struct bus_qlenfull */
+/* New in afbus. */
+#define BUS_SET_FILTER		9	/* master: struct bus_filter blob, replaces the filter */
+#define BUS_DEL_FILTER		10	/* master: remove the filter (accept everything) */
+#define BUS_GET_STATS		11	/* getsockopt, master: struct bus_stats */
+
+/*
+ * BUS_GET_QLENFULL: the receive queue state of a socket. On a master-side socket it describes the
+ * client at the other end, and reading it clears dropped_unread (and with it POLLPRI).
+ */
+struct bus_qlenfull {
+	__u64 dropped;		/* messages dropped because the queue was full (total) */
+	__u64 dropped_unread;	/* ... not yet read by the master */
+	__u32 qlen;		/* messages queued now */
+	__u32 maxqlen;		/* queue limit in messages */
+	__u32 rmem;		/* bytes queued now */
+	__u32 rcvbuf;		/* queue limit in bytes */
+};
+
+struct bus_stats {
+	__u64 unicast;		/* unicast messages delivered */
+	__u64 multicast;	/* multicast sends (not copies) */
+	__u64 copies;		/* multicast and eavesdrop copies delivered */
+	__u64 overflow_drops;	/* copies dropped on full receiver queues */
+	__u64 filter_drops;	/* deliveries dropped or rejected by the filter */
+	__u32 clients;		/* connected clients */
+	__u32 joined;		/* joined clients */
+};
+
+/*
+ * Filter blobs (BUS_SET_FILTER), format version 1, host byte order, no padding holes:
+ * struct bus_filter (16 bytes) immediately followed by nrules struct bus_filter_rule (96 bytes
+ * each; BUS_FILTER_RULES(f) points at them). No flexible array member, so that the header is
+ * also valid ISO C++. Rules are evaluated in order for
+ * every delivery of a client's send (each receiver of a multicast is a delivery of its own); the
+ * first rule whose selected fields all match gives the verdict, else default_verdict. Master
+ * sends are not filtered.
+ */
+#define BUS_FILTER_MAGIC	0x46425541	/* the bytes 'A' 'U' 'B' 'F' in little-endian */
+#define BUS_FILTER_VERSION	1
+#define BUS_FILTER_MAX_RULES	256
+#define BUS_FILTER_MAX_DATA	16
+
+enum bus_filter_verdict {
+	BUS_FILTER_ACCEPT = 0,	/* deliver */
+	BUS_FILTER_DROP = 1,	/* drop silently; the sender sees success */
+	BUS_FILTER_REJECT = 2,	/* unicast: sendmsg fails with EACCES; multicast: like DROP */
+};
+
+/* bus_filter_rule.match bits */
+#define BUS_FILTER_M_SRC	0x1	/* (sender & src_mask) == src_addr */
+#define BUS_FILTER_M_DST	0x2	/* (address as sent & dst_mask) == dst_addr */
+#define BUS_FILTER_M_RCPT	0x4	/* (receiver's unique address, 0: master) & mask == addr */
+#define BUS_FILTER_M_DATA	0x8	/* (payload[data_off + i] & data_mask[i]) == data[i] */
+#define BUS_FILTER_M_MCAST	0x10	/* the send is a multicast */
+#define BUS_FILTER_M_UCAST	0x20	/* the send is a unicast */
+#define BUS_FILTER_M_ALL	0x3f
+
+struct bus_filter_rule {
+	__u32 match;
+	__u32 verdict;
+	__u64 src_addr, src_mask;
+	__u64 dst_addr, dst_mask;
+	__u64 rcpt_addr, rcpt_mask;
+	__u32 data_off;
+	__u32 data_len;
+	__u8 data[BUS_FILTER_MAX_DATA];
+	__u8 data_mask[BUS_FILTER_MAX_DATA];
+};
+
+struct bus_filter {
+	__u32 magic;		/* BUS_FILTER_MAGIC */
+	__u16 version;		/* BUS_FILTER_VERSION */
+	__u16 nrules;		/* <= BUS_FILTER_MAX_RULES */
+	__u32 default_verdict;
+	__u32 flags;		/* must be 0 */
+	/* followed by struct bus_filter_rule[nrules] */
+};
+
+#define BUS_FILTER_RULES(f)	((struct bus_filter_rule *)((f) + 1))
+#define BUS_FILTER_SIZE(nrules)	\
+	(sizeof(struct bus_filter) + (nrules) * sizeof(struct bus_filter_rule))
+
+#endif /* _UAPI_LINUX_AF_BUS_H */

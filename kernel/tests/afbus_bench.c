@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * afbus_bench — AF_BUS vs AF_UNIX SOCK_SEQPACKET, side by side in the same guest. Not a test: it
+ * prints figures only ("AFBUS-BENCH <name> <value> <unit>"). Run by `run-vm-tests.sh --bench`.
+ *
+ *  latency     one-way latency = round trip / 2 of a ping-pong between two threads (64-byte messages)
+ *  throughput  one sender thread, one receiver thread, N messages of 64 B and 4 KiB
+ *  multicast   one message to 10 receivers: AF_BUS multicast vs 10 sends on 10 socketpairs;
+ *              sender cost per message and time until every receiver has every message
+ *
+ * All threads are pinned to CPU 0: under TCG, cross-vCPU wake-ups cost whatever the host
+ * scheduler makes of them (measured: 0.1 to 4 ms), so the figures compare CPU cost per message.
+ * Each figure is the median of REPS runs.
+ */
+#include "afbus_test_util.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#define LAT_ITERS 10000
+#define TP_MSGS 30000
+#define MC_RECEIVERS 10
+#define MC_MSGS 5000
+
+#define REPS 5
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* median of REPS runs, with min and max */
+static void report_reps(const char *name, double *v, const char *unit)
+{
+	qsort(v, REPS, sizeof(double), cmp_double);
+	printf("AFBUS-BENCH %-36s %12.2f %s (median of %d; min %.2f max %.2f)\n", name, v[REPS / 2],
+	       unit, REPS, v[0], v[REPS - 1]);
+	fflush(stdout);
+}
+
+static void die(const char *what)
+{
+	printf("AFBUS-BENCH error %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+/* ------------------------------------------------------------------ ping-pong */
+
+struct pp {
+	int fd;
+	int n;
+	size_t size;
+};
+
+static void *pong(void *arg)
+{
+	struct pp *p = arg;
+	char buf[4096];
+	int i;
+
+	for (i = 0; i < p->n; i++) {
+		ssize_t r = recv(p->fd, buf, sizeof(buf), 0);
+
+		if (r <= 0 || send(p->fd, buf, r, 0) != r)
+			die("pong");
+	}
+	return NULL;
+}
+
+/* Both sides use send() on a connected socket: AF_BUS clients talk to the master-side socket. */
+static double pingpong(int a, int b, int n, size_t size)
+{
+	struct pp p = { .fd = b, .n = n, .size = size };
+	char buf[4096] = { 0 };
+	pthread_t t;
+	double t0;
+	int i;
+
+	pthread_create(&t, NULL, pong, &p);
+	t0 = now_sec();
+	for (i = 0; i < n; i++) {
+		if (send(a, buf, size, 0) != (ssize_t)size)
+			die("ping send");
+		if (recv(a, buf, sizeof(buf), 0) != (ssize_t)size)
+			die("ping recv");
+	}
+	t0 = now_sec() - t0;
+	pthread_join(t, NULL);
+	return t0 / n / 2 * 1e6;	/* one-way, microseconds */
+}
+
+/* AF_BUS client-to-client ping-pong: both ends are joined clients sending by address. */
+struct pp_bus {
+	int fd;
+	uint64_t peer;
+	int n;
+};
+
+static void *pong_bus(void *arg)
+{
+	struct pp_bus *p = arg;
+	char buf[4096];
+	int i;
+
+	for (i = 0; i < p->n; i++) {
+		ssize_t r = recv(p->fd, buf, sizeof(buf), 0);
+
+		if (r <= 0 || bus_sendto(p->fd, p->peer, buf, r, 0) != r)
+			die("pong_bus");
+	}
+	return NULL;
+}
+
+static double pingpong_bus(struct tbus *tb, int n, size_t size)
+{
+	struct pp_bus p = { .fd = tb->c[1], .peer = tb->a[0], .n = n };
+	char buf[4096] = { 0 };
+	pthread_t t;
+	double t0;
+	int i;
+
+	pthread_create(&t, NULL, pong_bus, &p);
+	t0 = now_sec();
+	for (i = 0; i < n; i++) {
+		if (bus_sendto(tb->c[0], tb->a[1], buf, size, 0) != (ssize_t)size)
+			die("ping_bus send");
+		if (recv(tb->c[0], buf, sizeof(buf), 0) != (ssize_t)size)
+			die("ping_bus recv");
+	}
+	t0 = now_sec() - t0;
+	pthread_join(t, NULL);
+	return t0 / n / 2 * 1e6;
+}
+
+/* Ping by address (sendto), pong on the connected socket (send): isolates the cost of msg_name. */
+static double pingpong_to_master_by_addr(struct tbus *tb, int n, size_t size)
+{
+	struct pp p = { .fd = tb->s[0], .n = n, .size = size };
+	char buf[4096] = { 0 };
+	pthread_t t;
+	double t0;
+	int i;
+
+	pthread_create(&t, NULL, pong, &p);
+	t0 = now_sec();
+	for (i = 0; i < n; i++) {
+		if (bus_sendto(tb->c[0], BUS_MASTER_ADDR, buf, size, 0) != (ssize_t)size)
+			die("ping_addr send");
+		if (recv(tb->c[0], buf, sizeof(buf), 0) != (ssize_t)size)
+			die("ping_addr recv");
+	}
+	t0 = now_sec() - t0;
+	pthread_join(t, NULL);
+	return t0 / n / 2 * 1e6;
+}
+
+/* ------------------------------------------------------------------ throughput */
+
+struct sink {
+	int fd;
+	int n;
+	double done;
+};
+
+static void *sink(void *arg)
+{
+	struct sink *s = arg;
+	char buf[8192];
+	int i;
+
+	for (i = 0; i < s->n; i++)
+		if (recv(s->fd, buf, sizeof(buf), 0) <= 0)
+			die("sink recv");
+	s->done = now_sec();
+	return NULL;
+}
+
+static double throughput(int tx, int rx, uint64_t dst, int use_addr, int n, size_t size)
+{
+	struct sink s = { .fd = rx, .n = n };
+	char buf[8192] = { 0 };
+	pthread_t t;
+	double t0;
+	int i;
+
+	pthread_create(&t, NULL, sink, &s);
+	t0 = now_sec();
+	for (i = 0; i < n; i++) {
+		ssize_t r = use_addr ? bus_sendto(tx, dst, buf, size, 0) : send(tx, buf, size, 0);
+
+		if (r != (ssize_t)size)
+			die("throughput send");
+	}
+	pthread_join(t, NULL);
+	return n / (s.done - t0);
+}
+
+/* ------------------------------------------------------------------ multicast */
+
+static double mc_send_cost, mc_total;
+
+static void multicast_bus(void)
+{
+	struct sink s[MC_RECEIVERS];
+	pthread_t t[MC_RECEIVERS];
+	struct tbus tb;
+	int maxq = 65536, rcv = 32 << 20, i;
+	char buf[64] = { 0 };
+	double t0, last = 0;
+
+	if (tb_open(&tb, "/tmp/bench-mc", MC_RECEIVERS + 1, 1))
+		die("mc bus");
+	setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
+	for (i = 0; i < MC_RECEIVERS; i++) {
+		setsockopt(tb.c[i + 1], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv));
+		s[i].fd = tb.c[i + 1];
+		s[i].n = MC_MSGS;
+		pthread_create(&t[i], NULL, sink, &s[i]);
+	}
+	t0 = now_sec();
+	for (i = 0; i < MC_MSGS; i++)
+		if (bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, sizeof(buf), 0) < 0)
+			die("mc send");
+	mc_send_cost = (now_sec() - t0) / MC_MSGS * 1e6;
+	for (i = 0; i < MC_RECEIVERS; i++) {
+		pthread_join(t[i], NULL);
+		if (s[i].done > last)
+			last = s[i].done;
+	}
+	mc_total = (last - t0) / MC_MSGS * 1e6;
+	tb_close(&tb);
+}
+
+static void multicast_pairs(void)
+{
+	struct sink s[MC_RECEIVERS];
+	pthread_t t[MC_RECEIVERS];
+	int sp[MC_RECEIVERS][2], rcv = 32 << 20, i, j;
+	char buf[64] = { 0 };
+	double t0, last = 0;
+
+	for (i = 0; i < MC_RECEIVERS; i++) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp[i]))
+			die("socketpair");
+		setsockopt(sp[i][1], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv));
+		setsockopt(sp[i][0], SOL_SOCKET, SO_SNDBUFFORCE, &rcv, sizeof(rcv));
+		s[i].fd = sp[i][1];
+		s[i].n = MC_MSGS;
+		pthread_create(&t[i], NULL, sink, &s[i]);
+	}
+	t0 = now_sec();
+	for (i = 0; i < MC_MSGS; i++)
+		for (j = 0; j < MC_RECEIVERS; j++)
+			if (send(sp[j][0], buf, sizeof(buf), 0) < 0)
+				die("pair send");
+	mc_send_cost = (now_sec() - t0) / MC_MSGS * 1e6;
+	for (i = 0; i < MC_RECEIVERS; i++) {
+		pthread_join(t[i], NULL);
+		if (s[i].done > last)
+			last = s[i].done;
+		close(sp[i][0]);
+		close(sp[i][1]);
+	}
+	mc_total = (last - t0) / MC_MSGS * 1e6;
+}
+
+#define MEASURE(name, unit, expr) do { \
+	double _v[REPS]; \
+	int _k; \
+	for (_k = 0; _k < REPS; _k++) \
+		_v[_k] = (expr); \
+	report_reps(name, _v, unit); \
+} while (0)
+
+static double mc_pairs_cost(int total)
+{
+	multicast_pairs();
+	return total ? mc_total : mc_send_cost;
+}
+
+static double mc_bus_cost(int total)
+{
+	multicast_bus();
+	return total ? mc_total : mc_send_cost;
+}
+
+int main(void)
+{
+	struct tbus tb;
+	int sp[2], maxq = 4096;
+	cpu_set_t cpus;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (afbus_family() < 0)
+		die("af_bus not loaded");
+	CPU_ZERO(&cpus);
+	CPU_SET(0, &cpus);
+	if (sched_setaffinity(0, sizeof(cpus), &cpus))
+		die("sched_setaffinity");
+	printf("AFBUS-BENCH start family=%d cpus=%ld\n", afbus_family(), sysconf(_SC_NPROCESSORS_ONLN));
+
+	/* latency */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp))
+		die("socketpair");
+	MEASURE("latency_unix_seqpacket_64B", "us one-way", pingpong(sp[0], sp[1], LAT_ITERS, 64));
+	close(sp[0]);
+	close(sp[1]);
+	if (tb_open(&tb, "/tmp/bench", 2, 1))
+		die("bus");
+	setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
+	MEASURE("latency_afbus_client_master_64B", "us one-way",
+		pingpong(tb.c[0], tb.s[0], LAT_ITERS, 64));
+	MEASURE("latency_afbus_client_master_sendto_64B", "us one-way",
+		pingpong_to_master_by_addr(&tb, LAT_ITERS, 64));
+	MEASURE("latency_afbus_client_client_64B", "us one-way", pingpong_bus(&tb, LAT_ITERS, 64));
+
+	/* throughput */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp))
+		die("socketpair");
+	MEASURE("throughput_unix_seqpacket_64B", "msg/s", throughput(sp[0], sp[1], 0, 0, TP_MSGS, 64));
+	MEASURE("throughput_unix_seqpacket_4KiB", "MB/s",
+		throughput(sp[0], sp[1], 0, 0, TP_MSGS / 5, 4096) * 4096 / 1e6);
+	close(sp[0]);
+	close(sp[1]);
+	MEASURE("throughput_afbus_client_client_64B", "msg/s",
+		throughput(tb.c[0], tb.c[1], tb.a[1], 1, TP_MSGS, 64));
+	MEASURE("throughput_afbus_client_client_4KiB", "MB/s",
+		throughput(tb.c[0], tb.c[1], tb.a[1], 1, TP_MSGS / 5, 4096) * 4096 / 1e6);
+	tb_close(&tb);
+
+	/* one message to 10 receivers */
+	MEASURE("mc10_unix_10_sends_sender_cost", "us/msg", mc_pairs_cost(0));
+	MEASURE("mc10_unix_10_sends_all_delivered", "us/msg", mc_pairs_cost(1));
+	MEASURE("mc10_afbus_multicast_sender_cost", "us/msg", mc_bus_cost(0));
+	MEASURE("mc10_afbus_multicast_all_delivered", "us/msg", mc_bus_cost(1));
+	return 0;
+}

@@ -1,0 +1,1662 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * afbus_tests — the in-guest test suite of af_bus.ko. Statically linked, run as root inside the
+ * qemu guest by kernel/vm/init.in. Every test runs in a forked child with its own timeout and
+ * prints exactly one line on stdout:
+ *     AFBUS-TEST <name> PASS|FAIL|SKIP <detail>
+ * "afbus_tests --list" prints the test names (the host uses it to detect missing results).
+ * "afbus_tests NAME..." runs only the named tests.
+ */
+#include "afbus_test_util.h"
+
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#ifndef SCM_SECURITY
+#define SCM_SECURITY 0x03
+#endif
+
+#define DETAIL 512
+static char *detail_buf;
+
+#define FAIL(...) do { \
+	int _e = errno; \
+	int _n = snprintf(detail_buf, DETAIL, "line %d: ", __LINE__); \
+	_n += snprintf(detail_buf + _n, DETAIL - _n, __VA_ARGS__); \
+	snprintf(detail_buf + _n, DETAIL - _n, " (errno %d %s)", _e, strerror(_e)); \
+	return 1; \
+} while (0)
+#define CHECK(cond, ...) do { if (!(cond)) FAIL("check failed: " #cond " " __VA_ARGS__); } while (0)
+/* expr must fail with errno e */
+#define CHECK_ERR(expr, e) do { \
+	errno = 0; \
+	long _r = (long)(expr); \
+	if (_r != -1 || errno != (e)) \
+		FAIL("%s returned %ld errno %d, expected errno %d (%s)", #expr, _r, errno, (e), #e); \
+} while (0)
+#define CHECK_OK(expr) do { \
+	errno = 0; \
+	long _r = (long)(expr); \
+	if (_r < 0) \
+		FAIL("%s failed", #expr); \
+} while (0)
+#define SKIP(...) do { snprintf(detail_buf, DETAIL, __VA_ARGS__); return 2; } while (0)
+#define PASS(...) do { snprintf(detail_buf, DETAIL, __VA_ARGS__); return 0; } while (0)
+
+static int stress_secs = 30;
+
+static int recv_expect(int fd, const char *want, uint64_t *src)
+{
+	char buf[256];
+	ssize_t n = bus_recv_timeout(fd, buf, sizeof(buf) - 1, src, 2000);
+
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	if (strcmp(buf, want)) {
+		errno = EBADMSG;
+		return -1;
+	}
+	return 0;
+}
+
+static int no_message(int fd, int ms)
+{
+	char buf[64];
+	ssize_t n = bus_recv_timeout(fd, buf, sizeof(buf), NULL, ms);
+
+	return n < 0 && errno == ETIMEDOUT;
+}
+
+static int send_str(int fd, uint64_t addr, const char *s)
+{
+	return bus_sendto(fd, addr, s, strlen(s), MSG_DONTWAIT) == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static int t_family_param(void)
+{
+	static const int cands[] = AF_BUS_FAMILY_CANDIDATES;
+	int fam = afbus_family(), ok = 0, fd;
+	unsigned int i;
+
+	CHECK(fam > 0, "family %d", fam);
+	for (i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
+		ok |= cands[i] == fam;
+	CHECK(ok, "family %d not in the candidate list", fam);
+	fd = socket(fam, SOCK_SEQPACKET, BUS_PROTO_NONE);
+	CHECK(fd >= 0);
+	close(fd);
+	fd = socket(fam, SOCK_SEQPACKET, BUS_PROTO_DBUS);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK_ERR(socket(fam, SOCK_STREAM, 0), ESOCKTNOSUPPORT);
+	CHECK_ERR(socket(fam, SOCK_DGRAM, 0), ESOCKTNOSUPPORT);
+	CHECK_ERR(socket(fam, SOCK_SEQPACKET, 7), EPROTONOSUPPORT);
+	PASS("family=%d", fam);
+}
+
+static int t_proc_protocols(void)
+{
+	char line[512];
+	int found = 0;
+	FILE *f = fopen("/proc/net/protocols", "r");
+
+	CHECK(f != NULL);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "AF_BUS ", 7))
+			found = 1;
+	fclose(f);
+	CHECK(found, "no AF_BUS line in /proc/net/protocols");
+	PASS("ok");
+}
+
+static int t_bind_listen_accept(void)
+{
+	struct sockaddr_bus sa;
+	socklen_t len = sizeof(sa);
+	struct ucred uc;
+	socklen_t ulen = sizeof(uc);
+	uint64_t src = 1;
+	struct tbus tb;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-bla", 2, 0));
+	CHECK(BUS_ADDR_PREFIX(tb.a[0]) == 0 && BUS_ADDR_CLIENT(tb.a[0]) != 0, "addr %llx",
+	      (unsigned long long)tb.a[0]);
+	CHECK(tb.a[0] != tb.a[1]);
+	CHECK_OK(getpeername(tb.c[0], (struct sockaddr *)&sa, &len));
+	CHECK(sa.sbus_addr.s_addr == BUS_MASTER_ADDR && !strcmp(sa.sbus_path, "/tmp/bus-bla"));
+	len = sizeof(sa);
+	CHECK_OK(getpeername(tb.s[0], (struct sockaddr *)&sa, &len));
+	CHECK(sa.sbus_addr.s_addr == tb.a[0]);
+	len = sizeof(sa);
+	CHECK_OK(getsockname(tb.l, (struct sockaddr *)&sa, &len));
+	CHECK(sa.sbus_addr.s_addr == 0 && sa.sbus_family == afbus_family());
+	/* client -> master (no address and explicit address 0) and master -> client */
+	CHECK_OK(send(tb.c[0], "hello", 5, 0));
+	CHECK_OK(recv_expect(tb.s[0], "hello", &src));
+	CHECK(src == tb.a[0], "src %llx", (unsigned long long)src);
+	CHECK_OK(send_str(tb.c[1], 0, "to-master"));
+	CHECK_OK(recv_expect(tb.s[1], "to-master", NULL));
+	CHECK_OK(send(tb.s[1], "welcome", 7, 0));
+	CHECK_OK(recv_expect(tb.c[1], "welcome", &src));
+	CHECK(src == 0);
+	CHECK_OK(getsockopt(tb.s[0], SOL_SOCKET, SO_PEERCRED, &uc, &ulen));
+	CHECK(uc.pid == getpid() && uc.uid == 0, "pid %d", uc.pid);
+	ulen = sizeof(uc);
+	CHECK_OK(getsockopt(tb.c[0], SOL_SOCKET, SO_PEERCRED, &uc, &ulen));
+	CHECK(uc.pid == getpid() && uc.uid == 0, "client sees master pid %d", uc.pid);
+	/* no more pending connections: non-blocking accept */
+	fcntl(tb.l, F_SETFL, O_NONBLOCK);
+	CHECK_ERR(accept(tb.l, NULL, NULL), EAGAIN);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_abstract_path(void)
+{
+	struct tbus tb;
+	int fd;
+
+	CHECK_OK(tb_open(&tb, "@afbus-test-abstract", 1, 1));
+	CHECK_OK(send(tb.c[0], "x", 1, 0));
+	CHECK_OK(recv_expect(tb.s[0], "x", NULL));
+	CHECK_ERR(bus_master("@afbus-test-abstract", 4), EADDRINUSE);
+	CHECK_ERR(bus_connect("@afbus-no-such-bus"), ECONNREFUSED);
+	CHECK_ERR(bus_connect("/tmp/no-such-bus"), ENOENT);
+	fd = open("/tmp/not-a-socket", O_CREAT | O_WRONLY, 0666);
+	close(fd);
+	CHECK_ERR(bus_connect("/tmp/not-a-socket"), ECONNREFUSED);
+	tb_close(&tb);
+	/* the name is free again */
+	fd = bus_master("@afbus-test-abstract", 4);
+	CHECK(fd >= 0);
+	close(fd);
+	PASS("ok");
+}
+
+static int t_fs_permissions(void)
+{
+	int l = bus_master("/tmp/bus-perm", 8), st;
+	pid_t pid;
+
+	CHECK(l >= 0);
+	CHECK_OK(chmod("/tmp/bus-perm", 0600));
+	pid = fork();
+	if (pid == 0) {
+		int fd;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(3);
+		fd = bus_connect("/tmp/bus-perm");
+		if (fd >= 0 || errno != EACCES)
+			_exit(4);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged connect to a 0600 bus: child status %d", st);
+	CHECK_OK(chmod("/tmp/bus-perm", 0666));
+	pid = fork();
+	if (pid == 0) {
+		int fd;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(3);
+		fd = bus_connect("/tmp/bus-perm");
+		_exit(fd >= 0 ? 0 : 4);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged connect to a 0666 bus: child status %d", st);
+	close(l);
+	unlink("/tmp/bus-perm");
+	PASS("ok");
+}
+
+static int t_bind_inuse(void)
+{
+	struct sockaddr_bus sa;
+	socklen_t len = bus_sockaddr(&sa, "/tmp/bus-inuse", 0);
+	int l, fd;
+
+	unlink("/tmp/bus-inuse");
+	l = bus_master("/tmp/bus-inuse", 8);
+	CHECK(l >= 0);
+	fd = bus_socket();
+	CHECK_ERR(bind(fd, (struct sockaddr *)&sa, len), EADDRINUSE);
+	CHECK_ERR(bind(l, (struct sockaddr *)&sa, len), EINVAL);
+	close(fd);
+	close(l);
+	unlink("/tmp/bus-inuse");
+	PASS("ok");
+}
+
+static int t_unique_addresses(void)
+{
+	struct tbus tb;
+	uint64_t seen[200];
+	int i, j, n = 0;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-unique", 0, 0));
+	for (i = 0; i < 200; i++) {
+		int c = bus_connect(tb.path), s;
+
+		CHECK(c >= 0);
+		s = accept(tb.l, NULL, NULL);
+		CHECK(s >= 0);
+		seen[n] = bus_own_addr(c);
+		CHECK(BUS_ADDR_PREFIX(seen[n]) == 0 && BUS_ADDR_CLIENT(seen[n]) != 0);
+		for (j = 0; j < n; j++)
+			CHECK(seen[j] != seen[n], "address %llx reused", (unsigned long long)seen[n]);
+		n++;
+		close(c);
+		close(s);
+	}
+	tb_close(&tb);
+	PASS("%d connections, no address reused", n);
+}
+
+static int t_join_gating(void)
+{
+	struct tbus tb;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-join", 2, 0));
+	/* not joined: only the master is reachable */
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "x"), EPERM);
+	CHECK_ERR(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "x"), EPERM);
+	CHECK_OK(send_str(tb.c[0], 0, "m"));
+	CHECK_OK(recv_expect(tb.s[0], "m", NULL));
+	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_JOIN_BUS, NULL, 0), EPERM);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_JOIN_BUS, NULL, 0), EINVAL);
+	CHECK_OK(bus_join(tb.s[0]));
+	CHECK_ERR(bus_join(tb.s[0]), EALREADY);
+	/* joined sender, unjoined receiver: the receiver's address is unknown -> master */
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "y"));
+	CHECK_OK(recv_expect(tb.s[0], "y", NULL));
+	CHECK(no_message(tb.c[1], 100));
+	CHECK_OK(bus_join(tb.s[1]));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "z"));
+	CHECK_OK(recv_expect(tb.c[1], "z", NULL));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_unknown_to_master(void)
+{
+	struct tbus tb;
+	uint64_t src;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-unknown", 2, 1));
+	CHECK_OK(send_str(tb.c[1], BUS_ADDR(0, 0x123456), "lost"));
+	CHECK_OK(recv_expect(tb.s[1], "lost", &src));
+	CHECK(src == tb.a[1]);
+	CHECK_OK(send_str(tb.c[1], BUS_ADDR(1, 42), "name"));
+	CHECK_OK(recv_expect(tb.s[1], "name", NULL));
+	/* master sending to an address nobody holds */
+	CHECK_ERR(send_str(tb.s[0], BUS_ADDR(0, 0x123456), "x"), EHOSTUNREACH);
+	/* master may route through any of its sockets to any joined client */
+	CHECK_OK(send_str(tb.s[0], tb.a[1], "via-s0"));
+	CHECK_OK(recv_expect(tb.c[1], "via-s0", &src));
+	CHECK(src == 0);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_add_del_addr(void)
+{
+	struct tbus tb;
+	uint64_t name = BUS_ADDR(1, 7);
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-addr", 3, 1));
+	CHECK_OK(bus_add_addr(tb.s[1], name));
+	CHECK_ERR(bus_add_addr(tb.s[2], name), EADDRINUSE);
+	CHECK_ERR(bus_add_addr(tb.s[2], BUS_ADDR(0, 99)), EINVAL);
+	CHECK_ERR(bus_add_addr(tb.s[2], BUS_ADDR(1, BUS_MULTICAST_CLIENT)), EINVAL);
+	CHECK_ERR(bus_add_addr(tb.c[2], BUS_ADDR(1, 8)), EPERM);
+	CHECK_ERR(bus_add_addr(tb.l, BUS_ADDR(1, 8)), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_ADD_ADDR, &name, 4), EINVAL);
+	CHECK_OK(send_str(tb.c[0], name, "to-name"));
+	CHECK_OK(recv_expect(tb.c[1], "to-name", NULL));
+	CHECK_ERR(bus_del_addr(tb.s[2], name), EADDRNOTAVAIL);
+	CHECK_ERR(bus_del_addr(tb.s[1], tb.a[1]), EINVAL);
+	CHECK_OK(bus_del_addr(tb.s[1], name));
+	CHECK_OK(send_str(tb.c[0], name, "after-del"));
+	CHECK_OK(recv_expect(tb.s[0], "after-del", NULL));
+	CHECK(no_message(tb.c[1], 100));
+	/* the name can move to another client */
+	CHECK_OK(bus_add_addr(tb.s[2], name));
+	CHECK_OK(send_str(tb.c[0], name, "moved"));
+	CHECK_OK(recv_expect(tb.c[2], "moved", NULL));
+	/* extra addresses need a joined client */
+	CHECK(tb_add_client(&tb, 0) == 3);
+	CHECK_ERR(bus_add_addr(tb.s[3], BUS_ADDR(1, 9)), ENOTCONN);
+	/* closing the holder releases its addresses */
+	close(tb.c[2]);
+	tb.c[2] = -1;
+	CHECK_OK(send_str(tb.c[0], name, "released"));
+	CHECK_OK(recv_expect(tb.s[0], "released", NULL));
+	CHECK_OK(bus_add_addr(tb.s[1], name));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_multicast_basic(void)
+{
+	struct tbus tb;
+	uint64_t src;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-mc", 4, 1));
+	CHECK(tb_add_client(&tb, 0) == 4);	/* not joined */
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "all"));
+	CHECK_OK(recv_expect(tb.c[1], "all", &src));
+	CHECK(src == tb.a[0]);
+	CHECK_OK(recv_expect(tb.c[2], "all", NULL));
+	CHECK_OK(recv_expect(tb.c[3], "all", NULL));
+	CHECK(no_message(tb.c[0], 100), "sender got its own multicast");
+	CHECK(no_message(tb.c[4], 100), "unjoined client got a multicast");
+	CHECK(no_message(tb.s[0], 10), "master got a multicast");
+	/* prefix 1: only holders of a prefix-1 address */
+	CHECK_OK(bus_add_addr(tb.s[2], BUS_ADDR(1, 1)));
+	CHECK_OK(bus_add_addr(tb.s[3], BUS_ADDR(1, 2)));
+	CHECK_OK(bus_add_addr(tb.s[3], BUS_ADDR(1, 3)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(1, BUS_MULTICAST_CLIENT), "p1"));
+	CHECK_OK(recv_expect(tb.c[2], "p1", NULL));
+	CHECK_OK(recv_expect(tb.c[3], "p1", NULL));
+	CHECK(no_message(tb.c[3], 50), "two copies for a receiver holding two addresses");
+	CHECK(no_message(tb.c[1], 50));
+	/* the master multicasts too */
+	CHECK_OK(send_str(tb.s[4], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "from-master"));
+	CHECK_OK(recv_expect(tb.c[0], "from-master", &src));
+	CHECK(src == 0);
+	CHECK_OK(recv_expect(tb.c[1], "from-master", NULL));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_eavesdrop(void)
+{
+	struct tbus tb;
+	uint64_t src;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-eaves", 3, 1));
+	CHECK_ERR(setsockopt(tb.c[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0), EPERM);
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "secret"));
+	CHECK_OK(recv_expect(tb.c[1], "secret", NULL));
+	CHECK_OK(recv_expect(tb.c[2], "secret", &src));
+	CHECK(src == tb.a[0]);
+	CHECK_OK(send_str(tb.c[1], 0, "to-master"));
+	CHECK_OK(recv_expect(tb.s[1], "to-master", NULL));
+	CHECK_OK(recv_expect(tb.c[2], "to-master", NULL));
+	CHECK_OK(send_str(tb.s[0], tb.a[0], "from-master"));
+	CHECK_OK(recv_expect(tb.c[0], "from-master", NULL));
+	CHECK_OK(recv_expect(tb.c[2], "from-master", NULL));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "mc"));
+	CHECK_OK(recv_expect(tb.c[1], "mc", NULL));
+	CHECK_OK(recv_expect(tb.c[2], "mc", NULL));
+	CHECK(no_message(tb.c[2], 50), "eavesdropper got a multicast twice");
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(1, BUS_MULTICAST_CLIENT), "mc1"));
+	CHECK_OK(recv_expect(tb.c[2], "mc1", NULL));	/* nobody holds prefix 1: copy only */
+	CHECK(no_message(tb.c[1], 50));
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "private"));
+	CHECK_OK(recv_expect(tb.c[1], "private", NULL));
+	CHECK(no_message(tb.c[2], 100));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int recv_creds(int fd, struct ucred *uc, char *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(256)];
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *c;
+	int got = 0;
+
+	if (poll(&p, 1, 2000) != 1)
+		return -1;
+	if (recvmsg(fd, &m, MSG_DONTWAIT) < 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+			memcpy(uc, CMSG_DATA(c), sizeof(*uc));
+			got = 1;
+		}
+	return got ? 0 : -2;
+}
+
+static int t_credentials(void)
+{
+	struct tbus tb;
+	struct ucred uc;
+	char buf[64];
+	int one = 1;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-cred", 2, 1));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)));
+	CHECK_OK(setsockopt(tb.s[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "u"));
+	CHECK(recv_creds(tb.c[1], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.pid == getpid() && uc.uid == 0 && uc.gid == 0, "pid %d uid %d", uc.pid, uc.uid);
+	CHECK_OK(send_str(tb.c[0], 0, "m"));
+	CHECK(recv_creds(tb.s[0], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.pid == getpid());
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "mc"));
+	CHECK(recv_creds(tb.c[1], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.pid == getpid());
+	/* no SO_PASSCRED: no credentials */
+	CHECK_OK(send_str(tb.c[1], tb.a[0], "n"));
+	CHECK(recv_creds(tb.c[0], &uc, buf, sizeof(buf)) == -2);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static ssize_t send_with_creds(int fd, uint64_t addr, pid_t pid, uid_t uid, gid_t gid)
+{
+	char cbuf[CMSG_SPACE(sizeof(struct ucred))];
+	struct ucred uc = { .pid = pid, .uid = uid, .gid = gid };
+	struct sockaddr_bus sa;
+	struct iovec iov = { .iov_base = "c", .iov_len = 1 };
+	struct msghdr m = { .msg_name = &sa, .msg_namelen = bus_sockaddr(&sa, NULL, addr),
+			    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_CREDENTIALS;
+	c->cmsg_len = CMSG_LEN(sizeof(uc));
+	memcpy(CMSG_DATA(c), &uc, sizeof(uc));
+	return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static int t_cred_forgery(void)
+{
+	struct tbus tb;
+	struct ucred uc;
+	char buf[64];
+	int one = 1, st;
+	pid_t pid;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-forge", 2, 1));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)));
+	pid = fork();
+	if (pid == 0) {
+		setgroups(0, NULL);
+		if (setgid(65534) || setuid(65534))
+			_exit(3);
+		if (send_with_creds(tb.c[0], tb.a[1], getpid(), 0, 0) != -1 || errno != EPERM)
+			_exit(4);
+		if (send_with_creds(tb.c[0], tb.a[1], 1, 65534, 65534) != -1 || errno != EPERM)
+			_exit(5);
+		if (send_with_creds(tb.c[0], tb.a[1], getpid(), 65534, 65534) != 1)
+			_exit(6);
+		if (send_str(tb.c[0], tb.a[1], "plain"))
+			_exit(7);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged sender status %d", WEXITSTATUS(st));
+	CHECK(recv_creds(tb.c[1], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.uid == 65534 && uc.gid == 65534 && uc.pid == pid, "uid %d pid %d", uc.uid, uc.pid);
+	CHECK(recv_creds(tb.c[1], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.uid == 65534 && uc.pid == pid, "uid %d", uc.uid);
+	/* a privileged sender may speak for others, as on AF_UNIX */
+	CHECK(send_with_creds(tb.c[0], tb.a[1], getpid(), 123, 456) == 1);
+	CHECK(recv_creds(tb.c[1], &uc, buf, sizeof(buf)) == 0);
+	CHECK(uc.uid == 123 && uc.gid == 456);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_scm_security(void)
+{
+	char cbuf[CMSG_SPACE(256)], buf[16], ctx[257] = "";
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct pollfd p;
+	struct cmsghdr *c;
+	struct tbus tb;
+	int one = 1, got = 0;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-sec", 2, 1));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_PASSSEC, &one, sizeof(one)));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "s"));
+	p.fd = tb.c[1];
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 2000) == 1);
+	CHECK_OK(recvmsg(tb.c[1], &m, 0));
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_SECURITY) {
+			size_t n = c->cmsg_len - CMSG_LEN(0);
+
+			memcpy(ctx, CMSG_DATA(c), n < 256 ? n : 256);
+			got = 1;
+		}
+	tb_close(&tb);
+	if (!got)
+		SKIP("no LSM context offered by the guest kernel (no SCM_SECURITY)");
+	PASS("context=%s", ctx);
+}
+
+static int send_fds(int fd, uint64_t addr, const int *fds, int n, const char *msg)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 253)];
+	struct sockaddr_bus sa;
+	struct iovec iov = { .iov_base = (void *)msg, .iov_len = strlen(msg) };
+	struct msghdr m = { .msg_name = &sa, .msg_namelen = bus_sockaddr(&sa, NULL, addr),
+			    .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = CMSG_SPACE(sizeof(int) * n) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	return sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 ? -1 : 0;
+}
+
+static int recv_fd(int fd, char *buf, size_t len)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = buf, .iov_len = len - 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	if (poll(&p, 1, 2000) != 1)
+		return -1;
+	n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -1;
+	buf[n] = 0;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int r;
+
+			memcpy(&r, CMSG_DATA(c), sizeof(r));
+			return r;
+		}
+	errno = ENOENT;
+	return -1;
+}
+
+static int check_pipe_fd(int wfd, int rfd, const char *tag)
+{
+	char buf[32];
+	ssize_t n;
+
+	if (write(wfd, tag, strlen(tag)) != (ssize_t)strlen(tag))
+		return -1;
+	n = read(rfd, buf, sizeof(buf) - 1);
+	if (n != (ssize_t)strlen(tag))
+		return -1;
+	buf[n] = 0;
+	return strcmp(buf, tag) ? -1 : 0;
+}
+
+static int t_fd_unicast(void)
+{
+	struct tbus tb;
+	char buf[64];
+	int p[2], r;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-fd", 2, 1));
+	CHECK_OK(pipe(p));
+	CHECK_OK(send_fds(tb.c[0], tb.a[1], &p[1], 1, "fd"));
+	close(p[1]);
+	r = recv_fd(tb.c[1], buf, sizeof(buf));
+	CHECK(r >= 0);
+	CHECK(!strcmp(buf, "fd"));
+	CHECK_OK(check_pipe_fd(r, p[0], "through"));
+	close(r);
+	/* master -> client and client -> master */
+	CHECK_OK(pipe(p));
+	CHECK_OK(send_fds(tb.s[1], tb.a[1], &p[1], 1, "m"));
+	r = recv_fd(tb.c[1], buf, sizeof(buf));
+	CHECK(r >= 0);
+	CHECK_OK(check_pipe_fd(r, p[0], "m2c"));
+	close(r);
+	CHECK_OK(send_fds(tb.c[1], 0, &p[1], 1, "c"));
+	r = recv_fd(tb.s[1], buf, sizeof(buf));
+	CHECK(r >= 0);
+	CHECK_OK(check_pipe_fd(r, p[0], "c2m"));
+	close(r);
+	close(p[0]);
+	close(p[1]);
+	/* AF_BUS sockets themselves cannot travel over AF_BUS (reference cycles) */
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &tb.c[0], 1, "x"), EINVAL);
+	/* unread fds are released when the receiver closes */
+	CHECK_OK(pipe(p));
+	CHECK_OK(send_fds(tb.c[0], tb.a[1], &p[1], 1, "unread"));
+	close(p[1]);
+	close(tb.c[1]);
+	tb.c[1] = -1;
+	{
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+
+		CHECK(poll(&pf, 1, 2000) == 1 && (pf.revents & POLLHUP),
+		      "write end still open after the receiver closed");
+	}
+	close(p[0]);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_fd_multicast(void)
+{
+	struct tbus tb;
+	char buf[64];
+	int p[2], r, i, fds[253];
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-fdmc", 4, 1));
+	CHECK_OK(pipe(p));
+	CHECK_OK(send_fds(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), &p[1], 1, "mcfd"));
+	close(p[1]);
+	for (i = 1; i < 4; i++) {
+		char tag[16];
+
+		r = recv_fd(tb.c[i], buf, sizeof(buf));
+		CHECK(r >= 0, "receiver %d", i);
+		CHECK(!strcmp(buf, "mcfd"));
+		snprintf(tag, sizeof(tag), "rcv%d", i);
+		CHECK_OK(check_pipe_fd(r, p[0], tag));
+		close(r);
+	}
+	{
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+
+		CHECK(poll(&pf, 1, 1000) == 1 && (pf.revents & POLLHUP), "a copy of the fd leaked");
+	}
+	close(p[0]);
+	/* fd limit on multicast: 253 fds x 17 receivers > 4096 references */
+	while (tb.n < 18)
+		CHECK(tb_add_client(&tb, 1) >= 0);
+	for (i = 0; i < 253; i++)
+		fds[i] = 0;
+	CHECK_ERR(send_fds(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), fds, 253, "many"),
+		  ETOOMANYREFS);
+	CHECK_OK(send_fds(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), fds, 16, "some"));
+	CHECK_OK(send_fds(tb.c[0], tb.a[1], fds, 253, "unicast-max"));
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], fds, 254, "too-many"), EINVAL);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_unicast_queue_full(void)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 200000 };
+	struct tbus tb;
+	struct pollfd p;
+	struct bus_qlenfull q;
+	socklen_t ql = sizeof(q);
+	int i, four = 4;
+	double t0;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-qfull", 3, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &four, sizeof(four)));
+	for (i = 0; i < 4; i++)
+		CHECK_OK(send_str(tb.c[0], tb.a[1], "fill"));
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "over"), EAGAIN);
+	CHECK_OK(getsockopt(tb.c[1], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+	CHECK(q.qlen == 4 && q.maxqlen == 4, "qlen %u maxqlen %u", q.qlen, q.maxqlen);
+	/* no bus-wide stall: the same sender reaches others, and poll() still says writable */
+	CHECK_OK(send_str(tb.c[0], tb.a[2], "other"));
+	CHECK_OK(recv_expect(tb.c[2], "other", NULL));
+	CHECK_OK(send_str(tb.c[2], tb.a[0], "third"));
+	CHECK_OK(recv_expect(tb.c[0], "third", NULL));
+	p.fd = tb.c[0];
+	p.events = POLLOUT;
+	CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLOUT));
+	/* a blocking send waits on that receiver only, bounded by SO_SNDTIMEO */
+	CHECK_OK(setsockopt(tb.c[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	t0 = now_sec();
+	CHECK_ERR(bus_sendto(tb.c[0], tb.a[1], "blk", 3, 0), EAGAIN);
+	CHECK(now_sec() - t0 > 0.15, "did not wait");
+	/* room again after the receiver reads */
+	CHECK_OK(recv_expect(tb.c[1], "fill", NULL));
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], "blk", 3, 0));
+	/* the master-side connection: client poll reports POLLOUT only when the master has room */
+	for (i = 0; i < 4; i++)
+		CHECK_OK(send_str(tb.c[2], 0, "m"));
+	p.fd = tb.c[2];
+	CHECK(poll(&p, 1, 0) == 0, "writable although the master queue is full");
+	CHECK_ERR(send_str(tb.c[2], 0, "m"), EAGAIN);
+	{
+		char b[8];
+
+		CHECK(recv(tb.s[2], b, sizeof(b), 0) == 1);
+	}
+	CHECK(poll(&p, 1, 1000) == 1 && (p.revents & POLLOUT));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+struct blocked_send {
+	int fd;
+	uint64_t dst;
+	size_t len;
+	double done;
+	int err;
+};
+
+static void *blocked_sender(void *arg)
+{
+	struct blocked_send *b = arg;
+	char *buf = calloc(1, b->len);
+
+	b->err = bus_sendto(b->fd, b->dst, buf, b->len, 0) == (ssize_t)b->len ? 0 : errno;
+	b->done = now_sec();
+	free(buf);
+	return NULL;
+}
+
+static int t_rcvbuf_full_wakeup(void)
+{
+	struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };
+	struct blocked_send b;
+	struct tbus tb;
+	pthread_t t;
+	int small = 1, n = 0;
+	char *buf = calloc(1, 8192);
+	double t0;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-rcvbuf", 4, 1));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)));
+	while (bus_sendto(tb.c[0], tb.a[1], buf, 4000, MSG_DONTWAIT) == 4000)
+		n++;
+	CHECK(errno == EAGAIN && n >= 1 && n < 10, "%d messages fit", n);
+	CHECK_OK(setsockopt(tb.c[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)));
+	b.fd = tb.c[0];
+	b.dst = tb.a[1];
+	b.len = 4000;
+	b.done = 0;
+	pthread_create(&t, NULL, blocked_sender, &b);
+	usleep(300000);
+	CHECK(b.done == 0, "the sender did not block");
+	/* no bus-wide stall while it waits: others talk, multicast goes through (c1 misses it) */
+	t0 = now_sec();
+	CHECK_OK(send_str(tb.c[2], tb.a[3], "meanwhile"));
+	CHECK_OK(recv_expect(tb.c[3], "meanwhile", NULL));
+	CHECK_OK(bus_sendto(tb.c[2], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "mc", 2, 0));
+	CHECK(bus_recv_timeout(tb.c[3], buf, 8192, NULL, 1000) == 2);
+	CHECK(bus_recv_timeout(tb.c[0], buf, 8192, NULL, 1000) == 2);
+	CHECK(now_sec() - t0 < 1.0, "the bus stalled behind a blocked sender");
+	CHECK(b.done == 0, "the blocked sender got through before room was made");
+	t0 = now_sec();
+	CHECK(recv(tb.c[1], buf, 8192, 0) == 4000);
+	pthread_join(t, NULL);
+	CHECK(b.err == 0, "blocked send failed with %d", b.err);
+	CHECK(b.done - t0 < 2.0, "sender woke %.2fs after the reader made room", b.done - t0);
+	tb_close(&tb);
+	free(buf);
+	PASS("%d messages filled SO_RCVBUF; sender woke after %.3fs", n, b.done - t0);
+}
+
+static int t_multicast_overflow(void)
+{
+	struct tbus tb;
+	struct bus_qlenfull q;
+	struct bus_stats st;
+	socklen_t ql = sizeof(q), sl = sizeof(st);
+	struct pollfd p;
+	int i, four = 4;
+	char buf[16];
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-mcover", 3, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &four, sizeof(four)));
+	p.fd = tb.s[1];
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 0) == 0);
+	/* c[1] never reads; c[2] reads as it goes */
+	for (i = 0; i < 10; i++) {
+		snprintf(buf, sizeof(buf), "m%d", i);
+		CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf));
+		CHECK_OK(recv_expect(tb.c[2], buf, NULL));
+	}
+	p.events = POLLPRI;
+	CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLPRI), "master not told about the drops");
+	CHECK_OK(getsockopt(tb.s[1], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+	CHECK(q.dropped == 6 && q.dropped_unread == 6 && q.qlen == 4, "dropped %llu unread %llu qlen %u",
+	      (unsigned long long)q.dropped, (unsigned long long)q.dropped_unread, q.qlen);
+	CHECK_OK(getsockopt(tb.s[1], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+	CHECK(q.dropped == 6 && q.dropped_unread == 0);
+	CHECK(poll(&p, 1, 0) == 0, "POLLPRI still set after reading");
+	CHECK_OK(getsockopt(tb.s[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+	CHECK(q.dropped == 0);
+	CHECK_OK(getsockopt(tb.l, SOL_BUS, BUS_GET_STATS, &st, &sl));
+	CHECK(st.overflow_drops == 6 && st.multicast == 10, "drops %llu", (unsigned long long)st.overflow_drops);
+	/* the four oldest are there, in order */
+	for (i = 0; i < 4; i++) {
+		snprintf(buf, sizeof(buf), "m%d", i);
+		CHECK_OK(recv_expect(tb.c[1], buf, NULL));
+	}
+	CHECK_ERR(getsockopt(tb.c[0], SOL_BUS, BUS_GET_STATS, &st, &sl), EPERM);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_poll(void)
+{
+	struct tbus tb;
+	struct pollfd p;
+	int c;
+	char b[8];
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-poll", 2, 1));
+	p.fd = tb.c[0];
+	p.events = POLLIN | POLLOUT;
+	CHECK(poll(&p, 1, 0) == 1 && p.revents == POLLOUT, "revents %x", p.revents);
+	CHECK_OK(send_str(tb.c[1], tb.a[0], "x"));
+	CHECK(poll(&p, 1, 1000) == 1 && p.revents == (POLLIN | POLLOUT), "revents %x", p.revents);
+	CHECK(recv(tb.c[0], b, sizeof(b), 0) == 1);
+	p.fd = tb.l;
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 0) == 0);
+	c = bus_connect(tb.path);
+	CHECK(c >= 0);
+	CHECK(poll(&p, 1, 1000) == 1 && (p.revents & POLLIN));
+	close(c);
+	c = accept(tb.l, NULL, NULL);
+	CHECK(c >= 0);
+	/* the client closed before accept: the accepted socket is hung up */
+	p.fd = c;
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLHUP));
+	CHECK(recv(c, b, sizeof(b), 0) == 0);
+	close(c);
+	/* blocking poll is woken by a message */
+	p.fd = tb.s[1];
+	if (fork() == 0) {
+		usleep(200000);
+		send_str(tb.c[1], 0, "late");
+		_exit(0);
+	}
+	CHECK(poll(&p, 1, 3000) == 1 && (p.revents & POLLIN));
+	wait(NULL);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_client_close(void)
+{
+	struct tbus tb;
+	struct pollfd p;
+	char b[8];
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-cclose", 3, 1));
+	CHECK_OK(bus_add_addr(tb.s[1], BUS_ADDR(1, 5)));
+	CHECK_OK(send_str(tb.c[1], 0, "last"));
+	close(tb.c[1]);
+	tb.c[1] = -1;
+	CHECK_OK(recv_expect(tb.s[1], "last", NULL));
+	CHECK(recv(tb.s[1], b, sizeof(b), MSG_DONTWAIT) == 0, "no EOF on the master side");
+	p.fd = tb.s[1];
+	p.events = POLLIN;
+	CHECK(poll(&p, 1, 0) == 1 && (p.revents & POLLHUP));
+	CHECK_ERR(send(tb.s[1], "x", 1, MSG_NOSIGNAL), EPIPE);
+	/* its addresses are gone: they now reach the master */
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "gone"));
+	CHECK_OK(recv_expect(tb.s[0], "gone", NULL));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(1, 5), "gone-name"));
+	CHECK_OK(recv_expect(tb.s[0], "gone-name", NULL));
+	/* the master closes the connection of client 2: the client sees hang-up */
+	close(tb.s[2]);
+	tb.s[2] = -1;
+	p.fd = tb.c[2];
+	CHECK(poll(&p, 1, 1000) == 1 && (p.revents & POLLHUP));
+	CHECK(recv(tb.c[2], b, sizeof(b), 0) == 0);
+	CHECK_ERR(send_str(tb.c[2], 0, "x"), EPIPE);
+	CHECK_OK(send_str(tb.c[0], tb.a[2], "gone2"));
+	CHECK_OK(recv_expect(tb.s[0], "gone2", NULL));
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_master_close(void)
+{
+	struct tbus tb;
+	struct pollfd p[3];
+	char b[8];
+	int i, pending;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-mclose", 3, 1));
+	pending = bus_connect(tb.path);	/* never accepted */
+	CHECK(pending >= 0);
+	CHECK_OK(send_str(tb.s[0], tb.a[0], "bye"));
+	close(tb.l);
+	tb.l = -1;
+	for (i = 0; i < 3; i++) {
+		p[i].fd = tb.c[i];
+		p[i].events = POLLIN;
+	}
+	CHECK(poll(p, 3, 1000) == 3);
+	for (i = 0; i < 3; i++)
+		CHECK(p[i].revents & POLLHUP, "client %d revents %x", i, p[i].revents);
+	CHECK_OK(recv_expect(tb.c[0], "bye", NULL));
+	CHECK(recv(tb.c[0], b, sizeof(b), 0) == 0);
+	CHECK_ERR(send_str(tb.c[1], 0, "x"), EPIPE);
+	CHECK_ERR(send_str(tb.c[1], tb.a[2], "x"), EPIPE);
+	CHECK(recv(pending, b, sizeof(b), 0) == 0);
+	CHECK(recv(tb.s[1], b, sizeof(b), 0) == 0);
+	close(pending);
+	/* SIGPIPE without MSG_NOSIGNAL */
+	signal(SIGPIPE, SIG_IGN);
+	CHECK_ERR(send(tb.c[2], "x", 1, 0), EPIPE);
+	/* the path can be bound again once unlinked */
+	tb_close(&tb);
+	i = bus_master("/tmp/bus-mclose", 4);
+	CHECK(i >= 0);
+	close(i);
+	unlink("/tmp/bus-mclose");
+	PASS("ok");
+}
+
+static int t_bad_input(void)
+{
+	struct sockaddr_bus sa;
+	struct tbus tb;
+	socklen_t len;
+	int fd, v, big = 65536;
+	char *buf;
+
+	fd = bus_socket();
+	CHECK(fd >= 0);
+	len = bus_sockaddr(&sa, "/tmp/bus-bad", 0);
+	CHECK_ERR(bind(fd, (struct sockaddr *)&sa, 4), EINVAL);
+	CHECK_ERR(connect(fd, (struct sockaddr *)&sa, 4), EINVAL);
+	CHECK_ERR(connect(fd, (struct sockaddr *)&sa, offsetof(struct sockaddr_bus, sbus_path)), EINVAL);
+	CHECK_ERR(connect(fd, (struct sockaddr *)&sa, sizeof(sa) + 4), EINVAL);
+	sa.sbus_family = AF_UNIX;
+	CHECK_ERR(bind(fd, (struct sockaddr *)&sa, len), EAFNOSUPPORT);
+	CHECK_ERR(connect(fd, (struct sockaddr *)&sa, len), EAFNOSUPPORT);
+	len = bus_sockaddr(&sa, "/tmp/bus-bad", 5);
+	CHECK_ERR(bind(fd, (struct sockaddr *)&sa, len), EINVAL);
+	len = bus_sockaddr(&sa, "@", 0);
+	CHECK_ERR(bind(fd, (struct sockaddr *)&sa, len), EINVAL);
+	CHECK_ERR(listen(fd, 4), EINVAL);
+	CHECK_ERR(accept(fd, NULL, NULL), EINVAL);
+	CHECK_ERR(send(fd, "x", 1, MSG_NOSIGNAL), ENOTCONN);
+	CHECK_ERR(recv(fd, &v, sizeof(v), MSG_DONTWAIT), ENOTCONN);
+	CHECK_ERR(setsockopt(fd, SOL_BUS, 99, &v, sizeof(v)), ENOPROTOOPT);
+	CHECK_ERR(setsockopt(fd, SOL_BUS, BUS_JOIN_BUS, NULL, 0), EPERM);
+	len = sizeof(v);
+	CHECK_ERR(getsockopt(fd, SOL_BUS, 99, &v, &len), ENOPROTOOPT);
+	CHECK_ERR(getsockopt(fd, SOL_BUS, BUS_GET_QLENFULL, &v, &len), ENOTCONN);
+	close(fd);
+	CHECK_ERR(send(fd, "x", 1, MSG_NOSIGNAL), EBADF);
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-bad", 2, 1));
+	CHECK_ERR(send(tb.l, "x", 1, MSG_NOSIGNAL), EOPNOTSUPP);
+	CHECK_ERR(recv(tb.l, &v, sizeof(v), MSG_DONTWAIT), EINVAL);
+	len = bus_sockaddr(&sa, tb.path, 0);
+	CHECK_ERR(connect(tb.c[0], (struct sockaddr *)&sa, len), EISCONN);
+	CHECK_ERR(sendto(tb.c[0], "x", 1, MSG_NOSIGNAL, (struct sockaddr *)&sa, 4), EINVAL);
+	sa.sbus_family = AF_INET;
+	CHECK_ERR(sendto(tb.c[0], "x", 1, MSG_NOSIGNAL, (struct sockaddr *)&sa, len), EAFNOSUPPORT);
+	CHECK_ERR(send_str(tb.s[0], 0, "x"), EINVAL);
+	CHECK_ERR(send(tb.c[0], "x", 1, MSG_OOB | MSG_NOSIGNAL), EOPNOTSUPP);
+	v = 0;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &v, sizeof(v)), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &v, 2), EINVAL);
+	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_SET_MAXQLEN, &big, sizeof(big)), EPERM);
+	v = 10;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &v, sizeof(v)), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_ADD_ADDR, NULL, 0), EINVAL);
+	CHECK_ERR(shutdown(tb.c[0], 7), EINVAL);
+	/* oversized */
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &big, sizeof(big)));
+	buf = calloc(1, 1 << 20);
+	CHECK(buf != NULL);
+	CHECK_ERR(bus_sendto(tb.c[0], tb.a[1], buf, big, 0), EMSGSIZE);
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, big - 32, 0));
+	free(buf);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static int t_large_messages(void)
+{
+	struct tbus tb;
+	int big = 8 << 20, rcv = 16 << 20, i;
+	size_t n = 4 << 20;
+	unsigned char *buf = malloc(n), *out = malloc(n);
+
+	CHECK(buf && out);
+	for (i = 0; i < (int)n; i++)
+		buf[i] = i * 7 + (i >> 12);
+	CHECK_OK(tb_open(&tb, "/tmp/bus-large", 2, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &big, sizeof(big)));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)));
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, n, 0));
+	CHECK(bus_recv_timeout(tb.c[1], out, n, NULL, 5000) == (ssize_t)n);
+	CHECK(!memcmp(buf, out, n), "payload corrupted");
+	/* truncation: SOCK_SEQPACKET semantics */
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, 1000, 0));
+	CHECK(recv(tb.c[1], out, 10, MSG_PEEK) == 10);
+	CHECK(recv(tb.c[1], out, 10, MSG_TRUNC) == 1000);
+	CHECK(!memcmp(out, buf, 10));
+	CHECK(no_message(tb.c[1], 50), "the rest of a truncated message was kept");
+	/* zero-length message and message boundaries */
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, 3, 0));
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, 5, 0));
+	CHECK(recv(tb.c[1], out, 100, 0) == 3);
+	CHECK(recv(tb.c[1], out, 100, 0) == 5);
+	tb_close(&tb);
+	free(buf);
+	free(out);
+	PASS("4 MiB message intact");
+}
+
+static int t_sendbuf_maxqlen(void)
+{
+	struct tbus tb;
+	int sb = 32768, ql = 3, i;
+	int v;
+	socklen_t vl = sizeof(v);
+	char *buf = calloc(1, 65536);
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-opts", 2, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &sb, sizeof(sb)));
+	CHECK_OK(getsockopt(tb.c[0], SOL_SOCKET, SO_SNDBUF, &v, &vl));
+	CHECK(v == sb, "SO_SNDBUF %d", v);
+	CHECK_ERR(bus_sendto(tb.c[0], tb.a[1], buf, 40000, 0), EMSGSIZE);
+	CHECK_OK(bus_sendto(tb.c[0], tb.a[1], buf, 30000, 0));
+	/* new connections inherit the bus settings */
+	CHECK(tb_add_client(&tb, 1) == 2);
+	CHECK_OK(getsockopt(tb.c[2], SOL_SOCKET, SO_SNDBUF, &v, &vl));
+	CHECK(v == sb, "SO_SNDBUF of a new client %d", v);
+	CHECK_OK(setsockopt(tb.s[0], SOL_BUS, BUS_SET_MAXQLEN, &ql, sizeof(ql)));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(send_str(tb.c[0], tb.a[2], "q"));
+	CHECK_ERR(send_str(tb.c[0], tb.a[2], "q"), EAGAIN);
+	tb_close(&tb);
+	free(buf);
+	PASS("ok");
+}
+
+static int t_shutdown(void)
+{
+	struct tbus tb;
+	char b[8];
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-shut", 1, 1));
+	CHECK_OK(shutdown(tb.c[0], SHUT_WR));
+	CHECK_ERR(send(tb.c[0], "x", 1, MSG_NOSIGNAL), EPIPE);
+	CHECK(recv(tb.s[0], b, sizeof(b), MSG_DONTWAIT) == 0);
+	CHECK_OK(send(tb.s[0], "y", 1, 0));
+	CHECK(recv(tb.c[0], b, sizeof(b), 0) == 1);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+/* ------------------------------------------------------------------ filter */
+
+static struct bus_filter *filter_new(int nrules, size_t *len)
+{
+	struct bus_filter *f;
+
+	*len = BUS_FILTER_SIZE(nrules);
+	f = calloc(1, *len);
+	f->magic = BUS_FILTER_MAGIC;
+	f->version = BUS_FILTER_VERSION;
+	f->nrules = nrules;
+	f->default_verdict = BUS_FILTER_ACCEPT;
+	return f;
+}
+
+static int t_filter(void)
+{
+	struct tbus tb;
+	struct bus_filter *f;
+	struct bus_stats st;
+	socklen_t sl = sizeof(st);
+	size_t len;
+	uint64_t src;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-filter", 4, 1));
+	f = filter_new(3, &len);
+	/* rule 0: c0 -> c1 with payload starting "X" is dropped */
+	BUS_FILTER_RULES(f)[0].match = BUS_FILTER_M_SRC | BUS_FILTER_M_DST | BUS_FILTER_M_DATA;
+	BUS_FILTER_RULES(f)[0].verdict = BUS_FILTER_DROP;
+	BUS_FILTER_RULES(f)[0].src_addr = tb.a[0];
+	BUS_FILTER_RULES(f)[0].src_mask = ~0ULL;
+	BUS_FILTER_RULES(f)[0].dst_addr = tb.a[1];
+	BUS_FILTER_RULES(f)[0].dst_mask = ~0ULL;
+	BUS_FILTER_RULES(f)[0].data_len = 1;
+	BUS_FILTER_RULES(f)[0].data[0] = 'X';
+	BUS_FILTER_RULES(f)[0].data_mask[0] = 0xff;
+	/* rule 1: unicast to c2 is rejected */
+	BUS_FILTER_RULES(f)[1].match = BUS_FILTER_M_RCPT | BUS_FILTER_M_UCAST;
+	BUS_FILTER_RULES(f)[1].verdict = BUS_FILTER_REJECT;
+	BUS_FILTER_RULES(f)[1].rcpt_addr = tb.a[2];
+	BUS_FILTER_RULES(f)[1].rcpt_mask = ~0ULL;
+	/* rule 2: multicast copies for c3 are dropped */
+	BUS_FILTER_RULES(f)[2].match = BUS_FILTER_M_RCPT | BUS_FILTER_M_MCAST;
+	BUS_FILTER_RULES(f)[2].verdict = BUS_FILTER_DROP;
+	BUS_FILTER_RULES(f)[2].rcpt_addr = tb.a[3];
+	BUS_FILTER_RULES(f)[2].rcpt_mask = ~0ULL;
+
+	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_SET_FILTER, f, len), EPERM);
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "Xdropped"));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "Ypasses"));
+	CHECK_OK(recv_expect(tb.c[1], "Ypasses", &src));
+	CHECK(src == tb.a[0]);
+	CHECK(no_message(tb.c[1], 50));
+	CHECK_OK(send_str(tb.c[3], tb.a[1], "Xfrom3"));
+	CHECK_OK(recv_expect(tb.c[1], "Xfrom3", NULL));
+	CHECK_ERR(send_str(tb.c[0], tb.a[2], "rejected"), EACCES);
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "mc"));
+	CHECK_OK(recv_expect(tb.c[1], "mc", NULL));
+	CHECK_OK(recv_expect(tb.c[2], "mc", NULL));
+	CHECK(no_message(tb.c[3], 50));
+	/* the master is not filtered */
+	CHECK_OK(send_str(tb.s[2], tb.a[2], "from-master"));
+	CHECK_OK(recv_expect(tb.c[2], "from-master", NULL));
+	CHECK_OK(getsockopt(tb.l, SOL_BUS, BUS_GET_STATS, &st, &sl));
+	CHECK(st.filter_drops == 3, "filter_drops %llu", (unsigned long long)st.filter_drops);
+
+	/* replace: default DROP, accept only messages to the master */
+	free(f);
+	f = filter_new(1, &len);
+	f->default_verdict = BUS_FILTER_DROP;
+	BUS_FILTER_RULES(f)[0].match = BUS_FILTER_M_RCPT;
+	BUS_FILTER_RULES(f)[0].rcpt_addr = 0;
+	BUS_FILTER_RULES(f)[0].rcpt_mask = ~0ULL;
+	BUS_FILTER_RULES(f)[0].verdict = BUS_FILTER_ACCEPT;
+	CHECK_OK(setsockopt(tb.s[0], SOL_BUS, BUS_SET_FILTER, f, len));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "Ynow-dropped"));
+	CHECK(no_message(tb.c[1], 50));
+	CHECK_OK(send_str(tb.c[0], 0, "master-ok"));
+	CHECK_OK(recv_expect(tb.s[0], "master-ok", NULL));
+	/* remove */
+	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_DEL_FILTER, NULL, 0), EPERM);
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_DEL_FILTER, NULL, 0));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "Xfree"));
+	CHECK_OK(recv_expect(tb.c[1], "Xfree", NULL));
+
+	/* validation */
+	f->magic = 0;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	f->magic = BUS_FILTER_MAGIC;
+	f->version = 2;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	f->version = BUS_FILTER_VERSION;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len - 1), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, 8), EINVAL);
+	BUS_FILTER_RULES(f)[0].verdict = 9;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	BUS_FILTER_RULES(f)[0].verdict = 0;
+	BUS_FILTER_RULES(f)[0].match = 0x1000;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	BUS_FILTER_RULES(f)[0].match = BUS_FILTER_M_DATA;
+	BUS_FILTER_RULES(f)[0].data_len = 17;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	BUS_FILTER_RULES(f)[0].data_len = 1;
+	BUS_FILTER_RULES(f)[0].data[0] = 1;	/* bit outside the mask */
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	BUS_FILTER_RULES(f)[0].data[0] = 0;
+	f->nrules = 2;
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), EINVAL);
+	free(f);
+	f = filter_new(BUS_FILTER_MAX_RULES + 1, &len);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len), E2BIG);
+	free(f);
+	f = filter_new(BUS_FILTER_MAX_RULES, &len);
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, len));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "max-rules"));
+	CHECK_OK(recv_expect(tb.c[1], "max-rules", NULL));
+	free(f);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+/* ------------------------------------------------------------------ module refcount */
+
+static int t_unload_busy(void)
+{
+	int fd = bus_socket();
+
+	CHECK(fd >= 0);
+	CHECK_ERR(syscall(SYS_delete_module, "af_bus", O_NONBLOCK), EWOULDBLOCK);
+	close(fd);
+	PASS("ok");
+}
+
+/* ------------------------------------------------------------------ ordering */
+
+#define ORD_SENDERS 4
+#define ORD_RECEIVERS 8
+#define ORD_MSGS 10000
+
+struct ord_msg {
+	uint32_t sender;
+	uint32_t seq;
+};
+
+static struct tbus ord_tb;
+static uint32_t *ord_rec[ORD_RECEIVERS];
+static int ord_fail[ORD_RECEIVERS];
+
+static void *ord_sender(void *arg)
+{
+	int i = (int)(long)arg;
+	struct ord_msg m = { .sender = i };
+	uint32_t s;
+
+	for (s = 0; s < ORD_MSGS; s++) {
+		m.seq = s;
+		while (bus_sendto(ord_tb.c[i], BUS_ADDR(1, BUS_MULTICAST_CLIENT), &m, sizeof(m), 0) < 0)
+			if (errno != EINTR && errno != EAGAIN && errno != ENOBUFS)
+				return (void *)1L;
+	}
+	return NULL;
+}
+
+static void *ord_receiver(void *arg)
+{
+	int r = (int)(long)arg, fd = ord_tb.c[ORD_SENDERS + r];
+	struct ord_msg m;
+	int n;
+
+	for (n = 0; n < ORD_SENDERS * ORD_MSGS; n++) {
+		ssize_t got = bus_recv_timeout(fd, &m, sizeof(m), NULL, 60000);
+
+		if (got != sizeof(m)) {
+			ord_fail[r] = n + 1;
+			return NULL;
+		}
+		ord_rec[r][n] = m.sender << 24 | m.seq;
+	}
+	return NULL;
+}
+
+static int t_ordering(void)
+{
+	pthread_t st[ORD_SENDERS], rt[ORD_RECEIVERS];
+	struct bus_stats stats;
+	socklen_t sl = sizeof(stats);
+	int i, r, maxq = 65536, rcv = 64 << 20;
+	uint32_t next[ORD_SENDERS];
+	double t0;
+	void *ret;
+
+	CHECK_OK(tb_open(&ord_tb, "/tmp/bus-order", ORD_SENDERS + ORD_RECEIVERS, 1));
+	CHECK_OK(setsockopt(ord_tb.l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq)));
+	for (r = 0; r < ORD_RECEIVERS; r++) {
+		int k = ORD_SENDERS + r;
+
+		CHECK_OK(bus_add_addr(ord_tb.s[k], BUS_ADDR(1, r + 1)));
+		CHECK_OK(setsockopt(ord_tb.c[k], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)));
+		ord_rec[r] = calloc(ORD_SENDERS * ORD_MSGS, sizeof(uint32_t));
+		CHECK(ord_rec[r] != NULL);
+	}
+	t0 = now_sec();
+	for (r = 0; r < ORD_RECEIVERS; r++)
+		pthread_create(&rt[r], NULL, ord_receiver, (void *)(long)r);
+	for (i = 0; i < ORD_SENDERS; i++)
+		pthread_create(&st[i], NULL, ord_sender, (void *)(long)i);
+	for (i = 0; i < ORD_SENDERS; i++) {
+		pthread_join(st[i], &ret);
+		CHECK(ret == NULL, "sender %d failed", i);
+	}
+	for (r = 0; r < ORD_RECEIVERS; r++)
+		pthread_join(rt[r], NULL);
+	CHECK_OK(getsockopt(ord_tb.l, SOL_BUS, BUS_GET_STATS, &stats, &sl));
+	CHECK(stats.overflow_drops == 0, "%llu copies dropped", (unsigned long long)stats.overflow_drops);
+	for (r = 0; r < ORD_RECEIVERS; r++)
+		CHECK(!ord_fail[r], "receiver %d stopped after %d messages", r, ord_fail[r] - 1);
+	/* each sender's messages in its order at every receiver */
+	for (r = 0; r < ORD_RECEIVERS; r++) {
+		memset(next, 0, sizeof(next));
+		for (i = 0; i < ORD_SENDERS * ORD_MSGS; i++) {
+			uint32_t s = ord_rec[r][i] >> 24, q = ord_rec[r][i] & 0xffffff;
+
+			CHECK(s < ORD_SENDERS && q == next[s], "receiver %d pos %d: sender %u seq %u", r, i, s, q);
+			next[s]++;
+		}
+	}
+	/* no drops, so one total order means every receiver saw the same sequence */
+	for (r = 1; r < ORD_RECEIVERS; r++)
+		for (i = 0; i < ORD_SENDERS * ORD_MSGS; i++)
+			CHECK(ord_rec[r][i] == ord_rec[0][i],
+			      "receiver %d differs from receiver 0 at position %d", r, i);
+	/* sanity: the senders really interleaved */
+	{
+		int switches = 0;
+
+		for (i = 1; i < ORD_SENDERS * ORD_MSGS; i++)
+			switches += (ord_rec[0][i] >> 24) != (ord_rec[0][i - 1] >> 24);
+		tb_close(&ord_tb);
+		PASS("%d senders x %d receivers x %d msgs in %.1fs, %d sender switches",
+		     ORD_SENDERS, ORD_RECEIVERS, ORD_MSGS, now_sec() - t0, switches);
+	}
+}
+
+/* ------------------------------------------------------------------ stress */
+
+static long read_protocols_sockets(void)
+{
+	char line[512], name[64];
+	long size, sockets = -1;
+	FILE *f = fopen("/proc/net/protocols", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%63s %ld %ld", name, &size, &sockets) == 3 && !strcmp(name, "AF_BUS"))
+			break;
+	if (strcmp(name, "AF_BUS"))
+		sockets = -1;
+	fclose(f);
+	return sockets;
+}
+
+static long read_sockstat_used(void)
+{
+	char line[256];
+	long used = -1;
+	FILE *f = fopen("/proc/net/sockstat", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "sockets: used %ld", &used) == 1)
+			break;
+	fclose(f);
+	return used;
+}
+
+static volatile int stress_stop;
+static const char *stress_path = "/tmp/bus-stress";
+static long stress_ops[8];
+
+/* A master: accepts, joins, names, forwards what it receives, closes connections at random. */
+static void *stress_master(void *arg)
+{
+	int l = (int)(long)arg, conns[256], n = 0, i, maxq = 16;
+	unsigned int seed = 1;
+	char buf[256];
+
+	fcntl(l, F_SETFL, O_NONBLOCK);
+	/* small queues: overflow, EAGAIN and blocked senders happen all the time */
+	setsockopt(l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
+	while (!stress_stop) {
+		int s = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+
+		if (s >= 0) {
+			if (n == 256) {
+				close(s);
+			} else {
+				bus_join(s);
+				if (rand_r(&seed) % 4 == 0)
+					bus_add_addr(s, BUS_ADDR(1, rand_r(&seed) % 64 + 1));
+				if (rand_r(&seed) % 16 == 0)
+					setsockopt(s, SOL_BUS, BUS_SET_EAVESDROP, NULL, 0);
+				conns[n++] = s;
+			}
+		}
+		for (i = 0; i < n; i++) {
+			ssize_t r = recv(conns[i], buf, sizeof(buf), MSG_DONTWAIT);
+
+			if (r == 0 || rand_r(&seed) % 512 == 0) {
+				close(conns[i]);
+				conns[i--] = conns[--n];
+				continue;
+			}
+			if (r > 0)
+				send(conns[i], buf, r, MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
+		stress_ops[0]++;
+		if (s < 0)
+			usleep(500);
+	}
+	for (i = 0; i < n; i++)
+		close(conns[i]);
+	return NULL;
+}
+
+static void *stress_client(void *arg)
+{
+	int id = (int)(long)arg;
+	unsigned int seed = id * 7919;
+	char buf[256];
+
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 20000 };
+
+	while (!stress_stop) {
+		int c = bus_connect(stress_path), k, fds[2];
+
+		if (c < 0) {
+			usleep(1000);
+			continue;
+		}
+		setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		for (k = rand_r(&seed) % 40; k > 0 && !stress_stop; k--) {
+			uint64_t dst;
+
+			switch (rand_r(&seed) % 6) {
+			case 0:
+				dst = 0;
+				break;
+			case 1:
+				dst = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
+				break;
+			case 2:
+				dst = BUS_ADDR(1, BUS_MULTICAST_CLIENT);
+				break;
+			case 3:
+				dst = BUS_ADDR(1, rand_r(&seed) % 64 + 1);
+				break;
+			default:
+				dst = BUS_ADDR(0, rand_r(&seed) % 200 + 1);
+				break;
+			}
+			if (rand_r(&seed) % 8 == 0 && pipe(fds) == 0) {
+				send_fds(c, dst, fds, 2, "fds");
+				close(fds[0]);
+				close(fds[1]);
+			} else {
+				/* some sends block (bounded by SO_SNDTIMEO) on full receivers */
+				bus_sendto(c, dst, buf, rand_r(&seed) % sizeof(buf),
+					   rand_r(&seed) % 4 ? MSG_DONTWAIT : 0);
+			}
+			while (recv(c, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				;
+			stress_ops[1 + id % 7]++;
+		}
+		close(c);
+	}
+	return NULL;
+}
+
+static int t_stress(void)
+{
+	long p0, u0, p1 = -1, u1 = -1, total = 0;
+	pthread_t m, c[6];
+	struct bus_stats sum;
+	double t0;
+	int i, round = 0, l;
+
+	memset(&sum, 0, sizeof(sum));
+
+	/* sockets of earlier tests are freed after an RCU grace period: start from a settled count */
+	for (i = 0; i < 100 && read_protocols_sockets() != 0; i++)
+		usleep(100000);
+	p0 = read_protocols_sockets();
+	u0 = read_sockstat_used();
+	t0 = now_sec();
+
+	/* /proc/net/sockstat needs CONFIG_INET (absent from minimal debug kernels): then u0 = u1 = -1 */
+	CHECK(p0 >= 0, "cannot read /proc/net/protocols");
+	/* several master generations: the master itself closes and comes back */
+	while (now_sec() - t0 < stress_secs) {
+		double slice = stress_secs / 3.0, ts = now_sec();
+
+		l = bus_master(stress_path, 64);
+		CHECK(l >= 0);
+		stress_stop = 0;
+		pthread_create(&m, NULL, stress_master, (void *)(long)l);
+		for (i = 0; i < 6; i++)
+			pthread_create(&c[i], NULL, stress_client, (void *)(long)i);
+		while (now_sec() - ts < slice && now_sec() - t0 < stress_secs)
+			usleep(100000);
+		/* close the listener under load, then stop everyone */
+		{
+			struct bus_stats st;
+			socklen_t sl = sizeof(st);
+
+			if (getsockopt(l, SOL_BUS, BUS_GET_STATS, &st, &sl) == 0) {
+				sum.unicast += st.unicast;
+				sum.multicast += st.multicast;
+				sum.copies += st.copies;
+				sum.overflow_drops += st.overflow_drops;
+			}
+		}
+		close(l);
+		usleep(200000);
+		stress_stop = 1;
+		pthread_join(m, NULL);
+		for (i = 0; i < 6; i++)
+			pthread_join(c[i], NULL);
+		unlink(stress_path);
+		round++;
+	}
+	for (i = 0; i < 8; i++)
+		total += stress_ops[i];
+	/* sockets are freed after an RCU grace period */
+	for (i = 0; i < 50; i++) {
+		p1 = read_protocols_sockets();
+		u1 = read_sockstat_used();
+		if (p1 == p0 && u1 == u0)
+			break;
+		usleep(100000);
+	}
+	CHECK(p1 == p0, "AF_BUS sockets %ld before, %ld after", p0, p1);
+	CHECK(u1 == u0, "sockstat used %ld before, %ld after", u0, u1);
+	PASS("%d rounds, %ld ops (%llu unicast, %llu multicast, %llu copies, %llu overflow drops), "
+	     "AF_BUS sockets %ld->%ld, sockstat used %ld->%ld", round, total,
+	     (unsigned long long)sum.unicast, (unsigned long long)sum.multicast,
+	     (unsigned long long)sum.copies, (unsigned long long)sum.overflow_drops, p0, p1, u0, u1);
+}
+
+/* ------------------------------------------------------------------ runner */
+
+struct test {
+	const char *name;
+	int (*fn)(void);
+	int timeout;
+};
+
+static const struct test tests[] = {
+	{ "family_param", t_family_param, 30 },
+	{ "proc_protocols", t_proc_protocols, 30 },
+	{ "bind_listen_accept", t_bind_listen_accept, 30 },
+	{ "abstract_path", t_abstract_path, 30 },
+	{ "fs_permissions", t_fs_permissions, 30 },
+	{ "bind_inuse", t_bind_inuse, 30 },
+	{ "unique_addresses", t_unique_addresses, 60 },
+	{ "join_gating", t_join_gating, 30 },
+	{ "unknown_to_master", t_unknown_to_master, 30 },
+	{ "add_del_addr", t_add_del_addr, 30 },
+	{ "multicast_basic", t_multicast_basic, 30 },
+	{ "eavesdrop", t_eavesdrop, 30 },
+	{ "credentials", t_credentials, 30 },
+	{ "cred_forgery", t_cred_forgery, 30 },
+	{ "scm_security", t_scm_security, 30 },
+	{ "fd_unicast", t_fd_unicast, 30 },
+	{ "fd_multicast", t_fd_multicast, 30 },
+	{ "unicast_queue_full", t_unicast_queue_full, 30 },
+	{ "rcvbuf_full_wakeup", t_rcvbuf_full_wakeup, 30 },
+	{ "multicast_overflow", t_multicast_overflow, 30 },
+	{ "poll", t_poll, 30 },
+	{ "client_close", t_client_close, 30 },
+	{ "master_close", t_master_close, 30 },
+	{ "bad_input", t_bad_input, 30 },
+	{ "large_messages", t_large_messages, 60 },
+	{ "sendbuf_maxqlen", t_sendbuf_maxqlen, 30 },
+	{ "shutdown", t_shutdown, 30 },
+	{ "filter", t_filter, 30 },
+	{ "unload_busy", t_unload_busy, 30 },
+	{ "ordering", t_ordering, 300 },
+	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
+};
+
+#define NTESTS ((int)(sizeof(tests) / sizeof(tests[0])))
+
+static void run_test(const struct test *t)
+{
+	static const char *const verdicts[] = { "PASS", "FAIL", "SKIP" };
+	int timeout = t->timeout ? t->timeout : stress_secs + 90;
+	int st, verdict;
+	double t0 = now_sec();
+	pid_t pid;
+
+	memset(detail_buf, 0, DETAIL);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		alarm(timeout);
+		_exit(t->fn());
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+		printf("AFBUS-TEST %s FAIL cannot run (errno %d)\n", t->name, errno);
+		return;
+	}
+	detail_buf[DETAIL - 1] = 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) <= 2) {
+		verdict = WEXITSTATUS(st);
+		printf("AFBUS-TEST %s %s %s [%.1fs]\n", t->name, verdicts[verdict], detail_buf,
+		       now_sec() - t0);
+	} else if (WIFSIGNALED(st)) {
+		printf("AFBUS-TEST %s FAIL killed by signal %d%s [%.1fs]\n", t->name, WTERMSIG(st),
+		       WTERMSIG(st) == SIGALRM ? " (timeout)" : "", now_sec() - t0);
+	} else {
+		printf("AFBUS-TEST %s FAIL exit status %d\n", t->name, WEXITSTATUS(st));
+	}
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	const char *env = getenv("AFBUS_STRESS_SECS");
+	int i, j;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (i = 0; i < NTESTS; i++)
+			printf("%s\n", tests[i].name);
+		return 0;
+	}
+	if (env && atoi(env) > 0)
+		stress_secs = atoi(env);
+	detail_buf = mmap(NULL, DETAIL, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (detail_buf == MAP_FAILED)
+		return 1;
+	if (afbus_family() < 0) {
+		for (i = 0; i < NTESTS; i++)
+			printf("AFBUS-TEST %s FAIL af_bus not loaded\n", tests[i].name);
+		return 1;
+	}
+	for (i = 0; i < NTESTS; i++) {
+		if (argc > 1) {
+			for (j = 1; j < argc; j++)
+				if (!strcmp(argv[j], tests[i].name))
+					break;
+			if (j == argc)
+				continue;
+		}
+		run_test(&tests[i]);
+	}
+	return 0;
+}
