@@ -69,9 +69,9 @@ void Bus::add_connection(Fd socket) {
     std::size_t incomplete = 0;
     for (const auto& [id, p] : peers_)
         if (p->sasl) ++incomplete;
-    if (incomplete >= static_cast<std::size_t>(settings_.limits.max_incomplete_connections) ||
-        peers_.size() >= static_cast<std::size_t>(settings_.limits.max_completed_connections)) {
-        log_warning("refusing a connection: connection limits reached");
+    // Registered connections are limited at Hello (driver.cpp); here only those still authenticating.
+    if (incomplete >= static_cast<std::size_t>(settings_.limits.max_incomplete_connections)) {
+        log_warning("refusing a connection: max_incomplete_connections reached");
         return;  // closing the socket refuses it
     }
     auto credentials = peer_credentials(socket);

@@ -40,6 +40,21 @@ std::tuple<Ts...> args(const Message& call) {
 
 Expected<void, Error> hello(Bus& bus, Bus::Peer& caller, const Message&, MessageBuilder& reply) {
     if (!caller.unique_name.empty()) return Unexpected(make_error(error_names::kFailed, "Already handled an Hello message"));
+    // Connection limits count registered connections, as dbus-daemon's do.
+    std::size_t completed = 0, same_user = 0;
+    for (const auto& [name, id] : bus.unique_names()) {
+        ++completed;
+        if (const Bus::Peer* p = bus.find_peer(id); p && p->credentials.uid == caller.credentials.uid) ++same_user;
+    }
+    const Limits& limits = bus.settings().limits;
+    if (completed >= static_cast<std::size_t>(limits.max_completed_connections)) {
+        return Unexpected(make_error(error_names::kLimitsExceeded, "The maximum number of active connections has been reached"));
+    }
+    if (same_user >= static_cast<std::size_t>(limits.max_connections_per_user)) {
+        return Unexpected(make_error(error_names::kLimitsExceeded, "The maximum number of active connections for UID " +
+                                                                       std::to_string(caller.credentials.uid) +
+                                                                       " has been reached"));
+    }
     bus.register_unique_name(caller);
     reply.destination(caller.unique_name);
     append(reply, caller.unique_name);
@@ -66,8 +81,9 @@ Expected<void, Error> request_name(Bus& bus, Bus::Peer& caller, const Message& c
         return Unexpected(invalid_args("Connection \"" + caller.unique_name + "\" is not allowed to own the service \"" + name +
                                        "\"because it is reserved for D-Bus' use only"));
     }
+    // The unique name counts as one of the connection's names, as in dbus-daemon.
     if (bus.names().owner(name) != caller.id &&
-        bus.names().count_for(caller.id) >= static_cast<std::size_t>(bus.settings().limits.max_names_per_connection)) {
+        bus.names().count_for(caller.id) + 1 >= static_cast<std::size_t>(bus.settings().limits.max_names_per_connection)) {
         return Unexpected(make_error(error_names::kLimitsExceeded,
                                      "Connection \"" + caller.unique_name + "\" is not allowed to own more services "
                                      "(increase limits in configuration file if required; max_names_per_connection=" +
@@ -278,6 +294,10 @@ Expected<void, Error> start_service_by_name(Bus& bus, Bus::Peer&, const Message&
 }
 
 Expected<void, Error> update_activation_environment(Bus& bus, Bus::Peer& caller, const Message& call, MessageBuilder&) {
+    if (call.path() != "/org/freedesktop/DBus") {
+        return Unexpected(make_error(error_names::kAccessDenied,
+                                     "Cannot change activation environment on a path other than /org/freedesktop/DBus"));
+    }
     // Only the bus's own user (or root) may change what activated services inherit.
     if (caller.credentials.uid != ::getuid() && caller.credentials.uid != 0) {
         return Unexpected(make_error(error_names::kAccessDenied,
@@ -450,6 +470,12 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
             method = &m;
             break;
         }
+    }
+    // Properties of the bus exist only on its canonical path (other interfaces answer anywhere, for
+    // compatibility with clients that never set a path properly).
+    if (method && method->interface == kPropertiesInterface && call.path() != "/org/freedesktop/DBus") {
+        method = nullptr;
+        interface_known = false;
     }
     const PeerId caller_id = caller.id;
     auto reply = MessageBuilder::method_return(caller.unique_name.empty() ? std::string_view() : caller.unique_name,

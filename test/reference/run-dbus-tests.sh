@@ -1,0 +1,30 @@
+#!/bin/sh
+# run-dbus-tests.sh DAEMON [TEST...] — Debian's dbus-tests (the reference suite of dbus 1.14) against a bus
+# daemon: each GLib subtest in its own process with a timeout. Prints one line per subtest and a summary
+# "reference: N passed, M failed, K skipped". Default tests: the ones that start a daemon.
+set -u
+daemon=$1
+shift
+tests=${*:-"test-dbus-daemon test-dbus-daemon-eavesdrop test-header-fields test-monitor test-uid-permissions test-sd-activation test-containers"}
+export DBUS_TEST_DAEMON="$daemon"
+export DBUS_TEST_DATA=/usr/lib/dbus-1.0/installed-tests/dbus/data
+export DBUS_TEST_EXEC=/usr/lib/dbus-1.0/installed-tests/dbus
+export DBUS_TEST_DBUS_LAUNCH=/usr/bin/dbus-launch
+pass=0 fail=0 skip=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+for t in $tests; do
+  bin="$DBUS_TEST_EXEC/$t"
+  [ -x "$bin" ] || { echo "MISSING $t"; fail=$((fail + 1)); continue; }
+  for sub in $("$bin" -l 2>/dev/null | grep '^/'); do
+    if timeout 60 "$bin" -p "$sub" >"$out" 2>&1; then
+      if grep -q '^ok .*# SKIP' "$out"; then skip=$((skip + 1)); echo "SKIP $t $sub"
+      else pass=$((pass + 1)); echo "PASS $t $sub"; fi
+    else
+      fail=$((fail + 1))
+      echo "FAIL $t $sub: $(grep -m1 -E 'not ok|Bail|ERROR|assert' "$out" | cut -c1-160)"
+    fi
+  done
+done
+echo "reference: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
