@@ -113,26 +113,12 @@ SaslClient::SaslClient(SaslClientConfig config) : config_(std::move(config)) {
 
 std::size_t SaslClient::feed(std::string_view input) {
     std::size_t consumed = 0;
-    while (consumed < input.size() && !authenticated() && !failed()) {
-        const auto result =
-            sasl_detail::read_line(line_buffer_, input.substr(consumed), config_.max_line_length);
-        consumed += result.consumed;
-        switch (result.status) {
-            case LineStatus::NeedMore:
-                break;
-            case LineStatus::TooLong:
-                fail(SaslError::LineTooLong);
-                break;
-            case LineStatus::InvalidByte:
-                fail(SaslError::InvalidByte);
-                break;
-            case LineStatus::Line: {
-                const std::string line = std::exchange(line_buffer_, {});
-                handle_line(line);
-                break;
-            }
-        }
-    }
+    consumed += sasl_detail::feed_lines(
+        line_buffer_, input.substr(consumed), config_.max_line_length,
+        [this] { return authenticated() || failed(); }, [this](std::string_view line) { handle_line(line); },
+        [this](LineStatus status) {
+            fail(status == LineStatus::TooLong ? SaslError::LineTooLong : SaslError::InvalidByte);
+        });
     return consumed;
 }
 

@@ -25,6 +25,33 @@ struct LineResult {
 // line without its CRLF and the caller clears it after use. max_line_length counts the CRLF.
 LineResult read_line(std::string& line, std::string_view input, std::size_t max_line_length);
 
+// Reads complete lines from `input` and hands each to `on_line` until `done()`, stopping after the line
+// that made it done; a too long line or a bad byte goes to `on_error`. Returns the bytes consumed.
+template <class Done, class OnLine, class OnError>
+std::size_t feed_lines(std::string& buffer, std::string_view input, std::size_t max_line_length, Done done,
+                       OnLine on_line, OnError on_error) {
+    std::size_t consumed = 0;
+    while (consumed < input.size() && !done()) {
+        const LineResult result = read_line(buffer, input.substr(consumed), max_line_length);
+        consumed += result.consumed;
+        switch (result.status) {
+            case LineStatus::NeedMore:
+                break;
+            case LineStatus::TooLong:
+            case LineStatus::InvalidByte:
+                on_error(result.status);
+                break;
+            case LineStatus::Line: {
+                const std::string line = std::move(buffer);
+                buffer.clear();
+                on_line(std::string_view(line));
+                break;
+            }
+        }
+    }
+    return consumed;
+}
+
 struct Command {
     std::string_view name;
     std::string_view arguments;  // everything after the first space, may be empty

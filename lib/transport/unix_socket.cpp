@@ -1,5 +1,6 @@
 #include "afbus/unix_socket.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -35,10 +36,15 @@ Expected<Fd, int> new_socket() {
 Expected<Fd, int> connect_unix(std::string_view path) {
     auto addr = make_address(path);
     if (!addr) return Unexpected(addr.error());
-    auto fd = new_socket();
-    if (!fd) return fd;
-    // A unix stream connect either completes at once or fails (EAGAIN when the backlog is full).
-    if (::connect(fd->get(), reinterpret_cast<const sockaddr*>(&addr->first), addr->second) < 0) return Unexpected(errno);
+    // Connect in blocking mode: a non-blocking unix connect fails with EAGAIN while the server's backlog
+    // is full, where clients (libdbus among them) expect to wait their turn.
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return Unexpected(errno);
+    int r;
+    do r = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr->first), addr->second);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) return Unexpected(errno);
+    if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0) return Unexpected(errno);
     return fd;
 }
 

@@ -272,6 +272,28 @@ struct Codec<Variant> {
     }
 };
 
+// "ay" borrowed from the message (valid as long as the message lives), or appended without a copy of its own.
+template <>
+struct Codec<std::span<const std::uint8_t>> {
+    static constexpr bool supported = true;
+    static constexpr SignatureString<2> signature{"ay"};
+    static void encode(MessageBuilder& b, std::span<const std::uint8_t> v) {
+        auto mark = b.body().begin_array(1);
+        b.body().put_bytes(v.data(), v.size());
+        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+    }
+    static bool decode(MessageReader& r, std::span<const std::uint8_t>& v) {
+        Decoder& d = r.decoder();
+        std::uint32_t length;
+        if (!d.read_u32(length)) return false;
+        if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
+        const std::byte* bytes;
+        if (!d.read_bytes(length, bytes)) return false;
+        v = {reinterpret_cast<const std::uint8_t*>(bytes), length};
+        return true;
+    }
+};
+
 // Advances over one element of an array while decoding; shared by vectors and maps.
 template <class Element, class Each>
 bool decode_array(MessageReader& r, Each&& each) {
@@ -294,25 +316,20 @@ struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
     static constexpr bool supported = true;
     static constexpr auto signature = concat(SignatureString<1>{"a"}, Codec<T>::signature);
     static void encode(MessageBuilder& b, const std::vector<T>& v) {
-        auto mark = b.body().begin_array(alignment_of(Codec<T>::signature.chars[0]));
         if constexpr (std::is_same_v<T, std::uint8_t>) {
-            b.body().put_bytes(v.data(), v.size());
+            Codec<std::span<const std::uint8_t>>::encode(b, v);
         } else {
+            auto mark = b.body().begin_array(alignment_of(Codec<T>::signature.chars[0]));
             for (const T& e : v) Codec<T>::encode(b, e);
+            if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
         }
-        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
     }
     static bool decode(MessageReader& r, std::vector<T>& v) {
         v.clear();
         if constexpr (std::is_same_v<T, std::uint8_t>) {
-            Decoder& d = r.decoder();
-            std::uint32_t length;
-            if (!d.read_u32(length)) return false;
-            if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
-            const std::byte* bytes;
-            if (!d.read_bytes(length, bytes)) return false;
-            v.assign(reinterpret_cast<const std::uint8_t*>(bytes),
-                     reinterpret_cast<const std::uint8_t*>(bytes) + length);
+            std::span<const std::uint8_t> bytes;
+            if (!Codec<std::span<const std::uint8_t>>::decode(r, bytes)) return false;
+            v.assign(bytes.begin(), bytes.end());
             return true;
         } else {
             return decode_array<T>(r, [&] {
@@ -322,28 +339,6 @@ struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
                 return true;
             });
         }
-    }
-};
-
-// "ay" borrowed from the message (valid as long as the message lives), or appended without a copy of its own.
-template <>
-struct Codec<std::span<const std::uint8_t>> {
-    static constexpr bool supported = true;
-    static constexpr SignatureString<2> signature{"ay"};
-    static void encode(MessageBuilder& b, std::span<const std::uint8_t> v) {
-        auto mark = b.body().begin_array(1);
-        b.body().put_bytes(v.data(), v.size());
-        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
-    }
-    static bool decode(MessageReader& r, std::span<const std::uint8_t>& v) {
-        Decoder& d = r.decoder();
-        std::uint32_t length;
-        if (!d.read_u32(length)) return false;
-        if (length > kMaxArrayLength) return d.fail(WireError::ArrayTooLong);
-        const std::byte* bytes;
-        if (!d.read_bytes(length, bytes)) return false;
-        v = {reinterpret_cast<const std::uint8_t*>(bytes), length};
-        return true;
     }
 };
 
