@@ -1,14 +1,12 @@
 #!/bin/sh
-# The main job: install what afbus needs, build it, start a session bus on a private socket (never the
-# machine's own), print its address, and show libafbus talking to it.
-#
-# Until afbus-daemon lands (issue 3) the bus is Debian's dbus-daemon with its default session config and
-# the job is afbus-demo; then this script starts afbus-daemon --session instead.
-# Options: --keep  leave the bus running in the foreground after the demo (Ctrl-C stops it).
+# The main job: install what afbus needs, build it, and run a session bus (afbus-daemon --session, on the
+# default session configuration; a private socket under /tmp, never the machine's own bus). It prints the
+# bus's address, shows a libafbus client using it (afbus-demo), and then serves until Ctrl-C.
+# Options: --demo-only  stop the bus after the demo.
 set -eu
 cd "$(dirname "$0")/.."
-keep=false
-[ "${1:-}" = "--keep" ] && keep=true
+demo_only=false
+[ "${1:-}" = "--demo-only" ] && demo_only=true
 
 scripts/install-deps.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
@@ -16,13 +14,13 @@ ninja -C build
 
 dir=$(mktemp -d /tmp/afbus-run-XXXXXX)
 mkfifo "$dir/address"
-dbus-daemon --session --nofork --print-address=3 --address="unix:dir=$dir" 3>"$dir/address" &
+build/daemon/afbus-daemon --session --nofork --print-address=3 3>"$dir/address" &
 bus=$!
 trap 'kill $bus 2>/dev/null; rm -rf "$dir"' EXIT INT TERM
 read -r address <"$dir/address"
-echo "session bus: $address"
+echo "DBUS_SESSION_BUS_ADDRESS=$address"
 build/tools/afbus-demo --address="$address"
-if $keep; then
-  echo "DBUS_SESSION_BUS_ADDRESS=$address  (Ctrl-C stops the bus)"
+if ! $demo_only; then
+  echo "afbus-daemon (pid $bus) is serving; Ctrl-C stops it"
   wait $bus
 fi
