@@ -30,9 +30,12 @@ std::string new_guid() {
 
 }  // namespace
 
-Bus::Bus(EventLoop& loop, BusSettings settings) : loop_(loop), settings_(std::move(settings)), guid_(new_guid()) {}
+Bus::Bus(EventLoop& loop, BusSettings settings) : loop_(loop), settings_(std::move(settings)), guid_(new_guid()) {
+    loop_.set_after_iteration([this] { flush_output(); });
+}
 
 Bus::~Bus() {
+    loop_.set_after_iteration({});
     for (const Fd& l : listeners_) loop_.unwatch(l.get());
     for (auto& [id, peer] : peers_) {
         if (peer->transport) loop_.unwatch(peer->transport->fd());
@@ -330,10 +333,28 @@ void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sen
 
 void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
     peer.transport->enqueue(std::move(message));
-    // Write through: most messages leave at once and the peer's watch never needs EPOLLOUT.
-    auto flushed = peer.transport->flush();
-    if (!flushed) return disconnect(peer.id, describe(flushed.error()));
-    update_watch(peer);
+    // Written after this loop iteration, together with whatever else the same batch of input produces
+    // for this peer: one sendmsg for many messages.
+    if (!peer.dirty) {
+        peer.dirty = true;
+        dirty_.push_back(peer.id);
+    }
+}
+
+void Bus::flush_output() {
+    // disconnect() may add peers to dirty_ (NoReply errors, NameOwnerChanged), so index, don't iterate.
+    for (std::size_t i = 0; i < dirty_.size(); ++i) {
+        Peer* peer = find_peer(dirty_[i]);
+        if (!peer) continue;
+        peer->dirty = false;
+        auto flushed = peer->transport->flush();
+        if (!flushed) {
+            disconnect(peer->id, describe(flushed.error()));
+            continue;
+        }
+        update_watch(*peer);
+    }
+    dirty_.clear();
 }
 
 void Bus::update_watch(Peer& peer) {

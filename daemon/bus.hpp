@@ -59,6 +59,7 @@ public:
         EventLoop::TimerId auth_timer = 0;
         std::uint32_t epoll_events = 0;
         bool closing = false;
+        bool dirty = false;  // has output queued since the last flush_output()
     };
 
     // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
@@ -101,6 +102,7 @@ private:
                               std::shared_ptr<const Message> shared);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
     void update_watch(Peer& peer);
+    void flush_output();
     void disconnect(PeerId id, std::string_view reason);
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
@@ -120,6 +122,7 @@ private:
     PeerId next_peer_id_ = 1;
     std::uint32_t next_driver_serial_ = 1;
     std::vector<PeerId> recipients_;                 // scratch space for broadcast_to_matches
+    std::vector<PeerId> dirty_;                      // peers with output queued in this loop iteration
     std::vector<std::unique_ptr<Peer>> graveyard_;  // disconnected peers, freed on the next event
 };
 

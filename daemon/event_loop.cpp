@@ -85,6 +85,7 @@ bool EventLoop::run_once(std::chrono::milliseconds max_wait) {
         cancel_timer(id);
         callback();
     }
+    if (after_iteration_) after_iteration_();
     return true;
 }
 

@@ -36,6 +36,9 @@ public:
     // One iteration: waits at most `max_wait` for events or timers, then handles them.
     bool run_once(std::chrono::milliseconds max_wait);
     void stop() { stopping_ = true; }
+    // Runs after every iteration's events and timers (the bus flushes its output queues there, so that
+    // everything a batch of input produced for one peer leaves in one write).
+    void set_after_iteration(std::function<void()> hook) { after_iteration_ = std::move(hook); }
 
 private:
     struct Watch {
@@ -47,6 +50,7 @@ private:
     std::unordered_map<TimerId, std::pair<Clock::time_point, TimerCallback>> timers_;
     TimerId next_timer_ = 1;
     bool stopping_ = false;
+    std::function<void()> after_iteration_;
 };
 
 }  // namespace afbus::daemon

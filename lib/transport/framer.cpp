@@ -27,6 +27,12 @@ std::span<std::byte> MessageFramer::prepare(std::size_t min) {
     return {buffer_.data() + end_, buffer_.size() - end_};
 }
 
+void MessageFramer::release_if_empty() {
+    if (start_ != end_) return;
+    start_ = end_ = 0;
+    std::vector<std::byte>().swap(buffer_);
+}
+
 void MessageFramer::add_fds(std::vector<Fd> fds) {
     for (Fd& fd : fds) fds_.push_back(std::move(fd));
 }

@@ -28,6 +28,8 @@ public:
     Expected<std::optional<Message>, WireError> next();
 
     [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_; }
+    // Frees the read buffer when it holds nothing, so that an idle connection costs no buffer.
+    void release_if_empty();
     [[nodiscard]] std::size_t pending_fds() const noexcept { return fds_.size(); }
 
 private:

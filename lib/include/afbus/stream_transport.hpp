@@ -63,6 +63,7 @@ private:
     std::size_t head_offset_ = 0;  // bytes of queue_.front() already written
     std::size_t queued_bytes_ = 0;
     bool unix_fds_ = false;
+    bool release_buffer_ = false;  // the last read was small: free the read buffer once it is empty
 };
 
 }  // namespace afbus
