@@ -3,76 +3,150 @@
 #include <algorithm>
 
 namespace afbus::daemon {
+namespace {
+
+void erase_id(std::vector<std::uint64_t>& ids, std::uint64_t id) {
+    auto it = std::find(ids.begin(), ids.end(), id);
+    if (it != ids.end()) ids.erase(it);
+}
+
+// The first body argument when it is a string (what arg0='…' can match), or nullopt.
+std::optional<std::string> first_string_argument(const Message& message) {
+    if (!message.signature().starts_with('s')) return std::nullopt;
+    MessageReader reader(message);
+    auto v = reader.read_value();
+    if (!v) return std::nullopt;
+    return v->text();
+}
+
+}  // namespace
+
+MatchRegistry::Bucket MatchRegistry::bucket_of(const MatchRule& rule, std::string* key) {
+    for (const auto& a : rule.args()) {
+        if (a.index == 0 && a.kind == MatchRule::ArgCondition::Kind::String) {
+            *key = a.value;
+            return Bucket::Arg0;
+        }
+    }
+    if (rule.member()) {
+        *key = *rule.member();
+        return Bucket::Member;
+    }
+    return Bucket::Other;
+}
 
 void MatchRegistry::add(PeerId peer, MatchRule rule) {
-    rules_[peer].push_back(std::move(rule));
-    ++total_;
+    const RuleId id = next_id_++;
+    std::string key;
+    switch (bucket_of(rule, &key)) {
+        case Bucket::Arg0: by_arg0_[key].push_back(id); break;
+        case Bucket::Member: by_member_[key].push_back(id); break;
+        case Bucket::Other: others_.push_back(id); break;
+    }
+    by_peer_.emplace(peer, id);
+    rules_.emplace(id, Entry{peer, std::move(rule)});
+}
+
+void MatchRegistry::unindex(RuleId id, const Entry& entry) {
+    std::string key;
+    switch (bucket_of(entry.rule, &key)) {
+        case Bucket::Arg0: {
+            auto it = by_arg0_.find(key);
+            erase_id(it->second, id);
+            if (it->second.empty()) by_arg0_.erase(it);
+            break;
+        }
+        case Bucket::Member: {
+            auto it = by_member_.find(key);
+            erase_id(it->second, id);
+            if (it->second.empty()) by_member_.erase(it);
+            break;
+        }
+        case Bucket::Other: erase_id(others_, id); break;
+    }
 }
 
 bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {
-    auto it = rules_.find(peer);
-    if (it == rules_.end()) return false;
-    auto& list = it->second;
     // The most recently added equal rule goes first, as in dbus-daemon.
-    for (auto r = list.rbegin(); r != list.rend(); ++r) {
-        if (*r == rule) {
-            list.erase(std::next(r).base());
-            --total_;
-            if (list.empty()) rules_.erase(it);
-            return true;
-        }
+    auto [first, last] = by_peer_.equal_range(peer);
+    std::optional<std::multimap<PeerId, RuleId>::iterator> newest;
+    for (auto it = first; it != last; ++it) {
+        if (rules_.at(it->second).rule == rule && (!newest || (*newest)->second < it->second)) newest = it;
     }
-    return false;
+    if (!newest) return false;
+    const RuleId id = (*newest)->second;
+    auto entry = rules_.find(id);
+    unindex(id, entry->second);
+    rules_.erase(entry);
+    by_peer_.erase(*newest);
+    return true;
 }
 
 void MatchRegistry::remove_all(PeerId peer) {
-    auto it = rules_.find(peer);
-    if (it == rules_.end()) return;
-    total_ -= it->second.size();
-    rules_.erase(it);
+    auto [first, last] = by_peer_.equal_range(peer);
+    for (auto it = first; it != last; ++it) {
+        auto entry = rules_.find(it->second);
+        unindex(it->second, entry->second);
+        rules_.erase(entry);
+    }
+    by_peer_.erase(first, last);
 }
 
-std::size_t MatchRegistry::count(PeerId peer) const {
-    auto it = rules_.find(peer);
-    return it == rules_.end() ? 0 : it->second.size();
-}
+std::size_t MatchRegistry::count(PeerId peer) const { return by_peer_.count(peer); }
 
 std::vector<std::string> MatchRegistry::rules_of(PeerId peer) const {
     std::vector<std::string> out;
-    auto it = rules_.find(peer);
-    if (it == rules_.end()) return out;
-    for (const MatchRule& r : it->second) out.push_back(r.to_string());
+    auto [first, last] = by_peer_.equal_range(peer);
+    for (auto it = first; it != last; ++it) out.push_back(rules_.at(it->second).rule.to_string());
     return out;
+}
+
+bool MatchRegistry::matches(const Entry& entry, const Message& message, bool has_destination,
+                            std::optional<PeerId> sender, std::optional<PeerId> addressed,
+                            const IsNamedBy& is_named_by) const {
+    const MatchRule& rule = entry.rule;
+    // A message for someone else is only seen by eavesdropping rules.
+    if (has_destination && !rule.eavesdrop().value_or(false)) return false;
+    if (rule.sender()) {
+        if (*rule.sender() == "org.freedesktop.DBus") {
+            if (sender) return false;  // from a peer, not from the bus
+        } else if (!sender || !is_named_by(*sender, *rule.sender())) {
+            return false;
+        }
+    }
+    if (rule.destination()) {
+        if (!has_destination) return false;
+        if (*rule.destination() == "org.freedesktop.DBus") {
+            if (addressed) return false;
+        } else if (!addressed || !is_named_by(*addressed, *rule.destination())) {
+            return false;
+        }
+    }
+    return rule.matches_except_names(message);
 }
 
 void MatchRegistry::recipients(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                                const IsNamedBy& is_named_by, std::vector<PeerId>& out) const {
+    const std::size_t start = out.size();
     const bool has_destination = !message.destination().empty();
-    for (const auto& [peer, list] : rules_) {
-        if (addressed && peer == *addressed) continue;  // it gets the message as its addressee
-        for (const MatchRule& rule : list) {
-            // A message for someone else is only seen by eavesdropping rules.
-            if (has_destination && !rule.eavesdrop().value_or(false)) continue;
-            if (rule.sender()) {
-                if (*rule.sender() == "org.freedesktop.DBus") {
-                    if (sender) continue;  // from a peer, not from the bus
-                } else if (!sender || !is_named_by(*sender, *rule.sender())) {
-                    continue;
-                }
-            }
-            if (rule.destination()) {
-                if (!has_destination) continue;
-                if (*rule.destination() == "org.freedesktop.DBus") {
-                    if (addressed) continue;
-                } else if (!addressed || !is_named_by(*addressed, *rule.destination())) {
-                    continue;
-                }
-            }
-            if (!rule.matches_except_names(message)) continue;
-            out.push_back(peer);
-            break;
+    auto consider = [&](const std::vector<RuleId>& ids) {
+        for (RuleId id : ids) {
+            const Entry& entry = rules_.at(id);
+            if (addressed && entry.peer == *addressed) continue;  // it gets the message as its addressee
+            if (matches(entry, message, has_destination, sender, addressed, is_named_by)) out.push_back(entry.peer);
+        }
+    };
+    consider(others_);
+    if (!by_member_.empty()) {
+        if (auto it = by_member_.find(std::string(message.member())); it != by_member_.end()) consider(it->second);
+    }
+    if (!by_arg0_.empty()) {
+        if (auto arg0 = first_string_argument(message)) {
+            if (auto it = by_arg0_.find(*arg0); it != by_arg0_.end()) consider(it->second);
         }
     }
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());
+    out.erase(std::unique(out.begin() + static_cast<std::ptrdiff_t>(start), out.end()), out.end());
 }
 
 }  // namespace afbus::daemon

@@ -1,10 +1,18 @@
 // MatchRegistry: the match rules each peer added with AddMatch (duplicates count: each AddMatch adds one,
 // each RemoveMatch removes one), and the recipients of a message among them.
+//
+// Rules are indexed so that routing a message looks only at rules that could match it: a rule with an
+// arg0='…' condition is filed under that string, one with member='…' (and no arg0) under the member, the
+// rest in a list every message checks. 10,000 arg0 rules of which one matches cost one bucket lookup, not
+// 10,000 evaluations.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "afbus/match_rule.hpp"
@@ -22,17 +30,33 @@ public:
     void remove_all(PeerId peer);
     [[nodiscard]] std::size_t count(PeerId peer) const;
     [[nodiscard]] std::vector<std::string> rules_of(PeerId peer) const;
-    [[nodiscard]] std::size_t total() const noexcept { return total_; }
+    [[nodiscard]] std::size_t total() const noexcept { return rules_.size(); }
 
-    // Peers other than `addressed` and `sender_peer`-independent with a rule matching `message`, as
-    // dbus-daemon decides: sender= and destination= compare against name owners; a message addressed to
-    // someone else only matches rules with eavesdrop='true'. Each peer appears once, in ascending id order.
+    // Peers other than `addressed` with a rule matching `message`, as dbus-daemon decides: sender= and
+    // destination= compare against name owners; a message addressed to someone else only matches rules
+    // with eavesdrop='true'. Each peer appears once, in ascending id order.
     void recipients(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                     const IsNamedBy& is_named_by, std::vector<PeerId>& out) const;
 
 private:
-    std::map<PeerId, std::vector<MatchRule>> rules_;
-    std::size_t total_ = 0;
+    using RuleId = std::uint64_t;
+    struct Entry {
+        PeerId peer;
+        MatchRule rule;
+    };
+    enum class Bucket { Arg0, Member, Other };
+
+    static Bucket bucket_of(const MatchRule& rule, std::string* key);
+    void unindex(RuleId id, const Entry& entry);
+    bool matches(const Entry& entry, const Message& message, bool has_destination, std::optional<PeerId> sender,
+                 std::optional<PeerId> addressed, const IsNamedBy& is_named_by) const;
+
+    RuleId next_id_ = 1;
+    std::map<RuleId, Entry> rules_;                       // ids grow: newer rules have larger ids
+    std::multimap<PeerId, RuleId> by_peer_;
+    std::unordered_map<std::string, std::vector<RuleId>> by_arg0_;
+    std::unordered_map<std::string, std::vector<RuleId>> by_member_;
+    std::vector<RuleId> others_;
 };
 
 }  // namespace afbus::daemon

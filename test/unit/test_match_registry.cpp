@@ -1,0 +1,79 @@
+#include "match_registry.hpp"
+
+#include <gtest/gtest.h>
+
+#include "afbus/types.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+MatchRule rule(std::string_view text) { return MatchRule::parse(text).value(); }
+
+Message signal(std::string_view member, std::string arg0, std::string_view destination = "") {
+    auto b = MessageBuilder::signal("/org/example", "org.example.I", member);
+    b.sender(":1.9");
+    if (!destination.empty()) b.destination(destination);
+    append(b, arg0);
+    return b.build(1).value();
+}
+
+// Peer 9 is ":1.9" and owns "org.example.Owner".
+bool named(PeerId peer, std::string_view name) {
+    return peer == 9 && (name == ":1.9" || name == "org.example.Owner");
+}
+
+std::vector<PeerId> recipients(const MatchRegistry& r, const Message& m, std::optional<PeerId> addressed = std::nullopt) {
+    std::vector<PeerId> out;
+    r.recipients(m, PeerId{9}, addressed, named, out);
+    return out;
+}
+
+TEST(MatchRegistry, FindsMatchingPeersOnceEach) {
+    MatchRegistry r;
+    r.add(1, rule("type='signal',member='Tick'"));
+    r.add(1, rule("type='signal'"));  // a second rule of the same peer: still one delivery
+    r.add(2, rule("member='Tock'"));
+    r.add(3, rule("arg0='k7'"));
+    r.add(4, rule("sender='org.example.Owner'"));
+    r.add(5, rule("sender='org.example.Other'"));
+    EXPECT_EQ(recipients(r, signal("Tick", "k7")), (std::vector<PeerId>{1, 3, 4}));
+    EXPECT_EQ(recipients(r, signal("Tock", "k8")), (std::vector<PeerId>{1, 2, 4}));
+    EXPECT_EQ(r.total(), 6u);
+}
+
+TEST(MatchRegistry, ManyArg0RulesCostOneLookup) {
+    MatchRegistry r;
+    for (int i = 0; i < 10000; ++i) r.add(1, rule("type='signal',arg0='k" + std::to_string(i) + "'"));
+    r.add(2, rule("type='signal',arg0='k9999'"));
+    EXPECT_EQ(recipients(r, signal("Tick", "k9999")), (std::vector<PeerId>{1, 2}));
+    EXPECT_EQ(recipients(r, signal("Tick", "k0")), (std::vector<PeerId>{1}));
+    EXPECT_TRUE(recipients(r, signal("Tick", "nobody")).empty());
+}
+
+TEST(MatchRegistry, AddressedMessagesReachOnlyEavesdroppers) {
+    MatchRegistry r;
+    r.add(1, rule("type='signal'"));
+    r.add(2, rule("type='signal',eavesdrop='true'"));
+    r.add(3, rule("type='signal',eavesdrop='true'"));
+    // Addressed to peer 3: it receives it as addressee, not through its rule; 1 does not eavesdrop.
+    EXPECT_EQ(recipients(r, signal("Tick", "x", ":1.3"), PeerId{3}), (std::vector<PeerId>{2}));
+}
+
+TEST(MatchRegistry, RemoveTakesOneOfEqualRules) {
+    MatchRegistry r;
+    r.add(1, rule("arg0='a'"));
+    r.add(1, rule("arg0='a'"));
+    EXPECT_TRUE(r.remove(1, rule("arg0='a'")));
+    EXPECT_EQ(recipients(r, signal("Tick", "a")), (std::vector<PeerId>{1}));
+    EXPECT_TRUE(r.remove(1, rule("arg0='a'")));
+    EXPECT_FALSE(r.remove(1, rule("arg0='a'")));
+    EXPECT_TRUE(recipients(r, signal("Tick", "a")).empty());
+    r.add(2, rule("member='Tick'"));
+    r.add(2, rule("arg0='b'"));
+    r.remove_all(2);
+    EXPECT_EQ(r.total(), 0u);
+    EXPECT_TRUE(recipients(r, signal("Tick", "b")).empty());
+}
+
+}  // namespace
+}  // namespace afbus::daemon
