@@ -112,14 +112,12 @@ SaslClient::SaslClient(SaslClientConfig config) : config_(std::move(config)) {
 }
 
 std::size_t SaslClient::feed(std::string_view input) {
-    std::size_t consumed = 0;
-    consumed += sasl_detail::feed_lines(
-        line_buffer_, input.substr(consumed), config_.max_line_length,
+    return sasl_detail::feed_lines(
+        line_buffer_, input, config_.max_line_length,
         [this] { return authenticated() || failed(); }, [this](std::string_view line) { handle_line(line); },
         [this](LineStatus status) {
             fail(status == LineStatus::TooLong ? SaslError::LineTooLong : SaslError::InvalidByte);
         });
-    return consumed;
 }
 
 std::string SaslClient::take_output() {
