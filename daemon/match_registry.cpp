@@ -43,7 +43,7 @@ void MatchRegistry::add(PeerId peer, MatchRule rule) {
         case Bucket::Member: by_member_[key].push_back(id); break;
         case Bucket::Other: others_.push_back(id); break;
     }
-    by_peer_.emplace(peer, id);
+    by_peer_[peer].push_back(id);
     rules_.emplace(id, Entry{peer, std::move(rule)});
 }
 
@@ -67,37 +67,43 @@ void MatchRegistry::unindex(RuleId id, const Entry& entry) {
 }
 
 bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {
+    auto owner = by_peer_.find(peer);
+    if (owner == by_peer_.end()) return false;
+    std::vector<RuleId>& ids = owner->second;
     // The most recently added equal rule goes first, as in dbus-daemon.
-    auto [first, last] = by_peer_.equal_range(peer);
-    std::optional<std::multimap<PeerId, RuleId>::iterator> newest;
-    for (auto it = first; it != last; ++it) {
-        if (rules_.at(it->second).rule == rule && (!newest || (*newest)->second < it->second)) newest = it;
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+        auto entry = rules_.find(*it);
+        if (entry->second.rule != rule) continue;
+        unindex(*it, entry->second);
+        rules_.erase(entry);
+        ids.erase(std::next(it).base());
+        if (ids.empty()) by_peer_.erase(owner);
+        return true;
     }
-    if (!newest) return false;
-    const RuleId id = (*newest)->second;
-    auto entry = rules_.find(id);
-    unindex(id, entry->second);
-    rules_.erase(entry);
-    by_peer_.erase(*newest);
-    return true;
+    return false;
 }
 
 void MatchRegistry::remove_all(PeerId peer) {
-    auto [first, last] = by_peer_.equal_range(peer);
-    for (auto it = first; it != last; ++it) {
-        auto entry = rules_.find(it->second);
-        unindex(it->second, entry->second);
+    auto owner = by_peer_.find(peer);
+    if (owner == by_peer_.end()) return;
+    for (RuleId id : owner->second) {
+        auto entry = rules_.find(id);
+        unindex(id, entry->second);
         rules_.erase(entry);
     }
-    by_peer_.erase(first, last);
+    by_peer_.erase(owner);
 }
 
-std::size_t MatchRegistry::count(PeerId peer) const { return by_peer_.count(peer); }
+std::size_t MatchRegistry::count(PeerId peer) const {
+    auto owner = by_peer_.find(peer);
+    return owner == by_peer_.end() ? 0 : owner->second.size();
+}
 
 std::vector<std::string> MatchRegistry::rules_of(PeerId peer) const {
     std::vector<std::string> out;
-    auto [first, last] = by_peer_.equal_range(peer);
-    for (auto it = first; it != last; ++it) out.push_back(rules_.at(it->second).rule.to_string());
+    auto owner = by_peer_.find(peer);
+    if (owner == by_peer_.end()) return out;
+    for (RuleId id : owner->second) out.push_back(rules_.at(id).rule.to_string());
     return out;
 }
 

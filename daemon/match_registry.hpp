@@ -53,7 +53,7 @@ private:
 
     RuleId next_id_ = 1;
     std::map<RuleId, Entry> rules_;                       // ids grow: newer rules have larger ids
-    std::multimap<PeerId, RuleId> by_peer_;
+    std::unordered_map<PeerId, std::vector<RuleId>> by_peer_;  // in the order added
     std::unordered_map<std::string, std::vector<RuleId>> by_arg0_;
     std::unordered_map<std::string, std::vector<RuleId>> by_member_;
     std::vector<RuleId> others_;
