@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -69,9 +70,7 @@ void Bus::on_listener_ready(int fd) {
 }
 
 void Bus::add_connection(Fd socket) {
-    std::size_t incomplete = 0;
-    for (const auto& [id, p] : peers_)
-        if (p->sasl) ++incomplete;
+    const std::size_t incomplete = incomplete_connections();
     // Registered connections are limited at Hello (driver.cpp); here only those still authenticating.
     if (incomplete >= static_cast<std::size_t>(settings_.limits.max_incomplete_connections)) {
         log_warning("refusing a connection: max_incomplete_connections reached");
@@ -193,6 +192,9 @@ void Bus::read_messages(Peer& peer) {
         if (!*message) break;
         if ((*message)->size() > static_cast<std::size_t>(settings_.limits.max_message_size))
             return disconnect(id, "message larger than max_message_size");
+        if (p->monitor) return disconnect(id, "a monitor sent a message (monitors may only listen)");
+        ++p->incoming_messages;
+        p->incoming_bytes += (*message)->size();
         dispatch(*p, std::move(**message));
     }
     if (!n) disconnect(id, describe(n.error()));
@@ -217,10 +219,11 @@ void Bus::dispatch(Peer& sender, Message message) {
     if (message.destination() == kDriverName) {
         // Eavesdroppers see calls to the bus too.
         const PeerId id = sender.id;
-        if (matches_.total() != 0 && !sender.unique_name.empty()) {
+        if ((matches_.total() != 0 || !monitors_.empty()) && !sender.unique_name.empty()) {
             auto stitched = message.with_sender(sender.unique_name);
             if (stitched) {
                 auto shared = std::make_shared<const Message>(std::move(*stitched));
+                copy_to_monitors(shared);
                 broadcast_to_matches(*shared, id, std::nullopt, shared);
             }
         }
@@ -237,6 +240,7 @@ void Bus::route(Peer& sender, Message message) {
     if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
     auto shared = std::make_shared<const Message>(std::move(*stitched));
     const Message& m = *shared;
+    copy_to_monitors(shared);
 
     if (destination.empty()) {
         broadcast_to_matches(m, sender_id, std::nullopt, shared);
@@ -332,6 +336,8 @@ void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sen
 }
 
 void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
+    ++peer.outgoing_messages;
+    peer.outgoing_bytes += message->size();
     peer.transport->enqueue(std::move(message));
     // Written after this loop iteration, together with whatever else the same batch of input produces
     // for this peer: one sendmsg for many messages.
@@ -374,6 +380,7 @@ void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
     }
     auto shared = std::make_shared<const Message>(std::move(*m));
     const PeerId id = to.id;
+    copy_to_monitors(shared);
     deliver(to, shared);
     broadcast_to_matches(*shared, std::nullopt, id, shared);
 }
@@ -389,7 +396,62 @@ void Bus::emit_driver_signal(MessageBuilder builder) {
     if (next_driver_serial_ == 0) next_driver_serial_ = 1;
     if (!m) return;
     auto shared = std::make_shared<const Message>(std::move(*m));
+    copy_to_monitors(shared);
     broadcast_to_matches(*shared, std::nullopt, std::nullopt, shared);
+}
+
+void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message) {
+    for (PeerId id : monitors_) {
+        Peer* monitor = find_peer(id);
+        if (!monitor) continue;
+        bool wanted = monitor->monitor_rules.empty();
+        for (const MatchRule& rule : monitor->monitor_rules) {
+            if (rule.matches(*message)) {
+                wanted = true;
+                break;
+            }
+        }
+        if (!wanted) continue;
+        if (!message->fds().empty() && !monitor->transport->unix_fd_passing()) continue;
+        if (monitor->transport->queued_bytes() + message->size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
+            log_warning("dropping a message for monitor %s: its outgoing queue is full", monitor->unique_name.c_str());
+            continue;
+        }
+        deliver(*monitor, message);
+    }
+}
+
+void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
+    const PeerId id = peer.id;
+    emit_name_changes(names_.release_all(id));
+    matches_.remove_all(id);
+    const std::string unique = peer.unique_name;
+    auto lost = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameLost");
+    lost.destination(unique);
+    append(lost, unique);
+    send_from_driver(peer, std::move(lost));
+    unique_names_.erase(unique);
+    auto changed = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameOwnerChanged");
+    append(changed, unique, unique, std::string());
+    emit_driver_signal(std::move(changed));
+    peer.monitor = true;
+    peer.monitor_rules = std::move(rules);
+    monitors_.push_back(id);
+}
+
+std::size_t Bus::incomplete_connections() const {
+    std::size_t n = 0;
+    for (const auto& [id, p] : peers_)
+        if (p->sasl) ++n;
+    return n;
+}
+
+void Bus::note_peaks(Peer& peer) {
+    const std::size_t rules = matches_.count(peer.id), names = names_.count_for(peer.id);
+    peer.peak_match_rules = std::max(peer.peak_match_rules, rules);
+    peer.peak_bus_names = std::max(peer.peak_bus_names, names);
+    peak_match_rules_ = std::max(peak_match_rules_, matches_.total());
+    peak_bus_names_ = std::max(peak_bus_names_, names_.names().size());
 }
 
 void Bus::emit_name_changes(const std::vector<NameChange>& changes) {
@@ -450,7 +512,9 @@ void Bus::disconnect(PeerId id, std::string_view reason) {
             ++p;
         }
     }
-    if (!peer.unique_name.empty()) {
+    if (peer.monitor) {
+        monitors_.erase(std::remove(monitors_.begin(), monitors_.end(), id), monitors_.end());
+    } else if (!peer.unique_name.empty()) {
         emit_name_changes(names_.release_all(id));
         auto changed = MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "NameOwnerChanged");
         append(changed, peer.unique_name, peer.unique_name, std::string());

@@ -60,6 +60,11 @@ public:
         std::uint32_t epoll_events = 0;
         bool closing = false;
         bool dirty = false;  // has output queued since the last flush_output()
+        bool monitor = false;
+        std::vector<MatchRule> monitor_rules;  // empty: everything
+        // Debug.Stats
+        std::uint64_t incoming_messages = 0, incoming_bytes = 0, outgoing_messages = 0, outgoing_bytes = 0;
+        std::size_t peak_match_rules = 0, peak_bus_names = 0;
     };
 
     // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
@@ -71,6 +76,16 @@ public:
     Peer* find_peer_by_name(std::string_view name);  // unique or well-known
     [[nodiscard]] std::string unique_name_of(PeerId id) const;
     void register_unique_name(Peer& peer);
+    // BecomeMonitor, after its reply has been queued: the peer loses its names and rules and from now on
+    // receives a copy of every message the bus handles that matches `rules` (all of them if empty).
+    void become_monitor(Peer& peer, std::vector<MatchRule> rules);
+    [[nodiscard]] const std::vector<PeerId>& monitors() const noexcept { return monitors_; }
+    [[nodiscard]] std::size_t incomplete_connections() const;
+    [[nodiscard]] std::uint32_t last_serial() const noexcept { return next_driver_serial_ - 1; }
+    [[nodiscard]] std::size_t peak_match_rules() const noexcept { return peak_match_rules_; }
+    [[nodiscard]] std::size_t peak_bus_names() const noexcept { return peak_bus_names_; }
+    void note_peaks(Peer& peer);
+    const std::map<PeerId, std::unique_ptr<Peer>>& peers() const noexcept { return peers_; }
 
     NameRegistry& names() noexcept { return names_; }
     MatchRegistry& matches() noexcept { return matches_; }
@@ -103,6 +118,7 @@ private:
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
     void update_watch(Peer& peer);
     void flush_output();
+    void copy_to_monitors(const std::shared_ptr<const Message>& message);
     void disconnect(PeerId id, std::string_view reason);
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
@@ -123,6 +139,8 @@ private:
     std::uint32_t next_driver_serial_ = 1;
     std::vector<PeerId> recipients_;                 // scratch space for broadcast_to_matches
     std::vector<PeerId> dirty_;                      // peers with output queued in this loop iteration
+    std::vector<PeerId> monitors_;
+    std::size_t peak_match_rules_ = 0, peak_bus_names_ = 0;
     std::vector<std::unique_ptr<Peer>> graveyard_;  // disconnected peers, freed on the next event
 };
 

@@ -17,6 +17,8 @@ constexpr std::string_view kBusInterface = "org.freedesktop.DBus";
 constexpr std::string_view kPropertiesInterface = "org.freedesktop.DBus.Properties";
 constexpr std::string_view kIntrospectableInterface = "org.freedesktop.DBus.Introspectable";
 constexpr std::string_view kPeerInterface = "org.freedesktop.DBus.Peer";
+constexpr std::string_view kMonitoringInterface = "org.freedesktop.DBus.Monitoring";
+constexpr std::string_view kStatsInterface = "org.freedesktop.DBus.Debug.Stats";
 
 using Handler = Expected<void, Error> (*)(Bus&, Bus::Peer&, const Message&, MessageBuilder&);
 
@@ -336,6 +338,76 @@ Expected<void, Error> introspect(Bus&, Bus::Peer&, const Message&, MessageBuilde
     return {};
 }
 
+// --- monitoring ---
+
+// Only root and the bus's own user may monitor (dbus-daemon's rule, without policy).
+bool privileged(const Bus::Peer& caller) { return caller.credentials.uid == 0 || caller.credentials.uid == ::getuid(); }
+
+Expected<void, Error> become_monitor(Bus&, Bus::Peer& caller, const Message& call, MessageBuilder&) {
+    if (!privileged(caller)) {
+        return Unexpected(make_error(error_names::kAccessDenied,
+                                     "Connection \"" + caller.unique_name + "\" (uid " +
+                                         std::to_string(caller.credentials.uid) + ") is not allowed to become a monitor"));
+    }
+    auto [texts, flags] = args<std::vector<std::string>, std::uint32_t>(call);
+    if (flags != 0) return Unexpected(invalid_args("BecomeMonitor flags must be 0, not " + std::to_string(flags)));
+    for (const std::string& text : texts) {
+        auto rule = MatchRule::parse(text);
+        if (!rule) return Unexpected(make_error(error_names::kMatchRuleInvalid, std::string(to_string(rule.error()))));
+    }
+    return {};
+}
+
+// --- Debug.Stats ---
+
+Expected<void, Error> get_stats(Bus& bus, Bus::Peer&, const Message&, MessageBuilder& reply) {
+    std::map<std::string, Variant> stats;
+    std::size_t active = 0;
+    for (const auto& [id, p] : bus.peers())
+        if (!p->sasl) ++active;
+    stats.emplace("Serial", Variant(bus.last_serial()));
+    stats.emplace("ActiveConnections", Variant(static_cast<std::uint32_t>(active)));
+    stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.incomplete_connections())));
+    stats.emplace("MatchRules", Variant(static_cast<std::uint32_t>(bus.matches().total())));
+    stats.emplace("PeakMatchRules", Variant(static_cast<std::uint32_t>(bus.peak_match_rules())));
+    stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().names().size())));
+    stats.emplace("PeakBusNames", Variant(static_cast<std::uint32_t>(bus.peak_bus_names())));
+    append(reply, stats);
+    return {};
+}
+
+Expected<void, Error> get_connection_stats(Bus& bus, Bus::Peer&, const Message& call, MessageBuilder& reply) {
+    auto [name] = args<std::string>(call);
+    auto peer = resolve(bus, name, "statistics");
+    if (!peer) return Unexpected(peer.error());
+    const Bus::Peer& p = **peer;
+    const auto u32 = [](auto v) { return Variant(static_cast<std::uint32_t>(v)); };
+    std::map<std::string, Variant> stats;
+    stats.emplace("Serial", Variant(bus.last_serial()));
+    stats.emplace("UniqueName", Variant(p.unique_name));
+    stats.emplace("MatchRules", u32(bus.matches().count(p.id)));
+    stats.emplace("PeakMatchRules", u32(p.peak_match_rules));
+    stats.emplace("BusNames", u32(bus.names().count_for(p.id)));
+    stats.emplace("PeakBusNames", u32(p.peak_bus_names));
+    stats.emplace("IncomingMessages", u32(p.incoming_messages));
+    stats.emplace("IncomingBytes", u32(p.incoming_bytes));
+    stats.emplace("OutgoingMessages", u32(p.outgoing_messages));
+    stats.emplace("OutgoingBytes", u32(p.outgoing_bytes));
+    stats.emplace("OutgoingQueuedBytes", u32(p.transport->queued_bytes()));
+    append(reply, stats);
+    return {};
+}
+
+Expected<void, Error> get_all_match_rules(Bus& bus, Bus::Peer&, const Message&, MessageBuilder& reply) {
+    std::map<std::string, std::vector<std::string>> all;
+    for (const auto& [unique, id] : bus.unique_names()) {
+        auto rules = bus.matches().rules_of(id);
+        if (!rules.empty()) all.emplace(unique, std::move(rules));
+    }
+    append(reply, all);
+    return {};
+}
+
 // --- properties ---
 
 std::vector<std::string> features(const Bus& bus) {
@@ -344,7 +416,7 @@ std::vector<std::string> features(const Bus& bus) {
     return f;
 }
 
-std::vector<std::string> interfaces() { return {}; }
+std::vector<std::string> interfaces() { return {std::string(kMonitoringInterface), std::string(kStatsInterface)}; }
 
 Expected<void, Error> properties_get(Bus& bus, Bus::Peer&, const Message& call, MessageBuilder& reply) {
     auto [interface, property] = args<std::string, std::string>(call);
@@ -368,7 +440,7 @@ Expected<void, Error> properties_get_all(Bus& bus, Bus::Peer&, const Message& ca
         all.emplace("Features", Variant(features(bus)));
         all.emplace("Interfaces", Variant(interfaces()));
     } else if (!interface.empty() && interface != kPropertiesInterface && interface != kIntrospectableInterface &&
-               interface != kPeerInterface) {
+               interface != kPeerInterface && interface != kMonitoringInterface && interface != kStatsInterface) {
         return Unexpected(make_error(error_names::kUnknownInterface, "Interface \"" + interface + "\" not found"));
     }
     append(reply, all);
@@ -404,6 +476,10 @@ constexpr Method kMethods[] = {
     {kBusInterface, "ReloadConfig", "", "", reload_config},
     {kBusInterface, "GetId", "", "s", get_id},
     {kBusInterface, "GetConnectionCredentials", "s", "a{sv}", get_credentials},
+    {kMonitoringInterface, "BecomeMonitor", "asu", "", become_monitor},
+    {kStatsInterface, "GetStats", "", "a{sv}", get_stats},
+    {kStatsInterface, "GetConnectionStats", "s", "a{sv}", get_connection_stats},
+    {kStatsInterface, "GetAllMatchRules", "", "a{sas}", get_all_match_rules},
     {kIntrospectableInterface, "Introspect", "", "s", introspect},
     {kPeerInterface, "GetMachineId", "", "s", get_machine_id},
     {kPeerInterface, "Ping", "", "", ping},
@@ -473,7 +549,9 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
     }
     // Properties of the bus exist only on its canonical path (other interfaces answer anywhere, for
     // compatibility with clients that never set a path properly).
-    if (method && method->interface == kPropertiesInterface && call.path() != "/org/freedesktop/DBus") {
+    if (method && (method->interface == kPropertiesInterface || method->interface == kMonitoringInterface ||
+                   method->interface == kStatsInterface) &&
+        call.path() != "/org/freedesktop/DBus") {
         method = nullptr;
         interface_known = false;
     }
@@ -498,6 +576,13 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
         bus.send_from_driver(*peer, std::move(reply));
     }
     if (method && method->handler == hello && result) after_hello(bus, *peer);
+    if (method && method->handler == become_monitor && result) {
+        auto [texts, flags] = args<std::vector<std::string>, std::uint32_t>(call);
+        std::vector<MatchRule> rules;
+        for (const std::string& text : texts) rules.push_back(MatchRule::parse(text).value());
+        bus.become_monitor(*peer, std::move(rules));
+    }
+    if (method && (method->handler == request_name || method->handler == add_match)) bus.note_peaks(*peer);
 }
 
 }  // namespace afbus::daemon

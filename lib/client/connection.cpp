@@ -281,7 +281,9 @@ void ConnectionState::dispatch(Message message) {
     for (const auto& [id, sub] : subscriptions)
         if (sub->rule.matches(message, false)) matched.push_back(sub);
     for (const auto& sub : matched) sub->handler(message);
-    if (message.type() == MessageType::MethodCall) dispatch_method_call(message);
+    const std::string_view destination = message.destination();
+    const bool for_us = destination.empty() || destination == unique_name || owned_names.count(destination) != 0;
+    if (message.type() == MessageType::MethodCall && for_us) dispatch_method_call(message);
 }
 
 }  // namespace detail
@@ -403,7 +405,10 @@ Expected<RequestNameReply, Error> Connection::request_name(std::string_view name
     if (!reply) return Unexpected(reply.error());
     auto code = read_all<std::uint32_t>(*reply);
     if (!code) return Unexpected(make_error(error_names::kInconsistentMessage, "RequestName reply is not a uint32"));
-    return static_cast<RequestNameReply>(std::get<0>(*code));
+    const auto result = static_cast<RequestNameReply>(std::get<0>(*code));
+    // A queued name may be granted later; calls to it are ours from then on, so keep it too.
+    if (result != RequestNameReply::Exists) state_->owned_names.emplace(name);
+    return result;
 }
 
 Expected<ReleaseNameReply, Error> Connection::release_name(std::string_view name) {
@@ -415,6 +420,7 @@ Expected<ReleaseNameReply, Error> Connection::release_name(std::string_view name
     if (!reply) return Unexpected(reply.error());
     auto code = read_all<std::uint32_t>(*reply);
     if (!code) return Unexpected(make_error(error_names::kInconsistentMessage, "ReleaseName reply is not a uint32"));
+    if (auto it = state_->owned_names.find(name); it != state_->owned_names.end()) state_->owned_names.erase(it);
     return static_cast<ReleaseNameReply>(std::get<0>(*code));
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,9 @@ public:
     std::map<std::uint32_t, PendingCall> pending;  // by serial
     std::map<std::uint64_t, std::shared_ptr<Subscription>> subscriptions;
     std::map<std::uint64_t, Export> exports;
+    // Well-known names this connection asked for and got: method calls addressed elsewhere (seen through
+    // eavesdropping or monitoring) are none of ours to answer.
+    std::set<std::string, std::less<>> owned_names;
 
     Expected<std::uint32_t, Error> send(Message message);
     // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`.

@@ -10,6 +10,7 @@
 #include "afbus/address.hpp"
 #include "afbus/connection.hpp"
 #include "afbus/framer.hpp"
+#include "afbus/match_rule.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
@@ -231,6 +232,36 @@ TEST(BusSemantics, AMalformedMessageDisconnectsOnlyItsSender) {
     send_all(fd, wire);
     EXPECT_TRUE(closed_by_bus(fd));
     EXPECT_TRUE(bystander->call(driver_call("ListNames")));
+}
+
+}  // namespace
+}  // namespace afbus
+
+namespace afbus {
+namespace {
+
+TEST(BusSemantics, DebugStatsCountsRulesAndNames) {
+    TestBus bus;
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    auto sub = c->subscribe("type='signal',member='Counted'", [](const Message&) {});
+    ASSERT_TRUE(sub);
+    ASSERT_EQ(*c->request_name("org.example.Counted"), RequestNameReply::PrimaryOwner);
+    auto stats = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                             "org.freedesktop.DBus.Debug.Stats", "GetConnectionStats");
+    append(stats, c->unique_name());
+    auto reply = c->call(stats.build().value());
+    ASSERT_TRUE(reply) << reply.error().message;
+    auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*reply));
+    EXPECT_EQ(*map.at("UniqueName").get<std::string>(), c->unique_name());
+    EXPECT_EQ(*map.at("MatchRules").get<std::uint32_t>(), 1u);
+    auto rules = c->call(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                     "org.freedesktop.DBus.Debug.Stats", "GetAllMatchRules").build().value());
+    ASSERT_TRUE(rules);
+    auto all = std::get<0>(*read_all<std::map<std::string, std::vector<std::string>>>(*rules));
+    ASSERT_EQ(all.count(c->unique_name()), 1u);
+    ASSERT_EQ(all[c->unique_name()].size(), 1u);
+    EXPECT_EQ(MatchRule::parse(all[c->unique_name()][0]).value(), MatchRule::parse("type='signal',member='Counted'").value());
 }
 
 }  // namespace
