@@ -266,3 +266,33 @@ TEST(BusSemantics, DebugStatsCountsRulesAndNames) {
 
 }  // namespace
 }  // namespace afbus
+
+namespace afbus {
+namespace {
+
+// An eavesdropping libafbus client sees calls addressed to others and must not answer them (it used to
+// reply UnknownObject in the callee's place; dbus-daemon delivers such a reply under session.conf).
+TEST(BusSemantics, EavesdroppersDoNotAnswerOthersCalls) {
+    TestBus bus;
+    auto caller = connect(bus);
+    auto callee = connect(bus);
+    auto eavesdropper = connect(bus);
+    ASSERT_TRUE(caller && callee && eavesdropper);
+    ASSERT_EQ(*callee->request_name("org.example.Quiet"), RequestNameReply::PrimaryOwner);
+    bool seen = false;
+    auto sub = eavesdropper->subscribe("type='method_call',member='Whisper',eavesdrop='true'",
+                                       [&seen](const Message&) { seen = true; });
+    ASSERT_TRUE(sub);
+    std::optional<Expected<Message, Error>> result;
+    auto slot = caller->call_async(call("org.example.Quiet", "Whisper"),
+                                   [&result](Expected<Message, Error> r) { result = std::move(r); }, 500ms);
+    ASSERT_TRUE(slot);
+    ASSERT_TRUE(*eavesdropper->run_until([&] { return seen; }, 10s));
+    // The callee never processes; the only possible answer is the client-side timeout.
+    ASSERT_TRUE(*caller->run_until([&] { return result.has_value(); }, 10s));
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().name, error_names::kNoReply);
+}
+
+}  // namespace
+}  // namespace afbus
