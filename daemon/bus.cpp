@@ -325,14 +325,18 @@ void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sen
     const std::vector<PeerId> recipients = recipients_;
     for (PeerId id : recipients) {
         Peer* peer = find_peer(id);
-        if (!peer || peer->unique_name.empty()) continue;
-        if (!message.fds().empty() && !peer->transport->unix_fd_passing()) continue;
-        if (peer->transport->queued_bytes() + message.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
-            log_warning("dropping a broadcast for %s: its outgoing queue is full (max_outgoing_bytes)", peer->unique_name.c_str());
-            continue;
-        }
+        if (!peer || peer->unique_name.empty() || !can_take(*peer, message, "broadcast")) continue;
         deliver(*peer, shared);
     }
+}
+
+bool Bus::can_take(const Peer& peer, const Message& message, const char* what) const {
+    if (!message.fds().empty() && !peer.transport->unix_fd_passing()) return false;
+    if (peer.transport->queued_bytes() + message.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
+        log_warning("dropping a %s for %s: its outgoing queue is full (max_outgoing_bytes)", what, peer.unique_name.c_str());
+        return false;
+    }
+    return true;
 }
 
 void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
@@ -370,15 +374,20 @@ void Bus::update_watch(Peer& peer) {
     loop_.modify(peer.transport->fd(), wanted);
 }
 
-void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
+std::shared_ptr<const Message> Bus::build_driver_message(MessageBuilder builder) {
     builder.sender(kDriverName);
     auto m = builder.build(next_driver_serial_++);
     if (next_driver_serial_ == 0) next_driver_serial_ = 1;
     if (!m) {
         log_warning("bus message could not be built: %s", std::string(to_string(m.error())).c_str());
-        return;
+        return nullptr;
     }
-    auto shared = std::make_shared<const Message>(std::move(*m));
+    return std::make_shared<const Message>(std::move(*m));
+}
+
+void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
+    auto shared = build_driver_message(std::move(builder));
+    if (!shared) return;
     const PeerId id = to.id;
     copy_to_monitors(shared);
     deliver(to, shared);
@@ -391,11 +400,8 @@ void Bus::reply_error(Peer& to, const Message& call, std::string_view name, std:
 }
 
 void Bus::emit_driver_signal(MessageBuilder builder) {
-    builder.sender(kDriverName);
-    auto m = builder.build(next_driver_serial_++);
-    if (next_driver_serial_ == 0) next_driver_serial_ = 1;
-    if (!m) return;
-    auto shared = std::make_shared<const Message>(std::move(*m));
+    auto shared = build_driver_message(std::move(builder));
+    if (!shared) return;
     copy_to_monitors(shared);
     broadcast_to_matches(*shared, std::nullopt, std::nullopt, shared);
 }
@@ -411,12 +417,7 @@ void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message) {
                 break;
             }
         }
-        if (!wanted) continue;
-        if (!message->fds().empty() && !monitor->transport->unix_fd_passing()) continue;
-        if (monitor->transport->queued_bytes() + message->size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
-            log_warning("dropping a message for monitor %s: its outgoing queue is full", monitor->unique_name.c_str());
-            continue;
-        }
+        if (!wanted || !can_take(*monitor, *message, "monitored message")) continue;
         deliver(*monitor, message);
     }
 }

@@ -119,6 +119,11 @@ private:
     void update_watch(Peer& peer);
     void flush_output();
     void copy_to_monitors(const std::shared_ptr<const Message>& message);
+    // Whether `peer` can be given `message` now (fds only to peers that negotiated them; queue within
+    // max_outgoing_bytes, else logged as a dropped `what`).
+    [[nodiscard]] bool can_take(const Peer& peer, const Message& message, const char* what) const;
+    // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.
+    std::shared_ptr<const Message> build_driver_message(MessageBuilder builder);
     void disconnect(PeerId id, std::string_view reason);
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;

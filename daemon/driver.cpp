@@ -2,11 +2,11 @@
 
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
 
 #include "afbus/error.hpp"
 #include "afbus/names.hpp"
+#include "afbus/object.hpp"
 #include "afbus/types.hpp"
 
 namespace afbus::daemon {
@@ -322,13 +322,9 @@ Expected<void, Error> reload_config(Bus& bus, Bus::Peer&, const Message&, Messag
 Expected<void, Error> ping(Bus&, Bus::Peer&, const Message&, MessageBuilder&) { return {}; }
 
 Expected<void, Error> get_machine_id(Bus&, Bus::Peer&, const Message&, MessageBuilder& reply) {
-    for (const char* file : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
-        std::ifstream in(file);
-        std::string id;
-        if (in >> id && id.size() == 32) {
-            append(reply, id);
-            return {};
-        }
+    if (auto id = machine_id()) {
+        append(reply, *id);
+        return {};
     }
     return Unexpected(make_error(error_names::kFailed, "Unable to load /var/lib/dbus/machine-id or /etc/machine-id"));
 }

@@ -12,6 +12,15 @@ namespace afbus {
 
 using detail::ConnectionState;
 
+std::optional<std::string> machine_id() {
+    for (const char* file : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
+        std::ifstream in(file);
+        std::string id;
+        if (in >> id && id.size() == 32) return id;
+    }
+    return std::nullopt;
+}
+
 std::string joined_signature(const std::vector<Argument>& arguments) {
     std::string s;
     for (const Argument& a : arguments) s += a.signature;
@@ -109,15 +118,6 @@ std::string introspect(const ConnectionState& state, std::string_view path) {
     return xml;
 }
 
-std::string machine_id() {
-    for (const char* file : {"/etc/machine-id", "/var/lib/dbus/machine-id"}) {
-        std::ifstream in(file);
-        std::string id;
-        if (in >> id && id.size() == 32) return id;
-    }
-    return {};
-}
-
 const Property* find_property(const Interface& iface, std::string_view name) {
     for (const Property& p : iface.properties)
         if (p.name == name) return &p;
@@ -166,7 +166,7 @@ void ConnectionState::dispatch_method_call(const Message& call) {
     if (iface_name == kPeerInterface) {
         if (member == "Ping" && call.signature().empty()) return finish();
         if (member == "GetMachineId" && call.signature().empty()) {
-            append(reply, machine_id());
+            append(reply, machine_id().value_or(""));
             return finish();
         }
         return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on org.freedesktop.DBus.Peer");

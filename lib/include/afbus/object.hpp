@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,5 +52,9 @@ struct Interface {
 };
 
 [[nodiscard]] std::string joined_signature(const std::vector<Argument>& arguments);
+
+// This machine's D-Bus id (org.freedesktop.DBus.Peer.GetMachineId): /etc/machine-id, else
+// /var/lib/dbus/machine-id; nullopt if neither holds 32 hex digits.
+[[nodiscard]] std::optional<std::string> machine_id();
 
 }  // namespace afbus
