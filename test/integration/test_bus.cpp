@@ -1,6 +1,7 @@
 #include "test_bus.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -72,6 +73,12 @@ TestBus::TestBus(const std::string& extra_config) {
         throw std::runtime_error("the bus daemon " + binary + " printed no address");
     }
     address_ = line;
+}
+
+std::unique_ptr<Connection> connect(const TestBus& bus) {
+    auto c = Connection::open(bus.address());
+    EXPECT_TRUE(c) << c.error().name << ": " << c.error().message;
+    return c ? std::move(*c) : nullptr;
 }
 
 TestBus::~TestBus() {

@@ -5,7 +5,10 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
+
+#include "afbus/connection.hpp"
 
 namespace afbus::test {
 
@@ -26,5 +29,8 @@ private:
     std::string address_;
     pid_t pid_ = -1;
 };
+
+// A libafbus connection to `bus` (a test failure, and null, if it cannot connect).
+std::unique_ptr<Connection> connect(const TestBus& bus);
 
 }  // namespace afbus::test

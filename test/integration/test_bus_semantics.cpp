@@ -20,13 +20,9 @@ namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::connect;
 using test::TestBus;
 
-std::unique_ptr<Connection> connect(const TestBus& bus) {
-    auto c = Connection::open(bus.address());
-    EXPECT_TRUE(c) << c.error().message;
-    return c ? std::move(*c) : nullptr;
-}
 
 Message call(std::string_view dest, std::string_view member) {
     return MessageBuilder::method_call(dest, "/org/example", "org.example.I", member).build().value();

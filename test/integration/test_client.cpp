@@ -15,13 +15,9 @@ namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::connect;
 using test::TestBus;
 
-std::unique_ptr<Connection> connect(const TestBus& bus) {
-    auto c = Connection::open(bus.address());
-    EXPECT_TRUE(c) << c.error().name << ": " << c.error().message;
-    return c ? std::move(*c) : nullptr;
-}
 
 // Runs both connections' loops until `done()` (single thread, no sleeps: poll on their fds).
 bool pump(std::initializer_list<Connection*> connections, const std::function<bool()>& done,
