@@ -88,8 +88,10 @@ void Bus::add_connection(Fd socket) {
     sasl.mechanisms = settings_.mechanisms;
     sasl.allow_anonymous = settings_.allow_anonymous;
     sasl.guid = guid_;
-    sasl.peer_uid = peer->credentials.uid;
-    sasl.unix_fd_possible = true;
+    // TCP peers have no kernel credentials: no EXTERNAL, no fd passing; DBUS_COOKIE_SHA1 says who they are.
+    if (peer->credentials.from_kernel) sasl.peer_uid = peer->credentials.uid;
+    sasl.unix_fd_possible = peer->credentials.from_kernel;
+    sasl.cookie_sha1.emplace().server_uid = ::geteuid();  // offered only if listed in settings_.mechanisms
     peer->sasl = std::make_unique<SaslServer>(std::move(sasl));
     peer->transport = std::make_unique<StreamTransport>(std::move(socket));
     const PeerId id = peer->id;
@@ -170,6 +172,9 @@ void Bus::authenticate(Peer& peer) {
             return disconnect(id, "authentication failed: " + std::string(to_string(*peer.sasl->error())));
         }
         if (peer.sasl->authenticated()) {
+            // TCP: the uid the cookie proved.
+            if (!peer.credentials.from_kernel && peer.sasl->authenticated_uid())
+                peer.credentials.uid = *peer.sasl->authenticated_uid();
             peer.transport->set_unix_fd_passing(peer.sasl->unix_fd_agreed());
             peer.sasl.reset();
             if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);

@@ -62,7 +62,8 @@ BusSettings settings_from(const BusConfig& config, const Options& options) {
             else log_warning("ignoring unknown authentication mechanism \"%s\"", name.c_str());
         }
     } else {
-        s.mechanisms = {SaslMechanism::External, SaslMechanism::Anonymous};
+        // No <auth>: everything dbus-daemon supports, in its order (ANONYMOUS still needs <allow_anonymous/>).
+        s.mechanisms = {SaslMechanism::External, SaslMechanism::DbusCookieSha1, SaslMechanism::Anonymous};
     }
     return s;
 }

@@ -1,5 +1,7 @@
 #include "afbus/connection.hpp"
 
+#include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <cstring>
 
 #include "afbus/address.hpp"
+#include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
@@ -49,13 +52,20 @@ Expected<bool, Error> wait_fd(int fd, short events, Clock::time_point deadline) 
     }
 }
 
-// The blocking SASL conversation, EXTERNAL with our uid (and ANONYMOUS as a fallback where offered).
-Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectOptions& options,
+// The blocking SASL conversation: EXTERNAL with our uid, then DBUS_COOKIE_SHA1 and ANONYMOUS where the
+// server offers them (or the mechanisms the caller chose).
+Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectOptions& options, bool unix_socket,
                                           Clock::time_point deadline) {
     SaslClientConfig config;
-    config.mechanisms = {SaslMechanism::External, SaslMechanism::Anonymous};
+    config.mechanisms = options.mechanisms;
+    if (config.mechanisms.empty())
+        config.mechanisms = {SaslMechanism::External, SaslMechanism::DbusCookieSha1, SaslMechanism::Anonymous};
     config.uid = ::getuid();
-    config.negotiate_unix_fd = options.negotiate_unix_fds;
+    config.negotiate_unix_fd = options.negotiate_unix_fds && unix_socket;
+    config.keyring_directory = options.keyring_directory;
+    if (config.keyring_directory.empty()) {
+        if (auto home = home_directory(config.uid)) config.keyring_directory = keyring_directory(*home);
+    }
     SaslClient sasl(std::move(config));
     std::string leftover;
     const int fd = state.transport.fd();
@@ -99,11 +109,45 @@ Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectO
     return leftover;
 }
 
-Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEntry& entry, const ConnectOptions& options) {
-    if (auto ok = check_connectable(entry); !ok)
-        return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(ok.error()))));
-    if (entry.transport() != "unix")
-        return Unexpected(make_error(error_names::kNotSupported, "Transport '" + entry.transport() + "' is not supported"));
+// tcp:host=...,port=...[,family=ipv4|ipv6]: the first address that accepts the connection.
+Expected<Fd, Error> connect_tcp(const AddressEntry& entry) {
+    const std::string host(entry.get("host").value_or("localhost"));
+    const std::string port(entry.get("port").value_or("0"));
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    if (auto family = entry.get("family")) hints.ai_family = *family == "ipv6" ? AF_INET6 : AF_INET;
+    addrinfo* result = nullptr;
+    if (const int e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result); e != 0)
+        return Unexpected(make_error(error_names::kBadAddress, "Failed to look up host \"" + host + "\": " + ::gai_strerror(e)));
+    int error = ECONNREFUSED;
+    Fd connected;
+    for (addrinfo* ai = result; ai && !connected; ai = ai->ai_next) {
+        Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol));
+        if (!fd) {
+            error = errno;
+            continue;
+        }
+        int r;
+        do r = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen);
+        while (r < 0 && errno == EINTR);
+        if (r < 0) {
+            error = errno;
+            continue;
+        }
+        if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0) {
+            error = errno;
+            continue;
+        }
+        connected = std::move(fd);
+    }
+    ::freeaddrinfo(result);
+    if (!connected)
+        return Unexpected(make_error(error_names::kNoServer,
+                                     "Failed to connect to " + entry.to_string() + ": " + std::strerror(error)));
+    return connected;
+}
+
+Expected<Fd, Error> connect_unix_entry(const AddressEntry& entry) {
     auto path = unix_socket_path(entry, process_environment());
     if (!path) return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(path.error()))));
     auto fd = connect_unix(*path);
@@ -112,10 +156,21 @@ Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEnt
         return Unexpected(make_error(absent ? error_names::kFileNotFound : error_names::kNoServer,
                                      "Failed to connect to socket " + entry.to_string() + ": " + std::strerror(fd.error())));
     }
+    return std::move(*fd);
+}
+
+Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEntry& entry, const ConnectOptions& options) {
+    if (auto ok = check_connectable(entry); !ok)
+        return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(ok.error()))));
+    const bool unix_socket = entry.transport() == "unix";
+    if (!unix_socket && entry.transport() != "tcp")
+        return Unexpected(make_error(error_names::kNotSupported, "Transport '" + entry.transport() + "' is not supported"));
+    auto fd = unix_socket ? connect_unix_entry(entry) : connect_tcp(entry);
+    if (!fd) return Unexpected(fd.error());
     auto state = std::make_shared<ConnectionState>(std::move(*fd));
     state->bus = options.bus;
     const auto deadline = Clock::now() + options.timeout;
-    auto leftover = authenticate(*state, options, deadline);
+    auto leftover = authenticate(*state, options, unix_socket, deadline);
     if (!leftover) return Unexpected(leftover.error());
     if (!leftover->empty()) state->transport.push_received(*leftover);
     if (options.bus) {

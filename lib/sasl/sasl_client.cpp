@@ -1,15 +1,8 @@
-#include <fcntl.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cassert>
-#include <cerrno>
 #include <charconv>
-#include <cstring>
 
-#include "afbus/fd.hpp"
+#include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
 #include "sasl/sasl_line.hpp"
 #include "sasl/sha1.hpp"
@@ -23,26 +16,17 @@ using sasl_detail::trim;
 
 namespace {
 
-// Keyring files are tiny (a handful of cookies); anything bigger is not a keyring we should parse.
-constexpr std::size_t kMaxKeyringSize = 64 * 1024;
 // libdbus uses 32 random bytes, hex-encoded, for its client challenge.
 constexpr std::size_t kClientChallengeBytes = 32;
 
-bool is_valid_cookie_context(std::string_view context) {
-    if (context.empty()) return false;
-    return std::all_of(context.begin(), context.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte > 0x20 && byte < 0x7f && c != '/' && c != '\\' && c != '.';
-    });
-}
-
-std::optional<std::uint64_t> parse_decimal(std::string_view text) {
-    if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+std::optional<std::uint32_t> parse_cookie_id(std::string_view text) {
+    if (text.empty() || text.size() > 10 ||
+        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return std::nullopt;
     std::uint64_t value = 0;
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ec != std::errc{}) return std::nullopt;
-    return value;
+    std::from_chars(text.data(), text.data() + text.size(), value);
+    if (value > 0x7fffffffu) return std::nullopt;
+    return static_cast<std::uint32_t>(value);
 }
 
 std::vector<std::string_view> split_words(std::string_view text) {
@@ -54,51 +38,6 @@ std::vector<std::string_view> split_words(std::string_view text) {
         position = end + 1;
     }
     return words;
-}
-
-std::string system_error(std::string_view what, int error_number) {
-    std::string message(what);
-    message += ": ";
-    message += std::strerror(error_number);
-    return message;
-}
-
-// Reads the hex cookie with the given id from <directory>/<context>, refusing a keyring directory
-// that others can read or write (the spec says such a directory must be ignored).
-Expected<std::string, std::string> read_cookie(const std::string& directory, std::string_view context,
-                                               std::uint64_t cookie_id) {
-    if (directory.empty()) return Unexpected(std::string("no keyring directory configured"));
-    struct stat directory_status {};
-    if (::stat(directory.c_str(), &directory_status) != 0) return Unexpected(system_error(directory, errno));
-    if (!S_ISDIR(directory_status.st_mode) || directory_status.st_uid != ::geteuid() ||
-        (directory_status.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-        return Unexpected(std::string("keyring directory is not private to the user"));
-
-    const std::string path = directory + "/" + std::string(context);
-    Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-    if (!file) return Unexpected(system_error(path, errno));
-    std::string contents;
-    char chunk[4096];
-    for (;;) {
-        const ssize_t n = ::read(file.get(), chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Unexpected(system_error(path, errno));
-        if (n == 0) break;
-        contents.append(chunk, static_cast<std::size_t>(n));
-        if (contents.size() > kMaxKeyringSize) return Unexpected(std::string("keyring file too large"));
-    }
-
-    std::size_t position = 0;
-    while (position < contents.size()) {
-        const std::size_t end = std::min(contents.find('\n', position), contents.size());
-        const auto fields = split_words(std::string_view(contents).substr(position, end - position));
-        position = end + 1;
-        if (fields.size() != 3) continue;
-        if (parse_decimal(fields[0]) != cookie_id) continue;
-        if (!hex_decode(fields[2])) return Unexpected(std::string("malformed cookie in keyring"));
-        return std::string(fields[2]);
-    }
-    return Unexpected(std::string("cookie not found in keyring"));
 }
 
 }  // namespace
@@ -234,29 +173,22 @@ Expected<std::string, std::string> SaslClient::cookie_response(std::string_view 
     const auto fields = split_words(challenge);
     if (fields.size() != 3 || !is_valid_cookie_context(fields[0]))
         return Unexpected(std::string("malformed DBUS_COOKIE_SHA1 challenge"));
-    const auto cookie_id = parse_decimal(fields[1]);
+    const auto cookie_id = parse_cookie_id(fields[1]);
     if (!cookie_id) return Unexpected(std::string("malformed DBUS_COOKIE_SHA1 cookie id"));
     const std::string_view server_challenge = fields[2];
 
-    auto cookie = read_cookie(config_.keyring_directory, fields[0], *cookie_id);
+    auto cookie = Keyring(config_.keyring_directory, config_.keyring).find(fields[0], *cookie_id);
     if (!cookie) return Unexpected(std::move(cookie).error());
 
-    unsigned char random[kClientChallengeBytes];
-    std::size_t filled = 0;
-    while (filled < sizeof random) {
-        const ssize_t n = ::getrandom(random + filled, sizeof random - filled, 0);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Unexpected(system_error("getrandom", errno));
-        filled += static_cast<std::size_t>(n);
-    }
-    const std::string client_challenge =
-        hex_encode(std::string_view(reinterpret_cast<const char*>(random), sizeof random));
+    auto random = sasl_detail::random_bytes(kClientChallengeBytes);
+    if (!random) return Unexpected(std::move(random).error());
+    const std::string client_challenge = hex_encode(*random);
 
     std::string hashed(server_challenge);
     hashed += ':';
     hashed += client_challenge;
     hashed += ':';
-    hashed += *cookie;
+    hashed += cookie->secret;
     return client_challenge + " " + Sha1::hex_digest(hashed);
 }
 

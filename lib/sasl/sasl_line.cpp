@@ -1,5 +1,10 @@
 #include "sasl/sasl_line.hpp"
 
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstring>
+
 namespace afbus::sasl_detail {
 namespace {
 
@@ -73,6 +78,33 @@ bool is_guid(std::string_view text) {
         if (hex_value(c) < 0) return false;
     }
     return true;
+}
+
+Expected<std::string, std::string> random_bytes(std::size_t count) {
+    std::string bytes(count, '\0');
+    std::size_t filled = 0;
+    while (filled < count) {
+        const ssize_t n = ::getrandom(bytes.data() + filled, count - filled, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Unexpected(system_error("getrandom", errno));
+        filled += static_cast<std::size_t>(n);
+    }
+    return bytes;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    unsigned char difference = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        difference |= static_cast<unsigned char>(static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]));
+    return difference == 0;
+}
+
+std::string system_error(std::string_view what, int error_number) {
+    std::string message(what);
+    message += ": ";
+    message += std::strerror(error_number);
+    return message;
 }
 
 }  // namespace afbus::sasl_detail

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "afbus/expected.hpp"
+
 namespace afbus::sasl_detail {
 
 // Lower-case, as DBUS_COOKIE_SHA1 demands and every implementation accepts.
@@ -62,5 +64,12 @@ Command split_command(std::string_view line);
 std::string_view trim(std::string_view text);
 // True for the 32 hex digits of a D-Bus GUID.
 bool is_guid(std::string_view text);
+
+// `count` bytes from getrandom(); the reason if the kernel refuses.
+Expected<std::string, std::string> random_bytes(std::size_t count);
+// Equality that looks at every byte whatever the first difference (only the lengths may leak).
+bool constant_time_equal(std::string_view a, std::string_view b);
+// "<what>: <strerror(error_number)>"
+std::string system_error(std::string_view what, int error_number);
 
 }  // namespace afbus::sasl_detail

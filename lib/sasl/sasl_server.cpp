@@ -1,10 +1,16 @@
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <charconv>
 #include <limits>
 
+#include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
 #include "sasl/sasl_line.hpp"
+#include "sasl/sha1.hpp"
 
 namespace afbus {
 
@@ -27,11 +33,39 @@ std::optional<uid_t> parse_uid(std::string_view identity) {
     return static_cast<uid_t>(value);
 }
 
+// dbus-daemon's server challenge: 128 random bits, hex-encoded.
+constexpr std::size_t kServerChallengeBytes = 16;
+
+std::optional<uid_t> lookup_user_in_passwd(const std::string& name) {
+    long suggested = ::sysconf(_SC_GETPW_R_SIZE_MAX);
+    std::vector<char> buffer(suggested > 0 ? static_cast<std::size_t>(suggested) : 4096);
+    for (;;) {
+        passwd entry{};
+        passwd* found = nullptr;
+        const int error = ::getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+        if (error == ERANGE && buffer.size() < (1u << 20)) {
+            buffer.resize(buffer.size() * 2);
+            continue;
+        }
+        if (error != 0 || !found) return std::nullopt;
+        return found->pw_uid;
+    }
+}
+
+// The file keyring of `uid`, for a server that was given no `cookie` function.
+Expected<KeyringCookie, std::string> keyring_cookie(const SaslCookieConfig& config, uid_t uid,
+                                                    std::string_view context) {
+    auto home = config.home_directory ? config.home_directory(uid) : home_directory(uid);
+    if (!home) return Unexpected(std::move(home).error());
+    return Keyring(keyring_directory(*home), config.keyring).current(context);
+}
+
 }  // namespace
 
 SaslServer::SaslServer(SaslServerConfig config) : config_(std::move(config)) {
     assert(sasl_detail::is_guid(config_.guid));
     assert(config_.max_line_length >= 64 && config_.max_rejections > 0);
+    assert(!config_.cookie_sha1 || is_valid_cookie_context(config_.cookie_sha1->context));
     rejected_line_ = "REJECTED";
     std::vector<SaslMechanism> listed;
     for (SaslMechanism mechanism : config_.mechanisms) {
@@ -53,9 +87,8 @@ bool SaslServer::offers(SaslMechanism mechanism) const {
             return true;
         case SaslMechanism::Anonymous:
             return config_.allow_anonymous;
-        // Needs a server-side keyring (cookie creation, locking, expiry) that does not exist yet.
         case SaslMechanism::DbusCookieSha1:
-            return false;
+            return config_.cookie_sha1.has_value();
     }
     return false;
 }
@@ -160,14 +193,74 @@ SaslServer::Step SaslServer::start_mechanism(SaslMechanism mechanism,
             authenticated_uid_.reset();
             return {Step::Kind::Ok, {}};
         case SaslMechanism::DbusCookieSha1:
-            break;
+            return cookie_challenge(initial_response);
     }
     return {Step::Kind::Reject, {}};
 }
 
 SaslServer::Step SaslServer::continue_mechanism(std::optional<std::string_view> response) {
     if (mechanism_ == SaslMechanism::External) return external_step(response.value_or(""));
+    if (mechanism_ == SaslMechanism::DbusCookieSha1 && cookie_) return cookie_answer(response.value_or(""));
     return {Step::Kind::Reject, {}};
+}
+
+SaslServer::Step SaslServer::cookie_reject(std::string problem) {
+    mechanism_problem_ = std::move(problem);
+    return {Step::Kind::Reject, {}};
+}
+
+SaslServer::Step SaslServer::cookie_challenge(std::optional<std::string_view> identity) {
+    const SaslCookieConfig& cookie_config = *config_.cookie_sha1;
+    // The identity is a login name or a decimal uid. Without one there is nobody to look up: dbus-daemon
+    // rejects at once rather than asking with an empty challenge, and so do we.
+    if (!identity || identity->empty()) return cookie_reject("no identity");
+    std::optional<uid_t> uid;
+    if (std::all_of(identity->begin(), identity->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        uid = parse_uid(*identity);
+    } else if (identity->size() <= 256 && std::all_of(identity->begin(), identity->end(), [](char c) {
+                   return c > ' ' && c < 0x7f;
+               })) {
+        const std::string name(*identity);
+        uid = cookie_config.lookup_user ? cookie_config.lookup_user(name) : lookup_user_in_passwd(name);
+    }
+    if (!uid) return cookie_reject("unknown user");
+    if (*uid != cookie_config.server_uid) return cookie_reject("not the user the server runs as");
+
+    auto cookie = cookie_config.cookie ? cookie_config.cookie(*uid, cookie_config.context)
+                                       : keyring_cookie(cookie_config, *uid, cookie_config.context);
+    if (!cookie) return cookie_reject(std::move(cookie).error());
+    auto random = cookie_config.random_bytes ? cookie_config.random_bytes(kServerChallengeBytes)
+                                             : sasl_detail::random_bytes(kServerChallengeBytes);
+    if (!random) return cookie_reject(std::move(random).error());
+    if (random->empty()) return cookie_reject("empty random challenge");
+
+    cookie_ = CookieChallenge{*uid, hex_encode(*random), std::move(cookie->secret)};
+    mechanism_problem_.clear();
+    return {Step::Kind::Continue,
+            cookie_config.context + " " + std::to_string(cookie->id) + " " + cookie_->server_challenge};
+}
+
+SaslServer::Step SaslServer::cookie_answer(std::string_view response) {
+    // "<client challenge> <sha1 hex>", split at the first blank; further blanks before the hash are
+    // skipped, as libdbus does.
+    const std::size_t blank = response.find_first_of(" \t");
+    if (blank == std::string_view::npos) return cookie_reject("no blank in the response");
+    const std::string_view client_challenge = response.substr(0, blank);
+    const std::size_t hash_start = response.find_first_not_of(" \t", blank);
+    const std::string_view client_hash =
+        hash_start == std::string_view::npos ? std::string_view() : response.substr(hash_start);
+    if (client_challenge.empty() || client_hash.empty()) return cookie_reject("empty challenge or hash");
+
+    std::string hashed = cookie_->server_challenge;
+    hashed += ':';
+    hashed += client_challenge;
+    hashed += ':';
+    hashed += cookie_->secret;
+    if (!sasl_detail::constant_time_equal(Sha1::hex_digest(hashed), client_hash))
+        return cookie_reject("wrong hash");
+    authenticated_uid_ = cookie_->uid;
+    cookie_.reset();
+    return {Step::Kind::Ok, {}};
 }
 
 SaslServer::Step SaslServer::external_step(std::string_view identity) {
@@ -202,6 +295,7 @@ void SaslServer::reject() {
     state_ = State::WaitingForAuth;
     mechanism_.reset();
     authenticated_uid_.reset();
+    cookie_.reset();
     unix_fd_agreed_ = false;
     if (++rejections_ >= config_.max_rejections) fail(SaslError::TooManyRejections);
 }
@@ -217,6 +311,7 @@ void SaslServer::fail(SaslError error) {
     error_ = error;
     mechanism_.reset();
     authenticated_uid_.reset();
+    cookie_.reset();
     unix_fd_agreed_ = false;
     line_buffer_.clear();
 }

@@ -76,8 +76,14 @@ Expected<std::pair<Fd, Fd>, int> stream_socketpair() {
 
 Expected<PeerCredentials, int> peer_credentials(const Fd& socket) {
     PeerCredentials out;
+    int domain = AF_UNSPEC;
+    socklen_t len = sizeof domain;
+    if (::getsockopt(socket.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0) return Unexpected(errno);
+    // SO_PEERCRED "succeeds" on TCP with uid -1; say plainly that there is nothing to know.
+    if (domain == AF_INET || domain == AF_INET6) return out;
+    out.from_kernel = true;
     ucred cred{};
-    socklen_t len = sizeof cred;
+    len = sizeof cred;
     if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return Unexpected(errno);
     out.pid = cred.pid;
     out.uid = cred.uid;

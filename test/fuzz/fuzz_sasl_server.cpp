@@ -1,10 +1,13 @@
 // Feeds arbitrary client bytes to a SaslServer in varying chunks and checks the invariants the
 // daemon relies on: consumption never exceeds the input, a finished conversation neither consumes
 // nor answers, authentication only ever ends with BEGIN, replies are whole ASCII lines, and the
-// result does not depend on how the input was split.
+// result does not depend on how the input was split. One configuration bit offers DBUS_COOKIE_SHA1 with a
+// fake keyring (a fixed cookie) and a fixed "random" challenge, so the corpus can hold a correct answer
+// and the fuzzer can explore around it without touching any file.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +16,9 @@
 namespace {
 
 constexpr uid_t kPeerUid = 1000;
+constexpr uid_t kServerUid = 1000;
+// The fake keyring's only cookie; test/fuzz/corpus/sasl_server/cookie_* answer challenges with it.
+constexpr const char* kCookieSecret = "d4a9c3be6f7a1c2b9e8f0a1b2c3d4e5f60718293a4b5c6d7";
 
 void check(bool condition, const char* what) {
     if (!condition) {
@@ -31,6 +37,25 @@ afbus::SaslServerConfig make_config(std::uint8_t flags) {
     if ((flags & 8) != 0) config.max_line_length = 64;
     config.max_rejections = 1 + (flags >> 4) % 8;
     config.guid = "0123456789abcdef0123456789abcdef";
+    if ((flags & 0x80) != 0) {
+        afbus::SaslCookieConfig cookie;
+        cookie.server_uid = kServerUid;
+        cookie.cookie = [](uid_t, std::string_view) -> afbus::Expected<afbus::KeyringCookie, std::string> {
+            return afbus::KeyringCookie{42, 0, kCookieSecret};
+        };
+        cookie.lookup_user = [](const std::string& name) -> std::optional<uid_t> {
+            if (name == "alice") return kServerUid;
+            if (name == "bob") return kServerUid + 1;
+            return std::nullopt;
+        };
+        // The challenge is 000102...0f every time.
+        cookie.random_bytes = [](std::size_t count) -> afbus::Expected<std::string, std::string> {
+            std::string bytes;
+            for (std::size_t i = 0; i < count; ++i) bytes += static_cast<char>(i);
+            return bytes;
+        };
+        config.cookie_sha1 = std::move(cookie);
+    }
     return config;
 }
 
@@ -53,6 +78,10 @@ void check_result(const afbus::SaslServer& server, const afbus::SaslServerConfig
     if (server.mechanism() == afbus::SaslMechanism::External) {
         check(config.peer_uid.has_value() && server.authenticated_uid() == config.peer_uid,
               "EXTERNAL authenticated someone other than the kernel's uid");
+    } else if (server.mechanism() == afbus::SaslMechanism::DbusCookieSha1) {
+        check(config.cookie_sha1.has_value(), "DBUS_COOKIE_SHA1 authenticated without being offered");
+        check(server.authenticated_uid() == kServerUid,
+              "DBUS_COOKIE_SHA1 authenticated someone other than the server's user");
     } else {
         check(server.mechanism() == afbus::SaslMechanism::Anonymous && config.allow_anonymous,
               "authenticated by a mechanism that is not offered");

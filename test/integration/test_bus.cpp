@@ -15,7 +15,9 @@
 
 namespace afbus::test {
 
-TestBus::TestBus(const std::string& extra_config) {
+TestBus::TestBus(const std::string& extra_config) : TestBus(TestBusOptions{extra_config, {}, "EXTERNAL"}) {}
+
+TestBus::TestBus(const TestBusOptions& options) {
     char dir_template[] = "/tmp/afbus-test-XXXXXX";
     if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
@@ -26,9 +28,9 @@ TestBus::TestBus(const std::string& extra_config) {
                   " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
                   "<busconfig>\n"
                   "  <type>session</type>\n"
-                  "  <listen>unix:dir=" << dir_ << "</listen>\n"
-                  "  <auth>EXTERNAL</auth>\n"
-                  "  <policy context=\"default\">\n"
+                  "  <listen>" << (options.listen.empty() ? "unix:dir=" + dir_ : options.listen) << "</listen>\n"
+               << (options.auth.empty() ? "" : "  <auth>" + options.auth + "</auth>\n")
+               << "  <policy context=\"default\">\n"
                   "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
                   "    <allow eavesdrop=\"true\"/>\n"
                   "    <allow own=\"*\"/>\n"
@@ -37,7 +39,7 @@ TestBus::TestBus(const std::string& extra_config) {
                   "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
                   "  <limit name=\"max_outgoing_bytes\">1000000000</limit>\n"
                   "  <limit name=\"reply_timeout\">60000</limit>\n"
-               << extra_config << "</busconfig>\n";
+               << options.extra_config << "</busconfig>\n";
     }
     const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
     const std::string binary = daemon && *daemon ? daemon : "dbus-daemon";

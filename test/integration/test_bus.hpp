@@ -12,10 +12,17 @@
 
 namespace afbus::test {
 
+struct TestBusOptions {
+    std::string extra_config;       // inserted into the <busconfig> element (limits, policies)
+    std::string listen;             // the <listen> address; empty: unix:dir=<the temporary directory>
+    std::string auth = "EXTERNAL";  // the one <auth> mechanism; empty: no <auth> element
+};
+
 class TestBus {
 public:
     // `extra_config` is inserted into the <busconfig> element (limits, policies).
     explicit TestBus(const std::string& extra_config = "");
+    explicit TestBus(const TestBusOptions& options);
     ~TestBus();
     TestBus(const TestBus&) = delete;
     TestBus& operator=(const TestBus&) = delete;

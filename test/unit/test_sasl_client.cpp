@@ -11,6 +11,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -238,9 +239,12 @@ protected:
         ASSERT_NE(::mkdtemp(pattern), nullptr);
         directory_ = pattern;
         ASSERT_EQ(::chmod(directory_.c_str(), 0700), 0);
+        // Cookies expire after 7 minutes (the client ignores older ones, as libdbus does).
+        const auto now = static_cast<long long>(::time(nullptr));
         std::ofstream(directory_ + "/org_freedesktop_general")
-            << "7 1700000000 00112233445566778899aabbccddeeff\n"
-            << "8 1700000100 " << kCookie << "\n";
+            << "6 " << now - 3600 << " 00112233445566778899aabbccddeeff\n"
+            << "7 " << now - 100 << " 00112233445566778899aabbccddeeff\n"
+            << "8 " << now - 10 << " " << kCookie << "\n";
     }
     void TearDown() override { std::filesystem::remove_all(directory_); }
 
@@ -288,6 +292,7 @@ TEST_F(KeyringTest, CookieProblemsSendErrorThenFallBack) {
     };
     const std::vector<Case> cases = {
         {"org_freedesktop_general 9 abc", "cookie not found in keyring"},
+        {"org_freedesktop_general 6 abc", "cookie not found in keyring"},  // expired an hour ago
         {"no_such_context 8 abc", "No such file or directory"},
         {"../etc 8 abc", "malformed DBUS_COOKIE_SHA1 challenge"},
         {"org_freedesktop_general x abc", "malformed DBUS_COOKIE_SHA1 cookie id"},

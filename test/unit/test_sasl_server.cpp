@@ -1,9 +1,17 @@
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
+#include "sasl/sha1.hpp"
 
 namespace afbus {
 namespace {
@@ -96,7 +104,7 @@ TEST(SaslServer, ExternalNeedsKernelCredentials) {
 
 TEST(SaslServer, AuthWithoutMechanismListsOfferedOnes) {
     SaslServer server(make_config());
-    // ANONYMOUS needs allow_anonymous, DBUS_COOKIE_SHA1 has no server side: neither is offered.
+    // ANONYMOUS needs allow_anonymous, DBUS_COOKIE_SHA1 needs cookie_sha1: neither is offered.
     EXPECT_EQ(converse(server, "\0AUTH\r\n"s), "REJECTED EXTERNAL\r\n");
     EXPECT_EQ(converse(server, "AUTH DBUS_COOKIE_SHA1 31303030\r\n"), "REJECTED EXTERNAL\r\n");
     EXPECT_EQ(converse(server, "AUTH KERBEROS_V4\r\n"), "REJECTED EXTERNAL\r\n");
@@ -341,6 +349,340 @@ TEST(SaslServer, PrintableGarbageNeverAuthenticates) {
     }
     EXPECT_EQ(server.feed(input), input.size());
     EXPECT_FALSE(server.authenticated());
+}
+
+// --- DBUS_COOKIE_SHA1 -------------------------------------------------------------------------------
+
+std::string hex(std::string_view bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += kDigits[c >> 4];
+        out += kDigits[c & 0xF];
+    }
+    return out;
+}
+
+std::string unhex(std::string_view text) {
+    std::string out;
+    for (std::size_t i = 0; i + 1 < text.size(); i += 2)
+        out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
+    return out;
+}
+
+constexpr uid_t kServerUid = 1000;
+const std::string kSecret = "d4a9c3be6f7a1c2b9e8f0a1b2c3d4e5f60718293a4b5c6d7";
+// The fake random source's 16 bytes, as the challenge the server sends.
+const std::string kServerChallenge = "000102030405060708090a0b0c0d0e0f";
+
+struct CookieFakes {
+    int cookie_calls = 0;
+    std::optional<std::string> keyring_problem;
+    bool random_fails = false;
+};
+
+SaslServerConfig cookie_config(CookieFakes& fakes) {
+    auto config = make_config();
+    config.peer_uid.reset();  // as on TCP
+    config.unix_fd_possible = false;
+    SaslCookieConfig cookie;
+    cookie.server_uid = kServerUid;
+    cookie.cookie = [&fakes](uid_t uid, std::string_view context) -> Expected<KeyringCookie, std::string> {
+        ++fakes.cookie_calls;
+        EXPECT_EQ(uid, kServerUid);
+        EXPECT_EQ(context, "org_freedesktop_general");
+        if (fakes.keyring_problem) return Unexpected(*fakes.keyring_problem);
+        return KeyringCookie{42, 0, kSecret};
+    };
+    cookie.lookup_user = [](const std::string& name) -> std::optional<uid_t> {
+        if (name == "alice") return 1000;
+        if (name == "bob") return 1001;
+        return std::nullopt;
+    };
+    cookie.random_bytes = [&fakes](std::size_t count) -> Expected<std::string, std::string> {
+        if (fakes.random_fails) return Unexpected(std::string("getrandom: out of entropy"));
+        std::string bytes;
+        for (std::size_t i = 0; i < count; ++i) bytes += static_cast<char>(i);
+        return bytes;
+    };
+    config.cookie_sha1 = std::move(cookie);
+    return config;
+}
+
+const std::string kChallengeLine = "DATA " + hex("org_freedesktop_general 42 " + kServerChallenge) + "\r\n";
+
+std::string answer(std::string_view client_challenge, std::string_view secret = kSecret) {
+    const std::string hash =
+        Sha1::hex_digest(kServerChallenge + ":" + std::string(client_challenge) + ":" + std::string(secret));
+    return "DATA " + hex(std::string(client_challenge) + " " + hash) + "\r\n";
+}
+
+TEST(SaslServerCookie, OfferedOnlyWhenConfigured) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    EXPECT_EQ(converse(server, "\0AUTH\r\n"s), "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    // Without kernel credentials EXTERNAL is listed but always fails, as in dbus-daemon on TCP.
+    EXPECT_EQ(converse(server, "AUTH EXTERNAL\r\nDATA\r\n"), "DATA\r\nREJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(fakes.cookie_calls, 0);
+}
+
+TEST(SaslServerCookie, ChallengeAndCorrectAnswer) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    EXPECT_EQ(converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n"), kChallengeLine);
+    EXPECT_EQ(server.state(), SaslServer::State::WaitingForData);
+    EXPECT_EQ(fakes.cookie_calls, 1);
+    EXPECT_EQ(converse(server, answer("5ac1e6b15f4c8d2a")), kOk);
+    EXPECT_EQ(server.authenticated_uid(), kServerUid);
+    EXPECT_EQ(server.mechanism(), SaslMechanism::DbusCookieSha1);
+    EXPECT_EQ(converse(server, "NEGOTIATE_UNIX_FD\r\nBEGIN\r\n"),
+              "ERROR \"Unix fd passing is not supported on this transport\"\r\n");
+    EXPECT_TRUE(server.authenticated());
+    EXPECT_EQ(server.authenticated_uid(), kServerUid);
+    EXPECT_FALSE(server.anonymous());
+    EXPECT_TRUE(server.mechanism_problem().empty());
+}
+
+TEST(SaslServerCookie, IdentityIsALoginNameOrADecimalUid) {
+    struct Case {
+        std::string identity;
+        std::string problem;  // empty: challenged
+    };
+    const std::vector<Case> cases = {
+        {"1000", ""},
+        {"01000", ""},
+        {"alice", ""},
+        {"bob", "not the user the server runs as"},  // dbus-daemon: only the server's own user
+        {"1001", "not the user the server runs as"},
+        {"0", "not the user the server runs as"},
+        {"nobody", "unknown user"},
+        {"4294968296", "unknown user"},  // 2^32 + 1000 does not wrap to 1000
+        {"-1000", "unknown user"},
+        {"alice smith", "unknown user"},
+        {"alice\n", "unknown user"},
+        {"al\x01" "ce", "unknown user"},
+    };
+    for (const auto& c : cases) {
+        CookieFakes fakes;
+        SaslServer server(cookie_config(fakes));
+        const std::string reply = converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex(c.identity) + "\r\n");
+        if (c.problem.empty()) {
+            EXPECT_EQ(reply, kChallengeLine) << c.identity;
+        } else {
+            EXPECT_EQ(reply, "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n") << c.identity;
+            EXPECT_EQ(server.mechanism_problem(), c.problem) << c.identity;
+            EXPECT_EQ(fakes.cookie_calls, 0) << "no keyring is opened for " << c.identity;
+        }
+    }
+}
+
+TEST(SaslServerCookie, NoIdentityIsRejectedAtOnceLikeDbusDaemon) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    EXPECT_EQ(converse(server, "\0AUTH DBUS_COOKIE_SHA1\r\n"s), "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(server.mechanism_problem(), "no identity");
+    EXPECT_EQ(converse(server, "AUTH DBUS_COOKIE_SHA1 zz\r\n"), "ERROR \"Invalid hex encoding\"\r\n");
+    EXPECT_EQ(server.state(), SaslServer::State::WaitingForAuth);
+    EXPECT_EQ(fakes.cookie_calls, 0);
+}
+
+TEST(SaslServerCookie, WrongAnswersAreRejected) {
+    const std::string good_hash = Sha1::hex_digest(kServerChallenge + ":abc:" + kSecret);
+    const std::vector<std::pair<std::string, std::string>> responses = {
+        {"abc " + good_hash.substr(0, 39), "wrong hash"},                                  // truncated
+        {"abc " + good_hash + "0", "wrong hash"},                                          // too long
+        {"abd " + good_hash, "wrong hash"},                                                // other challenge
+        {"abc " + Sha1::hex_digest(kServerChallenge + ":abc:" + kSecret + "0"), "wrong hash"},  // other cookie
+        {"abc " + Sha1::hex_digest("ffff:abc:" + kSecret), "wrong hash"},                  // old server challenge
+        {"abc " + [&] {
+             std::string upper = good_hash;
+             for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+             return upper;
+         }(),
+         "wrong hash"},  // the spec demands lower case; libdbus compares exactly
+        {"abc" + good_hash, "no blank in the response"},
+        {"", "no blank in the response"},
+        {" " + good_hash, "empty challenge or hash"},
+        {"abc ", "empty challenge or hash"},
+        {"abc  \t", "empty challenge or hash"},
+    };
+    for (const auto& [response, problem] : responses) {
+        CookieFakes fakes;
+        SaslServer server(cookie_config(fakes));
+        converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n");
+        const std::string line = response.empty() ? "DATA\r\n" : "DATA " + hex(response) + "\r\n";
+        EXPECT_EQ(converse(server, line), "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n") << response;
+        EXPECT_EQ(server.mechanism_problem(), problem) << response;
+        EXPECT_EQ(server.state(), SaslServer::State::WaitingForAuth);
+        EXPECT_EQ(server.authenticated_uid(), std::nullopt);
+        // The conversation is over: the right answer now is out of place.
+        EXPECT_EQ(converse(server, answer("abc")), "ERROR \"Not currently in an auth conversation\"\r\n");
+    }
+}
+
+TEST(SaslServerCookie, BlanksBetweenChallengeAndHash) {
+    for (const std::string separator : {" ", "\t", "  \t "}) {
+        CookieFakes fakes;
+        SaslServer server(cookie_config(fakes));
+        converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n");
+        const std::string hash = Sha1::hex_digest(kServerChallenge + ":abc:" + kSecret);
+        EXPECT_EQ(converse(server, "DATA " + hex("abc" + separator + hash) + "\r\n"), kOk);
+    }
+}
+
+TEST(SaslServerCookie, BadHexInTheAnswerIsAnErrorNotARejection) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n");
+    EXPECT_EQ(converse(server, "DATA 6162g\r\n"), "ERROR \"Invalid hex encoding\"\r\n");
+    EXPECT_EQ(converse(server, "DATA 616\r\n"), "ERROR \"Invalid hex encoding\"\r\n");
+    EXPECT_EQ(server.state(), SaslServer::State::WaitingForData);
+    EXPECT_EQ(server.rejections(), 0u);
+    EXPECT_EQ(converse(server, answer("abc")), kOk);
+}
+
+TEST(SaslServerCookie, KeyringOrRandomProblemsReject) {
+    CookieFakes fakes;
+    fakes.keyring_problem = "keyring directory is not private to the user";
+    SaslServer server(cookie_config(fakes));
+    EXPECT_EQ(converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n"),
+              "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(server.mechanism_problem(), "keyring directory is not private to the user");
+
+    CookieFakes no_random;
+    no_random.random_fails = true;
+    SaslServer other(cookie_config(no_random));
+    EXPECT_EQ(converse(other, "\0AUTH DBUS_COOKIE_SHA1 "s + hex("1000") + "\r\n"),
+              "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(other.mechanism_problem(), "getrandom: out of entropy");
+}
+
+TEST(SaslServerCookie, CancelAndRetry) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    const std::string auth = "AUTH DBUS_COOKIE_SHA1 " + hex("1000") + "\r\n";
+    EXPECT_EQ(converse(server, "\0"s + auth + "CANCEL\r\n"), kChallengeLine + "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(converse(server, answer("abc")), "ERROR \"Not currently in an auth conversation\"\r\n");
+    EXPECT_EQ(converse(server, auth + "AUTH DBUS_COOKIE_SHA1 " + hex("1000") + "\r\n"),
+              kChallengeLine + "ERROR \"Sent AUTH while another AUTH in progress\"\r\n");
+    EXPECT_EQ(converse(server, answer("abc") + "BEGIN\r\n"), kOk);
+    EXPECT_TRUE(server.authenticated());
+    EXPECT_EQ(fakes.cookie_calls, 2);
+}
+
+TEST(SaslServerCookie, SixWrongAnswersEndTheConversation) {
+    CookieFakes fakes;
+    SaslServer server(cookie_config(fakes));
+    converse(server, "\0"s);
+    for (int i = 0; i < 6; ++i) {
+        converse(server, "AUTH DBUS_COOKIE_SHA1 " + hex("1000") + "\r\n");
+        converse(server, answer("abc", "00"));
+    }
+    EXPECT_TRUE(server.failed());
+    EXPECT_EQ(server.error(), SaslError::TooManyRejections);
+}
+
+// The whole mechanism with the real file keyring, found through an injected home directory, and the
+// real SaslClient reading the same keyring: what afbus-daemon and libafbus do on tcp:.
+class SaslServerCookieKeyring : public ::testing::Test {
+protected:
+    void SetUp() override {
+        char pattern[] = "/tmp/afbus-sasl-cookie-XXXXXX";
+        ASSERT_NE(::mkdtemp(pattern), nullptr);
+        home_ = pattern;
+    }
+    void TearDown() override {
+        std::error_code ignored;
+        std::filesystem::remove_all(home_, ignored);
+    }
+
+    SaslServerConfig config() {
+        auto c = make_config();
+        c.peer_uid.reset();
+        SaslCookieConfig cookie;
+        cookie.server_uid = ::geteuid();
+        cookie.home_directory = [this](uid_t uid) -> Expected<std::string, std::string> {
+            EXPECT_EQ(uid, ::geteuid());
+            return home_;
+        };
+        cookie.keyring.now = [this] { return now_; };
+        c.cookie_sha1 = std::move(cookie);
+        return c;
+    }
+
+    // Runs a SaslClient against a SaslServer in memory until one of them is done.
+    static void run(SaslClient& client, SaslServer& server) {
+        for (int round = 0; round < 20 && !server.authenticated() && !server.failed() && !client.failed(); ++round) {
+            server.feed(client.take_output());
+            client.feed(server.take_output());
+        }
+    }
+
+    SaslClientConfig client_config() {
+        SaslClientConfig c;
+        c.uid = ::geteuid();
+        c.mechanisms = {SaslMechanism::DbusCookieSha1};
+        c.keyring_directory = keyring_directory(home_);
+        c.keyring.now = [this] { return now_; };
+        return c;
+    }
+
+    std::string home_;
+    std::int64_t now_ = 1'800'000'000;
+};
+
+TEST_F(SaslServerCookieKeyring, ClientAndServerAgreeThroughTheKeyring) {
+    SaslServer server(config());
+    SaslClient client(client_config());
+    run(client, server);
+    ASSERT_TRUE(server.authenticated()) << server.mechanism_problem() << " / " << client.last_mechanism_problem();
+    EXPECT_TRUE(client.authenticated());
+    EXPECT_EQ(server.authenticated_uid(), ::geteuid());
+    // The keyring was created, 0700, with one cookie.
+    KeyringPolicy policy;
+    policy.now = [this] { return now_; };
+    const auto cookies = Keyring(keyring_directory(home_), policy).load("org_freedesktop_general");
+    ASSERT_TRUE(cookies) << cookies.error();
+    EXPECT_EQ(cookies->size(), 1u);
+    struct stat status {};
+    ASSERT_EQ(::stat(keyring_directory(home_).c_str(), &status), 0);
+    EXPECT_EQ(status.st_mode & 07777, 0700u);
+}
+
+TEST_F(SaslServerCookieKeyring, ExpiredCookieIsReplacedAndCannotBeUsed) {
+    const std::string directory = keyring_directory(home_);
+    ASSERT_EQ(::mkdir(directory.c_str(), 0700), 0);
+    const std::string old_secret = "0123456789abcdef0123456789abcdef";
+    std::ofstream(directory + "/org_freedesktop_general") << "5 " << now_ - 1000 << " " << old_secret << "\n";
+
+    SaslServer server(config());
+    const std::string reply = converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex(std::to_string(::geteuid())) + "\r\n");
+    ASSERT_TRUE(reply.starts_with("DATA ")) << reply << server.mechanism_problem();
+    const std::string challenge = unhex(reply.substr(5, reply.size() - 7));
+    const std::size_t first = challenge.find(' ');
+    const std::size_t second = challenge.find(' ', first + 1);
+    EXPECT_EQ(challenge.substr(0, first), "org_freedesktop_general");
+    EXPECT_NE(challenge.substr(first + 1, second - first - 1), "5") << "an expired cookie must not be offered";
+    const std::string server_challenge = challenge.substr(second + 1);
+    EXPECT_EQ(server_challenge.size(), 32u);  // 16 random bytes, hex
+
+    // A client that still knows the expired cookie cannot answer with it.
+    const std::string hash = Sha1::hex_digest(server_challenge + ":abc:" + old_secret);
+    EXPECT_EQ(converse(server, "DATA " + hex("abc " + hash) + "\r\n"), "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(server.mechanism_problem(), "wrong hash");
+    // And the expired cookie is gone from the file.
+    std::ifstream in(directory + "/org_freedesktop_general");
+    std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(contents.find(old_secret), std::string::npos) << contents;
+}
+
+TEST_F(SaslServerCookieKeyring, GroupReadableKeyringRejects) {
+    ASSERT_EQ(::mkdir(keyring_directory(home_).c_str(), 0750), 0);
+    ASSERT_EQ(::chmod(keyring_directory(home_).c_str(), 0750), 0);
+    SaslServer server(config());
+    EXPECT_EQ(converse(server, "\0AUTH DBUS_COOKIE_SHA1 "s + hex(std::to_string(::geteuid())) + "\r\n"),
+              "REJECTED EXTERNAL DBUS_COOKIE_SHA1\r\n");
+    EXPECT_EQ(server.mechanism_problem(), "keyring directory is not private to the user");
 }
 
 TEST(SaslServer, NamesOfMechanismsAndErrors) {

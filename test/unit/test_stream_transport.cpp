@@ -1,6 +1,8 @@
 #include "afbus/stream_transport.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -237,10 +239,35 @@ TEST(UnixSocket, ListenConnectAcceptAndCredentials) {
     EXPECT_EQ(cred->pid, ::getpid());
     EXPECT_EQ(cred->uid, ::getuid());
     EXPECT_EQ(cred->gid, ::getgid());
+    EXPECT_TRUE(cred->from_kernel);
     auto none = accept_connection(*listener);
     ASSERT_TRUE(none);
     EXPECT_FALSE(none->valid());
     EXPECT_EQ(connect_unix(std::string(1, '\0') + "afbus-nobody-listens").error(), ECONNREFUSED);
+}
+
+TEST(UnixSocket, TcpPeersHaveNoCredentials) {
+    // SO_PEERCRED "works" on TCP and says uid -1; peer_credentials must not pass that off as a user.
+    Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(listener);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    socklen_t length = sizeof address;
+    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length), 0);
+    Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    Fd server(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_TRUE(server);
+    auto cred = peer_credentials(server);
+    ASSERT_TRUE(cred);
+    EXPECT_FALSE(cred->from_kernel);
+    EXPECT_EQ(cred->pid, 0);
+    EXPECT_EQ(cred->uid, static_cast<uid_t>(-1));
+    EXPECT_TRUE(cred->groups.empty());
+    EXPECT_FALSE(cred->pidfd);
 }
 
 }  // namespace

@@ -14,11 +14,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "afbus/error.hpp"
 #include "afbus/expected.hpp"
 #include "afbus/message.hpp"
 #include "afbus/object.hpp"
+#include "afbus/sasl.hpp"
 
 namespace afbus {
 
@@ -52,6 +54,11 @@ struct ConnectOptions {
     bool bus = true;                 // send Hello (false for peer-to-peer connections)
     bool negotiate_unix_fds = true;  // on unix sockets
     std::chrono::milliseconds timeout{25000};
+    // SASL mechanisms to try in this order; empty means libdbus's order: EXTERNAL, DBUS_COOKIE_SHA1,
+    // ANONYMOUS (each only if the server lists it).
+    std::vector<SaslMechanism> mechanisms;
+    // DBUS_COOKIE_SHA1's keyring; empty means keyring_directory(home_directory(getuid())).
+    std::string keyring_directory;
 };
 
 enum class RequestNameReply : std::uint32_t { PrimaryOwner = 1, InQueue = 2, Exists = 3, AlreadyOwner = 4 };

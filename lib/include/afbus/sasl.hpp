@@ -7,12 +7,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "afbus/expected.hpp"
+#include "afbus/keyring.hpp"
 
 namespace afbus {
 
@@ -41,11 +43,33 @@ enum class SaslError : std::uint8_t {
 };
 std::string_view to_string(SaslError error);
 
+// The server side of DBUS_COOKIE_SHA1. Everything that touches files, the user database or the random
+// source is a replaceable function, so the state machine can be driven without any of them.
+struct SaslCookieConfig {
+    // The only user the mechanism can authenticate: the one the server runs as (its effective uid).
+    // Like dbus-daemon, a server never uses another user's keyring: that user controls the directory
+    // and could make the server read or write files elsewhere (symlinks).
+    uid_t server_uid = 0;
+    std::string context{kDefaultCookieContext};
+    // The cookie to challenge `uid` with, or why there is none. Unset: Keyring::current() of
+    // keyring_directory(home_directory(uid)), which creates and rotates cookies as needed.
+    std::function<Expected<KeyringCookie, std::string>(uid_t uid, std::string_view context)> cookie;
+    // uid -> home directory for the default `cookie`. Unset: afbus::home_directory ($HOME for ourselves).
+    std::function<Expected<std::string, std::string>(uid_t uid)> home_directory;
+    // Times, limits and clock of the default `cookie`'s keyring.
+    KeyringPolicy keyring;
+    // Login name -> uid, for identities that are not decimal uids. Unset: getpwnam_r.
+    std::function<std::optional<uid_t>(const std::string& name)> lookup_user;
+    // Random bytes for the server challenge (16 of them, as dbus-daemon). Unset: getrandom().
+    std::function<Expected<std::string, std::string>(std::size_t count)> random_bytes;
+};
+
 struct SaslServerConfig {
-    // Offered in this order in REJECTED. ANONYMOUS is only offered when allow_anonymous is set too;
-    // DBUS_COOKIE_SHA1 has no server side yet and is never offered (the mechanism slot exists).
+    // Offered in this order in REJECTED. ANONYMOUS is only offered when allow_anonymous is set too,
+    // DBUS_COOKIE_SHA1 only when cookie_sha1 is set.
     std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
     bool allow_anonymous = false;
+    std::optional<SaslCookieConfig> cookie_sha1;
     std::string guid;  // 32 hex digits, sent with OK
     // From SO_PEERCRED, never from the client. Without it (e.g. TCP) EXTERNAL always fails.
     std::optional<uid_t> peer_uid;
@@ -87,8 +111,18 @@ public:
     [[nodiscard]] bool anonymous() const { return mechanism_ == SaslMechanism::Anonymous; }
     [[nodiscard]] bool unix_fd_agreed() const { return unix_fd_agreed_; }
     [[nodiscard]] unsigned rejections() const { return rejections_; }
+    // Why the last DBUS_COOKIE_SHA1 attempt was rejected (unknown user, keyring problem, wrong hash...);
+    // empty if it was not. For logs only: the client is told nothing but REJECTED.
+    [[nodiscard]] const std::string& mechanism_problem() const { return mechanism_problem_; }
 
 private:
+    // The DBUS_COOKIE_SHA1 conversation between the challenge and the client's answer.
+    struct CookieChallenge {
+        uid_t uid;
+        std::string server_challenge;  // hex, as sent
+        std::string secret;            // the cookie, hex
+    };
+
     // A mechanism's answer to a response from the client, as in the spec's server state diagram.
     struct Step {
         enum class Kind : std::uint8_t { Continue, Ok, Reject, Error } kind;
@@ -101,6 +135,9 @@ private:
     Step start_mechanism(SaslMechanism mechanism, std::optional<std::string_view> initial_response);
     Step continue_mechanism(std::optional<std::string_view> response);
     Step external_step(std::string_view identity);
+    Step cookie_challenge(std::optional<std::string_view> identity);
+    Step cookie_answer(std::string_view response);
+    Step cookie_reject(std::string problem);
     void apply(Step step);
     void reject();
     void send_error(std::string_view explanation);
@@ -115,6 +152,8 @@ private:
     std::optional<SaslError> error_;
     std::optional<SaslMechanism> mechanism_;
     std::optional<uid_t> authenticated_uid_;
+    std::optional<CookieChallenge> cookie_;
+    std::string mechanism_problem_;
     bool unix_fd_agreed_ = false;
     unsigned rejections_ = 0;
 };
@@ -131,8 +170,10 @@ struct SaslClientConfig {
     bool external_identity_in_data = false;
     // RFC 4505 trace information sent with ANONYMOUS.
     std::string anonymous_trace = "afbus";
-    // Normally $HOME/.dbus-keyrings; a parameter so tests can point at a temporary directory.
+    // Normally keyring_directory(home_directory(uid)); a parameter so tests can use a temporary directory.
     std::string keyring_directory;
+    // Expiry times for the cookies read from it (expired cookies are ignored, as libdbus does).
+    KeyringPolicy keyring;
     bool negotiate_unix_fd = false;
     std::size_t max_line_length = kSaslMaxLineLength;
 };

@@ -22,7 +22,7 @@ Expected<Fd, int> listen_unix(std::string_view path, int backlog = 128);
 Expected<Fd, int> accept_connection(const Fd& listener);
 Expected<std::pair<Fd, Fd>, int> stream_socketpair();
 
-// Credentials of the process at the other end, as the kernel recorded them at connect time.
+// Credentials of the process at the other end, as the kernel recorded them at connect time (none for TCP).
 struct PeerCredentials {
     pid_t pid = 0;
     uid_t uid = static_cast<uid_t>(-1);
@@ -30,6 +30,9 @@ struct PeerCredentials {
     std::vector<gid_t> groups;            // SO_PEERGROUPS (empty where the kernel lacks it)
     std::optional<std::string> security_label;  // SO_PEERSEC (LSM label), when there is one
     Fd pidfd;                             // SO_PEERPIDFD, on kernels that offer it (6.5+)
+    // False for TCP sockets: the kernel knows nothing of the peer, so pid, uid and gid stay unset
+    // (0, -1, -1) and only authentication (DBUS_COOKIE_SHA1) can tell who it is.
+    bool from_kernel = false;
 };
 Expected<PeerCredentials, int> peer_credentials(const Fd& socket);
 
