@@ -15,6 +15,7 @@
 #include "afbus/types.hpp"
 #include "driver.hpp"
 #include "log.hpp"
+#include "principal.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -172,9 +173,16 @@ void Bus::authenticate(Peer& peer) {
             return disconnect(id, "authentication failed: " + std::string(to_string(*peer.sasl->error())));
         }
         if (peer.sasl->authenticated()) {
-            // TCP: the uid the cookie proved.
-            if (!peer.credentials.from_kernel && peer.sasl->authenticated_uid())
-                peer.credentials.uid = *peer.sasl->authenticated_uid();
+            peer.uid = peer.sasl->authenticated_uid();
+            if (!peer.credentials.from_kernel && peer.uid) peer.credentials.uid = *peer.uid;  // TCP: the proven uid
+            if (settings_.policy) {
+                const policy::Principal principal = principal_for(peer.uid);
+                // dbus-daemon asks policy only about authenticated users; anonymous ones got in through
+                // <allow_anonymous/> already.
+                if (principal.uid && !settings_.policy->allows_connect(*principal.uid, principal.groups, ::geteuid()))
+                    return disconnect(id, "uid " + std::to_string(*principal.uid) + " is not allowed to connect by policy");
+                peer.policy = settings_.policy->chains_for(principal);
+            }
             peer.transport->set_unix_fd_passing(peer.sasl->unix_fd_agreed());
             peer.sasl.reset();
             if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);
@@ -222,17 +230,24 @@ void Bus::dispatch(Peer& sender, Message message) {
         }
     }
     if (message.destination() == kDriverName) {
-        // Eavesdroppers see calls to the bus too.
         const PeerId id = sender.id;
+        // Hello is always allowed; everything after it is subject to the sender's send rules.
+        std::optional<Error> denied;
+        if (!sender.unique_name.empty()) denied = policy_denies(&sender, nullptr, message, false, false);
+        // Eavesdroppers see calls to the bus too.
         if ((matches_.total() != 0 || !monitors_.empty()) && !sender.unique_name.empty()) {
             auto stitched = message.with_sender(sender.unique_name);
             if (stitched) {
                 auto shared = std::make_shared<const Message>(std::move(*stitched));
-                copy_to_monitors(shared);
+                copy_to_monitors(shared, id, std::nullopt);
                 broadcast_to_matches(*shared, id, std::nullopt, shared);
             }
         }
-        if (Peer* p = find_peer(id)) Driver::handle(*this, *p, message);
+        Peer* p = find_peer(id);
+        if (!p) return;
+        if (!denied) return Driver::handle(*this, *p, message);
+        if (!denied->name.empty())
+            send_from_driver(*p, MessageBuilder::error(p->unique_name, message.serial(), denied->name, denied->message));
         return;
     }
     route(sender, std::move(message));
@@ -245,39 +260,48 @@ void Bus::route(Peer& sender, Message message) {
     if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
     auto shared = std::make_shared<const Message>(std::move(*stitched));
     const Message& m = *shared;
-    copy_to_monitors(shared);
+    Peer* target = destination.empty() ? nullptr : find_peer_by_name(destination);
+    copy_to_monitors(shared, sender_id, target ? std::optional<PeerId>(target->id) : std::nullopt);
 
     if (destination.empty()) {
         broadcast_to_matches(m, sender_id, std::nullopt, shared);
         return;
     }
-    Peer* target = find_peer_by_name(destination);
     if (!target) {
-        if (m.expects_reply()) {
+        // As dbus-daemon: nobody else sees a message for a name that does not exist, and the sender is
+        // told why whatever the message's type or flags.
+        if (m.flags() & message_flags::kNoAutoStart)
+            reply_error(sender, m, error_names::kNameHasNoOwner, "Name \"" + destination + "\" does not exist");
+        else
             reply_error(sender, m, error_names::kServiceUnknown,
                         "The name " + destination + " was not provided by any .service files");
-        }
-        broadcast_to_matches(m, sender_id, std::nullopt, shared);
         return;
     }
     const PeerId target_id = target->id;
 
+    auto pending = pending_replies_.end();
     if (m.type() == MessageType::MethodReturn || m.type() == MessageType::Error) {
         // Only replies that were asked for pass (dbus-daemon's requested_reply).
-        auto it = pending_replies_.find({target_id, *m.reply_serial()});
-        if (it == pending_replies_.end() || it->second.callee != sender_id) {
+        pending = pending_replies_.find({target_id, *m.reply_serial()});
+        if (pending == pending_replies_.end() || pending->second.callee != sender_id) {
             log_debug("dropping an unexpected reply from %s to %s", sender.unique_name.c_str(), destination.c_str());
             return;
         }
-        if (it->second.timer) loop_.cancel_timer(it->second.timer);
-        pending_replies_.erase(it);
+    }
+    if (auto denied = policy_denies(&sender, target, m, pending != pending_replies_.end(), false)) {
+        // As dbus-daemon: the sender learns why, whatever the message's type or flags.
+        if (!denied->name.empty())
+            send_from_driver(sender, MessageBuilder::error(sender.unique_name, m.serial(), denied->name, denied->message));
+        return;
+    }
+    if (pending != pending_replies_.end()) {
+        if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
+        pending_replies_.erase(pending);
     }
 
     if (!m.fds().empty() && !target->transport->unix_fd_passing()) {
-        if (m.expects_reply()) {
-            reply_error(sender, m, error_names::kNotSupported,
-                        "Tried to send message with Unix file descriptors to a client that doesn't support that.");
-        }
+        reply_error(sender, m, error_names::kNotSupported,
+                    "Tried to send message with Unix file descriptors to a client that doesn't support that.");
         return;
     }
     if (target->transport->queued_bytes() + m.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
@@ -328,9 +352,32 @@ void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sen
                         recipients_);
     // deliver() may disconnect a peer whose queue failed; work from a copy of the list.
     const std::vector<PeerId> recipients = recipients_;
+    const Peer* from = sender ? find_peer(*sender) : nullptr;
+    if (sender && !from) return;
+    const std::optional<PeerId> from_id = sender;
     for (PeerId id : recipients) {
         Peer* peer = find_peer(id);
-        if (!peer || peer->unique_name.empty() || !can_take(*peer, message, "broadcast")) continue;
+        if (!peer || peer->unique_name.empty()) continue;
+        // A copy of a message addressed to someone else is eavesdropping; broadcasts are not.
+        const bool eavesdropping = !message.destination().empty() && addressed != id;
+        // Replies from the bus are always requested; a peer's reply reaches a subscriber only when eavesdropping.
+        const bool requested = !sender && !eavesdropping && message.reply_serial().has_value();
+        std::optional<Error> refused = policy_denies(from, peer, message, requested, eavesdropping);
+        if (!refused && !message.fds().empty() && !peer->transport->unix_fd_passing()) {
+            refused = Error{std::string(error_names::kNotSupported),
+                            "broadcast cannot be delivered to " + peer->unique_name +
+                                " because it does not support receiving Unix fds"};
+        }
+        if (refused) {
+            // The sender is not told (the others still got it), but monitors see the error it would get.
+            if (from && !refused->name.empty() && !monitors_.empty()) {
+                auto error = build_driver_message(
+                    MessageBuilder::error(from->unique_name, message.serial(), refused->name, refused->message));
+                if (error) copy_to_monitors(error, std::nullopt, from_id);
+            }
+            continue;
+        }
+        if (!can_take(*peer, message, "broadcast")) continue;
         deliver(*peer, shared);
     }
 }
@@ -394,30 +441,137 @@ void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
     auto shared = build_driver_message(std::move(builder));
     if (!shared) return;
     const PeerId id = to.id;
-    copy_to_monitors(shared);
+    // Monitors see it even when the recipient's receive rules refuse it, which drops it silently.
+    copy_to_monitors(shared, std::nullopt, id);
+    if (!to.unique_name.empty()) {
+        if (auto refused = policy_denies(nullptr, &to, *shared, shared->reply_serial().has_value(), false)) {
+            // As dbus-daemon, monitors also see the error the bus would have answered itself with.
+            if (!refused->name.empty() && !monitors_.empty()) {
+                auto error = build_driver_message(
+                    MessageBuilder::error(kDriverName, shared->serial(), refused->name, refused->message));
+                if (error) copy_to_monitors(error, std::nullopt, std::nullopt);
+            }
+            return;
+        }
+    }
     deliver(to, shared);
     broadcast_to_matches(*shared, std::nullopt, id, shared);
 }
 
+void Bus::set_settings(BusSettings settings) {
+    settings_ = std::move(settings);
+    for (auto& [id, peer] : peers_) {
+        if (peer->sasl || !settings_.policy) {
+            peer->policy.reset();
+            continue;
+        }
+        peer->policy = settings_.policy->chains_for(principal_for(peer->uid));
+    }
+}
+
+namespace {
+
+policy::MessageFacts facts_of(const Message& m, bool requested_reply) {
+    policy::MessageFacts facts;
+    facts.type = static_cast<std::uint8_t>(m.type());
+    facts.path = m.path();
+    facts.interface = m.interface();
+    facts.member = m.member();
+    facts.error_name = m.error_name();
+    facts.destination = m.destination();
+    facts.sender = m.sender();
+    facts.is_reply = m.reply_serial().has_value();
+    facts.requested_reply = requested_reply;
+    facts.fds = m.unix_fds();
+    return facts;
+}
+
+std::string_view type_name(MessageType type) {
+    switch (type) {
+        case MessageType::MethodCall: return "method_call";
+        case MessageType::MethodReturn: return "method_return";
+        case MessageType::Error: return "error";
+        case MessageType::Signal: return "signal";
+        default: return "invalid";
+    }
+}
+
+std::string or_unset(std::string_view s) { return s.empty() ? std::string("(unset)") : std::string(s); }
+
+}  // namespace
+
+std::optional<Error> Bus::policy_denies(const Peer* sender, const Peer* recipient, const Message& message,
+                                        bool requested_reply, bool eavesdropping) const {
+    if (!settings_.policy) return std::nullopt;
+    const policy::MessageFacts facts = facts_of(message, requested_reply);
+    auto party = [this](const Peer* p) -> std::optional<policy::Party> {
+        if (!p) return std::nullopt;
+        return policy::Party{p->unique_name, names_.names_of(p->id)};
+    };
+    const auto sender_party = party(sender);
+    const auto recipient_party = party(recipient);
+    const policy::Party* from = sender_party ? &*sender_party : nullptr;
+    const policy::Party* to = recipient_party ? &*recipient_party : nullptr;
+
+    auto complain = [&](const char* what, const policy::Decision& decision, policy::Hook hook,
+                        const policy::ConnectionChains& chains) {
+        auto loginfo = [](const Peer* p) {
+            if (!p) return std::string("bus");
+            return "uid=" + (p->uid ? std::to_string(*p->uid) : std::string("(anonymous)")) +
+                   " pid=" + std::to_string(p->credentials.pid);
+        };
+        const policy::Party* other = hook == policy::Hook::Send ? to : from;
+        std::string text = std::string(what) + ", " + std::to_string(chains.count_matching(hook, facts, other)) +
+                           " matched rules; type=\"" + std::string(type_name(message.type())) + "\", sender=\"" +
+                           (sender ? sender->unique_name : std::string("(unset)")) + "\" (" +
+                           (sender ? loginfo(sender) : std::string("(bus)")) + ") interface=\"" + or_unset(message.interface()) +
+                           "\" member=\"" + or_unset(message.member()) + "\" error name=\"" + or_unset(message.error_name()) +
+                           "\" requested_reply=\"" + (requested_reply ? "1" : "0") + "\" destination=\"" +
+                           (message.destination().empty() ? std::string(kDriverName) : std::string(message.destination())) +
+                           "\" (" + loginfo(recipient) + ")";
+        if (decision.log) log_warning("%s", text.c_str());
+        if (decision.verdict == policy::Verdict::Drop) return Error{};
+        return Error{std::string(decision.error_name), std::move(text)};
+    };
+
+    if (sender && sender->policy) {
+        const policy::Decision decision = sender->policy->check_send(facts, to);
+        if (!decision.allowed()) return complain("Rejected send message", decision, policy::Hook::Send, *sender->policy);
+        if (decision.log) complain("Would reject message", decision, policy::Hook::Send, *sender->policy);
+    }
+    if (recipient && recipient->policy) {
+        const policy::Decision decision = recipient->policy->check_receive(facts, from, eavesdropping);
+        if (!decision.allowed())
+            return complain("Rejected receive message", decision,
+                            eavesdropping ? policy::Hook::Eavesdrop : policy::Hook::Receive, *recipient->policy);
+    }
+    return std::nullopt;
+}
+
+bool Bus::policy_allows_own(const Peer& peer, std::string_view name) const {
+    return !peer.policy || peer.policy->can_own(name);
+}
+
 void Bus::reply_error(Peer& to, const Message& call, std::string_view name, std::string message) {
-    if (!call.expects_reply()) return;
     send_from_driver(to, MessageBuilder::error(to.unique_name, call.serial(), name, message));
 }
 
 void Bus::emit_driver_signal(MessageBuilder builder) {
     auto shared = build_driver_message(std::move(builder));
     if (!shared) return;
-    copy_to_monitors(shared);
+    copy_to_monitors(shared, std::nullopt, std::nullopt);
     broadcast_to_matches(*shared, std::nullopt, std::nullopt, shared);
 }
 
-void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message) {
+void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
+                           std::optional<PeerId> addressed) {
+    const auto named_by = [this](PeerId p, std::string_view n) { return is_named_by(p, n); };
     for (PeerId id : monitors_) {
         Peer* monitor = find_peer(id);
         if (!monitor) continue;
         bool wanted = monitor->monitor_rules.empty();
         for (const MatchRule& rule : monitor->monitor_rules) {
-            if (rule.matches(*message)) {
+            if (MatchRegistry::rule_matches(rule, *message, sender, addressed, named_by)) {
                 wanted = true;
                 break;
             }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "afbus/error.hpp"
 #include "afbus/message.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/stream_transport.hpp"
@@ -18,6 +19,7 @@
 #include "limits.hpp"
 #include "match_registry.hpp"
 #include "name_registry.hpp"
+#include "policy_engine.hpp"
 
 namespace afbus::daemon {
 
@@ -27,6 +29,9 @@ struct BusSettings {
     bool allow_anonymous = false;
     bool systemd_activation = false;
     Limits limits;
+    // The compiled <policy> rules. Null only for a bus built without a configuration (unit tests):
+    // then nothing is checked.
+    std::shared_ptr<policy::PolicyEngine> policy;
 };
 
 class Bus {
@@ -43,7 +48,8 @@ public:
 
     [[nodiscard]] const std::string& guid() const noexcept { return guid_; }
     [[nodiscard]] std::size_t peer_count() const noexcept { return peers_.size(); }
-    void set_settings(BusSettings settings) { settings_ = std::move(settings); }
+    // New limits, mechanisms and policy (a config reload); every connection's policy is recomputed.
+    void set_settings(BusSettings settings);
     // Called for org.freedesktop.DBus.ReloadConfig; returns why reloading failed.
     void set_reload_handler(std::function<Expected<void, std::string>()> handler) { reload_config_ = std::move(handler); }
     [[nodiscard]] const BusSettings& settings() const noexcept { return settings_; }
@@ -56,6 +62,8 @@ public:
         std::unique_ptr<StreamTransport> transport;
         std::unique_ptr<SaslServer> sasl;  // while authenticating
         PeerCredentials credentials;
+        std::optional<uid_t> uid;  // as authenticated; none for an anonymous connection
+        std::shared_ptr<const policy::ConnectionChains> policy;  // set once authenticated
         EventLoop::TimerId auth_timer = 0;
         std::uint32_t epoll_events = 0;
         bool closing = false;
@@ -70,6 +78,13 @@ public:
     // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
     void send_from_driver(Peer& to, MessageBuilder builder);
     void reply_error(Peer& to, const Message& call, std::string_view name, std::string message);
+    // Whether policy lets `sender` send `message` to `recipient` and `recipient` receive it (null stands
+    // for the bus driver on either side), as dbus-daemon's bus_context_check_security_policy. Returns the
+    // error to answer with when it does not; an error with an empty name means drop silently.
+    [[nodiscard]] std::optional<Error> policy_denies(const Peer* sender, const Peer* recipient, const Message& message,
+                                                     bool requested_reply, bool eavesdropping) const;
+    // Whether `peer` may own `name` under the configured policy.
+    [[nodiscard]] bool policy_allows_own(const Peer& peer, std::string_view name) const;
     void emit_name_changes(const std::vector<NameChange>& changes);
     void emit_driver_signal(MessageBuilder builder);
     Peer* find_peer(PeerId id);
@@ -118,7 +133,9 @@ private:
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
     void update_watch(Peer& peer);
     void flush_output();
-    void copy_to_monitors(const std::shared_ptr<const Message>& message);
+    // `sender` and `addressed` are the peers behind the message's sender and destination (none: the bus).
+    void copy_to_monitors(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
+                          std::optional<PeerId> addressed);
     // Whether `peer` can be given `message` now (fds only to peers that negotiated them; queue within
     // max_outgoing_bytes, else logged as a dropped `what`).
     [[nodiscard]] bool can_take(const Peer& peer, const Message& message, const char* what) const;

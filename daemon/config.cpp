@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "policy_compiler.hpp"
+
 namespace afbus::daemon {
 namespace {
 
@@ -156,7 +158,7 @@ private:
                 if (!kRuleAttributes.count(k))
                     return fail("Attribute \"" + k + "\" is invalid on <" + name + "> element in this context");
             }
-            if (attrs.empty()) return fail("<" + name + "> must have at least one attribute");
+            if (attrs.empty()) return fail("Element <" + name + "> must have one or more attributes");
             rule.attributes = attrs;
             config_.policies.back().rules.push_back(std::move(rule));
             return;
@@ -177,18 +179,18 @@ private:
         Policy policy;
         const auto& [key, value] = attrs.front();
         if (key == "context") {
-            if (value == "default") policy.context = Policy::Context::Default;
-            else if (value == "mandatory") policy.context = Policy::Context::Mandatory;
+            if (value == "default") policy.kind = Policy::Kind::Default;
+            else if (value == "mandatory") policy.kind = Policy::Kind::Mandatory;
             else return fail("context attribute on <policy> must have the value \"default\" or \"mandatory\", not \"" + value + "\"");
         } else if (key == "user") {
-            policy.context = Policy::Context::User;
+            policy.kind = Policy::Kind::User;
             policy.who = value;
         } else if (key == "group") {
-            policy.context = Policy::Context::Group;
+            policy.kind = Policy::Kind::Group;
             policy.who = value;
         } else {
-            if (value == "true") policy.context = Policy::Context::AtConsole;
-            else if (value == "false") policy.context = Policy::Context::NotAtConsole;
+            if (value == "true") policy.kind = Policy::Kind::AtConsole;
+            else if (value == "false") policy.kind = Policy::Kind::NotAtConsole;
             else return fail("at_console attribute on <policy> must have the value \"true\" or \"false\"");
         }
         config_.policies.push_back(std::move(policy));
@@ -314,6 +316,10 @@ Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std
     Parser parser(config, open_files, 0);
     config.files.push_back(name);
     if (auto r = parser.parse(text, name, directory); !r) return Unexpected(r.error());
+    auto compiled = policy::compile_policy(config.policies);
+    if (!compiled) return Unexpected(ConfigError{compiled.error().file, compiled.error().line, compiled.error().reason});
+    config.policy_image = std::move(compiled->image);
+    config.policy_warnings = std::move(compiled->warnings);
     return config;
 }
 

@@ -10,22 +10,12 @@
 
 #include "afbus/expected.hpp"
 #include "limits.hpp"
+#include "policy_source.hpp"
 
 namespace afbus::daemon {
 
-struct PolicyRule {
-    bool allow = true;
-    std::vector<std::pair<std::string, std::string>> attributes;  // as written, validated names
-    std::string file;
-    int line = 0;
-};
-
-struct Policy {
-    enum class Context { Default, Mandatory, User, Group, AtConsole, NotAtConsole };
-    Context context = Context::Default;
-    std::string who;  // the user or group name ("*" allowed)
-    std::vector<PolicyRule> rules;
-};
+using PolicyRule = policy::SourceRule;
+using Policy = policy::SourceContext;
 
 struct ServiceDir {
     std::string path;
@@ -46,6 +36,9 @@ struct BusConfig {
     std::optional<std::string> servicehelper;
     Limits limits;
     std::vector<Policy> policies;
+    // The policies compiled (policy/), and what the compiler warned about (unknown users and groups).
+    std::vector<std::byte> policy_image;
+    std::vector<std::string> policy_warnings;
     // Parsed and reported, not enforced (afbus has no SELinux or AppArmor mediation yet).
     bool has_selinux = false;
     std::optional<std::string> apparmor_mode;

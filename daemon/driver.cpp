@@ -83,6 +83,11 @@ Expected<void, Error> request_name(Bus& bus, Bus::Peer& caller, const Message& c
         return Unexpected(invalid_args("Connection \"" + caller.unique_name + "\" is not allowed to own the service \"" + name +
                                        "\"because it is reserved for D-Bus' use only"));
     }
+    if (!bus.policy_allows_own(caller, name)) {
+        return Unexpected(make_error(error_names::kAccessDenied,
+                                     "Connection \"" + caller.unique_name + "\" is not allowed to own the service \"" + name +
+                                         "\" due to security policies in the configuration file"));
+    }
     // The unique name counts as one of the connection's names, as in dbus-daemon.
     if (bus.names().owner(name) != caller.id &&
         bus.names().count_for(caller.id) + 1 >= static_cast<std::size_t>(bus.settings().limits.max_names_per_connection)) {

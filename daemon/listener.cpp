@@ -13,6 +13,7 @@
 #include <random>
 
 #include "afbus/unix_socket.hpp"
+#include "log.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -31,6 +32,9 @@ Expected<std::vector<Listener>, std::string> listen_path(const std::string& path
     if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
     auto fd = listen_unix(path);
     if (!fd) return Unexpected("Failed to bind socket \"" + path + "\": " + std::strerror(fd.error()));
+    // Who may connect is policy's decision (<allow user=...>), not the socket file's: open it to everyone,
+    // as dbus-daemon does. The directory's permissions still apply.
+    if (::chmod(path.c_str(), 0777) < 0) log_warning("Could not set mode 0777 on socket %s", path.c_str());
     std::vector<Listener> out;
     out.push_back({std::move(*fd), "unix:path=" + escape_address_value(path), path});
     return out;

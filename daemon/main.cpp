@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -55,6 +56,14 @@ BusSettings settings_from(const BusConfig& config, const Options& options) {
     s.allow_anonymous = config.allow_anonymous;
     s.systemd_activation = options.systemd_activation;
     s.limits = config.limits;
+    for (const std::string& warning : config.policy_warnings) log_warning("%s", warning.c_str());
+    // The image was produced by our own compiler a moment ago; failing to load it is a bug, not bad input.
+    auto engine = policy::PolicyEngine::load(config.policy_image);
+    if (!engine) {
+        log_warning("internal error: the compiled policy does not load: %s", engine.error().c_str());
+        std::abort();
+    }
+    s.policy = std::make_shared<policy::PolicyEngine>(std::move(*engine));
     if (!config.auth.empty()) {
         s.mechanisms.clear();
         for (const std::string& name : config.auth) {

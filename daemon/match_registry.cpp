@@ -110,9 +110,13 @@ std::vector<std::string> MatchRegistry::rules_of(PeerId peer) const {
 bool MatchRegistry::matches(const Entry& entry, const Message& message, bool has_destination,
                             std::optional<PeerId> sender, std::optional<PeerId> addressed,
                             const IsNamedBy& is_named_by) const {
-    const MatchRule& rule = entry.rule;
     // A message for someone else is only seen by eavesdropping rules.
-    if (has_destination && !rule.eavesdrop().value_or(false)) return false;
+    if (has_destination && !entry.rule.eavesdrop().value_or(false)) return false;
+    return rule_matches(entry.rule, message, sender, addressed, is_named_by);
+}
+
+bool MatchRegistry::rule_matches(const MatchRule& rule, const Message& message, std::optional<PeerId> sender,
+                                 std::optional<PeerId> addressed, const IsNamedBy& is_named_by) {
     if (rule.sender()) {
         if (*rule.sender() == "org.freedesktop.DBus") {
             if (sender) return false;  // from a peer, not from the bus
@@ -121,7 +125,7 @@ bool MatchRegistry::matches(const Entry& entry, const Message& message, bool has
         }
     }
     if (rule.destination()) {
-        if (!has_destination) return false;
+        if (message.destination().empty()) return false;
         if (*rule.destination() == "org.freedesktop.DBus") {
             if (addressed) return false;
         } else if (!addressed || !is_named_by(*addressed, *rule.destination())) {

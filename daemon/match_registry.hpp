@@ -38,6 +38,11 @@ public:
     void recipients(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                     const IsNamedBy& is_named_by, std::vector<PeerId>& out) const;
 
+    // Whether `rule` matches `message` as the bus sees it: sender= and destination= are names the sending
+    // and the addressed peer own (none: the bus itself). Eavesdropping is not considered here.
+    static bool rule_matches(const MatchRule& rule, const Message& message, std::optional<PeerId> sender,
+                             std::optional<PeerId> addressed, const IsNamedBy& is_named_by);
+
 private:
     using RuleId = std::uint64_t;
     struct Entry {

@@ -136,4 +136,10 @@ std::size_t NameRegistry::count_for(PeerId peer) const {
     return it == by_peer_.end() ? 0 : it->second.size();
 }
 
+const std::vector<std::string>& NameRegistry::names_of(PeerId peer) const {
+    static const std::vector<std::string> kNone;
+    auto it = by_peer_.find(peer);
+    return it == by_peer_.end() ? kNone : it->second;
+}
+
 }  // namespace afbus::daemon

@@ -41,6 +41,8 @@ public:
     [[nodiscard]] std::vector<std::string> names() const;
     [[nodiscard]] std::vector<std::string> owned_by(PeerId peer) const;  // primary ownership only
     [[nodiscard]] std::size_t count_for(PeerId peer) const;              // owned or queued
+    // Owned or queued for, in the order asked (what policy rules about a destination look at).
+    [[nodiscard]] const std::vector<std::string>& names_of(PeerId peer) const;
 
 private:
     struct Entry {

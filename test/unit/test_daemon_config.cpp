@@ -60,9 +60,9 @@ TEST(DaemonConfig, EveryTopLevelElement) {
     ASSERT_EQ(c->policies.size(), 4u);
     EXPECT_EQ(c->policies[0].rules.size(), 2u);
     EXPECT_FALSE(c->policies[0].rules[1].allow);
-    EXPECT_EQ(c->policies[1].context, Policy::Context::User);
+    EXPECT_EQ(c->policies[1].kind, Policy::Kind::User);
     EXPECT_EQ(c->policies[1].who, "root");
-    EXPECT_EQ(c->policies[3].context, Policy::Context::AtConsole);
+    EXPECT_EQ(c->policies[3].kind, Policy::Kind::AtConsole);
     EXPECT_TRUE(c->has_selinux);
     EXPECT_EQ(c->apparmor_mode, "disabled");
 }
@@ -81,6 +81,13 @@ TEST(DaemonConfig, ErrorsNameFileLineAndReason) {
     EXPECT_FALSE(parse("<busconfig><policy context=\"default\"><allow frobnicate=\"x\"/></policy></busconfig>"));
     EXPECT_FALSE(parse("<busconfig><include>/nonexistent/file.conf</include></busconfig>"));
     EXPECT_FALSE(parse("<busconfig><listen></listen></busconfig>"));
+    // Policy rules are compiled with the config: a bad one fails the load at its own line.
+    auto bad_rule = parse("<busconfig>\n<policy context=\"default\">\n<allow own=\"*\"/>\n"
+                          "<deny send_member=\"Hello\"/>\n</policy>\n</busconfig>");
+    ASSERT_FALSE(bad_rule);
+    EXPECT_EQ(bad_rule.error().line, 6);
+    EXPECT_NE(bad_rule.error().reason.find("if you specify a member you must specify an interface or a path"),
+              std::string::npos);
     auto unclosed = parse("<busconfig>\n<type>session</type>\n");
     ASSERT_FALSE(unclosed);
     EXPECT_NE(unclosed.error().to_string().find("test.conf:"), std::string::npos);
