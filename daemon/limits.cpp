@@ -25,6 +25,10 @@ bool Limits::set(std::string_view name, std::int64_t value) {
         {"max_match_rules_per_connection", &Limits::max_match_rules_per_connection},
         {"max_replies_per_connection", &Limits::max_replies_per_connection},
         {"reply_timeout", &Limits::reply_timeout},
+        {"max_containers", &Limits::max_containers},
+        {"max_containers_per_user", &Limits::max_containers_per_user},
+        {"max_container_metadata_bytes", &Limits::max_container_metadata_bytes},
+        {"max_connections_per_container", &Limits::max_connections_per_container},
     };
     for (const Entry& e : kLimits) {
         if (e.name == name) {

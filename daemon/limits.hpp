@@ -26,6 +26,12 @@ struct Limits {
     std::int64_t max_match_rules_per_connection = 512;
     std::int64_t max_replies_per_connection = 128;
     std::int64_t reply_timeout = -1;                // ms; -1: never (dbus-daemon's default)
+    // Limits of the experimental org.freedesktop.DBus.Containers1 interface: accepted in config files
+    // as dbus-daemon 1.14 accepts them, unused (neither afbus nor Debian's dbus-daemon offers it).
+    std::int64_t max_containers = 10000;
+    std::int64_t max_containers_per_user = 10000;
+    std::int64_t max_container_metadata_bytes = 4096;
+    std::int64_t max_connections_per_container = 10000;
 
     // Sets the named limit; false for an unknown name.
     bool set(std::string_view name, std::int64_t value);

@@ -94,6 +94,16 @@ Expected<void, std::string> drop_privileges(const std::string& user) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Started with stdin, stdout or stderr closed, the first sockets we open would take fds 0-2, and
+    // redirecting those to /dev/null (--fork) would close them: hold them with /dev/null first.
+    for (;;) {
+        const int fd = ::open("/dev/null", O_RDWR);
+        if (fd < 0) break;
+        if (fd > 2) {
+            ::close(fd);
+            break;
+        }
+    }
     auto options = parse_options(std::vector<std::string>(argv + 1, argv + argc));
     if (!options) {
         std::fprintf(stderr, "%s\n%s", options.error().c_str(), usage().c_str());
@@ -143,6 +153,7 @@ int main(int argc, char** argv) {
         for (auto& l : *opened) listeners.push_back(std::move(l));
     }
 
+    int ready_fd = -1;  // forked: written once the address is printed, which lets the parent exit 0
     if (options->fork.value_or(config->fork)) {
         // The parent returns once the child is ready, so that the caller can use the printed address.
         int ready[2];
@@ -162,9 +173,8 @@ int main(int argc, char** argv) {
         for (int fd = 0; fd <= 2; ++fd) {
             if (fd != options->print_address_fd.value_or(-1) && fd != options->print_pid_fd.value_or(-1)) ::dup2(null, fd);
         }
-        // Tell the parent once everything below has worked; the pipe closes on exit otherwise.
-        static int ready_fd = ready[1];
-        std::atexit([] { ::close(ready_fd); });
+        // If the child fails before it is ready, the pipe closes with it and the parent exits 1.
+        ready_fd = ready[1];
     }
 
     EventLoop loop;
@@ -190,6 +200,11 @@ int main(int argc, char** argv) {
     }
     if (options->print_address_fd) write_line(*options->print_address_fd, address);
     if (options->print_pid_fd) write_line(*options->print_pid_fd, std::to_string(::getpid()));
+    if (ready_fd >= 0) {
+        const char ready = '1';
+        if (::write(ready_fd, &ready, 1) != 1) log_warning("could not tell the parent process we are ready");
+        ::close(ready_fd);
+    }
 
     const Options opts = *options;
     bus.set_reload_handler([&bus, opts]() -> Expected<void, std::string> {
