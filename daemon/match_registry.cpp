@@ -5,11 +5,6 @@
 namespace afbus::daemon {
 namespace {
 
-void erase_id(std::vector<std::uint64_t>& ids, std::uint64_t id) {
-    auto it = std::find(ids.begin(), ids.end(), id);
-    if (it != ids.end()) ids.erase(it);
-}
-
 // The first body argument when it is a string (what arg0='…' can match), or nullopt.
 std::optional<std::string> first_string_argument(const Message& message) {
     if (!message.signature().starts_with('s')) return std::nullopt;
@@ -21,49 +16,63 @@ std::optional<std::string> first_string_argument(const Message& message) {
 
 }  // namespace
 
-MatchRegistry::Bucket MatchRegistry::bucket_of(const MatchRule& rule, std::string* key) {
-    for (const auto& a : rule.args()) {
-        if (a.index == 0 && a.kind == MatchRule::ArgCondition::Kind::String) {
-            *key = a.value;
-            return Bucket::Arg0;
-        }
+MatchRegistry::Bucket MatchRegistry::bucket_of(const MatchRule& rule, std::string_view* key) {
+    // A view into the rule's own storage: valid as long as the rule stays where it is (rules_ never moves
+    // its elements).
+    if (auto arg0 = rule.string_arg0()) {
+        *key = *arg0;
+        return Bucket::Arg0;
     }
-    if (rule.member()) {
-        *key = *rule.member();
+    if (auto member = rule.member()) {
+        *key = *member;
         return Bucket::Member;
     }
     return Bucket::Other;
 }
 
 void MatchRegistry::add(PeerId peer, MatchRule rule) {
-    const RuleId id = next_id_++;
-    std::string key;
-    switch (bucket_of(rule, &key)) {
-        case Bucket::Arg0: by_arg0_[key].push_back(id); break;
-        case Bucket::Member: by_member_[key].push_back(id); break;
+    RuleId id;
+    if (!free_.empty()) {
+        id = free_.back();
+        free_.pop_back();
+        rules_[id] = Entry{peer, std::move(rule)};
+    } else {
+        id = static_cast<RuleId>(rules_.size());
+        rules_.push_back(Entry{peer, std::move(rule)});
+    }
+    ++live_;
+    std::string_view key;
+    switch (bucket_of(rules_[id].rule, &key)) {
+        case Bucket::Arg0: by_arg0_.emplace(key, id); break;
+        case Bucket::Member: by_member_.emplace(key, id); break;
         case Bucket::Other: others_.push_back(id); break;
     }
     by_peer_[peer].push_back(id);
-    rules_.emplace(id, Entry{peer, std::move(rule)});
 }
 
 void MatchRegistry::unindex(RuleId id, const Entry& entry) {
-    std::string key;
+    auto erase_from = [id](Index& index, std::string_view key) {
+        auto [first, last] = index.equal_range(key);
+        for (auto it = first; it != last; ++it) {
+            if (it->second == id) {
+                index.erase(it);
+                return;
+            }
+        }
+    };
+    std::string_view key;
     switch (bucket_of(entry.rule, &key)) {
-        case Bucket::Arg0: {
-            auto it = by_arg0_.find(key);
-            erase_id(it->second, id);
-            if (it->second.empty()) by_arg0_.erase(it);
-            break;
-        }
-        case Bucket::Member: {
-            auto it = by_member_.find(key);
-            erase_id(it->second, id);
-            if (it->second.empty()) by_member_.erase(it);
-            break;
-        }
-        case Bucket::Other: erase_id(others_, id); break;
+        case Bucket::Arg0: erase_from(by_arg0_, key); break;
+        case Bucket::Member: erase_from(by_member_, key); break;
+        case Bucket::Other: others_.erase(std::find(others_.begin(), others_.end(), id)); break;
     }
+}
+
+void MatchRegistry::release(RuleId id) {
+    unindex(id, rules_[id]);
+    rules_[id] = Entry{};
+    free_.push_back(id);
+    --live_;
 }
 
 bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {
@@ -72,10 +81,8 @@ bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {
     std::vector<RuleId>& ids = owner->second;
     // The most recently added equal rule goes first, as in dbus-daemon.
     for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
-        auto entry = rules_.find(*it);
-        if (entry->second.rule != rule) continue;
-        unindex(*it, entry->second);
-        rules_.erase(entry);
+        if (rules_[*it].rule != rule) continue;
+        release(*it);
         ids.erase(std::next(it).base());
         if (ids.empty()) by_peer_.erase(owner);
         return true;
@@ -86,11 +93,7 @@ bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {
 void MatchRegistry::remove_all(PeerId peer) {
     auto owner = by_peer_.find(peer);
     if (owner == by_peer_.end()) return;
-    for (RuleId id : owner->second) {
-        auto entry = rules_.find(id);
-        unindex(id, entry->second);
-        rules_.erase(entry);
-    }
+    for (RuleId id : owner->second) release(id);
     by_peer_.erase(owner);
 }
 
@@ -103,7 +106,7 @@ std::vector<std::string> MatchRegistry::rules_of(PeerId peer) const {
     std::vector<std::string> out;
     auto owner = by_peer_.find(peer);
     if (owner == by_peer_.end()) return out;
-    for (RuleId id : owner->second) out.push_back(rules_.at(id).rule.to_string());
+    for (RuleId id : owner->second) out.push_back(rules_[id].rule.to_string());
     return out;
 }
 
@@ -139,20 +142,20 @@ void MatchRegistry::recipients(const Message& message, std::optional<PeerId> sen
                                const IsNamedBy& is_named_by, std::vector<PeerId>& out) const {
     const std::size_t start = out.size();
     const bool has_destination = !message.destination().empty();
-    auto consider = [&](const std::vector<RuleId>& ids) {
-        for (RuleId id : ids) {
-            const Entry& entry = rules_.at(id);
-            if (addressed && entry.peer == *addressed) continue;  // it gets the message as its addressee
-            if (matches(entry, message, has_destination, sender, addressed, is_named_by)) out.push_back(entry.peer);
-        }
+    auto consider = [&](RuleId id) {
+        const Entry& entry = rules_[id];
+        if (addressed && entry.peer == *addressed) return;  // it gets the message as its addressee
+        if (matches(entry, message, has_destination, sender, addressed, is_named_by)) out.push_back(entry.peer);
     };
-    consider(others_);
+    for (RuleId id : others_) consider(id);
     if (!by_member_.empty()) {
-        if (auto it = by_member_.find(std::string(message.member())); it != by_member_.end()) consider(it->second);
+        auto [first, last] = by_member_.equal_range(message.member());
+        for (auto it = first; it != last; ++it) consider(it->second);
     }
     if (!by_arg0_.empty()) {
         if (auto arg0 = first_string_argument(message)) {
-            if (auto it = by_arg0_.find(*arg0); it != by_arg0_.end()) consider(it->second);
+            auto [first, last] = by_arg0_.equal_range(*arg0);
+            for (auto it = first; it != last; ++it) consider(it->second);
         }
     }
     std::sort(out.begin() + static_cast<std::ptrdiff_t>(start), out.end());

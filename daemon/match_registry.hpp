@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -30,7 +31,7 @@ public:
     void remove_all(PeerId peer);
     [[nodiscard]] std::size_t count(PeerId peer) const;
     [[nodiscard]] std::vector<std::string> rules_of(PeerId peer) const;
-    [[nodiscard]] std::size_t total() const noexcept { return rules_.size(); }
+    [[nodiscard]] std::size_t total() const noexcept { return live_; }
 
     // Peers other than `addressed` with a rule matching `message`, as dbus-daemon decides: sender= and
     // destination= compare against name owners; a message addressed to someone else only matches rules
@@ -44,23 +45,29 @@ public:
                              std::optional<PeerId> addressed, const IsNamedBy& is_named_by);
 
 private:
-    using RuleId = std::uint64_t;
+    // Memory per rule is what a bus with many subscribers pays (dbus-daemon: ~0.3 KiB), so rules sit in a
+    // deque (no per-rule node, no moves: index keys can view into them) with slots reused, and the
+    // indexes are multimaps of views into the rules' own text.
+    using RuleId = std::uint32_t;  // a slot of rules_
     struct Entry {
-        PeerId peer;
+        PeerId peer = 0;  // 0: a free slot
         MatchRule rule;
     };
+    using Index = std::unordered_multimap<std::string_view, RuleId>;
     enum class Bucket { Arg0, Member, Other };
 
-    static Bucket bucket_of(const MatchRule& rule, std::string* key);
+    static Bucket bucket_of(const MatchRule& rule, std::string_view* key);
     void unindex(RuleId id, const Entry& entry);
+    void release(RuleId id);
     bool matches(const Entry& entry, const Message& message, bool has_destination, std::optional<PeerId> sender,
                  std::optional<PeerId> addressed, const IsNamedBy& is_named_by) const;
 
-    RuleId next_id_ = 1;
-    std::map<RuleId, Entry> rules_;                       // ids grow: newer rules have larger ids
+    std::deque<Entry> rules_;
+    std::vector<RuleId> free_;
+    std::size_t live_ = 0;
     std::unordered_map<PeerId, std::vector<RuleId>> by_peer_;  // in the order added
-    std::unordered_map<std::string, std::vector<RuleId>> by_arg0_;
-    std::unordered_map<std::string, std::vector<RuleId>> by_member_;
+    Index by_arg0_;
+    Index by_member_;
     std::vector<RuleId> others_;
 };
 

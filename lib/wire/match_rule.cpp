@@ -121,9 +121,9 @@ Expected<MatchRule, MatchRuleError> MatchRule::parse(std::string_view text) {
         if (!value) return Unexpected(value.error());
         std::string& v = *value;
 
-        auto set_once = [](std::optional<std::string>& field, std::string v) -> Expected<void, MatchRuleError> {
+        auto set_once = [&rule](Slice& field, std::string_view v) -> Expected<void, MatchRuleError> {
             if (field) return Unexpected(MatchRuleError::DuplicateKey);
-            field = std::move(v);
+            field = rule.store(v);
             return {};
         };
         Expected<void, MatchRuleError> r;
@@ -136,24 +136,24 @@ Expected<MatchRule, MatchRuleError> MatchRule::parse(std::string_view text) {
             else return Unexpected(MatchRuleError::BadType);
         } else if (key == "sender") {
             if (!is_valid_bus_name(v)) return Unexpected(MatchRuleError::BadSender);
-            r = set_once(rule.sender_, std::move(v));
+            r = set_once(rule.sender_, v);
         } else if (key == "interface") {
             if (!is_valid_interface_name(v)) return Unexpected(MatchRuleError::BadInterface);
-            r = set_once(rule.interface_, std::move(v));
+            r = set_once(rule.interface_, v);
         } else if (key == "member") {
             if (!is_valid_member_name(v)) return Unexpected(MatchRuleError::BadMember);
-            r = set_once(rule.member_, std::move(v));
+            r = set_once(rule.member_, v);
         } else if (key == "path") {
             if (!is_valid_object_path(v)) return Unexpected(MatchRuleError::BadPath);
             if (rule.path_namespace_) return Unexpected(MatchRuleError::PathAndNamespace);
-            r = set_once(rule.path_, std::move(v));
+            r = set_once(rule.path_, v);
         } else if (key == "path_namespace") {
             if (!is_valid_object_path(v)) return Unexpected(MatchRuleError::BadPath);
             if (rule.path_) return Unexpected(MatchRuleError::PathAndNamespace);
-            r = set_once(rule.path_namespace_, std::move(v));
+            r = set_once(rule.path_namespace_, v);
         } else if (key == "destination") {
             if (!is_valid_bus_name(v)) return Unexpected(MatchRuleError::BadDestination);
-            r = set_once(rule.destination_, std::move(v));
+            r = set_once(rule.destination_, v);
         } else if (key == "eavesdrop") {
             if (rule.eavesdrop_) return Unexpected(MatchRuleError::DuplicateKey);
             if (v == "true") rule.eavesdrop_ = true;
@@ -166,7 +166,7 @@ Expected<MatchRule, MatchRuleError> MatchRule::parse(std::string_view text) {
             const unsigned long index = std::strtoul(number.c_str(), &end, 10);
             if (end == number.c_str()) return Unexpected(MatchRuleError::ArgIndexTooLarge);
             const std::string_view suffix(end);
-            ArgCondition condition;
+            StoredArg condition;
             if (suffix.empty()) condition.kind = ArgCondition::Kind::String;
             else if (suffix == "path") condition.kind = ArgCondition::Kind::Path;
             else if (suffix == "namespace") condition.kind = ArgCondition::Kind::Namespace;
@@ -177,55 +177,84 @@ Expected<MatchRule, MatchRuleError> MatchRule::parse(std::string_view text) {
             if (condition.kind == ArgCondition::Kind::Namespace && !is_valid_namespace(v))
                 return Unexpected(MatchRuleError::BadArg0Namespace);
             args_seen |= std::uint64_t{1} << index;
-            condition.index = static_cast<int>(index);
-            condition.value = std::move(v);
-            rule.args_.push_back(std::move(condition));
+            condition.index = static_cast<std::uint8_t>(index);
+            condition.value = rule.store(v);
+            rule.args_.push_back(condition);
         } else {
             return Unexpected(MatchRuleError::UnknownKey);
         }
         if (!r) return Unexpected(r.error());
     }
     std::sort(rule.args_.begin(), rule.args_.end(),
-              [](const ArgCondition& a, const ArgCondition& b) { return a.index < b.index; });
+              [](const StoredArg& a, const StoredArg& b) { return a.index < b.index; });
+    rule.text_.shrink_to_fit();
+    rule.args_.shrink_to_fit();
     return rule;
+}
+
+MatchRule::Slice MatchRule::store(std::string_view value) {
+    // parse() bounds the whole text at kMaxMatchRuleLength, far below kAbsent.
+    const Slice slice{static_cast<std::uint16_t>(text_.size()), static_cast<std::uint16_t>(value.size())};
+    text_.append(value);
+    return slice;
+}
+
+std::vector<MatchRule::ArgCondition> MatchRule::args() const {
+    std::vector<ArgCondition> out;
+    out.reserve(args_.size());
+    for (const StoredArg& a : args_) out.push_back(ArgCondition{a.index, a.kind, std::string(*view(a.value))});
+    return out;
+}
+
+bool operator==(const MatchRule& a, const MatchRule& b) {
+    if (a.type_ != b.type_ || a.eavesdrop_ != b.eavesdrop_ || a.args_.size() != b.args_.size()) return false;
+    if (a.sender() != b.sender() || a.interface() != b.interface() || a.member() != b.member() ||
+        a.path() != b.path() || a.path_namespace() != b.path_namespace() || a.destination() != b.destination())
+        return false;
+    for (std::size_t i = 0; i < a.args_.size(); ++i) {
+        const auto& x = a.args_[i];
+        const auto& y = b.args_[i];
+        if (x.index != y.index || x.kind != y.kind || a.view(x.value) != b.view(y.value)) return false;
+    }
+    return true;
 }
 
 std::string MatchRule::to_string() const {
     std::string out;
     if (type_) append_pair(out, "type", type_name(*type_));
-    if (sender_) append_pair(out, "sender", *sender_);
-    if (interface_) append_pair(out, "interface", *interface_);
-    if (member_) append_pair(out, "member", *member_);
-    if (path_) append_pair(out, "path", *path_);
-    if (path_namespace_) append_pair(out, "path_namespace", *path_namespace_);
-    if (destination_) append_pair(out, "destination", *destination_);
+    if (sender_) append_pair(out, "sender", *sender());
+    if (interface_) append_pair(out, "interface", *interface());
+    if (member_) append_pair(out, "member", *member());
+    if (path_) append_pair(out, "path", *path());
+    if (path_namespace_) append_pair(out, "path_namespace", *path_namespace());
+    if (destination_) append_pair(out, "destination", *destination());
     if (eavesdrop_) append_pair(out, "eavesdrop", *eavesdrop_ ? "true" : "false");
-    for (const ArgCondition& a : args_) {
+    for (const StoredArg& a : args_) {
         std::string key = "arg" + std::to_string(a.index);
         if (a.kind == ArgCondition::Kind::Path) key += "path";
         if (a.kind == ArgCondition::Kind::Namespace) key += "namespace";
-        append_pair(out, key, a.value);
+        append_pair(out, key, *view(a.value));
     }
     return out;
 }
 
 bool MatchRule::matches(const Message& m, bool check_well_known_sender) const {
-    if (sender_ && m.sender() != *sender_) {
-        const bool well_known = !sender_->empty() && (*sender_)[0] != ':';
+    if (const auto sender = this->sender(); sender && m.sender() != *sender) {
+        const bool well_known = !sender->empty() && (*sender)[0] != ':';
         if (check_well_known_sender || !well_known) return false;
     }
-    if (destination_ && m.destination() != *destination_) return false;
+    if (destination_ && m.destination() != *destination()) return false;
     return matches_except_names(m);
 }
 
 bool MatchRule::matches_except_names(const Message& m) const {
     if (type_ && m.type() != *type_) return false;
-    if (interface_ && m.interface() != *interface_) return false;
-    if (member_ && m.member() != *member_) return false;
-    if (path_ && m.path() != *path_) return false;
+    if (interface_ && m.interface() != *interface()) return false;
+    if (member_ && m.member() != *member()) return false;
+    if (path_ && m.path() != *path()) return false;
     if (path_namespace_) {
         const std::string_view p = m.path();
-        const std::string& ns = *path_namespace_;
+        const std::string_view ns = *path_namespace();
         if (ns != "/" && p != ns && !(p.starts_with(ns) && p.size() > ns.size() && p[ns.size()] == '/')) return false;
     }
     if (args_.empty()) return true;
@@ -233,7 +262,7 @@ bool MatchRule::matches_except_names(const Message& m) const {
     // Walk the body up to the last argument a condition looks at.
     MessageReader reader(m);
     int index = 0;
-    for (const ArgCondition& condition : args_) {
+    for (const StoredArg& condition : args_) {
         while (index < condition.index) {
             if (reader.at_end()) return false;
             if (!reader.read_value()) return false;
@@ -246,15 +275,15 @@ bool MatchRule::matches_except_names(const Message& m) const {
         if (!value) return false;
         switch (condition.kind) {
             case ArgCondition::Kind::String:
-                if (type != 's' || value->text() != condition.value) return false;
+                if (type != 's' || value->text() != *view(condition.value)) return false;
                 break;
             case ArgCondition::Kind::Path:
-                if ((type != 's' && type != 'o') || !path_prefix_match(value->text(), condition.value)) return false;
+                if ((type != 's' && type != 'o') || !path_prefix_match(value->text(), *view(condition.value))) return false;
                 break;
             case ArgCondition::Kind::Namespace: {
                 if (type != 's') return false;
                 const std::string& arg = value->text();
-                const std::string& ns = condition.value;
+                const std::string_view ns = *view(condition.value);
                 if (arg != ns && !(arg.starts_with(ns) && arg.size() > ns.size() && arg[ns.size()] == '.')) return false;
                 break;
             }

@@ -75,5 +75,24 @@ TEST(MatchRegistry, RemoveTakesOneOfEqualRules) {
     EXPECT_TRUE(recipients(r, signal("Tick", "b")).empty());
 }
 
+TEST(MatchRegistry, ReusedSlotsForgetTheirOldRules) {
+    // Freed slots are reused; the indexes must point at the new rule only, with keys viewing its text.
+    MatchRegistry r;
+    for (int i = 0; i < 100; ++i) r.add(1, rule("arg0='old" + std::to_string(i) + "'"));
+    r.add(2, rule("member='Tock',arg1='x'"));
+    r.remove_all(1);
+    EXPECT_EQ(r.total(), 1u);
+    // Long values (past the small-string buffer) and short ones, in the slots just freed.
+    for (int i = 0; i < 100; ++i)
+        r.add(3, rule("arg0='new" + std::to_string(i) + (i % 2 ? "-a-value-longer-than-sixteen-bytes" : "") + "'"));
+    EXPECT_TRUE(recipients(r, signal("Tick", "old5")).empty());
+    EXPECT_EQ(recipients(r, signal("Tick", "new4")), (std::vector<PeerId>{3}));
+    EXPECT_EQ(recipients(r, signal("Tick", "new5-a-value-longer-than-sixteen-bytes")), (std::vector<PeerId>{3}));
+    EXPECT_EQ(r.count(3), 100u);
+    EXPECT_TRUE(r.remove(3, rule("arg0='new4'")));
+    EXPECT_TRUE(recipients(r, signal("Tick", "new4")).empty());
+    EXPECT_EQ(r.rules_of(2), (std::vector<std::string>{"member='Tock',arg1='x'"}));
+}
+
 }  // namespace
 }  // namespace afbus::daemon

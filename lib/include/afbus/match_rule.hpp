@@ -57,23 +57,48 @@ public:
 
     // key='value' pairs in a fixed key order with values quoted as the specification describes.
     [[nodiscard]] std::string to_string() const;
-    friend bool operator==(const MatchRule& a, const MatchRule& b) = default;
+    friend bool operator==(const MatchRule& a, const MatchRule& b);
 
     [[nodiscard]] std::optional<MessageType> type() const { return type_; }
-    [[nodiscard]] const std::optional<std::string>& sender() const { return sender_; }
-    [[nodiscard]] const std::optional<std::string>& interface() const { return interface_; }
-    [[nodiscard]] const std::optional<std::string>& member() const { return member_; }
-    [[nodiscard]] const std::optional<std::string>& path() const { return path_; }
-    [[nodiscard]] const std::optional<std::string>& path_namespace() const { return path_namespace_; }
-    [[nodiscard]] const std::optional<std::string>& destination() const { return destination_; }
-    // Sorted by index; at most one condition per index.
-    [[nodiscard]] const std::vector<ArgCondition>& args() const { return args_; }
+    [[nodiscard]] std::optional<std::string_view> sender() const { return view(sender_); }
+    [[nodiscard]] std::optional<std::string_view> interface() const { return view(interface_); }
+    [[nodiscard]] std::optional<std::string_view> member() const { return view(member_); }
+    [[nodiscard]] std::optional<std::string_view> path() const { return view(path_); }
+    [[nodiscard]] std::optional<std::string_view> path_namespace() const { return view(path_namespace_); }
+    [[nodiscard]] std::optional<std::string_view> destination() const { return view(destination_); }
+    // Sorted by index; at most one condition per index. Copies: for inspection, not for matching.
+    [[nodiscard]] std::vector<ArgCondition> args() const;
+    [[nodiscard]] std::size_t arg_count() const { return args_.size(); }
+    // The value of a plain arg0='…' condition (not arg0path/arg0namespace), if there is one.
+    [[nodiscard]] std::optional<std::string_view> string_arg0() const {
+        if (args_.empty() || args_.front().index != 0 || args_.front().kind != ArgCondition::Kind::String) return std::nullopt;
+        return view(args_.front().value);
+    }
     [[nodiscard]] std::optional<bool> eavesdrop() const { return eavesdrop_; }
 
 private:
+    // A daemon keeps tens of thousands of rules, so a rule is one small object and one buffer: every
+    // string condition is a slice of text_ (a rule's text is at most 1024 bytes, so 16 bits suffice).
+    struct Slice {
+        static constexpr std::uint16_t kAbsent = 0xffff;
+        std::uint16_t offset = 0, length = kAbsent;
+        explicit operator bool() const { return length != kAbsent; }
+    };
+    struct StoredArg {
+        std::uint8_t index = 0;
+        ArgCondition::Kind kind = ArgCondition::Kind::String;
+        Slice value;
+    };
+    [[nodiscard]] std::optional<std::string_view> view(Slice slice) const {
+        if (!slice) return std::nullopt;
+        return std::string_view(text_).substr(slice.offset, slice.length);
+    }
+    Slice store(std::string_view value);
+
+    std::string text_;
+    Slice sender_, interface_, member_, path_, path_namespace_, destination_;
+    std::vector<StoredArg> args_;
     std::optional<MessageType> type_;
-    std::optional<std::string> sender_, interface_, member_, path_, path_namespace_, destination_;
-    std::vector<ArgCondition> args_;
     std::optional<bool> eavesdrop_;
 };
 
