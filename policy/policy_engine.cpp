@@ -64,16 +64,22 @@ ConnectionChains::ConnectionChains(std::shared_ptr<const PolicyImage> image, con
 }
 
 void ConnectionChains::index(Chain& chain) const {
+    chain.strings.reserve(chain.rules.size());
     for (std::uint32_t i = 0; i < chain.rules.size(); ++i) {
         const RuleRecord& rule = *chain.rules[i];
+        chain.strings.push_back({image_->string(rule.name), image_->string(rule.path), image_->string(rule.interface),
+                                 image_->string(rule.member), image_->string(rule.error)});
         if (rule.name_match == static_cast<std::uint8_t>(NameMatch::Exact))
-            chain.by_name[image_->string(rule.name)].push_back(i);
+            chain.by_name[chain.strings.back().name].push_back(i);
+        else if (rule.interface != kNoString && (rule.flags & kRuleInterfaceRequired))
+            chain.by_interface[chain.strings.back().interface].push_back(i);
         else
             chain.generic.push_back(i);
     }
 }
 
-bool ConnectionChains::matches(Hook hook, const RuleRecord& rule, const MessageFacts& m, const Party* other) const {
+bool ConnectionChains::matches(Hook hook, const RuleRecord& rule, const Strings& s, const MessageFacts& m,
+                               const Party* other) const {
     if (hook == Hook::Own) return true;  // the name was checked by the caller
     if (rule.message_type != 0 && rule.message_type != m.type) return false;
     if (m.is_reply) {
@@ -83,19 +89,18 @@ bool ConnectionChains::matches(Hook hook, const RuleRecord& rule, const MessageF
     }
     // A message without the header field matches a rule about it, except a rule that names an interface
     // and allows (dbus-daemon's asymmetry, so that deny rules cannot be dodged by leaving it out).
-    if (rule.path != kNoString && !m.path.empty() && m.path != image_->string(rule.path)) return false;
+    if (rule.path != kNoString && !m.path.empty() && m.path != s.path) return false;
     if (rule.interface != kNoString) {
-        if (m.interface.empty() ? (rule.flags & kRuleInterfaceRequired) != 0 : m.interface != image_->string(rule.interface))
-            return false;
+        if (m.interface.empty() ? (rule.flags & kRuleInterfaceRequired) != 0 : m.interface != s.interface) return false;
     }
-    if (rule.member != kNoString && !m.member.empty() && m.member != image_->string(rule.member)) return false;
-    if (rule.error != kNoString && !m.error_name.empty() && m.error_name != image_->string(rule.error)) return false;
+    if (rule.member != kNoString && !m.member.empty() && m.member != s.member) return false;
+    if (rule.error != kNoString && !m.error_name.empty() && m.error_name != s.error) return false;
     if (rule.broadcast != static_cast<std::uint8_t>(Broadcast::Any)) {
         const bool broadcast = m.destination.empty() && m.type == 4;
         if (broadcast != (rule.broadcast == static_cast<std::uint8_t>(Broadcast::Yes))) return false;
     }
     if (rule.name_match != static_cast<std::uint8_t>(NameMatch::Any)) {
-        const std::string_view name = image_->string(rule.name);
+        const std::string_view name = s.name;
         // Without a connection (the bus itself) the message's own field is compared.
         const std::string_view field = hook == Hook::Send ? m.destination : m.sender;
         if (rule.name_match == static_cast<std::uint8_t>(NameMatch::Exact)) {
@@ -115,7 +120,7 @@ Decision ConnectionChains::decide(Hook hook, const MessageFacts& message, const 
     std::int64_t best = -1;
     auto scan = [&](const std::vector<std::uint32_t>& positions) {
         for (auto it = positions.rbegin(); it != positions.rend() && static_cast<std::int64_t>(*it) > best; ++it) {
-            if (matches(hook, *chain.rules[*it], message, other)) {
+            if (matches(hook, *chain.rules[*it], chain.strings[*it], message, other)) {
                 best = *it;
                 return;
             }
@@ -125,6 +130,9 @@ Decision ConnectionChains::decide(Hook hook, const MessageFacts& message, const 
         if (auto it = chain.by_name.find(name); it != chain.by_name.end()) scan(it->second);
     };
     scan(chain.generic);
+    if (!message.interface.empty()) {
+        if (auto it = chain.by_interface.find(message.interface); it != chain.by_interface.end()) scan(it->second);
+    }
     if (!chain.by_name.empty()) {
         if (other) {
             scan_name(other->unique_name);
@@ -170,9 +178,10 @@ bool ConnectionChains::can_own(std::string_view name) const {
 }
 
 unsigned ConnectionChains::count_matching(Hook hook, const MessageFacts& message, const Party* other) const {
+    const Chain& chain = chains_[static_cast<std::size_t>(hook)];
     unsigned n = 0;
-    for (const RuleRecord* rule : chains_[static_cast<std::size_t>(hook)].rules)
-        if (matches(hook, *rule, message, other)) ++n;
+    for (std::size_t i = 0; i < chain.rules.size(); ++i)
+        if (matches(hook, *chain.rules[i], chain.strings[i], message, other)) ++n;
     return n;
 }
 

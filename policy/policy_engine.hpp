@@ -70,16 +70,24 @@ public:
     [[nodiscard]] std::size_t size(Hook hook) const { return chains_[static_cast<std::size_t>(hook)].rules.size(); }
 
 private:
+    // A rule's strings, looked up once when the chain is built rather than on every decision.
+    struct Strings {
+        std::string_view name, path, interface, member, error;
+    };
     struct Chain {
         std::vector<const RuleRecord*> rules;  // in evaluation order
-        // Positions in `rules`, ascending: rules about one exact name, and all the others.
+        std::vector<Strings> strings;          // parallel to `rules`
+        // Positions in `rules`, ascending: rules about one exact name; allow rules about no name but one
+        // interface (they cannot match a message with another interface or none); all the others.
         std::unordered_map<std::string_view, std::vector<std::uint32_t>> by_name;
+        std::unordered_map<std::string_view, std::vector<std::uint32_t>> by_interface;
         std::vector<std::uint32_t> generic;
     };
 
     void index(Chain& chain) const;
     [[nodiscard]] Decision decide(Hook hook, const MessageFacts& message, const Party* other) const;
-    [[nodiscard]] bool matches(Hook hook, const RuleRecord& rule, const MessageFacts& message, const Party* other) const;
+    [[nodiscard]] bool matches(Hook hook, const RuleRecord& rule, const Strings& strings, const MessageFacts& message,
+                               const Party* other) const;
 
     std::shared_ptr<const PolicyImage> image_;
     std::array<Chain, kHookCount> chains_;

@@ -255,10 +255,16 @@ TEST(PolicyEngine, DecisionsDoNotDependOnRulesAboutOtherNames) {
     rules.push_back({true, {{"send_destination", "org.example.Service"}, {"send_interface", "org.x.I"}}});
     for (int i = 0; i < 5000; ++i)
         rules.push_back({false, {{"send_destination", "org.more.S" + std::to_string(i)}}});
+    // Allow rules about an interface alone are filed under it (they cannot match another interface).
+    for (int i = 0; i < 5000; ++i) rules.push_back({true, {{"send_interface", "org.other.I" + std::to_string(i)}}});
+    rules.push_back({true, {{"send_interface", "org.x.Open"}}});
     auto c = chains(rules);
     EXPECT_TRUE(c->check_send(call("org.example.Service", "org.x.I", "M"), &kService).allowed());
     EXPECT_FALSE(c->check_send(call("org.example.Service", "org.x.Other", "M"), &kService).allowed());
     EXPECT_EQ(c->count_matching(Hook::Send, call("org.example.Service", "org.x.I", "M"), &kService), 2u);
+    EXPECT_TRUE(c->check_send(call("org.example.Service", "org.x.Open", "M"), &kService).allowed());
+    EXPECT_TRUE(c->check_send(call("org.other", "org.other.I42", "M"), nullptr).allowed());
+    EXPECT_FALSE(c->check_send(call("org.other", "", "M"), nullptr).allowed());
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ const char kUsage[] =
     "dbus-broker-launch)\n"
     "  --address=ADDRESS       measure this running bus instead of starting daemons\n"
     "  --daemon-pid=PID        with --address: the bus process, for its CPU time and RSS\n"
-    "  --scenarios=LIST        ping,ping-parallel,fanout,payload,connect,matches,idle (default: all;\n"
+    "  --scenarios=LIST        ping,ping-parallel,fanout,payload,connect,matches,idle,policy (default: all;\n"
     "                          fanout means every --fanout size, fanout-S one of them)\n"
     "  --fanout=LIST           subscriber counts for fanout (default 1,10,50)\n"
     "  --repetitions=N         (default 3)\n"
@@ -49,9 +49,11 @@ const char kUsage[] =
     "  --payload-bytes=N       payload echo size (default 1048576)\n"
     "  --match-rules=N         matches: rules installed (default 10000)\n"
     "  --idle-clients=N        idle: clients connected (default 1000)\n"
+    "  --policy-rules=N        policy: rules that cannot apply, added to the system policy (default 10000)\n"
     "  --timeout=SECONDS       bound on every wait for a daemon or a worker (default 120)\n"
     "  --quick                 a smoke run: --duration=0.1 --fanout=1,3 --match-rules=200 --idle-clients=20\n"
-    "                          --repetitions=1 (numbers meaningless, every code path exercised)\n"
+    "                          --policy-rules=200 --repetitions=1 (numbers meaningless, every code path\n"
+    "                          exercised)\n"
     "  --json=FILE             one JSON object per line (results, then summary); '-' for stdout, and the\n"
     "                          table then goes to stderr\n";
 
@@ -172,6 +174,7 @@ std::optional<Config> parse(int argc, char** argv) {
         c.fanout = {1, 3};
         c.options.match_rules = 200;
         c.options.idle_clients = 20;
+        c.options.policy_rules = 200;
         c.repetitions = 1;
     }
     for (const auto& [key, value] : given) {
@@ -218,6 +221,8 @@ std::optional<Config> parse(int argc, char** argv) {
             c.options.timeout = std::chrono::seconds(std::max(1, static_cast<int>(number)));
         } else if (key == "idle-clients") {
             c.options.idle_clients = std::max(1, static_cast<int>(number));
+        } else if (key == "policy-rules") {
+            c.options.policy_rules = std::max(1, static_cast<int>(number));
         } else {
             std::fprintf(stderr, "afbus-bench: unknown option --%s\n", key.c_str());
             return std::nullopt;
@@ -227,6 +232,8 @@ std::optional<Config> parse(int argc, char** argv) {
     const auto all = all_scenarios(c.fanout);
     if (c.scenarios.empty()) {
         c.scenarios = all;
+        // policy starts daemons with its own configurations: not something to do to a running bus.
+        if (!c.address.empty()) std::erase(c.scenarios, std::string("policy"));
     } else {
         std::vector<std::string> expanded;
         for (const auto& s : c.scenarios) {
@@ -306,6 +313,7 @@ int main(int argc, char** argv) {
           << ",\"duration_s\":" << json_number(config.options.duration_s)
           << ",\"match_rules\":" << config.options.match_rules
           << ",\"idle_clients\":" << config.options.idle_clients
+          << ",\"policy_rules\":" << config.options.policy_rules
           << ",\"payload_bytes\":" << config.options.payload_bytes << "}";
         emit_json(o.str());
     }
@@ -352,7 +360,10 @@ int main(int argc, char** argv) {
                              scenario.c_str(), name.c_str());
                 std::fflush(stderr);
                 Result<ScenarioResult> result = failure("not run");
-                if (spec) {
+                if (spec && scenario == "policy") {
+                    // Starts the daemon itself, once per configuration.
+                    result = run_policy_scenario(*spec, config.options);
+                } else if (spec) {
                     // Fresh for every run: RSS and CPU start from the same state for everyone.
                     auto daemon = RunningDaemon::start(*spec, config.options.timeout);
                     if (!daemon) {

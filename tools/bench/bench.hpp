@@ -38,8 +38,9 @@ struct ScenarioOptions {
     int parallel_clients = 4;  // ping-parallel
     int in_flight = 32;        // ping-parallel: calls outstanding per client
     std::size_t payload_bytes = 1024 * 1024;
-    int match_rules = 10000;  // matches
-    int idle_clients = 1000;  // idle
+    int match_rules = 10000;   // matches
+    int idle_clients = 1000;   // idle
+    int policy_rules = 10000;  // policy: irrelevant rules added in its last two configurations
     std::chrono::seconds timeout{
         120};  // bound on every wait, so that a broken daemon fails instead of hanging
 };
@@ -74,7 +75,10 @@ struct DaemonSpec {
 // A daemon started fresh on a private socket in its own temporary directory; stopped by the destructor.
 class RunningDaemon {
 public:
-    static Result<std::unique_ptr<RunningDaemon>> start(const DaemonSpec& spec, std::chrono::seconds timeout);
+    // `policy`: the <policy> / <includedir> elements of the configuration (the policy scenario); empty for
+    // the permissive policy every other scenario runs with.
+    static Result<std::unique_ptr<RunningDaemon>> start(const DaemonSpec& spec, std::chrono::seconds timeout,
+                                                        const std::string& policy = {});
     ~RunningDaemon();
     RunningDaemon(const RunningDaemon&) = delete;
     RunningDaemon& operator=(const RunningDaemon&) = delete;
@@ -96,5 +100,12 @@ private:
 
 // Empty when the daemon can be run here; otherwise why not ("not available: ...").
 std::string unavailable_reason(const DaemonSpec& spec);
+
+// --- The policy scenario (policy_scenario.cpp) ---
+
+// Starts `spec` itself, once per configuration (permissive, Debian's system policy, and that plus
+// options.policy_rules rules that cannot apply), and runs ping, ping-parallel and fanout-1 against each:
+// the daemon's CPU per message under each, and the differences.
+Result<ScenarioResult> run_policy_scenario(const DaemonSpec& spec, const ScenarioOptions& options);
 
 }  // namespace afbus::bench

@@ -1,4 +1,5 @@
-// Starting each bus daemon fresh on a private socket, with the same permissive configuration.
+// Starting each bus daemon fresh on a private socket, with the same permissive configuration (or, for the
+// policy scenario, the same given policy).
 //
 // dbus-daemon (and afbus-daemon, which takes the same command line) is started directly and prints its
 // address on a pipe. dbus-broker is started the way systemd starts it: dbus-broker-launch inherits the
@@ -33,6 +34,7 @@
 #include "afbus/connection.hpp"
 #include "afbus/fd.hpp"
 #include "bench.hpp"
+#include "policy_configs.hpp"
 
 namespace afbus::bench {
 namespace {
@@ -43,21 +45,18 @@ std::string errno_text(const char* what) {
 
 // The one configuration every daemon gets: allow everything, and limits far above what the scenarios
 // use, so that no daemon is measured against its own quotas. dbus-broker-launch turns the per-connection
-// limits into its per-user quotas by multiplying with max_connections_per_user.
-std::string config_text(const std::string& listen) {
+// limits into its per-user quotas by multiplying with max_connections_per_user. A non-empty `policy`
+// replaces the permissive <policy> element (the policy scenario); the limits stay the same.
+std::string config_text(const std::string& listen, const std::string& policy) {
     std::ostringstream c;
     c << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
          " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
          "<busconfig>\n"
          "  <type>session</type>\n";
     if (!listen.empty()) c << "  <listen>" << listen << "</listen>\n";
-    c << "  <auth>EXTERNAL</auth>\n"
-         "  <policy context=\"default\">\n"
-         "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
-         "    <allow eavesdrop=\"true\"/>\n"
-         "    <allow own=\"*\"/>\n"
-         "  </policy>\n"
-         "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
+    c << "  <auth>EXTERNAL</auth>\n";
+    c << (policy.empty() ? kOpenPolicy : std::string_view(policy));
+    c << "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
          "  <limit name=\"max_outgoing_bytes\">1000000000</limit>\n"
          "  <limit name=\"max_message_size\">134217728</limit>\n"
          "  <limit name=\"max_incoming_unix_fds\">1024</limit>\n"
@@ -176,7 +175,8 @@ std::string unavailable_reason(const DaemonSpec& spec) {
 }
 
 Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& spec,
-                                                            std::chrono::seconds timeout) {
+                                                            std::chrono::seconds timeout,
+                                                            const std::string& policy) {
     std::unique_ptr<RunningDaemon> d(new RunningDaemon());
     char dir_template[] = "/tmp/afbus-bench-XXXXXX";
     if (!::mkdtemp(dir_template)) return failure(errno_text("mkdtemp"));
@@ -190,7 +190,7 @@ Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& sp
     if (spec.kind != DaemonKind::DbusBroker) {
         {
             std::ofstream config(config_path);
-            config << config_text("unix:path=" + socket_path);
+            config << config_text("unix:path=" + socket_path, policy);
         }
         int pipefd[2];
         if (::pipe2(pipefd, O_CLOEXEC) < 0) return failure(errno_text("pipe"));
@@ -227,7 +227,7 @@ Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& sp
     // dbus-broker through dbus-broker-launch.
     {
         std::ofstream config(config_path);
-        config << config_text("");  // the launcher listens on the inherited socket only
+        config << config_text("", policy);  // the launcher listens on the inherited socket only
     }
     const std::string run_dir = d->dir_ + "/run-systemd";
     if (::mkdir(run_dir.c_str(), 0755) < 0 || ::mkdir((run_dir + "/journal").c_str(), 0755) < 0)

@@ -802,7 +802,7 @@ Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options
 std::vector<std::string> all_scenarios(const std::vector<int>& fanout_sizes) {
     std::vector<std::string> names{"ping", "ping-parallel"};
     for (int s : fanout_sizes) names.push_back("fanout-" + std::to_string(s));
-    for (const char* n : {"payload", "connect", "matches", "idle"}) names.emplace_back(n);
+    for (const char* n : {"payload", "connect", "matches", "idle", "policy"}) names.emplace_back(n);
     return names;
 }
 
@@ -820,6 +820,7 @@ Result<ScenarioResult> run_scenario(const std::string& name, const Target& targe
     if (name == "connect") return connect_rate(target, options);
     if (name == "matches") return matches(target, options);
     if (name == "idle") return idle(target, options);
+    if (name == "policy") return failure("policy starts its own daemons (not with --address)");
     return failure("unknown scenario " + name);
 }
 
