@@ -176,12 +176,13 @@ void Bus::authenticate(Peer& peer) {
             peer.uid = peer.sasl->authenticated_uid();
             if (!peer.credentials.from_kernel && peer.uid) peer.credentials.uid = *peer.uid;  // TCP: the proven uid
             if (settings_.policy) {
-                const policy::Principal principal = principal_for(peer.uid);
+                const auto identity = policy_identity(peer.uid, peer.credentials.groups);
+                if (!identity) return disconnect(id, "uid " + std::to_string(*peer.uid) + " has no user account");
                 // dbus-daemon asks policy only about authenticated users; anonymous ones got in through
                 // <allow_anonymous/> already.
-                if (principal.uid && !settings_.policy->allows_connect(*principal.uid, principal.groups, ::geteuid()))
-                    return disconnect(id, "uid " + std::to_string(*principal.uid) + " is not allowed to connect by policy");
-                peer.policy = settings_.policy->chains_for(principal);
+                if (peer.uid && !settings_.policy->allows_connect(*peer.uid, identity->account_groups, ::geteuid()))
+                    return disconnect(id, "uid " + std::to_string(*peer.uid) + " is not allowed to connect by policy");
+                peer.policy = settings_.policy->chains_for(identity->principal);
             }
             peer.transport->set_unix_fd_passing(peer.sasl->unix_fd_agreed());
             peer.sasl.reset();
@@ -234,20 +235,26 @@ void Bus::dispatch(Peer& sender, Message message) {
         // Hello is always allowed; everything after it is subject to the sender's send rules.
         std::optional<Error> denied;
         if (!sender.unique_name.empty()) denied = policy_denies(&sender, nullptr, message, false, false);
-        // Eavesdroppers see calls to the bus too.
-        if ((matches_.total() != 0 || !monitors_.empty()) && !sender.unique_name.empty()) {
-            auto stitched = message.with_sender(sender.unique_name);
-            if (stitched) {
-                auto shared = std::make_shared<const Message>(std::move(*stitched));
-                copy_to_monitors(shared, id, std::nullopt);
-                broadcast_to_matches(*shared, id, std::nullopt, shared);
-            }
-        }
+        const std::string unique_name = sender.unique_name;  // empty for Hello
+        auto stitched = [&]() -> std::shared_ptr<const Message> {
+            auto m = message.with_sender(unique_name);
+            return m ? std::make_shared<const Message>(std::move(*m)) : nullptr;
+        };
+        std::shared_ptr<const Message> shared;
+        // Monitors see every call to the bus, refused or not.
+        if (!monitors_.empty() && !unique_name.empty() && (shared = stitched())) copy_to_monitors(shared, id, std::nullopt);
         Peer* p = find_peer(id);
         if (!p) return;
-        if (!denied) return Driver::handle(*this, *p, message);
-        if (!denied->name.empty())
-            send_from_driver(*p, MessageBuilder::error(p->unique_name, message.serial(), denied->name, denied->message));
+        if (denied) {
+            if (!denied->name.empty())
+                send_from_driver(*p, MessageBuilder::error(p->unique_name, message.serial(), denied->name, denied->message));
+            return;
+        }
+        const bool succeeded = Driver::handle(*this, *p, message);
+        // Eavesdroppers see it once the bus has handled it successfully (so an AddMatch counts for itself),
+        // as in dbus-daemon; never a refused or failed one.
+        if (succeeded && !unique_name.empty() && matches_.total() != 0 && find_peer(id) && (shared || (shared = stitched())))
+            broadcast_to_matches(*shared, id, std::nullopt, shared);
         return;
     }
     route(sender, std::move(message));
@@ -454,8 +461,8 @@ void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
             return;
         }
     }
+    // Unlike signals, the bus's replies, errors and unicast signals reach no eavesdropper (dbus-daemon).
     deliver(to, shared);
-    broadcast_to_matches(*shared, std::nullopt, id, shared);
 }
 
 void Bus::set_settings(BusSettings settings) {
@@ -465,7 +472,9 @@ void Bus::set_settings(BusSettings settings) {
             peer->policy.reset();
             continue;
         }
-        peer->policy = settings_.policy->chains_for(principal_for(peer->uid));
+        // The identity was good enough at connect time; a user removed since keeps the default chains.
+        const auto identity = policy_identity(peer->uid, peer->credentials.groups);
+        peer->policy = settings_.policy->chains_for(identity ? identity->principal : policy::Principal{});
     }
 }
 

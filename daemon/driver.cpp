@@ -28,6 +28,8 @@ struct Method {
     std::string_view in;
     std::string_view out;
     Handler handler;
+    // Only root and the bus's own user may call it; checked before the arguments, as dbus-daemon does.
+    bool privileged = false;
 };
 
 Error invalid_args(std::string text) { return make_error(error_names::kInvalidArgs, std::move(text)); }
@@ -253,6 +255,18 @@ Expected<void, Error> get_selinux_context(Bus& bus, Bus::Peer&, const Message& c
                                  "Could not determine security context for '" + name + "'"));
 }
 
+// dbus-daemon's privileged callers: root and the bus's own user, whatever the policy says.
+bool privileged(const Bus::Peer& caller) {
+    return caller.uid && (*caller.uid == 0 || *caller.uid == ::geteuid());
+}
+
+Error not_privileged(const Bus::Peer& caller, std::string_view method) {
+    const std::string uid = caller.uid ? std::to_string(*caller.uid) : std::string("(anonymous)");
+    return make_error(error_names::kAccessDenied, "rejected attempt to call " + std::string(method) + " by connection " +
+                                                      caller.unique_name + " (uid=" + uid + " pid=" +
+                                                      std::to_string(caller.credentials.pid) + ") with uid " + uid);
+}
+
 // --- matches ---
 
 Expected<void, Error> add_match(Bus& bus, Bus::Peer& caller, const Message& call, MessageBuilder&) {
@@ -263,6 +277,8 @@ Expected<void, Error> add_match(Bus& bus, Bus::Peer& caller, const Message& call
             return Unexpected(make_error(error_names::kLimitsExceeded, "Match rule text is too long"));
         return Unexpected(make_error(error_names::kMatchRuleInvalid, std::string(to_string(rule.error()))));
     }
+    // Eavesdropping on other connections' traffic is for privileged callers only (as dbus-daemon).
+    if (rule->eavesdrop().value_or(false) && !privileged(caller)) return Unexpected(not_privileged(caller, "AddMatch"));
     if (bus.matches().count(caller.id) >= static_cast<std::size_t>(bus.settings().limits.max_match_rules_per_connection)) {
         return Unexpected(make_error(error_names::kLimitsExceeded,
                                      "Connection \"" + caller.unique_name + "\" is not allowed to add more match rules "
@@ -300,15 +316,10 @@ Expected<void, Error> start_service_by_name(Bus& bus, Bus::Peer&, const Message&
     return Unexpected(make_error(error_names::kServiceUnknown, "The name " + name + " was not provided by any .service files"));
 }
 
-Expected<void, Error> update_activation_environment(Bus& bus, Bus::Peer& caller, const Message& call, MessageBuilder&) {
+Expected<void, Error> update_activation_environment(Bus& bus, Bus::Peer&, const Message& call, MessageBuilder&) {
     if (call.path() != "/org/freedesktop/DBus") {
         return Unexpected(make_error(error_names::kAccessDenied,
                                      "Cannot change activation environment on a path other than /org/freedesktop/DBus"));
-    }
-    // Only the bus's own user (or root) may change what activated services inherit.
-    if (caller.credentials.uid != ::getuid() && caller.credentials.uid != 0) {
-        return Unexpected(make_error(error_names::kAccessDenied,
-                                     "Connection \"" + caller.unique_name + "\" is not allowed to update the activation environment"));
     }
     auto [env] = args<std::map<std::string, std::string>>(call);
     for (auto& [key, value] : env) {
@@ -341,15 +352,7 @@ Expected<void, Error> introspect(Bus&, Bus::Peer&, const Message&, MessageBuilde
 
 // --- monitoring ---
 
-// Only root and the bus's own user may monitor (dbus-daemon's rule, without policy).
-bool privileged(const Bus::Peer& caller) { return caller.credentials.uid == 0 || caller.credentials.uid == ::getuid(); }
-
-Expected<void, Error> become_monitor(Bus&, Bus::Peer& caller, const Message& call, MessageBuilder&) {
-    if (!privileged(caller)) {
-        return Unexpected(make_error(error_names::kAccessDenied,
-                                     "Connection \"" + caller.unique_name + "\" (uid " +
-                                         std::to_string(caller.credentials.uid) + ") is not allowed to become a monitor"));
-    }
+Expected<void, Error> become_monitor(Bus&, Bus::Peer&, const Message& call, MessageBuilder&) {
     auto [texts, flags] = args<std::vector<std::string>, std::uint32_t>(call);
     if (flags != 0) return Unexpected(invalid_args("BecomeMonitor flags must be 0, not " + std::to_string(flags)));
     for (const std::string& text : texts) {
@@ -462,7 +465,7 @@ constexpr Method kMethods[] = {
     {kBusInterface, "RequestName", "su", "u", request_name},
     {kBusInterface, "ReleaseName", "s", "u", release_name},
     {kBusInterface, "StartServiceByName", "su", "u", start_service_by_name},
-    {kBusInterface, "UpdateActivationEnvironment", "a{ss}", "", update_activation_environment},
+    {kBusInterface, "UpdateActivationEnvironment", "a{ss}", "", update_activation_environment, true},
     {kBusInterface, "NameHasOwner", "s", "b", name_has_owner},
     {kBusInterface, "ListNames", "", "as", list_names},
     {kBusInterface, "ListActivatableNames", "", "as", list_activatable_names},
@@ -477,7 +480,7 @@ constexpr Method kMethods[] = {
     {kBusInterface, "ReloadConfig", "", "", reload_config},
     {kBusInterface, "GetId", "", "s", get_id},
     {kBusInterface, "GetConnectionCredentials", "s", "a{sv}", get_credentials},
-    {kMonitoringInterface, "BecomeMonitor", "asu", "", become_monitor},
+    {kMonitoringInterface, "BecomeMonitor", "asu", "", become_monitor, true},
     {kStatsInterface, "GetStats", "", "a{sv}", get_stats},
     {kStatsInterface, "GetConnectionStats", "s", "a{sv}", get_connection_stats},
     {kStatsInterface, "GetAllMatchRules", "", "a{sas}", get_all_match_rules},
@@ -534,8 +537,8 @@ std::string Driver::introspection_xml() {
     return xml;
 }
 
-void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
-    if (call.type() != MessageType::MethodCall) return;  // signals and replies to the bus go nowhere
+bool Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
+    if (call.type() != MessageType::MethodCall) return false;  // signals and replies to the bus go nowhere
     const std::string_view interface = call.interface();
     const std::string_view member = call.member();
     const Method* method = nullptr;
@@ -563,6 +566,8 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
     if (!method) {
         result = Unexpected(make_error(interface_known ? error_names::kUnknownMethod : error_names::kUnknownInterface,
                                        std::string(kBusName) + " does not understand message " + std::string(member)));
+    } else if (method->privileged && !privileged(caller)) {
+        result = Unexpected(not_privileged(caller, member));
     } else if (call.signature() != method->in) {
         result = Unexpected(invalid_args("Call to " + std::string(member) + " has wrong args (" +
                                          std::string(call.signature()) + ", expected " + std::string(method->in) + ")\n"));
@@ -570,7 +575,7 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
         result = method->handler(bus, caller, call, reply);
     }
     Bus::Peer* peer = bus.find_peer(caller_id);
-    if (!peer) return;
+    if (!peer) return false;
     if (!result) {
         bus.reply_error(*peer, call, result.error().name, result.error().message);
     } else if (call.expects_reply()) {
@@ -584,6 +589,7 @@ void Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
         bus.become_monitor(*peer, std::move(rules));
     }
     if (method && (method->handler == request_name || method->handler == add_match)) bus.note_peaks(*peer);
+    return result.has_value();
 }
 
 }  // namespace afbus::daemon

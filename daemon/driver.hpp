@@ -9,7 +9,8 @@ namespace afbus::daemon {
 
 class Driver {
 public:
-    static void handle(Bus& bus, Bus::Peer& caller, const Message& call);
+    // True when the call succeeded (only then do eavesdroppers see it, as in dbus-daemon).
+    static bool handle(Bus& bus, Bus::Peer& caller, const Message& call);
     // The introspection XML of the bus object (also for `afbus-daemon --introspect`).
     static std::string introspection_xml();
 };

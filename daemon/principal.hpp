@@ -1,15 +1,26 @@
-// Who a uid is for policy: its groups (from NSS, as dbus-daemon takes them, not from the socket) and
-// whether it sits at a local seat (systemd-logind; false where logind does not run).
+// Who a connection is for policy, worked out as dbus-daemon 1.14 does: <policy group="…"> contexts use the
+// groups the kernel reports for the socket (SO_PEERGROUPS), or the account's groups where it reports none
+// (TCP); who may connect is decided with the account's groups (NSS); at_console comes from
+// systemd-logind's seats.
 #pragma once
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "policy_engine.hpp"
 
 namespace afbus::daemon {
 
-policy::Principal principal_for(std::optional<uid_t> uid);
+struct PolicyIdentity {
+    policy::Principal principal;
+    std::vector<std::uint32_t> account_groups;  // from NSS, for the CONNECT rules
+};
+
+// nullopt when `uid` has no user account: dbus-daemon cannot look up its groups and refuses it.
+// An anonymous connection (no uid) gets an empty identity.
+std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups);
 
 }  // namespace afbus::daemon

@@ -215,7 +215,7 @@ bool PolicyEngine::allows_connect(std::uint32_t uid, std::span<const std::uint32
 }
 
 std::shared_ptr<const ConnectionChains> PolicyEngine::chains_for(const Principal& principal) {
-    auto& slot = cache_[principal.uid];
+    auto& slot = cache_[CacheKey{principal.uid, principal.groups, principal.at_console}];
     if (!slot) slot = std::make_shared<const ConnectionChains>(image_, principal);
     return slot;
 }

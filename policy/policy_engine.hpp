@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -101,14 +102,15 @@ public:
     // dbus-daemon's rule: the bus's own user may connect unless a rule says otherwise; user= and group=
     // rules of the default and mandatory contexts decide for everyone (last match wins).
     [[nodiscard]] bool allows_connect(std::uint32_t uid, std::span<const std::uint32_t> groups, std::uint32_t bus_uid) const;
-    // The chains for `principal`; cached by uid, so the same uid must always come with the same principal.
+    // The chains for `principal`, shared by every connection with the same one.
     std::shared_ptr<const ConnectionChains> chains_for(const Principal& principal);
     [[nodiscard]] const PolicyImage& image() const { return *image_; }
 
 private:
     explicit PolicyEngine(std::shared_ptr<const PolicyImage> image) : image_(std::move(image)) {}
     std::shared_ptr<const PolicyImage> image_;
-    std::map<std::optional<std::uint32_t>, std::shared_ptr<const ConnectionChains>> cache_;
+    using CacheKey = std::tuple<std::optional<std::uint32_t>, std::vector<std::uint32_t>, bool>;
+    std::map<CacheKey, std::shared_ptr<const ConnectionChains>> cache_;
 };
 
 }  // namespace afbus::policy

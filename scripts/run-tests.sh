@@ -1,7 +1,8 @@
 #!/bin/sh
 # The whole test suite, as CI runs it:
-#   1. the normal build: unit, integration and (in a qemu guest) kernel tests
-#   2. the AddressSanitizer + UndefinedBehaviorSanitizer build: unit and integration tests
+#   1. the normal build: unit, integration, reference (Debian's dbus-tests against afbus-daemon) and (in a
+#      qemu guest) kernel tests
+#   2. the AddressSanitizer + UndefinedBehaviorSanitizer build: unit, integration and reference tests
 #   3. the clang build of the libFuzzer targets, each run for FUZZ_SECONDS (default 20) from its corpus
 # Ends with one line "N passed, M failed".
 set -u
@@ -29,8 +30,8 @@ run_suites() {  # build-dir meson-setup-args... -- suites...
   logs="$logs $dir/meson-logs/testlog.json"
 }
 
-run_suites build -- unit integration vm
-run_suites build-asan -Dsanitize=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- unit integration
+run_suites build -- unit integration reference vm
+run_suites build-asan -Dsanitize=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- unit integration reference
 export CXX=clang++  # libFuzzer needs clang; the variable only matters when the build dir is set up
 run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
 unset CXX

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,14 +16,35 @@
 
 namespace afbus::test {
 
-TestBus::TestBus(const std::string& extra_config) : TestBus(TestBusOptions{extra_config, {}, "EXTERNAL"}) {}
+namespace {
+
+TestBusOptions with_extra_config(const std::string& extra_config) {
+    TestBusOptions options;
+    options.extra_config = extra_config;
+    return options;
+}
+
+}  // namespace
+
+TestBus::TestBus(const std::string& extra_config) : TestBus(with_extra_config(extra_config)) {}
 
 TestBus::TestBus(const TestBusOptions& options) {
     char dir_template[] = "/tmp/afbus-test-XXXXXX";
     if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
+    if (options.world_accessible && ::chmod(dir_.c_str(), 0755) < 0) throw std::runtime_error("chmod failed");
+    for (const auto& [path, content] : options.files) {
+        const std::filesystem::path file = std::filesystem::path(dir_) / path;
+        std::filesystem::create_directories(file.parent_path());
+        std::ofstream(file) << content;
+    }
     const std::string config_path = dir_ + "/bus.conf";
-    {
+    if (!options.config.empty()) {
+        std::string text = options.config;
+        for (std::size_t at = text.find("@DIR@"); at != std::string::npos; at = text.find("@DIR@", at + dir_.size()))
+            text.replace(at, 5, dir_);
+        std::ofstream(config_path) << text;
+    } else {
         std::ofstream config(config_path);
         config << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
                   " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
@@ -42,7 +64,7 @@ TestBus::TestBus(const TestBusOptions& options) {
                << options.extra_config << "</busconfig>\n";
     }
     const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
-    const std::string binary = daemon && *daemon ? daemon : "dbus-daemon";
+    const std::string binary = !options.daemon.empty() ? options.daemon : daemon && *daemon ? daemon : "dbus-daemon";
 
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
@@ -72,6 +94,8 @@ TestBus::TestBus(const TestBusOptions& options) {
         ::kill(pid_, SIGKILL);
         ::waitpid(pid_, nullptr, 0);
         pid_ = -1;
+        std::error_code ignored;
+        std::filesystem::remove_all(dir_, ignored);
         throw std::runtime_error("the bus daemon " + binary + " printed no address");
     }
     address_ = line;

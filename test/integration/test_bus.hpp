@@ -7,6 +7,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "afbus/connection.hpp"
 
@@ -16,6 +18,15 @@ struct TestBusOptions {
     std::string extra_config;       // inserted into the <busconfig> element (limits, policies)
     std::string listen;             // the <listen> address; empty: unix:dir=<the temporary directory>
     std::string auth = "EXTERNAL";  // the one <auth> mechanism; empty: no <auth> element
+    // The daemon binary; empty: $AFBUS_TEST_DAEMON if set, else dbus-daemon from PATH.
+    std::string daemon;
+    // A whole config file, used instead of the generated one (extra_config, listen and auth are then
+    // ignored); every "@DIR@" in it stands for the temporary directory.
+    std::string config;
+    // chmod 0755 the temporary directory, so that clients running as other uids can reach the socket.
+    bool world_accessible = false;
+    // Files written into the temporary directory before the daemon starts (path relative to it, content).
+    std::vector<std::pair<std::string, std::string>> files;
 };
 
 class TestBus {

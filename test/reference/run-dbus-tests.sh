@@ -2,6 +2,8 @@
 # run-dbus-tests.sh DAEMON [TEST...] — Debian's dbus-tests (the reference suite of dbus 1.14) against a bus
 # daemon: each GLib subtest in its own process with a timeout. Prints one line per subtest and a summary
 # "reference: N passed, M failed, K skipped". Default tests: the ones that start a daemon.
+# With KNOWN_FAILURES=FILE (lines "<test> <subtest>  # reason"), the subtests listed are not run and are
+# counted apart, so that the suite can gate CI while issue work is still open.
 set -u
 daemon=$1
 shift
@@ -10,7 +12,10 @@ export DBUS_TEST_DAEMON="$daemon"
 export DBUS_TEST_DATA=/usr/lib/dbus-1.0/installed-tests/dbus/data
 export DBUS_TEST_EXEC=/usr/lib/dbus-1.0/installed-tests/dbus
 export DBUS_TEST_DBUS_LAUNCH=/usr/bin/dbus-launch
-pass=0 fail=0 skip=0
+pass=0 fail=0 skip=0 known=0
+is_known() {  # test subtest
+  [ -n "${KNOWN_FAILURES:-}" ] && grep -q "^$1 $2 " "$KNOWN_FAILURES"
+}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for t in $tests; do
@@ -37,6 +42,7 @@ for t in $tests; do
       continue ;;
   esac
   for sub in $("$bin" -l 2>/dev/null | grep '^/'); do
+    if is_known "$t" "$sub"; then known=$((known + 1)); echo "KNOWN $t $sub"; continue; fi
     if timeout 60 "$bin" -p "$sub" >"$out" 2>&1; then
       if grep -q '^ok .*# SKIP' "$out"; then skip=$((skip + 1)); echo "SKIP $t $sub"
       else pass=$((pass + 1)); echo "PASS $t $sub"; fi
@@ -46,5 +52,5 @@ for t in $tests; do
     fi
   done
 done
-echo "reference: $pass passed, $fail failed, $skip skipped"
+echo "reference: $pass passed, $fail failed, $skip skipped${KNOWN_FAILURES:+, $known known failures not run}"
 [ "$fail" -eq 0 ]
