@@ -561,6 +561,13 @@ bool Bus::policy_allows_own(const Peer& peer, std::string_view name) const {
     return !peer.policy || peer.policy->can_own(name);
 }
 
+void Bus::show_to_monitors(const Message& call, const Peer& sender) {
+    if (monitors_.empty()) return;
+    auto stitched = call.with_sender(sender.unique_name);
+    if (!stitched) return;
+    copy_to_monitors(std::make_shared<const Message>(std::move(*stitched)), sender.id, std::nullopt);
+}
+
 void Bus::reply_error(Peer& to, const Message& call, std::string_view name, std::string message) {
     send_from_driver(to, MessageBuilder::error(to.unique_name, call.serial(), name, message));
 }
@@ -648,7 +655,8 @@ void Bus::emit_name_changes(const std::vector<NameChange>& changes) {
 }
 
 void Bus::register_unique_name(Peer& peer) {
-    peer.unique_name = ":1." + std::to_string(peer.id);
+    // Counted over registered connections only, from 0, as dbus-daemon does.
+    peer.unique_name = ":1." + std::to_string(next_unique_name_++);
     unique_names_.emplace(peer.unique_name, peer.id);
 }
 

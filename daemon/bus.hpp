@@ -78,6 +78,8 @@ public:
     // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
     void send_from_driver(Peer& to, MessageBuilder builder);
     void reply_error(Peer& to, const Message& call, std::string_view name, std::string message);
+    // A copy of `call` from `sender`, with its sender field set, for the monitors only.
+    void show_to_monitors(const Message& call, const Peer& sender);
     // Whether policy lets `sender` send `message` to `recipient` and `recipient` receive it (null stands
     // for the bus driver on either side), as dbus-daemon's bus_context_check_security_policy. Returns the
     // error to answer with when it does not; an error with an empty name means drop silently.
@@ -158,6 +160,7 @@ private:
     // Set by the daemon's main: rereads the configuration (ReloadConfig, SIGHUP).
     std::function<Expected<void, std::string>()> reload_config_;
     PeerId next_peer_id_ = 1;
+    std::uint64_t next_unique_name_ = 0;
     std::uint32_t next_driver_serial_ = 1;
     std::vector<PeerId> recipients_;                 // scratch space for broadcast_to_matches
     std::vector<PeerId> dirty_;                      // peers with output queued in this loop iteration

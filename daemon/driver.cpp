@@ -8,6 +8,7 @@
 #include "afbus/names.hpp"
 #include "afbus/object.hpp"
 #include "afbus/types.hpp"
+#include "principal.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -218,9 +219,10 @@ Expected<void, Error> get_credentials(Bus& bus, Bus::Peer&, const Message& call,
     if (!peer) return Unexpected(peer.error());
     const PeerCredentials& c = (*peer)->credentials;
     creds.emplace("UnixUserID", Variant(static_cast<std::uint32_t>(c.uid)));
-    if (!c.groups.empty()) {
-        std::vector<std::uint32_t> groups(c.groups.begin(), c.groups.end());
-        creds.emplace("UnixGroupIDs", Variant(groups));
+    // The socket's groups, or the account's when the kernel reports none (dbus-daemon's answer too).
+    if (c.from_kernel) {
+        if (auto identity = policy_identity((*peer)->uid, c.groups); identity && !identity->principal.groups.empty())
+            creds.emplace("UnixGroupIDs", Variant(identity->principal.groups));
     }
     if (c.pid > 0) creds.emplace("ProcessID", Variant(static_cast<std::uint32_t>(c.pid)));
     if (c.security_label) {
@@ -345,8 +347,8 @@ Expected<void, Error> get_machine_id(Bus&, Bus::Peer&, const Message&, MessageBu
     return Unexpected(make_error(error_names::kFailed, "Unable to load /var/lib/dbus/machine-id or /etc/machine-id"));
 }
 
-Expected<void, Error> introspect(Bus&, Bus::Peer&, const Message&, MessageBuilder& reply) {
-    append(reply, Driver::introspection_xml());
+Expected<void, Error> introspect(Bus&, Bus::Peer&, const Message& call, MessageBuilder& reply) {
+    append(reply, Driver::introspection_xml(call.path()));
     return {};
 }
 
@@ -494,12 +496,17 @@ constexpr Method kMethods[] = {
 
 }  // namespace
 
-std::string Driver::introspection_xml() {
+std::string Driver::introspection_xml(std::string_view path) {
+    constexpr std::string_view kCanonical = "/org/freedesktop/DBus";
+    const bool canonical = path == kCanonical;
     std::string xml =
         "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
         "\"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n";
     std::string_view current;
     for (const Method& m : kMethods) {
+        if (!canonical && m.interface != kBusInterface && m.interface != kIntrospectableInterface &&
+            m.interface != kPeerInterface)
+            continue;
         if (m.interface != current) {
             if (!current.empty()) xml += "  </interface>\n";
             current = m.interface;
@@ -533,7 +540,12 @@ std::string Driver::introspection_xml() {
         }
         xml += "    </method>\n";
     }
-    xml += "  </interface>\n</node>\n";
+    xml += "  </interface>\n";
+    // The way down to the bus's object, so that tree walkers (busctl tree) find it.
+    if (path == "/") xml += "  <node name=\"" + std::string(kCanonical.substr(1)) + "\"/>\n";
+    else if (kCanonical.starts_with(path) && kCanonical.size() > path.size() && kCanonical[path.size()] == '/')
+        xml += "  <node name=\"" + std::string(kCanonical.substr(path.size() + 1)) + "\"/>\n";
+    xml += "</node>\n";
     return xml;
 }
 
@@ -576,6 +588,8 @@ bool Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
     }
     Bus::Peer* peer = bus.find_peer(caller_id);
     if (!peer) return false;
+    // Monitors see Hello with the name it just gave, before its reply (dbus-daemon's order).
+    if (method && method->handler == hello && result) bus.show_to_monitors(call, *peer);
     if (!result) {
         bus.reply_error(*peer, call, result.error().name, result.error().message);
     } else if (call.expects_reply()) {

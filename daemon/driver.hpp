@@ -12,7 +12,9 @@ public:
     // True when the call succeeded (only then do eavesdroppers see it, as in dbus-daemon).
     static bool handle(Bus& bus, Bus::Peer& caller, const Message& call);
     // The introspection XML of the bus object (also for `afbus-daemon --introspect`).
-    static std::string introspection_xml();
+    // What Introspect answers on `path`: every interface on /org/freedesktop/DBus; elsewhere, as
+    // dbus-daemon, only the ones that answer on any path, and the way down to the canonical path.
+    static std::string introspection_xml(std::string_view path = "/org/freedesktop/DBus");
 };
 
 }  // namespace afbus::daemon
