@@ -52,8 +52,8 @@
 //     except uint32 and boolean results (RequestName and friends).
 //   - <includedir>: dbus-daemon 1.14 includes the files in readdir order, afbus-daemon sorted; the step
 //     that shows it is compared only where the two orders agree on the filesystem at hand.
-// Mismatches this test found and that are reported but not fixed yet are listed in kKnownMismatches
-// (findings F1-F6 there): printed on every run, not failures, until afbus-daemon changes.
+// Mismatches found and not fixed at once would be listed in kKnownMismatches (printed, not failures);
+// the list is empty: findings F1-F6 (described there) are fixed.
 //
 // Needs root (GTEST_SKIP otherwise) and dbus-daemon in PATH. afbus-daemon: $AFBUS_DAEMON_PATH, else the
 // binary of this build. AFBUS_DIFF_VERBOSE=1 prints every step with its outcome; AFBUS_DIFF_DUMP=DIR
@@ -1438,27 +1438,18 @@ std::vector<Case> all_cases() {
     return cases;
 }
 
-// Mismatches this test found in afbus-daemon, reported and not fixed yet: printed on every run, not
-// failures. Remove an entry once afbus-daemon behaves like dbus-daemon (the test says when an entry
-// matches again). The findings:
-//   F1  AddMatch with eavesdrop='true' is refused (AccessDenied) by dbus-daemon unless the caller is root
-//       or the bus's own uid (bus_driver_check_caller_is_privileged in bus_driver_handle_add_match);
-//       afbus-daemon accepts it from anyone, and policy alone then decides what is eavesdropped.
-//   F2  Calls to the bus driver reach eavesdroppers in dbus-daemon only once handled, and only when
-//       policy let them through; afbus-daemon copies them to eavesdroppers first (so a subscriber
-//       misses its own AddMatch) and also copies calls that policy refused.
-//   F3  dbus-daemon never copies the driver's unicast messages (its replies, its AccessDenied errors,
-//       NameAcquired, NameLost) to eavesdroppers (bus_transaction_send_from_driver does not dispatch
-//       matches); afbus-daemon does (send_from_driver -> broadcast_to_matches).
-//   F4  For UpdateActivationEnvironment and BecomeMonitor, dbus-daemon checks that the caller is
-//       privileged before the arguments (AccessDenied); afbus-daemon checks the signature first
-//       (InvalidArgs) when policy let the call through.
-//   F5  A uid without a passwd entry cannot connect to dbus-daemon even with <allow user="*"/> (its
-//       groups cannot be looked up: bus_policy_allow_unix_user fails); afbus-daemon lets it in.
-//   F6  Group contexts: dbus-daemon uses the connection's supplementary groups from the kernel
-//       (SO_PEERGROUPS, sorted), afbus-daemon the uid's groups from NSS (principal_for): a nobody client
-//       with the extra group "users" gets <policy group="users"> from dbus-daemon only.
-//   (F7, includedir order, depends on the filesystem and is flagged at run time in includedir_order().)
+// What this test found in afbus-daemon, all fixed to behave as dbus-daemon; the steps that showed them
+// stay in the configs (eavesdrop, driver, bus-user, unknown-uid, groups):
+//   F1  AddMatch with eavesdrop='true' is for root and the bus's own uid only (AccessDenied otherwise).
+//   F2  Calls to the bus driver reach eavesdroppers only once handled successfully, never when refused.
+//   F3  The driver's unicast messages (replies, errors, NameAcquired, NameLost) reach no eavesdropper.
+//   F4  UpdateActivationEnvironment and BecomeMonitor check the caller's privilege before the arguments.
+//   F5  A uid without a passwd entry cannot connect, even with <allow user="*"/>.
+//   F6  Group contexts use the connection's supplementary groups from the kernel (SO_PEERGROUPS).
+//   (F7, includedir order, depends on the filesystem and is flagged at run time in includedir_order();
+//   afbus-daemon sorts, deliberately: docs/policy.md.)
+// A mismatch found later that cannot be fixed at once is listed in kKnownMismatches: printed on every
+// run instead of failing, and reported when it matches again.
 struct KnownMismatch {
     const char* config;
     const char* step;  // the step's label
