@@ -7,18 +7,10 @@
 #include <string>
 
 #include "config.hpp"
+#include "fuzz_check.hpp"
 #include "policy_engine.hpp"
 
-namespace {
-
-void check(bool condition, const char* what) {
-    if (!condition) {
-        std::fprintf(stderr, "invariant violated: %s\n", what);
-        std::abort();
-    }
-}
-
-}  // namespace
+using afbus::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string text(reinterpret_cast<const char*>(data), size);

@@ -6,17 +6,9 @@
 #include <string_view>
 
 #include "afbus/match_rule.hpp"
+#include "fuzz_check.hpp"
 
-namespace {
-
-void check(bool condition, const char* what) {
-    if (!condition) {
-        std::fprintf(stderr, "invariant violated: %s\n", what);
-        std::abort();
-    }
-}
-
-}  // namespace
+using afbus::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view text(reinterpret_cast<const char*>(data), size);

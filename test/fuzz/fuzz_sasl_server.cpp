@@ -12,6 +12,9 @@
 #include <string_view>
 
 #include "afbus/sasl.hpp"
+#include "fuzz_check.hpp"
+
+using afbus::fuzz::check;
 
 namespace {
 
@@ -19,13 +22,6 @@ constexpr uid_t kPeerUid = 1000;
 constexpr uid_t kServerUid = 1000;
 // The fake keyring's only cookie; test/fuzz/corpus/sasl_server/cookie_* answer challenges with it.
 constexpr const char* kCookieSecret = "d4a9c3be6f7a1c2b9e8f0a1b2c3d4e5f60718293a4b5c6d7";
-
-void check(bool condition, const char* what) {
-    if (!condition) {
-        std::fprintf(stderr, "invariant violated: %s\n", what);
-        std::abort();
-    }
-}
 
 afbus::SaslServerConfig make_config(std::uint8_t flags) {
     afbus::SaslServerConfig config;
