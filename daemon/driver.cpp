@@ -523,6 +523,10 @@ std::string Driver::introspection_xml(std::string_view path) {
                        "    <signal name=\"NameLost\">\n      <arg type=\"s\"/>\n    </signal>\n"
                        "    <signal name=\"NameAcquired\">\n      <arg type=\"s\"/>\n    </signal>\n"
                        "    <signal name=\"ActivatableServicesChanged\">\n    </signal>\n";
+            } else if (m.interface == kPropertiesInterface) {
+                xml += "    <signal name=\"PropertiesChanged\">\n      <arg type=\"s\" name=\"interface_name\"/>\n"
+                       "      <arg type=\"a{sv}\" name=\"changed_properties\"/>\n"
+                       "      <arg type=\"as\" name=\"invalidated_properties\"/>\n    </signal>\n";
             }
         }
         xml += "    <method name=\"" + std::string(m.name) + "\">\n";
