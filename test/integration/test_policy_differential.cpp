@@ -1424,9 +1424,11 @@ std::vector<Case> all_cases() {
         kernel_groups);
     cases.push_back({"includedir_order", includedir_config, standard_agents, includedir_order, kIncludeDirFiles});
     int i = 0;
-    for (auto& [what, policy] : invalid_configs()) {
+    for (const auto& invalid : invalid_configs()) {
         std::string name = "config_" + std::to_string(++i);
-        cases.push_back({name + " (" + what + ")", [policy] { return wrapper_config("  " + policy + "\n"); },
+        // A copy, not the structured binding: clang 14 cannot capture those.
+        const std::string policy = invalid.second;
+        cases.push_back({name + " (" + invalid.first + ")", [policy] { return wrapper_config("  " + policy + "\n"); },
                          [] { return std::vector<AgentSpec>{}; }, [](World&) {}});
     }
     auto plan = std::make_shared<DebianPlan>();
