@@ -27,6 +27,7 @@
 #include "afbus/keyring.hpp"
 #include "afbus/types.hpp"
 #include "test_bus.hpp"
+#include "support/hex.hpp"
 
 namespace afbus {
 namespace {
@@ -37,15 +38,7 @@ using test::TestBusOptions;
 
 constexpr std::string_view kContextFile = "org_freedesktop_general";
 
-std::string hex(std::string_view bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out += kDigits[c >> 4];
-        out += kDigits[c & 0xF];
-    }
-    return out;
-}
+using test::hex;
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path);

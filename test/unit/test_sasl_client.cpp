@@ -21,6 +21,7 @@
 #include "afbus/fd.hpp"
 #include "afbus/sasl.hpp"
 #include "sasl/sha1.hpp"
+#include "support/hex.hpp"
 
 extern char** environ;
 
@@ -32,23 +33,8 @@ using namespace std::string_literals;
 constexpr std::string_view kGuid = "0123456789abcdef0123456789abcdef";
 const std::string kOk = "OK "s + std::string(kGuid) + "\r\n";
 
-std::string hex(std::string_view bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out += kDigits[c >> 4];
-        out += kDigits[c & 0xF];
-    }
-    return out;
-}
-
-std::string unhex(std::string_view text) {
-    std::string out;
-    for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
-        out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
-    }
-    return out;
-}
+using test::hex;
+using test::unhex;
 
 SaslClientConfig make_config() {
     SaslClientConfig config;

@@ -12,6 +12,7 @@
 #include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
 #include "sasl/sha1.hpp"
+#include "support/hex.hpp"
 
 namespace afbus {
 namespace {
@@ -353,22 +354,8 @@ TEST(SaslServer, PrintableGarbageNeverAuthenticates) {
 
 // --- DBUS_COOKIE_SHA1 -------------------------------------------------------------------------------
 
-std::string hex(std::string_view bytes) {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out += kDigits[c >> 4];
-        out += kDigits[c & 0xF];
-    }
-    return out;
-}
-
-std::string unhex(std::string_view text) {
-    std::string out;
-    for (std::size_t i = 0; i + 1 < text.size(); i += 2)
-        out += static_cast<char>(std::stoi(std::string(text.substr(i, 2)), nullptr, 16));
-    return out;
-}
+using test::hex;
+using test::unhex;
 
 constexpr uid_t kServerUid = 1000;
 const std::string kSecret = "d4a9c3be6f7a1c2b9e8f0a1b2c3d4e5f60718293a4b5c6d7";
