@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <span>
+#include <vector>
+
 #include "afbus/types.hpp"
 
 namespace afbus {
@@ -128,6 +132,100 @@ TEST(MatchRule, MatchesArguments) {
     EXPECT_FALSE(rule("arg3path='/aa/bb'").matches(m));
     EXPECT_FALSE(rule("arg7='x'").matches(m));  // beyond the last argument
     EXPECT_TRUE(rule("arg0='org.example.Service',arg3='/aa/bb/'").matches(m));
+}
+
+
+// --- The compiled record ---
+
+std::vector<std::byte> bytes_of(std::span<const std::byte> s) { return {s.begin(), s.end()}; }
+std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
+    std::vector<std::byte> out;
+    for (int v : values) out.push_back(static_cast<std::byte>(v));
+    return out;
+}
+void put_u16(std::vector<std::byte>& record, std::size_t at, int value) {
+    record[at] = static_cast<std::byte>(value & 0xff);
+    record[at + 1] = static_cast<std::byte>(value >> 8);
+}
+
+TEST(MatchRecord, LayoutIsTheDocumentedOne) {
+    const MatchRule r = rule("type='signal',member='Ping',arg1path='/p/'");
+    // Header: version 1, type 4 (signal), eavesdrop unset, one argument condition, size 45 = 32 + 6 + 4 + 3.
+    const std::vector<std::byte> expected = bytes_of({
+        1, 4, 0, 1, 45, 0, 0, 0,
+        0, 0, 0xff, 0xff,   // sender: absent
+        0, 0, 0xff, 0xff,   // interface: absent
+        38, 0, 4, 0,        // member: "Ping" at 38
+        0, 0, 0xff, 0xff,   // path
+        0, 0, 0xff, 0xff,   // path_namespace
+        0, 0, 0xff, 0xff,   // destination
+        1, 1, 42, 0, 3, 0,  // arg1path: "/p/" at 42
+        'P', 'i', 'n', 'g', '/', 'p', '/'});
+    EXPECT_EQ(bytes_of(r.compiled()), expected);
+    EXPECT_EQ(MatchRule().compiled().size(), kMatchRecordHeaderSize);
+}
+
+TEST(MatchRecord, LoadingARecordGivesTheSameRule) {
+    const Message m = signal("/aa/bb", "org.example.I", "S", {Value::string("org.example.Service"), Value::string("x")});
+    for (std::string_view text :
+         {"", "type='signal'", "sender=':1.5',destination='org.example.D',eavesdrop='false'",
+          "interface='org.example.I',member='S',path='/aa/bb'", "path_namespace='/aa'",
+          "arg0namespace='org.example',arg1='x'", "arg0='org.example.Service',arg63path='/a/'",
+          "eavesdrop='true',arg1='it'\\''s'"}) {
+        const MatchRule original = rule(text);
+        auto loaded = MatchRule::load(original.compiled());
+        ASSERT_TRUE(loaded) << text << ": " << loaded.error();
+        EXPECT_EQ(*loaded, original) << text;
+        EXPECT_EQ(loaded->to_string(), original.to_string()) << text;
+        EXPECT_EQ(bytes_of(loaded->compiled()), bytes_of(original.compiled())) << text;
+        EXPECT_EQ(loaded->matches(m), original.matches(m)) << text;
+    }
+}
+
+TEST(MatchRecord, LoadRejectsEveryInconsistency) {
+    const std::vector<std::byte> good = bytes_of(rule("member='Ping',arg0namespace='org.ex'").compiled());
+    ASSERT_TRUE(MatchRule::load(good));
+    struct Case {
+        const char* what;
+        std::function<void(std::vector<std::byte>&)> corrupt;
+    };
+    const std::vector<Case> cases = {
+        {"shorter than its header", [](auto& r) { r.resize(kMatchRecordHeaderSize - 1); }},
+        {"unknown version", [](auto& r) { r[0] = std::byte{2}; }},
+        {"size field disagrees", [](auto& r) { put_u16(r, kMatchRecordSize, static_cast<int>(r.size()) + 1); }},
+        {"trailing byte", [](auto& r) { r.push_back(std::byte{0}); }},
+        {"reserved", [](auto& r) { r[kMatchRecordReserved] = std::byte{1}; }},
+        {"unknown message type", [](auto& r) { r[kMatchRecordType] = std::byte{5}; }},
+        {"eavesdrop", [](auto& r) { r[kMatchRecordEavesdrop] = std::byte{3}; }},
+        {"more than 64", [](auto& r) { r[kMatchRecordArgCount] = std::byte{65}; }},
+        {"arguments past the end", [](auto& r) { r[kMatchRecordArgCount] = std::byte{9}; }},
+        {"member past the end", [](auto& r) { put_u16(r, kMatchRecordSlices + 4 * kMatchFieldMember + 2, 200); }},
+        {"member inside the header", [](auto& r) { put_u16(r, kMatchRecordSlices + 4 * kMatchFieldMember, 2); }},
+        {"member shorter, leaving a gap", [](auto& r) { put_u16(r, kMatchRecordSlices + 4 * kMatchFieldMember + 2, 3); }},
+        {"absent with an offset", [](auto& r) { put_u16(r, kMatchRecordSlices, 40); }},
+        {"invalid member name", [](auto& r) { r[r.size() - 10] = std::byte{'.'}; }},
+        {"argument index above 63", [](auto& r) { r[kMatchRecordHeaderSize] = std::byte{64}; }},
+        {"namespace on arg1", [](auto& r) { r[kMatchRecordHeaderSize] = std::byte{1}; }},
+        {"unknown argument kind", [](auto& r) { r[kMatchRecordHeaderSize + 1] = std::byte{3}; }},
+        {"invalid namespace", [](auto& r) { r.back() = std::byte{'.'}; }},
+    };
+    for (const Case& c : cases) {
+        std::vector<std::byte> bad = good;
+        c.corrupt(bad);
+        if (std::string_view(c.what) != "size field disagrees" && bad.size() >= 6)
+            put_u16(bad, kMatchRecordSize, static_cast<int>(bad.size()));
+        EXPECT_FALSE(MatchRule::load(bad)) << c.what;
+    }
+
+    // Two arguments in the wrong order, and path with path_namespace.
+    std::vector<std::byte> two = bytes_of(rule("arg0='a',arg1='b'").compiled());
+    two[kMatchRecordHeaderSize + kMatchRecordArgSize] = std::byte{0};
+    EXPECT_FALSE(MatchRule::load(two));
+    std::vector<std::byte> paths = bytes_of(rule("path='/a'").compiled());
+    for (int i = 0; i < 4; ++i)
+        paths[kMatchRecordSlices + 4 * kMatchFieldPathNamespace + i] = paths[kMatchRecordSlices + 4 * kMatchFieldPath + i];
+    EXPECT_FALSE(MatchRule::load(paths));
+    EXPECT_FALSE(MatchRule::load(std::vector<std::byte>(kMaxMatchRecordSize + 1)));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,28 @@ enum class MatchRuleError : std::uint8_t {
 };
 std::string_view to_string(MatchRuleError error);
 
+// The compiled form of a match rule, version 1: one little-endian record, at most kMaxMatchRecordSize
+// bytes, strings by offset from the record's start, no pointers. Byte offsets:
+//   0 u8 version (1)   1 u8 message type (0 any, else the D-Bus type)   2 u8 eavesdrop (0 unset, 1 false,
+//   2 true)   3 u8 number of argument conditions (0..64)   4 u16 record size   6 u16 reserved (0)
+//   8 six string slices {u16 offset, u16 length}: sender, interface, member, path, path_namespace,
+//     destination; length 0xffff: the key is absent
+//  32 the argument conditions, 6 bytes each, by strictly increasing index:
+//     {u8 index (0..63), u8 kind (0 string, 1 path, 2 namespace), u16 offset, u16 length}
+//  then the strings, not NUL-terminated.
+inline constexpr std::uint8_t kMatchRecordVersion = 1;
+inline constexpr std::size_t kMatchRecordType = 1, kMatchRecordEavesdrop = 2, kMatchRecordArgCount = 3,
+                             kMatchRecordSize = 4, kMatchRecordReserved = 6, kMatchRecordSlices = 8;
+inline constexpr std::size_t kMatchFieldSender = 0, kMatchFieldInterface = 1, kMatchFieldMember = 2,
+                             kMatchFieldPath = 3, kMatchFieldPathNamespace = 4, kMatchFieldDestination = 5,
+                             kMatchFieldCount = 6;
+inline constexpr std::size_t kMatchRecordHeaderSize = 32, kMatchRecordArgSize = 6;
+inline constexpr std::uint16_t kMatchRecordAbsent = 0xffff;
+// A rule's text is at most 1024 bytes, so its strings are too; with 64 arguments that bounds the record.
+inline constexpr std::size_t kMaxMatchRecordStrings = 1024;
+inline constexpr std::size_t kMaxMatchRecordSize =
+    kMatchRecordHeaderSize + kMaxMatchArgs * kMatchRecordArgSize + kMaxMatchRecordStrings;
+
 class MatchRule {
 public:
     struct ArgCondition {
@@ -45,6 +68,8 @@ public:
         friend bool operator==(const ArgCondition&, const ArgCondition&) = default;
     };
 
+    // The empty rule, which matches every message (as parse("") gives).
+    MatchRule();
     static Expected<MatchRule, MatchRuleError> parse(std::string_view text);
 
     // Whether `message` satisfies every condition of the rule. `destination=` compares with the
@@ -59,47 +84,38 @@ public:
     [[nodiscard]] std::string to_string() const;
     friend bool operator==(const MatchRule& a, const MatchRule& b);
 
-    [[nodiscard]] std::optional<MessageType> type() const { return type_; }
-    [[nodiscard]] std::optional<std::string_view> sender() const { return view(sender_); }
-    [[nodiscard]] std::optional<std::string_view> interface() const { return view(interface_); }
-    [[nodiscard]] std::optional<std::string_view> member() const { return view(member_); }
-    [[nodiscard]] std::optional<std::string_view> path() const { return view(path_); }
-    [[nodiscard]] std::optional<std::string_view> path_namespace() const { return view(path_namespace_); }
-    [[nodiscard]] std::optional<std::string_view> destination() const { return view(destination_); }
+    [[nodiscard]] std::optional<MessageType> type() const;
+    [[nodiscard]] std::optional<std::string_view> sender() const { return field(kMatchFieldSender); }
+    [[nodiscard]] std::optional<std::string_view> interface() const { return field(kMatchFieldInterface); }
+    [[nodiscard]] std::optional<std::string_view> member() const { return field(kMatchFieldMember); }
+    [[nodiscard]] std::optional<std::string_view> path() const { return field(kMatchFieldPath); }
+    [[nodiscard]] std::optional<std::string_view> path_namespace() const { return field(kMatchFieldPathNamespace); }
+    [[nodiscard]] std::optional<std::string_view> destination() const { return field(kMatchFieldDestination); }
     // Sorted by index; at most one condition per index. Copies: for inspection, not for matching.
     [[nodiscard]] std::vector<ArgCondition> args() const;
-    [[nodiscard]] std::size_t arg_count() const { return args_.size(); }
+    [[nodiscard]] std::size_t arg_count() const { return byte_at(kMatchRecordArgCount); }
     // The value of a plain arg0='…' condition (not arg0path/arg0namespace), if there is one.
-    [[nodiscard]] std::optional<std::string_view> string_arg0() const {
-        if (args_.empty() || args_.front().index != 0 || args_.front().kind != ArgCondition::Kind::String) return std::nullopt;
-        return view(args_.front().value);
+    [[nodiscard]] std::optional<std::string_view> string_arg0() const;
+    [[nodiscard]] std::optional<bool> eavesdrop() const;
+
+    // The compiled record (layout below and in docs/policy.md). load() accepts exactly the records
+    // that describe a rule parse() could have produced, checking every offset, enum and name.
+    [[nodiscard]] std::span<const std::byte> compiled() const {
+        return std::as_bytes(std::span(record_.data(), record_.size()));
     }
-    [[nodiscard]] std::optional<bool> eavesdrop() const { return eavesdrop_; }
+    static Expected<MatchRule, std::string> load(std::span<const std::byte> record);
 
 private:
-    // A daemon keeps tens of thousands of rules, so a rule is one small object and one buffer: every
-    // string condition is a slice of text_ (a rule's text is at most 1024 bytes, so 16 bits suffice).
-    struct Slice {
-        static constexpr std::uint16_t kAbsent = 0xffff;
-        std::uint16_t offset = 0, length = kAbsent;
-        explicit operator bool() const { return length != kAbsent; }
-    };
-    struct StoredArg {
-        std::uint8_t index = 0;
-        ArgCondition::Kind kind = ArgCondition::Kind::String;
-        Slice value;
-    };
-    [[nodiscard]] std::optional<std::string_view> view(Slice slice) const {
-        if (!slice) return std::nullopt;
-        return std::string_view(text_).substr(slice.offset, slice.length);
-    }
-    Slice store(std::string_view value);
+    // A rule is its compiled record (see kMatchRecord* below), one buffer of at least
+    // kMatchRecordHeaderSize bytes: a daemon keeps tens of thousands of rules, and the AF_BUS kernel
+    // filter is to evaluate the very same bytes.
+    [[nodiscard]] std::uint8_t byte_at(std::size_t offset) const { return static_cast<std::uint8_t>(record_[offset]); }
+    [[nodiscard]] std::uint16_t u16_at(std::size_t offset) const;
+    [[nodiscard]] std::optional<std::string_view> slice_at(std::size_t offset) const;
+    [[nodiscard]] std::optional<std::string_view> field(std::size_t field_index) const;
+    [[nodiscard]] std::size_t arg_record(std::size_t i) const;
 
-    std::string text_;
-    Slice sender_, interface_, member_, path_, path_namespace_, destination_;
-    std::vector<StoredArg> args_;
-    std::optional<MessageType> type_;
-    std::optional<bool> eavesdrop_;
+    std::string record_;
 };
 
 }  // namespace afbus
