@@ -20,8 +20,17 @@
 namespace afbus::daemon {
 namespace {
 
-constexpr std::string_view kDriverName = "org.freedesktop.DBus";
-constexpr std::string_view kDriverPath = "/org/freedesktop/DBus";
+
+std::map<std::string, std::string> own_environment() {
+    std::map<std::string, std::string> out;
+    for (char** entry = environ; entry && *entry; ++entry) {
+        const std::string_view assignment(*entry);
+        const auto equals = assignment.find('=');
+        if (equals == std::string_view::npos) continue;
+        out.emplace(assignment.substr(0, equals), assignment.substr(equals + 1));
+    }
+    return out;
+}
 
 std::string new_guid() {
     std::random_device random;
@@ -32,8 +41,32 @@ std::string new_guid() {
 
 }  // namespace
 
-Bus::Bus(EventLoop& loop, BusSettings settings) : loop_(loop), settings_(std::move(settings)), guid_(new_guid()) {
+Bus::Bus(EventLoop& loop, BusSettings settings)
+    : loop_(loop), settings_(std::move(settings)), guid_(new_guid()),
+      activation_(std::make_unique<Activation>(loop, *this, own_environment())) {
     loop_.set_after_iteration([this] { flush_output(); });
+    configure_activation();
+}
+
+void Bus::set_address(std::string address) {
+    settings_.address = address;
+    activation_->set_address(std::move(address));
+}
+
+void Bus::configure_activation() {
+    ActivationSettings a;
+    a.bus_type = settings_.type;
+    a.address = settings_.address;
+    a.directories = settings_.service_directories;
+    a.servicehelper = settings_.servicehelper;
+    a.service_fd_limit = settings_.service_fd_limit;
+    a.systemd_activation = settings_.systemd_activation;
+    a.service_start_timeout_ms = settings_.limits.service_start_timeout;
+    a.max_pending_service_starts = settings_.limits.max_pending_service_starts;
+    for (const ServiceDirectoryNotice& n : activation_->configure(std::move(a))) {
+        if (n.level == ServiceDirectoryNotice::Level::Warning) log_warning("%s", n.message.c_str());
+        else log_debug("%s", n.message.c_str());
+    }
 }
 
 Bus::~Bus() {
@@ -240,6 +273,14 @@ void Bus::dispatch(Peer& sender, Message message) {
             auto m = message.with_sender(unique_name);
             return m ? std::make_shared<const Message>(std::move(*m)) : nullptr;
         };
+        // The one signal the bus takes: systemd reporting that it could not start a unit. From anyone but
+        // the owner of org.freedesktop.systemd1 it is ignored, so that nobody can fail others' starts.
+        // As in dbus-daemon, the errors it causes reach monitors before the signal itself.
+        if (!denied && message.type() == MessageType::Signal &&
+            message.interface() == "org.freedesktop.systemd1.Activator" && message.member() == "ActivationFailure" &&
+            find_peer_by_name(kSystemdName) == &sender) {
+            activation_->systemd_failed(message);
+        }
         std::shared_ptr<const Message> shared;
         // Monitors see every call to the bus, refused or not.
         if (!monitors_.empty() && !unique_name.empty() && (shared = stitched())) copy_to_monitors(shared, id, std::nullopt);
@@ -268,22 +309,47 @@ void Bus::route(Peer& sender, Message message) {
     auto shared = std::make_shared<const Message>(std::move(*stitched));
     const Message& m = *shared;
     Peer* target = destination.empty() ? nullptr : find_peer_by_name(destination);
+    if (!target && !destination.empty()) {
+        // As dbus-daemon: nobody else sees a message for a name that has no owner, and the sender is
+        // told why whatever the message's type or flags. Monitors see the message after what its
+        // activation caused (an ActivationRequest), then the error.
+        std::optional<Error> failed;
+        if (m.flags() & message_flags::kNoAutoStart) {
+            failed = make_error(error_names::kNameHasNoOwner, "Name \"" + destination + "\" does not exist");
+        } else if (auto started = activation_->activate(destination, Activation::Waiter{sender_id, shared, true}); !started) {
+            failed = std::move(started.error());
+        }
+        copy_to_monitors(shared, sender_id, std::nullopt);
+        if (failed) {
+            if (Peer* still = find_peer(sender_id)) reply_error(*still, m, failed->name, failed->message);
+        }
+        return;
+    }
     copy_to_monitors(shared, sender_id, target ? std::optional<PeerId>(target->id) : std::nullopt);
-
-    if (destination.empty()) {
+    if (!target) {
         broadcast_to_matches(m, sender_id, std::nullopt, shared);
         return;
     }
-    if (!target) {
-        // As dbus-daemon: nobody else sees a message for a name that does not exist, and the sender is
-        // told why whatever the message's type or flags.
-        if (m.flags() & message_flags::kNoAutoStart)
-            reply_error(sender, m, error_names::kNameHasNoOwner, "Name \"" + destination + "\" does not exist");
-        else
-            reply_error(sender, m, error_names::kServiceUnknown,
-                        "The name " + destination + " was not provided by any .service files");
+    route_to(sender, shared, *target);
+}
+
+void Bus::deliver_resumed(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, Peer& target) {
+    if (sender) {
+        if (Peer* from = find_peer(*sender)) route_to(*from, message, target);
         return;
     }
+    const Message& m = *message;
+    if (!target.unique_name.empty() && policy_denies(nullptr, &target, m, false, false)) return;
+    if (!can_take(target, m, "message from the bus")) return;
+    deliver(target, message);
+    broadcast_to_matches(m, std::nullopt, target.id, message);
+}
+
+void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, Peer& target_peer) {
+    const PeerId sender_id = sender.id;
+    const Message& m = *shared;
+    const std::string destination(m.destination());
+    Peer* target = &target_peer;
     const PeerId target_id = target->id;
 
     auto pending = pending_replies_.end();
@@ -466,7 +532,11 @@ void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
 }
 
 void Bus::set_settings(BusSettings settings) {
+    if (settings.address.empty()) settings.address = settings_.address;
     settings_ = std::move(settings);
+    configure_activation();
+    // As dbus-daemon: after every reload, whether or not the set of services changed.
+    emit_driver_signal(MessageBuilder::signal(kDriverPath, "org.freedesktop.DBus", "ActivatableServicesChanged"));
     for (auto& [id, peer] : peers_) {
         if (peer->sasl || !settings_.policy) {
             peer->policy.reset();
@@ -650,6 +720,9 @@ void Bus::emit_name_changes(const std::vector<NameChange>& changes) {
             acquired.destination(new_owner->unique_name);
             append(acquired, c.name);
             send_from_driver(*new_owner, std::move(acquired));
+            // Messages that waited for the name's activation go to it now (before the RequestName
+            // reply, as in dbus-daemon).
+            activation_->name_acquired(c.name);
         }
     }
 }

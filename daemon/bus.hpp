@@ -15,6 +15,7 @@
 #include "afbus/sasl.hpp"
 #include "afbus/stream_transport.hpp"
 #include "afbus/unix_socket.hpp"
+#include "activation.hpp"
 #include "event_loop.hpp"
 #include "limits.hpp"
 #include "match_registry.hpp"
@@ -23,11 +24,21 @@
 
 namespace afbus::daemon {
 
+inline constexpr std::string_view kDriverName = "org.freedesktop.DBus";
+inline constexpr std::string_view kDriverPath = "/org/freedesktop/DBus";
+
 struct BusSettings {
     std::string type = "session";
     std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
     bool allow_anonymous = false;
     bool systemd_activation = false;
+    // The bus's address as printed (DBUS_STARTER_ADDRESS of activated services).
+    std::string address;
+    // Where .service files are looked for (resolved from the configuration), and the system bus's
+    // setuid launch helper.
+    std::vector<SearchDirectory> service_directories;
+    std::optional<std::string> servicehelper;
+    std::optional<rlimit> service_fd_limit;  // RLIMIT_NOFILE for activated services
     Limits limits;
     // The compiled <policy> rules. Null only for a bus built without a configuration (unit tests):
     // then nothing is checked.
@@ -47,8 +58,11 @@ public:
     void add_connection(Fd socket);
 
     [[nodiscard]] const std::string& guid() const noexcept { return guid_; }
+    // The address clients connect to (known once the listeners are up), given to activated services.
+    void set_address(std::string address);
     [[nodiscard]] std::size_t peer_count() const noexcept { return peers_.size(); }
-    // New limits, mechanisms and policy (a config reload); every connection's policy is recomputed.
+    // New limits, mechanisms and policy (a config reload); every connection's policy is recomputed, the
+    // service directories are read again and ActivatableServicesChanged is emitted.
     void set_settings(BusSettings settings);
     // Called for org.freedesktop.DBus.ReloadConfig; returns why reloading failed.
     void set_reload_handler(std::function<Expected<void, std::string>()> handler) { reload_config_ = std::move(handler); }
@@ -77,6 +91,15 @@ public:
 
     // Messages the bus itself sends (driver replies, errors, signals), with the sender org.freedesktop.DBus.
     void send_from_driver(Peer& to, MessageBuilder builder);
+    // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.
+    std::shared_ptr<const Message> build_driver_message(MessageBuilder builder);
+    // `sender` and `addressed` are the peers behind the message's sender and destination (none: the bus).
+    void copy_to_monitors(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
+                          std::optional<PeerId> addressed);
+    // Delivers a message that waited for its destination to be activated, as routing would have if the
+    // name had been owned when it was sent: replies tracked, policy checked (a refusal goes back to the
+    // sender), eavesdroppers served. `sender` none: a message of the bus itself. Monitors saw it already.
+    void deliver_resumed(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, Peer& target);
     void reply_error(Peer& to, const Message& call, std::string_view name, std::string message);
     // A copy of `call` from `sender`, with its sender field set, for the monitors only.
     void show_to_monitors(const Message& call, const Peer& sender);
@@ -107,7 +130,7 @@ public:
     NameRegistry& names() noexcept { return names_; }
     MatchRegistry& matches() noexcept { return matches_; }
     const std::map<std::string, PeerId, std::less<>>& unique_names() const noexcept { return unique_names_; }
-    std::map<std::string, std::string>& activation_environment() noexcept { return activation_environment_; }
+    Activation& activation() noexcept { return *activation_; }
     Expected<void, std::string> reload_config() {
         if (!reload_config_) return {};
         return reload_config_();
@@ -130,19 +153,17 @@ private:
     void read_messages(Peer& peer);
     void dispatch(Peer& sender, Message message);
     void route(Peer& sender, Message message);
+    // The part of routing after the destination's owner is known.
+    void route_to(Peer& sender, const std::shared_ptr<const Message>& message, Peer& target);
+    void configure_activation();
     void broadcast_to_matches(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                               std::shared_ptr<const Message> shared);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
     void update_watch(Peer& peer);
     void flush_output();
-    // `sender` and `addressed` are the peers behind the message's sender and destination (none: the bus).
-    void copy_to_monitors(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
-                          std::optional<PeerId> addressed);
     // Whether `peer` can be given `message` now (fds only to peers that negotiated them; queue within
     // max_outgoing_bytes, else logged as a dropped `what`).
     [[nodiscard]] bool can_take(const Peer& peer, const Message& message, const char* what) const;
-    // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.
-    std::shared_ptr<const Message> build_driver_message(MessageBuilder builder);
     void disconnect(PeerId id, std::string_view reason);
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
@@ -156,7 +177,7 @@ private:
     NameRegistry names_;
     MatchRegistry matches_;
     std::map<std::tuple<PeerId, std::uint32_t>, PendingReply> pending_replies_;  // by (caller, serial)
-    std::map<std::string, std::string> activation_environment_;
+    std::unique_ptr<Activation> activation_;
     // Set by the daemon's main: rereads the configuration (ReloadConfig, SIGHUP).
     std::function<Expected<void, std::string>()> reload_config_;
     PeerId next_peer_id_ = 1;

@@ -31,6 +31,8 @@ struct Method {
     Handler handler;
     // Only root and the bus's own user may call it; checked before the arguments, as dbus-daemon does.
     bool privileged = false;
+    // The handler sends its own reply, perhaps later (StartServiceByName answers once the service runs).
+    bool answers_itself = false;
 };
 
 Error invalid_args(std::string text) { return make_error(error_names::kInvalidArgs, std::move(text)); }
@@ -126,8 +128,10 @@ Expected<void, Error> list_names(Bus& bus, Bus::Peer&, const Message&, MessageBu
     return {};
 }
 
-Expected<void, Error> list_activatable_names(Bus&, Bus::Peer&, const Message&, MessageBuilder& reply) {
-    append(reply, std::vector<std::string>{std::string(kBusName)});
+Expected<void, Error> list_activatable_names(Bus& bus, Bus::Peer&, const Message&, MessageBuilder& reply) {
+    std::vector<std::string> names{std::string(kBusName)};
+    for (std::string& name : bus.activation().activatable_names()) names.push_back(std::move(name));
+    append(reply, names);
     return {};
 }
 
@@ -308,14 +312,13 @@ Expected<void, Error> get_id(Bus& bus, Bus::Peer&, const Message&, MessageBuilde
     return {};
 }
 
-Expected<void, Error> start_service_by_name(Bus& bus, Bus::Peer&, const Message& call, MessageBuilder& reply) {
+// Replies 1 once the service has started, 2 if the name has an owner already (Activation answers).
+Expected<void, Error> start_service_by_name(Bus& bus, Bus::Peer& caller, const Message& call, MessageBuilder&) {
     auto [name, flags] = args<std::string, std::uint32_t>(call);
     (void)flags;  // unused by the specification
-    if (!name.starts_with(':') && (name == kBusName || bus.names().owner(name))) {
-        append(reply, std::uint32_t{2});  // DBUS_START_REPLY_ALREADY_RUNNING
-        return {};
-    }
-    return Unexpected(make_error(error_names::kServiceUnknown, "The name " + name + " was not provided by any .service files"));
+    auto stitched = call.with_sender(caller.unique_name);
+    if (!stitched) return Unexpected(make_error(error_names::kNoMemory, "Cannot keep the call"));
+    return bus.activation().start_service_by_name(name, caller.id, std::make_shared<const Message>(std::move(*stitched)));
 }
 
 Expected<void, Error> update_activation_environment(Bus& bus, Bus::Peer&, const Message& call, MessageBuilder&) {
@@ -327,8 +330,8 @@ Expected<void, Error> update_activation_environment(Bus& bus, Bus::Peer&, const 
     for (auto& [key, value] : env) {
         if (key.empty() || key.find('=') != std::string::npos)
             return Unexpected(invalid_args("Environment variable name \"" + key + "\" is not valid"));
-        bus.activation_environment()[key] = value;
     }
+    bus.activation().update_environment(env);
     return {};
 }
 
@@ -466,7 +469,7 @@ constexpr Method kMethods[] = {
     {kBusInterface, "Hello", "", "s", hello},
     {kBusInterface, "RequestName", "su", "u", request_name},
     {kBusInterface, "ReleaseName", "s", "u", release_name},
-    {kBusInterface, "StartServiceByName", "su", "u", start_service_by_name},
+    {kBusInterface, "StartServiceByName", "su", "u", start_service_by_name, false, true},
     {kBusInterface, "UpdateActivationEnvironment", "a{ss}", "", update_activation_environment, true},
     {kBusInterface, "NameHasOwner", "s", "b", name_has_owner},
     {kBusInterface, "ListNames", "", "as", list_names},
@@ -596,7 +599,7 @@ bool Driver::handle(Bus& bus, Bus::Peer& caller, const Message& call) {
     if (method && method->handler == hello && result) bus.show_to_monitors(call, *peer);
     if (!result) {
         bus.reply_error(*peer, call, result.error().name, result.error().message);
-    } else if (call.expects_reply()) {
+    } else if (call.expects_reply() && !method->answers_itself) {
         bus.send_from_driver(*peer, std::move(reply));
     }
     if (method && method->handler == hello && result) after_hello(bus, *peer);

@@ -22,9 +22,11 @@
 #include "bus.hpp"
 #include "config.hpp"
 #include "driver.hpp"
+#include "fd_limit.hpp"
 #include "listener.hpp"
 #include "log.hpp"
 #include "options.hpp"
+#include "service_directory.hpp"
 
 using namespace afbus;
 using namespace afbus::daemon;
@@ -50,12 +52,18 @@ Expected<BusConfig, ConfigError> read_config(const Options& options) {
     return parse_config(builtin_system_config(), "(built-in system configuration)", "/usr/share/dbus-1");
 }
 
-BusSettings settings_from(const BusConfig& config, const Options& options) {
+BusSettings settings_from(const BusConfig& config, const Options& options, std::optional<rlimit> service_fd_limit) {
     BusSettings s;
+    s.service_fd_limit = service_fd_limit;
     s.type = config.type;
     s.allow_anonymous = config.allow_anonymous;
     s.systemd_activation = options.systemd_activation;
     s.limits = config.limits;
+    // Resolving creates $XDG_RUNTIME_DIR/dbus-1/services, as dbus-daemon does at every configuration load.
+    ResolvedServiceDirs dirs = resolve_service_dirs(config.servicedirs, current_service_dir_environment());
+    for (const std::string& warning : dirs.warnings) log_warning("%s", warning.c_str());
+    s.service_directories = std::move(dirs.directories);
+    s.servicehelper = config.servicehelper;
     for (const std::string& warning : config.policy_warnings) log_warning("%s", warning.c_str());
     // The image was produced by our own compiler a moment ago; failing to load it is a bug, not bad input.
     auto engine = policy::PolicyEngine::load(config.policy_image);
@@ -177,8 +185,12 @@ int main(int argc, char** argv) {
         ready_fd = ready[1];
     }
 
+    // As dbus-daemon: room for 64k fds (connections and the fds they pass), services get the old limit.
+    const std::optional<rlimit> initial_fd_limit = current_fd_limit();
+    if (auto raised = raise_fd_limit(); !raised) log_info("%s", raised.error().c_str());
+
     EventLoop loop;
-    Bus bus(loop, settings_from(*config, *options));
+    Bus bus(loop, settings_from(*config, *options, initial_fd_limit));
     std::string address;
     std::vector<std::string> socket_files;
     for (Listener& l : listeners) {
@@ -187,6 +199,7 @@ int main(int argc, char** argv) {
         if (l.socket_file) socket_files.push_back(*l.socket_file);
         bus.add_listener(std::move(l.fd));
     }
+    bus.set_address(address);
 
     std::optional<std::string> pidfile;
     if (config->pidfile && !options->no_pidfile) {
@@ -207,13 +220,13 @@ int main(int argc, char** argv) {
     }
 
     const Options opts = *options;
-    bus.set_reload_handler([&bus, opts]() -> Expected<void, std::string> {
+    bus.set_reload_handler([&bus, opts, initial_fd_limit]() -> Expected<void, std::string> {
         auto reloaded = read_config(opts);
         if (!reloaded) {
             log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
             return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());
         }
-        bus.set_settings(settings_from(*reloaded, opts));
+        bus.set_settings(settings_from(*reloaded, opts, initial_fd_limit));
         return {};
     });
 
@@ -230,9 +243,7 @@ int main(int argc, char** argv) {
         signalfd_siginfo info;
         while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
             if (info.ssi_signo == SIGHUP) {
-                auto reloaded = read_config(opts);
-                if (reloaded) bus.set_settings(settings_from(*reloaded, opts));
-                else log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
+                (void)bus.reload_config();  // the handler logs a failure
             } else {
                 loop.stop();
             }

@@ -33,17 +33,19 @@ TestBus::TestBus(const TestBusOptions& options) {
     if (!::mkdtemp(dir_template)) throw std::runtime_error("mkdtemp failed");
     dir_ = dir_template;
     if (options.world_accessible && ::chmod(dir_.c_str(), 0755) < 0) throw std::runtime_error("chmod failed");
+    auto with_dir = [this](std::string text) {
+        for (std::size_t at = text.find("@DIR@"); at != std::string::npos; at = text.find("@DIR@", at + dir_.size()))
+            text.replace(at, 5, dir_);
+        return text;
+    };
     for (const auto& [path, content] : options.files) {
         const std::filesystem::path file = std::filesystem::path(dir_) / path;
         std::filesystem::create_directories(file.parent_path());
-        std::ofstream(file) << content;
+        std::ofstream(file) << with_dir(content);
     }
     const std::string config_path = dir_ + "/bus.conf";
     if (!options.config.empty()) {
-        std::string text = options.config;
-        for (std::size_t at = text.find("@DIR@"); at != std::string::npos; at = text.find("@DIR@", at + dir_.size()))
-            text.replace(at, 5, dir_);
-        std::ofstream(config_path) << text;
+        std::ofstream(config_path) << with_dir(options.config);
     } else {
         std::ofstream config(config_path);
         config << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
@@ -61,7 +63,7 @@ TestBus::TestBus(const TestBusOptions& options) {
                   "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
                   "  <limit name=\"max_outgoing_bytes\">1000000000</limit>\n"
                   "  <limit name=\"reply_timeout\">60000</limit>\n"
-               << options.extra_config << "</busconfig>\n";
+               << with_dir(options.extra_config) << "</busconfig>\n";
     }
     const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
     const std::string binary = !options.daemon.empty() ? options.daemon : daemon && *daemon ? daemon : "dbus-daemon";

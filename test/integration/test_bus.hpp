@@ -15,7 +15,8 @@
 namespace afbus::test {
 
 struct TestBusOptions {
-    std::string extra_config;       // inserted into the <busconfig> element (limits, policies)
+    // Inserted into the <busconfig> element (limits, policies); "@DIR@" stands for the temporary directory.
+    std::string extra_config;
     std::string listen;             // the <listen> address; empty: unix:dir=<the temporary directory>
     std::string auth = "EXTERNAL";  // the one <auth> mechanism; empty: no <auth> element
     // The daemon binary; empty: $AFBUS_TEST_DAEMON if set, else dbus-daemon from PATH.
@@ -25,7 +26,8 @@ struct TestBusOptions {
     std::string config;
     // chmod 0755 the temporary directory, so that clients running as other uids can reach the socket.
     bool world_accessible = false;
-    // Files written into the temporary directory before the daemon starts (path relative to it, content).
+    // Files written into the temporary directory before the daemon starts (path relative to it, content,
+    // in which "@DIR@" stands for the temporary directory).
     std::vector<std::pair<std::string, std::string>> files;
 };
 

@@ -42,6 +42,19 @@ inline constexpr std::string_view kPropertyReadOnly = "org.freedesktop.DBus.Erro
 inline constexpr std::string_view kMatchRuleNotFound = "org.freedesktop.DBus.Error.MatchRuleNotFound";
 inline constexpr std::string_view kMatchRuleInvalid = "org.freedesktop.DBus.Error.MatchRuleInvalid";
 inline constexpr std::string_view kInconsistentMessage = "org.freedesktop.DBus.Error.InconsistentMessage";
+inline constexpr std::string_view kTimedOut = "org.freedesktop.DBus.Error.TimedOut";
+// Starting a service (activation) failed.
+inline constexpr std::string_view kSpawnExecFailed = "org.freedesktop.DBus.Error.Spawn.ExecFailed";
+inline constexpr std::string_view kSpawnForkFailed = "org.freedesktop.DBus.Error.Spawn.ForkFailed";
+inline constexpr std::string_view kSpawnChildExited = "org.freedesktop.DBus.Error.Spawn.ChildExited";
+inline constexpr std::string_view kSpawnChildSignaled = "org.freedesktop.DBus.Error.Spawn.ChildSignaled";
+inline constexpr std::string_view kSpawnFailed = "org.freedesktop.DBus.Error.Spawn.Failed";
+inline constexpr std::string_view kSpawnSetupFailed = "org.freedesktop.DBus.Error.Spawn.SetupFailed";
+inline constexpr std::string_view kSpawnConfigInvalid = "org.freedesktop.DBus.Error.Spawn.ConfigInvalid";
+inline constexpr std::string_view kSpawnServiceInvalid = "org.freedesktop.DBus.Error.Spawn.ServiceInvalid";
+inline constexpr std::string_view kSpawnServiceNotFound = "org.freedesktop.DBus.Error.Spawn.ServiceNotFound";
+inline constexpr std::string_view kSpawnPermissionsInvalid = "org.freedesktop.DBus.Error.Spawn.PermissionsInvalid";
+inline constexpr std::string_view kSpawnFileInvalid = "org.freedesktop.DBus.Error.Spawn.FileInvalid";
 }  // namespace error_names
 
 inline Error make_error(std::string_view name, std::string message) { return Error{std::string(name), std::move(message)}; }
