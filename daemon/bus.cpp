@@ -75,6 +75,7 @@ Bus::~Bus() {
     for (auto& [id, peer] : peers_) {
         if (peer->transport) loop_.unwatch(peer->transport->fd());
         if (peer->auth_timer) loop_.cancel_timer(peer->auth_timer);
+        if (peer->pending_fds_timer) loop_.cancel_timer(peer->pending_fds_timer);
     }
     for (auto& [key, pending] : pending_replies_)
         if (pending.timer) loop_.cancel_timer(pending.timer);
@@ -172,7 +173,7 @@ void Bus::on_peer_io(PeerId id, std::uint32_t events) {
     if (!peer) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (peer->sasl) authenticate(*peer);
-        else read_messages(*peer);
+        else read_messages(*peer, (events & (EPOLLHUP | EPOLLERR)) != 0);
     }
     peer = find_peer(id);
     if (!peer) return;
@@ -222,13 +223,24 @@ void Bus::authenticate(Peer& peer) {
             if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);
             peer.auth_timer = 0;
             if (used < input.size()) peer.transport->push_received(input.substr(used));
-            return read_messages(peer);
+            return read_messages(peer, false);
         }
     }
 }
 
-void Bus::read_messages(Peer& peer) {
+void Bus::read_messages(Peer& peer, bool hung_up) {
     const PeerId id = peer.id;
+    // As dbus-daemon: a peer whose messages the bus still holds beyond max_incoming_bytes or
+    // max_incoming_unix_fds is not read from until they drain, so that a fast sender to a slow reader
+    // is slowed down rather than the bus's memory. A peer that hung up is read to the end regardless.
+    if (!hung_up && over_incoming_limits(peer)) {
+        if (!peer.reading_paused) {
+            peer.reading_paused = true;
+            paused_readers_.push_back(id);
+            log_debug("not reading from %s: its queued messages exceed the incoming limits", peer.unique_name.c_str());
+        }
+        return;
+    }
     auto n = peer.transport->read();
     // Dispatch every complete message first; a read error is handled after them.
     for (;;) {
@@ -240,11 +252,70 @@ void Bus::read_messages(Peer& peer) {
         if ((*message)->size() > static_cast<std::size_t>(settings_.limits.max_message_size))
             return disconnect(id, "message larger than max_message_size");
         if (p->monitor) return disconnect(id, "a monitor sent a message (monitors may only listen)");
-        ++p->incoming_messages;
-        p->incoming_bytes += (*message)->size();
         dispatch(*p, std::move(**message));
     }
-    if (!n) disconnect(id, describe(n.error()));
+    if (!n) return disconnect(id, describe(n.error()));
+    if (Peer* p = find_peer(id)) watch_pending_fds(*p);
+}
+
+bool Bus::over_incoming_limits(const Peer& peer) const {
+    return peer.incoming->bytes >= static_cast<std::size_t>(settings_.limits.max_incoming_bytes) ||
+           peer.incoming->fds >= static_cast<std::size_t>(settings_.limits.max_incoming_unix_fds);
+}
+
+void Bus::resume_paused_readers() {
+    std::erase_if(paused_readers_, [this](PeerId id) {
+        Peer* peer = find_peer(id);
+        if (!peer) return true;
+        if (over_incoming_limits(*peer)) return false;
+        peer->reading_paused = false;
+        update_watch(*peer);
+        return true;
+    });
+}
+
+void Bus::watch_pending_fds(Peer& peer) {
+    const bool pending = peer.transport->pending_fds() > 0;
+    if (pending == (peer.pending_fds_timer != 0)) return;
+    if (!pending) {
+        loop_.cancel_timer(peer.pending_fds_timer);
+        peer.pending_fds_timer = 0;
+        return;
+    }
+    // As dbus-daemon (CVE-2014-3636): fds held in the kernel for a message that never completes would
+    // pin them against the bus's fd limit, so the sender gets pending_fd_timeout to finish it.
+    const PeerId id = peer.id;
+    peer.pending_fds_timer = loop_.add_timer(
+        Clock::now() + std::chrono::milliseconds(settings_.limits.pending_fd_timeout), [this, id] {
+            Peer* p = find_peer(id);
+            if (!p) return;
+            p->pending_fds_timer = 0;
+            disconnect(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
+        });
+}
+
+std::shared_ptr<const Message> Bus::charged_to(Peer& sender, Message message) {
+    // The charge is lifted when the last queue lets go of the message, whichever that is.
+    struct Charged {
+        Message message;
+        std::shared_ptr<IncomingLoad> load;
+        Charged(Message m, std::shared_ptr<IncomingLoad> l) : message(std::move(m)), load(std::move(l)) {
+            ++load->messages;
+            load->bytes += message.size();
+            load->fds += message.fds().size();
+        }
+        ~Charged() {
+            --load->messages;
+            load->bytes -= message.size();
+            load->fds -= message.fds().size();
+        }
+        Charged(const Charged&) = delete;
+        Charged& operator=(const Charged&) = delete;
+    };
+    auto charged = std::make_shared<Charged>(std::move(message), sender.incoming);
+    sender.peak_incoming_bytes = std::max(sender.peak_incoming_bytes, sender.incoming->bytes);
+    sender.peak_incoming_fds = std::max(sender.peak_incoming_fds, sender.incoming->fds);
+    return std::shared_ptr<const Message>(charged, &charged->message);
 }
 
 void Bus::dispatch(Peer& sender, Message message) {
@@ -306,7 +377,7 @@ void Bus::route(Peer& sender, Message message) {
     const std::string destination(message.destination());
     auto stitched = std::move(message).with_sender(sender.unique_name);
     if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
-    auto shared = std::make_shared<const Message>(std::move(*stitched));
+    auto shared = charged_to(sender, std::move(*stitched));
     const Message& m = *shared;
     Peer* target = destination.empty() ? nullptr : find_peer_by_name(destination);
     if (!target && !destination.empty()) {
@@ -377,8 +448,10 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
                     "Tried to send message with Unix file descriptors to a client that doesn't support that.");
         return;
     }
-    if (target->transport->queued_bytes() + m.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
-        log_warning("dropping a message for %s: its outgoing queue is full (max_outgoing_bytes)", destination.c_str());
+    if (const char* limit = outgoing_limit_exceeded(*target, m)) {
+        log_warning("dropping a message for %s: its outgoing queue is full (%s)", destination.c_str(), limit);
+        ++target->dropped_messages;
+        ++dropped_messages_;
         if (m.expects_reply()) {
             reply_error(sender, m, error_names::kLimitsExceeded,
                         "The maximum number of bytes queued for " + destination + " has been reached");
@@ -455,19 +528,29 @@ void Bus::broadcast_to_matches(const Message& message, std::optional<PeerId> sen
     }
 }
 
-bool Bus::can_take(const Peer& peer, const Message& message, const char* what) const {
+const char* Bus::outgoing_limit_exceeded(const Peer& peer, const Message& message) const {
+    if (peer.transport->queued_bytes() + message.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes))
+        return "max_outgoing_bytes";
+    if (peer.transport->queued_fds() + message.fds().size() > static_cast<std::size_t>(settings_.limits.max_outgoing_unix_fds))
+        return "max_outgoing_unix_fds";
+    return nullptr;
+}
+
+bool Bus::can_take(Peer& peer, const Message& message, const char* what) {
     if (!message.fds().empty() && !peer.transport->unix_fd_passing()) return false;
-    if (peer.transport->queued_bytes() + message.size() > static_cast<std::size_t>(settings_.limits.max_outgoing_bytes)) {
-        log_warning("dropping a %s for %s: its outgoing queue is full (max_outgoing_bytes)", what, peer.unique_name.c_str());
+    if (const char* limit = outgoing_limit_exceeded(peer, message)) {
+        log_warning("dropping a %s for %s: its outgoing queue is full (%s)", what, peer.unique_name.c_str(), limit);
+        ++peer.dropped_messages;
+        ++dropped_messages_;
         return false;
     }
     return true;
 }
 
 void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
-    ++peer.outgoing_messages;
-    peer.outgoing_bytes += message->size();
     peer.transport->enqueue(std::move(message));
+    peer.peak_outgoing_bytes = std::max(peer.peak_outgoing_bytes, peer.transport->queued_bytes());
+    peer.peak_outgoing_fds = std::max(peer.peak_outgoing_fds, peer.transport->queued_fds());
     // Written after this loop iteration, together with whatever else the same batch of input produces
     // for this peer: one sendmsg for many messages.
     if (!peer.dirty) {
@@ -490,10 +573,12 @@ void Bus::flush_output() {
         update_watch(*peer);
     }
     dirty_.clear();
+    // What was just written may have been holding paused senders back.
+    if (!paused_readers_.empty()) resume_paused_readers();
 }
 
 void Bus::update_watch(Peer& peer) {
-    const std::uint32_t wanted = EPOLLIN | (peer.transport->wants_write() ? EPOLLOUT : 0u);
+    const std::uint32_t wanted = (peer.reading_paused ? 0u : EPOLLIN) | (peer.transport->wants_write() ? EPOLLOUT : 0u);
     if (wanted == peer.epoll_events) return;
     peer.epoll_events = wanted;
     loop_.modify(peer.transport->fd(), wanted);
@@ -747,6 +832,7 @@ void Bus::disconnect(PeerId id, std::string_view reason) {
              static_cast<int>(reason.size()), reason.data());
     loop_.unwatch(peer.transport->fd());
     if (peer.auth_timer) loop_.cancel_timer(peer.auth_timer);
+    if (peer.pending_fds_timer) loop_.cancel_timer(peer.pending_fds_timer);
     // Best effort: what is queued (e.g. the last error reply) may still go out.
     (void)peer.transport->flush();
     matches_.remove_all(id);

@@ -27,6 +27,13 @@ namespace afbus::daemon {
 inline constexpr std::string_view kDriverName = "org.freedesktop.DBus";
 inline constexpr std::string_view kDriverPath = "/org/freedesktop/DBus";
 
+// The bytes and fds of one peer's messages that the bus still holds (in other peers' queues, or waiting
+// for an activation): dbus-daemon's "live" incoming messages, bounded by max_incoming_bytes and
+// max_incoming_unix_fds.
+struct IncomingLoad {
+    std::size_t messages = 0, bytes = 0, fds = 0;
+};
+
 struct BusSettings {
     std::string type = "session";
     std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
@@ -84,8 +91,14 @@ public:
         bool dirty = false;  // has output queued since the last flush_output()
         bool monitor = false;
         std::vector<MatchRule> monitor_rules;  // empty: everything
+        std::shared_ptr<IncomingLoad> incoming = std::make_shared<IncomingLoad>();
+        // Not read from while its messages held by the bus exceed the incoming limits.
+        bool reading_paused = false;
+        // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
+        EventLoop::TimerId pending_fds_timer = 0;
         // Debug.Stats
-        std::uint64_t incoming_messages = 0, incoming_bytes = 0, outgoing_messages = 0, outgoing_bytes = 0;
+        std::size_t peak_incoming_bytes = 0, peak_incoming_fds = 0, peak_outgoing_bytes = 0, peak_outgoing_fds = 0;
+        std::uint64_t dropped_messages = 0;  // not delivered to this peer: its outgoing queue was full
         std::size_t peak_match_rules = 0, peak_bus_names = 0;
     };
 
@@ -124,6 +137,7 @@ public:
     [[nodiscard]] std::uint32_t last_serial() const noexcept { return next_driver_serial_ - 1; }
     [[nodiscard]] std::size_t peak_match_rules() const noexcept { return peak_match_rules_; }
     [[nodiscard]] std::size_t peak_bus_names() const noexcept { return peak_bus_names_; }
+    [[nodiscard]] std::uint64_t dropped_messages() const noexcept { return dropped_messages_; }
     void note_peaks(Peer& peer);
     const std::map<PeerId, std::unique_ptr<Peer>>& peers() const noexcept { return peers_; }
 
@@ -150,7 +164,7 @@ private:
     void on_listener_ready(int fd);
     void on_peer_io(PeerId id, std::uint32_t events);
     void authenticate(Peer& peer);
-    void read_messages(Peer& peer);
+    void read_messages(Peer& peer, bool hung_up);
     void dispatch(Peer& sender, Message message);
     void route(Peer& sender, Message message);
     // The part of routing after the destination's owner is known.
@@ -162,8 +176,17 @@ private:
     void update_watch(Peer& peer);
     void flush_output();
     // Whether `peer` can be given `message` now (fds only to peers that negotiated them; queue within
-    // max_outgoing_bytes, else logged as a dropped `what`).
-    [[nodiscard]] bool can_take(const Peer& peer, const Message& message, const char* what) const;
+    // max_outgoing_bytes and max_outgoing_unix_fds, else logged and counted as a dropped `what`).
+    [[nodiscard]] bool can_take(Peer& peer, const Message& message, const char* what);
+    // Which outgoing limit `message` would exceed at `peer`, if any.
+    [[nodiscard]] const char* outgoing_limit_exceeded(const Peer& peer, const Message& message) const;
+    // A routed message, charged to its sender's IncomingLoad for as long as the bus holds it.
+    std::shared_ptr<const Message> charged_to(Peer& sender, Message message);
+    [[nodiscard]] bool over_incoming_limits(const Peer& peer) const;
+    // After each loop iteration: peers paused by the incoming limits whose messages have drained.
+    void resume_paused_readers();
+    // Starts or stops `peer`'s pending_fd_timeout timer after a read.
+    void watch_pending_fds(Peer& peer);
     void disconnect(PeerId id, std::string_view reason);
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
@@ -187,6 +210,8 @@ private:
     std::vector<PeerId> dirty_;                      // peers with output queued in this loop iteration
     std::vector<PeerId> monitors_;
     std::size_t peak_match_rules_ = 0, peak_bus_names_ = 0;
+    std::uint64_t dropped_messages_ = 0;
+    std::vector<PeerId> paused_readers_;
     std::vector<std::unique_ptr<Peer>> graveyard_;  // disconnected peers, freed on the next event
 };
 

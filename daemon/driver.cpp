@@ -381,6 +381,8 @@ Expected<void, Error> get_stats(Bus& bus, Bus::Peer&, const Message&, MessageBui
     stats.emplace("PeakMatchRules", Variant(static_cast<std::uint32_t>(bus.peak_match_rules())));
     stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().names().size())));
     stats.emplace("PeakBusNames", Variant(static_cast<std::uint32_t>(bus.peak_bus_names())));
+    // afbus's own: messages not delivered because the recipient's queue was full, bus-wide.
+    stats.emplace("DroppedMessages", Variant(static_cast<std::uint32_t>(bus.dropped_messages())));
     append(reply, stats);
     return {};
 }
@@ -398,11 +400,20 @@ Expected<void, Error> get_connection_stats(Bus& bus, Bus::Peer&, const Message& 
     stats.emplace("PeakMatchRules", u32(p.peak_match_rules));
     stats.emplace("BusNames", u32(bus.names().count_for(p.id)));
     stats.emplace("PeakBusNames", u32(p.peak_bus_names));
-    stats.emplace("IncomingMessages", u32(p.incoming_messages));
-    stats.emplace("IncomingBytes", u32(p.incoming_bytes));
-    stats.emplace("OutgoingMessages", u32(p.outgoing_messages));
-    stats.emplace("OutgoingBytes", u32(p.outgoing_bytes));
-    stats.emplace("OutgoingQueuedBytes", u32(p.transport->queued_bytes()));
+    // As dbus-daemon: what the bus holds now, not totals. Incoming: this peer's messages still queued
+    // anywhere in the bus; outgoing: its own queue.
+    stats.emplace("IncomingMessages", u32(p.incoming->messages));
+    stats.emplace("IncomingBytes", u32(p.incoming->bytes));
+    stats.emplace("IncomingFDs", u32(p.incoming->fds));
+    stats.emplace("PeakIncomingBytes", u32(p.peak_incoming_bytes));
+    stats.emplace("PeakIncomingFDs", u32(p.peak_incoming_fds));
+    stats.emplace("OutgoingMessages", u32(p.transport->queued_messages()));
+    stats.emplace("OutgoingBytes", u32(p.transport->queued_bytes()));
+    stats.emplace("OutgoingFDs", u32(p.transport->queued_fds()));
+    stats.emplace("PeakOutgoingBytes", u32(p.peak_outgoing_bytes));
+    stats.emplace("PeakOutgoingFDs", u32(p.peak_outgoing_fds));
+    // afbus's own: messages not delivered to this peer because its queue was full.
+    stats.emplace("DroppedMessages", u32(p.dropped_messages));
     append(reply, stats);
     return {};
 }

@@ -96,6 +96,7 @@ Expected<std::optional<Message>, TransportError> StreamTransport::next() {
 
 void StreamTransport::enqueue(std::shared_ptr<const Message> message) {
     queued_bytes_ += message->size();
+    queued_fds_ += message->fds().size();
     queue_.push_back(std::move(message));
 }
 
@@ -153,6 +154,7 @@ Expected<bool, TransportError> StreamTransport::flush() {
             if (written >= left) {
                 written -= left;
                 head_offset_ = 0;
+                queued_fds_ -= queue_.front()->fds().size();
                 queue_.pop_front();
             } else {
                 head_offset_ += written;

@@ -1,11 +1,13 @@
 // Bus behaviour that clients rely on, checked the same way against dbus-daemon and afbus-daemon
 // (AFBUS_TEST_DAEMON): signal order, NoReply texts, unrequested replies, Hello first, bad senders.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "afbus/address.hpp"
 #include "afbus/connection.hpp"
@@ -14,6 +16,7 @@
 #include "afbus/sasl.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
+#include "support/pump.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -127,12 +130,13 @@ TEST(BusSemantics, UnrequestedReplies) {
 }
 
 // A raw authenticated socket, to send what libafbus never would.
-Fd raw_connection(const TestBus& bus) {
+Fd raw_connection(const TestBus& bus, bool unix_fds = false) {
     auto entries = parse_address_list(bus.address()).value();
     auto path = unix_socket_path(entries[0], process_environment()).value();
     Fd fd = connect_unix(path).value();
     SaslClientConfig config;
     config.uid = ::getuid();
+    config.negotiate_unix_fd = unix_fds;
     SaslClient sasl(config);
     std::string out = sasl.take_output();
     while (!sasl.authenticated() && !sasl.failed()) {
@@ -288,6 +292,148 @@ TEST(BusSemantics, EavesdroppersDoNotAnswerOthersCalls) {
     ASSERT_TRUE(*caller->run_until([&] { return result.has_value(); }, 10s));
     ASSERT_FALSE(*result);
     EXPECT_EQ(result->error().name, error_names::kNoReply);
+}
+
+}  // namespace
+}  // namespace afbus
+
+namespace afbus {
+namespace {
+
+Message stats_call(std::string_view member, const std::string& name) {
+    auto b = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Debug.Stats",
+                                         member);
+    append(b, name);
+    return b.build().value();
+}
+
+// max_incoming_bytes: a sender whose messages pile up in a slow reader's queue is no longer read from
+// until they drain (dbus-daemon's throttling); everyone else is served meanwhile.
+TEST(BusSemantics, ASenderToASlowReaderIsHeldBackOthersAreNot) {
+    TestBus bus("<limit name=\"max_incoming_bytes\">65536</limit>\n");
+    auto sender = connect(bus);
+    auto reader = connect(bus);
+    auto bystander = connect(bus);
+    ASSERT_TRUE(sender && reader && bystander);
+    ASSERT_EQ(*reader->request_name("org.example.Slow"), RequestNameReply::PrimaryOwner);
+    ASSERT_TRUE(reader->process());
+    // 4 MiB of unicast signals: far more than the reader's socket buffer holds, so most of it stays in
+    // the bus, charged to the sender.
+    constexpr int kSignals = 1024;
+    const std::string payload(4096, 'x');
+    for (int i = 0; i < kSignals; ++i) {
+        auto signal = MessageBuilder::signal("/org/example", "org.example.I", "Flood");
+        signal.destination("org.example.Slow");
+        append(signal, payload);
+        ASSERT_TRUE(sender->send(signal.build().value()));
+    }
+    std::optional<Expected<Message, Error>> answer;
+    auto slot = sender->call_async(driver_call("GetId"), [&answer](Expected<Message, Error> r) { answer = std::move(r); });
+    ASSERT_TRUE(slot);
+    // The bystander is answered at once, while the sender's call waits behind the flood.
+    EXPECT_TRUE(bystander->call(driver_call("GetId"), 10s));
+    ASSERT_TRUE(sender->process());
+    EXPECT_FALSE(answer.has_value());
+
+    int received = 0;
+    auto sub = reader->subscribe("type='signal',member='Flood'", [&received](const Message&) { ++received; });
+    ASSERT_TRUE(sub);
+    // Once the reader drains its queue, the sender is read again, the rest of its flood gets through and
+    // its call is answered.
+    ASSERT_TRUE(test::pump({sender.get(), reader.get()}, [&] { return received == kSignals && answer.has_value(); }, 60s));
+    EXPECT_TRUE(*answer);
+}
+
+// pending_fd_timeout: fds sent with the first bytes of a message that never completes are not held
+// forever; the sender is disconnected (dbus-daemon's fix for CVE-2014-3636).
+TEST(BusSemantics, FdsOfAnIncompleteMessageAreHeldOnlyForPendingFdTimeout) {
+    TestBus bus("<limit name=\"pending_fd_timeout\">300</limit>\n");
+    auto bystander = connect(bus);
+    ASSERT_TRUE(bystander);
+    Fd fd = raw_connection(bus, true);
+    auto hello = driver_call("Hello");
+    hello.set_serial(1);
+    send_all(fd, hello.wire());
+    // Hello's reply proves the bus is past authentication and its fd negotiation: fds sent earlier
+    // could arrive while it still reads the SASL lines, which carry none.
+    MessageFramer framer;
+    for (bool answered = false; !answered;) {
+        pollfd p{fd.get(), POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, 10000), 1);
+        auto space = framer.prepare();
+        const ssize_t n = ::recv(fd.get(), space.data(), space.size(), 0);
+        ASSERT_GT(n, 0);
+        framer.commit(static_cast<std::size_t>(n));
+        for (auto m = framer.next(); m && *m; m = framer.next())
+            if ((*m)->reply_serial() == 1u) answered = true;
+    }
+
+    auto builder = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId");
+    Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(dev_null);
+    builder.add_fd(dev_null);
+    auto message = builder.build().value();
+    message.set_serial(2);
+    const auto wire = message.wire();
+    // The header and one fd, but not the whole message.
+    iovec iov{const_cast<std::byte*>(wire.data()), wire.size() - 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    const int sent_fd = dev_null.get();
+    std::memcpy(CMSG_DATA(cmsg), &sent_fd, sizeof sent_fd);
+    ASSERT_EQ(::sendmsg(fd.get(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(iov.iov_len));
+    EXPECT_TRUE(closed_by_bus(fd));
+    EXPECT_TRUE(bystander->call(driver_call("GetId")));
+}
+
+// max_outgoing_bytes: a reader that does not read loses messages (logged, counted) instead of holding
+// up the sender or the bus.
+TEST(BusSemantics, ASlowSubscriberLosesBroadcastsInsteadOfStallingTheSender) {
+    TestBus bus("<limit name=\"max_outgoing_bytes\">65536</limit>\n");
+    auto sender = connect(bus);
+    auto reader = connect(bus);
+    auto observer = connect(bus);
+    ASSERT_TRUE(sender && reader && observer);
+    int received = 0;
+    auto sub = reader->subscribe("type='signal',member='Broadcast'", [&received](const Message&) { ++received; });
+    ASSERT_TRUE(sub);
+    constexpr int kSignals = 1024;
+    const std::string payload(4096, 'x');
+    for (int i = 0; i < kSignals; ++i) {
+        auto signal = MessageBuilder::signal("/org/example", "org.example.I", "Broadcast");
+        append(signal, payload);
+        ASSERT_TRUE(sender->send(signal.build().value()));
+    }
+    // The sender is served at once: the bus has handled its whole stream, queueing or dropping each
+    // signal for the reader, without holding the sender back.
+    ASSERT_TRUE(sender->call(driver_call("GetId"), 10s));
+    // The reader reads until the bus holds nothing more for it, then what is left in its socket.
+    auto queued_for_reader = [&] {
+        auto stats = observer->call(stats_call("GetConnectionStats", reader->unique_name()));
+        EXPECT_TRUE(stats);
+        if (!stats) return std::uint32_t{0};
+        auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
+        return *map.at("OutgoingBytes").get<std::uint32_t>();
+    };
+    ASSERT_TRUE(test::pump({reader.get()}, [&] { return queued_for_reader() == 0; }, 20s));
+    for (pollfd p{reader->fd(), POLLIN, 0}; ::poll(&p, 1, 0) == 1; p.revents = 0) ASSERT_TRUE(reader->process());
+    EXPECT_GT(received, 0);
+    EXPECT_LT(received, kSignals);  // the rest were dropped
+    // afbus-daemon also counts the loss in Debug.Stats (dbus-daemon has no such counter).
+    auto stats = observer->call(stats_call("GetConnectionStats", reader->unique_name()));
+    ASSERT_TRUE(stats);
+    auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
+    if (map.count("DroppedMessages")) {
+        EXPECT_EQ(*map.at("DroppedMessages").get<std::uint32_t>(), static_cast<std::uint32_t>(kSignals - received));
+    }
 }
 
 }  // namespace

@@ -9,29 +9,17 @@
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "support/pump.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::pump;
 using test::connect;
 using test::TestBus;
 
-
-// Runs both connections' loops until `done()` (single thread, no sleeps: poll on their fds).
-bool pump(std::initializer_list<Connection*> connections, const std::function<bool()>& done,
-          std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        for (Connection* c : connections) EXPECT_TRUE(c->process());
-        if (done()) return true;
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::vector<pollfd> fds;
-        for (Connection* c : connections) fds.push_back({c->fd(), c->poll_events(), 0});
-        ::poll(fds.data(), fds.size(), 100);
-    }
-}
 
 Message method_call(std::string_view destination, std::string_view path, std::string_view interface,
                     std::string_view member) {

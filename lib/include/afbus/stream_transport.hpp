@@ -55,6 +55,9 @@ public:
     [[nodiscard]] bool wants_write() const noexcept { return !queue_.empty(); }
     [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
     [[nodiscard]] std::size_t queued_messages() const noexcept { return queue_.size(); }
+    [[nodiscard]] std::size_t queued_fds() const noexcept { return queued_fds_; }
+    // Fds that arrived with the first bytes of a message not yet complete.
+    [[nodiscard]] std::size_t pending_fds() const noexcept { return framer_.pending_fds(); }
 
 private:
     Fd socket_;
@@ -62,6 +65,7 @@ private:
     std::deque<std::shared_ptr<const Message>> queue_;
     std::size_t head_offset_ = 0;  // bytes of queue_.front() already written
     std::size_t queued_bytes_ = 0;
+    std::size_t queued_fds_ = 0;
     bool unix_fds_ = false;
     bool release_buffer_ = false;  // the last read was small: free the read buffer once it is empty
 };
