@@ -14,6 +14,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "support/child_process.hpp"
+
 namespace afbus::test {
 
 namespace {
@@ -65,8 +67,7 @@ TestBus::TestBus(const TestBusOptions& options) {
                   "  <limit name=\"reply_timeout\">60000</limit>\n"
                << with_dir(options.extra_config) << "</busconfig>\n";
     }
-    const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
-    const std::string binary = !options.daemon.empty() ? options.daemon : daemon && *daemon ? daemon : "dbus-daemon";
+    const std::string binary = !options.daemon.empty() ? options.daemon : daemon_under_test();
 
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
@@ -101,6 +102,13 @@ TestBus::TestBus(const TestBusOptions& options) {
         throw std::runtime_error("the bus daemon " + binary + " printed no address");
     }
     address_ = line;
+}
+
+std::string daemon_under_test() {
+    const char* daemon = std::getenv("AFBUS_TEST_DAEMON");
+    if (daemon && *daemon) return daemon;
+    const std::string dbus_daemon = find_program("dbus-daemon");
+    return dbus_daemon.empty() ? "dbus-daemon" : dbus_daemon;
 }
 
 std::unique_ptr<Connection> connect(const TestBus& bus) {

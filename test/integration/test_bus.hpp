@@ -50,6 +50,10 @@ private:
     pid_t pid_ = -1;
 };
 
+// The bus daemon the integration tests run: $AFBUS_TEST_DAEMON if set, else dbus-daemon, by absolute path
+// when it is in $PATH.
+std::string daemon_under_test();
+
 // A libafbus connection to `bus` (a test failure, and null, if it cannot connect).
 std::unique_ptr<Connection> connect(const TestBus& bus);
 

@@ -8,65 +8,43 @@
 // client's output as it comes and its exit, without sleeping. Clients get a scrubbed environment whose
 // session and system bus addresses both name the private bus, so none of them can reach the machine's
 // real buses. A client that is not installed skips its test (scripts/install-deps.sh installs them all).
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <functional>
 #include <iterator>
 #include <memory>
-#include <optional>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "support/child_process.hpp"
 #include "test_bus.hpp"
-
-extern char** environ;
 
 namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::child_environment;
+using test::ChildProcess;
+using test::Clock;
 using test::connect;
+using test::find_program;
+using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 20s;  // for one client to finish, or for an expected event
 constexpr std::string_view kName = "org.example.Demo";
 constexpr std::string_view kPath = "/org/example/demo";
 constexpr std::string_view kInterface = "org.example.Demo";
-
-using Clock = std::chrono::steady_clock;
-
-int remaining_ms(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    return left.count() > 0 ? static_cast<int>(std::min<long long>(left.count(), 60000)) : 0;
-}
-
-// The absolute path of `name` in $PATH, or "" when it is not installed.
-std::string find_program(const std::string& name) {
-    const char* path = std::getenv("PATH");
-    std::istringstream dirs(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
-    for (std::string dir; std::getline(dirs, dir, ':');) {
-        if (dir.empty()) continue;
-        const std::string candidate = dir + "/" + name;
-        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-    return "";
-}
 
 // python3-dbus is Debian's module for Debian's python3, which a python3 earlier in $PATH (a pyenv or a
 // virtualenv) does not see.
@@ -75,138 +53,14 @@ std::string find_python() {
     return find_program("python3");
 }
 
-// A client program: stdout and stderr on separate non-blocking pipes, a pidfd that is readable once it
-// has exited. The owner polls fds() and calls on_ready(); finished() once it has exited and both pipes
-// reached end of file.
-class Child {
-public:
-    Child(std::vector<std::string> argv, const std::string& bus_address) : command_(describe(argv)) {
-        // Built before fork: the child only calls async-signal-safe functions.
-        std::vector<std::string> env{"DBUS_SESSION_BUS_ADDRESS=" + bus_address,
-                                     "DBUS_SYSTEM_BUS_ADDRESS=" + bus_address,
-                                     "GIO_USE_VFS=local",  // no gvfs daemon looked for on the bus
-                                     "SYSTEMD_PAGER=cat", "SYSTEMD_COLORS=0", "LC_ALL=C.UTF-8"};
-        for (char** e = environ; *e; ++e) {
-            const std::string_view var(*e);
-            if (var.starts_with("DBUS_") || var.starts_with("DISPLAY=") || var.starts_with("GIO_USE_VFS=") ||
-                var.starts_with("SYSTEMD_PAGER=") || var.starts_with("SYSTEMD_COLORS=") || var.starts_with("LC_ALL=") ||
-                var.starts_with("PYTHON")) {
-                continue;
-            }
-            env.emplace_back(*e);
-        }
-        std::vector<char*> envp, args;
-        for (auto& e : env) envp.push_back(e.data());
-        envp.push_back(nullptr);
-        for (auto& a : argv) args.push_back(a.data());
-        args.push_back(nullptr);
-
-        int out[2], err[2];
-        if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) throw std::runtime_error("pipe2 failed");
-        pid_ = ::fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            const int null = ::open("/dev/null", O_RDONLY);
-            ::dup2(null, 0);
-            ::dup2(out[1], 1);
-            ::dup2(err[1], 2);
-            ::execve(args[0], args.data(), envp.data());
-            ::_exit(127);
-        }
-        ::close(out[1]);
-        ::close(err[1]);
-        out_fd_ = out[0];
-        err_fd_ = err[0];
-        ::fcntl(out_fd_, F_SETFL, O_NONBLOCK);
-        ::fcntl(err_fd_, F_SETFL, O_NONBLOCK);
-        // Not glibc 2.36's pidfd_open(): its <sys/pidfd.h> lacks extern "C", so C++ cannot link to it.
-        pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-        if (pidfd_ < 0) throw std::runtime_error("pidfd_open failed");
-    }
-    ~Child() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-        for (int fd : {out_fd_, err_fd_, pidfd_}) {
-            if (fd >= 0) ::close(fd);
-        }
-    }
-    Child(const Child&) = delete;
-    Child& operator=(const Child&) = delete;
-
-    // What to poll: the open pipes, and the pidfd until the exit has been collected.
-    void fds(std::vector<pollfd>& into) const {
-        for (int fd : {out_fd_, err_fd_}) {
-            if (fd >= 0) into.push_back({fd, POLLIN, 0});
-        }
-        if (pid_ > 0) into.push_back({pidfd_, POLLIN, 0});
-    }
-    // Reads what the pipes hold and collects the exit; called after every poll.
-    void on_ready() {
-        drain(out_fd_, out_);
-        drain(err_fd_, err_);
-        if (pid_ > 0) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                status_ = status;
-                pid_ = -1;
-            }
-        }
-    }
-
-    [[nodiscard]] bool finished() const { return status_.has_value() && out_fd_ < 0 && err_fd_ < 0; }
-    [[nodiscard]] bool exited_with(int code) const {
-        return status_ && WIFEXITED(*status_) && WEXITSTATUS(*status_) == code;
-    }
-    [[nodiscard]] bool succeeded() const { return exited_with(0); }
-    [[nodiscard]] const std::string& out() const { return out_; }
-    [[nodiscard]] const std::string& err() const { return err_; }
-    void send_signal(int number) const {
-        if (pid_ > 0) ::kill(pid_, number);
-    }
-    // For failure messages.
-    [[nodiscard]] std::string report() const {
-        std::string status = "still running";
-        if (status_) {
-            status = WIFEXITED(*status_) ? "exit code " + std::to_string(WEXITSTATUS(*status_))
-                     : WIFSIGNALED(*status_) ? "killed by signal " + std::to_string(WTERMSIG(*status_))
-                                             : "wait status " + std::to_string(*status_);
-        }
-        return command_ + ": " + status + "\n--- stdout:\n" + out_ + "--- stderr:\n" + err_ + "---";
-    }
-
-private:
-    static std::string describe(const std::vector<std::string>& argv) {
-        std::string text;
-        for (const auto& a : argv) text += (text.empty() ? "" : " ") + a;
-        return text;
-    }
-    static void drain(int& fd, std::string& into) {
-        if (fd < 0) return;
-        char buffer[4096];
-        for (;;) {
-            const ssize_t n = ::read(fd, buffer, sizeof buffer);
-            if (n > 0) {
-                into.append(buffer, static_cast<std::size_t>(n));
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) return;
-            ::close(fd);  // end of file (or an error: nothing more will come)
-            fd = -1;
-            return;
-        }
-    }
-
-    std::string command_;
-    pid_t pid_ = -1;
-    int out_fd_ = -1;
-    int err_fd_ = -1;
-    int pidfd_ = -1;
-    std::optional<int> status_;
-    std::string out_, err_;
-};
+// A client's environment: its session and system bus addresses both name the private bus.
+std::vector<std::string> client_environment(const std::string& bus_address) {
+    return child_environment(
+        {"DBUS_SESSION_BUS_ADDRESS=" + bus_address, "DBUS_SYSTEM_BUS_ADDRESS=" + bus_address,
+         "GIO_USE_VFS=local",  // no gvfs daemon looked for on the bus
+         "SYSTEMD_PAGER=cat", "SYSTEMD_COLORS=0", "LC_ALL=C.UTF-8"},
+        {"DISPLAY=", "PYTHON"});
+}
 
 struct Ping {
     std::string sender, path, message;
@@ -257,7 +111,7 @@ protected:
 
     // Runs the libafbus connections and watches the clients in `children` until `done()` or the
     // timeout; false on timeout or if a connection fails.
-    bool pump(const std::function<bool()>& done, const std::vector<Child*>& children,
+    bool pump(const std::function<bool()>& done, const std::vector<ChildProcess*>& children,
               std::chrono::milliseconds timeout = kTimeout) {
         const auto deadline = Clock::now() + timeout;
         Connection* connections[] = {service.get(), subscriber.get()};
@@ -268,7 +122,7 @@ protected:
                     return false;
                 }
             }
-            for (Child* child : children) child->on_ready();
+            for (ChildProcess* child : children) child->on_ready();
             if (done()) return true;
             if (Clock::now() >= deadline) return false;
             std::vector<pollfd> fds;
@@ -277,7 +131,7 @@ protected:
                 fds.push_back({c->fd(), c->poll_events(), 0});
                 if (auto next = c->next_deadline(); next && *next < wake) wake = *next;
             }
-            for (Child* child : children) child->fds(fds);
+            for (ChildProcess* child : children) child->fds(fds);
             if (::poll(fds.data(), fds.size(), remaining_ms(wake)) < 0 && errno != EINTR) {
                 ADD_FAILURE() << "poll failed";
                 return false;
@@ -287,8 +141,8 @@ protected:
 
     // Runs a client to its end while serving its calls; a failure (and a killed client) if it takes longer
     // than kTimeout.
-    std::unique_ptr<Child> run(std::vector<std::string> argv) {
-        auto child = std::make_unique<Child>(std::move(argv), bus.address());
+    std::unique_ptr<ChildProcess> run(std::vector<std::string> argv) {
+        auto child = std::make_unique<ChildProcess>(std::move(argv), client_environment(bus.address()));
         if (!pump([&] { return child->finished(); }, {child.get()})) {
             child->send_signal(SIGKILL);
             ADD_FAILURE() << "the client did not finish in time: " << child->report();
@@ -305,7 +159,7 @@ protected:
     }
 
     // Waits for the subscriber to receive a Ping (while `children` are watched).
-    bool wait_for_ping(const std::vector<Child*>& children = {}) {
+    bool wait_for_ping(const std::vector<ChildProcess*>& children = {}) {
         return pump([this] { return !pings.empty(); }, children);
     }
 
@@ -526,16 +380,16 @@ TEST_F(DebianClientsTest, DbusSendListNames) {
 TEST_F(DebianClientsTest, DbusMonitorSeesASignalAndACall) {
     REQUIRE_PROGRAM(dbus_monitor, "dbus-monitor", "dbus-bin");
     REQUIRE_PROGRAM(dbus_send, "dbus-send", "dbus-bin");
-    Child monitor({dbus_monitor, "--address", bus.address()}, bus.address());
+    ChildProcess monitor({dbus_monitor, "--address", bus.address()}, client_environment(bus.address()));
     // Becoming a monitor takes the monitor's unique name away: NameLost is the proof that it monitors.
     const bool monitoring = pump([&] { return contains(monitor.out(), "member=NameLost\n"); }, {&monitor});
     ASSERT_TRUE(monitoring) << "dbus-monitor never became a monitor: " << monitor.report();
 
     emit_ping("to the monitor");
     ASSERT_TRUE(wait_for_ping({&monitor}));
-    Child add({dbus_send, "--bus=" + bus.address(), "--print-reply", "--dest=org.example.Demo", std::string(kPath),
-               "org.example.Demo.Add", "int32:20", "int32:22"},
-              bus.address());
+    ChildProcess add({dbus_send, "--bus=" + bus.address(), "--print-reply", "--dest=org.example.Demo",
+                      std::string(kPath), "org.example.Demo.Add", "int32:20", "int32:22"},
+                     client_environment(bus.address()));
     const std::string signal_line = " sender=" + service->unique_name() +
                                     " -> destination=(null destination) serial=";
     const std::string signal_body =
@@ -572,7 +426,7 @@ TEST_F(DebianClientsTest, DbusMonitorSeesASignalAndACall) {
 TEST_F(DebianClientsTest, DbusMonitorSeesHello) {
     REQUIRE_PROGRAM(dbus_monitor, "dbus-monitor", "dbus-bin");
     REQUIRE_PROGRAM(dbus_send, "dbus-send", "dbus-bin");
-    Child monitor({dbus_monitor, "--address", bus.address()}, bus.address());
+    ChildProcess monitor({dbus_monitor, "--address", bus.address()}, client_environment(bus.address()));
     ASSERT_TRUE(pump([&] { return contains(monitor.out(), "member=NameLost\n"); }, {&monitor})) << monitor.report();
     auto add = run({dbus_send, "--bus=" + bus.address(), "--print-reply", "--dest=org.example.Demo",
                     std::string(kPath), "org.example.Demo.Add", "int32:20", "int32:22"});

@@ -1,116 +1,42 @@
 // The sdbus-c++ examples (examples/sdbus-cpp) against a private bus: sd-bus on both ends of the daemon.
 // CALCULATOR_SERVICE and CALCULATOR_CLIENT name the programs. Progress is observed, never waited for:
 // the service's name through NameOwnerChanged, the programs' exits through pidfds.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
-#include <optional>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "support/child_process.hpp"
 #include "test_bus.hpp"
-
-extern char** environ;
 
 namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::child_environment;
+using test::ChildOptions;
+using test::ChildProcess;
 using test::connect;
+using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 30s;
 
-int remaining_ms(std::chrono::steady_clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+// The programs write to stdout and stderr in turn: one pipe keeps the order for failure messages.
+std::unique_ptr<ChildProcess> start_program(std::vector<std::string> argv, const std::string& bus_address) {
+    return std::make_unique<ChildProcess>(std::move(argv),
+                                          child_environment({"DBUS_SESSION_BUS_ADDRESS=" + bus_address}),
+                                          ChildOptions{.merge_stderr = true});
 }
-
-// A child program with stdout and stderr on one pipe, and a pidfd that becomes readable when it exits.
-class Process {
-public:
-    Process(std::vector<std::string> argv, const std::string& bus_address) {
-        // The environment is built before fork: the child only calls async-signal-safe functions.
-        std::vector<std::string> env{"DBUS_SESSION_BUS_ADDRESS=" + bus_address};
-        for (char** e = environ; *e; ++e) {
-            if (!std::string_view(*e).starts_with("DBUS_")) env.emplace_back(*e);
-        }
-        std::vector<char*> envp, args;
-        for (auto& e : env) envp.push_back(e.data());
-        envp.push_back(nullptr);
-        for (auto& a : argv) args.push_back(a.data());
-        args.push_back(nullptr);
-
-        int pipefd[2];
-        if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe2 failed");
-        pid_ = ::fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            ::dup2(pipefd[1], 1);
-            ::dup2(pipefd[1], 2);
-            ::execve(args[0], args.data(), envp.data());
-            ::_exit(127);
-        }
-        ::close(pipefd[1]);
-        output_fd_ = pipefd[0];
-        // Not glibc 2.36's pidfd_open(): its <sys/pidfd.h> lacks extern "C", so C++ cannot link to it.
-        pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-        if (pidfd_ < 0) throw std::runtime_error("pidfd_open failed");
-    }
-    ~Process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-        ::close(output_fd_);
-        ::close(pidfd_);
-    }
-    Process(const Process&) = delete;
-    Process& operator=(const Process&) = delete;
-
-    [[nodiscard]] int pidfd() const { return pidfd_; }
-    void send_signal(int number) const { ::kill(pid_, number); }
-
-    // Waits for the exit and collects the output; the wait status, or nothing on timeout.
-    std::optional<int> wait(std::chrono::milliseconds timeout = kTimeout) {
-        const auto deadline = std::chrono::steady_clock::now() + timeout;
-        pollfd p{pidfd_, POLLIN, 0};
-        if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return std::nullopt;
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        // The program is gone, so the pipe ends at EOF unless it left a grandchild holding it.
-        char buffer[4096];
-        for (;;) {
-            pollfd out{output_fd_, POLLIN, 0};
-            if (::poll(&out, 1, remaining_ms(deadline)) <= 0) break;
-            const ssize_t n = ::read(output_fd_, buffer, sizeof buffer);
-            if (n <= 0) break;
-            output_.append(buffer, static_cast<std::size_t>(n));
-        }
-        return status;
-    }
-    [[nodiscard]] const std::string& output() const { return output_; }
-
-private:
-    pid_t pid_ = -1;
-    int output_fd_ = -1;
-    int pidfd_ = -1;
-    std::string output_;
-};
 
 std::string program(const char* variable) {
     const char* path = std::getenv(variable);
@@ -136,7 +62,7 @@ protected:
 
     // Runs the watcher's loop until the calculator's name has an owner (or none): false if `service`
     // exits or nothing happens in time.
-    bool wait_for_owner(bool owned, const Process& service) {
+    bool wait_for_owner(bool owned, const ChildProcess& service) {
         const auto deadline = std::chrono::steady_clock::now() + kTimeout;
         for (;;) {
             if (!watcher->process()) return false;
@@ -148,14 +74,14 @@ protected:
         }
     }
 
-    std::unique_ptr<Process> start_service(const std::vector<std::string>& args) {
+    std::unique_ptr<ChildProcess> start_service(const std::vector<std::string>& args) {
         std::vector<std::string> argv{program("CALCULATOR_SERVICE")};
         argv.insert(argv.end(), args.begin(), args.end());
-        auto service = std::make_unique<Process>(argv, bus.address());
+        auto service = start_program(argv, bus.address());
         if (wait_for_owner(true, *service)) return service;
         service->send_signal(SIGTERM);
-        service->wait();
-        ADD_FAILURE() << "org.example.Calculator never appeared on the bus; the service said:\n" << service->output();
+        service->wait(kTimeout);
+        ADD_FAILURE() << "org.example.Calculator never appeared on the bus; the service said:\n" << service->out();
         return nullptr;
     }
 
@@ -184,19 +110,19 @@ TEST_F(SdbusExamplesTest, ClientChecksEverythingAndQuitStopsTheService) {
     auto service = start_service({"--address", bus.address()});
     ASSERT_TRUE(service);
 
-    Process client({program("CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"}, bus.address());
-    const auto client_status = client.wait();
+    auto client = start_program({program("CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"}, bus.address());
+    const auto client_status = client->wait(kTimeout);
     ASSERT_TRUE(client_status) << "the client did not finish";
     EXPECT_TRUE(WIFEXITED(*client_status) && WEXITSTATUS(*client_status) == 0)
-        << "client wait status " << *client_status << ", output:\n" << client.output();
-    expect_client_output(client.output());
-    EXPECT_NE(client.output().find("Quit acknowledged\n"), std::string::npos);
+        << "client wait status " << *client_status << ", output:\n" << client->out();
+    expect_client_output(client->out());
+    EXPECT_NE(client->out().find("Quit acknowledged\n"), std::string::npos);
 
-    const auto service_status = service->wait();
+    const auto service_status = service->wait(kTimeout);
     ASSERT_TRUE(service_status) << "the service did not exit after Quit";
     EXPECT_TRUE(WIFEXITED(*service_status) && WEXITSTATUS(*service_status) == 0)
-        << "service wait status " << *service_status << ", output:\n" << service->output();
-    EXPECT_NE(service->output().find("calculator-service: stopping (Quit)"), std::string::npos) << service->output();
+        << "service wait status " << *service_status << ", output:\n" << service->out();
+    EXPECT_NE(service->out().find("calculator-service: stopping (Quit)"), std::string::npos) << service->out();
     EXPECT_TRUE(wait_for_owner(false, *service)) << "org.example.Calculator still has an owner";
 }
 
@@ -205,19 +131,19 @@ TEST_F(SdbusExamplesTest, SessionBusFromTheEnvironmentAndSigtermStopsTheService)
     auto service = start_service({});
     ASSERT_TRUE(service);
 
-    Process client({program("CALCULATOR_CLIENT")}, bus.address());
-    const auto client_status = client.wait();
+    auto client = start_program({program("CALCULATOR_CLIENT")}, bus.address());
+    const auto client_status = client->wait(kTimeout);
     ASSERT_TRUE(client_status) << "the client did not finish";
     EXPECT_TRUE(WIFEXITED(*client_status) && WEXITSTATUS(*client_status) == 0)
-        << "client wait status " << *client_status << ", output:\n" << client.output();
-    expect_client_output(client.output());
+        << "client wait status " << *client_status << ", output:\n" << client->out();
+    expect_client_output(client->out());
 
     service->send_signal(SIGTERM);
-    const auto service_status = service->wait();
+    const auto service_status = service->wait(kTimeout);
     ASSERT_TRUE(service_status) << "the service did not exit on SIGTERM";
     EXPECT_TRUE(WIFEXITED(*service_status) && WEXITSTATUS(*service_status) == 0)
-        << "service wait status " << *service_status << ", output:\n" << service->output();
-    EXPECT_NE(service->output().find("calculator-service: stopping (signal)"), std::string::npos) << service->output();
+        << "service wait status " << *service_status << ", output:\n" << service->out();
+    EXPECT_NE(service->out().find("calculator-service: stopping (signal)"), std::string::npos) << service->out();
     EXPECT_TRUE(wait_for_owner(false, *service)) << "org.example.Calculator still has an owner";
 }
 
