@@ -213,6 +213,11 @@ int main(int argc, char** argv) {
     }
     if (options->print_address_fd) write_line(*options->print_address_fd, address);
     if (options->print_pid_fd) write_line(*options->print_pid_fd, std::to_string(::getpid()));
+    // dbus-launch and dbus-run-session read the address and the pid each to end of file: close the
+    // descriptors once written, as dbus-daemon does, unless they are stdout or stderr.
+    if (options->print_address_fd > 2) ::close(*options->print_address_fd);
+    if (options->print_pid_fd > 2 && options->print_pid_fd != options->print_address_fd)
+        ::close(*options->print_pid_fd);
     if (ready_fd >= 0) {
         const char ready = '1';
         if (::write(ready_fd, &ready, 1) != 1) log_warning("could not tell the parent process we are ready");

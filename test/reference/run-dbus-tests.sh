@@ -2,16 +2,20 @@
 # run-dbus-tests.sh DAEMON [TEST...] — Debian's dbus-tests (the reference suite of dbus 1.14) against a bus
 # daemon: each GLib subtest in its own process with a timeout. Prints one line per subtest and a summary
 # "reference: N passed, M failed, K skipped". Default tests: the ones that start a daemon.
+# A test that is not in the installed tests is looked for in the debug build's copy (dbus-tests ships it
+# too): test-dbus-launch-eval.sh is only there, because it needs the dbus-launch built with embedded tests,
+# the one that runs $DBUS_TEST_DAEMON instead of /usr/bin/dbus-daemon.
 # With KNOWN_FAILURES=FILE (lines "<test> <subtest>  # reason"), the subtests listed are not run and are
 # counted apart, so that the suite can gate CI while issue work is still open.
 set -u
 daemon=$1
 shift
-tests=${*:-"test-dbus-daemon test-dbus-daemon-eavesdrop test-header-fields test-monitor test-uid-permissions test-sd-activation test-containers test-dbus-daemon-fork.sh"}
+tests=${*:-"test-dbus-daemon test-dbus-daemon-eavesdrop test-header-fields test-monitor test-uid-permissions test-sd-activation test-containers test-dbus-daemon-fork.sh test-dbus-launch-eval.sh"}
 export DBUS_TEST_DAEMON="$daemon"
-export DBUS_TEST_DATA=/usr/lib/dbus-1.0/installed-tests/dbus/data
-export DBUS_TEST_EXEC=/usr/lib/dbus-1.0/installed-tests/dbus
-export DBUS_TEST_DBUS_LAUNCH=/usr/bin/dbus-launch
+installed=/usr/lib/dbus-1.0/installed-tests/dbus
+debug_build=/usr/lib/dbus-1.0/debug-build
+# Not /usr/bin/dbus-launch (dbus-x11): that one always runs /usr/bin/dbus-daemon, whatever the daemon.
+export DBUS_TEST_DBUS_LAUNCH=$debug_build/bin/dbus-launch
 pass=0 fail=0 skip=0 known=0
 is_known() {  # test subtest
   [ -n "${KNOWN_FAILURES:-}" ] && grep -q "^$1 $2 " "$KNOWN_FAILURES"
@@ -19,8 +23,12 @@ is_known() {  # test subtest
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 for t in $tests; do
-  bin="$DBUS_TEST_EXEC/$t"
+  dir=$installed
+  [ -x "$dir/$t" ] || dir=$debug_build/libexec/installed-tests/dbus
+  bin="$dir/$t"
   [ -x "$bin" ] || { echo "MISSING $t"; fail=$((fail + 1)); continue; }
+  # Each test reads its data from next to itself, as its own .test file in /usr/share/installed-tests says.
+  export DBUS_TEST_EXEC="$dir" DBUS_TEST_DATA="$dir/data"
   case "$t" in
     *.sh)
       # A TAP shell script: every "ok"/"not ok" line is a subtest; an early exit fails the plan.
