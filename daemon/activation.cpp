@@ -1,5 +1,8 @@
 #include "activation.hpp"
 
+#include <syslog.h>
+#include <systemd/sd-journal.h>
+
 #include <cstring>
 
 #include "afbus/names.hpp"
@@ -200,8 +203,16 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
     log_info("Activating service name='%s' requested by '%s'%s", name.c_str(), describe(requester).c_str(),
              settings_.servicehelper ? " (using servicehelper)" : "");
     const std::string exec = pending.exec;
+    // As dbus-daemon: when the bus logs to syslog, what its services print goes to the journal, tagged
+    // with the service's name; without a journal it goes where the bus's own output goes.
+    Fd journal_out, journal_err;
+    if (log_target() != LogTarget::Stderr) {
+        journal_out.reset(::sd_journal_stream_fd(name.c_str(), LOG_INFO, 0));
+        journal_err.reset(::sd_journal_stream_fd(name.c_str(), LOG_WARNING, 0));
+    }
     auto process = ServiceProcess::spawn(loop_, *argv, spawn_environment(), settings_.service_fd_limit,
-                                         [this, name, exec](ProcessEnd end) { process_ended(name, exec, end); });
+                                         [this, name, exec](ProcessEnd end) { process_ended(name, exec, end); },
+                                         ProcessOutput{journal_out.get(), journal_err.get()});
     if (!process) {
         log_info("Failed to activate service %s: %s", name.c_str(), std::strerror(process.error()));
         return Unexpected(make_error(error_names::kSpawnForkFailed,

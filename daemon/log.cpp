@@ -27,6 +27,8 @@ void emit(int priority, const char* format, va_list args) {
 
 }  // namespace
 
+LogTarget log_target() { return g_target; }
+
 void set_log_target(LogTarget target) {
     g_target = target;
     if (target != LogTarget::Stderr) openlog("afbus-daemon", LOG_PID, LOG_DAEMON);

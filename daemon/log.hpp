@@ -5,6 +5,7 @@ namespace afbus::daemon {
 
 enum class LogTarget { Stderr, Syslog, Both };
 void set_log_target(LogTarget target);
+[[nodiscard]] LogTarget log_target();
 void set_log_verbose(bool verbose);
 
 void log_debug(const char* format, ...) __attribute__((format(printf, 1, 2)));

@@ -23,7 +23,8 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 }
 
 // Runs in the child between fork() and execve(): only async-signal-safe calls.
-[[noreturn]] void exec_child(char* const* argv, char* const* envp, const rlimit* fd_limit, int error_pipe) {
+[[noreturn]] void exec_child(char* const* argv, char* const* envp, const rlimit* fd_limit, ProcessOutput output,
+                             int error_pipe) {
     // The daemon blocks the signals it reads from a signalfd and ignores SIGPIPE; a service must start
     // with neither.
     sigset_t none;
@@ -34,6 +35,8 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null >= 0 && null != STDIN_FILENO) ::dup2(null, STDIN_FILENO);
+    if (output.out >= 0) ::dup2(output.out, STDOUT_FILENO);
+    if (output.err >= 0) ::dup2(output.err, STDERR_FILENO);
     // Nothing of the bus (sockets, epoll, listeners) leaks into the service.
     if (error_pipe > 3) ::close_range(3, static_cast<unsigned>(error_pipe) - 1, 0);
     ::close_range(static_cast<unsigned>(error_pipe) + 1, UINT_MAX, 0);
@@ -48,7 +51,8 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
 Expected<std::unique_ptr<ServiceProcess>, int> ServiceProcess::spawn(EventLoop& loop, const std::vector<std::string>& argv,
                                                                      const std::vector<std::string>& environment,
-                                                                     std::optional<rlimit> fd_limit, OnEnd on_end) {
+                                                                     std::optional<rlimit> fd_limit, OnEnd on_end,
+                                                                     ProcessOutput output) {
     if (argv.empty()) return Unexpected(EINVAL);
     // Everything the child needs is prepared before fork(): it must not allocate.
     const std::vector<char*> child_argv = c_strings(argv);
@@ -59,7 +63,9 @@ Expected<std::unique_ptr<ServiceProcess>, int> ServiceProcess::spawn(EventLoop& 
 
     const pid_t pid = ::fork();
     if (pid < 0) return Unexpected(errno);
-    if (pid == 0) exec_child(child_argv.data(), child_envp.data(), fd_limit ? &*fd_limit : nullptr, error_write.get());
+    if (pid == 0) {
+        exec_child(child_argv.data(), child_envp.data(), fd_limit ? &*fd_limit : nullptr, output, error_write.get());
+    }
     error_write.reset();
 
     Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));

@@ -28,18 +28,25 @@ struct ProcessEnd {
     int code = 0;
 };
 
+struct ProcessOutput {
+    int out = -1;
+    int err = -1;
+};
+
 class ServiceProcess {
 public:
     using OnEnd = std::function<void(ProcessEnd)>;
 
-    // Forks and executes argv[0] (looked up in PATH when it has no '/', as dbus-daemon does) with
-    // exactly `environment`, stdin from /dev/null, stdout and stderr inherited, no other fds, the
+    // Forks and executes argv[0] (a path: there is no PATH lookup, as in dbus-daemon) with exactly
+    // `environment`, stdin from /dev/null, stdout and stderr inherited or `output.out`/`output.err` when
+    // given (borrowed; the journal streams of a daemon that logs to syslog), no other fds, the
     // default signal dispositions, an empty signal mask and, if given, `fd_limit` as its RLIMIT_NOFILE
     // (the daemon's limit before it raised it). `on_end` runs from `loop` once the process has ended;
     // it is not called after the ServiceProcess is destroyed. Returns errno on failure.
     static Expected<std::unique_ptr<ServiceProcess>, int> spawn(EventLoop& loop, const std::vector<std::string>& argv,
                                                                 const std::vector<std::string>& environment,
-                                                                std::optional<rlimit> fd_limit, OnEnd on_end);
+                                                                std::optional<rlimit> fd_limit, OnEnd on_end,
+                                                                ProcessOutput output = {});
     // Only spawn() can make the key: a ServiceProcess always stands for a child it started.
     class Key {
         friend class ServiceProcess;

@@ -182,6 +182,36 @@ TEST_F(Activation, EveryWayAStartFailsIsAnswered) {
     EXPECT_EQ(started.error().name, "org.freedesktop.DBus.Error.Spawn.ChildExited");
 }
 
+// With <servicehelper> (the system bus's setuid dbus-daemon-launch-helper), the bus runs the helper with
+// the service's name instead of Exec=, and a service file must name its User=. The helper's exit codes
+// are dbus-daemon's. Here the helper is a script.
+TEST_F(Activation, TheServiceHelperStartsServicesByName) {
+    const std::string helper = "#!/bin/sh\n"
+                               "case \"$1\" in\n"
+                               "  org.afbus.Helped) exec " + service_program() + " \"$1\" ;;\n"
+                               "  org.afbus.NotFound) exit 6 ;;\n"
+                               "esac\n"
+                               "exit 1\n";
+    auto with_user = [](std::pair<std::string, std::string> file) {
+        file.second += "User=root\n";
+        return file;
+    };
+    TestBus bus(activation_bus({{"helper.sh", helper}, with_user(service_file("org.afbus.Helped", "", "/nonexistent")),
+                                with_user(service_file("org.afbus.NotFound")), service_file("org.afbus.NoUser")},
+                               "<servicehelper>/bin/sh @DIR@/helper.sh</servicehelper>\n"));
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    // The Exec= line is not what runs: the helper is.
+    EXPECT_EQ(echo(*c, "org.afbus.Helped", "helped"), "helped");
+    auto error_of = [&c](std::string_view name) {
+        auto reply = c->call(test_call(name, "Echo", "x"), 20s);
+        return reply ? std::string("(no error)") : reply.error().name;
+    };
+    EXPECT_EQ(error_of("org.afbus.NotFound"), "org.freedesktop.DBus.Error.Spawn.ServiceNotFound");
+    EXPECT_EQ(error_of("org.afbus.NoUser"), "org.freedesktop.DBus.Error.Spawn.FileInvalid");
+    quit(*c, "org.afbus.Helped");
+}
+
 TEST_F(Activation, ReloadConfigPicksUpNewServiceFiles) {
     TestBus bus(activation_bus({service_file("org.afbus.Early")}));
     auto c = connect(bus);
