@@ -586,6 +586,8 @@ void Bus::update_watch(Peer& peer) {
 
 std::shared_ptr<const Message> Bus::build_driver_message(MessageBuilder builder) {
     builder.sender(kDriverName);
+    // As dbus-daemon (libdbus marks every reply, error and signal it creates so): nothing answers these.
+    if (builder.type() != MessageType::MethodCall) builder.no_reply_expected();
     auto m = builder.build(next_driver_serial_++);
     if (next_driver_serial_ == 0) next_driver_serial_ = 1;
     if (!m) {

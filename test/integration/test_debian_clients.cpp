@@ -1,7 +1,8 @@
-// Unmodified Debian clients against a private bus: busctl (systemd), dbus-send and dbus-monitor (dbus-bin),
-// gdbus (libglib2.0-bin) and python3-dbus. The service they talk to is libafbus, in this process: an object
-// /org/example/demo with interface org.example.Demo (methods Add and Greet, properties Version and Answer,
-// signal Ping) under the name org.example.Demo. A second libafbus connection subscribes to Ping.
+// Unmodified Debian clients against a private bus: busctl (systemd; monitor and capture too), dbus-send
+// and dbus-monitor (dbus-bin), gdbus (libglib2.0-bin) and python3-dbus. The service they talk to is
+// libafbus, in this process: an object /org/example/demo with interface org.example.Demo (methods Add and
+// Greet, properties Version and Answer, signal Ping) under the name org.example.Demo. A second libafbus
+// connection subscribes to Ping.
 //
 // Everything runs on one thread: while a client runs, pump() polls the two libafbus connections, the
 // client's stdout and stderr pipes and its pidfd, so the service answers the client and the test sees the
@@ -373,6 +374,41 @@ TEST_F(DebianClientsTest, DbusSendListNames) {
                                     subscriber->unique_name()}) {
         EXPECT_TRUE(contains(list->out(), "\n      string \"" + name + "\"\n")) << name << "\n" << list->report();
     }
+}
+
+// ---- busctl monitor and busctl capture (systemd): BecomeMonitor ----
+
+TEST_F(DebianClientsTest, BusctlMonitorSeesASignal) {
+    REQUIRE_PROGRAM(busctl, "busctl", "systemd");
+    ChildProcess monitor({busctl, "--address=" + bus.address(), "monitor"}, client_environment(bus.address()));
+    // busctl says so on stderr once BecomeMonitor has succeeded.
+    ASSERT_TRUE(pump([&] { return contains(monitor.err(), "Monitoring bus message stream."); }, {&monitor}))
+        << monitor.report();
+    emit_ping("to busctl monitor");
+    ASSERT_TRUE(wait_for_ping({&monitor}));
+    const bool seen = pump([&] { return contains(monitor.out(), "STRING \"to busctl monitor\";"); }, {&monitor});
+    ASSERT_TRUE(seen) << monitor.report();
+    EXPECT_TRUE(contains(monitor.out(), "Type=signal")) << monitor.report();
+    EXPECT_TRUE(contains(monitor.out(), "Sender=" + service->unique_name() + "  Path=/org/example/demo  "
+                                         "Interface=org.example.Demo  Member=Ping")) << monitor.report();
+    monitor.send_signal(SIGTERM);
+    EXPECT_TRUE(pump([&] { return monitor.finished(); }, {&monitor})) << monitor.report();
+}
+
+TEST_F(DebianClientsTest, BusctlCaptureWritesAPcapngStreamWithTheSignal) {
+    REQUIRE_PROGRAM(busctl, "busctl", "systemd");
+    ChildProcess capture({busctl, "--address=" + bus.address(), "capture"}, client_environment(bus.address()));
+    ASSERT_TRUE(pump([&] { return contains(capture.err(), "Monitoring bus message stream."); }, {&capture}))
+        << capture.report();
+    emit_ping("to busctl capture");
+    ASSERT_TRUE(wait_for_ping({&capture}));
+    ASSERT_TRUE(pump([&] { return contains(capture.out(), "to busctl capture"); }, {&capture})) << capture.report();
+    // A pcapng section header block, and the captured message's bytes as the bus sent them.
+    ASSERT_GE(capture.out().size(), 4u);
+    EXPECT_EQ(capture.out().substr(0, 4), std::string("\x0a\x0d\x0d\x0a", 4));
+    EXPECT_TRUE(contains(capture.out(), "org.example.Demo"));
+    capture.send_signal(SIGTERM);
+    EXPECT_TRUE(pump([&] { return capture.finished(); }, {&capture})) << capture.report();
 }
 
 // ---- dbus-monitor (dbus-bin): BecomeMonitor ----

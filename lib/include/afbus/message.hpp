@@ -195,6 +195,7 @@ public:
         if (!error_) error_ = e;
     }
 
+    [[nodiscard]] MessageType type() const noexcept { return type_; }
     // Consumes the builder's contents (it is empty afterwards).
     Expected<Message, WireError> build(std::uint32_t serial = 0);
 
