@@ -209,6 +209,13 @@ TEST_F(Activation, TheServiceHelperStartsServicesByName) {
     };
     EXPECT_EQ(error_of("org.afbus.NotFound"), "org.freedesktop.DBus.Error.Spawn.ServiceNotFound");
     EXPECT_EQ(error_of("org.afbus.NoUser"), "org.freedesktop.DBus.Error.Spawn.FileInvalid");
+    // The helper must not run services with a caller's environment.
+    auto update = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                              "UpdateActivationEnvironment");
+    append(update, std::map<std::string, std::string>{{"AFBUS_ACTIVATION_TEST", "42"}});
+    auto updated = c->call(update.build().value());
+    ASSERT_FALSE(updated);
+    EXPECT_EQ(updated.error().name, "org.freedesktop.DBus.Error.AccessDenied");
     quit(*c, "org.afbus.Helped");
 }
 
