@@ -25,7 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <regex>
+#include <string_view>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -55,6 +55,50 @@ Message driver_call(std::string_view member) {
                                        member)
         .build()
         .value();
+}
+
+// Reads the launchers' output piece by piece. (Not std::regex: GCC 12 warns inside it under the
+// sanitizers, and the warnings are errors.)
+struct Cursor {
+    std::string_view rest;
+    bool literal(std::string_view text) {
+        if (!rest.starts_with(text)) return false;
+        rest.remove_prefix(text.size());
+        return true;
+    }
+    // The text before `end` (not consumed), if `end` comes.
+    std::optional<std::string> until(char end) {
+        const auto at = rest.find(end);
+        if (at == std::string_view::npos) return std::nullopt;
+        std::string taken(rest.substr(0, at));
+        rest.remove_prefix(at);
+        return taken;
+    }
+    bool chars(std::size_t count, std::string_view allowed) {
+        if (rest.size() < count) return false;
+        for (std::size_t i = 0; i < count; ++i)
+            if (allowed.find(rest[i]) == std::string_view::npos) return false;
+        rest.remove_prefix(count);
+        return true;
+    }
+    bool hex32() { return chars(32, "0123456789abcdef"); }
+    std::optional<long> number() {
+        std::size_t n = 0;
+        while (n < rest.size() && rest[n] >= '0' && rest[n] <= '9') ++n;
+        if (n == 0 || n > 9) return std::nullopt;
+        const long value = std::stol(std::string(rest.substr(0, n)));
+        rest.remove_prefix(n);
+        return value;
+    }
+};
+
+// Whether `address` is "unix:path=<dir>/dbus-XXXXXXXX,guid=<32 hex digits>", the daemon's address for
+// <listen>unix:tmpdir=<dir></listen>.
+bool is_tmpdir_address(const std::string& address, const std::string& dir) {
+    Cursor c{address};
+    if (!c.literal("unix:path=" + dir + "/dbus-")) return false;
+    const auto name = c.until(',');
+    return name && !name->empty() && c.literal(",guid=") && c.hex32() && c.rest.empty();
 }
 
 // The socket file of "unix:path=/tmp/x,guid=0123...".
@@ -131,7 +175,9 @@ void expect_bus_serves(const std::string& address, pid_t expected_pid) {
     ASSERT_TRUE(client) << address << ": " << client.error().name << ": " << client.error().message;
     auto id = (*client)->call(driver_call("GetId"));
     ASSERT_TRUE(id) << id.error().name << ": " << id.error().message;
-    EXPECT_TRUE(std::regex_match(std::get<0>(read_all<std::string>(*id).value()), std::regex("[0-9a-f]{32}")));
+    const std::string bus_id = std::get<0>(read_all<std::string>(*id).value());
+    Cursor c{bus_id};
+    EXPECT_TRUE(c.hex32() && c.rest.empty()) << bus_id;
     auto message = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                                                "GetConnectionUnixProcessID");
     append(message, std::string("org.freedesktop.DBus"));
@@ -163,22 +209,24 @@ TEST_F(SessionLaunchersTest, DbusRunSessionRunsTheCommandOnItsOwnBus) {
     ASSERT_TRUE(session.finished()) << session.report();
     EXPECT_TRUE(session.exited_with(3)) << session.report();
 
-    std::smatch match;
-    const std::string& out = session.out();
-    const std::regex expected("^address (unix:path=" + dir_.string() +
-                              "/dbus-[^,]+,guid=[0-9a-f]{32})\n"
-                              "   [0-9a-f]{32}"  // --print-reply=literal ends a string without a newline
-                              "   uint32 ([0-9]+)\n$");
-    ASSERT_TRUE(std::regex_match(out, match, expected)) << session.report();
+    // "address <address>\n", the id ("   <32 hex>", --print-reply=literal ends a string without a
+    // newline), then "   uint32 <pid>\n".
+    Cursor out{session.out()};
+    std::optional<std::string> address;
+    std::optional<long> pid;
+    const bool parsed = out.literal("address ") && (address = out.until('\n')) && out.literal("\n   ") && out.hex32() &&
+                        out.literal("   uint32 ") && (pid = out.number()) && out.literal("\n") && out.rest.empty();
+    ASSERT_TRUE(parsed) << session.report();
+    ASSERT_TRUE(is_tmpdir_address(*address, dir_.string())) << *address;
 
-    const pid_t bus_pid = std::stoi(match[2]);
+    const pid_t bus_pid = static_cast<pid_t>(*pid);
     const auto bus_status = wait_for_bus_exit(bus_pid);
     ASSERT_TRUE(bus_status) << "the bus (pid " << bus_pid << ") outlived dbus-run-session";
     if (*bus_status != -1) {
         EXPECT_TRUE(WIFEXITED(*bus_status) && WEXITSTATUS(*bus_status) == 0) << "bus wait status " << *bus_status;
     }
     // The daemon removes the socket it created when it ends.
-    EXPECT_FALSE(std::filesystem::exists(socket_path_of(match[1]))) << match[1];
+    EXPECT_FALSE(std::filesystem::exists(socket_path_of(*address))) << *address;
 }
 
 // `dbus-launch --sh-syntax --config-file=CONF`: the bus forks into the background, dbus-launch prints its
@@ -194,15 +242,16 @@ TEST_F(SessionLaunchersTest, DbusLaunchStartsABackgroundBusAndPrintsItsAddressAn
     ASSERT_TRUE(launch.finished()) << "dbus-launch did not exit, or its output stayed open: " << launch.report();
     ASSERT_TRUE(launch.succeeded()) << launch.report();
 
-    std::smatch match;
-    const std::string& out = launch.out();
-    const std::regex expected("^DBUS_SESSION_BUS_ADDRESS='(unix:path=" + dir_.string() +
-                              "/dbus-[^,']+,guid=[0-9a-f]{32})';\n"
-                              "export DBUS_SESSION_BUS_ADDRESS;\n"
-                              "DBUS_SESSION_BUS_PID=([0-9]+);\n$");
-    ASSERT_TRUE(std::regex_match(out, match, expected)) << launch.report();
-    const std::string address = match[1];
-    const pid_t bus_pid = std::stoi(match[2]);
+    Cursor out{launch.out()};
+    std::optional<std::string> quoted_address;
+    std::optional<long> pid;
+    const bool parsed = out.literal("DBUS_SESSION_BUS_ADDRESS='") && (quoted_address = out.until('\'')) &&
+                        out.literal("';\nexport DBUS_SESSION_BUS_ADDRESS;\nDBUS_SESSION_BUS_PID=") &&
+                        (pid = out.number()) && out.literal(";\n") && out.rest.empty();
+    ASSERT_TRUE(parsed) << launch.report();
+    const std::string address = *quoted_address;
+    ASSERT_TRUE(is_tmpdir_address(address, dir_.string())) << address;
+    const pid_t bus_pid = static_cast<pid_t>(*pid);
     ASSERT_GT(bus_pid, 0);
 
     expect_bus_serves(address, bus_pid);
