@@ -210,7 +210,7 @@ void Bus::authenticate(Peer& peer) {
             peer.uid = peer.sasl->authenticated_uid();
             if (!peer.credentials.from_kernel && peer.uid) peer.credentials.uid = *peer.uid;  // TCP: the proven uid
             if (settings_.policy) {
-                const auto identity = policy_identity(peer.uid, peer.credentials.groups);
+                const auto identity = policy_identity(peer.uid, peer.credentials.groups, accounts_);
                 if (!identity) return disconnect(id, "uid " + std::to_string(*peer.uid) + " has no user account");
                 // dbus-daemon asks policy only about authenticated users; anonymous ones got in through
                 // <allow_anonymous/> already.
@@ -620,6 +620,8 @@ void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
 
 void Bus::set_settings(BusSettings settings) {
     if (settings.address.empty()) settings.address = settings_.address;
+    // A reload also rereads the user database (dbus-daemon flushes its cache then).
+    accounts_.flush();
     settings_ = std::move(settings);
     configure_activation();
     // As dbus-daemon: after every reload, whether or not the set of services changed.
@@ -630,7 +632,7 @@ void Bus::set_settings(BusSettings settings) {
             continue;
         }
         // The identity was good enough at connect time; a user removed since keeps the default chains.
-        const auto identity = policy_identity(peer->uid, peer->credentials.groups);
+        const auto identity = policy_identity(peer->uid, peer->credentials.groups, accounts_);
         peer->policy = settings_.policy->chains_for(identity ? identity->principal : policy::Principal{});
     }
 }

@@ -21,6 +21,7 @@
 #include "match_registry.hpp"
 #include "name_registry.hpp"
 #include "policy_engine.hpp"
+#include "principal.hpp"
 
 namespace afbus::daemon {
 
@@ -145,6 +146,7 @@ public:
     MatchRegistry& matches() noexcept { return matches_; }
     const std::map<std::string, PeerId, std::less<>>& unique_names() const noexcept { return unique_names_; }
     Activation& activation() noexcept { return *activation_; }
+    AccountCache& accounts() noexcept { return accounts_; }
     Expected<void, std::string> reload_config() {
         if (!reload_config_) return {};
         return reload_config_();
@@ -201,6 +203,7 @@ private:
     MatchRegistry matches_;
     std::map<std::tuple<PeerId, std::uint32_t>, PendingReply> pending_replies_;  // by (caller, serial)
     std::unique_ptr<Activation> activation_;
+    AccountCache accounts_;
     // Set by the daemon's main: rereads the configuration (ReloadConfig, SIGHUP).
     std::function<Expected<void, std::string>()> reload_config_;
     PeerId next_peer_id_ = 1;

@@ -225,7 +225,7 @@ Expected<void, Error> get_credentials(Bus& bus, Bus::Peer&, const Message& call,
     creds.emplace("UnixUserID", Variant(static_cast<std::uint32_t>(c.uid)));
     // The socket's groups, or the account's when the kernel reports none (dbus-daemon's answer too).
     if (c.from_kernel) {
-        if (auto identity = policy_identity((*peer)->uid, c.groups); identity && !identity->principal.groups.empty())
+        if (auto identity = policy_identity((*peer)->uid, c.groups, bus.accounts()); identity && !identity->principal.groups.empty())
             creds.emplace("UnixGroupIDs", Variant(identity->principal.groups));
     }
     if (c.pid > 0) creds.emplace("ProcessID", Variant(static_cast<std::uint32_t>(c.pid)));

@@ -17,21 +17,39 @@ bool at_console(uid_t uid) {
 
 }  // namespace
 
-std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups) {
-    PolicyIdentity identity;
-    if (!uid) return identity;
+const std::optional<AccountCache::Account>& AccountCache::lookup(uid_t uid) {
+    if (auto it = accounts_.find(uid); it != accounts_.end()) return it->second;
+    std::optional<Account> account;
     passwd pw{};
     passwd* found = nullptr;
     std::vector<char> buffer(16384);
-    if (getpwuid_r(*uid, &pw, buffer.data(), buffer.size(), &found) != 0 || !found) return std::nullopt;
-    int count = 64;
-    std::vector<gid_t> groups(static_cast<std::size_t>(count));
-    if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &count) < 0) {
-        groups.resize(static_cast<std::size_t>(count));  // count now holds the number needed
-        if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &count) < 0) return std::nullopt;
+    if (getpwuid_r(uid, &pw, buffer.data(), buffer.size(), &found) == 0 && found) {
+        int count = 64;
+        std::vector<gid_t> groups(static_cast<std::size_t>(count));
+        if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &count) < 0) {
+            groups.resize(static_cast<std::size_t>(count));  // count now holds the number needed
+            if (getgrouplist(found->pw_name, found->pw_gid, groups.data(), &count) < 0) count = -1;
+        }
+        if (count >= 0) {
+            groups.resize(static_cast<std::size_t>(count));
+            account = Account{std::vector<std::uint32_t>(groups.begin(), groups.end())};
+        }
     }
-    groups.resize(static_cast<std::size_t>(count));
-    identity.account_groups.assign(groups.begin(), groups.end());
+    // A uid without an account is not remembered: the account may be created before it tries again.
+    if (!account) {
+        static const std::optional<Account> kNone;
+        return kNone;
+    }
+    return accounts_.emplace(uid, std::move(account)).first->second;
+}
+
+std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups,
+                                              AccountCache& accounts) {
+    PolicyIdentity identity;
+    if (!uid) return identity;
+    const auto& account = accounts.lookup(*uid);
+    if (!account) return std::nullopt;
+    identity.account_groups = account->groups;
 
     identity.principal.uid = static_cast<std::uint32_t>(*uid);
     if (kernel_groups.empty()) identity.principal.groups = identity.account_groups;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "policy_engine.hpp"
@@ -19,8 +20,25 @@ struct PolicyIdentity {
     std::vector<std::uint32_t> account_groups;  // from NSS, for the CONNECT rules
 };
 
+// The user database as the bus sees it: each uid is looked up in NSS once (its account and groups) and
+// remembered until flush(), which a configuration reload calls, as dbus-daemon caches and flushes its
+// user database. Connecting then costs no passwd/group file reads after the first connection of a uid.
+class AccountCache {
+public:
+    struct Account {
+        std::vector<std::uint32_t> groups;  // the account's groups (NSS), primary group included
+    };
+    // nullopt when `uid` has no account (not remembered: it may get one).
+    const std::optional<Account>& lookup(uid_t uid);
+    void flush() { accounts_.clear(); }
+
+private:
+    std::unordered_map<uid_t, std::optional<Account>> accounts_;
+};
+
 // nullopt when `uid` has no user account: dbus-daemon cannot look up its groups and refuses it.
 // An anonymous connection (no uid) gets an empty identity.
-std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups);
+std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups,
+                                              AccountCache& accounts);
 
 }  // namespace afbus::daemon

@@ -5,7 +5,7 @@
 // machine has in /usr/share/dbus-1/system.d and /etc/dbus-1/system.d) with 0, 1,000 or 10,000 rules that
 // cannot apply, named by destination ("dest") or by interface only ("iface"). Each is parsed by the
 // daemon's own config loader (daemon/config.cpp, which compiles it with policy::compile_policy), loaded
-// into a policy::PolicyEngine, and the chains of a root connection (policy_identity(0, {}), as the daemon
+// into a policy::PolicyEngine, and the chains of a root connection (policy_identity(0, {}, …), as the daemon
 // builds them) are what the benchmarks evaluate.
 //
 // One iteration is what Bus::policy_denies asks the evaluator for one routed message: check_send on the
@@ -57,7 +57,8 @@ Loaded load(const std::string& policy_xml) {
     }
     Loaded l;
     l.engine = std::make_shared<policy::PolicyEngine>(std::move(*engine));
-    l.chains = l.engine->chains_for(afbus::daemon::policy_identity(0, {})->principal);
+    afbus::daemon::AccountCache accounts;
+    l.chains = l.engine->chains_for(afbus::daemon::policy_identity(0, {}, accounts)->principal);
     l.send_rules = l.chains->size(policy::Hook::Send);
     l.receive_rules = l.chains->size(policy::Hook::Receive);
     return l;
