@@ -258,6 +258,7 @@ private:
     }
 
     void end_includedir(const std::string& dir) {
+        config_.includedirs.push_back(dir);
         std::error_code ec;
         if (!fs::is_directory(dir, ec)) return;  // a missing includedir is not an error (dbus-daemon agrees)
         std::vector<std::string> files;

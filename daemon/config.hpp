@@ -43,6 +43,7 @@ struct BusConfig {
     bool has_selinux = false;
     std::optional<std::string> apparmor_mode;
     std::vector<std::string> files;  // every file read, for reporting
+    std::vector<std::string> includedirs;  // every <includedir>, present or not: watched for changes
 };
 
 struct ConfigError {

@@ -21,6 +21,7 @@
 #include "afbus/address.hpp"
 #include "bus.hpp"
 #include "config.hpp"
+#include "dir_watch.hpp"
 #include "driver.hpp"
 #include "fd_limit.hpp"
 #include "listener.hpp"
@@ -83,6 +84,13 @@ BusSettings settings_from(const BusConfig& config, const Options& options, std::
         s.mechanisms = {SaslMechanism::External, SaslMechanism::DbusCookieSha1, SaslMechanism::Anonymous};
     }
     return s;
+}
+
+std::vector<std::string> watched_directories(const BusConfig& config, const BusSettings& settings) {
+    std::vector<std::string> directories = config.includedirs;
+    for (const SearchDirectory& d : settings.service_directories)
+        if (d.watched) directories.push_back(d.path);
+    return directories;
 }
 
 bool write_line(int fd, const std::string& text) {
@@ -225,13 +233,17 @@ int main(int argc, char** argv) {
     }
 
     const Options opts = *options;
-    bus.set_reload_handler([&bus, opts, initial_fd_limit]() -> Expected<void, std::string> {
+    // As dbus-daemon: a change in an <includedir> or a service directory rereads the configuration.
+    DirectoryWatch watch(loop, [&bus] { (void)bus.reload_config(); });
+    watch.set_directories(watched_directories(*config, bus.settings()));
+    bus.set_reload_handler([&bus, &watch, opts, initial_fd_limit]() -> Expected<void, std::string> {
         auto reloaded = read_config(opts);
         if (!reloaded) {
             log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
             return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());
         }
         bus.set_settings(settings_from(*reloaded, opts, initial_fd_limit));
+        watch.set_directories(watched_directories(*reloaded, bus.settings()));
         return {};
     });
 

@@ -4,6 +4,7 @@
 // the reference suite's test-sd-activation and test-monitor.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -241,6 +242,30 @@ TEST_F(Activation, ReloadConfigPicksUpNewServiceFiles) {
     EXPECT_EQ(activatable(), (std::set<std::string>{std::string(kBusName), "org.afbus.Early", "org.afbus.Late"}));
     EXPECT_EQ(echo(*c, "org.afbus.Late", "late"), "late");
     quit(*c, "org.afbus.Late");
+}
+
+// Service directories are watched (inotify), as dbus-daemon watches them: a file dropped in makes the bus
+// reread its configuration by itself.
+TEST_F(Activation, AServiceFileDroppedIntoTheDirectoryIsPickedUpWithoutAReload) {
+    TestBus bus(activation_bus({service_file("org.afbus.Present")}));
+    auto c = connect(bus);
+    ASSERT_TRUE(c);
+    int changed = 0;
+    auto sub = c->subscribe("type='signal',sender='org.freedesktop.DBus',member='ActivatableServicesChanged'",
+                            [&changed](const Message&) { ++changed; });
+    ASSERT_TRUE(sub);
+    const auto [path, content] = service_file("org.afbus.Dropped");
+    // Written under another name and renamed into place, as package managers install files.
+    const auto target = std::filesystem::path(bus.directory()) / path;
+    std::ofstream(target.string() + ".tmp") << content;
+    std::filesystem::rename(target.string() + ".tmp", target);
+    ASSERT_TRUE(*c->run_until([&] { return changed > 0; }, 10s));
+    auto reply = c->call(driver_call("ListActivatableNames"));
+    ASSERT_TRUE(reply);
+    const auto names = std::get<0>(read_all<std::vector<std::string>>(*reply).value());
+    EXPECT_NE(std::find(names.begin(), names.end(), "org.afbus.Dropped"), names.end());
+    EXPECT_EQ(echo(*c, "org.afbus.Dropped", "dropped"), "dropped");
+    quit(*c, "org.afbus.Dropped");
 }
 
 }  // namespace
