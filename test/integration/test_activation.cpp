@@ -255,10 +255,11 @@ TEST_F(Activation, AServiceFileDroppedIntoTheDirectoryIsPickedUpWithoutAReload) 
                             [&changed](const Message&) { ++changed; });
     ASSERT_TRUE(sub);
     const auto [path, content] = service_file("org.afbus.Dropped");
-    // Written under another name and renamed into place, as package managers install files.
-    const auto target = std::filesystem::path(bus.directory()) / path;
-    std::ofstream(target.string() + ".tmp") << content;
-    std::filesystem::rename(target.string() + ".tmp", target);
+    // Written outside the directory and renamed into place, as package managers install files: the
+    // rename is the one change the bus sees, so its ActivatableServicesChanged is the one to wait for.
+    const auto staged = std::filesystem::path(bus.directory()) / "org.afbus.Dropped.staged";
+    std::ofstream(staged) << content;
+    std::filesystem::rename(staged, std::filesystem::path(bus.directory()) / path);
     ASSERT_TRUE(*c->run_until([&] { return changed > 0; }, 10s));
     auto reply = c->call(driver_call("ListActivatableNames"));
     ASSERT_TRUE(reply);
