@@ -59,11 +59,19 @@ Activation::~Activation() {
         if (pending.timer) loop_.cancel_timer(pending.timer);
 }
 
-std::vector<ServiceDirectoryNotice> Activation::configure(ActivationSettings settings) {
+void Activation::configure(ActivationSettings settings) {
     settings_ = std::move(settings);
     services_ = std::make_unique<ActivatableServices>(settings_.directories, settings_.servicehelper.has_value());
     services_->reload();
-    return services_->take_notices();
+    log_notices();
+}
+
+void Activation::log_notices() {
+    // Warnings are what dbus-daemon logs (a misnamed file); the rest only its verbose output shows.
+    for (const ServiceDirectoryNotice& n : services_->take_notices()) {
+        if (n.level == ServiceDirectoryNotice::Level::Warning) log_warning("%s", n.message.c_str());
+        else log_debug("%s", n.message.c_str());
+    }
 }
 
 std::vector<std::string> Activation::activatable_names() const { return services_->names(); }
@@ -93,10 +101,7 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
     if (!waiting_for_systemd) {
         // Unique names are never provided by a file; don't rescan the directories for them.
         if (!name.starts_with(':')) service = services_->find_or_rescan(name);
-        for (const ServiceDirectoryNotice& n : services_->take_notices()) {
-            if (n.level == ServiceDirectoryNotice::Level::Warning) log_warning("%s", n.message.c_str());
-            else log_debug("%s", n.message.c_str());
-        }
+        log_notices();
         if (!service) {
             return Unexpected(make_error(error_names::kServiceUnknown,
                                          "The name " + service_name + " was not provided by any .service files"));
@@ -158,17 +163,21 @@ Expected<void, Error> Activation::ask_systemd(const ActivatableService& service,
     auto message = bus_.build_driver_message(std::move(request));
     if (!message) return Unexpected(make_error(error_names::kNoMemory, "Cannot build the activation request"));
     Bus::Peer* systemd = bus_.find_peer_by_name(kSystemdName);
-    // As dbus-daemon, monitors see the request even while systemd is not there to receive it.
+    log_info(systemd ? "Activating via systemd: service name='%s' unit='%s' requested by '%s'"
+                     : "Activating systemd to hand-off: service name='%s' unit='%s' requested by '%s'",
+             service.service.name.c_str(), unit.c_str(), describe(requester).c_str());
+    return send_to_systemd(std::move(message));
+}
+
+Expected<void, Error> Activation::send_to_systemd(std::shared_ptr<const Message> message) {
+    Bus::Peer* systemd = bus_.find_peer_by_name(kSystemdName);
+    // As dbus-daemon, monitors see the message even while systemd is not there to receive it.
     bus_.copy_to_monitors(message, std::nullopt, systemd ? std::optional<PeerId>(systemd->id) : std::nullopt);
     if (systemd) {
-        log_info("Activating via systemd: service name='%s' unit='%s' requested by '%s'", service.service.name.c_str(),
-                 unit.c_str(), describe(requester).c_str());
         bus_.deliver_resumed(std::nullopt, message, *systemd);
         return {};
     }
-    log_info("Activating systemd to hand-off: service name='%s' unit='%s' requested by '%s'",
-             service.service.name.c_str(), unit.c_str(), describe(requester).c_str());
-    return activate(kSystemdName, Waiter{std::nullopt, message, true});
+    return activate(kSystemdName, Waiter{std::nullopt, std::move(message), true});
 }
 
 std::vector<std::string> Activation::spawn_environment() {
@@ -308,13 +317,8 @@ void Activation::update_environment(const std::map<std::string, std::string>& va
     append(call, assignments);
     auto message = bus_.build_driver_message(std::move(call));
     if (!message) return;
-    bus_.copy_to_monitors(message, std::nullopt, systemd ? std::optional<PeerId>(systemd->id) : std::nullopt);
-    if (systemd) {
-        bus_.deliver_resumed(std::nullopt, message, *systemd);
-        return;
-    }
-    if (auto queued = activate(kSystemdName, Waiter{std::nullopt, message, true}); !queued)
-        log_warning("Unable to pass the activation environment to systemd: %s", queued.error().message.c_str());
+    if (auto sent = send_to_systemd(std::move(message)); !sent)
+        log_warning("Unable to pass the activation environment to systemd: %s", sent.error().message.c_str());
 }
 
 }  // namespace afbus::daemon

@@ -57,8 +57,7 @@ public:
     Activation& operator=(const Activation&) = delete;
 
     // New directories and limits (startup and every configuration reload); rereads every directory.
-    // Returns the notices to log.
-    std::vector<ServiceDirectoryNotice> configure(ActivationSettings settings);
+    void configure(ActivationSettings settings);
     void set_address(std::string address) { settings_.address = std::move(address); }
 
     // Starts `name` for `waiter`, or adds the waiter to its pending start. Fails at once when nothing
@@ -102,6 +101,9 @@ private:
     void process_ended(const std::string& name, const std::string& exec, ProcessEnd end);
     Expected<void, Error> spawn(const ActivatableService& service, Pending& pending, std::optional<PeerId> requester);
     Expected<void, Error> ask_systemd(const ActivatableService& service, std::optional<PeerId> requester);
+    // Delivers a message of the bus to systemd, or queues it until systemd owns its name.
+    Expected<void, Error> send_to_systemd(std::shared_ptr<const Message> message);
+    void log_notices();
     [[nodiscard]] std::vector<std::string> spawn_environment();
     [[nodiscard]] std::string describe(std::optional<PeerId> requester) const;
 

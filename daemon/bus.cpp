@@ -63,10 +63,7 @@ void Bus::configure_activation() {
     a.systemd_activation = settings_.systemd_activation;
     a.service_start_timeout_ms = settings_.limits.service_start_timeout;
     a.max_pending_service_starts = settings_.limits.max_pending_service_starts;
-    for (const ServiceDirectoryNotice& n : activation_->configure(std::move(a))) {
-        if (n.level == ServiceDirectoryNotice::Level::Warning) log_warning("%s", n.message.c_str());
-        else log_debug("%s", n.message.c_str());
-    }
+    activation_->configure(std::move(a));
 }
 
 Bus::~Bus() {

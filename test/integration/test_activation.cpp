@@ -69,6 +69,19 @@ std::string echo(Connection& c, std::string_view destination, const std::string&
     return std::get<0>(read_all<std::string>(*reply).value());
 }
 
+// The error a call to `name` gets ("(no error)" when it is answered).
+std::string error_of(Connection& c, std::string_view name, bool no_auto_start = false) {
+    auto reply = c.call(test_call(name, "Echo", "x", no_auto_start), 20s);
+    return reply ? std::string("(no error)") : reply.error().name;
+}
+
+Expected<Message, Error> update_activation_environment(Connection& c, const std::map<std::string, std::string>& variables) {
+    auto update = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                              "UpdateActivationEnvironment");
+    append(update, variables);
+    return c.call(update.build().value());
+}
+
 class Activation : public testing::Test {
 protected:
     void SetUp() override {
@@ -147,10 +160,7 @@ TEST_F(Activation, TheServiceGetsTheActivationEnvironment) {
     EXPECT_EQ(getenv("org.afbus.Env1", "AFBUS_ACTIVATION_TEST"), "");
 
     // Variables set with UpdateActivationEnvironment reach services started afterwards.
-    auto update = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                              "UpdateActivationEnvironment");
-    append(update, std::map<std::string, std::string>{{"AFBUS_ACTIVATION_TEST", "42"}});
-    ASSERT_TRUE(c->call(update.build().value()));
+    ASSERT_TRUE(update_activation_environment(*c, {{"AFBUS_ACTIVATION_TEST", "42"}}));
     EXPECT_EQ(getenv("org.afbus.Env2", "AFBUS_ACTIVATION_TEST"), "42");
     quit(*c, "org.afbus.Env1");
     quit(*c, "org.afbus.Env2");
@@ -164,17 +174,13 @@ TEST_F(Activation, EveryWayAStartFailsIsAnswered) {
                                "<limit name=\"service_start_timeout\">500</limit>\n"));
     auto c = connect(bus);
     ASSERT_TRUE(c);
-    auto error_of = [&c](std::string_view name, bool no_auto_start = false) {
-        auto reply = c->call(test_call(name, "Echo", "x", no_auto_start), 20s);
-        return reply ? std::string("(no error)") : reply.error().name;
-    };
-    EXPECT_EQ(error_of("org.afbus.Missing"), "org.freedesktop.DBus.Error.Spawn.ExecFailed");
-    EXPECT_EQ(error_of("org.afbus.Exits"), "org.freedesktop.DBus.Error.Spawn.ChildExited");
-    EXPECT_EQ(error_of("org.afbus.Killed"), "org.freedesktop.DBus.Error.Spawn.ChildSignaled");
-    EXPECT_EQ(error_of("org.afbus.Unquoted"), "org.freedesktop.DBus.Error.InvalidArgs");
-    EXPECT_EQ(error_of("org.afbus.Idle"), "org.freedesktop.DBus.Error.TimedOut");
-    EXPECT_EQ(error_of("org.afbus.Nobody"), "org.freedesktop.DBus.Error.ServiceUnknown");
-    EXPECT_EQ(error_of("org.afbus.Exits", true), "org.freedesktop.DBus.Error.NameHasNoOwner");
+    EXPECT_EQ(error_of(*c, "org.afbus.Missing"), "org.freedesktop.DBus.Error.Spawn.ExecFailed");
+    EXPECT_EQ(error_of(*c, "org.afbus.Exits"), "org.freedesktop.DBus.Error.Spawn.ChildExited");
+    EXPECT_EQ(error_of(*c, "org.afbus.Killed"), "org.freedesktop.DBus.Error.Spawn.ChildSignaled");
+    EXPECT_EQ(error_of(*c, "org.afbus.Unquoted"), "org.freedesktop.DBus.Error.InvalidArgs");
+    EXPECT_EQ(error_of(*c, "org.afbus.Idle"), "org.freedesktop.DBus.Error.TimedOut");
+    EXPECT_EQ(error_of(*c, "org.afbus.Nobody"), "org.freedesktop.DBus.Error.ServiceUnknown");
+    EXPECT_EQ(error_of(*c, "org.afbus.Exits", true), "org.freedesktop.DBus.Error.NameHasNoOwner");
     auto started = start_service(*c, "org.afbus.Nobody");
     ASSERT_FALSE(started);
     EXPECT_EQ(started.error().name, "org.freedesktop.DBus.Error.ServiceUnknown");
@@ -204,17 +210,10 @@ TEST_F(Activation, TheServiceHelperStartsServicesByName) {
     ASSERT_TRUE(c);
     // The Exec= line is not what runs: the helper is.
     EXPECT_EQ(echo(*c, "org.afbus.Helped", "helped"), "helped");
-    auto error_of = [&c](std::string_view name) {
-        auto reply = c->call(test_call(name, "Echo", "x"), 20s);
-        return reply ? std::string("(no error)") : reply.error().name;
-    };
-    EXPECT_EQ(error_of("org.afbus.NotFound"), "org.freedesktop.DBus.Error.Spawn.ServiceNotFound");
-    EXPECT_EQ(error_of("org.afbus.NoUser"), "org.freedesktop.DBus.Error.Spawn.FileInvalid");
+    EXPECT_EQ(error_of(*c, "org.afbus.NotFound"), "org.freedesktop.DBus.Error.Spawn.ServiceNotFound");
+    EXPECT_EQ(error_of(*c, "org.afbus.NoUser"), "org.freedesktop.DBus.Error.Spawn.FileInvalid");
     // The helper must not run services with a caller's environment.
-    auto update = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                              "UpdateActivationEnvironment");
-    append(update, std::map<std::string, std::string>{{"AFBUS_ACTIVATION_TEST", "42"}});
-    auto updated = c->call(update.build().value());
+    auto updated = update_activation_environment(*c, {{"AFBUS_ACTIVATION_TEST", "42"}});
     ASSERT_FALSE(updated);
     EXPECT_EQ(updated.error().name, "org.freedesktop.DBus.Error.AccessDenied");
     quit(*c, "org.afbus.Helped");
