@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "afbus/connection.hpp"
+#include "afbus/names.hpp"
 
 namespace afbus::daemon {
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "afbus/connection.hpp"
+#include "afbus/introspection.hpp"
 #include "connection_state.hpp"
 
 namespace afbus {
@@ -33,53 +34,15 @@ constexpr std::string_view kPropertiesInterface = "org.freedesktop.DBus.Properti
 constexpr std::string_view kIntrospectableInterface = "org.freedesktop.DBus.Introspectable";
 constexpr std::string_view kPeerInterface = "org.freedesktop.DBus.Peer";
 
-std::string xml_escape(std::string_view s) {
-    std::string out;
-    for (char c : s) {
-        switch (c) {
-            case '<': out += "&lt;"; break;
-            case '>': out += "&gt;"; break;
-            case '&': out += "&amp;"; break;
-            case '"': out += "&quot;"; break;
-            default: out += c;
-        }
-    }
+std::vector<IntrospectionArg> named_args(const std::vector<Argument>& args) {
+    std::vector<IntrospectionArg> out;
+    out.reserve(args.size());
+    for (const Argument& a : args) out.push_back({a.name, a.signature});
     return out;
 }
 
-void append_args(std::string& xml, const std::vector<Argument>& args, const char* direction) {
-    for (const Argument& a : args) {
-        xml += "      <arg";
-        if (!a.name.empty()) xml += " name=\"" + xml_escape(a.name) + "\"";
-        xml += " type=\"" + xml_escape(a.signature) + "\"";
-        if (direction) xml += std::string(" direction=\"") + direction + "\"";
-        xml += "/>\n";
-    }
-}
-
-constexpr std::string_view kStandardInterfacesXml =
-    "  <interface name=\"org.freedesktop.DBus.Peer\">\n"
-    "    <method name=\"Ping\"/>\n"
-    "    <method name=\"GetMachineId\">\n      <arg name=\"machine_uuid\" type=\"s\" direction=\"out\"/>\n    </method>\n"
-    "  </interface>\n"
-    "  <interface name=\"org.freedesktop.DBus.Introspectable\">\n"
-    "    <method name=\"Introspect\">\n      <arg name=\"xml_data\" type=\"s\" direction=\"out\"/>\n    </method>\n"
-    "  </interface>\n"
-    "  <interface name=\"org.freedesktop.DBus.Properties\">\n"
-    "    <method name=\"Get\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
-    "      <arg name=\"property_name\" type=\"s\" direction=\"in\"/>\n      <arg name=\"value\" type=\"v\" direction=\"out\"/>\n    </method>\n"
-    "    <method name=\"GetAll\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
-    "      <arg name=\"props\" type=\"a{sv}\" direction=\"out\"/>\n    </method>\n"
-    "    <method name=\"Set\">\n      <arg name=\"interface_name\" type=\"s\" direction=\"in\"/>\n"
-    "      <arg name=\"property_name\" type=\"s\" direction=\"in\"/>\n      <arg name=\"value\" type=\"v\" direction=\"in\"/>\n    </method>\n"
-    "    <signal name=\"PropertiesChanged\">\n      <arg name=\"interface_name\" type=\"s\"/>\n"
-    "      <arg name=\"changed_properties\" type=\"a{sv}\"/>\n      <arg name=\"invalidated_properties\" type=\"as\"/>\n    </signal>\n"
-    "  </interface>\n";
-
 std::string introspect(const ConnectionState& state, std::string_view path) {
-    std::string xml =
-        "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
-        " \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n";
+    IntrospectionXml xml;
     bool has_interfaces = false;
     std::set<std::string> children;
     const std::string prefix = path == "/" ? "/" : std::string(path) + "/";
@@ -87,35 +50,24 @@ std::string introspect(const ConnectionState& state, std::string_view path) {
         if (e.path == path) {
             has_interfaces = true;
             const Interface& iface = *e.interface;
-            xml += "  <interface name=\"" + xml_escape(iface.name) + "\">\n";
-            for (const Method& m : iface.methods) {
-                xml += "    <method name=\"" + xml_escape(m.name) + "\">\n";
-                append_args(xml, m.in, "in");
-                append_args(xml, m.out, "out");
-                xml += "    </method>\n";
-            }
-            for (const SignalDescription& s : iface.signals) {
-                xml += "    <signal name=\"" + xml_escape(s.name) + "\">\n";
-                append_args(xml, s.args, nullptr);
-                xml += "    </signal>\n";
-            }
+            xml.begin_interface(iface.name);
+            for (const Method& m : iface.methods) xml.method(m.name, named_args(m.in), named_args(m.out));
+            for (const SignalDescription& s : iface.signals) xml.signal(s.name, named_args(s.args));
             for (const Property& p : iface.properties) {
-                const char* access = p.access == Property::Access::Read    ? "read"
-                                     : p.access == Property::Access::Write ? "write"
-                                                                           : "readwrite";
-                xml += "    <property name=\"" + xml_escape(p.name) + "\" type=\"" + xml_escape(p.signature) +
-                       "\" access=\"" + access + "\"/>\n";
+                xml.property(p.name, p.signature,
+                             p.access == Property::Access::Read    ? "read"
+                             : p.access == Property::Access::Write ? "write"
+                                                                   : "readwrite");
             }
-            xml += "  </interface>\n";
+            xml.end_interface();
         } else if (e.path.starts_with(prefix)) {
             const std::string_view rest = std::string_view(e.path).substr(prefix.size());
             children.insert(std::string(rest.substr(0, rest.find('/'))));
         }
     }
-    if (has_interfaces) xml += kStandardInterfacesXml;
-    for (const std::string& child : children) xml += "  <node name=\"" + xml_escape(child) + "\"/>\n";
-    xml += "</node>\n";
-    return xml;
+    if (has_interfaces) xml.standard_interfaces();
+    for (const std::string& child : children) xml.child_node(child);
+    return xml.finish();
 }
 
 const Property* find_property(const Interface& iface, std::string_view name) {

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "afbus/connection.hpp"
+#include "afbus/names.hpp"
 
 namespace afbus::daemon {
 namespace {

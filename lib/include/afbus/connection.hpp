@@ -20,7 +20,8 @@
 #include "afbus/expected.hpp"
 #include "afbus/message.hpp"
 #include "afbus/object.hpp"
-#include "afbus/sasl.hpp"
+#include "afbus/names.hpp"
+#include "afbus/sasl_mechanism.hpp"
 
 namespace afbus {
 
@@ -61,13 +62,6 @@ struct ConnectOptions {
     std::string keyring_directory;
 };
 
-enum class RequestNameReply : std::uint32_t { PrimaryOwner = 1, InQueue = 2, Exists = 3, AlreadyOwner = 4 };
-enum class ReleaseNameReply : std::uint32_t { Released = 1, NonExistent = 2, NotOwner = 3 };
-namespace name_flags {
-inline constexpr std::uint32_t kAllowReplacement = 0x1;
-inline constexpr std::uint32_t kReplaceExisting = 0x2;
-inline constexpr std::uint32_t kDoNotQueue = 0x4;
-}  // namespace name_flags
 
 class Connection {
 public:

@@ -15,14 +15,10 @@
 
 #include "afbus/expected.hpp"
 #include "afbus/keyring.hpp"
+#include "afbus/sasl_mechanism.hpp"
 
 namespace afbus {
 
-enum class SaslMechanism : std::uint8_t { External, Anonymous, DbusCookieSha1 };
-
-// The wire name: "EXTERNAL", "ANONYMOUS", "DBUS_COOKIE_SHA1".
-std::string_view to_string(SaslMechanism mechanism);
-std::optional<SaslMechanism> sasl_mechanism_from_name(std::string_view name);
 
 // dbus-daemon caps its whole auth buffer at 16 KiB; we cap each line (CRLF included) at that.
 inline constexpr std::size_t kSaslMaxLineLength = 16 * 1024;
