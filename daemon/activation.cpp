@@ -7,7 +7,8 @@
 
 #include "afbus/names.hpp"
 #include "afbus/types.hpp"
-#include "bus.hpp"
+#include "name_signals.hpp"
+#include "policy_check.hpp"
 #include "log.hpp"
 
 namespace afbus::daemon {
@@ -50,7 +51,7 @@ Error process_error(const std::string& name, ProcessEnd end) {
 
 }  // namespace
 
-Activation::Activation(EventLoop& loop, Bus& bus, std::map<std::string, std::string> environment)
+Activation::Activation(EventLoop& loop, ActivationHost& bus, std::map<std::string, std::string> environment)
     : loop_(loop), bus_(bus), services_(std::make_unique<ActivatableServices>(std::vector<SearchDirectory>{}, false)),
       environment_(std::move(environment)) {}
 
@@ -109,15 +110,15 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
     }
     // The sender must be allowed to send to the name, as if the service already owned it and nothing else.
     if (waiter.auto_start && service && waiter.requester) {
-        if (const Bus::Peer* sender = bus_.find_peer(*waiter.requester)) {
-            if (auto denied = bus_.policy_denies(sender, nullptr, *waiter.message, false, false)) return Unexpected(*denied);
-        }
+        // A refusal to drop silently fails the activation with an unnamed error, which nobody is told of.
+        if (const PolicyVerdict verdict = bus_.check_send_to_service(*waiter.requester, *waiter.message); !verdict.allowed())
+            return Unexpected(verdict.error);
     }
-    if (!waiter.auto_start && bus_.find_peer_by_name(name)) {
-        if (Bus::Peer* caller = waiter.requester ? bus_.find_peer(*waiter.requester) : nullptr) {
-            auto reply = MessageBuilder::method_return(caller->unique_name, waiter.message->serial());
+    if (!waiter.auto_start && bus_.has_owner(name)) {
+        if (waiter.requester) {
+            auto reply = MessageBuilder::method_return(bus_.unique_name_of(*waiter.requester), waiter.message->serial());
             append(reply, std::uint32_t{2});  // DBUS_START_REPLY_ALREADY_RUNNING
-            bus_.send_from_driver(*caller, std::move(reply));
+            bus_.answer(*waiter.requester, std::move(reply));
         }
         return {};
     }
@@ -160,23 +161,18 @@ Expected<void, Error> Activation::ask_systemd(const ActivatableService& service,
     auto request = MessageBuilder::signal(kDriverPath, kActivatorInterface, "ActivationRequest");
     request.destination(kSystemdName);
     append(request, unit);
-    auto message = bus_.build_driver_message(std::move(request));
+    auto message = bus_.build_bus_message(std::move(request));
     if (!message) return Unexpected(make_error(error_names::kNoMemory, "Cannot build the activation request"));
-    Bus::Peer* systemd = bus_.find_peer_by_name(kSystemdName);
-    log_info(systemd ? "Activating via systemd: service name='%s' unit='%s' requested by '%s'"
+    log_info(bus_.has_owner(kSystemdName) ? "Activating via systemd: service name='%s' unit='%s' requested by '%s'"
                      : "Activating systemd to hand-off: service name='%s' unit='%s' requested by '%s'",
              service.service.name.c_str(), unit.c_str(), describe(requester).c_str());
     return send_to_systemd(std::move(message));
 }
 
 Expected<void, Error> Activation::send_to_systemd(std::shared_ptr<const Message> message) {
-    Bus::Peer* systemd = bus_.find_peer_by_name(kSystemdName);
     // As dbus-daemon, monitors see the message even while systemd is not there to receive it.
-    bus_.copy_to_monitors(message, std::nullopt, systemd ? std::optional<PeerId>(systemd->id) : std::nullopt);
-    if (systemd) {
-        bus_.deliver_resumed(std::nullopt, message, *systemd);
-        return {};
-    }
+    bus_.show_bus_message(message, kSystemdName);
+    if (bus_.resume(std::nullopt, message, kSystemdName)) return {};
     return activate(kSystemdName, Waiter{std::nullopt, std::move(message), true});
 }
 
@@ -266,7 +262,7 @@ void Activation::fail(const std::string& name, const Error& error) {
     if (!pending) return;
     for (const Waiter& waiter : pending->waiters) {
         if (!waiter.requester) continue;
-        if (Bus::Peer* peer = bus_.find_peer(*waiter.requester)) bus_.reply_error(*peer, *waiter.message, error.name, error.message);
+        bus_.answer_error(*waiter.requester, *waiter.message, error);
     }
 }
 
@@ -275,18 +271,16 @@ void Activation::name_acquired(std::string_view name) {
     if (!pending) return;
     log_info("Successfully activated service '%s'", pending->name.c_str());
     for (Waiter& waiter : pending->waiters) {
-        Bus::Peer* requester = waiter.requester ? bus_.find_peer(*waiter.requester) : nullptr;
-        if (waiter.requester && !requester) continue;  // gone while waiting
         if (!waiter.auto_start) {
-            auto reply = MessageBuilder::method_return(requester->unique_name, waiter.message->serial());
+            const std::string requester = bus_.unique_name_of(*waiter.requester);
+            if (requester.empty()) continue;  // gone while waiting
+            auto reply = MessageBuilder::method_return(requester, waiter.message->serial());
             append(reply, std::uint32_t{1});  // DBUS_START_REPLY_SUCCESS
-            bus_.send_from_driver(*requester, std::move(reply));
+            bus_.answer(*waiter.requester, std::move(reply));
             continue;
         }
         // The owner may have changed again while earlier waiters were served.
-        Bus::Peer* owner = bus_.find_peer_by_name(pending->name);
-        if (!owner) break;
-        bus_.deliver_resumed(waiter.requester, waiter.message, *owner);
+        if (!bus_.resume(waiter.requester, waiter.message, pending->name)) break;
     }
 }
 
@@ -310,12 +304,12 @@ void Activation::update_environment(const std::map<std::string, std::string>& va
     // systemd is on the bus, the call waits for it like any message to an activatable name.
     std::vector<std::string> assignments;
     for (const auto& [key, value] : variables) assignments.push_back(key + "=" + value);
-    Bus::Peer* systemd = bus_.find_peer_by_name(kSystemdName);
-    auto call = MessageBuilder::method_call(systemd ? std::string_view(systemd->unique_name) : kSystemdName, kSystemdPath,
+    const std::optional<std::string> systemd = bus_.owner_name(kSystemdName);
+    auto call = MessageBuilder::method_call(systemd ? std::string_view(*systemd) : kSystemdName, kSystemdPath,
                                             "org.freedesktop.systemd1.Manager", "SetEnvironment");
     call.flags(message_flags::kNoReplyExpected);
     append(call, assignments);
-    auto message = bus_.build_driver_message(std::move(call));
+    auto message = bus_.build_bus_message(std::move(call));
     if (!message) return;
     if (auto sent = send_to_systemd(std::move(message)); !sent)
         log_warning("Unable to pass the activation environment to systemd: %s", sent.error().message.c_str());

@@ -24,7 +24,31 @@
 
 namespace afbus::daemon {
 
-class Bus;
+struct PolicyVerdict;
+
+// What activation needs of the bus model: names, the sender's policy, and ways to answer and to resume
+// the messages that waited.
+class ActivationHost {
+public:
+    [[nodiscard]] virtual std::string unique_name_of(PeerId peer) const = 0;  // empty once gone
+    [[nodiscard]] virtual bool has_owner(std::string_view name) const = 0;
+    [[nodiscard]] virtual std::optional<std::string> owner_name(std::string_view name) const = 0;  // its unique name
+    // Whether `requester` may send `message` to a service not yet running (its send rules only).
+    virtual PolicyVerdict check_send_to_service(PeerId requester, const Message& message) = 0;
+    // A reply or error of the bus to `to`, if it is still connected.
+    virtual void answer(PeerId to, MessageBuilder builder) = 0;
+    virtual void answer_error(PeerId to, const Message& call, const Error& error) = 0;
+    // A message from the bus itself (its sender and serial set); null if it cannot be built.
+    virtual std::shared_ptr<const Message> build_bus_message(MessageBuilder builder) = 0;
+    // Routes `message` from `sender` (none: the bus) to the owner of `name`, as routing would have had the
+    // name been owned when it was sent; false if the name has no owner now. Monitors saw it already.
+    virtual bool resume(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, std::string_view name) = 0;
+    // Shows a message of the bus that is about to go to (or wait for) `name` to the monitors.
+    virtual void show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) = 0;
+
+protected:
+    ~ActivationHost() = default;
+};
 
 inline constexpr std::string_view kSystemdName = "org.freedesktop.systemd1";
 
@@ -51,7 +75,7 @@ public:
     };
 
     // `environment`: the daemon's environment at start (dbus-daemon copies its own).
-    Activation(EventLoop& loop, Bus& bus, std::map<std::string, std::string> environment);
+    Activation(EventLoop& loop, ActivationHost& host, std::map<std::string, std::string> environment);
     ~Activation();
     Activation(const Activation&) = delete;
     Activation& operator=(const Activation&) = delete;
@@ -80,8 +104,6 @@ public:
     void update_environment(const std::map<std::string, std::string>& variables);
 
     [[nodiscard]] std::vector<std::string> activatable_names() const;
-    [[nodiscard]] std::size_t pending_count() const noexcept { return waiting_; }
-    [[nodiscard]] const std::map<std::string, std::string>& environment() const noexcept { return environment_; }
 
 private:
     struct Pending {
@@ -108,7 +130,7 @@ private:
     [[nodiscard]] std::string describe(std::optional<PeerId> requester) const;
 
     EventLoop& loop_;
-    Bus& bus_;
+    ActivationHost& bus_;
     ActivationSettings settings_;
     std::unique_ptr<ActivatableServices> services_;
     std::map<std::string, std::string> environment_;

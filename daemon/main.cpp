@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "afbus/address.hpp"
+#include "broker_delivery.hpp"
 #include "bus.hpp"
 #include "config.hpp"
 #include "dir_watch.hpp"
@@ -199,13 +200,14 @@ int main(int argc, char** argv) {
 
     EventLoop loop;
     Bus bus(loop, settings_from(*config, *options, initial_fd_limit));
+    BrokerDelivery& broker = bus.use_delivery<BrokerDelivery>();
     std::string address;
     std::vector<std::string> socket_files;
     for (Listener& l : listeners) {
         if (!address.empty()) address += ';';
         address += l.address + ",guid=" + bus.guid();
         if (l.socket_file) socket_files.push_back(*l.socket_file);
-        bus.add_listener(std::move(l.fd));
+        broker.add_listener(std::move(l.fd));
     }
     bus.set_address(address);
 

@@ -1,0 +1,262 @@
+#include "broker_delivery.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "afbus/unix_socket.hpp"
+#include "log.hpp"
+
+namespace afbus::daemon {
+
+BrokerDelivery::BrokerDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings)
+    : loop_(loop), events_(events), settings_(std::move(settings)) {}
+
+BrokerDelivery::~BrokerDelivery() {
+    for (const Fd& l : listeners_) loop_.unwatch(l.get());
+    for (auto& [id, c] : connections_) {
+        loop_.unwatch(c->transport->fd());
+        if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
+        if (c->pending_fds_timer) loop_.cancel_timer(c->pending_fds_timer);
+    }
+}
+
+void BrokerDelivery::add_listener(Fd listener) {
+    const int fd = listener.get();
+    listeners_.push_back(std::move(listener));
+    loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
+}
+
+void BrokerDelivery::on_listener_ready(int fd) {
+    for (const Fd& listener : listeners_) {
+        if (listener.get() != fd) continue;
+        for (;;) {
+            auto socket = accept_connection(listener);
+            if (!socket) {
+                // EMFILE and friends: log and let the next readiness event retry.
+                log_warning("accept failed: %s", std::strerror(socket.error()));
+                return;
+            }
+            if (!socket->valid()) return;
+            add_connection(std::move(*socket));
+        }
+    }
+}
+
+void BrokerDelivery::add_connection(Fd socket) {
+    auto credentials = peer_credentials(socket);
+    if (!credentials) {
+        log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
+        return;  // closing the socket refuses it
+    }
+    SaslServerConfig sasl;
+    sasl.mechanisms = settings_.mechanisms;
+    sasl.allow_anonymous = settings_.allow_anonymous;
+    sasl.guid = settings_.guid;
+    // TCP peers have no kernel credentials: no EXTERNAL, no fd passing; DBUS_COOKIE_SHA1 says who they are.
+    if (credentials->from_kernel) sasl.peer_uid = credentials->uid;
+    sasl.unix_fd_possible = credentials->from_kernel;
+    sasl.cookie_sha1.emplace().server_uid = ::geteuid();  // offered only if listed in the mechanisms
+
+    const auto id = events_.peer_connected(std::move(*credentials));
+    if (!id) return;
+    auto connection = std::make_unique<Connection>();
+    connection->id = *id;
+    connection->sasl = std::make_unique<SaslServer>(std::move(sasl));
+    connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+    connection->epoll_events = EPOLLIN;
+    const PeerId peer = *id;
+    Connection& c = *connections_.emplace(peer, std::move(connection)).first->second;
+    if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
+        c.epoll_events = 0;
+        return fail(peer, std::string("epoll: ") + std::strerror(errno));
+    }
+    c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
+        if (Connection* p = find(peer); p && p->sasl) {
+            p->auth_timer = 0;
+            fail(peer, "authentication timed out");
+        }
+    });
+}
+
+BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
+    auto it = connections_.find(id);
+    return it == connections_.end() ? nullptr : it->second.get();
+}
+
+void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+
+void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
+    Connection* c = find(id);
+    if (!c) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (c->sasl) authenticate(*c);
+        else read_messages(*c, (events & (EPOLLHUP | EPOLLERR)) != 0);
+    }
+    c = find(id);
+    if (!c) return;
+    if (events & EPOLLOUT) {
+        auto flushed = c->transport->flush();
+        if (!flushed) return fail(id, describe(flushed.error()));
+    }
+    update_watch(*c);
+}
+
+void BrokerDelivery::authenticate(Connection& c) {
+    char buf[4096];
+    const PeerId id = c.id;
+    for (;;) {
+        const ssize_t n = ::recv(c.transport->fd(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0) return fail(id, "closed during authentication");
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return;
+            return fail(id, std::string("read failed during authentication: ") + std::strerror(errno));
+        }
+        const std::string_view input(buf, static_cast<std::size_t>(n));
+        const std::size_t used = c.sasl->feed(input);
+        const std::string out = c.sasl->take_output();
+        if (!out.empty() && ::send(c.transport->fd(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+                                static_cast<ssize_t>(out.size())) {
+            // Authentication replies are a few dozen bytes to an empty socket buffer.
+            return fail(id, "could not send an authentication reply");
+        }
+        if (c.sasl->failed()) return fail(id, "authentication failed: " + std::string(to_string(*c.sasl->error())));
+        if (!c.sasl->authenticated()) continue;
+
+        const bool unix_fds = c.sasl->unix_fd_agreed();
+        if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
+        c.transport->set_unix_fd_passing(unix_fds);
+        c.sasl.reset();
+        if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+        c.auth_timer = 0;
+        if (used < input.size()) c.transport->push_received(input.substr(used));
+        return read_messages(c, false);
+    }
+}
+
+void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
+    const PeerId id = c.id;
+    // A peer whose messages the bus still holds beyond the incoming limits is not read from until they
+    // drain (flow_control.hpp). A peer that hung up is read to the end regardless.
+    if (!hung_up && !events_.may_read(id)) {
+        if (!c.reading_paused) {
+            c.reading_paused = true;
+            paused_readers_.push_back(id);
+        }
+        return;
+    }
+    auto n = c.transport->read();
+    // Hand over every complete message first; a read error is handled after them.
+    for (;;) {
+        Connection* p = find(id);
+        if (!p) return;
+        auto message = p->transport->next();
+        if (!message) return fail(id, describe(message.error()));
+        if (!*message) break;
+        events_.peer_sent(id, std::move(**message));
+    }
+    if (!n) return fail(id, describe(n.error()));
+    if (Connection* p = find(id)) watch_pending_fds(*p);
+}
+
+void BrokerDelivery::watch_pending_fds(Connection& c) {
+    const bool pending = c.transport->pending_fds() > 0;
+    if (pending == (c.pending_fds_timer != 0)) return;
+    if (!pending) {
+        loop_.cancel_timer(c.pending_fds_timer);
+        c.pending_fds_timer = 0;
+        return;
+    }
+    // As dbus-daemon (CVE-2014-3636): fds held in the kernel for a message that never completes would
+    // pin them against the bus's fd limit, so the sender gets pending_fd_timeout to finish it.
+    const PeerId id = c.id;
+    c.pending_fds_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.pending_fd_timeout_ms), [this, id] {
+        Connection* p = find(id);
+        if (!p) return;
+        p->pending_fds_timer = 0;
+        fail(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
+    });
+}
+
+QueueLoad BrokerDelivery::queued(PeerId peer) const {
+    const Connection* c = find(peer);
+    if (!c) return {};
+    return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+}
+
+bool BrokerDelivery::passes_fds(PeerId peer) const {
+    const Connection* c = find(peer);
+    return c && c->transport->unix_fd_passing();
+}
+
+QueueLoad BrokerDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
+    Connection* c = find(peer);
+    if (!c) return {};
+    c->transport->enqueue(std::move(message));
+    // Written after this turn of the loop, together with whatever else the same batch of input produces
+    // for this peer: one sendmsg for many messages.
+    if (!c->dirty) {
+        c->dirty = true;
+        dirty_.push_back(peer);
+    }
+    return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+}
+
+void BrokerDelivery::flush() {
+    // A failed write disconnects its peer, which may queue more (NoReply errors, NameOwnerChanged) and
+    // add to dirty_: index, don't iterate.
+    for (std::size_t i = 0; i < dirty_.size(); ++i) {
+        Connection* c = find(dirty_[i]);
+        if (!c) continue;
+        c->dirty = false;
+        if (auto flushed = c->transport->flush(); !flushed) {
+            fail(c->id, describe(flushed.error()));
+            continue;
+        }
+        update_watch(*c);
+    }
+    dirty_.clear();
+    // What was just written may have been holding paused senders back.
+    if (!paused_readers_.empty()) resume_paused_readers();
+    graveyard_.clear();
+}
+
+void BrokerDelivery::resume_paused_readers() {
+    std::erase_if(paused_readers_, [this](PeerId id) {
+        Connection* c = find(id);
+        if (!c) return true;
+        if (!events_.may_read(id)) return false;
+        c->reading_paused = false;
+        update_watch(*c);
+        return true;
+    });
+}
+
+void BrokerDelivery::update_watch(Connection& c) {
+    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (c.transport->wants_write() ? EPOLLOUT : 0u);
+    if (wanted == c.epoll_events) return;
+    c.epoll_events = wanted;
+    loop_.modify(c.transport->fd(), wanted);
+}
+
+void BrokerDelivery::detach(PeerId peer) {
+    auto it = connections_.find(peer);
+    if (it == connections_.end()) return;
+    Connection& c = *it->second;
+    loop_.unwatch(c.transport->fd());
+    if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    if (c.pending_fds_timer) loop_.cancel_timer(c.pending_fds_timer);
+    // Best effort: what is queued (e.g. the last error reply) may still go out.
+    (void)c.transport->flush();
+    // The peer sees the end of the connection now; the object may still be on the call stack (inside
+    // its own read loop), so it is freed after this turn of the loop.
+    ::shutdown(c.transport->fd(), SHUT_RDWR);
+    graveyard_.push_back(std::move(it->second));
+    connections_.erase(it);
+}
+
+}  // namespace afbus::daemon

@@ -1,0 +1,74 @@
+// BrokerDelivery: broker mode, the delivery seam over unix stream (and tcp:) sockets. It accepts
+// connections on the listeners, runs each one's SASL conversation, frames the bytes it reads into
+// messages for the model, queues what the model delivers and writes every peer's queue once per turn of
+// the event loop (one sendmsg for everything a batch of input produced). Works on any kernel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "afbus/fd.hpp"
+#include "afbus/sasl.hpp"
+#include "afbus/stream_transport.hpp"
+#include "delivery.hpp"
+#include "event_loop.hpp"
+
+namespace afbus::daemon {
+
+class BrokerDelivery final : public Delivery {
+public:
+    BrokerDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings);
+    ~BrokerDelivery() override;
+    BrokerDelivery(const BrokerDelivery&) = delete;
+    BrokerDelivery& operator=(const BrokerDelivery&) = delete;
+
+    // Accepts connections on `listener` (already listening) until destroyed.
+    void add_listener(Fd listener);
+    // Adopts one connected socket as a new connection (the model may refuse it).
+    void add_connection(Fd socket);
+
+    void configure(const ConnectionSettings& settings) override { settings_ = settings; }
+    [[nodiscard]] QueueLoad queued(PeerId peer) const override;
+    [[nodiscard]] bool passes_fds(PeerId peer) const override;
+    QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
+    void flush() override;
+    void detach(PeerId peer) override;
+
+private:
+    struct Connection {
+        PeerId id = 0;
+        std::unique_ptr<StreamTransport> transport;
+        std::unique_ptr<SaslServer> sasl;  // while authenticating
+        EventLoop::TimerId auth_timer = 0;
+        // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
+        EventLoop::TimerId pending_fds_timer = 0;
+        std::uint32_t epoll_events = 0;
+        bool dirty = false;           // has output queued since the last flush()
+        bool reading_paused = false;  // the model holds too much of its messages (flow control)
+    };
+
+    void on_listener_ready(int fd);
+    void on_io(PeerId id, std::uint32_t events);
+    void authenticate(Connection& connection);
+    void read_messages(Connection& connection, bool hung_up);
+    void watch_pending_fds(Connection& connection);
+    void update_watch(Connection& connection);
+    void resume_paused_readers();
+    [[nodiscard]] Connection* find(PeerId id) const;
+    // The connection broke: the model is told, and detaches it.
+    void fail(PeerId id, std::string_view reason);
+
+    EventLoop& loop_;
+    DeliveryEvents& events_;
+    ConnectionSettings settings_;
+    std::vector<Fd> listeners_;
+    std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
+    std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
+    std::vector<PeerId> paused_readers_;  // not read from until the model says they may be
+    // Detached connections, freed once no event handler can still be using them (after the flush).
+    std::vector<std::unique_ptr<Connection>> graveyard_;
+};
+
+}  // namespace afbus::daemon

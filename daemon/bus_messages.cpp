@@ -1,0 +1,205 @@
+// Bus: what the bus itself sends (replies, errors, signals, monitor copies), and the narrow interfaces
+// it offers the driver (DriverContext) and activation (ActivationHost).
+#include <algorithm>
+
+#include "bus.hpp"
+#include "log.hpp"
+#include "name_signals.hpp"
+
+namespace afbus::daemon {
+
+std::shared_ptr<const Message> Bus::build_bus_message(MessageBuilder builder) {
+    builder.sender(kDriverName);
+    // As dbus-daemon (libdbus marks every reply, error and signal it creates so): nothing answers these.
+    if (builder.type() != MessageType::MethodCall) builder.no_reply_expected();
+    auto m = builder.build(next_serial_++);
+    if (next_serial_ == 0) next_serial_ = 1;
+    if (!m) {
+        log_warning("bus message could not be built: %s", std::string(to_string(m.error())).c_str());
+        return nullptr;
+    }
+    return std::make_shared<const Message>(std::move(*m));
+}
+
+void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
+    auto shared = build_bus_message(std::move(builder));
+    if (!shared) return;
+    const PeerId id = to.id();
+    // Monitors see it even when the recipient's receive rules refuse it, which drops it silently.
+    copy_to_monitors(shared, std::nullopt, id);
+    if (!to.unique_name().empty()) {
+        if (const PolicyVerdict verdict = check(nullptr, &to, *shared, shared->reply_serial().has_value(), false);
+            !verdict.allowed()) {
+            // As dbus-daemon, monitors also see the error the bus would have answered itself with.
+            show_refusal_to_monitors(nullptr, *shared, verdict, std::nullopt);
+            return;
+        }
+    }
+    // Unlike signals, the bus's replies, errors and unicast signals reach no eavesdropper (dbus-daemon).
+    // Nor are they held back by a full queue: a peer that cannot take the bus's answers could not learn
+    // why its calls fail.
+    deliver(to, shared);
+}
+
+void Bus::reply_error(Peer& to, const Message& call, const Error& error) {
+    send_from_driver(to, MessageBuilder::error(to.unique_name(), call.serial(), error.name, error.message));
+}
+
+void Bus::emit_driver_signal(MessageBuilder builder) {
+    auto shared = build_bus_message(std::move(builder));
+    if (!shared) return;
+    copy_to_monitors(shared, std::nullopt, std::nullopt);
+    broadcast_to_matches(shared, std::nullopt, std::nullopt);
+}
+
+void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
+                           std::optional<PeerId> addressed) {
+    if (monitors_.empty()) return;
+    std::vector<PeerId> wanting;
+    monitors_.recipients(*message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
+                         wanting);
+    for (PeerId id : wanting) {
+        if (Peer* monitor = peers_.find(id)) offer(*monitor, message, "monitored message");
+    }
+}
+
+void Bus::show_to_monitors(const Message& call, const Peer& sender) {
+    if (monitors_.empty()) return;
+    auto stitched = call.with_sender(sender.unique_name());
+    if (!stitched) return;
+    copy_to_monitors(std::make_shared<const Message>(std::move(*stitched)), sender.id(), std::nullopt);
+}
+
+void Bus::show_refusal_to_monitors(const Peer* sender, const Message& message, const PolicyVerdict& verdict,
+                                   std::optional<PeerId> addressed) {
+    if (!verdict.rejected() || monitors_.empty()) return;
+    auto error = build_bus_message(MessageBuilder::error(sender ? std::string_view(sender->unique_name()) : kDriverName,
+                                                         message.serial(), verdict.error.name, verdict.error.message));
+    if (error) copy_to_monitors(error, std::nullopt, addressed);
+}
+
+void Bus::announce(const std::string& name, std::optional<PeerId> old_owner, std::optional<PeerId> new_owner) {
+    // A closing peer is not found: it is not told what it lost.
+    if (Peer* old_peer = old_owner ? peers_.find(*old_owner) : nullptr) send_from_driver(*old_peer, name_lost(old_peer->unique_name(), name));
+    emit_driver_signal(name_owner_changed(name, old_owner ? peers_.unique_name_of(*old_owner) : std::string(),
+                                          new_owner ? peers_.unique_name_of(*new_owner) : std::string()));
+    if (Peer* new_peer = new_owner ? peers_.find(*new_owner) : nullptr)
+        send_from_driver(*new_peer, name_acquired(new_peer->unique_name(), name));
+}
+
+void Bus::apply_name_changes(const std::vector<NameChange>& changes) {
+    for (const NameChange& c : changes) {
+        if (delivery_) delivery_->name_owner_changed(c);
+        announce(c.name, c.old_owner, c.new_owner);
+        // Messages that waited for the name's activation go to it now (before the RequestName reply, as
+        // in dbus-daemon).
+        if (c.new_owner && peers_.find(*c.new_owner)) activation_->name_acquired(c.name);
+    }
+}
+
+void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
+    const PeerId id = peer.id();
+    apply_name_changes(names_.release_all(id));
+    matches_.remove_all(id);
+    if (delivery_) delivery_->matches_changed(id);
+    announce(peer.unique_name(), id, std::nullopt);
+    peers_.make_monitor(peer);
+    monitors_.add(id, std::move(rules));
+    if (delivery_) delivery_->became_monitor(id);
+}
+
+void Bus::note_peaks(Peer& peer) {
+    PeerStats& stats = peer.stats();
+    stats.peak_match_rules = std::max(stats.peak_match_rules, matches_.count(peer.id()));
+    stats.peak_bus_names = std::max(stats.peak_bus_names, names_.count_for(peer.id()));
+    peak_match_rules_ = std::max(peak_match_rules_, matches_.total());
+    peak_bus_names_ = std::max(peak_bus_names_, names_.names().size());
+}
+
+// --- DriverContext ---
+
+Peer* Bus::owner_of(std::string_view name) {
+    if (name.starts_with(':')) return peers_.find_unique(name);
+    const auto owner = names_.owner(name);
+    return owner ? peers_.find(*owner) : nullptr;
+}
+
+NameRegistry::Result Bus::request_name(Peer& peer, const std::string& name, std::uint32_t flags) {
+    auto result = names_.request(name, peer.id(), flags);
+    apply_name_changes(result.changes);
+    return result;
+}
+
+NameRegistry::Result Bus::release_name(Peer& peer, const std::string& name) {
+    auto result = names_.release(name, peer.id());
+    apply_name_changes(result.changes);
+    return result;
+}
+
+void Bus::add_match(Peer& peer, MatchRule rule) {
+    matches_.add(peer.id(), std::move(rule));
+    if (delivery_) delivery_->matches_changed(peer.id());
+}
+
+bool Bus::remove_match(Peer& peer, const MatchRule& rule) {
+    if (!matches_.remove(peer.id(), rule)) return false;
+    if (delivery_) delivery_->matches_changed(peer.id());
+    return true;
+}
+
+bool Bus::allows_own(const Peer& peer, std::string_view name) const { return !peer.policy() || peer.policy()->can_own(name); }
+
+BusCounters Bus::counters() const {
+    return BusCounters{next_serial_ - 1, peak_match_rules_, peak_bus_names_, dropped_messages_};
+}
+
+// --- ActivationHost ---
+
+bool Bus::has_owner(std::string_view name) const {
+    if (name.starts_with(':')) return peers_.find_unique(name) != nullptr;
+    const auto owner = names_.owner(name);
+    return owner && peers_.find(*owner);
+}
+
+std::optional<std::string> Bus::owner_name(std::string_view name) const {
+    const auto owner = name.starts_with(':') ? (peers_.find_unique(name) ? std::optional<PeerId>(peers_.find_unique(name)->id())
+                                                                          : std::nullopt)
+                                             : names_.owner(name);
+    const Peer* peer = owner ? peers_.find(*owner) : nullptr;
+    return peer ? std::optional<std::string>(peer->unique_name()) : std::nullopt;
+}
+
+PolicyVerdict Bus::check_send_to_service(PeerId requester, const Message& message) {
+    const Peer* sender = peers_.find(requester);
+    return sender ? check(sender, nullptr, message, false, false) : PolicyVerdict::allow();
+}
+
+void Bus::answer(PeerId to, MessageBuilder builder) {
+    if (Peer* peer = peers_.find(to)) send_from_driver(*peer, std::move(builder));
+}
+
+void Bus::answer_error(PeerId to, const Message& call, const Error& error) {
+    if (error.name.empty()) return;  // a refusal that policy says to drop silently
+    if (Peer* peer = peers_.find(to)) reply_error(*peer, call, error);
+}
+
+void Bus::show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) {
+    const Peer* owner = owner_of(name);
+    copy_to_monitors(message, std::nullopt, owner ? std::optional<PeerId>(owner->id()) : std::nullopt);
+}
+
+bool Bus::resume(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, std::string_view name) {
+    Peer* target = owner_of(name);
+    if (!target) return false;
+    if (sender) {
+        // A sender that left while its message waited: nothing to deliver, but the name has an owner.
+        if (Peer* from = peers_.find(*sender)) route_to(*from, message, *target);
+        return true;
+    }
+    const Message& m = *message;
+    if (!target->unique_name().empty() && !check(nullptr, target, m, false, false).allowed()) return true;
+    if (offer(*target, message, "message from the bus")) broadcast_to_matches(message, std::nullopt, target->id());
+    return true;
+}
+
+}  // namespace afbus::daemon

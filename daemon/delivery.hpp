@@ -1,0 +1,86 @@
+// The delivery seam: the one boundary between the bus model (bus.hpp: peers, names, matches, policy,
+// replies, monitors, the driver, activation) and the way messages physically move.
+//
+//   Delivery        what the model asks of a delivery mode: hand a message to a peer, flush, close a
+//                   peer, tell what a peer has queued; and be told of the model's changes that a mode
+//                   may have to mirror (kernel mode moves name addresses and installs match records
+//                   and policy in the kernel; broker mode needs none of it).
+//   DeliveryEvents  what a delivery mode tells the model: a connection arrived, authenticated, sent a
+//                   message, or failed; and asks it: may this peer be read from now.
+//
+// Broker mode (broker_delivery.hpp) is the first implementation: unix stream sockets, one event loop.
+// Nothing above the seam knows which mode runs. docs/architecture.md draws the flow.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "afbus/expected.hpp"
+#include "afbus/message.hpp"
+#include "afbus/sasl.hpp"
+#include "afbus/unix_socket.hpp"
+#include "flow_control.hpp"
+#include "name_registry.hpp"
+
+namespace afbus::daemon {
+
+// How connections authenticate and how long they may take: the part of the configuration a delivery
+// mode applies before the model knows a connection.
+struct ConnectionSettings {
+    std::string guid;
+    std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
+    bool allow_anonymous = false;
+    std::int64_t auth_timeout_ms = 30000;
+    std::int64_t pending_fd_timeout_ms = 150000;
+};
+
+class DeliveryEvents {
+public:
+    // A new connection with the kernel's credentials: its id, or none to refuse it (the model logged why).
+    virtual std::optional<PeerId> peer_connected(PeerCredentials credentials) = 0;
+    // `peer` completed authentication as `uid` (none: anonymous); an error refuses it, with the reason.
+    virtual Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) = 0;
+    // One complete message from an authenticated `peer`.
+    virtual void peer_sent(PeerId peer, Message message) = 0;
+    // `peer`'s connection ended or broke; `reason` is for the log.
+    virtual void peer_failed(PeerId peer, std::string_view reason) = 0;
+    // Whether `peer` may be read from now: false while the bus holds too much of its messages.
+    [[nodiscard]] virtual bool may_read(PeerId peer) const = 0;
+
+protected:
+    ~DeliveryEvents() = default;
+};
+
+class Delivery {
+public:
+    virtual ~Delivery() = default;
+
+    virtual void configure(const ConnectionSettings& settings) = 0;
+
+    // What is queued for `peer` and not yet handed over.
+    [[nodiscard]] virtual QueueLoad queued(PeerId peer) const = 0;
+    // Whether `peer` agreed to receive file descriptors.
+    [[nodiscard]] virtual bool passes_fds(PeerId peer) const = 0;
+    // Queues one message (shared with every other recipient) for `peer`; it leaves at the next flush().
+    // Returns what is queued for `peer` now.
+    virtual QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) = 0;
+    // Hands over what was queued since the last flush (once per turn of the event loop). May report
+    // failed peers through DeliveryEvents::peer_failed.
+    virtual void flush() = 0;
+    // The model has let `peer` go: write what can still be written, then close. No events for it follow.
+    virtual void detach(PeerId peer) = 0;
+
+    // Changes of the model, for a mode that mirrors them. Broker mode ignores them.
+    virtual void unique_name_assigned(PeerId /*peer*/, std::string_view /*unique_name*/) {}
+    virtual void name_owner_changed(const NameChange& /*change*/) {}
+    virtual void matches_changed(PeerId /*peer*/) {}
+    virtual void became_monitor(PeerId /*peer*/) {}
+    virtual void policy_changed() {}
+};
+
+}  // namespace afbus::daemon

@@ -1,0 +1,216 @@
+// The bus model through the delivery seam, with a fake delivery mode: no sockets, no SASL. What a
+// delivery mode reports goes in through DeliveryEvents; what the model delivers is recorded per peer.
+#include <gtest/gtest.h>
+
+#include "afbus/types.hpp"
+#include "bus.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+class RecordingDelivery final : public Delivery {
+public:
+    RecordingDelivery(EventLoop&, DeliveryEvents&, ConnectionSettings) {}
+
+    void configure(const ConnectionSettings&) override {}
+    QueueLoad queued(PeerId peer) const override {
+        QueueLoad q;
+        if (auto it = inbox.find(peer); it != inbox.end()) {
+            for (const auto& m : it->second) {
+                ++q.messages;
+                q.bytes += m->size();
+            }
+        }
+        return q;
+    }
+    bool passes_fds(PeerId) const override { return true; }
+    QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override {
+        inbox[peer].push_back(std::move(message));
+        return queued(peer);
+    }
+    void flush() override { ++flushes; }
+    void detach(PeerId peer) override { detached.push_back(peer); }
+    void unique_name_assigned(PeerId peer, std::string_view name) override { unique_names[peer] = std::string(name); }
+    void name_owner_changed(const NameChange& change) override { name_changes.push_back(change.name); }
+    void matches_changed(PeerId peer) override { match_changes.push_back(peer); }
+
+    // Takes what was delivered to `peer` so far.
+    std::vector<std::shared_ptr<const Message>> take(PeerId peer) { return std::exchange(inbox[peer], {}); }
+
+    std::map<PeerId, std::vector<std::shared_ptr<const Message>>> inbox;
+    std::vector<PeerId> detached;
+    std::map<PeerId, std::string> unique_names;
+    std::vector<std::string> name_changes;
+    std::vector<PeerId> match_changes;
+    int flushes = 0;
+};
+
+struct BusModelTest : testing::Test {
+    EventLoop loop;
+    Bus bus{loop, BusSettings{}};
+    RecordingDelivery& delivery = bus.use_delivery<RecordingDelivery>();
+    DeliveryEvents& events = bus;
+    std::uint32_t serial = 1;
+
+    PeerId connect() {
+        PeerCredentials c;
+        c.uid = ::getuid();
+        c.pid = ::getpid();
+        c.from_kernel = true;
+        const auto id = events.peer_connected(std::move(c));
+        EXPECT_TRUE(id);
+        EXPECT_TRUE(events.peer_authenticated(*id, ::getuid()));
+        return *id;
+    }
+    void send(PeerId from, MessageBuilder builder) { events.peer_sent(from, builder.build(serial++).value()); }
+    std::string hello(PeerId peer) {
+        send(peer, MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "Hello"));
+        auto got = delivery.take(peer);
+        EXPECT_EQ(got.size(), 2u);  // the reply, then NameAcquired
+        return std::get<0>(read_all<std::string>(*got.at(0)).value());
+    }
+    void add_match(PeerId peer, std::string rule) {
+        auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch");
+        append(call, rule);
+        send(peer, std::move(call));
+        EXPECT_EQ(delivery.take(peer).size(), 1u);
+    }
+};
+
+TEST_F(BusModelTest, HelloGivesAUniqueNameAndTellsTheDeliveryMode) {
+    const PeerId a = connect();
+    EXPECT_EQ(hello(a), ":1.0");
+    EXPECT_EQ(delivery.unique_names[a], ":1.0");
+    const PeerId b = connect();
+    EXPECT_EQ(hello(b), ":1.1");
+}
+
+TEST_F(BusModelTest, BeforeHelloOnlyHelloIsAnswered) {
+    const PeerId a = connect();
+    send(a, MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames"));
+    auto got = delivery.take(a);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->error_name(), "org.freedesktop.DBus.Error.AccessDenied");
+    EXPECT_TRUE(delivery.detached.empty());
+    // Anything for anyone else ends the connection.
+    send(a, MessageBuilder::method_call(":1.5", "/", "org.x", "M"));
+    EXPECT_EQ(delivery.detached, (std::vector<PeerId>{a}));
+}
+
+TEST_F(BusModelTest, ACallAndItsReplyPassWithTheSenderStitchedIn) {
+    const PeerId a = connect(), b = connect();
+    const std::string a_name = hello(a), b_name = hello(b);
+    send(a, MessageBuilder::method_call(b_name, "/x", "org.x", "M"));
+    auto calls = delivery.take(b);
+    ASSERT_EQ(calls.size(), 1u);
+    EXPECT_EQ(calls[0]->sender(), a_name);
+    // An unrequested reply is dropped; the requested one passes once.
+    send(b, MessageBuilder::method_return(a_name, calls[0]->serial() + 100));
+    EXPECT_TRUE(delivery.take(a).empty());
+    send(b, MessageBuilder::method_return(a_name, calls[0]->serial()));
+    send(b, MessageBuilder::method_return(a_name, calls[0]->serial()));
+    auto replies = delivery.take(a);
+    ASSERT_EQ(replies.size(), 1u);
+    EXPECT_EQ(replies[0]->sender(), b_name);
+}
+
+TEST_F(BusModelTest, ACalleeThatLeavesOwesNoReply) {
+    const PeerId a = connect(), b = connect();
+    const std::string a_name = hello(a), b_name = hello(b);
+    send(a, MessageBuilder::method_call(b_name, "/x", "org.x", "M"));
+    events.peer_failed(b, "test");
+    auto got = delivery.take(a);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->error_name(), "org.freedesktop.DBus.Error.NoReply");
+    EXPECT_EQ(delivery.detached, (std::vector<PeerId>{b}));
+}
+
+TEST_F(BusModelTest, PendingRepliesAreBoundedPerCaller) {
+    BusSettings settings;
+    settings.limits.max_replies_per_connection = 2;
+    bus.set_settings(settings);
+    const PeerId a = connect(), b = connect();
+    hello(a);
+    const std::string b_name = hello(b);
+    for (int i = 0; i < 3; ++i) send(a, MessageBuilder::method_call(b_name, "/x", "org.x", "M"));
+    EXPECT_EQ(delivery.take(b).size(), 2u);
+    auto got = delivery.take(a);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->error_name(), "org.freedesktop.DBus.Error.LimitsExceeded");
+}
+
+TEST_F(BusModelTest, NameChangesReachSubscribersAndTheDeliveryMode) {
+    const PeerId a = connect(), watcher = connect();
+    const std::string a_name = hello(a);
+    hello(watcher);
+    add_match(watcher, "type='signal',member='NameOwnerChanged'");
+    auto request = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "RequestName");
+    append(request, std::string("org.x.Service"), std::uint32_t{0});
+    send(a, std::move(request));
+    auto got = delivery.take(a);
+    ASSERT_EQ(got.size(), 2u);  // NameAcquired, then the reply (dbus-daemon's order)
+    EXPECT_EQ(got[0]->member(), "NameAcquired");
+    EXPECT_EQ(std::get<0>(read_all<std::uint32_t>(*got[1]).value()), 1u);
+    auto changed = delivery.take(watcher);
+    ASSERT_EQ(changed.size(), 1u);
+    auto [name, old_owner, new_owner] = read_all<std::string, std::string, std::string>(*changed[0]).value();
+    EXPECT_EQ(name, "org.x.Service");
+    EXPECT_EQ(old_owner, "");
+    EXPECT_EQ(new_owner, a_name);
+    EXPECT_EQ(delivery.name_changes, (std::vector<std::string>{"org.x.Service"}));
+    EXPECT_EQ(delivery.match_changes, (std::vector<PeerId>{watcher}));
+    // Leaving gives the name up.
+    events.peer_failed(a, "test");
+    auto lost = delivery.take(watcher);
+    ASSERT_EQ(lost.size(), 2u);  // the well-known name, then the unique name
+    EXPECT_EQ(std::get<0>(read_all<std::string, std::string, std::string>(*lost[0]).value()), "org.x.Service");
+    EXPECT_EQ(std::get<0>(read_all<std::string, std::string, std::string>(*lost[1]).value()), a_name);
+}
+
+TEST_F(BusModelTest, AMonitorSeesTrafficAndMayNotSend) {
+    const PeerId a = connect(), b = connect(), m = connect();
+    hello(a);
+    const std::string b_name = hello(b);
+    hello(m);
+    auto become = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                              "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
+    append(become, std::vector<std::string>{}, std::uint32_t{0});
+    send(m, std::move(become));
+    delivery.take(m);
+    auto ping = MessageBuilder::signal("/x", "org.x", "Ping");
+    ping.destination(b_name);
+    send(a, std::move(ping));
+    auto seen = delivery.take(m);
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0]->member(), "Ping");
+    send(m, MessageBuilder::signal("/x", "org.x", "Nope"));
+    EXPECT_EQ(delivery.detached, (std::vector<PeerId>{m}));
+}
+
+TEST_F(BusModelTest, TheIncomingLimitPausesASenderUntilItsMessagesLeave) {
+    BusSettings settings;
+    settings.limits.max_incoming_bytes = 1;
+    bus.set_settings(settings);
+    const PeerId a = connect(), b = connect();
+    hello(a);
+    const std::string b_name = hello(b);
+    EXPECT_TRUE(events.may_read(a));
+    auto signal = MessageBuilder::signal("/x", "org.x", "S");
+    signal.destination(b_name);
+    send(a, std::move(signal));
+    EXPECT_FALSE(events.may_read(a));  // b's queue holds a's message
+    delivery.take(b);
+    EXPECT_TRUE(events.may_read(a));
+}
+
+TEST_F(BusModelTest, TooManyIncompleteConnectionsAreRefused) {
+    BusSettings settings;
+    settings.limits.max_incomplete_connections = 1;
+    bus.set_settings(settings);
+    PeerCredentials first, second;
+    EXPECT_TRUE(events.peer_connected(std::move(first)));
+    EXPECT_FALSE(events.peer_connected(std::move(second)));
+}
+
+}  // namespace
+}  // namespace afbus::daemon
