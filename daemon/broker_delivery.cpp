@@ -30,10 +30,21 @@ void BrokerDelivery::add_listener(Fd listener) {
     loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
 }
 
+void BrokerDelivery::watch_listeners(bool on) {
+    if (on == listening_) return;
+    listening_ = on;
+    for (const Fd& l : listeners_) loop_.modify(l.get(), on ? EPOLLIN : 0u);
+    if (!on) log_warning("not accepting connections for now: max_incomplete_connections are authenticating");
+}
+
 void BrokerDelivery::on_listener_ready(int fd) {
     for (const Fd& listener : listeners_) {
         if (listener.get() != fd) continue;
         for (;;) {
+            // As dbus-daemon (since the fix for CVE-2014-3639): while too many connections are still
+            // authenticating, new ones wait in the listen backlog instead of being refused, or pushing
+            // out connections that are about to authenticate. They are taken once one completes or fails.
+            if (!events_.may_accept()) return watch_listeners(false);
             auto socket = accept_connection(listener);
             if (!socket) {
                 // EMFILE and friends: log and let the next readiness event retry.
@@ -222,6 +233,7 @@ void BrokerDelivery::flush() {
     dirty_.clear();
     // What was just written may have been holding paused senders back.
     if (!paused_readers_.empty()) resume_paused_readers();
+    if (!listening_ && events_.may_accept()) watch_listeners(true);
     graveyard_.clear();
 }
 

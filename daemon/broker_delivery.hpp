@@ -50,6 +50,8 @@ private:
     };
 
     void on_listener_ready(int fd);
+    // Stops or resumes watching the listeners, as the model may or may not take new connections.
+    void watch_listeners(bool on);
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Connection& connection);
     void read_messages(Connection& connection, bool hung_up);
@@ -64,6 +66,7 @@ private:
     DeliveryEvents& events_;
     ConnectionSettings settings_;
     std::vector<Fd> listeners_;
+    bool listening_ = true;  // false while the model takes no new connections
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
     std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
     std::vector<PeerId> paused_readers_;  // not read from until the model says they may be

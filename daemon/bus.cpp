@@ -110,9 +110,13 @@ Expected<void, std::string> Bus::reload_config() {
 
 // --- DeliveryEvents ---
 
-std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
+bool Bus::may_accept() const {
     // Registered connections are limited at Hello (driver.cpp); here only those still authenticating.
-    if (peers_.authenticating() >= static_cast<std::size_t>(settings_.limits.max_incomplete_connections)) {
+    return peers_.authenticating() < static_cast<std::size_t>(settings_.limits.max_incomplete_connections);
+}
+
+std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
+    if (!may_accept()) {
         log_warning("refusing a connection: max_incomplete_connections reached");
         return std::nullopt;
     }

@@ -62,6 +62,7 @@ public:
     Expected<void, std::string> reload_config() override;
 
     // DeliveryEvents
+    [[nodiscard]] bool may_accept() const override;
     std::optional<PeerId> peer_connected(PeerCredentials credentials) override;
     Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) override;
     void peer_sent(PeerId peer, Message message) override;

@@ -41,6 +41,9 @@ struct ConnectionSettings {
 
 class DeliveryEvents {
 public:
+    // Whether a new connection may be taken now. While not (max_incomplete_connections connections are
+    // still authenticating), new ones wait unaccepted, as dbus-daemon lets them wait in the backlog.
+    [[nodiscard]] virtual bool may_accept() const = 0;
     // A new connection with the kernel's credentials: its id, or none to refuse it (the model logged why).
     virtual std::optional<PeerId> peer_connected(PeerCredentials credentials) = 0;
     // `peer` completed authentication as `uid` (none: anonymous); an error refuses it, with the reason.

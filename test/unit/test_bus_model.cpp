@@ -208,7 +208,9 @@ TEST_F(BusModelTest, TooManyIncompleteConnectionsAreRefused) {
     settings.limits.max_incomplete_connections = 1;
     bus.set_settings(settings);
     PeerCredentials first, second;
+    EXPECT_TRUE(events.may_accept());
     EXPECT_TRUE(events.peer_connected(std::move(first)));
+    EXPECT_FALSE(events.may_accept());
     EXPECT_FALSE(events.peer_connected(std::move(second)));
 }
 

@@ -1,0 +1,33 @@
+// Raw connections to a test bus, for sending what libafbus never would and for watching exactly what the
+// bus does with a connection (answers, closes). Every wait is a poll with a deadline: no sleeps.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "afbus/fd.hpp"
+#include "afbus/message.hpp"
+#include "integration/test_bus.hpp"
+
+namespace afbus::test {
+
+// A call to org.freedesktop.DBus on its object (no serial yet).
+Message driver_call(std::string_view member);
+
+// A connected socket that has not said a word (not even the SASL NUL byte).
+Fd unauthenticated_connection(const TestBus& bus);
+// A socket past SASL EXTERNAL (with NEGOTIATE_UNIX_FD if `unix_fds`), before Hello.
+Fd raw_connection(const TestBus& bus, bool unix_fds = false);
+
+void send_all(const Fd& fd, const std::vector<std::byte>& bytes);
+// Sends `message` with `serial`, and `fds` with its first byte.
+void send_message(const Fd& fd, Message message, std::uint32_t serial, const std::vector<int>& fds = {});
+
+// Reads until the message answering `serial` arrives (none: the bus closed the connection or 10 s passed).
+std::optional<Message> read_reply(const Fd& fd, std::uint32_t serial);
+// Reads until the bus closes the connection (true) or 10 s pass (false); `received` gets the messages.
+bool closed_by_bus(const Fd& fd, std::vector<Message>* received = nullptr);
+
+}  // namespace afbus::test
