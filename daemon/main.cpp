@@ -15,10 +15,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "afbus/address.hpp"
+#include "afbus/fd.hpp"
 #include "broker_delivery.hpp"
 #include "bus.hpp"
 #include "config.hpp"
@@ -171,6 +174,7 @@ int main(int argc, char** argv) {
     }
 
     int ready_fd = -1;  // forked: written once the address is printed, which lets the parent exit 0
+    Fd dev_null;        // forked: /dev/null, for the standard fds that stay open until we have printed
     if (options->fork.value_or(config->fork)) {
         // The parent returns once the child is ready, so that the caller can use the printed address.
         int ready[2];
@@ -186,9 +190,13 @@ int main(int argc, char** argv) {
         ::setsid();
         if (::chdir("/") < 0) return fail("chdir failed");
         if (!config->keep_umask) ::umask(022);
-        const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        // A daemon keeps none of its caller's terminal or pipes (dbus-daemon's child points 0-2 at
+        // /dev/null). A print fd among 0-2 stays until its line is written, below.
+        dev_null = Fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+        if (!dev_null) return fail(std::string("Failed to open /dev/null: ") + std::strerror(errno));
         for (int fd = 0; fd <= 2; ++fd) {
-            if (fd != options->print_address_fd.value_or(-1) && fd != options->print_pid_fd.value_or(-1)) ::dup2(null, fd);
+            if (fd != options->print_address_fd.value_or(-1) && fd != options->print_pid_fd.value_or(-1))
+                ::dup2(dev_null.get(), fd);
         }
         // If the child fails before it is ready, the pipe closes with it and the parent exits 1.
         ready_fd = ready[1];
@@ -228,6 +236,15 @@ int main(int argc, char** argv) {
     if (options->print_address_fd > 2) ::close(*options->print_address_fd);
     if (options->print_pid_fd > 2 && options->print_pid_fd != options->print_address_fd)
         ::close(*options->print_pid_fd);
+    // Forked, a print fd among 0-2 is still the caller's stdout or stderr, typically a pipe it reads to end
+    // of file (`ADDR=$(afbus-daemon --fork --print-address)`, python-dbusmock): the background bus must
+    // not hold it, or the caller waits forever. Without --fork it stays, as with dbus-daemon (it is
+    // our own stdout then). Done before the parent is released, so that its exit is the pipe's end.
+    if (dev_null) {
+        for (const std::optional<int>& fd : {options->print_address_fd, options->print_pid_fd})
+            if (fd && *fd >= 0 && *fd <= 2) ::dup2(dev_null.get(), *fd);
+        dev_null.reset();
+    }
     if (ready_fd >= 0) {
         const char ready = '1';
         if (::write(ready_fd, &ready, 1) != 1) log_warning("could not tell the parent process we are ready");

@@ -84,7 +84,7 @@ Expected<Message, WireError> Message::validate(Message m) {
     if (auto r = m.parse_header(); !r) return Unexpected(r.error());
     if (load_u32(m.header_.data() + 4, m.endian()) != m.body_.size()) return Unexpected(WireError::Truncated);
     Decoder body(m.body_, m.endian());
-    if (auto r = validate_values(body, m.signature(), m.fields_.unix_fds); !r) return Unexpected(r.error());
+    if (auto r = validate_values(body, m.signature()); !r) return Unexpected(r.error());
     if (body.pos() != m.body_.size()) return Unexpected(WireError::TrailingBytes);
     return m;
 }
@@ -123,7 +123,7 @@ Expected<void, WireError> Message::parse_header() {
         if (expected == 0) {
             // Unknown fields must be accepted (and are dropped when the bus forwards the message).
             fields_.unknown = true;
-            if (auto r = validate_values(d, type, UINT32_MAX, 3); !r) return r;
+            if (auto r = validate_values(d, type, 3); !r) return r;
             continue;
         }
         if (type.size() != 1 || type[0] != expected) return Unexpected(WireError::HeaderFieldWrongType);

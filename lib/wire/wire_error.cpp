@@ -27,7 +27,7 @@ std::string_view to_string(WireError error) noexcept {
         case WireError::ArrayTooLong: return "array longer than 64 MiB";
         case WireError::ArrayLengthMismatch: return "array length does not match its contents";
         case WireError::NestedTooDeep: return "containers nested deeper than 64";
-        case WireError::FdIndexOutOfRange: return "unix fd index beyond the UNIX_FDS count";
+        case WireError::FdIndexOutOfRange: return "unix fd index beyond the fds attached to the message";
         case WireError::TrailingBytes: return "bytes after the last value";
         case WireError::BadEndianFlag: return "endianness flag is neither l nor B";
         case WireError::BadProtocolVersion: return "protocol version is not 1";

@@ -1,6 +1,6 @@
 // libFuzzer target for the message parser: any byte string either fails to parse with an error value or
 // yields a message that survives a round trip (wire bytes re-parse to the same header and values), sender
-// stitching, and framing from arbitrary chunk boundaries. Crashes, leaks and UB are what it looks for.
+// stitching, typed reads of its unix-fd indexes, and framing from arbitrary chunk boundaries. Crashes, leaks and UB are what it looks for.
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +8,7 @@
 
 #include "afbus/framer.hpp"
 #include "afbus/message.hpp"
+#include "afbus/types.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
@@ -16,6 +17,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (message) {
         auto values = message->reader().read_all();
         assert(values);  // a validated body always decodes
+        // A unix-fd index is any uint32 on the wire (docs/wire-format.md): parsed without fds, reading one
+        // as an fd fails with FdIndexOutOfRange, as a value.
+        afbus::MessageReader fd_reader(*message);
+        if (fd_reader.peek_type() == "h") {
+            afbus::UnixFd fd;
+            auto got = afbus::read(fd_reader, fd);
+            assert(!got && got.error() == afbus::WireError::FdIndexOutOfRange);
+            (void)got;
+        }
         auto again = afbus::Message::parse(message->wire());
         assert(again);
         assert(again->serial() == message->serial());

@@ -33,7 +33,7 @@ enum class WireError : std::uint8_t {
     ArrayTooLong,
     ArrayLengthMismatch,
     NestedTooDeep,
-    FdIndexOutOfRange,
+    FdIndexOutOfRange,  // only when an 'h' value is read as a UnixFd; parsing accepts any index
     TrailingBytes,
     // message framing and header
     BadEndianFlag,
