@@ -40,5 +40,19 @@ TEST(Expected, VoidSpecialisation) {
     EXPECT_EQ(bad.error(), Errc::Worse);
 }
 
+// Misuse stops the program in every build type (this test runs in the release-like default build too,
+// where assert() would be compiled out).
+TEST(ExpectedDeathTest, ValueOfAnErrorAborts) {
+    Expected<int, Errc> bad = Unexpected(Errc::Bad);
+    EXPECT_DEATH((void)bad.value(), "value\\(\\) of an error");
+    Expected<void, Errc> bad_void = Unexpected(Errc::Bad);
+    EXPECT_DEATH(bad_void.value(), "value\\(\\) of an error");
+}
+
+TEST(ExpectedDeathTest, ErrorOfAValueAborts) {
+    Expected<int, Errc> good = 1;
+    EXPECT_DEATH((void)good.error(), "error\\(\\) of a value");
+}
+
 }  // namespace
 }  // namespace afbus

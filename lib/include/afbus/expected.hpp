@@ -5,12 +5,26 @@
 // `template <class T, class E> using Expected = std::expected<T, E>;` once the toolchain moves.
 #pragma once
 
-#include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <type_traits>
 #include <utility>
 #include <variant>
 
 namespace afbus {
+
+namespace detail {
+// Reading the value of an Expected that holds an error (or the error of one that holds a value) is a
+// programming error. It stops the program in every build type, release included, rather than read
+// whatever the storage holds.
+[[noreturn]] inline void expected_misuse(const char* what) noexcept {
+    std::fprintf(stderr, "afbus::Expected: %s\n", what);
+    std::abort();
+}
+inline constexpr void require(bool holds, const char* what) noexcept {
+    if (!holds) expected_misuse(what);
+}
+}  // namespace detail
 
 template <class E>
 class Unexpected {
@@ -41,17 +55,17 @@ public:
     constexpr bool has_value() const noexcept { return storage_.index() == 0; }
     constexpr explicit operator bool() const noexcept { return has_value(); }
 
-    constexpr T& value() & { assert(has_value()); return *std::get_if<0>(&storage_); }
-    constexpr const T& value() const& { assert(has_value()); return *std::get_if<0>(&storage_); }
-    constexpr T&& value() && { assert(has_value()); return std::move(*std::get_if<0>(&storage_)); }
+    constexpr T& value() & { detail::require(has_value(), "value() of an error"); return *std::get_if<0>(&storage_); }
+    constexpr const T& value() const& { detail::require(has_value(), "value() of an error"); return *std::get_if<0>(&storage_); }
+    constexpr T&& value() && { detail::require(has_value(), "value() of an error"); return std::move(*std::get_if<0>(&storage_)); }
     constexpr T& operator*() & { return value(); }
     constexpr const T& operator*() const& { return value(); }
     constexpr T&& operator*() && { return std::move(*this).value(); }
     constexpr T* operator->() { return &value(); }
     constexpr const T* operator->() const { return &value(); }
 
-    constexpr const E& error() const& { assert(!has_value()); return *std::get_if<1>(&storage_); }
-    constexpr E&& error() && { assert(!has_value()); return std::move(*std::get_if<1>(&storage_)); }
+    constexpr const E& error() const& { detail::require(!has_value(), "error() of a value"); return *std::get_if<1>(&storage_); }
+    constexpr E&& error() && { detail::require(!has_value(), "error() of a value"); return std::move(*std::get_if<1>(&storage_)); }
 
     template <class U>
     constexpr T value_or(U&& fallback) const& {
@@ -82,9 +96,9 @@ public:
 
     constexpr bool has_value() const noexcept { return !failed_; }
     constexpr explicit operator bool() const noexcept { return has_value(); }
-    constexpr void value() const { assert(has_value()); }
-    constexpr const E& error() const& { assert(!has_value()); return error_; }
-    constexpr E&& error() && { assert(!has_value()); return std::move(error_); }
+    constexpr void value() const { detail::require(has_value(), "value() of an error"); }
+    constexpr const E& error() const& { detail::require(!has_value(), "error() of a value"); return error_; }
+    constexpr E&& error() && { detail::require(!has_value(), "error() of a value"); return std::move(error_); }
 
 private:
     E error_{};
