@@ -250,7 +250,7 @@ Expected<void, Error> get_selinux_context(DriverContext& bus, Peer&, const Messa
     auto [name] = args<std::string>(call);
     auto peer = resolve(bus, name, "security context");
     if (!peer) return Unexpected(peer.error());
-    // SELinux is not enforced by afbus (docs/architecture.md), so no context is known.
+    // afbus parses <selinux> but does not enforce it (docs/daemon.md), so it knows no context.
     return Unexpected(make_error("org.freedesktop.DBus.Error.SELinuxSecurityContextUnknown",
                                  "Could not determine security context for '" + name + "'"));
 }

@@ -46,8 +46,8 @@
 //   - afbus-daemon drops replies the bus did not expect (dbus-daemon leaves them to policy): steps
 //     sending unrequested replies are marked as expected differences and only printed.
 //   - error messages (texts) differ; only error names are recorded.
-//   - afbus-daemon has no activation yet: no step sends to a name nobody owns without NO_AUTO_START
-//     except where dbus-daemon would not activate either (no .service files are configured).
+//   - no .service files are configured, so a send to a name nobody owns fails the same way in both
+//     daemons (activation itself is compared by test_activation).
 //   - unique names (":1.N") are replaced by agent names; the bus's replies' bodies are not compared,
 //     except uint32 and boolean results (RequestName and friends).
 //   - <includedir>: dbus-daemon 1.14 includes the files in readdir order, afbus-daemon sorted; the step
