@@ -97,7 +97,11 @@ private:
         if (*v == "yes") out = true;
         else if (*v == "no") out = false;
         else {
-            fail("\"" + std::string(name) + "\" attribute must have value \"yes\" or \"no\"");
+            // Appended piece by piece: GCC 12 at -O3 warns falsely (-Wrestrict) on "\"" + std::string(...).
+            std::string reason = "\"";
+            reason += name;
+            reason += "\" attribute must have value \"yes\" or \"no\"";
+            fail(reason);
             return false;
         }
         return true;

@@ -4,9 +4,17 @@
 #      qemu guest) kernel tests
 #   2. the AddressSanitizer + UndefinedBehaviorSanitizer build: unit, integration and reference tests
 #   3. the clang build of the libFuzzer targets, each run for FUZZ_SECONDS (default 20) from its corpus
+#   4. the release configuration (what a distribution builds), compiled with every warning an error
+# Warnings are errors in all of these (-Dwerror=true); the project's default_options leave them warnings,
+# so that a newer compiler's new warning never breaks a distribution's build.
 # Ends with one line "N passed, M failed".
+# Needs root: it installs packages, runs clients as other users (the policy differential test) and the
+# reference suite; started as a user, it runs itself again through sudo.
 set -u
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo --preserve-env=PATH,FUZZ_SECONDS,AFBUS_VM_TIMEOUT,AFBUS_STRESS_SECS "$0" "$@"
+fi
 scripts/install-deps.sh || exit 1
 
 status=0
@@ -22,9 +30,10 @@ run_suites() {  # build-dir meson-setup-args... -- suites...
   echo "=== $dir:$args:$suites"
   if [ ! -f "$dir/build.ninja" ]; then
     # shellcheck disable=SC2086
-    meson setup "$dir" $args || { status=1; return; }
+    meson setup "$dir" -Dwerror=true $args || { status=1; return; }
   fi
   ninja -C "$dir" || { status=1; return; }
+  [ -n "$suites" ] || return 0
   # shellcheck disable=SC2086
   meson test -C "$dir" --print-errorlogs $suites || status=1
   logs="$logs $dir/meson-logs/testlog.json"
@@ -35,6 +44,8 @@ run_suites build-asan -Dsanitize=true -Dkernel_tests=disabled -Dbenchmarks=disab
 export CXX=clang++  # libFuzzer needs clang; the variable only matters when the build dir is set up
 run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
 unset CXX
+# The release build only has to compile cleanly (GCC 12 warns differently at -O3 without assertions).
+run_suites build-release --buildtype=release -Dkernel_tests=disabled -Dbenchmarks=disabled --
 
 python3 - $logs <<'PY'
 import json, sys

@@ -9,7 +9,7 @@ demo_only=false
 [ "${1:-}" = "--demo-only" ] && demo_only=true
 
 scripts/install-deps.sh
-[ -f build/build.ninja ] || meson setup build >/dev/null
+[ -f build/build.ninja ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build
 
 dir=$(mktemp -d /tmp/afbus-run-XXXXXX)

@@ -224,7 +224,7 @@ public:
     std::string dotted_name() {
         std::string name = element_name(false);
         const int n = 1 + static_cast<int>(next(4));
-        for (int i = 0; i < n; ++i) name += "." + element_name(false);
+        for (int i = 0; i < n; ++i) name.append(".").append(element_name(false));
         return name;
     }
 
