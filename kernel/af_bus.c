@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * af_bus.c — AF_BUS: a multicast, totally ordered, credential- and fd-passing SOCK_SEQPACKET
- * transport for a D-Bus style message bus. Out-of-tree module for Linux 6.1+.
+ * transport for a D-Bus style message bus. Out-of-tree module, built and
+ * tested for Debian 12's Linux 6.1 and 6.12.
  *
  * Design, locking and limits are described in docs/kernel.md; the user API in afbus(7) and
  * include/uapi/linux/af_bus.h.
@@ -37,6 +38,7 @@
 #include <linux/uaccess.h>
 #include <asm/ioctls.h>
 #include <linux/sockptr.h>
+#include <linux/version.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
 #include <net/scm.h>
@@ -56,6 +58,17 @@ MODULE_PARM_DESC(family,
 		 "Address family (0: first free of 19, 23, 18, 22, 25); reads back the one in use");
 
 static const int bus_family_candidates[] = AF_BUS_FAMILY_CANDIDATES;
+
+/*
+ * Kernel interfaces that changed between the kernels we build for (Debian 12's 6.1 and 6.12):
+ * idmapped mounts take a struct mnt_idmap since 6.3, proto_ops lost .sendpage in 6.5 and
+ * .accept takes a struct proto_accept_arg since 6.10.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define bus_mnt_idmap(mnt)	mnt_idmap(mnt)
+#else
+#define bus_mnt_idmap(mnt)	mnt_user_ns(mnt)
+#endif
 
 enum bus_role {
 	BUS_ROLE_NONE = 0,
@@ -657,7 +670,7 @@ static struct bus *bus_find(struct net *net, struct bus_name *n, int *err)
 		if (*err)
 			return NULL;
 		inode = d_backing_inode(path.dentry);
-		*err = inode_permission(mnt_user_ns(path.mnt), inode, MAY_WRITE);
+		*err = inode_permission(bus_mnt_idmap(path.mnt), inode, MAY_WRITE);
 		if (*err)
 			goto put;
 		*err = -ECONNREFUSED;
@@ -736,7 +749,6 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 
 	if (!n->abstract) {
 		umode_t mode = S_IFSOCK | (SOCK_INODE(sock)->i_mode & ~current_umask());
-		struct user_namespace *ns;
 		struct dentry *dentry;
 		struct path parent;
 
@@ -748,10 +760,9 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 			kfree(bus);
 			goto out_unlock;
 		}
-		ns = mnt_user_ns(parent.mnt);
 		err = security_path_mknod(&parent, dentry, mode, 0);
 		if (!err)
-			err = vfs_mknod(ns, d_inode(parent.dentry), dentry, mode, 0);
+			err = vfs_mknod(bus_mnt_idmap(parent.mnt), d_inode(parent.dentry), dentry, mode, 0);
 		if (err) {
 			done_path_create(&parent, dentry);
 			if (err == -EEXIST)
@@ -911,7 +922,7 @@ out_free_name:
 	return err;
 }
 
-static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bool kern)
+static int bus_do_accept(struct socket *sock, struct socket *newsock, int flags)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *s = NULL;
@@ -954,6 +965,18 @@ static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bo
 			return sock_intr_errno(timeo);
 	}
 }
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0)
+static int bus_accept(struct socket *sock, struct socket *newsock, struct proto_accept_arg *arg)
+{
+	return bus_do_accept(sock, newsock, arg->flags);
+}
+#else
+static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bool kern)
+{
+	return bus_do_accept(sock, newsock, flags);
+}
+#endif
 
 static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
@@ -1122,11 +1145,14 @@ static int bus_scm_send(struct socket *sock, struct msghdr *msg, struct scm_cook
 				err = -ENOMEM;
 				goto out;
 			}
+			/*
+			 * Zero everything before fp[]: that covers the AF_UNIX garbage collector's
+			 * fields (inflight, vertices, edges), present or not depending on the kernel
+			 * (mainline 6.9+, backported into Debian's 6.1). They are only used for lists
+			 * AF_UNIX queues; scm_fp_dup() initialises its copy's itself.
+			 */
 			memset(fpl, 0, offsetof(struct scm_fp_list, fp));
 			fpl->max = SCM_MAX_FD;
-#if IS_ENABLED(CONFIG_UNIX)
-			INIT_LIST_HEAD(&fpl->vertices);
-#endif
 			fpl->user = get_uid(current_user());
 		}
 		if (fpl->count + num > fpl->max) {
@@ -1848,7 +1874,9 @@ static struct proto_ops bus_ops = {
 	.sendmsg = bus_sendmsg,
 	.recvmsg = bus_recvmsg,
 	.mmap = sock_no_mmap,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
 	.sendpage = sock_no_sendpage,
+#endif
 };
 
 static struct net_proto_family bus_family_ops = {
