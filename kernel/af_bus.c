@@ -48,7 +48,7 @@
 #define BUS_HASH_BITS		10
 #define BUS_DEFAULT_MAXQLEN	512
 #define BUS_MAX_MAXQLEN		65536
-#define BUS_MAX_SNDBUF		(64 << 20)
+#define BUS_MAX_SNDBUF		(256 << 20)	/* with CAP_NET_ADMIN; else net.core.wmem_max */
 #define BUS_MAX_ADDRS		1024	/* extra addresses per client */
 #define BUS_MCAST_MAX_FDREFS	4096	/* fds x recipients of one multicast */
 
@@ -124,6 +124,7 @@ struct bus_sock {
 	bool eavesdrop;
 	u32 maxqlen;
 	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
+	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
 	atomic64_t dropped;		/* messages dropped for us (queue full) */
 	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
 };
@@ -176,9 +177,19 @@ static void bus_put(struct bus *bus)
 	kref_put(&bus->kref, bus_free);
 }
 
-static bool bus_is_master(const struct bus_sock *bsk)
+/*
+ * bsk->role is published with smp_store_release() after bsk->bus is set (bind, connect), so a
+ * reader that sees a role other than NONE through bus_role() also sees the bus. bus and role never
+ * change again until release.
+ */
+static enum bus_role bus_role(const struct bus_sock *bsk)
 {
-	return bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_MASTER_CONN;
+	return smp_load_acquire(&bsk->role);
+}
+
+static bool bus_is_master(enum bus_role role)
+{
+	return role == BUS_ROLE_LISTENER || role == BUS_ROLE_MASTER_CONN;
 }
 
 static bool bus_queue_full(const struct bus_sock *bsk)
@@ -452,6 +463,7 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	bsk->eavesdrop = false;
 	bsk->maxqlen = BUS_DEFAULT_MAXQLEN;
 	init_waitqueue_head(&bsk->peer_wait);
+	mutex_init(&bsk->iolock);
 	atomic64_set(&bsk->dropped, 0);
 	atomic64_set(&bsk->dropped_unread, 0);
 	sock_prot_inuse_add(net, &bus_proto, 1);
@@ -789,7 +801,7 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	list_add_tail(&bus->table_node, &bus_table);
 	mutex_unlock(&bus_table_lock);
 	bsk->bus = bus;
-	bsk->role = BUS_ROLE_LISTENER;
+	smp_store_release(&bsk->role, BUS_ROLE_LISTENER);
 	err = 0;
 out_unlock:
 	release_sock(sk);
@@ -878,17 +890,17 @@ static int bus_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len
 	INIT_HLIST_NODE(&ua->hnode);
 	list_add(&ua->node, &bsk->addrs);
 
-	s->role = BUS_ROLE_MASTER_CONN;
 	kref_get(&bus->kref);
 	s->bus = bus;
+	smp_store_release(&s->role, BUS_ROLE_MASTER_CONN);
 	s->maxqlen = bus->maxqlen;
 	bsk->maxqlen = bus->maxqlen;
 	if (bus->sndbuf) {
 		WRITE_ONCE(sk->sk_sndbuf, bus->sndbuf);
 		WRITE_ONCE(newsk->sk_sndbuf, bus->sndbuf);
 	}
-	bsk->role = BUS_ROLE_CLIENT;
 	bsk->bus = bus;		/* the reference taken by bus_find */
+	smp_store_release(&bsk->role, BUS_ROLE_CLIENT);	/* after bsk->bus: see bus_role() */
 	sock_hold(newsk);
 	bsk->peer = s;
 	sock_hold(sk);
@@ -926,11 +938,12 @@ static int bus_do_accept(struct socket *sock, struct socket *newsock, int flags)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *s = NULL;
-	struct bus *bus = bsk->bus;
+	struct bus *bus;
 	long timeo;
 
-	if (bsk->role != BUS_ROLE_LISTENER || sk->sk_state != TCP_LISTEN)
+	if (bus_role(bsk) != BUS_ROLE_LISTENER || sk->sk_state != TCP_LISTEN)
 		return -EINVAL;
+	bus = bsk->bus;
 	timeo = sock_rcvtimeo(sk, flags & O_NONBLOCK);
 	for (;;) {
 		mutex_lock(&bus->lock);
@@ -982,15 +995,16 @@ static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk);
 	struct sockaddr_bus *sa = (struct sockaddr_bus *)uaddr;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = role == BUS_ROLE_NONE ? NULL : bsk->bus;
 	u64 addr = 0;
 
 	if (peer) {
 		if (!bus)
 			return -ENOTCONN;
-		if (bsk->role == BUS_ROLE_CLIENT) {
+		if (role == BUS_ROLE_CLIENT) {
 			addr = BUS_MASTER_ADDR;
-		} else if (bsk->role == BUS_ROLE_MASTER_CONN) {
+		} else if (role == BUS_ROLE_MASTER_CONN) {
 			mutex_lock(&bus->lock);
 			if (!bsk->peer) {
 				mutex_unlock(&bus->lock);
@@ -1001,7 +1015,7 @@ static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 		} else {
 			return -ENOTCONN;
 		}
-	} else if (bsk->role == BUS_ROLE_CLIENT) {
+	} else if (role == BUS_ROLE_CLIENT) {
 		addr = bsk->addr;
 	}
 	return bus_fill_sockaddr(bus, addr, sa);
@@ -1300,7 +1314,8 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *r;
-	struct bus *bus = bsk->bus;
+	enum bus_role role;
+	struct bus *bus;
 	struct bus_skb_parms *cb;
 	struct sk_buff *skb = NULL;
 	struct bus_wake wake = { .n = 0 };
@@ -1313,10 +1328,12 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 
 	if (msg->msg_flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	if (bsk->role == BUS_ROLE_LISTENER)
+	role = bus_role(bsk);
+	if (role == BUS_ROLE_LISTENER)
 		return -EOPNOTSUPP;
-	if (!bus || (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN))
+	if (role != BUS_ROLE_CLIENT && role != BUS_ROLE_MASTER_CONN)
 		return -ENOTCONN;
+	bus = bsk->bus;
 
 	if (msg->msg_name) {
 		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
@@ -1511,21 +1528,46 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	struct bus_skb_parms *cb;
 	struct scm_cookie scm;
 	struct sk_buff *skb;
+	enum bus_role role;
 	bool was_full;
+	long timeo;
 	int err;
 
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	if (bsk->role == BUS_ROLE_LISTENER)
+	role = bus_role(bsk);
+	if (role == BUS_ROLE_LISTENER)
 		return -EINVAL;
-	if (bsk->role == BUS_ROLE_NONE)
+	if (role == BUS_ROLE_NONE)
 		return -ENOTCONN;
 
-	skb = skb_recv_datagram(sk, flags, &err);
-	if (!skb) {
-		if (err == -EAGAIN && (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN))
-			err = 0;
-		return err;
+	/*
+	 * Receivers are serialised by iolock (as AF_UNIX does): a MSG_PEEK duplicates cb->fp while
+	 * a normal receive takes it over and frees it, so the two must never overlap on one skb.
+	 * The lock is not held while sleeping for a message.
+	 */
+	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
+	for (;;) {
+		struct sk_buff *last;
+		int off = 0;
+
+		mutex_lock(&bsk->iolock);
+		skb = __skb_try_recv_datagram(sk, &sk->sk_receive_queue, flags, &off, &err, &last);
+		if (skb)
+			break;
+		mutex_unlock(&bsk->iolock);
+		if (err != -EAGAIN)
+			return err;
+		if (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN)
+			return 0;
+		if (!timeo)
+			return -EAGAIN;
+		if (__skb_wait_for_more_packets(sk, &sk->sk_receive_queue, &err, &timeo, last)) {
+			if (err)
+				return err;
+			if (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN)
+				return 0;
+		}
 	}
 	/*
 	 * Was the queue full before this dequeue? Then somebody may wait for room: wake them once
@@ -1567,6 +1609,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	err = (flags & MSG_TRUNC) ? skb->len : size;
 out_free:
 	skb_free_datagram(sk, skb);
+	mutex_unlock(&bsk->iolock);
 	if (was_full)
 		bus_wake_writers(bsk);
 	return err;
@@ -1578,7 +1621,8 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			  unsigned int optlen)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk), *c, *peer;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = bsk->bus;	/* valid when role != NONE */
 	struct bus_filter *f = NULL, *old;
 	struct bus_address *a;
 	struct bus_addr ba;
@@ -1601,7 +1645,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	default:
 		return -ENOPROTOOPT;
 	}
-	if (!bus || !bus_is_master(bsk))
+	if (!bus_is_master(role))
 		return -EPERM;
 
 	switch (optname) {
@@ -1695,6 +1739,13 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			return -EFAULT;
 		if (optname == BUS_SET_SENDBUF && (val < SOCK_MIN_SNDBUF || val > BUS_MAX_SNDBUF))
 			return -EINVAL;
+		/*
+		 * As SO_SNDBUF/SO_SNDBUFFORCE: beyond net.core.wmem_max only with CAP_NET_ADMIN in
+		 * the socket's network namespace; anybody else is clamped to wmem_max.
+		 */
+		if (optname == BUS_SET_SENDBUF && val > (int)READ_ONCE(sysctl_wmem_max) &&
+		    !ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN))
+			val = max_t(int, READ_ONCE(sysctl_wmem_max), SOCK_MIN_SNDBUF);
 		if (optname == BUS_SET_MAXQLEN && (val < 1 || val > BUS_MAX_MAXQLEN))
 			return -EINVAL;
 		mutex_lock(&bus->lock);
@@ -1750,7 +1801,8 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 			  int __user *optlen)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk), *r;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = bsk->bus;	/* valid when role != NONE */
 	struct bus_qlenfull q;
 	struct bus_stats st;
 	void *data;
@@ -1765,7 +1817,7 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 
 	switch (optname) {
 	case BUS_GET_QLENFULL:
-		if (!bus || bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_NONE)
+		if (role == BUS_ROLE_LISTENER || role == BUS_ROLE_NONE)
 			return -ENOTCONN;
 		memset(&q, 0, sizeof(q));
 		mutex_lock(&bus->lock);
@@ -1786,7 +1838,7 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 		size = sizeof(q);
 		break;
 	case BUS_GET_STATS:
-		if (!bus || !bus_is_master(bsk))
+		if (!bus_is_master(role))
 			return -EPERM;
 		mutex_lock(&bus->lock);
 		st = bus->stats;
@@ -1808,14 +1860,16 @@ static int bus_shutdown(struct socket *sock, int mode)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *peer;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus;
 	int peer_mode = 0;
 
 	if (mode < SHUT_RD || mode > SHUT_RDWR)
 		return -EINVAL;
 	mode++;	/* SHUT_RD -> RCV_SHUTDOWN, ... */
-	if (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN)
+	if (role != BUS_ROLE_CLIENT && role != BUS_ROLE_MASTER_CONN)
 		return -ENOTCONN;
+	bus = bsk->bus;	/* set before the role was published */
 	mutex_lock(&bus->lock);
 	WRITE_ONCE(sk->sk_shutdown, sk->sk_shutdown | mode);
 	sk->sk_state_change(sk);

@@ -1552,6 +1552,254 @@ static int t_stress(void)
 
 /* ------------------------------------------------------------------ runner */
 
+/* ------------------------------------------------------------------ issue 14: hardening */
+
+/* Number of open descriptors of this process. */
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0, i;
+
+	for (i = 0; i < 4096; i++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", i);
+		if (!access(path, F_OK))
+			n++;
+	}
+	return n;
+}
+
+/* Receive one message, closing every passed descriptor; returns the length or -1. */
+static ssize_t recv_close_fds(int fd, int flags, int *nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 8)], buf[64];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int), i, f;
+
+			for (i = 0; i < k; i++) {
+				memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				close(f);
+				if (nfds)
+					(*nfds)++;
+			}
+		}
+	return n;
+}
+
+#define PEEK_MSGS 20000
+static volatile int peek_stop;
+static int peek_fd;
+static long peek_seen;
+
+static void *peeker(void *arg)
+{
+	struct pollfd p = { .fd = peek_fd, .events = POLLIN };
+
+	(void)arg;
+	while (!peek_stop) {
+		if (poll(&p, 1, 100) == 1 && recv_close_fds(peek_fd, MSG_PEEK | MSG_DONTWAIT, NULL) > 0)
+			peek_seen++;
+	}
+	return NULL;
+}
+
+/* Part 1.1: MSG_PEEK in one thread races a normal receive of fd-carrying messages in another. */
+static int t_peek_recv_fds(void)
+{
+	struct tbus tb;
+	pthread_t th;
+	int fds0, i, got = 0, nfds = 0, pfd[2];
+	ssize_t n;
+
+	CHECK_OK(tb_open(&tb, "@bus-peek", 2, 1));
+	CHECK_OK(pipe(pfd));
+	fds0 = count_fds();
+	peek_fd = tb.c[1];
+	CHECK(pthread_create(&th, NULL, peeker, NULL) == 0);
+	for (i = 0; i < PEEK_MSGS; i++) {
+		int two[2] = { pfd[0], pfd[1] };
+
+		while (send_fds(tb.c[0], tb.a[1], two, 2, "m") < 0) {
+			struct pollfd p = { .fd = tb.c[1], .events = POLLIN };
+
+			CHECK(errno == EAGAIN, "send %d", i);
+			/* queue full: drain one here (races the peeker the same way) */
+			CHECK(poll(&p, 1, 2000) == 1);
+			n = recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds);
+			if (n > 0)
+				got++;
+		}
+		if (i & 1) {
+			n = recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds);
+			if (n > 0)
+				got++;
+		}
+	}
+	while (got < PEEK_MSGS) {
+		struct pollfd p = { .fd = tb.c[1], .events = POLLIN };
+
+		CHECK(poll(&p, 1, 2000) == 1, "got %d of %d", got, PEEK_MSGS);
+		if (recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds) > 0)
+			got++;
+	}
+	peek_stop = 1;
+	pthread_join(th, NULL);
+	CHECK(nfds == 2 * PEEK_MSGS, "received %d descriptors", nfds);
+	CHECK(count_fds() == fds0, "%d descriptors open, %d before", count_fds(), fds0);
+	tb_close(&tb);
+	PASS("%d messages with 2 fds, %ld peeks concurrently", PEEK_MSGS, peek_seen);
+}
+
+#define RACE_ITERS 3000
+static pthread_barrier_t race_bar;
+static volatile int race_fd, race_done;
+static int race_conn_rc, race_conn_errno, race_shut_rc, race_shut_errno;
+static struct sockaddr_bus race_sa;
+static socklen_t race_salen;
+
+static void *race_connector(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_barrier_wait(&race_bar);
+		if (race_done)
+			return NULL;
+		race_conn_rc = connect(race_fd, (struct sockaddr *)&race_sa, race_salen);
+		race_conn_errno = errno;
+		pthread_barrier_wait(&race_bar);
+	}
+}
+
+static void *race_shutter(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_barrier_wait(&race_bar);
+		if (race_done)
+			return NULL;
+		race_shut_rc = shutdown(race_fd, SHUT_RDWR);
+		race_shut_errno = errno;
+		pthread_barrier_wait(&race_bar);
+	}
+}
+
+/* Part 1.2: shutdown() racing connect() on one socket. */
+static int t_shutdown_connect_race(void)
+{
+	pthread_t t1, t2;
+	int l, i, both = 0;
+
+	l = bus_master("@bus-race", 16);
+	CHECK(l >= 0);
+	race_salen = bus_sockaddr(&race_sa, "@bus-race", 0);
+	CHECK(pthread_barrier_init(&race_bar, NULL, 3) == 0);
+	CHECK(pthread_create(&t1, NULL, race_connector, NULL) == 0);
+	CHECK(pthread_create(&t2, NULL, race_shutter, NULL) == 0);
+	for (i = 0; i < RACE_ITERS; i++) {
+		int s;
+
+		race_fd = bus_socket();
+		CHECK(race_fd >= 0);
+		pthread_barrier_wait(&race_bar);
+		pthread_barrier_wait(&race_bar);
+		CHECK(race_conn_rc == 0, "connect errno %d", race_conn_errno);
+		CHECK(race_shut_rc == 0 || race_shut_errno == ENOTCONN,
+		      "shutdown errno %d", race_shut_errno);
+		if (race_shut_rc == 0) {
+			both++;
+			CHECK_ERR(send(race_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT), EPIPE);
+		}
+		s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		CHECK(s >= 0);
+		close(s);
+		close(race_fd);
+	}
+	race_done = 1;
+	pthread_barrier_wait(&race_bar);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	close(l);
+	PASS("%d rounds, shutdown after connect in %d", RACE_ITERS, both);
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* bind a bus, set BUS_SET_SENDBUF to want, return the SO_SNDBUF a client gets (or -errno). */
+static int sendbuf_as_set(const char *name, int want)
+{
+	int l, c, s, v = 0, r;
+	socklen_t vl = sizeof(v);
+
+	l = bus_master(name, 4);
+	if (l < 0)
+		return -errno;
+	r = setsockopt(l, SOL_BUS, BUS_SET_SENDBUF, &want, sizeof(want));
+	if (r < 0) {
+		r = -errno;
+		close(l);
+		return r;
+	}
+	c = bus_connect(name);
+	if (c < 0) {
+		close(l);
+		return -errno;
+	}
+	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (getsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, &vl) < 0)
+		v = -errno;
+	close(c);
+	if (s >= 0)
+		close(s);
+	close(l);
+	return v;
+}
+
+/* Part 1.3: BUS_SET_SENDBUF respects net.core.wmem_max unless the master has CAP_NET_ADMIN. */
+static int t_sendbuf_limits(void)
+{
+	long wmax = read_long("/proc/sys/net/core/wmem_max");
+	int want = 64 << 20, v, st;
+	pid_t pid;
+
+	CHECK(wmax > 0 && wmax < want, "wmem_max %ld", wmax);
+	pid = fork();
+	if (pid == 0) {
+		setgroups(0, NULL);
+		if (setgid(65534) || setuid(65534))
+			_exit(3);
+		v = sendbuf_as_set("@bus-lim-nobody", want);
+		if (v != (int)wmax) {
+			fprintf(stderr, "unprivileged master got SO_SNDBUF %d (wmem_max %ld)\n", v, wmax);
+			_exit(4);
+		}
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged master status %d", WEXITSTATUS(st));
+	v = sendbuf_as_set("@bus-lim-root", want);
+	CHECK(v == want, "root (CAP_NET_ADMIN) got SO_SNDBUF %d", v);
+	PASS("nobody clamped to wmem_max %ld, CAP_NET_ADMIN gets %d", wmax, want);
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -1588,6 +1836,9 @@ static const struct test tests[] = {
 	{ "shutdown", t_shutdown, 30 },
 	{ "filter", t_filter, 30 },
 	{ "unload_busy", t_unload_busy, 30 },
+	{ "peek_recv_fds", t_peek_recv_fds, 120 },
+	{ "shutdown_connect_race", t_shutdown_connect_race, 120 },
+	{ "sendbuf_limits", t_sendbuf_limits, 30 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
 };
