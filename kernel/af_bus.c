@@ -26,6 +26,7 @@
 #include <linux/slab.h>
 #include <linux/mutex.h>
 #include <linux/hashtable.h>
+#include <linux/xarray.h>
 #include <linux/namei.h>
 #include <linux/fs.h>
 #include <linux/mount.h>
@@ -86,6 +87,26 @@ struct bus_address {
 	struct bus_sock *owner;
 };
 
+/*
+ * The multicast index: for every prefix some joined client holds an address in, the list of
+ * those clients (one struct bus_holder per client and prefix, counting its addresses there). A
+ * multicast walks only the holders of its prefix; a prefix nobody holds costs one lookup.
+ * Prefix 0 (unique addresses) is embedded in struct bus and its holder in struct bus_sock, so
+ * joining never allocates; other prefixes live in bus->prefixes. All under bus->lock.
+ */
+struct bus_prefix {
+	struct list_head holders;	/* struct bus_holder.pnode */
+	unsigned int nholders;
+};
+
+struct bus_holder {
+	struct list_head pnode;		/* bus_prefix.holders */
+	struct list_head cnode;		/* bus_sock.holders */
+	struct bus_sock *c;
+	unsigned int naddrs;		/* c's hashed addresses in this prefix */
+	u16 prefix;
+};
+
 struct bus {
 	struct kref kref;
 	struct mutex lock;		/* the per-bus lock */
@@ -99,6 +120,10 @@ struct bus {
 	struct bus_sock *listener;
 	u64 next_client;
 	DECLARE_HASHTABLE(addrs, BUS_HASH_BITS);
+	struct bus_prefix prefix0;	/* holders of prefix 0 */
+	struct xarray prefixes;		/* prefix (1..65535) -> struct bus_prefix */
+	u64 mcast_seq;			/* marks the receivers of the current multicast */
+	struct list_head eavesdroppers;	/* clients with eavesdrop set */
 	struct list_head clients;	/* connected clients (joined or not) */
 	struct list_head pending;	/* master-side sockets not yet accepted */
 	unsigned int npending;
@@ -118,6 +143,10 @@ struct bus_sock {
 	u64 addr;			/* unique address of a client; 0 for master sockets */
 	struct list_head addrs;		/* struct bus_address of a client */
 	unsigned int naddrs;
+	struct list_head holders;	/* struct bus_holder of a joined client */
+	struct bus_holder holder0;	/* its holder of prefix 0 */
+	struct list_head eav_node;	/* bus->eavesdroppers */
+	u64 mcast_seq;			/* == bus->mcast_seq: got the current multicast */
 	struct list_head client_node;	/* bus->clients */
 	struct list_head pending_node;	/* bus->pending */
 	bool joined;
@@ -127,13 +156,16 @@ struct bus_sock {
 	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
 	atomic64_t dropped;		/* messages dropped for us (queue full) */
 	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
+	atomic_t outq;			/* bytes of our messages queued at receivers (SIOCOUTQ) */
+	atomic64_t sent_dropped;	/* copies of our sends dropped at full receivers */
+	atomic64_t sent_dropped_unread;	/* ... not yet read by the master (BUS_GET_SENDER_DROPS) */
 };
 
 /* Per-message metadata, in skb->cb. */
 struct bus_skb_parms {
 	struct pid *pid;
 	struct scm_fp_list *fp;
-	u64 src;
+	struct bus_sock *sender;	/* counted reference (sock_hold); its address is the source */
 	u64 dst;
 	kuid_t uid;
 	kgid_t gid;
@@ -168,6 +200,8 @@ static void bus_free(struct kref *kref)
 
 	if (!bus->abstract)
 		path_put(&bus->path);
+	WARN_ON(!xa_empty(&bus->prefixes));
+	xa_destroy(&bus->prefixes);
 	kfree(bus->filter);
 	kfree(bus);
 }
@@ -245,24 +279,148 @@ static void bus_copy_peercred(struct sock *sk, struct sock *from)
 	put_cred(old_cred);
 }
 
+/* ------------------------------------------------------------------ files in flight */
+
+/*
+ * Files in flight over AF_BUS, per sending user (scm_fp_list.user), like AF_UNIX's
+ * user->unix_inflight: a user whose count is above its RLIMIT_NOFILE cannot send more files
+ * (ETOOMANYREFS) unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN. Every file list AF_BUS holds in
+ * an skb is counted (each multicast copy too) from the sendmsg() that makes it until the receiver
+ * takes it or the skb is freed. AF_UNIX's own counter is not touched: its lock is private.
+ */
+struct bus_user {
+	struct hlist_node node;
+	struct user_struct *user;	/* counted reference */
+	unsigned long inflight;
+};
+
+static DEFINE_SPINLOCK(bus_user_lock);
+static DEFINE_HASHTABLE(bus_users, 6);
+
+static struct bus_user *bus_user_find(struct user_struct *user)
+{
+	struct bus_user *u;
+
+	lockdep_assert_held(&bus_user_lock);
+	hash_for_each_possible(bus_users, u, node, (unsigned long)user)
+		if (u->user == user)
+			return u;
+	return NULL;
+}
+
+static int bus_fds_charge(struct scm_fp_list *fpl, gfp_t gfp)
+{
+	struct bus_user *u, *new = NULL;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&bus_user_lock, flags);
+		u = bus_user_find(fpl->user);
+		if (!u && new) {
+			u = new;
+			new = NULL;
+			u->user = get_uid(fpl->user);
+			u->inflight = 0;
+			hash_add(bus_users, &u->node, (unsigned long)u->user);
+		}
+		if (u)
+			u->inflight += fpl->count;
+		spin_unlock_irqrestore(&bus_user_lock, flags);
+		if (u)
+			break;
+		new = kmalloc(sizeof(*new), gfp);
+		if (!new)
+			return -ENOMEM;
+	}
+	kfree(new);
+	return 0;
+}
+
+static void bus_fds_uncharge(struct scm_fp_list *fpl)
+{
+	struct bus_user *u;
+	unsigned long flags;
+
+	spin_lock_irqsave(&bus_user_lock, flags);
+	u = bus_user_find(fpl->user);
+	if (WARN_ON_ONCE(!u || u->inflight < fpl->count)) {
+		spin_unlock_irqrestore(&bus_user_lock, flags);
+		return;
+	}
+	u->inflight -= fpl->count;
+	if (u->inflight)
+		u = NULL;
+	else
+		hash_del(&u->node);
+	spin_unlock_irqrestore(&bus_user_lock, flags);
+	if (u) {
+		free_uid(u->user);
+		kfree(u);
+	}
+}
+
+/* too_many_unix_fds() for AF_BUS's own count */
+static bool bus_too_many_fds(struct user_struct *user)
+{
+	unsigned long n = 0, flags;
+	struct bus_user *u;
+
+	spin_lock_irqsave(&bus_user_lock, flags);
+	u = bus_user_find(user);
+	if (u)
+		n = u->inflight;
+	spin_unlock_irqrestore(&bus_user_lock, flags);
+	if (n <= rlimit(RLIMIT_NOFILE))
+		return false;
+	return !capable(CAP_SYS_RESOURCE) && !capable(CAP_SYS_ADMIN);
+}
+
 /* ------------------------------------------------------------------ skb metadata */
+
+/* cb->flags */
+#define BUS_CB_FDS_CHARGED	0x1	/* cb->fp is counted in bus_users */
+#define BUS_CB_OUTQ		0x2	/* skb->len is counted in cb->sender->outq */
+
+/* The source address of a message: the sending client's unique address, or 0 for the master. */
+static u64 bus_cb_src(const struct bus_skb_parms *cb)
+{
+	return cb->sender->role == BUS_ROLE_CLIENT ? cb->sender->addr : BUS_MASTER_ADDR;
+}
+
+/* Take the files off @cb (to hand them to a receiver, or to free them). */
+static struct scm_fp_list *bus_cb_take_fds(struct bus_skb_parms *cb)
+{
+	struct scm_fp_list *fp = cb->fp;
+
+	cb->fp = NULL;
+	if (fp && (cb->flags & BUS_CB_FDS_CHARGED))
+		bus_fds_uncharge(fp);
+	cb->flags &= ~BUS_CB_FDS_CHARGED;
+	return fp;
+}
 
 static void bus_cb_release(struct sk_buff *skb)
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
-	struct scm_cookie scm = { .fp = cb->fp };
+	struct scm_cookie scm = { .fp = bus_cb_take_fds(cb) };
 
 	put_pid(cb->pid);
 	cb->pid = NULL;
-	cb->fp = NULL;
 	if (scm.fp)
 		__scm_destroy(&scm);
+	if (cb->sender) {
+		if (cb->flags & BUS_CB_OUTQ)
+			atomic_sub(skb->len, &cb->sender->outq);
+		sock_put(&cb->sender->sk);
+		cb->sender = NULL;
+	}
+	cb->flags &= ~BUS_CB_OUTQ;
 }
 
 static void bus_rfree(struct sk_buff *skb)
 {
-	bus_cb_release(skb);
 	sock_rfree(skb);
+	bus_cb_release(skb);	/* may drop the last reference to the sender (possibly skb->sk) */
 }
 
 static void bus_set_owner_r(struct sk_buff *skb, struct sock *sk)
@@ -282,14 +440,25 @@ static struct sk_buff *bus_copy_skb(struct sk_buff *skb)
 		return NULL;
 	cb = &BUSCB(c);
 	get_pid(cb->pid);
+	sock_hold(&cb->sender->sk);
+	cb->flags &= ~(BUS_CB_FDS_CHARGED | BUS_CB_OUTQ);
 	if (cb->fp) {
 		cb->fp = scm_fp_dup(cb->fp);
+		if (cb->fp && bus_fds_charge(cb->fp, GFP_KERNEL)) {
+			struct scm_cookie scm = { .fp = cb->fp };
+
+			__scm_destroy(&scm);
+			cb->fp = NULL;
+		}
 		if (!cb->fp) {
 			put_pid(cb->pid);
 			cb->pid = NULL;
+			sock_put(&cb->sender->sk);
+			cb->sender = NULL;
 			kfree_skb(c);
 			return NULL;
 		}
+		cb->flags |= BUS_CB_FDS_CHARGED;
 	}
 	return c;
 }
@@ -308,8 +477,11 @@ struct bus_wake {
 
 static void bus_enqueue(struct bus_sock *rbsk, struct sk_buff *skb, struct bus_wake *wake)
 {
+	struct bus_skb_parms *cb = &BUSCB(skb);
 	struct sock *rsk = &rbsk->sk;
 
+	atomic_add(skb->len, &cb->sender->outq);
+	cb->flags |= BUS_CB_OUTQ;
 	bus_set_owner_r(skb, rsk);
 	skb_queue_tail(&rsk->sk_receive_queue, skb);
 	if (wake->n < BUS_WAKE_BATCH)
@@ -419,14 +591,89 @@ static struct bus_address *bus_find_own_addr(struct bus_sock *bsk, u64 addr)
 	return NULL;
 }
 
-static bool bus_holds_prefix(struct bus_sock *bsk, u16 prefix)
+static struct bus_prefix *bus_prefix_lookup(struct bus *bus, u16 prefix)
 {
-	struct bus_address *a;
+	lockdep_assert_held(&bus->lock);
+	return prefix ? xa_load(&bus->prefixes, prefix) : &bus->prefix0;
+}
 
-	list_for_each_entry(a, &bsk->addrs, node)
-		if (BUS_ADDR_PREFIX(a->addr) == prefix)
-			return true;
-	return false;
+/* Put @a into the address table and the multicast index. -ENOMEM only for prefixes other than 0. */
+static int bus_hash_addr_locked(struct bus *bus, struct bus_address *a)
+{
+	struct bus_sock *c = a->owner;
+	u16 prefix = BUS_ADDR_PREFIX(a->addr);
+	struct bus_prefix *p, *newp = NULL;
+	struct bus_holder *h;
+	int err;
+
+	lockdep_assert_held(&bus->lock);
+	list_for_each_entry(h, &c->holders, cnode)
+		if (h->prefix == prefix)
+			goto found;
+	p = bus_prefix_lookup(bus, prefix);
+	if (!p) {
+		newp = kzalloc(sizeof(*newp), GFP_KERNEL);
+		if (!newp)
+			return -ENOMEM;
+		INIT_LIST_HEAD(&newp->holders);
+		err = xa_insert(&bus->prefixes, prefix, newp, GFP_KERNEL);
+		if (err) {
+			kfree(newp);
+			return err;
+		}
+		p = newp;
+	}
+	if (prefix) {
+		h = kzalloc(sizeof(*h), GFP_KERNEL);
+		if (!h) {
+			if (newp) {
+				xa_erase(&bus->prefixes, prefix);
+				kfree(newp);
+			}
+			return -ENOMEM;
+		}
+	} else {
+		h = &c->holder0;
+	}
+	h->c = c;
+	h->prefix = prefix;
+	h->naddrs = 0;
+	list_add_tail(&h->pnode, &p->holders);
+	p->nholders++;
+	list_add_tail(&h->cnode, &c->holders);
+found:
+	h->naddrs++;
+	hash_add(bus->addrs, &a->hnode, a->addr);
+	return 0;
+}
+
+static void bus_unhash_addr_locked(struct bus *bus, struct bus_address *a)
+{
+	struct bus_sock *c = a->owner;
+	u16 prefix = BUS_ADDR_PREFIX(a->addr);
+	struct bus_prefix *p;
+	struct bus_holder *h;
+
+	lockdep_assert_held(&bus->lock);
+	if (hlist_unhashed(&a->hnode))
+		return;
+	hash_del(&a->hnode);
+	list_for_each_entry(h, &c->holders, cnode)
+		if (h->prefix == prefix)
+			break;
+	if (WARN_ON_ONCE(list_entry_is_head(h, &c->holders, cnode)) || --h->naddrs)
+		return;
+	p = bus_prefix_lookup(bus, prefix);
+	list_del(&h->pnode);
+	list_del(&h->cnode);
+	p->nholders--;
+	if (prefix) {
+		kfree(h);
+		if (!p->nholders) {
+			xa_erase(&bus->prefixes, prefix);
+			kfree(p);
+		}
+	}
 }
 
 /* ------------------------------------------------------------------ socket lifetime */
@@ -457,6 +704,9 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	bsk->addr = 0;
 	INIT_LIST_HEAD(&bsk->addrs);
 	bsk->naddrs = 0;
+	INIT_LIST_HEAD(&bsk->holders);
+	INIT_LIST_HEAD(&bsk->eav_node);
+	bsk->mcast_seq = 0;
 	INIT_LIST_HEAD(&bsk->client_node);
 	INIT_LIST_HEAD(&bsk->pending_node);
 	bsk->joined = false;
@@ -466,17 +716,19 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	mutex_init(&bsk->iolock);
 	atomic64_set(&bsk->dropped, 0);
 	atomic64_set(&bsk->dropped_unread, 0);
+	atomic_set(&bsk->outq, 0);
+	atomic64_set(&bsk->sent_dropped, 0);
+	atomic64_set(&bsk->sent_dropped_unread, 0);
 	sock_prot_inuse_add(net, &bus_proto, 1);
 	return sk;
 }
 
-static void bus_unhash_addrs_locked(struct bus_sock *bsk)
+static void bus_unhash_addrs_locked(struct bus *bus, struct bus_sock *bsk)
 {
 	struct bus_address *a;
 
 	list_for_each_entry(a, &bsk->addrs, node)
-		if (!hlist_unhashed(&a->hnode))
-			hash_del(&a->hnode);
+		bus_unhash_addr_locked(bus, a);
 }
 
 static void bus_free_addrs(struct bus_sock *bsk)
@@ -509,11 +761,13 @@ static void bus_disconnect_client_locked(struct bus *bus, struct bus_sock *c)
 
 	if (c->role != BUS_ROLE_CLIENT || list_empty(&c->client_node))
 		return;
-	bus_unhash_addrs_locked(c);
+	bus_unhash_addrs_locked(bus, c);
 	if (c->joined)
 		bus->stats.joined--;
-	if (c->eavesdrop)
+	if (c->eavesdrop) {
 		bus->neavesdrop--;
+		list_del_init(&c->eav_node);
+	}
 	bus->stats.clients--;
 	list_del_init(&c->client_node);
 	c->joined = false;
@@ -692,7 +946,12 @@ static struct bus *bus_find(struct net *net, struct bus_name *n, int *err)
 
 	mutex_lock(&bus_table_lock);
 	list_for_each_entry(bus, &bus_table, table_node) {
-		if (!net_eq(read_pnet(&bus->net), net) || bus->abstract != n->abstract)
+		/*
+		 * Abstract names are per network namespace; a filesystem bus is found through its
+		 * inode from any namespace that can see the path, as AF_UNIX does.
+		 */
+		if (bus->abstract != n->abstract ||
+		    (n->abstract && !net_eq(read_pnet(&bus->net), net)))
 			continue;
 		if (n->abstract) {
 			if (bus->namelen == n->len && !memcmp(bus->name, n->name, n->len)) {
@@ -754,6 +1013,9 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	memcpy(bus->name, n->name, n->len);
 	bus->next_client = 1;
 	hash_init(bus->addrs);
+	INIT_LIST_HEAD(&bus->prefix0.holders);
+	xa_init(&bus->prefixes);
+	INIT_LIST_HEAD(&bus->eavesdroppers);
 	INIT_LIST_HEAD(&bus->clients);
 	INIT_LIST_HEAD(&bus->pending);
 	bus->maxqlen = BUS_DEFAULT_MAXQLEN;
@@ -1102,10 +1364,18 @@ static int bus_check_fds(struct scm_fp_list *fp)
 	for (i = 0; i < fp->count; i++) {
 		struct socket *s = sock_from_file(fp->fp[i]);
 
-		/* AF_BUS sockets in flight could form reference cycles nothing collects */
-		if (s && s->sk && s->sk->sk_prot == &bus_proto)
+		/*
+		 * No AF_BUS and no AF_UNIX socket may sit in an AF_BUS queue: a socket whose own
+		 * queue (directly, or through AF_UNIX queues) holds the file of the socket it waits
+		 * in forms a cycle that nothing collects — AF_UNIX's garbage collector only sees
+		 * AF_UNIX queues and AF_BUS has none. Without sockets in AF_BUS queues, no cycle can
+		 * pass through one.
+		 */
+		if (s && s->sk && (s->sk->sk_prot == &bus_proto || s->sk->sk_family == AF_UNIX))
 			return -EINVAL;
 	}
+	if (bus_too_many_fds(fp->user))
+		return -ETOOMANYREFS;
 	return 0;
 }
 
@@ -1212,12 +1482,78 @@ out:
 	return err;
 }
 
-/* Account a drop of a copy for receiver @r (multicast overflow), visible to the master. */
-static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r)
+/*
+ * Paged bytes per sk_buff: alloc_skb_with_frags() takes at most MAX_SKB_FRAGS pages of data on
+ * 6.1 whatever the page order, so that is what we ask of every kernel.
+ */
+#define BUS_CHUNK	(MAX_SKB_FRAGS * PAGE_SIZE)
+
+/*
+ * Allocate the sk_buff of a @len byte message, charged to @sk's send buffer. Small messages are
+ * linear; larger ones get a linear head of at most SKB_MAX_ALLOC bytes (an order-2 allocation at
+ * most), BUS_CHUNK bytes of page fragments and, beyond that, a frag_list of further paged skbs of
+ * BUS_CHUNK bytes each, so no allocation is ever above PAGE_ALLOC_COSTLY_ORDER whatever the size
+ * (D-Bus allows 128 MiB). The whole message is charged to sk_wmem_alloc through the head's
+ * truesize; @len itself is bounded by SO_SNDBUF by the caller.
+ */
+static struct sk_buff *bus_alloc_msg(struct sock *sk, size_t len, int noblock, int *err)
+{
+	size_t linear = min_t(size_t, len, SKB_MAX_ALLOC);
+	size_t data_len = min_t(size_t, len - linear, BUS_CHUNK);
+	size_t rest = len - linear - data_len;
+	struct sk_buff *skb, *frag, **tail;
+
+	BUILD_BUG_ON(SKB_MAX_ALLOC < PAGE_SIZE);
+	skb = sock_alloc_send_pskb(sk, linear, data_len, noblock, err, PAGE_ALLOC_COSTLY_ORDER);
+	if (!skb)
+		return NULL;
+	skb_put(skb, linear);
+	skb->data_len = data_len;
+	skb->len = linear + data_len;
+
+	tail = &skb_shinfo(skb)->frag_list;
+	while (rest) {
+		size_t chunk = min_t(size_t, rest, BUS_CHUNK);
+
+		if (fatal_signal_pending(current)) {
+			*err = -EINTR;
+			goto fail;
+		}
+		frag = alloc_skb_with_frags(0, chunk, PAGE_ALLOC_COSTLY_ORDER, err,
+					    sk->sk_allocation);
+		if (!frag)
+			goto fail;
+		frag->data_len = chunk;
+		frag->len = chunk;
+		*tail = frag;
+		tail = &frag->next;
+		skb->len += chunk;
+		skb->data_len += chunk;
+		/* sock_wfree() of the head uncharges head->truesize: charge the chunk with it */
+		skb->truesize += frag->truesize;
+		refcount_add(frag->truesize, &sk->sk_wmem_alloc);
+		rest -= chunk;
+		cond_resched();
+	}
+	return skb;
+fail:
+	kfree_skb(skb);
+	return NULL;
+}
+
+/*
+ * Account a drop of a copy of @sender's message for receiver @r (multicast or eavesdropper
+ * overflow), visible to the master: to the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender
+ * (BUS_GET_SENDER_DROPS), so that the master can tell a slow reader from a flooding sender.
+ */
+static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bus_sock *sender)
 {
 	struct bus_sock *m;
 	struct socket_wq *wq;
 
+	lockdep_assert_held(&bus->lock);
+	atomic64_inc(&sender->sent_dropped);
+	atomic64_inc(&sender->sent_dropped_unread);
 	atomic64_inc(&r->dropped);
 	bus->stats.overflow_drops++;
 	m = r->role == BUS_ROLE_CLIENT ? r->peer : NULL;
@@ -1236,24 +1572,25 @@ static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r)
  * Called with bus->lock held.
  */
 static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
-				 struct bus_sock *skip1, struct bus_sock *skip2, bool mcast,
+				 struct bus_sock *sender, struct bus_sock *skip2, bool mcast,
 				 struct bus_wake *wake)
 {
 	struct bus_sock *c;
 	struct sk_buff *copy;
 
-	list_for_each_entry(c, &bus->clients, client_node) {
-		if (!c->eavesdrop || c == skip1 || c == skip2)
+	lockdep_assert_held(&bus->lock);
+	list_for_each_entry(c, &bus->eavesdroppers, eav_node) {
+		if (c == sender || c == skip2)
 			continue;
-		if (mcast && bus_holds_prefix(c, BUS_ADDR_PREFIX(BUSCB(skb).dst)) && c->joined)
-			continue;	/* got it as a multicast recipient */
+		if (mcast && c->mcast_seq == bus->mcast_seq)
+			continue;	/* a holder of the prefix: it was a multicast recipient */
 		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		copy = bus_copy_skb(skb);
 		if (!copy) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		bus_enqueue(c, copy, wake);
@@ -1270,41 +1607,50 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 				     struct bus_wake *wake)
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
-	u16 prefix = BUS_ADDR_PREFIX(cb->dst);
+	struct bus_prefix *p = bus_prefix_lookup(bus, BUS_ADDR_PREFIX(cb->dst));
 	bool filtered = bus->filter && bsk->role == BUS_ROLE_CLIENT;
-	unsigned int nrcpt = 0;
 	struct sk_buff *copy;
-	struct bus_sock *c;
+	struct bus_sock *c, *sender = bsk;
+	struct bus_holder *h;
+	unsigned int nrcpt;
 
-	if (cb->fp) {
-		list_for_each_entry(c, &bus->clients, client_node)
-			if (c != bsk && c->joined && bus_holds_prefix(c, prefix))
-				nrcpt++;
+	lockdep_assert_held(&bus->lock);
+	if (cb->fp && p) {
+		nrcpt = p->nholders;
+		list_for_each_entry(h, &bsk->holders, cnode)
+			if (h->prefix == BUS_ADDR_PREFIX(cb->dst))
+				nrcpt--;	/* the sender gets no copy */
 		if ((u64)nrcpt * cb->fp->count > BUS_MCAST_MAX_FDREFS)
 			return -ETOOMANYREFS;
 	}
 	bus->stats.multicast++;
-	list_for_each_entry(c, &bus->clients, client_node) {
-		if (c == bsk || !c->joined || !bus_holds_prefix(c, prefix))
+	bus->mcast_seq++;
+	if (!p)
+		goto eavesdrop;
+	list_for_each_entry(h, &p->holders, pnode) {
+		c = h->c;
+		c->mcast_seq = bus->mcast_seq;
+		if (c == bsk)
 			continue;
 		if (filtered &&
-		    bus_filter_eval(bus->filter, skb, cb->src, cb->dst, c->addr, true) !=
+		    bus_filter_eval(bus->filter, skb, bus_cb_src(cb), cb->dst, c->addr, true) !=
 		    BUS_FILTER_ACCEPT) {
 			bus->stats.filter_drops++;
 			continue;
 		}
 		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		copy = bus_copy_skb(skb);
 		if (!copy) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		bus_enqueue(c, copy, wake);
 		bus->stats.copies++;
 	}
+eavesdrop:
 	if (bus_has_eavesdroppers(bus))
 		bus_eavesdrop_locked(bus, skb, bsk, NULL, true, wake);
 	return 0;
@@ -1321,7 +1667,6 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	struct bus_wake wake = { .n = 0 };
 	struct scm_cookie scm;
 	long timeo;
-	size_t data_len = 0;
 	u64 dst;
 	u32 secid = 0;
 	int err;
@@ -1368,18 +1713,9 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (err)
 		goto out_scm;
 
-	if (len > SKB_MAX_ALLOC) {
-		data_len = min_t(size_t, len - SKB_MAX_ALLOC, MAX_SKB_FRAGS * PAGE_SIZE);
-		data_len = PAGE_ALIGN(data_len);
-		BUILD_BUG_ON(SKB_MAX_ALLOC < PAGE_SIZE);
-	}
-	skb = sock_alloc_send_pskb(sk, len - data_len, data_len, msg->msg_flags & MSG_DONTWAIT,
-				   &err, PAGE_ALLOC_COSTLY_ORDER);
+	skb = bus_alloc_msg(sk, len, msg->msg_flags & MSG_DONTWAIT, &err);
 	if (!skb)
 		goto out_scm;
-	skb_put(skb, len - data_len);
-	skb->data_len = data_len;
-	skb->len = len;
 	err = skb_copy_datagram_from_iter(skb, 0, &msg->msg_iter, len);
 	if (err) {
 		kfree_skb(skb);
@@ -1391,8 +1727,18 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	memset(cb, 0, sizeof(*cb));
 	cb->pid = scm.pid;
 	scm.pid = NULL;
-	cb->fp = scm.fp;
-	scm.fp = NULL;
+	if (scm.fp) {
+		err = bus_fds_charge(scm.fp, GFP_KERNEL);
+		if (err) {
+			put_pid(cb->pid);
+			cb->pid = NULL;
+			kfree_skb(skb);
+			goto out_scm;
+		}
+		cb->fp = scm.fp;
+		cb->flags |= BUS_CB_FDS_CHARGED;
+		scm.fp = NULL;
+	}
 	cb->uid = scm.creds.uid;
 	cb->gid = scm.creds.gid;
 #ifdef CONFIG_SECURITY_NETWORK
@@ -1401,7 +1747,8 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (!secid)
 		security_current_getsecid_subj(&secid);
 	cb->secid = secid;
-	cb->src = bsk->role == BUS_ROLE_CLIENT ? bsk->addr : BUS_MASTER_ADDR;
+	sock_hold(sk);
+	cb->sender = bsk;
 	cb->dst = dst;
 	scm_destroy(&scm);
 
@@ -1456,7 +1803,7 @@ restart:
 	if (bus->filter && bsk->role == BUS_ROLE_CLIENT) {
 		u64 rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
 
-		switch (bus_filter_eval(bus->filter, skb, cb->src, dst, rcpt, false)) {
+		switch (bus_filter_eval(bus->filter, skb, bus_cb_src(cb), dst, rcpt, false)) {
 		case BUS_FILTER_ACCEPT:
 			break;
 		case BUS_FILTER_DROP:
@@ -1582,7 +1929,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	if (msg->msg_name) {
 		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
 
-		msg->msg_namelen = bus_fill_sockaddr(bsk->bus, cb->src, sa);
+		msg->msg_namelen = bus_fill_sockaddr(bsk->bus, bus_cb_src(cb), sa);
 	}
 	if (size > skb->len)
 		size = skb->len;
@@ -1599,8 +1946,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 #endif
 	if (cb->fp) {
 		if (!(flags & MSG_PEEK)) {
-			scm.fp = cb->fp;
-			cb->fp = NULL;
+			scm.fp = bus_cb_take_fds(cb);	/* no longer in flight */
 		} else {
 			scm.fp = scm_fp_dup(cb->fp);
 		}
@@ -1680,9 +2026,11 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			if (!err) {
 				a->addr = ba.s_addr;
 				a->owner = peer;
+				err = bus_hash_addr_locked(bus, a);
+			}
+			if (!err) {
 				list_add_tail(&a->node, &peer->addrs);
 				peer->naddrs++;
-				hash_add(bus->addrs, &a->hnode, a->addr);
 				a = NULL;
 			}
 		} else {
@@ -1691,8 +2039,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 				err = -EADDRNOTAVAIL;
 				a = NULL;
 			} else {
-				if (!hlist_unhashed(&a->hnode))
-					hash_del(&a->hnode);
+				bus_unhash_addr_locked(bus, a);
 				list_del(&a->node);
 				peer->naddrs--;
 			}
@@ -1714,18 +2061,35 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			if (peer->joined) {
 				err = -EALREADY;
 			} else {
-				list_for_each_entry(a, &peer->addrs, node)
-					hash_add(bus->addrs, &a->hnode, a->addr);
-				peer->joined = true;
-				bus->stats.joined++;
+				/*
+				 * Before the join a client holds only its unique address (BUS_ADD_ADDR
+				 * needs a joined client), in prefix 0, which never allocates.
+				 */
+				list_for_each_entry(a, &peer->addrs, node) {
+					err = bus_hash_addr_locked(bus, a);
+					if (WARN_ON_ONCE(err))
+						break;
+				}
+				if (err) {
+					list_for_each_entry(a, &peer->addrs, node)
+						bus_unhash_addr_locked(bus, a);
+				} else {
+					peer->joined = true;
+					bus->stats.joined++;
+				}
 			}
 		} else if (!peer->joined) {
 			err = -ENOTCONN;
 		} else {
 			bool on = optname == BUS_SET_EAVESDROP;
 
-			if (on != peer->eavesdrop)
-				bus->neavesdrop += on ? 1 : -1;
+			if (on && !peer->eavesdrop) {
+				bus->neavesdrop++;
+				list_add_tail(&peer->eav_node, &bus->eavesdroppers);
+			} else if (!on && peer->eavesdrop) {
+				bus->neavesdrop--;
+				list_del_init(&peer->eav_node);
+			}
 			peer->eavesdrop = on;
 		}
 		mutex_unlock(&bus->lock);
@@ -1803,6 +2167,7 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 	struct bus_sock *bsk = bus_sk(sock->sk), *r;
 	enum bus_role role = bus_role(bsk);
 	struct bus *bus = bsk->bus;	/* valid when role != NONE */
+	struct bus_sender_drops sd;
 	struct bus_qlenfull q;
 	struct bus_stats st;
 	void *data;
@@ -1836,6 +2201,22 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 			return -ENOTCONN;
 		data = &q;
 		size = sizeof(q);
+		break;
+	case BUS_GET_SENDER_DROPS:
+		if (role != BUS_ROLE_MASTER_CONN)
+			return role == BUS_ROLE_LISTENER ? -EINVAL : -EPERM;
+		memset(&sd, 0, sizeof(sd));
+		mutex_lock(&bus->lock);
+		r = bsk->peer;
+		if (r) {
+			sd.dropped = atomic64_read(&r->sent_dropped);
+			sd.dropped_unread = atomic64_xchg(&r->sent_dropped_unread, 0);
+		}
+		mutex_unlock(&bus->lock);
+		if (!r)
+			return -ENOTCONN;
+		data = &sd;
+		size = sizeof(sd);
 		break;
 	case BUS_GET_STATS:
 		if (!bus_is_master(role))
@@ -1896,7 +2277,8 @@ static int bus_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case SIOCOUTQ:
-		amount = sk_wmem_alloc_get(sk);
+		/* bytes of this socket's messages still queued at receivers (each copy counts) */
+		amount = atomic_read(&bus_sk(sk)->outq);
 		break;
 	case SIOCINQ:
 		spin_lock(&sk->sk_receive_queue.lock);

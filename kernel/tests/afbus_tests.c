@@ -12,7 +12,11 @@
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -1571,7 +1575,7 @@ static int count_fds(void)
 /* Receive one message, closing every passed descriptor; returns the length or -1. */
 static ssize_t recv_close_fds(int fd, int flags, int *nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * 8)], buf[64];
+	char cbuf[CMSG_SPACE(sizeof(int) * 16)], buf[64];
 	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
 			    .msg_controllen = sizeof(cbuf) };
@@ -1800,6 +1804,277 @@ static int t_sendbuf_limits(void)
 	PASS("nobody clamped to wmem_max %ld, CAP_NET_ADMIN gets %d", wmax, want);
 }
 
+/* Part 1.4: 1, 4, 32 and 128 MiB messages, paged, never an allocation above order 3. */
+static int t_huge_messages(void)
+{
+	static const int mib[] = { 1, 4, 32, 128 };
+	size_t max = (size_t)128 << 20, k;
+	int sb = (128 << 20) + (1 << 20), i;
+	unsigned char *buf = malloc(max), *out = malloc(max);
+	double t0 = now_sec();
+	struct tbus tb;
+
+	CHECK(buf && out);
+	for (k = 0; k < max; k++)
+		buf[k] = k * 7 + (k >> 12) + (k >> 20);
+	CHECK_OK(tb_open(&tb, "@bus-huge", 2, 1));
+	/* above net.core.wmem_max: root has CAP_NET_ADMIN */
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &sb, sizeof(sb)));
+	for (i = 0; i < 4; i++) {
+		size_t n = (size_t)mib[i] << 20;
+		int inq = -1;
+
+		buf[0] = i;
+		CHECK(bus_sendto(tb.c[0], tb.a[1], buf, n, 0) == (ssize_t)n, "%d MiB send", mib[i]);
+		CHECK_OK(ioctl(tb.c[1], SIOCINQ, &inq));
+		CHECK(inq == (int)n, "SIOCINQ %d for %d MiB", inq, mib[i]);
+		memset(out, 0, n);
+		CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == (ssize_t)n,
+		      "%d MiB receive", mib[i]);
+		CHECK(!memcmp(buf, out, n), "%d MiB payload corrupted", mib[i]);
+	}
+	/* the master's own send of a large message to its client, and a multicast copy */
+	CHECK(send(tb.s[1], buf, (size_t)4 << 20, 0) == 4 << 20);
+	CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == 4 << 20);
+	CHECK(!memcmp(buf, out, (size_t)4 << 20));
+	CHECK(bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, (size_t)32 << 20, 0) ==
+	      32 << 20);
+	CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == 32 << 20);
+	CHECK(!memcmp(buf, out, (size_t)32 << 20));
+	CHECK_ERR(bus_sendto(tb.c[0], tb.a[1], buf, (size_t)sb, 0), EMSGSIZE);
+	tb_close(&tb);
+	free(buf);
+	free(out);
+	PASS("1, 4, 32, 128 MiB intact in %.1fs", now_sec() - t0);
+}
+
+/* Part 1.5: a multicast touches only the holders of its prefix. */
+static int t_mcast_index(void)
+{
+	struct tbus tb;
+	int i, j, ev = 1;
+	double t0, dt;
+	char b[16];
+
+	CHECK_OK(tb_open(&tb, "@bus-mindex", 32, 1));
+	/* c1 holds two addresses of prefix 4: one copy */
+	CHECK_OK(bus_add_addr(tb.s[1], BUS_ADDR(4, 1)));
+	CHECK_OK(bus_add_addr(tb.s[1], BUS_ADDR(4, 2)));
+	CHECK_OK(bus_add_addr(tb.s[2], BUS_ADDR(4, 3)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4"));
+	CHECK(recv_expect(tb.c[1], "m4", NULL) == 0);
+	CHECK(recv_expect(tb.c[2], "m4", NULL) == 0);
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[3], 10), "extra copies");
+	/* removing one of c1's two addresses keeps it a holder; removing both does not */
+	CHECK_OK(bus_del_addr(tb.s[1], BUS_ADDR(4, 1)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4b"));
+	CHECK(recv_expect(tb.c[1], "m4b", NULL) == 0);
+	CHECK(recv_expect(tb.c[2], "m4b", NULL) == 0);
+	CHECK_OK(bus_del_addr(tb.s[1], BUS_ADDR(4, 2)));
+	close(tb.c[2]);
+	tb.c[2] = -1;
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4c"));
+	CHECK(no_message(tb.c[1], 50), "c1 no longer holds prefix 4");
+	/* the holder is gone and the prefix empty: re-adding works */
+	CHECK_OK(bus_add_addr(tb.s[3], BUS_ADDR(4, 1)));
+	/* an eavesdropper that holds the prefix gets one copy, one that does not gets one too */
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_SET_EAVESDROP, &ev, sizeof(ev)));
+	CHECK_OK(setsockopt(tb.s[4], SOL_BUS, BUS_SET_EAVESDROP, &ev, sizeof(ev)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4d"));
+	CHECK(recv_expect(tb.c[3], "m4d", NULL) == 0);
+	CHECK(recv_expect(tb.c[4], "m4d", NULL) == 0);
+	CHECK(no_message(tb.c[3], 50) && no_message(tb.c[4], 10), "eavesdropper got two copies");
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	CHECK_OK(setsockopt(tb.s[4], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	/* 31 clients x 1000 addresses in prefix 2: a multicast to a prefix nobody holds is cheap */
+	for (i = 0; i < tb.n; i++)
+		if (tb.c[i] >= 0)
+			for (j = 1; j <= 1000; j++)
+				CHECK_OK(bus_add_addr(tb.s[i], BUS_ADDR(2, i * 1000 + j)));
+	t0 = now_sec();
+	for (i = 0; i < 5000; i++)
+		CHECK_OK(send_str(tb.c[0], BUS_ADDR(9, BUS_MULTICAST_CLIENT), "x"));
+	dt = now_sec() - t0;
+	CHECK(dt < 2.0, "5000 multicasts to an unheld prefix took %.2fs", dt);
+	CHECK(no_message(tb.c[1], 20));
+	/* and a prefix-2 multicast reaches each holder once */
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(2, BUS_MULTICAST_CLIENT), "p2"));
+	for (i = 1; i < tb.n; i++)
+		if (tb.c[i] >= 0)
+			CHECK(recv_expect(tb.c[i], "p2", NULL) == 0, "client %d", i);
+	CHECK(recv(tb.c[1], b, sizeof(b), MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	tb_close(&tb);
+	PASS("5000 multicasts to an unheld prefix among 31000 addresses in %.3fs", dt);
+}
+
+/* Part 1.6: overflow drops are attributed to the sender. */
+static int t_sender_drops(void)
+{
+	struct bus_sender_drops sd;
+	socklen_t sl = sizeof(sd);
+	struct tbus tb;
+	int ql = 2, i;
+
+	CHECK_OK(tb_open(&tb, "@bus-sdrops", 3, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &ql, sizeof(ql)));
+	for (i = 0; i < 5; i++)
+		CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "flood"));
+	CHECK_OK(getsockopt(tb.s[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sl == sizeof(sd) && sd.dropped == 6 && sd.dropped_unread == 6,
+	      "dropped %llu unread %llu", (unsigned long long)sd.dropped,
+	      (unsigned long long)sd.dropped_unread);
+	CHECK_OK(getsockopt(tb.s[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sd.dropped == 6 && sd.dropped_unread == 0);
+	CHECK_OK(getsockopt(tb.s[1], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sd.dropped == 0, "a receiver is not blamed");
+	CHECK_ERR(getsockopt(tb.c[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl), EPERM);
+	CHECK_ERR(getsockopt(tb.l, SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl), EINVAL);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+/* Part 1.7: sockets cannot travel over AF_BUS; in-flight files count against the sender. */
+static int t_fd_inflight(void)
+{
+	struct tbus tb;
+	int u[2], pfd[2], fds[10], i, st, nf = 0;
+	pid_t pid;
+
+	CHECK_OK(tb_open(&tb, "@bus-inflight", 2, 1));
+	CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, u));
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &u[0], 1, "unix"), EINVAL);
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &tb.c[1], 1, "bus"), EINVAL);
+	/* the AF_UNIX <-> AF_BUS cycle: c1 waits in u1's queue, u1 may not go into c1's */
+	{
+		char cb[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = "c", .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb,
+				    .msg_controllen = sizeof(cb) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &tb.c[1], sizeof(int));
+		CHECK(sendmsg(u[0], &m, 0) == 1);
+	}
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &u[1], 1, "cycle"), EINVAL);
+	close(u[0]);
+	close(u[1]);
+
+	CHECK_OK(pipe(pfd));
+	for (i = 0; i < 10; i++)
+		fds[i] = pfd[i & 1];
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { 64, 64 };
+		int sent = 0;
+
+		setgroups(0, NULL);
+		if (setrlimit(RLIMIT_NOFILE, &rl) || setgid(65534) || setuid(65534))
+			_exit(3);
+		while (sent < 20 && send_fds(tb.c[0], tb.a[1], fds, 10, "f") == 0)
+			sent++;
+		if (sent != 7 || errno != ETOOMANYREFS) {
+			fprintf(stderr, "sent %d, errno %d\n", sent, errno);
+			_exit(4);
+		}
+		/* the receiver takes one message: 60 in flight, room again */
+		if (recv_close_fds(tb.c[1], MSG_DONTWAIT, NULL) != 1)
+			_exit(5);
+		if (send_fds(tb.c[0], tb.a[1], fds, 10, "f"))
+			_exit(6);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged sender status %d", WEXITSTATUS(st));
+	while (recv_close_fds(tb.c[1], MSG_DONTWAIT, &nf) > 0)
+		;
+	CHECK(nf == 70, "received %d files", nf);
+	/* CAP_SYS_RESOURCE: root may exceed its own limit */
+	{
+		struct rlimit rl = { 64, 64 };
+
+		CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
+		for (i = 0; i < 10; i++)
+			CHECK_OK(send_fds(tb.c[0], tb.a[1], fds, 10, "r"));
+	}
+	tb_close(&tb);
+	PASS("AF_UNIX/AF_BUS sockets refused, nobody limited to RLIMIT_NOFILE in flight");
+}
+
+/* Part 1.8: a filesystem bus is reachable from another network namespace; abstract is not. */
+static int t_netns_path(void)
+{
+	int l, la, s, st;
+	char b[16];
+	pid_t pid;
+
+	l = bus_master("/tmp/bus-netns", 4);
+	CHECK(l >= 0);
+	la = bus_master("@bus-netns", 4);
+	CHECK(la >= 0);
+	pid = fork();
+	if (pid == 0) {
+		int c;
+
+		if (unshare(CLONE_NEWNET))
+			_exit(3);
+		if (bus_connect("@bus-netns") >= 0 || errno != ECONNREFUSED)
+			_exit(4);
+		c = bus_connect("/tmp/bus-netns");
+		if (c < 0)
+			_exit(5);
+		if (send(c, "hi", 2, 0) != 2)
+			_exit(6);
+		if (recv(c, b, sizeof(b), 0) != 2)
+			_exit(7);
+		_exit(0);
+	}
+	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(s >= 0);
+	CHECK(recv(s, b, sizeof(b), 0) == 2);
+	CHECK(send(s, "ok", 2, 0) == 2);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "child in a new netns: status %d", WEXITSTATUS(st));
+	close(s);
+	close(l);
+	close(la);
+	unlink("/tmp/bus-netns");
+	PASS("ok");
+}
+
+/* Part 1.8: SIOCOUTQ is what the sender has queued at receivers, SIOCINQ the next message. */
+static int t_ioctl_queues(void)
+{
+	struct tbus tb;
+	char buf[100] = "";
+	int v;
+
+	CHECK_OK(tb_open(&tb, "@bus-ioctl", 3, 1));
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 0, "SIOCOUTQ %d at start", v);
+	CHECK(bus_sendto(tb.c[0], tb.a[1], buf, 100, 0) == 100);
+	CHECK(bus_sendto(tb.c[0], tb.a[1], buf, 30, 0) == 30);
+	CHECK(bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, 7, 0) == 7);
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 100 + 30 + 2 * 7, "SIOCOUTQ %d", v);
+	CHECK_OK(ioctl(tb.c[1], SIOCINQ, &v));
+	CHECK(v == 100, "SIOCINQ %d", v);
+	CHECK(recv(tb.c[1], buf, sizeof(buf), 0) == 100);
+	CHECK_OK(ioctl(tb.c[1], SIOCINQ, &v));
+	CHECK(v == 30, "SIOCINQ %d", v);
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 30 + 2 * 7, "SIOCOUTQ %d after one receive", v);
+	/* a receiver that goes away takes its queue with it */
+	close(tb.c[1]);
+	tb.c[1] = -1;
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 7, "SIOCOUTQ %d after the receiver closed", v);
+	tb_close(&tb);
+	PASS("ok");
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -1839,6 +2114,12 @@ static const struct test tests[] = {
 	{ "peek_recv_fds", t_peek_recv_fds, 120 },
 	{ "shutdown_connect_race", t_shutdown_connect_race, 120 },
 	{ "sendbuf_limits", t_sendbuf_limits, 30 },
+	{ "huge_messages", t_huge_messages, 240 },
+	{ "mcast_index", t_mcast_index, 120 },
+	{ "sender_drops", t_sender_drops, 30 },
+	{ "fd_inflight", t_fd_inflight, 30 },
+	{ "netns_path", t_netns_path, 30 },
+	{ "ioctl_queues", t_ioctl_queues, 30 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
 };
