@@ -45,6 +45,7 @@
 #include <net/scm.h>
 #include <net/net_namespace.h>
 #include <uapi/linux/af_bus.h>
+#include <linux/af_bus_hooks.h>
 
 #define BUS_HASH_BITS		10
 #define BUS_DEFAULT_MAXQLEN	512
@@ -165,7 +166,7 @@ struct bus_sock {
 struct bus_skb_parms {
 	struct pid *pid;
 	struct scm_fp_list *fp;
-	struct bus_sock *sender;	/* counted reference (sock_hold); its address is the source */
+	struct bus_sock *sender;	/* counted reference; its address is the source */
 	u64 dst;
 	kuid_t uid;
 	kgid_t gid;
@@ -218,7 +219,7 @@ static void bus_put(struct bus *bus)
  */
 static enum bus_role bus_role(const struct bus_sock *bsk)
 {
-	return smp_load_acquire(&bsk->role);
+	return smp_load_acquire(&bsk->role);	/* pairs with smp_store_release() in bind/connect */
 }
 
 static bool bus_is_master(enum bus_role role)
@@ -567,6 +568,64 @@ static u32 bus_filter_eval(const struct bus_filter *f, const struct sk_buff *skb
 		return r->verdict;
 	}
 	return f->default_verdict;
+}
+
+/* ------------------------------------------------------------------ hooks */
+
+/*
+ * Handlers by point, in priority order (lower first). Writers hold bus_hooks_mutex; the send and
+ * delivery paths walk the lists under rcu_read_lock(). The bus filter is the built-in handler
+ * bus_filter_hook at BUS_HOOK_PRI_FILTER.
+ */
+static DEFINE_MUTEX(bus_hooks_mutex);
+static struct list_head bus_hooks[BUS_HOOK_NUM_POINTS];
+
+int bus_register_hook(struct bus_hook_ops *ops)
+{
+	struct bus_hook_ops *pos;
+	struct list_head *head;
+
+	if (!ops || !ops->hook || ops->point < 0 || ops->point >= BUS_HOOK_NUM_POINTS)
+		return -EINVAL;
+	head = &bus_hooks[ops->point];
+	mutex_lock(&bus_hooks_mutex);
+	/* after every handler of the same or lower priority: registration order breaks ties */
+	list_for_each_entry(pos, head, list)
+		if (pos->priority > ops->priority)
+			break;
+	list_add_tail_rcu(&ops->list, &pos->list);
+	mutex_unlock(&bus_hooks_mutex);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(bus_register_hook);
+
+void bus_unregister_hook(struct bus_hook_ops *ops)
+{
+	mutex_lock(&bus_hooks_mutex);
+	list_del_rcu(&ops->list);
+	mutex_unlock(&bus_hooks_mutex);
+	synchronize_rcu();	/* no handler still runs ops->hook when we return */
+}
+EXPORT_SYMBOL_GPL(bus_unregister_hook);
+
+static int bus_run_hooks(enum bus_hook_point point, const struct bus_hook_ctx *ctx)
+{
+	struct bus_hook_ops *ops;
+	int verdict = BUS_HOOK_ACCEPT;
+
+	rcu_read_lock();
+	list_for_each_entry_rcu(ops, &bus_hooks[point], list) {
+		verdict = ops->hook(ops->priv, ctx);
+		if (verdict != BUS_HOOK_ACCEPT)
+			break;
+	}
+	rcu_read_unlock();
+	if (verdict != BUS_HOOK_ACCEPT && verdict != BUS_HOOK_DROP &&
+	    (verdict >= 0 || verdict < -MAX_ERRNO)) {
+		pr_warn_once("hook returned invalid verdict %d, treated as a drop\n", verdict);
+		verdict = BUS_HOOK_DROP;
+	}
+	return verdict;
 }
 
 /* ------------------------------------------------------------------ addresses */
@@ -1036,7 +1095,8 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 		}
 		err = security_path_mknod(&parent, dentry, mode, 0);
 		if (!err)
-			err = vfs_mknod(bus_mnt_idmap(parent.mnt), d_inode(parent.dentry), dentry, mode, 0);
+			err = vfs_mknod(bus_mnt_idmap(parent.mnt), d_inode(parent.dentry),
+					dentry, mode, 0);
 		if (err) {
 			done_path_create(&parent, dentry);
 			if (err == -EEXIST)
@@ -1063,7 +1123,7 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	list_add_tail(&bus->table_node, &bus_table);
 	mutex_unlock(&bus_table_lock);
 	bsk->bus = bus;
-	smp_store_release(&bsk->role, BUS_ROLE_LISTENER);
+	smp_store_release(&bsk->role, BUS_ROLE_LISTENER);	/* after bsk->bus: see bus_role() */
 	err = 0;
 out_unlock:
 	release_sock(sk);
@@ -1154,7 +1214,7 @@ static int bus_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len
 
 	kref_get(&bus->kref);
 	s->bus = bus;
-	smp_store_release(&s->role, BUS_ROLE_MASTER_CONN);
+	smp_store_release(&s->role, BUS_ROLE_MASTER_CONN);	/* after s->bus: see bus_role() */
 	s->maxqlen = bus->maxqlen;
 	bsk->maxqlen = bus->maxqlen;
 	if (bus->sndbuf) {
@@ -1365,11 +1425,11 @@ static int bus_check_fds(struct scm_fp_list *fp)
 		struct socket *s = sock_from_file(fp->fp[i]);
 
 		/*
-		 * No AF_BUS and no AF_UNIX socket may sit in an AF_BUS queue: a socket whose own
-		 * queue (directly, or through AF_UNIX queues) holds the file of the socket it waits
-		 * in forms a cycle that nothing collects — AF_UNIX's garbage collector only sees
-		 * AF_UNIX queues and AF_BUS has none. Without sockets in AF_BUS queues, no cycle can
-		 * pass through one.
+		 * No AF_BUS and no AF_UNIX socket may sit in an AF_BUS queue: a socket whose
+		 * own queue (directly, or through AF_UNIX queues) holds the file of the socket
+		 * it waits in forms a cycle that nothing collects: AF_UNIX's garbage collector
+		 * only sees AF_UNIX queues and AF_BUS has none. Without sockets in AF_BUS
+		 * queues, no cycle can pass through one.
 		 */
 		if (s && s->sk && (s->sk->sk_prot == &bus_proto || s->sk->sk_family == AF_UNIX))
 			return -EINVAL;
@@ -1430,10 +1490,11 @@ static int bus_scm_send(struct socket *sock, struct msghdr *msg, struct scm_cook
 				goto out;
 			}
 			/*
-			 * Zero everything before fp[]: that covers the AF_UNIX garbage collector's
-			 * fields (inflight, vertices, edges), present or not depending on the kernel
-			 * (mainline 6.9+, backported into Debian's 6.1). They are only used for lists
-			 * AF_UNIX queues; scm_fp_dup() initialises its copy's itself.
+			 * Zero everything before fp[]: that covers the AF_UNIX garbage
+			 * collector's fields (inflight, vertices, edges), present or not
+			 * depending on the kernel (mainline 6.9+, backported into Debian's
+			 * 6.1). Only AF_UNIX queues use them; scm_fp_dup() initialises the
+			 * copies' own.
 			 */
 			memset(fpl, 0, offsetof(struct scm_fp_list, fp));
 			fpl->max = SCM_MAX_FD;
@@ -1480,6 +1541,84 @@ out:
 		__scm_destroy(&tmp);
 	}
 	return err;
+}
+
+/*
+ * The bus filter (BUS_SET_FILTER) as the built-in delivery handler. It judges client sends only
+ * (the master installed it) and not eavesdropper copies. bus->lock is held by the caller.
+ */
+static int bus_filter_hook(void *priv, const struct bus_hook_ctx *ctx)
+{
+	const struct bus *bus = ctx->bus;
+
+	if (!bus->filter || ctx->from_master || ctx->kind == BUS_HOOK_EAVESDROP)
+		return BUS_HOOK_ACCEPT;
+	switch (bus_filter_eval(bus->filter, ctx->skb, ctx->src, ctx->dst, ctx->rcpt,
+				ctx->kind == BUS_HOOK_MULTICAST)) {
+	case BUS_FILTER_ACCEPT:
+		return BUS_HOOK_ACCEPT;
+	case BUS_FILTER_DROP:
+		return BUS_HOOK_DROP;
+	default:
+		return -EACCES;
+	}
+}
+
+static struct bus_hook_ops bus_filter_ops = {
+	.hook = bus_filter_hook,
+	.point = BUS_HOOK_DELIVER,
+	.priority = BUS_HOOK_PRI_FILTER,
+};
+
+static void bus_hook_ctx_init(struct bus_hook_ctx *ctx, struct bus *bus, struct sk_buff *skb,
+			      struct bus_sock *sender, enum bus_hook_kind kind)
+{
+	struct bus_skb_parms *cb = &BUSCB(skb);
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->bus = bus;
+	ctx->skb = skb;
+	ctx->sender = &sender->sk;
+	ctx->src = bus_cb_src(cb);
+	ctx->dst = cb->dst;
+	ctx->kind = kind;
+	ctx->from_master = sender->role == BUS_ROLE_MASTER_CONN;
+	ctx->protocol = sender->sk.sk_protocol;
+}
+
+/* The send hooks: BUS_HOOK_ACCEPT, BUS_HOOK_DROP or -errno. Non-accepts count as filter drops. */
+static int bus_send_verdict_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender)
+{
+	struct bus_hook_ctx ctx;
+	int v;
+
+	lockdep_assert_held(&bus->lock);
+	if (list_empty(&bus_hooks[BUS_HOOK_SEND]))
+		return BUS_HOOK_ACCEPT;
+	bus_hook_ctx_init(&ctx, bus, skb, sender,
+			  BUS_IS_MULTICAST(BUSCB(skb).dst) ? BUS_HOOK_MULTICAST : BUS_HOOK_UNICAST);
+	v = bus_run_hooks(BUS_HOOK_SEND, &ctx);
+	if (v != BUS_HOOK_ACCEPT)
+		bus->stats.filter_drops++;
+	return v;
+}
+
+/* The delivery hooks for receiver @r, as bus_send_verdict_locked(). */
+static int bus_deliver_verdict_locked(struct bus *bus, struct sk_buff *skb,
+				      struct bus_sock *sender, struct bus_sock *r,
+				      enum bus_hook_kind kind)
+{
+	struct bus_hook_ctx ctx;
+	int v;
+
+	lockdep_assert_held(&bus->lock);
+	bus_hook_ctx_init(&ctx, bus, skb, sender, kind);
+	ctx.receiver = &r->sk;
+	ctx.rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
+	v = bus_run_hooks(BUS_HOOK_DELIVER, &ctx);
+	if (v != BUS_HOOK_ACCEPT)
+		bus->stats.filter_drops++;
+	return v;
 }
 
 /*
@@ -1584,6 +1723,9 @@ static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
 			continue;
 		if (mcast && c->mcast_seq == bus->mcast_seq)
 			continue;	/* a holder of the prefix: it was a multicast recipient */
+		if (bus_deliver_verdict_locked(bus, skb, sender, c, BUS_HOOK_EAVESDROP) !=
+		    BUS_HOOK_ACCEPT)
+			continue;
 		if (bus_queue_full(c)) {
 			bus_count_drop_locked(bus, c, sender);
 			continue;
@@ -1608,7 +1750,6 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
 	struct bus_prefix *p = bus_prefix_lookup(bus, BUS_ADDR_PREFIX(cb->dst));
-	bool filtered = bus->filter && bsk->role == BUS_ROLE_CLIENT;
 	struct sk_buff *copy;
 	struct bus_sock *c, *sender = bsk;
 	struct bus_holder *h;
@@ -1632,12 +1773,10 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 		c->mcast_seq = bus->mcast_seq;
 		if (c == bsk)
 			continue;
-		if (filtered &&
-		    bus_filter_eval(bus->filter, skb, bus_cb_src(cb), cb->dst, c->addr, true) !=
-		    BUS_FILTER_ACCEPT) {
-			bus->stats.filter_drops++;
+		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
+		if (bus_deliver_verdict_locked(bus, skb, bsk, c, BUS_HOOK_MULTICAST) !=
+		    BUS_HOOK_ACCEPT)
 			continue;
-		}
 		if (bus_queue_full(c)) {
 			bus_count_drop_locked(bus, c, sender);
 			continue;
@@ -1662,6 +1801,7 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	struct bus_sock *bsk = bus_sk(sk), *r;
 	enum bus_role role;
 	struct bus *bus;
+	int verdict;
 	struct bus_skb_parms *cb;
 	struct sk_buff *skb = NULL;
 	struct bus_wake wake = { .n = 0 };
@@ -1761,11 +1901,18 @@ restart:
 		kfree_skb(skb);
 		goto pipe;
 	}
+	if (BUS_IS_MULTICAST(dst) && bsk->role == BUS_ROLE_CLIENT && !bsk->joined) {
+		err = -EPERM;
+		goto out_unlock;
+	}
+	verdict = bus_send_verdict_locked(bus, skb, bsk);
+	if (verdict == BUS_HOOK_DROP)
+		goto dropped;
+	if (verdict < 0) {
+		err = verdict;
+		goto out_unlock;
+	}
 	if (BUS_IS_MULTICAST(dst)) {
-		if (bsk->role == BUS_ROLE_CLIENT && !bsk->joined) {
-			err = -EPERM;
-			goto out_unlock;
-		}
 		err = bus_send_multicast_locked(bus, bsk, skb, &wake);
 		rcu_read_lock();
 		mutex_unlock(&bus->lock);
@@ -1800,23 +1947,12 @@ restart:
 		}
 	}
 
-	if (bus->filter && bsk->role == BUS_ROLE_CLIENT) {
-		u64 rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
-
-		switch (bus_filter_eval(bus->filter, skb, bus_cb_src(cb), dst, rcpt, false)) {
-		case BUS_FILTER_ACCEPT:
-			break;
-		case BUS_FILTER_DROP:
-			bus->stats.filter_drops++;
-			mutex_unlock(&bus->lock);
-			bus_cb_release(skb);
-			consume_skb(skb);
-			return len;
-		default:
-			bus->stats.filter_drops++;
-			err = -EACCES;
-			goto out_unlock;
-		}
+	verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
+	if (verdict == BUS_HOOK_DROP)
+		goto dropped;
+	if (verdict < 0) {
+		err = verdict;
+		goto out_unlock;
 	}
 
 	if (bus_queue_full(r)) {
@@ -1851,6 +1987,11 @@ restart:
 	rcu_read_unlock();
 	return len;
 
+dropped:	/* a hook dropped it: the sender sees success */
+	mutex_unlock(&bus->lock);
+	bus_cb_release(skb);
+	consume_skb(skb);
+	return len;
 out_unlock:
 	mutex_unlock(&bus->lock);
 out_free:
@@ -1945,11 +2086,10 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	scm.secid = cb->secid;
 #endif
 	if (cb->fp) {
-		if (!(flags & MSG_PEEK)) {
+		if (!(flags & MSG_PEEK))
 			scm.fp = bus_cb_take_fds(cb);	/* no longer in flight */
-		} else {
+		else
 			scm.fp = scm_fp_dup(cb->fp);
-		}
 	}
 	scm_recv(sock, msg, &scm, flags);
 	err = (flags & MSG_TRUNC) ? skb->len : size;
@@ -2062,8 +2202,9 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 				err = -EALREADY;
 			} else {
 				/*
-				 * Before the join a client holds only its unique address (BUS_ADD_ADDR
-				 * needs a joined client), in prefix 0, which never allocates.
+				 * Before the join a client holds only its unique address
+				 * (BUS_ADD_ADDR needs a joined client), in prefix 0, which
+				 * never allocates.
 				 */
 				list_for_each_entry(a, &peer->addrs, node) {
 					err = bus_hash_addr_locked(bus, a);
@@ -2333,9 +2474,16 @@ static int __init af_bus_init(void)
 		pr_err("family %d out of range (1..%d)\n", family, NPROTO - 1);
 		return -EINVAL;
 	}
-	err = proto_register(&bus_proto, 1);
+	for (i = 0; i < BUS_HOOK_NUM_POINTS; i++)
+		INIT_LIST_HEAD(&bus_hooks[i]);
+	err = bus_register_hook(&bus_filter_ops);
 	if (err)
 		return err;
+	err = proto_register(&bus_proto, 1);
+	if (err) {
+		bus_unregister_hook(&bus_filter_ops);
+		return err;
+	}
 
 	if (family) {
 		bus_ops.family = family;
@@ -2354,6 +2502,7 @@ static int __init af_bus_init(void)
 	if (err) {
 		pr_err("cannot register an address family: %d\n", err);
 		proto_unregister(&bus_proto);
+		bus_unregister_hook(&bus_filter_ops);
 		return err;
 	}
 	pr_info("AF_BUS registered as address family %d\n", family);
@@ -2365,6 +2514,8 @@ static void __exit af_bus_exit(void)
 	sock_unregister(family);
 	rcu_barrier();	/* SOCK_RCU_FREE destructors */
 	proto_unregister(&bus_proto);
+	bus_unregister_hook(&bus_filter_ops);
+	WARN_ON(!hash_empty(bus_users));
 }
 
 module_init(af_bus_init);

@@ -2031,6 +2031,15 @@ static int t_netns_path(void)
 			_exit(7);
 		_exit(0);
 	}
+	{
+		struct pollfd p = { .fd = l, .events = POLLIN };
+
+		/* the child may fail before connecting: do not wait for it forever */
+		if (poll(&p, 1, 5000) != 1) {
+			waitpid(pid, &st, 0);
+			FAIL("no connection from the new netns: child status %d", WEXITSTATUS(st));
+		}
+	}
 	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	CHECK(s >= 0);
 	CHECK(recv(s, b, sizeof(b), 0) == 2);
@@ -2073,6 +2082,108 @@ static int t_ioctl_queues(void)
 	CHECK(v == 7, "SIOCOUTQ %d after the receiver closed", v);
 	tb_close(&tb);
 	PASS("ok");
+}
+
+static long hk_param(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/module/af_bus_hooktest/parameters/%s", name);
+	return read_long(path);
+}
+
+static int hk_set_drop_rcpt(uint64_t a)
+{
+	FILE *f = fopen("/sys/module/af_bus_hooktest/parameters/drop_rcpt", "w");
+
+	if (!f)
+		return -1;
+	fprintf(f, "%llu\n", (unsigned long long)a);
+	return fclose(f);
+}
+
+static int t_hooks_body(void)
+{
+	struct bus_filter *f;
+	struct tbus tb;
+	size_t flen;
+	long a, b, e;
+	int one = 1;
+
+	CHECK_OK(tb_open(&tb, "@bus-hooks", 4, 1));
+	/* send point: reject with the handler's errno, or drop silently */
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "HKSEND-REJ"), EXDEV);
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKSEND-DROP"));
+	CHECK(no_message(tb.c[1], 50), "dropped at send but delivered");
+	CHECK(hk_param("a_calls") == 0, "delivery hooks ran for a message refused at send");
+	/* delivery: A (-100) runs before B (+100) whatever the registration order */
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKok"));
+	CHECK(recv_expect(tb.c[1], "HKok", NULL) == 0);
+	CHECK(hk_param("seq_a") < hk_param("seq_b"), "A %ld after B %ld", hk_param("seq_a"),
+	      hk_param("seq_b"));
+	/* A drops: B never sees it */
+	b = hk_param("b_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKDROP-A"));
+	CHECK(no_message(tb.c[1], 50));
+	CHECK(hk_param("b_calls") == b, "B ran after A dropped");
+	/* B rejects a unicast: sendmsg fails with its errno */
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "HKREJ-B"), ENOKEY);
+	CHECK(no_message(tb.c[1], 20));
+	/* multicast: a verdict per receiver */
+	CHECK_OK(hk_set_drop_rcpt(tb.a[2]));
+	a = hk_param("mcast_calls");
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "HKRCPT"));
+	CHECK(recv_expect(tb.c[1], "HKRCPT", NULL) == 0);
+	CHECK(recv_expect(tb.c[3], "HKRCPT", NULL) == 0);
+	CHECK(no_message(tb.c[2], 50), "the dropped receiver got a copy");
+	CHECK(hk_param("mcast_calls") == a + 3, "%ld multicast deliveries judged",
+	      hk_param("mcast_calls") - a);
+	/* a reject of one multicast copy is a drop for that receiver only */
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "HKREJ-B"));
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[2], 10) && no_message(tb.c[3], 10));
+	/* eavesdropper copies pass the delivery hooks too */
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_SET_EAVESDROP, &one, sizeof(one)));
+	e = hk_param("eav_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKeav"));
+	CHECK(recv_expect(tb.c[1], "HKeav", NULL) == 0);
+	CHECK(recv_expect(tb.c[3], "HKeav", NULL) == 0);
+	CHECK(hk_param("eav_calls") == e + 1);
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	/* the bus filter is the handler at priority 0: between A and B */
+	f = filter_new(0, &flen);
+	CHECK(f);
+	f->default_verdict = BUS_FILTER_DROP;
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, flen));
+	free(f);
+	a = hk_param("a_calls");
+	b = hk_param("b_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKfiltered"));
+	CHECK(no_message(tb.c[1], 50));
+	CHECK(hk_param("a_calls") == a + 1 && hk_param("b_calls") == b,
+	      "A %ld B %ld calls for a filtered message", hk_param("a_calls") - a,
+	      hk_param("b_calls") - b);
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_DEL_FILTER, NULL, 0));
+	tb_close(&tb);
+	return 0;
+}
+
+/* Part 3: the hook API, exercised by af_bus_hooktest.ko. */
+static int t_hooks(void)
+{
+	struct tbus tb;
+	int rc;
+
+	CHECK(system("insmod /af_bus_hooktest.ko") == 0, "insmod af_bus_hooktest.ko");
+	rc = t_hooks_body();
+	CHECK(system("rmmod af_bus_hooktest") == 0, "rmmod af_bus_hooktest");
+	if (rc)
+		return rc;
+	/* unregistered: nothing is judged any more */
+	CHECK_OK(tb_open(&tb, "@bus-hooks2", 2, 1));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKSEND-REJ"));
+	CHECK(recv_expect(tb.c[1], "HKSEND-REJ", NULL) == 0);
+	tb_close(&tb);
+	PASS("send/deliver points, priorities, verdicts, filter as a handler, unregister");
 }
 
 struct test {
@@ -2120,6 +2231,7 @@ static const struct test tests[] = {
 	{ "fd_inflight", t_fd_inflight, 30 },
 	{ "netns_path", t_netns_path, 30 },
 	{ "ioctl_queues", t_ioctl_queues, 30 },
+	{ "hooks", t_hooks, 60 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
 };
