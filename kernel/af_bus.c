@@ -2422,11 +2422,15 @@ static int bus_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 		amount = atomic_read(&bus_sk(sk)->outq);
 		break;
 	case SIOCINQ:
-		spin_lock(&sk->sk_receive_queue.lock);
+		/*
+		 * _bh: the queue lock is also taken in softirq context, when an RCU-freed socket's
+		 * destructor purges its queue (lockdep: inconsistent {IN-SOFTIRQ-W} usage).
+		 */
+		spin_lock_bh(&sk->sk_receive_queue.lock);
 		skb = skb_peek(&sk->sk_receive_queue);
 		if (skb)
 			amount = skb->len;
-		spin_unlock(&sk->sk_receive_queue.lock);
+		spin_unlock_bh(&sk->sk_receive_queue.lock);
 		break;
 	default:
 		return -ENOIOCTLCMD;
