@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * af_bus.c — AF_BUS: a multicast, totally ordered, credential- and fd-passing SOCK_SEQPACKET
- * transport for a D-Bus style message bus. Out-of-tree module for Linux 6.1+.
+ * transport for a D-Bus style message bus. Out-of-tree module, built and
+ * tested for Debian 12's Linux 6.1 and 6.12.
  *
  * Design, locking and limits are described in docs/kernel.md; the user API in afbus(7) and
  * include/uapi/linux/af_bus.h.
@@ -25,6 +26,7 @@
 #include <linux/slab.h>
 #include <linux/mutex.h>
 #include <linux/hashtable.h>
+#include <linux/xarray.h>
 #include <linux/namei.h>
 #include <linux/fs.h>
 #include <linux/mount.h>
@@ -37,16 +39,18 @@
 #include <linux/uaccess.h>
 #include <asm/ioctls.h>
 #include <linux/sockptr.h>
+#include <linux/version.h>
 #include <net/sock.h>
 #include <net/tcp_states.h>
 #include <net/scm.h>
 #include <net/net_namespace.h>
 #include <uapi/linux/af_bus.h>
+#include <linux/af_bus_hooks.h>
 
 #define BUS_HASH_BITS		10
 #define BUS_DEFAULT_MAXQLEN	512
 #define BUS_MAX_MAXQLEN		65536
-#define BUS_MAX_SNDBUF		(64 << 20)
+#define BUS_MAX_SNDBUF		(256 << 20)	/* with CAP_NET_ADMIN; else net.core.wmem_max */
 #define BUS_MAX_ADDRS		1024	/* extra addresses per client */
 #define BUS_MCAST_MAX_FDREFS	4096	/* fds x recipients of one multicast */
 
@@ -56,6 +60,17 @@ MODULE_PARM_DESC(family,
 		 "Address family (0: first free of 19, 23, 18, 22, 25); reads back the one in use");
 
 static const int bus_family_candidates[] = AF_BUS_FAMILY_CANDIDATES;
+
+/*
+ * Kernel interfaces that changed between the kernels we build for (Debian 12's 6.1 and 6.12):
+ * idmapped mounts take a struct mnt_idmap since 6.3, proto_ops lost .sendpage in 6.5 and
+ * .accept takes a struct proto_accept_arg since 6.10.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define bus_mnt_idmap(mnt)	mnt_idmap(mnt)
+#else
+#define bus_mnt_idmap(mnt)	mnt_user_ns(mnt)
+#endif
 
 enum bus_role {
 	BUS_ROLE_NONE = 0,
@@ -73,6 +88,26 @@ struct bus_address {
 	struct bus_sock *owner;
 };
 
+/*
+ * The multicast index: for every prefix some joined client holds an address in, the list of
+ * those clients (one struct bus_holder per client and prefix, counting its addresses there). A
+ * multicast walks only the holders of its prefix; a prefix nobody holds costs one lookup.
+ * Prefix 0 (unique addresses) is embedded in struct bus and its holder in struct bus_sock, so
+ * joining never allocates; other prefixes live in bus->prefixes. All under bus->lock.
+ */
+struct bus_prefix {
+	struct list_head holders;	/* struct bus_holder.pnode */
+	unsigned int nholders;
+};
+
+struct bus_holder {
+	struct list_head pnode;		/* bus_prefix.holders */
+	struct list_head cnode;		/* bus_sock.holders */
+	struct bus_sock *c;
+	unsigned int naddrs;		/* c's hashed addresses in this prefix */
+	u16 prefix;
+};
+
 struct bus {
 	struct kref kref;
 	struct mutex lock;		/* the per-bus lock */
@@ -86,6 +121,10 @@ struct bus {
 	struct bus_sock *listener;
 	u64 next_client;
 	DECLARE_HASHTABLE(addrs, BUS_HASH_BITS);
+	struct bus_prefix prefix0;	/* holders of prefix 0 */
+	struct xarray prefixes;		/* prefix (1..65535) -> struct bus_prefix */
+	u64 mcast_seq;			/* marks the receivers of the current multicast */
+	struct list_head eavesdroppers;	/* clients with eavesdrop set */
 	struct list_head clients;	/* connected clients (joined or not) */
 	struct list_head pending;	/* master-side sockets not yet accepted */
 	unsigned int npending;
@@ -105,21 +144,29 @@ struct bus_sock {
 	u64 addr;			/* unique address of a client; 0 for master sockets */
 	struct list_head addrs;		/* struct bus_address of a client */
 	unsigned int naddrs;
+	struct list_head holders;	/* struct bus_holder of a joined client */
+	struct bus_holder holder0;	/* its holder of prefix 0 */
+	struct list_head eav_node;	/* bus->eavesdroppers */
+	u64 mcast_seq;			/* == bus->mcast_seq: got the current multicast */
 	struct list_head client_node;	/* bus->clients */
 	struct list_head pending_node;	/* bus->pending */
 	bool joined;
 	bool eavesdrop;
 	u32 maxqlen;
 	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
+	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
 	atomic64_t dropped;		/* messages dropped for us (queue full) */
 	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
+	atomic_t outq;			/* bytes of our messages queued at receivers (SIOCOUTQ) */
+	atomic64_t sent_dropped;	/* copies of our sends dropped at full receivers */
+	atomic64_t sent_dropped_unread;	/* ... not yet read by the master (BUS_GET_SENDER_DROPS) */
 };
 
 /* Per-message metadata, in skb->cb. */
 struct bus_skb_parms {
 	struct pid *pid;
 	struct scm_fp_list *fp;
-	u64 src;
+	struct bus_sock *sender;	/* counted reference; its address is the source */
 	u64 dst;
 	kuid_t uid;
 	kgid_t gid;
@@ -154,6 +201,8 @@ static void bus_free(struct kref *kref)
 
 	if (!bus->abstract)
 		path_put(&bus->path);
+	WARN_ON(!xa_empty(&bus->prefixes));
+	xa_destroy(&bus->prefixes);
 	kfree(bus->filter);
 	kfree(bus);
 }
@@ -163,9 +212,19 @@ static void bus_put(struct bus *bus)
 	kref_put(&bus->kref, bus_free);
 }
 
-static bool bus_is_master(const struct bus_sock *bsk)
+/*
+ * bsk->role is published with smp_store_release() after bsk->bus is set (bind, connect), so a
+ * reader that sees a role other than NONE through bus_role() also sees the bus. bus and role never
+ * change again until release.
+ */
+static enum bus_role bus_role(const struct bus_sock *bsk)
 {
-	return bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_MASTER_CONN;
+	return smp_load_acquire(&bsk->role);	/* pairs with smp_store_release() in bind/connect */
+}
+
+static bool bus_is_master(enum bus_role role)
+{
+	return role == BUS_ROLE_LISTENER || role == BUS_ROLE_MASTER_CONN;
 }
 
 static bool bus_queue_full(const struct bus_sock *bsk)
@@ -221,24 +280,148 @@ static void bus_copy_peercred(struct sock *sk, struct sock *from)
 	put_cred(old_cred);
 }
 
+/* ------------------------------------------------------------------ files in flight */
+
+/*
+ * Files in flight over AF_BUS, per sending user (scm_fp_list.user), like AF_UNIX's
+ * user->unix_inflight: a user whose count is above its RLIMIT_NOFILE cannot send more files
+ * (ETOOMANYREFS) unless it has CAP_SYS_RESOURCE or CAP_SYS_ADMIN. Every file list AF_BUS holds in
+ * an skb is counted (each multicast copy too) from the sendmsg() that makes it until the receiver
+ * takes it or the skb is freed. AF_UNIX's own counter is not touched: its lock is private.
+ */
+struct bus_user {
+	struct hlist_node node;
+	struct user_struct *user;	/* counted reference */
+	unsigned long inflight;
+};
+
+static DEFINE_SPINLOCK(bus_user_lock);
+static DEFINE_HASHTABLE(bus_users, 6);
+
+static struct bus_user *bus_user_find(struct user_struct *user)
+{
+	struct bus_user *u;
+
+	lockdep_assert_held(&bus_user_lock);
+	hash_for_each_possible(bus_users, u, node, (unsigned long)user)
+		if (u->user == user)
+			return u;
+	return NULL;
+}
+
+static int bus_fds_charge(struct scm_fp_list *fpl, gfp_t gfp)
+{
+	struct bus_user *u, *new = NULL;
+	unsigned long flags;
+
+	for (;;) {
+		spin_lock_irqsave(&bus_user_lock, flags);
+		u = bus_user_find(fpl->user);
+		if (!u && new) {
+			u = new;
+			new = NULL;
+			u->user = get_uid(fpl->user);
+			u->inflight = 0;
+			hash_add(bus_users, &u->node, (unsigned long)u->user);
+		}
+		if (u)
+			u->inflight += fpl->count;
+		spin_unlock_irqrestore(&bus_user_lock, flags);
+		if (u)
+			break;
+		new = kmalloc(sizeof(*new), gfp);
+		if (!new)
+			return -ENOMEM;
+	}
+	kfree(new);
+	return 0;
+}
+
+static void bus_fds_uncharge(struct scm_fp_list *fpl)
+{
+	struct bus_user *u;
+	unsigned long flags;
+
+	spin_lock_irqsave(&bus_user_lock, flags);
+	u = bus_user_find(fpl->user);
+	if (WARN_ON_ONCE(!u || u->inflight < fpl->count)) {
+		spin_unlock_irqrestore(&bus_user_lock, flags);
+		return;
+	}
+	u->inflight -= fpl->count;
+	if (u->inflight)
+		u = NULL;
+	else
+		hash_del(&u->node);
+	spin_unlock_irqrestore(&bus_user_lock, flags);
+	if (u) {
+		free_uid(u->user);
+		kfree(u);
+	}
+}
+
+/* too_many_unix_fds() for AF_BUS's own count */
+static bool bus_too_many_fds(struct user_struct *user)
+{
+	unsigned long n = 0, flags;
+	struct bus_user *u;
+
+	spin_lock_irqsave(&bus_user_lock, flags);
+	u = bus_user_find(user);
+	if (u)
+		n = u->inflight;
+	spin_unlock_irqrestore(&bus_user_lock, flags);
+	if (n <= rlimit(RLIMIT_NOFILE))
+		return false;
+	return !capable(CAP_SYS_RESOURCE) && !capable(CAP_SYS_ADMIN);
+}
+
 /* ------------------------------------------------------------------ skb metadata */
+
+/* cb->flags */
+#define BUS_CB_FDS_CHARGED	0x1	/* cb->fp is counted in bus_users */
+#define BUS_CB_OUTQ		0x2	/* skb->len is counted in cb->sender->outq */
+
+/* The source address of a message: the sending client's unique address, or 0 for the master. */
+static u64 bus_cb_src(const struct bus_skb_parms *cb)
+{
+	return cb->sender->role == BUS_ROLE_CLIENT ? cb->sender->addr : BUS_MASTER_ADDR;
+}
+
+/* Take the files off @cb (to hand them to a receiver, or to free them). */
+static struct scm_fp_list *bus_cb_take_fds(struct bus_skb_parms *cb)
+{
+	struct scm_fp_list *fp = cb->fp;
+
+	cb->fp = NULL;
+	if (fp && (cb->flags & BUS_CB_FDS_CHARGED))
+		bus_fds_uncharge(fp);
+	cb->flags &= ~BUS_CB_FDS_CHARGED;
+	return fp;
+}
 
 static void bus_cb_release(struct sk_buff *skb)
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
-	struct scm_cookie scm = { .fp = cb->fp };
+	struct scm_cookie scm = { .fp = bus_cb_take_fds(cb) };
 
 	put_pid(cb->pid);
 	cb->pid = NULL;
-	cb->fp = NULL;
 	if (scm.fp)
 		__scm_destroy(&scm);
+	if (cb->sender) {
+		if (cb->flags & BUS_CB_OUTQ)
+			atomic_sub(skb->len, &cb->sender->outq);
+		sock_put(&cb->sender->sk);
+		cb->sender = NULL;
+	}
+	cb->flags &= ~BUS_CB_OUTQ;
 }
 
 static void bus_rfree(struct sk_buff *skb)
 {
-	bus_cb_release(skb);
 	sock_rfree(skb);
+	bus_cb_release(skb);	/* may drop the last reference to the sender (possibly skb->sk) */
 }
 
 static void bus_set_owner_r(struct sk_buff *skb, struct sock *sk)
@@ -258,14 +441,25 @@ static struct sk_buff *bus_copy_skb(struct sk_buff *skb)
 		return NULL;
 	cb = &BUSCB(c);
 	get_pid(cb->pid);
+	sock_hold(&cb->sender->sk);
+	cb->flags &= ~(BUS_CB_FDS_CHARGED | BUS_CB_OUTQ);
 	if (cb->fp) {
 		cb->fp = scm_fp_dup(cb->fp);
+		if (cb->fp && bus_fds_charge(cb->fp, GFP_KERNEL)) {
+			struct scm_cookie scm = { .fp = cb->fp };
+
+			__scm_destroy(&scm);
+			cb->fp = NULL;
+		}
 		if (!cb->fp) {
 			put_pid(cb->pid);
 			cb->pid = NULL;
+			sock_put(&cb->sender->sk);
+			cb->sender = NULL;
 			kfree_skb(c);
 			return NULL;
 		}
+		cb->flags |= BUS_CB_FDS_CHARGED;
 	}
 	return c;
 }
@@ -284,8 +478,11 @@ struct bus_wake {
 
 static void bus_enqueue(struct bus_sock *rbsk, struct sk_buff *skb, struct bus_wake *wake)
 {
+	struct bus_skb_parms *cb = &BUSCB(skb);
 	struct sock *rsk = &rbsk->sk;
 
+	atomic_add(skb->len, &cb->sender->outq);
+	cb->flags |= BUS_CB_OUTQ;
 	bus_set_owner_r(skb, rsk);
 	skb_queue_tail(&rsk->sk_receive_queue, skb);
 	if (wake->n < BUS_WAKE_BATCH)
@@ -373,6 +570,64 @@ static u32 bus_filter_eval(const struct bus_filter *f, const struct sk_buff *skb
 	return f->default_verdict;
 }
 
+/* ------------------------------------------------------------------ hooks */
+
+/*
+ * Handlers by point, in priority order (lower first). Writers hold bus_hooks_mutex; the send and
+ * delivery paths walk the lists under rcu_read_lock(). The bus filter is the built-in handler
+ * bus_filter_hook at BUS_HOOK_PRI_FILTER.
+ */
+static DEFINE_MUTEX(bus_hooks_mutex);
+static struct list_head bus_hooks[BUS_HOOK_NUM_POINTS];
+
+int bus_register_hook(struct bus_hook_ops *ops)
+{
+	struct bus_hook_ops *pos;
+	struct list_head *head;
+
+	if (!ops || !ops->hook || ops->point < 0 || ops->point >= BUS_HOOK_NUM_POINTS)
+		return -EINVAL;
+	head = &bus_hooks[ops->point];
+	mutex_lock(&bus_hooks_mutex);
+	/* after every handler of the same or lower priority: registration order breaks ties */
+	list_for_each_entry(pos, head, list)
+		if (pos->priority > ops->priority)
+			break;
+	list_add_tail_rcu(&ops->list, &pos->list);
+	mutex_unlock(&bus_hooks_mutex);
+	return 0;
+}
+EXPORT_SYMBOL_GPL(bus_register_hook);
+
+void bus_unregister_hook(struct bus_hook_ops *ops)
+{
+	mutex_lock(&bus_hooks_mutex);
+	list_del_rcu(&ops->list);
+	mutex_unlock(&bus_hooks_mutex);
+	synchronize_rcu();	/* no handler still runs ops->hook when we return */
+}
+EXPORT_SYMBOL_GPL(bus_unregister_hook);
+
+static int bus_run_hooks(enum bus_hook_point point, const struct bus_hook_ctx *ctx)
+{
+	struct bus_hook_ops *ops;
+	int verdict = BUS_HOOK_ACCEPT;
+
+	rcu_read_lock();
+	list_for_each_entry_rcu(ops, &bus_hooks[point], list) {
+		verdict = ops->hook(ops->priv, ctx);
+		if (verdict != BUS_HOOK_ACCEPT)
+			break;
+	}
+	rcu_read_unlock();
+	if (verdict != BUS_HOOK_ACCEPT && verdict != BUS_HOOK_DROP &&
+	    (verdict >= 0 || verdict < -MAX_ERRNO)) {
+		pr_warn_once("hook returned invalid verdict %d, treated as a drop\n", verdict);
+		verdict = BUS_HOOK_DROP;
+	}
+	return verdict;
+}
+
 /* ------------------------------------------------------------------ addresses */
 
 static struct bus_sock *bus_lookup_addr(struct bus *bus, u64 addr)
@@ -395,14 +650,89 @@ static struct bus_address *bus_find_own_addr(struct bus_sock *bsk, u64 addr)
 	return NULL;
 }
 
-static bool bus_holds_prefix(struct bus_sock *bsk, u16 prefix)
+static struct bus_prefix *bus_prefix_lookup(struct bus *bus, u16 prefix)
 {
-	struct bus_address *a;
+	lockdep_assert_held(&bus->lock);
+	return prefix ? xa_load(&bus->prefixes, prefix) : &bus->prefix0;
+}
 
-	list_for_each_entry(a, &bsk->addrs, node)
-		if (BUS_ADDR_PREFIX(a->addr) == prefix)
-			return true;
-	return false;
+/* Put @a into the address table and the multicast index. -ENOMEM only for prefixes other than 0. */
+static int bus_hash_addr_locked(struct bus *bus, struct bus_address *a)
+{
+	struct bus_sock *c = a->owner;
+	u16 prefix = BUS_ADDR_PREFIX(a->addr);
+	struct bus_prefix *p, *newp = NULL;
+	struct bus_holder *h;
+	int err;
+
+	lockdep_assert_held(&bus->lock);
+	list_for_each_entry(h, &c->holders, cnode)
+		if (h->prefix == prefix)
+			goto found;
+	p = bus_prefix_lookup(bus, prefix);
+	if (!p) {
+		newp = kzalloc(sizeof(*newp), GFP_KERNEL);
+		if (!newp)
+			return -ENOMEM;
+		INIT_LIST_HEAD(&newp->holders);
+		err = xa_insert(&bus->prefixes, prefix, newp, GFP_KERNEL);
+		if (err) {
+			kfree(newp);
+			return err;
+		}
+		p = newp;
+	}
+	if (prefix) {
+		h = kzalloc(sizeof(*h), GFP_KERNEL);
+		if (!h) {
+			if (newp) {
+				xa_erase(&bus->prefixes, prefix);
+				kfree(newp);
+			}
+			return -ENOMEM;
+		}
+	} else {
+		h = &c->holder0;
+	}
+	h->c = c;
+	h->prefix = prefix;
+	h->naddrs = 0;
+	list_add_tail(&h->pnode, &p->holders);
+	p->nholders++;
+	list_add_tail(&h->cnode, &c->holders);
+found:
+	h->naddrs++;
+	hash_add(bus->addrs, &a->hnode, a->addr);
+	return 0;
+}
+
+static void bus_unhash_addr_locked(struct bus *bus, struct bus_address *a)
+{
+	struct bus_sock *c = a->owner;
+	u16 prefix = BUS_ADDR_PREFIX(a->addr);
+	struct bus_prefix *p;
+	struct bus_holder *h;
+
+	lockdep_assert_held(&bus->lock);
+	if (hlist_unhashed(&a->hnode))
+		return;
+	hash_del(&a->hnode);
+	list_for_each_entry(h, &c->holders, cnode)
+		if (h->prefix == prefix)
+			break;
+	if (WARN_ON_ONCE(list_entry_is_head(h, &c->holders, cnode)) || --h->naddrs)
+		return;
+	p = bus_prefix_lookup(bus, prefix);
+	list_del(&h->pnode);
+	list_del(&h->cnode);
+	p->nholders--;
+	if (prefix) {
+		kfree(h);
+		if (!p->nholders) {
+			xa_erase(&bus->prefixes, prefix);
+			kfree(p);
+		}
+	}
 }
 
 /* ------------------------------------------------------------------ socket lifetime */
@@ -433,25 +763,31 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	bsk->addr = 0;
 	INIT_LIST_HEAD(&bsk->addrs);
 	bsk->naddrs = 0;
+	INIT_LIST_HEAD(&bsk->holders);
+	INIT_LIST_HEAD(&bsk->eav_node);
+	bsk->mcast_seq = 0;
 	INIT_LIST_HEAD(&bsk->client_node);
 	INIT_LIST_HEAD(&bsk->pending_node);
 	bsk->joined = false;
 	bsk->eavesdrop = false;
 	bsk->maxqlen = BUS_DEFAULT_MAXQLEN;
 	init_waitqueue_head(&bsk->peer_wait);
+	mutex_init(&bsk->iolock);
 	atomic64_set(&bsk->dropped, 0);
 	atomic64_set(&bsk->dropped_unread, 0);
+	atomic_set(&bsk->outq, 0);
+	atomic64_set(&bsk->sent_dropped, 0);
+	atomic64_set(&bsk->sent_dropped_unread, 0);
 	sock_prot_inuse_add(net, &bus_proto, 1);
 	return sk;
 }
 
-static void bus_unhash_addrs_locked(struct bus_sock *bsk)
+static void bus_unhash_addrs_locked(struct bus *bus, struct bus_sock *bsk)
 {
 	struct bus_address *a;
 
 	list_for_each_entry(a, &bsk->addrs, node)
-		if (!hlist_unhashed(&a->hnode))
-			hash_del(&a->hnode);
+		bus_unhash_addr_locked(bus, a);
 }
 
 static void bus_free_addrs(struct bus_sock *bsk)
@@ -484,11 +820,13 @@ static void bus_disconnect_client_locked(struct bus *bus, struct bus_sock *c)
 
 	if (c->role != BUS_ROLE_CLIENT || list_empty(&c->client_node))
 		return;
-	bus_unhash_addrs_locked(c);
+	bus_unhash_addrs_locked(bus, c);
 	if (c->joined)
 		bus->stats.joined--;
-	if (c->eavesdrop)
+	if (c->eavesdrop) {
 		bus->neavesdrop--;
+		list_del_init(&c->eav_node);
+	}
 	bus->stats.clients--;
 	list_del_init(&c->client_node);
 	c->joined = false;
@@ -657,7 +995,7 @@ static struct bus *bus_find(struct net *net, struct bus_name *n, int *err)
 		if (*err)
 			return NULL;
 		inode = d_backing_inode(path.dentry);
-		*err = inode_permission(mnt_user_ns(path.mnt), inode, MAY_WRITE);
+		*err = inode_permission(bus_mnt_idmap(path.mnt), inode, MAY_WRITE);
 		if (*err)
 			goto put;
 		*err = -ECONNREFUSED;
@@ -667,7 +1005,12 @@ static struct bus *bus_find(struct net *net, struct bus_name *n, int *err)
 
 	mutex_lock(&bus_table_lock);
 	list_for_each_entry(bus, &bus_table, table_node) {
-		if (!net_eq(read_pnet(&bus->net), net) || bus->abstract != n->abstract)
+		/*
+		 * Abstract names are per network namespace; a filesystem bus is found through its
+		 * inode from any namespace that can see the path, as AF_UNIX does.
+		 */
+		if (bus->abstract != n->abstract ||
+		    (n->abstract && !net_eq(read_pnet(&bus->net), net)))
 			continue;
 		if (n->abstract) {
 			if (bus->namelen == n->len && !memcmp(bus->name, n->name, n->len)) {
@@ -729,6 +1072,9 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	memcpy(bus->name, n->name, n->len);
 	bus->next_client = 1;
 	hash_init(bus->addrs);
+	INIT_LIST_HEAD(&bus->prefix0.holders);
+	xa_init(&bus->prefixes);
+	INIT_LIST_HEAD(&bus->eavesdroppers);
 	INIT_LIST_HEAD(&bus->clients);
 	INIT_LIST_HEAD(&bus->pending);
 	bus->maxqlen = BUS_DEFAULT_MAXQLEN;
@@ -736,7 +1082,6 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 
 	if (!n->abstract) {
 		umode_t mode = S_IFSOCK | (SOCK_INODE(sock)->i_mode & ~current_umask());
-		struct user_namespace *ns;
 		struct dentry *dentry;
 		struct path parent;
 
@@ -748,10 +1093,10 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 			kfree(bus);
 			goto out_unlock;
 		}
-		ns = mnt_user_ns(parent.mnt);
 		err = security_path_mknod(&parent, dentry, mode, 0);
 		if (!err)
-			err = vfs_mknod(ns, d_inode(parent.dentry), dentry, mode, 0);
+			err = vfs_mknod(bus_mnt_idmap(parent.mnt), d_inode(parent.dentry),
+					dentry, mode, 0);
 		if (err) {
 			done_path_create(&parent, dentry);
 			if (err == -EEXIST)
@@ -778,7 +1123,7 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	list_add_tail(&bus->table_node, &bus_table);
 	mutex_unlock(&bus_table_lock);
 	bsk->bus = bus;
-	bsk->role = BUS_ROLE_LISTENER;
+	smp_store_release(&bsk->role, BUS_ROLE_LISTENER);	/* after bsk->bus: see bus_role() */
 	err = 0;
 out_unlock:
 	release_sock(sk);
@@ -867,17 +1212,17 @@ static int bus_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len
 	INIT_HLIST_NODE(&ua->hnode);
 	list_add(&ua->node, &bsk->addrs);
 
-	s->role = BUS_ROLE_MASTER_CONN;
 	kref_get(&bus->kref);
 	s->bus = bus;
+	smp_store_release(&s->role, BUS_ROLE_MASTER_CONN);	/* after s->bus: see bus_role() */
 	s->maxqlen = bus->maxqlen;
 	bsk->maxqlen = bus->maxqlen;
 	if (bus->sndbuf) {
 		WRITE_ONCE(sk->sk_sndbuf, bus->sndbuf);
 		WRITE_ONCE(newsk->sk_sndbuf, bus->sndbuf);
 	}
-	bsk->role = BUS_ROLE_CLIENT;
 	bsk->bus = bus;		/* the reference taken by bus_find */
+	smp_store_release(&bsk->role, BUS_ROLE_CLIENT);	/* after bsk->bus: see bus_role() */
 	sock_hold(newsk);
 	bsk->peer = s;
 	sock_hold(sk);
@@ -911,15 +1256,16 @@ out_free_name:
 	return err;
 }
 
-static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bool kern)
+static int bus_do_accept(struct socket *sock, struct socket *newsock, int flags)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *s = NULL;
-	struct bus *bus = bsk->bus;
+	struct bus *bus;
 	long timeo;
 
-	if (bsk->role != BUS_ROLE_LISTENER || sk->sk_state != TCP_LISTEN)
+	if (bus_role(bsk) != BUS_ROLE_LISTENER || sk->sk_state != TCP_LISTEN)
 		return -EINVAL;
+	bus = bsk->bus;
 	timeo = sock_rcvtimeo(sk, flags & O_NONBLOCK);
 	for (;;) {
 		mutex_lock(&bus->lock);
@@ -955,19 +1301,32 @@ static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bo
 	}
 }
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0)
+static int bus_accept(struct socket *sock, struct socket *newsock, struct proto_accept_arg *arg)
+{
+	return bus_do_accept(sock, newsock, arg->flags);
+}
+#else
+static int bus_accept(struct socket *sock, struct socket *newsock, int flags, bool kern)
+{
+	return bus_do_accept(sock, newsock, flags);
+}
+#endif
+
 static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk);
 	struct sockaddr_bus *sa = (struct sockaddr_bus *)uaddr;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = role == BUS_ROLE_NONE ? NULL : bsk->bus;
 	u64 addr = 0;
 
 	if (peer) {
 		if (!bus)
 			return -ENOTCONN;
-		if (bsk->role == BUS_ROLE_CLIENT) {
+		if (role == BUS_ROLE_CLIENT) {
 			addr = BUS_MASTER_ADDR;
-		} else if (bsk->role == BUS_ROLE_MASTER_CONN) {
+		} else if (role == BUS_ROLE_MASTER_CONN) {
 			mutex_lock(&bus->lock);
 			if (!bsk->peer) {
 				mutex_unlock(&bus->lock);
@@ -978,7 +1337,7 @@ static int bus_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 		} else {
 			return -ENOTCONN;
 		}
-	} else if (bsk->role == BUS_ROLE_CLIENT) {
+	} else if (role == BUS_ROLE_CLIENT) {
 		addr = bsk->addr;
 	}
 	return bus_fill_sockaddr(bus, addr, sa);
@@ -1065,10 +1424,18 @@ static int bus_check_fds(struct scm_fp_list *fp)
 	for (i = 0; i < fp->count; i++) {
 		struct socket *s = sock_from_file(fp->fp[i]);
 
-		/* AF_BUS sockets in flight could form reference cycles nothing collects */
-		if (s && s->sk && s->sk->sk_prot == &bus_proto)
+		/*
+		 * No AF_BUS and no AF_UNIX socket may sit in an AF_BUS queue: a socket whose
+		 * own queue (directly, or through AF_UNIX queues) holds the file of the socket
+		 * it waits in forms a cycle that nothing collects: AF_UNIX's garbage collector
+		 * only sees AF_UNIX queues and AF_BUS has none. Without sockets in AF_BUS
+		 * queues, no cycle can pass through one.
+		 */
+		if (s && s->sk && (s->sk->sk_prot == &bus_proto || s->sk->sk_family == AF_UNIX))
 			return -EINVAL;
 	}
+	if (bus_too_many_fds(fp->user))
+		return -ETOOMANYREFS;
 	return 0;
 }
 
@@ -1122,11 +1489,15 @@ static int bus_scm_send(struct socket *sock, struct msghdr *msg, struct scm_cook
 				err = -ENOMEM;
 				goto out;
 			}
+			/*
+			 * Zero everything before fp[]: that covers the AF_UNIX garbage
+			 * collector's fields (inflight, vertices, edges), present or not
+			 * depending on the kernel (mainline 6.9+, backported into Debian's
+			 * 6.1). Only AF_UNIX queues use them; scm_fp_dup() initialises the
+			 * copies' own.
+			 */
 			memset(fpl, 0, offsetof(struct scm_fp_list, fp));
 			fpl->max = SCM_MAX_FD;
-#if IS_ENABLED(CONFIG_UNIX)
-			INIT_LIST_HEAD(&fpl->vertices);
-#endif
 			fpl->user = get_uid(current_user());
 		}
 		if (fpl->count + num > fpl->max) {
@@ -1172,12 +1543,156 @@ out:
 	return err;
 }
 
-/* Account a drop of a copy for receiver @r (multicast overflow), visible to the master. */
-static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r)
+/*
+ * The bus filter (BUS_SET_FILTER) as the built-in delivery handler. It judges client sends only
+ * (the master installed it) and not eavesdropper copies. bus->lock is held by the caller.
+ */
+static int bus_filter_hook(void *priv, const struct bus_hook_ctx *ctx)
+{
+	const struct bus *bus = ctx->bus;
+
+	if (!bus->filter || ctx->from_master || ctx->kind == BUS_HOOK_EAVESDROP)
+		return BUS_HOOK_ACCEPT;
+	switch (bus_filter_eval(bus->filter, ctx->skb, ctx->src, ctx->dst, ctx->rcpt,
+				ctx->kind == BUS_HOOK_MULTICAST)) {
+	case BUS_FILTER_ACCEPT:
+		return BUS_HOOK_ACCEPT;
+	case BUS_FILTER_DROP:
+		return BUS_HOOK_DROP;
+	default:
+		return -EACCES;
+	}
+}
+
+static struct bus_hook_ops bus_filter_ops = {
+	.hook = bus_filter_hook,
+	.point = BUS_HOOK_DELIVER,
+	.priority = BUS_HOOK_PRI_FILTER,
+};
+
+static void bus_hook_ctx_init(struct bus_hook_ctx *ctx, struct bus *bus, struct sk_buff *skb,
+			      struct bus_sock *sender, enum bus_hook_kind kind)
+{
+	struct bus_skb_parms *cb = &BUSCB(skb);
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->bus = bus;
+	ctx->skb = skb;
+	ctx->sender = &sender->sk;
+	ctx->src = bus_cb_src(cb);
+	ctx->dst = cb->dst;
+	ctx->kind = kind;
+	ctx->from_master = sender->role == BUS_ROLE_MASTER_CONN;
+	ctx->protocol = sender->sk.sk_protocol;
+}
+
+/* The send hooks: BUS_HOOK_ACCEPT, BUS_HOOK_DROP or -errno. Non-accepts count as filter drops. */
+static int bus_send_verdict_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender)
+{
+	struct bus_hook_ctx ctx;
+	int v;
+
+	lockdep_assert_held(&bus->lock);
+	if (list_empty(&bus_hooks[BUS_HOOK_SEND]))
+		return BUS_HOOK_ACCEPT;
+	bus_hook_ctx_init(&ctx, bus, skb, sender,
+			  BUS_IS_MULTICAST(BUSCB(skb).dst) ? BUS_HOOK_MULTICAST : BUS_HOOK_UNICAST);
+	v = bus_run_hooks(BUS_HOOK_SEND, &ctx);
+	if (v != BUS_HOOK_ACCEPT)
+		bus->stats.filter_drops++;
+	return v;
+}
+
+/* The delivery hooks for receiver @r, as bus_send_verdict_locked(). */
+static int bus_deliver_verdict_locked(struct bus *bus, struct sk_buff *skb,
+				      struct bus_sock *sender, struct bus_sock *r,
+				      enum bus_hook_kind kind)
+{
+	struct bus_hook_ctx ctx;
+	int v;
+
+	lockdep_assert_held(&bus->lock);
+	bus_hook_ctx_init(&ctx, bus, skb, sender, kind);
+	ctx.receiver = &r->sk;
+	ctx.rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
+	v = bus_run_hooks(BUS_HOOK_DELIVER, &ctx);
+	if (v != BUS_HOOK_ACCEPT)
+		bus->stats.filter_drops++;
+	return v;
+}
+
+/*
+ * Paged bytes per sk_buff: alloc_skb_with_frags() takes at most MAX_SKB_FRAGS pages of data on
+ * 6.1 whatever the page order, so that is what we ask of every kernel.
+ */
+#define BUS_CHUNK	(MAX_SKB_FRAGS * PAGE_SIZE)
+
+/*
+ * Allocate the sk_buff of a @len byte message, charged to @sk's send buffer. Small messages are
+ * linear; larger ones get a linear head of at most SKB_MAX_ALLOC bytes (an order-2 allocation at
+ * most), BUS_CHUNK bytes of page fragments and, beyond that, a frag_list of further paged skbs of
+ * BUS_CHUNK bytes each, so no allocation is ever above PAGE_ALLOC_COSTLY_ORDER whatever the size
+ * (D-Bus allows 128 MiB). The whole message is charged to sk_wmem_alloc through the head's
+ * truesize; @len itself is bounded by SO_SNDBUF by the caller.
+ */
+static struct sk_buff *bus_alloc_msg(struct sock *sk, size_t len, int noblock, int *err)
+{
+	size_t linear = min_t(size_t, len, SKB_MAX_ALLOC);
+	size_t data_len = min_t(size_t, len - linear, BUS_CHUNK);
+	size_t rest = len - linear - data_len;
+	struct sk_buff *skb, *frag, **tail;
+
+	BUILD_BUG_ON(SKB_MAX_ALLOC < PAGE_SIZE);
+	skb = sock_alloc_send_pskb(sk, linear, data_len, noblock, err, PAGE_ALLOC_COSTLY_ORDER);
+	if (!skb)
+		return NULL;
+	skb_put(skb, linear);
+	skb->data_len = data_len;
+	skb->len = linear + data_len;
+
+	tail = &skb_shinfo(skb)->frag_list;
+	while (rest) {
+		size_t chunk = min_t(size_t, rest, BUS_CHUNK);
+
+		if (fatal_signal_pending(current)) {
+			*err = -EINTR;
+			goto fail;
+		}
+		frag = alloc_skb_with_frags(0, chunk, PAGE_ALLOC_COSTLY_ORDER, err,
+					    sk->sk_allocation);
+		if (!frag)
+			goto fail;
+		frag->data_len = chunk;
+		frag->len = chunk;
+		*tail = frag;
+		tail = &frag->next;
+		skb->len += chunk;
+		skb->data_len += chunk;
+		/* sock_wfree() of the head uncharges head->truesize: charge the chunk with it */
+		skb->truesize += frag->truesize;
+		refcount_add(frag->truesize, &sk->sk_wmem_alloc);
+		rest -= chunk;
+		cond_resched();
+	}
+	return skb;
+fail:
+	kfree_skb(skb);
+	return NULL;
+}
+
+/*
+ * Account a drop of a copy of @sender's message for receiver @r (multicast or eavesdropper
+ * overflow), visible to the master: to the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender
+ * (BUS_GET_SENDER_DROPS), so that the master can tell a slow reader from a flooding sender.
+ */
+static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bus_sock *sender)
 {
 	struct bus_sock *m;
 	struct socket_wq *wq;
 
+	lockdep_assert_held(&bus->lock);
+	atomic64_inc(&sender->sent_dropped);
+	atomic64_inc(&sender->sent_dropped_unread);
 	atomic64_inc(&r->dropped);
 	bus->stats.overflow_drops++;
 	m = r->role == BUS_ROLE_CLIENT ? r->peer : NULL;
@@ -1196,24 +1711,28 @@ static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r)
  * Called with bus->lock held.
  */
 static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
-				 struct bus_sock *skip1, struct bus_sock *skip2, bool mcast,
+				 struct bus_sock *sender, struct bus_sock *skip2, bool mcast,
 				 struct bus_wake *wake)
 {
 	struct bus_sock *c;
 	struct sk_buff *copy;
 
-	list_for_each_entry(c, &bus->clients, client_node) {
-		if (!c->eavesdrop || c == skip1 || c == skip2)
+	lockdep_assert_held(&bus->lock);
+	list_for_each_entry(c, &bus->eavesdroppers, eav_node) {
+		if (c == sender || c == skip2)
 			continue;
-		if (mcast && bus_holds_prefix(c, BUS_ADDR_PREFIX(BUSCB(skb).dst)) && c->joined)
-			continue;	/* got it as a multicast recipient */
+		if (mcast && c->mcast_seq == bus->mcast_seq)
+			continue;	/* a holder of the prefix: it was a multicast recipient */
+		if (bus_deliver_verdict_locked(bus, skb, sender, c, BUS_HOOK_EAVESDROP) !=
+		    BUS_HOOK_ACCEPT)
+			continue;
 		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		copy = bus_copy_skb(skb);
 		if (!copy) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		bus_enqueue(c, copy, wake);
@@ -1230,41 +1749,47 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 				     struct bus_wake *wake)
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
-	u16 prefix = BUS_ADDR_PREFIX(cb->dst);
-	bool filtered = bus->filter && bsk->role == BUS_ROLE_CLIENT;
-	unsigned int nrcpt = 0;
+	struct bus_prefix *p = bus_prefix_lookup(bus, BUS_ADDR_PREFIX(cb->dst));
 	struct sk_buff *copy;
-	struct bus_sock *c;
+	struct bus_sock *c, *sender = bsk;
+	struct bus_holder *h;
+	unsigned int nrcpt;
 
-	if (cb->fp) {
-		list_for_each_entry(c, &bus->clients, client_node)
-			if (c != bsk && c->joined && bus_holds_prefix(c, prefix))
-				nrcpt++;
+	lockdep_assert_held(&bus->lock);
+	if (cb->fp && p) {
+		nrcpt = p->nholders;
+		list_for_each_entry(h, &bsk->holders, cnode)
+			if (h->prefix == BUS_ADDR_PREFIX(cb->dst))
+				nrcpt--;	/* the sender gets no copy */
 		if ((u64)nrcpt * cb->fp->count > BUS_MCAST_MAX_FDREFS)
 			return -ETOOMANYREFS;
 	}
 	bus->stats.multicast++;
-	list_for_each_entry(c, &bus->clients, client_node) {
-		if (c == bsk || !c->joined || !bus_holds_prefix(c, prefix))
+	bus->mcast_seq++;
+	if (!p)
+		goto eavesdrop;
+	list_for_each_entry(h, &p->holders, pnode) {
+		c = h->c;
+		c->mcast_seq = bus->mcast_seq;
+		if (c == bsk)
 			continue;
-		if (filtered &&
-		    bus_filter_eval(bus->filter, skb, cb->src, cb->dst, c->addr, true) !=
-		    BUS_FILTER_ACCEPT) {
-			bus->stats.filter_drops++;
+		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
+		if (bus_deliver_verdict_locked(bus, skb, bsk, c, BUS_HOOK_MULTICAST) !=
+		    BUS_HOOK_ACCEPT)
 			continue;
-		}
 		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		copy = bus_copy_skb(skb);
 		if (!copy) {
-			bus_count_drop_locked(bus, c);
+			bus_count_drop_locked(bus, c, sender);
 			continue;
 		}
 		bus_enqueue(c, copy, wake);
 		bus->stats.copies++;
 	}
+eavesdrop:
 	if (bus_has_eavesdroppers(bus))
 		bus_eavesdrop_locked(bus, skb, bsk, NULL, true, wake);
 	return 0;
@@ -1274,23 +1799,26 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *r;
-	struct bus *bus = bsk->bus;
+	enum bus_role role;
+	struct bus *bus;
+	int verdict;
 	struct bus_skb_parms *cb;
 	struct sk_buff *skb = NULL;
 	struct bus_wake wake = { .n = 0 };
 	struct scm_cookie scm;
 	long timeo;
-	size_t data_len = 0;
 	u64 dst;
 	u32 secid = 0;
 	int err;
 
 	if (msg->msg_flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	if (bsk->role == BUS_ROLE_LISTENER)
+	role = bus_role(bsk);
+	if (role == BUS_ROLE_LISTENER)
 		return -EOPNOTSUPP;
-	if (!bus || (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN))
+	if (role != BUS_ROLE_CLIENT && role != BUS_ROLE_MASTER_CONN)
 		return -ENOTCONN;
+	bus = bsk->bus;
 
 	if (msg->msg_name) {
 		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
@@ -1325,18 +1853,9 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (err)
 		goto out_scm;
 
-	if (len > SKB_MAX_ALLOC) {
-		data_len = min_t(size_t, len - SKB_MAX_ALLOC, MAX_SKB_FRAGS * PAGE_SIZE);
-		data_len = PAGE_ALIGN(data_len);
-		BUILD_BUG_ON(SKB_MAX_ALLOC < PAGE_SIZE);
-	}
-	skb = sock_alloc_send_pskb(sk, len - data_len, data_len, msg->msg_flags & MSG_DONTWAIT,
-				   &err, PAGE_ALLOC_COSTLY_ORDER);
+	skb = bus_alloc_msg(sk, len, msg->msg_flags & MSG_DONTWAIT, &err);
 	if (!skb)
 		goto out_scm;
-	skb_put(skb, len - data_len);
-	skb->data_len = data_len;
-	skb->len = len;
 	err = skb_copy_datagram_from_iter(skb, 0, &msg->msg_iter, len);
 	if (err) {
 		kfree_skb(skb);
@@ -1348,8 +1867,18 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	memset(cb, 0, sizeof(*cb));
 	cb->pid = scm.pid;
 	scm.pid = NULL;
-	cb->fp = scm.fp;
-	scm.fp = NULL;
+	if (scm.fp) {
+		err = bus_fds_charge(scm.fp, GFP_KERNEL);
+		if (err) {
+			put_pid(cb->pid);
+			cb->pid = NULL;
+			kfree_skb(skb);
+			goto out_scm;
+		}
+		cb->fp = scm.fp;
+		cb->flags |= BUS_CB_FDS_CHARGED;
+		scm.fp = NULL;
+	}
 	cb->uid = scm.creds.uid;
 	cb->gid = scm.creds.gid;
 #ifdef CONFIG_SECURITY_NETWORK
@@ -1358,7 +1887,8 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	if (!secid)
 		security_current_getsecid_subj(&secid);
 	cb->secid = secid;
-	cb->src = bsk->role == BUS_ROLE_CLIENT ? bsk->addr : BUS_MASTER_ADDR;
+	sock_hold(sk);
+	cb->sender = bsk;
 	cb->dst = dst;
 	scm_destroy(&scm);
 
@@ -1371,11 +1901,18 @@ restart:
 		kfree_skb(skb);
 		goto pipe;
 	}
+	if (BUS_IS_MULTICAST(dst) && bsk->role == BUS_ROLE_CLIENT && !bsk->joined) {
+		err = -EPERM;
+		goto out_unlock;
+	}
+	verdict = bus_send_verdict_locked(bus, skb, bsk);
+	if (verdict == BUS_HOOK_DROP)
+		goto dropped;
+	if (verdict < 0) {
+		err = verdict;
+		goto out_unlock;
+	}
 	if (BUS_IS_MULTICAST(dst)) {
-		if (bsk->role == BUS_ROLE_CLIENT && !bsk->joined) {
-			err = -EPERM;
-			goto out_unlock;
-		}
 		err = bus_send_multicast_locked(bus, bsk, skb, &wake);
 		rcu_read_lock();
 		mutex_unlock(&bus->lock);
@@ -1410,23 +1947,12 @@ restart:
 		}
 	}
 
-	if (bus->filter && bsk->role == BUS_ROLE_CLIENT) {
-		u64 rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
-
-		switch (bus_filter_eval(bus->filter, skb, cb->src, dst, rcpt, false)) {
-		case BUS_FILTER_ACCEPT:
-			break;
-		case BUS_FILTER_DROP:
-			bus->stats.filter_drops++;
-			mutex_unlock(&bus->lock);
-			bus_cb_release(skb);
-			consume_skb(skb);
-			return len;
-		default:
-			bus->stats.filter_drops++;
-			err = -EACCES;
-			goto out_unlock;
-		}
+	verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
+	if (verdict == BUS_HOOK_DROP)
+		goto dropped;
+	if (verdict < 0) {
+		err = verdict;
+		goto out_unlock;
 	}
 
 	if (bus_queue_full(r)) {
@@ -1461,6 +1987,11 @@ restart:
 	rcu_read_unlock();
 	return len;
 
+dropped:	/* a hook dropped it: the sender sees success */
+	mutex_unlock(&bus->lock);
+	bus_cb_release(skb);
+	consume_skb(skb);
+	return len;
 out_unlock:
 	mutex_unlock(&bus->lock);
 out_free:
@@ -1485,21 +2016,46 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	struct bus_skb_parms *cb;
 	struct scm_cookie scm;
 	struct sk_buff *skb;
+	enum bus_role role;
 	bool was_full;
+	long timeo;
 	int err;
 
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
-	if (bsk->role == BUS_ROLE_LISTENER)
+	role = bus_role(bsk);
+	if (role == BUS_ROLE_LISTENER)
 		return -EINVAL;
-	if (bsk->role == BUS_ROLE_NONE)
+	if (role == BUS_ROLE_NONE)
 		return -ENOTCONN;
 
-	skb = skb_recv_datagram(sk, flags, &err);
-	if (!skb) {
-		if (err == -EAGAIN && (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN))
-			err = 0;
-		return err;
+	/*
+	 * Receivers are serialised by iolock (as AF_UNIX does): a MSG_PEEK duplicates cb->fp while
+	 * a normal receive takes it over and frees it, so the two must never overlap on one skb.
+	 * The lock is not held while sleeping for a message.
+	 */
+	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
+	for (;;) {
+		struct sk_buff *last;
+		int off = 0;
+
+		mutex_lock(&bsk->iolock);
+		skb = __skb_try_recv_datagram(sk, &sk->sk_receive_queue, flags, &off, &err, &last);
+		if (skb)
+			break;
+		mutex_unlock(&bsk->iolock);
+		if (err != -EAGAIN)
+			return err;
+		if (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN)
+			return 0;
+		if (!timeo)
+			return -EAGAIN;
+		if (__skb_wait_for_more_packets(sk, &sk->sk_receive_queue, &err, &timeo, last)) {
+			if (err)
+				return err;
+			if (READ_ONCE(sk->sk_shutdown) & RCV_SHUTDOWN)
+				return 0;
+		}
 	}
 	/*
 	 * Was the queue full before this dequeue? Then somebody may wait for room: wake them once
@@ -1514,7 +2070,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	if (msg->msg_name) {
 		DECLARE_SOCKADDR(struct sockaddr_bus *, sa, msg->msg_name);
 
-		msg->msg_namelen = bus_fill_sockaddr(bsk->bus, cb->src, sa);
+		msg->msg_namelen = bus_fill_sockaddr(bsk->bus, bus_cb_src(cb), sa);
 	}
 	if (size > skb->len)
 		size = skb->len;
@@ -1530,17 +2086,16 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	scm.secid = cb->secid;
 #endif
 	if (cb->fp) {
-		if (!(flags & MSG_PEEK)) {
-			scm.fp = cb->fp;
-			cb->fp = NULL;
-		} else {
+		if (!(flags & MSG_PEEK))
+			scm.fp = bus_cb_take_fds(cb);	/* no longer in flight */
+		else
 			scm.fp = scm_fp_dup(cb->fp);
-		}
 	}
 	scm_recv(sock, msg, &scm, flags);
 	err = (flags & MSG_TRUNC) ? skb->len : size;
 out_free:
 	skb_free_datagram(sk, skb);
+	mutex_unlock(&bsk->iolock);
 	if (was_full)
 		bus_wake_writers(bsk);
 	return err;
@@ -1552,7 +2107,8 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			  unsigned int optlen)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk), *c, *peer;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = bsk->bus;	/* valid when role != NONE */
 	struct bus_filter *f = NULL, *old;
 	struct bus_address *a;
 	struct bus_addr ba;
@@ -1575,7 +2131,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	default:
 		return -ENOPROTOOPT;
 	}
-	if (!bus || !bus_is_master(bsk))
+	if (!bus_is_master(role))
 		return -EPERM;
 
 	switch (optname) {
@@ -1610,9 +2166,11 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			if (!err) {
 				a->addr = ba.s_addr;
 				a->owner = peer;
+				err = bus_hash_addr_locked(bus, a);
+			}
+			if (!err) {
 				list_add_tail(&a->node, &peer->addrs);
 				peer->naddrs++;
-				hash_add(bus->addrs, &a->hnode, a->addr);
 				a = NULL;
 			}
 		} else {
@@ -1621,8 +2179,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 				err = -EADDRNOTAVAIL;
 				a = NULL;
 			} else {
-				if (!hlist_unhashed(&a->hnode))
-					hash_del(&a->hnode);
+				bus_unhash_addr_locked(bus, a);
 				list_del(&a->node);
 				peer->naddrs--;
 			}
@@ -1644,18 +2201,36 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			if (peer->joined) {
 				err = -EALREADY;
 			} else {
-				list_for_each_entry(a, &peer->addrs, node)
-					hash_add(bus->addrs, &a->hnode, a->addr);
-				peer->joined = true;
-				bus->stats.joined++;
+				/*
+				 * Before the join a client holds only its unique address
+				 * (BUS_ADD_ADDR needs a joined client), in prefix 0, which
+				 * never allocates.
+				 */
+				list_for_each_entry(a, &peer->addrs, node) {
+					err = bus_hash_addr_locked(bus, a);
+					if (WARN_ON_ONCE(err))
+						break;
+				}
+				if (err) {
+					list_for_each_entry(a, &peer->addrs, node)
+						bus_unhash_addr_locked(bus, a);
+				} else {
+					peer->joined = true;
+					bus->stats.joined++;
+				}
 			}
 		} else if (!peer->joined) {
 			err = -ENOTCONN;
 		} else {
 			bool on = optname == BUS_SET_EAVESDROP;
 
-			if (on != peer->eavesdrop)
-				bus->neavesdrop += on ? 1 : -1;
+			if (on && !peer->eavesdrop) {
+				bus->neavesdrop++;
+				list_add_tail(&peer->eav_node, &bus->eavesdroppers);
+			} else if (!on && peer->eavesdrop) {
+				bus->neavesdrop--;
+				list_del_init(&peer->eav_node);
+			}
 			peer->eavesdrop = on;
 		}
 		mutex_unlock(&bus->lock);
@@ -1669,6 +2244,13 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			return -EFAULT;
 		if (optname == BUS_SET_SENDBUF && (val < SOCK_MIN_SNDBUF || val > BUS_MAX_SNDBUF))
 			return -EINVAL;
+		/*
+		 * As SO_SNDBUF/SO_SNDBUFFORCE: beyond net.core.wmem_max only with CAP_NET_ADMIN in
+		 * the socket's network namespace; anybody else is clamped to wmem_max.
+		 */
+		if (optname == BUS_SET_SENDBUF && val > (int)READ_ONCE(sysctl_wmem_max) &&
+		    !ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN))
+			val = max_t(int, READ_ONCE(sysctl_wmem_max), SOCK_MIN_SNDBUF);
 		if (optname == BUS_SET_MAXQLEN && (val < 1 || val > BUS_MAX_MAXQLEN))
 			return -EINVAL;
 		mutex_lock(&bus->lock);
@@ -1724,7 +2306,9 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 			  int __user *optlen)
 {
 	struct bus_sock *bsk = bus_sk(sock->sk), *r;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = bsk->bus;	/* valid when role != NONE */
+	struct bus_sender_drops sd;
 	struct bus_qlenfull q;
 	struct bus_stats st;
 	void *data;
@@ -1739,7 +2323,7 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 
 	switch (optname) {
 	case BUS_GET_QLENFULL:
-		if (!bus || bsk->role == BUS_ROLE_LISTENER || bsk->role == BUS_ROLE_NONE)
+		if (role == BUS_ROLE_LISTENER || role == BUS_ROLE_NONE)
 			return -ENOTCONN;
 		memset(&q, 0, sizeof(q));
 		mutex_lock(&bus->lock);
@@ -1759,8 +2343,24 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 		data = &q;
 		size = sizeof(q);
 		break;
+	case BUS_GET_SENDER_DROPS:
+		if (role != BUS_ROLE_MASTER_CONN)
+			return role == BUS_ROLE_LISTENER ? -EINVAL : -EPERM;
+		memset(&sd, 0, sizeof(sd));
+		mutex_lock(&bus->lock);
+		r = bsk->peer;
+		if (r) {
+			sd.dropped = atomic64_read(&r->sent_dropped);
+			sd.dropped_unread = atomic64_xchg(&r->sent_dropped_unread, 0);
+		}
+		mutex_unlock(&bus->lock);
+		if (!r)
+			return -ENOTCONN;
+		data = &sd;
+		size = sizeof(sd);
+		break;
 	case BUS_GET_STATS:
-		if (!bus || !bus_is_master(bsk))
+		if (!bus_is_master(role))
 			return -EPERM;
 		mutex_lock(&bus->lock);
 		st = bus->stats;
@@ -1782,14 +2382,16 @@ static int bus_shutdown(struct socket *sock, int mode)
 {
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk), *peer;
-	struct bus *bus = bsk->bus;
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus;
 	int peer_mode = 0;
 
 	if (mode < SHUT_RD || mode > SHUT_RDWR)
 		return -EINVAL;
 	mode++;	/* SHUT_RD -> RCV_SHUTDOWN, ... */
-	if (bsk->role != BUS_ROLE_CLIENT && bsk->role != BUS_ROLE_MASTER_CONN)
+	if (role != BUS_ROLE_CLIENT && role != BUS_ROLE_MASTER_CONN)
 		return -ENOTCONN;
+	bus = bsk->bus;	/* set before the role was published */
 	mutex_lock(&bus->lock);
 	WRITE_ONCE(sk->sk_shutdown, sk->sk_shutdown | mode);
 	sk->sk_state_change(sk);
@@ -1816,14 +2418,19 @@ static int bus_ioctl(struct socket *sock, unsigned int cmd, unsigned long arg)
 
 	switch (cmd) {
 	case SIOCOUTQ:
-		amount = sk_wmem_alloc_get(sk);
+		/* bytes of this socket's messages still queued at receivers (each copy counts) */
+		amount = atomic_read(&bus_sk(sk)->outq);
 		break;
 	case SIOCINQ:
-		spin_lock(&sk->sk_receive_queue.lock);
+		/*
+		 * _bh: the queue lock is also taken in softirq context, when an RCU-freed socket's
+		 * destructor purges its queue (lockdep: inconsistent {IN-SOFTIRQ-W} usage).
+		 */
+		spin_lock_bh(&sk->sk_receive_queue.lock);
 		skb = skb_peek(&sk->sk_receive_queue);
 		if (skb)
 			amount = skb->len;
-		spin_unlock(&sk->sk_receive_queue.lock);
+		spin_unlock_bh(&sk->sk_receive_queue.lock);
 		break;
 	default:
 		return -ENOIOCTLCMD;
@@ -1848,7 +2455,9 @@ static struct proto_ops bus_ops = {
 	.sendmsg = bus_sendmsg,
 	.recvmsg = bus_recvmsg,
 	.mmap = sock_no_mmap,
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
 	.sendpage = sock_no_sendpage,
+#endif
 };
 
 static struct net_proto_family bus_family_ops = {
@@ -1869,9 +2478,16 @@ static int __init af_bus_init(void)
 		pr_err("family %d out of range (1..%d)\n", family, NPROTO - 1);
 		return -EINVAL;
 	}
-	err = proto_register(&bus_proto, 1);
+	for (i = 0; i < BUS_HOOK_NUM_POINTS; i++)
+		INIT_LIST_HEAD(&bus_hooks[i]);
+	err = bus_register_hook(&bus_filter_ops);
 	if (err)
 		return err;
+	err = proto_register(&bus_proto, 1);
+	if (err) {
+		bus_unregister_hook(&bus_filter_ops);
+		return err;
+	}
 
 	if (family) {
 		bus_ops.family = family;
@@ -1890,6 +2506,7 @@ static int __init af_bus_init(void)
 	if (err) {
 		pr_err("cannot register an address family: %d\n", err);
 		proto_unregister(&bus_proto);
+		bus_unregister_hook(&bus_filter_ops);
 		return err;
 	}
 	pr_info("AF_BUS registered as address family %d\n", family);
@@ -1901,6 +2518,8 @@ static void __exit af_bus_exit(void)
 	sock_unregister(family);
 	rcu_barrier();	/* SOCK_RCU_FREE destructors */
 	proto_unregister(&bus_proto);
+	bus_unregister_hook(&bus_filter_ops);
+	WARN_ON(!hash_empty(bus_users));
 }
 
 module_init(af_bus_init);

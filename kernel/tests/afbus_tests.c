@@ -12,7 +12,11 @@
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -1552,6 +1556,646 @@ static int t_stress(void)
 
 /* ------------------------------------------------------------------ runner */
 
+/* ------------------------------------------------------------------ issue 14: hardening */
+
+/* Number of open descriptors of this process. */
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0, i;
+
+	for (i = 0; i < 4096; i++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", i);
+		if (!access(path, F_OK))
+			n++;
+	}
+	return n;
+}
+
+/* Receive one message, closing every passed descriptor; returns the length or -1. */
+static ssize_t recv_close_fds(int fd, int flags, int *nfds)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * 16)], buf[64];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+	ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int), i, f;
+
+			for (i = 0; i < k; i++) {
+				memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				close(f);
+				if (nfds)
+					(*nfds)++;
+			}
+		}
+	return n;
+}
+
+#define PEEK_MSGS 20000
+static volatile int peek_stop;
+static int peek_fd;
+static long peek_seen;
+
+static void *peeker(void *arg)
+{
+	struct pollfd p = { .fd = peek_fd, .events = POLLIN };
+
+	(void)arg;
+	while (!peek_stop) {
+		if (poll(&p, 1, 100) == 1 && recv_close_fds(peek_fd, MSG_PEEK | MSG_DONTWAIT, NULL) > 0)
+			peek_seen++;
+	}
+	return NULL;
+}
+
+/* Part 1.1: MSG_PEEK in one thread races a normal receive of fd-carrying messages in another. */
+static int t_peek_recv_fds(void)
+{
+	struct tbus tb;
+	pthread_t th;
+	int fds0, i, got = 0, nfds = 0, pfd[2];
+	ssize_t n;
+
+	CHECK_OK(tb_open(&tb, "@bus-peek", 2, 1));
+	CHECK_OK(pipe(pfd));
+	fds0 = count_fds();
+	peek_fd = tb.c[1];
+	CHECK(pthread_create(&th, NULL, peeker, NULL) == 0);
+	for (i = 0; i < PEEK_MSGS; i++) {
+		int two[2] = { pfd[0], pfd[1] };
+
+		while (send_fds(tb.c[0], tb.a[1], two, 2, "m") < 0) {
+			struct pollfd p = { .fd = tb.c[1], .events = POLLIN };
+
+			CHECK(errno == EAGAIN, "send %d", i);
+			/* queue full: drain one here (races the peeker the same way) */
+			CHECK(poll(&p, 1, 2000) == 1);
+			n = recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds);
+			if (n > 0)
+				got++;
+		}
+		if (i & 1) {
+			n = recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds);
+			if (n > 0)
+				got++;
+		}
+	}
+	while (got < PEEK_MSGS) {
+		struct pollfd p = { .fd = tb.c[1], .events = POLLIN };
+
+		CHECK(poll(&p, 1, 2000) == 1, "got %d of %d", got, PEEK_MSGS);
+		if (recv_close_fds(tb.c[1], MSG_DONTWAIT, &nfds) > 0)
+			got++;
+	}
+	peek_stop = 1;
+	pthread_join(th, NULL);
+	CHECK(nfds == 2 * PEEK_MSGS, "received %d descriptors", nfds);
+	CHECK(count_fds() == fds0, "%d descriptors open, %d before", count_fds(), fds0);
+	tb_close(&tb);
+	PASS("%d messages with 2 fds, %ld peeks concurrently", PEEK_MSGS, peek_seen);
+}
+
+#define RACE_ITERS 3000
+static pthread_barrier_t race_bar;
+static volatile int race_fd, race_done;
+static int race_conn_rc, race_conn_errno, race_shut_rc, race_shut_errno;
+static struct sockaddr_bus race_sa;
+static socklen_t race_salen;
+
+static void *race_connector(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_barrier_wait(&race_bar);
+		if (race_done)
+			return NULL;
+		race_conn_rc = connect(race_fd, (struct sockaddr *)&race_sa, race_salen);
+		race_conn_errno = errno;
+		pthread_barrier_wait(&race_bar);
+	}
+}
+
+static void *race_shutter(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		pthread_barrier_wait(&race_bar);
+		if (race_done)
+			return NULL;
+		race_shut_rc = shutdown(race_fd, SHUT_RDWR);
+		race_shut_errno = errno;
+		pthread_barrier_wait(&race_bar);
+	}
+}
+
+/* Part 1.2: shutdown() racing connect() on one socket. */
+static int t_shutdown_connect_race(void)
+{
+	pthread_t t1, t2;
+	int l, i, both = 0;
+
+	l = bus_master("@bus-race", 16);
+	CHECK(l >= 0);
+	race_salen = bus_sockaddr(&race_sa, "@bus-race", 0);
+	CHECK(pthread_barrier_init(&race_bar, NULL, 3) == 0);
+	CHECK(pthread_create(&t1, NULL, race_connector, NULL) == 0);
+	CHECK(pthread_create(&t2, NULL, race_shutter, NULL) == 0);
+	for (i = 0; i < RACE_ITERS; i++) {
+		int s;
+
+		race_fd = bus_socket();
+		CHECK(race_fd >= 0);
+		pthread_barrier_wait(&race_bar);
+		pthread_barrier_wait(&race_bar);
+		CHECK(race_conn_rc == 0, "connect errno %d", race_conn_errno);
+		CHECK(race_shut_rc == 0 || race_shut_errno == ENOTCONN,
+		      "shutdown errno %d", race_shut_errno);
+		if (race_shut_rc == 0) {
+			both++;
+			CHECK_ERR(send(race_fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT), EPIPE);
+		}
+		s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+		CHECK(s >= 0);
+		close(s);
+		close(race_fd);
+	}
+	race_done = 1;
+	pthread_barrier_wait(&race_bar);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	close(l);
+	PASS("%d rounds, shutdown after connect in %d", RACE_ITERS, both);
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+/* bind a bus, set BUS_SET_SENDBUF to want, return the SO_SNDBUF a client gets (or -errno). */
+static int sendbuf_as_set(const char *name, int want)
+{
+	int l, c, s, v = 0, r;
+	socklen_t vl = sizeof(v);
+
+	l = bus_master(name, 4);
+	if (l < 0)
+		return -errno;
+	r = setsockopt(l, SOL_BUS, BUS_SET_SENDBUF, &want, sizeof(want));
+	if (r < 0) {
+		r = -errno;
+		close(l);
+		return r;
+	}
+	c = bus_connect(name);
+	if (c < 0) {
+		close(l);
+		return -errno;
+	}
+	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	if (getsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, &vl) < 0)
+		v = -errno;
+	close(c);
+	if (s >= 0)
+		close(s);
+	close(l);
+	return v;
+}
+
+/* Part 1.3: BUS_SET_SENDBUF respects net.core.wmem_max unless the master has CAP_NET_ADMIN. */
+static int t_sendbuf_limits(void)
+{
+	long wmax = read_long("/proc/sys/net/core/wmem_max");
+	int want = 64 << 20, v, st;
+	pid_t pid;
+
+	CHECK(wmax > 0 && wmax < want, "wmem_max %ld", wmax);
+	pid = fork();
+	if (pid == 0) {
+		setgroups(0, NULL);
+		if (setgid(65534) || setuid(65534))
+			_exit(3);
+		v = sendbuf_as_set("@bus-lim-nobody", want);
+		if (v != (int)wmax) {
+			fprintf(stderr, "unprivileged master got SO_SNDBUF %d (wmem_max %ld)\n", v, wmax);
+			_exit(4);
+		}
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged master status %d", WEXITSTATUS(st));
+	v = sendbuf_as_set("@bus-lim-root", want);
+	CHECK(v == want, "root (CAP_NET_ADMIN) got SO_SNDBUF %d", v);
+	PASS("nobody clamped to wmem_max %ld, CAP_NET_ADMIN gets %d", wmax, want);
+}
+
+/* Part 1.4: 1, 4, 32 and 128 MiB messages, paged, never an allocation above order 3. */
+static int t_huge_messages(void)
+{
+	static const int mib[] = { 1, 4, 32, 128 };
+	size_t max = (size_t)128 << 20, k;
+	int sb = (128 << 20) + (1 << 20), i;
+	unsigned char *buf = malloc(max), *out = malloc(max);
+	double t0 = now_sec();
+	struct tbus tb;
+
+	CHECK(buf && out);
+	for (k = 0; k < max; k++)
+		buf[k] = k * 7 + (k >> 12) + (k >> 20);
+	CHECK_OK(tb_open(&tb, "@bus-huge", 2, 1));
+	/* above net.core.wmem_max: root has CAP_NET_ADMIN */
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &sb, sizeof(sb)));
+	for (i = 0; i < 4; i++) {
+		size_t n = (size_t)mib[i] << 20;
+		int inq = -1;
+
+		buf[0] = i;
+		CHECK(bus_sendto(tb.c[0], tb.a[1], buf, n, 0) == (ssize_t)n, "%d MiB send", mib[i]);
+		CHECK_OK(ioctl(tb.c[1], SIOCINQ, &inq));
+		CHECK(inq == (int)n, "SIOCINQ %d for %d MiB", inq, mib[i]);
+		memset(out, 0, n);
+		CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == (ssize_t)n,
+		      "%d MiB receive", mib[i]);
+		CHECK(!memcmp(buf, out, n), "%d MiB payload corrupted", mib[i]);
+	}
+	/* the master's own send of a large message to its client, and a multicast copy */
+	CHECK(send(tb.s[1], buf, (size_t)4 << 20, 0) == 4 << 20);
+	CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == 4 << 20);
+	CHECK(!memcmp(buf, out, (size_t)4 << 20));
+	CHECK(bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, (size_t)32 << 20, 0) ==
+	      32 << 20);
+	CHECK(bus_recv_timeout(tb.c[1], out, max, NULL, 60000) == 32 << 20);
+	CHECK(!memcmp(buf, out, (size_t)32 << 20));
+	CHECK_ERR(bus_sendto(tb.c[0], tb.a[1], buf, (size_t)sb, 0), EMSGSIZE);
+	tb_close(&tb);
+	free(buf);
+	free(out);
+	PASS("1, 4, 32, 128 MiB intact in %.1fs", now_sec() - t0);
+}
+
+/* Part 1.5: a multicast touches only the holders of its prefix. */
+static int t_mcast_index(void)
+{
+	struct tbus tb;
+	int i, j, ev = 1;
+	double t0, dt, base;
+	char b[16];
+
+	CHECK_OK(tb_open(&tb, "@bus-mindex", 32, 1));
+	/* c1 holds two addresses of prefix 4: one copy */
+	CHECK_OK(bus_add_addr(tb.s[1], BUS_ADDR(4, 1)));
+	CHECK_OK(bus_add_addr(tb.s[1], BUS_ADDR(4, 2)));
+	CHECK_OK(bus_add_addr(tb.s[2], BUS_ADDR(4, 3)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4"));
+	CHECK(recv_expect(tb.c[1], "m4", NULL) == 0);
+	CHECK(recv_expect(tb.c[2], "m4", NULL) == 0);
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[3], 10), "extra copies");
+	/* removing one of c1's two addresses keeps it a holder; removing both does not */
+	CHECK_OK(bus_del_addr(tb.s[1], BUS_ADDR(4, 1)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4b"));
+	CHECK(recv_expect(tb.c[1], "m4b", NULL) == 0);
+	CHECK(recv_expect(tb.c[2], "m4b", NULL) == 0);
+	CHECK_OK(bus_del_addr(tb.s[1], BUS_ADDR(4, 2)));
+	close(tb.c[2]);
+	tb.c[2] = -1;
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4c"));
+	CHECK(no_message(tb.c[1], 50), "c1 no longer holds prefix 4");
+	/* the holder is gone and the prefix empty: re-adding works */
+	CHECK_OK(bus_add_addr(tb.s[3], BUS_ADDR(4, 1)));
+	/* an eavesdropper that holds the prefix gets one copy, one that does not gets one too */
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_SET_EAVESDROP, &ev, sizeof(ev)));
+	CHECK_OK(setsockopt(tb.s[4], SOL_BUS, BUS_SET_EAVESDROP, &ev, sizeof(ev)));
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(4, BUS_MULTICAST_CLIENT), "m4d"));
+	CHECK(recv_expect(tb.c[3], "m4d", NULL) == 0);
+	CHECK(recv_expect(tb.c[4], "m4d", NULL) == 0);
+	CHECK(no_message(tb.c[3], 50) && no_message(tb.c[4], 10), "eavesdropper got two copies");
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	CHECK_OK(setsockopt(tb.s[4], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	/* 31 clients x 1000 addresses in prefix 2: a multicast to a prefix nobody holds is cheap */
+	for (i = 0; i < tb.n; i++)
+		if (tb.c[i] >= 0)
+			for (j = 1; j <= 1000; j++)
+				CHECK_OK(bus_add_addr(tb.s[i], BUS_ADDR(2, i * 1000 + j)));
+	/* baseline: 5000 sends to the master, drained as they come */
+	t0 = now_sec();
+	for (i = 0; i < 5000; i++) {
+		CHECK_OK(send_str(tb.c[0], 0, "x"));
+		CHECK(recv(tb.s[0], b, sizeof(b), MSG_DONTWAIT) == 1);
+	}
+	base = now_sec() - t0;
+	t0 = now_sec();
+	for (i = 0; i < 5000; i++)
+		CHECK_OK(send_str(tb.c[0], BUS_ADDR(9, BUS_MULTICAST_CLIENT), "x"));
+	dt = now_sec() - t0;
+	/* the walk of all clients' addresses took > 50x the baseline before the index */
+	CHECK(dt < 4 * base + 0.2, "5000 multicasts to an unheld prefix took %.2fs, unicasts %.2fs",
+	      dt, base);
+	CHECK(no_message(tb.c[1], 20));
+	/* and a prefix-2 multicast reaches each holder once */
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(2, BUS_MULTICAST_CLIENT), "p2"));
+	for (i = 1; i < tb.n; i++)
+		if (tb.c[i] >= 0)
+			CHECK(recv_expect(tb.c[i], "p2", NULL) == 0, "client %d", i);
+	CHECK(recv(tb.c[1], b, sizeof(b), MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	tb_close(&tb);
+	PASS("5000 multicasts to an unheld prefix among 31000 addresses in %.3fs (unicast %.3fs)",
+	     dt, base);
+}
+
+/* Part 1.6: overflow drops are attributed to the sender. */
+static int t_sender_drops(void)
+{
+	struct bus_sender_drops sd;
+	socklen_t sl = sizeof(sd);
+	struct tbus tb;
+	int ql = 2, i;
+
+	CHECK_OK(tb_open(&tb, "@bus-sdrops", 3, 1));
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &ql, sizeof(ql)));
+	for (i = 0; i < 5; i++)
+		CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "flood"));
+	CHECK_OK(getsockopt(tb.s[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sl == sizeof(sd) && sd.dropped == 6 && sd.dropped_unread == 6,
+	      "dropped %llu unread %llu", (unsigned long long)sd.dropped,
+	      (unsigned long long)sd.dropped_unread);
+	CHECK_OK(getsockopt(tb.s[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sd.dropped == 6 && sd.dropped_unread == 0);
+	CHECK_OK(getsockopt(tb.s[1], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl));
+	CHECK(sd.dropped == 0, "a receiver is not blamed");
+	CHECK_ERR(getsockopt(tb.c[0], SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl), EPERM);
+	CHECK_ERR(getsockopt(tb.l, SOL_BUS, BUS_GET_SENDER_DROPS, &sd, &sl), EINVAL);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+/* Part 1.7: sockets cannot travel over AF_BUS; in-flight files count against the sender. */
+static int t_fd_inflight(void)
+{
+	struct tbus tb;
+	int u[2], pfd[2], fds[10], i, st, nf = 0;
+	pid_t pid;
+
+	CHECK_OK(tb_open(&tb, "@bus-inflight", 2, 1));
+	CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, u));
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &u[0], 1, "unix"), EINVAL);
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &tb.c[1], 1, "bus"), EINVAL);
+	/* the AF_UNIX <-> AF_BUS cycle: c1 waits in u1's queue, u1 may not go into c1's */
+	{
+		char cb[CMSG_SPACE(sizeof(int))];
+		struct iovec iov = { .iov_base = "c", .iov_len = 1 };
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb,
+				    .msg_controllen = sizeof(cb) };
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &tb.c[1], sizeof(int));
+		CHECK(sendmsg(u[0], &m, 0) == 1);
+	}
+	CHECK_ERR(send_fds(tb.c[0], tb.a[1], &u[1], 1, "cycle"), EINVAL);
+	close(u[0]);
+	close(u[1]);
+
+	CHECK_OK(pipe(pfd));
+	for (i = 0; i < 10; i++)
+		fds[i] = pfd[i & 1];
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { 64, 64 };
+		int sent = 0;
+
+		setgroups(0, NULL);
+		if (setrlimit(RLIMIT_NOFILE, &rl) || setgid(65534) || setuid(65534))
+			_exit(3);
+		while (sent < 20 && send_fds(tb.c[0], tb.a[1], fds, 10, "f") == 0)
+			sent++;
+		if (sent != 7 || errno != ETOOMANYREFS) {
+			fprintf(stderr, "sent %d, errno %d\n", sent, errno);
+			_exit(4);
+		}
+		/* the receiver takes one message: 60 in flight, room again */
+		if (recv_close_fds(tb.c[1], MSG_DONTWAIT, NULL) != 1)
+			_exit(5);
+		if (send_fds(tb.c[0], tb.a[1], fds, 10, "f"))
+			_exit(6);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "unprivileged sender status %d", WEXITSTATUS(st));
+	while (recv_close_fds(tb.c[1], MSG_DONTWAIT, &nf) > 0)
+		;
+	CHECK(nf == 70, "received %d files", nf);
+	/* CAP_SYS_RESOURCE: root may exceed its own limit */
+	{
+		struct rlimit rl = { 64, 64 };
+
+		CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
+		for (i = 0; i < 10; i++)
+			CHECK_OK(send_fds(tb.c[0], tb.a[1], fds, 10, "r"));
+	}
+	tb_close(&tb);
+	PASS("AF_UNIX/AF_BUS sockets refused, nobody limited to RLIMIT_NOFILE in flight");
+}
+
+/* Part 1.8: a filesystem bus is reachable from another network namespace; abstract is not. */
+static int t_netns_path(void)
+{
+	int l, la, s, st;
+	char b[16];
+	pid_t pid;
+
+	l = bus_master("/tmp/bus-netns", 4);
+	CHECK(l >= 0);
+	la = bus_master("@bus-netns", 4);
+	CHECK(la >= 0);
+	pid = fork();
+	if (pid == 0) {
+		int c;
+
+		if (unshare(CLONE_NEWNET))
+			_exit(3);
+		if (bus_connect("@bus-netns") >= 0 || errno != ECONNREFUSED)
+			_exit(4);
+		c = bus_connect("/tmp/bus-netns");
+		if (c < 0)
+			_exit(5);
+		if (send(c, "hi", 2, 0) != 2)
+			_exit(6);
+		if (recv(c, b, sizeof(b), 0) != 2)
+			_exit(7);
+		_exit(0);
+	}
+	{
+		struct pollfd p = { .fd = l, .events = POLLIN };
+
+		/* the child may fail before connecting: do not wait for it forever */
+		if (poll(&p, 1, 5000) != 1) {
+			waitpid(pid, &st, 0);
+			FAIL("no connection from the new netns: child status %d", WEXITSTATUS(st));
+		}
+	}
+	s = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(s >= 0);
+	CHECK(recv(s, b, sizeof(b), 0) == 2);
+	CHECK(send(s, "ok", 2, 0) == 2);
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "child in a new netns: status %d", WEXITSTATUS(st));
+	close(s);
+	close(l);
+	close(la);
+	unlink("/tmp/bus-netns");
+	PASS("ok");
+}
+
+/* Part 1.8: SIOCOUTQ is what the sender has queued at receivers, SIOCINQ the next message. */
+static int t_ioctl_queues(void)
+{
+	struct tbus tb;
+	char buf[100] = "";
+	int v;
+
+	CHECK_OK(tb_open(&tb, "@bus-ioctl", 3, 1));
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 0, "SIOCOUTQ %d at start", v);
+	CHECK(bus_sendto(tb.c[0], tb.a[1], buf, 100, 0) == 100);
+	CHECK(bus_sendto(tb.c[0], tb.a[1], buf, 30, 0) == 30);
+	CHECK(bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, 7, 0) == 7);
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 100 + 30 + 2 * 7, "SIOCOUTQ %d", v);
+	CHECK_OK(ioctl(tb.c[1], SIOCINQ, &v));
+	CHECK(v == 100, "SIOCINQ %d", v);
+	CHECK(recv(tb.c[1], buf, sizeof(buf), 0) == 100);
+	CHECK_OK(ioctl(tb.c[1], SIOCINQ, &v));
+	CHECK(v == 30, "SIOCINQ %d", v);
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 30 + 2 * 7, "SIOCOUTQ %d after one receive", v);
+	/* a receiver that goes away takes its queue with it */
+	close(tb.c[1]);
+	tb.c[1] = -1;
+	CHECK_OK(ioctl(tb.c[0], SIOCOUTQ, &v));
+	CHECK(v == 7, "SIOCOUTQ %d after the receiver closed", v);
+	tb_close(&tb);
+	PASS("ok");
+}
+
+static long hk_param(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/module/af_bus_hooktest/parameters/%s", name);
+	return read_long(path);
+}
+
+static int hk_set_drop_rcpt(uint64_t a)
+{
+	FILE *f = fopen("/sys/module/af_bus_hooktest/parameters/drop_rcpt", "w");
+
+	if (!f)
+		return -1;
+	fprintf(f, "%llu\n", (unsigned long long)a);
+	return fclose(f);
+}
+
+static int t_hooks_body(void)
+{
+	struct bus_filter *f;
+	struct tbus tb;
+	size_t flen;
+	long a, b, e;
+	int one = 1;
+
+	CHECK_OK(tb_open(&tb, "@bus-hooks", 4, 1));
+	/* send point: reject with the handler's errno, or drop silently */
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "HKSEND-REJ"), EXDEV);
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKSEND-DROP"));
+	CHECK(no_message(tb.c[1], 50), "dropped at send but delivered");
+	CHECK(hk_param("a_calls") == 0, "delivery hooks ran for a message refused at send");
+	/* delivery: A (-100) runs before B (+100) whatever the registration order */
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKok"));
+	CHECK(recv_expect(tb.c[1], "HKok", NULL) == 0);
+	CHECK(hk_param("seq_a") < hk_param("seq_b"), "A %ld after B %ld", hk_param("seq_a"),
+	      hk_param("seq_b"));
+	/* A drops: B never sees it */
+	b = hk_param("b_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKDROP-A"));
+	CHECK(no_message(tb.c[1], 50));
+	CHECK(hk_param("b_calls") == b, "B ran after A dropped");
+	/* B rejects a unicast: sendmsg fails with its errno */
+	CHECK_ERR(send_str(tb.c[0], tb.a[1], "HKREJ-B"), ENOKEY);
+	CHECK(no_message(tb.c[1], 20));
+	/* multicast: a verdict per receiver */
+	CHECK_OK(hk_set_drop_rcpt(tb.a[2]));
+	a = hk_param("mcast_calls");
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "HKRCPT"));
+	CHECK(recv_expect(tb.c[1], "HKRCPT", NULL) == 0);
+	CHECK(recv_expect(tb.c[3], "HKRCPT", NULL) == 0);
+	CHECK(no_message(tb.c[2], 50), "the dropped receiver got a copy");
+	CHECK(hk_param("mcast_calls") == a + 3, "%ld multicast deliveries judged",
+	      hk_param("mcast_calls") - a);
+	/* a reject of one multicast copy is a drop for that receiver only */
+	CHECK_OK(send_str(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), "HKREJ-B"));
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[2], 10) && no_message(tb.c[3], 10));
+	/* eavesdropper copies pass the delivery hooks too */
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_SET_EAVESDROP, &one, sizeof(one)));
+	e = hk_param("eav_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKeav"));
+	CHECK(recv_expect(tb.c[1], "HKeav", NULL) == 0);
+	CHECK(recv_expect(tb.c[3], "HKeav", NULL) == 0);
+	CHECK(hk_param("eav_calls") == e + 1);
+	CHECK_OK(setsockopt(tb.s[3], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+	/* the bus filter is the handler at priority 0: between A and B */
+	f = filter_new(0, &flen);
+	CHECK(f);
+	f->default_verdict = BUS_FILTER_DROP;
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_FILTER, f, flen));
+	free(f);
+	a = hk_param("a_calls");
+	b = hk_param("b_calls");
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKfiltered"));
+	CHECK(no_message(tb.c[1], 50));
+	CHECK(hk_param("a_calls") == a + 1 && hk_param("b_calls") == b,
+	      "A %ld B %ld calls for a filtered message", hk_param("a_calls") - a,
+	      hk_param("b_calls") - b);
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_DEL_FILTER, NULL, 0));
+	tb_close(&tb);
+	return 0;
+}
+
+/* Part 3: the hook API, exercised by af_bus_hooktest.ko. */
+static int t_hooks(void)
+{
+	struct tbus tb;
+	int rc;
+
+	CHECK(system("insmod /af_bus_hooktest.ko") == 0, "insmod af_bus_hooktest.ko");
+	rc = t_hooks_body();
+	CHECK(system("rmmod af_bus_hooktest") == 0, "rmmod af_bus_hooktest");
+	if (rc)
+		return rc;
+	/* unregistered: nothing is judged any more */
+	CHECK_OK(tb_open(&tb, "@bus-hooks2", 2, 1));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "HKSEND-REJ"));
+	CHECK(recv_expect(tb.c[1], "HKSEND-REJ", NULL) == 0);
+	tb_close(&tb);
+	PASS("send/deliver points, priorities, verdicts, filter as a handler, unregister");
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -1588,6 +2232,16 @@ static const struct test tests[] = {
 	{ "shutdown", t_shutdown, 30 },
 	{ "filter", t_filter, 30 },
 	{ "unload_busy", t_unload_busy, 30 },
+	{ "peek_recv_fds", t_peek_recv_fds, 120 },
+	{ "shutdown_connect_race", t_shutdown_connect_race, 120 },
+	{ "sendbuf_limits", t_sendbuf_limits, 30 },
+	{ "huge_messages", t_huge_messages, 240 },
+	{ "mcast_index", t_mcast_index, 120 },
+	{ "sender_drops", t_sender_drops, 30 },
+	{ "fd_inflight", t_fd_inflight, 30 },
+	{ "netns_path", t_netns_path, 30 },
+	{ "ioctl_queues", t_ioctl_queues, 30 },
+	{ "hooks", t_hooks, 60 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
 };

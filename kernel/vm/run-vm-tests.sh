@@ -3,11 +3,14 @@
 #
 # Debian 12 packages this script installs with apt-get (once; skipped when already installed):
 #   qemu-system-x86 busybox-static cpio gcc make libc6-dev
-#   linux-headers-6.1.0-N-amd64           (N = what linux-headers-amd64 currently depends on)
-#   linux-image-6.1.0-N-amd64             (only downloaded + unpacked with dpkg -x, never installed)
+#   --kernel 6.1:  linux-headers-6.1.0-N-amd64 (N = what linux-headers-amd64 currently depends on)
+#   --kernel 6.12: linux-headers-6.12.N+deb12-amd64 (N = the newest 6.12 headers package apt knows;
+#                  on Debian 12 that package depends on its linux-image, which apt installs too)
+#   linux-image-<that version>            (downloaded + unpacked with dpkg -x for the guest)
 # apt-get update runs only when a package or the ABI cannot be found. Needs root (apt-get, the cache).
 #
-# Usage: run-vm-tests.sh [--bench|--reparse] SRCDIR BUILDDIR
+# Usage: run-vm-tests.sh [--kernel 6.1|6.12] [--bench|--reparse] SRCDIR BUILDDIR
+#   --kernel  which Debian 12 kernel series to build for and boot (default 6.1)
 #   SRCDIR    the kernel/ directory of the source tree
 #   BUILDDIR  scratch directory (module objects, programs, initramfs, guest log console.log)
 #   --bench   run the benchmark program in the guest instead of the test suite
@@ -22,8 +25,10 @@ set -u -o pipefail
 
 mode=test
 reparse=0
+series=6.1
 while [ $# -gt 0 ]; do
     case "$1" in
+        --kernel) series=${2:-}; shift 2 ;;
         --bench) mode=bench; shift ;;
         --reparse) reparse=1; shift ;;
         --) shift; break ;;
@@ -35,6 +40,10 @@ if [ $# -ne 2 ]; then
     echo "usage: $0 [--bench] SRCDIR BUILDDIR" >&2
     exit 2
 fi
+case "$series" in
+    6.1|6.12) ;;
+    *) echo "unknown kernel series '$series' (6.1 or 6.12)" >&2; exit 2 ;;
+esac
 SRC=$(cd "$1" && pwd)
 BUILD=$(mkdir -p "$2" && cd "$2" && pwd)
 TIMEOUT=${AFBUS_VM_TIMEOUT:-420}
@@ -75,6 +84,10 @@ judge() {
         echo "vm: guest timed out after ${TIMEOUT}s (killed)"
         failed=$((failed + 1))
     fi
+    if [ -n "${KVER:-}" ] && ! grep -q "AFBUS-BOOT kernel $KVER\$" "$LOG.txt"; then
+        echo "vm: the guest did not boot $KVER"
+        failed=$((failed + 1))
+    fi
     if ! grep -q '^AFBUS-DONE' "$LOG.txt"; then
         echo "vm: guest did not reach the end of the suite"
         [ $failed -gt 0 ] || failed=1
@@ -111,12 +124,24 @@ if [ -n "${AFBUS_KDIR:-}" ]; then
             fail "apt-get install failed"
     fi
 else
-    abi=$(apt-cache depends linux-headers-amd64 2>/dev/null | sed -n 's/.*Depends: linux-headers-\(6\.1\.0-[0-9]*\)-amd64.*/\1/p' | head -1)
+    # The kernel version to test, asked from apt each run so that CI follows Debian's updates.
+    # 6.1: the ABI linux-headers-amd64 depends on. 6.12: the newest linux-headers-6.12.N+deb12-amd64
+    # (version sort of the package names: deterministic for a given package list).
+    find_abi() {
+        if [ "$series" = 6.1 ]; then
+            apt-cache depends linux-headers-amd64 2>/dev/null |
+                sed -n 's/.*Depends: linux-headers-\(6\.1\.0-[0-9]*\)-amd64.*/\1/p' | head -1
+        else
+            apt-cache search --names-only '^linux-headers-6\.12\.[0-9]+\+deb12-amd64$' 2>/dev/null |
+                sed -n 's/^linux-headers-\(6\.12\.[0-9]*+deb12\)-amd64 .*/\1/p' | sort -V | tail -1
+        fi
+    }
+    abi=$(find_abi)
     if [ -z "$abi" ]; then
         apt-get update -qq >/dev/null 2>&1 || true
-        abi=$(apt-cache depends linux-headers-amd64 2>/dev/null | sed -n 's/.*Depends: linux-headers-\(6\.1\.0-[0-9]*\)-amd64.*/\1/p' | head -1)
+        abi=$(find_abi)
     fi
-    [ -n "$abi" ] || fail "cannot determine the kernel ABI from 'apt-cache depends linux-headers-amd64'"
+    [ -n "$abi" ] || fail "cannot determine the $series kernel ABI from apt"
     KVER="$abi-amd64"
     log "kernel $KVER"
 
@@ -154,11 +179,11 @@ fi
 # ---------------------------------------------------------------- 2. module (out of tree)
 MODBUILD="$BUILD/module"
 rm -rf "$MODBUILD"; mkdir -p "$MODBUILD"
-cp "$SRC"/*.c "$SRC"/Kbuild "$MODBUILD"/
+cp "$SRC"/*.c "$SRC"/Kbuild "$SRC"/tests/af_bus_hooktest.c "$MODBUILD"/
 cp "$SRC"/*.h "$MODBUILD"/ 2>/dev/null || true
 cp -r "$SRC/include" "$MODBUILD"/
 log "building af_bus.ko"
-if ! make -C "$KDIR" M="$MODBUILD" KCFLAGS=-Werror modules >"$BUILD/module-build.log" 2>&1; then
+if ! make -C "$KDIR" M="$MODBUILD" KCFLAGS=-Werror AFBUS_HOOKTEST=m modules >"$BUILD/module-build.log" 2>&1; then
     cat "$BUILD/module-build.log" >&2
     fail "module build failed"
 fi
@@ -182,7 +207,7 @@ cp /bin/busybox "$ROOT/bin/busybox"
 for a in sh mount insmod rmmod lsmod cat echo grep poweroff sleep mkdir ls dmesg id su chmod chown; do
     ln -sf busybox "$ROOT/bin/$a"
 done
-cp "$MODBUILD/af_bus.ko" "$ROOT/af_bus.ko"
+cp "$MODBUILD/af_bus.ko" "$MODBUILD/af_bus_hooktest.ko" "$ROOT/"
 cp "$PROGS/afbus_tests" "$PROGS/afbus_bench" "$ROOT/bin/"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' >>"$ROOT/etc/passwd"
@@ -193,7 +218,7 @@ chmod 755 "$ROOT/init"
 
 # ---------------------------------------------------------------- 5. boot
 log "booting guest (timeout ${TIMEOUT}s, log in $LOG)"
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -smp 2 -m 512 -kernel "$VMLINUZ" \
+timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -smp 2 -m 1024 -kernel "$VMLINUZ" \
     -initrd "$BUILD/initrd.gz" -append "console=ttyS0 quiet panic=-1 oops=panic ${AFBUS_VM_APPEND:-}" \
     -nographic -no-reboot -monitor none </dev/null >"$LOG" 2>&1
 qrc=$?

@@ -67,6 +67,7 @@ struct sockaddr_bus {
 #define BUS_SET_FILTER		9	/* master: struct bus_filter blob, replaces the filter */
 #define BUS_DEL_FILTER		10	/* master: remove the filter (accept everything) */
 #define BUS_GET_STATS		11	/* getsockopt, master: struct bus_stats */
+#define BUS_GET_SENDER_DROPS	12	/* getsockopt, master-side: struct bus_sender_drops */
 
 /*
  * BUS_GET_QLENFULL: the receive queue state of a socket. On a master-side socket it describes the
@@ -79,6 +80,17 @@ struct bus_qlenfull {
 	__u32 maxqlen;		/* queue limit in messages */
 	__u32 rmem;		/* bytes queued now */
 	__u32 rcvbuf;		/* queue limit in bytes */
+};
+
+/*
+ * BUS_GET_SENDER_DROPS (master-side socket): copies of messages sent by the client at the other
+ * end that were dropped at full receivers (multicast and eavesdropper copies), so that the master
+ * can blame a flooding sender rather than only the slow readers. Reading clears dropped_unread.
+ * EINVAL on the listener, EPERM on a client, ENOTCONN once the client is gone.
+ */
+struct bus_sender_drops {
+	__u64 dropped;		/* total */
+	__u64 dropped_unread;	/* since the last BUS_GET_SENDER_DROPS */
 };
 
 struct bus_stats {

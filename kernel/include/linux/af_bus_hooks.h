@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * af_bus_hooks.h - in-kernel hook API of af_bus.ko, in the manner of netfilter's
+ * nf_register_net_hook(): other modules register handlers at the send point and at the delivery
+ * point of AF_BUS messages, ordered by priority, and return verdicts. See docs/kernel.md.
+ */
+#ifndef _LINUX_AF_BUS_HOOKS_H
+#define _LINUX_AF_BUS_HOOKS_H
+
+#include <linux/list.h>
+#include <linux/types.h>
+
+struct sk_buff;
+struct sock;
+
+enum bus_hook_point {
+	BUS_HOOK_SEND,		/* once per sendmsg(), after routing checks, before any delivery */
+	BUS_HOOK_DELIVER,	/* once per receiver: unicast, each multicast and eavesdropper copy */
+	BUS_HOOK_NUM_POINTS,
+};
+
+enum bus_hook_kind {
+	BUS_HOOK_UNICAST,
+	BUS_HOOK_MULTICAST,
+	BUS_HOOK_EAVESDROP,	/* BUS_HOOK_DELIVER only: an eavesdropper's copy */
+};
+
+/* Verdicts: a handler returns BUS_HOOK_ACCEPT, BUS_HOOK_DROP or a negative errno (reject). */
+#define BUS_HOOK_ACCEPT	0
+#define BUS_HOOK_DROP	1
+
+struct bus_hook_ctx {
+	const void *bus;		/* identifies the bus (opaque) */
+	const struct sk_buff *skb;	/* the message: read the payload with skb_copy_bits() */
+	struct sock *sender;		/* client socket or master-side socket that sent it */
+	struct sock *receiver;		/* BUS_HOOK_DELIVER: the receiving socket; else NULL */
+	u64 src;			/* sender's unique address, 0 for the master */
+	u64 dst;			/* address as sent */
+	u64 rcpt;			/* BUS_HOOK_DELIVER: receiver's unique address, 0: master */
+	enum bus_hook_kind kind;
+	bool from_master;		/* sent by the master (a master-side socket) */
+	int protocol;			/* BUS_PROTO_* of the sending socket */
+};
+
+/*
+ * Called under rcu_read_lock() and the bus's lock (every delivery of a bus is serialised, so
+ * handlers see one total order): a handler must not sleep. Return value:
+ *   BUS_HOOK_ACCEPT   go on with the next handler (by priority); deliver if none objects
+ *   BUS_HOOK_DROP     discard silently; the sender sees success
+ *   -errno            reject: at BUS_HOOK_SEND and for a unicast delivery sendmsg() fails with it;
+ *                     for a multicast or eavesdropper copy it acts as BUS_HOOK_DROP
+ * The first verdict other than ACCEPT ends the walk.
+ */
+typedef int (*bus_hookfn)(void *priv, const struct bus_hook_ctx *ctx);
+
+struct bus_hook_ops {
+	bus_hookfn hook;
+	void *priv;
+	enum bus_hook_point point;
+	int priority;			/* lower runs first; the built-in filter runs at 0 */
+	struct list_head list;		/* af_bus.ko's, while registered */
+};
+
+#define BUS_HOOK_PRI_FIRST	INT_MIN
+#define BUS_HOOK_PRI_FILTER	0	/* the BUS_SET_FILTER rules */
+#define BUS_HOOK_PRI_LAST	INT_MAX
+
+/* Register before use; unregister (waits for running handlers) before the ops go away. */
+int bus_register_hook(struct bus_hook_ops *ops);
+void bus_unregister_hook(struct bus_hook_ops *ops);
+
+#endif /* _LINUX_AF_BUS_HOOKS_H */
