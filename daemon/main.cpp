@@ -129,6 +129,11 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n%s", options.error().c_str(), usage().c_str());
         return 1;
     }
+    // As dbus-daemon (_dbus_ensure_standard_fds with DBUS_FORCE_STDIN_NULL): the bus never reads its
+    // stdin, so it holds no terminal or pipe of its caller there, with or without --fork.
+    if (options->print_address_fd != 0 && options->print_pid_fd != 0) {
+        if (Fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC)); null) ::dup2(null.get(), 0);
+    }
     if (options->help) {
         std::printf("%s", usage().c_str());
         return 0;
@@ -194,7 +199,10 @@ int main(int argc, char** argv) {
         // /dev/null). A print fd among 0-2 stays until its line is written, below.
         dev_null = Fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
         if (!dev_null) return fail(std::string("Failed to open /dev/null: ") + std::strerror(errno));
+        // With DBUS_DEBUG_OUTPUT set, stderr stays (dbus-daemon's become_daemon keeps it for debugging).
+        const bool keep_stderr = std::getenv("DBUS_DEBUG_OUTPUT") != nullptr;
         for (int fd = 0; fd <= 2; ++fd) {
+            if (fd == 2 && keep_stderr) continue;
             if (fd != options->print_address_fd.value_or(-1) && fd != options->print_pid_fd.value_or(-1))
                 ::dup2(dev_null.get(), fd);
         }

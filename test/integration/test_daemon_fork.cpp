@@ -361,16 +361,22 @@ TEST_P(DaemonForkTest, ShellCommandSubstitutionReturns) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPrintCombination, DaemonForkTest, ::testing::ValuesIn(all_combinations()), name_of);
 
-// Without --fork nothing changes: the daemon keeps its stdout (here a pipe) after printing to it, as
-// dbus-daemon does.
-TEST(DaemonNoForkTest, KeepsStdoutAfterPrinting) {
+// Without --fork the daemon keeps its stdout (here a pipe) after printing to it, as dbus-daemon does;
+// its stdin (here a pipe of the caller's too) points at /dev/null from the start, fork or not, as
+// dbus-daemon's does: the bus never reads it.
+TEST(DaemonNoForkTest, KeepsStdoutAfterPrintingAndLetsGoOfStdin) {
     char name[] = "/tmp/afbus-nofork-XXXXXX";
     ASSERT_TRUE(::mkdtemp(name));
     const std::string dir = name;
     write_config(dir + "/bus.conf", "unix:dir=" + dir);
-    ChildProcess daemon({daemon_under_test(), "--nofork", "--print-address=1", "--print-pid=1",
-                         "--config-file=" + dir + "/bus.conf"},
-                        child_environment({}));
+    int stdin_pipe[2];
+    ASSERT_EQ(::pipe2(stdin_pipe, O_CLOEXEC), 0);
+    const Fd stdin_read(stdin_pipe[0]), stdin_write(stdin_pipe[1]);
+    ChildOptions options;
+    options.inherited_fds = {stdin_read.get()};  // fd 3, which the shell makes the daemon's stdin
+    ChildProcess daemon({"/bin/sh", "-c", "exec \"$0\" \"$@\" 0<&3 3<&-", daemon_under_test(), "--nofork",
+                         "--print-address=1", "--print-pid=1", "--config-file=" + dir + "/bus.conf"},
+                        child_environment({}), options);
     const auto deadline = Clock::now() + kTimeout;
     for (;;) {
         daemon.on_ready();
@@ -385,6 +391,7 @@ TEST(DaemonNoForkTest, KeepsStdoutAfterPrinting) {
     EXPECT_EQ(std::to_string(daemon.pid()) + "\n", pid_line);
     const std::string stdout_link = link_target("/proc/" + std::to_string(daemon.pid()) + "/fd/1");
     EXPECT_TRUE(stdout_link.starts_with("pipe:")) << stdout_link;
+    EXPECT_EQ(link_target("/proc/" + std::to_string(daemon.pid()) + "/fd/0"), "/dev/null");
     // A call answered first: dbus-daemon prints before it installs its SIGTERM handler.
     const std::string address = daemon.out().substr(0, daemon.out().find('\n'));
     auto client = Connection::open(address);
