@@ -41,6 +41,7 @@
 #include "afbus/fd.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -52,6 +53,7 @@ using test::ChildOptions;
 using test::ChildProcess;
 using test::Clock;
 using test::daemon_under_test;
+using test::driver_call;
 using test::find_program;
 using test::remaining_ms;
 
@@ -262,10 +264,7 @@ protected:
             GetParam().address != To::None ? address_ : "unix:path=" + socket_path();
         auto client = Connection::open(address);
         ASSERT_TRUE(client) << address << ": " << client.error().name << ": " << client.error().message;
-        auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                "org.freedesktop.DBus", "GetConnectionUnixProcessID");
-        append(call, std::string("org.freedesktop.DBus"));
-        auto reply = (*client)->call(call.build().value());
+        auto reply = (*client)->call(driver_call("GetConnectionUnixProcessID", "org.freedesktop.DBus"));
         ASSERT_TRUE(reply) << reply.error().name << ": " << reply.error().message;
         EXPECT_EQ(static_cast<pid_t>(std::get<0>(read_all<std::uint32_t>(*reply).value())), bus);
 
@@ -389,10 +388,7 @@ TEST(DaemonNoForkTest, KeepsStdoutAfterPrinting) {
     const std::string address = daemon.out().substr(0, daemon.out().find('\n'));
     auto client = Connection::open(address);
     ASSERT_TRUE(client) << address << ": " << client.error().name << ": " << client.error().message;
-    auto id = (*client)->call(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                          "org.freedesktop.DBus", "GetId")
-                                  .build()
-                                  .value());
+    auto id = (*client)->call(driver_call("GetId"));
     ASSERT_TRUE(id) << id.error().name << ": " << id.error().message;
     daemon.send_signal(SIGTERM);
     daemon.wait(kTimeout);
