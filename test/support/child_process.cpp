@@ -60,6 +60,28 @@ int remaining_ms(Clock::time_point deadline) {
     return static_cast<int>(std::min<long long>(left, std::numeric_limits<int>::max()));
 }
 
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
+    // SYS_pidfd_open: see the constructor.
+    const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return std::nullopt;
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+        pollfd p{pidfd.get(), POLLIN, 0};
+        const int ready = ::poll(&p, 1, remaining_ms(deadline));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return std::nullopt;
+        int status = 0;
+        if (::waitpid(pid, &status, 0) != pid) return std::nullopt;
+        return status;
+    }
+}
+
+void kill_and_collect(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+}
+
 std::string find_program(const std::string& name) {
     const char* path = std::getenv("PATH");
     std::istringstream dirs(path && *path ? path : "/usr/local/bin:/usr/bin:/bin");

@@ -31,6 +31,13 @@ std::string find_program(const std::string& name);
 std::vector<std::string> child_environment(const std::vector<std::string>& set,
                                            const std::vector<std::string>& drop_prefixes = {});
 
+// For a process the test forked to run its own code (ChildProcess runs programs): waits without
+// sleeping, in poll() on a pidfd, for the child `pid` (not yet collected) to exit. Its wait status, or
+// nothing if it still runs after `timeout` (it is then left as it is).
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
+// SIGKILLs the child `pid` and collects it.
+void kill_and_collect(pid_t pid);
+
 struct ChildOptions {
     // stderr onto the stdout pipe, so that out() has both interleaved as they were written (err() stays
     // empty).
