@@ -14,6 +14,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
+#include <latch>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -262,42 +266,80 @@ TEST_F(KeyringFiles, InvalidContextIsRefused) {
     EXPECT_TRUE(directory_entries().empty());
 }
 
+// Another server, in a thread of its own, holding the keyring's lock: it has taken the lock when the
+// constructor returns, and gives it up (after `before_release`) only when the test calls release().
+class LockHolder {
+public:
+    explicit LockHolder(std::string lock, std::function<void()> before_release = {})
+        : lock_(std::move(lock)), before_release_(std::move(before_release)), thread_([this] { hold(); }) {
+        held_.wait();
+    }
+    ~LockHolder() {
+        release();
+        thread_.join();
+    }
+    LockHolder(const LockHolder&) = delete;
+    LockHolder& operator=(const LockHolder&) = delete;
+
+    [[nodiscard]] bool took_the_lock() const { return took_; }
+    void release() {
+        std::call_once(release_once_, [this] { go_.set_value(); });
+    }
+    [[nodiscard]] bool released() const { return released_; }
+
+private:
+    void hold() {
+        const int fd = ::open(lock_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        took_ = fd >= 0;
+        if (fd >= 0) ::close(fd);
+        held_.count_down();
+        go_.get_future().wait();
+        if (before_release_) before_release_();
+        released_ = true;
+        ::unlink(lock_.c_str());
+    }
+
+    std::string lock_;
+    std::function<void()> before_release_;
+    std::latch held_{1};
+    std::promise<void> go_;
+    std::once_flag release_once_;
+    std::atomic<bool> took_{false};
+    std::atomic<bool> released_{false};
+    std::thread thread_;  // last: it starts once everything it uses exists
+};
+
+// A policy that waits for the lock (far longer than any holder here needs: no take-over) and releases
+// `holder` as current() begins: the keyring reads its clock once, before it looks at the lock.
+KeyringPolicy waiting_policy(KeyringPolicy p, LockHolder& holder) {
+    p.lock_retry_interval = std::chrono::milliseconds(5);
+    p.lock_attempts = 100000;
+    p.now = [&holder, now = std::move(p.now)] {
+        holder.release();
+        return now();
+    };
+    return p;
+}
+
 TEST_F(KeyringFiles, WaitsForALockThatIsReleased) {
     make_directory();
-    const std::string lock = file_ + ".lock";
-    ASSERT_TRUE(std::ofstream(lock));
-    std::atomic<bool> released{false};
-    std::thread holder([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        released = true;
-        ::unlink(lock.c_str());
-    });
-    KeyringPolicy p = policy();
-    p.lock_retry_interval = std::chrono::milliseconds(5);
-    p.lock_attempts = 100000;  // far longer than the holder needs: no take-over
-    auto cookie = Keyring(directory_, p).current(kContext);
-    holder.join();
+    LockHolder holder(file_ + ".lock");
+    ASSERT_TRUE(holder.took_the_lock());
+    auto cookie = Keyring(directory_, waiting_policy(policy(), holder)).current(kContext);
     ASSERT_TRUE(cookie) << cookie.error();
-    EXPECT_TRUE(released) << "went ahead while another server held the lock";
+    EXPECT_TRUE(holder.released()) << "went ahead while another server held the lock";
     EXPECT_EQ(directory_entries(), std::vector<std::string>{std::string(kContext)});
 }
 
 TEST_F(KeyringFiles, UsesTheCookieAnotherServerAddedWhileItWaited) {
     make_directory();
-    const std::string lock = file_ + ".lock";
-    ASSERT_TRUE(std::ofstream(lock));
     const KeyringCookie theirs{77, kStart - 5, "abcdef"};
-    std::thread other_server([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    LockHolder other_server(file_ + ".lock", [&] {
         std::ofstream(file_ + ".new") << format_keyring({theirs});
         std::filesystem::rename(file_ + ".new", file_);
-        ::unlink(lock.c_str());
     });
-    KeyringPolicy p = policy();
-    p.lock_retry_interval = std::chrono::milliseconds(5);
-    p.lock_attempts = 100000;
-    auto cookie = Keyring(directory_, p).current(kContext);
-    other_server.join();
+    ASSERT_TRUE(other_server.took_the_lock());
+    auto cookie = Keyring(directory_, waiting_policy(policy(), other_server)).current(kContext);
     ASSERT_TRUE(cookie) << cookie.error();
     EXPECT_EQ(*cookie, theirs);
     EXPECT_EQ(read_text(file_), format_keyring({theirs}));
