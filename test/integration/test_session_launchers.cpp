@@ -132,15 +132,7 @@ protected:
         ::prctl(PR_SET_CHILD_SUBREAPER, 0);
         // The test's own ChildProcesses are gone by now: any child left was reparented to us, a bus that a
         // failed test did not end or dbus-launch's babysitter. End them and collect them.
-        const std::string self = std::to_string(::getpid());
-        for (;;) {
-            std::ifstream children("/proc/" + self + "/task/" + self + "/children");
-            std::vector<pid_t> left;
-            for (pid_t pid; children >> pid;) left.push_back(pid);
-            if (left.empty()) break;
-            for (pid_t pid : left) ::kill(pid, SIGKILL);
-            for (pid_t pid : left) ::waitpid(pid, nullptr, 0);
-        }
+        test::kill_and_collect_children();
         std::error_code ignored;
         std::filesystem::remove_all(dir_, ignored);
     }

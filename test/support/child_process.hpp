@@ -38,6 +38,21 @@ std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
 // SIGKILLs the child `pid` and collects it.
 void kill_and_collect(pid_t pid);
 
+// The children of this process (of its main thread): after PR_SET_CHILD_SUBREAPER, the processes it
+// inherited too, such as a bus whose launcher exited.
+std::vector<pid_t> child_pids();
+// SIGKILLs and collects every child until none is left (what a subreaper test inherited and did not end).
+void kill_and_collect_children();
+
+// A pipe, both ends close-on-exec.
+struct Pipe {
+    Fd read, write;
+};
+Pipe make_pipe();
+// Reads everything the non-blocking `fd` holds now; at end of file (or an error: nothing more will come)
+// closes it.
+void drain(Fd& fd, std::string& into);
+
 struct ChildOptions {
     // stderr onto the stdout pipe, so that out() has both interleaved as they were written (err() stays
     // empty).
