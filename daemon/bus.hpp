@@ -136,6 +136,9 @@ private:
     void show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) override;
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
+    // The peer `name` (unique or well-known) stands for, or null: what owner_of, has_owner and
+    // owner_name all answer from.
+    [[nodiscard]] Peer* find_owner(std::string_view name) const;
     void note_peaks(Peer& peer);
 
     EventLoop& loop_;

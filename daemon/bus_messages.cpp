@@ -118,7 +118,9 @@ void Bus::note_peaks(Peer& peer) {
 
 // --- DriverContext ---
 
-Peer* Bus::owner_of(std::string_view name) {
+Peer* Bus::owner_of(std::string_view name) { return find_owner(name); }
+
+Peer* Bus::find_owner(std::string_view name) const {
     if (name.starts_with(':')) return peers_.find_unique(name);
     const auto owner = names_.owner(name);
     return owner ? peers_.find(*owner) : nullptr;
@@ -155,17 +157,10 @@ BusCounters Bus::counters() const {
 
 // --- ActivationHost ---
 
-bool Bus::has_owner(std::string_view name) const {
-    if (name.starts_with(':')) return peers_.find_unique(name) != nullptr;
-    const auto owner = names_.owner(name);
-    return owner && peers_.find(*owner);
-}
+bool Bus::has_owner(std::string_view name) const { return find_owner(name) != nullptr; }
 
 std::optional<std::string> Bus::owner_name(std::string_view name) const {
-    const auto owner = name.starts_with(':') ? (peers_.find_unique(name) ? std::optional<PeerId>(peers_.find_unique(name)->id())
-                                                                          : std::nullopt)
-                                             : names_.owner(name);
-    const Peer* peer = owner ? peers_.find(*owner) : nullptr;
+    const Peer* peer = find_owner(name);
     return peer ? std::optional<std::string>(peer->unique_name()) : std::nullopt;
 }
 
