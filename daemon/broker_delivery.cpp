@@ -109,7 +109,11 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
     }
     c = find(id);
     if (!c) return;
-    if (events & EPOLLOUT) {
+    if ((events & EPOLLOUT) && c->sasl) {
+        authenticate(*c);
+        c = find(id);
+        if (!c) return;
+    } else if (events & EPOLLOUT) {
         auto flushed = c->transport->flush();
         if (!flushed) return fail(id, describe(flushed.error()));
     }
@@ -117,36 +121,19 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
 }
 
 void BrokerDelivery::authenticate(Connection& c) {
-    char buf[4096];
     const PeerId id = c.id;
-    for (;;) {
-        const ssize_t n = ::recv(c.transport->fd(), buf, sizeof buf, MSG_DONTWAIT);
-        if (n == 0) return fail(id, "closed during authentication");
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) return;
-            return fail(id, std::string("read failed during authentication: ") + std::strerror(errno));
-        }
-        const std::string_view input(buf, static_cast<std::size_t>(n));
-        const std::size_t used = c.sasl->feed(input);
-        const std::string out = c.sasl->take_output();
-        if (!out.empty() && ::send(c.transport->fd(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT) !=
-                                static_cast<ssize_t>(out.size())) {
-            // Authentication replies are a few dozen bytes to an empty socket buffer.
-            return fail(id, "could not send an authentication reply");
-        }
-        if (c.sasl->failed()) return fail(id, "authentication failed: " + std::string(to_string(*c.sasl->error())));
-        if (!c.sasl->authenticated()) continue;
+    auto progress = c.sasl_stream.advance(c.transport->fd(), *c.sasl);
+    if (!progress) return fail(id, progress.error().describe());
+    if (progress->kind != SaslProgress::Kind::Authenticated) return;  // update_watch waits for the socket
 
-        const bool unix_fds = c.sasl->unix_fd_agreed();
-        if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
-        c.transport->set_unix_fd_passing(unix_fds);
-        c.sasl.reset();
-        if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
-        c.auth_timer = 0;
-        if (used < input.size()) c.transport->push_received(input.substr(used));
-        return read_messages(c, false);
-    }
+    const bool unix_fds = c.sasl->unix_fd_agreed();
+    if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
+    c.transport->set_unix_fd_passing(unix_fds);
+    c.sasl.reset();
+    if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    c.auth_timer = 0;
+    if (!progress->leftover.empty()) c.transport->push_received(progress->leftover);
+    return read_messages(c, false);
 }
 
 void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
@@ -249,7 +236,8 @@ void BrokerDelivery::resume_paused_readers() {
 }
 
 void BrokerDelivery::update_watch(Connection& c) {
-    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (c.transport->wants_write() ? EPOLLOUT : 0u);
+    const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
+    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
     if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;
     loop_.modify(c.transport->fd(), wanted);

@@ -11,6 +11,7 @@
 
 #include "afbus/fd.hpp"
 #include "afbus/sasl.hpp"
+#include "afbus/sasl_stream.hpp"
 #include "afbus/stream_transport.hpp"
 #include "delivery.hpp"
 #include "event_loop.hpp"
@@ -41,6 +42,7 @@ private:
         PeerId id = 0;
         std::unique_ptr<StreamTransport> transport;
         std::unique_ptr<SaslServer> sasl;  // while authenticating
+        SaslStream sasl_stream;            // moves sasl's bytes
         EventLoop::TimerId auth_timer = 0;
         // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
         EventLoop::TimerId pending_fds_timer = 0;

@@ -12,6 +12,7 @@
 #include "afbus/address.hpp"
 #include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
+#include "afbus/sasl_stream.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
 #include "connection_state.hpp"
@@ -67,46 +68,24 @@ Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectO
         if (auto home = home_directory(config.uid)) config.keyring_directory = keyring_directory(*home);
     }
     SaslClient sasl(std::move(config));
-    std::string leftover;
-    const int fd = state.transport.fd();
-    std::string out = sasl.take_output();
+    SaslStream stream;
     for (;;) {
-        while (!out.empty()) {
-            const ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL);
-            if (n >= 0) {
-                out.erase(0, static_cast<std::size_t>(n));
-                continue;
-            }
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN) return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
-            auto ready = wait_fd(fd, POLLOUT, deadline);
-            if (!ready) return Unexpected(ready.error());
-            if (!*ready) return Unexpected(make_error(error_names::kTimeout, "Authentication timed out"));
+        auto progress = stream.advance(state.transport.fd(), sasl);
+        if (!progress) {
+            const SaslStreamError& e = progress.error();
+            const std::string_view name = e.kind == SaslStreamError::Kind::Io ? error_names::kIOError : error_names::kAuthFailed;
+            return Unexpected(make_error(name, e.describe()));
         }
-        if (sasl.authenticated()) break;
-        if (sasl.failed()) {
-            return Unexpected(make_error(error_names::kAuthFailed,
-                                         "Authentication failed: " + std::string(to_string(*sasl.error()))));
+        if (progress->kind == SaslProgress::Kind::Authenticated) {
+            state.transport.set_unix_fd_passing(sasl.unix_fd_agreed());
+            state.guid = sasl.server_guid();
+            return std::move(progress->leftover);
         }
-        auto ready = wait_fd(fd, POLLIN, deadline);
+        const short events = progress->kind == SaslProgress::Kind::WantRead ? POLLIN : POLLOUT;
+        auto ready = wait_fd(state.transport.fd(), events, deadline);
         if (!ready) return Unexpected(ready.error());
         if (!*ready) return Unexpected(make_error(error_names::kTimeout, "Authentication timed out"));
-        char buf[4096];
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n == 0) return Unexpected(make_error(error_names::kAuthFailed, "Connection closed during authentication"));
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
-        }
-        const std::string_view input(buf, static_cast<std::size_t>(n));
-        const std::size_t used = sasl.feed(input);
-        // The server may already have sent messages after the last auth line.
-        if (sasl.authenticated()) leftover.assign(input.substr(used));
-        out += sasl.take_output();
     }
-    state.transport.set_unix_fd_passing(sasl.unix_fd_agreed());
-    state.guid = sasl.server_guid();
-    return leftover;
 }
 
 // tcp:host=...,port=...[,family=ipv4|ipv6]: the first address that accepts the connection.
