@@ -5,7 +5,8 @@
 // where the C parser accepts, libafbus must accept exactly when its own body validator accepts the body,
 // so a body-only defect is told apart explicitly (docs/kernel.md). The leading 's'/'o' arguments the C
 // body reader returns are compared with libafbus's values too.
-// Seeded and reproducible: AFBUS_DIFF_SEED and AFBUS_DIFF_COUNT override the defaults.
+// Seeded and reproducible: AFBUS_DIFF_SEED and AFBUS_DIFF_COUNT override the defaults; AFBUS_DIFF_EXTRA_CORPUS
+// names one more directory of inputs.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -18,6 +19,7 @@
 
 #include "afbus/decoder.hpp"
 #include "afbus/message.hpp"
+#include "afbus/signature.hpp"
 #include "afbus/validate.hpp"
 #include "dbus_header.h"
 #include "support/random_message.hpp"
@@ -68,6 +70,9 @@ void compare(const std::vector<std::byte>& w, const std::string& what, Counts& c
         ++counts.refused;
         return;
     }
+    // libafbus's body validator needs a valid signature: one the C parser wrongly accepted fails here.
+    ASSERT_TRUE(validate_signature(view(w, h.signature)))
+        << what << ": the C parser accepts the signature '" << view(w, h.signature) << "'";
     const bool body_ok = lib_body_valid(w, h);
     if (!m) {
         EXPECT_FALSE(body_ok) << what << ": the C parser accepts, libafbus refuses ("
@@ -145,8 +150,11 @@ std::vector<std::vector<std::byte>> read_corpus(const std::filesystem::path& dir
 
 TEST(DbusHeaderDifferential, FuzzCorpora) {
     Counts counts;
-    for (const char* name : {"dbus_header", "message"}) {
-        const std::filesystem::path dir = std::filesystem::path(AFBUS_FUZZ_CORPUS_DIR) / name;
+    std::vector<std::filesystem::path> dirs = {std::filesystem::path(AFBUS_FUZZ_CORPUS_DIR) / "dbus_header",
+                                               std::filesystem::path(AFBUS_FUZZ_CORPUS_DIR) / "message"};
+    // A corpus a fuzzing run grew (e.g. fuzz_dbus_header's output directory) can be checked too.
+    if (const char* extra = std::getenv("AFBUS_DIFF_EXTRA_CORPUS")) dirs.emplace_back(extra);
+    for (const auto& dir : dirs) {
         ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
         for (const auto& w : read_corpus(dir)) compare(w, dir.string(), counts);
     }
@@ -189,6 +197,56 @@ TEST(DbusHeaderDifferential, EdgeNames) {
                 counts.refused);
     EXPECT_GT(counts.accepted, 0);
     EXPECT_GT(counts.refused, 0);
+}
+
+// The signature grammar: random strings of type codes and brackets, and the nesting limits, as the value
+// of an unknown 'g' field (validated as a signature by both) and as the SIGNATURE field of a message
+// without a body.
+TEST(DbusHeaderDifferential, SignatureGrammar) {
+    std::vector<std::string> sigs = {"", "a", "aa", "ay", "a{", "a{}", "a{s}", "a{sv}", "a{vs}", "a{svs}", "{sv}",
+                                     "()", "(y)", "(y", "y)", "a(y)", "a{s(y)}", "a{(y)s}", "aa{sv}", "a{sa{sv}}",
+                                     "z", "v", "h", "(yv)a(y)", "((((y))))"};
+    auto nest = [](int arrays, int structs) {
+        std::string s(static_cast<std::size_t>(arrays), 'a');
+        s += std::string(static_cast<std::size_t>(structs), '(') + "y" + std::string(static_cast<std::size_t>(structs), ')');
+        return s;
+    };
+    for (int n : {31, 32, 33}) {
+        sigs.push_back(nest(n, 0));
+        sigs.push_back(nest(0, n));
+        std::string interleaved;
+        for (int i = 0; i < n; ++i) interleaved += "a(";
+        interleaved += "y" + std::string(static_cast<std::size_t>(n), ')');
+        sigs.push_back(interleaved);
+        std::string dicts;
+        for (int i = 0; i < n; ++i) dicts += "a{s";
+        dicts += "y" + std::string(static_cast<std::size_t>(n), '}');
+        sigs.push_back(dicts);
+    }
+    sigs.push_back(std::string(255, 'y'));
+    Generator g(kSeed + 2);
+    static constexpr char kCodes[] = "aybnqiuxtdsoghv(){}z";
+    for (std::uint64_t i = 0; i < kCount; ++i) {
+        std::string sig;
+        const std::size_t n = g.next(g.chance(10) ? 255 : 12);
+        for (std::size_t k = 0; k < n; ++k) sig += kCodes[g.next(sizeof kCodes - 1)];
+        sigs.push_back(sig);
+    }
+    Counts counts;
+    for (const std::string& sig : sigs) {
+        Parts p;
+        p.path = "/a";
+        p.member = "M";
+        for (Endian e : {Endian::Little, Endian::Big}) {
+            compare(afbus_marshal(p, e, false, {{50, Value::signature(sig)}}), "'g' field " + sig, counts);
+            // As the SIGNATURE field (code 8) of a message without a body: only "" has a valid body.
+            compare(afbus_marshal(p, e, false, {{8, Value::signature(sig)}}), "SIGNATURE " + sig, counts);
+        }
+    }
+    std::printf("signatures: %zu signatures, %d messages, %d accepted, %d refused, %d with a bad body\n",
+                sigs.size(), counts.total(), counts.accepted, counts.refused, counts.body_only);
+    EXPECT_GT(counts.accepted, 0);
+    EXPECT_GT(counts.body_only, 0);
 }
 
 TEST(DbusHeaderDifferential, RandomValidMessages) {
