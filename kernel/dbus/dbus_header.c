@@ -5,9 +5,8 @@
  * (for af_bus_dbus.ko)").
  *
  * Every read goes through a cursor bounded by the end of the region being parsed (the field array, or
- * the body); lengths are checked against what remains before they are used. The only recursion is in
- * validating the value of an unknown header field, bounded by the 64-container depth limit (the depth
- * checks come before each recursive call); signatures are validated iteratively.
+ * the body); lengths are checked against what remains before they are used. Nothing recurses: values
+ * of unknown header fields are walked with a bounded stack of frames, signatures with counters.
  */
 #ifdef __KERNEL__
 #include <linux/types.h>
@@ -412,110 +411,183 @@ static u32 dh_alignment(u8 ch)
 /* --- values (of unknown header fields) --- */
 
 /*
- * Validates one value of the complete type at sig[*sp] (sig already validated) and moves *sp past the
- * type. depth counts the containers around the value; recursion happens only after a check that the
- * new depth is at most 64, so it is at most 64 - DH_FIELD_DEPTH + 1 calls deep.
+ * A container being walked by dh_value(). Signatures are offsets into the message (every signature a
+ * value can have is in it), at most 255 bytes long, so positions fit a byte: a frame is 12 bytes and
+ * the deepest walk (64 containers) keeps 62 of them, about 750 bytes of stack, instead of the 5.5 KiB
+ * that recursion took.
  */
-static bool dh_value(struct dh_cur *c, const u8 *sig, u32 siglen, u32 *sp, int depth)
+enum dh_frame_kind {
+	DH_FRAME_ONE,		/* the field's value, or a variant's: exactly one complete type */
+	DH_FRAME_ARRAY,		/* elements of type sig[elem] until end */
+	DH_FRAME_STRUCT,	/* the types from sp up to the closing ')' or '}' */
+};
+
+struct dh_frame {
+	u32 sig_off;	/* the signature being walked: bytes [sig_off, sig_off + sig_len) of the message */
+	u32 end;	/* DH_FRAME_ARRAY: where the elements end */
+	u8 sig_len;
+	u8 sp;		/* the next type to validate */
+	u8 elem;	/* DH_FRAME_ARRAY: the element type */
+	u8 kind : 2;
+	u8 done : 1;	/* DH_FRAME_ONE: its one value has been started */
+};
+
+#define DH_MAX_FRAMES (DH_MAX_DEPTH - DH_FIELD_DEPTH + 1)
+
+/*
+ * Validates one value of the complete type in the (validated) signature at sig_off, as the value of an
+ * unknown header field: every container adds one to the depth, which starts at DH_FIELD_DEPTH and may
+ * not exceed DH_MAX_DEPTH. The depth is checked before each frame is pushed, so the stack never holds
+ * more than DH_MAX_FRAMES.
+ */
+static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
 {
-	u8 t = sig[*sp];
-	u32 v, off, len;
+	struct dh_frame stack[DH_MAX_FRAMES];
+	int top = 0;
 
-	switch (t) {
-	case 'y':
-		(*sp)++;
-		return dh_u8(c, &t);
-	case 'n': case 'q':
-		(*sp)++;
-		return dh_skip(c, 2);
-	case 'i': case 'u': case 'h':
-		(*sp)++;
-		return dh_skip(c, 4);
-	case 'x': case 't': case 'd':
-		(*sp)++;
-		return dh_skip(c, 8);
-	case 'b':
-		(*sp)++;
-		if (!dh_u32(c, &v))
-			return false;
-		return v <= 1 ? true : dh_fail(c, DBUS_HDR_E_BAD_VALUE);
-	case 's':
-		(*sp)++;
-		if (!dh_string(c, &off, &len))
-			return false;
-		return dh_valid_utf8(c->buf + off, len) ? true : dh_fail(c, DBUS_HDR_E_BAD_VALUE);
-	case 'o':
-		(*sp)++;
-		if (!dh_string(c, &off, &len))
-			return false;
-		return dh_valid_path(c->buf + off, len) ? true : dh_fail(c, DBUS_HDR_E_BAD_VALUE);
-	case 'g':
-		(*sp)++;
-		if (!dh_signature(c, &off, &len))
-			return false;
-		return dh_valid_signature(c->buf + off, len, false) ? true : dh_fail(c, DBUS_HDR_E_BAD_VALUE);
-	case 'v': {
-		u32 inner = 0;
+	stack[0] = (struct dh_frame){ .sig_off = sig_off, .sig_len = (u8)sig_len, .kind = DH_FRAME_ONE };
+	for (;;) {
+		struct dh_frame *f = &stack[top];
+		const u8 *sig = c->buf + f->sig_off;
+		int depth = DH_FIELD_DEPTH + top;	/* of the value at sig[f->sp] */
+		u32 v, off, len;
+		u8 t;
 
-		(*sp)++;
-		if (!dh_signature(c, &off, &len))
-			return false;
-		if (!dh_valid_signature(c->buf + off, len, true))
-			return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
-		if (depth + 1 > DH_MAX_DEPTH)
-			return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-		return dh_value(c, c->buf + off, len, &inner, depth + 1);
-	}
-	case 'a': {
-		u32 elem = *sp + 1;
-		u32 elem_end = dh_type_end(sig, siglen, elem);
-		u8 e = sig[elem];
-		u32 end;
-
-		*sp = elem_end;
-		if (!dh_u32(c, &len))
-			return false;
-		if (len > DBUS_HDR_MAX_ARRAY)
-			return dh_fail(c, DBUS_HDR_E_ARRAY_TOO_LONG);
-		if (!dh_align(c, dh_alignment(e)))
-			return false;
-		if (len > c->end - c->pos)
-			return dh_fail(c, DBUS_HDR_E_TRUNCATED);
-		end = c->pos + len;
-		if (len != 0 && depth + 1 > DH_MAX_DEPTH)
-			return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-		switch (e) {
-		case 'y': case 'n': case 'q': case 'i': case 'u': case 'x': case 't': case 'd':
-			/* Fixed-size elements: a whole number of them, nothing to walk. */
-			if (len % dh_alignment(e) != 0)
-				return dh_fail(c, DBUS_HDR_E_ARRAY_LENGTH);
-			c->pos = end;
-			return true;
-		default:
+		/* A finished frame returns to its parent. */
+		switch (f->kind) {
+		case DH_FRAME_ONE:
+			if (f->done) {
+				if (top == 0)
+					return true;
+				top--;
+				continue;
+			}
+			f->done = 1;
+			break;
+		case DH_FRAME_ARRAY:
+			if (c->pos >= f->end) {
+				if (c->pos != f->end)
+					return dh_fail(c, DBUS_HDR_E_ARRAY_LENGTH);
+				top--;
+				continue;
+			}
+			f->sp = f->elem;
+			break;
+		case DH_FRAME_STRUCT:
+			if (f->sp >= f->sig_len || sig[f->sp] == ')' || sig[f->sp] == '}') {
+				stack[top - 1].sp = f->sp + 1;	/* the parent goes on after the ')' */
+				top--;
+				continue;
+			}
 			break;
 		}
-		while (c->pos < end) {
-			u32 esp = elem;
 
-			if (!dh_value(c, sig, siglen, &esp, depth + 1))
+		t = sig[f->sp];
+		switch (t) {
+		case 'y':
+			f->sp++;
+			if (!dh_u8(c, &t))
 				return false;
+			break;
+		case 'n': case 'q':
+			f->sp++;
+			if (!dh_skip(c, 2))
+				return false;
+			break;
+		case 'i': case 'u': case 'h':
+			f->sp++;
+			if (!dh_skip(c, 4))
+				return false;
+			break;
+		case 'x': case 't': case 'd':
+			f->sp++;
+			if (!dh_skip(c, 8))
+				return false;
+			break;
+		case 'b':
+			f->sp++;
+			if (!dh_u32(c, &v))
+				return false;
+			if (v > 1)
+				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			break;
+		case 's':
+			f->sp++;
+			if (!dh_string(c, &off, &len))
+				return false;
+			if (!dh_valid_utf8(c->buf + off, len))
+				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			break;
+		case 'o':
+			f->sp++;
+			if (!dh_string(c, &off, &len))
+				return false;
+			if (!dh_valid_path(c->buf + off, len))
+				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			break;
+		case 'g':
+			f->sp++;
+			if (!dh_signature(c, &off, &len))
+				return false;
+			if (!dh_valid_signature(c->buf + off, len, false))
+				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			break;
+		case 'v':
+			f->sp++;
+			if (!dh_signature(c, &off, &len))
+				return false;
+			if (!dh_valid_signature(c->buf + off, len, true))
+				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			if (depth + 1 > DH_MAX_DEPTH)
+				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
+			stack[++top] = (struct dh_frame){ .sig_off = off, .sig_len = (u8)len, .kind = DH_FRAME_ONE };
+			break;
+		case 'a': {
+			u32 elem = f->sp + 1u;
+			u8 e = sig[elem];
+
+			f->sp = (u8)dh_type_end(sig, f->sig_len, elem);
+			if (!dh_u32(c, &len))
+				return false;
+			if (len > DBUS_HDR_MAX_ARRAY)
+				return dh_fail(c, DBUS_HDR_E_ARRAY_TOO_LONG);
+			if (!dh_align(c, dh_alignment(e)))
+				return false;
+			if (len > c->end - c->pos)
+				return dh_fail(c, DBUS_HDR_E_TRUNCATED);
+			if (len == 0)
+				break;
+			if (depth + 1 > DH_MAX_DEPTH)
+				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
+			switch (e) {
+			case 'y': case 'n': case 'q': case 'i': case 'u': case 'x': case 't': case 'd':
+				/* Fixed-size elements: a whole number of them, nothing to walk. */
+				if (len % dh_alignment(e) != 0)
+					return dh_fail(c, DBUS_HDR_E_ARRAY_LENGTH);
+				c->pos += len;
+				break;
+			default:
+				stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
+								    .end = c->pos + len, .elem = (u8)elem,
+								    .kind = DH_FRAME_ARRAY };
+				top++;
+				break;
+			}
+			break;
 		}
-		return c->pos == end ? true : dh_fail(c, DBUS_HDR_E_ARRAY_LENGTH);
-	}
-	case '(':
-	case '{':
-		if (!dh_align(c, 8))
-			return false;
-		if (depth + 1 > DH_MAX_DEPTH)
-			return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-		(*sp)++;
-		while (*sp < siglen && sig[*sp] != ')' && sig[*sp] != '}')
-			if (!dh_value(c, sig, siglen, sp, depth + 1))
+		case '(':
+		case '{':
+			if (!dh_align(c, 8))
 				return false;
-		(*sp)++;
-		return true;
-	default:
-		return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+			if (depth + 1 > DH_MAX_DEPTH)
+				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
+			stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
+							    .sp = (u8)(f->sp + 1), .kind = DH_FRAME_STRUCT };
+			top++;
+			break;
+		default:
+			return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
+		}
 	}
 }
 
@@ -581,11 +653,9 @@ static enum dbus_hdr_reason dh_parse_fields(struct dh_cur *c, struct dbus_hdr *h
 			return DBUS_HDR_E_BAD_VARIANT_SIG;
 		expected = dh_field_type(code);
 		if (expected == 0) {
-			u32 sp = 0;
-
 			/* Unknown fields are skipped, but their value must be valid. */
 			h->unknown_fields = true;
-			if (!dh_value(c, c->buf + sig_off, sig_len, &sp, DH_FIELD_DEPTH))
+			if (!dh_value(c, sig_off, sig_len))
 				return c->err;
 			continue;
 		}

@@ -249,6 +249,48 @@ TEST(DbusHeaderDifferential, SignatureGrammar) {
     EXPECT_GT(counts.body_only, 0);
 }
 
+// The nesting limit inside an unknown field's value, where the C parser walks an explicit stack: values
+// of nested variants, structs, arrays (one element each) and mixes of them around the 64-container limit
+// (the field itself counts as 3), accepted or refused alike by both parsers.
+TEST(DbusHeaderDifferential, UnknownFieldNestingLimit) {
+    Counts counts;
+    for (int levels = 55; levels <= 64; ++levels) {
+        for (int shape = 0; shape < 4; ++shape) {
+            Value v = Value::uint32(7);
+            for (int i = 0; i < levels; ++i) {
+                switch ((shape == 3 ? i : shape) % 3) {
+                    case 0: v = Value::variant(std::move(v)); break;
+                    case 1: {
+                        std::vector<Value> fields;
+                        fields.push_back(Value::byte(1));
+                        fields.push_back(std::move(v));
+                        v = Value::structure(std::move(fields));
+                        break;
+                    }
+                    default: {
+                        const std::string element(v.type());
+                        std::vector<Value> elements;
+                        elements.push_back(std::move(v));
+                        v = Value::array(element, std::move(elements));
+                        break;
+                    }
+                }
+            }
+            if (v.type().size() > 255) continue;  // not a signature any more: the builder cannot say it
+            Parts p;
+            p.path = "/a";
+            p.member = "M";
+            for (Endian e : {Endian::Little, Endian::Big}) {
+                compare(afbus_marshal(p, e, false, {{200, v}}),
+                        "shape " + std::to_string(shape) + ", " + std::to_string(levels) + " levels", counts);
+            }
+        }
+    }
+    std::printf("nesting: %d messages, %d accepted, %d refused\n", counts.total(), counts.accepted, counts.refused);
+    EXPECT_GT(counts.accepted, 0);
+    EXPECT_GT(counts.refused, 0);
+}
+
 TEST(DbusHeaderDifferential, RandomValidMessages) {
     Generator g(kSeed);
     Counts counts;
