@@ -716,14 +716,18 @@ static enum dbus_hdr_reason dh_parse_fields(struct dh_cur *c, struct dbus_hdr *h
 	return DBUS_HDR_OK;
 }
 
-static enum dbus_hdr_reason dh_parse(const u8 *buf, size_t len, struct dbus_hdr *h)
+/*
+ * buf holds the first avail bytes of a len-byte message. Only the header is read, and only once len is
+ * known to be the declared length: avail must cover min(len, the header) (dbus_hdr_parse_header()).
+ */
+static enum dbus_hdr_reason dh_parse(const u8 *buf, size_t avail, size_t len, struct dbus_hdr *h)
 {
 	struct dh_cur c;
 	enum dbus_hdr_reason r;
 	u32 fields_end, i;
 
 	memset(h, 0, sizeof(*h));
-	if (len < DBUS_HDR_FIXED_LEN)
+	if (len < DBUS_HDR_FIXED_LEN || avail < DBUS_HDR_FIXED_LEN)
 		return DBUS_HDR_E_LENGTH;
 	if (buf[0] != 'l' && buf[0] != 'B')
 		return DBUS_HDR_E_BAD_ENDIAN;
@@ -742,7 +746,7 @@ static enum dbus_hdr_reason dh_parse(const u8 *buf, size_t len, struct dbus_hdr 
 	if ((u64)h->body_off + h->body_len > DBUS_HDR_MAX_MESSAGE)
 		return DBUS_HDR_E_MESSAGE_TOO_LONG;
 	h->total_len = h->body_off + h->body_len;
-	if (len != h->total_len)
+	if (len != h->total_len || avail < h->body_off)
 		return DBUS_HDR_E_LENGTH;
 	if (h->type == DBUS_HDR_TYPE_INVALID)
 		return DBUS_HDR_E_BAD_TYPE;
@@ -802,11 +806,34 @@ static enum dbus_hdr_reason dh_parse(const u8 *buf, size_t len, struct dbus_hdr 
 
 int dbus_hdr_parse(const u8 *buf, size_t len, struct dbus_hdr *hdr, enum dbus_hdr_reason *reason)
 {
-	enum dbus_hdr_reason r = dh_parse(buf, len, hdr);
+	return dbus_hdr_parse_header(buf, len, len, hdr, reason);
+}
+
+int dbus_hdr_parse_header(const u8 *buf, size_t avail, size_t msg_len, struct dbus_hdr *hdr,
+			  enum dbus_hdr_reason *reason)
+{
+	enum dbus_hdr_reason r = dh_parse(buf, avail, msg_len, hdr);
 
 	if (reason)
 		*reason = r;
 	return dbus_hdr_reason_errno(r);
+}
+
+u32 dbus_hdr_header_len(const u8 *fixed)
+{
+	u32 fields_len;
+
+	if (fixed[0] != 'l' && fixed[0] != 'B')
+		return DBUS_HDR_FIXED_LEN;
+	fields_len = dh_load32(fixed + 12, fixed[0] == 'B');
+	if (fields_len > DBUS_HDR_MAX_ARRAY)
+		return DBUS_HDR_FIXED_LEN;
+	return (DBUS_HDR_FIXED_LEN + fields_len + 7) & ~7u;
+}
+
+bool dbus_hdr_valid_unique_name(const u8 *s, u32 len)
+{
+	return len >= 2 && s[0] == ':' && dh_valid_bus_name(s, len);
 }
 
 int dbus_hdr_reason_errno(enum dbus_hdr_reason reason)

@@ -126,6 +126,23 @@ struct dbus_hdr {
  */
 int dbus_hdr_parse(const u8 *buf, size_t len, struct dbus_hdr *hdr, enum dbus_hdr_reason *reason);
 
+/*
+ * As dbus_hdr_parse() for a message of msg_len bytes of which buf holds only the first avail, for a
+ * kernel that copies just the header out of a paged sk_buff: avail must be at least the smaller of
+ * msg_len and dbus_hdr_header_len() of the first 16 bytes (then the verdict is dbus_hdr_parse()'s).
+ */
+int dbus_hdr_parse_header(const u8 *buf, size_t avail, size_t msg_len, struct dbus_hdr *hdr,
+			  enum dbus_hdr_reason *reason);
+
+/*
+ * The header's length (the fixed part and the field array, padded to 8) from the message's first 16
+ * bytes; just 16 when they say the message is refused anyway (byte order, field array too long).
+ */
+u32 dbus_hdr_header_len(const u8 *fixed);
+
+/* A unique connection name (":1.42"), as the SENDER of a message from a bus client must be. */
+bool dbus_hdr_valid_unique_name(const u8 *s, u32 len);
+
 /* The errno (negative) for a reason, 0 for DBUS_HDR_OK. */
 int dbus_hdr_reason_errno(enum dbus_hdr_reason reason);
 /* A short constant name for a reason ("truncated", "bad-path", ...). */

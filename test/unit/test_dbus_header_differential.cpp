@@ -9,6 +9,7 @@
 // names one more directory of inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -62,6 +63,22 @@ void compare(const std::vector<std::byte>& w, const std::string& what, Counts& c
     dbus_hdr_reason reason;
     const int rc = dbus_hdr_parse(reinterpret_cast<const u8*>(w.data()), w.size(), &h, &reason);
     ASSERT_EQ(rc, dbus_hdr_reason_errno(reason));
+    {
+        // The kernel's way: only the header copied out, into a buffer of exactly that size (so that
+        // AddressSanitizer catches a read beyond it), with the message's length alongside.
+        std::size_t avail = w.size();
+        if (w.size() >= DBUS_HDR_FIXED_LEN)
+            avail = std::min<std::size_t>(w.size(), dbus_hdr_header_len(reinterpret_cast<const u8*>(w.data())));
+        const std::vector<std::byte> prefix(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(avail));
+        dbus_hdr hp;
+        dbus_hdr_reason prefix_reason;
+        ASSERT_EQ(dbus_hdr_parse_header(reinterpret_cast<const u8*>(prefix.data()), prefix.size(), w.size(), &hp,
+                                        &prefix_reason),
+                  rc)
+            << what;
+        ASSERT_EQ(prefix_reason, reason) << what;
+        if (rc == 0) ASSERT_EQ(std::memcmp(&hp, &h, sizeof h), 0) << what;
+    }
     auto m = Message::parse(w);
     if (rc != 0) {
         ASSERT_TRUE(rc == -EBADMSG || rc == -EMSGSIZE || rc == -EINVAL) << what;
