@@ -130,6 +130,9 @@ struct bus {
 	unsigned int npending;
 	struct bus_filter *filter;
 	size_t filter_len;
+	int protocol;			/* BUS_PROTO_* of the listener */
+	struct bus_proto_ops *proto;	/* serves protocol (module reference held), or NULL */
+	void *proto_priv;		/* proto's state for this bus, under lock */
 	int sndbuf;			/* 0: keep socket defaults */
 	u32 maxqlen;
 	unsigned int neavesdrop;	/* clients with eavesdrop set */
@@ -204,6 +207,11 @@ static void bus_free(struct kref *kref)
 	WARN_ON(!xa_empty(&bus->prefixes));
 	xa_destroy(&bus->prefixes);
 	kfree(bus->filter);
+	if (bus->proto) {
+		if (bus->proto_priv)
+			bus->proto->bus_gone(bus->proto_priv);
+		module_put(bus->proto->owner);
+	}
 	kfree(bus);
 }
 
@@ -628,6 +636,57 @@ static int bus_run_hooks(enum bus_hook_point point, const struct bus_hook_ctx *c
 	return verdict;
 }
 
+/* ------------------------------------------------------------------ protocol modules */
+
+static DEFINE_MUTEX(bus_protos_mutex);
+static LIST_HEAD(bus_protos);
+
+int bus_register_proto(struct bus_proto_ops *ops)
+{
+	struct bus_proto_ops *pos;
+	int err = 0;
+
+	if (!ops || ops->protocol == BUS_PROTO_NONE || !ops->setsockopt || !ops->client_gone ||
+	    !ops->bus_gone || ops->optmin <= BUS_GET_SENDER_DROPS || ops->optmax <= ops->optmin)
+		return -EINVAL;
+	mutex_lock(&bus_protos_mutex);
+	list_for_each_entry(pos, &bus_protos, list) {
+		if (pos->protocol == ops->protocol ||
+		    (ops->optmin < pos->optmax && pos->optmin < ops->optmax))
+			err = -EEXIST;
+	}
+	if (!err)
+		list_add_tail(&ops->list, &bus_protos);
+	mutex_unlock(&bus_protos_mutex);
+	return err;
+}
+EXPORT_SYMBOL_GPL(bus_register_proto);
+
+void bus_unregister_proto(struct bus_proto_ops *ops)
+{
+	/* Buses hold a reference on ops->owner: none uses ops once its module can exit. */
+	mutex_lock(&bus_protos_mutex);
+	list_del(&ops->list);
+	mutex_unlock(&bus_protos_mutex);
+}
+EXPORT_SYMBOL_GPL(bus_unregister_proto);
+
+/* The module serving @protocol, with a reference on it; NULL if none is loaded. */
+static struct bus_proto_ops *bus_get_proto(int protocol)
+{
+	struct bus_proto_ops *pos, *found = NULL;
+
+	mutex_lock(&bus_protos_mutex);
+	list_for_each_entry(pos, &bus_protos, list) {
+		if (pos->protocol == protocol && try_module_get(pos->owner)) {
+			found = pos;
+			break;
+		}
+	}
+	mutex_unlock(&bus_protos_mutex);
+	return found;
+}
+
 /* ------------------------------------------------------------------ addresses */
 
 static struct bus_sock *bus_lookup_addr(struct bus *bus, u64 addr)
@@ -821,6 +880,8 @@ static void bus_disconnect_client_locked(struct bus *bus, struct bus_sock *c)
 	if (c->role != BUS_ROLE_CLIENT || list_empty(&c->client_node))
 		return;
 	bus_unhash_addrs_locked(bus, c);
+	if (bus->proto_priv)
+		bus->proto->client_gone(bus->proto_priv, c->addr);
 	if (c->joined)
 		bus->stats.joined--;
 	if (c->eavesdrop) {
@@ -1038,6 +1099,7 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	struct sock *sk = sock->sk;
 	struct bus_sock *bsk = bus_sk(sk);
 	struct net *net = sock_net(sk);
+	struct bus_proto_ops *proto = NULL;
 	struct bus *bus, *other;
 	struct bus_name *n;
 	int err;
@@ -1048,9 +1110,16 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 		return -EAFNOSUPPORT;
 	if (sa->sbus_addr.s_addr != BUS_MASTER_ADDR)
 		return -EINVAL;
+	/* A protocol bus is never served by nobody: its module must be there, and stays. */
+	if (sk->sk_protocol != BUS_PROTO_NONE) {
+		proto = bus_get_proto(sk->sk_protocol);
+		if (!proto)
+			return -EPROTONOSUPPORT;
+	}
+	err = -ENOMEM;
 	n = kmalloc(sizeof(*n), GFP_KERNEL);
 	if (!n)
-		return -ENOMEM;
+		goto out;
 	err = bus_parse_name(sa, addr_len, n);
 	if (err)
 		goto out;
@@ -1079,6 +1148,7 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	INIT_LIST_HEAD(&bus->pending);
 	bus->maxqlen = BUS_DEFAULT_MAXQLEN;
 	bus->listener = bsk;
+	bus->protocol = sk->sk_protocol;
 
 	if (!n->abstract) {
 		umode_t mode = S_IFSOCK | (SOCK_INODE(sock)->i_mode & ~current_umask());
@@ -1122,6 +1192,8 @@ static int bus_bind(struct socket *sock, struct sockaddr *uaddr, int addr_len)
 	}
 	list_add_tail(&bus->table_node, &bus_table);
 	mutex_unlock(&bus_table_lock);
+	bus->proto = proto;	/* the bus's reference now */
+	proto = NULL;
 	bsk->bus = bus;
 	smp_store_release(&bsk->role, BUS_ROLE_LISTENER);	/* after bsk->bus: see bus_role() */
 	err = 0;
@@ -1129,6 +1201,8 @@ out_unlock:
 	release_sock(sk);
 out:
 	kfree(n);
+	if (proto)
+		module_put(proto->owner);
 	return err;
 }
 
@@ -1584,6 +1658,8 @@ static void bus_hook_ctx_init(struct bus_hook_ctx *ctx, struct bus *bus, struct 
 	ctx->kind = kind;
 	ctx->from_master = sender->role == BUS_ROLE_MASTER_CONN;
 	ctx->protocol = sender->sk.sk_protocol;
+	ctx->bus_protocol = bus->protocol;
+	ctx->proto_priv = bus->proto_priv;
 }
 
 /* The send hooks: BUS_HOOK_ACCEPT, BUS_HOOK_DROP or -errno. Non-accepts count as filter drops. */
@@ -2103,6 +2179,54 @@ out_free:
 
 /* ------------------------------------------------------------------ options */
 
+/* An option of the bus's protocol module (struct bus_proto_ops), set by the master. */
+static int bus_proto_setsockopt(struct bus_sock *bsk, int optname, sockptr_t optval,
+				unsigned int optlen)
+{
+	enum bus_role role = bus_role(bsk);
+	struct bus *bus = bsk->bus;	/* valid when role != NONE */
+	struct bus_proto_ops *proto;
+	struct bus_sock *peer;
+	bool joined = false;
+	void *val = NULL;
+	u64 client = 0;
+	int err;
+
+	if (role == BUS_ROLE_NONE)
+		return -ENOPROTOOPT;
+	proto = bus->proto;	/* set at bind, before the role was published */
+	if (!proto || optname < proto->optmin || optname >= proto->optmax)
+		return -ENOPROTOOPT;
+	if (!bus_is_master(role))
+		return -EPERM;
+	if (optlen > BUS_PROTO_OPT_MAX)
+		return -EMSGSIZE;
+	if (optlen) {
+		val = kvmalloc(optlen, GFP_KERNEL);
+		if (!val)
+			return -ENOMEM;
+		if (copy_from_sockptr(val, optval, optlen)) {
+			kvfree(val);
+			return -EFAULT;
+		}
+	}
+	mutex_lock(&bus->lock);
+	if (role == BUS_ROLE_MASTER_CONN) {
+		peer = bsk->peer;
+		if (!peer) {
+			err = -ENOTCONN;
+			goto out;
+		}
+		client = peer->addr;
+		joined = peer->joined;
+	}
+	err = proto->setsockopt(&bus->proto_priv, client, joined, optname, val, optlen);
+out:
+	mutex_unlock(&bus->lock);
+	kvfree(val);
+	return err;
+}
+
 static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t optval,
 			  unsigned int optlen)
 {
@@ -2129,7 +2253,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	case BUS_DEL_FILTER:
 		break;
 	default:
-		return -ENOPROTOOPT;
+		return bus_proto_setsockopt(bsk, optname, optval, optlen);
 	}
 	if (!bus_is_master(role))
 		return -EPERM;

@@ -61,11 +61,12 @@ static inline int bus_socket(void)
 	return socket(afbus_family(), SOCK_SEQPACKET | SOCK_CLOEXEC, BUS_PROTO_NONE);
 }
 
-static inline int bus_master(const char *path, int backlog)
+/* A bound, listening master of a bus with the given BUS_PROTO_*. */
+static inline int bus_master_proto(const char *path, int backlog, int protocol)
 {
 	struct sockaddr_bus sa;
 	socklen_t len = bus_sockaddr(&sa, path, 0);
-	int fd = bus_socket();
+	int fd = socket(afbus_family(), SOCK_SEQPACKET | SOCK_CLOEXEC, protocol);
 
 	if (fd < 0)
 		return -1;
@@ -79,6 +80,11 @@ static inline int bus_master(const char *path, int backlog)
 		return -1;
 	}
 	return fd;
+}
+
+static inline int bus_master(const char *path, int backlog)
+{
+	return bus_master_proto(path, backlog, BUS_PROTO_NONE);
 }
 
 static inline int bus_connect(const char *path)
@@ -194,19 +200,24 @@ static inline int tb_add_client(struct tbus *tb, int join)
 	return i;
 }
 
-static inline int tb_open(struct tbus *tb, const char *path, int n, int join)
+static inline int tb_open_proto(struct tbus *tb, const char *path, int n, int join, int protocol)
 {
 	int i;
 
 	memset(tb, 0, sizeof(*tb));
 	snprintf(tb->path, sizeof(tb->path), "%s", path);
-	tb->l = bus_master(path, 128);
+	tb->l = bus_master_proto(path, 128, protocol);
 	if (tb->l < 0)
 		return -1;
 	for (i = 0; i < n; i++)
 		if (tb_add_client(tb, join) < 0)
 			return -1;
 	return 0;
+}
+
+static inline int tb_open(struct tbus *tb, const char *path, int n, int join)
+{
+	return tb_open_proto(tb, path, n, join, BUS_PROTO_NONE);
 }
 
 static inline void tb_close(struct tbus *tb)

@@ -8,6 +8,7 @@
  * "afbus_tests NAME..." runs only the named tests.
  */
 #include "afbus_test_util.h"
+#include "dbus_msg.h"
 
 #include <grp.h>
 #include <pthread.h>
@@ -2196,6 +2197,160 @@ static int t_hooks(void)
 	PASS("send/deliver points, priorities, verdicts, filter as a handler, unregister");
 }
 
+/* Part 4: af_bus_dbus.ko, the D-Bus protocol module. */
+
+static int set_name(int s, const char *name)
+{
+	return setsockopt(s, SOL_BUS, BUS_DBUS_SET_NAME, name, strlen(name));
+}
+
+/* Sends m's bytes from fd to addr; 0 or -1 with errno. */
+static int send_raw(int fd, uint64_t addr, const uint8_t *m, size_t len)
+{
+	return bus_sendto(fd, addr, m, len, MSG_DONTWAIT) == (ssize_t)len ? 0 : -1;
+}
+
+/* The next message on fd is exactly m. */
+static int recv_raw(int fd, const uint8_t *m, size_t len)
+{
+	uint8_t *got = malloc(len + 1);
+	ssize_t n;
+	int ok;
+
+	if (!got)
+		return -1;
+	n = bus_recv_timeout(fd, got, len + 1, NULL, 5000);
+	ok = n == (ssize_t)len && !memcmp(got, m, len);
+	free(got);
+	if (!ok)
+		errno = EBADMSG;
+	return ok ? 0 : -1;
+}
+
+static int t_dbus_body(uint8_t *m)
+{
+	const uint64_t mcast = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
+	char longname[300];
+	struct tbus tb, plain;
+	struct dmsg big = { .type = 4, .path = "/a", .interface = "a.b", .member = "C",
+			    .sender = ":1.1", .unknown_len = 100000, .body_len = 1 << 20 };
+	int sb = 8 << 20, rcv = 16 << 20;
+	uint8_t *bigm;
+	size_t n;
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus", 3, 1, BUS_PROTO_DBUS));
+	/* names: valid unique names, once, by the master, on the client's master-side socket */
+	CHECK_OK(set_name(tb.s[0], ":1.1"));
+	CHECK_OK(set_name(tb.s[1], ":1.2"));
+	CHECK_ERR(set_name(tb.s[0], ":1.9"), EALREADY);
+	CHECK_ERR(set_name(tb.s[2], "org.example.Name"), EINVAL);
+	CHECK_ERR(set_name(tb.s[2], ":"), EINVAL);
+	CHECK_ERR(set_name(tb.s[2], ":1..2"), EINVAL);
+	memset(longname, '1', sizeof(longname) - 1);
+	longname[0] = ':';
+	longname[sizeof(longname) - 1] = 0;
+	CHECK_ERR(set_name(tb.s[2], longname), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_DBUS_SET_NAME, NULL, 0), EINVAL);
+	CHECK_ERR(set_name(tb.l, ":1.3"), EINVAL);
+	CHECK_ERR(set_name(tb.c[2], ":1.3"), EPERM);
+	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_DBUS_OPT_MAX - 1, NULL, 0), ENOPROTOOPT);
+	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_DBUS_OPT_MAX, NULL, 0), ENOPROTOOPT);
+
+	/* the client's own name as SENDER: delivered, byte for byte, unicast and multicast */
+	n = dmsg_signal(m, ":1.1");
+	CHECK_OK(send_raw(tb.c[0], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	/* another's name, or none, to a peer: refused, nobody gets it */
+	n = dmsg_signal(m, ":1.2");
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EPERM);
+	CHECK_ERR(send_raw(tb.c[0], mcast, m, n), EPERM);
+	n = dmsg_signal(m, NULL);
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EPERM);
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[2], 10), "a refused message arrived");
+	/* ... but the master may be addressed without one (Hello) */
+	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
+	CHECK_OK(recv_raw(tb.s[0], m, n));
+	/* a client the master has not named cannot claim any name */
+	n = dmsg_signal(m, ":1.3");
+	CHECK_ERR(send_raw(tb.c[2], tb.a[1], m, n), EPERM);
+	/* the master's messages are the bus's own: any SENDER, or none */
+	n = dmsg_signal(m, "org.freedesktop.DBus");
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+
+	/* malformed messages are refused with the parser's errno, from anybody */
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], (const uint8_t *)"hello", 5), EMSGSIZE);
+	n = dmsg_signal(m, ":1.1");
+	m[0] = 'x';
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EBADMSG);
+	CHECK_ERR(send_raw(tb.s[1], tb.a[1], m, n), EBADMSG);
+	m[0] = 'l';
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n - 8), EMSGSIZE);
+	{
+		struct dmsg bad = { .type = 4, .path = "/a//b", .interface = "a.b", .member = "C",
+				    .sender = ":1.1" };
+
+		n = dmsg_build(m, &bad);
+		CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EINVAL);
+	}
+	CHECK(no_message(tb.c[1], 50), "a malformed message arrived");
+
+	/* a 1 MiB message whose 100 kB header is not in the skb's linear part */
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &sb, sizeof(sb)));
+	CHECK_OK(setsockopt(tb.c[1], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv)));
+	bigm = malloc(dmsg_size(&big));
+	CHECK(bigm);
+	n = dmsg_build(bigm, &big);
+	CHECK_OK(send_raw(tb.c[0], tb.a[1], bigm, n));
+	CHECK_OK(recv_raw(tb.c[1], bigm, n));
+	big.sender = ":1.2";
+	n = dmsg_build(bigm, &big);
+	CHECK_ERR(send_raw(tb.c[0], tb.a[1], bigm, n), EPERM);
+	free(bigm);
+
+	/* the module holds on while a D-Bus bus exists */
+	CHECK(system("rmmod af_bus_dbus 2>/dev/null") != 0, "af_bus_dbus unloaded under a live bus");
+
+	/* a plain bus knows nothing of the module's options and checks nothing */
+	CHECK_OK(tb_open(&plain, "@bus-dbus-plain", 2, 1));
+	CHECK_ERR(set_name(plain.s[0], ":1.1"), ENOPROTOOPT);
+	CHECK_OK(send_raw(plain.c[0], plain.a[1], (const uint8_t *)"hello", 5));
+	CHECK(recv_expect(plain.c[1], "hello", NULL) == 0);
+	tb_close(&plain);
+
+	/* a client that leaves takes its name along; the others go on */
+	close(tb.c[1]);
+	close(tb.s[1]);
+	tb.c[1] = tb.s[1] = -1;
+	n = dmsg_signal(m, ":1.1");
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	tb_close(&tb);
+	return 0;
+}
+
+static int t_dbus(void)
+{
+	uint8_t *m = malloc(4096);
+	int l, rc;
+
+	CHECK(m);
+	/* no module, no D-Bus bus: it would go unchecked */
+	errno = 0;
+	l = bus_master_proto("@bus-dbus-nomod", 4, BUS_PROTO_DBUS);
+	CHECK(l < 0 && errno == EPROTONOSUPPORT, "bind without af_bus_dbus.ko: %d", l);
+	CHECK(system("insmod /af_bus_dbus.ko") == 0, "insmod af_bus_dbus.ko");
+	rc = t_dbus_body(m);
+	free(m);
+	if (rc)
+		return rc;
+	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
+	PASS("header checks, trusted SENDER, names per client, module lifetime");
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -2242,6 +2397,7 @@ static const struct test tests[] = {
 	{ "netns_path", t_netns_path, 30 },
 	{ "ioctl_queues", t_ioctl_queues, 30 },
 	{ "hooks", t_hooks, 60 },
+	{ "dbus", t_dbus, 60 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
 };

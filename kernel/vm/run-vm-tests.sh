@@ -181,8 +181,8 @@ MODBUILD="$BUILD/module"
 rm -rf "$MODBUILD"; mkdir -p "$MODBUILD"
 cp "$SRC"/*.c "$SRC"/Kbuild "$SRC"/tests/af_bus_hooktest.c "$MODBUILD"/
 cp "$SRC"/*.h "$MODBUILD"/ 2>/dev/null || true
-cp -r "$SRC/include" "$MODBUILD"/
-log "building af_bus.ko"
+cp -r "$SRC/include" "$SRC/dbus" "$MODBUILD"/
+log "building af_bus.ko and af_bus_dbus.ko"
 if ! make -C "$KDIR" M="$MODBUILD" KCFLAGS=-Werror AFBUS_HOOKTEST=m modules >"$BUILD/module-build.log" 2>&1; then
     cat "$BUILD/module-build.log" >&2
     fail "module build failed"
@@ -207,7 +207,7 @@ cp /bin/busybox "$ROOT/bin/busybox"
 for a in sh mount insmod rmmod lsmod cat echo grep poweroff sleep mkdir ls dmesg id su chmod chown; do
     ln -sf busybox "$ROOT/bin/$a"
 done
-cp "$MODBUILD/af_bus.ko" "$MODBUILD/af_bus_hooktest.ko" "$ROOT/"
+cp "$MODBUILD/af_bus.ko" "$MODBUILD/af_bus_dbus.ko" "$MODBUILD/af_bus_hooktest.ko" "$ROOT/"
 cp "$PROGS/afbus_tests" "$PROGS/afbus_bench" "$ROOT/bin/"
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' >>"$ROOT/etc/passwd"

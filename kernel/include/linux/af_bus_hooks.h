@@ -40,6 +40,8 @@ struct bus_hook_ctx {
 	enum bus_hook_kind kind;
 	bool from_master;		/* sent by the master (a master-side socket) */
 	int protocol;			/* BUS_PROTO_* of the sending socket */
+	int bus_protocol;		/* BUS_PROTO_* the bus was bound with (its listener's) */
+	void *proto_priv;		/* the bus's protocol module state (bus_proto_ops), or NULL */
 };
 
 /*
@@ -68,5 +70,39 @@ struct bus_hook_ops {
 /* Register before use; unregister (waits for running handlers) before the ops go away. */
 int bus_register_hook(struct bus_hook_ops *ops);
 void bus_unregister_hook(struct bus_hook_ops *ops);
+
+/*
+ * Protocol modules. A bus is bound with a protocol (socket(..., BUS_PROTO_DBUS)); the module that
+ * registered that protocol serves it for the bus's whole life: bind() fails with EPROTONOSUPPORT
+ * while no module serves the protocol, and the bus holds a reference on the module. The module takes
+ * the master's SOL_BUS options in [optmin, optmax) (as netfilter modules take socket options through
+ * nf_register_sockopt()) and may keep state per bus in *priv, which af_bus.ko hands to every hook
+ * (bus_hook_ctx.proto_priv), to client_gone() and finally to bus_gone().
+ */
+struct bus_proto_ops {
+	int protocol;			/* BUS_PROTO_*, not BUS_PROTO_NONE */
+	int optmin;			/* SOL_BUS options [optmin, optmax) are the module's */
+	int optmax;
+	/*
+	 * A master option, called with the bus's lock held (may sleep, must not take it). priv: the
+	 * bus's slot for the module's state, NULL until the module sets it. client: the unique address
+	 * of the client behind the master-side socket the option was set on, 0 on the listening socket.
+	 * val/len: the option value, copied in (at most BUS_PROTO_OPT_MAX bytes). Returns 0 or -errno.
+	 */
+	int (*setsockopt)(void **priv, u64 client, bool joined, int optname, const void *val,
+			  unsigned int len);
+	/* A client left the bus (bus lock held). Its address is never used again on this bus. */
+	void (*client_gone)(void *priv, u64 client);
+	/* The bus is freed: no hook or option will see priv again. Not called for a NULL priv. */
+	void (*bus_gone)(void *priv);
+	struct module *owner;
+	struct list_head list;		/* af_bus.ko's, while registered */
+};
+
+#define BUS_PROTO_OPT_MAX	(16u << 20)
+
+/* -EEXIST if another module serves the protocol or overlaps its option range. */
+int bus_register_proto(struct bus_proto_ops *ops);
+void bus_unregister_proto(struct bus_proto_ops *ops);
 
 #endif /* _LINUX_AF_BUS_HOOKS_H */

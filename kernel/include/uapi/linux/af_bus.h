@@ -22,7 +22,7 @@
 
 /* socket(family, SOCK_SEQPACKET, protocol) */
 #define BUS_PROTO_NONE	0	/* no protocol-aware filtering */
-#define BUS_PROTO_DBUS	1	/* D-Bus; for now the same as BUS_PROTO_NONE */
+#define BUS_PROTO_DBUS	1	/* D-Bus, served by af_bus_dbus.ko (bind needs it loaded) */
 
 /* Option level of the BUS_* socket options. The 2013 value (280) is SOL_NFC today. */
 #define SOL_BUS		16710	/* 0x4146 */
@@ -68,6 +68,16 @@ struct sockaddr_bus {
 #define BUS_DEL_FILTER		10	/* master: remove the filter (accept everything) */
 #define BUS_GET_STATS		11	/* getsockopt, master: struct bus_stats */
 #define BUS_GET_SENDER_DROPS	12	/* getsockopt, master-side: struct bus_sender_drops */
+
+/*
+ * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
+ * sent on such a bus must be a well-formed D-Bus message (else EBADMSG, EMSGSIZE or EINVAL), and a
+ * client's message must carry its unique name as SENDER (else EPERM), except one addressed to the
+ * master itself, which may carry none.
+ */
+#define BUS_DBUS_OPT_MIN	64
+#define BUS_DBUS_SET_NAME	64	/* master-side: the client's unique name (":1.42"), no NUL */
+#define BUS_DBUS_OPT_MAX	96
 
 /*
  * BUS_GET_QLENFULL: the receive queue state of a socket. On a master-side socket it describes the

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * D-Bus messages for the in-guest tests of af_bus_dbus.ko: a little-endian builder of headers with
+ * the string fields the module looks at, an optional unknown field (to make big headers) and an
+ * optional body: one byte array ("ay").
+ */
+#ifndef AFBUS_DBUS_MSG_H
+#define AFBUS_DBUS_MSG_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct dmsg {
+	uint8_t type;		/* 1 call, 2 return, 3 error, 4 signal */
+	uint32_t serial;
+	const char *path, *interface, *member, *destination, *sender;
+	uint32_t reply_serial;
+	size_t unknown_len;	/* > 0: field 50, a string of that many 'x' */
+	size_t body_len;	/* 0, or >= 4: an "ay" of body_len - 4 zero bytes */
+};
+
+static inline void dmsg_put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);	/* the guest is x86-64: little-endian, as the header says */
+}
+
+static inline size_t dmsg_align(uint8_t *buf, size_t p, size_t a)
+{
+	while (p % a)
+		buf[p++] = 0;
+	return p;
+}
+
+static inline size_t dmsg_string_field(uint8_t *buf, size_t p, uint8_t code, char sig, const char *s,
+				       size_t len)
+{
+	p = dmsg_align(buf, p, 8);
+	buf[p++] = code;
+	buf[p++] = 1;
+	buf[p++] = (uint8_t)sig;
+	buf[p++] = 0;
+	dmsg_put32(buf + p, (uint32_t)len);
+	p += 4;
+	if (s)
+		memcpy(buf + p, s, len);
+	else
+		memset(buf + p, 'x', len);
+	p += len;
+	buf[p++] = 0;
+	return p;
+}
+
+/* The message's size, to allocate before dmsg_build(). */
+static inline size_t dmsg_size(const struct dmsg *m)
+{
+	return 16 + 8 * 8 + 5 * (8 + 256) + m->unknown_len + 16 + m->body_len + 64;
+}
+
+/* Builds m into buf (dmsg_size(m) bytes); returns the message's length. */
+static inline size_t dmsg_build(uint8_t *buf, const struct dmsg *m)
+{
+	size_t p = 16;
+
+	buf[0] = 'l';
+	buf[1] = m->type;
+	buf[2] = 0;
+	buf[3] = 1;
+	dmsg_put32(buf + 4, (uint32_t)m->body_len);
+	dmsg_put32(buf + 8, m->serial ? m->serial : 1);
+	if (m->path)
+		p = dmsg_string_field(buf, p, 1, 'o', m->path, strlen(m->path));
+	if (m->interface)
+		p = dmsg_string_field(buf, p, 2, 's', m->interface, strlen(m->interface));
+	if (m->member)
+		p = dmsg_string_field(buf, p, 3, 's', m->member, strlen(m->member));
+	if (m->reply_serial) {
+		p = dmsg_align(buf, p, 8);
+		buf[p++] = 5;
+		buf[p++] = 1;
+		buf[p++] = 'u';
+		buf[p++] = 0;
+		dmsg_put32(buf + p, m->reply_serial);
+		p += 4;
+	}
+	if (m->destination)
+		p = dmsg_string_field(buf, p, 6, 's', m->destination, strlen(m->destination));
+	if (m->sender)
+		p = dmsg_string_field(buf, p, 7, 's', m->sender, strlen(m->sender));
+	if (m->unknown_len)
+		p = dmsg_string_field(buf, p, 50, 's', NULL, m->unknown_len);
+	if (m->body_len) {
+		p = dmsg_align(buf, p, 8);
+		buf[p++] = 8;
+		buf[p++] = 1;
+		buf[p++] = 'g';
+		buf[p++] = 0;
+		buf[p++] = 2;
+		memcpy(buf + p, "ay", 3);
+		p += 3;
+	}
+	dmsg_put32(buf + 12, (uint32_t)(p - 16));
+	p = dmsg_align(buf, p, 8);
+	if (m->body_len) {
+		dmsg_put32(buf + p, (uint32_t)(m->body_len - 4));
+		memset(buf + p + 4, 0, m->body_len - 4);
+	}
+	return p + m->body_len;
+}
+
+/* A signal from sender (NULL: no SENDER field). */
+static inline size_t dmsg_signal(uint8_t *buf, const char *sender)
+{
+	struct dmsg m = { .type = 4, .path = "/org/example/Obj", .interface = "org.example.Iface",
+			  .member = "Changed", .sender = sender };
+
+	return dmsg_build(buf, &m);
+}
+
+#endif
