@@ -41,9 +41,9 @@ run_suites() {  # build-dir meson-setup-args... -- suites...
 
 run_suites build -- unit integration reference vm
 run_suites build-asan -Dsanitize=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- unit integration reference
-export CXX=clang++  # libFuzzer needs clang; the variable only matters when the build dir is set up
+export CC=clang CXX=clang++  # libFuzzer needs clang (C too: the kernel parsers are fuzzed as the C they are); only read at setup
 run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
-unset CXX
+unset CC CXX
 # The release build only has to compile cleanly (GCC 12 warns differently at -O3 without assertions).
 run_suites build-release --buildtype=release -Dkernel_tests=disabled -Dbenchmarks=disabled --
 
