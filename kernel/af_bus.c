@@ -647,7 +647,7 @@ int bus_register_proto(struct bus_proto_ops *ops)
 	int err = 0;
 
 	if (!ops || ops->protocol == BUS_PROTO_NONE || !ops->setsockopt || !ops->client_gone ||
-	    !ops->bus_gone || ops->optmin <= BUS_GET_SENDER_DROPS || ops->optmax <= ops->optmin)
+	    !ops->bus_gone || ops->optmin <= BUS_MOVE_ADDR || ops->optmax <= ops->optmin)
 		return -EINVAL;
 	mutex_lock(&bus_protos_mutex);
 	list_for_each_entry(pos, &bus_protos, list) {
@@ -696,6 +696,18 @@ static struct bus_sock *bus_lookup_addr(struct bus *bus, u64 addr)
 	hash_for_each_possible(bus->addrs, a, hnode, addr)
 		if (a->addr == addr)
 			return a->owner;
+	return NULL;
+}
+
+/* The table entry of @addr (whoever holds it), or NULL. */
+static struct bus_address *bus_lookup_entry(struct bus *bus, u64 addr)
+{
+	struct bus_address *a;
+
+	lockdep_assert_held(&bus->lock);
+	hash_for_each_possible(bus->addrs, a, hnode, addr)
+		if (a->addr == addr)
+			return a;
 	return NULL;
 }
 
@@ -2179,6 +2191,47 @@ out_free:
 
 /* ------------------------------------------------------------------ options */
 
+/*
+ * BUS_MOVE_ADDR: @addr now belongs to @to (joined), taken from whoever held it, in one hold of the
+ * bus lock: every delivery sees it held by the old owner or by the new one, never by nobody (a
+ * well-known name changing owners). @fresh is a new entry for @to; returns the entry to free.
+ */
+static struct bus_address *bus_move_addr_locked(struct bus *bus, struct bus_sock *to, u64 addr,
+						struct bus_address *fresh, int *err)
+{
+	struct bus_address *old = bus_lookup_entry(bus, addr);
+	struct bus_sock *from;
+
+	lockdep_assert_held(&bus->lock);
+	if (!to->joined) {
+		*err = -ENOTCONN;
+		return fresh;
+	}
+	if (old && old->owner == to) {
+		*err = -EALREADY;
+		return fresh;
+	}
+	if (to->naddrs >= BUS_MAX_ADDRS) {
+		*err = -ENOSPC;
+		return fresh;
+	}
+	/* The new entry first: an allocation failure leaves everything as it was. */
+	fresh->addr = addr;
+	fresh->owner = to;
+	*err = bus_hash_addr_locked(bus, fresh);
+	if (*err)
+		return fresh;
+	list_add_tail(&fresh->node, &to->addrs);
+	to->naddrs++;
+	if (!old)
+		return NULL;
+	from = old->owner;
+	bus_unhash_addr_locked(bus, old);
+	list_del(&old->node);
+	from->naddrs--;
+	return old;
+}
+
 /* An option of the bus's protocol module (struct bus_proto_ops), set by the master. */
 static int bus_proto_setsockopt(struct bus_sock *bsk, int optname, sockptr_t optval,
 				unsigned int optlen)
@@ -2245,6 +2298,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	case BUS_ADD_ADDR:
 	case BUS_JOIN_BUS:
 	case BUS_DEL_ADDR:
+	case BUS_MOVE_ADDR:
 	case BUS_SET_EAVESDROP:
 	case BUS_UNSET_EAVESDROP:
 	case BUS_SET_SENDBUF:
@@ -2261,6 +2315,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	switch (optname) {
 	case BUS_ADD_ADDR:
 	case BUS_DEL_ADDR:
+	case BUS_MOVE_ADDR:
 		if (bsk->role != BUS_ROLE_MASTER_CONN)
 			return -EINVAL;
 		if (optlen < sizeof(ba))
@@ -2271,7 +2326,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		    BUS_ADDR_CLIENT(ba.s_addr) == 0)
 			return -EINVAL;
 		a = NULL;
-		if (optname == BUS_ADD_ADDR) {
+		if (optname != BUS_DEL_ADDR) {
 			a = kzalloc(sizeof(*a), GFP_KERNEL);
 			if (!a)
 				return -ENOMEM;
@@ -2280,6 +2335,8 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		peer = bsk->peer;
 		if (!peer) {
 			err = -ENOTCONN;
+		} else if (optname == BUS_MOVE_ADDR) {
+			a = bus_move_addr_locked(bus, peer, ba.s_addr, a, &err);
 		} else if (optname == BUS_ADD_ADDR) {
 			if (!peer->joined)
 				err = -ENOTCONN;

@@ -2197,6 +2197,112 @@ static int t_hooks(void)
 	PASS("send/deliver points, priorities, verdicts, filter as a handler, unregister");
 }
 
+static int bus_move_addr(int s, uint64_t addr)
+{
+	struct bus_addr a = { .s_addr = addr };
+
+	return setsockopt(s, SOL_BUS, BUS_MOVE_ADDR, &a, sizeof(a));
+}
+
+struct move_counter {
+	int fd;
+	volatile int *done;
+	long count;
+};
+
+/* Counts the messages arriving on fd until *done and its queue is empty. */
+static void *move_receiver(void *arg)
+{
+	struct move_counter *mc = arg;
+	char buf[64];
+
+	for (;;) {
+		struct pollfd p = { .fd = mc->fd, .events = POLLIN };
+		int finished = __atomic_load_n(mc->done, __ATOMIC_ACQUIRE);
+
+		if (poll(&p, 1, finished ? 0 : 100) > 0) {
+			while (recv(mc->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+				mc->count++;
+			continue;
+		}
+		if (finished)
+			return NULL;
+	}
+}
+
+static int t_move_addr(void)
+{
+	const uint64_t name = BUS_ADDR(1, 5), other = BUS_ADDR(1, 6);
+	const long sends = 20000;
+	struct move_counter mc[3];
+	volatile int done = 0;
+	pthread_t rt[3];
+	struct tbus tb;
+	long i, moves = 0;
+	int j, unjoined;
+
+	CHECK_OK(tb_open(&tb, "@bus-move", 3, 1));
+	CHECK_OK(bus_add_addr(tb.s[0], name));
+	CHECK_OK(send_str(tb.c[2], name, "to-0"));
+	CHECK(recv_expect(tb.c[0], "to-0", NULL) == 0);
+	/* moved: the next message goes to the new holder only */
+	CHECK_OK(bus_move_addr(tb.s[1], name));
+	CHECK_OK(send_str(tb.c[2], name, "to-1"));
+	CHECK(recv_expect(tb.c[1], "to-1", NULL) == 0);
+	CHECK(no_message(tb.c[0], 50), "the old holder still gets the name's messages");
+	CHECK_ERR(bus_move_addr(tb.s[1], name), EALREADY);
+	CHECK_ERR(bus_del_addr(tb.s[0], name), EADDRNOTAVAIL);
+	CHECK_ERR(bus_add_addr(tb.s[0], name), EADDRINUSE);
+	/* an address nobody holds is simply given */
+	CHECK_OK(bus_move_addr(tb.s[0], other));
+	CHECK_OK(send_str(tb.c[2], other, "other"));
+	CHECK(recv_expect(tb.c[0], "other", NULL) == 0);
+	/* bad arguments change nothing */
+	CHECK_ERR(bus_move_addr(tb.s[0], BUS_ADDR(0, 99)), EINVAL);
+	CHECK_ERR(bus_move_addr(tb.s[0], tb.a[1]), EINVAL);
+	CHECK_ERR(bus_move_addr(tb.s[0], BUS_ADDR(1, BUS_MULTICAST_CLIENT)), EINVAL);
+	CHECK_ERR(bus_move_addr(tb.c[0], name), EPERM);
+	CHECK_ERR(bus_move_addr(tb.l, name), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_MOVE_ADDR, &name, 4), EINVAL);
+	unjoined = tb_add_client(&tb, 0);
+	CHECK(unjoined == 3);
+	CHECK_ERR(bus_move_addr(tb.s[3], name), ENOTCONN);
+	CHECK_OK(send_str(tb.c[2], name, "still-1"));
+	CHECK(recv_expect(tb.c[1], "still-1", NULL) == 0);
+	/* a moved-in address is the holder's like any other: it can give it up */
+	CHECK_OK(bus_del_addr(tb.s[0], other));
+	CHECK_OK(send_str(tb.c[2], other, "unheld"));
+	CHECK(recv_expect(tb.s[2], "unheld", NULL) == 0);
+
+	/*
+	 * Atomicity: while the name flips between clients 0 and 1, each of a stream of messages
+	 * reaches one of them; none reaches the master (the sender's master-side socket), which
+	 * is where a message to an address nobody holds would go.
+	 */
+	mc[0] = (struct move_counter){ tb.c[0], &done, 0 };
+	mc[1] = (struct move_counter){ tb.c[1], &done, 0 };
+	mc[2] = (struct move_counter){ tb.s[2], &done, 0 };
+	for (j = 0; j < 3; j++)
+		CHECK(pthread_create(&rt[j], NULL, move_receiver, &mc[j]) == 0);
+	for (i = 0; i < sends; i++) {
+		CHECK(bus_sendto(tb.c[2], name, "m", 1, 0) == 1, "send %ld", i);
+		if (i % 4 == 0) {
+			CHECK_OK(bus_move_addr(tb.s[moves % 2 ? 1 : 0], name));
+			moves++;
+		}
+	}
+	__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+	for (j = 0; j < 3; j++)
+		pthread_join(rt[j], NULL);
+	CHECK(mc[2].count == 0, "%ld messages to the name reached the master", mc[2].count);
+	CHECK(mc[0].count + mc[1].count == sends, "%ld + %ld of %ld arrived", mc[0].count, mc[1].count,
+	      sends);
+	CHECK(mc[0].count > 0 && mc[1].count > 0);
+	tb_close(&tb);
+	PASS("%ld moves under %ld sends: %ld + %ld delivered, none to the master", moves, sends,
+	     mc[0].count, mc[1].count);
+}
+
 /* Part 4: af_bus_dbus.ko, the D-Bus protocol module. */
 
 static int set_name(int s, const char *name)
@@ -2368,6 +2474,7 @@ static const struct test tests[] = {
 	{ "join_gating", t_join_gating, 30 },
 	{ "unknown_to_master", t_unknown_to_master, 30 },
 	{ "add_del_addr", t_add_del_addr, 30 },
+	{ "move_addr", t_move_addr, 120 },
 	{ "multicast_basic", t_multicast_basic, 30 },
 	{ "eavesdrop", t_eavesdrop, 30 },
 	{ "credentials", t_credentials, 30 },

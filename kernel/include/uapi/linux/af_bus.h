@@ -68,6 +68,7 @@ struct sockaddr_bus {
 #define BUS_DEL_FILTER		10	/* master: remove the filter (accept everything) */
 #define BUS_GET_STATS		11	/* getsockopt, master: struct bus_stats */
 #define BUS_GET_SENDER_DROPS	12	/* getsockopt, master-side: struct bus_sender_drops */
+#define BUS_MOVE_ADDR		13	/* master-side: struct bus_addr, take it from its holder, atomically */
 
 /*
  * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
