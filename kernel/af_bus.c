@@ -2035,14 +2035,6 @@ restart:
 		}
 	}
 
-	verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
-	if (verdict == BUS_HOOK_DROP)
-		goto dropped;
-	if (verdict < 0) {
-		err = verdict;
-		goto out_unlock;
-	}
-
 	if (bus_queue_full(r)) {
 		DEFINE_WAIT(wait);
 
@@ -2062,6 +2054,19 @@ restart:
 			goto out_free;
 		}
 		goto restart;
+	}
+
+	/*
+	 * The delivery verdict comes last, when nothing can stop the delivery any more: a handler
+	 * that keeps state (af_bus_dbus.ko records a call, consumes the record of a reply) sees
+	 * each message delivered once, not once per wait for room.
+	 */
+	verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
+	if (verdict == BUS_HOOK_DROP)
+		goto dropped;
+	if (verdict < 0) {
+		err = verdict;
+		goto out_unlock;
 	}
 
 	if (bus_has_eavesdroppers(bus))

@@ -2,16 +2,22 @@
 /*
  * af_bus_dbus.ko — the D-Bus protocol module of AF_BUS: it serves the buses bound with
  * BUS_PROTO_DBUS (docs/kernel.md, "af_bus_dbus.ko"). Through af_bus.ko's hook API it sees every
- * message sent on such a bus before any delivery, and:
+ * message sent on such a bus, and:
  *  - parses its D-Bus header (dbus_header.c, the parser the userspace tests hold to libafbus) and
  *    refuses a malformed message with the parser's errno;
  *  - makes the SENDER field trustworthy: the master names each client (BUS_DBUS_SET_NAME), and a
  *    client's message must carry exactly that name, so receivers trust SENDER as they trust
- *    dbus-daemon's. Messages from the master are the bus's own and pass.
+ *    dbus-daemon's. Messages from the master are the bus's own and pass;
+ *  - lets a reply between clients through only in answer to an outstanding call (as dbus-daemon's
+ *    pending replies), bounding each client's outstanding calls (BUS_DBUS_SET_REPLY_LIMITS).
+ * Every function here runs under the bus's lock (hooks, options, client_gone), so the per-bus state
+ * needs no lock of its own; the hooks also run under rcu_read_lock() and must not sleep.
  */
 #define pr_fmt(fmt) "af_bus_dbus: " fmt
 
 #include <linux/module.h>
+#include <linux/hashtable.h>
+#include <linux/jiffies.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -20,40 +26,128 @@
 #include <linux/af_bus_hooks.h>
 #include "dbus_header.h"
 
-/* A client's unique name, as the master set it. */
-struct dbus_name {
-	u32 len;
+#define DBUS_DEFAULT_MAX_REPLIES	128
+#define DBUS_DEFAULT_REPLY_TIMEOUT_MS	25000
+#define DBUS_MAX_MAX_REPLIES		65536
+#define DBUS_FLAG_NO_REPLY_EXPECTED	0x1
+
+/* A client the master named. */
+struct dbus_client {
+	u64 addr;
+	struct list_head calls;		/* struct dbus_call.caller_node: its calls awaiting replies */
+	struct list_head answers;	/* struct dbus_call.callee_node: calls it has to answer */
+	u32 ncalls;
+	u32 name_len;
 	char name[];
 };
 
-/* A bus's state: every access is under the bus's lock (options, hooks, client_gone). */
+/* A call from one client to another that may still be answered. */
+struct dbus_call {
+	struct hlist_node hnode;	/* dbus_bus.calls, keyed by caller and serial */
+	struct list_head caller_node;
+	struct list_head callee_node;
+	struct dbus_client *caller;
+	struct dbus_client *callee;
+	u32 serial;
+	unsigned long expires;		/* jiffies */
+};
+
+/* What the send hook learnt of the message being sent, for its unicast delivery. */
+struct dbus_current {
+	const struct sk_buff *skb;
+	u8 type;
+	u8 flags;
+	u32 serial;
+	u32 reply_serial;
+};
+
 struct dbus_bus {
-	struct xarray names;	/* client part of the unique address -> struct dbus_name */
+	struct xarray clients;		/* client part of the unique address -> struct dbus_client */
+	DECLARE_HASHTABLE(calls, 10);
+	u32 max_replies;
+	unsigned long reply_timeout;	/* jiffies */
+	struct dbus_current cur;
 };
 
 /* Headers up to this size that are not in the skb's linear part are copied to the stack. */
 #define DBUS_HDR_ON_STACK 192
 
+static u32 dbus_call_key(u64 caller, u32 serial)
+{
+	return hash_64(caller ^ ((u64)serial << 32), 32);
+}
+
+static void dbus_call_free(struct dbus_call *c)
+{
+	hash_del(&c->hnode);
+	list_del(&c->caller_node);
+	list_del(&c->callee_node);
+	c->caller->ncalls--;
+	kfree(c);
+}
+
+static struct dbus_call *dbus_call_find(struct dbus_bus *b, u64 caller, u32 serial)
+{
+	struct dbus_call *c;
+
+	hash_for_each_possible(b->calls, c, hnode, dbus_call_key(caller, serial))
+		if (c->caller->addr == caller && c->serial == serial)
+			return c;
+	return NULL;
+}
+
+static struct dbus_bus *dbus_bus_new(void)
+{
+	struct dbus_bus *b = kzalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b)
+		return NULL;
+	xa_init(&b->clients);
+	hash_init(b->calls);
+	b->max_replies = DBUS_DEFAULT_MAX_REPLIES;
+	b->reply_timeout = msecs_to_jiffies(DBUS_DEFAULT_REPLY_TIMEOUT_MS);
+	return b;
+}
+
 static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
 {
-	struct dbus_name *n;
+	struct dbus_client *c;
 	int err;
 
 	if (!client)
 		return -EINVAL;	/* a client's option: on its master-side socket */
 	if (!len || len > DBUS_HDR_MAX_NAME || !dbus_hdr_valid_unique_name(val, len))
 		return -EINVAL;
-	n = kmalloc(struct_size(n, name, len), GFP_KERNEL);
-	if (!n)
+	c = kmalloc(struct_size(c, name, len), GFP_KERNEL);
+	if (!c)
 		return -ENOMEM;
-	n->len = len;
-	memcpy(n->name, val, len);
+	c->addr = client;
+	INIT_LIST_HEAD(&c->calls);
+	INIT_LIST_HEAD(&c->answers);
+	c->ncalls = 0;
+	c->name_len = len;
+	memcpy(c->name, val, len);
 	/* A unique name is given once and never changes. */
-	err = xa_insert(&b->names, BUS_ADDR_CLIENT(client), n, GFP_KERNEL);
+	err = xa_insert(&b->clients, BUS_ADDR_CLIENT(client), c, GFP_KERNEL);
 	if (err) {
-		kfree(n);
+		kfree(c);
 		return err == -EBUSY ? -EALREADY : err;
 	}
+	return 0;
+}
+
+static int dbus_set_reply_limits(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
+{
+	struct bus_dbus_reply_limits l;
+
+	if (client || len != sizeof(l))
+		return -EINVAL;	/* the bus's option: on the listener */
+	memcpy(&l, val, sizeof(l));
+	if (!l.max_replies || l.max_replies > DBUS_MAX_MAX_REPLIES || !l.timeout_ms ||
+	    l.timeout_ms > INT_MAX)
+		return -EINVAL;
+	b->max_replies = l.max_replies;
+	b->reply_timeout = msecs_to_jiffies(l.timeout_ms);
 	return 0;
 }
 
@@ -62,94 +156,210 @@ static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, co
 {
 	struct dbus_bus *b = *priv;
 
-	if (optname != BUS_DBUS_SET_NAME)
+	if (optname != BUS_DBUS_SET_NAME && optname != BUS_DBUS_SET_REPLY_LIMITS)
 		return -ENOPROTOOPT;
 	if (!b) {
-		b = kzalloc(sizeof(*b), GFP_KERNEL);
+		b = dbus_bus_new();
 		if (!b)
 			return -ENOMEM;
-		xa_init(&b->names);
 		*priv = b;
 	}
-	return dbus_set_name(b, client, val, len);
+	if (optname == BUS_DBUS_SET_NAME)
+		return dbus_set_name(b, client, val, len);
+	return dbus_set_reply_limits(b, client, val, len);
+}
+
+static void dbus_client_free(struct dbus_client *c)
+{
+	struct dbus_call *call, *tmp;
+
+	/* Its calls can no longer be answered, nor the calls it had to answer. */
+	list_for_each_entry_safe(call, tmp, &c->calls, caller_node)
+		dbus_call_free(call);
+	list_for_each_entry_safe(call, tmp, &c->answers, callee_node)
+		dbus_call_free(call);
+	kfree(c);
 }
 
 static void dbus_client_gone(void *priv, u64 client)
 {
 	struct dbus_bus *b = priv;
+	struct dbus_client *c = xa_erase(&b->clients, BUS_ADDR_CLIENT(client));
 
-	kfree(xa_erase(&b->names, BUS_ADDR_CLIENT(client)));
+	if (c)
+		dbus_client_free(c);
 }
 
 static void dbus_bus_gone(void *priv)
 {
 	struct dbus_bus *b = priv;
-	struct dbus_name *n;
+	struct dbus_client *c;
 	unsigned long i;
 
-	xa_for_each(&b->names, i, n)
-		kfree(n);
-	xa_destroy(&b->names);
+	xa_for_each(&b->clients, i, c)
+		dbus_client_free(c);
+	xa_destroy(&b->clients);
 	kfree(b);
 }
 
-/* Whether the client may send a message whose header is h (in hdr). */
-static int dbus_check_sender(const struct bus_hook_ctx *ctx, const u8 *hdr, const struct dbus_hdr *h)
+static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
 {
-	struct dbus_bus *b = ctx->proto_priv;
-	const struct dbus_name *n = b ? xa_load(&b->names, BUS_ADDR_CLIENT(ctx->src)) : NULL;
-
-	if (!h->sender.present)
-		/* The master learns the sender from the address; nobody else could. */
-		return ctx->dst == BUS_MASTER_ADDR ? BUS_HOOK_ACCEPT : -EPERM;
-	if (!n || n->len != h->sender.len || memcmp(n->name, hdr + h->sender.off, n->len))
-		return -EPERM;
-	return BUS_HOOK_ACCEPT;
+	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
 }
 
-static int dbus_send_hook(void *priv, const struct bus_hook_ctx *ctx)
+/*
+ * Parses the header of the message in skb into *h, with hdr pointing at its bytes: in place when
+ * linear, else copied to stackbuf or to *heap (which the caller frees). Returns 0 or -errno.
+ */
+static int dbus_parse_skb(const struct sk_buff *skb, u8 *stackbuf, u8 **heap, const u8 **hdr,
+			  struct dbus_hdr *h)
 {
-	const struct sk_buff *skb = ctx->skb;
-	u8 stackbuf[DBUS_HDR_ON_STACK];
-	u8 *heap = NULL;
-	const u8 *hdr;
-	struct dbus_hdr h;
-	u32 need;
-	int err;
+	u32 need = min_t(u32, skb->len, DBUS_HDR_FIXED_LEN);
 
-	if (ctx->bus_protocol != BUS_PROTO_DBUS)
-		return BUS_HOOK_ACCEPT;
-	/* The header, without the body: in place when linear, else copied (atomic context). */
-	need = min_t(u32, skb->len, DBUS_HDR_FIXED_LEN);
+	*heap = NULL;
 	if (skb->len >= DBUS_HDR_FIXED_LEN) {
 		if (skb_copy_bits(skb, 0, stackbuf, DBUS_HDR_FIXED_LEN))
 			return -EBADMSG;
 		need = min_t(u32, skb->len, dbus_hdr_header_len(stackbuf));
 	}
 	if (skb_headlen(skb) >= need) {
-		hdr = skb->data;
+		*hdr = skb->data;
 	} else {
-		if (need > sizeof(stackbuf)) {
-			heap = kmalloc(need, GFP_ATOMIC | __GFP_NOWARN);
-			if (!heap)
+		if (need > DBUS_HDR_ON_STACK) {
+			*heap = kmalloc(need, GFP_ATOMIC | __GFP_NOWARN);
+			if (!*heap)
 				return -ENOBUFS;
 		}
-		hdr = heap ? heap : stackbuf;
-		if (skb_copy_bits(skb, 0, heap ? heap : stackbuf, need)) {
-			kfree(heap);
+		*hdr = *heap ? *heap : stackbuf;
+		if (skb_copy_bits(skb, 0, (void *)*hdr, need))
 			return -EBADMSG;
-		}
 	}
-	err = dbus_hdr_parse_header(hdr, need, skb->len, &h, NULL);
+	return dbus_hdr_parse_header(*hdr, need, skb->len, h, NULL);
+}
+
+/* Whether the client may send a message whose header is h (in hdr). */
+static int dbus_check_sender(const struct bus_hook_ctx *ctx, const u8 *hdr, const struct dbus_hdr *h)
+{
+	struct dbus_bus *b = ctx->proto_priv;
+	const struct dbus_client *c = b ? dbus_client_find(b, ctx->src) : NULL;
+
+	if (!h->sender.present)
+		/* The master learns the sender from the address; nobody else could. */
+		return ctx->dst == BUS_MASTER_ADDR ? BUS_HOOK_ACCEPT : -EPERM;
+	if (!c || c->name_len != h->sender.len || memcmp(c->name, hdr + h->sender.off, c->name_len))
+		return -EPERM;
+	return BUS_HOOK_ACCEPT;
+}
+
+static int dbus_send_hook(void *priv, const struct bus_hook_ctx *ctx)
+{
+	struct dbus_bus *b = ctx->proto_priv;
+	u8 stackbuf[DBUS_HDR_ON_STACK];
+	struct dbus_hdr h;
+	const u8 *hdr;
+	u8 *heap;
+	int err;
+
+	if (ctx->bus_protocol != BUS_PROTO_DBUS)
+		return BUS_HOOK_ACCEPT;
+	err = dbus_parse_skb(ctx->skb, stackbuf, &heap, &hdr, &h);
 	if (!err && !ctx->from_master)
 		err = dbus_check_sender(ctx, hdr, &h);
+	if (!err && b)
+		b->cur = (struct dbus_current){ .skb = ctx->skb, .type = h.type, .flags = h.flags,
+						.serial = h.serial, .reply_serial = h.reply_serial };
 	kfree(heap);
 	return err;
 }
 
+/* A call from one named client to another: remembered so that the callee can answer it. */
+static int dbus_record_call(struct dbus_bus *b, struct dbus_client *caller, struct dbus_client *callee,
+			    u32 serial)
+{
+	struct dbus_call *c = dbus_call_find(b, caller->addr, serial), *tmp;
+
+	if (c) {	/* the caller reused a serial: the newer call is the one to answer */
+		dbus_call_free(c);
+	} else if (caller->ncalls >= b->max_replies) {
+		/* calls that timed out make room, as dbus-daemon's reply timeout frees them */
+		list_for_each_entry_safe(c, tmp, &caller->calls, caller_node)
+			if (time_after_eq(jiffies, c->expires))
+				dbus_call_free(c);
+		if (caller->ncalls >= b->max_replies)
+			return -EDQUOT;
+	}
+	c = kmalloc(sizeof(*c), GFP_ATOMIC | __GFP_NOWARN);
+	if (!c)
+		return -ENOBUFS;
+	c->caller = caller;
+	c->callee = callee;
+	c->serial = serial;
+	c->expires = jiffies + b->reply_timeout;
+	hash_add(b->calls, &c->hnode, dbus_call_key(caller->addr, serial));
+	list_add_tail(&c->caller_node, &caller->calls);
+	list_add_tail(&c->callee_node, &callee->answers);
+	caller->ncalls++;
+	return BUS_HOOK_ACCEPT;
+}
+
+/* A reply passes only as the answer its receiver is waiting for from its sender. */
+static int dbus_take_reply(struct dbus_bus *b, u64 caller, u64 replier, u32 reply_serial)
+{
+	struct dbus_call *c = dbus_call_find(b, caller, reply_serial);
+	bool answer;
+
+	if (!c || c->callee->addr != replier)
+		return BUS_HOOK_DROP;
+	answer = time_before(jiffies, c->expires);
+	dbus_call_free(c);
+	return answer ? BUS_HOOK_ACCEPT : BUS_HOOK_DROP;
+}
+
+static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
+{
+	struct dbus_bus *b = ctx->proto_priv;
+	struct dbus_client *caller, *callee;
+	u8 fixed[DBUS_HDR_FIXED_LEN];
+	u8 type;
+
+	if (ctx->bus_protocol != BUS_PROTO_DBUS || !b || ctx->kind == BUS_HOOK_EAVESDROP)
+		return BUS_HOOK_ACCEPT;
+	/* The master answers and tracks what goes through it. */
+	if (ctx->from_master || ctx->rcpt == BUS_MASTER_ADDR)
+		return BUS_HOOK_ACCEPT;
+	if (ctx->kind == BUS_HOOK_MULTICAST) {
+		/* A copy: the send hook parsed the original; the type is all a copy needs. */
+		if (skb_copy_bits(ctx->skb, 0, fixed, sizeof(fixed)))
+			return BUS_HOOK_DROP;
+		type = fixed[1];
+		return type == DBUS_HDR_TYPE_METHOD_RETURN || type == DBUS_HDR_TYPE_ERROR ?
+		       BUS_HOOK_DROP : BUS_HOOK_ACCEPT;
+	}
+	/* A unicast delivery directly follows its send hook under the same hold of the bus lock. */
+	if (WARN_ON_ONCE(b->cur.skb != ctx->skb))
+		return -EPROTO;
+	switch (b->cur.type) {
+	case DBUS_HDR_TYPE_METHOD_CALL:
+		if (b->cur.flags & DBUS_FLAG_NO_REPLY_EXPECTED)
+			return BUS_HOOK_ACCEPT;
+		caller = dbus_client_find(b, ctx->src);
+		callee = dbus_client_find(b, ctx->rcpt);
+		if (!caller || !callee)
+			return BUS_HOOK_ACCEPT;	/* an unnamed callee cannot answer anyway */
+		return dbus_record_call(b, caller, callee, b->cur.serial);
+	case DBUS_HDR_TYPE_METHOD_RETURN:
+	case DBUS_HDR_TYPE_ERROR:
+		return dbus_take_reply(b, ctx->rcpt, ctx->src, b->cur.reply_serial);
+	default:
+		return BUS_HOOK_ACCEPT;
+	}
+}
+
 static struct bus_hook_ops dbus_hooks[] = {
-	/* before every delivery handler: a refused message costs no per-receiver work */
+	/* before every other handler: a refused message costs no per-receiver work */
 	{ .hook = dbus_send_hook, .point = BUS_HOOK_SEND, .priority = BUS_HOOK_PRI_FILTER - 100 },
+	/* after every other delivery handler: a call is recorded only if it is delivered */
+	{ .hook = dbus_deliver_hook, .point = BUS_HOOK_DELIVER, .priority = BUS_HOOK_PRI_LAST },
 };
 
 static struct bus_proto_ops dbus_proto = {
@@ -196,6 +406,6 @@ module_init(af_bus_dbus_init);
 module_exit(af_bus_dbus_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks and trusted senders");
+MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks, trusted senders, pending replies");
 MODULE_AUTHOR("afbus project");
 MODULE_SOFTDEP("pre: af_bus");

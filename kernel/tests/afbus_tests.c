@@ -2234,12 +2234,13 @@ static int t_move_addr(void)
 {
 	const uint64_t name = BUS_ADDR(1, 5), other = BUS_ADDR(1, 6);
 	const long sends = 20000;
+	struct timeval stuck = { .tv_sec = 10 };
 	struct move_counter mc[3];
 	volatile int done = 0;
 	pthread_t rt[3];
 	struct tbus tb;
 	long i, moves = 0;
-	int j, unjoined;
+	int j, round, unjoined;
 
 	CHECK_OK(tb_open(&tb, "@bus-move", 3, 1));
 	CHECK_OK(bus_add_addr(tb.s[0], name));
@@ -2277,30 +2278,46 @@ static int t_move_addr(void)
 	/*
 	 * Atomicity: while the name flips between clients 0 and 1, each of a stream of messages
 	 * reaches one of them; none reaches the master (the sender's master-side socket), which
-	 * is where a message to an address nobody holds would go.
+	 * is where a message to an address nobody holds would go. The receivers fall behind now
+	 * and then, so the blocking sender also waits for room at holders that lose the name.
 	 */
-	mc[0] = (struct move_counter){ tb.c[0], &done, 0 };
-	mc[1] = (struct move_counter){ tb.c[1], &done, 0 };
-	mc[2] = (struct move_counter){ tb.s[2], &done, 0 };
-	for (j = 0; j < 3; j++)
-		CHECK(pthread_create(&rt[j], NULL, move_receiver, &mc[j]) == 0);
-	for (i = 0; i < sends; i++) {
-		CHECK(bus_sendto(tb.c[2], name, "m", 1, 0) == 1, "send %ld", i);
-		if (i % 4 == 0) {
-			CHECK_OK(bus_move_addr(tb.s[moves % 2 ? 1 : 0], name));
-			moves++;
+	CHECK_OK(setsockopt(tb.c[2], SOL_SOCKET, SO_SNDTIMEO, &stuck, sizeof(stuck)));
+	for (round = 0; round < 5; round++) {
+		done = 0;
+		mc[0] = (struct move_counter){ tb.c[0], &done, 0 };
+		mc[1] = (struct move_counter){ tb.c[1], &done, 0 };
+		mc[2] = (struct move_counter){ tb.s[2], &done, 0 };
+		for (j = 0; j < 3; j++)
+			CHECK(pthread_create(&rt[j], NULL, move_receiver, &mc[j]) == 0);
+		for (i = 0; i < sends; i++) {
+			if (bus_sendto(tb.c[2], name, "m", 1, 0) != 1) {
+				struct bus_qlenfull q0, q1;
+				socklen_t ql = sizeof(q0);
+
+				getsockopt(tb.s[0], SOL_BUS, BUS_GET_QLENFULL, &q0, &ql);
+				ql = sizeof(q1);
+				getsockopt(tb.s[1], SOL_BUS, BUS_GET_QLENFULL, &q1, &ql);
+				FAIL("round %d send %ld (move %ld) stuck 10 s: c0 queue %u/%u %u/%u bytes, "
+				     "c1 queue %u/%u %u/%u bytes, received %ld + %ld", round, i, moves,
+				     q0.qlen, q0.maxqlen, q0.rmem, q0.rcvbuf, q1.qlen, q1.maxqlen, q1.rmem,
+				     q1.rcvbuf, mc[0].count, mc[1].count);
+			}
+			if (i % 4 == 0) {
+				CHECK_OK(bus_move_addr(tb.s[moves % 2 ? 1 : 0], name));
+				moves++;
+			}
 		}
+		__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+		for (j = 0; j < 3; j++)
+			pthread_join(rt[j], NULL);
+		CHECK(mc[2].count == 0, "%ld messages to the name reached the master", mc[2].count);
+		CHECK(mc[0].count + mc[1].count == sends, "round %d: %ld + %ld of %ld arrived", round,
+		      mc[0].count, mc[1].count, sends);
+		CHECK(mc[0].count > 0 && mc[1].count > 0);
 	}
-	__atomic_store_n(&done, 1, __ATOMIC_RELEASE);
-	for (j = 0; j < 3; j++)
-		pthread_join(rt[j], NULL);
-	CHECK(mc[2].count == 0, "%ld messages to the name reached the master", mc[2].count);
-	CHECK(mc[0].count + mc[1].count == sends, "%ld + %ld of %ld arrived", mc[0].count, mc[1].count,
-	      sends);
-	CHECK(mc[0].count > 0 && mc[1].count > 0);
 	tb_close(&tb);
-	PASS("%ld moves under %ld sends: %ld + %ld delivered, none to the master", moves, sends,
-	     mc[0].count, mc[1].count);
+	PASS("5 rounds of %ld sends under %ld moves in all: each reached a holder, none the master",
+	     sends, moves);
 }
 
 /* Part 4: af_bus_dbus.ko, the D-Bus protocol module. */
@@ -2438,6 +2455,118 @@ static int t_dbus_body(uint8_t *m)
 	return 0;
 }
 
+static int set_reply_limits(int l, uint32_t max_replies, uint32_t timeout_ms)
+{
+	struct bus_dbus_reply_limits lim = { max_replies, timeout_ms };
+
+	return setsockopt(l, SOL_BUS, BUS_DBUS_SET_REPLY_LIMITS, &lim, sizeof(lim));
+}
+
+/* client i calls client j with serial; the call arrives at j */
+static int dcall(struct tbus *tb, uint8_t *m, int i, int j, uint32_t serial, uint8_t flags)
+{
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3", ":1.4" };
+	size_t n = dmsg_call(m, names[i], serial, flags);
+
+	if (send_raw(tb->c[i], tb->a[j], m, n))
+		return -1;
+	return recv_raw(tb->c[j], m, n);
+}
+
+/* client j answers client i's call serial; 1 if it arrived, 0 if not, -1 on a send error */
+static int danswer(struct tbus *tb, uint8_t *m, int j, int i, uint32_t serial, const char *error)
+{
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3", ":1.4" };
+	size_t n = dmsg_reply(m, names[j], serial, error);
+
+	struct pollfd p = { .fd = tb->c[i], .events = POLLIN };
+
+	if (send_raw(tb->c[j], tb->a[i], m, n))
+		return -1;
+	/* a reply that passes is queued by the send itself: nothing to wait for */
+	if (poll(&p, 1, 0) == 0)
+		return 0;
+	return recv_raw(tb->c[i], m, n) == 0 ? 1 : -1;
+}
+
+static int t_dbus_replies_body(uint8_t *m)
+{
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3", ":1.4" };
+	struct tbus tb;
+	size_t n;
+	int i;
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus-replies", 4, 1, BUS_PROTO_DBUS));
+	for (i = 0; i < 4; i++)
+		CHECK_OK(set_name(tb.s[i], names[i]));
+	/* the limits are the bus's: on the listener, in range */
+	CHECK_ERR(set_reply_limits(tb.s[0], 4, 1000), EINVAL);
+	CHECK_ERR(set_reply_limits(tb.l, 0, 1000), EINVAL);
+	CHECK_ERR(set_reply_limits(tb.l, 65537, 1000), EINVAL);
+	CHECK_ERR(set_reply_limits(tb.l, 4, 0), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_DBUS_SET_REPLY_LIMITS, m, 4), EINVAL);
+	CHECK_ERR(set_reply_limits(tb.c[0], 4, 1000), EPERM);
+
+	/* a call, its answer once; a second answer, an unrequested one, a stranger's: dropped */
+	CHECK_OK(dcall(&tb, m, 0, 1, 7, 0));
+	CHECK(danswer(&tb, m, 1, 0, 7, NULL) == 1, "the answer to a call did not arrive");
+	CHECK(danswer(&tb, m, 1, 0, 7, NULL) == 0, "a second answer arrived");
+	CHECK(danswer(&tb, m, 1, 0, 99, NULL) == 0, "an unrequested reply arrived");
+	CHECK_OK(dcall(&tb, m, 0, 1, 8, 0));
+	CHECK(danswer(&tb, m, 2, 0, 8, NULL) == 0, "another client answered a call not made to it");
+	CHECK(danswer(&tb, m, 1, 0, 8, "org.example.Error.Failed") == 1, "an ERROR answer did not arrive");
+	/* no reply expected: none passes */
+	CHECK_OK(dcall(&tb, m, 0, 1, 9, 1));
+	CHECK(danswer(&tb, m, 1, 0, 9, NULL) == 0, "a reply to a no-reply call arrived");
+	/* a reply sent to everybody reaches nobody */
+	CHECK_OK(dcall(&tb, m, 0, 1, 10, 0));
+	n = dmsg_reply(m, names[1], 10, NULL);
+	CHECK_OK(send_raw(tb.c[1], BUS_ADDR(0, BUS_MULTICAST_CLIENT), m, n));
+	CHECK(no_message(tb.c[0], 50) && no_message(tb.c[2], 10) && no_message(tb.c[3], 10));
+	CHECK(danswer(&tb, m, 1, 0, 10, NULL) == 1, "the call was consumed by a multicast reply");
+	/* replies to the master and the master's are its own business */
+	n = dmsg_reply(m, names[0], 4242, NULL);
+	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
+	CHECK_OK(recv_raw(tb.s[0], m, n));
+	n = dmsg_reply(m, "org.freedesktop.DBus", 4242, NULL);
+	CHECK_OK(send_raw(tb.s[0], tb.a[0], m, n));
+	CHECK_OK(recv_raw(tb.c[0], m, n));
+
+	/* outstanding calls per caller are bounded; an answer makes room */
+	CHECK_OK(set_reply_limits(tb.l, 3, 60000));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(dcall(&tb, m, 0, 1, 100 + i, 0));
+	n = dmsg_call(m, names[0], 103, 0);
+	CHECK_ERR(send_raw(tb.c[0], tb.a[2], m, n), EDQUOT);
+	CHECK(no_message(tb.c[2], 50), "a call beyond the limit arrived");
+	CHECK_OK(dcall(&tb, m, 1, 2, 5, 0));	/* the limit is per caller */
+	CHECK(danswer(&tb, m, 1, 0, 101, NULL) == 1);
+	CHECK_OK(dcall(&tb, m, 0, 2, 103, 0));
+	/* a callee that leaves takes the calls it had to answer along */
+	close(tb.c[1]);
+	close(tb.s[1]);
+	tb.c[1] = tb.s[1] = -1;
+	CHECK_OK(dcall(&tb, m, 0, 3, 104, 0));
+	CHECK_OK(dcall(&tb, m, 0, 3, 105, 0));
+	n = dmsg_call(m, names[0], 106, 0);
+	CHECK_ERR(send_raw(tb.c[0], tb.a[3], m, n), EDQUOT);
+	CHECK(danswer(&tb, m, 2, 0, 103, NULL) == 1);
+	CHECK(danswer(&tb, m, 3, 0, 104, NULL) == 1);
+	CHECK(danswer(&tb, m, 3, 0, 105, NULL) == 1);
+
+	/* an answer after the reply timeout is dropped, and the expired call makes room */
+	CHECK_OK(set_reply_limits(tb.l, 1, 100));
+	CHECK_OK(dcall(&tb, m, 0, 2, 200, 0));
+	usleep(300 * 1000);	/* let the timeout pass: time is what is tested */
+	CHECK(danswer(&tb, m, 2, 0, 200, NULL) == 0, "an answer after the timeout arrived");
+	CHECK_OK(dcall(&tb, m, 0, 2, 201, 0));
+	usleep(300 * 1000);
+	CHECK_OK(dcall(&tb, m, 0, 3, 202, 0));
+	CHECK(danswer(&tb, m, 3, 0, 202, NULL) == 1);
+	tb_close(&tb);
+	return 0;
+}
+
 static int t_dbus(void)
 {
 	uint8_t *m = malloc(4096);
@@ -2450,11 +2579,13 @@ static int t_dbus(void)
 	CHECK(l < 0 && errno == EPROTONOSUPPORT, "bind without af_bus_dbus.ko: %d", l);
 	CHECK(system("insmod /af_bus_dbus.ko") == 0, "insmod af_bus_dbus.ko");
 	rc = t_dbus_body(m);
+	if (!rc)
+		rc = t_dbus_replies_body(m);
 	free(m);
 	if (rc)
 		return rc;
 	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
-	PASS("header checks, trusted SENDER, names per client, module lifetime");
+	PASS("header checks, trusted SENDER, names per client, pending replies, module lifetime");
 }
 
 struct test {

@@ -13,8 +13,9 @@
 
 struct dmsg {
 	uint8_t type;		/* 1 call, 2 return, 3 error, 4 signal */
+	uint8_t flags;		/* 1 NO_REPLY_EXPECTED */
 	uint32_t serial;
-	const char *path, *interface, *member, *destination, *sender;
+	const char *path, *interface, *member, *error_name, *destination, *sender;
 	uint32_t reply_serial;
 	size_t unknown_len;	/* > 0: field 50, a string of that many 'x' */
 	size_t body_len;	/* 0, or >= 4: an "ay" of body_len - 4 zero bytes */
@@ -54,7 +55,7 @@ static inline size_t dmsg_string_field(uint8_t *buf, size_t p, uint8_t code, cha
 /* The message's size, to allocate before dmsg_build(). */
 static inline size_t dmsg_size(const struct dmsg *m)
 {
-	return 16 + 8 * 8 + 5 * (8 + 256) + m->unknown_len + 16 + m->body_len + 64;
+	return 16 + 8 * 8 + 6 * (8 + 256) + m->unknown_len + 16 + m->body_len + 64;
 }
 
 /* Builds m into buf (dmsg_size(m) bytes); returns the message's length. */
@@ -64,7 +65,7 @@ static inline size_t dmsg_build(uint8_t *buf, const struct dmsg *m)
 
 	buf[0] = 'l';
 	buf[1] = m->type;
-	buf[2] = 0;
+	buf[2] = m->flags;
 	buf[3] = 1;
 	dmsg_put32(buf + 4, (uint32_t)m->body_len);
 	dmsg_put32(buf + 8, m->serial ? m->serial : 1);
@@ -74,6 +75,8 @@ static inline size_t dmsg_build(uint8_t *buf, const struct dmsg *m)
 		p = dmsg_string_field(buf, p, 2, 's', m->interface, strlen(m->interface));
 	if (m->member)
 		p = dmsg_string_field(buf, p, 3, 's', m->member, strlen(m->member));
+	if (m->error_name)
+		p = dmsg_string_field(buf, p, 4, 's', m->error_name, strlen(m->error_name));
 	if (m->reply_serial) {
 		p = dmsg_align(buf, p, 8);
 		buf[p++] = 5;
@@ -113,6 +116,25 @@ static inline size_t dmsg_signal(uint8_t *buf, const char *sender)
 {
 	struct dmsg m = { .type = 4, .path = "/org/example/Obj", .interface = "org.example.Iface",
 			  .member = "Changed", .sender = sender };
+
+	return dmsg_build(buf, &m);
+}
+
+/* A method call with the given serial (flags 1: no reply expected). */
+static inline size_t dmsg_call(uint8_t *buf, const char *sender, uint32_t serial, uint8_t flags)
+{
+	struct dmsg m = { .type = 1, .flags = flags, .serial = serial, .path = "/org/example/Obj",
+			  .member = "Ping", .sender = sender };
+
+	return dmsg_build(buf, &m);
+}
+
+/* A METHOD_RETURN (error_name NULL) or ERROR answering reply_serial. */
+static inline size_t dmsg_reply(uint8_t *buf, const char *sender, uint32_t reply_serial,
+				const char *error_name)
+{
+	struct dmsg m = { .type = error_name ? 3 : 2, .serial = 1000 + reply_serial,
+			  .reply_serial = reply_serial, .error_name = error_name, .sender = sender };
 
 	return dmsg_build(buf, &m);
 }

@@ -78,7 +78,20 @@ struct sockaddr_bus {
  */
 #define BUS_DBUS_OPT_MIN	64
 #define BUS_DBUS_SET_NAME	64	/* master-side: the client's unique name (":1.42"), no NUL */
+#define BUS_DBUS_SET_REPLY_LIMITS 65	/* listener: struct bus_dbus_reply_limits */
 #define BUS_DBUS_OPT_MAX	96
+
+/*
+ * Replies between clients of a D-Bus bus: a METHOD_RETURN or ERROR reaches a client only in answer
+ * to a call of its own that the replier received and has not answered yet, within timeout_ms
+ * (else it is dropped; the replier sees success), as dbus-daemon's max_replies_per_connection and
+ * reply_timeout. A call beyond max_replies outstanding calls of its sender fails with EDQUOT.
+ * Defaults: 128 and 25000 ms. Calls to or from the master are the master's to track.
+ */
+struct bus_dbus_reply_limits {
+	__u32 max_replies;	/* per calling client, 1..65536 */
+	__u32 timeout_ms;	/* 1..2^31-1 */
+};
 
 /*
  * BUS_GET_QLENFULL: the receive queue state of a socket. On a master-side socket it describes the
