@@ -12,6 +12,7 @@
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -19,6 +20,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::connect;
+using test::driver_call;
 using test::TestBus;
 using test::TestBusOptions;
 
@@ -49,10 +51,6 @@ Message test_call(std::string_view destination, std::string_view member, const s
     builder.no_auto_start(no_auto_start);
     append(builder, argument);
     return builder.build().value();
-}
-
-Message driver_call(std::string_view member) {
-    return MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus", member).build().value();
 }
 
 Expected<std::uint32_t, Error> start_service(Connection& c, std::string_view name) {
@@ -129,9 +127,7 @@ TEST_F(Activation, StartServiceByNameRepliesOnceTheNameIsOwned) {
     auto c = connect(bus);
     ASSERT_TRUE(c);
     EXPECT_EQ(*start_service(*c, "org.afbus.Started"), 1u);  // DBUS_START_REPLY_SUCCESS
-    auto has_owner = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner");
-    append(has_owner, std::string("org.afbus.Started"));
-    auto reply = c->call(has_owner.build().value());
+    auto reply = c->call(driver_call("NameHasOwner", "org.afbus.Started"));
     ASSERT_TRUE(reply);
     EXPECT_TRUE(std::get<0>(read_all<bool>(*reply).value()));
     EXPECT_EQ(*start_service(*c, "org.afbus.Started"), 2u);

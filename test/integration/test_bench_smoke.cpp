@@ -3,9 +3,16 @@
 // that the driver, the daemon launch paths and the scenarios work. The binary comes from AFBUS_BENCH
 // (set by tools/meson.build); AFBUS_TEST_DAEMON, when set, adds afbus-daemon to the run.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,14 +44,31 @@ BenchRun run_bench(const std::vector<std::string>& args) {
     std::vector<char*> argv;
     for (auto& s : argv_strings) argv.push_back(s.data());
     argv.push_back(nullptr);
+    // Forked by hand, not a support/ChildProcess: tools/meson.build builds this test with gtest alone.
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::execv(argv[0], argv.data());
         ::_exit(127);
     }
+    EXPECT_GT(pid, 0) << "fork failed";
+    // Its exit, seen through a pidfd, well within the 300 s meson gives the whole test.
+    const int pidfd = pid > 0 ? static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)) : -1;
+    EXPECT_TRUE(pid <= 0 || pidfd >= 0) << "pidfd_open failed";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    bool exited = false;
+    for (pollfd p{pidfd, POLLIN, 0}; pidfd >= 0 && !exited;) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        const int ready = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+        if (ready < 0 && errno == EINTR) continue;
+        exited = ready == 1;
+        if (ready <= 0) break;
+    }
+    if (pidfd >= 0) ::close(pidfd);
+    EXPECT_TRUE(pid <= 0 || exited) << "afbus-bench did not finish within 240 s";
+    if (pid > 0 && !exited) ::kill(pid, SIGKILL);
     int status = 0;
-    ::waitpid(pid, &status, 0);
-    run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (pid > 0) ::waitpid(pid, &status, 0);
+    run.status = exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     std::ifstream in(path);
     for (std::string line; std::getline(in, line);) run.lines.push_back(line);
     std::filesystem::remove(path);

@@ -69,6 +69,9 @@ TestBus::TestBus(const TestBusOptions& options) {
     }
     const std::string binary = !options.daemon.empty() ? options.daemon : daemon_under_test();
 
+    // Forked here rather than run as a ChildProcess: the daemon lives as long as the test and writes its log
+    // to the test's stderr, where nothing has to drain it.
+    const std::string config_arg = "--config-file=" + config_path;  // before fork: the child only execs
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
@@ -76,17 +79,17 @@ TestBus::TestBus(const TestBusOptions& options) {
     if (pid_ == 0) {
         // The daemon writes its address to fd 3.
         ::dup2(pipefd[1], 3);
-        const std::string config_arg = "--config-file=" + config_path;
         ::execlp(binary.c_str(), binary.c_str(), config_arg.c_str(), "--nofork", "--print-address=3",
                  static_cast<char*>(nullptr));
         ::_exit(127);
     }
     ::close(pipefd[1]);
     // Read one line: the address. Bounded by a generous timeout so that a broken daemon fails the test.
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
     std::string line;
     for (;;) {
         pollfd p{pipefd[0], POLLIN, 0};
-        if (::poll(&p, 1, 30000) <= 0) break;
+        if (::poll(&p, 1, remaining_ms(deadline)) <= 0) break;
         char c;
         const ssize_t n = ::read(pipefd[0], &c, 1);
         if (n <= 0 || c == '\n') break;
@@ -94,8 +97,7 @@ TestBus::TestBus(const TestBusOptions& options) {
     }
     ::close(pipefd[0]);
     if (line.empty()) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
+        kill_and_collect(pid_);
         pid_ = -1;
         std::error_code ignored;
         std::filesystem::remove_all(dir_, ignored);
@@ -120,7 +122,7 @@ std::unique_ptr<Connection> connect(const TestBus& bus) {
 TestBus::~TestBus() {
     if (pid_ > 0) {
         ::kill(pid_, SIGTERM);
-        ::waitpid(pid_, nullptr, 0);
+        if (!wait_for_exit(pid_, std::chrono::seconds(30))) kill_and_collect(pid_);
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);

@@ -9,32 +9,29 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "afbus/address.hpp"
 #include "afbus/connection.hpp"
-#include "afbus/framer.hpp"
 #include "afbus/match_rule.hpp"
-#include "afbus/sasl.hpp"
 #include "afbus/types.hpp"
-#include "afbus/unix_socket.hpp"
 #include "support/pump.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
 namespace {
 
 using namespace std::chrono_literals;
+using test::closed_by_bus;
 using test::connect;
+using test::driver_call;
+using test::raw_connection;
+using test::read_reply;
+using test::send_all;
+using test::send_message;
+using test::stats_call;
 using test::TestBus;
-
 
 Message call(std::string_view dest, std::string_view member) {
     return MessageBuilder::method_call(dest, "/org/example", "org.example.I", member).build().value();
-}
-
-Message driver_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member)
-        .build()
-        .value();
 }
 
 TEST(BusSemantics, NameAcquiredArrivesBeforeTheRequestNameReply) {
@@ -129,81 +126,16 @@ TEST(BusSemantics, UnrequestedReplies) {
     EXPECT_EQ(delivered, !afbus);
 }
 
-// A raw authenticated socket, to send what libafbus never would.
-Fd raw_connection(const TestBus& bus, bool unix_fds = false) {
-    auto entries = parse_address_list(bus.address()).value();
-    auto path = unix_socket_path(entries[0], process_environment()).value();
-    Fd fd = connect_unix(path).value();
-    SaslClientConfig config;
-    config.uid = ::getuid();
-    config.negotiate_unix_fd = unix_fds;
-    SaslClient sasl(config);
-    std::string out = sasl.take_output();
-    while (!sasl.authenticated() && !sasl.failed()) {
-        if (!out.empty()) {
-            EXPECT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-            out.clear();
-            if (sasl.authenticated()) break;
-        }
-        pollfd p{fd.get(), POLLIN, 0};
-        EXPECT_EQ(::poll(&p, 1, 10000), 1);
-        char buf[512];
-        const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-        if (n <= 0) break;
-        sasl.feed(std::string_view(buf, static_cast<std::size_t>(n)));
-        out = sasl.take_output();
-    }
-    if (!out.empty()) {
-        EXPECT_EQ(::send(fd.get(), out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
-    }
-    EXPECT_TRUE(sasl.authenticated());
-    return fd;
-}
-
-// Reads until the bus closes the connection (true) or 10 s pass (false); `received` gets the messages.
-bool closed_by_bus(const Fd& fd, std::vector<Message>* received = nullptr) {
-    MessageFramer framer;
-    for (;;) {
-        pollfd p{fd.get(), POLLIN, 0};
-        if (::poll(&p, 1, 10000) != 1) return false;
-        auto space = framer.prepare();
-        const ssize_t n = ::recv(fd.get(), space.data(), space.size(), 0);
-        if (n == 0 || (n < 0 && errno == ECONNRESET)) return true;
-        if (n < 0) return false;
-        framer.commit(static_cast<std::size_t>(n));
-        for (;;) {
-            auto m = framer.next();
-            if (!m || !*m) break;
-            if (received) received->push_back(std::move(**m));
-        }
-    }
-}
-
-void send_all(const Fd& fd, const std::vector<std::byte>& bytes) {
-    ASSERT_EQ(::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
-}
-
 // Before Hello, a call to the bus gets AccessDenied (and the connection stays); a message for anyone
 // else disconnects the sender.
 TEST(BusSemantics, HelloMustComeFirst) {
     TestBus bus;
     Fd fd = raw_connection(bus);
-    auto list = driver_call("ListNames");
-    list.set_serial(1);
-    send_all(fd, list.wire());
-    MessageFramer framer;
-    std::optional<Message> reply;
-    while (!reply) {
-        pollfd p{fd.get(), POLLIN, 0};
-        ASSERT_EQ(::poll(&p, 1, 10000), 1);
-        auto space = framer.prepare();
-        const ssize_t n = ::recv(fd.get(), space.data(), space.size(), 0);
-        ASSERT_GT(n, 0);
-        framer.commit(static_cast<std::size_t>(n));
-        auto m = framer.next();
-        ASSERT_TRUE(m);
-        if (*m) reply = std::move(**m);
-    }
+    send_message(fd, driver_call("ListNames"), 1);
+    std::vector<Message> before;
+    auto reply = read_reply(fd, 1, &before);
+    ASSERT_TRUE(reply);
+    EXPECT_TRUE(before.empty()) << "the bus sent something else first";
     EXPECT_EQ(reply->type(), MessageType::Error);
     EXPECT_EQ(reply->error_name(), error_names::kAccessDenied);
     EXPECT_EQ(reply->reply_serial(), 1u);
@@ -211,9 +143,7 @@ TEST(BusSemantics, HelloMustComeFirst) {
     EXPECT_EQ(std::get<0>(*read_all<std::string>(*reply)),
               "Client tried to send a message other than Hello without being registered");
 
-    auto other = call("org.example.Anyone", "M");
-    other.set_serial(2);
-    send_all(fd, other.wire());
+    send_message(fd, call("org.example.Anyone", "M"), 2);
     EXPECT_TRUE(closed_by_bus(fd));
 }
 
@@ -222,9 +152,7 @@ TEST(BusSemantics, AMalformedMessageDisconnectsOnlyItsSender) {
     auto bystander = connect(bus);
     ASSERT_TRUE(bystander);
     Fd fd = raw_connection(bus);
-    auto hello = driver_call("Hello");
-    hello.set_serial(1);
-    send_all(fd, hello.wire());
+    send_message(fd, driver_call("Hello"), 1);
     auto bad = call("org.example.Anyone", "M");
     bad.set_serial(2);
     auto wire = bad.wire();
@@ -247,16 +175,12 @@ TEST(BusSemantics, DebugStatsCountsRulesAndNames) {
     auto sub = c->subscribe("type='signal',member='Counted'", [](const Message&) {});
     ASSERT_TRUE(sub);
     ASSERT_EQ(*c->request_name("org.example.Counted"), RequestNameReply::PrimaryOwner);
-    auto stats = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                             "org.freedesktop.DBus.Debug.Stats", "GetConnectionStats");
-    append(stats, c->unique_name());
-    auto reply = c->call(stats.build().value());
+    auto reply = c->call(stats_call("GetConnectionStats", c->unique_name()));
     ASSERT_TRUE(reply) << reply.error().message;
     auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*reply));
     EXPECT_EQ(*map.at("UniqueName").get<std::string>(), c->unique_name());
     EXPECT_EQ(*map.at("MatchRules").get<std::uint32_t>(), 1u);
-    auto rules = c->call(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                     "org.freedesktop.DBus.Debug.Stats", "GetAllMatchRules").build().value());
+    auto rules = c->call(stats_call("GetAllMatchRules"));
     ASSERT_TRUE(rules);
     auto all = std::get<0>(*read_all<std::map<std::string, std::vector<std::string>>>(*rules));
     ASSERT_EQ(all.count(c->unique_name()), 1u);
@@ -299,13 +223,6 @@ TEST(BusSemantics, EavesdroppersDoNotAnswerOthersCalls) {
 
 namespace afbus {
 namespace {
-
-Message stats_call(std::string_view member, const std::string& name) {
-    auto b = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Debug.Stats",
-                                         member);
-    append(b, name);
-    return b.build().value();
-}
 
 // max_incoming_bytes: a sender whose messages pile up in a slow reader's queue is no longer read from
 // until they drain (dbus-daemon's throttling); everyone else is served meanwhile.
@@ -351,22 +268,10 @@ TEST(BusSemantics, FdsOfAnIncompleteMessageAreHeldOnlyForPendingFdTimeout) {
     auto bystander = connect(bus);
     ASSERT_TRUE(bystander);
     Fd fd = raw_connection(bus, true);
-    auto hello = driver_call("Hello");
-    hello.set_serial(1);
-    send_all(fd, hello.wire());
+    send_message(fd, driver_call("Hello"), 1);
     // Hello's reply proves the bus is past authentication and its fd negotiation: fds sent earlier
     // could arrive while it still reads the SASL lines, which carry none.
-    MessageFramer framer;
-    for (bool answered = false; !answered;) {
-        pollfd p{fd.get(), POLLIN, 0};
-        ASSERT_EQ(::poll(&p, 1, 10000), 1);
-        auto space = framer.prepare();
-        const ssize_t n = ::recv(fd.get(), space.data(), space.size(), 0);
-        ASSERT_GT(n, 0);
-        framer.commit(static_cast<std::size_t>(n));
-        for (auto m = framer.next(); m && *m; m = framer.next())
-            if ((*m)->reply_serial() == 1u) answered = true;
-    }
+    ASSERT_TRUE(read_reply(fd, 1));
 
     auto builder = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId");
     Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));

@@ -9,6 +9,7 @@
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "support/child_process.hpp"
 #include "support/pump.hpp"
 #include "test_bus.hpp"
 
@@ -152,13 +153,18 @@ public:
             ::_exit(r ? 0 : 4);
         }
         ::close(ready[1]);
+        // Ready once it owns the name; it ends (end of file, no byte) if it cannot get there.
+        pollfd p{ready[0], POLLIN, 0};
         char c = 0;
-        EXPECT_EQ(::read(ready[0], &c, 1), 1);
+        EXPECT_TRUE(::poll(&p, 1, 30000) == 1 && ::read(ready[0], &c, 1) == 1) << "the server did not get ready";
         ::close(ready[0]);
     }
+    // The test tells the server to Quit; one that failed before that gets its server killed.
     ~ServerProcess() {
-        int status = 0;
-        ::waitpid(pid_, &status, 0);
+        if (pid_ > 0 && !test::wait_for_exit(pid_, 30s)) {
+            ADD_FAILURE() << "the server process did not quit";
+            test::kill_and_collect(pid_);
+        }
     }
 
 private:

@@ -28,11 +28,13 @@
 #include "afbus/types.hpp"
 #include "test_bus.hpp"
 #include "support/hex.hpp"
+#include "support/raw_peer.hpp"
 
 namespace afbus {
 namespace {
 
 using namespace std::string_literals;
+using test::driver_call;
 using test::TestBus;
 using test::TestBusOptions;
 
@@ -43,12 +45,6 @@ using test::hex;
 std::string read_text(const std::string& path) {
     std::ifstream in(path);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-Message bus_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member)
-        .build()
-        .value();
 }
 
 class CookieAuth : public ::testing::Test {
@@ -99,7 +95,7 @@ TEST_F(CookieAuth, HelloAndGetIdOverTcp) {
     EXPECT_TRUE(connection.unique_name().starts_with(":1.")) << connection.unique_name();
     EXPECT_FALSE(connection.unix_fd_passing());
 
-    auto id = connection.call(bus_call("GetId"));
+    auto id = connection.call(driver_call("GetId"));
     ASSERT_TRUE(id) << id.error().message;
     auto [bus_id] = read_all<std::string>(*id).value();
     // (dbus-daemon's bus id is not the listener's GUID, so only the form is checked.)
@@ -108,16 +104,10 @@ TEST_F(CookieAuth, HelloAndGetIdOverTcp) {
     EXPECT_NE(bus.address().find("guid=" + connection.server_guid()), std::string::npos);
 
     // The bus knows the user the cookie proved (TCP itself tells nothing).
-    auto uid_call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                                "GetConnectionUnixUser");
-    append(uid_call, connection.unique_name());
-    auto uid = connection.call(uid_call.build().value());
+    auto uid = connection.call(driver_call("GetConnectionUnixUser", connection.unique_name()));
     ASSERT_TRUE(uid) << uid.error().name << ": " << uid.error().message;
     EXPECT_EQ(std::get<0>(read_all<std::uint32_t>(*uid).value()), ::getuid());
-    auto credentials_call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                        "org.freedesktop.DBus", "GetConnectionCredentials");
-    append(credentials_call, connection.unique_name());
-    auto credentials = connection.call(credentials_call.build().value());
+    auto credentials = connection.call(driver_call("GetConnectionCredentials", connection.unique_name()));
     ASSERT_TRUE(credentials) << credentials.error().message;
     auto [fields] = read_all<std::map<std::string, Variant>>(*credentials).value();
     ASSERT_TRUE(fields.contains("UnixUserID"));
@@ -146,7 +136,7 @@ TEST_F(CookieAuth, DefaultMechanismsFallBackFromExternalToTheCookie) {
     TestBus bus(tcp_bus());
     auto c = Connection::open(bus.address());
     ASSERT_TRUE(c) << c.error().name << ": " << c.error().message;
-    EXPECT_TRUE((*c)->call(bus_call("GetId")));
+    EXPECT_TRUE((*c)->call(driver_call("GetId")));
 }
 
 class RawClient {
@@ -229,7 +219,7 @@ TEST_F(CookieAuth, WrongCookieIsRejected) {
     // ...which the right keyring answers.
     auto accepted = Connection::open(bus.address(), cookie_only());
     ASSERT_TRUE(accepted) << accepted.error().message;
-    EXPECT_TRUE((*accepted)->call(bus_call("GetId")));
+    EXPECT_TRUE((*accepted)->call(driver_call("GetId")));
 }
 
 TEST_F(CookieAuth, KeyringOthersCanReadIsRefusedByBothSides) {

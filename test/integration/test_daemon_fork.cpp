@@ -41,6 +41,7 @@
 #include "afbus/fd.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -48,11 +49,17 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::child_environment;
+using test::child_pids;
 using test::ChildOptions;
 using test::ChildProcess;
 using test::Clock;
 using test::daemon_under_test;
+using test::drain;
+using test::driver_call;
 using test::find_program;
+using test::kill_and_collect_children;
+using test::make_pipe;
+using test::Pipe;
 using test::remaining_ms;
 
 constexpr auto kTimeout = 30s;
@@ -108,46 +115,10 @@ std::vector<Combination> all_combinations() {
     return all;
 }
 
-struct Pipe {
-    Fd read, write;
-};
-
-Pipe make_pipe() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) < 0) throw std::runtime_error("pipe2 failed");
-    return {Fd(fds[0]), Fd(fds[1])};
-}
-
-// Reads what `fd` holds; at end of file closes it.
-void drain(Fd& fd, std::string& into) {
-    char buffer[4096];
-    while (fd) {
-        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n > 0) {
-            into.append(buffer, static_cast<std::size_t>(n));
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && errno == EAGAIN) {
-            return;
-        } else {
-            fd.reset();
-        }
-    }
-}
-
 std::string link_target(const std::string& path) {
     std::error_code ec;
     const auto target = std::filesystem::read_symlink(path, ec);
     return ec ? "(" + ec.message() + ")" : target.string();
-}
-
-// This thread's children (the subreaper's inherited processes among them).
-std::vector<pid_t> children() {
-    const std::string self = std::to_string(::getpid());
-    std::ifstream in("/proc/" + self + "/task/" + self + "/children");
-    std::vector<pid_t> pids;
-    for (pid_t pid; in >> pid;) pids.push_back(pid);
-    return pids;
 }
 
 // A private session bus configuration listening on `listen` only.
@@ -192,10 +163,7 @@ protected:
     ~DaemonForkTest() override {
         ::prctl(PR_SET_CHILD_SUBREAPER, 0);
         // Whatever a failed test left behind (a bus it did not stop) was reparented to us.
-        for (std::vector<pid_t> left = children(); !left.empty(); left = children()) {
-            for (pid_t pid : left) ::kill(pid, SIGKILL);
-            for (pid_t pid : left) ::waitpid(pid, nullptr, 0);
-        }
+        kill_and_collect_children();
         std::error_code ignored;
         std::filesystem::remove_all(dir_, ignored);
     }
@@ -245,7 +213,7 @@ protected:
     // The foreground process has exited: the bus must run in the background as our (inherited) child,
     // with the printed pid, 0-2 on /dev/null, serving the printed address; then it ends on SIGTERM.
     void expect_background_bus() {
-        const std::vector<pid_t> left = children();
+        const std::vector<pid_t> left = child_pids();
         ASSERT_EQ(left.size(), 1u) << "expected exactly the bus to be left running";
         const pid_t bus = left[0];
         if (GetParam().pid != To::None) {
@@ -262,10 +230,7 @@ protected:
             GetParam().address != To::None ? address_ : "unix:path=" + socket_path();
         auto client = Connection::open(address);
         ASSERT_TRUE(client) << address << ": " << client.error().name << ": " << client.error().message;
-        auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                "org.freedesktop.DBus", "GetConnectionUnixProcessID");
-        append(call, std::string("org.freedesktop.DBus"));
-        auto reply = (*client)->call(call.build().value());
+        auto reply = (*client)->call(driver_call("GetConnectionUnixProcessID", "org.freedesktop.DBus"));
         ASSERT_TRUE(reply) << reply.error().name << ": " << reply.error().message;
         EXPECT_EQ(static_cast<pid_t>(std::get<0>(read_all<std::uint32_t>(*reply).value())), bus);
 
@@ -396,10 +361,7 @@ TEST(DaemonNoForkTest, KeepsStdoutAfterPrintingAndLetsGoOfStdin) {
     const std::string address = daemon.out().substr(0, daemon.out().find('\n'));
     auto client = Connection::open(address);
     ASSERT_TRUE(client) << address << ": " << client.error().name << ": " << client.error().message;
-    auto id = (*client)->call(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                          "org.freedesktop.DBus", "GetId")
-                                  .build()
-                                  .value());
+    auto id = (*client)->call(driver_call("GetId"));
     ASSERT_TRUE(id) << id.error().name << ": " << id.error().message;
     daemon.send_signal(SIGTERM);
     daemon.wait(kTimeout);

@@ -26,6 +26,7 @@ using test::driver_call;
 using test::raw_connection;
 using test::read_reply;
 using test::send_message;
+using test::stats_call;
 using test::TestBus;
 
 std::string limit(std::string_view name, int value) {
@@ -125,13 +126,6 @@ TEST(Limits, MaxConnectionsPerUser) {
 
 namespace afbus {
 namespace {
-
-Message stats_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.Debug.Stats",
-                                       member)
-        .build()
-        .value();
-}
 
 std::uint32_t incomplete_connections(Connection& c) {
     auto reply = c.call(stats_call("GetStats"));

@@ -6,6 +6,7 @@
 #include "afbus/connection.hpp"
 #include "afbus/match_rule.hpp"
 #include "afbus/types.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -33,9 +34,7 @@ TEST(MatchRuleReference, SameVerdictsAsTheBusDaemon) {
     auto c = Connection::open(bus.address());
     ASSERT_TRUE(c);
     for (const char* text : kRules) {
-        auto add = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch");
-        append(add, std::string(text));
-        auto reply = (*c)->call(add.build().value());
+        auto reply = (*c)->call(test::driver_call("AddMatch", text));
         const bool ours = static_cast<bool>(MatchRule::parse(text));
         EXPECT_EQ(ours, static_cast<bool>(reply))
             << "rule \"" << text << "\": daemon " << (reply ? "accepts" : "rejects: " + reply.error().message);
@@ -44,9 +43,7 @@ TEST(MatchRuleReference, SameVerdictsAsTheBusDaemon) {
         }
     }
     // Longer than 1024 bytes: refused with LimitsExceeded.
-    auto add = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "AddMatch");
-    append(add, "arg0='" + std::string(1100, 'x') + "'");
-    auto reply = (*c)->call(add.build().value());
+    auto reply = (*c)->call(test::driver_call("AddMatch", "arg0='" + std::string(1100, 'x') + "'"));
     ASSERT_FALSE(reply);
     EXPECT_EQ(reply.error().name, error_names::kLimitsExceeded);
 }

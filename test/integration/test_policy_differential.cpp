@@ -98,6 +98,7 @@
 #include "afbus/stream_transport.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
+#include "support/child_process.hpp"
 #include "test_bus.hpp"
 
 #ifndef AFBUS_DAEMON_BUILD_PATH
@@ -109,8 +110,6 @@
 
 namespace afbus::test {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kBus = "org.freedesktop.DBus";
 constexpr std::string_view kBusPath = "/org/freedesktop/DBus";
@@ -127,11 +126,6 @@ std::vector<std::string> split(std::string_view text, char separator) {
         if (end == std::string_view::npos) return out;
         start = end + 1;
     }
-}
-
-int ms_until(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    return left <= 0 ? 0 : static_cast<int>(left);
 }
 
 // --------------------------------------------------------------------------------------------------
@@ -203,7 +197,7 @@ private:
                     out.erase(0, static_cast<std::size_t>(n));
                 } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                     pollfd p{s, POLLOUT, 0};
-                    if (::poll(&p, 1, ms_until(deadline)) <= 0) return "refused: authentication timed out";
+                    if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return "refused: authentication timed out";
                 } else {
                     return "refused: closed during authentication";
                 }
@@ -211,7 +205,7 @@ private:
             if (sasl.authenticated()) break;
             if (sasl.failed()) return "refused: authentication rejected";
             pollfd p{s, POLLIN, 0};
-            if (::poll(&p, 1, ms_until(deadline)) <= 0) return "refused: authentication timed out";
+            if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return "refused: authentication timed out";
             char buf[4096];
             const ssize_t n = ::recv(s, buf, sizeof buf, 0);
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
@@ -245,7 +239,7 @@ private:
         if (!connected_) return false;
         if (transport_->wants_write() && !transport_->flush()) return connected_ = false;
         pollfd p{transport_->fd(), static_cast<short>(POLLIN | (transport_->wants_write() ? POLLOUT : 0)), 0};
-        if (::poll(&p, 1, ms_until(deadline)) <= 0) return true;
+        if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return true;
         if ((p.revents & POLLOUT) && !transport_->flush()) return connected_ = false;
         if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) return true;
         auto n = transport_->read();
@@ -277,7 +271,7 @@ private:
             }
             if (*flushed) return serial;
             pollfd p{transport_->fd(), POLLOUT, 0};
-            if (::poll(&p, 1, ms_until(deadline)) <= 0) return std::nullopt;
+            if (::poll(&p, 1, remaining_ms(deadline)) <= 0) return std::nullopt;
         }
     }
 
@@ -532,14 +526,7 @@ public:
     ~AgentProcess() {
         quit();
         if (from_ >= 0) ::close(from_);
-        if (pid_ > 0) {
-            for (int i = 0; i < 5000; ++i) {  // 5 s
-                if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-                ::usleep(1000);
-            }
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
+        if (pid_ > 0 && !wait_for_exit(pid_, std::chrono::seconds(5))) kill_and_collect(pid_);
     }
     AgentProcess(const AgentProcess&) = delete;
     AgentProcess& operator=(const AgentProcess&) = delete;
@@ -575,7 +562,7 @@ private:
                 return line;
             }
             pollfd p{from_, POLLIN, 0};
-            const int r = ::poll(&p, 1, ms_until(deadline));
+            const int r = ::poll(&p, 1, remaining_ms(deadline));
             if (r < 0 && errno == EINTR) continue;
             char chunk[65536];
             const ssize_t n = r > 0 ? ::read(from_, chunk, sizeof chunk) : 0;

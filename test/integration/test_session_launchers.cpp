@@ -34,6 +34,7 @@
 #include "afbus/fd.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -44,18 +45,12 @@ using test::child_environment;
 using test::ChildProcess;
 using test::Clock;
 using test::daemon_under_test;
+using test::driver_call;
 using test::find_program;
 using test::remaining_ms;
 
 constexpr auto kTimeout = 30s;
 constexpr const char* kDebugBuildDbusLaunch = "/usr/lib/dbus-1.0/debug-build/bin/dbus-launch";
-
-Message driver_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                       member)
-        .build()
-        .value();
-}
 
 // Reads the launchers' output piece by piece. (Not std::regex: GCC 12 warns inside it under the
 // sanitizers, and the warnings are errors.)
@@ -137,15 +132,7 @@ protected:
         ::prctl(PR_SET_CHILD_SUBREAPER, 0);
         // The test's own ChildProcesses are gone by now: any child left was reparented to us, a bus that a
         // failed test did not end or dbus-launch's babysitter. End them and collect them.
-        const std::string self = std::to_string(::getpid());
-        for (;;) {
-            std::ifstream children("/proc/" + self + "/task/" + self + "/children");
-            std::vector<pid_t> left;
-            for (pid_t pid; children >> pid;) left.push_back(pid);
-            if (left.empty()) break;
-            for (pid_t pid : left) ::kill(pid, SIGKILL);
-            for (pid_t pid : left) ::waitpid(pid, nullptr, 0);
-        }
+        test::kill_and_collect_children();
         std::error_code ignored;
         std::filesystem::remove_all(dir_, ignored);
     }
@@ -178,10 +165,7 @@ void expect_bus_serves(const std::string& address, pid_t expected_pid) {
     const std::string bus_id = std::get<0>(read_all<std::string>(*id).value());
     Cursor c{bus_id};
     EXPECT_TRUE(c.hex32() && c.rest.empty()) << bus_id;
-    auto message = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                                               "GetConnectionUnixProcessID");
-    append(message, std::string("org.freedesktop.DBus"));
-    auto pid = (*client)->call(message.build().value());
+    auto pid = (*client)->call(driver_call("GetConnectionUnixProcessID", "org.freedesktop.DBus"));
     ASSERT_TRUE(pid) << pid.error().name << ": " << pid.error().message;
     EXPECT_EQ(static_cast<pid_t>(std::get<0>(read_all<std::uint32_t>(*pid).value())), expected_pid);
 }

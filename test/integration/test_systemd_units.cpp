@@ -38,6 +38,7 @@
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
 #include "support/child_process.hpp"
+#include "support/raw_peer.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -337,10 +338,7 @@ TEST(SocketActivation, TheUserUnitsCommandLineReportsReadyAndServesThePassedSock
     // A client on the socket systemd would own: the daemon serves it.
     auto client = Connection::open("unix:path=" + socket_path);
     ASSERT_TRUE(client) << client.error().name << ": " << client.error().message << "\n" << daemon.report();
-    auto reply = (*client)->call(
-        MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId")
-            .build()
-            .value());
+    auto reply = (*client)->call(test::driver_call("GetId"));
     ASSERT_TRUE(reply) << reply.error().name << ": " << reply.error().message;
     const auto id = read_all<std::string>(*reply);
     ASSERT_TRUE(id);

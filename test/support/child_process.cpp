@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -25,7 +26,8 @@ std::string describe(const std::vector<std::string>& argv) {
     return text;
 }
 
-// Reads everything `fd` holds now; at end of file (or an error: nothing more will come) closes it.
+}  // namespace
+
 void drain(Fd& fd, std::string& into) {
     if (!fd) return;
     char buffer[4096];
@@ -42,22 +44,53 @@ void drain(Fd& fd, std::string& into) {
     }
 }
 
-struct Pipe {
-    Fd read, write;
-};
-
 Pipe make_pipe() {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) < 0) throw std::runtime_error("pipe2 failed");
     return {Fd(fds[0]), Fd(fds[1])};
 }
 
-}  // namespace
-
 int remaining_ms(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return 0;
     return static_cast<int>(std::min<long long>(left, std::numeric_limits<int>::max()));
+}
+
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
+    // SYS_pidfd_open: see the constructor.
+    const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return std::nullopt;
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+        pollfd p{pidfd.get(), POLLIN, 0};
+        const int ready = ::poll(&p, 1, remaining_ms(deadline));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return std::nullopt;
+        int status = 0;
+        if (::waitpid(pid, &status, 0) != pid) return std::nullopt;
+        return status;
+    }
+}
+
+void kill_and_collect(pid_t pid) {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+}
+
+std::vector<pid_t> child_pids() {
+    const std::string self = std::to_string(::getpid());
+    std::ifstream in("/proc/" + self + "/task/" + self + "/children");
+    std::vector<pid_t> pids;
+    for (pid_t pid; in >> pid;) pids.push_back(pid);
+    return pids;
+}
+
+void kill_and_collect_children() {
+    for (std::vector<pid_t> left = child_pids(); !left.empty(); left = child_pids()) {
+        for (pid_t pid : left) ::kill(pid, SIGKILL);
+        for (pid_t pid : left) ::waitpid(pid, nullptr, 0);
+    }
 }
 
 std::string find_program(const std::string& name) {

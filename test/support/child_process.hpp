@@ -31,6 +31,28 @@ std::string find_program(const std::string& name);
 std::vector<std::string> child_environment(const std::vector<std::string>& set,
                                            const std::vector<std::string>& drop_prefixes = {});
 
+// For a process the test forked to run its own code (ChildProcess runs programs): waits without
+// sleeping, in poll() on a pidfd, for the child `pid` (not yet collected) to exit. Its wait status, or
+// nothing if it still runs after `timeout` (it is then left as it is).
+std::optional<int> wait_for_exit(pid_t pid, std::chrono::milliseconds timeout);
+// SIGKILLs the child `pid` and collects it.
+void kill_and_collect(pid_t pid);
+
+// The children of this process (of its main thread): after PR_SET_CHILD_SUBREAPER, the processes it
+// inherited too, such as a bus whose launcher exited.
+std::vector<pid_t> child_pids();
+// SIGKILLs and collects every child until none is left (what a subreaper test inherited and did not end).
+void kill_and_collect_children();
+
+// A pipe, both ends close-on-exec.
+struct Pipe {
+    Fd read, write;
+};
+Pipe make_pipe();
+// Reads everything the non-blocking `fd` holds now; at end of file (or an error: nothing more will come)
+// closes it.
+void drain(Fd& fd, std::string& into);
+
 struct ChildOptions {
     // stderr onto the stdout pipe, so that out() has both interleaved as they were written (err() stays
     // empty).

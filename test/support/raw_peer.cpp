@@ -11,14 +11,35 @@
 #include "afbus/address.hpp"
 #include "afbus/framer.hpp"
 #include "afbus/sasl.hpp"
+#include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
 
 namespace afbus::test {
 
-Message driver_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member)
-        .build()
-        .value();
+namespace {
+
+MessageBuilder bus_method(std::string_view interface, std::string_view member) {
+    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", interface, member);
+}
+
+}  // namespace
+
+Message driver_call(std::string_view member) { return bus_method("org.freedesktop.DBus", member).build().value(); }
+
+Message driver_call(std::string_view member, const std::string& argument) {
+    auto builder = bus_method("org.freedesktop.DBus", member);
+    append(builder, argument);
+    return builder.build().value();
+}
+
+Message stats_call(std::string_view member) {
+    return bus_method("org.freedesktop.DBus.Debug.Stats", member).build().value();
+}
+
+Message stats_call(std::string_view member, const std::string& name) {
+    auto builder = bus_method("org.freedesktop.DBus.Debug.Stats", member);
+    append(builder, name);
+    return builder.build().value();
 }
 
 Fd unauthenticated_connection(const TestBus& bus) {
@@ -110,11 +131,14 @@ bool read_until(const Fd& fd, Done&& done, bool* closed) {
 
 }  // namespace
 
-std::optional<Message> read_reply(const Fd& fd, std::uint32_t serial) {
+std::optional<Message> read_reply(const Fd& fd, std::uint32_t serial, std::vector<Message>* before) {
     std::optional<Message> reply;
     bool closed = false;
     read_until(fd, [&](Message m) {
-        if (m.reply_serial() != serial) return false;
+        if (m.reply_serial() != serial) {
+            if (before) before->push_back(std::move(m));
+            return false;
+        }
         reply = std::move(m);
         return true;
     }, &closed);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +16,12 @@ namespace afbus::test {
 
 // A call to org.freedesktop.DBus on its object (no serial yet).
 Message driver_call(std::string_view member);
+// The same with one string argument (a bus name: NameHasOwner, GetConnectionUnixProcessID, AddMatch's rule).
+Message driver_call(std::string_view member, const std::string& argument);
+// A call to the bus's org.freedesktop.DBus.Debug.Stats interface (GetStats, GetAllMatchRules); with
+// `name`, about that connection (GetConnectionStats).
+Message stats_call(std::string_view member);
+Message stats_call(std::string_view member, const std::string& name);
 
 // A connected socket that has not said a word (not even the SASL NUL byte).
 Fd unauthenticated_connection(const TestBus& bus);
@@ -25,8 +32,9 @@ void send_all(const Fd& fd, const std::vector<std::byte>& bytes);
 // Sends `message` with `serial`, and `fds` with its first byte.
 void send_message(const Fd& fd, Message message, std::uint32_t serial, const std::vector<int>& fds = {});
 
-// Reads until the message answering `serial` arrives (none: the bus closed the connection or 10 s passed).
-std::optional<Message> read_reply(const Fd& fd, std::uint32_t serial);
+// Reads until the message answering `serial` arrives (none: the bus closed the connection or 10 s passed);
+// `before` gets the messages read ahead of it.
+std::optional<Message> read_reply(const Fd& fd, std::uint32_t serial, std::vector<Message>* before = nullptr);
 // Reads until the bus closes the connection (true) or 10 s pass (false); `received` gets the messages.
 bool closed_by_bus(const Fd& fd, std::vector<Message>* received = nullptr);
 

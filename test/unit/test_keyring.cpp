@@ -2,18 +2,31 @@
 // expiry, the private-directory rule and the lock file. Everything happens in a temporary directory
 // with a fake clock; the real ~/.dbus-keyrings is never touched.
 #include "afbus/keyring.hpp"
+#include "afbus/fd.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
+#include <iterator>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -262,44 +275,103 @@ TEST_F(KeyringFiles, InvalidContextIsRefused) {
     EXPECT_TRUE(directory_entries().empty());
 }
 
-TEST_F(KeyringFiles, WaitsForALockThatIsReleased) {
-    make_directory();
-    const std::string lock = file_ + ".lock";
-    ASSERT_TRUE(std::ofstream(lock));
+// Makes the calling thread's sleeps wait for the test: a seccomp filter on this thread alone turns
+// nanosleep and clock_nanosleep into notifications on the returned listener (SECCOMP_RET_USER_NOTIF).
+// Invalid (errno set) if the kernel refuses.
+Fd listen_to_own_sleeps() {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Fd();  // this thread only
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clock_nanosleep, 2, 0),
+#ifdef __NR_nanosleep
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_nanosleep, 1, 0),
+#else
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clock_nanosleep, 1, 0),
+#endif
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    };
+    sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+    return Fd(static_cast<int>(
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &program)));
+}
+
+struct WaitingServer {
+    std::optional<Expected<KeyringCookie, std::string>> cookie;
+    bool listened = false;             // the sleeps could be watched
+    bool released_at_return = false;   // the holder had released the lock when current() returned
+};
+
+// Another server holds `lock` (taken before current() starts); current() runs in a thread of its own,
+// and the lock is released (after `before_release`) exactly when that thread first sleeps, that is once
+// the keyring has found the lock held and waits to try again. Nothing is timed: if current() returns
+// without sleeping, it went ahead while the lock was held and the lock is released only afterwards.
+WaitingServer current_while_another_server_holds(const Keyring& keyring, const std::string& lock,
+                                                 const std::function<void()>& before_release = {}) {
+    WaitingServer server;
+    const int held = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    EXPECT_GE(held, 0) << lock;
+    if (held < 0) return server;
+    ::close(held);
     std::atomic<bool> released{false};
-    std::thread holder([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto release = [&] {
+        if (released) return;
+        if (before_release) before_release();
         released = true;
         ::unlink(lock.c_str());
+    };
+    std::promise<int> listener_fd;
+    auto listener_of_server = listener_fd.get_future();
+    std::thread thread([&] {
+        Fd own = listen_to_own_sleeps();
+        listener_fd.set_value(own.release());
+        server.cookie = keyring.current(kContext);
+        server.released_at_return = released;
     });
-    KeyringPolicy p = policy();
+    const Fd listener(listener_of_server.get());
+    server.listened = listener.valid();
+    // The first sleep, or the end of the thread (which hangs the listener up); 10 s for a stuck one.
+    pollfd p{listener.get(), POLLIN, 0};
+    seccomp_notif sleep{};
+    if (listener && ::poll(&p, 1, 10000) == 1 && (p.revents & POLLIN) &&
+        ::ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, &sleep) == 0) {
+        release();
+        seccomp_notif_resp resume{};
+        resume.id = sleep.id;
+        resume.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        EXPECT_EQ(::ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_SEND, &resume), 0) << std::strerror(errno);
+    }
+    release();
+    thread.join();
+    return server;
+}
+
+KeyringPolicy waiting_policy(KeyringPolicy p) {
     p.lock_retry_interval = std::chrono::milliseconds(5);
     p.lock_attempts = 100000;  // far longer than the holder needs: no take-over
-    auto cookie = Keyring(directory_, p).current(kContext);
-    holder.join();
-    ASSERT_TRUE(cookie) << cookie.error();
-    EXPECT_TRUE(released) << "went ahead while another server held the lock";
+    return p;
+}
+
+TEST_F(KeyringFiles, WaitsForALockThatIsReleased) {
+    make_directory();
+    auto server = current_while_another_server_holds(Keyring(directory_, waiting_policy(policy())), file_ + ".lock");
+    ASSERT_TRUE(server.listened) << "seccomp user notification is unavailable: " << std::strerror(errno);
+    ASSERT_TRUE(server.cookie && *server.cookie) << (server.cookie ? server.cookie->error() : "no result");
+    EXPECT_TRUE(server.released_at_return) << "went ahead while another server held the lock";
     EXPECT_EQ(directory_entries(), std::vector<std::string>{std::string(kContext)});
 }
 
 TEST_F(KeyringFiles, UsesTheCookieAnotherServerAddedWhileItWaited) {
     make_directory();
-    const std::string lock = file_ + ".lock";
-    ASSERT_TRUE(std::ofstream(lock));
     const KeyringCookie theirs{77, kStart - 5, "abcdef"};
-    std::thread other_server([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto server = current_while_another_server_holds(Keyring(directory_, waiting_policy(policy())), file_ + ".lock", [&] {
         std::ofstream(file_ + ".new") << format_keyring({theirs});
         std::filesystem::rename(file_ + ".new", file_);
-        ::unlink(lock.c_str());
     });
-    KeyringPolicy p = policy();
-    p.lock_retry_interval = std::chrono::milliseconds(5);
-    p.lock_attempts = 100000;
-    auto cookie = Keyring(directory_, p).current(kContext);
-    other_server.join();
-    ASSERT_TRUE(cookie) << cookie.error();
-    EXPECT_EQ(*cookie, theirs);
+    ASSERT_TRUE(server.listened) << "seccomp user notification is unavailable: " << std::strerror(errno);
+    ASSERT_TRUE(server.cookie && *server.cookie) << (server.cookie ? server.cookie->error() : "no result");
+    EXPECT_TRUE(server.released_at_return) << "went ahead while another server held the lock";
+    EXPECT_EQ(**server.cookie, theirs);
     EXPECT_EQ(read_text(file_), format_keyring({theirs}));
 }
 

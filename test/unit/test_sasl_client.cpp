@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,9 +20,8 @@
 #include "afbus/fd.hpp"
 #include "afbus/sasl.hpp"
 #include "sasl/sha1.hpp"
+#include "support/child_process.hpp"
 #include "support/hex.hpp"
-
-extern char** environ;
 
 namespace afbus {
 namespace {
@@ -329,47 +327,25 @@ TEST(SaslClientAgainstDbusDaemon, ExternalWithUnixFdNegotiationAndPipelinedHello
     ASSERT_NE(::mkdtemp(pattern), nullptr);
     const std::string directory = pattern;
 
-    int out_pipe[2];
-    ASSERT_EQ(::pipe2(out_pipe, O_CLOEXEC), 0);
-    Fd read_end(out_pipe[0]);
-    Fd write_end(out_pipe[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
-    const std::string address_argument = "--address=unix:tmpdir=" + directory;
-    std::vector<std::string> arguments = {"dbus-daemon", "--session", "--nofork", "--print-address=1",
-                                          address_argument};
-    std::vector<char*> argv;
-    for (auto& argument : arguments) argv.push_back(argument.data());
-    argv.push_back(nullptr);
-    pid_t daemon = -1;
-    const int spawned =
-        ::posix_spawn(&daemon, "/usr/bin/dbus-daemon", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ASSERT_EQ(spawned, 0);
-    write_end.reset();
-
-    struct Reaper {
-        pid_t pid;
-        std::string directory;
-        ~Reaper() {
-            ::kill(pid, SIGTERM);
-            ::waitpid(pid, nullptr, 0);
-            std::filesystem::remove_all(directory);
-        }
-    } reaper{daemon, directory};
+    struct RemoveDirectory {
+        std::string path;
+        ~RemoveDirectory() { std::filesystem::remove_all(path); }
+    } remove_directory{directory};  // destroyed after the daemon, declared below: once it is killed
+    test::ChildProcess daemon({"/usr/bin/dbus-daemon", "--session", "--nofork", "--print-address=1",
+                               "--address=unix:tmpdir=" + directory},
+                              test::child_environment({}));
 
     // The daemon prints its address (and a newline) once it listens.
-    std::string printed;
-    while (printed.find('\n') == std::string::npos) {
-        pollfd pfd{read_end.get(), POLLIN, 0};
-        ASSERT_EQ(::poll(&pfd, 1, 10000), 1) << "dbus-daemon did not print its address";
-        char buffer[256];
-        const ssize_t n = ::read(read_end.get(), buffer, sizeof buffer);
-        ASSERT_GT(n, 0) << "dbus-daemon exited";
-        printed.append(buffer, static_cast<std::size_t>(n));
+    const auto deadline = test::Clock::now() + std::chrono::seconds(10);
+    while (daemon.out().find('\n') == std::string::npos) {
+        ASSERT_FALSE(daemon.finished()) << "dbus-daemon exited: " << daemon.report();
+        std::vector<pollfd> watched;
+        daemon.fds(watched);
+        ASSERT_GT(::poll(watched.data(), watched.size(), test::remaining_ms(deadline)), 0)
+            << "dbus-daemon did not print its address: " << daemon.report();
+        daemon.on_ready();
     }
-    printed.resize(printed.find('\n'));
+    const std::string printed = daemon.out().substr(0, daemon.out().find('\n'));
     auto entries = parse_address_list(printed);
     ASSERT_TRUE(entries) << printed << ": " << to_string(entries.error());
     ASSERT_EQ(entries->size(), 1u);

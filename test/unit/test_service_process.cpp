@@ -10,6 +10,7 @@
 
 #include "event_loop.hpp"
 #include "fd_limit.hpp"
+#include "support/child_process.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -115,10 +116,11 @@ TEST(FdLimit, RaisesTheSoftLimitWithinTheHardOne) {
         ::getrlimit(RLIMIT_NOFILE, &limit);
         ::_exit(limit.rlim_cur == 200 ? 0 : 4);
     }
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(WEXITSTATUS(status), 0);
+    const auto status = test::wait_for_exit(child, std::chrono::seconds(30));
+    if (!status) test::kill_and_collect(child);
+    ASSERT_TRUE(status) << "the child did not exit";
+    ASSERT_TRUE(WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 0);
 }
 
 }  // namespace
