@@ -11,6 +11,7 @@
 #include "bus_connection.hpp"
 #include "call_commands.hpp"
 #include "command_line.hpp"
+#include "name_commands.hpp"
 
 #ifndef AFBUSCTL_VERSION
 #define AFBUSCTL_VERSION "unknown"
@@ -24,6 +25,8 @@ constexpr const char* kHelp = R"(afbusctl [OPTIONS...] COMMAND ...
 Introspect and talk to a D-Bus bus (busctl's commands, options and output).
 
 Commands:
+  list                     List bus names
+  status [SERVICE]         Show bus service, process or bus owner credentials
   call SERVICE OBJECT INTERFACE METHOD [SIGNATURE [ARGUMENT...]]
                            Call a method
   emit OBJECT INTERFACE SIGNAL [SIGNATURE [ARGUMENT...]]
@@ -43,6 +46,9 @@ Options:
      --system              Connect to system bus
      --user                Connect to user bus
      --address=ADDRESS     Connect to bus specified by address
+     --unique              Only show unique names
+     --acquired            Only show acquired names
+     --activatable         Only show activatable names
   -q --quiet               Don't show method call reply
      --json=MODE           Output as JSON (short, pretty)
   -j                       Same as --json=pretty on tty, --json=short otherwise
@@ -60,6 +66,8 @@ using Command = std::function<int(BusClient&)>;
 
 const std::map<std::string, Command>& commands() {
     static const std::map<std::string, Command> table = {
+        {"list", run_list},
+        {"status", run_status},
         {"call", run_call},
         {"emit", run_emit},
         {"get-property", run_get_property},
