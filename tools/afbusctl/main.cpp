@@ -12,6 +12,7 @@
 #include "call_commands.hpp"
 #include "command_line.hpp"
 #include "name_commands.hpp"
+#include "object_commands.hpp"
 
 #ifndef AFBUSCTL_VERSION
 #define AFBUSCTL_VERSION "unknown"
@@ -27,6 +28,9 @@ Introspect and talk to a D-Bus bus (busctl's commands, options and output).
 Commands:
   list                     List bus names
   status [SERVICE]         Show bus service, process or bus owner credentials
+  tree [SERVICE...]        Show object tree of service
+  introspect SERVICE OBJECT [INTERFACE]
+                           Introspect object
   call SERVICE OBJECT INTERFACE METHOD [SIGNATURE [ARGUMENT...]]
                            Call a method
   emit OBJECT INTERFACE SIGNAL [SIGNATURE [ARGUMENT...]]
@@ -52,6 +56,7 @@ Options:
   -q --quiet               Don't show method call reply
      --json=MODE           Output as JSON (short, pretty)
   -j                       Same as --json=pretty on tty, --json=short otherwise
+     --xml-interface       Dump the XML description in introspect command
      --expect-reply=BOOL   Expect a method call reply
      --auto-start=BOOL     Auto-start destination service
      --allow-interactive-authorization=BOOL
@@ -68,6 +73,8 @@ const std::map<std::string, Command>& commands() {
     static const std::map<std::string, Command> table = {
         {"list", run_list},
         {"status", run_status},
+        {"tree", run_tree},
+        {"introspect", run_introspect},
         {"call", run_call},
         {"emit", run_emit},
         {"get-property", run_get_property},
