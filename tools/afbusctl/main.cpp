@@ -11,6 +11,7 @@
 #include "bus_connection.hpp"
 #include "call_commands.hpp"
 #include "command_line.hpp"
+#include "monitor_commands.hpp"
 #include "name_commands.hpp"
 #include "object_commands.hpp"
 
@@ -28,6 +29,7 @@ Introspect and talk to a D-Bus bus (busctl's commands, options and output).
 Commands:
   list                     List bus names
   status [SERVICE]         Show bus service, process or bus owner credentials
+  monitor [SERVICE...]     Show bus traffic
   tree [SERVICE...]        Show object tree of service
   introspect SERVICE OBJECT [INTERFACE]
                            Introspect object
@@ -35,6 +37,8 @@ Commands:
                            Call a method
   emit OBJECT INTERFACE SIGNAL [SIGNATURE [ARGUMENT...]]
                            Emit a signal
+  wait [SERVICE] OBJECT INTERFACE SIGNAL
+                           Wait for a signal and show its arguments
   get-property SERVICE OBJECT INTERFACE PROPERTY...
                            Get property value
   set-property SERVICE OBJECT INTERFACE PROPERTY SIGNATURE ARGUMENT...
@@ -53,6 +57,9 @@ Options:
      --unique              Only show unique names
      --acquired            Only show acquired names
      --activatable         Only show activatable names
+     --match=MATCH         Only show matching messages
+     --limit-messages=NUMBER
+                           Stop monitoring after NUMBER messages
   -q --quiet               Don't show method call reply
      --json=MODE           Output as JSON (short, pretty)
   -j                       Same as --json=pretty on tty, --json=short otherwise
@@ -73,9 +80,11 @@ const std::map<std::string, Command>& commands() {
     static const std::map<std::string, Command> table = {
         {"list", run_list},
         {"status", run_status},
+        {"monitor", run_monitor},
         {"tree", run_tree},
         {"introspect", run_introspect},
         {"call", run_call},
+        {"wait", run_wait},
         {"emit", run_emit},
         {"get-property", run_get_property},
         {"set-property", run_set_property},
