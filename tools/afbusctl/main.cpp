@@ -14,6 +14,7 @@
 #include "monitor_commands.hpp"
 #include "name_commands.hpp"
 #include "object_commands.hpp"
+#include "stats_commands.hpp"
 
 #ifndef AFBUSCTL_VERSION
 #define AFBUSCTL_VERSION "unknown"
@@ -43,6 +44,8 @@ Commands:
                            Get property value
   set-property SERVICE OBJECT INTERFACE PROPERTY SIGNATURE ARGUMENT...
                            Set property value
+  stats [SERVICE...]       Show what each connection holds against the bus's limits
+  reload                   Make the bus reload its configuration
   help                     Show this help
 
 Options:
@@ -60,6 +63,7 @@ Options:
      --match=MATCH         Only show matching messages
      --limit-messages=NUMBER
                            Stop monitoring after NUMBER messages
+     --limit=NAME=VALUE    A bus limit for stats (dbus-daemon's <limit> names)
   -q --quiet               Don't show method call reply
      --json=MODE           Output as JSON (short, pretty)
   -j                       Same as --json=pretty on tty, --json=short otherwise
@@ -85,6 +89,8 @@ const std::map<std::string, Command>& commands() {
         {"introspect", run_introspect},
         {"call", run_call},
         {"wait", run_wait},
+        {"stats", run_stats},
+        {"reload", run_reload},
         {"emit", run_emit},
         {"get-property", run_get_property},
         {"set-property", run_set_property},
