@@ -46,14 +46,9 @@ public:
     afbus::Expected<std::vector<std::string>, afbus::Error> list_names(std::string_view member);  // ListNames...
     afbus::Expected<std::string, afbus::Error> name_owner(std::string_view name);
 
-    // Keeps a registration until the process ends: the connection is closed first, so that dropping it
-    // sends nothing (a monitor may not send RemoveMatch).
-    void keep_until_exit(afbus::Slot slot) { lingering_.push_back(std::move(slot)); }
-
 private:
     const CommandLine& command_line_;
     afbus::Connection& connection_;
-    std::vector<afbus::Slot> lingering_;
 };
 
 // Reads a reply's whole body as dynamic values (the error names the broken part).

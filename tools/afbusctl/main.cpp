@@ -126,7 +126,6 @@ int run(int argc, char** argv) {
     }
     BusClient bus(*command_line, **connection);
     const int status = found->second(bus);
-    connection->reset();  // before `bus` and the registrations it keeps
     if (std::fflush(stdout) != 0) return 1;
     return status;
 }

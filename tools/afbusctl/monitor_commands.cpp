@@ -35,12 +35,8 @@ int run_monitor(BusClient& bus) {
     const auto limit = bus.command_line().limit_messages;
     std::uint64_t shown = 0;
     bool failed = false;
-    // Every message reaches this connection once it is a monitor; the empty rule hands them all over.
-    auto everything = bus.connection().subscribe("", [&](const afbus::Message& message) {
+    const auto show = [&](const afbus::Message& message) {
         if (failed || (limit && shown >= *limit)) return;
-        // Not bus traffic: the bus telling this connection that it lost its own name on becoming a
-        // monitor (nobody else can address a monitor).
-        if (message.destination() == bus.connection().unique_name()) return;
         const auto now = std::chrono::system_clock::now();
         if (bus.command_line().json != JsonMode::Off) {
             auto json = message_to_json(message, now);
@@ -56,16 +52,10 @@ int run_monitor(BusClient& bus) {
         }
         std::fflush(stdout);
         ++shown;
-    });
-    if (!everything) {
-        std::fprintf(stderr, "Failed to add match: %s\n", everything.error().message.c_str());
-        return 1;
-    }
-    auto become = bus.method_call(kBusName, kBusPath, "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
-    afbus::append(become, monitor_rules(bus.command_line()), std::uint32_t{0});
-    if (auto reply = bus.call(std::move(become)); !reply) {
+    };
+    if (auto became = bus.connection().become_monitor(monitor_rules(bus.command_line()), show); !became) {
         std::fprintf(stderr, "Call to org.freedesktop.DBus.Monitoring.BecomeMonitor failed: %s\n",
-                     reply.error().message.c_str());
+                     became.error().message.c_str());
         return 1;
     }
     // Only now is everything from here on shown (a test waits for this line).
@@ -77,11 +67,9 @@ int run_monitor(BusClient& bus) {
         if (!ran) {
             // A monitor ends when the bus goes away; busctl says so and fails.
             std::fprintf(stderr, "Connection terminated, exiting.\n");
-            bus.keep_until_exit(std::move(*everything));
             return 1;
         }
     }
-    bus.keep_until_exit(std::move(*everything));
     return failed ? 1 : 0;
 }
 
