@@ -114,9 +114,10 @@ void on_end(void* data, const XML_Char* element) {
         s.interface = nullptr;
         s.member = nullptr;
     } else if (s.node_depth == 1 && (tag == "method" || tag == "signal" || tag == "property")) {
-        if (s.member != nullptr && s.member->kind == IntrospectedMember::Kind::Property && !s.member_has_emits &&
-            s.interface_emits)
-            apply_emits(*s.member, *s.interface_emits);
+        // Without an annotation of its own a property inherits its interface's, and without that the
+        // specification's default: it emits PropertiesChanged with the value ("true").
+        if (s.member != nullptr && s.member->kind == IntrospectedMember::Kind::Property && !s.member_has_emits)
+            apply_emits(*s.member, s.interface_emits.value_or("true"));
         s.member = nullptr;
     }
 }

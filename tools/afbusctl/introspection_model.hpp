@@ -19,7 +19,8 @@ struct IntrospectedMember {
     bool readable = false;  // properties
     bool writable = false;
     // From the standard annotations (org.freedesktop.DBus.Deprecated, .Method.NoReply,
-    // .Property.EmitsChangedSignal), on the member or inherited from its interface.
+    // .Property.EmitsChangedSignal), on the member or inherited from its interface; a property with
+    // neither emits changes (the specification's default).
     bool deprecated = false;
     bool no_reply = false;
     bool constant = false;
