@@ -27,6 +27,7 @@
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/pcapng_reader.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -426,6 +427,54 @@ TEST_F(AfbusctlTest, MonitorShowsTrafficInBusctlsFormat) {
         << out;
     EXPECT_TRUE(contains(out, "  UniqueName=" + service->unique_name() + "\n")) << out;
     EXPECT_TRUE(contains(out, "  MESSAGE \"s\" {\n          STRING \"watched\";\n  };\n\n")) << out;
+}
+
+// capture writes pcapng (never to a terminal): a section header naming afbusctl, one DLT_DBUS interface,
+// and each message's wire bytes, which parse back into the message that was sent.
+TEST_F(AfbusctlTest, CaptureWritesPcapngOfTheMessages) {
+    auto capture = start({afbusctl, "--address=" + bus.address(), "capture", "--match=interface='org.example.Echo'",
+                          "--limit-messages=2"});
+    ASSERT_TRUE(pump([&] { return contains(capture->err(), "Monitoring bus message stream.") || capture->finished(); },
+                     {capture.get()}))
+        << capture->report();
+    for (const char* text : {"first", "second"}) {
+        auto signal = MessageBuilder::signal(kPath, kInterface, "Ping");
+        append(signal, std::string(text));
+        ASSERT_TRUE(service->send(signal.build().value()));
+    }
+    finish(*capture);
+    ASSERT_TRUE(capture->succeeded()) << capture->report();
+    std::string why;
+    auto file = test::read_pcapng(capture->out(), &why);
+    ASSERT_TRUE(file) << why;
+    ASSERT_EQ(file->section_options.size(), 2u);
+    EXPECT_TRUE(file->section_options[1].starts_with("afbusctl (afbus) ")) << file->section_options[1];
+    EXPECT_EQ(file->link_type, 231);
+    EXPECT_EQ(file->snap_length, 4096u);
+    ASSERT_EQ(file->packets.size(), 2u);
+    std::vector<std::string> texts;
+    for (const auto& packet : file->packets) {
+        EXPECT_EQ(packet.original_length, packet.data.size());
+        auto message = Message::parse(packet.data);
+        ASSERT_TRUE(message) << to_string(message.error());
+        EXPECT_EQ(message->member(), "Ping");
+        EXPECT_EQ(message->sender(), service->unique_name());
+        texts.push_back(std::get<0>(read_all<std::string>(*message).value()));
+    }
+    EXPECT_EQ(texts, (std::vector<std::string>{"first", "second"}));
+    auto small = start({afbusctl, "--address=" + bus.address(), "capture", "--size=16", "--limit-messages=1",
+                        "--match=interface='org.example.Echo'"});
+    ASSERT_TRUE(pump([&] { return contains(small->err(), "Monitoring bus message stream.") || small->finished(); },
+                     {small.get()}));
+    auto signal = MessageBuilder::signal(kPath, kInterface, "Ping");
+    append(signal, std::string("cut short"));
+    ASSERT_TRUE(service->send(signal.build().value()));
+    finish(*small);
+    auto cut = test::read_pcapng(small->out(), &why);
+    ASSERT_TRUE(cut) << why;
+    ASSERT_EQ(cut->packets.size(), 1u);
+    EXPECT_EQ(cut->packets[0].data.size(), 16u);
+    EXPECT_GT(cut->packets[0].original_length, 16u);
 }
 
 // NAME PID PROCESS USER CONNECTION UNIT SESSION DESCRIPTION: the rows both tools show (all but their

@@ -212,8 +212,16 @@ Expected<CommandLine, std::string> parse_command_line(int argc, char* const* arg
             }
             case kList: out.list_paths = true; break;
             case kLimit: out.limits.emplace_back(optarg); break;
+            case kSize: {
+                char* end = nullptr;
+                errno = 0;
+                const unsigned long long n = std::strtoull(optarg, &end, 10);
+                if (*optarg == '\0' || *end != '\0' || errno != 0 || *optarg == '-' || n == 0 || n > 0xFFFFFFFFull)
+                    return Unexpected("Failed to parse --size= parameter: " + std::string(optarg));
+                out.capture_size = static_cast<std::uint32_t>(n);
+                break;
+            }
             case kShowMachine:
-            case kSize:
             case kVerbose:
                 // Accepted; their effect is documented in afbusctl(1) where it differs.
                 break;

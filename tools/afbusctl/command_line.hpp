@@ -38,6 +38,7 @@ struct CommandLine {
     std::vector<std::string> matches;             // monitor --match=
     std::string destination;                      // emit --destination=
     std::vector<std::string> limits;              // stats --limit=NAME=VALUE (afbusctl's own)
+    std::uint32_t capture_size = 4096;             // capture --size= (busctl's default snap length)
     std::optional<std::uint64_t> limit_messages;  // monitor --limit-messages= (busctl 254 and later)
 
     std::string verb;  // empty: no verb given (busctl runs "list")

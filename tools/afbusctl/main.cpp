@@ -31,6 +31,7 @@ Commands:
   list                     List bus names
   status [SERVICE]         Show bus service, process or bus owner credentials
   monitor [SERVICE...]     Show bus traffic
+  capture [SERVICE...]     Capture bus traffic as pcapng
   tree [SERVICE...]        Show object tree of service
   introspect SERVICE OBJECT [INTERFACE]
                            Introspect object
@@ -61,6 +62,7 @@ Options:
      --acquired            Only show acquired names
      --activatable         Only show activatable names
      --match=MATCH         Only show matching messages
+     --size=SIZE           Maximum length of captured packet
      --limit-messages=NUMBER
                            Stop monitoring after NUMBER messages
      --limit=NAME=VALUE    A bus limit for stats (dbus-daemon's <limit> names)
@@ -85,6 +87,7 @@ const std::map<std::string, Command>& commands() {
         {"list", run_list},
         {"status", run_status},
         {"monitor", run_monitor},
+        {"capture", run_capture},
         {"tree", run_tree},
         {"introspect", run_introspect},
         {"call", run_call},

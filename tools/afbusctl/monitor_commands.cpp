@@ -1,14 +1,21 @@
 #include "monitor_commands.hpp"
 
-#include <langinfo.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <span>
 
 #include "afbus/types.hpp"
 #include "call_commands.hpp"
 #include "locale_glyphs.hpp"
 #include "message_dump.hpp"
+#include "pcapng.hpp"
+
+#ifndef AFBUSCTL_VERSION
+#define AFBUSCTL_VERSION "unknown"
+#endif
 
 namespace afbusctl {
 
@@ -28,32 +35,25 @@ std::vector<std::string> monitor_rules(const CommandLine& command_line) {
     return rules;
 }
 
-int run_monitor(BusClient& bus) {
+namespace {
+
+// What monitor and capture do with each message; false ends the watch with a failure.
+using MessageSink = std::function<bool(const afbus::Message&, std::chrono::system_clock::time_point)>;
+
+// Becomes a monitor and hands each message to `sink` until --limit-messages= or the bus goes away.
+int watch_bus(BusClient& bus, const MessageSink& sink) {
     for (const std::string& service : bus.command_line().arguments)
         if (!check_bus_name(service)) return 1;
-    const bool utf8 = locale_is_utf8();
     const auto limit = bus.command_line().limit_messages;
     std::uint64_t shown = 0;
     bool failed = false;
-    const auto show = [&](const afbus::Message& message) {
-        if (failed || (limit && shown >= *limit)) return;
-        const auto now = std::chrono::system_clock::now();
-        if (bus.command_line().json != JsonMode::Off) {
-            auto json = message_to_json(message, now);
-            if (!json) {
-                std::fprintf(stderr, "%s\n", json.error().c_str());
-                failed = true;
-                return;
-            }
-            std::printf("%s\n", json->dump(bus.command_line().json).c_str());
-        } else {
-            const std::string text = dump_message(message, now, utf8);
-            std::fwrite(text.data(), 1, text.size(), stdout);
-        }
-        std::fflush(stdout);
+    const auto done = [&] { return failed || (limit && shown >= *limit); };
+    const auto handle = [&](const afbus::Message& message) {
+        if (done()) return;
+        if (!sink(message, std::chrono::system_clock::now())) failed = true;
         ++shown;
     };
-    if (auto became = bus.connection().become_monitor(monitor_rules(bus.command_line()), show); !became) {
+    if (auto became = bus.connection().become_monitor(monitor_rules(bus.command_line()), handle); !became) {
         std::fprintf(stderr, "Call to org.freedesktop.DBus.Monitoring.BecomeMonitor failed: %s\n",
                      became.error().message.c_str());
         return 1;
@@ -61,7 +61,6 @@ int run_monitor(BusClient& bus) {
     // Only now is everything from here on shown (a test waits for this line).
     std::fprintf(stderr, "Monitoring bus message stream.\n");
     std::fflush(stderr);
-    const auto done = [&] { return failed || (limit && shown >= *limit); };
     while (!done()) {
         auto ran = bus.connection().run_until(done, kWaitSlice);
         if (!ran) {
@@ -71,6 +70,51 @@ int run_monitor(BusClient& bus) {
         }
     }
     return failed ? 1 : 0;
+}
+
+bool write_all(std::span<const std::byte> bytes) {
+    if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size()) return false;
+    return std::fflush(stdout) == 0;
+}
+
+}  // namespace
+
+int run_monitor(BusClient& bus) {
+    const bool utf8 = locale_is_utf8();
+    return watch_bus(bus, [&](const afbus::Message& message, std::chrono::system_clock::time_point now) {
+        if (bus.command_line().json != JsonMode::Off) {
+            auto json = message_to_json(message, now);
+            if (!json) {
+                std::fprintf(stderr, "%s\n", json.error().c_str());
+                return false;
+            }
+            std::printf("%s\n", json->dump(bus.command_line().json).c_str());
+        } else {
+            const std::string text = dump_message(message, now, utf8);
+            std::fwrite(text.data(), 1, text.size(), stdout);
+        }
+        return std::fflush(stdout) == 0;
+    });
+}
+
+int run_capture(BusClient& bus) {
+    if (::isatty(STDOUT_FILENO)) {
+        std::fprintf(stderr, "Refusing to write message data to console, please redirect output to a file.\n");
+        return 1;
+    }
+    const std::uint32_t snap_length = bus.command_line().capture_size;
+    if (!write_all(pcapng_section_header(operating_system_name(), "afbusctl (afbus) " AFBUSCTL_VERSION)) ||
+        !write_all(pcapng_interface_description(snap_length))) {
+        std::fprintf(stderr, "Failed to write the capture header.\n");
+        return 1;
+    }
+    return watch_bus(bus, [&](const afbus::Message& message, std::chrono::system_clock::time_point now) {
+        const auto microseconds = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+        if (write_all(pcapng_enhanced_packet(message.wire(), snap_length, static_cast<std::uint64_t>(microseconds))))
+            return true;
+        std::fprintf(stderr, "Failed to write a captured message.\n");
+        return false;
+    });
 }
 
 int run_wait(BusClient& bus) {
