@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -642,6 +643,47 @@ TEST_F(AfbusctlTest, BusSelectionFromTheEnvironment) {
     auto wrong = run(user, system_env);
     EXPECT_TRUE(wrong->exited_with(1)) << wrong->report();
     EXPECT_TRUE(wrong->err().starts_with("Failed to connect to bus: ")) << wrong->report();
+}
+
+// The bash completion, driven as bash drives it (COMP_LINE, COMP_POINT), completes from the live bus:
+// names, paths, interfaces, methods, properties and a method's signature.
+TEST_F(AfbusctlTest, BashCompletionAsksTheBus) {
+    const char* script = std::getenv("AFBUSCTL_COMPLETION");
+    ASSERT_NE(script, nullptr) << "AFBUSCTL_COMPLETION is not set (test/meson.build sets it)";
+    const std::string bash = find_program("bash");
+    if (bash.empty()) GTEST_SKIP() << "bash is not installed";
+    const std::string directory = afbusctl.substr(0, afbusctl.rfind('/'));
+    const auto complete = [&](const std::string& line) {
+        auto child = run({bash, "-c",
+                          "source \"$0\"; COMP_LINE=$1; COMP_POINT=${#1}; _afbusctl; printf '%s\\n' \"${COMPREPLY[@]}\"",
+                          script, line},
+                         tool_environment(bus.address(), {"PATH=" + directory + ":/usr/bin:/bin"}));
+        EXPECT_TRUE(child->succeeded()) << child->report();
+        std::vector<std::string> words;
+        std::istringstream lines(child->out());
+        for (std::string word; std::getline(lines, word);)
+            if (!word.empty()) words.push_back(word);
+        return words;
+    };
+    const auto has = [](const std::vector<std::string>& words, const std::string& word) {
+        return std::find(words.begin(), words.end(), word) != words.end();
+    };
+    const std::string object = std::string(kName) + " " + std::string(kPath) + " ";
+    EXPECT_TRUE(has(complete("afbusctl ca"), "call"));
+    EXPECT_TRUE(has(complete("afbusctl --js"), "--json=short"));
+    EXPECT_TRUE(has(complete("afbusctl call "), std::string(kName)));
+    auto paths = complete("afbusctl call " + std::string(kName) + " ");
+    EXPECT_TRUE(has(paths, std::string(kPath)) && has(paths, std::string(kChildPath)));
+    EXPECT_TRUE(has(complete("afbusctl call " + object), std::string(kInterface)));
+    auto methods = complete("afbusctl call " + object + std::string(kInterface) + " ");
+    EXPECT_TRUE(has(methods, "Dict") && !has(methods, "Ping") && !has(methods, "Version"));
+    EXPECT_EQ(complete("afbusctl call " + object + std::string(kInterface) + " Nested "),
+              (std::vector<std::string>{"a(sa{sv})"}));
+    auto properties = complete("afbusctl --system get-property " + object + std::string(kInterface) + " ");
+    EXPECT_TRUE(has(properties, "Version") && has(properties, "Mode") && !has(properties, "Dict"));
+    // A unique name after ':' (a word break to bash): only the part after the colon is offered.
+    const std::string unique = service->unique_name();
+    EXPECT_TRUE(has(complete("afbusctl --address=" + bus.address() + " status " + unique), unique.substr(1)));
 }
 
 TEST_F(AfbusctlTest, VersionHelpAndUnknownVerbs) {
