@@ -409,6 +409,10 @@ TEST_F(AfbusctlTest, WaitPrintsTheSignal) {
     finish(*wait);
     ASSERT_TRUE(wait->succeeded()) << wait->report();
     EXPECT_EQ(wait->out(), "s \"hello\"\n");
+    // Nobody sends this one: --timeout= ends the wait with a failure.
+    auto unanswered = ctl({"--timeout=0.2", "wait", std::string(kPath), std::string(kInterface), "Never"});
+    EXPECT_TRUE(unanswered->exited_with(1)) << unanswered->report();
+    EXPECT_TRUE(contains(unanswered->err(), "Timed out waiting for signal org.example.Echo.Never.")) << unanswered->report();
 }
 
 TEST_F(AfbusctlTest, MonitorShowsTrafficInBusctlsFormat) {
@@ -567,6 +571,10 @@ TEST_F(AfbusctlTest, StatusShowsTheCredentials) {
     EXPECT_TRUE(contains(ours->out(), "PID=" + std::to_string(::getpid()) + "\n")) << ours->out();
     EXPECT_TRUE(contains(ours->out(), "UID=" + std::to_string(::getuid()) + "\n")) << ours->out();
     EXPECT_TRUE(contains(ours->out(), "UniqueName=" + service->unique_name() + "\n")) << ours->out();
+    auto of_pid = ctl({"status", std::to_string(::getpid())});
+    ASSERT_TRUE(of_pid->succeeded()) << of_pid->report();
+    EXPECT_TRUE(of_pid->out().starts_with("PID=" + std::to_string(::getpid()) + "\n")) << of_pid->out();
+    EXPECT_TRUE(ctl({"status", "99999999999"})->exited_with(1));
     auto of_bus = ctl({"status"});
     ASSERT_TRUE(of_bus->succeeded()) << of_bus->report();
     EXPECT_TRUE(contains(of_bus->out(), "PID=" + std::to_string(bus.pid()) + "\n")) << of_bus->out();

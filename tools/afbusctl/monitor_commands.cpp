@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -142,13 +143,25 @@ int run_wait(BusClient& bus) {
     std::fprintf(stderr, "Waiting for signal %s.%s on %s.\n", args[at + 1].c_str(), args[at + 2].c_str(),
                  args[at].c_str());
     std::fflush(stderr);
-    const auto timeout = bus.command_line().timeout.value_or(std::chrono::duration_cast<std::chrono::milliseconds>(kWaitSlice * 24 * 365));
-    auto ran = bus.connection().run_until([&] { return received.has_value(); }, timeout);
-    if (!ran) {
-        std::fprintf(stderr, "Failed to wait for signal: %s\n", ran.error().message.c_str());
-        return 1;
+    // Without --timeout= it waits for as long as it takes, an hour's run_until at a time.
+    const auto timeout = bus.command_line().timeout;
+    const auto deadline = std::chrono::steady_clock::now() + timeout.value_or(std::chrono::milliseconds(0));
+    bool arrived = false;
+    while (!arrived) {
+        auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(kWaitSlice);
+        if (timeout) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            slice = std::min(slice, left);
+        }
+        auto ran = bus.connection().run_until([&] { return received.has_value(); }, slice);
+        if (!ran) {
+            std::fprintf(stderr, "Failed to wait for signal: %s\n", ran.error().message.c_str());
+            return 1;
+        }
+        arrived = *ran;
     }
-    if (!*ran) {
+    if (!arrived) {
         std::fprintf(stderr, "Timed out waiting for signal %s.%s.\n", args[at + 1].c_str(), args[at + 2].c_str());
         return 1;
     }

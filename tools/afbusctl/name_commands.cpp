@@ -1,8 +1,11 @@
 #include "name_commands.hpp"
 
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <set>
 
@@ -204,7 +207,17 @@ int run_status(BusClient& bus) {
     }
     const std::string& target = args[0];
     if (!target.empty() && std::all_of(target.begin(), target.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        print_process_status(static_cast<unsigned>(std::stoul(target)), std::nullopt, {});
+        errno = 0;
+        const unsigned long pid = std::strtoul(target.c_str(), nullptr, 10);
+        if (errno != 0 || pid == 0 || pid > 0x7FFFFFFF) {
+            std::fprintf(stderr, "Invalid PID: %s\n", target.c_str());
+            return 1;
+        }
+        if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            std::fprintf(stderr, "No process with PID %s.\n", target.c_str());
+            return 1;
+        }
+        print_process_status(static_cast<unsigned>(pid), std::nullopt, {});
         return 0;
     }
     if (!check_bus_name(target)) return 1;
