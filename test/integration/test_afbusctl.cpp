@@ -92,6 +92,9 @@ Interface echo_interface(int& calls, std::string& mode) {
                              return Unexpected(make_error("org.example.Error.Broken", "It broke as asked."));
                          }});
     i.properties.push_back({"Version", "s", Property::Access::Read, [] { return Variant(std::string("1.2.3")); }, {}});
+    // Longer than a terminal line: busctl's introspect prints it whole off a terminal, and so must we.
+    i.properties.push_back({"Long", "as", Property::Access::Read,
+                            [] { return Variant(std::vector<std::string>(12, "a rather long element")); }, {}});
     i.properties.push_back({"Answer", "i", Property::Access::Read, [] { return Variant(std::int32_t{42}); }, {}});
     i.properties.push_back({"Tags", "as", Property::Access::Read,
                             [] { return Variant(std::vector<std::string>{"a", "b \"quoted\""}); }, {}});
@@ -397,6 +400,20 @@ TEST_F(AfbusctlTest, EmitReachesSubscribers) {
     ASSERT_TRUE(emit->succeeded()) << emit->report();
     ASSERT_TRUE(pump([&] { return !signals.empty(); }, {}));
     EXPECT_EQ(signals.front(), "Ping \"from afbusctl\"");
+    // To one connection.
+    auto unicast = ctl({"emit", "--destination=" + listener->unique_name(), std::string(kPath), std::string(kInterface),
+                        "Ping", "s", "just for you"});
+    ASSERT_TRUE(unicast->succeeded()) << unicast->report();
+    ASSERT_TRUE(pump([&] { return signals.size() == 2; }, {}));
+    EXPECT_EQ(signals.back(), "Ping \"just for you\"");
+    auto bad = ctl({"emit", "--destination=not a name", std::string(kPath), std::string(kInterface), "Ping"});
+    EXPECT_TRUE(bad->exited_with(1)) << bad->report();
+    auto bad_value = ctl({"emit", std::string(kPath), std::string(kInterface), "Ping", "u", "minus"});
+    EXPECT_TRUE(bad_value->exited_with(1)) << bad_value->report();
+    // Neither was sent: the next signal to arrive is the good one after them.
+    ASSERT_TRUE(ctl({"emit", std::string(kPath), std::string(kInterface), "Ping", "s", "last"})->succeeded());
+    ASSERT_TRUE(pump([&] { return signals.size() >= 3; }, {}));
+    EXPECT_EQ(signals, (std::vector<std::string>{"Ping \"from afbusctl\"", "Ping \"just for you\"", "Ping \"last\""}));
 }
 
 TEST_F(AfbusctlTest, WaitPrintsTheSignal) {
