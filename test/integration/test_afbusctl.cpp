@@ -721,6 +721,10 @@ TEST_F(AfbusctlTest, VersionHelpAndUnknownVerbs) {
     auto unknown = ctl({"frobnicate"});
     EXPECT_TRUE(unknown->exited_with(1)) << unknown->report();
     EXPECT_EQ(unknown->err(), "Unknown command verb 'frobnicate'.\n");
+    // kernel needs no bus: an address where nothing listens does not matter.
+    auto kernel = run({afbusctl, "--address=unix:path=" + bus.directory() + "/nothing-here", "kernel"});
+    EXPECT_TRUE(kernel->out().starts_with("Module=")) << kernel->report();
+    EXPECT_TRUE(kernel->exited_with(kernel->out().starts_with("Module=loaded") ? 0 : 1)) << kernel->report();
     auto bad_option = ctl({"--bogus", "list"});
     EXPECT_TRUE(bad_option->exited_with(1)) << bad_option->report();
 }

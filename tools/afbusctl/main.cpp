@@ -11,6 +11,7 @@
 #include "bus_connection.hpp"
 #include "call_commands.hpp"
 #include "command_line.hpp"
+#include "kernel_state.hpp"
 #include "monitor_commands.hpp"
 #include "name_commands.hpp"
 #include "object_commands.hpp"
@@ -47,6 +48,7 @@ Commands:
                            Set property value
   stats [SERVICE...]       Show what each connection holds against the bus's limits
   reload                   Make the bus reload its configuration
+  kernel                   Show the AF_BUS kernel module's state
   help                     Show this help
 
 Options:
@@ -117,6 +119,7 @@ int run(int argc, char** argv) {
         return 0;
     }
     const std::string verb = command_line->verb.empty() ? "list" : command_line->verb;
+    if (verb == "kernel") return run_kernel(*command_line);  // the only command that needs no bus
     const auto found = commands().find(verb);
     if (found == commands().end()) {
         std::fprintf(stderr, "Unknown command verb '%s'.\n", verb.c_str());
