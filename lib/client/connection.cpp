@@ -302,6 +302,10 @@ void ConnectionState::release(std::uint64_t id) {
 void ConnectionState::dispatch(Message message) {
     // Keep ourselves alive: a handler may drop the last Connection reference's slots.
     const auto self = shared_from_this();
+    if (monitor_handler) {
+        if (message.destination() != unique_name) monitor_handler(message);
+        return;
+    }
     if ((message.type() == MessageType::MethodReturn || message.type() == MessageType::Error) && message.reply_serial()) {
         if (auto it = pending.find(*message.reply_serial()); it != pending.end()) {
             auto handler = std::move(it->second.handler);
@@ -428,6 +432,19 @@ Expected<Slot, Error> Connection::subscribe(std::string_view match_rule, Message
     const std::uint64_t id = state_->next_id++;
     state_->subscriptions.emplace(id, std::move(sub));
     return Slot(state_, id);
+}
+
+Expected<void, Error> Connection::become_monitor(const std::vector<std::string>& match_rules, MessageHandler handler) {
+    auto b = MessageBuilder::method_call(kBusName, kBusPath, "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
+    append(b, match_rules, std::uint32_t{0});
+    auto m = b.build();
+    if (!m) return Unexpected(wire_error(m.error()));
+    auto reply = call(std::move(*m));
+    if (!reply) return Unexpected(reply.error());
+    // What arrived before the reply is still queued and reaches the handler from here on: on a connection
+    // without subscriptions that is only the bus's bookkeeping about this connection, which it skips.
+    state_->monitor_handler = std::move(handler);
+    return {};
 }
 
 Expected<RequestNameReply, Error> Connection::request_name(std::string_view name, std::uint32_t flags) {

@@ -51,6 +51,8 @@ public:
     // Well-known names this connection asked for and got: method calls addressed elsewhere (seen through
     // eavesdropping or monitoring) are none of ours to answer.
     std::set<std::string, std::less<>> owned_names;
+    // Set once the connection is a monitor: every message goes here and nowhere else.
+    Connection::MessageHandler monitor_handler;
 
     Expected<std::uint32_t, Error> send(Message message);
     // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`.

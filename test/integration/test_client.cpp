@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "afbus/connection.hpp"
@@ -305,6 +306,28 @@ TEST_F(ClientTest, SignalsReachMatchingSubscribersOnly) {
     ASSERT_TRUE(pump({emitter.get(), listener.get()}, [&] { return got_all.size() == 4; }));
     EXPECT_EQ(got_a.size(), 2u);
     EXPECT_TRUE(listener->subscribe("type='bogus'", [](const Message&) {}).error().name == error_names::kMatchRuleInvalid);
+}
+
+// A monitor sees other connections' traffic as the bus copies it, filtered by its rules, and never its
+// own bookkeeping; it answers nothing (a monitor that sent would be disconnected).
+TEST_F(ClientTest, BecomeMonitorHandsEveryMessageToTheHandler) {
+    auto emitter = connect(bus);
+    auto monitor = connect(bus);
+    ASSERT_TRUE(emitter && monitor);
+    std::vector<std::string> seen;
+    auto became = monitor->become_monitor({"type='signal',interface='org.example.Watched'"}, [&](const Message& m) {
+        seen.push_back(std::string(m.member()) + " from " + std::string(m.sender()));
+    });
+    ASSERT_TRUE(became) << became.error().message;
+    for (const char* member : {"One", "Two"}) {
+        ASSERT_TRUE(emitter->send(MessageBuilder::signal("/org/example", "org.example.Watched", member).build().value()));
+        ASSERT_TRUE(emitter->send(MessageBuilder::signal("/org/example", "org.example.Other", member).build().value()));
+    }
+    // A round trip after the signals: the bus has routed them (to the monitor too) before it answers.
+    ASSERT_TRUE(emitter->call(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId")));
+    ASSERT_TRUE(pump({emitter.get(), monitor.get()}, [&] { return seen.size() >= 2; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"One from " + emitter->unique_name(), "Two from " + emitter->unique_name()}));
+    EXPECT_TRUE(monitor->connected());
 }
 
 TEST_F(ClientTest, AsyncCallsAndTimeouts) {

@@ -94,6 +94,15 @@ public:
     // every message that matches; dropping the slot removes the rule (RemoveMatch).
     Expected<Slot, Error> subscribe(std::string_view match_rule, MessageHandler handler);
 
+    // Turns this connection into a bus monitor (org.freedesktop.DBus.Monitoring.BecomeMonitor with
+    // `match_rules`; none means every message). From then on every message the bus copies to it goes to
+    // `handler` alone: no subscription, pending call or exported object sees it, and nothing is answered,
+    // because a monitor may not send (the bus would disconnect it). Messages addressed to this connection
+    // itself (the bus's NameAcquired/NameLost about its unique name) are not traffic and are not passed on.
+    // Call it on a connection without subscriptions: broadcasts they matched before the switch would be
+    // handed over too.
+    Expected<void, Error> become_monitor(const std::vector<std::string>& match_rules, MessageHandler handler);
+
     Expected<RequestNameReply, Error> request_name(std::string_view name, std::uint32_t flags = 0);
     Expected<ReleaseNameReply, Error> release_name(std::string_view name);
 
