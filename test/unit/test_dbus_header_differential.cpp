@@ -77,7 +77,9 @@ void compare(const std::vector<std::byte>& w, const std::string& what, Counts& c
                   rc)
             << what;
         ASSERT_EQ(prefix_reason, reason) << what;
-        if (rc == 0) ASSERT_EQ(std::memcmp(&hp, &h, sizeof h), 0) << what;
+        if (rc == 0) {
+            ASSERT_EQ(std::memcmp(&hp, &h, sizeof h), 0) << what;
+        }
     }
     auto m = Message::parse(w);
     if (rc != 0) {
