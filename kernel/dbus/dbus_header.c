@@ -985,7 +985,8 @@ int dbus_hdr_body_strings(const u8 *buf, size_t len, const struct dbus_hdr *hdr,
 	if (dbus_hdr_args_begin(&it, buf, len, hdr))
 		return -EINVAL;
 	/* Only while the next type is 's' or 'o': the first other argument is not read at all. */
-	while (n < max_args && it.sp < it.sig_len && (buf[it.sig_off + it.sp] == 's' || buf[it.sig_off + it.sp] == 'o')) {
+	while (n < max_args && it.sp < it.sig_len &&
+	       (buf[it.sig_off + it.sp] == 's' || buf[it.sig_off + it.sp] == 'o')) {
 		if (dbus_hdr_args_next(&it, &type, &args[n]) < 0)
 			return -EBADMSG;
 		n++;

@@ -163,7 +163,7 @@ int dbus_hdr_body_strings(const u8 *buf, size_t len, const struct dbus_hdr *hdr,
  * recursion: a STRING or OBJECT_PATH argument is read and validated (UTF-8, path) and its view returned;
  * any other is stepped over (basic values validated, arrays skipped by their length, structs and
  * variants walked with dbus_header.c's bounded frame stack: at most 780 bytes). Never reads outside the
- * body. The iterator is 24 bytes (64-bit) and holds no pointer into the caller's stack.
+ * body. The iterator is 24 bytes (64-bit).
  */
 struct dbus_hdr_args {
 	const u8 *buf;
