@@ -435,6 +435,22 @@ struct dh_frame {
 	u8 done : 1;	/* DH_FRAME_ONE: its one value has been started */
 };
 
+/*
+ * Not a compound literal: the file is also compiled as C++ (the fuzz fallback), where those are an
+ * extension -Wpedantic refuses.
+ */
+static void dh_frame_set(struct dh_frame *f, enum dh_frame_kind kind, u32 sig_off, u8 sig_len, u8 sp, u8 elem,
+			 u32 end)
+{
+	f->sig_off = sig_off;
+	f->end = end;
+	f->sig_len = sig_len;
+	f->sp = sp;
+	f->elem = elem;
+	f->kind = kind;
+	f->done = 0;
+}
+
 /* A body argument is at depth 0 (a header field's value at DH_FIELD_DEPTH): one frame per level. */
 #define DH_MAX_FRAMES (DH_MAX_DEPTH + 1)
 
@@ -454,7 +470,7 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len, int base, bool 
 	struct dh_frame stack[DH_MAX_FRAMES];
 	int top = 0;
 
-	stack[0] = (struct dh_frame){ .sig_off = sig_off, .sig_len = (u8)sig_len, .kind = DH_FRAME_ONE };
+	dh_frame_set(&stack[0], DH_FRAME_ONE, sig_off, (u8)sig_len, 0, 0, 0);
 	for (;;) {
 		struct dh_frame *f = &stack[top];
 		const u8 *sig = c->buf + f->sig_off;
@@ -549,7 +565,7 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len, int base, bool 
 				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
 			if (depth + 1 > DH_MAX_DEPTH)
 				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-			stack[++top] = (struct dh_frame){ .sig_off = off, .sig_len = (u8)len, .kind = DH_FRAME_ONE };
+			dh_frame_set(&stack[++top], DH_FRAME_ONE, off, (u8)len, 0, 0, 0);
 			break;
 		case 'a': {
 			u32 elem = f->sp + 1u;
@@ -580,9 +596,8 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len, int base, bool 
 				c->pos += len;
 				break;
 			default:
-				stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
-								    .end = c->pos + len, .elem = (u8)elem,
-								    .kind = DH_FRAME_ARRAY };
+				dh_frame_set(&stack[top + 1], DH_FRAME_ARRAY, f->sig_off, f->sig_len, 0,
+					     (u8)elem, c->pos + len);
 				top++;
 				break;
 			}
@@ -594,8 +609,7 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len, int base, bool 
 				return false;
 			if (depth + 1 > DH_MAX_DEPTH)
 				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-			stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
-							    .sp = (u8)(f->sp + 1), .kind = DH_FRAME_STRUCT };
+			dh_frame_set(&stack[top + 1], DH_FRAME_STRUCT, f->sig_off, f->sig_len, (u8)(f->sp + 1), 0, 0);
 			top++;
 			break;
 		default:
