@@ -68,7 +68,7 @@ unsigned int dbus_match_nargs(const u8 *rec);
 /*
  * What the record conditions need of a message's first nargs body arguments: for each, whether it is a
  * STRING, an OBJECT_PATH (and then where its bytes are), or neither (another type, absent, or at or
- * after a malformed argument). 8 bytes per argument: 528 bytes in all, so the module may keep one per
+ * after a malformed argument). 8 bytes per argument: 536 bytes in all, so the module may keep one per
  * bus under the bus's lock rather than on the stack.
  */
 struct dbus_match_args {
