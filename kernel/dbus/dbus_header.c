@@ -144,8 +144,11 @@ static bool dh_is_bus_char(u8 ch)
 
 enum dh_dotted { DH_DOTTED_INTERFACE, DH_DOTTED_WELL_KNOWN, DH_DOTTED_UNIQUE };
 
-/* At least two non-empty dot-separated elements, at most 255 bytes in all (s excludes a unique ':'). */
-static bool dh_dotted_name(const u8 *s, u32 len, enum dh_dotted kind)
+/*
+ * At least min_elements (names: 2) non-empty dot-separated elements, at most 255 bytes in all (s excludes a
+ * unique ':').
+ */
+static bool dh_dotted_name(const u8 *s, u32 len, enum dh_dotted kind, unsigned int min_elements)
 {
 	unsigned int elements = 1;
 	bool at_start = true;
@@ -179,12 +182,12 @@ static bool dh_dotted_name(const u8 *s, u32 len, enum dh_dotted kind)
 			return false;
 		at_start = false;
 	}
-	return !at_start && elements >= 2;
+	return !at_start && elements >= min_elements;
 }
 
 static bool dh_valid_interface(const u8 *s, u32 len)
 {
-	return dh_dotted_name(s, len, DH_DOTTED_INTERFACE);
+	return dh_dotted_name(s, len, DH_DOTTED_INTERFACE, 2);
 }
 
 static bool dh_valid_member(const u8 *s, u32 len)
@@ -204,9 +207,9 @@ static bool dh_valid_bus_name(const u8 *s, u32 len)
 	if (len > 0 && s[0] == ':') {
 		if (len < 2 || len > DBUS_HDR_MAX_NAME)
 			return false;
-		return dh_dotted_name(s + 1, len - 1, DH_DOTTED_UNIQUE);
+		return dh_dotted_name(s + 1, len - 1, DH_DOTTED_UNIQUE, 2);
 	}
-	return dh_dotted_name(s, len, DH_DOTTED_WELL_KNOWN);
+	return dh_dotted_name(s, len, DH_DOTTED_WELL_KNOWN, 2);
 }
 
 static bool dh_valid_path(const u8 *s, u32 len)
@@ -413,8 +416,8 @@ static u32 dh_alignment(u8 ch)
 /*
  * A container being walked by dh_value(). Signatures are offsets into the message (every signature a
  * value can have is in it), at most 255 bytes long, so positions fit a byte: a frame is 12 bytes and
- * the deepest walk (64 containers) keeps 62 of them, about 750 bytes of stack, instead of the 5.5 KiB
- * that recursion took.
+ * the deepest walk (64 containers from a body argument, depth 0) keeps 65 of them, 780 bytes of stack,
+ * instead of the 5.5 KiB that recursion took.
  */
 enum dh_frame_kind {
 	DH_FRAME_ONE,		/* the field's value, or a variant's: exactly one complete type */
@@ -432,24 +435,46 @@ struct dh_frame {
 	u8 done : 1;	/* DH_FRAME_ONE: its one value has been started */
 };
 
-#define DH_MAX_FRAMES (DH_MAX_DEPTH - DH_FIELD_DEPTH + 1)
+/*
+ * Not a compound literal: the file is also compiled as C++ (the fuzz fallback), where those are an
+ * extension -Wpedantic refuses.
+ */
+static void dh_frame_set(struct dh_frame *f, enum dh_frame_kind kind, u32 sig_off, u8 sig_len, u8 sp, u8 elem,
+			 u32 end)
+{
+	f->sig_off = sig_off;
+	f->end = end;
+	f->sig_len = sig_len;
+	f->sp = sp;
+	f->elem = elem;
+	f->kind = kind;
+	f->done = 0;
+}
+
+/* A body argument is at depth 0 (a header field's value at DH_FIELD_DEPTH): one frame per level. */
+#define DH_MAX_FRAMES (DH_MAX_DEPTH + 1)
 
 /*
- * Validates one value of the complete type in the (validated) signature at sig_off, as the value of an
- * unknown header field: every container adds one to the depth, which starts at DH_FIELD_DEPTH and may
- * not exceed DH_MAX_DEPTH. The depth is checked before each frame is pushed, so the stack never holds
- * more than DH_MAX_FRAMES.
+ * Validates one value of the complete type in the (validated) signature at sig_off, at depth base (0 for
+ * a body argument, DH_FIELD_DEPTH for the value of an unknown header field): every container adds one to
+ * the depth, which may not exceed DH_MAX_DEPTH. The depth is checked before each frame is pushed, so the
+ * stack never holds more than DH_MAX_FRAMES.
+ *
+ * skim: an array of any element type is stepped over by its length (after the same checks of length,
+ * alignment and depth), its elements neither walked nor validated. The argument reader skims: what it
+ * costs then depends on the signatures and structs before the argument it wants, not on the size of the
+ * arrays among them; for a valid body the position reached is the same.
  */
-static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
+static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len, int base, bool skim)
 {
 	struct dh_frame stack[DH_MAX_FRAMES];
 	int top = 0;
 
-	stack[0] = (struct dh_frame){ .sig_off = sig_off, .sig_len = (u8)sig_len, .kind = DH_FRAME_ONE };
+	dh_frame_set(&stack[0], DH_FRAME_ONE, sig_off, (u8)sig_len, 0, 0, 0);
 	for (;;) {
 		struct dh_frame *f = &stack[top];
 		const u8 *sig = c->buf + f->sig_off;
-		int depth = DH_FIELD_DEPTH + top;	/* of the value at sig[f->sp] */
+		int depth = base + top;	/* of the value at sig[f->sp] */
 		u32 v, off, len;
 		u8 t;
 
@@ -540,7 +565,7 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
 				return dh_fail(c, DBUS_HDR_E_BAD_VALUE);
 			if (depth + 1 > DH_MAX_DEPTH)
 				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-			stack[++top] = (struct dh_frame){ .sig_off = off, .sig_len = (u8)len, .kind = DH_FRAME_ONE };
+			dh_frame_set(&stack[++top], DH_FRAME_ONE, off, (u8)len, 0, 0, 0);
 			break;
 		case 'a': {
 			u32 elem = f->sp + 1u;
@@ -559,6 +584,10 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
 				break;
 			if (depth + 1 > DH_MAX_DEPTH)
 				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
+			if (skim) {
+				c->pos += len;
+				break;
+			}
 			switch (e) {
 			case 'y': case 'n': case 'q': case 'i': case 'u': case 'x': case 't': case 'd':
 				/* Fixed-size elements: a whole number of them, nothing to walk. */
@@ -567,9 +596,8 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
 				c->pos += len;
 				break;
 			default:
-				stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
-								    .end = c->pos + len, .elem = (u8)elem,
-								    .kind = DH_FRAME_ARRAY };
+				dh_frame_set(&stack[top + 1], DH_FRAME_ARRAY, f->sig_off, f->sig_len, 0,
+					     (u8)elem, c->pos + len);
 				top++;
 				break;
 			}
@@ -581,8 +609,7 @@ static bool dh_value(struct dh_cur *c, u32 sig_off, u32 sig_len)
 				return false;
 			if (depth + 1 > DH_MAX_DEPTH)
 				return dh_fail(c, DBUS_HDR_E_TOO_DEEP);
-			stack[top + 1] = (struct dh_frame){ .sig_off = f->sig_off, .sig_len = f->sig_len,
-							    .sp = (u8)(f->sp + 1), .kind = DH_FRAME_STRUCT };
+			dh_frame_set(&stack[top + 1], DH_FRAME_STRUCT, f->sig_off, f->sig_len, (u8)(f->sp + 1), 0, 0);
 			top++;
 			break;
 		default:
@@ -655,7 +682,7 @@ static enum dbus_hdr_reason dh_parse_fields(struct dh_cur *c, struct dbus_hdr *h
 		if (expected == 0) {
 			/* Unknown fields are skipped, but their value must be valid. */
 			h->unknown_fields = true;
-			if (!dh_value(c, sig_off, sig_len))
+			if (!dh_value(c, sig_off, sig_len, DH_FIELD_DEPTH, false))
 				return c->err;
 			continue;
 		}
@@ -903,34 +930,117 @@ const char *dbus_hdr_reason_name(enum dbus_hdr_reason reason)
 	}
 }
 
+/* --- the body's arguments, for argN/argNpath/arg0namespace --- */
+
+int dbus_hdr_args_begin(struct dbus_hdr_args *it, const u8 *buf, size_t len, const struct dbus_hdr *hdr)
+{
+	memset(it, 0, sizeof(*it));
+	if (len != hdr->total_len || hdr->body_off > hdr->total_len)
+		return -EINVAL;
+	it->buf = buf;
+	/* The body starts 8-aligned, so offsets from the buffer start align as offsets into the body. */
+	it->pos = hdr->body_off;
+	it->end = hdr->total_len;
+	it->big = hdr->endian == 'B';
+	if (hdr->signature.present) {
+		it->sig_off = hdr->signature.off;
+		it->sig_len = (u8)hdr->signature.len;
+	}
+	return 0;
+}
+
+int dbus_hdr_args_next(struct dbus_hdr_args *it, u8 *type, struct dbus_hdr_view *value)
+{
+	const u8 *sig = it->buf + it->sig_off;
+	struct dh_cur c;
+	u32 next, off, len;
+	u8 t;
+
+	value->off = 0;
+	value->len = 0;
+	value->present = false;
+	if (it->failed)
+		return -EBADMSG;
+	if (it->sp >= it->sig_len)
+		return 0;
+	t = sig[it->sp];
+	*type = t;
+	next = dh_type_end(sig, it->sig_len, it->sp);
+	c.buf = it->buf;
+	c.pos = it->pos;
+	c.end = it->end;
+	c.big = it->big;
+	c.err = DBUS_HDR_OK;
+	if (t == 's' || t == 'o') {
+		if (!dh_string(&c, &off, &len) ||
+		    (t == 's' ? !dh_valid_utf8(it->buf + off, len) : !dh_valid_path(it->buf + off, len)))
+			goto bad;
+		value->off = off;
+		value->len = len;
+		value->present = true;
+	} else if (!dh_value(&c, it->sig_off + it->sp, next - it->sp, 0, true)) {
+		goto bad;
+	}
+	it->pos = c.pos;
+	it->sp = (u8)next;
+	return 1;
+bad:
+	it->failed = true;
+	return -EBADMSG;
+}
+
 int dbus_hdr_body_strings(const u8 *buf, size_t len, const struct dbus_hdr *hdr,
 			  struct dbus_hdr_view *args, unsigned int max_args)
 {
-	const u8 *sig = buf + hdr->signature.off;
-	struct dh_cur c;
+	struct dbus_hdr_args it;
 	unsigned int n = 0;
+	u8 type;
 
-	if (len != hdr->total_len || hdr->body_off > hdr->total_len)
+	if (dbus_hdr_args_begin(&it, buf, len, hdr))
 		return -EINVAL;
-	if (!hdr->signature.present)
-		return 0;
-	/* The body starts 8-aligned, so offsets from the buffer start align as offsets into the body. */
-	c.buf = buf;
-	c.pos = hdr->body_off;
-	c.end = hdr->total_len;
-	c.big = hdr->endian == 'B';
-	c.err = DBUS_HDR_OK;
-	while (n < max_args && n < hdr->signature.len && (sig[n] == 's' || sig[n] == 'o')) {
-		u32 off, slen;
-
-		if (!dh_string(&c, &off, &slen))
+	/* Only while the next type is 's' or 'o': the first other argument is not read at all. */
+	while (n < max_args && it.sp < it.sig_len &&
+	       (buf[it.sig_off + it.sp] == 's' || buf[it.sig_off + it.sp] == 'o')) {
+		if (dbus_hdr_args_next(&it, &type, &args[n]) < 0)
 			return -EBADMSG;
-		if (sig[n] == 's' ? !dh_valid_utf8(buf + off, slen) : !dh_valid_path(buf + off, slen))
-			return -EBADMSG;
-		args[n].off = off;
-		args[n].len = slen;
-		args[n].present = true;
 		n++;
 	}
 	return (int)n;
+}
+
+bool dbus_hdr_valid_bus_name(const u8 *s, u32 len)
+{
+	return dh_valid_bus_name(s, len);
+}
+
+bool dbus_hdr_valid_interface(const u8 *s, u32 len)
+{
+	return dh_valid_interface(s, len);
+}
+
+bool dbus_hdr_valid_member(const u8 *s, u32 len)
+{
+	return dh_valid_member(s, len);
+}
+
+bool dbus_hdr_valid_path(const u8 *s, u32 len)
+{
+	return dh_valid_path(s, len);
+}
+
+bool dbus_hdr_valid_namespace(const u8 *s, u32 len)
+{
+	if (len == 0 || len > DBUS_HDR_MAX_NAME)
+		return false;
+	if (dh_valid_bus_name(s, len))
+		return true;
+	/*
+	 * Or one element short of a name ("org", ":1"): valid once ".x" is appended, which needs the name
+	 * with it to stay within 255 bytes.
+	 */
+	if (len + 2 > DBUS_HDR_MAX_NAME)
+		return false;
+	if (s[0] == ':')
+		return len >= 2 && dh_dotted_name(s + 1, len - 1, DH_DOTTED_UNIQUE, 1);
+	return dh_dotted_name(s, len, DH_DOTTED_WELL_KNOWN, 1);
 }

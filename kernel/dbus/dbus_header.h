@@ -158,6 +158,44 @@ const char *dbus_hdr_reason_name(enum dbus_hdr_reason reason);
 int dbus_hdr_body_strings(const u8 *buf, size_t len, const struct dbus_hdr *hdr,
 			  struct dbus_hdr_view *args, unsigned int max_args);
 
+/*
+ * The body's arguments one by one, for argN/argNpath/arg0namespace matching (dbus_match.c), without
+ * recursion: a STRING or OBJECT_PATH argument is read and validated (UTF-8, path) and its view returned;
+ * any other is stepped over (basic values validated, arrays skipped by their length, structs and
+ * variants walked with dbus_header.c's bounded frame stack: at most 780 bytes). Never reads outside the
+ * body. The iterator is 24 bytes (64-bit).
+ */
+struct dbus_hdr_args {
+	const u8 *buf;
+	u32 pos;	/* where the next argument starts */
+	u32 end;	/* the body's end */
+	u32 sig_off;	/* the SIGNATURE field's bytes in buf */
+	u8 sig_len;
+	u8 sp;		/* the next argument's type in the signature */
+	bool big;
+	bool failed;	/* an argument was malformed: no more are read */
+};
+
+/* Needs a header dbus_hdr_parse() accepted for this same buf and len; -EINVAL if len is not its length. */
+int dbus_hdr_args_begin(struct dbus_hdr_args *it, const u8 *buf, size_t len, const struct dbus_hdr *hdr);
+/*
+ * Reads the next argument: 1 and its type code in *type (the first character of its complete type), with
+ * *value the bytes of an 's' or 'o' (else not present); 0 at the end of the signature; -EBADMSG if the
+ * argument is malformed (then always -EBADMSG).
+ */
+int dbus_hdr_args_next(struct dbus_hdr_args *it, u8 *type, struct dbus_hdr_view *value);
+
+/* The specification's "Valid Names", as the header checks them; lengths without a NUL. */
+bool dbus_hdr_valid_bus_name(const u8 *s, u32 len);
+bool dbus_hdr_valid_interface(const u8 *s, u32 len);
+bool dbus_hdr_valid_member(const u8 *s, u32 len);
+bool dbus_hdr_valid_path(const u8 *s, u32 len);
+/*
+ * An arg0namespace value (libafbus's is_valid_namespace): a bus or interface name, or a name one element
+ * short of one ("org", ":1"), at most 255 bytes.
+ */
+bool dbus_hdr_valid_namespace(const u8 *s, u32 len);
+
 #ifdef __cplusplus
 }
 #endif
