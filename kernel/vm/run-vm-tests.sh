@@ -9,12 +9,18 @@
 #   linux-image-<that version>            (downloaded + unpacked with dpkg -x for the guest)
 # apt-get update runs only when a package or the ABI cannot be found. Needs root (apt-get, the cache).
 #
-# Usage: run-vm-tests.sh [--kernel 6.1|6.12] [--bench|--reparse] SRCDIR BUILDDIR
+# Usage: run-vm-tests.sh [--kernel 6.1|6.12] [--bench|--reparse|--userspace SCRIPT] SRCDIR BUILDDIR [ARG...]
 #   --kernel  which Debian 12 kernel series to build for and boot (default 6.1)
 #   SRCDIR    the kernel/ directory of the source tree
 #   BUILDDIR  scratch directory (module objects, programs, initramfs, guest log console.log)
 #   --bench   run the benchmark program in the guest instead of the test suite
 #   --reparse only re-judge BUILDDIR/console.log of an earlier run (no packages, build or boot)
+#   --userspace SCRIPT
+#             give the guest the host's root filesystem read-only over virtio-9p (tmpfs on /tmp, /run,
+#             /var/tmp, /dev/shm), load af_bus.ko and af_bus_dbus.ko, and run "sh SCRIPT ARG..." chrooted
+#             into it instead of the in-guest suite: the host's own binaries (the build tree, busctl,
+#             python3, ...) run unmodified. SCRIPT prints "AFBUS-TEST <name> PASS|FAIL|SKIP <detail>"
+#             lines and, run on the host with --list, the names it will report.
 # Environment: AFBUS_VM_TIMEOUT (seconds, default 420), AFBUS_STRESS_SECS (default 30),
 #              AFBUS_VM_TESTS (names of afbus_tests to run, space-separated; default all; the others
 #              then count as failed, so this is for chasing one test, not for CI),
@@ -33,13 +39,14 @@ while [ $# -gt 0 ]; do
         --kernel) series=${2:-}; shift 2 ;;
         --bench) mode=bench; shift ;;
         --reparse) reparse=1; shift ;;
+        --userspace) mode=userspace; GUEST_SCRIPT=$(realpath "${2:?--userspace needs a script}"); shift 2 ;;
         --) shift; break ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) break ;;
     esac
 done
-if [ $# -ne 2 ]; then
-    echo "usage: $0 [--bench] SRCDIR BUILDDIR" >&2
+if [ $# -lt 2 ] || { [ $# -gt 2 ] && [ "$mode" != userspace ]; }; then
+    echo "usage: $0 [--kernel 6.1|6.12] [--bench|--reparse|--userspace SCRIPT] SRCDIR BUILDDIR [ARG...]" >&2
     exit 2
 fi
 case "$series" in
@@ -48,6 +55,9 @@ case "$series" in
 esac
 SRC=$(cd "$1" && pwd)
 BUILD=$(mkdir -p "$2" && cd "$2" && pwd)
+shift 2
+GUEST_ARGS="$*"
+case "$GUEST_ARGS" in *[!A-Za-z0-9_./=+\ -]*) echo "guest arguments: plain paths and words only" >&2; exit 2 ;; esac
 TIMEOUT=${AFBUS_VM_TIMEOUT:-420}
 STRESS_SECS=${AFBUS_STRESS_SECS:-30}
 VM_TESTS=${AFBUS_VM_TESTS:-}
@@ -65,9 +75,16 @@ log() { echo "vm: $*"; }
 # ---------------------------------------------------------------- verdict
 # judge LOG.txt: every expected test must report PASS or SKIP, no kernel splat, no timeout.
 judge() {
-    local qrc=$1 passed=0 failed=0 name line expected
-    expected=$("$PROGS/afbus_tests" --list) || fail "afbus_tests --list failed"
-    for name in insmod $expected rmmod; do
+    local qrc=$1 passed=0 failed=0 name line expected names
+    if [ "$mode" = userspace ]; then
+        # shellcheck disable=SC2086
+        expected=$(sh "$GUEST_SCRIPT" --list $GUEST_ARGS) || fail "$GUEST_SCRIPT --list failed"
+        names="insmod hostroot $expected"
+    else
+        expected=$("$PROGS/afbus_tests" --list) || fail "afbus_tests --list failed"
+        names="insmod $expected rmmod"
+    fi
+    for name in $names; do
         line=$(grep -E "^AFBUS-TEST $name (PASS|FAIL|SKIP)" "$LOG.txt" | tail -1)
         if [ -z "$line" ]; then
             echo "AFBUS-TEST $name FAIL missing from the guest log"
@@ -213,6 +230,27 @@ for a in sh mount insmod rmmod lsmod cat echo grep poweroff sleep mkdir ls dmesg
 done
 cp "$MODBUILD/af_bus.ko" "$MODBUILD/af_bus_dbus.ko" "$MODBUILD/af_bus_hooktest.ko" "$ROOT/"
 cp "$PROGS/afbus_tests" "$PROGS/afbus_bench" "$ROOT/bin/"
+if [ "$mode" = userspace ]; then
+    [ -z "${AFBUS_KDIR:-}" ] || fail "--userspace needs a Debian kernel (its 9p modules)"
+    # virtio-9p as modules, in load order (6.12 builds virtio in and compresses modules with xz).
+    if [ "$series" = 6.1 ]; then
+        mods="virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio virtio_pci netfs fscache 9pnet 9pnet_virtio 9p"
+    else
+        mods="netfs 9pnet 9pnet_virtio 9p"
+    fi
+    mkdir -p "$ROOT/mods"
+    for m in $mods; do
+        f=$(find "$CACHE/$KVER/lib/modules/$KVER/kernel" -name "$m.ko" -o -name "$m.ko.xz" | head -1)
+        [ -n "$f" ] || fail "no $m module in linux-image-$KVER"
+        case "$f" in
+            *.xz) xz -dc "$f" >"$ROOT/mods/$m.ko" || fail "cannot decompress $f" ;;
+            *) cp "$f" "$ROOT/mods/$m.ko" ;;
+        esac
+        echo "$m" >>"$ROOT/mods/order"
+    done
+    for a in chroot cut; do ln -sf busybox "$ROOT/bin/$a"; done
+    printf '%s\n' "$GUEST_SCRIPT $GUEST_ARGS" >"$ROOT/guest-command"
+fi
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOT/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/sh' >>"$ROOT/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$ROOT/etc/group"
@@ -222,9 +260,15 @@ chmod 755 "$ROOT/init"
 
 # ---------------------------------------------------------------- 5. boot
 log "booting guest (timeout ${TIMEOUT}s, log in $LOG)"
-timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -smp 2 -m 1024 -kernel "$VMLINUZ" \
+qemu_extra=()
+mem=1024
+if [ "$mode" = userspace ]; then
+    qemu_extra=(-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
+    mem=2048
+fi
+timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -smp 2 -m "$mem" -kernel "$VMLINUZ" \
     -initrd "$BUILD/initrd.gz" -append "console=ttyS0 quiet panic=-1 oops=panic ${AFBUS_VM_APPEND:-}" \
-    -nographic -no-reboot -monitor none </dev/null >"$LOG" 2>&1
+    -nographic -no-reboot -monitor none "${qemu_extra[@]}" </dev/null >"$LOG" 2>&1
 qrc=$?
 tr -d '\r' <"$LOG" >"$LOG.txt"
 
