@@ -260,14 +260,12 @@ bool dbus_match_eval(const u8 *rec, const u8 *msg, const struct dbus_hdr *hdr,
 	if (dm_field(rec, DBUS_MATCH_PATH, &v) && !dm_field_is(msg, &hdr->path, &v))
 		return false;
 	if (dm_field(rec, DBUS_MATCH_PATH_NAMESPACE, &v)) {
-		/*
-		 * "/" matches every message, as in libafbus, even one without PATH (a return, an error):
-		 * dbus-daemon 1.14 matches no message without PATH. Kept equal to libafbus so that the kernel
-		 * and the daemon deliver alike; docs/kernel.md, "Match-record evaluator", has the details.
-		 */
+		/* A message without PATH (a return, an error) is in no namespace, not even "/". */
 		const u8 *p = msg + hdr->path.off;
-		u32 plen = hdr->path.present ? hdr->path.len : 0;
+		u32 plen = hdr->path.len;
 
+		if (!hdr->path.present)
+			return false;
 		if (!(v.len == 1 && v.s[0] == '/') && !dm_equal(p, plen, v.s, v.len) &&
 		    !(plen > v.len && dm_starts_with(p, plen, v.s, v.len) && p[v.len] == '/'))
 			return false;

@@ -383,8 +383,10 @@ bool MatchRule::matches_except_names(const Message& m) const {
     if (const auto v = member(); v && m.member() != *v) return false;
     if (const auto v = path(); v && m.path() != *v) return false;
     if (const auto path_namespace = this->path_namespace()) {
+        // As dbus-daemon: a message without PATH (a return, an error) is in no namespace, not even "/".
         const std::string_view p = m.path();
         const std::string_view ns = *path_namespace;
+        if (p.empty()) return false;
         if (ns != "/" && p != ns && !(p.starts_with(ns) && p.size() > ns.size() && p[ns.size()] == '/')) return false;
     }
     if (arg_count() == 0) return true;

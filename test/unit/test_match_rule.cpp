@@ -107,6 +107,11 @@ TEST(MatchRule, MatchesHeaderFields) {
     EXPECT_TRUE(rule("path_namespace='/org/example/obj'").matches(m));
     EXPECT_TRUE(rule("path_namespace='/'").matches(m));
     EXPECT_FALSE(rule("path_namespace='/org/ex'").matches(m));
+    // As dbus-daemon: a message without PATH (a method return) is in no namespace, not even "/".
+    auto reply = MessageBuilder::method_return(m).build();
+    ASSERT_TRUE(reply);
+    EXPECT_FALSE(rule("path_namespace='/'").matches(*reply));
+    EXPECT_TRUE(rule("type='method_return'").matches(*reply));
     EXPECT_TRUE(rule("sender=':1.5'").matches(m));
     EXPECT_FALSE(rule("sender=':1.6'").matches(m));
     EXPECT_FALSE(rule("sender='org.example.Owner'").matches(m));
