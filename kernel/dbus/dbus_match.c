@@ -33,6 +33,9 @@ static bool dm_slice(const u8 *rec, u32 at, struct dm_str *out)
 {
 	u32 len = dm_u16(rec, at + 2);
 
+	/* Filled either way: GCC 12 at -O3 cannot see that callers read it only on true. */
+	out->s = rec;
+	out->len = 0;
 	if (len == DBUS_MATCH_ABSENT)
 		return false;
 	out->s = rec + dm_u16(rec, at);
