@@ -9,7 +9,9 @@
  *    client's message must carry exactly that name, so receivers trust SENDER as they trust
  *    dbus-daemon's. Messages from the master are the bus's own and pass;
  *  - lets a reply between clients through only in answer to an outstanding call (as dbus-daemon's
- *    pending replies), bounding each client's outstanding calls (BUS_DBUS_SET_REPLY_LIMITS).
+ *    pending replies), bounding each client's outstanding calls (BUS_DBUS_SET_REPLY_LIMITS);
+ *  - delivers a multicast copy (a signal) only to clients with a match record that matches it
+ *    (BUS_DBUS_ADD_MATCH; dbus_match.c, the evaluator held to libafbus's MatchRule).
  * Every function here runs under the bus's lock (hooks, options, client_gone), so the per-bus state
  * needs no lock of its own; the hooks also run under rcu_read_lock() and must not sleep.
  */
@@ -25,17 +27,28 @@
 #include <uapi/linux/af_bus.h>
 #include <linux/af_bus_hooks.h>
 #include "dbus_header.h"
+#include "dbus_match.h"
 
 #define DBUS_DEFAULT_MAX_REPLIES	128
 #define DBUS_DEFAULT_REPLY_TIMEOUT_MS	25000
 #define DBUS_MAX_MAX_REPLIES		65536
 #define DBUS_FLAG_NO_REPLY_EXPECTED	0x1
+#define DBUS_MAX_RULES_PER_CLIENT	65536	/* memory bound; the master enforces its configured limit */
+
+/* One match record of a client, as the master installed it. */
+struct dbus_rule {
+	struct list_head node;		/* dbus_client.rules */
+	u32 len;
+	u8 rec[];
+};
 
 /* A client the master named. */
 struct dbus_client {
 	u64 addr;
 	struct list_head calls;		/* struct dbus_call.caller_node: its calls awaiting replies */
 	struct list_head answers;	/* struct dbus_call.callee_node: calls it has to answer */
+	struct list_head rules;		/* struct dbus_rule: what multicast it receives */
+	u32 nrules;
 	u32 ncalls;
 	u32 name_len;
 	char name[];
@@ -52,13 +65,23 @@ struct dbus_call {
 	unsigned long expires;		/* jiffies */
 };
 
-/* What the send hook learnt of the message being sent, for its unicast delivery. */
+/*
+ * What the send hook learnt of the message being sent, for its deliveries, which follow under the
+ * same hold of the bus lock. For a multicast: the whole message (in the skb when linear, else the
+ * copy) and its arguments, which every receiver's match records are evaluated against.
+ */
 struct dbus_current {
 	const struct sk_buff *skb;
 	u8 type;
 	u8 flags;
 	u32 serial;
 	u32 reply_serial;
+	bool multicast;
+	int nargs;			/* arguments extracted, or -errno: conditions on them fail */
+	const u8 *msg;			/* multicast: the message's bytes */
+	u8 *copy;			/* ... when the skb is not linear (freed with the next send) */
+	struct dbus_hdr hdr;		/* multicast: its parsed header, offsets into msg */
+	struct dbus_match_args args;
 };
 
 struct dbus_bus {
@@ -66,6 +89,7 @@ struct dbus_bus {
 	DECLARE_HASHTABLE(calls, 10);
 	u32 max_replies;
 	unsigned long reply_timeout;	/* jiffies */
+	unsigned int max_nargs;		/* most arguments any installed record looks at */
 	struct dbus_current cur;
 };
 
@@ -124,6 +148,8 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 	c->addr = client;
 	INIT_LIST_HEAD(&c->calls);
 	INIT_LIST_HEAD(&c->answers);
+	INIT_LIST_HEAD(&c->rules);
+	c->nrules = 0;
 	c->ncalls = 0;
 	c->name_len = len;
 	memcpy(c->name, val, len);
@@ -151,13 +177,62 @@ static int dbus_set_reply_limits(struct dbus_bus *b, u64 client, const void *val
 	return 0;
 }
 
+static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
+{
+	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
+}
+
+/* BUS_DBUS_ADD_MATCH / BUS_DBUS_REMOVE_MATCH on the client's master-side socket. */
+static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const void *val, unsigned int len)
+{
+	struct dbus_client *c = dbus_client_find(b, client);
+	struct dbus_rule *r;
+
+	if (!client)
+		return -EINVAL;
+	if (!c)
+		return -ENOTCONN;	/* the master names a client before it subscribes it */
+	if (len > DBUS_MATCH_MAX_LEN || dbus_match_check(val, len))
+		return -EINVAL;
+	if (!add) {
+		/* As RemoveMatch: one record equal to the given one (a rule added twice stays once). */
+		list_for_each_entry(r, &c->rules, node) {
+			if (r->len == len && !memcmp(r->rec, val, len)) {
+				list_del(&r->node);
+				c->nrules--;
+				kfree(r);
+				return 0;
+			}
+		}
+		return -ENOENT;
+	}
+	if (c->nrules >= DBUS_MAX_RULES_PER_CLIENT)
+		return -ENOSPC;
+	r = kmalloc(struct_size(r, rec, len), GFP_KERNEL);
+	if (!r)
+		return -ENOMEM;
+	r->len = len;
+	memcpy(r->rec, val, len);
+	list_add_tail(&r->node, &c->rules);
+	c->nrules++;
+	b->max_nargs = max(b->max_nargs, dbus_match_nargs(r->rec));
+	return 0;
+}
+
 static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, const void *val,
 			   unsigned int len)
 {
 	struct dbus_bus *b = *priv;
 
-	if (optname != BUS_DBUS_SET_NAME && optname != BUS_DBUS_SET_REPLY_LIMITS)
+	switch (optname) {
+	case BUS_DBUS_SET_NAME:
+	case BUS_DBUS_SET_REPLY_LIMITS:
+	case BUS_DBUS_ADD_MATCH:
+	case BUS_DBUS_REMOVE_MATCH:
+		break;
+	default:
 		return -ENOPROTOOPT;
+	}
 	if (!b) {
 		b = dbus_bus_new();
 		if (!b)
@@ -166,12 +241,18 @@ static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, co
 	}
 	if (optname == BUS_DBUS_SET_NAME)
 		return dbus_set_name(b, client, val, len);
-	return dbus_set_reply_limits(b, client, val, len);
+	if (optname == BUS_DBUS_SET_REPLY_LIMITS)
+		return dbus_set_reply_limits(b, client, val, len);
+	return dbus_change_match(b, client, optname == BUS_DBUS_ADD_MATCH, val, len);
 }
 
 static void dbus_client_free(struct dbus_client *c)
 {
 	struct dbus_call *call, *tmp;
+	struct dbus_rule *r, *rtmp;
+
+	list_for_each_entry_safe(r, rtmp, &c->rules, node)
+		kfree(r);
 
 	/* Its calls can no longer be answered, nor the calls it had to answer. */
 	list_for_each_entry_safe(call, tmp, &c->calls, caller_node)
@@ -199,12 +280,8 @@ static void dbus_bus_gone(void *priv)
 	xa_for_each(&b->clients, i, c)
 		dbus_client_free(c);
 	xa_destroy(&b->clients);
+	kfree(b->cur.copy);
 	kfree(b);
-}
-
-static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
-{
-	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
 }
 
 /*
@@ -251,6 +328,46 @@ static int dbus_check_sender(const struct bus_hook_ctx *ctx, const u8 *hdr, cons
 	return BUS_HOOK_ACCEPT;
 }
 
+/*
+ * Keeps what the deliveries of the message need (struct dbus_current); for a multicast the whole
+ * message and its arguments, for the receivers' match records. Atomic context.
+ */
+static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, const struct dbus_hdr *h)
+{
+	struct dbus_current *cur = &b->cur;
+	const struct sk_buff *skb = ctx->skb;
+
+	kfree(cur->copy);
+	cur->copy = NULL;
+	cur->skb = skb;
+	cur->type = h->type;
+	cur->flags = h->flags;
+	cur->serial = h->serial;
+	cur->reply_serial = h->reply_serial;
+	cur->multicast = ctx->kind == BUS_HOOK_MULTICAST;
+	cur->msg = NULL;
+	if (!cur->multicast)
+		return 0;
+	if (skb_headlen(skb) >= skb->len) {
+		cur->msg = skb->data;
+	} else {
+		cur->copy = kmalloc(skb->len, GFP_ATOMIC | __GFP_NOWARN);
+		if (!cur->copy)
+			return -ENOBUFS;
+		if (skb_copy_bits(skb, 0, cur->copy, skb->len))
+			return -EBADMSG;
+		cur->msg = cur->copy;
+	}
+	/* The header again, now with offsets into cur->msg. */
+	if (dbus_hdr_parse(cur->msg, skb->len, &cur->hdr, NULL))
+		return -EBADMSG;
+	cur->nargs = b->max_nargs ? dbus_match_args_extract(cur->msg, skb->len, &cur->hdr, b->max_nargs,
+							    &cur->args) : 0;
+	if (cur->nargs < 0)
+		memset(&cur->args, 0, sizeof(cur->args));	/* a bad body matches no argN */
+	return 0;
+}
+
 static int dbus_send_hook(void *priv, const struct bus_hook_ctx *ctx)
 {
 	struct dbus_bus *b = ctx->proto_priv;
@@ -266,8 +383,7 @@ static int dbus_send_hook(void *priv, const struct bus_hook_ctx *ctx)
 	if (!err && !ctx->from_master)
 		err = dbus_check_sender(ctx, hdr, &h);
 	if (!err && b)
-		b->cur = (struct dbus_current){ .skb = ctx->skb, .type = h.type, .flags = h.flags,
-						.serial = h.serial, .reply_serial = h.reply_serial };
+		err = dbus_remember(b, ctx, &h);
 	kfree(heap);
 	return err;
 }
@@ -315,26 +431,43 @@ static int dbus_take_reply(struct dbus_bus *b, u64 caller, u64 replier, u32 repl
 	return answer ? BUS_HOOK_ACCEPT : BUS_HOOK_DROP;
 }
 
+/*
+ * A multicast copy reaches a client only if one of its match records matches (a signal nobody
+ * subscribed to goes nowhere, as on dbus-daemon); a reply never travels by multicast.
+ */
+static int dbus_deliver_copy(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
+{
+	const struct dbus_current *cur = &b->cur;
+	const struct dbus_client *c;
+	const struct dbus_rule *r;
+
+	/* Copies are clones of the message the send hook saw, under the same hold of the lock. */
+	if (WARN_ON_ONCE(!cur->multicast || !cur->msg))
+		return BUS_HOOK_DROP;
+	if (cur->type == DBUS_HDR_TYPE_METHOD_RETURN || cur->type == DBUS_HDR_TYPE_ERROR)
+		return BUS_HOOK_DROP;
+	c = dbus_client_find(b, ctx->rcpt);
+	if (!c)
+		return BUS_HOOK_DROP;
+	list_for_each_entry(r, &c->rules, node)
+		if (dbus_match_eval(r->rec, cur->msg, &cur->hdr, &cur->args))
+			return BUS_HOOK_ACCEPT;
+	return BUS_HOOK_DROP;
+}
+
 static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 {
 	struct dbus_bus *b = ctx->proto_priv;
 	struct dbus_client *caller, *callee;
-	u8 fixed[DBUS_HDR_FIXED_LEN];
-	u8 type;
 
 	if (ctx->bus_protocol != BUS_PROTO_DBUS || !b || ctx->kind == BUS_HOOK_EAVESDROP)
 		return BUS_HOOK_ACCEPT;
+	/* A copy of a multicast, from a client or the master: for subscribers only. */
+	if (ctx->kind == BUS_HOOK_MULTICAST)
+		return dbus_deliver_copy(b, ctx);
 	/* The master answers and tracks what goes through it. */
 	if (ctx->from_master || ctx->rcpt == BUS_MASTER_ADDR)
 		return BUS_HOOK_ACCEPT;
-	if (ctx->kind == BUS_HOOK_MULTICAST) {
-		/* A copy: the send hook parsed the original; the type is all a copy needs. */
-		if (skb_copy_bits(ctx->skb, 0, fixed, sizeof(fixed)))
-			return BUS_HOOK_DROP;
-		type = fixed[1];
-		return type == DBUS_HDR_TYPE_METHOD_RETURN || type == DBUS_HDR_TYPE_ERROR ?
-		       BUS_HOOK_DROP : BUS_HOOK_ACCEPT;
-	}
 	/* A unicast delivery directly follows its send hook under the same hold of the bus lock. */
 	if (WARN_ON_ONCE(b->cur.skb != ctx->skb))
 		return -EPROTO;
@@ -406,6 +539,6 @@ module_init(af_bus_dbus_init);
 module_exit(af_bus_dbus_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks, trusted senders, pending replies");
+MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks, trusted senders, pending replies, matches");
 MODULE_AUTHOR("afbus project");
 MODULE_SOFTDEP("pre: af_bus");

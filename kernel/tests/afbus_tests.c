@@ -2350,6 +2350,22 @@ static int recv_raw(int fd, const uint8_t *m, size_t len)
 	return ok ? 0 : -1;
 }
 
+static int add_match(int s, uint8_t type, const char *const keys[6], const char *arg0)
+{
+	uint8_t rec[512];
+	size_t n = dmatch_record(rec, type, keys, arg0);
+
+	return setsockopt(s, SOL_BUS, BUS_DBUS_ADD_MATCH, rec, n);
+}
+
+static int remove_match(int s, uint8_t type, const char *const keys[6], const char *arg0)
+{
+	uint8_t rec[512];
+	size_t n = dmatch_record(rec, type, keys, arg0);
+
+	return setsockopt(s, SOL_BUS, BUS_DBUS_REMOVE_MATCH, rec, n);
+}
+
 static int t_dbus_body(uint8_t *m)
 {
 	const uint64_t mcast = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
@@ -2368,6 +2384,8 @@ static int t_dbus_body(uint8_t *m)
 	CHECK_ERR(set_name(tb.s[0], ":1.9"), EALREADY);
 	CHECK_ERR(set_name(tb.s[2], "org.example.Name"), EINVAL);
 	CHECK_ERR(set_name(tb.s[2], ":"), EINVAL);
+	n = dmsg_signal(m, ":1.9");
+	CHECK_ERR(send_raw(tb.c[2], tb.a[1], m, n), EPERM);	/* unnamed: no name to claim */
 	CHECK_ERR(set_name(tb.s[2], ":1..2"), EINVAL);
 	memset(longname, '1', sizeof(longname) - 1);
 	longname[0] = ':';
@@ -2379,6 +2397,11 @@ static int t_dbus_body(uint8_t *m)
 	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_DBUS_OPT_MAX - 1, NULL, 0), ENOPROTOOPT);
 	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_DBUS_OPT_MAX, NULL, 0), ENOPROTOOPT);
 
+	/* c1 and c2 subscribe to everything (the empty rule); c2 is not named, so it cannot */
+	CHECK_OK(add_match(tb.s[1], 0, NULL, NULL));
+	CHECK_ERR(add_match(tb.s[2], 0, NULL, NULL), ENOTCONN);
+	CHECK_OK(set_name(tb.s[2], ":1.3"));
+	CHECK_OK(add_match(tb.s[2], 0, NULL, NULL));
 	/* the client's own name as SENDER: delivered, byte for byte, unicast and multicast */
 	n = dmsg_signal(m, ":1.1");
 	CHECK_OK(send_raw(tb.c[0], tb.a[1], m, n));
@@ -2396,8 +2419,8 @@ static int t_dbus_body(uint8_t *m)
 	/* ... but the master may be addressed without one (Hello) */
 	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
 	CHECK_OK(recv_raw(tb.s[0], m, n));
-	/* a client the master has not named cannot claim any name */
-	n = dmsg_signal(m, ":1.3");
+	/* a client cannot claim another's name */
+	n = dmsg_signal(m, ":1.1");
 	CHECK_ERR(send_raw(tb.c[2], tb.a[1], m, n), EPERM);
 	/* the master's messages are the bus's own: any SENDER, or none */
 	n = dmsg_signal(m, "org.freedesktop.DBus");
@@ -2451,6 +2474,77 @@ static int t_dbus_body(uint8_t *m)
 	n = dmsg_signal(m, ":1.1");
 	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
 	CHECK_OK(recv_raw(tb.c[2], m, n));
+	tb_close(&tb);
+	return 0;
+}
+
+/* Multicast copies go to the clients whose match records match, only. */
+static int t_dbus_matches_body(uint8_t *m)
+{
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3", ":1.4" };
+	static const char *const iface[6] = { NULL, "org.example.Iface", NULL, NULL, NULL, NULL };
+	static const char *const other_member[6] = { NULL, NULL, "Other", NULL, NULL, NULL };
+	static const char *const from_c0[6] = { ":1.1", NULL, NULL, NULL, NULL, NULL };
+	static const char *const under_org[6] = { NULL, NULL, NULL, NULL, "/org", NULL };
+	const uint64_t mcast = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
+	uint8_t rec[64];
+	struct tbus tb;
+	size_t n;
+	int i;
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus-matches", 4, 1, BUS_PROTO_DBUS));
+	for (i = 0; i < 4; i++)
+		CHECK_OK(set_name(tb.s[i], names[i]));
+	/* records are checked as MatchRule::load checks them, on the client's master-side socket */
+	n = dmatch_record(rec, 0, iface, NULL);
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_ADD_MATCH, rec, n - 1), EINVAL);
+	rec[0] = 2;
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_ADD_MATCH, rec, n), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_DBUS_ADD_MATCH, rec, n), EINVAL);
+	CHECK_ERR(add_match(tb.c[1], 0, iface, NULL), EPERM);
+	CHECK_ERR(remove_match(tb.s[1], 0, iface, NULL), ENOENT);
+
+	/* nobody subscribed: a signal reaches nobody */
+	n = dmsg_signal_arg(m, names[0], "Changed", "a.b");
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK(no_message(tb.c[1], 50) && no_message(tb.c[2], 10) && no_message(tb.c[3], 10));
+
+	CHECK_OK(add_match(tb.s[1], 4, iface, NULL));		/* signals on the interface */
+	CHECK_OK(add_match(tb.s[2], 0, other_member, NULL));	/* another member only */
+	CHECK_OK(add_match(tb.s[3], 0, NULL, "a.c"));		/* arg0 = a.c */
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK(no_message(tb.c[2], 50) && no_message(tb.c[3], 10), "a copy reached a non-matching client");
+	n = dmsg_signal_arg(m, names[0], "Other", "a.c");
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	CHECK_OK(recv_raw(tb.c[3], m, n));
+	/* sender and path_namespace keys; the master's own multicast is filtered alike */
+	CHECK_OK(add_match(tb.s[2], 0, from_c0, NULL));
+	CHECK_OK(add_match(tb.s[3], 0, under_org, NULL));
+	n = dmsg_signal_arg(m, names[1], "Changed", "x");
+	CHECK_OK(send_raw(tb.c[1], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[3], m, n));	/* /org/example/Obj is under /org */
+	CHECK(no_message(tb.c[2], 50) && no_message(tb.c[0], 10));
+	n = dmsg_signal_arg(m, "org.freedesktop.DBus", "NameOwnerChanged", "a.c");
+	CHECK_OK(send_raw(tb.s[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));	/* its interface */
+	CHECK_OK(recv_raw(tb.c[3], m, n));	/* arg0 and path_namespace */
+	CHECK(no_message(tb.c[0], 50) && no_message(tb.c[2], 10));
+	/* removal: one record per call; a rule added twice needs two */
+	CHECK_OK(add_match(tb.s[1], 4, iface, NULL));
+	CHECK_OK(remove_match(tb.s[1], 4, iface, NULL));
+	n = dmsg_signal_arg(m, names[0], "Changed", "z");
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));	/* sender :1.1 */
+	CHECK_OK(recv_raw(tb.c[3], m, n));	/* path_namespace /org */
+	CHECK_OK(remove_match(tb.s[1], 4, iface, NULL));
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK(no_message(tb.c[1], 50), "a removed rule still delivers");
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	CHECK_OK(recv_raw(tb.c[3], m, n));
 	tb_close(&tb);
 	return 0;
 }
@@ -2581,11 +2675,13 @@ static int t_dbus(void)
 	rc = t_dbus_body(m);
 	if (!rc)
 		rc = t_dbus_replies_body(m);
+	if (!rc)
+		rc = t_dbus_matches_body(m);
 	free(m);
 	if (rc)
 		return rc;
 	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
-	PASS("header checks, trusted SENDER, names per client, pending replies, module lifetime");
+	PASS("header checks, trusted SENDER, names per client, pending replies, match records, module lifetime");
 }
 
 struct test {

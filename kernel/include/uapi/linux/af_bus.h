@@ -74,11 +74,14 @@ struct sockaddr_bus {
  * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
  * sent on such a bus must be a well-formed D-Bus message (else EBADMSG, EMSGSIZE or EINVAL), and a
  * client's message must carry its unique name as SENDER (else EPERM), except one addressed to the
- * master itself, which may carry none.
+ * master itself, which may carry none. A multicast copy reaches a client only if one of the match
+ * records the master installed for it (BUS_DBUS_ADD_MATCH) matches the message.
  */
 #define BUS_DBUS_OPT_MIN	64
 #define BUS_DBUS_SET_NAME	64	/* master-side: the client's unique name (":1.42"), no NUL */
 #define BUS_DBUS_SET_REPLY_LIMITS 65	/* listener: struct bus_dbus_reply_limits */
+#define BUS_DBUS_ADD_MATCH	66	/* master-side: a compiled match rule record (docs/policy.md) */
+#define BUS_DBUS_REMOVE_MATCH	67	/* master-side: the same bytes, removes one such record */
 #define BUS_DBUS_OPT_MAX	96
 
 /*
