@@ -19,6 +19,7 @@
 
 #include <linux/module.h>
 #include <linux/hashtable.h>
+#include <linux/jhash.h>
 #include <linux/jiffies.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
@@ -35,9 +36,18 @@
 #define DBUS_FLAG_NO_REPLY_EXPECTED	0x1
 #define DBUS_MAX_RULES_PER_CLIENT	65536	/* memory bound; the master enforces its configured limit */
 
-/* One match record of a client, as the master installed it. */
+/*
+ * One match record of a client, as the master installed it, and its place in the bus's index: by the
+ * member it names (most signal subscriptions name one), or among the records that name none.
+ */
 struct dbus_rule {
 	struct list_head node;		/* dbus_client.rules */
+	struct dbus_client *owner;
+	bool keyed;			/* in dbus_bus.by_member (else dbus_bus.unkeyed) */
+	union {
+		struct hlist_node inode;	/* dbus_bus.by_member */
+		struct list_head unode;		/* dbus_bus.unkeyed */
+	};
 	u32 len;
 	u8 rec[];
 };
@@ -48,6 +58,7 @@ struct dbus_client {
 	struct list_head calls;		/* struct dbus_call.caller_node: its calls awaiting replies */
 	struct list_head answers;	/* struct dbus_call.callee_node: calls it has to answer */
 	struct list_head rules;		/* struct dbus_rule: what multicast it receives */
+	u64 matched;			/* == dbus_bus.match_seq: a record matched the current multicast */
 	u32 nrules;
 	u32 ncalls;
 	u32 name_len;
@@ -90,6 +101,9 @@ struct dbus_bus {
 	u32 max_replies;
 	unsigned long reply_timeout;	/* jiffies */
 	unsigned int max_nargs;		/* most arguments any installed record looks at */
+	DECLARE_HASHTABLE(by_member, 10);	/* struct dbus_rule naming a member, by its hash */
+	struct list_head unkeyed;	/* struct dbus_rule naming none */
+	u64 match_seq;			/* one per multicast */
 	struct dbus_current cur;
 };
 
@@ -128,6 +142,8 @@ static struct dbus_bus *dbus_bus_new(void)
 		return NULL;
 	xa_init(&b->clients);
 	hash_init(b->calls);
+	hash_init(b->by_member);
+	INIT_LIST_HEAD(&b->unkeyed);
 	b->max_replies = DBUS_DEFAULT_MAX_REPLIES;
 	b->reply_timeout = msecs_to_jiffies(DBUS_DEFAULT_REPLY_TIMEOUT_MS);
 	return b;
@@ -149,6 +165,7 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 	INIT_LIST_HEAD(&c->calls);
 	INIT_LIST_HEAD(&c->answers);
 	INIT_LIST_HEAD(&c->rules);
+	c->matched = 0;	/* match_seq starts at 1 */
 	c->nrules = 0;
 	c->ncalls = 0;
 	c->name_len = len;
@@ -182,6 +199,35 @@ static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
 	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
 }
 
+static u32 dbus_member_key(const u8 *member, u32 len)
+{
+	return jhash(member, len, 0);
+}
+
+/* The member a record names, if any (the record passed dbus_match_check). */
+static bool dbus_rule_member(const u8 *rec, const u8 **member, u32 *len)
+{
+	const u8 *slice = rec + DBUS_MATCH_OFF_SLICES + 4 * DBUS_MATCH_MEMBER;
+	u32 off = slice[0] | (u32)slice[1] << 8, l = slice[2] | (u32)slice[3] << 8;
+
+	if (l == DBUS_MATCH_ABSENT)
+		return false;
+	*member = rec + off;
+	*len = l;
+	return true;
+}
+
+static void dbus_rule_free(struct dbus_rule *r)
+{
+	list_del(&r->node);
+	if (r->keyed)
+		hash_del(&r->inode);
+	else
+		list_del(&r->unode);
+	r->owner->nrules--;
+	kfree(r);
+}
+
 /* BUS_DBUS_ADD_MATCH / BUS_DBUS_REMOVE_MATCH on the client's master-side socket. */
 static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const void *val, unsigned int len)
 {
@@ -198,9 +244,7 @@ static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const voi
 		/* As RemoveMatch: one record equal to the given one (a rule added twice stays once). */
 		list_for_each_entry(r, &c->rules, node) {
 			if (r->len == len && !memcmp(r->rec, val, len)) {
-				list_del(&r->node);
-				c->nrules--;
-				kfree(r);
+				dbus_rule_free(r);
 				return 0;
 			}
 		}
@@ -213,8 +257,19 @@ static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const voi
 		return -ENOMEM;
 	r->len = len;
 	memcpy(r->rec, val, len);
+	r->owner = c;
 	list_add_tail(&r->node, &c->rules);
 	c->nrules++;
+	{
+		const u8 *member;
+		u32 mlen;
+
+		r->keyed = dbus_rule_member(r->rec, &member, &mlen);
+		if (r->keyed)
+			hash_add(b->by_member, &r->inode, dbus_member_key(member, mlen));
+		else
+			list_add_tail(&r->unode, &b->unkeyed);
+	}
 	b->max_nargs = max(b->max_nargs, dbus_match_nargs(r->rec));
 	return 0;
 }
@@ -252,7 +307,7 @@ static void dbus_client_free(struct dbus_client *c)
 	struct dbus_rule *r, *rtmp;
 
 	list_for_each_entry_safe(r, rtmp, &c->rules, node)
-		kfree(r);
+		dbus_rule_free(r);
 
 	/* Its calls can no longer be answered, nor the calls it had to answer. */
 	list_for_each_entry_safe(call, tmp, &c->calls, caller_node)
@@ -328,6 +383,39 @@ static int dbus_check_sender(const struct bus_hook_ctx *ctx, const u8 *hdr, cons
 	return BUS_HOOK_ACCEPT;
 }
 
+static void dbus_try_rule(struct dbus_bus *b, struct dbus_rule *r)
+{
+	const struct dbus_current *cur = &b->cur;
+
+	if (r->owner->matched != b->match_seq &&
+	    dbus_match_eval(r->rec, cur->msg, &cur->hdr, &cur->args))
+		r->owner->matched = b->match_seq;
+}
+
+/*
+ * Marks every client with a record that matches the current multicast, walking only the records that
+ * name its member and those that name none: with many subscriptions a message costs what its own
+ * candidates cost, not every receiver's whole list. The copies then check one mark each.
+ */
+static void dbus_mark_subscribers(struct dbus_bus *b)
+{
+	const struct dbus_current *cur = &b->cur;
+	struct dbus_rule *r;
+
+	b->match_seq++;
+	if (cur->type == DBUS_HDR_TYPE_METHOD_RETURN || cur->type == DBUS_HDR_TYPE_ERROR)
+		return;	/* never by multicast */
+	if (cur->hdr.member.present) {
+		const u8 *member = cur->msg + cur->hdr.member.off;
+		u32 key = dbus_member_key(member, cur->hdr.member.len);
+
+		hash_for_each_possible(b->by_member, r, inode, key)
+			dbus_try_rule(b, r);
+	}
+	list_for_each_entry(r, &b->unkeyed, unode)
+		dbus_try_rule(b, r);
+}
+
 /*
  * Keeps what the deliveries of the message need (struct dbus_current); for a multicast the whole
  * message and its arguments, for the receivers' match records. Atomic context.
@@ -365,6 +453,7 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 							    &cur->args) : 0;
 	if (cur->nargs < 0)
 		memset(&cur->args, 0, sizeof(cur->args));	/* a bad body matches no argN */
+	dbus_mark_subscribers(b);
 	return 0;
 }
 
@@ -439,20 +528,12 @@ static int dbus_deliver_copy(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
 {
 	const struct dbus_current *cur = &b->cur;
 	const struct dbus_client *c;
-	const struct dbus_rule *r;
 
 	/* Copies are clones of the message the send hook saw, under the same hold of the lock. */
 	if (WARN_ON_ONCE(!cur->multicast || !cur->msg))
 		return BUS_HOOK_DROP;
-	if (cur->type == DBUS_HDR_TYPE_METHOD_RETURN || cur->type == DBUS_HDR_TYPE_ERROR)
-		return BUS_HOOK_DROP;
 	c = dbus_client_find(b, ctx->rcpt);
-	if (!c)
-		return BUS_HOOK_DROP;
-	list_for_each_entry(r, &c->rules, node)
-		if (dbus_match_eval(r->rec, cur->msg, &cur->hdr, &cur->args))
-			return BUS_HOOK_ACCEPT;
-	return BUS_HOOK_DROP;
+	return c && c->matched == b->match_seq ? BUS_HOOK_ACCEPT : BUS_HOOK_DROP;
 }
 
 static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)

@@ -2545,6 +2545,35 @@ static int t_dbus_matches_body(uint8_t *m)
 	CHECK(no_message(tb.c[1], 50), "a removed rule still delivers");
 	CHECK_OK(recv_raw(tb.c[2], m, n));
 	CHECK_OK(recv_raw(tb.c[3], m, n));
+
+	/* 10,000 records, each naming its own member, in the index: each selects its signal only */
+	{
+		const char *keys[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
+		char member[16];
+
+		for (i = 0; i < 10000; i++) {
+			snprintf(member, sizeof(member), "M%d", i);
+			keys[2] = member;
+			CHECK_OK(add_match(tb.s[0], 4, keys, NULL));
+		}
+		n = dmsg_signal_arg(m, names[1], "M5000", "q");
+		CHECK_OK(send_raw(tb.c[1], mcast, m, n));
+		CHECK_OK(recv_raw(tb.c[0], m, n));
+		CHECK_OK(recv_raw(tb.c[3], m, n));	/* its own path_namespace rule, unkeyed */
+		n = dmsg_signal_arg(m, names[1], "M10000", "q");
+		CHECK_OK(send_raw(tb.c[1], mcast, m, n));
+		CHECK(no_message(tb.c[0], 50), "a member nobody named reached the 10,000-record client");
+		CHECK_OK(recv_raw(tb.c[3], m, n));
+		keys[2] = "M5000";
+		CHECK_OK(remove_match(tb.s[0], 4, keys, NULL));
+		n = dmsg_signal_arg(m, names[1], "M5000", "q");
+		CHECK_OK(send_raw(tb.c[1], mcast, m, n));
+		CHECK(no_message(tb.c[0], 50), "a removed indexed record still delivers");
+		CHECK_OK(recv_raw(tb.c[3], m, n));
+		n = dmsg_signal_arg(m, names[1], "M9999", "q");
+		CHECK_OK(send_raw(tb.c[1], mcast, m, n));
+		CHECK_OK(recv_raw(tb.c[0], m, n));
+	}
 	tb_close(&tb);
 	return 0;
 }
