@@ -1691,22 +1691,29 @@ static int bus_send_verdict_locked(struct bus *bus, struct sk_buff *skb, struct 
 	return v;
 }
 
+/* The delivery hooks for receiver @r with a context prepared for the message (bus_hook_ctx_init). */
+static int bus_deliver_verdict_ctx_locked(struct bus *bus, struct bus_hook_ctx *ctx, struct bus_sock *r)
+{
+	int v;
+
+	lockdep_assert_held(&bus->lock);
+	ctx->receiver = &r->sk;
+	ctx->rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
+	v = bus_run_hooks(BUS_HOOK_DELIVER, ctx);
+	if (v != BUS_HOOK_ACCEPT)
+		bus->stats.filter_drops++;
+	return v;
+}
+
 /* The delivery hooks for receiver @r, as bus_send_verdict_locked(). */
 static int bus_deliver_verdict_locked(struct bus *bus, struct sk_buff *skb,
 				      struct bus_sock *sender, struct bus_sock *r,
 				      enum bus_hook_kind kind)
 {
 	struct bus_hook_ctx ctx;
-	int v;
 
-	lockdep_assert_held(&bus->lock);
 	bus_hook_ctx_init(&ctx, bus, skb, sender, kind);
-	ctx.receiver = &r->sk;
-	ctx.rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
-	v = bus_run_hooks(BUS_HOOK_DELIVER, &ctx);
-	if (v != BUS_HOOK_ACCEPT)
-		bus->stats.filter_drops++;
-	return v;
+	return bus_deliver_verdict_ctx_locked(bus, &ctx, r);
 }
 
 /*
@@ -1840,6 +1847,7 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	struct bus_prefix *p = bus_prefix_lookup(bus, BUS_ADDR_PREFIX(cb->dst));
 	struct sk_buff *copy;
 	struct bus_sock *c, *sender = bsk;
+	struct bus_hook_ctx ctx;
 	struct bus_holder *h;
 	unsigned int nrcpt;
 
@@ -1856,14 +1864,15 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	bus->mcast_seq++;
 	if (!p)
 		goto eavesdrop;
+	/* one context for every copy: only the receiver changes */
+	bus_hook_ctx_init(&ctx, bus, skb, bsk, BUS_HOOK_MULTICAST);
 	list_for_each_entry(h, &p->holders, pnode) {
 		c = h->c;
 		c->mcast_seq = bus->mcast_seq;
 		if (c == bsk)
 			continue;
 		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
-		if (bus_deliver_verdict_locked(bus, skb, bsk, c, BUS_HOOK_MULTICAST) !=
-		    BUS_HOOK_ACCEPT)
+		if (bus_deliver_verdict_ctx_locked(bus, &ctx, c) != BUS_HOOK_ACCEPT)
 			continue;
 		if (bus_queue_full(c)) {
 			bus_count_drop_locked(bus, c, sender);
