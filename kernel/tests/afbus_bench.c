@@ -7,12 +7,16 @@
  *  throughput  one sender thread, one receiver thread, N messages of 64 B and 4 KiB
  *  multicast   one message to 10 receivers: AF_BUS multicast vs 10 sends on 10 socketpairs;
  *              sender cost per message and time until every receiver has every message
+ *  dbus        on a BUS_PROTO_DBUS bus (af_bus_dbus.ko): a signal's sender cost with 5 subscribers
+ *              among 5 or 50 connections, and with 10,000 match records installed (naming members,
+ *              which the module indexes, or naming none, which it walks) beside them
  *
  * All threads are pinned to CPU 0: under TCG, cross-vCPU wake-ups cost whatever the host
  * scheduler makes of them (measured: 0.1 to 4 ms), so the figures compare CPU cost per message.
  * Each figure is the median of REPS runs.
  */
 #include "afbus_test_util.h"
+#include "dbus_msg.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -266,6 +270,68 @@ static void multicast_pairs(void)
 	mc_total = (last - t0) / MC_MSGS * 1e6;
 }
 
+/* ------------------------------------------------------------------ D-Bus multicast */
+
+static int dbus_subscribe(int s, const char *interface, const char *member)
+{
+	const char *keys[6] = { NULL, interface, member, NULL, NULL, NULL };
+	uint8_t rec[256];
+	size_t n = dmatch_record(rec, 4, keys, NULL);
+
+	return setsockopt(s, SOL_BUS, BUS_DBUS_ADD_MATCH, rec, n);
+}
+
+/*
+ * Sender cost (us per message) of a signal multicast on a D-Bus bus to `receivers` connections of
+ * which the first `matching` subscribe to it (the others to another member), with `extra` match
+ * records that never match on one more connection: naming members (indexed) or not (walked).
+ */
+static double dbus_mc_cost(int receivers, int matching, int extra, int extra_keyed)
+{
+	struct sink s[TB_MAX];
+	pthread_t t[TB_MAX];
+	struct tbus tb;
+	int maxq = 65536, rcv = 32 << 20, i;
+	char name[32], key[32];
+	uint8_t msg[512];
+	size_t n;
+	double t0, cost;
+
+	if (tb_open_proto(&tb, "/tmp/bench-dbus", receivers + 2, 1, BUS_PROTO_DBUS))
+		die("dbus bus");
+	setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
+	for (i = 0; i < receivers + 2; i++) {
+		snprintf(name, sizeof(name), ":1.%d", i + 1);
+		if (setsockopt(tb.s[i], SOL_BUS, BUS_DBUS_SET_NAME, name, strlen(name)))
+			die("dbus name");
+	}
+	for (i = 1; i <= receivers; i++)
+		if (dbus_subscribe(tb.s[i], "org.example.Iface", i <= matching ? "Changed" : "Other"))
+			die("dbus subscribe");
+	for (i = 0; i < extra; i++) {
+		snprintf(key, sizeof(key), extra_keyed ? "M%d" : "org.example.I%d", i);
+		if (extra_keyed ? dbus_subscribe(tb.s[receivers + 1], NULL, key) :
+				  dbus_subscribe(tb.s[receivers + 1], key, NULL))
+			die("dbus extra records");
+	}
+	for (i = 0; i < matching; i++) {
+		setsockopt(tb.c[i + 1], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv));
+		s[i].fd = tb.c[i + 1];
+		s[i].n = MC_MSGS;
+		pthread_create(&t[i], NULL, sink, &s[i]);
+	}
+	n = dmsg_signal_arg(msg, ":1.1", "Changed", "x");
+	t0 = now_sec();
+	for (i = 0; i < MC_MSGS; i++)
+		if (bus_sendto(tb.c[0], BUS_ADDR(0, BUS_MULTICAST_CLIENT), msg, n, 0) < 0)
+			die("dbus mc send");
+	cost = (now_sec() - t0) / MC_MSGS * 1e6;
+	for (i = 0; i < matching; i++)
+		pthread_join(t[i], NULL);
+	tb_close(&tb);
+	return cost;
+}
+
 #define MEASURE(name, unit, expr) do { \
 	double _v[REPS]; \
 	int _k; \
@@ -335,5 +401,12 @@ int main(void)
 	MEASURE("mc10_unix_10_sends_all_delivered", "us/msg", mc_pairs_cost(1));
 	MEASURE("mc10_afbus_multicast_sender_cost", "us/msg", mc_bus_cost(0));
 	MEASURE("mc10_afbus_multicast_all_delivered", "us/msg", mc_bus_cost(1));
+
+	/* D-Bus buses (af_bus_dbus.ko loaded by the guest's init) */
+	MEASURE("dbus_signal_5_of_5_sender_cost", "us/msg", dbus_mc_cost(5, 5, 0, 1));
+	MEASURE("dbus_signal_5_of_50_sender_cost", "us/msg", dbus_mc_cost(50, 5, 0, 1));
+	MEASURE("dbus_signal_5_of_5_plus_1_record", "us/msg", dbus_mc_cost(5, 5, 1, 1));
+	MEASURE("dbus_signal_5_of_5_plus_10k_member_records", "us/msg", dbus_mc_cost(5, 5, 10000, 1));
+	MEASURE("dbus_signal_5_of_5_plus_10k_unkeyed_records", "us/msg", dbus_mc_cost(5, 5, 10000, 0));
 	return 0;
 }
