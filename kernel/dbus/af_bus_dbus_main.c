@@ -38,14 +38,21 @@
 
 /*
  * One match record of a client, as the master installed it, and its place in the bus's index: by the
- * member it names (most signal subscriptions name one), or among the records that name none.
+ * member it names (most signal subscriptions name one), else by the interface it names, else among the
+ * records that name neither.
  */
+enum dbus_rule_key {
+	DBUS_KEY_NONE,			/* in dbus_bus.unkeyed */
+	DBUS_KEY_MEMBER,		/* in dbus_bus.by_member */
+	DBUS_KEY_INTERFACE,		/* in dbus_bus.by_interface */
+};
+
 struct dbus_rule {
 	struct list_head node;		/* dbus_client.rules */
 	struct dbus_client *owner;
-	bool keyed;			/* in dbus_bus.by_member (else dbus_bus.unkeyed) */
+	u8 key;				/* enum dbus_rule_key */
 	union {
-		struct hlist_node inode;	/* dbus_bus.by_member */
+		struct hlist_node inode;	/* dbus_bus.by_member or by_interface */
 		struct list_head unode;		/* dbus_bus.unkeyed */
 	};
 	u32 len;
@@ -102,7 +109,8 @@ struct dbus_bus {
 	unsigned long reply_timeout;	/* jiffies */
 	unsigned int max_nargs;		/* most arguments any installed record looks at */
 	DECLARE_HASHTABLE(by_member, 10);	/* struct dbus_rule naming a member, by its hash */
-	struct list_head unkeyed;	/* struct dbus_rule naming none */
+	DECLARE_HASHTABLE(by_interface, 8);	/* ... naming no member but an interface */
+	struct list_head unkeyed;	/* struct dbus_rule naming neither */
 	u64 match_seq;			/* one per multicast */
 	struct dbus_current cur;
 };
@@ -143,6 +151,7 @@ static struct dbus_bus *dbus_bus_new(void)
 	xa_init(&b->clients);
 	hash_init(b->calls);
 	hash_init(b->by_member);
+	hash_init(b->by_interface);
 	INIT_LIST_HEAD(&b->unkeyed);
 	b->max_replies = DBUS_DEFAULT_MAX_REPLIES;
 	b->reply_timeout = msecs_to_jiffies(DBUS_DEFAULT_REPLY_TIMEOUT_MS);
@@ -199,28 +208,45 @@ static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
 	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
 }
 
-static u32 dbus_member_key(const u8 *member, u32 len)
+static u32 dbus_name_key(const u8 *name, u32 len)
 {
-	return jhash(member, len, 0);
+	return jhash(name, len, 0);
 }
 
-/* The member a record names, if any (the record passed dbus_match_check). */
-static bool dbus_rule_member(const u8 *rec, const u8 **member, u32 *len)
+/* The value of one of a record's keys, if the record names it (the record passed dbus_match_check). */
+static bool dbus_rule_field(const u8 *rec, enum dbus_match_field f, const u8 **value, u32 *len)
 {
-	const u8 *slice = rec + DBUS_MATCH_OFF_SLICES + 4 * DBUS_MATCH_MEMBER;
+	const u8 *slice = rec + DBUS_MATCH_OFF_SLICES + 4 * f;
 	u32 off = slice[0] | (u32)slice[1] << 8, l = slice[2] | (u32)slice[3] << 8;
 
 	if (l == DBUS_MATCH_ABSENT)
 		return false;
-	*member = rec + off;
+	*value = rec + off;
 	*len = l;
 	return true;
+}
+
+static void dbus_rule_index(struct dbus_bus *b, struct dbus_rule *r)
+{
+	const u8 *v;
+	u32 len;
+
+	if (dbus_rule_field(r->rec, DBUS_MATCH_MEMBER, &v, &len)) {
+		r->key = DBUS_KEY_MEMBER;
+		hash_add(b->by_member, &r->inode, dbus_name_key(v, len));
+	} else if (dbus_rule_field(r->rec, DBUS_MATCH_INTERFACE, &v, &len)) {
+		r->key = DBUS_KEY_INTERFACE;
+		hash_add(b->by_interface, &r->inode, dbus_name_key(v, len));
+	} else {
+		r->key = DBUS_KEY_NONE;
+		list_add_tail(&r->unode, &b->unkeyed);
+	}
 }
 
 static void dbus_rule_free(struct dbus_rule *r)
 {
 	list_del(&r->node);
-	if (r->keyed)
+	if (r->key != DBUS_KEY_NONE)
 		hash_del(&r->inode);
 	else
 		list_del(&r->unode);
@@ -260,16 +286,7 @@ static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const voi
 	r->owner = c;
 	list_add_tail(&r->node, &c->rules);
 	c->nrules++;
-	{
-		const u8 *member;
-		u32 mlen;
-
-		r->keyed = dbus_rule_member(r->rec, &member, &mlen);
-		if (r->keyed)
-			hash_add(b->by_member, &r->inode, dbus_member_key(member, mlen));
-		else
-			list_add_tail(&r->unode, &b->unkeyed);
-	}
+	dbus_rule_index(b, r);
 	b->max_nargs = max(b->max_nargs, dbus_match_nargs(r->rec));
 	return 0;
 }
@@ -394,7 +411,7 @@ static void dbus_try_rule(struct dbus_bus *b, struct dbus_rule *r)
 
 /*
  * Marks every client with a record that matches the current multicast, walking only the records that
- * name its member and those that name none: with many subscriptions a message costs what its own
+ * name its member, those that name its interface and no member, and those that name neither: with many subscriptions a message costs what its own
  * candidates cost, not every receiver's whole list. The copies then check one mark each.
  */
 static void dbus_mark_subscribers(struct dbus_bus *b)
@@ -406,10 +423,15 @@ static void dbus_mark_subscribers(struct dbus_bus *b)
 	if (cur->type == DBUS_HDR_TYPE_METHOD_RETURN || cur->type == DBUS_HDR_TYPE_ERROR)
 		return;	/* never by multicast */
 	if (cur->hdr.member.present) {
-		const u8 *member = cur->msg + cur->hdr.member.off;
-		u32 key = dbus_member_key(member, cur->hdr.member.len);
+		u32 key = dbus_name_key(cur->msg + cur->hdr.member.off, cur->hdr.member.len);
 
 		hash_for_each_possible(b->by_member, r, inode, key)
+			dbus_try_rule(b, r);
+	}
+	if (cur->hdr.interface.present) {
+		u32 key = dbus_name_key(cur->msg + cur->hdr.interface.off, cur->hdr.interface.len);
+
+		hash_for_each_possible(b->by_interface, r, inode, key)
 			dbus_try_rule(b, r);
 	}
 	list_for_each_entry(r, &b->unkeyed, unode)
