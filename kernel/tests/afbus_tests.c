@@ -2713,6 +2713,211 @@ static int t_dbus(void)
 	PASS("header checks, trusted SENDER, names per client, pending replies, match records, module lifetime");
 }
 
+/*
+ * Part 5: randomized operations on a D-Bus bus (af_bus_dbus.ko): a master that names, subscribes,
+ * unsubscribes, moves name addresses, changes reply limits and closes connections at random, and
+ * clients sending random mixes of signals, calls, replies (to real and made-up calls), spoofed
+ * senders and garbage. It must end with no splat, every socket freed and the module unloadable.
+ */
+static volatile int dstress_stop;
+static const char *dstress_path = "/tmp/bus-dstress";
+static long dstress_ops[2];
+
+static void *dstress_master(void *arg)
+{
+	int l = (int)(long)arg, conns[128], n = 0, i, next = 1, maxq = 16;
+	unsigned int seed = 7;
+	char buf[512], name[32];
+
+	fcntl(l, F_SETFL, O_NONBLOCK);
+	setsockopt(l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
+	while (!dstress_stop) {
+		int s = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+
+		if (s >= 0) {
+			if (n == 128) {
+				close(s);
+			} else {
+				snprintf(name, sizeof(name), ":1.%d", next++ % 40 + 1);
+				set_name(s, name);	/* names repeat across connections on purpose */
+				if (rand_r(&seed) % 8)
+					bus_join(s);
+				conns[n++] = s;
+			}
+		}
+		for (i = 0; i < n; i++) {
+			const char *keys[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
+			char key[24];
+			ssize_t r = recv(conns[i], buf, sizeof(buf), MSG_DONTWAIT);
+
+			if (r == 0 || rand_r(&seed) % 256 == 0) {
+				close(conns[i]);
+				conns[i--] = conns[--n];
+				continue;
+			}
+			switch (rand_r(&seed) % 16) {
+			case 0:
+			case 1:
+				snprintf(key, sizeof(key), "M%u", rand_r(&seed) % 8);
+				keys[2] = key;
+				add_match(conns[i], 4, keys, rand_r(&seed) % 2 ? "a.b" : NULL);
+				break;
+			case 2:
+				keys[1] = "org.example.Iface";
+				add_match(conns[i], 0, keys, NULL);
+				break;
+			case 3:
+				keys[4] = "/org";
+				add_match(conns[i], 0, keys, NULL);
+				break;
+			case 4:
+				snprintf(key, sizeof(key), "M%u", rand_r(&seed) % 8);
+				keys[2] = key;
+				remove_match(conns[i], 4, keys, NULL);
+				break;
+			case 5:
+				bus_move_addr(conns[i], BUS_ADDR(1, rand_r(&seed) % 8 + 1));
+				break;
+			case 6:
+				if (rand_r(&seed) % 8 == 0)
+					set_reply_limits(l, rand_r(&seed) % 4 + 1, rand_r(&seed) % 200 + 1);
+				break;
+			default:
+				break;
+			}
+			/* the master forwards some of what it gets, as the bus would */
+			if (r > 0 && rand_r(&seed) % 4 == 0)
+				bus_sendto(conns[i], BUS_ADDR(0, BUS_MULTICAST_CLIENT), buf, r, MSG_DONTWAIT);
+		}
+		dstress_ops[0]++;
+		if (s < 0)
+			usleep(500);
+	}
+	for (i = 0; i < n; i++)
+		close(conns[i]);
+	return NULL;
+}
+
+static void *dstress_client(void *arg)
+{
+	int id = (int)(long)arg;
+	unsigned int seed = id * 104729 + 1;
+	uint8_t m[2048];
+	char sender[32], member[8];
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 20000 };
+
+	while (!dstress_stop) {
+		int c = bus_connect(dstress_path), k;
+
+		if (c < 0) {
+			usleep(1000);
+			continue;
+		}
+		setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		for (k = rand_r(&seed) % 60; k > 0 && !dstress_stop; k--) {
+			uint64_t dst;
+			size_t n;
+
+			snprintf(sender, sizeof(sender), ":1.%u", rand_r(&seed) % 40 + 1);
+			snprintf(member, sizeof(member), "M%u", rand_r(&seed) % 8);
+			switch (rand_r(&seed) % 4) {
+			case 0:
+				dst = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
+				break;
+			case 1:
+				dst = BUS_ADDR(1, rand_r(&seed) % 8 + 1);
+				break;
+			case 2:
+				dst = 0;
+				break;
+			default:
+				dst = BUS_ADDR(0, rand_r(&seed) % 300 + 1);
+				break;
+			}
+			switch (rand_r(&seed) % 6) {
+			case 0:
+				n = dmsg_signal_arg(m, sender, member, rand_r(&seed) % 2 ? "a.b" : "x");
+				break;
+			case 1:
+				n = dmsg_call(m, rand_r(&seed) % 4 ? sender : NULL, rand_r(&seed) % 16 + 1,
+					      rand_r(&seed) % 4 == 0);
+				break;
+			case 2:
+				n = dmsg_reply(m, sender, rand_r(&seed) % 16 + 1,
+					       rand_r(&seed) % 2 ? "org.example.Error.E" : NULL);
+				break;
+			case 3:
+				n = dmsg_signal(m, rand_r(&seed) % 2 ? sender : NULL);
+				break;
+			case 4:
+				/* garbage, or a good message cut short */
+				n = dmsg_signal(m, sender);
+				if (rand_r(&seed) % 2)
+					n = rand_r(&seed) % n;
+				else
+					m[rand_r(&seed) % n] ^= (uint8_t)(rand_r(&seed) | 1);
+				break;
+			default:
+				n = dmsg_signal_arg(m, sender, member, "a.b");
+				break;
+			}
+			bus_sendto(c, dst, m, n, rand_r(&seed) % 4 ? MSG_DONTWAIT : 0);
+			while (recv(c, m, sizeof(m), MSG_DONTWAIT) > 0)
+				;
+			dstress_ops[1]++;
+		}
+		close(c);
+	}
+	return NULL;
+}
+
+static int t_dbus_stress(void)
+{
+	long p0, p1 = -1;
+	pthread_t mt, ct[6];
+	double t0;
+	int i, l, round = 0;
+
+	CHECK(system("insmod /af_bus_dbus.ko") == 0, "insmod af_bus_dbus.ko");
+	for (i = 0; i < 100 && read_protocols_sockets() != 0; i++)
+		usleep(100000);
+	p0 = read_protocols_sockets();
+	CHECK(p0 >= 0, "cannot read /proc/net/protocols");
+	t0 = now_sec();
+	/* two master generations, the second started while the first's clients still connect */
+	while (now_sec() - t0 < stress_secs / 2.0) {
+		double ts = now_sec();
+
+		l = bus_master_proto(dstress_path, 64, BUS_PROTO_DBUS);
+		CHECK(l >= 0);
+		dstress_stop = 0;
+		pthread_create(&mt, NULL, dstress_master, (void *)(long)l);
+		for (i = 0; i < 6; i++)
+			pthread_create(&ct[i], NULL, dstress_client, (void *)(long)i);
+		while (now_sec() - ts < stress_secs / 4.0 && now_sec() - t0 < stress_secs / 2.0)
+			usleep(100000);
+		close(l);	/* the bus goes while its clients are busy */
+		usleep(100000);
+		dstress_stop = 1;
+		pthread_join(mt, NULL);
+		for (i = 0; i < 6; i++)
+			pthread_join(ct[i], NULL);
+		unlink(dstress_path);
+		round++;
+	}
+	for (i = 0; i < 50; i++) {
+		p1 = read_protocols_sockets();
+		if (p1 == p0)
+			break;
+		usleep(100000);
+	}
+	CHECK(p1 == p0, "AF_BUS sockets %ld -> %ld", p0, p1);
+	/* every bus is gone, so the module holds no state and no reference */
+	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the stress");
+	PASS("%d rounds, %ld master steps, %ld client sends, AF_BUS sockets %ld->%ld", round, dstress_ops[0],
+	     dstress_ops[1], p0, p1);
+}
+
 struct test {
 	const char *name;
 	int (*fn)(void);
@@ -2763,6 +2968,7 @@ static const struct test tests[] = {
 	{ "dbus", t_dbus, 60 },
 	{ "ordering", t_ordering, 300 },
 	{ "stress", t_stress, 0 /* stress_secs + 60 */ },
+	{ "dbus_stress", t_dbus_stress, 0 /* stress_secs + 60 */ },
 };
 
 #define NTESTS ((int)(sizeof(tests) / sizeof(tests[0])))
