@@ -13,7 +13,9 @@
  *  - delivers a multicast copy (a signal) only to clients with a match record that matches it
  *    (BUS_DBUS_ADD_MATCH; dbus_match.c, the evaluator held to libafbus's MatchRule).
  * Every function here runs under the bus's lock (hooks, options, client_gone), so the per-bus state
- * needs no lock of its own; the hooks also run under rcu_read_lock() and must not sleep.
+ * needs no lock of its own; the hooks also run under rcu_read_lock() and must not sleep. What the
+ * master installs (names, records) is charged to the master's memory cgroup, a recorded call to the
+ * caller's.
  */
 #define pr_fmt(fmt) "af_bus_dbus: " fmt
 
@@ -144,7 +146,7 @@ static struct dbus_call *dbus_call_find(struct dbus_bus *b, u64 caller, u32 seri
 
 static struct dbus_bus *dbus_bus_new(void)
 {
-	struct dbus_bus *b = kzalloc(sizeof(*b), GFP_KERNEL);
+	struct dbus_bus *b = kzalloc(sizeof(*b), GFP_KERNEL_ACCOUNT);
 
 	if (!b)
 		return NULL;
@@ -167,7 +169,7 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 		return -EINVAL;	/* a client's option: on its master-side socket */
 	if (!len || len > DBUS_HDR_MAX_NAME || !dbus_hdr_valid_unique_name(val, len))
 		return -EINVAL;
-	c = kmalloc(struct_size(c, name, len), GFP_KERNEL);
+	c = kmalloc(struct_size(c, name, len), GFP_KERNEL_ACCOUNT);
 	if (!c)
 		return -ENOMEM;
 	c->addr = client;
@@ -278,7 +280,7 @@ static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const voi
 	}
 	if (c->nrules >= DBUS_MAX_RULES_PER_CLIENT)
 		return -ENOSPC;
-	r = kmalloc(struct_size(r, rec, len), GFP_KERNEL);
+	r = kmalloc(struct_size(r, rec, len), GFP_KERNEL_ACCOUNT);
 	if (!r)
 		return -ENOMEM;
 	r->len = len;
@@ -515,7 +517,7 @@ static int dbus_record_call(struct dbus_bus *b, struct dbus_client *caller, stru
 		if (caller->ncalls >= b->max_replies)
 			return -EDQUOT;
 	}
-	c = kmalloc(sizeof(*c), GFP_ATOMIC | __GFP_NOWARN);
+	c = kmalloc(sizeof(*c), GFP_ATOMIC | __GFP_NOWARN | __GFP_ACCOUNT);
 	if (!c)
 		return -ENOBUFS;
 	c->caller = caller;
