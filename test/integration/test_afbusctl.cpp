@@ -8,7 +8,6 @@
 // addresses name the private bus. Without busctl (systemd) the comparisons skip; afbusctl's own checks
 // still run.
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/serve_until.hpp"
 #include "support/pcapng_reader.hpp"
 #include "test_bus.hpp"
 
@@ -40,7 +40,6 @@ using test::ChildProcess;
 using test::Clock;
 using test::connect;
 using test::find_program;
-using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 20s;
@@ -164,30 +163,8 @@ protected:
     // Serves the libafbus connections and watches `children` until `done()`; false on timeout.
     bool pump(const std::function<bool()>& done, const std::vector<ChildProcess*>& children,
               std::chrono::milliseconds timeout = kTimeout) {
-        const auto deadline = Clock::now() + timeout;
-        Connection* connections[] = {service.get(), listener.get()};
-        for (;;) {
-            for (Connection* c : connections) {
-                if (auto r = c->process(); !r) {
-                    ADD_FAILURE() << "libafbus connection failed: " << r.error().message;
-                    return false;
-                }
-            }
-            for (ChildProcess* child : children) child->on_ready();
-            if (done()) return true;
-            if (Clock::now() >= deadline) return false;
-            std::vector<pollfd> fds;
-            auto wake = deadline;
-            for (Connection* c : connections) {
-                fds.push_back({c->fd(), c->poll_events(), 0});
-                if (auto next = c->next_deadline(); next && *next < wake) wake = *next;
-            }
-            for (ChildProcess* child : children) child->fds(fds);
-            if (::poll(fds.data(), fds.size(), remaining_ms(wake)) < 0 && errno != EINTR) {
-                ADD_FAILURE() << "poll failed";
-                return false;
-            }
-        }
+        Connection* const connections[] = {service.get(), listener.get()};
+        return test::serve_until(done, connections, children, timeout);
     }
 
     std::unique_ptr<ChildProcess> start(std::vector<std::string> argv, std::vector<std::string> environment = {}) {

@@ -10,7 +10,6 @@
 // session and system bus addresses both name the private bus, so none of them can reach the machine's
 // real buses. A client that is not installed skips its test (scripts/install-deps.sh installs them all).
 #include <gtest/gtest.h>
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/serve_until.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
@@ -39,7 +39,6 @@ using test::ChildProcess;
 using test::Clock;
 using test::connect;
 using test::find_program;
-using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 20s;  // for one client to finish, or for an expected event
@@ -114,30 +113,8 @@ protected:
     // timeout; false on timeout or if a connection fails.
     bool pump(const std::function<bool()>& done, const std::vector<ChildProcess*>& children,
               std::chrono::milliseconds timeout = kTimeout) {
-        const auto deadline = Clock::now() + timeout;
-        Connection* connections[] = {service.get(), subscriber.get()};
-        for (;;) {
-            for (Connection* c : connections) {
-                if (auto r = c->process(); !r) {
-                    ADD_FAILURE() << "libafbus connection failed: " << r.error().name << ": " << r.error().message;
-                    return false;
-                }
-            }
-            for (ChildProcess* child : children) child->on_ready();
-            if (done()) return true;
-            if (Clock::now() >= deadline) return false;
-            std::vector<pollfd> fds;
-            auto wake = deadline;
-            for (Connection* c : connections) {
-                fds.push_back({c->fd(), c->poll_events(), 0});
-                if (auto next = c->next_deadline(); next && *next < wake) wake = *next;
-            }
-            for (ChildProcess* child : children) child->fds(fds);
-            if (::poll(fds.data(), fds.size(), remaining_ms(wake)) < 0 && errno != EINTR) {
-                ADD_FAILURE() << "poll failed";
-                return false;
-            }
-        }
+        Connection* const connections[] = {service.get(), subscriber.get()};
+        return test::serve_until(done, connections, children, timeout);
     }
 
     // Runs a client to its end while serving its calls; a failure (and a killed client) if it takes longer
