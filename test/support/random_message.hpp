@@ -7,6 +7,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <utility>
@@ -18,6 +19,13 @@
 #include "afbus/types.hpp"
 
 namespace afbus::testgen {
+
+// A seed or a count a run may override from the environment (AFBUS_DIFF_SEED, AFBUS_CROSSCHECK_COUNT...), so
+// that a failure found with other values can be reproduced.
+inline std::uint64_t env_or(const char* name, std::uint64_t fallback) {
+    const char* v = std::getenv(name);
+    return v ? std::strtoull(v, nullptr, 0) : fallback;
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Random types and values.

@@ -30,11 +30,6 @@ namespace {
 
 using namespace testgen;
 
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::strtoull(v, nullptr, 0) : fallback;
-}
-
 const std::uint64_t kSeed = env_or("AFBUS_DIFF_SEED", 0x6d61746368);
 const std::uint64_t kCount = env_or("AFBUS_DIFF_COUNT", 2000);
 

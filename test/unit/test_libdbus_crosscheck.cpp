@@ -24,11 +24,6 @@
 namespace afbus {
 namespace {
 
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::strtoull(v, nullptr, 0) : fallback;
-}
-
 struct DBusMessageDeleter {
     void operator()(DBusMessage* m) const { dbus_message_unref(m); }
 };
