@@ -24,23 +24,13 @@ policy::MessageFacts facts_of(const Message& m, bool requested_reply) {
     return facts;
 }
 
-std::string_view type_name(MessageType type) {
-    switch (type) {
-        case MessageType::MethodCall: return "method_call";
-        case MessageType::MethodReturn: return "method_return";
-        case MessageType::Error: return "error";
-        case MessageType::Signal: return "signal";
-        default: return "invalid";
-    }
-}
-
 std::string or_unset(std::string_view s) { return s.empty() ? std::string("(unset)") : std::string(s); }
 
 // dbus-daemon's complaint, word for word: it is both the log line and the error's text.
 std::string complaint(const char* what, unsigned matched, const PolicyQuestion& q) {
     const Message& m = *q.message;
     auto owner = [](const Peer* p) { return p ? p->describe_owner() : std::string("bus"); };
-    return std::string(what) + ", " + std::to_string(matched) + " matched rules; type=\"" + std::string(type_name(m.type())) +
+    return std::string(what) + ", " + std::to_string(matched) + " matched rules; type=\"" + std::string(to_string(m.type())) +
            "\", sender=\"" + (q.sender ? q.sender->unique_name() : std::string("(unset)")) + "\" (" +
            (q.sender ? owner(q.sender) : std::string("(bus)")) + ") interface=\"" + or_unset(m.interface()) +
            "\" member=\"" + or_unset(m.member()) + "\" error name=\"" + or_unset(m.error_name()) +

@@ -50,16 +50,6 @@ bool is_valid_namespace(std::string_view ns) {
     return is_valid_well_known_name(ns) || is_valid_well_known_name(std::string(ns) + ".x");
 }
 
-std::string_view type_name(MessageType t) {
-    switch (t) {
-        case MessageType::MethodCall: return "method_call";
-        case MessageType::MethodReturn: return "method_return";
-        case MessageType::Error: return "error";
-        case MessageType::Signal: return "signal";
-        default: return "invalid";
-    }
-}
-
 void append_pair(std::string& out, std::string_view key, std::string_view value) {
     if (!out.empty()) out += ',';
     out += key;
@@ -349,7 +339,7 @@ bool operator==(const MatchRule& a, const MatchRule& b) { return a.record_ == b.
 
 std::string MatchRule::to_string() const {
     std::string out;
-    if (const auto t = type()) append_pair(out, "type", type_name(*t));
+    if (const auto t = type()) append_pair(out, "type", afbus::to_string(*t));
     if (const auto v = sender()) append_pair(out, "sender", *v);
     if (const auto v = interface()) append_pair(out, "interface", *v);
     if (const auto v = member()) append_pair(out, "member", *v);

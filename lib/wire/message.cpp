@@ -315,6 +315,16 @@ Expected<Message, WireError> Message::with_sender(std::string_view sender) && {
     return m;
 }
 
+std::string_view to_string(MessageType type) {
+    switch (type) {
+        case MessageType::MethodCall: return "method_call";
+        case MessageType::MethodReturn: return "method_return";
+        case MessageType::Error: return "error";
+        case MessageType::Signal: return "signal";
+        default: return "invalid";
+    }
+}
+
 std::string Message::describe() const {
     static constexpr std::string_view kTypes[] = {"invalid", "method_call", "method_return", "error", "signal"};
     const auto t = static_cast<std::size_t>(type());

@@ -10,16 +10,6 @@ using afbus::Value;
 
 namespace {
 
-const char* type_word(MessageType type) {
-    switch (type) {
-        case MessageType::MethodCall: return "method_call";
-        case MessageType::MethodReturn: return "method_return";
-        case MessageType::Error: return "error";
-        case MessageType::Signal: return "signal";
-        default: return "invalid";
-    }
-}
-
 const char* basic_type_name(char code) {
     switch (code) {
         case 'y': return "BYTE";
@@ -90,7 +80,7 @@ std::string format_timestamp(std::chrono::system_clock::time_point when) {
 
 std::string dump_message(const Message& m, std::chrono::system_clock::time_point received, bool utf8) {
     std::string out = utf8 ? "\u2023" : ">";
-    out += " Type=" + std::string(type_word(m.type())) + "  Endian=" + static_cast<char>(m.endian()) +
+    out += " Type=" + std::string(to_string(m.type())) + "  Endian=" + static_cast<char>(m.endian()) +
            "  Flags=" + std::to_string(m.flags()) + "  Version=1 Cookie=" + std::to_string(m.serial());
     if (m.reply_serial()) out += "  ReplyCookie=" + std::to_string(*m.reply_serial());
     out += "  Timestamp=\"" + format_timestamp(received) + "\"\n";
@@ -123,7 +113,7 @@ std::string dump_message(const Message& m, std::chrono::system_clock::time_point
 
 afbus::Expected<Json, std::string> message_to_json(const Message& m, std::chrono::system_clock::time_point received) {
     Json out = Json::object();
-    out.add("type", Json::string(type_word(m.type())));
+    out.add("type", Json::string(std::string(to_string(m.type()))));
     out.add("endian", Json::string(std::string(1, static_cast<char>(m.endian()))));
     out.add("flags", Json::unsigned_integer(m.flags()));
     out.add("version", Json::unsigned_integer(1));

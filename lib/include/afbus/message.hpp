@@ -23,6 +23,9 @@ namespace afbus {
 
 enum class MessageType : std::uint8_t { Invalid = 0, MethodCall = 1, MethodReturn = 2, Error = 3, Signal = 4 };
 
+// The type as match rules, busconfig and busctl spell it ("method_call", ...; "invalid" for any other).
+std::string_view to_string(MessageType type);
+
 namespace message_flags {
 inline constexpr std::uint8_t kNoReplyExpected = 0x1;
 inline constexpr std::uint8_t kNoAutoStart = 0x2;
