@@ -41,20 +41,16 @@ while [ $i -lt 50 ]; do /bin/true; i=$((i + 1)); done
 per=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", (b - a) * 1000 / 50 }')
 echo "AFBUS-TEST process_cost PASS ${per} ms per fork+exec of /bin/true"
 
-# An integration test binary against afbus-daemon in broker mode, as on the host.
-t0=$(uptime_s)
-if out=$(AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$B/test/test_client" 2>&1); then
-    echo "AFBUS-TEST integration_client PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) in $(elapsed "$t0") s"
-else
-    echo "$out" | grep -B3 -A15 'Failure' | head -80
-    echo "AFBUS-TEST integration_client FAIL $(echo "$out" | grep -E 'FAILED' | head -1)"
-fi
-
+# A gtest binary of the build tree against afbus-daemon in broker mode, as on the host.
+run_gtest() {  # name binary
+    t0=$(uptime_s)
+    if out=$(AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$B/test/$2" 2>&1); then
+        echo "AFBUS-TEST $1 PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) in $(elapsed "$t0") s"
+    else
+        echo "$out" | grep -B3 -A15 'Failure' | head -80
+        echo "AFBUS-TEST $1 FAIL $(echo "$out" | grep -E 'FAILED' | head -1)"
+    fi
+}
+run_gtest integration_client test_client
 # busctl, dbus-send, dbus-monitor, gdbus and python3-dbus against afbus-daemon.
-t0=$(uptime_s)
-if out=$(AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$B/test/test_debian_clients" 2>&1); then
-    echo "AFBUS-TEST standard_clients PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) in $(elapsed "$t0") s"
-else
-    echo "$out" | grep -B3 -A15 'Failure' | head -80
-    echo "AFBUS-TEST standard_clients FAIL $(echo "$out" | grep -E 'FAILED' | head -1)"
-fi
+run_gtest standard_clients test_debian_clients
