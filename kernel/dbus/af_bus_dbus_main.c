@@ -470,9 +470,8 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 			return -EBADMSG;
 		cur->msg = cur->copy;
 	}
-	/* The header again, now with offsets into cur->msg. */
-	if (dbus_hdr_parse(cur->msg, skb->len, &cur->hdr, NULL))
-		return -EBADMSG;
+	/* Its offsets count from the message's first byte: as valid in cur->msg as where they were read. */
+	cur->hdr = *h;
 	cur->nargs = b->max_nargs ? dbus_match_args_extract(cur->msg, skb->len, &cur->hdr, b->max_nargs,
 							    &cur->args) : 0;
 	if (cur->nargs < 0)
