@@ -1661,6 +1661,7 @@ static void bus_hook_ctx_init(struct bus_hook_ctx *ctx, struct bus *bus, struct 
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
 
+	lockdep_assert_held(&bus->lock);	/* peers and joined states are stable */
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->bus = bus;
 	ctx->skb = skb;
@@ -1669,6 +1670,10 @@ static void bus_hook_ctx_init(struct bus_hook_ctx *ctx, struct bus *bus, struct 
 	ctx->dst = cb->dst;
 	ctx->kind = kind;
 	ctx->from_master = sender->role == BUS_ROLE_MASTER_CONN;
+	if (ctx->from_master)
+		ctx->before_join = sender->peer && !sender->peer->joined && ctx->dst == sender->peer->addr;
+	else
+		ctx->before_join = !sender->joined;
 	ctx->protocol = sender->sk.sk_protocol;
 	ctx->bus_protocol = bus->protocol;
 	ctx->proto_priv = bus->proto_priv;

@@ -64,6 +64,7 @@ struct dbus_rule {
 /* A client the master named. */
 struct dbus_client {
 	u64 addr;
+	struct hlist_node name_node;	/* dbus_bus.by_name */
 	struct list_head calls;		/* struct dbus_call.caller_node: its calls awaiting replies */
 	struct list_head answers;	/* struct dbus_call.callee_node: calls it has to answer */
 	struct list_head rules;		/* struct dbus_rule: what multicast it receives */
@@ -100,12 +101,18 @@ struct dbus_current {
 	int nargs;			/* arguments extracted, or -errno: conditions on them fail */
 	const u8 *msg;			/* multicast: the message's bytes */
 	u8 *copy;			/* ... when the skb is not linear (freed with the next send) */
+	/*
+	 * the client (its SENDER) of a call or reply the master forwards: the callee's answer to such
+	 * a call is let through, and such a reply settles the call
+	 */
+	struct dbus_client *forwarded_for;
 	struct dbus_hdr hdr;		/* multicast: its parsed header, offsets into msg */
 	struct dbus_match_args args;
 };
 
 struct dbus_bus {
 	struct xarray clients;		/* client part of the unique address -> struct dbus_client */
+	DECLARE_HASHTABLE(by_name, 10);	/* struct dbus_client by unique name */
 	DECLARE_HASHTABLE(calls, 10);
 	u32 max_replies;
 	unsigned long reply_timeout;	/* jiffies */
@@ -119,6 +126,11 @@ struct dbus_bus {
 
 /* Headers up to this size that are not in the skb's linear part are copied to the stack. */
 #define DBUS_HDR_ON_STACK 192
+
+static u32 dbus_name_key(const u8 *name, u32 len)
+{
+	return jhash(name, len, 0);
+}
 
 static u32 dbus_call_key(u64 caller, u32 serial)
 {
@@ -151,6 +163,7 @@ static struct dbus_bus *dbus_bus_new(void)
 	if (!b)
 		return NULL;
 	xa_init(&b->clients);
+	hash_init(b->by_name);
 	hash_init(b->calls);
 	hash_init(b->by_member);
 	hash_init(b->by_interface);
@@ -187,6 +200,7 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 		kfree(c);
 		return err == -EBUSY ? -EALREADY : err;
 	}
+	hash_add(b->by_name, &c->name_node, dbus_name_key(c->name, len));
 	return 0;
 }
 
@@ -210,9 +224,14 @@ static struct dbus_client *dbus_client_find(struct dbus_bus *b, u64 addr)
 	return addr ? xa_load(&b->clients, BUS_ADDR_CLIENT(addr)) : NULL;
 }
 
-static u32 dbus_name_key(const u8 *name, u32 len)
+static struct dbus_client *dbus_client_find_name(struct dbus_bus *b, const u8 *name, u32 len)
 {
-	return jhash(name, len, 0);
+	struct dbus_client *c;
+
+	hash_for_each_possible(b->by_name, c, name_node, dbus_name_key(name, len))
+		if (c->name_len == len && !memcmp(c->name, name, len))
+			return c;
+	return NULL;
 }
 
 /* The value of one of a record's keys, if the record names it (the record passed dbus_match_check). */
@@ -333,6 +352,7 @@ static void dbus_client_free(struct dbus_client *c)
 		dbus_call_free(call);
 	list_for_each_entry_safe(call, tmp, &c->answers, callee_node)
 		dbus_call_free(call);
+	hash_del(&c->name_node);
 	kfree(c);
 }
 
@@ -341,8 +361,11 @@ static void dbus_client_gone(void *priv, u64 client)
 	struct dbus_bus *b = priv;
 	struct dbus_client *c = xa_erase(&b->clients, BUS_ADDR_CLIENT(client));
 
-	if (c)
+	if (c) {
+		if (b->cur.forwarded_for == c)
+			b->cur.forwarded_for = NULL;
 		dbus_client_free(c);
+	}
 }
 
 static void dbus_bus_gone(void *priv)
@@ -444,7 +467,8 @@ static void dbus_mark_subscribers(struct dbus_bus *b)
  * Keeps what the deliveries of the message need (struct dbus_current); for a multicast the whole
  * message and its arguments, for the receivers' match records. Atomic context.
  */
-static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, const struct dbus_hdr *h)
+static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, const u8 *hdr,
+			 const struct dbus_hdr *h)
 {
 	struct dbus_current *cur = &b->cur;
 	const struct sk_buff *skb = ctx->skb;
@@ -458,8 +482,21 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 	cur->reply_serial = h->reply_serial;
 	cur->multicast = ctx->kind == BUS_HOOK_MULTICAST;
 	cur->msg = NULL;
-	if (!cur->multicast)
+	cur->forwarded_for = NULL;
+	if (!cur->multicast) {
+		/*
+		 * The master forwards what a client sent it (to a name the client could not address
+		 * yet, or queued for activation), with the client as SENDER: the answer to a call
+		 * goes from the callee to the client directly, as for a call the client sent itself,
+		 * and a reply forwarded for its sender settles the call it answers.
+		 */
+		if (ctx->from_master && h->sender.present &&
+		    (h->type == DBUS_HDR_TYPE_METHOD_RETURN || h->type == DBUS_HDR_TYPE_ERROR ||
+		     (h->type == DBUS_HDR_TYPE_METHOD_CALL && !(h->flags & DBUS_FLAG_NO_REPLY_EXPECTED))))
+			cur->forwarded_for = dbus_client_find_name(b, hdr + h->sender.off,
+								   h->sender.len);
 		return 0;
+	}
 	if (skb_headlen(skb) >= skb->len) {
 		cur->msg = skb->data;
 	} else {
@@ -489,13 +526,14 @@ static int dbus_send_hook(void *priv, const struct bus_hook_ctx *ctx)
 	u8 *heap;
 	int err;
 
-	if (ctx->bus_protocol != BUS_PROTO_DBUS)
+	/* Authentication and Hello are the master's to check. */
+	if (ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join)
 		return BUS_HOOK_ACCEPT;
 	err = dbus_parse_skb(ctx->skb, stackbuf, &heap, &hdr, &h);
 	if (!err && !ctx->from_master)
 		err = dbus_check_sender(ctx, hdr, &h);
 	if (!err && b)
-		err = dbus_remember(b, ctx, &h);
+		err = dbus_remember(b, ctx, hdr, &h);
 	kfree(heap);
 	return err;
 }
@@ -564,14 +602,32 @@ static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 	struct dbus_bus *b = ctx->proto_priv;
 	struct dbus_client *caller, *callee;
 
-	if (ctx->bus_protocol != BUS_PROTO_DBUS || !b || ctx->kind == BUS_HOOK_EAVESDROP)
+	if (ctx->bus_protocol != BUS_PROTO_DBUS)
+		return BUS_HOOK_ACCEPT;
+	/* Eavesdroppers (monitors) see bus traffic, not a client's authentication. */
+	if (ctx->before_join)
+		return ctx->kind == BUS_HOOK_EAVESDROP ? BUS_HOOK_DROP : BUS_HOOK_ACCEPT;
+	if (!b || ctx->kind == BUS_HOOK_EAVESDROP)
 		return BUS_HOOK_ACCEPT;
 	/* A copy of a multicast, from a client or the master: for subscribers only. */
 	if (ctx->kind == BUS_HOOK_MULTICAST)
 		return dbus_deliver_copy(b, ctx);
-	/* The master answers and tracks what goes through it. */
-	if (ctx->from_master || ctx->rcpt == BUS_MASTER_ADDR)
+	if (ctx->rcpt == BUS_MASTER_ADDR)
 		return BUS_HOOK_ACCEPT;
+	if (ctx->from_master) {
+		/* The master answers and tracks what goes through it, except what it forwards. */
+		if (WARN_ON_ONCE(b->cur.skb != ctx->skb) || !b->cur.forwarded_for)
+			return BUS_HOOK_ACCEPT;
+		if (b->cur.type != DBUS_HDR_TYPE_METHOD_CALL) {
+			/* the master judged the reply; it only settles the call, if recorded */
+			dbus_take_reply(b, ctx->rcpt, b->cur.forwarded_for->addr, b->cur.reply_serial);
+			return BUS_HOOK_ACCEPT;
+		}
+		callee = dbus_client_find(b, ctx->rcpt);
+		if (!callee)
+			return BUS_HOOK_ACCEPT;
+		return dbus_record_call(b, b->cur.forwarded_for, callee, b->cur.serial);
+	}
 	/* A unicast delivery directly follows its send hook under the same hold of the bus lock. */
 	if (WARN_ON_ONCE(b->cur.skb != ctx->skb))
 		return -EPROTO;

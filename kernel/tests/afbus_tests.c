@@ -2690,6 +2690,84 @@ static int t_dbus_replies_body(uint8_t *m)
 	return 0;
 }
 
+/*
+ * Before the master joins a client, their conversation (SASL lines, Hello) is not D-Bus traffic:
+ * it passes unparsed, and eavesdroppers do not see it. Calls and replies the master forwards for
+ * a client (as SENDER) are tracked like the client's own.
+ */
+static int t_dbus_master_body(uint8_t *m)
+{
+	static const char auth[] = "\0AUTH EXTERNAL 30\r\n", ok[] = "OK 0123456789abcdef\r\n";
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
+	struct tbus tb;
+	size_t n;
+	int i;
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus-master", 3, 0, BUS_PROTO_DBUS));
+	for (i = 1; i < 3; i++) {
+		CHECK_OK(set_name(tb.s[i], names[i]));
+		CHECK_OK(bus_join(tb.s[i]));
+	}
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
+	/* authentication: both ways, unparsed, unseen by the eavesdropper */
+	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, (const uint8_t *)auth, sizeof(auth) - 1));
+	CHECK_OK(recv_raw(tb.s[0], (const uint8_t *)auth, sizeof(auth) - 1));
+	CHECK_OK(send_raw(tb.s[0], tb.a[0], (const uint8_t *)ok, sizeof(ok) - 1));
+	CHECK_OK(recv_raw(tb.c[0], (const uint8_t *)ok, sizeof(ok) - 1));
+	CHECK(no_message(tb.c[2], 50), "an eavesdropper saw a client authenticate");
+	/* ... but only with the master: a master-side socket sending a joined client garbage fails */
+	CHECK_ERR(send_raw(tb.s[0], tb.a[1], (const uint8_t *)ok, sizeof(ok) - 1), EBADMSG);
+	/* once joined, a client speaks D-Bus to the master too, and is seen */
+	CHECK_OK(set_name(tb.s[0], names[0]));
+	CHECK_OK(bus_join(tb.s[0]));
+	CHECK_ERR(send_raw(tb.c[0], BUS_MASTER_ADDR, (const uint8_t *)auth, sizeof(auth) - 1), EBADMSG);
+	CHECK_ERR(send_raw(tb.s[0], tb.a[0], (const uint8_t *)ok, sizeof(ok) - 1), EBADMSG);
+	n = dmsg_signal(m, ":1.1");
+	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
+	CHECK_OK(recv_raw(tb.s[0], m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+
+	/* a call the master forwards for :1.1 is answered to :1.1 directly, once */
+	n = dmsg_call(m, names[0], 30, 0);
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK(danswer(&tb, m, 1, 0, 30, NULL) == 1, "the answer to a forwarded call did not arrive");
+	CHECK(danswer(&tb, m, 1, 0, 30, NULL) == 0, "a second answer to a forwarded call arrived");
+	/* the bus's own calls are not: their answers go to the master */
+	n = dmsg_call(m, "org.freedesktop.DBus", 31, 0);
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK(danswer(&tb, m, 1, 0, 31, NULL) == 0, "an answer to the bus's call reached a client");
+	/* nor are forwarded calls that want no reply */
+	n = dmsg_call(m, names[0], 32, 1);
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK(danswer(&tb, m, 1, 0, 32, NULL) == 0, "a reply to a forwarded no-reply call arrived");
+	/* a reply the master forwards for the callee settles the call */
+	CHECK_OK(dcall(&tb, m, 0, 1, 40, 0));
+	n = dmsg_reply(m, names[1], 40, NULL);
+	CHECK_OK(send_raw(tb.s[0], tb.a[0], m, n));
+	CHECK_OK(recv_raw(tb.c[0], m, n));
+	CHECK(danswer(&tb, m, 1, 0, 40, NULL) == 0, "a call answered through the master was answered twice");
+	/* forwarded calls count against the caller's limit */
+	CHECK_OK(set_reply_limits(tb.l, 1, 60000));
+	n = dmsg_call(m, names[0], 50, 0);
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	n = dmsg_call(m, names[0], 51, 0);
+	CHECK_ERR(send_raw(tb.s[1], tb.a[1], m, n), EDQUOT);
+	CHECK(danswer(&tb, m, 1, 0, 50, NULL) == 1);
+	/* a forwarded call whose caller has left: delivered, answered to nobody */
+	n = dmsg_call(m, names[0], 52, 0);
+	close(tb.c[0]);
+	close(tb.s[0]);
+	tb.c[0] = tb.s[0] = -1;
+	CHECK_OK(send_raw(tb.s[1], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	tb_close(&tb);
+	return 0;
+}
+
 static int t_dbus(void)
 {
 	uint8_t *m = malloc(4096);
@@ -2706,11 +2784,14 @@ static int t_dbus(void)
 		rc = t_dbus_replies_body(m);
 	if (!rc)
 		rc = t_dbus_matches_body(m);
+	if (!rc)
+		rc = t_dbus_master_body(m);
 	free(m);
 	if (rc)
 		return rc;
 	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
-	PASS("header checks, trusted SENDER, names per client, pending replies, match records, module lifetime");
+	PASS("header checks, trusted SENDER, names per client, pending replies, match records, "
+	     "the master's authentication and forwarding, module lifetime");
 }
 
 /*

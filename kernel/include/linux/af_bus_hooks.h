@@ -39,6 +39,11 @@ struct bus_hook_ctx {
 	u64 rcpt;			/* BUS_HOOK_DELIVER: receiver's unique address, 0: master */
 	enum bus_hook_kind kind;
 	bool from_master;		/* sent by the master (a master-side socket) */
+	/*
+	 * between the master and a client it has not joined yet (authentication, Hello): not bus
+	 * traffic, which protocol modules may leave unparsed
+	 */
+	bool before_join;
 	int protocol;			/* BUS_PROTO_* of the sending socket */
 	int bus_protocol;		/* BUS_PROTO_* the bus was bound with (its listener's) */
 	void *proto_priv;		/* the bus's protocol module state (bus_proto_ops), or NULL */
