@@ -89,11 +89,14 @@ void Bus::announce(const std::string& name, std::optional<PeerId> old_owner, std
 
 void Bus::apply_name_changes(const std::vector<NameChange>& changes) {
     for (const NameChange& c : changes) {
-        if (delivery_) delivery_->name_owner_changed(c);
+        const bool acquired = c.new_owner && peers_.find(*c.new_owner);
+        if (!acquired && delivery_) delivery_->name_owner_changed(c);
         announce(c.name, c.old_owner, c.new_owner);
+        if (!acquired) continue;
         // Messages that waited for the name's activation go to it now (before the RequestName reply, as
-        // in dbus-daemon).
-        if (c.new_owner && peers_.find(*c.new_owner)) activation_->name_acquired(c.name);
+        // in dbus-daemon), and before the delivery mode lets messages reach the new owner directly.
+        activation_->name_acquired(c.name);
+        if (delivery_) delivery_->name_owner_changed(c);
     }
 }
 
@@ -101,7 +104,6 @@ void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
     const PeerId id = peer.id();
     apply_name_changes(names_.release_all(id));
     matches_.remove_all(id);
-    if (delivery_) delivery_->matches_changed(id);
     announce(peer.unique_name(), id, std::nullopt);
     peers_.make_monitor(peer);
     monitors_.add(id, std::move(rules));
@@ -139,13 +141,13 @@ NameRegistry::Result Bus::release_name(Peer& peer, const std::string& name) {
 }
 
 void Bus::add_match(Peer& peer, MatchRule rule) {
+    if (delivery_) delivery_->match_added(peer.id(), rule);
     matches_.add(peer.id(), std::move(rule));
-    if (delivery_) delivery_->matches_changed(peer.id());
 }
 
 bool Bus::remove_match(Peer& peer, const MatchRule& rule) {
     if (!matches_.remove(peer.id(), rule)) return false;
-    if (delivery_) delivery_->matches_changed(peer.id());
+    if (delivery_) delivery_->match_removed(peer.id(), rule);
     return true;
 }
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "afbus/expected.hpp"
+#include "afbus/match_rule.hpp"
 #include "afbus/message.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/unix_socket.hpp"
@@ -80,8 +81,13 @@ public:
 
     // Changes of the model, for a mode that mirrors them. Broker mode ignores them.
     virtual void unique_name_assigned(PeerId /*peer*/, std::string_view /*unique_name*/) {}
+    // A well-known name changes owner. The model reports a new owner after it forwarded the messages
+    // that waited for the name (activation), so that a mode moving the name's address lets nothing
+    // sent to the address overtake them.
     virtual void name_owner_changed(const NameChange& /*change*/) {}
-    virtual void matches_changed(PeerId /*peer*/) {}
+    virtual void match_added(PeerId /*peer*/, const MatchRule& /*rule*/) {}
+    virtual void match_removed(PeerId /*peer*/, const MatchRule& /*rule*/) {}
+    // `peer` became a monitor: it has no names and no match rules any more.
     virtual void became_monitor(PeerId /*peer*/) {}
     virtual void policy_changed() {}
 };

@@ -32,7 +32,8 @@ public:
     void detach(PeerId peer) override { detached.push_back(peer); }
     void unique_name_assigned(PeerId peer, std::string_view name) override { unique_names[peer] = std::string(name); }
     void name_owner_changed(const NameChange& change) override { name_changes.push_back(change.name); }
-    void matches_changed(PeerId peer) override { match_changes.push_back(peer); }
+    void match_added(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, "+" + rule.to_string()); }
+    void match_removed(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, "-" + rule.to_string()); }
 
     // Takes what was delivered to `peer` so far.
     std::vector<std::shared_ptr<const Message>> take(PeerId peer) { return std::exchange(inbox[peer], {}); }
@@ -41,7 +42,7 @@ public:
     std::vector<PeerId> detached;
     std::map<PeerId, std::string> unique_names;
     std::vector<std::string> name_changes;
-    std::vector<PeerId> match_changes;
+    std::vector<std::pair<PeerId, std::string>> match_changes;
     int flushes = 0;
 };
 
@@ -158,7 +159,8 @@ TEST_F(BusModelTest, NameChangesReachSubscribersAndTheDeliveryMode) {
     EXPECT_EQ(old_owner, "");
     EXPECT_EQ(new_owner, a_name);
     EXPECT_EQ(delivery.name_changes, (std::vector<std::string>{"org.x.Service"}));
-    EXPECT_EQ(delivery.match_changes, (std::vector<PeerId>{watcher}));
+    EXPECT_EQ(delivery.match_changes,
+              (std::vector<std::pair<PeerId, std::string>>{{watcher, "+type='signal',member='NameOwnerChanged'"}}));
     // Leaving gives the name up.
     events.peer_failed(a, "test");
     auto lost = delivery.take(watcher);
