@@ -12,6 +12,18 @@
 
 namespace afbus::daemon {
 
+SaslServerConfig sasl_server_config(const ConnectionSettings& settings, const PeerCredentials& credentials) {
+    SaslServerConfig sasl;
+    sasl.mechanisms = settings.mechanisms;
+    sasl.allow_anonymous = settings.allow_anonymous;
+    sasl.guid = settings.guid;
+    // TCP peers have no kernel credentials: no EXTERNAL, no fd passing; DBUS_COOKIE_SHA1 says who they are.
+    if (credentials.from_kernel) sasl.peer_uid = credentials.uid;
+    sasl.unix_fd_possible = credentials.from_kernel;
+    sasl.cookie_sha1.emplace().server_uid = ::geteuid();  // offered only if listed in the mechanisms
+    return sasl;
+}
+
 BrokerDelivery::BrokerDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings)
     : loop_(loop), events_(events), settings_(std::move(settings)) {}
 
@@ -63,15 +75,7 @@ void BrokerDelivery::add_connection(Fd socket) {
         log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
         return;  // closing the socket refuses it
     }
-    SaslServerConfig sasl;
-    sasl.mechanisms = settings_.mechanisms;
-    sasl.allow_anonymous = settings_.allow_anonymous;
-    sasl.guid = settings_.guid;
-    // TCP peers have no kernel credentials: no EXTERNAL, no fd passing; DBUS_COOKIE_SHA1 says who they are.
-    if (credentials->from_kernel) sasl.peer_uid = credentials->uid;
-    sasl.unix_fd_possible = credentials->from_kernel;
-    sasl.cookie_sha1.emplace().server_uid = ::geteuid();  // offered only if listed in the mechanisms
-
+    SaslServerConfig sasl = sasl_server_config(settings_, *credentials);
     const auto id = events_.peer_connected(std::move(*credentials));
     if (!id) return;
     auto connection = std::make_unique<Connection>();

@@ -60,6 +60,8 @@ ConnectionSettings Bus::connection_settings() const {
     c.allow_anonymous = settings_.allow_anonymous;
     c.auth_timeout_ms = settings_.limits.auth_timeout;
     c.pending_fd_timeout_ms = settings_.limits.pending_fd_timeout;
+    c.max_replies_per_connection = settings_.limits.max_replies_per_connection;
+    c.reply_timeout_ms = settings_.limits.reply_timeout;
     return c;
 }
 

@@ -30,15 +30,22 @@
 
 namespace afbus::daemon {
 
-// How connections authenticate and how long they may take: the part of the configuration a delivery
-// mode applies before the model knows a connection.
+// How connections authenticate and how long they may take, and the limits a delivery mode enforces
+// itself: the part of the configuration a delivery mode applies.
 struct ConnectionSettings {
     std::string guid;
     std::vector<SaslMechanism> mechanisms{SaslMechanism::External};
     bool allow_anonymous = false;
     std::int64_t auth_timeout_ms = 30000;
     std::int64_t pending_fd_timeout_ms = 150000;
+    // Pending replies: the model tracks what it routes; kernel mode has af_bus_dbus.ko track the calls
+    // that go from client to client directly, with the same limits.
+    std::int64_t max_replies_per_connection = 128;
+    std::int64_t reply_timeout_ms = -1;  // -1: never
 };
+
+// The SASL server for a new connection with these credentials, as `settings` ask.
+SaslServerConfig sasl_server_config(const ConnectionSettings& settings, const PeerCredentials& credentials);
 
 class DeliveryEvents {
 public:

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <random>
 
+#include <linux/af_bus.h>
+
+#include "afbus/af_bus_socket.hpp"
 #include "afbus/unix_socket.hpp"
 #include "log.hpp"
 
@@ -37,6 +40,40 @@ Expected<std::vector<Listener>, std::string> listen_path(const std::string& path
     if (::chmod(path.c_str(), 0777) < 0) log_warning("Could not set mode 0777 on socket %s", path.c_str());
     std::vector<Listener> out;
     out.push_back({std::move(*fd), "unix:path=" + escape_address_value(path), path});
+    return out;
+}
+
+// Kernel mode's master: a BUS_PROTO_DBUS bus, which af_bus_dbus.ko must serve.
+Expected<std::vector<Listener>, std::string> listen_af_bus(const AddressEntry& entry) {
+    const auto skip = [&entry](const std::string& why) -> Expected<std::vector<Listener>, std::string> {
+        log_warning("Not listening on %s: %s; the other listen addresses serve", entry.to_string().c_str(), why.c_str());
+        return std::vector<Listener>{};
+    };
+    auto family = af_bus_family();
+    if (!family) return skip(std::string(to_string(family.error())));
+    auto address = bus_socket_address(entry, *family);
+    if (!address) return Unexpected("Address " + entry.to_string() + ": " + std::string(to_string(address.error())));
+    Fd fd(::socket(*family, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, BUS_PROTO_DBUS));
+    if (!fd) return skip(std::string("AF_BUS socket: ") + std::strerror(errno));
+    std::optional<std::string> socket_file;
+    const char* path = address->address.sbus_path;
+    if (path[0] != '\0') {
+        struct stat st;
+        if (::lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path);
+        socket_file = path;
+    }
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address->address), address->length) < 0) {
+        if (errno == EPROTONOSUPPORT) return skip("the AF_BUS D-Bus module (af_bus_dbus.ko) is not loaded");
+        return Unexpected("Failed to bind AF_BUS socket " + entry.to_string() + ": " + std::strerror(errno));
+    }
+    if (::listen(fd.get(), 128) < 0)
+        return Unexpected("Failed to listen on AF_BUS socket " + entry.to_string() + ": " + std::strerror(errno));
+    if (socket_file && ::chmod(socket_file->c_str(), 0777) < 0)
+        log_warning("Could not set mode 0777 on socket %s", socket_file->c_str());
+    const std::string where = socket_file ? "afbus:path=" + escape_address_value(*socket_file)
+                                          : "afbus:abstract=" + escape_address_value(std::string(*entry.get("abstract")));
+    std::vector<Listener> out;
+    out.push_back({std::move(fd), where, socket_file, *family});
     return out;
 }
 
@@ -109,6 +146,7 @@ Expected<std::vector<Listener>, std::string> open_listeners(const AddressEntry& 
     const std::string& transport = entry.transport();
     if (transport == "systemd") return listen_systemd();
     if (transport == "tcp") return listen_tcp(entry);
+    if (transport == "afbus") return listen_af_bus(entry);
     if (transport != "unix") return Unexpected("Unsupported address type \"" + transport + "\" in " + entry.to_string());
     if (auto path = entry.get("path")) return listen_path(std::string(*path));
     if (auto dir = entry.get("dir").has_value() ? entry.get("dir") : entry.get("tmpdir")) {

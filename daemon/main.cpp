@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include "afbus/address.hpp"
 #include "afbus/fd.hpp"
 #include "broker_delivery.hpp"
+#include "kernel_delivery.hpp"
 #include "bus.hpp"
 #include "config.hpp"
 #include "dir_watch.hpp"
@@ -177,6 +179,9 @@ int main(int argc, char** argv) {
         if (!opened) return fail("Failed to start message bus: " + opened.error());
         for (auto& l : *opened) listeners.push_back(std::move(l));
     }
+    // afbus: entries the kernel cannot serve were skipped (with a warning); something must be left.
+    if (listeners.empty()) return fail("Failed to start message bus: none of the <listen> addresses could be used");
+    const auto af_bus_listener = std::find_if(listeners.begin(), listeners.end(), [](const Listener& l) { return l.af_bus_family != 0; });
 
     int ready_fd = -1;  // forked: written once the address is printed, which lets the parent exit 0
     Fd dev_null;        // forked: /dev/null, for the standard fds that stay open until we have printed
@@ -216,14 +221,22 @@ int main(int argc, char** argv) {
 
     EventLoop loop;
     Bus bus(loop, settings_from(*config, *options, initial_fd_limit));
-    BrokerDelivery& broker = bus.use_delivery<BrokerDelivery>();
+    // Kernel mode when an AF_BUS listener is open: its delivery serves the unix listeners too.
+    KernelDelivery* kernel = af_bus_listener == listeners.end()
+                                 ? nullptr
+                                 : &bus.use_delivery<KernelDelivery>(af_bus_listener->af_bus_family);
+    BrokerDelivery& broker = kernel ? kernel->broker() : bus.use_delivery<BrokerDelivery>();
     std::string address;
     std::vector<std::string> socket_files;
     for (Listener& l : listeners) {
         if (!address.empty()) address += ';';
         address += l.address + ",guid=" + bus.guid();
         if (l.socket_file) socket_files.push_back(*l.socket_file);
-        broker.add_listener(std::move(l.fd));
+        if (l.af_bus_family) {
+            kernel->add_listener(std::move(l.fd));
+        } else {
+            broker.add_listener(std::move(l.fd));
+        }
     }
     bus.set_address(address);
 

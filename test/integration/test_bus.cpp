@@ -20,6 +20,15 @@ namespace afbus::test {
 
 namespace {
 
+// With AFBUS_TEST_KERNEL_MODE=1 (the kernel-mode VM tests), the generated configuration listens on an
+// AF_BUS socket first: the bus address then starts with it, so libafbus clients connect through the
+// kernel, and standard clients, which skip the afbus: entry, take the unix one.
+std::string kernel_mode_listen(const std::string& dir) {
+    const char* on = std::getenv("AFBUS_TEST_KERNEL_MODE");
+    if (!on || std::string_view(on) != "1") return "";
+    return "  <listen>afbus:path=" + dir + "/afbus_socket</listen>\n";
+}
+
 TestBusOptions with_extra_config(const std::string& extra_config) {
     TestBusOptions options;
     options.extra_config = extra_config;
@@ -54,7 +63,8 @@ TestBus::TestBus(const TestBusOptions& options) {
                   " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
                   "<busconfig>\n"
                   "  <type>session</type>\n"
-                  "  <listen>" << (options.listen.empty() ? "unix:dir=" + dir_ : options.listen) << "</listen>\n"
+               << kernel_mode_listen(dir_) <<
+                  "  <listen>" << (options.listen.empty() ? "unix:dir=" + dir_ : with_dir(options.listen)) << "</listen>\n"
                << (options.auth.empty() ? "" : "  <auth>" + options.auth + "</auth>\n")
                << "  <policy context=\"default\">\n"
                   "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"

@@ -17,7 +17,7 @@ namespace afbus::test {
 struct TestBusOptions {
     // Inserted into the <busconfig> element (limits, policies); "@DIR@" stands for the temporary directory.
     std::string extra_config;
-    std::string listen;             // the <listen> address; empty: unix:dir=<the temporary directory>
+    std::string listen;  // the <listen> address ("@DIR@": the temporary directory); empty: unix:dir=<it>
     std::string auth = "EXTERNAL";  // the one <auth> mechanism; empty: no <auth> element
     // The daemon binary; empty: $AFBUS_TEST_DAEMON if set, else dbus-daemon from PATH.
     std::string daemon;

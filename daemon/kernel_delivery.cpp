@@ -1,0 +1,358 @@
+#include "kernel_delivery.hpp"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/af_bus.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "afbus/types.hpp"
+#include "afbus/unix_socket.hpp"
+#include "log.hpp"
+#include "name_signals.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+// The notice a native client gets after the master forwarded one of its messages (docs/kernel-mode.md).
+constexpr std::string_view kKernelInterface = "org.afbus.Kernel";
+constexpr std::string_view kNameAddressMember = "NameAddress";
+
+}  // namespace
+
+KernelDelivery::KernelDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings, int family)
+    : loop_(loop), events_(events), settings_(settings), family_(family), broker_(loop, events, std::move(settings)) {}
+
+KernelDelivery::~KernelDelivery() {
+    for (const Fd& l : listeners_) loop_.unwatch(l.get());
+    for (auto& [id, c] : clients_) {
+        loop_.unwatch(c->transport->fd());
+        if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
+    }
+}
+
+void KernelDelivery::configure(const ConnectionSettings& settings) {
+    settings_ = settings;
+    broker_.configure(settings);
+    for (const Fd& l : listeners_) apply_reply_limits(l);
+}
+
+void KernelDelivery::apply_reply_limits(const Fd& listener) const {
+    // The kernel's ranges: 1..65536 calls, 1 ms..2^31-1 ms (about 25 days: "never" in practice).
+    bus_dbus_reply_limits limits{};
+    limits.max_replies = static_cast<std::uint32_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
+    limits.timeout_ms = static_cast<std::uint32_t>(
+        settings_.reply_timeout_ms < 0 ? INT32_MAX : std::clamp<std::int64_t>(settings_.reply_timeout_ms, 1, INT32_MAX));
+    if (::setsockopt(listener.get(), SOL_BUS, BUS_DBUS_SET_REPLY_LIMITS, &limits, sizeof limits) < 0)
+        log_warning("AF_BUS: could not set the pending reply limits: %s", std::strerror(errno));
+}
+
+void KernelDelivery::add_listener(Fd listener) {
+    const int fd = listener.get();
+    apply_reply_limits(listener);
+    listeners_.push_back(std::move(listener));
+    loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
+}
+
+void KernelDelivery::watch_listeners(bool on) {
+    if (on == listening_) return;
+    listening_ = on;
+    for (const Fd& l : listeners_) loop_.modify(l.get(), on ? EPOLLIN : 0u);
+}
+
+void KernelDelivery::on_listener_ready(int fd) {
+    for (;;) {
+        // As on the unix side: while too many connections authenticate, new ones wait in the backlog,
+        // unwatched until flush() finds room.
+        if (!events_.may_accept()) return watch_listeners(false);
+        Fd socket(::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!socket) {
+            if (errno != EAGAIN && errno != EINTR) log_warning("AF_BUS accept failed: %s", std::strerror(errno));
+            return;
+        }
+        add_client(std::move(socket));
+    }
+}
+
+void KernelDelivery::add_client(Fd socket) {
+    auto credentials = peer_credentials(socket);
+    if (!credentials) {
+        log_warning("refusing an AF_BUS connection: no peer credentials: %s", std::strerror(credentials.error()));
+        return;
+    }
+    sockaddr_bus peer_address{};
+    socklen_t length = sizeof peer_address;
+    if (::getpeername(socket.get(), reinterpret_cast<sockaddr*>(&peer_address), &length) < 0) {
+        log_warning("refusing an AF_BUS connection: no address: %s", std::strerror(errno));
+        return;
+    }
+    SaslServerConfig sasl = sasl_server_config(settings_, *credentials);
+    const auto id = events_.peer_connected(std::move(*credentials));
+    if (!id) return;
+    auto client = std::make_unique<Client>();
+    client->id = *id;
+    client->address = peer_address.sbus_addr.s_addr;
+    client->sasl = std::make_unique<SaslServer>(std::move(sasl));
+    client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
+    client->epoll_events = EPOLLIN;
+    const PeerId peer = *id;
+    Client& c = *clients_.emplace(peer, std::move(client)).first->second;
+    if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
+        c.epoll_events = 0;
+        return fail(peer, std::string("epoll: ") + std::strerror(errno));
+    }
+    c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
+        if (Client* p = find(peer); p && p->sasl) {
+            p->auth_timer = 0;
+            fail(peer, "authentication timed out");
+        }
+    });
+}
+
+KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
+    auto it = clients_.find(id);
+    return it == clients_.end() ? nullptr : it->second.get();
+}
+
+void KernelDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+
+void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
+    Client* c = find(id);
+    if (!c) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (c->sasl) authenticate(*c);
+        else read_messages(*c, (events & (EPOLLHUP | EPOLLERR)) != 0);
+    }
+    c = find(id);
+    if (!c) return;
+    if (events & EPOLLOUT) {
+        if (c->sasl) authenticate(*c);
+        else send_queued(*c);
+        c = find(id);
+        if (!c) return;
+    }
+    update_watch(*c);
+}
+
+void KernelDelivery::authenticate(Client& c) {
+    const PeerId id = c.id;
+    // The SASL lines travel as datagrams, which af_bus_dbus.ko lets pass unparsed until the join.
+    auto progress = c.sasl_stream.advance(c.transport->fd(), *c.sasl);
+    if (!progress) return fail(id, progress.error().describe());
+    if (progress->kind != SaslProgress::Kind::Authenticated) return;
+    // Each message is a datagram of its own: one behind BEGIN in the same datagram cannot be told apart.
+    if (!progress->leftover.empty()) return fail(id, "sent a message in the datagram of its SASL BEGIN");
+    const bool unix_fds = c.sasl->unix_fd_agreed();
+    if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
+    c.transport->set_unix_fd_passing(unix_fds);
+    c.sasl.reset();
+    if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    c.auth_timer = 0;
+    read_messages(c, false);
+}
+
+void KernelDelivery::read_messages(Client& c, bool hung_up) {
+    const PeerId id = c.id;
+    if (!hung_up && !events_.may_read(id)) {
+        if (!c.reading_paused) {
+            c.reading_paused = true;
+            paused_readers_.push_back(id);
+        }
+        return;
+    }
+    auto n = c.transport->read();
+    for (;;) {
+        Client* p = find(id);
+        if (!p) return;
+        auto received = p->transport->next();
+        if (!received) return fail(id, describe(received.error()));
+        if (!*received) break;
+        // Everything on a master-side socket comes from its own client (the kernel says so).
+        events_.peer_sent(id, std::move((*received)->message));
+    }
+    if (!n) return fail(id, describe(n.error()));
+}
+
+void KernelDelivery::send_queued(Client& c) {
+    auto flushed = c.transport->flush();
+    for (const RefusedDatagram& refused : c.transport->take_refused()) {
+        // The kernel refused one message the model routed (e.g. EDQUOT: the caller of a forwarded call
+        // has too many calls outstanding; EHOSTUNREACH: the receiver left meanwhile).
+        log_info("AF_BUS: the kernel refused a %s for %s: %s", std::string(to_string(refused.message->type())).c_str(),
+                 c.unique_name.empty() ? "a client" : c.unique_name.c_str(), std::strerror(refused.error_number));
+    }
+    if (!flushed) broken_.emplace_back(c.id, describe(flushed.error()));
+}
+
+QueueLoad KernelDelivery::queued(PeerId peer) const {
+    const Client* c = find(peer);
+    if (!c) return broker_.queued(peer);
+    return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+}
+
+bool KernelDelivery::passes_fds(PeerId peer) const {
+    const Client* c = find(peer);
+    return c ? c->transport->unix_fd_passing() : broker_.passes_fds(peer);
+}
+
+QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
+    Client* c = find(peer);
+    if (!c) return broker_.deliver(peer, std::move(message));
+    const Message& m = *message;
+    const bool was_empty = !c->transport->wants_write();
+    c->transport->enqueue(message, c->address);
+    // Sent now, not at flush(): a notice telling the sender where this name lives may only follow a
+    // message that is already in the kernel.
+    if (was_empty) {
+        send_queued(*c);
+        if (!c->transport->wants_write()) tell_address(m, *c);
+    }
+    update_watch(*c);
+    return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+}
+
+std::optional<std::uint64_t> KernelDelivery::address_of(std::string_view name, const Client& owner) const {
+    if (name.starts_with(':')) return owner.address;
+    auto it = name_addresses_.find(std::string(name));
+    if (it == name_addresses_.end()) return std::nullopt;
+    return it->second;
+}
+
+void KernelDelivery::tell_address(const Message& message, const Client& recipient) {
+    const std::string_view destination = message.destination();
+    if (destination.empty() || destination == kDriverName) return;
+    auto sender_it = by_unique_name_.find(std::string(message.sender()));
+    if (sender_it == by_unique_name_.end() || sender_it->second == recipient.id) return;
+    Client* sender = find(sender_it->second);
+    if (!sender || sender->sasl) return;
+    const auto address = address_of(destination, recipient);
+    if (!address) return;
+    auto notice = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, kNameAddressMember);
+    notice.destination(sender->unique_name).sender(kDriverName);
+    append(notice, std::string(destination), *address);
+    auto built = notice.build();
+    if (!built) return;
+    built->set_serial(next_serial_++);
+    if (next_serial_ == 0) next_serial_ = 1;
+    sender->transport->enqueue(std::move(*built), sender->address);
+    send_queued(*sender);
+    update_watch(*sender);
+}
+
+void KernelDelivery::flush() {
+    broker_.flush();
+    // Failures found while sending are reported now, outside the model's routing.
+    while (!broken_.empty()) {
+        auto [id, reason] = std::move(broken_.back());
+        broken_.pop_back();
+        if (find(id)) fail(id, reason);
+    }
+    std::erase_if(paused_readers_, [this](PeerId id) {
+        Client* c = find(id);
+        if (!c) return true;
+        if (!events_.may_read(id)) return false;
+        c->reading_paused = false;
+        update_watch(*c);
+        return true;
+    });
+    if (!listening_ && events_.may_accept()) watch_listeners(true);
+    graveyard_.clear();
+}
+
+void KernelDelivery::update_watch(Client& c) {
+    const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
+    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
+    if (wanted == c.epoll_events) return;
+    c.epoll_events = wanted;
+    loop_.modify(c.transport->fd(), wanted);
+}
+
+void KernelDelivery::detach(PeerId peer) {
+    auto it = clients_.find(peer);
+    if (it == clients_.end()) return broker_.detach(peer);
+    Client& c = *it->second;
+    loop_.unwatch(c.transport->fd());
+    if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    (void)c.transport->flush();  // best effort: the last error reply may still go out
+    ::shutdown(c.transport->fd(), SHUT_RDWR);
+    if (!c.unique_name.empty()) by_unique_name_.erase(c.unique_name);
+    graveyard_.push_back(std::move(it->second));
+    clients_.erase(it);
+}
+
+bool KernelDelivery::set_option(const Client& c, int option, const void* value, std::size_t size, const char* what) {
+    if (::setsockopt(c.transport->fd(), SOL_BUS, option, value, static_cast<socklen_t>(size)) == 0) return true;
+    log_warning("AF_BUS: could not %s for %s: %s", what, c.unique_name.empty() ? "a client" : c.unique_name.c_str(),
+                std::strerror(errno));
+    return false;
+}
+
+void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_name) {
+    Client* c = find(peer);
+    if (!c) return broker_.unique_name_assigned(peer, unique_name);
+    c->unique_name = std::string(unique_name);
+    // Named first: from the join on, the kernel checks its SENDER against this name.
+    if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
+        !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
+        broken_.emplace_back(peer, "the kernel refused to admit it to the bus");
+        return;
+    }
+    by_unique_name_[c->unique_name] = peer;
+}
+
+void KernelDelivery::name_owner_changed(const NameChange& change) {
+    if (change.name.starts_with(':')) return;
+    Client* new_owner = change.new_owner ? find(*change.new_owner) : nullptr;
+    Client* old_owner = change.old_owner ? find(*change.old_owner) : nullptr;
+    if (new_owner) {
+        auto [it, added] = name_addresses_.try_emplace(change.name, 0);
+        if (added) it->second = BUS_ADDR(1, next_name_address_++);
+        // Taken from the old owner in one hold of the bus lock: a send to the name reaches one of them.
+        const bus_addr address{it->second};
+        if (!set_option(*new_owner, BUS_MOVE_ADDR, &address, sizeof address, "move a name's address")) {
+            // Sends to the name then reach the master, which routes them: slower, still right.
+            if (old_owner) (void)set_option(*old_owner, BUS_DEL_ADDR, &address, sizeof address, "remove a name's address");
+        }
+        return;
+    }
+    if (!old_owner) return;
+    auto it = name_addresses_.find(change.name);
+    if (it == name_addresses_.end()) return;
+    const bus_addr address{it->second};
+    (void)set_option(*old_owner, BUS_DEL_ADDR, &address, sizeof address, "remove a name's address");
+}
+
+void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
+    Client* c = find(peer);
+    if (!c) return;
+    const auto record = rule.compiled();
+    if (set_option(*c, BUS_DBUS_ADD_MATCH, record.data(), record.size(), "install a match record"))
+        c->records.emplace_back(reinterpret_cast<const char*>(record.data()), record.size());
+}
+
+void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
+    Client* c = find(peer);
+    if (!c) return;
+    const auto record = rule.compiled();
+    const std::string bytes(reinterpret_cast<const char*>(record.data()), record.size());
+    auto it = std::find(c->records.begin(), c->records.end(), bytes);
+    if (it == c->records.end()) return;  // never installed (the kernel refused it)
+    (void)set_option(*c, BUS_DBUS_REMOVE_MATCH, bytes.data(), bytes.size(), "remove a match record");
+    c->records.erase(it);
+}
+
+void KernelDelivery::became_monitor(PeerId peer) {
+    Client* c = find(peer);
+    if (!c) return broker_.became_monitor(peer);
+    // A monitor receives only what the model copies to it: no subscriptions in the kernel.
+    for (const std::string& record : c->records)
+        (void)set_option(*c, BUS_DBUS_REMOVE_MATCH, record.data(), record.size(), "remove a match record");
+    c->records.clear();
+}
+
+}  // namespace afbus::daemon

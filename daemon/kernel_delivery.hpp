@@ -1,0 +1,107 @@
+// KernelDelivery: kernel mode, the delivery seam over AF_BUS (docs/kernel-mode.md). The daemon is the
+// bus's master: it accepts native clients on its AF_BUS listener, authenticates them over their
+// master-side socket, names and joins them in the kernel after Hello, installs their match rules as
+// records in af_bus_dbus.ko and gives each well-known name one address in prefix 1, moved with its
+// owner. Native clients then send to each other through the kernel; the daemon sees what they send to
+// the master: bus calls, and messages for names they have no address for yet, which it forwards (and
+// then tells the sender the name's address, so that the next message goes directly).
+//
+// Standard clients on unix sockets are served by a BrokerDelivery inside this one, sharing the model:
+// the model routes what they send, and what is for a native client leaves through the master.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "afbus/datagram_transport.hpp"
+#include "afbus/fd.hpp"
+#include "afbus/sasl.hpp"
+#include "afbus/sasl_stream.hpp"
+#include "broker_delivery.hpp"
+#include "delivery.hpp"
+#include "event_loop.hpp"
+
+namespace afbus::daemon {
+
+class KernelDelivery final : public Delivery {
+public:
+    // `family`: the AF_BUS family number in use (af_bus_family()).
+    KernelDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings, int family);
+    ~KernelDelivery() override;
+    KernelDelivery(const KernelDelivery&) = delete;
+    KernelDelivery& operator=(const KernelDelivery&) = delete;
+
+    // The unix side: add its listeners there.
+    [[nodiscard]] BrokerDelivery& broker() noexcept { return broker_; }
+    // Accepts native clients on `listener`, a bound and listening AF_BUS master socket.
+    void add_listener(Fd listener);
+
+    void configure(const ConnectionSettings& settings) override;
+    [[nodiscard]] QueueLoad queued(PeerId peer) const override;
+    [[nodiscard]] bool passes_fds(PeerId peer) const override;
+    QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
+    void flush() override;
+    void detach(PeerId peer) override;
+
+    void unique_name_assigned(PeerId peer, std::string_view unique_name) override;
+    void name_owner_changed(const NameChange& change) override;
+    void match_added(PeerId peer, const MatchRule& rule) override;
+    void match_removed(PeerId peer, const MatchRule& rule) override;
+    void became_monitor(PeerId peer) override;
+
+private:
+    struct Client {
+        PeerId id = 0;
+        std::uint64_t address = 0;  // its unique address in the kernel
+        std::unique_ptr<DatagramTransport> transport;  // on its master-side socket
+        std::unique_ptr<SaslServer> sasl;              // while authenticating
+        SaslStream sasl_stream;
+        EventLoop::TimerId auth_timer = 0;
+        std::uint32_t epoll_events = 0;
+        bool reading_paused = false;
+        std::string unique_name;
+        std::vector<std::string> records;  // the match records installed for it
+    };
+
+    void on_listener_ready(int fd);
+    void watch_listeners(bool on);
+    void apply_reply_limits(const Fd& listener) const;
+    void add_client(Fd socket);
+    void on_io(PeerId id, std::uint32_t events);
+    void authenticate(Client& client);
+    void read_messages(Client& client, bool hung_up);
+    // Sends what is queued for `client` now. A broken connection is reported at the next flush().
+    void send_queued(Client& client);
+    // After a forwarded message left for `recipient`: tells its native sender the address of the name
+    // it was sent to, so that the sender's next messages for that name go directly.
+    void tell_address(const Message& message, const Client& recipient);
+    [[nodiscard]] std::optional<std::uint64_t> address_of(std::string_view name, const Client& owner) const;
+    void update_watch(Client& client);
+    // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
+    bool set_option(const Client& client, int option, const void* value, std::size_t size, const char* what);
+    [[nodiscard]] Client* find(PeerId id) const;
+    void fail(PeerId id, std::string_view reason);
+
+    EventLoop& loop_;
+    DeliveryEvents& events_;
+    ConnectionSettings settings_;
+    int family_;
+    BrokerDelivery broker_;
+    std::vector<Fd> listeners_;
+    bool listening_ = true;  // false while the model takes no new connections
+    std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;
+    std::unordered_map<std::string, PeerId> by_unique_name_;
+    // Every well-known name a native client ever owned, and its address: stable for the bus's lifetime,
+    // so that an address a client cached never comes to mean another name.
+    std::unordered_map<std::string, std::uint64_t> name_addresses_;
+    std::uint64_t next_name_address_ = 1;
+    std::uint32_t next_serial_ = 1;  // of the address notices
+    std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush
+    std::vector<PeerId> paused_readers_;
+    std::vector<std::unique_ptr<Client>> graveyard_;
+};
+
+}  // namespace afbus::daemon

@@ -1,0 +1,214 @@
+// Kernel mode (docs/kernel-mode.md): afbus-daemon listening on an AF_BUS socket beside its unix one.
+// Where af_bus.ko and af_bus_dbus.ko are loaded (the kernel-mode VM tests), native libafbus clients talk
+// through the kernel while standard clients on the unix socket see them; elsewhere the afbus: listener
+// is skipped with a warning and the unix one serves.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "afbus/connection.hpp"
+#include "afbus/types.hpp"
+#include "support/child_process.hpp"
+#include "support/pump.hpp"
+#include "support/serve_until.hpp"
+#include "test_bus.hpp"
+#include "transport/af_bus_family.hpp"
+
+namespace afbus {
+namespace {
+
+using namespace std::chrono_literals;
+using test::pump;
+
+// One bus with both listeners; afbus-daemon only (dbus-daemon has no AF_BUS).
+test::TestBusOptions both_listeners() {
+    test::TestBusOptions options;
+    options.listen = "unix:path=@DIR@/unix_socket";
+    options.extra_config = "  <listen>afbus:path=@DIR@/afbus_socket</listen>\n";
+    return options;
+}
+
+bool kernel_has_af_bus() { return af_bus_family().has_value(); }
+
+bool runs_afbus_daemon() { return test::daemon_under_test().find("afbus-daemon") != std::string::npos; }
+
+// The entry of `address` (a ';' list) of the given transport, without the others.
+std::string entry_of(const std::string& address, std::string_view transport) {
+    std::size_t start = 0;
+    while (start <= address.size()) {
+        const std::size_t end = std::min(address.find(';', start), address.size());
+        const std::string entry = address.substr(start, end - start);
+        if (entry.starts_with(std::string(transport) + ":")) return entry;
+        start = end + 1;
+    }
+    return {};
+}
+
+Message driver_call(std::string_view member) {
+    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member)
+        .build()
+        .value();
+}
+
+std::vector<std::string> list_names(Connection& c) {
+    auto reply = c.call(driver_call("ListNames"));
+    EXPECT_TRUE(reply) << reply.error().message;
+    if (!reply) return {};
+    return std::get<0>(read_all<std::vector<std::string>>(*reply).value());
+}
+
+bool contains(const std::vector<std::string>& list, const std::string& item) {
+    return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+// An object answering Echo(s) -> s with "<text> from <its unique name>".
+Expected<Slot, Error> export_echo(Connection& c) {
+    Interface echo{"org.example.Echo", {}, {}, {}};
+    const std::string me = c.unique_name();
+    echo.methods.push_back({"Echo", {{"text", "s"}}, {{"text", "s"}},
+                            [me](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
+                                append(reply, std::get<0>(read_all<std::string>(call).value()) + " from " + me);
+                                return {};
+                            }});
+    return c.export_interface("/org/example/echo", std::move(echo));
+}
+
+Message echo_call(std::string_view destination, std::string_view text) {
+    auto call = MessageBuilder::method_call(destination, "/org/example/echo", "org.example.Echo", "Echo");
+    append(call, std::string(text));
+    return call.build().value();
+}
+
+// Calls Echo on `destination` from `caller` while every connection of `all` is served.
+Expected<std::string, Error> echo(Connection& caller, std::initializer_list<Connection*> all, std::string_view destination,
+                                  std::string_view text) {
+    std::optional<Expected<Message, Error>> result;
+    auto slot = caller.call_async(echo_call(destination, text), [&result](Expected<Message, Error> r) { result = std::move(r); });
+    if (!slot) return Unexpected(slot.error());
+    if (!pump(all, [&result] { return result.has_value(); })) return Unexpected(Error{"test.Timeout", "no reply"});
+    if (!*result) return Unexpected(result->error());
+    return std::get<0>(read_all<std::string>(**result).value());
+}
+
+TEST(KernelMode, AnAfBusListenerTheKernelCannotServeIsSkipped) {
+    if (!runs_afbus_daemon()) GTEST_SKIP() << "kernel mode is afbus-daemon's";
+    if (kernel_has_af_bus()) GTEST_SKIP() << "this kernel has AF_BUS";
+    test::TestBus bus(both_listeners());
+    EXPECT_EQ(entry_of(bus.address(), "afbus"), "") << bus.address();
+    // A client given both entries falls back to the unix one.
+    auto c = Connection::open("afbus:path=" + bus.directory() + "/afbus_socket;" + entry_of(bus.address(), "unix"));
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_TRUE(contains(list_names(**c), (*c)->unique_name()));
+}
+
+class KernelModeBus : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!runs_afbus_daemon()) GTEST_SKIP() << "kernel mode is afbus-daemon's";
+        if (!kernel_has_af_bus()) GTEST_SKIP() << "no AF_BUS in this kernel (the kernel-mode VM tests run this)";
+        bus_ = std::make_unique<test::TestBus>(both_listeners());
+        native_address_ = entry_of(bus_->address(), "afbus");
+        unix_address_ = entry_of(bus_->address(), "unix");
+        ASSERT_NE(native_address_, "") << "no afbus: listener in " << bus_->address();
+    }
+
+    std::unique_ptr<Connection> open(const std::string& address) {
+        auto c = Connection::open(address);
+        EXPECT_TRUE(c) << address << ": " << c.error().message;
+        return c ? std::move(*c) : nullptr;
+    }
+
+    std::unique_ptr<test::TestBus> bus_;
+    std::string native_address_, unix_address_;
+};
+
+TEST_F(KernelModeBus, NativeClientsCallEachOtherAndStandardClientsSeeThem) {
+    auto a = open(native_address_), b = open(native_address_), u = open(unix_address_);
+    ASSERT_TRUE(a && b && u);
+    auto a_echo = export_echo(*a);
+    auto u_echo = export_echo(*u);
+    ASSERT_TRUE(a_echo && u_echo);
+
+    // Native to native by unique name: the first call reaches A through the master, the next ones
+    // through the kernel directly; every answer goes from A to B through the kernel.
+    for (int i = 0; i < 5; ++i) {
+        auto r = echo(*b, {a.get(), b.get(), u.get()}, a->unique_name(), "hi " + std::to_string(i));
+        ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
+        EXPECT_EQ(*r, "hi " + std::to_string(i) + " from " + a->unique_name());
+    }
+    // A well-known name, owned through the kernel's name address; gone, the bus answers.
+    ASSERT_EQ(a->request_name("org.example.Kernel"), RequestNameReply::PrimaryOwner);
+    for (int i = 0; i < 3; ++i) {
+        auto r = echo(*b, {a.get(), b.get(), u.get()}, "org.example.Kernel", "name");
+        ASSERT_TRUE(r) << r.error().message;
+        EXPECT_EQ(*r, "name from " + a->unique_name());
+    }
+    ASSERT_EQ(a->release_name("org.example.Kernel"), ReleaseNameReply::Released);
+    auto gone = echo(*b, {a.get(), b.get(), u.get()}, "org.example.Kernel", "gone");
+    ASSERT_FALSE(gone);
+    EXPECT_EQ(gone.error().name, "org.freedesktop.DBus.Error.ServiceUnknown");
+    // The name moves to B: calls reach B, never A.
+    ASSERT_EQ(a->request_name("org.example.Moving"), RequestNameReply::PrimaryOwner);
+    auto b_echo = export_echo(*b);
+    ASSERT_TRUE(b_echo);
+    ASSERT_TRUE(echo(*u, {a.get(), b.get(), u.get()}, "org.example.Moving", "x").has_value());
+    ASSERT_EQ(b->request_name("org.example.Moving", name_flags::kDoNotQueue), RequestNameReply::Exists);
+    ASSERT_EQ(b->request_name("org.example.Moving"), RequestNameReply::InQueue);
+    ASSERT_EQ(a->release_name("org.example.Moving"), ReleaseNameReply::Released);
+    pump({a.get(), b.get(), u.get()}, [] { return false; }, 100ms);  // B reads NameAcquired
+    auto moved = echo(*u, {a.get(), b.get(), u.get()}, "org.example.Moving", "moved");
+    ASSERT_TRUE(moved) << moved.error().message;
+    EXPECT_EQ(*moved, "moved from " + b->unique_name());
+
+    // The standard client sees both natives, and they it, in both directions.
+    const auto names = list_names(*u);
+    EXPECT_TRUE(contains(names, a->unique_name()));
+    EXPECT_TRUE(contains(names, b->unique_name()));
+    auto from_unix = echo(*u, {a.get(), b.get(), u.get()}, a->unique_name(), "u");
+    ASSERT_TRUE(from_unix) << from_unix.error().message;
+    EXPECT_EQ(*from_unix, "u from " + a->unique_name());
+    auto to_unix = echo(*a, {a.get(), b.get(), u.get()}, u->unique_name(), "n");
+    ASSERT_TRUE(to_unix) << to_unix.error().message;
+    EXPECT_EQ(*to_unix, "n from " + u->unique_name());
+}
+
+TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
+    auto a = open(native_address_), b = open(native_address_), c = open(native_address_);
+    ASSERT_TRUE(a && b && c);
+    std::vector<std::string> got_b, got_c;
+    auto sub_b = b->subscribe("type='signal',interface='org.example.Kernel',member='Tick'",
+                              [&got_b](const Message& m) { got_b.push_back(std::get<0>(read_all<std::string>(m).value())); });
+    auto sub_c = c->subscribe("type='signal',interface='org.example.Kernel',member='Other'",
+                              [&got_c](const Message& m) { got_c.push_back(std::string(m.member())); });
+    ASSERT_TRUE(sub_b && sub_c);
+    for (int i = 0; i < 10; ++i) {
+        auto tick = MessageBuilder::signal("/org/example", "org.example.Kernel", "Tick");
+        append(tick, std::to_string(i));
+        ASSERT_TRUE(a->send(tick.build().value()));
+    }
+    ASSERT_TRUE(pump({a.get(), b.get(), c.get()}, [&got_b] { return got_b.size() == 10; }));
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(got_b[static_cast<std::size_t>(i)], std::to_string(i));
+    // A signal after the ticks, which C subscribed to: by the time it arrives, no Tick has reached C.
+    ASSERT_TRUE(a->send(MessageBuilder::signal("/org/example", "org.example.Kernel", "Other").build().value()));
+    ASSERT_TRUE(pump({a.get(), b.get(), c.get()}, [&got_c] { return !got_c.empty(); }));
+    EXPECT_EQ(got_c, std::vector<std::string>{"Other"});
+    EXPECT_EQ(got_b.size(), 10u);
+}
+
+TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
+    auto a = open(native_address_);
+    ASSERT_TRUE(a);
+    ASSERT_EQ(a->request_name("org.example.Listed"), RequestNameReply::PrimaryOwner);
+    test::ChildProcess busctl({test::find_program("busctl"), "--address=" + unix_address_, "list", "--no-pager", "--no-legend"},
+                              test::child_environment({"SYSTEMD_PAGER=cat", "SYSTEMD_COLORS=0", "LC_ALL=C.UTF-8"}));
+    Connection* const served[] = {a.get()};
+    ASSERT_TRUE(test::serve_until([&busctl] { return busctl.finished(); }, served, {&busctl}, 30s)) << busctl.report();
+    ASSERT_TRUE(busctl.succeeded()) << busctl.report();
+    EXPECT_NE(busctl.out().find(a->unique_name()), std::string::npos) << busctl.out();
+    EXPECT_NE(busctl.out().find("org.example.Listed"), std::string::npos) << busctl.out();
+}
+
+}  // namespace
+}  // namespace afbus
