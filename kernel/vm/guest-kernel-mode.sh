@@ -1,0 +1,30 @@
+#!/bin/sh
+# guest-kernel-mode.sh BUILDDIR — runs inside the qemu guest, chrooted into the host's root filesystem
+# (run-vm-tests.sh --userspace), with af_bus.ko and af_bus_dbus.ko loaded: afbus-daemon in kernel mode
+# (docs/kernel-mode.md) under the build tree's test binaries. Prints one "AFBUS-TEST <name> PASS|FAIL
+# <detail>" line per check; "--list BUILDDIR" prints the names.
+set -u
+if [ "${1:-}" = --list ]; then
+    echo "kernel_mode kernel_mode_client"
+    exit 0
+fi
+B=${1:?usage: guest-kernel-mode.sh BUILDDIR}
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
+
+run_gtest() {  # name binary [VAR=value...]
+    name=$1 binary=$2
+    shift 2
+    t0=$(uptime_s)
+    if out=$(env AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$@" "$B/test/$binary" 2>&1); then
+        echo "AFBUS-TEST $name PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) $(echo "$out" | grep -cE '^\[  SKIPPED \]') skipped, in $(elapsed "$t0") s"
+    else
+        echo "$out" | grep -B3 -A15 'Failure' | head -80
+        echo "AFBUS-TEST $name FAIL $(echo "$out" | grep -E 'FAILED' | head -1)"
+    fi
+}
+# Native clients through the kernel, standard clients (busctl) on the unix socket of the same bus.
+run_gtest kernel_mode test_kernel_mode
+# libafbus's client suite with every bus listening on AF_BUS first: its clients connect through the kernel.
+run_gtest kernel_mode_client test_client AFBUS_TEST_KERNEL_MODE=1
