@@ -1,0 +1,104 @@
+// DatagramTransport: D-Bus messages over a connected, non-blocking SOCK_SEQPACKET socket, one message per
+// datagram in both directions, fds by SCM_RIGHTS in the datagram of their message. This is how AF_BUS
+// (docs/kernel.md) carries D-Bus: the client library uses it on its connection, the daemon on its
+// master-side sockets. Every send may name a destination address (sockaddr_bus as msg_name); every
+// received message comes with the address it came from. An AF_UNIX SEQPACKET socket works too (tests):
+// it ignores msg_name on sends and reports no source address.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "afbus/expected.hpp"
+#include "afbus/fd.hpp"
+#include "afbus/message.hpp"
+#include "afbus/stream_transport.hpp"  // TransportError
+
+namespace afbus {
+
+// A message as it came off the socket.
+struct ReceivedDatagram {
+    Message message;
+    // The sender's AF_BUS address (0: the master), from recvmsg's msg_name; nullopt when the socket
+    // reported none (AF_UNIX stand-ins).
+    std::optional<std::uint64_t> source;
+};
+
+// A message the kernel refused at sendmsg without anything being wrong with the socket (see
+// DatagramTransport::refuses_one_message). It has left the queue; the owner decides what to tell whom.
+struct RefusedDatagram {
+    std::shared_ptr<const Message> message;
+    std::optional<std::uint64_t> destination;
+    int error_number;
+};
+
+class DatagramTransport {
+public:
+    // `family` is put in the msg_name of addressed sends (the AF_BUS number in use; AF_UNIX ignores it).
+    DatagramTransport(Fd socket, int family) : socket_(std::move(socket)), family_(family) {}
+
+    [[nodiscard]] int fd() const noexcept { return socket_.get(); }
+    // Fd passing, once agreed during authentication.
+    void set_unix_fd_passing(bool on) noexcept { unix_fds_ = on; }
+    [[nodiscard]] bool unix_fd_passing() const noexcept { return unix_fds_; }
+
+    // Reads the datagrams the socket has now, until about `budget` bytes were read (so one busy peer
+    // cannot starve others). Returns the number of bytes read; 0 means nothing was available (EAGAIN).
+    // Errors: Closed (EOF, EPIPE, ECONNRESET), Io. A datagram that is not exactly one valid message is
+    // reported by next(), after the messages that came before it.
+    Expected<std::size_t, TransportError> read(std::size_t budget = 1024 * 1024);
+    // The next message already read, if any; Corrupt / FdsNotAllowed once a bad datagram is reached
+    // (the connection must be closed then, as for a corrupt stream).
+    Expected<std::optional<ReceivedDatagram>, TransportError> next();
+
+    // destination: the address for msg_name; nullopt sends without one (a client's plain send() goes to
+    // the master, a master-side socket's to its client).
+    void enqueue(std::shared_ptr<const Message> message, std::optional<std::uint64_t> destination);
+    void enqueue(Message message, std::optional<std::uint64_t> destination) {
+        enqueue(std::make_shared<const Message>(std::move(message)), destination);
+    }
+    // Sends queued datagrams until the queue is empty (true) or the socket is full (false, EAGAIN: wait
+    // for POLLOUT). A message the kernel refuses moves to refused() and the rest goes on; any other
+    // failure is the connection's.
+    Expected<bool, TransportError> flush();
+    [[nodiscard]] bool wants_write() const noexcept { return !queue_.empty(); }
+    [[nodiscard]] std::size_t queued_bytes() const noexcept { return queued_bytes_; }
+    [[nodiscard]] std::size_t queued_messages() const noexcept { return queue_.size(); }
+    [[nodiscard]] std::size_t queued_fds() const noexcept { return queued_fds_; }
+
+    // Messages refused by flush() since the last call, oldest first.
+    [[nodiscard]] std::vector<RefusedDatagram> take_refused() { return std::exchange(refused_, {}); }
+
+    // sendmsg errnos that refuse one message and leave the socket usable: EPERM (af_bus_dbus: wrong
+    // SENDER; not joined), EACCES (filter REJECT), EDQUOT (too many calls awaiting replies), EBADMSG and
+    // EINVAL (the kernel's D-Bus parser refused the header; bad fds in SCM_RIGHTS), EMSGSIZE (larger than
+    // the send buffer), ETOOMANYREFS (fds in flight), EHOSTUNREACH (master: nobody holds the address).
+    [[nodiscard]] static bool refuses_one_message(int error_number) noexcept;
+
+private:
+    struct Queued {
+        std::shared_ptr<const Message> message;
+        std::optional<std::uint64_t> destination;
+    };
+    // Receives one datagram into buffer_; its length, or nullopt at EAGAIN.
+    Expected<std::optional<std::size_t>, TransportError> receive_one(std::vector<Fd>& fds,
+                                                                     std::optional<std::uint64_t>& source);
+
+    Fd socket_;
+    int family_;
+    std::vector<std::byte> buffer_;  // one datagram at a time
+    std::deque<ReceivedDatagram> received_;
+    std::optional<TransportError> broken_;  // the bad datagram next() reports after received_
+    std::deque<Queued> queue_;
+    std::vector<RefusedDatagram> refused_;
+    std::size_t queued_bytes_ = 0;
+    std::size_t queued_fds_ = 0;
+    bool unix_fds_ = false;
+};
+
+}  // namespace afbus

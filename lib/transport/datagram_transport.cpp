@@ -1,0 +1,206 @@
+#include "afbus/datagram_transport.hpp"
+
+#include <linux/af_bus.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace afbus {
+namespace {
+
+// The read buffer is kept between reads up to this size; a larger datagram gets a buffer of its own
+// that is freed right after, so that one big message does not pin its memory.
+constexpr std::size_t kKeptBufferBytes = 64 * 1024;
+
+TransportError from_errno(int e) {
+    if (e == EPIPE || e == ECONNRESET) return {TransportError::Kind::Closed, e};
+    return {TransportError::Kind::Io, e};
+}
+
+TransportError corrupt(WireError e) {
+    return {TransportError::Kind::Corrupt, 0, e};
+}
+
+}  // namespace
+
+bool DatagramTransport::refuses_one_message(int error_number) noexcept {
+    switch (error_number) {
+        case EPERM:
+        case EACCES:
+        case EDQUOT:
+        case EBADMSG:
+        case EINVAL:
+        case EMSGSIZE:
+        case ETOOMANYREFS:
+        case EHOSTUNREACH:
+            return true;
+        default:
+            return false;
+    }
+}
+
+Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_one(
+    std::vector<Fd>& fds, std::optional<std::uint64_t>& source) {
+    // The length first (MSG_PEEK | MSG_TRUNC returns the whole datagram's length on AF_BUS and AF_UNIX
+    // alike), so that the datagram is never truncated: a SEQPACKET read shorter than the datagram
+    // discards the rest. Two system calls per message; the peek copies no bytes and installs no fds.
+    ssize_t length;
+    do length = ::recv(socket_.get(), nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+    while (length < 0 && errno == EINTR);
+    if (length < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
+        return Unexpected(from_errno(errno));
+    }
+    // 0 is end of file. (An empty datagram reads the same; no D-Bus peer sends one, and af_bus_dbus.ko
+    // refuses it as malformed.)
+    if (length == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
+    if (buffer_.size() < static_cast<std::size_t>(length)) buffer_.resize(static_cast<std::size_t>(length));
+
+    iovec iov{buffer_.data(), static_cast<std::size_t>(length)};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+    sockaddr_bus from{};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
+        return Unexpected(from_errno(errno));
+    }
+    // Take ownership of every fd first, so that none leaks whatever happens next.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            fds.emplace_back(fd);
+        }
+    }
+    if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
+    if (msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
+    // Only one reader, so the datagram is the one peeked at; a longer one would be cut, and a cut message
+    // is a corrupt one.
+    if (msg.msg_flags & MSG_TRUNC) return Unexpected(corrupt(WireError::Truncated));
+    if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path)) source = from.sbus_addr.s_addr;
+    return std::optional<std::size_t>(static_cast<std::size_t>(n));
+}
+
+Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget) {
+    std::size_t total = 0;
+    while (total < budget && !broken_) {
+        std::vector<Fd> fds;
+        std::optional<std::uint64_t> source;
+        auto n = receive_one(fds, source);
+        if (!n) {
+            if (n.error().kind == TransportError::Kind::Corrupt) {
+                broken_ = n.error();
+                break;
+            }
+            // Deliver what was read; the next read reports the close (EOF stays).
+            if (total > 0) break;
+            return Unexpected(n.error());
+        }
+        if (!*n) break;
+        const std::size_t length = **n;
+        total += length;
+        if (!fds.empty() && !unix_fds_) {
+            broken_ = TransportError{TransportError::Kind::FdsNotAllowed};
+            break;
+        }
+        // Exactly one valid message per datagram: parse() refuses a short one (Truncated) and trailing
+        // bytes (TrailingBytes).
+        const std::size_t received_fds = fds.size();
+        auto message = Message::parse(std::span<const std::byte>(buffer_.data(), length), std::move(fds));
+        if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
+        if (!message) {
+            broken_ = corrupt(message.error());
+            break;
+        }
+        // The fds of a message travel in its datagram, all of them and no others.
+        if (message->unix_fds() != received_fds) {
+            broken_ = corrupt(WireError::TooManyFds);
+            break;
+        }
+        received_.push_back({std::move(*message), source});
+    }
+    return total;
+}
+
+Expected<std::optional<ReceivedDatagram>, TransportError> DatagramTransport::next() {
+    if (!received_.empty()) {
+        ReceivedDatagram r = std::move(received_.front());
+        received_.pop_front();
+        return std::optional<ReceivedDatagram>(std::move(r));
+    }
+    if (broken_) return Unexpected(*broken_);
+    return std::optional<ReceivedDatagram>{};
+}
+
+void DatagramTransport::enqueue(std::shared_ptr<const Message> message,
+                                std::optional<std::uint64_t> destination) {
+    queued_bytes_ += message->size();
+    queued_fds_ += message->fds().size();
+    queue_.push_back({std::move(message), destination});
+}
+
+Expected<bool, TransportError> DatagramTransport::flush() {
+    while (!queue_.empty()) {
+        const Queued& q = queue_.front();
+        const Message& m = *q.message;
+        if (!m.fds().empty() && !unix_fds_)
+            return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
+
+        iovec iov[2];
+        std::size_t iovcnt = 0;
+        for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()})
+            if (!part.empty()) iov[iovcnt++] = {const_cast<std::byte*>(part.data()), part.size()};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        sockaddr_bus to{};
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = iovcnt;
+        if (q.destination) {
+            // No path: the kernel needs only the family and the address.
+            to.sbus_family = static_cast<__kernel_sa_family_t>(family_);
+            to.sbus_addr.s_addr = *q.destination;
+            msg.msg_name = &to;
+            msg.msg_namelen = offsetof(sockaddr_bus, sbus_path);
+        }
+        if (!m.fds().empty()) {
+            msg.msg_control = control;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * m.fds().size());
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * m.fds().size());
+            for (std::size_t f = 0; f < m.fds().size(); ++f) {
+                const int fd = m.fds()[f].get();
+                std::memcpy(CMSG_DATA(c) + f * sizeof(int), &fd, sizeof fd);
+            }
+        }
+        // A datagram goes whole or not at all: no partial writes to keep track of.
+        const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            if (!refuses_one_message(errno)) return Unexpected(from_errno(errno));
+            refused_.push_back({q.message, q.destination, errno});
+        }
+        queued_bytes_ -= m.size();
+        queued_fds_ -= m.fds().size();
+        queue_.pop_front();
+    }
+    return true;
+}
+
+}  // namespace afbus
