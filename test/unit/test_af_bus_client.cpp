@@ -277,6 +277,38 @@ TEST_F(AfBusClient, RefusedCallGetsAnErrorReplyAndTheConnectionStays) {
     EXPECT_EQ(calls, std::vector<std::string>{"Small"});
 }
 
+TEST_F(AfBusClient, FdsTravelWithTheStitchedMessage) {
+    std::string hello_sender, sender;
+    std::size_t fds = 0;
+    bool readable_through_it = false;
+    run_master([&](MasterConnection& master) {
+        if (!master.welcome(&hello_sender)) return;
+        auto m = master.receive();
+        if (!m) return;
+        sender = m->sender();
+        fds = m->fds().size();
+        char c = 0;
+        readable_through_it = fds == 1 && ::read(m->fds()[0].get(), &c, 1) == 1 && c == 'f';
+    });
+
+    auto c = Connection::open(address_);
+    ASSERT_TRUE(c) << c.error().name << ": " << c.error().message;
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    ASSERT_EQ(::write(write_end.get(), "f", 1), 1);
+    auto b = MessageBuilder::signal("/p", "org.example.I", "WithFd");
+    b.destination("com.example.Peer");
+    append(b, UnixFd(std::move(read_end)));
+    auto m = b.build();
+    ASSERT_TRUE(m);
+    ASSERT_TRUE((*c)->send(std::move(*m)));
+    master_.join();
+    EXPECT_EQ(sender, kClientName);
+    EXPECT_EQ(fds, 1u);
+    EXPECT_TRUE(readable_through_it);
+}
+
 TEST_F(AfBusClient, CorruptDatagramDisconnects) {
     std::string hello_sender;
     run_master([&](MasterConnection& master) {
