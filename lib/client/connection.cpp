@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "afbus/address.hpp"
+#include "afbus/af_bus_socket.hpp"
 #include "afbus/keyring.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/sasl_stream.hpp"
@@ -55,6 +56,9 @@ Expected<bool, Error> wait_fd(int fd, short events, Clock::time_point deadline) 
 
 // The blocking SASL conversation: EXTERNAL with our uid, then DBUS_COOKIE_SHA1 and ANONYMOUS where the
 // server offers them (or the mechanisms the caller chose).
+// On AF_BUS every SASL send is one datagram and SaslStream receives into a 4096-byte buffer: a longer
+// datagram would be cut. Both sides' lines are far shorter (the longest, a DBUS_COOKIE_SHA1 DATA line,
+// is a few hundred bytes), and the client sends BEGIN on its own, the Hello in a datagram of its own.
 Expected<std::string, Error> authenticate(ConnectionState& state, const ConnectOptions& options, bool unix_socket,
                                           Clock::time_point deadline) {
     SaslClientConfig config;
@@ -138,20 +142,61 @@ Expected<Fd, Error> connect_unix_entry(const AddressEntry& entry) {
     return std::move(*fd);
 }
 
+std::string& af_bus_sysfs_root() {
+    static std::string root(kDefaultSysfsRoot);
+    return root;
+}
+
+// afbus:path=... / afbus:abstract=...: the socket, and the datagram transport over it. When the kernel
+// has no AF_BUS the error is NotSupported, and Connection::open goes on with the next entry.
+Expected<std::shared_ptr<ConnectionState>, Error> connect_af_bus_entry(const AddressEntry& entry) {
+    auto socket = connect_af_bus(entry, af_bus_sysfs_root());
+    if (!socket) {
+        const AfBusSocketError& e = socket.error();
+        std::string_view name = error_names::kNoServer;
+        if (e.kind == AfBusSocketError::Kind::Unavailable) name = error_names::kNotSupported;
+        if (e.kind == AfBusSocketError::Kind::BadAddress) name = error_names::kBadAddress;
+        if (e.kind == AfBusSocketError::Kind::Socket && e.errno_value == EPROTONOSUPPORT) name = error_names::kNotSupported;
+        if (e.kind == AfBusSocketError::Kind::Connect && (e.errno_value == ENOENT || e.errno_value == ECONNREFUSED))
+            name = error_names::kFileNotFound;
+        return Unexpected(make_error(name, "Failed to connect to " + entry.to_string() + ": " + e.describe()));
+    }
+    auto state = std::make_shared<ConnectionState>(
+        detail::ClientTransport(DatagramTransport(std::move(socket->fd), socket->family)), "afbus");
+    state->af_bus.emplace();
+    state->af_bus_family = socket->family;
+    return state;
+}
+
 Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEntry& entry, const ConnectOptions& options) {
     if (auto ok = check_connectable(entry); !ok)
         return Unexpected(make_error(error_names::kBadAddress, std::string(to_string(ok.error()))));
-    const bool unix_socket = entry.transport() == "unix";
-    if (!unix_socket && entry.transport() != "tcp")
-        return Unexpected(make_error(error_names::kNotSupported, "Transport '" + entry.transport() + "' is not supported"));
-    auto fd = unix_socket ? connect_unix_entry(entry) : connect_tcp(entry);
-    if (!fd) return Unexpected(fd.error());
-    auto state = std::make_shared<ConnectionState>(std::move(*fd));
+    const std::string& transport = entry.transport();
+    if (transport != "unix" && transport != "tcp" && transport != "afbus")
+        return Unexpected(make_error(error_names::kNotSupported, "Transport '" + transport + "' is not supported"));
+    std::shared_ptr<ConnectionState> state;
+    if (transport == "afbus") {
+        auto connected = connect_af_bus_entry(entry);
+        if (!connected) return Unexpected(connected.error());
+        state = std::move(*connected);
+    } else {
+        auto fd = transport == "unix" ? connect_unix_entry(entry) : connect_tcp(entry);
+        if (!fd) return Unexpected(fd.error());
+        state = std::make_shared<ConnectionState>(detail::ClientTransport(StreamTransport(std::move(*fd))), transport);
+    }
     state->bus = options.bus;
     const auto deadline = Clock::now() + options.timeout;
-    auto leftover = authenticate(*state, options, unix_socket, deadline);
+    // AF_BUS passes fds as unix sockets do.
+    auto leftover = authenticate(*state, options, transport != "tcp", deadline);
     if (!leftover) return Unexpected(leftover.error());
-    if (!leftover->empty()) state->transport.push_received(*leftover);
+    if (!leftover->empty()) {
+        // On AF_BUS the first message must start a datagram of its own: message bytes in the datagram of
+        // the server's last SASL line cannot be framed.
+        if (state->transport.datagrams())
+            return Unexpected(make_error(error_names::kInconsistentMessage,
+                                         "AF_BUS server sent message bytes in a SASL datagram"));
+        state->transport.push_received(*leftover);
+    }
     if (options.bus) {
         auto hello = MessageBuilder::method_call(kBusName, kBusPath, kBusInterface, "Hello").build();
         if (!hello) return Unexpected(wire_error(hello.error()));
@@ -162,6 +207,10 @@ Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEnt
         auto name = read_all<std::string>(*reply);
         if (!name) return Unexpected(make_error(error_names::kInconsistentMessage, "Hello reply is not a string"));
         state->unique_name = std::get<0>(*name);
+        if (state->af_bus) {
+            state->af_bus->joined(state->unique_name,
+                                  af_bus_local_address(state->transport.fd(), state->af_bus_family));
+        }
     }
     return state;
 }
@@ -169,6 +218,26 @@ Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEnt
 }  // namespace
 
 namespace detail {
+
+void set_af_bus_sysfs_root(std::string root) { af_bus_sysfs_root() = std::move(root); }
+
+// The names dbus-daemon would answer with for the same reason: a policy or filter denial, a quota, a
+// message the bus cannot take.
+Error refused_send_error(int error_number) {
+    std::string_view name = error_names::kFailed;
+    switch (error_number) {
+        case EPERM:
+        case EACCES: name = error_names::kAccessDenied; break;
+        case EDQUOT:
+        case EMSGSIZE:
+        case ETOOMANYREFS: name = error_names::kLimitsExceeded; break;
+        case EBADMSG:
+        case EINVAL: name = error_names::kInvalidArgs; break;
+        case EHOSTUNREACH: name = error_names::kServiceUnknown; break;
+        default: break;
+    }
+    return make_error(name, std::string("The AF_BUS kernel refused the message: ") + std::strerror(error_number));
+}
 
 Expected<Message, Error> reply_to_result(Message reply) {
     if (reply.type() != MessageType::Error) return reply;
@@ -186,7 +255,18 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
     const std::uint32_t serial = next_serial++;
     if (next_serial == 0) next_serial = 1;
     message.set_serial(serial);
-    transport.enqueue(std::move(message));
+    std::optional<std::uint64_t> destination;
+    if (af_bus) {
+        // af_bus_dbus.ko refuses (EPERM) a message whose SENDER is not the name the master gave us; only
+        // one addressed to the master may go without. So every message carries it once we have one.
+        if (!unique_name.empty() && message.sender() != unique_name) {
+            auto stitched = std::move(message).with_sender(unique_name);
+            if (!stitched) return Unexpected(wire_error(stitched.error()));
+            message = std::move(*stitched);
+        }
+        destination = af_bus->destination_for(message);
+    }
+    transport.enqueue(std::move(message), destination);
     if (auto r = flush(); !r) return Unexpected(r.error());
     return serial;
 }
@@ -194,12 +274,28 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
 Expected<void, Error> ConnectionState::flush() {
     if (!connected) return {};
     auto r = transport.flush();
+    answer_refused();
     if (!r) {
         const Error e = transport_error(r.error());
         disconnect(e);
         return Unexpected(e);
     }
     return {};
+}
+
+void ConnectionState::answer_refused() {
+    // The kernel refused these messages and nothing else: the connection stays. A call awaiting a reply
+    // gets an error reply, queued as if the bus had sent it, so call() and call_async() see it the usual
+    // way. Other refused messages (signals, replies, no-reply calls) are dropped without a word, as a bus
+    // drops what its policy denies.
+    for (const RefusedDatagram& refused : transport.take_refused()) {
+        if (!refused.message->expects_reply()) continue;
+        const Error e = refused_send_error(refused.error_number);
+        auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
+                         .sender(kBusName)
+                         .build(1);
+        if (reply) incoming.push_back(std::move(*reply));
+    }
 }
 
 Expected<void, Error> ConnectionState::read_available() {
@@ -215,7 +311,9 @@ Expected<void, Error> ConnectionState::read_available() {
             break;
         }
         if (!*m) break;
-        incoming.push_back(std::move(**m));
+        // The master's NameAddress notifications are the library's, never the application's.
+        if (af_bus && af_bus->absorb((*m)->message, (*m)->source)) continue;
+        incoming.push_back(std::move((*m)->message));
     }
     if (failure) {
         disconnect(*failure);
@@ -380,6 +478,7 @@ const std::string& Connection::unique_name() const { return state_->unique_name;
 const std::string& Connection::server_guid() const { return state_->guid; }
 bool Connection::unix_fd_passing() const { return state_->transport.unix_fd_passing(); }
 bool Connection::connected() const { return state_->connected; }
+const std::string& Connection::transport() const { return state_->transport_name; }
 int Connection::fd() const { return state_->transport.fd(); }
 
 short Connection::poll_events() const {

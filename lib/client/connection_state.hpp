@@ -6,11 +6,14 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "afbus/connection.hpp"
 #include "afbus/match_rule.hpp"
-#include "afbus/stream_transport.hpp"
+#include "client/af_bus_routing.hpp"
+#include "client/client_transport.hpp"
 
 namespace afbus::detail {
 
@@ -18,7 +21,8 @@ using Clock = std::chrono::steady_clock;
 
 class ConnectionState : public std::enable_shared_from_this<ConnectionState> {
 public:
-    explicit ConnectionState(Fd socket) : transport(std::move(socket)) {}
+    ConnectionState(ClientTransport transport, std::string transport_name)
+        : transport(std::move(transport)), transport_name(std::move(transport_name)) {}
 
     struct PendingCall {
         std::uint64_t id;
@@ -36,7 +40,11 @@ public:
         std::shared_ptr<const Interface> interface;
     };
 
-    StreamTransport transport;
+    ClientTransport transport;
+    std::string transport_name;  // the address entry's transport: "unix", "tcp" or "afbus"
+    // AF_BUS connections only: where each message goes, and the NameAddress notifications.
+    std::optional<AfBusRouting> af_bus;
+    int af_bus_family = 0;
     std::string unique_name;
     std::string guid;
     bool bus = true;
@@ -60,6 +68,8 @@ public:
     // Non-blocking: reads what is there into `incoming`.
     Expected<void, Error> read_available();
     Expected<void, Error> flush();
+    // Messages the kernel refused to send (AF_BUS): a call awaiting a reply gets a local error reply.
+    void answer_refused();
     Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline);
     void dispatch(Message message);
     void dispatch_method_call(const Message& call);
@@ -67,6 +77,13 @@ public:
     void disconnect(const Error& why);
     void release(std::uint64_t id);
 };
+
+// Where connecting to an afbus: address looks for module/af_bus/parameters/family: "/sys" unless a test
+// points it at a directory of its own. Set it before connecting; it is not synchronised.
+void set_af_bus_sysfs_root(std::string root);
+
+// The D-Bus error for a message AF_BUS refused with `error_number` (see answer_refused).
+Error refused_send_error(int error_number);
 
 // An error reply as an Error; anything else as itself.
 Expected<Message, Error> reply_to_result(Message reply);

@@ -10,6 +10,7 @@
 
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
+#include "client/connection_state.hpp"
 #include "support/child_process.hpp"
 #include "support/pump.hpp"
 #include "test_bus.hpp"
@@ -53,6 +54,28 @@ TEST_F(ClientTest, CallsTheBusDriver) {
     const auto& list = std::get<0>(*names);
     EXPECT_NE(std::find(list.begin(), list.end(), "org.freedesktop.DBus"), list.end());
     EXPECT_NE(std::find(list.begin(), list.end(), c->unique_name()), list.end());
+}
+
+// An afbus: entry on a kernel without AF_BUS (a sysfs root without module/af_bus, as on this host) fails
+// with NotSupported, and an address list goes on to its next entry: the bus's unix: socket.
+TEST_F(ClientTest, AfbusEntryWithoutAfBusFallsThroughToTheNextEntry) {
+    struct SysfsRoot {
+        explicit SysfsRoot(std::string root) { detail::set_af_bus_sysfs_root(std::move(root)); }
+        ~SysfsRoot() { detail::set_af_bus_sysfs_root("/sys"); }
+    } absent(bus.directory() + "/no-sysfs");
+
+    auto alone = Connection::open("afbus:path=" + bus.directory() + "/afbus");
+    ASSERT_FALSE(alone);
+    EXPECT_EQ(alone.error().name, "org.freedesktop.DBus.Error.NotSupported");
+    EXPECT_NE(alone.error().message.find("AF_BUS not available (af_bus.ko is not loaded)"), std::string::npos)
+        << alone.error().message;
+
+    auto c = Connection::open("afbus:path=" + bus.directory() + "/afbus;afbus:abstract=afbus-test;" + bus.address());
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ((*c)->transport(), "unix");
+    EXPECT_TRUE((*c)->unique_name().starts_with(":1."));
+    auto reply = (*c)->call(method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetId"));
+    EXPECT_TRUE(reply) << reply.error().message;
 }
 
 TEST_F(ClientTest, ErrorRepliesAreValues) {

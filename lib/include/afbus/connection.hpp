@@ -77,6 +77,10 @@ public:
     [[nodiscard]] const std::string& server_guid() const;
     [[nodiscard]] bool unix_fd_passing() const;
     [[nodiscard]] bool connected() const;
+    // The transport of the address entry this connection was made with: "unix", "tcp" or "afbus" (an
+    // address list falls through to the next entry when one cannot be reached, e.g. afbus: without
+    // AF_BUS in the kernel).
+    [[nodiscard]] const std::string& transport() const;
 
     // Sends without waiting; assigns and returns the serial.
     Expected<std::uint32_t, Error> send(Message message);

@@ -1,0 +1,53 @@
+#include "client/client_transport.hpp"
+
+namespace afbus::detail {
+
+int ClientTransport::fd() const noexcept {
+    return std::visit([](const auto& t) { return t.fd(); }, transport_);
+}
+
+void ClientTransport::set_unix_fd_passing(bool on) noexcept {
+    std::visit([on](auto& t) { t.set_unix_fd_passing(on); }, transport_);
+}
+
+bool ClientTransport::unix_fd_passing() const noexcept {
+    return std::visit([](const auto& t) { return t.unix_fd_passing(); }, transport_);
+}
+
+bool ClientTransport::wants_write() const noexcept {
+    return std::visit([](const auto& t) { return t.wants_write(); }, transport_);
+}
+
+void ClientTransport::push_received(std::string_view bytes) {
+    if (auto* stream = std::get_if<StreamTransport>(&transport_)) stream->push_received(bytes);
+}
+
+Expected<std::size_t, TransportError> ClientTransport::read() {
+    return std::visit([](auto& t) { return t.read(); }, transport_);
+}
+
+Expected<std::optional<ReceivedDatagram>, TransportError> ClientTransport::next() {
+    if (auto* datagrams = std::get_if<DatagramTransport>(&transport_)) return datagrams->next();
+    auto m = std::get<StreamTransport>(transport_).next();
+    if (!m) return Unexpected(m.error());
+    if (!*m) return std::optional<ReceivedDatagram>{};
+    return std::optional<ReceivedDatagram>(ReceivedDatagram{std::move(**m), std::nullopt});
+}
+
+void ClientTransport::enqueue(Message message, std::optional<std::uint64_t> destination) {
+    if (auto* datagrams = std::get_if<DatagramTransport>(&transport_))
+        datagrams->enqueue(std::move(message), destination);
+    else
+        std::get<StreamTransport>(transport_).enqueue(std::move(message));
+}
+
+Expected<bool, TransportError> ClientTransport::flush() {
+    return std::visit([](auto& t) { return t.flush(); }, transport_);
+}
+
+std::vector<RefusedDatagram> ClientTransport::take_refused() {
+    if (auto* datagrams = std::get_if<DatagramTransport>(&transport_)) return datagrams->take_refused();
+    return {};
+}
+
+}  // namespace afbus::detail
