@@ -62,6 +62,7 @@ ConnectionSettings Bus::connection_settings() const {
     c.pending_fd_timeout_ms = settings_.limits.pending_fd_timeout;
     c.max_replies_per_connection = settings_.limits.max_replies_per_connection;
     c.reply_timeout_ms = settings_.limits.reply_timeout;
+    c.max_message_size = settings_.limits.max_message_size;
     return c;
 }
 

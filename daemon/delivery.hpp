@@ -42,6 +42,8 @@ struct ConnectionSettings {
     // that go from client to client directly, with the same limits.
     std::int64_t max_replies_per_connection = 128;
     std::int64_t reply_timeout_ms = -1;  // -1: never
+    // The largest message: kernel mode sizes the AF_BUS send buffers for it.
+    std::int64_t max_message_size = 32 * 1024 * 1024;
 };
 
 // The SASL server for a new connection with these credentials, as `settings` ask.

@@ -25,6 +25,16 @@ constexpr std::string_view kNameAddressMember = "NameAddress";
 
 }  // namespace
 
+std::optional<std::string> first_rule_kernel_mode_cannot_keep(const policy::PolicyImage& policy) {
+    for (const policy::RuleRecord& rule : policy.rules()) {
+        const auto kind = static_cast<policy::RuleKind>(rule.kind);
+        if ((kind == policy::RuleKind::Send || kind == policy::RuleKind::Receive) &&
+            static_cast<policy::Verdict>(rule.verdict) != policy::Verdict::Accept)
+            return std::string(policy.string(rule.file)) + ":" + std::to_string(rule.line);
+    }
+    return std::nullopt;
+}
+
 KernelDelivery::KernelDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings, int family)
     : loop_(loop), events_(events), settings_(settings), family_(family), broker_(loop, events, std::move(settings)) {}
 
@@ -39,10 +49,10 @@ KernelDelivery::~KernelDelivery() {
 void KernelDelivery::configure(const ConnectionSettings& settings) {
     settings_ = settings;
     broker_.configure(settings);
-    for (const Fd& l : listeners_) apply_reply_limits(l);
+    for (const Fd& l : listeners_) apply_bus_limits(l);
 }
 
-void KernelDelivery::apply_reply_limits(const Fd& listener) const {
+void KernelDelivery::apply_bus_limits(const Fd& listener) const {
     // The kernel's ranges: 1..65536 calls, 1 ms..2^31-1 ms (about 25 days: "never" in practice).
     bus_dbus_reply_limits limits{};
     limits.max_replies = static_cast<std::uint32_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
@@ -50,11 +60,17 @@ void KernelDelivery::apply_reply_limits(const Fd& listener) const {
         settings_.reply_timeout_ms < 0 ? INT32_MAX : std::clamp<std::int64_t>(settings_.reply_timeout_ms, 1, INT32_MAX));
     if (::setsockopt(listener.get(), SOL_BUS, BUS_DBUS_SET_REPLY_LIMITS, &limits, sizeof limits) < 0)
         log_warning("AF_BUS: could not set the pending reply limits: %s", std::strerror(errno));
+    // A datagram must fit the sender's buffer whole: room for the largest message and the kernel's
+    // overhead, up to af_bus.ko's bound (256 MiB; wmem_max without CAP_NET_ADMIN).
+    const int send_buffer = static_cast<int>(std::clamp<std::int64_t>(settings_.max_message_size + 4096, 4096, 256 << 20));
+    if (::setsockopt(listener.get(), SOL_BUS, BUS_SET_SENDBUF, &send_buffer, sizeof send_buffer) < 0)
+        log_warning("AF_BUS: could not size the send buffers for %lld-byte messages: %s",
+                    static_cast<long long>(settings_.max_message_size), std::strerror(errno));
 }
 
 void KernelDelivery::add_listener(Fd listener) {
     const int fd = listener.get();
-    apply_reply_limits(listener);
+    apply_bus_limits(listener);
     listeners_.push_back(std::move(listener));
     loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
 }
@@ -173,7 +189,12 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         if (!received) return fail(id, describe(received.error()));
         if (!*received) break;
         // Everything on a master-side socket comes from its own client (the kernel says so).
-        events_.peer_sent(id, std::move((*received)->message));
+        Message& message = (*received)->message;
+        const bool forwarded = !p->unique_name.empty() && !message.destination().empty() &&
+                               message.destination() != kDriverName;
+        const std::string destination(forwarded ? message.destination() : std::string_view());
+        events_.peer_sent(id, std::move(message));
+        if (forwarded) acknowledge_forward(id, destination);
     }
     if (!n) return fail(id, describe(n.error()));
 }
@@ -186,7 +207,13 @@ void KernelDelivery::send_queued(Client& c) {
         log_info("AF_BUS: the kernel refused a %s for %s: %s", std::string(to_string(refused.message->type())).c_str(),
                  c.unique_name.empty() ? "a client" : c.unique_name.c_str(), std::strerror(refused.error_number));
     }
-    if (!flushed) broken_.emplace_back(c.id, describe(flushed.error()));
+    if (!flushed) {
+        broken_.emplace_back(c.id, describe(flushed.error()));
+        return;
+    }
+    if (!c.transport->wants_write() && !c.deferred_notices.empty()) {
+        for (const Notice& notice : std::exchange(c.deferred_notices, {})) send_notice(notice);
+    }
 }
 
 QueueLoad KernelDelivery::queued(PeerId peer) const {
@@ -203,42 +230,53 @@ bool KernelDelivery::passes_fds(PeerId peer) const {
 QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
     Client* c = find(peer);
     if (!c) return broker_.deliver(peer, std::move(message));
-    const Message& m = *message;
-    const bool was_empty = !c->transport->wants_write();
-    c->transport->enqueue(message, c->address);
-    // Sent now, not at flush(): a notice telling the sender where this name lives may only follow a
-    // message that is already in the kernel.
-    if (was_empty) {
-        send_queued(*c);
-        if (!c->transport->wants_write()) tell_address(m, *c);
-    }
+    c->transport->enqueue(std::move(message), c->address);
+    // Sent now, not at flush(): the notice that lets a forwarded message's sender go on may only
+    // follow a message that is already in the kernel.
+    send_queued(*c);
     update_watch(*c);
     return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
 }
 
-std::optional<std::uint64_t> KernelDelivery::address_of(std::string_view name, const Client& owner) const {
-    if (name.starts_with(':')) return owner.address;
-    auto it = name_addresses_.find(std::string(name));
-    if (it == name_addresses_.end()) return std::nullopt;
-    return it->second;
+KernelDelivery::Client* KernelDelivery::native_owner(std::string_view name) const {
+    if (name.starts_with(':')) {
+        auto it = by_unique_name_.find(std::string(name));
+        return it == by_unique_name_.end() ? nullptr : find(it->second);
+    }
+    auto it = native_owners_.find(std::string(name));
+    return it == native_owners_.end() ? nullptr : find(it->second);
 }
 
-void KernelDelivery::tell_address(const Message& message, const Client& recipient) {
-    const std::string_view destination = message.destination();
-    if (destination.empty() || destination == kDriverName) return;
-    auto sender_it = by_unique_name_.find(std::string(message.sender()));
-    if (sender_it == by_unique_name_.end() || sender_it->second == recipient.id) return;
-    Client* sender = find(sender_it->second);
-    if (!sender || sender->sasl) return;
-    const auto address = address_of(destination, recipient);
-    if (!address) return;
-    auto notice = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, kNameAddressMember);
-    notice.destination(sender->unique_name).sender(kDriverName);
-    append(notice, std::string(destination), *address);
-    auto built = notice.build();
-    if (!built) return;
-    built->set_serial(next_serial_++);
+void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& destination) {
+    // Where the name lives, if a native client holds it; 0 (keep sending through the master) for a
+    // unix client's name or nobody's.
+    Client* recipient = native_owner(destination);
+    std::uint64_t address = 0;
+    if (recipient && destination.starts_with(':')) {
+        address = recipient->address;
+    } else if (recipient) {
+        auto it = name_addresses_.find(destination);
+        if (it != name_addresses_.end()) address = it->second;
+    }
+    Notice notice{sender, destination, address};
+    // The sender may go on once what the master forwarded is in the kernel: behind whatever is still
+    // queued here for the receiver, the notice waits for that queue to drain.
+    if (recipient && recipient->transport->wants_write()) {
+        recipient->deferred_notices.push_back(std::move(notice));
+        return;
+    }
+    send_notice(notice);
+}
+
+void KernelDelivery::send_notice(const Notice& notice) {
+    Client* sender = find(notice.sender);
+    if (!sender || sender->unique_name.empty()) return;
+    auto message = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, kNameAddressMember);
+    message.destination(sender->unique_name).sender(kDriverName);
+    append(message, notice.name, notice.address);
+    auto built = message.build(next_serial_++);
     if (next_serial_ == 0) next_serial_ = 1;
+    if (!built) return;
     sender->transport->enqueue(std::move(*built), sender->address);
     send_queued(*sender);
     update_watch(*sender);
@@ -281,12 +319,15 @@ void KernelDelivery::detach(PeerId peer) {
     (void)c.transport->flush();  // best effort: the last error reply may still go out
     ::shutdown(c.transport->fd(), SHUT_RDWR);
     if (!c.unique_name.empty()) by_unique_name_.erase(c.unique_name);
+    // Its receivers will never see what was still queued for it: their senders may go on.
+    for (const Notice& notice : std::exchange(c.deferred_notices, {})) send_notice(notice);
     graveyard_.push_back(std::move(it->second));
     clients_.erase(it);
 }
 
 bool KernelDelivery::set_option(const Client& c, int option, const void* value, std::size_t size, const char* what) {
     if (::setsockopt(c.transport->fd(), SOL_BUS, option, value, static_cast<socklen_t>(size)) == 0) return true;
+    if (errno == ENOTCONN) return false;  // the client left: its failure is on its way
     log_warning("AF_BUS: could not %s for %s: %s", what, c.unique_name.empty() ? "a client" : c.unique_name.c_str(),
                 std::strerror(errno));
     return false;
@@ -309,6 +350,8 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
     if (change.name.starts_with(':')) return;
     Client* new_owner = change.new_owner ? find(*change.new_owner) : nullptr;
     Client* old_owner = change.old_owner ? find(*change.old_owner) : nullptr;
+    if (new_owner) native_owners_[change.name] = new_owner->id;
+    else native_owners_.erase(change.name);
     if (new_owner) {
         auto [it, added] = name_addresses_.try_emplace(change.name, 0);
         if (added) it->second = BUS_ADDR(1, next_name_address_++);

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,8 +24,14 @@
 #include "broker_delivery.hpp"
 #include "delivery.hpp"
 #include "event_loop.hpp"
+#include "policy_image.hpp"
 
 namespace afbus::daemon {
+
+// Whether kernel mode can keep `policy`: af_bus_dbus.ko has no policy image yet (issue 14), so
+// messages between native clients pass no send or receive rule. A policy with a send or receive rule
+// that denies is kept only by broker mode: none (ok), or "FILE:LINE" of the first such rule.
+[[nodiscard]] std::optional<std::string> first_rule_kernel_mode_cannot_keep(const policy::PolicyImage& policy);
 
 class KernelDelivery final : public Delivery {
 public:
@@ -53,6 +60,12 @@ public:
     void became_monitor(PeerId peer) override;
 
 private:
+    // The NameAddress notice that answers a message the master forwarded for `sender`.
+    struct Notice {
+        PeerId sender;
+        std::string name;
+        std::uint64_t address;  // 0: the name has no address of its own
+    };
     struct Client {
         PeerId id = 0;
         std::uint64_t address = 0;  // its unique address in the kernel
@@ -64,21 +77,25 @@ private:
         bool reading_paused = false;
         std::string unique_name;
         std::vector<std::string> records;  // the match records installed for it
+        // Notices that wait for what is queued for this client to reach the kernel.
+        std::vector<Notice> deferred_notices;
     };
 
     void on_listener_ready(int fd);
     void watch_listeners(bool on);
-    void apply_reply_limits(const Fd& listener) const;
+    void apply_bus_limits(const Fd& listener) const;
     void add_client(Fd socket);
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
     void read_messages(Client& client, bool hung_up);
     // Sends what is queued for `client` now. A broken connection is reported at the next flush().
     void send_queued(Client& client);
-    // After a forwarded message left for `recipient`: tells its native sender the address of the name
-    // it was sent to, so that the sender's next messages for that name go directly.
-    void tell_address(const Message& message, const Client& recipient);
-    [[nodiscard]] std::optional<std::uint64_t> address_of(std::string_view name, const Client& owner) const;
+    // After the model routed a message `sender` sent the master for `destination`: the notice that lets
+    // the sender go on (its library holds its sends until then), with the name's address if a native
+    // client holds it, so that its next messages go directly.
+    void acknowledge_forward(PeerId sender, const std::string& destination);
+    void send_notice(const Notice& notice);
+    [[nodiscard]] Client* native_owner(std::string_view name) const;
     void update_watch(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
     bool set_option(const Client& client, int option, const void* value, std::size_t size, const char* what);
@@ -97,6 +114,7 @@ private:
     // Every well-known name a native client ever owned, and its address: stable for the bus's lifetime,
     // so that an address a client cached never comes to mean another name.
     std::unordered_map<std::string, std::uint64_t> name_addresses_;
+    std::unordered_map<std::string, PeerId> native_owners_;  // well-known names a native client owns
     std::uint64_t next_name_address_ = 1;
     std::uint32_t next_serial_ = 1;  // of the address notices
     std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush

@@ -18,7 +18,8 @@ run_gtest() {  # name binary [VAR=value...]
     shift 2
     t0=$(uptime_s)
     if out=$(env AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$@" "$B/test/$binary" 2>&1); then
-        echo "AFBUS-TEST $name PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) $(echo "$out" | grep -cE '^\[  SKIPPED \]') skipped, in $(elapsed "$t0") s"
+        skipped=$(echo "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests*, listed below:/\1/p')
+        echo "AFBUS-TEST $name PASS $(echo "$out" | grep -E '^\[  PASSED' | head -1) ${skipped:-0} skipped, in $(elapsed "$t0") s"
     else
         echo "$out" | grep -B3 -A15 'Failure' | head -80
         echo "AFBUS-TEST $name FAIL $(echo "$out" | grep -E 'FAILED' | head -1)"

@@ -49,6 +49,24 @@ std::uint64_t AfBusRouting::destination_for(const Message& message) const {
     return cache_.find(destination).value_or(kMaster);
 }
 
+namespace {
+
+// Whether `message`, sent to `address`, is one the master forwards (and answers with a notice).
+bool forwarded_by_master(const Message& message, std::uint64_t address) {
+    const std::string_view destination = message.destination();
+    return address == AfBusRouting::kMaster && !destination.empty() && destination != kBusName;
+}
+
+}  // namespace
+
+void AfBusRouting::sending(const Message& message, std::uint64_t address) {
+    if (joined_ && forwarded_by_master(message, address)) ++awaited_notices_;
+}
+
+void AfBusRouting::refused(const Message& message, std::uint64_t address) {
+    if (joined_ && forwarded_by_master(message, address) && awaited_notices_ > 0) --awaited_notices_;
+}
+
 bool AfBusRouting::absorb(const Message& message, std::optional<std::uint64_t> source) {
     // Only the master can send as org.freedesktop.DBus (af_bus_dbus.ko checks every client's SENDER),
     // and only from address 0; a look-alike from anyone else is an ordinary signal.
@@ -56,6 +74,8 @@ bool AfBusRouting::absorb(const Message& message, std::optional<std::uint64_t> s
         message.path() != kBusPath || message.interface() != kAfBusKernelInterface ||
         message.member() != kNameAddressMember)
         return false;
+    // One notice answers each forwarded message, in order.
+    if (awaited_notices_ > 0) --awaited_notices_;
     auto entry = read_all<std::string, std::uint64_t>(message);
     if (!entry) return true;  // malformed: ours anyway, and useless
     const auto& [name, address] = *entry;

@@ -2,14 +2,16 @@
 // (docs/sasl-and-addresses.md, "afbus: addresses"). Sans-I/O: ConnectionState asks destination_for()
 // before each send and offers every received message to absorb().
 //
-// Why the cache never lets a message overtake another: the client sends every message for a name to
-// the master (address 0) until it has *read* the master's NameAddress notification for that name, and
-// the master sends that notification only after it has forwarded a message of this client for the
-// name. The kernel keeps one total order per bus, so everything the client sent the master for the
-// name is already queued at the receiver when the client learns the address; what it sends directly
-// from then on is queued behind it. A cached address whose holder has left (or a name that moved) is
-// harmless: the kernel hands a send to an address nobody holds to the master, which answers as the
-// broker would; unique addresses are never reused.
+// Why no message overtakes another of ours (D-Bus delivers one sender's messages in order): a message
+// the master forwards (a unicast for a name we have no address for) takes a detour that direct sends
+// do not. So each one opens a fence: until the master's NameAddress notice for it has been *read*,
+// the client sends nothing more and holds what the application sends (ConnectionState). The master
+// sends the notice once the forwarded message has left it (docs/kernel-mode.md); the kernel keeps
+// one total order per bus, so the forwarded message is queued at its receiver before anything the
+// client sends after the notice, direct or broadcast. A notice with address 0 only closes the fence
+// (the name has no address: a unix client, nobody). A cached address whose holder has left (or a
+// name that moved) is harmless: the kernel hands a send to an address nobody holds to the master,
+// which answers as the broker would; unique addresses are never reused.
 #pragma once
 
 #include <cstddef>
@@ -56,6 +58,13 @@ public:
     // destination, else the master, which forwards it.
     [[nodiscard]] std::uint64_t destination_for(const Message& message) const;
 
+    // `message` is being sent to `address`: one the master will forward opens a fence.
+    void sending(const Message& message, std::uint64_t address);
+    // The kernel refused a message sent to `address`: a fence it opened will get no notice.
+    void refused(const Message& message, std::uint64_t address);
+    // While a forwarded message's notice is outstanding, nothing else may be sent.
+    [[nodiscard]] bool fenced() const noexcept { return awaited_notices_ > 0; }
+
     // True when `message` is the master's NameAddress notification (signal st from org.freedesktop.DBus
     // at /org/freedesktop/DBus, interface org.afbus.Kernel, received from address 0): its entry is
     // stored, and the message must not reach the application. Anything else: false, untouched.
@@ -68,6 +77,7 @@ private:
     std::string unique_name_;
     std::optional<std::uint64_t> own_address_;
     NameAddressCache cache_;
+    std::size_t awaited_notices_ = 0;
 };
 
 }  // namespace afbus::detail

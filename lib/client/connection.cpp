@@ -255,7 +255,6 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
     const std::uint32_t serial = next_serial++;
     if (next_serial == 0) next_serial = 1;
     message.set_serial(serial);
-    std::optional<std::uint64_t> destination;
     if (af_bus) {
         // af_bus_dbus.ko refuses (EPERM) a message whose SENDER is not the name the master gave us; only
         // one addressed to the master may go without. So every message carries it once we have one.
@@ -264,23 +263,46 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
             if (!stitched) return Unexpected(wire_error(stitched.error()));
             message = std::move(*stitched);
         }
-        destination = af_bus->destination_for(message);
+        if (af_bus->fenced()) {
+            held.push_back(std::move(message));
+            return serial;
+        }
     }
-    transport.enqueue(std::move(message), destination);
+    enqueue(std::move(message));
     if (auto r = flush(); !r) return Unexpected(r.error());
     return serial;
 }
 
+void ConnectionState::enqueue(Message message) {
+    std::optional<std::uint64_t> destination;
+    if (af_bus) {
+        destination = af_bus->destination_for(message);
+        af_bus->sending(message, *destination);
+    }
+    transport.enqueue(std::move(message), destination);
+}
+
+void ConnectionState::release_held() {
+    while (!held.empty() && !af_bus->fenced()) {
+        enqueue(std::move(held.front()));
+        held.pop_front();
+    }
+}
+
 Expected<void, Error> ConnectionState::flush() {
     if (!connected) return {};
-    auto r = transport.flush();
-    answer_refused();
-    if (!r) {
-        const Error e = transport_error(r.error());
-        disconnect(e);
-        return Unexpected(e);
+    for (;;) {
+        auto r = transport.flush();
+        answer_refused();
+        if (!r) {
+            const Error e = transport_error(r.error());
+            disconnect(e);
+            return Unexpected(e);
+        }
+        // A refused forward lifts its fence: what it held may go now (and may be refused in turn).
+        if (!af_bus || held.empty() || af_bus->fenced()) return {};
+        release_held();
     }
-    return {};
 }
 
 void ConnectionState::answer_refused() {
@@ -289,6 +311,7 @@ void ConnectionState::answer_refused() {
     // way. Other refused messages (signals, replies, no-reply calls) are dropped without a word, as a bus
     // drops what its policy denies.
     for (const RefusedDatagram& refused : transport.take_refused()) {
+        if (af_bus && refused.destination) af_bus->refused(*refused.message, *refused.destination);
         if (!refused.message->expects_reply()) continue;
         const Error e = refused_send_error(refused.error_number);
         auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
@@ -312,7 +335,10 @@ Expected<void, Error> ConnectionState::read_available() {
         }
         if (!*m) break;
         // The master's NameAddress notifications are the library's, never the application's.
-        if (af_bus && af_bus->absorb((*m)->message, (*m)->source)) continue;
+        if (af_bus && af_bus->absorb((*m)->message, (*m)->source)) {
+            release_held();
+            continue;
+        }
         incoming.push_back(std::move((*m)->message));
     }
     if (failure) {
@@ -534,6 +560,10 @@ Expected<Slot, Error> Connection::subscribe(std::string_view match_rule, Message
 }
 
 Expected<void, Error> Connection::become_monitor(const std::vector<std::string>& match_rules, MessageHandler handler) {
+    // Traffic between AF_BUS clients bypasses the daemon, which copies to monitors only what it routes.
+    if (state_->af_bus)
+        return Unexpected(make_error(error_names::kNotSupported,
+                                     "Monitoring over AF_BUS is not supported yet: connect the monitor to the bus's unix address"));
     auto b = MessageBuilder::method_call(kBusName, kBusPath, "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
     append(b, match_rules, std::uint32_t{0});
     auto m = b.build();

@@ -45,6 +45,8 @@ public:
     // AF_BUS connections only: where each message goes, and the NameAddress notifications.
     std::optional<AfBusRouting> af_bus;
     int af_bus_family = 0;
+    // AF_BUS: messages sent while a forwarded one's notice is awaited (AfBusRouting::fenced), in order.
+    std::deque<Message> held;
     std::string unique_name;
     std::string guid;
     bool bus = true;
@@ -68,6 +70,10 @@ public:
     // Non-blocking: reads what is there into `incoming`.
     Expected<void, Error> read_available();
     Expected<void, Error> flush();
+    // Routes and queues one message (AF_BUS: to the address AfBusRouting chooses).
+    void enqueue(Message message);
+    // AF_BUS: queues the held messages the fence now lets through.
+    void release_held();
     // Messages the kernel refused to send (AF_BUS): a call awaiting a reply gets a local error reply.
     void answer_refused();
     Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline);

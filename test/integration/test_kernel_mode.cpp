@@ -197,6 +197,18 @@ TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
     EXPECT_EQ(got_b.size(), 10u);
 }
 
+TEST_F(KernelModeBus, APolicyTheKernelCannotKeepLeavesTheBusInBrokerMode) {
+    // Until af_bus_dbus.ko has the policy image, a deny rule on sending or receiving would not hold
+    // between native clients: the afbus: listener is not opened, the unix one serves.
+    auto options = both_listeners();
+    options.extra_config += "  <policy context=\"default\"><deny send_interface=\"org.example.Denied\"/></policy>\n";
+    test::TestBus strict(options);
+    EXPECT_EQ(entry_of(strict.address(), "afbus"), "") << strict.address();
+    auto c = open(entry_of(strict.address(), "unix"));
+    ASSERT_TRUE(c);
+    EXPECT_TRUE(contains(list_names(*c), c->unique_name()));
+}
+
 TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
     auto a = open(native_address_);
     ASSERT_TRUE(a);

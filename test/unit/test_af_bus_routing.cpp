@@ -55,6 +55,31 @@ TEST(AfBusRouting, DriverAndUnknownNamesGoToTheMaster) {
     EXPECT_EQ(r.destination_for(call_to(":1.99")), AfBusRouting::kMaster);
 }
 
+TEST(AfBusRouting, AForwardedMessageFencesUntilItsNoticeIsRead) {
+    AfBusRouting r = joined_routing();
+    // The bus's own calls, broadcasts and direct sends take no detour: no fence.
+    r.sending(call_to("org.freedesktop.DBus"), AfBusRouting::kMaster);
+    auto signal = MessageBuilder::signal("/p", "org.example.I", "S").build(1);
+    ASSERT_TRUE(signal);
+    r.sending(*signal, AfBusRouting::kBroadcast);
+    ASSERT_TRUE(r.absorb(name_address("org.example.Peer", kWellKnown), AfBusRouting::kMaster));
+    r.sending(call_to("org.example.Peer"), kWellKnown);
+    EXPECT_FALSE(r.fenced());
+    // Two forwarded messages: two notices, one each, in order; address 0 only closes the fence.
+    r.sending(call_to("org.example.Unknown"), AfBusRouting::kMaster);
+    r.sending(call_to(":1.99"), AfBusRouting::kMaster);
+    EXPECT_TRUE(r.fenced());
+    ASSERT_TRUE(r.absorb(name_address("org.example.Unknown", 0), AfBusRouting::kMaster));
+    EXPECT_TRUE(r.fenced());
+    EXPECT_EQ(r.destination_for(call_to("org.example.Unknown")), AfBusRouting::kMaster);
+    ASSERT_TRUE(r.absorb(name_address(":1.99", kPeer), AfBusRouting::kMaster));
+    EXPECT_FALSE(r.fenced());
+    EXPECT_EQ(r.destination_for(call_to(":1.99")), kPeer);
+    // A notice nobody waits for (the cache was dropped meanwhile) changes nothing.
+    ASSERT_TRUE(r.absorb(name_address(":1.98", kPeer), AfBusRouting::kMaster));
+    EXPECT_FALSE(r.fenced());
+}
+
 TEST(AfBusRouting, BroadcastSignalsGoToEveryone) {
     const AfBusRouting r = joined_routing();
     auto signal = MessageBuilder::signal("/p", "org.example.I", "S").build(1);
