@@ -471,7 +471,14 @@ void Slot::release() noexcept {
 // --- Connection ---
 
 Connection::Connection(std::shared_ptr<ConnectionState> state) : state_(std::move(state)) {}
-Connection::~Connection() = default;
+Connection::~Connection() {
+    // AF_BUS: messages held behind a forwarded one would be lost with the connection; give the master a
+    // moment (one round trip, bounded) to let them go.
+    if (!state_ || !state_->af_bus || !state_->connected) return;
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while ((!state_->held.empty() || state_->transport.wants_write()) && state_->connected && Clock::now() < deadline)
+        if (!state_->pump(deadline)) break;
+}
 
 Expected<std::unique_ptr<Connection>, Error> Connection::open(std::string_view address, ConnectOptions options) {
     auto entries = parse_address_list(address);

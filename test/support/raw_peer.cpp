@@ -1,5 +1,6 @@
 #include "raw_peer.hpp"
 
+#include <algorithm>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -43,8 +44,12 @@ Message stats_call(std::string_view member, const std::string& name) {
 }
 
 Fd unauthenticated_connection(const TestBus& bus) {
+    // The unix entry: in kernel mode (AFBUS_TEST_KERNEL_MODE) an afbus: entry comes first.
     auto entries = parse_address_list(bus.address()).value();
-    auto path = unix_socket_path(entries[0], process_environment()).value();
+    auto unix_entry = std::find_if(entries.begin(), entries.end(), [](const AddressEntry& e) { return e.transport() == "unix"; });
+    EXPECT_NE(unix_entry, entries.end()) << bus.address();
+    if (unix_entry == entries.end()) return Fd();
+    auto path = unix_socket_path(*unix_entry, process_environment()).value();
     auto fd = connect_unix(path);
     EXPECT_TRUE(fd) << std::strerror(fd ? 0 : fd.error());
     return fd ? std::move(*fd) : Fd();
