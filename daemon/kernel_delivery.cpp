@@ -22,6 +22,7 @@ namespace {
 // The notice a native client gets after the master forwarded one of its messages (docs/kernel-mode.md).
 constexpr std::string_view kKernelInterface = "org.afbus.Kernel";
 constexpr std::string_view kNameAddressMember = "NameAddress";
+constexpr std::string_view kPeerAddressMember = "PeerAddress";
 
 }  // namespace
 
@@ -230,6 +231,12 @@ bool KernelDelivery::passes_fds(PeerId peer) const {
 QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
     Client* c = find(peer);
     if (!c) return broker_.deliver(peer, std::move(message));
+    // A call from a native client that the master forwards: its callee learns the caller's address
+    // first, so that the answer goes back through the kernel directly.
+    if (message->type() == MessageType::MethodCall && message->expects_reply()) {
+        if (Client* caller = native_owner(message->sender()); caller && caller != c && message->sender().starts_with(':'))
+            enqueue_notice(*c, kPeerAddressMember, caller->unique_name, caller->address);
+    }
     c->transport->enqueue(std::move(message), c->address);
     // Sent now, not at flush(): the notice that lets a forwarded message's sender go on may only
     // follow a message that is already in the kernel.
@@ -271,15 +278,18 @@ void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& desti
 void KernelDelivery::send_notice(const Notice& notice) {
     Client* sender = find(notice.sender);
     if (!sender || sender->unique_name.empty()) return;
-    auto message = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, kNameAddressMember);
-    message.destination(sender->unique_name).sender(kDriverName);
-    append(message, notice.name, notice.address);
-    auto built = message.build(next_serial_++);
-    if (next_serial_ == 0) next_serial_ = 1;
-    if (!built) return;
-    sender->transport->enqueue(std::move(*built), sender->address);
+    enqueue_notice(*sender, kNameAddressMember, notice.name, notice.address);
     send_queued(*sender);
     update_watch(*sender);
+}
+
+void KernelDelivery::enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address) {
+    auto message = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, member);
+    message.destination(to.unique_name).sender(kDriverName);
+    append(message, name, address);
+    auto built = message.build(next_serial_++);
+    if (next_serial_ == 0) next_serial_ = 1;
+    if (built) to.transport->enqueue(std::move(*built), to.address);
 }
 
 void KernelDelivery::flush() {

@@ -95,6 +95,8 @@ private:
     // client holds it, so that its next messages go directly.
     void acknowledge_forward(PeerId sender, const std::string& destination);
     void send_notice(const Notice& notice);
+    // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
+    void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
     [[nodiscard]] Client* native_owner(std::string_view name) const;
     void update_watch(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.

@@ -68,14 +68,21 @@ void AfBusRouting::refused(const Message& message, std::uint64_t address) {
 }
 
 bool AfBusRouting::absorb(const Message& message, std::optional<std::uint64_t> source) {
+    // A client's message comes from its unique address, and the kernel vouches for its SENDER: where
+    // to answer it. Learning it is safe: nothing of ours is on the master's detour once we send again
+    // (the fence), so a direct send cannot overtake anything.
+    if (joined_ && source && *source != kMaster && message.sender().starts_with(':') &&
+        (*source & kClientMask) != kClientMask && !cache_.find(message.sender()))
+        cache_.store(message.sender(), *source);
     // Only the master can send as org.freedesktop.DBus (af_bus_dbus.ko checks every client's SENDER),
     // and only from address 0; a look-alike from anyone else is an ordinary signal.
     if (source != kMaster || message.type() != MessageType::Signal || message.sender() != kBusName ||
         message.path() != kBusPath || message.interface() != kAfBusKernelInterface ||
-        message.member() != kNameAddressMember)
+        (message.member() != kNameAddressMember && message.member() != kPeerAddressMember))
         return false;
-    // One notice answers each forwarded message, in order.
-    if (awaited_notices_ > 0) --awaited_notices_;
+    // One NameAddress answers each forwarded message, in order; a PeerAddress (the caller of a call the
+    // master forwards to us, told before the call) only informs.
+    if (message.member() == kNameAddressMember && awaited_notices_ > 0) --awaited_notices_;
     auto entry = read_all<std::string, std::uint64_t>(message);
     if (!entry) return true;  // malformed: ours anyway, and useless
     const auto& [name, address] = *entry;

@@ -28,6 +28,7 @@ namespace afbus::detail {
 
 inline constexpr std::string_view kAfBusKernelInterface = "org.afbus.Kernel";
 inline constexpr std::string_view kNameAddressMember = "NameAddress";
+inline constexpr std::string_view kPeerAddressMember = "PeerAddress";
 
 // Bus name → AF_BUS address, as the master told. Bounded: when full it is dropped whole (correctness
 // never depends on an entry, only the number of hops does).

@@ -282,6 +282,13 @@ void ConnectionState::enqueue(Message message) {
     transport.enqueue(std::move(message), destination);
 }
 
+void ConnectionState::drain_held(Clock::time_point deadline) {
+    // AF_BUS only: messages held behind a forwarded one would be lost with the connection; the master's
+    // notice is one round trip away.
+    while (af_bus && connected && (!held.empty() || transport.wants_write()) && Clock::now() < deadline)
+        if (!pump(deadline)) break;
+}
+
 void ConnectionState::release_held() {
     while (!held.empty() && !af_bus->fenced()) {
         enqueue(std::move(held.front()));
@@ -472,12 +479,7 @@ void Slot::release() noexcept {
 
 Connection::Connection(std::shared_ptr<ConnectionState> state) : state_(std::move(state)) {}
 Connection::~Connection() {
-    // AF_BUS: messages held behind a forwarded one would be lost with the connection; give the master a
-    // moment (one round trip, bounded) to let them go.
-    if (!state_ || !state_->af_bus || !state_->connected) return;
-    const auto deadline = Clock::now() + std::chrono::seconds(5);
-    while ((!state_->held.empty() || state_->transport.wants_write()) && state_->connected && Clock::now() < deadline)
-        if (!state_->pump(deadline)) break;
+    if (state_) state_->drain_held(Clock::now() + std::chrono::seconds(5));
 }
 
 Expected<std::unique_ptr<Connection>, Error> Connection::open(std::string_view address, ConnectOptions options) {
@@ -631,6 +633,8 @@ Expected<void, Error> Connection::run() {
         auto r = run_until([this] { return state_->stopping; }, std::chrono::hours(24));
         if (!r) return Unexpected(r.error());
     }
+    // A service that returns from run() to exit must not lose its last replies.
+    state_->drain_held(Clock::now() + std::chrono::seconds(5));
     return {};
 }
 

@@ -74,6 +74,8 @@ public:
     void enqueue(Message message);
     // AF_BUS: queues the held messages the fence now lets through.
     void release_held();
+    // AF_BUS: serves the connection until nothing is held or queued, or `deadline`.
+    void drain_held(Clock::time_point deadline);
     // Messages the kernel refused to send (AF_BUS): a call awaiting a reply gets a local error reply.
     void answer_refused();
     Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline);

@@ -80,6 +80,26 @@ TEST(AfBusRouting, AForwardedMessageFencesUntilItsNoticeIsRead) {
     EXPECT_FALSE(r.fenced());
 }
 
+TEST(AfBusRouting, ClientsAreAnsweredWhereTheirMessagesCameFrom) {
+    AfBusRouting r = joined_routing();
+    // A call from a client, straight through the kernel: its source is where it lives.
+    auto call = MessageBuilder::method_call(":1.7", "/p", "org.example.I", "M").sender(":1.42").build(5).value();
+    EXPECT_FALSE(r.absorb(call, kPeer));
+    EXPECT_EQ(r.destination_for(call_to(":1.42")), kPeer);
+    // The master's copies (source 0) and multicast sources teach nothing.
+    auto forwarded = MessageBuilder::method_call(":1.7", "/p", "org.example.I", "M").sender(":1.43").build(6).value();
+    EXPECT_FALSE(r.absorb(forwarded, AfBusRouting::kMaster));
+    EXPECT_EQ(r.destination_for(call_to(":1.43")), AfBusRouting::kMaster);
+    // PeerAddress, told before a forwarded call, informs and opens or closes no fence.
+    r.sending(call_to("org.example.Unknown"), AfBusRouting::kMaster);
+    auto hint = MessageBuilder::signal("/org/freedesktop/DBus", "org.afbus.Kernel", "PeerAddress");
+    hint.sender("org.freedesktop.DBus").destination(":1.7");
+    append(hint, std::string(":1.43"), kPeer + 1);
+    EXPECT_TRUE(r.absorb(hint.build(7).value(), AfBusRouting::kMaster));
+    EXPECT_TRUE(r.fenced());
+    EXPECT_EQ(r.destination_for(call_to(":1.43")), kPeer + 1);
+}
+
 TEST(AfBusRouting, BroadcastSignalsGoToEveryone) {
     const AfBusRouting r = joined_routing();
     auto signal = MessageBuilder::signal("/p", "org.example.I", "S").build(1);
