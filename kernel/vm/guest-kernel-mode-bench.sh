@@ -18,7 +18,7 @@ cat >"$D/bus.conf" <<CONF
   <listen>afbus:path=$D/afbus_socket</listen>
   <listen>unix:path=$D/unix_socket</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default"><allow send_destination="*"/><allow own="*"/></policy>
+  <policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/><allow own="*"/></policy>
   <limit name="max_message_size">134217728</limit>
   <limit name="max_incoming_bytes">1000000000</limit>
   <limit name="max_outgoing_bytes">1000000000</limit>
