@@ -32,8 +32,9 @@ public:
     void detach(PeerId peer) override { detached.push_back(peer); }
     void unique_name_assigned(PeerId peer, std::string_view name) override { unique_names[peer] = std::string(name); }
     void name_owner_changed(const NameChange& change) override { name_changes.push_back(change.name); }
-    void match_added(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, "+" + rule.to_string()); }
-    void match_removed(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, "-" + rule.to_string()); }
+    // (std::string's operator+ on a literal trips GCC 12's -Wrestrict false positive at -O3.)
+    void match_added(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, std::string("+").append(rule.to_string())); }
+    void match_removed(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, std::string("-").append(rule.to_string())); }
 
     // Takes what was delivered to `peer` so far.
     std::vector<std::shared_ptr<const Message>> take(PeerId peer) { return std::exchange(inbox[peer], {}); }
