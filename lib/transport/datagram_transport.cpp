@@ -8,17 +8,14 @@
 #include <cstddef>
 #include <cstring>
 
+#include "transport/socket_io.hpp"
+
 namespace afbus {
 namespace {
 
 // The read buffer is kept between reads up to this size; a larger datagram gets a buffer of its own
 // that is freed right after, so that one big message does not pin its memory.
 constexpr std::size_t kKeptBufferBytes = 64 * 1024;
-
-TransportError from_errno(int e) {
-    if (e == EPIPE || e == ECONNRESET) return {TransportError::Kind::Closed, e};
-    return {TransportError::Kind::Io, e};
-}
 
 TransportError corrupt(WireError e) {
     return {TransportError::Kind::Corrupt, 0, e};
@@ -52,7 +49,7 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     while (length < 0 && errno == EINTR);
     if (length < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
-        return Unexpected(from_errno(errno));
+        return Unexpected(transport_error_from_errno(errno));
     }
     // 0 is end of file. (An empty datagram reads the same; no D-Bus peer sends one, and af_bus_dbus.ko
     // refuses it as malformed.)
@@ -60,32 +57,23 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     if (buffer_.size() < static_cast<std::size_t>(length)) buffer_.resize(static_cast<std::size_t>(length));
 
     iovec iov{buffer_.data(), static_cast<std::size_t>(length)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+    ScmRightsBuffer control;
     sockaddr_bus from{};
     msghdr msg{};
     msg.msg_name = &from;
     msg.msg_namelen = sizeof from;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
     ssize_t n;
     do n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
-        return Unexpected(from_errno(errno));
+        return Unexpected(transport_error_from_errno(errno));
     }
-    // Take ownership of every fd first, so that none leaks whatever happens next.
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            fds.emplace_back(fd);
-        }
-    }
+    take_fds(msg, fds);
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
     if (msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
     // Only one reader, so the datagram is the one peeked at; a longer one would be cut, and a cut message
@@ -164,7 +152,7 @@ Expected<bool, TransportError> DatagramTransport::flush() {
         std::size_t iovcnt = 0;
         for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()})
             if (!part.empty()) iov[iovcnt++] = {const_cast<std::byte*>(part.data()), part.size()};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        ScmRightsBuffer control;
         sockaddr_bus to{};
         msghdr msg{};
         msg.msg_iov = iov;
@@ -176,24 +164,13 @@ Expected<bool, TransportError> DatagramTransport::flush() {
             msg.msg_name = &to;
             msg.msg_namelen = offsetof(sockaddr_bus, sbus_path);
         }
-        if (!m.fds().empty()) {
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * m.fds().size());
-            cmsghdr* c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * m.fds().size());
-            for (std::size_t f = 0; f < m.fds().size(); ++f) {
-                const int fd = m.fds()[f].get();
-                std::memcpy(CMSG_DATA(c) + f * sizeof(int), &fd, sizeof fd);
-            }
-        }
+        if (!m.fds().empty()) attach_fds(msg, control, m.fds());
         // A datagram goes whole or not at all: no partial writes to keep track of.
         const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-            if (!refuses_one_message(errno)) return Unexpected(from_errno(errno));
+            if (!refuses_one_message(errno)) return Unexpected(transport_error_from_errno(errno));
             refused_.push_back({q.message, q.destination, errno});
         }
         queued_bytes_ -= m.size();

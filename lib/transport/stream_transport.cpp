@@ -6,16 +6,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "transport/socket_io.hpp"
+
 namespace afbus {
 namespace {
 
 constexpr std::size_t kMaxIovecs = 128;  // 64 messages (header + body) per sendmsg
 constexpr std::size_t kIdleReadBytes = 4096;
-
-TransportError from_errno(int e) {
-    if (e == EPIPE || e == ECONNRESET) return {TransportError::Kind::Closed, e};
-    return {TransportError::Kind::Io, e};
-}
 
 }  // namespace
 
@@ -40,29 +37,20 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
     while (total < budget) {
         auto space = framer_.prepare();
         iovec iov{space.data(), space.size()};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        ScmRightsBuffer control;
         msghdr msg{};
         msg.msg_iov = &iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = sizeof control.bytes;
         const ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-            return Unexpected(from_errno(errno));
+            return Unexpected(transport_error_from_errno(errno));
         }
-        // Take ownership of every fd first, so that none leaks whatever happens next.
         std::vector<Fd> fds;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < count; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                fds.emplace_back(fd);
-            }
-        }
+        take_fds(msg, fds);
         if (msg.msg_flags & MSG_CTRUNC) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
         if (!fds.empty()) {
             if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
@@ -104,7 +92,7 @@ Expected<bool, TransportError> StreamTransport::flush() {
     while (!queue_.empty()) {
         iovec iov[kMaxIovecs];
         std::size_t iovcnt = 0;
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds)];
+        ScmRightsBuffer control;
         msghdr msg{};
 
         // The fds of a message travel with its first byte, and one sendmsg carries at most one message's
@@ -115,18 +103,7 @@ Expected<bool, TransportError> StreamTransport::flush() {
             if (!m.fds().empty()) {
                 if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
                 if (i != 0) break;
-                if (head_offset_ == 0) {
-                    msg.msg_control = control;
-                    msg.msg_controllen = CMSG_SPACE(sizeof(int) * m.fds().size());
-                    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-                    c->cmsg_level = SOL_SOCKET;
-                    c->cmsg_type = SCM_RIGHTS;
-                    c->cmsg_len = CMSG_LEN(sizeof(int) * m.fds().size());
-                    for (std::size_t f = 0; f < m.fds().size(); ++f) {
-                        const int fd = m.fds()[f].get();
-                        std::memcpy(CMSG_DATA(c) + f * sizeof(int), &fd, sizeof fd);
-                    }
-                }
+                if (head_offset_ == 0) attach_fds(msg, control, m.fds());
             }
             for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()}) {
                 if (skip >= part.size()) {
@@ -144,7 +121,7 @@ Expected<bool, TransportError> StreamTransport::flush() {
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-            return Unexpected(from_errno(errno));
+            return Unexpected(transport_error_from_errno(errno));
         }
         // Retire what was written.
         std::size_t written = static_cast<std::size_t>(n);
