@@ -30,6 +30,7 @@
 #include "afbus/sasl_stream.hpp"
 #include "afbus/types.hpp"
 #include "client/connection_state.hpp"
+#include "support/fake_sysfs.hpp"
 
 namespace afbus {
 namespace {
@@ -136,11 +137,7 @@ private:
 class AfBusClient : public ::testing::Test {
 protected:
     void SetUp() override {
-        std::string templ = (fs::temp_directory_path() / "afbus-sysfs-XXXXXX").string();
-        ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-        root_ = templ;
-        fs::create_directories(root_ / "module" / "af_bus" / "parameters");
-        std::ofstream(root_ / "module" / "af_bus" / "parameters" / "family") << AF_UNIX << "\n";
+        sysfs_.write_family(std::to_string(AF_UNIX) + "\n");
         detail::set_af_bus_sysfs_root(root_.string());
 
         static int counter = 0;
@@ -160,8 +157,6 @@ protected:
     void TearDown() override {
         if (master_.joinable()) master_.join();
         detail::set_af_bus_sysfs_root("/sys");
-        std::error_code ignored;
-        fs::remove_all(root_, ignored);
     }
     void run_master(std::function<void(MasterConnection&)> script) {
         master_ = std::thread([this, script = std::move(script)] {
@@ -170,7 +165,8 @@ protected:
         });
     }
 
-    fs::path root_;
+    test::FakeSysfs sysfs_;
+    const fs::path& root_ = sysfs_.root();
     std::string address_;
     Fd listener_;
     std::thread master_;

@@ -13,6 +13,7 @@
 
 // The uapi header is shared with the kernel module; it must stay valid (pedantic) C++.
 #include "../../kernel/include/uapi/linux/af_bus.h"
+#include "support/fake_sysfs.hpp"
 
 static_assert(offsetof(sockaddr_bus, sbus_path) == 16);
 static_assert(sizeof(sockaddr_bus) <= sizeof(sockaddr_storage));
@@ -28,23 +29,11 @@ namespace fs = std::filesystem;
 
 class AfBusFamily : public ::testing::Test {
 protected:
-    void SetUp() override {
-        std::string templ = (fs::temp_directory_path() / "afbus-sysfs-XXXXXX").string();
-        ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-        root_ = templ;
-    }
-    void TearDown() override {
-        std::error_code ignored;
-        fs::permissions(param_dir(), fs::perms::owner_all, ignored);
-        fs::remove_all(root_, ignored);
-    }
-    fs::path param_dir() const { return root_ / "module" / "af_bus" / "parameters"; }
-    void write_param(const std::string& contents) {
-        fs::create_directories(param_dir());
-        std::ofstream(param_dir() / "family") << contents;
-    }
+    fs::path param_dir() const { return sysfs_.param_dir(); }
+    void write_param(const std::string& contents) { sysfs_.write_family(contents); }
 
-    fs::path root_;
+    test::FakeSysfs sysfs_;
+    const fs::path& root_ = sysfs_.root();
 };
 
 TEST_F(AfBusFamily, ReadsTheFamilyNumber) {

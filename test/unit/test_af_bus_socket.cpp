@@ -17,6 +17,7 @@
 #include <string>
 
 #include "afbus/af_bus_socket.hpp"
+#include "support/fake_sysfs.hpp"
 
 namespace afbus {
 namespace {
@@ -31,20 +32,9 @@ AddressEntry entry(std::string_view text) {
 
 class FakeSysfs : public ::testing::Test {
 protected:
-    void SetUp() override {
-        std::string templ = (fs::temp_directory_path() / "afbus-sysfs-XXXXXX").string();
-        ASSERT_NE(::mkdtemp(templ.data()), nullptr);
-        root_ = templ;
-    }
-    void TearDown() override {
-        std::error_code ignored;
-        fs::remove_all(root_, ignored);
-    }
-    void write_family(const std::string& contents) {
-        fs::create_directories(root_ / "module" / "af_bus" / "parameters");
-        std::ofstream(root_ / "module" / "af_bus" / "parameters" / "family") << contents;
-    }
-    fs::path root_;
+    void write_family(const std::string& contents) { sysfs_.write_family(contents); }
+    test::FakeSysfs sysfs_;
+    const fs::path& root_ = sysfs_.root();
 };
 
 TEST(BusSocketAddress, FilesystemPathCountsItsNul) {
