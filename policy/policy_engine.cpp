@@ -177,6 +177,15 @@ bool ConnectionChains::can_own(std::string_view name) const {
     return best >= 0 && is_allow(*chain.rules[static_cast<std::size_t>(best)]);
 }
 
+std::vector<std::uint32_t> ConnectionChains::rule_indices(Hook hook) const {
+    const Chain& chain = chains_[static_cast<std::size_t>(hook)];
+    std::vector<std::uint32_t> indices;
+    indices.reserve(chain.rules.size());
+    for (const RuleRecord* rule : chain.rules)
+        indices.push_back(static_cast<std::uint32_t>(rule - image_->rules().data()));
+    return indices;
+}
+
 unsigned ConnectionChains::count_matching(Hook hook, const MessageFacts& message, const Party* other) const {
     const Chain& chain = chains_[static_cast<std::size_t>(hook)];
     unsigned n = 0;

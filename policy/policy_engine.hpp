@@ -69,6 +69,9 @@ public:
     // How many rules of the chain match (dbus-daemon reports it when it denies a message).
     [[nodiscard]] unsigned count_matching(Hook hook, const MessageFacts& message, const Party* other) const;
     [[nodiscard]] std::size_t size(Hook hook) const { return chains_[static_cast<std::size_t>(hook)].rules.size(); }
+    // The chain for `hook` as indices into the image's rule table, in evaluation order: what a kernel
+    // bus's policy evaluator is given for this connection (kernel/dbus/dbus_policy.h).
+    [[nodiscard]] std::vector<std::uint32_t> rule_indices(Hook hook) const;
 
 private:
     // A rule's strings, looked up once when the chain is built rather than on every decision.

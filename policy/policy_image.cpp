@@ -1,5 +1,6 @@
 #include "policy_image.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 
@@ -97,6 +98,16 @@ Expected<PolicyImage, std::string> PolicyImage::load(std::vector<std::byte> byte
     image.strings_.assign(reinterpret_cast<const char*>(bytes.data()) + header.strings_offset, header.strings_size);
     if (!image.strings_.empty() && image.strings_.back() != '\0') return Error("string section not terminated");
 
+    // Each string once: evaluators compare strings by offset (the kernel's does; docs/policy.md), so two
+    // copies of one string would make a rule miss what it names. The compiler never writes a copy.
+    {
+        std::vector<std::string_view> all;
+        for (std::size_t at = 0; at < image.strings_.size(); at = image.strings_.find('\0', at) + 1)
+            all.emplace_back(image.strings_.c_str() + at);
+        std::sort(all.begin(), all.end());
+        if (std::adjacent_find(all.begin(), all.end()) != all.end()) return Error("a string stored twice");
+    }
+
     auto valid_string = [&](std::uint32_t offset, bool optional) {
         if (offset == kNoString) return optional;
         if (offset >= image.strings_.size()) return false;
@@ -125,7 +136,8 @@ Expected<PolicyImage, std::string> PolicyImage::load(std::vector<std::byte> byte
         const bool reject = rule.verdict == static_cast<std::uint8_t>(Verdict::Reject);
         if (reject ? !valid_string(rule.reject_error, false) : rule.reject_error != kNoString)
             return Error(describe_rule(i, "reject error name missing or misplaced"));
-        if (rule.min_fds > rule.max_fds || rule.max_fds > kMaxMessageFds) return Error(describe_rule(i, "bad fd range"));
+        // min_fds above max_fds is allowed: busconfig accepts it, and the rule then matches no message.
+        if (rule.min_fds > kMaxMessageFds || rule.max_fds > kMaxMessageFds) return Error(describe_rule(i, "bad fd range"));
         image.rules_.push_back(rule);
     }
 

@@ -147,6 +147,14 @@ TEST(PolicyCompiler, FdCountsParseLikeStrtol) {
     EXPECT_EQ(image->rules()[0].min_fds, 2u);
 }
 
+// busconfig accepts min_fds above max_fds (the rule matches no message); the image must load with it.
+TEST(PolicyCompiler, AnEmptyFdRangeCompilesAndLoads) {
+    auto image = compile_one(rule(false, {{"send_type", "method_call"}, {"min_fds", "3"}, {"max_fds", "1"}}));
+    ASSERT_TRUE(image) << image.error();
+    EXPECT_EQ(image->rules()[0].min_fds, 3u);
+    EXPECT_EQ(image->rules()[0].max_fds, 1u);
+}
+
 TEST(PolicyCompiler, UnknownUsersAndGroupsAreWarnedAboutAndLeftOut) {
     auto compiled = compile_policy(
         {context(SourceContext::Kind::User, {rule(true, {{"own", "a.b"}})}, "nobody-here"),

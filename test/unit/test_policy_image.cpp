@@ -81,8 +81,7 @@ TEST(PolicyImage, RefusesCorruption) {
         {"string mid-way", [](auto& b) { poke<std::uint32_t>(b, rule_offset(1, offsetof(RuleRecord, interface)), 1); }},
         {"name without match", [](auto& b) { poke<std::uint8_t>(b, rule_offset(1, offsetof(RuleRecord, name_match)), 0); }},
         {"reject without error", [](auto& b) { poke<std::uint32_t>(b, rule_offset(1, offsetof(RuleRecord, reject_error)), kNoString); }},
-        {"fd range", [](auto& b) { poke<std::uint32_t>(b, rule_offset(1, offsetof(RuleRecord, min_fds)), 7);
-                                   poke<std::uint32_t>(b, rule_offset(1, offsetof(RuleRecord, max_fds)), 3); }},
+        {"fd bound", [](auto& b) { poke<std::uint32_t>(b, rule_offset(1, offsetof(RuleRecord, min_fds)), kMaxMessageFds + 1); }},
         {"context overlap", [](auto& b) {
              poke<std::uint32_t>(b, sizeof(ImageHeader) + 4 * sizeof(RuleRecord) + offsetof(ContextRecord, rule_count), 4); }},
         {"context gap", [](auto& b) {

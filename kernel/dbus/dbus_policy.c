@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The compiled busconfig policy for af_bus_dbus.ko: the check an image and a chain must pass to be
+ * installed, and the evaluation of a chain for one delivery. The same file builds in userspace
+ * (dbus_header_user.h) for test/unit/test_dbus_policy_differential.cpp and
+ * test/fuzz/fuzz_dbus_policy.cpp, which hold it to policy/'s PolicyImage::load and
+ * ConnectionChains::check_send / check_receive; docs/kernel.md, "Policy evaluator".
+ *
+ * A checked image is trusted: every record field is in range and every string offset starts a
+ * NUL-terminated string inside the image, so evaluation reads it without bounds checks.
+ */
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/errno.h>
+#include <linux/string.h>
+#else
+#include "dbus_header_user.h"
+#endif
+#include "dbus_policy.h"
+
+/* ImageHeader's fields (u32 unless noted), from the image's start. */
+#define DP_H_MAGIC 0
+#define DP_H_VERSION 4		/* u16 */
+#define DP_H_HEADER_SIZE 6	/* u16 */
+#define DP_H_TOTAL_SIZE 8
+#define DP_H_RULE_COUNT 12
+#define DP_H_RULES_OFF 16
+#define DP_H_CONTEXT_COUNT 20
+#define DP_H_CONTEXTS_OFF 24
+#define DP_H_STRINGS_OFF 28
+#define DP_H_STRINGS_SIZE 32
+
+/* RuleRecord's fields, from the record's start. */
+#define DP_R_KIND 0
+#define DP_R_VERDICT 1
+#define DP_R_FLAGS 2
+#define DP_R_TYPE 3
+#define DP_R_REPLY 4
+#define DP_R_BROADCAST 5
+#define DP_R_NAME_MATCH 6
+#define DP_R_RESERVED 7
+#define DP_R_NAME 8
+#define DP_R_PATH 12
+#define DP_R_INTERFACE 16
+#define DP_R_MEMBER 20
+#define DP_R_ERROR 24
+#define DP_R_MIN_FDS 28
+#define DP_R_MAX_FDS 32
+#define DP_R_REJECT_ERROR 40
+#define DP_R_FILE 48
+
+/* ContextRecord's fields. */
+#define DP_C_KIND 0
+#define DP_C_FIRST_RULE 8
+#define DP_C_RULE_COUNT 12
+
+#define DP_KIND_SEND 2
+#define DP_KIND_RECEIVE 3
+#define DP_FLAG_INTERFACE_REQUIRED (1u << 1)
+#define DP_FLAGS_KNOWN ((1u << 6) - 1)
+#define DP_REPLY_REQUESTED_ONLY 1
+#define DP_REPLY_UNREQUESTED_ONLY 2
+#define DP_BROADCAST_ANY 0
+#define DP_BROADCAST_YES 1
+#define DP_NAME_ANY 0
+#define DP_NAME_EXACT 1
+#define DP_NAME_PREFIX 2
+#define DP_CONTEXT_KIND_MAX 5
+
+/* The image is in host byte order (docs/policy.md); it may sit at any alignment. */
+static u32 dp_u32(const u8 *p)
+{
+	u32 v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static u32 dp_u16(const u8 *p)
+{
+	u16 v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static const u8 *dp_rule(const struct dbus_policy *pol, u32 i)
+{
+	return pol->img + DBUS_POLICY_HEADER_LEN + (size_t)i * DBUS_POLICY_RULE_LEN;
+}
+
+static const u8 *dp_string(const struct dbus_policy *pol, u32 off)
+{
+	return pol->img + pol->strings_off + off;
+}
+
+/* A string offset a rule may hold: the start of a string of the section, at most 65,535 bytes long. */
+static bool dp_string_ok(const struct dbus_policy *pol, u32 off, bool optional)
+{
+	const u8 *s, *end;
+
+	if (off == DBUS_POLICY_NO_STRING)
+		return optional;
+	if (off >= pol->strings_size)
+		return false;
+	s = dp_string(pol, 0);
+	if (off != 0 && s[off - 1] != '\0')
+		return false;
+	end = (const u8 *)memchr(s + off, '\0', pol->strings_size - off);
+	return end && (u32)(end - (s + off)) <= DBUS_POLICY_MAX_STRING;
+}
+
+static int dp_rule_check(const struct dbus_policy *pol, const u8 *r)
+{
+	u32 name = dp_u32(r + DP_R_NAME);
+	bool reject = r[DP_R_VERDICT] == DBUS_POLICY_REJECT;
+	u32 min_fds = dp_u32(r + DP_R_MIN_FDS), max_fds = dp_u32(r + DP_R_MAX_FDS);
+
+	if (r[DP_R_KIND] > DP_KIND_RECEIVE || r[DP_R_VERDICT] > DBUS_POLICY_REJECT ||
+	    r[DP_R_FLAGS] & ~DP_FLAGS_KNOWN || r[DP_R_TYPE] > DBUS_HDR_TYPE_SIGNAL ||
+	    r[DP_R_REPLY] > DP_REPLY_UNREQUESTED_ONLY || r[DP_R_BROADCAST] > 2 ||
+	    r[DP_R_NAME_MATCH] > DP_NAME_PREFIX || r[DP_R_RESERVED] != 0)
+		return -EINVAL;
+	if ((r[DP_R_NAME_MATCH] == DP_NAME_ANY) != (name == DBUS_POLICY_NO_STRING))
+		return -EINVAL;
+	if (!dp_string_ok(pol, name, true) || !dp_string_ok(pol, dp_u32(r + DP_R_PATH), true) ||
+	    !dp_string_ok(pol, dp_u32(r + DP_R_INTERFACE), true) ||
+	    !dp_string_ok(pol, dp_u32(r + DP_R_MEMBER), true) ||
+	    !dp_string_ok(pol, dp_u32(r + DP_R_ERROR), true) ||
+	    !dp_string_ok(pol, dp_u32(r + DP_R_FILE), true))
+		return -EINVAL;
+	if (reject ? !dp_string_ok(pol, dp_u32(r + DP_R_REJECT_ERROR), false) :
+		     dp_u32(r + DP_R_REJECT_ERROR) != DBUS_POLICY_NO_STRING)
+		return -EINVAL;
+	/* min_fds above max_fds is allowed: the rule then matches no message. */
+	if (min_fds > DBUS_POLICY_MAX_FDS || max_fds > DBUS_POLICY_MAX_FDS)
+		return -EINVAL;
+	return 0;
+}
+
+int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
+{
+	u32 rule_count, context_count, strings_off, strings_size, next_rule = 0, i;
+	u64 rules_end, contexts_end;
+	const u8 *strings;
+
+	if (len < DBUS_POLICY_HEADER_LEN || len > DBUS_POLICY_MAX_IMAGE)
+		return -EINVAL;
+	if (dp_u32(img + DP_H_MAGIC) != DBUS_POLICY_MAGIC || dp_u16(img + DP_H_VERSION) != DBUS_POLICY_VERSION ||
+	    dp_u16(img + DP_H_HEADER_SIZE) != DBUS_POLICY_HEADER_LEN || dp_u32(img + DP_H_TOTAL_SIZE) != len)
+		return -EINVAL;
+	rule_count = dp_u32(img + DP_H_RULE_COUNT);
+	context_count = dp_u32(img + DP_H_CONTEXT_COUNT);
+	if (rule_count > DBUS_POLICY_MAX_RULES || context_count > DBUS_POLICY_MAX_CONTEXTS)
+		return -EINVAL;
+	/* The sections follow each other exactly; 64-bit sums so that nothing wraps. */
+	rules_end = DBUS_POLICY_HEADER_LEN + (u64)rule_count * DBUS_POLICY_RULE_LEN;
+	contexts_end = (u64)dp_u32(img + DP_H_CONTEXTS_OFF) + (u64)context_count * DBUS_POLICY_CONTEXT_LEN;
+	strings_off = dp_u32(img + DP_H_STRINGS_OFF);
+	strings_size = dp_u32(img + DP_H_STRINGS_SIZE);
+	if (dp_u32(img + DP_H_RULES_OFF) != DBUS_POLICY_HEADER_LEN || dp_u32(img + DP_H_CONTEXTS_OFF) != rules_end ||
+	    strings_off != contexts_end || (u64)strings_off + strings_size != len)
+		return -EINVAL;
+	strings = img + strings_off;
+	if (strings_size != 0 && strings[strings_size - 1] != '\0')
+		return -EINVAL;
+
+	pol->img = img;
+	pol->len = len;
+	pol->rule_count = rule_count;
+	pol->context_count = context_count;
+	pol->strings_off = strings_off;
+	pol->strings_size = strings_size;
+	pol->index = NULL;
+	pol->string_count = 0;
+	for (i = 0; i < strings_size; i++)
+		pol->string_count += strings[i] == '\0';
+
+	for (i = 0; i < rule_count; i++)
+		if (dp_rule_check(pol, dp_rule(pol, i)))
+			return -EINVAL;
+	/* Contexts tile the rule table in order: every rule belongs to exactly one. */
+	for (i = 0; i < context_count; i++) {
+		const u8 *c = img + rules_end + (size_t)i * DBUS_POLICY_CONTEXT_LEN;
+		u32 first = dp_u32(c + DP_C_FIRST_RULE), count = dp_u32(c + DP_C_RULE_COUNT);
+
+		if (c[DP_C_KIND] > DP_CONTEXT_KIND_MAX || first != next_rule || count > rule_count - next_rule)
+			return -EINVAL;
+		next_rule += count;
+	}
+	return next_rule == rule_count ? 0 : -EINVAL;
+}
+
+/* strcmp over NUL-terminated strings of the section, and over a counted string against one of them. */
+static int dp_cmp_offsets(const struct dbus_policy *pol, u32 a, u32 b)
+{
+	const u8 *x = dp_string(pol, a), *y = dp_string(pol, b);
+
+	while (*x && *x == *y) {
+		x++;
+		y++;
+	}
+	return (int)*x - (int)*y;
+}
+
+static int dp_cmp_counted(const u8 *s, u32 len, const u8 *z)
+{
+	u32 i;
+
+	for (i = 0; i < len; i++) {
+		if (z[i] == '\0')
+			return 1;
+		if (s[i] != z[i])
+			return s[i] < z[i] ? -1 : 1;
+	}
+	return z[len] == '\0' ? 0 : -1;
+}
+
+static void dp_sift_down(const struct dbus_policy *pol, u32 *a, u32 root, u32 n)
+{
+	for (;;) {
+		u32 child = 2 * root + 1, t;
+
+		if (child >= n)
+			return;
+		if (child + 1 < n && dp_cmp_offsets(pol, a[child], a[child + 1]) < 0)
+			child++;
+		if (dp_cmp_offsets(pol, a[root], a[child]) >= 0)
+			return;
+		t = a[root];
+		a[root] = a[child];
+		a[child] = t;
+		root = child;
+	}
+}
+
+int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index)
+{
+	const u8 *s = dp_string(pol, 0);
+	u32 n = 0, i, t;
+
+	for (i = 0; i < pol->strings_size; i++)
+		if (i == 0 || s[i - 1] == '\0')
+			index[n++] = i;
+	/* Heapsort: in place, bounded, no recursion. */
+	for (i = n / 2; i-- > 0;)
+		dp_sift_down(pol, index, i, n);
+	for (i = n; i-- > 1;) {
+		t = index[0];
+		index[0] = index[i];
+		index[i] = t;
+		dp_sift_down(pol, index, 0, i);
+	}
+	/* Each string once, so that equal strings have equal offsets. */
+	for (i = 1; i < n; i++)
+		if (dp_cmp_offsets(pol, index[i - 1], index[i]) == 0)
+			return -EINVAL;
+	pol->index = index;
+	return 0;
+}
+
+int dbus_policy_chain_check(const struct dbus_policy *pol, enum dbus_policy_hook hook, const u32 *rules,
+			    u32 n)
+{
+	u8 kind = hook == DBUS_POLICY_SEND ? DP_KIND_SEND : DP_KIND_RECEIVE;
+	u32 i;
+
+	if (hook != DBUS_POLICY_SEND && hook != DBUS_POLICY_RECEIVE && hook != DBUS_POLICY_EAVESDROP)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		if (rules[i] >= pol->rule_count || dp_rule(pol, rules[i])[DP_R_KIND] != kind)
+			return -EINVAL;
+	return 0;
+}
+
+void dbus_policy_intern(const struct dbus_policy *pol, const u8 *s, u32 len, struct dbus_policy_str *out)
+{
+	u32 lo = 0, hi = pol->string_count;
+
+	out->s = s;
+	out->len = len;
+	if (len == 0) {
+		out->id = DBUS_POLICY_ABSENT;
+		return;
+	}
+	out->id = DBUS_POLICY_FOREIGN;
+	while (lo < hi) {
+		u32 mid = lo + (hi - lo) / 2;
+		int c = dp_cmp_counted(s, len, dp_string(pol, pol->index[mid]));
+
+		if (c == 0) {
+			out->id = pol->index[mid];
+			return;
+		}
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+}
+
+static void dp_intern_view(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr_view *v,
+			   struct dbus_policy_str *out)
+{
+	dbus_policy_intern(pol, msg + v->off, v->present ? v->len : 0, out);
+}
+
+void dbus_policy_msg_from_hdr(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr *hdr,
+			      struct dbus_policy_msg *m)
+{
+	m->type = hdr->type;
+	m->is_reply = hdr->reply_serial != 0;
+	m->requested_reply = false;
+	m->fds = hdr->unix_fds;
+	dp_intern_view(pol, msg, &hdr->path, &m->path);
+	dp_intern_view(pol, msg, &hdr->interface, &m->interface);
+	dp_intern_view(pol, msg, &hdr->member, &m->member);
+	dp_intern_view(pol, msg, &hdr->error_name, &m->error_name);
+	dp_intern_view(pol, msg, &hdr->destination, &m->destination);
+	dp_intern_view(pol, msg, &hdr->sender, &m->sender);
+}
+
+/* s is prefix or lies below it in dot-separated words ("a.b" is under "a", "a.bc" is not). */
+static bool dp_below(const struct dbus_policy_str *s, const u8 *prefix)
+{
+	u32 i;
+
+	for (i = 0; prefix[i]; i++)
+		if (i >= s->len || s->s[i] != prefix[i])
+			return false;
+	return i == s->len || s->s[i] == '.';
+}
+
+/* A rule's field condition: any, or the message's field absent, or equal to it. */
+static bool dp_field(u32 rule_off, const struct dbus_policy_str *field)
+{
+	return rule_off == DBUS_POLICY_NO_STRING || field->id == DBUS_POLICY_ABSENT || field->id == rule_off;
+}
+
+static bool dp_name_matches(const struct dbus_policy *pol, const u8 *r, enum dbus_policy_hook hook,
+			    const struct dbus_policy_msg *m, const struct dbus_policy_party *other)
+{
+	u32 name = dp_u32(r + DP_R_NAME), i;
+	const struct dbus_policy_str *field = hook == DBUS_POLICY_SEND ? &m->destination : &m->sender;
+
+	if (r[DP_R_NAME_MATCH] == DP_NAME_EXACT) {
+		/* Without a connection (the bus itself) the message's own field is compared. */
+		if (!other)
+			return field->id == name;
+		if (other->unique_name.id == name)
+			return true;
+		for (i = 0; i < other->name_count; i++)
+			if (other->names[i].id == name)
+				return true;
+		return false;
+	}
+	if (!other)
+		return field->len != 0 && dp_below(field, dp_string(pol, name));
+	for (i = 0; i < other->name_count; i++)
+		if (dp_below(&other->names[i], dp_string(pol, name)))
+			return true;
+	return false;
+}
+
+/* ConnectionChains::matches, rule by rule. */
+static bool dp_matches(const struct dbus_policy *pol, const u8 *r, enum dbus_policy_hook hook,
+		       const struct dbus_policy_msg *m, const struct dbus_policy_party *other)
+{
+	u32 interface = dp_u32(r + DP_R_INTERFACE);
+	u32 min_fds = dp_u32(r + DP_R_MIN_FDS), max_fds = dp_u32(r + DP_R_MAX_FDS);
+
+	if (r[DP_R_TYPE] != 0 && r[DP_R_TYPE] != m->type)
+		return false;
+	if (m->is_reply) {
+		if (r[DP_R_REPLY] == DP_REPLY_REQUESTED_ONLY && !m->requested_reply)
+			return false;
+		if (r[DP_R_REPLY] == DP_REPLY_UNREQUESTED_ONLY && m->requested_reply)
+			return false;
+	}
+	/*
+	 * A message without the header field matches a rule about it, except a rule that names an
+	 * interface and allows (dbus-daemon's asymmetry, so that deny rules cannot be dodged by leaving it
+	 * out).
+	 */
+	if (!dp_field(dp_u32(r + DP_R_PATH), &m->path))
+		return false;
+	if (interface != DBUS_POLICY_NO_STRING) {
+		if (m->interface.id == DBUS_POLICY_ABSENT ? (r[DP_R_FLAGS] & DP_FLAG_INTERFACE_REQUIRED) != 0 :
+							    m->interface.id != interface)
+			return false;
+	}
+	if (!dp_field(dp_u32(r + DP_R_MEMBER), &m->member) || !dp_field(dp_u32(r + DP_R_ERROR), &m->error_name))
+		return false;
+	if (r[DP_R_BROADCAST] != DP_BROADCAST_ANY) {
+		bool broadcast = m->destination.id == DBUS_POLICY_ABSENT && m->type == DBUS_HDR_TYPE_SIGNAL;
+
+		if (broadcast != (r[DP_R_BROADCAST] == DP_BROADCAST_YES))
+			return false;
+	}
+	if (r[DP_R_NAME_MATCH] != DP_NAME_ANY && !dp_name_matches(pol, r, hook, m, other))
+		return false;
+	if ((min_fds > 0 || max_fds < DBUS_POLICY_MAX_FDS) && (m->fds < min_fds || m->fds > max_fds))
+		return false;
+	return true;
+}
+
+long dbus_policy_decide(const struct dbus_policy *pol, enum dbus_policy_hook hook, const u32 *rules, u32 n,
+			const struct dbus_policy_msg *m, const struct dbus_policy_party *other)
+{
+	u32 i;
+
+	for (i = n; i-- > 0;)
+		if (dp_matches(pol, dp_rule(pol, rules[i]), hook, m, other))
+			return rules[i];
+	return -1;
+}
+
+enum dbus_policy_verdict dbus_policy_verdict(const struct dbus_policy *pol, long rule)
+{
+	if (rule < 0)
+		return DBUS_POLICY_REJECT;
+	return (enum dbus_policy_verdict)dp_rule(pol, (u32)rule)[DP_R_VERDICT];
+}
