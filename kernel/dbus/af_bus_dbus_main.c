@@ -11,7 +11,10 @@
  *  - lets a reply between clients through only in answer to an outstanding call (as dbus-daemon's
  *    pending replies), bounding each client's outstanding calls (BUS_DBUS_SET_REPLY_LIMITS);
  *  - delivers a multicast copy (a signal) only to clients with a match record that matches it
- *    (BUS_DBUS_ADD_MATCH; dbus_match.c, the evaluator held to libafbus's MatchRule).
+ *    (BUS_DBUS_ADD_MATCH; dbus_match.c, the evaluator held to libafbus's MatchRule);
+ *  - enforces busconfig policy between clients: the compiled image (BUS_DBUS_SET_POLICY), each
+ *    client's chains of its rules (BUS_DBUS_SET_CHAINS) and the names it owns (BUS_DBUS_SET_NAMES),
+ *    evaluated by dbus_policy.c, the evaluator held to policy/'s engine.
  * Every function here runs under the bus's lock (hooks, options, client_gone), so the per-bus state
  * needs no lock of its own; the hooks also run under rcu_read_lock() and must not sleep. What the
  * master installs (names, records) is charged to the master's memory cgroup, a recorded call to the
@@ -23,6 +26,8 @@
 #include <linux/hashtable.h>
 #include <linux/jhash.h>
 #include <linux/jiffies.h>
+#include <linux/kref.h>
+#include <linux/mm.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -31,12 +36,30 @@
 #include <linux/af_bus_hooks.h>
 #include "dbus_header.h"
 #include "dbus_match.h"
+#include "dbus_policy.h"
 
 #define DBUS_DEFAULT_MAX_REPLIES	128
 #define DBUS_DEFAULT_REPLY_TIMEOUT_MS	25000
 #define DBUS_MAX_MAX_REPLIES		65536
 #define DBUS_FLAG_NO_REPLY_EXPECTED	0x1
 #define DBUS_MAX_RULES_PER_CLIENT	65536	/* memory bound; the master enforces its configured limit */
+#define DBUS_MAX_NAMES_LEN		65536	/* BUS_DBUS_SET_NAMES: 256 names of 255 bytes, and NULs */
+
+/* A policy image the master installed, shared by the chains made for it. */
+struct dbus_pimage {
+	struct kref ref;
+	u64 seq;			/* which image this is (names interned for it say so) */
+	struct dbus_policy pol;		/* pol.img is bytes, pol.index is index */
+	u32 *index;
+	u8 bytes[];
+};
+
+/* A client's chains (rule indices into image), in evaluation order: send, receive, eavesdrop. */
+struct dbus_chains {
+	struct dbus_pimage *image;	/* a reference */
+	u32 n[3];
+	u32 rules[];
+};
 
 /*
  * One match record of a client, as the master installed it, and its place in the bus's index: by the
@@ -71,6 +94,13 @@ struct dbus_client {
 	u64 matched;			/* == dbus_bus.match_seq: a record matched the current multicast */
 	u32 nrules;
 	u32 ncalls;
+	struct dbus_chains *chains;	/* its policy; NULL: none installed (denied everything) */
+	u8 *names;			/* the names it owns or queues for, each NUL-terminated */
+	u32 nnames;
+	/* its unique name and names interned for image interned_seq (0: none), for others' rules */
+	u64 interned_seq;
+	struct dbus_policy_party party;
+	struct dbus_policy_str *interned;	/* nnames entries */
 	u32 name_len;
 	char name[];
 };
@@ -108,6 +138,9 @@ struct dbus_current {
 	struct dbus_client *forwarded_for;
 	struct dbus_hdr hdr;		/* multicast: its parsed header, offsets into msg */
 	struct dbus_match_args args;
+	/* what policy rules look at, interned for image pmsg_seq (0: not computed); no string bytes */
+	u64 pmsg_seq;
+	struct dbus_policy_msg pmsg;
 };
 
 struct dbus_bus {
@@ -121,6 +154,8 @@ struct dbus_bus {
 	DECLARE_HASHTABLE(by_interface, 8);	/* ... naming no member but an interface */
 	struct list_head unkeyed;	/* struct dbus_rule naming neither */
 	u64 match_seq;			/* one per multicast */
+	struct dbus_pimage *policy;	/* the image new chains are made for; NULL: no policy */
+	u64 policy_seq;			/* images installed so far */
 	struct dbus_current cur;
 };
 
@@ -192,6 +227,11 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 	c->matched = 0;	/* match_seq starts at 1 */
 	c->nrules = 0;
 	c->ncalls = 0;
+	c->chains = NULL;
+	c->names = NULL;
+	c->nnames = 0;
+	c->interned_seq = 0;
+	c->interned = NULL;
 	c->name_len = len;
 	memcpy(c->name, val, len);
 	/* A unique name is given once and never changes. */
@@ -312,6 +352,149 @@ static int dbus_change_match(struct dbus_bus *b, u64 client, bool add, const voi
 	return 0;
 }
 
+static void dbus_pimage_release(struct kref *ref)
+{
+	struct dbus_pimage *img = container_of(ref, struct dbus_pimage, ref);
+
+	kvfree(img->index);
+	kvfree(img);
+}
+
+static void dbus_pimage_put(struct dbus_pimage *img)
+{
+	if (img)
+		kref_put(&img->ref, dbus_pimage_release);
+}
+
+static void dbus_chains_free(struct dbus_chains *ch)
+{
+	if (ch) {
+		dbus_pimage_put(ch->image);
+		kvfree(ch);
+	}
+}
+
+/* BUS_DBUS_SET_POLICY on the listener: the image new chains are made for; empty: no policy. */
+static int dbus_set_policy(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
+{
+	struct dbus_pimage *img;
+
+	if (client)
+		return -EINVAL;
+	if (!len) {
+		dbus_pimage_put(b->policy);
+		b->policy = NULL;
+		b->cur.pmsg_seq = 0;
+		return 0;
+	}
+	img = kvmalloc(struct_size(img, bytes, len), GFP_KERNEL_ACCOUNT);
+	if (!img)
+		return -ENOMEM;
+	memcpy(img->bytes, val, len);
+	img->index = NULL;
+	if (dbus_policy_check(img->bytes, len, &img->pol))
+		goto invalid;
+	img->index = kvmalloc_array(max(img->pol.string_count, 1u), sizeof(u32), GFP_KERNEL_ACCOUNT);
+	if (!img->index) {
+		kvfree(img);
+		return -ENOMEM;
+	}
+	if (dbus_policy_index_strings(&img->pol, img->index))
+		goto invalid;
+	kref_init(&img->ref);
+	img->seq = ++b->policy_seq;
+	dbus_pimage_put(b->policy);
+	b->policy = img;
+	return 0;
+
+invalid:
+	kvfree(img->index);
+	kvfree(img);
+	return -EINVAL;
+}
+
+/* BUS_DBUS_SET_CHAINS on a client's master-side socket: its rules, for the current image. */
+static int dbus_set_chains(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
+{
+	struct dbus_client *c = dbus_client_find(b, client);
+	struct bus_dbus_chains h;
+	struct dbus_chains *ch;
+	const u32 *rules;
+	u64 total;
+
+	if (!client)
+		return -EINVAL;
+	if (!c)
+		return -ENOTCONN;
+	if (!b->policy)
+		return -ENOENT;
+	if (len < sizeof(h))
+		return -EINVAL;
+	memcpy(&h, val, sizeof(h));
+	total = (u64)h.send + h.receive + h.eavesdrop;
+	if (h.reserved || len != sizeof(h) + total * sizeof(u32))
+		return -EINVAL;
+	rules = (const u32 *)((const u8 *)val + sizeof(h));	/* val is kvmalloc'd: aligned */
+	if (dbus_policy_chain_check(&b->policy->pol, DBUS_POLICY_SEND, rules, h.send) ||
+	    dbus_policy_chain_check(&b->policy->pol, DBUS_POLICY_RECEIVE, rules + h.send, h.receive) ||
+	    dbus_policy_chain_check(&b->policy->pol, DBUS_POLICY_EAVESDROP, rules + h.send + h.receive,
+				    h.eavesdrop))
+		return -EINVAL;
+	ch = kvmalloc(struct_size(ch, rules, total), GFP_KERNEL_ACCOUNT);
+	if (!ch)
+		return -ENOMEM;
+	memcpy(ch->rules, rules, total * sizeof(u32));
+	ch->n[0] = h.send;
+	ch->n[1] = h.receive;
+	ch->n[2] = h.eavesdrop;
+	kref_get(&b->policy->ref);
+	ch->image = b->policy;
+	dbus_chains_free(c->chains);
+	c->chains = ch;
+	return 0;
+}
+
+/* BUS_DBUS_SET_NAMES on a client's master-side socket: the well-known names it owns or queues for. */
+static int dbus_set_names(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
+{
+	struct dbus_client *c = dbus_client_find(b, client);
+	struct dbus_policy_str *interned = NULL;
+	const u8 *v = val;
+	u8 *names = NULL;
+	u32 n = 0, at = 0;
+
+	if (!client)
+		return -EINVAL;
+	if (!c)
+		return -ENOTCONN;
+	if (len > DBUS_MAX_NAMES_LEN || (len && v[len - 1] != '\0'))
+		return -EINVAL;
+	while (at < len) {
+		u32 l = strlen((const char *)v + at);
+
+		if (!l || !dbus_hdr_valid_bus_name(v + at, l) || v[at] == ':')
+			return -EINVAL;
+		at += l + 1;
+		n++;
+	}
+	if (n) {
+		names = kmemdup(val, len, GFP_KERNEL_ACCOUNT);
+		interned = kcalloc(n, sizeof(*interned), GFP_KERNEL_ACCOUNT);
+		if (!names || !interned) {
+			kfree(names);
+			kfree(interned);
+			return -ENOMEM;
+		}
+	}
+	kfree(c->names);
+	kfree(c->interned);
+	c->names = names;
+	c->interned = interned;
+	c->nnames = n;
+	c->interned_seq = 0;
+	return 0;
+}
+
 static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, const void *val,
 			   unsigned int len)
 {
@@ -322,6 +505,9 @@ static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, co
 	case BUS_DBUS_SET_REPLY_LIMITS:
 	case BUS_DBUS_ADD_MATCH:
 	case BUS_DBUS_REMOVE_MATCH:
+	case BUS_DBUS_SET_POLICY:
+	case BUS_DBUS_SET_CHAINS:
+	case BUS_DBUS_SET_NAMES:
 		break;
 	default:
 		return -ENOPROTOOPT;
@@ -336,6 +522,12 @@ static int dbus_setsockopt(void **priv, u64 client, bool joined, int optname, co
 		return dbus_set_name(b, client, val, len);
 	if (optname == BUS_DBUS_SET_REPLY_LIMITS)
 		return dbus_set_reply_limits(b, client, val, len);
+	if (optname == BUS_DBUS_SET_POLICY)
+		return dbus_set_policy(b, client, val, len);
+	if (optname == BUS_DBUS_SET_CHAINS)
+		return dbus_set_chains(b, client, val, len);
+	if (optname == BUS_DBUS_SET_NAMES)
+		return dbus_set_names(b, client, val, len);
 	return dbus_change_match(b, client, optname == BUS_DBUS_ADD_MATCH, val, len);
 }
 
@@ -353,6 +545,9 @@ static void dbus_client_free(struct dbus_client *c)
 	list_for_each_entry_safe(call, tmp, &c->answers, callee_node)
 		dbus_call_free(call);
 	hash_del(&c->name_node);
+	dbus_chains_free(c->chains);
+	kfree(c->names);
+	kfree(c->interned);
 	kfree(c);
 }
 
@@ -377,6 +572,7 @@ static void dbus_bus_gone(void *priv)
 	xa_for_each(&b->clients, i, c)
 		dbus_client_free(c);
 	xa_destroy(&b->clients);
+	dbus_pimage_put(b->policy);
 	kfree(b->cur.copy);
 	kfree(b);
 }
@@ -464,6 +660,128 @@ static void dbus_mark_subscribers(struct dbus_bus *b)
 }
 
 /*
+ * The evaluator reads a message's string bytes only for a rule about the bus itself as the other end,
+ * which this module never asks about (messages to and from the master are the master's to judge); the
+ * header they would point into does not outlive the send hook.
+ */
+static void dbus_policy_msg_drop_bytes(struct dbus_policy_msg *m)
+{
+	struct dbus_policy_str *f[] = { &m->path, &m->interface, &m->member, &m->error_name,
+					&m->destination, &m->sender };
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(f); i++) {
+		f[i]->s = NULL;
+		f[i]->len = 0;
+	}
+}
+
+/* The client as the other end of a rule of img: its names interned for img, once per image. */
+static const struct dbus_policy_party *dbus_party(struct dbus_client *c, const struct dbus_pimage *img)
+{
+	const u8 *name = c->names;
+	u32 i, len;
+
+	if (c->interned_seq != img->seq) {
+		dbus_policy_intern(&img->pol, (const u8 *)c->name, c->name_len, &c->party.unique_name);
+		for (i = 0; i < c->nnames; i++) {
+			len = strlen((const char *)name);
+			dbus_policy_intern(&img->pol, name, len, &c->interned[i]);
+			name += len + 1;
+		}
+		c->party.names = c->interned;
+		c->party.name_count = c->nnames;
+		c->interned_seq = img->seq;
+	}
+	return &c->party;
+}
+
+/*
+ * The current message's facts interned for img: the send hook's for the bus's image; for a chain still
+ * made for an earlier one (until the master replaces it after a reload) the header is parsed again.
+ */
+static struct dbus_policy_msg *dbus_facts(struct dbus_bus *b, const struct bus_hook_ctx *ctx,
+					  const struct dbus_pimage *img, struct dbus_policy_msg *spare)
+{
+	u8 stackbuf[DBUS_HDR_ON_STACK];
+	struct dbus_hdr h;
+	const u8 *hdr;
+	u8 *heap;
+	int err;
+
+	if (b->cur.pmsg_seq == img->seq)
+		return &b->cur.pmsg;
+	err = dbus_parse_skb(ctx->skb, stackbuf, &heap, &hdr, &h);
+	if (!err) {
+		dbus_policy_msg_from_hdr(&img->pol, hdr, &h, spare);
+		dbus_policy_msg_drop_bytes(spare);
+	}
+	kfree(heap);
+	return err ? NULL : spare;
+}
+
+static int dbus_policy_hook_verdict(const struct dbus_chains *ch, enum dbus_policy_hook hook,
+				    struct dbus_policy_msg *m, struct dbus_client *other)
+{
+	const struct dbus_policy *pol = &ch->image->pol;
+	const u32 *rules = ch->rules;
+	u32 n = ch->n[0];
+	long rule;
+
+	if (hook != DBUS_POLICY_SEND) {
+		rules += ch->n[0];
+		n = ch->n[1];
+		if (hook == DBUS_POLICY_EAVESDROP) {
+			rules += ch->n[1];
+			n = ch->n[2];
+		}
+	}
+	rule = dbus_policy_decide(pol, hook, rules, n, m, dbus_party(other, ch->image));
+	switch (dbus_policy_verdict(pol, rule)) {
+	case DBUS_POLICY_ACCEPT:
+		return BUS_HOOK_ACCEPT;
+	case DBUS_POLICY_DROP:
+		return BUS_HOOK_DROP;
+	default:
+		return -EACCES;
+	}
+}
+
+/*
+ * Whether policy lets the current message go from client s to client r: BUS_HOOK_ACCEPT,
+ * BUS_HOOK_DROP or -EACCES. The sender's send chain is asked with r as the other end, then r's
+ * receive chain with s; for an eavesdropper's copy (r is the eavesdropper) only r's eavesdrop chain,
+ * the addressed recipient's delivery having asked the send chain. requested: a reply that answers a
+ * call.
+ */
+static int dbus_policy_allows(struct dbus_bus *b, const struct bus_hook_ctx *ctx, struct dbus_client *s,
+			      struct dbus_client *r, bool eavesdrop, bool requested)
+{
+	struct dbus_policy_msg spare, *m;
+	int verdict;
+
+	if (!b->policy)
+		return BUS_HOOK_ACCEPT;
+	if (!s || !r || !s->chains || !r->chains)
+		return -EACCES;	/* a client without chains is denied everything */
+	if (!eavesdrop) {
+		m = dbus_facts(b, ctx, s->chains->image, &spare);
+		if (!m)
+			return -EBADMSG;
+		m->requested_reply = requested;
+		verdict = dbus_policy_hook_verdict(s->chains, DBUS_POLICY_SEND, m, r);
+		if (verdict != BUS_HOOK_ACCEPT)
+			return verdict;
+	}
+	m = dbus_facts(b, ctx, r->chains->image, &spare);
+	if (!m)
+		return -EBADMSG;
+	m->requested_reply = requested;
+	return dbus_policy_hook_verdict(r->chains, eavesdrop ? DBUS_POLICY_EAVESDROP : DBUS_POLICY_RECEIVE,
+					m, s);
+}
+
+/*
  * Keeps what the deliveries of the message need (struct dbus_current); for a multicast the whole
  * message and its arguments, for the receivers' match records. Atomic context.
  */
@@ -483,6 +801,12 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 	cur->multicast = ctx->kind == BUS_HOOK_MULTICAST;
 	cur->msg = NULL;
 	cur->forwarded_for = NULL;
+	cur->pmsg_seq = 0;
+	if (b->policy && !ctx->from_master) {
+		dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, &cur->pmsg);
+		dbus_policy_msg_drop_bytes(&cur->pmsg);
+		cur->pmsg_seq = b->policy->seq;
+	}
 	if (!cur->multicast) {
 		/*
 		 * The master forwards what a client sent it (to a name the client could not address
@@ -588,27 +912,67 @@ static int dbus_take_reply(struct dbus_bus *b, u64 caller, u64 replier, u32 repl
 static int dbus_deliver_copy(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
 {
 	const struct dbus_current *cur = &b->cur;
-	const struct dbus_client *c;
+	struct dbus_client *c;
 
 	/* Copies are clones of the message the send hook saw, under the same hold of the lock. */
 	if (WARN_ON_ONCE(!cur->multicast || !cur->msg))
 		return BUS_HOOK_DROP;
 	c = dbus_client_find(b, ctx->rcpt);
-	return c && c->matched == b->match_seq ? BUS_HOOK_ACCEPT : BUS_HOOK_DROP;
+	if (!c || c->matched != b->match_seq)
+		return BUS_HOOK_DROP;
+	if (ctx->from_master)
+		return BUS_HOOK_ACCEPT;
+	/* a refusal drops this copy only */
+	return dbus_policy_allows(b, ctx, dbus_client_find(b, ctx->src), c, false, false) ?
+	       BUS_HOOK_DROP : BUS_HOOK_ACCEPT;
+}
+
+/* An eavesdropper's copy of a message between clients: as the eavesdropper's eavesdrop rules say. */
+static int dbus_deliver_eavesdrop(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
+{
+	if (ctx->from_master || ctx->rcpt == BUS_MASTER_ADDR || !b->policy)
+		return BUS_HOOK_ACCEPT;
+	if (WARN_ON_ONCE(b->cur.skb != ctx->skb))
+		return BUS_HOOK_DROP;
+	/* a reply is judged as its own delivery judges it: requested (an unrequested one is dropped) */
+	return dbus_policy_allows(b, ctx, dbus_client_find(b, ctx->src), dbus_client_find(b, ctx->rcpt), true,
+				  b->cur.reply_serial != 0);
+}
+
+/* A reply from client replier to client caller: it passes only if policy lets it and it answers a call. */
+static int dbus_deliver_reply(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
+{
+	struct dbus_call *c = dbus_call_find(b, ctx->rcpt, b->cur.reply_serial);
+	int verdict;
+
+	if (!c || c->callee->addr != ctx->src)
+		return BUS_HOOK_DROP;
+	if (time_after_eq(jiffies, c->expires)) {
+		dbus_call_free(c);
+		return BUS_HOOK_DROP;
+	}
+	/* Refused, the call stays pending: another answer may still be allowed, or it times out. */
+	verdict = dbus_policy_allows(b, ctx, c->callee, c->caller, false, true);
+	if (verdict == BUS_HOOK_ACCEPT)
+		dbus_call_free(c);
+	return verdict;
 }
 
 static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 {
 	struct dbus_bus *b = ctx->proto_priv;
 	struct dbus_client *caller, *callee;
+	int verdict;
 
 	if (ctx->bus_protocol != BUS_PROTO_DBUS)
 		return BUS_HOOK_ACCEPT;
 	/* Eavesdroppers (monitors) see bus traffic, not a client's authentication. */
 	if (ctx->before_join)
 		return ctx->kind == BUS_HOOK_EAVESDROP ? BUS_HOOK_DROP : BUS_HOOK_ACCEPT;
-	if (!b || ctx->kind == BUS_HOOK_EAVESDROP)
+	if (!b)
 		return BUS_HOOK_ACCEPT;
+	if (ctx->kind == BUS_HOOK_EAVESDROP)
+		return dbus_deliver_eavesdrop(b, ctx);
 	/* A copy of a multicast, from a client or the master: for subscribers only. */
 	if (ctx->kind == BUS_HOOK_MULTICAST)
 		return dbus_deliver_copy(b, ctx);
@@ -631,21 +995,17 @@ static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 	/* A unicast delivery directly follows its send hook under the same hold of the bus lock. */
 	if (WARN_ON_ONCE(b->cur.skb != ctx->skb))
 		return -EPROTO;
-	switch (b->cur.type) {
-	case DBUS_HDR_TYPE_METHOD_CALL:
-		if (b->cur.flags & DBUS_FLAG_NO_REPLY_EXPECTED)
-			return BUS_HOOK_ACCEPT;
-		caller = dbus_client_find(b, ctx->src);
-		callee = dbus_client_find(b, ctx->rcpt);
-		if (!caller || !callee)
-			return BUS_HOOK_ACCEPT;	/* an unnamed callee cannot answer anyway */
-		return dbus_record_call(b, caller, callee, b->cur.serial);
-	case DBUS_HDR_TYPE_METHOD_RETURN:
-	case DBUS_HDR_TYPE_ERROR:
-		return dbus_take_reply(b, ctx->rcpt, ctx->src, b->cur.reply_serial);
-	default:
-		return BUS_HOOK_ACCEPT;
-	}
+	if (b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR)
+		return dbus_deliver_reply(b, ctx);
+	caller = dbus_client_find(b, ctx->src);
+	callee = dbus_client_find(b, ctx->rcpt);
+	verdict = dbus_policy_allows(b, ctx, caller, callee, false, false);
+	if (verdict != BUS_HOOK_ACCEPT || b->cur.type != DBUS_HDR_TYPE_METHOD_CALL ||
+	    (b->cur.flags & DBUS_FLAG_NO_REPLY_EXPECTED))
+		return verdict;
+	if (!caller || !callee)
+		return BUS_HOOK_ACCEPT;	/* an unnamed callee cannot answer anyway */
+	return dbus_record_call(b, caller, callee, b->cur.serial);
 }
 
 static struct bus_hook_ops dbus_hooks[] = {
@@ -699,6 +1059,6 @@ module_init(af_bus_dbus_init);
 module_exit(af_bus_dbus_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks, trusted senders, pending replies, matches");
+MODULE_DESCRIPTION("AF_BUS D-Bus protocol module: header checks, trusted senders, pending replies, matches, policy");
 MODULE_AUTHOR("afbus project");
 MODULE_SOFTDEP("pre: af_bus");

@@ -9,6 +9,7 @@
  */
 #include "afbus_test_util.h"
 #include "dbus_msg.h"
+#include "dbus_policy_image.h"
 
 #include <grp.h>
 #include <pthread.h>
@@ -2690,6 +2691,168 @@ static int t_dbus_replies_body(uint8_t *m)
 	return 0;
 }
 
+static int set_policy(int s, const uint8_t *img, size_t n)
+{
+	return setsockopt(s, SOL_BUS, BUS_DBUS_SET_POLICY, img, n);
+}
+
+static int set_chains(int s, const uint32_t *send, uint32_t ns, const uint32_t *receive, uint32_t nr,
+		      const uint32_t *eavesdrop, uint32_t ne)
+{
+	uint32_t v[64];
+	size_t n = pimg_chains(v, send, ns, receive, nr, eavesdrop, ne);
+
+	return setsockopt(s, SOL_BUS, BUS_DBUS_SET_CHAINS, v, n);
+}
+
+/* Client i sends client j a message (interface NULL: none, type 1 or 4); 0 if j got it. */
+static int dpolicy_send(struct tbus *tb, uint8_t *m, int i, int j, uint8_t type, const char *interface)
+{
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
+	struct dmsg d = { .type = type, .flags = 1, .serial = 77, .path = "/org/example/Obj",
+			  .interface = interface, .member = "Ping", .sender = names[i] };
+	size_t n = dmsg_build(m, &d);
+
+	if (send_raw(tb->c[i], tb->a[j], m, n))
+		return -1;
+	return recv_raw(tb->c[j], m, n);
+}
+
+/* The length of the D-Bus message at m (its fixed header says). */
+static size_t dmsg_length(const uint8_t *m)
+{
+	uint32_t body, fields;
+
+	memcpy(&body, m + 4, 4);
+	memcpy(&fields, m + 12, 4);
+	return ((16 + fields + 7) & ~7u) + body;
+}
+
+/*
+ * Policy: the master installs a compiled image, each client's chains (rule indices) and the names it
+ * owns; messages between clients then pass only as dbus-daemon's last-match-wins would let them.
+ */
+static int t_dbus_policy_body(uint8_t *m)
+{
+	static const struct prule rules[] = {
+		{ PIMG_SEND, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },				/* 0 */
+		{ PIMG_SEND, PIMG_DENY, 0, 0, "org.example.Secret", NULL, NULL },		/* 1 */
+		{ PIMG_SEND, PIMG_DENY, 0, 0, NULL, "org.example.Forbidden", NULL },		/* 2 */
+		{ PIMG_RECEIVE, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },				/* 3 */
+		{ PIMG_RECEIVE, PIMG_DENY, 0, 4, ":1.3", NULL, NULL },				/* 4 */
+		{ PIMG_RECEIVE, PIMG_ALLOW, PIMG_EAVESDROP, 0, NULL, NULL, NULL },		/* 5 */
+	};
+	/* the reload: the same without rule 1 */
+	static const struct prule reloaded[] = {
+		{ PIMG_SEND, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },
+		{ PIMG_SEND, PIMG_DENY, 0, 0, NULL, "org.example.Forbidden", NULL },
+		{ PIMG_RECEIVE, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },
+	};
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
+	static const char two_names[] = "org.example.Secret\0org.a.B";
+	static const uint32_t send_all[] = { 0, 1, 2 }, allow_send[] = { 0 }, allow_receive[] = { 3 },
+		receive_but_13[] = { 3, 4 }, eavesdrop[] = { 5 }, bad[] = { 99 }, none[] = { 0 },
+		reloaded_send[] = { 0, 1 }, reloaded_receive[] = { 2 };
+	const char *allowed = "org.example.Allowed", *forbidden = "org.example.Forbidden";
+	uint8_t img[2048], zero[64] = { 0 };
+	struct tbus tb;
+	uint32_t v[8];
+	size_t n;
+	int i;
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus-policy", 3, 1, BUS_PROTO_DBUS));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(set_name(tb.s[i], names[i]));
+	/* no image: no policy */
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, forbidden));
+	CHECK_ERR(set_chains(tb.s[0], allow_send, 1, allow_receive, 1, none, 0), ENOENT);
+
+	/* the image: the bus's, checked, the master's to set */
+	n = pimg_build(img, rules, 6);
+	CHECK_ERR(set_policy(tb.s[0], img, n), EINVAL);
+	CHECK_ERR(set_policy(tb.c[0], img, n), EPERM);
+	CHECK_ERR(set_policy(tb.l, zero, sizeof(zero)), EINVAL);
+	CHECK_ERR(set_policy(tb.l, img, n - 1), EINVAL);
+	img[40 + 52] = 9;	/* rule 1's kind */
+	CHECK_ERR(set_policy(tb.l, img, n), EINVAL);
+	n = pimg_build(img, rules, 6);
+	CHECK_OK(set_policy(tb.l, img, n));
+	/* a client without chains is denied everything */
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK(no_message(tb.c[1], 20), "a message without chains arrived");
+
+	/* chains name rules of their hook's kind in the image */
+	CHECK_ERR(set_chains(tb.s[0], allow_receive, 1, allow_receive, 1, none, 0), EINVAL);
+	CHECK_ERR(set_chains(tb.s[0], allow_send, 1, allow_send, 1, none, 0), EINVAL);
+	CHECK_ERR(set_chains(tb.s[0], bad, 1, allow_receive, 1, none, 0), EINVAL);
+	CHECK_ERR(set_chains(tb.l, allow_send, 1, allow_receive, 1, none, 0), EINVAL);
+	pimg_chains(v, allow_send, 1, allow_receive, 1, none, 0);
+	v[3] = 1;
+	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_DBUS_SET_CHAINS, v, 24), EINVAL);
+	v[3] = 0;
+	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_DBUS_SET_CHAINS, v, 20), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_DBUS_SET_CHAINS, v, 8), EINVAL);
+	CHECK_OK(set_chains(tb.s[0], send_all, 3, allow_receive, 1, none, 0));
+	CHECK_OK(set_chains(tb.s[1], allow_send, 1, receive_but_13, 2, none, 0));
+	CHECK_OK(set_chains(tb.s[2], allow_send, 1, allow_receive, 1, none, 0));
+
+	/* allowed both ways: a call and its requested answer */
+	CHECK_OK(dcall(&tb, m, 2, 1, 5, 0));
+	CHECK(danswer(&tb, m, 1, 2, 5, NULL) == 1, "an allowed answer did not arrive");
+	/* a deny rule naming an interface also catches a message without one (dbus-daemon's rule) */
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, forbidden), EACCES);
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, NULL), EACCES);
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK_OK(dpolicy_send(&tb, m, 2, 1, 1, forbidden));	/* :1.3 has no such rule */
+	/* send rules about the recipient's names, as the master says it owns them */
+	CHECK_OK(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, two_names, sizeof(two_names)));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK(no_message(tb.c[1], 20), "a denied call arrived");
+	CHECK_OK(dpolicy_send(&tb, m, 2, 1, 1, allowed));
+	CHECK_OK(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "", 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "org..x", 7), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, ":1.9", 5), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "org.a.B", 7), EINVAL);
+	CHECK_ERR(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "\0", 1), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_DBUS_SET_NAMES, "org.a.B", 8), EINVAL);
+	/* receive rules about the sender: :1.2 takes no signal from :1.3, unicast or multicast */
+	CHECK_ERR(dpolicy_send(&tb, m, 2, 1, 4, allowed), EACCES);
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 4, allowed));
+	CHECK_OK(dpolicy_send(&tb, m, 2, 0, 4, allowed));
+	CHECK_OK(add_match(tb.s[0], 4, NULL, NULL));
+	CHECK_OK(add_match(tb.s[1], 4, NULL, NULL));
+	n = dmsg_signal(m, names[2]);
+	CHECK_OK(send_raw(tb.c[2], BUS_ADDR(0, BUS_MULTICAST_CLIENT), m, n));
+	CHECK_OK(recv_raw(tb.c[0], m, n));
+	CHECK(no_message(tb.c[1], 20), "a denied multicast copy arrived");
+
+	/* an eavesdropper's copy needs its eavesdrop rules */
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK(no_message(tb.c[2], 20), "an eavesdropper without eavesdrop rules got a copy");
+	CHECK_OK(set_chains(tb.s[2], allow_send, 1, allow_receive, 1, eavesdrop, 1));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK_OK(recv_raw(tb.c[2], m, dmsg_length(m)));
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_UNSET_EAVESDROP, NULL, 0));
+
+	/* a reload: chains keep the image they were made for until the master replaces them */
+	CHECK_OK(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "org.example.Secret", 19));
+	n = pimg_build(img, reloaded, 3);
+	CHECK_OK(set_policy(tb.l, img, n));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK_OK(set_chains(tb.s[0], reloaded_send, 2, reloaded_receive, 1, none, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));	/* :1.2 is still on the first image */
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, forbidden), EACCES);
+	CHECK_ERR(set_chains(tb.s[1], send_all, 3, allow_receive, 1, none, 0), EINVAL);
+
+	/* an empty image removes policy */
+	CHECK_OK(set_policy(tb.l, NULL, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, forbidden));
+	tb_close(&tb);
+	return 0;
+}
+
 /*
  * Before the master joins a client, their conversation (SASL lines, Hello) is not D-Bus traffic:
  * it passes unparsed, and eavesdroppers do not see it. Calls and replies the master forwards for
@@ -2786,12 +2949,14 @@ static int t_dbus(void)
 		rc = t_dbus_matches_body(m);
 	if (!rc)
 		rc = t_dbus_master_body(m);
+	if (!rc)
+		rc = t_dbus_policy_body(m);
 	free(m);
 	if (rc)
 		return rc;
 	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
 	PASS("header checks, trusted SENDER, names per client, pending replies, match records, "
-	     "the master's authentication and forwarding, module lifetime");
+	     "the master's authentication and forwarding, policy, module lifetime");
 }
 
 /*
@@ -2804,11 +2969,21 @@ static volatile int dstress_stop;
 static const char *dstress_path = "/tmp/bus-dstress";
 static long dstress_ops[2];
 
+/* the stress test's policy images: the first 2 or all 4 rules */
+static const struct prule dstress_rules[] = {
+	{ PIMG_SEND, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },
+	{ PIMG_RECEIVE, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },
+	{ PIMG_SEND, PIMG_DENY, 0, 0, "a.N1", NULL, NULL },
+	{ PIMG_RECEIVE, PIMG_DENY, 0, 4, NULL, NULL, "M3" },
+};
+
 static void *dstress_master(void *arg)
 {
 	int l = (int)(long)arg, conns[128], n = 0, i, next = 1, maxq = 16;
 	unsigned int seed = 7;
 	char buf[512], name[32];
+	uint8_t img[1024];
+	uint32_t rules[3];
 
 	fcntl(l, F_SETFL, O_NONBLOCK);
 	setsockopt(l, SOL_BUS, BUS_SET_MAXQLEN, &maxq, sizeof(maxq));
@@ -2836,7 +3011,7 @@ static void *dstress_master(void *arg)
 				conns[i--] = conns[--n];
 				continue;
 			}
-			switch (rand_r(&seed) % 16) {
+			switch (rand_r(&seed) % 20) {
 			case 0:
 			case 1:
 				snprintf(key, sizeof(key), "M%u", rand_r(&seed) % 8);
@@ -2862,6 +3037,27 @@ static void *dstress_master(void *arg)
 			case 6:
 				if (rand_r(&seed) % 8 == 0)
 					set_reply_limits(l, rand_r(&seed) % 4 + 1, rand_r(&seed) % 200 + 1);
+				break;
+			case 7:
+				/* a policy reload now and then: one of two images, or none */
+				if (rand_r(&seed) % 16 == 0) {
+					uint32_t k = rand_r(&seed) % 3;
+
+					set_policy(l, img, k ? pimg_build(img, dstress_rules, k * 2) : 0);
+				}
+				break;
+			case 8:
+				/* chains of valid and invalid indices, for whatever image is installed */
+				rules[0] = rand_r(&seed) % 5;
+				rules[1] = rand_r(&seed) % 5;
+				rules[2] = rand_r(&seed) % 5;
+				set_chains(conns[i], rules, rand_r(&seed) % 2, rules + 1, rand_r(&seed) % 2,
+					   rules + 2, rand_r(&seed) % 2);
+				break;
+			case 9:
+				snprintf(key, sizeof(key), "a.N%u", rand_r(&seed) % 4);
+				setsockopt(conns[i], SOL_BUS, BUS_DBUS_SET_NAMES, key,
+					   rand_r(&seed) % 4 ? strlen(key) + 1 : 0);
 				break;
 			default:
 				break;

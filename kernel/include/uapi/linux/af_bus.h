@@ -82,7 +82,41 @@ struct sockaddr_bus {
 #define BUS_DBUS_SET_REPLY_LIMITS 65	/* listener: struct bus_dbus_reply_limits */
 #define BUS_DBUS_ADD_MATCH	66	/* master-side: a compiled match rule record (docs/policy.md) */
 #define BUS_DBUS_REMOVE_MATCH	67	/* master-side: the same bytes, removes one such record */
+#define BUS_DBUS_SET_POLICY	68	/* listener: a compiled policy image (docs/policy.md) */
+#define BUS_DBUS_SET_CHAINS	69	/* master-side: struct bus_dbus_chains, the client's rules */
+#define BUS_DBUS_SET_NAMES	70	/* master-side: the names the client owns or queues for */
 #define BUS_DBUS_OPT_MAX	96
+
+/*
+ * Policy (busconfig <policy> send and receive rules, as dbus-daemon enforces them). The master
+ * installs the compiled image once per configuration (BUS_DBUS_SET_POLICY, at most 16 MiB; checked
+ * as policy/'s PolicyImage::load checks it, and refused with EINVAL if it is not valid), then each
+ * client's chains: the image's rules that apply to it, by index, in evaluation order, one chain per
+ * hook (BUS_DBUS_SET_CHAINS, refused with EINVAL unless every index names a rule of the hook's kind;
+ * ENOENT before any image), and the well-known names it owns or is queued for (BUS_DBUS_SET_NAMES:
+ * each a valid bus name followed by a NUL, 65,536 bytes in all at most; empty for none), which send
+ * rules about destinations and receive rules about senders look at.
+ *
+ * Once an image is installed, every message between two clients is checked: the sender's send chain
+ * with the receiver as the other end, then the receiver's receive chain (or, for an eavesdropper's
+ * copy, its eavesdrop chain) with the sender as the other end; the last matching rule decides, none
+ * denies. A denied unicast fails the send with EACCES (the sender's library turns it into the
+ * org.freedesktop.DBus.Error.AccessDenied reply dbus-daemon would send); a denied multicast or
+ * eavesdropper copy is not delivered to that receiver. A client without chains is denied everything.
+ * Replies are checked only when requested (unrequested replies are dropped before policy). Messages
+ * to and from the master are the master's to judge.
+ *
+ * A new image applies to a client from its next BUS_DBUS_SET_CHAINS; until then its chains keep the
+ * image they were made for (so a reload never denies by accident). Setting an empty image removes
+ * policy: every message passes again.
+ */
+struct bus_dbus_chains {
+	__u32 send;		/* how many send rule indices follow */
+	__u32 receive;		/* ... receive rule indices, after them */
+	__u32 eavesdrop;	/* ... eavesdrop rule indices, after them */
+	__u32 reserved;		/* 0 */
+	/* __u32 rules[send + receive + eavesdrop]; */
+};
 
 /*
  * Replies between clients of a D-Bus bus: a METHOD_RETURN or ERROR reaches a client only in answer
