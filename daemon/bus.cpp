@@ -63,6 +63,7 @@ ConnectionSettings Bus::connection_settings() const {
     c.max_replies_per_connection = settings_.limits.max_replies_per_connection;
     c.reply_timeout_ms = settings_.limits.reply_timeout;
     c.max_message_size = settings_.limits.max_message_size;
+    c.policy = settings_.policy;
     return c;
 }
 
@@ -97,13 +98,13 @@ void Bus::set_settings(BusSettings settings) {
     peers_.for_each([this](Peer& peer) {
         if (peer.authenticating() || !settings_.policy) {
             peer.set_policy(nullptr);
-            return;
+        } else {
+            // The identity was good enough at connect time; a user removed since keeps the default chains.
+            const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_);
+            peer.set_policy(settings_.policy->chains_for(identity ? identity->principal : policy::Principal{}));
         }
-        // The identity was good enough at connect time; a user removed since keeps the default chains.
-        const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_);
-        peer.set_policy(settings_.policy->chains_for(identity ? identity->principal : policy::Principal{}));
+        if (delivery_ && !peer.authenticating()) delivery_->peer_policy_assigned(peer.id(), peer.policy());
     });
-    if (delivery_) delivery_->policy_changed();
 }
 
 Expected<void, std::string> Bus::reload_config() {
@@ -147,6 +148,7 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
         chains = settings_.policy->chains_for(identity->principal);
     }
     peers_.authenticated(*peer, uid, std::move(chains));
+    if (delivery_) delivery_->peer_policy_assigned(id, peer->policy());
     return {};
 }
 

@@ -116,6 +116,8 @@ private:
     Activation& activation() override { return *activation_; }
     AccountCache& accounts() override { return accounts_; }
     Peer* owner_of(std::string_view name) override;
+    // Tells the delivery mode the names of `acting` and of the owners `changes` took a name from.
+    void report_names_of(PeerId acting, const std::vector<NameChange>& changes);
     void apply_name_changes(const std::vector<NameChange>& changes) override;
     NameRegistry::Result request_name(Peer& peer, const std::string& name, std::uint32_t flags) override;
     NameRegistry::Result release_name(Peer& peer, const std::string& name) override;

@@ -130,14 +130,26 @@ Peer* Bus::find_owner(std::string_view name) const {
 
 NameRegistry::Result Bus::request_name(Peer& peer, const std::string& name, std::uint32_t flags) {
     auto result = names_.request(name, peer.id(), flags);
+    report_names_of(peer.id(), result.changes);
     apply_name_changes(result.changes);
     return result;
 }
 
 NameRegistry::Result Bus::release_name(Peer& peer, const std::string& name) {
     auto result = names_.release(name, peer.id());
+    report_names_of(peer.id(), result.changes);
     apply_name_changes(result.changes);
     return result;
+}
+
+void Bus::report_names_of(PeerId acting, const std::vector<NameChange>& changes) {
+    if (!delivery_) return;
+    // The acting peer, and an owner it replaced (queued behind it, or out); a queued peer that gets
+    // the name already had it among its names.
+    delivery_->peer_names_changed(acting, names_.names_of(acting));
+    for (const NameChange& c : changes)
+        if (c.old_owner && *c.old_owner != acting && peers_.find(*c.old_owner))
+            delivery_->peer_names_changed(*c.old_owner, names_.names_of(*c.old_owner));
 }
 
 void Bus::add_match(Peer& peer, MatchRule rule) {

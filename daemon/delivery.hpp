@@ -27,6 +27,7 @@
 #include "afbus/unix_socket.hpp"
 #include "flow_control.hpp"
 #include "name_registry.hpp"
+#include "policy_engine.hpp"
 
 namespace afbus::daemon {
 
@@ -44,6 +45,8 @@ struct ConnectionSettings {
     std::int64_t reply_timeout_ms = -1;  // -1: never
     // The largest message: kernel mode sizes the AF_BUS send buffers for it.
     std::int64_t max_message_size = 32 * 1024 * 1024;
+    // The compiled policy (null: none, in unit tests): kernel mode installs its image in af_bus_dbus.ko.
+    std::shared_ptr<const policy::PolicyEngine> policy;
 };
 
 // The SASL server for a new connection with these credentials, as `settings` ask.
@@ -98,7 +101,12 @@ public:
     virtual void match_removed(PeerId /*peer*/, const MatchRule& /*rule*/) {}
     // `peer` became a monitor: it has no names and no match rules any more.
     virtual void became_monitor(PeerId /*peer*/) {}
-    virtual void policy_changed() {}
+    // The policy rules that apply to `peer` (null: none), at authentication and after every reload (which
+    // configure() announced first, with the new policy).
+    virtual void peer_policy_assigned(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) {}
+    // The well-known names `peer` owns or is queued for changed (what send and receive rules about names
+    // look at). Reported before the name changes owner (name_owner_changed).
+    virtual void peer_names_changed(PeerId /*peer*/, const std::vector<std::string>& /*names*/) {}
 };
 
 }  // namespace afbus::daemon

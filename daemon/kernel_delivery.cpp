@@ -26,16 +26,6 @@ constexpr std::string_view kPeerAddressMember = "PeerAddress";
 
 }  // namespace
 
-std::optional<std::string> first_rule_kernel_mode_cannot_keep(const policy::PolicyImage& policy) {
-    for (const policy::RuleRecord& rule : policy.rules()) {
-        const auto kind = static_cast<policy::RuleKind>(rule.kind);
-        if ((kind == policy::RuleKind::Send || kind == policy::RuleKind::Receive) &&
-            static_cast<policy::Verdict>(rule.verdict) != policy::Verdict::Accept)
-            return std::string(policy.string(rule.file)) + ":" + std::to_string(rule.line);
-    }
-    return std::nullopt;
-}
-
 KernelDelivery::KernelDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings, int family)
     : loop_(loop), events_(events), settings_(settings), family_(family), broker_(loop, events, std::move(settings)) {}
 
@@ -48,9 +38,54 @@ KernelDelivery::~KernelDelivery() {
 }
 
 void KernelDelivery::configure(const ConnectionSettings& settings) {
+    const bool new_policy = settings.policy != settings_.policy;
     settings_ = settings;
     broker_.configure(settings);
-    for (const Fd& l : listeners_) apply_bus_limits(l);
+    for (const Fd& l : listeners_) {
+        apply_bus_limits(l);
+        // Refused, the kernel keeps the old image and every client its old chains: the old policy stays
+        // in force between native clients (logged), none is dropped.
+        if (new_policy) (void)install_policy(l);
+    }
+    // Each client's new chains follow (peer_policy_assigned).
+}
+
+bool KernelDelivery::install_policy(const Fd& listener) const {
+    const std::span<const std::byte> image = settings_.policy ? settings_.policy->image().bytes() : std::span<const std::byte>{};
+    if (::setsockopt(listener.get(), SOL_BUS, BUS_DBUS_SET_POLICY, image.data(), static_cast<socklen_t>(image.size())) == 0)
+        return true;
+    log_warning("AF_BUS: the kernel refused the policy (%zu bytes): %s", image.size(), std::strerror(errno));
+    return false;
+}
+
+void KernelDelivery::install_chains(const Client& c) {
+    if (c.chains.empty() || c.unique_name.empty()) return;
+    // Refused, the client keeps its old chains, or none: then the kernel denies it everything.
+    (void)set_option(c, BUS_DBUS_SET_CHAINS, c.chains.data(), c.chains.size() * sizeof(std::uint32_t), "install its policy");
+}
+
+void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) {
+    Client* c = find(peer);
+    if (!c) return;
+    c->chains.clear();
+    if (!chains) return;
+    const auto send = chains->rule_indices(policy::Hook::Send);
+    const auto receive = chains->rule_indices(policy::Hook::Receive);
+    const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
+    c->chains = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
+                 static_cast<std::uint32_t>(eavesdrop.size()), 0};
+    c->chains.insert(c->chains.end(), send.begin(), send.end());
+    c->chains.insert(c->chains.end(), receive.begin(), receive.end());
+    c->chains.insert(c->chains.end(), eavesdrop.begin(), eavesdrop.end());
+    install_chains(*c);
+}
+
+void KernelDelivery::peer_names_changed(PeerId peer, const std::vector<std::string>& names) {
+    Client* c = find(peer);
+    if (!c || c->unique_name.empty()) return;
+    std::string value;
+    for (const std::string& name : names) value.append(name).push_back('\0');
+    (void)set_option(*c, BUS_DBUS_SET_NAMES, value.data(), value.size(), "tell the kernel its names");
 }
 
 void KernelDelivery::apply_bus_limits(const Fd& listener) const {
@@ -69,11 +104,13 @@ void KernelDelivery::apply_bus_limits(const Fd& listener) const {
                     static_cast<long long>(settings_.max_message_size), std::strerror(errno));
 }
 
-void KernelDelivery::add_listener(Fd listener) {
+bool KernelDelivery::add_listener(Fd listener) {
     const int fd = listener.get();
     apply_bus_limits(listener);
+    if (!install_policy(listener)) return false;
     listeners_.push_back(std::move(listener));
     loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
+    return true;
 }
 
 void KernelDelivery::watch_listeners(bool on) {
@@ -347,8 +384,11 @@ void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_n
     Client* c = find(peer);
     if (!c) return broker_.unique_name_assigned(peer, unique_name);
     c->unique_name = std::string(unique_name);
-    // Named first: from the join on, the kernel checks its SENDER against this name.
+    // Named first: from the join on, the kernel checks its SENDER against this name; its policy before
+    // it can send anything (without chains the kernel would deny it everything).
     if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
+        (!c->chains.empty() &&
+         !set_option(*c, BUS_DBUS_SET_CHAINS, c->chains.data(), c->chains.size() * sizeof(std::uint32_t), "install its policy")) ||
         !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
         broken_.emplace_back(peer, "the kernel refused to admit it to the bus");
         return;

@@ -2,7 +2,9 @@
 // bus's master: it accepts native clients on its AF_BUS listener, authenticates them over their
 // master-side socket, names and joins them in the kernel after Hello, installs their match rules as
 // records in af_bus_dbus.ko and gives each well-known name one address in prefix 1, moved with its
-// owner. Native clients then send to each other through the kernel; the daemon sees what they send to
+// owner, and installs the policy: the compiled image on the bus, each client's chains (its rules, by
+// index) and the names it owns, which af_bus_dbus.ko evaluates on every message between clients. Native
+// clients then send to each other through the kernel; the daemon sees what they send to
 // the master: bus calls, and messages for names they have no address for yet, which it forwards (and
 // then tells the sender the name's address, so that the next message goes directly).
 //
@@ -24,14 +26,9 @@
 #include "broker_delivery.hpp"
 #include "delivery.hpp"
 #include "event_loop.hpp"
-#include "policy_image.hpp"
+#include "policy_engine.hpp"
 
 namespace afbus::daemon {
-
-// Whether kernel mode can keep `policy`: af_bus_dbus.ko has no policy image yet (issue 14), so
-// messages between native clients pass no send or receive rule. A policy with a send or receive rule
-// that denies is kept only by broker mode: none (ok), or "FILE:LINE" of the first such rule.
-[[nodiscard]] std::optional<std::string> first_rule_kernel_mode_cannot_keep(const policy::PolicyImage& policy);
 
 class KernelDelivery final : public Delivery {
 public:
@@ -43,8 +40,9 @@ public:
 
     // The unix side: add its listeners there.
     [[nodiscard]] BrokerDelivery& broker() noexcept { return broker_; }
-    // Accepts native clients on `listener`, a bound and listening AF_BUS master socket.
-    void add_listener(Fd listener);
+    // Accepts native clients on `listener`, a bound and listening AF_BUS master socket. False (logged,
+    // the listener closed) if the kernel refused the policy: the bus would not enforce it.
+    [[nodiscard]] bool add_listener(Fd listener);
 
     void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
@@ -58,6 +56,8 @@ public:
     void match_added(PeerId peer, const MatchRule& rule) override;
     void match_removed(PeerId peer, const MatchRule& rule) override;
     void became_monitor(PeerId peer) override;
+    void peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) override;
+    void peer_names_changed(PeerId peer, const std::vector<std::string>& names) override;
 
 private:
     // The NameAddress notice that answers a message the master forwarded for `sender`.
@@ -77,6 +77,8 @@ private:
         bool reading_paused = false;
         std::string unique_name;
         std::vector<std::string> records;  // the match records installed for it
+        // Its policy chains as BUS_DBUS_SET_CHAINS takes them; empty when the bus has no policy.
+        std::vector<std::uint32_t> chains;
         // Notices that wait for what is queued for this client to reach the kernel.
         std::vector<Notice> deferred_notices;
     };
@@ -84,6 +86,10 @@ private:
     void on_listener_ready(int fd);
     void watch_listeners(bool on);
     void apply_bus_limits(const Fd& listener) const;
+    // Installs settings_.policy's image (or none) on `listener`'s bus; false (logged) if the kernel refused it.
+    [[nodiscard]] bool install_policy(const Fd& listener) const;
+    // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on).
+    void install_chains(const Client& client);
     void add_client(Fd socket);
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);

@@ -179,19 +179,6 @@ int main(int argc, char** argv) {
         if (!opened) return fail("Failed to start message bus: " + opened.error());
         for (auto& l : *opened) listeners.push_back(std::move(l));
     }
-    // Kernel mode keeps only policies it can enforce on the traffic that bypasses the daemon.
-    if (auto image = policy::PolicyImage::load(config->policy_image)) {
-        if (auto rule = first_rule_kernel_mode_cannot_keep(*image)) {
-            std::erase_if(listeners, [&rule](Listener& l) {
-                if (!l.af_bus_family) return false;
-                log_warning("Not listening on %s: kernel mode cannot enforce the deny rule at %s yet (the "
-                            "kernel's policy image is not there); the other listen addresses serve",
-                            l.address.c_str(), rule->c_str());
-                if (l.socket_file) ::unlink(l.socket_file->c_str());
-                return true;
-            });
-        }
-    }
     // afbus: entries the kernel cannot serve were skipped (with a warning); something must be left.
     if (listeners.empty()) return fail("Failed to start message bus: none of the <listen> addresses could be used");
     const auto af_bus_listener = std::find_if(listeners.begin(), listeners.end(), [](const Listener& l) { return l.af_bus_family != 0; });
@@ -242,15 +229,19 @@ int main(int argc, char** argv) {
     std::string address;
     std::vector<std::string> socket_files;
     for (Listener& l : listeners) {
+        if (!l.af_bus_family) {
+            broker.add_listener(std::move(l.fd));
+        } else if (!kernel->add_listener(std::move(l.fd))) {
+            // A bus whose kernel would not take the policy is not offered: traffic through the kernel
+            // would bypass it (add_listener logged why; the other addresses serve).
+            if (l.socket_file) ::unlink(l.socket_file->c_str());
+            continue;
+        }
         if (!address.empty()) address += ';';
         address += l.address + ",guid=" + bus.guid();
         if (l.socket_file) socket_files.push_back(*l.socket_file);
-        if (l.af_bus_family) {
-            kernel->add_listener(std::move(l.fd));
-        } else {
-            broker.add_listener(std::move(l.fd));
-        }
     }
+    if (address.empty()) return fail("Failed to start message bus: none of the <listen> addresses could be used");
     bus.set_address(address);
 
     std::optional<std::string> pidfile;

@@ -206,16 +206,57 @@ TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
     EXPECT_EQ(got_b.size(), 10u);
 }
 
-TEST_F(KernelModeBus, APolicyTheKernelCannotKeepLeavesTheBusInBrokerMode) {
-    // Until af_bus_dbus.ko has the policy image, a deny rule on sending or receiving would not hold
-    // between native clients: the afbus: listener is not opened, the unix one serves.
+TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
+    // Deny rules the kernel enforces on what goes from client to client directly (af_bus_dbus.ko's
+    // policy image and each client's chains), as the model does on what goes through the daemon.
     auto options = both_listeners();
-    options.extra_config += "  <policy context=\"default\"><deny send_interface=\"org.example.Denied\"/></policy>\n";
+    options.extra_config +=
+        "  <policy context=\"default\">\n"
+        "    <deny send_destination=\"org.example.Guarded\"/>\n"
+        "    <deny receive_interface=\"org.example.Kernel\" receive_member=\"Hidden\"/>\n"
+        "  </policy>\n";
     test::TestBus strict(options);
-    EXPECT_EQ(entry_of(strict.address(), "afbus"), "") << strict.address();
-    auto c = open(entry_of(strict.address(), "unix"));
-    ASSERT_TRUE(c);
-    EXPECT_TRUE(contains(list_names(*c), c->unique_name()));
+    const std::string native = entry_of(strict.address(), "afbus");
+    ASSERT_NE(native, "") << strict.address();
+    auto a = open(native), b = open(native), c = open(native), u = open(entry_of(strict.address(), "unix"));
+    ASSERT_TRUE(a && b && c && u);
+    auto a_echo = export_echo(*a), c_echo = export_echo(*c);
+    ASSERT_TRUE(a_echo && c_echo);
+    const std::initializer_list<Connection*> all = {a.get(), b.get(), c.get(), u.get()};
+
+    ASSERT_EQ(a->request_name("org.example.Guarded"), RequestNameReply::PrimaryOwner);
+    // send_destination is about the names the recipient owns, whichever name a call is addressed to; the
+    // first call goes through the daemon, the next ones (once B knows the address) through the kernel.
+    for (const std::string& destination : {std::string("org.example.Guarded"), a->unique_name()}) {
+        for (int i = 0; i < 3; ++i) {
+            auto r = echo(*b, all, destination, "no");
+            ASSERT_FALSE(r) << destination << " answered " << *r;
+            EXPECT_EQ(r.error().name, "org.freedesktop.DBus.Error.AccessDenied") << destination << ": " << r.error().message;
+        }
+    }
+    auto from_unix = echo(*u, all, a->unique_name(), "no");
+    ASSERT_FALSE(from_unix);
+    EXPECT_EQ(from_unix.error().name, "org.freedesktop.DBus.Error.AccessDenied");
+    for (int i = 0; i < 3; ++i) {
+        auto r = echo(*b, all, c->unique_name(), "yes");
+        ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
+    }
+    // Released, the name no longer guards A.
+    ASSERT_EQ(a->release_name("org.example.Guarded"), ReleaseNameReply::Released);
+    for (int i = 0; i < 3; ++i) {
+        auto r = echo(*b, all, a->unique_name(), "yes");
+        ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
+    }
+
+    // Receive rules: A takes Tick, never Hidden, from a native sender through the kernel.
+    std::vector<std::string> got;
+    auto sub = a->subscribe("type='signal',interface='org.example.Kernel'",
+                            [&got](const Message& m) { got.emplace_back(m.member()); });
+    ASSERT_TRUE(sub);
+    for (const char* member : {"Hidden", "Tick", "Hidden", "Last"})
+        ASSERT_TRUE(b->send(MessageBuilder::signal("/org/example", "org.example.Kernel", member).build().value()));
+    ASSERT_TRUE(pump(all, [&got] { return !got.empty() && got.back() == "Last"; }));
+    EXPECT_EQ(got, (std::vector<std::string>{"Tick", "Last"}));
 }
 
 TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
