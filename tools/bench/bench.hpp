@@ -34,7 +34,7 @@ struct ScenarioResult {
 };
 
 // The client library every peer of a scenario uses (bench_client.hpp).
-enum class ClientLibrary { Libafbus };
+enum class ClientLibrary { Libafbus, SdBus };
 
 struct ScenarioOptions {
     ClientLibrary client = ClientLibrary::Libafbus;

@@ -1,8 +1,9 @@
 // afbus-bench: the client seam. Every role of every scenario (the measuring client, the echo server,
 // parallel clients, subscribers, the emitter) talks to the bus through BusClient, so that a scenario is
-// written once and runs with any client library (libafbus_client.cpp is the first). Applications
-// mostly use sd-bus, GDBus or libdbus, whose cost per message differs from libafbus's; measuring with
-// more than one shows how much of a ratio between daemons is the client's. Each method does one protocol operation of bench_protocol.hpp, the same on the wire for
+// written once and runs with any client library: libafbus (libafbus_client.cpp) or libsystemd's sd-bus
+// (sdbus_client.cpp). Applications mostly use sd-bus, GDBus or libdbus, whose cost per message differs
+// from libafbus's; measuring with more than one shows how much of a ratio between daemons is the
+// client's. Each method does one protocol operation of bench_protocol.hpp, the same on the wire for
 // every implementation.
 #pragma once
 
