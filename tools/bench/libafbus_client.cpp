@@ -46,16 +46,17 @@ public:
     Result<void> ping() override {
         auto m = ping_message();
         if (!m) return failure(m.error());
-        if (auto reply = conn_->call(std::move(*m)); !reply) return failure("Ping: " + describe(reply.error()));
+        if (auto reply = conn_->call(std::move(*m)); !reply)
+            return failure("Ping: " + describe(reply.error()));
         return {};
     }
 
     Result<RegistrationPtr> ping_async(CallDone done) override {
         auto m = ping_message();
         if (!m) return failure(m.error());
-        auto slot = conn_->call_async(std::move(*m), [done = std::move(done)](Expected<Message, Error> reply) {
-            done(reply.has_value());
-        });
+        auto slot = conn_->call_async(
+            std::move(*m),
+            [done = std::move(done)](Expected<Message, Error> reply) { done(reply.has_value()); });
         if (!slot) return failure("Ping: " + describe(slot.error()));
         return wrap(std::move(*slot));
     }
@@ -78,17 +79,16 @@ public:
         append(b, rule);
         auto m = build(b, "AddMatch");
         if (!m) return failure(m.error());
-        auto slot = conn_->call_async(std::move(*m), [done = std::move(done)](Expected<Message, Error> reply) {
-            done(reply.has_value());
-        });
+        auto slot = conn_->call_async(
+            std::move(*m),
+            [done = std::move(done)](Expected<Message, Error> reply) { done(reply.has_value()); });
         if (!slot) return failure("AddMatch: " + describe(slot.error()));
         return wrap(std::move(*slot));
     }
 
     Result<RegistrationPtr> subscribe(const std::string& rule, SignalHandler handler) override {
-        auto slot = conn_->subscribe(rule, [handler = std::move(handler)](const Message& m) {
-            handler(m.member());
-        });
+        auto slot =
+            conn_->subscribe(rule, [handler = std::move(handler)](const Message& m) { handler(m.member()); });
         if (!slot) return failure("AddMatch: " + describe(slot.error()));
         return wrap(std::move(*slot));
     }

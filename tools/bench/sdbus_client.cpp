@@ -229,7 +229,8 @@ Result<std::unique_ptr<BusClient>> open_sdbus_client(const std::string& address)
     BusPtr bus(raw);
     if ((r = sd_bus_set_address(bus.get(), address.c_str())) < 0)
         return failure("sd_bus_set_address: " + errno_text(r));
-    if ((r = sd_bus_set_bus_client(bus.get(), 1)) < 0) return failure("sd_bus_set_bus_client: " + errno_text(r));
+    if ((r = sd_bus_set_bus_client(bus.get(), 1)) < 0)
+        return failure("sd_bus_set_bus_client: " + errno_text(r));
     if ((r = sd_bus_start(bus.get())) < 0) return failure("sd_bus_start: " + errno_text(r));
     // sd_bus_start returns before authentication and Hello; this waits for both, so that a connection
     // is "open" at the same point as libafbus's Connection::open.
