@@ -1,7 +1,9 @@
 // afbus-bench smoke test: every scenario, very briefly (--quick), against daemons the tool starts itself,
 // and every scenario must produce a result. The numbers of such a short run mean nothing; this checks
 // that the driver, the daemon launch paths and the scenarios work. The binary comes from AFBUS_BENCH
-// (set by tools/meson.build); AFBUS_TEST_DAEMON, when set, adds afbus-daemon to the run.
+// (set by tools/meson.build); AFBUS_TEST_DAEMON, when set, adds afbus-daemon to the run. The SdBus* cases
+// run the same scenarios with sd-bus clients (--client=sd-bus); tools/meson.build registers them as their
+// own test, bench_smoke_sd_bus, when afbus-bench was built with libsystemd.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -118,6 +120,25 @@ TEST(BenchSmoke, EveryScenarioAgainstDbusDaemon) {
             has_line(run, {"\"type\":\"daemon\"", "\"daemon\":\"afbus-daemon\"", "\"available\":false"}))
             << dump(run);
     }
+}
+
+// Every scenario but policy (whose traffic is ping, ping-parallel and fanout-1 again, four daemons
+// later) with sd-bus peers: the sd-bus implementation of every client role, against the three daemons
+// (dbus-broker where it can be launched), in a few seconds.
+TEST(BenchSmoke, SdBusClientsEveryScenario) {
+    std::string scenarios = "--scenarios=";
+    for (const auto& s : kScenarios) scenarios += s + ",";
+    std::vector<std::string> args{"--client=sd-bus", "--daemons=dbus-daemon,dbus-broker,afbus-daemon",
+                                  scenarios};
+    const char* afbus = std::getenv("AFBUS_TEST_DAEMON");
+    if (afbus && *afbus) args.push_back(std::string("--afbus-daemon=") + afbus);
+    const BenchRun run = run_bench(args);
+    EXPECT_EQ(run.status, 0) << dump(run);
+    EXPECT_TRUE(has_line(run, {"\"type\":\"config\"", "\"client\":\"sd-bus\""})) << dump(run);
+    expect_every_scenario(run, "dbus-daemon");
+    if (!has_line(run, {"\"daemon\":\"dbus-broker\"", "\"available\":false"}))
+        expect_every_scenario(run, "dbus-broker");
+    if (afbus && *afbus) expect_every_scenario(run, "afbus-daemon");
 }
 
 TEST(BenchSmoke, EveryScenarioAgainstDbusBroker) {

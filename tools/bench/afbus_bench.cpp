@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "bench_client.hpp"
 
 using namespace afbus::bench;
 
@@ -36,6 +37,7 @@ const char kUsage[] =
     "available\"\n"
     "  --dbus-daemon=PATH      (default dbus-daemon)    --dbus-broker-launch=PATH (default "
     "dbus-broker-launch)\n"
+    "  --client=LIBRARY        the client library of every peer: libafbus (default) or sd-bus\n"
     "  --address=ADDRESS       measure this running bus instead of starting daemons\n"
     "  --daemon-pid=PID        with --address: the bus process, for its CPU time and RSS\n"
     "  --scenarios=LIST        ping,ping-parallel,fanout,payload,connect,matches,idle,policy (default: all;\n"
@@ -189,6 +191,13 @@ std::optional<Config> parse(int argc, char** argv) {
             c.dbus_daemon = value;
         } else if (key == "dbus-broker-launch") {
             c.dbus_broker_launch = value;
+        } else if (key == "client") {
+            auto library = parse_client_library(value);
+            if (!library) {
+                std::fprintf(stderr, "afbus-bench: unknown client library %s\n", value.c_str());
+                return std::nullopt;
+            }
+            c.options.client = *library;
         } else if (key == "address") {
             c.address = value;
         } else if (key == "json") {
@@ -271,6 +280,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     Config& config = *parsed;
+    if (const auto why = client_library_unavailable_reason(config.options.client); !why.empty()) {
+        std::fprintf(stderr, "afbus-bench: --client=%s: %s\n",
+                     std::string(client_library_name(config.options.client)).c_str(), why.c_str());
+        return 2;
+    }
     // Workers and daemons may go away while we write to them; that is reported, not fatal.
     ::signal(SIGPIPE, SIG_IGN);
     // dbus-broker is the launcher's child: as subreaper we can reap it after the launcher exits.
@@ -309,6 +323,7 @@ int main(int argc, char** argv) {
         std::ostringstream o;
         o << "{\"type\":\"config\",\"nproc\":" << m.cpus << ",\"cpu_model\":" << json_string(m.cpu_model)
           << ",\"kernel\":" << json_string(m.kernel) << ",\"pinned_cpu\":" << config.pin
+          << ",\"client\":" << json_string(std::string(client_library_name(config.options.client)))
           << ",\"repetitions\":" << config.repetitions
           << ",\"duration_s\":" << json_number(config.options.duration_s)
           << ",\"match_rules\":" << config.options.match_rules
@@ -421,11 +436,12 @@ int main(int argc, char** argv) {
     }
 
     std::fprintf(table,
-                 "\nmachine: %ld CPUs, %s, kernel %s; %s; %d repetition(s) of %.3g s phases; medians\n\n",
+                 "\nmachine: %ld CPUs, %s, kernel %s; %s; %s clients; %d repetition(s) of %.3g s phases; "
+                 "medians\n\n",
                  m.cpus, m.cpu_model.c_str(), m.kernel.c_str(),
                  config.pin >= 0 ? ("all processes pinned to CPU " + std::to_string(config.pin)).c_str()
                                  : "not pinned",
-                 config.repetitions, config.options.duration_s);
+                 std::string(client_library_name(config.options.client)).c_str(), config.repetitions, config.options.duration_s);
     std::fprintf(table, "| scenario | metric | better |");
     for (const auto& c : columns) std::fprintf(table, " %s |", c.c_str());
     for (const auto& [a, b] : pairs) std::fprintf(table, " %s / %s |", a.c_str(), b.c_str());

@@ -33,7 +33,11 @@ struct ScenarioResult {
     std::vector<Metric> metrics;
 };
 
+// The client library every peer of a scenario uses (bench_client.hpp).
+enum class ClientLibrary { Libafbus, SdBus };
+
 struct ScenarioOptions {
+    ClientLibrary client = ClientLibrary::Libafbus;
     double duration_s = 2.0;   // the measured window of each timed phase
     int parallel_clients = 4;  // ping-parallel
     int in_flight = 32;        // ping-parallel: calls outstanding per client

@@ -1,7 +1,9 @@
 // The scenarios. Every client role other than the measuring one runs in its own forked process (the
 // echo server, parallel clients, subscribers), so that the daemon's CPU and the throughput are those of
 // a real bus with separate peers. Workers report readiness and numbers through pipes and a shared
-// anonymous mapping; nothing waits on a timer, only on the event that proves progress.
+// anonymous mapping; nothing waits on a timer, only on the event that proves progress. Every peer talks
+// to the bus through the client library of options.client (bench_client.hpp), so that a scenario does
+// the same protocol work whichever library runs it.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -23,10 +26,10 @@
 #include <string>
 #include <vector>
 
-#include "afbus/connection.hpp"
 #include "afbus/fd.hpp"
-#include "afbus/types.hpp"
 #include "bench.hpp"
+#include "bench_client.hpp"
+#include "bench_protocol.hpp"
 
 namespace afbus::bench {
 namespace {
@@ -34,11 +37,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::string_view kServerName = "org.afbus.Bench";
-constexpr std::string_view kServerPath = "/org/afbus/Bench";
-constexpr std::string_view kServerInterface = "org.afbus.Bench";
-constexpr std::string_view kSignalPath = "/org/afbus/Bench/Signals";
-constexpr std::string_view kSignalInterface = "org.afbus.Bench.Signals";
 // Subscribers tell the emitter about progress every this many signals (and on Sync).
 constexpr std::uint64_t kNotifyEvery = 256;
 // The most signals the emitter lets any subscriber fall behind by: keeps every daemon's queues short, so
@@ -48,10 +46,6 @@ constexpr int kMaxWorkers = 64;
 
 double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string describe(const Error& e) {
-    return e.name + ": " + e.message;
 }
 
 // --- /proc ---
@@ -223,10 +217,8 @@ private:
     std::vector<Fd> pidfds_;
 };
 
-Result<std::unique_ptr<Connection>> connect(const Target& target) {
-    auto c = Connection::open(target.address);
-    if (!c) return failure("connect: " + describe(c.error()));
-    return std::move(*c);
+Result<std::unique_ptr<BusClient>> connect(const Target& target, const ScenarioOptions& options) {
+    return open_bus_client(options.client, target.address);
 }
 
 struct Readiness {
@@ -235,7 +227,7 @@ struct Readiness {
 };
 
 // Polls the connection (for whatever it wants) and the extra fds until one is ready, at most `timeout`.
-Readiness wait_ready(Connection& c, const std::vector<int>& extra, std::chrono::milliseconds timeout) {
+Readiness wait_ready(BusClient& c, const std::vector<int>& extra, std::chrono::milliseconds timeout) {
     std::vector<pollfd> fds;
     fds.push_back({c.fd(), c.poll_events(), 0});
     for (int fd : extra) fds.push_back({fd, POLLIN, 0});
@@ -296,30 +288,26 @@ void add_cpu_per_op(ScenarioResult& r, const CpuMeter& cpu, double operations, c
 
 // --- The echo server (ping, ping-parallel, payload) ---
 
-int server_main(const Target& target, int ready_fd) {
-    auto c = Connection::open(target.address);
-    if (!c) return 10;
-    Interface bench{std::string(kServerInterface), {}, {}, {}};
-    bench.methods.push_back(
-        {"Ping", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> { return {}; }});
-    bench.methods.push_back({"Echo",
-                             {{"data", "ay"}},
-                             {{"data", "ay"}},
-                             [](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
-                                 // Borrowed from the call, copied once into the reply.
-                                 auto data = read_all<std::span<const std::uint8_t>>(call);
-                                 if (!data)
-                                     return Unexpected(make_error(error_names::kInvalidArgs, "not ay"));
-                                 append(reply, std::get<0>(*data));
-                                 return {};
-                             }});
-    auto slot = (*c)->export_interface(kServerPath, std::move(bench));
-    if (!slot) return 11;
-    if ((*c)->request_name(kServerName, name_flags::kDoNotQueue) != RequestNameReply::PrimaryOwner) return 12;
+// A worker's exit status, after saying why on stderr: the status alone would not tell which library
+// call failed.
+int worker_failed(int status, const std::string& why) {
+    std::fprintf(stderr, "afbus-bench: worker %d: %s\n", static_cast<int>(::getpid()), why.c_str());
+    return status;
+}
+
+int server_main(const Target& target, const ScenarioOptions& options, int ready_fd) {
+    auto c = connect(target, options);
+    if (!c) return worker_failed(10, c.error());
+    BusClient& conn = **c;
+    auto service = conn.serve_echo();
+    if (!service) return worker_failed(11, service.error());
     if (!write_byte(ready_fd, 'r')) return 13;
-    // Runs until the driver kills it at the end of the scenario.
-    auto r = (*c)->run();
-    return r ? 0 : 14;
+    // Runs until the driver kills it at the end of the scenario. Processes before it waits: see
+    // BusClient::process().
+    for (;;) {
+        if (auto r = conn.process(); !r) return worker_failed(14, r.error());
+        wait_ready(conn, {}, std::chrono::milliseconds(-1));
+    }
 }
 
 // Starts the echo server and waits until it owns its name.
@@ -327,17 +315,11 @@ Result<void> start_server(Workers& workers, const Target& target, const Scenario
     auto ready = Pipe::make();
     if (!ready) return failure(ready.error());
     const int ready_fd = ready->write.get();
-    if (auto r = workers.spawn([&] { return server_main(target, ready_fd); }); !r) return r;
+    if (auto r = workers.spawn([&] { return server_main(target, options, ready_fd); }); !r) return r;
     ready->write.reset();
     if (auto b = workers.read_byte(ready->read.get(), options.timeout); !b)
         return failure("echo server: " + b.error());
     return {};
-}
-
-Result<Message> ping_message() {
-    auto m = MessageBuilder::method_call(kServerName, kServerPath, kServerInterface, "Ping").build();
-    if (!m) return failure("cannot build Ping");
-    return std::move(*m);
 }
 
 // --- ping: one synchronous client ---
@@ -345,15 +327,11 @@ Result<Message> ping_message() {
 Result<ScenarioResult> ping(const Target& target, const ScenarioOptions& options) {
     Workers workers;
     if (auto r = start_server(workers, target, options); !r) return failure(r.error());
-    auto c = connect(target);
+    auto c = connect(target, options);
     if (!c) return failure(c.error());
     // Warm up both processes' allocators and the daemon's caches before measuring.
-    for (int i = 0; i < 200; ++i) {
-        auto m = ping_message();
-        if (!m) return failure(m.error());
-        if (auto reply = (*c)->call(std::move(*m)); !reply)
-            return failure("Ping: " + describe(reply.error()));
-    }
+    for (int i = 0; i < 200; ++i)
+        if (auto reply = (*c)->ping(); !reply) return failure(reply.error());
     std::vector<double> latencies;
     latencies.reserve(200000);
     CpuMeter cpu(target.daemon_pid);
@@ -361,11 +339,9 @@ Result<ScenarioResult> ping(const Target& target, const ScenarioOptions& options
     const auto end = start + std::chrono::duration<double>(options.duration_s);
     auto now = start;
     do {
-        auto m = ping_message();
-        if (!m) return failure(m.error());
-        auto reply = (*c)->call(std::move(*m));
+        auto reply = (*c)->ping();
         const auto after = Clock::now();
-        if (!reply) return failure("Ping: " + describe(reply.error()));
+        if (!reply) return failure(reply.error());
         latencies.push_back(std::chrono::duration<double, std::micro>(after - now).count());
         now = after;
     } while (now < end);
@@ -387,13 +363,15 @@ Result<ScenarioResult> ping(const Target& target, const ScenarioOptions& options
 
 int parallel_client_main(const Target& target, const ScenarioOptions& options, int index, Shared* shared,
                          int ready_fd, int go_fd) {
-    auto c = Connection::open(target.address);
-    if (!c) return 20;
-    Connection& conn = **c;
+    auto c = connect(target, options);
+    if (!c) return worker_failed(20, c.error());
+    BusClient& conn = **c;
     if (!write_byte(ready_fd, 'r')) return 21;
     if (!read_byte(go_fd, options.timeout)) return 22;
+    // Whatever arrived during Hello first (see BusClient::process()).
+    if (auto r = conn.process(); !r) return worker_failed(25, r.error());
 
-    std::vector<Slot> slots(static_cast<std::size_t>(options.in_flight));
+    std::vector<RegistrationPtr> slots(static_cast<std::size_t>(options.in_flight));
     std::vector<bool> busy(slots.size(), false);
     std::uint64_t completed = 0;  // within the measured window
     int outstanding = 0;
@@ -404,15 +382,13 @@ int parallel_client_main(const Target& target, const ScenarioOptions& options, i
     for (;;) {
         for (std::size_t i = 0; !stopping && i < slots.size(); ++i) {
             if (busy[i]) continue;
-            auto m = ping_message();
-            if (!m) return 23;
-            auto slot = conn.call_async(std::move(*m), [&, i](Expected<Message, Error> reply) {
+            auto slot = conn.ping_async([&, i](bool ok) {
                 busy[i] = false;
                 --outstanding;
-                if (!reply) failed = true;
+                if (!ok) failed = true;
                 if (Clock::now() < end) ++completed;
             });
-            if (!slot) return 24;
+            if (!slot) return worker_failed(24, slot.error());
             slots[i] = std::move(*slot);
             busy[i] = true;
             ++outstanding;
@@ -420,8 +396,8 @@ int parallel_client_main(const Target& target, const ScenarioOptions& options, i
         if (Clock::now() >= end) stopping = true;
         if (stopping && outstanding == 0) break;
         wait_ready(conn, {}, 1000ms);
-        if (!conn.process()) return 25;
-        if (failed) return 26;
+        if (auto r = conn.process(); !r) return worker_failed(25, r.error());
+        if (failed) return worker_failed(26, "a Ping failed");
     }
     shared->completed[index] = completed;
     shared->elapsed_ns[index] = static_cast<std::uint64_t>(options.duration_s * 1e9);
@@ -470,41 +446,20 @@ Result<ScenarioResult> ping_parallel(const Target& target, const ScenarioOptions
 
 // --- Signal subscribers (fanout, matches) and the emitter ---
 
-Result<Message> bench_signal(std::string_view member, std::string_view arg0, std::uint64_t seq) {
-    auto b = MessageBuilder::signal(kSignalPath, kSignalInterface, member);
-    append(b, arg0, seq);
-    auto m = b.build();
-    if (!m) return failure("cannot build signal");
-    return std::move(*m);
-}
-
-std::string match_rule(std::string_view arg0) {
-    // Appended piece by piece: GCC 12 at -O3 warns falsely (-Wrestrict) on "literal" + std::string.
-    std::string rule = "type='signal',interface='";
-    rule.append(kSignalInterface).append("'");
-    if (!arg0.empty()) rule.append(",arg0='").append(arg0).append("'");
-    return rule;
-}
-
 // Installs the rules "arg0='k1'".."arg0='k<count-1>'" with up to 64 AddMatch calls in flight, so that the
 // rate is the daemon's, not one round trip's.
-bool install_rules(Connection& conn, int count) {
+bool install_rules(BusClient& conn, int count) {
     int next = 1, outstanding = 0;
     bool failed = false;
-    std::vector<Slot> slots;
+    std::vector<RegistrationPtr> slots;
     slots.reserve(static_cast<std::size_t>(count));
     while (!failed && (next < count || outstanding > 0)) {
         while (next < count && outstanding < 64) {
-            auto b = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                                 "org.freedesktop.DBus", "AddMatch");
             std::string key = "k";  // built in place: see match_rule() on GCC 12's -Wrestrict
             key += std::to_string(next);
-            append(b, match_rule(key));
-            auto m = b.build();
-            if (!m) return false;
-            auto slot = conn.call_async(std::move(*m), [&](Expected<Message, Error> reply) {
+            auto slot = conn.add_match_async(match_rule(key), [&](bool ok) {
                 --outstanding;
-                if (!reply) failed = true;
+                if (!ok) failed = true;
             });
             if (!slot) return false;
             slots.push_back(std::move(*slot));
@@ -523,23 +478,23 @@ bool install_rules(Connection& conn, int count) {
 // 'q' quits.
 int subscriber_main(const Target& target, const ScenarioOptions& options, const std::string& arg0, int index,
                     Shared* shared, int ready_fd, int notify_fd, int control_fd, int reply_fd) {
-    auto c = Connection::open(target.address);
-    if (!c) return 30;
-    Connection& conn = **c;
+    auto c = connect(target, options);
+    if (!c) return worker_failed(30, c.error());
+    BusClient& conn = **c;
     std::uint64_t ticks = 0;
     bool broken = false;
-    auto sub = conn.subscribe(match_rule(arg0), [&](const Message& m) {
-        if (m.member() == "Tick") {
+    auto sub = conn.subscribe(match_rule(arg0), [&](std::string_view member) {
+        if (member == "Tick") {
             shared->received[index].store(++ticks, std::memory_order_release);
             if (ticks % kNotifyEvery == 0 && !notify(notify_fd, 'n')) broken = true;
-        } else if (m.member() == "Sync") {
+        } else if (member == "Sync") {
             if (!notify(notify_fd, 's')) broken = true;
         }
     });
-    if (!sub) return 31;
+    if (!sub) return worker_failed(31, sub.error());
     if (!write_byte(ready_fd, 'r')) return 32;
     for (;;) {
-        if (!conn.process()) return 33;
+        if (auto r = conn.process(); !r) return worker_failed(33, r.error());
         if (broken) return 34;
         const auto ready = wait_ready(conn, {control_fd}, std::chrono::milliseconds(options.timeout));
         if (!(ready.extra[0] & (POLLIN | POLLHUP))) continue;
@@ -619,7 +574,7 @@ struct EmitResult {
 
 // Emits Tick signals for `duration_s`, never more than kWindow ahead of the slowest subscriber, then a
 // Sync, and returns once every subscriber has counted every Tick. Time runs until the last delivery.
-Result<EmitResult> emit(Connection& conn, Subscribers& s, const std::string& arg0,
+Result<EmitResult> emit(BusClient& conn, Subscribers& s, const std::string& arg0,
                         const ScenarioOptions& options) {
     const std::uint64_t base = slowest(s);
     EmitResult r;
@@ -638,6 +593,8 @@ Result<EmitResult> emit(Connection& conn, Subscribers& s, const std::string& arg
         if (ready.timed_out) return failure("subscribers stopped receiving");
         return {};
     };
+    // Whatever arrived during the blocking calls before (see BusClient::process()).
+    if (auto p = conn.process(); !p) return failure(p.error());
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
     std::uint64_t known_slowest = base;
@@ -651,16 +608,11 @@ Result<EmitResult> emit(Connection& conn, Subscribers& s, const std::string& arg
                     continue;
                 }
             }
-            auto m = bench_signal("Tick", arg0, r.emitted);
-            if (!m) return failure(m.error());
-            if (auto sent = conn.send(std::move(*m)); !sent)
-                return failure("emit: " + describe(sent.error()));
+            if (auto sent = conn.emit("Tick", arg0, r.emitted); !sent) return failure(sent.error());
             ++r.emitted;
         }
     }
-    auto sync = bench_signal("Sync", arg0, r.emitted);
-    if (!sync) return failure(sync.error());
-    if (auto sent = conn.send(std::move(*sync)); !sent) return failure("emit: " + describe(sent.error()));
+    if (auto sent = conn.emit("Sync", arg0, r.emitted); !sent) return failure(sent.error());
     while (slowest(s) - base < r.emitted)
         if (auto w = wait_progress(); !w) return failure(w.error());
     r.seconds = seconds_since(start);
@@ -670,7 +622,7 @@ Result<EmitResult> emit(Connection& conn, Subscribers& s, const std::string& arg
 Result<ScenarioResult> fanout(const Target& target, const ScenarioOptions& options, int subscribers) {
     auto s = start_subscribers(target, options, subscribers, "");
     if (!s) return failure(s.error());
-    auto c = connect(target);
+    auto c = connect(target, options);
     if (!c) return failure(c.error());
     CpuMeter cpu(target.daemon_pid);
     auto e = emit(**c, **s, "k0", options);
@@ -688,19 +640,14 @@ Result<ScenarioResult> fanout(const Target& target, const ScenarioOptions& optio
 Result<ScenarioResult> payload(const Target& target, const ScenarioOptions& options) {
     Workers workers;
     if (auto r = start_server(workers, target, options); !r) return failure(r.error());
-    auto c = connect(target);
+    auto c = connect(target, options);
     if (!c) return failure(c.error());
     std::vector<std::uint8_t> data(options.payload_bytes);
     for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i * 131);
     auto echo = [&]() -> Result<void> {
-        auto b = MessageBuilder::method_call(kServerName, kServerPath, kServerInterface, "Echo");
-        append(b, std::span<const std::uint8_t>(data));
-        auto m = b.build();
-        if (!m) return failure("cannot build Echo");
-        auto reply = (*c)->call(std::move(*m));
-        if (!reply) return failure("Echo: " + describe(reply.error()));
-        auto back = read_all<std::span<const std::uint8_t>>(*reply);
-        if (!back || std::get<0>(*back).size() != data.size()) return failure("Echo returned other data");
+        auto back = (*c)->echo(data);
+        if (!back) return failure(back.error());
+        if (*back != data.size()) return failure("Echo returned other data");
         return {};
     };
     for (int i = 0; i < 3; ++i)
@@ -725,13 +672,13 @@ Result<ScenarioResult> payload(const Target& target, const ScenarioOptions& opti
 
 Result<ScenarioResult> connect_rate(const Target& target, const ScenarioOptions& options) {
     for (int i = 0; i < 20; ++i)
-        if (auto c = connect(target); !c) return failure(c.error());
+        if (auto c = connect(target, options); !c) return failure(c.error());
     CpuMeter cpu(target.daemon_pid);
     std::uint64_t count = 0;
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
     do {
-        auto c = connect(target);  // closed at the end of the iteration
+        auto c = connect(target, options);  // closed at the end of the iteration
         if (!c) return failure(c.error());
         ++count;
     } while (Clock::now() < end);
@@ -749,7 +696,7 @@ Result<ScenarioResult> matches(const Target& target, const ScenarioOptions& opti
     // each signal still matches exactly one of them and the daemon must rule out the N-1 others.
     auto s = start_subscribers(target, options, 1, "k0");
     if (!s) return failure(s.error());
-    auto c = connect(target);
+    auto c = connect(target, options);
     if (!c) return failure(c.error());
     const auto rss_before = rss(target.daemon_pid);
     auto one = emit(**c, **s, "k0", options);
@@ -784,10 +731,10 @@ Result<ScenarioResult> matches(const Target& target, const ScenarioOptions& opti
 Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options) {
     if (target.daemon_pid <= 0) return failure("idle needs the daemon's pid");
     const auto empty = rss(target.daemon_pid);
-    std::vector<std::unique_ptr<Connection>> clients;
+    std::vector<std::unique_ptr<BusClient>> clients;
     clients.reserve(static_cast<std::size_t>(options.idle_clients));
     for (int i = 0; i < options.idle_clients; ++i) {
-        auto c = connect(target);  // returns after Hello: the daemon holds the client's full state
+        auto c = connect(target, options);  // returns after Hello: the daemon holds the client's full state
         if (!c) return failure("client " + std::to_string(i) + ": " + c.error());
         clients.push_back(std::move(*c));
     }
