@@ -54,10 +54,14 @@ struct dbus_pimage {
 	u8 bytes[];
 };
 
-/* A client's chains (rule indices into image), in evaluation order: send, receive, eavesdrop. */
+/*
+ * A client's chains (rule indices into image, in evaluation order: send, receive, eavesdrop), each
+ * indexed (dbus_policy_chain_index) so that a decision looks only at the rules that could apply; the
+ * index entries follow the rules in the same allocation.
+ */
 struct dbus_chains {
 	struct dbus_pimage *image;	/* a reference */
-	u32 n[3];
+	struct dbus_policy_chain chain[3];
 	u32 rules[];
 };
 
@@ -417,6 +421,7 @@ invalid:
 static int dbus_set_chains(struct dbus_bus *b, u64 client, const void *val, unsigned int len)
 {
 	struct dbus_client *c = dbus_client_find(b, client);
+	struct dbus_policy_index_entry *entries;
 	struct bus_dbus_chains h;
 	struct dbus_chains *ch;
 	const u32 *rules;
@@ -440,13 +445,15 @@ static int dbus_set_chains(struct dbus_bus *b, u64 client, const void *val, unsi
 	    dbus_policy_chain_check(&b->policy->pol, DBUS_POLICY_EAVESDROP, rules + h.send + h.receive,
 				    h.eavesdrop))
 		return -EINVAL;
-	ch = kvmalloc(struct_size(ch, rules, total), GFP_KERNEL_ACCOUNT);
+	ch = kvmalloc(struct_size(ch, rules, total) + total * sizeof(*entries), GFP_KERNEL_ACCOUNT);
 	if (!ch)
 		return -ENOMEM;
 	memcpy(ch->rules, rules, total * sizeof(u32));
-	ch->n[0] = h.send;
-	ch->n[1] = h.receive;
-	ch->n[2] = h.eavesdrop;
+	entries = (struct dbus_policy_index_entry *)(ch->rules + total);
+	dbus_policy_chain_index(&b->policy->pol, ch->rules, h.send, entries, &ch->chain[0]);
+	dbus_policy_chain_index(&b->policy->pol, ch->rules + h.send, h.receive, entries + h.send, &ch->chain[1]);
+	dbus_policy_chain_index(&b->policy->pol, ch->rules + h.send + h.receive, h.eavesdrop,
+				entries + h.send + h.receive, &ch->chain[2]);
 	kref_get(&b->policy->ref);
 	ch->image = b->policy;
 	dbus_chains_free(c->chains);
@@ -724,19 +731,10 @@ static int dbus_policy_hook_verdict(const struct dbus_chains *ch, enum dbus_poli
 				    struct dbus_policy_msg *m, struct dbus_client *other)
 {
 	const struct dbus_policy *pol = &ch->image->pol;
-	const u32 *rules = ch->rules;
-	u32 n = ch->n[0];
+	int i = hook == DBUS_POLICY_SEND ? 0 : hook == DBUS_POLICY_RECEIVE ? 1 : 2;
 	long rule;
 
-	if (hook != DBUS_POLICY_SEND) {
-		rules += ch->n[0];
-		n = ch->n[1];
-		if (hook == DBUS_POLICY_EAVESDROP) {
-			rules += ch->n[1];
-			n = ch->n[2];
-		}
-	}
-	rule = dbus_policy_decide(pol, hook, rules, n, m, dbus_party(other, ch->image));
+	rule = dbus_policy_decide_indexed(pol, hook, &ch->chain[i], m, dbus_party(other, ch->image));
 	switch (dbus_policy_verdict(pol, rule)) {
 	case DBUS_POLICY_ACCEPT:
 		return BUS_HOOK_ACCEPT;

@@ -415,6 +415,147 @@ long dbus_policy_decide(const struct dbus_policy *pol, enum dbus_policy_hook hoo
 	return -1;
 }
 
+static bool dp_entry_less(const struct dbus_policy_index_entry *a, const struct dbus_policy_index_entry *b)
+{
+	return a->key != b->key ? a->key < b->key : a->pos < b->pos;
+}
+
+static void dp_entries_sift(struct dbus_policy_index_entry *e, u32 root, u32 n)
+{
+	for (;;) {
+		u32 child = 2 * root + 1;
+		struct dbus_policy_index_entry t;
+
+		if (child >= n)
+			return;
+		if (child + 1 < n && dp_entry_less(&e[child], &e[child + 1]))
+			child++;
+		if (!dp_entry_less(&e[root], &e[child]))
+			return;
+		t = e[root];
+		e[root] = e[child];
+		e[child] = t;
+		root = child;
+	}
+}
+
+/* Heapsort by (key, position): in place, bounded, no recursion. */
+static void dp_entries_sort(struct dbus_policy_index_entry *e, u32 n)
+{
+	struct dbus_policy_index_entry t;
+	u32 i;
+
+	for (i = n / 2; i-- > 0;)
+		dp_entries_sift(e, i, n);
+	for (i = n; i-- > 1;) {
+		t = e[0];
+		e[0] = e[i];
+		e[i] = t;
+		dp_entries_sift(e, 0, i);
+	}
+}
+
+/* Which run a rule goes in (ConnectionChains::index): 0 the others, 1 by name, 2 by interface. */
+static int dp_run_of(const u8 *r, u32 *key)
+{
+	if (r[DP_R_NAME_MATCH] == DP_NAME_EXACT) {
+		*key = dp_u32(r + DP_R_NAME);
+		return 1;
+	}
+	if (dp_u32(r + DP_R_INTERFACE) != DBUS_POLICY_NO_STRING && (r[DP_R_FLAGS] & DP_FLAG_INTERFACE_REQUIRED)) {
+		*key = dp_u32(r + DP_R_INTERFACE);
+		return 2;
+	}
+	*key = 0;
+	return 0;
+}
+
+void dbus_policy_chain_index(const struct dbus_policy *pol, const u32 *rules, u32 n,
+			     struct dbus_policy_index_entry *entries, struct dbus_policy_chain *chain)
+{
+	u32 counts[3] = { 0, 0, 0 }, at[3], i, key;
+
+	for (i = 0; i < n; i++)
+		counts[dp_run_of(dp_rule(pol, rules[i]), &key)]++;
+	at[0] = 0;
+	at[1] = counts[0];
+	at[2] = counts[0] + counts[1];
+	for (i = 0; i < n; i++) {
+		int run = dp_run_of(dp_rule(pol, rules[i]), &key);
+
+		entries[at[run]].key = key;
+		entries[at[run]].pos = i;
+		at[run]++;
+	}
+	/* The first run is in position order already. */
+	dp_entries_sort(entries + counts[0], counts[1]);
+	dp_entries_sort(entries + counts[0] + counts[1], counts[2]);
+	chain->rules = rules;
+	chain->n = n;
+	chain->entries = entries;
+	chain->generic = counts[0];
+	chain->by_name = counts[1];
+}
+
+/* Tries entries [lo, hi) from the last, down to the best position found so far. */
+static void dp_scan(const struct dbus_policy *pol, enum dbus_policy_hook hook, const struct dbus_policy_chain *c,
+		    u32 lo, u32 hi, const struct dbus_policy_msg *m, const struct dbus_policy_party *other,
+		    long *best)
+{
+	u32 i;
+
+	for (i = hi; i-- > lo && (long)c->entries[i].pos > *best;) {
+		if (dp_matches(pol, dp_rule(pol, c->rules[c->entries[i].pos]), hook, m, other)) {
+			*best = c->entries[i].pos;
+			return;
+		}
+	}
+}
+
+/* The entries of run [lo, hi) with key id: found by binary search, then scanned. */
+static void dp_scan_key(const struct dbus_policy *pol, enum dbus_policy_hook hook,
+			const struct dbus_policy_chain *c, u32 lo, u32 hi, u32 id,
+			const struct dbus_policy_msg *m, const struct dbus_policy_party *other, long *best)
+{
+	u32 first = lo, last = hi, end;
+
+	if (id == DBUS_POLICY_ABSENT || id == DBUS_POLICY_FOREIGN)
+		return;
+	while (first < last) {	/* the first entry with key >= id */
+		u32 mid = first + (last - first) / 2;
+
+		if (c->entries[mid].key < id)
+			first = mid + 1;
+		else
+			last = mid;
+	}
+	for (end = first; end < hi && c->entries[end].key == id; end++)
+		;
+	dp_scan(pol, hook, c, first, end, m, other, best);
+}
+
+long dbus_policy_decide_indexed(const struct dbus_policy *pol, enum dbus_policy_hook hook,
+				const struct dbus_policy_chain *chain, const struct dbus_policy_msg *m,
+				const struct dbus_policy_party *other)
+{
+	u32 names = chain->generic, interfaces = chain->generic + chain->by_name, i;
+	long best = -1;
+
+	dp_scan(pol, hook, chain, 0, chain->generic, m, other, &best);
+	dp_scan_key(pol, hook, chain, interfaces, chain->n, m->interface.id, m, other, &best);
+	if (chain->by_name) {
+		if (other) {
+			dp_scan_key(pol, hook, chain, names, interfaces, other->unique_name.id, m, other, &best);
+			for (i = 0; i < other->name_count; i++)
+				dp_scan_key(pol, hook, chain, names, interfaces, other->names[i].id, m, other, &best);
+		} else {
+			dp_scan_key(pol, hook, chain, names, interfaces,
+				    hook == DBUS_POLICY_SEND ? m->destination.id : m->sender.id, m, other, &best);
+		}
+	}
+	return best < 0 ? -1 : (long)chain->rules[best];
+}
+
 enum dbus_policy_verdict dbus_policy_verdict(const struct dbus_policy *pol, long rule)
 {
 	if (rule < 0)

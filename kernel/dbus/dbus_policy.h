@@ -17,9 +17,10 @@
  *	dbus_policy_check(img, len, &pol);			// once per image
  *	dbus_policy_index_strings(&pol, index);			// once, index: pol.string_count u32s
  *	dbus_policy_chain_check(&pol, hook, rules, n);		// once per chain installed
+ *	dbus_policy_chain_index(&pol, rules, n, entries, &chain);	// ... and indexed
  *	dbus_policy_msg_from_hdr(&pol, msg, &hdr, &m);		// once per message
  *	dbus_policy_intern(&pol, name, len, &str);		// once per party name
- *	dbus_policy_decide(&pol, hook, rules, n, &m, party);	// per delivery
+ *	dbus_policy_decide_indexed(&pol, hook, &chain, &m, party);	// per delivery
  */
 #ifndef AFBUS_DBUS_POLICY_H
 #define AFBUS_DBUS_POLICY_H
@@ -134,6 +135,39 @@ struct dbus_policy_party {
  */
 long dbus_policy_decide(const struct dbus_policy *pol, enum dbus_policy_hook hook, const u32 *rules, u32 n,
 			const struct dbus_policy_msg *m, const struct dbus_policy_party *other);
+
+/*
+ * A chain indexed as policy/'s ConnectionChains indexes it, so that a decision costs the rules that
+ * could apply to the message rather than the whole chain: the rules about one exact name, found by
+ * the other end's names; the allow rules about no name but one interface, found by the message's
+ * interface; and the others, all tried. entries[] holds one entry per rule of the chain, in three
+ * runs: [0, generic) the others by position; then by_name entries by (name, position); then the rest
+ * by (interface, position).
+ */
+struct dbus_policy_index_entry {
+	u32 key;	/* image offset of the name or interface; 0 in the first run */
+	u32 pos;	/* position in the chain */
+};
+
+struct dbus_policy_chain {
+	const u32 *rules;
+	u32 n;
+	const struct dbus_policy_index_entry *entries;
+	u32 generic;
+	u32 by_name;
+};
+
+/*
+ * Indexes rules[0, n) (a chain dbus_policy_chain_check() accepted) into entries[0, n), which the
+ * caller provides and keeps with rules; fills *chain. In place, O(n log n), no allocation.
+ */
+void dbus_policy_chain_index(const struct dbus_policy *pol, const u32 *rules, u32 n,
+			     struct dbus_policy_index_entry *entries, struct dbus_policy_chain *chain);
+
+/* dbus_policy_decide() on an indexed chain: the same rule, looking only at its candidates. */
+long dbus_policy_decide_indexed(const struct dbus_policy *pol, enum dbus_policy_hook hook,
+				const struct dbus_policy_chain *chain, const struct dbus_policy_msg *m,
+				const struct dbus_policy_party *other);
 
 /* The verdict of rule index rule (from dbus_policy_decide()), or DBUS_POLICY_REJECT for -1. */
 enum dbus_policy_verdict dbus_policy_verdict(const struct dbus_policy *pol, long rule);

@@ -51,10 +51,12 @@ static inline uint32_t pimg_string(char *strings, uint32_t *len, const char *s)
 	return at;
 }
 
-/* Writes the image of n rules into out (room for 40 + 68 * n + 4096 bytes); returns its length. */
+#define PIMG_MAX_STRINGS 32768
+
+/* Writes the image of n rules into out (room for 40 + 68 * n + PIMG_MAX_STRINGS bytes); returns its length. */
 static inline size_t pimg_build(uint8_t *out, const struct prule *rules, uint32_t n)
 {
-	char strings[4096];
+	static char strings[PIMG_MAX_STRINGS];
 	uint32_t slen = 0, i, ctx = 40 + 52 * n, str = ctx + 16;
 	uint32_t denied = pimg_string(strings, &slen, "org.freedesktop.DBus.Error.AccessDenied");
 

@@ -2,7 +2,8 @@
 // dbus_policy_check (with the string index) must accept exactly the images PolicyImage::load accepts,
 // and for an accepted image the C evaluator, given the chains ConnectionChains builds for a few
 // principals, must pick the deciding rule the C++ engine picks for every hook, for a few messages and
-// other ends (names the image holds and names it does not, the bus itself).
+// other ends (names the image holds and names it does not, the bus itself), walking each chain whole
+// and through its index.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,11 +58,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
          {policy::Principal{}, policy::Principal{0, {0}, true}, policy::Principal{1000, {50, 100}, false}}) {
         auto chains = engine->chains_for(principal);
         std::vector<u32> indices[3];
+        std::vector<dbus_policy_index_entry> entries[3];
+        dbus_policy_chain indexed[3];
         for (int h = 0; h < 3; ++h) {
             indices[h] = chains->rule_indices(hooks[h]);
             check(dbus_policy_chain_check(&pol, static_cast<dbus_policy_hook>(hooks[h]), indices[h].data(),
                                           static_cast<u32>(indices[h].size())) == 0,
                   "a chain the engine built is refused");
+            entries[h].resize(indices[h].size());
+            dbus_policy_chain_index(&pol, indices[h].data(), static_cast<u32>(indices[h].size()), entries[h].data(),
+                                    &indexed[h]);
         }
         for (std::size_t k = 0; k < 8; ++k) {
             policy::MessageFacts m;
@@ -100,6 +106,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                          static_cast<u32>(indices[h].size()), &cm, bus ? nullptr : &c_party);
                     const long expected = d.rule ? static_cast<long>(d.rule - engine->image().rules().data()) : -1;
                     check(rule == expected, "the C evaluator decided by another rule");
+                    check(dbus_policy_decide_indexed(&pol, static_cast<dbus_policy_hook>(hooks[h]), &indexed[h], &cm,
+                                                     bus ? nullptr : &c_party) == expected,
+                          "the indexed chain decided by another rule");
                 }
             }
         }

@@ -7,7 +7,7 @@
 //    daemon hands them to af_bus_dbus.ko; then random messages (marshalled, parsed by the kernel's
 //    header parser, their facts taken by dbus_policy_msg_from_hdr) against random parties (names owned,
 //    prefixes, foreign names, the bus itself): the deciding rule must be the same one, for send,
-//    receive and eavesdrop;
+//    receive and eavesdrop, on the chain walked whole and on the chain indexed as the kernel keeps it;
 //  - checking: dbus_policy_check must accept exactly the images PolicyImage::load accepts, on every
 //    compiled image and on random corruptions, truncations and extensions of them.
 // Seeded and reproducible: AFBUS_DIFF_SEED and AFBUS_DIFF_COUNT override the defaults.
@@ -203,12 +203,19 @@ void compare_decisions(const std::string& what, std::vector<std::byte> image_byt
         auto chains = engine->chains_for(principal);
         const Hook hooks[] = {Hook::Send, Hook::Receive, Hook::Eavesdrop};
         std::vector<std::vector<u32>> indices;
+        std::vector<std::vector<dbus_policy_index_entry>> entries;
+        std::vector<dbus_policy_chain> indexed(3);
         for (Hook hook : hooks) {
             indices.push_back(chains->rule_indices(hook));
             ASSERT_EQ(dbus_policy_chain_check(&c.pol, static_cast<dbus_policy_hook>(hook), indices.back().data(),
                                               static_cast<u32>(indices.back().size())),
                       0)
                 << what;
+        }
+        for (std::size_t h = 0; h < 3; ++h) {
+            entries.emplace_back(indices[h].size());
+            dbus_policy_chain_index(&c.pol, indices[h].data(), static_cast<u32>(indices[h].size()), entries[h].data(),
+                                    &indexed[h]);
         }
         for (std::uint64_t i = 0; i < messages; ++i) {
             const Parts parts = random_message(g);
@@ -251,6 +258,10 @@ void compare_decisions(const std::string& what, std::vector<std::byte> image_byt
                         << "' member '" << m.member << "' error '" << m.error_name << "' destination '" << m.destination
                         << "' sender '" << m.sender << "' reply " << m.is_reply << "/" << m.requested_reply << " fds " << fds;
                     ASSERT_EQ(dbus_policy_verdict(&c.pol, rule), static_cast<int>(d.verdict)) << what;
+                    ASSERT_EQ(dbus_policy_decide_indexed(&c.pol, static_cast<dbus_policy_hook>(hooks[h]), &indexed[h], &cm,
+                                                         bus_itself ? nullptr : &party.c),
+                              rule)
+                        << what << ": the indexed chain decided otherwise, hook " << static_cast<int>(hooks[h]);
                     ++tally.decisions;
                     if (d.allowed()) ++tally.accepts;
                     else if (d.rule) ++tally.denials_by_rule;
