@@ -117,7 +117,7 @@ template <std::size_t... Ns>
 constexpr auto concat(const SignatureString<Ns>&... parts) {
     SignatureString<(Ns + ... + 0)> out;
     std::size_t at = 0;
-    auto put = [&out, &at](const auto& part) {
+    [[maybe_unused]] auto put = [&out, &at](const auto& part) {  // unused for no parts: signature_of_all<>
         for (std::size_t i = 0; i < part.size(); ++i) out.chars[at++] = part.chars[i];
     };
     (put(parts), ...);
