@@ -49,8 +49,8 @@ Expected<Message, Error> Proxy::finish_call(MessageBuilder builder, std::string_
     auto message = std::move(builder).build();
     if (!message) {
         return Unexpected(make_error(error_names::kInvalidArgs,
-                                     "Cannot call " + std::string(interface) + "." + std::string(member) + " on " +
-                                         path_ + ": " + std::string(to_string(message.error()))));
+                                     "Cannot call " + std::string(interface) + "." + std::string(member) +
+                                         " on " + path_ + ": " + std::string(to_string(message.error()))));
     }
     return std::move(*message);
 }
@@ -62,8 +62,9 @@ Expected<void, Error> Proxy::send_without_reply(Message message) {
 }
 
 Error Proxy::no_reply_with_results(std::string_view interface, std::string_view member) {
-    return make_error(error_names::kInvalidArgs, "Cannot wait for the reply of " + std::string(interface) + "." +
-                                                     std::string(member) + ": the call is sent with no_reply");
+    return make_error(error_names::kInvalidArgs, "Cannot wait for the reply of " + std::string(interface) +
+                                                     "." + std::string(member) +
+                                                     ": the call is sent with no_reply");
 }
 
 std::string Proxy::signal_match_rule(std::string_view interface, std::string_view member) const {
@@ -85,7 +86,8 @@ Expected<std::map<std::string, Variant>, Error> Proxy::get_all(std::string_view 
     return call<std::map<std::string, Variant>>(options, kPropertiesInterface, "GetAll", interface);
 }
 
-Expected<Slot, Error> Proxy::on_properties_changed(std::string_view interface, PropertiesChangedHandler handler) {
+Expected<Slot, Error> Proxy::on_properties_changed(std::string_view interface,
+                                                   PropertiesChangedHandler handler) {
     // arg0 narrows it to `interface` on the bus already.
     std::string rule = signal_match_rule(kPropertiesInterface, "PropertiesChanged");
     append_match(rule, "arg0", interface);

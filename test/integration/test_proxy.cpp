@@ -54,24 +54,32 @@ struct State {
 
 Interface calculator(Connection& connection, State& state) {
     Interface i{std::string(kCalc), {}, {}, {}};
-    i.methods.push_back({"Add", {{"a", "i"}, {"b", "i"}}, {{"sum", "i"}},
+    i.methods.push_back({"Add",
+                         {{"a", "i"}, {"b", "i"}},
+                         {{"sum", "i"}},
                          [](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
                              auto [a, b] = read_all<std::int32_t, std::int32_t>(call).value();
                              append(reply, a + b);
                              return {};
                          }});
-    i.methods.push_back({"Divide", {{"a", "i"}, {"b", "i"}}, {{"quotient", "i"}, {"remainder", "i"}},
+    i.methods.push_back({"Divide",
+                         {{"a", "i"}, {"b", "i"}},
+                         {{"quotient", "i"}, {"remainder", "i"}},
                          [](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
                              auto [a, b] = read_all<std::int32_t, std::int32_t>(call).value();
-                             if (b == 0) return Unexpected(make_error("org.example.Error.DivisionByZero", "b is 0"));
+                             if (b == 0)
+                                 return Unexpected(make_error("org.example.Error.DivisionByZero", "b is 0"));
                              append(reply, a / b, a % b);
                              return {};
                          }});
     // A struct in, a struct out: the centre of a polygon's vertices.
-    i.methods.push_back({"Centre", {{"vertices", "a(ii)"}}, {{"centre", "(ii)"}},
+    i.methods.push_back({"Centre",
+                         {{"vertices", "a(ii)"}},
+                         {{"centre", "(ii)"}},
                          [](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
                              auto [vertices] = read_all<std::vector<Point>>(call).value();
-                             if (vertices.empty()) return Unexpected(make_error(error_names::kInvalidArgs, "no vertices"));
+                             if (vertices.empty())
+                                 return Unexpected(make_error(error_names::kInvalidArgs, "no vertices"));
                              Point sum;
                              for (const Point& p : vertices) sum = {sum.x + p.x, sum.y + p.y};
                              const auto n = static_cast<std::int32_t>(vertices.size());
@@ -83,12 +91,18 @@ Interface calculator(Connection& connection, State& state) {
                              state.stored = 0;
                              return {};
                          }});
-    i.methods.push_back({"Resets", {}, {{"count", "i"}}, [&state](const Message&, MessageBuilder& reply) -> Expected<void, Error> {
+    i.methods.push_back({"Resets",
+                         {},
+                         {{"count", "i"}},
+                         [&state](const Message&, MessageBuilder& reply) -> Expected<void, Error> {
                              append(reply, std::int32_t{state.resets});
                              return {};
                          }});
     // Emits Tick with `value`, then Tick with a string: the same member with another signature.
-    i.methods.push_back({"EmitTicks", {{"value", "i"}}, {}, [&connection](const Message& call, MessageBuilder&) -> Expected<void, Error> {
+    i.methods.push_back({"EmitTicks",
+                         {{"value", "i"}},
+                         {},
+                         [&connection](const Message& call, MessageBuilder&) -> Expected<void, Error> {
                              auto [value] = read_all<std::int32_t>(call).value();
                              auto right = MessageBuilder::signal(kPath, kCalc, "Tick");
                              append(right, value);
@@ -102,25 +116,38 @@ Interface calculator(Connection& connection, State& state) {
                              }
                              return {};
                          }});
-    i.methods.push_back({"EmitStoredChanged", {}, {}, [&connection](const Message&, MessageBuilder&) -> Expected<void, Error> {
+    i.methods.push_back({"EmitStoredChanged",
+                         {},
+                         {},
+                         [&connection](const Message&, MessageBuilder&) -> Expected<void, Error> {
                              return connection.emit_properties_changed(kPath, kCalc, {"Stored"});
                          }});
-    i.methods.push_back({"Quit", {}, {}, [&connection](const Message&, MessageBuilder&) -> Expected<void, Error> {
-                             connection.stop();
-                             return {};
-                         }});
-    i.properties.push_back({"Stored", "i", Property::Access::ReadWrite, [&state] { return Variant(state.stored); },
+    i.methods.push_back(
+        {"Quit", {}, {}, [&connection](const Message&, MessageBuilder&) -> Expected<void, Error> {
+             connection.stop();
+             return {};
+         }});
+    i.properties.push_back({"Stored", "i", Property::Access::ReadWrite,
+                            [&state] { return Variant(state.stored); },
                             [&state](const Variant& v) -> Expected<void, Error> {
                                 state.stored = v.get<std::int32_t>().value();
                                 return {};
                             }});
-    i.properties.push_back({"Mode", "y", Property::Access::ReadWrite, [&state] { return Variant(state.mode); },
+    i.properties.push_back({"Mode", "y", Property::Access::ReadWrite,
+                            [&state] { return Variant(state.mode); },
                             [&state](const Variant& v) -> Expected<void, Error> {
                                 state.mode = v.get<Mode>().value();
                                 return {};
                             }});
-    i.properties.push_back({"Origin", "(ii)", Property::Access::Read, [] { return Variant(Point{3, 4}); }, {}});
-    i.properties.push_back({"Name", "s", Property::Access::Read, [] { return Variant(std::string("calc")); }, {}});
+    i.properties.push_back({"Origin",
+                            "(ii)",
+                            Property::Access::Read,
+                            [] {
+                                return Variant(Point{3, 4});
+                            },
+                            {}});
+    i.properties.push_back(
+        {"Name", "s", Property::Access::Read, [] { return Variant(std::string("calc")); }, {}});
     i.signals.push_back({"Tick", {{"value", "i"}}});
     i.signals.push_back({"Moved", {{"to", "(ii)"}}});
     return i;
@@ -235,8 +262,8 @@ TEST_F(ProxyTest, TimeoutsAreNoReplyErrors) {
 
     std::optional<Expected<std::int32_t, Error>> async;
     auto slot = proxy.call_async<std::int32_t>(
-        CallOptions{.timeout = 200ms}, kCalc, "Add", [&async](Expected<std::int32_t, Error> r) { async = std::move(r); },
-        1, 2);
+        CallOptions{.timeout = 200ms}, kCalc, "Add",
+        [&async](Expected<std::int32_t, Error> r) { async = std::move(r); }, 1, 2);
     ASSERT_TRUE(slot) << slot.error().message;
     ASSERT_TRUE(client->run_until([&] { return async.has_value(); }, 10s).value());
     ASSERT_FALSE(*async);
@@ -249,7 +276,8 @@ TEST_F(ProxyTest, NoReplyCallsAreSentWithoutWaiting) {
     auto refused = calc.call<std::int32_t>(CallOptions{.no_reply = true}, kCalc, "Reset");
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().name, error_names::kInvalidArgs);
-    EXPECT_FALSE(calc.call_async(CallOptions{.no_reply = true}, kCalc, "Reset", [](Expected<void, Error>) {}));
+    EXPECT_FALSE(
+        calc.call_async(CallOptions{.no_reply = true}, kCalc, "Reset", [](Expected<void, Error>) {}));
     // The bus delivers in order: the service had the Reset before this call.
     EXPECT_EQ(calc.call<std::int32_t>(kCalc, "Resets").value(), 1);
 }
@@ -259,10 +287,13 @@ TEST_F(ProxyTest, AsyncCallsYieldTypedResultsFromTheLoop) {
     std::optional<Expected<std::tuple<std::int32_t, std::int32_t>, Error>> division;
     std::optional<Expected<std::string, Error>> mistyped;
     std::optional<Expected<void, Error>> reset;
-    auto a = calc.call_async<std::int32_t>(kCalc, "Add", [&](Expected<std::int32_t, Error> r) { sum = std::move(r); }, 1, 2);
+    auto a = calc.call_async<std::int32_t>(
+        kCalc, "Add", [&](Expected<std::int32_t, Error> r) { sum = std::move(r); }, 1, 2);
     auto b = calc.call_async<std::int32_t, std::int32_t>(
-        kCalc, "Divide", [&](Expected<std::tuple<std::int32_t, std::int32_t>, Error> r) { division = std::move(r); }, 9, 4);
-    auto c = calc.call_async<std::string>(kCalc, "Add", [&](Expected<std::string, Error> r) { mistyped = std::move(r); }, 1, 2);
+        kCalc, "Divide",
+        [&](Expected<std::tuple<std::int32_t, std::int32_t>, Error> r) { division = std::move(r); }, 9, 4);
+    auto c = calc.call_async<std::string>(
+        kCalc, "Add", [&](Expected<std::string, Error> r) { mistyped = std::move(r); }, 1, 2);
     auto d = calc.call_async(kCalc, "Reset", [&](Expected<void, Error> r) { reset = std::move(r); });
     ASSERT_TRUE(a && b && c && d);
     // Nothing runs before the loop does.
@@ -277,7 +308,8 @@ TEST_F(ProxyTest, AsyncCallsYieldTypedResultsFromTheLoop) {
     // A dropped slot's handler never runs.
     bool ran = false;
     {
-        auto dropped = calc.call_async<std::int32_t>(kCalc, "Add", [&ran](Expected<std::int32_t, Error>) { ran = true; }, 1, 1);
+        auto dropped = calc.call_async<std::int32_t>(
+            kCalc, "Add", [&ran](Expected<std::int32_t, Error>) { ran = true; }, 1, 1);
         ASSERT_TRUE(dropped);
     }
     EXPECT_EQ(calc.call<std::int32_t>(kCalc, "Resets").value(), 1);  // its reply has arrived by now
@@ -290,7 +322,8 @@ TEST_F(ProxyTest, AsyncCallsYieldTypedResultsFromTheLoop) {
 TEST_F(ProxyTest, SignalsArriveTypedAndMistypedOnesAsErrors) {
     std::vector<Expected<std::int32_t, Error>> ticks;
     std::vector<Point> moves;
-    auto tick = calc.on_signal<std::int32_t>(kCalc, "Tick", [&ticks](Expected<std::int32_t, Error> t) { ticks.push_back(std::move(t)); });
+    auto tick = calc.on_signal<std::int32_t>(
+        kCalc, "Tick", [&ticks](Expected<std::int32_t, Error> t) { ticks.push_back(std::move(t)); });
     auto moved = calc.on_signal<Point>(kCalc, "Moved", [&moves](Expected<Point, Error> p) {
         EXPECT_TRUE(p) << p.error().message;
         if (p) moves.push_back(*p);
@@ -303,7 +336,8 @@ TEST_F(ProxyTest, SignalsArriveTypedAndMistypedOnesAsErrors) {
     EXPECT_EQ(*ticks[0], 5);
     ASSERT_FALSE(ticks[1]);
     EXPECT_EQ(ticks[1].error().name, error_names::kInvalidSignature);
-    EXPECT_NE(ticks[1].error().message.find("org.example.Calc.Tick: got signature 's', expected 'i'"), std::string::npos)
+    EXPECT_NE(ticks[1].error().message.find("org.example.Calc.Tick: got signature 's', expected 'i'"),
+              std::string::npos)
         << ticks[1].error().message;
     EXPECT_EQ(moves, (std::vector<Point>{{5, -5}}));
 }
@@ -312,9 +346,11 @@ TEST_F(ProxyTest, SignalsArriveTypedAndMistypedOnesAsErrors) {
 // does not own the name is not delivered by the bus.
 TEST_F(ProxyTest, SignalsFromOtherSendersAreNotDelivered) {
     EXPECT_EQ(calc.signal_match_rule(kCalc, "Tick"),
-              "type='signal',sender='org.example.Calc',path='/org/example/Calc',interface='org.example.Calc',member='Tick'");
+              "type='signal',sender='org.example.Calc',path='/org/example/"
+              "Calc',interface='org.example.Calc',member='Tick'");
     std::vector<std::int32_t> ticks;
-    auto tick = calc.on_signal<std::int32_t>(kCalc, "Tick", [&ticks](Expected<std::int32_t, Error> t) { ticks.push_back(t.value_or(-1)); });
+    auto tick = calc.on_signal<std::int32_t>(
+        kCalc, "Tick", [&ticks](Expected<std::int32_t, Error> t) { ticks.push_back(t.value_or(-1)); });
     ASSERT_TRUE(tick);
     auto impostor = connect(bus);
     ASSERT_TRUE(impostor);

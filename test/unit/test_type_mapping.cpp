@@ -151,7 +151,8 @@ Figure sample_figure() {
 
 TEST(TypeMapping, StructsVariantsEnumsAndArraysRoundTripInBothByteOrders) {
     const Figure figure = sample_figure();
-    const std::unordered_map<Shape, std::vector<Point>> by_shape{{Shape::Circle, {{1, 1}}}, {Shape::Square, {}}};
+    const std::unordered_map<Shape, std::vector<Point>> by_shape{{Shape::Circle, {{1, 1}}},
+                                                                 {Shape::Square, {}}};
     const std::array<std::uint8_t, 4> bytes{1, 2, 3, 255};
     const std::variant<Point, Level> choice = Level::High;
     auto b = MessageBuilder::signal("/org/example", "org.example.Figures", "Drawn");
@@ -162,8 +163,8 @@ TEST(TypeMapping, StructsVariantsEnumsAndArraysRoundTripInBothByteOrders) {
     for (const Endian endian : {Endian::Little, Endian::Big}) {
         SCOPED_TRACE(endian == Endian::Little ? "little endian" : "big endian");
         const Message m = in_byte_order(native, endian);
-        auto values = read_all<Figure, std::unordered_map<Shape, std::vector<Point>>, std::array<std::uint8_t, 4>,
-                               std::variant<Point, Level>, Level>(m);
+        auto values = read_all<Figure, std::unordered_map<Shape, std::vector<Point>>,
+                               std::array<std::uint8_t, 4>, std::variant<Point, Level>, Level>(m);
         ASSERT_TRUE(values) << to_string(values.error());
         EXPECT_EQ(std::get<0>(*values), figure);
         EXPECT_EQ(std::get<1>(*values), by_shape);

@@ -119,8 +119,8 @@ public:
         return call<Results...>(CallOptions{}, interface, member, args...);
     }
     template <class... Results, class... Args>
-    TypedResult<Results...> call(const CallOptions& options, std::string_view interface, std::string_view member,
-                                 const Args&... args) {
+    TypedResult<Results...> call(const CallOptions& options, std::string_view interface,
+                                 std::string_view member, const Args&... args) {
         static_assert(!(detail::borrows_from_message<Results> || ...),
                       "a call's results outlive its reply: read std::string / std::vector<std::uint8_t>, "
                       "not std::string_view / std::span");
@@ -142,12 +142,15 @@ public:
     // nothing was sent and the handler will not run.
     template <class... Results, class... Args>
     Expected<Slot, Error> call_async(std::string_view interface, std::string_view member,
-                                     std::type_identity_t<TypedHandler<Results...>> handler, const Args&... args) {
+                                     std::type_identity_t<TypedHandler<Results...>> handler,
+                                     const Args&... args) {
         return call_async<Results...>(CallOptions{}, interface, member, std::move(handler), args...);
     }
     template <class... Results, class... Args>
-    Expected<Slot, Error> call_async(const CallOptions& options, std::string_view interface, std::string_view member,
-                                     std::type_identity_t<TypedHandler<Results...>> handler, const Args&... args) {
+    Expected<Slot, Error> call_async(const CallOptions& options, std::string_view interface,
+                                     std::string_view member,
+                                     std::type_identity_t<TypedHandler<Results...>> handler,
+                                     const Args&... args) {
         static_assert(!(detail::borrows_from_message<Results> || ...),
                       "a call's results outlive its reply: read std::string / std::vector<std::uint8_t>, "
                       "not std::string_view / std::span");
@@ -158,8 +161,11 @@ public:
             std::move(*message),
             [handler = std::move(handler), interface = std::string(interface),
              member = std::string(member)](Expected<Message, Error> reply) {
-                if (!reply) handler(Unexpected(std::move(reply).error()));
-                else handler(read_typed<Results...>(*reply, interface, member));
+                if (!reply) {
+                    handler(Unexpected(std::move(reply).error()));
+                } else {
+                    handler(read_typed<Results...>(*reply, interface, member));
+                }
             },
             options.timeout);
     }
@@ -183,7 +189,8 @@ public:
     // The property's value as T; a value of another type is an InvalidSignature Error. T = Variant takes
     // any type; T = std::variant<...> any of its alternatives.
     template <class T>
-    TypedResult<T> get(std::string_view interface, std::string_view property, const CallOptions& options = {}) {
+    TypedResult<T> get(std::string_view interface, std::string_view property,
+                       const CallOptions& options = {}) {
         auto value = call<Variant>(options, kPropertiesInterface, "Get", interface, property);
         if (!value) return Unexpected(std::move(value).error());
         if constexpr (std::is_same_v<T, Variant>) {
@@ -191,8 +198,8 @@ public:
         } else {
             auto typed = value->get<T>();
             if (!typed) {
-                return Unexpected(detail::typed_read_error(interface, property, value->type(), signature_of<T>,
-                                                           typed.error()));
+                return Unexpected(detail::typed_read_error(interface, property, value->type(),
+                                                           signature_of<T>, typed.error()));
             }
             return std::move(*typed);
         }

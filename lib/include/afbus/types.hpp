@@ -543,7 +543,8 @@ struct StructCodec<T, std::tuple<Pointers...>> {
 template <class T>
 constexpr bool struct_members_supported() {
     if constexpr (DescribedStruct<T>) {
-        return StructCodec<T, decltype(afbus_struct_members(static_cast<const T*>(nullptr)))>::members_supported;
+        using Pointers = decltype(afbus_struct_members(static_cast<const T*>(nullptr)));
+        return StructCodec<T, Pointers>::members_supported;
     } else {
         return false;
     }
@@ -625,8 +626,8 @@ constexpr bool check_marshallable() {
         return true;
     } else if constexpr (IsOptional<U>::value) {
         static_assert(dependent_false<U>,
-                      "std::optional has no D-Bus representation (D-Bus has no null value): use a std::variant, "
-                      "an empty array or a separate flag");
+                      "std::optional has no D-Bus representation (D-Bus has no null value): use a "
+                      "std::variant, an empty array or a separate flag");
         return false;
     } else if constexpr (ElementsOf<U>::is_container) {
         return ElementsOf<U>::check();
@@ -638,8 +639,8 @@ constexpr bool check_marshallable() {
         }(static_cast<decltype(afbus_struct_members(static_cast<const U*>(nullptr)))*>(nullptr));
     } else {
         static_assert(dependent_false<U>,
-                      "this C++ type has no D-Bus mapping: see the list in afbus/types.hpp; describe a struct "
-                      "with AFBUS_STRUCT(Type, members...)");
+                      "this C++ type has no D-Bus mapping: see the list in afbus/types.hpp; describe a "
+                      "struct with AFBUS_STRUCT(Type, members...)");
         return false;
     }
 }
