@@ -29,6 +29,25 @@ AFBUS_STRUCT(Point, x, y);
 
 enum class Mode : std::uint8_t { Exact = 1, Rounded = 2 };
 
+// Some of the calculator's properties, by name (Mode is left out: get_all<T> ignores what T does not list).
+struct Settings {
+    std::int32_t Stored = 0;
+    Point Origin;
+    afbus::Variant Name;
+};
+AFBUS_STRUCT(Settings, Stored, Origin, Name);
+
+struct WithAMissingProperty {
+    std::int32_t Stored = 0;
+    std::int32_t Missing = 0;
+};
+AFBUS_STRUCT(WithAMissingProperty, Stored, Missing);
+
+struct WithAMistypedProperty {
+    std::string Stored;
+};
+AFBUS_STRUCT(WithAMistypedProperty, Stored);
+
 }  // namespace calc
 
 namespace afbus {
@@ -398,6 +417,26 @@ TEST_F(ProxyTest, TypedProperties) {
     EXPECT_EQ(all->at("Stored").get<std::int32_t>().value(), 5);
     EXPECT_EQ(all->at("Origin").get<Point>().value(), (Point{3, 4}));
     EXPECT_EQ(calc.get_all("org.example.Nope").error().name, error_names::kUnknownInterface);
+}
+
+TEST_F(ProxyTest, GetAllIntoAStructByPropertyName) {
+    auto settings = calc.get_all<calc::Settings>(kCalc);
+    ASSERT_TRUE(settings) << settings.error().message;
+    EXPECT_EQ(settings->Stored, 7);
+    EXPECT_EQ(settings->Origin, (Point{3, 4}));
+    EXPECT_EQ(settings->Name, Variant(std::string("calc")));
+
+    auto missing = calc.get_all<calc::WithAMissingProperty>(kCalc);
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error().name, error_names::kUnknownProperty);
+    EXPECT_NE(missing.error().message.find("'Missing'"), std::string::npos) << missing.error().message;
+    auto mistyped = calc.get_all<calc::WithAMistypedProperty>(kCalc);
+    ASSERT_FALSE(mistyped);
+    EXPECT_EQ(mistyped.error().name, error_names::kInvalidSignature);
+    EXPECT_NE(mistyped.error().message.find("org.example.Calc.Stored: got signature 'i', expected 's'"),
+              std::string::npos)
+        << mistyped.error().message;
+    EXPECT_EQ(calc.get_all<calc::Settings>("org.example.Nope").error().name, error_names::kUnknownInterface);
 }
 
 TEST_F(ProxyTest, PropertiesChangedSubscription) {

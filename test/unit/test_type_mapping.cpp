@@ -82,6 +82,9 @@ static_assert(signature_of<std::array<std::uint16_t, 4>> == "aq");
 static_assert(signature_of<std::unordered_map<Shape, std::vector<Point>>> == "a{ya(ii)}");
 static_assert(signature_of<std::tuple<Point, std::variant<Point, Level>>> == "((ii)v)");
 static_assert(signature_of_all<Point, Shape, std::array<Point, 2>>.view() == "(ii)ya(ii)");
+// AFBUS_STRUCT also records the members' names, in order (Proxy::get_all<T> uses them).
+static_assert(afbus_struct_member_names(static_cast<const Figure*>(nullptr)) ==
+              std::array<std::string_view, 5>{"name", "shape", "outline", "tags", "colour"});
 
 // What has no mapping is visible to templates (appending one is a compile error naming the type; see
 // docs/typed-api.md for the message).

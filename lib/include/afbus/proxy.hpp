@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -66,6 +67,37 @@ inline constexpr bool borrows_from_message =
 // InconsistentMessage), naming interface.member.
 Error typed_read_error(std::string_view interface, std::string_view member, std::string_view got,
                        std::string_view expected, WireError why);
+
+// Sets `member` from the property `name` of `all`, or `error` unless it holds an earlier one.
+template <class M>
+void read_property(const std::map<std::string, Variant>& all, std::string_view interface, std::string_view name,
+                   M& member, std::optional<Error>& error) {
+    if (error) return;
+    const auto it = all.find(std::string(name));
+    if (it == all.end()) {
+        error = make_error(error_names::kUnknownProperty,
+                           std::string(interface) + " has no property '" + std::string(name) + "'");
+    } else if constexpr (std::is_same_v<M, Variant>) {
+        member = it->second;
+    } else {
+        auto value = it->second.get<M>();
+        if (value) member = std::move(*value);
+        else error = typed_read_error(interface, name, it->second.type(), signature_of<M>, value.error());
+    }
+}
+
+// A struct described with AFBUS_STRUCT from properties: each member from the property of its name.
+template <class T>
+Expected<T, Error> properties_as(const std::map<std::string, Variant>& all, std::string_view interface) {
+    T out{};
+    std::optional<Error> error;
+    constexpr auto names = afbus_struct_member_names(static_cast<const T*>(nullptr));
+    std::size_t at = 0;
+    std::apply([&](auto... member) { (read_property(all, interface, names[at++], out.*member, error), ...); },
+               afbus_struct_members(static_cast<const T*>(nullptr)));
+    if (error) return Unexpected(std::move(*error));
+    return out;
+}
 
 }  // namespace detail
 
@@ -223,6 +255,16 @@ public:
     // Every property of `interface` with its value.
     Expected<std::map<std::string, Variant>, Error> get_all(std::string_view interface,
                                                             const CallOptions& options = {});
+    // The properties of `interface` as a struct described with AFBUS_STRUCT: each listed member from the
+    // property of the same name (others are ignored). A member without its property is an
+    // UnknownProperty Error, one of another type an InvalidSignature Error.
+    template <class T>
+        requires detail::DescribedStruct<T>
+    TypedResult<T> get_all(std::string_view interface, const CallOptions& options = {}) {
+        auto all = get_all(interface, options);
+        if (!all) return Unexpected(std::move(all).error());
+        return detail::properties_as<T>(*all, interface);
+    }
 
     // Subscribes to PropertiesChanged for `interface` on this proxy's destination and path until the Slot
     // is dropped; a malformed signal reaches the handler as an InvalidSignature Error.

@@ -746,21 +746,30 @@ Expected<T, WireError> Variant::get() const {
 //   struct Point { std::int32_t x; std::int32_t y; std::string label; };
 //   AFBUS_STRUCT(Point, x, y, label);   // signature_of<Point> == "(iis)"
 //
-// It defines afbus_struct_members(const Type*), which the codec finds by argument-dependent lookup.
+// It defines afbus_struct_members(const Type*), the member pointers, which the codec finds by
+// argument-dependent lookup, and afbus_struct_member_names(const Type*), the members' names as written
+// (Proxy::get_all<Type> fills members from the properties of the same names).
 #define AFBUS_STRUCT(Type, ...)                                                                         \
     constexpr auto afbus_struct_members(const Type*) noexcept {                                        \
-        return ::std::make_tuple(AFBUS_DETAIL_MEMBER_POINTERS(Type, __VA_ARGS__));                      \
+        return ::std::make_tuple(AFBUS_DETAIL_FOR_EACH(AFBUS_DETAIL_MEMBER_POINTER, Type, __VA_ARGS__)); \
+    }                                                                                                   \
+    constexpr auto afbus_struct_member_names(const Type*) noexcept {                                   \
+        return ::std::to_array<::std::string_view>(                                                     \
+            {AFBUS_DETAIL_FOR_EACH(AFBUS_DETAIL_MEMBER_NAME, Type, __VA_ARGS__)});                      \
     }                                                                                                   \
     static_assert(::std::is_default_constructible_v<Type>,                                             \
                   "AFBUS_STRUCT: the type must be default-constructible (reading fills a default one)")
 
-// Expands to "&Type::a, &Type::b, ..." (up to 65 members: AFBUS_DETAIL_EXPAND rescans 4 * 4 * 4 times, one
-// member each).
-#define AFBUS_DETAIL_MEMBER_POINTERS(Type, first, ...) \
-    &Type::first __VA_OPT__(AFBUS_DETAIL_EXPAND(AFBUS_DETAIL_MORE_POINTERS(Type, __VA_ARGS__)))
-#define AFBUS_DETAIL_MORE_POINTERS(Type, next, ...) \
-    , &Type::next __VA_OPT__(AFBUS_DETAIL_MORE_POINTERS_AGAIN AFBUS_DETAIL_PARENS(Type, __VA_ARGS__))
-#define AFBUS_DETAIL_MORE_POINTERS_AGAIN() AFBUS_DETAIL_MORE_POINTERS
+#define AFBUS_DETAIL_MEMBER_POINTER(Type, member) &Type::member
+#define AFBUS_DETAIL_MEMBER_NAME(Type, member) #member
+
+// Expands to "F(Type, a), F(Type, b), ..." (up to 65 members: AFBUS_DETAIL_EXPAND rescans 4 * 4 * 4
+// times, one member each).
+#define AFBUS_DETAIL_FOR_EACH(F, Type, first, ...) \
+    F(Type, first) __VA_OPT__(AFBUS_DETAIL_EXPAND(AFBUS_DETAIL_FOR_EACH_MORE(F, Type, __VA_ARGS__)))
+#define AFBUS_DETAIL_FOR_EACH_MORE(F, Type, next, ...) \
+    , F(Type, next) __VA_OPT__(AFBUS_DETAIL_FOR_EACH_AGAIN AFBUS_DETAIL_PARENS(F, Type, __VA_ARGS__))
+#define AFBUS_DETAIL_FOR_EACH_AGAIN() AFBUS_DETAIL_FOR_EACH_MORE
 #define AFBUS_DETAIL_PARENS ()
 #define AFBUS_DETAIL_EXPAND(...) \
     AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(__VA_ARGS__))))
