@@ -419,6 +419,20 @@ TEST_F(ProxyTest, TypedProperties) {
     EXPECT_EQ(calc.get_all("org.example.Nope").error().name, error_names::kUnknownInterface);
 }
 
+TEST_F(ProxyTest, AsyncPropertyGet) {
+    std::optional<Expected<Point, Error>> origin;
+    std::optional<Expected<std::string, Error>> mistyped;
+    auto a = calc.get_async<Point>(kCalc, "Origin", [&](Expected<Point, Error> p) { origin = std::move(p); });
+    auto b = calc.get_async<std::string>(kCalc, "Stored",
+                                         [&](Expected<std::string, Error> s) { mistyped = std::move(s); });
+    ASSERT_TRUE(a && b);
+    EXPECT_FALSE(origin || mistyped);  // only from the loop
+    ASSERT_TRUE(client->run_until([&] { return origin && mistyped; }, 10s).value());
+    EXPECT_EQ(origin->value(), (Point{3, 4}));
+    ASSERT_FALSE(*mistyped);
+    EXPECT_EQ(mistyped->error().name, error_names::kInvalidSignature);
+}
+
 TEST_F(ProxyTest, GetAllIntoAStructByPropertyName) {
     auto settings = calc.get_all<calc::Settings>(kCalc);
     ASSERT_TRUE(settings) << settings.error().message;

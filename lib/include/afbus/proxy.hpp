@@ -223,18 +223,22 @@ public:
     template <class T>
     TypedResult<T> get(std::string_view interface, std::string_view property,
                        const CallOptions& options = {}) {
-        auto value = call<Variant>(options, kPropertiesInterface, "Get", interface, property);
-        if (!value) return Unexpected(std::move(value).error());
-        if constexpr (std::is_same_v<T, Variant>) {
-            return value;
-        } else {
-            auto typed = value->get<T>();
-            if (!typed) {
-                return Unexpected(detail::typed_read_error(interface, property, value->type(),
-                                                           signature_of<T>, typed.error()));
-            }
-            return std::move(*typed);
-        }
+        return variant_as<T>(call<Variant>(options, kPropertiesInterface, "Get", interface, property),
+                             interface, property);
+    }
+    // The same without waiting: `handler` runs later from the Connection's process(), exactly once, with
+    // what get() would have returned, unless the Slot is dropped first.
+    template <class T>
+    Expected<Slot, Error> get_async(std::string_view interface, std::string_view property,
+                                    std::type_identity_t<TypedHandler<T>> handler,
+                                    const CallOptions& options = {}) {
+        return call_async<Variant>(
+            options, kPropertiesInterface, "Get",
+            [handler = std::move(handler), interface = std::string(interface),
+             property = std::string(property)](Expected<Variant, Error> value) {
+                handler(variant_as<T>(std::move(value), interface, property));
+            },
+            interface, property);
     }
 
     // Sets the property to `value`, sent as a variant of T's type (a Variant or a std::variant as it is;
@@ -275,6 +279,23 @@ public:
     [[nodiscard]] std::string signal_match_rule(std::string_view interface, std::string_view member) const;
 
 private:
+    // A property's value (or the error getting it) as T.
+    template <class T>
+    static TypedResult<T> variant_as(Expected<Variant, Error> value, std::string_view interface,
+                                     std::string_view property) {
+        if (!value) return Unexpected(std::move(value).error());
+        if constexpr (std::is_same_v<T, Variant>) {
+            return value;
+        } else {
+            auto typed = value->get<T>();
+            if (!typed) {
+                return Unexpected(detail::typed_read_error(interface, property, value->type(),
+                                                           signature_of<T>, typed.error()));
+            }
+            return std::move(*typed);
+        }
+    }
+
     template <class... Args>
     Expected<Message, Error> build_call(const CallOptions& options, std::string_view interface,
                                         std::string_view member, const Args&... args) const {
