@@ -42,6 +42,9 @@ inline constexpr std::string_view kPropertyReadOnly = "org.freedesktop.DBus.Erro
 inline constexpr std::string_view kMatchRuleNotFound = "org.freedesktop.DBus.Error.MatchRuleNotFound";
 inline constexpr std::string_view kMatchRuleInvalid = "org.freedesktop.DBus.Error.MatchRuleInvalid";
 inline constexpr std::string_view kInconsistentMessage = "org.freedesktop.DBus.Error.InconsistentMessage";
+// A message's arguments are not of the types the receiver expects (libdbus's DBUS_ERROR_INVALID_SIGNATURE);
+// the typed Proxy reports replies and signals of the wrong signature with it.
+inline constexpr std::string_view kInvalidSignature = "org.freedesktop.DBus.Error.InvalidSignature";
 inline constexpr std::string_view kTimedOut = "org.freedesktop.DBus.Error.TimedOut";
 // Starting a service (activation) failed.
 inline constexpr std::string_view kSpawnExecFailed = "org.freedesktop.DBus.Error.Spawn.ExecFailed";

@@ -4,12 +4,20 @@
 //   y uint8_t   b bool      n int16_t   q uint16_t  i int32_t   u uint32_t  x int64_t   t uint64_t
 //   d double    s std::string (std::string_view to append or to borrow from the message)
 //   o ObjectPath  g Signature  h UnixFd  v Variant
-//   a std::vector<T>   a{..} std::map<K, V> / std::unordered_map<K, V>   (..) std::tuple<T...>
+//   a std::vector<T>, std::array<T, N> (the element count is checked when reading)
+//   a{..} std::map<K, V> / std::unordered_map<K, V>
+//   (..) std::tuple<T...>, or a struct described with AFBUS_STRUCT(Type, member, ...)
+//   v Variant (any type, as a Value), or std::variant<T...> (one of T..., chosen by the value's signature)
+//   enums as their underlying integer type
+// std::optional has no mapping (D-Bus has no null). A type without a mapping is a compile error that names
+// it (detail::check_marshallable).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -17,6 +25,7 @@
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "afbus/fd.hpp"
@@ -108,7 +117,7 @@ template <std::size_t... Ns>
 constexpr auto concat(const SignatureString<Ns>&... parts) {
     SignatureString<(Ns + ... + 0)> out;
     std::size_t at = 0;
-    auto put = [&out, &at](const auto& part) {
+    [[maybe_unused]] auto put = [&out, &at](const auto& part) {  // unused for no parts: signature_of_all<>
         for (std::size_t i = 0; i < part.size(); ++i) out.chars[at++] = part.chars[i];
     };
     (put(parts), ...);
@@ -311,17 +320,30 @@ bool decode_array(MessageReader& r, Each&& each) {
     return true;
 }
 
+// Appends the elements of a contiguous range as an array; shared by std::vector and std::array.
+template <class T>
+void encode_array(MessageBuilder& b, std::span<const T> elements) {
+    if constexpr (std::is_same_v<T, std::uint8_t>) {
+        Codec<std::span<const std::uint8_t>>::encode(b, elements);
+    } else {
+        auto mark = b.body().begin_array(alignment_of(Codec<T>::signature.chars[0]));
+        for (const T& e : elements) Codec<T>::encode(b, e);
+        if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+    }
+}
+
 template <class T>
 struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
     static constexpr bool supported = true;
     static constexpr auto signature = concat(SignatureString<1>{"a"}, Codec<T>::signature);
     static void encode(MessageBuilder& b, const std::vector<T>& v) {
-        if constexpr (std::is_same_v<T, std::uint8_t>) {
-            Codec<std::span<const std::uint8_t>>::encode(b, v);
-        } else {
-            auto mark = b.body().begin_array(alignment_of(Codec<T>::signature.chars[0]));
-            for (const T& e : v) Codec<T>::encode(b, e);
+        if constexpr (std::is_same_v<T, bool>) {
+            // std::vector<bool> is not contiguous.
+            auto mark = b.body().begin_array(4);
+            for (const bool e : v) Codec<bool>::encode(b, e);
             if (b.body().end_array(mark) > kMaxArrayLength) b.fail(WireError::ArrayTooLong);
+        } else {
+            encode_array<T>(b, v);
         }
     }
     static bool decode(MessageReader& r, std::vector<T>& v) {
@@ -338,6 +360,32 @@ struct Codec<std::vector<T>, std::enable_if_t<Codec<T>::supported>> {
                 v.push_back(std::move(element));
                 return true;
             });
+        }
+    }
+};
+
+// A fixed-length array: the same wire form as std::vector; decoding an array of any other element count
+// fails with TypeMismatch (the count is part of the C++ type).
+template <class T, std::size_t N>
+struct Codec<std::array<T, N>, std::enable_if_t<Codec<T>::supported>> {
+    static constexpr bool supported = true;
+    static constexpr auto signature = concat(SignatureString<1>{"a"}, Codec<T>::signature);
+    static void encode(MessageBuilder& b, const std::array<T, N>& v) { encode_array<T>(b, v); }
+    static bool decode(MessageReader& r, std::array<T, N>& v) {
+        if constexpr (std::is_same_v<T, std::uint8_t>) {
+            std::span<const std::uint8_t> bytes;
+            if (!Codec<std::span<const std::uint8_t>>::decode(r, bytes)) return false;
+            if (bytes.size() != N) return r.decoder().fail(WireError::TypeMismatch);
+            std::copy(bytes.begin(), bytes.end(), v.begin());
+            return true;
+        } else {
+            std::size_t count = 0;
+            const bool ok = decode_array<T>(r, [&] {
+                if (count == N) return r.decoder().fail(WireError::TypeMismatch);
+                return Codec<T>::decode(r, v[count++]);
+            });
+            if (ok && count != N) return r.decoder().fail(WireError::TypeMismatch);
+            return ok;
         }
     }
 };
@@ -400,6 +448,203 @@ template <class K, class V, class H, class E, class A>
 struct Codec<std::unordered_map<K, V, H, E, A>, std::enable_if_t<Codec<K>::supported && Codec<V>::supported>>
     : MapCodec<std::unordered_map<K, V, H, E, A>, K, V> {};
 
+// Enums travel as their underlying integer: an `enum class Mode : std::uint8_t` is a 'y', a plain
+// `enum class` an 'i'. Decoding does not check that the integer names an enumerator (D-Bus peers may
+// know newer values than this program).
+template <class T>
+struct Codec<T, std::enable_if_t<std::is_enum_v<T> && Codec<std::underlying_type_t<T>>::supported>> {
+    using Underlying = std::underlying_type_t<T>;
+    static constexpr bool supported = true;
+    static constexpr auto signature = Codec<Underlying>::signature;
+    static void encode(MessageBuilder& b, T v) { Codec<Underlying>::encode(b, static_cast<Underlying>(v)); }
+    static bool decode(MessageReader& r, T& v) {
+        Underlying x{};
+        if (!Codec<Underlying>::decode(r, x)) return false;
+        v = static_cast<T>(x);
+        return true;
+    }
+};
+
+template <std::size_t N>
+constexpr bool all_distinct(const std::array<std::string_view, N>& signatures) {
+    for (std::size_t i = 0; i < N; ++i)
+        for (std::size_t j = i + 1; j < N; ++j)
+            if (signatures[i] == signatures[j]) return false;
+    return true;
+}
+
+// std::variant<Ts...> is a D-Bus variant ('v') that may hold any of Ts. Encoding writes the held
+// alternative's signature; decoding takes the alternative whose signature is the one in the message, and
+// fails with TypeMismatch when none is (never reinterpreting the value as another type).
+template <class... Ts>
+struct Codec<std::variant<Ts...>, std::enable_if_t<(Codec<Ts>::supported && ...) && sizeof...(Ts) != 0>> {
+    static_assert(all_distinct(std::array<std::string_view, sizeof...(Ts)>{Codec<Ts>::signature.view()...}),
+                  "two alternatives of this std::variant have the same D-Bus signature: decoding could not "
+                  "tell them apart");
+    static constexpr bool supported = true;
+    static constexpr SignatureString<1> signature{"v"};
+    static void encode(MessageBuilder& b, const std::variant<Ts...>& v) {
+        std::visit(
+            [&b](const auto& held) {
+                using Held = std::remove_cvref_t<decltype(held)>;
+                b.body().put_signature(Codec<Held>::signature.view());
+                Codec<Held>::encode(b, held);
+            },
+            v);
+    }
+    static bool decode(MessageReader& r, std::variant<Ts...>& v) {
+        std::string_view type;
+        if (!r.decoder().read_signature(type)) return false;
+        return decode_alternative<0>(r, type, v);
+    }
+
+private:
+    template <std::size_t I>
+    static bool decode_alternative(MessageReader& r, std::string_view type, std::variant<Ts...>& v) {
+        if constexpr (I == sizeof...(Ts)) {
+            return r.decoder().fail(WireError::TypeMismatch);
+        } else {
+            using Alternative = std::variant_alternative_t<I, std::variant<Ts...>>;
+            if (type != Codec<Alternative>::signature.view()) return decode_alternative<I + 1>(r, type, v);
+            Alternative value{};
+            if (!Codec<Alternative>::decode(r, value)) return false;
+            v.template emplace<I>(std::move(value));
+            return true;
+        }
+    }
+};
+
+// D-Bus has no null, so std::optional has no mapping; check_marshallable says so by name.
+template <class T>
+struct Codec<std::optional<T>> {
+    static constexpr bool supported = false;
+};
+
+// --- Structs described with AFBUS_STRUCT (below): afbus_struct_members(const T*), found by ADL, returns a
+// std::tuple of pointers to the members in marshalling order. ---
+
+template <class T>
+concept DescribedStruct = requires(const T* p) { afbus_struct_members(p); };
+
+template <class Pointer>
+struct MemberOf;
+template <class Class, class Member>
+struct MemberOf<Member Class::*> {
+    using type = Member;
+};
+
+template <class T, class Pointers>
+struct StructCodec;
+template <class T, class... Pointers>
+struct StructCodec<T, std::tuple<Pointers...>> {
+    static constexpr bool members_supported = (Codec<typename MemberOf<Pointers>::type>::supported && ...);
+};
+
+template <class T>
+constexpr bool struct_members_supported() {
+    if constexpr (DescribedStruct<T>) {
+        using Pointers = decltype(afbus_struct_members(static_cast<const T*>(nullptr)));
+        return StructCodec<T, Pointers>::members_supported;
+    } else {
+        return false;
+    }
+}
+
+template <class T>
+struct Codec<T, std::enable_if_t<struct_members_supported<T>()>> {
+    using Pointers = decltype(afbus_struct_members(static_cast<const T*>(nullptr)));
+    static constexpr bool supported = true;
+    static constexpr auto signature = []<class... Ps>(std::tuple<Ps...>*) {
+        return concat(SignatureString<1>{"("}, Codec<typename MemberOf<Ps>::type>::signature...,
+                      SignatureString<1>{")"});
+    }(static_cast<Pointers*>(nullptr));
+    static void encode(MessageBuilder& b, const T& v) {
+        b.body().align(8);
+        std::apply([&](auto... member) { (encode_member(b, v.*member), ...); },
+                   afbus_struct_members(static_cast<const T*>(nullptr)));
+    }
+    static bool decode(MessageReader& r, T& v) {
+        if (!r.decoder().align(8)) return false;
+        return std::apply([&](auto... member) { return (decode_member(r, v.*member) && ...); },
+                          afbus_struct_members(static_cast<const T*>(nullptr)));
+    }
+
+private:
+    template <class M>
+    static void encode_member(MessageBuilder& b, const M& m) {
+        Codec<M>::encode(b, m);
+    }
+    template <class M>
+    static bool decode_member(MessageReader& r, M& m) {
+        return Codec<M>::decode(r, m);
+    }
+};
+
+template <class T>
+inline constexpr bool dependent_false = false;
+
+template <class T>
+constexpr bool check_marshallable();
+
+// The element types of the standard containers that have a mapping, for check_marshallable's descent.
+template <class T>
+struct ElementsOf {
+    static constexpr bool is_container = false;
+};
+template <class... Ts>
+struct ElementsOf<std::tuple<Ts...>> {
+    static constexpr bool is_container = true;
+    static constexpr bool check() { return (check_marshallable<Ts>() && ...); }
+};
+template <class... Ts>
+struct ElementsOf<std::variant<Ts...>> : ElementsOf<std::tuple<Ts...>> {};
+template <class T, class A>
+struct ElementsOf<std::vector<T, A>> : ElementsOf<std::tuple<T>> {};
+template <class T, std::size_t N>
+struct ElementsOf<std::array<T, N>> : ElementsOf<std::tuple<T>> {};
+template <class K, class V, class C, class A>
+struct ElementsOf<std::map<K, V, C, A>> : ElementsOf<std::tuple<K, V>> {};
+template <class K, class V, class H, class E, class A>
+struct ElementsOf<std::unordered_map<K, V, H, E, A>> : ElementsOf<std::tuple<K, V>> {};
+
+template <class T>
+struct IsStdVariant : std::false_type {};
+template <class... Ts>
+struct IsStdVariant<std::variant<Ts...>> : std::true_type {};
+
+template <class T>
+struct IsOptional : std::false_type {};
+template <class T>
+struct IsOptional<std::optional<T>> : std::true_type {};
+
+// true, or a compile error naming the innermost C++ type without a D-Bus mapping (the compiler prints
+// "check_marshallable() [with T = ...]" above the message). append, read and Variant use it.
+template <class T>
+constexpr bool check_marshallable() {
+    using U = std::remove_cvref_t<T>;
+    if constexpr (DBusType<U>) {
+        return true;
+    } else if constexpr (IsOptional<U>::value) {
+        static_assert(dependent_false<U>,
+                      "std::optional has no D-Bus representation (D-Bus has no null value): use a "
+                      "std::variant, an empty array or a separate flag");
+        return false;
+    } else if constexpr (ElementsOf<U>::is_container) {
+        return ElementsOf<U>::check();
+    } else if constexpr (std::is_enum_v<U>) {
+        return check_marshallable<std::underlying_type_t<U>>();
+    } else if constexpr (DescribedStruct<U>) {
+        return []<class... Ps>(std::tuple<Ps...>*) {
+            return (check_marshallable<typename MemberOf<Ps>::type>() && ...);
+        }(static_cast<decltype(afbus_struct_members(static_cast<const U*>(nullptr)))*>(nullptr));
+    } else {
+        static_assert(dependent_false<U>,
+                      "this C++ type has no D-Bus mapping: see the list in afbus/types.hpp; describe a "
+                      "struct with AFBUS_STRUCT(Type, members...)");
+        return false;
+    }
+}
+
 // Appending a string literal or const char* marshals a string.
 template <std::size_t N>
 struct Codec<char[N]> : StringCodec<std::string> {};
@@ -419,7 +664,7 @@ inline constexpr auto signature_of_all = detail::concat(detail::Codec<std::remov
 // Appends typed values to a message body.
 template <class... Ts>
 MessageBuilder& append(MessageBuilder& builder, const Ts&... values) {
-    static_assert((detail::DBusType<Ts> && ...), "type has no D-Bus mapping (see afbus/types.hpp)");
+    static_assert((detail::check_marshallable<Ts>() && ...));
     constexpr auto sig = signature_of_all<Ts...>;
     builder.append_signature(sig.view());
     (detail::Codec<std::remove_cvref_t<Ts>>::encode(builder, values), ...);
@@ -430,7 +675,7 @@ MessageBuilder& append(MessageBuilder& builder, const Ts&... values) {
 // message's next types are not exactly the signature of Ts.
 template <class... Ts>
 Expected<void, WireError> read(MessageReader& reader, Ts&... out) {
-    static_assert((detail::DBusType<Ts> && ...), "type has no D-Bus mapping (see afbus/types.hpp)");
+    static_assert((detail::check_marshallable<Ts>() && ...));
     constexpr auto sig = signature_of_all<Ts...>;
     const std::string_view rest = reader.remaining_signature();
     if (rest.size() < sig.size()) return Unexpected(WireError::NotEnoughArguments);
@@ -461,22 +706,29 @@ Expected<std::tuple<Ts...>, WireError> read_all(const Message& message) {
 template <class T>
     requires(!std::is_same_v<std::remove_cvref_t<T>, Value> && !std::is_same_v<std::remove_cvref_t<T>, Variant>)
 Variant::Variant(const T& typed) {
-    static_assert(detail::DBusType<T>, "type has no D-Bus mapping (see afbus/types.hpp)");
+    static_assert(detail::check_marshallable<T>());
     static_assert(!std::is_same_v<std::remove_cvref_t<T>, UnixFd>, "a Variant cannot own an fd; append UnixFd");
     auto builder = MessageBuilder::method_return("", 1);
     append(builder, typed);
     auto message = std::move(builder).build(1);
     if (message) {
         auto v = message->reader().read_value();
-        if (v) value_ = std::move(*v);
+        // A std::variant is already a 'v': the Variant holds the alternative, not a variant in a variant.
+        if (v && detail::IsStdVariant<std::remove_cvref_t<T>>::value) value_ = v->children().front();
+        else if (v) value_ = std::move(*v);
     }
 }
 
 template <class T>
 Expected<T, WireError> Variant::get() const {
-    if (value_.type() != signature_of<T>) return Unexpected(WireError::TypeMismatch);
     auto builder = MessageBuilder::method_return("", 1);
-    builder.append_value(value_);
+    if constexpr (detail::IsStdVariant<T>::value) {
+        // The std::variant's decoding picks the alternative of this value's type (or fails).
+        append(builder, *this);
+    } else {
+        if (value_.type() != signature_of<T>) return Unexpected(WireError::TypeMismatch);
+        builder.append_value(value_);
+    }
     auto message = std::move(builder).build(1);
     if (!message) return Unexpected(message.error());
     auto values = read_all<T>(*message);
@@ -485,3 +737,44 @@ Expected<T, WireError> Variant::get() const {
 }
 
 }  // namespace afbus
+
+// AFBUS_STRUCT(Type, member, ...): Type marshals as a D-Bus struct of the listed members, in that order
+// (C++20 has no reflection, so the members are named once, here). Write it at namespace scope in Type's
+// own namespace, after Type's definition; the members must be public, and Type default-constructible
+// (reading fills a default-constructed value). Members not listed are not marshalled.
+//
+//   struct Point { std::int32_t x; std::int32_t y; std::string label; };
+//   AFBUS_STRUCT(Point, x, y, label);   // signature_of<Point> == "(iis)"
+//
+// It defines afbus_struct_members(const Type*), the member pointers, which the codec finds by
+// argument-dependent lookup, and afbus_struct_member_names(const Type*), the members' names as written
+// (Proxy::get_all<Type> fills members from the properties of the same names).
+#define AFBUS_STRUCT(Type, ...)                                                                         \
+    constexpr auto afbus_struct_members(const Type*) noexcept {                                        \
+        return ::std::make_tuple(AFBUS_DETAIL_FOR_EACH(AFBUS_DETAIL_MEMBER_POINTER, Type, __VA_ARGS__)); \
+    }                                                                                                   \
+    constexpr auto afbus_struct_member_names(const Type*) noexcept {                                   \
+        return ::std::to_array<::std::string_view>(                                                     \
+            {AFBUS_DETAIL_FOR_EACH(AFBUS_DETAIL_MEMBER_NAME, Type, __VA_ARGS__)});                      \
+    }                                                                                                   \
+    static_assert(::std::is_default_constructible_v<Type>,                                             \
+                  "AFBUS_STRUCT: the type must be default-constructible (reading fills a default one)")
+
+#define AFBUS_DETAIL_MEMBER_POINTER(Type, member) &Type::member
+#define AFBUS_DETAIL_MEMBER_NAME(Type, member) #member
+
+// Expands to "F(Type, a), F(Type, b), ..." (up to 65 members: AFBUS_DETAIL_EXPAND rescans 4 * 4 * 4
+// times, one member each).
+#define AFBUS_DETAIL_FOR_EACH(F, Type, first, ...) \
+    F(Type, first) __VA_OPT__(AFBUS_DETAIL_EXPAND(AFBUS_DETAIL_FOR_EACH_MORE(F, Type, __VA_ARGS__)))
+#define AFBUS_DETAIL_FOR_EACH_MORE(F, Type, next, ...) \
+    , F(Type, next) __VA_OPT__(AFBUS_DETAIL_FOR_EACH_AGAIN AFBUS_DETAIL_PARENS(F, Type, __VA_ARGS__))
+#define AFBUS_DETAIL_FOR_EACH_AGAIN() AFBUS_DETAIL_FOR_EACH_MORE
+#define AFBUS_DETAIL_PARENS ()
+#define AFBUS_DETAIL_EXPAND(...) \
+    AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(AFBUS_DETAIL_EXPAND3(__VA_ARGS__))))
+#define AFBUS_DETAIL_EXPAND3(...) \
+    AFBUS_DETAIL_EXPAND2(AFBUS_DETAIL_EXPAND2(AFBUS_DETAIL_EXPAND2(AFBUS_DETAIL_EXPAND2(__VA_ARGS__))))
+#define AFBUS_DETAIL_EXPAND2(...) \
+    AFBUS_DETAIL_EXPAND1(AFBUS_DETAIL_EXPAND1(AFBUS_DETAIL_EXPAND1(AFBUS_DETAIL_EXPAND1(__VA_ARGS__))))
+#define AFBUS_DETAIL_EXPAND1(...) __VA_ARGS__
