@@ -720,7 +720,7 @@ static struct dbus_policy_msg *dbus_facts(struct dbus_bus *b, const struct bus_h
 		return &b->cur.pmsg;
 	err = dbus_parse_skb(ctx->skb, stackbuf, &heap, &hdr, &h);
 	if (!err) {
-		dbus_policy_msg_from_hdr(&img->pol, hdr, &h, spare);
+		dbus_policy_msg_from_hdr(&img->pol, hdr, &h, false, spare);
 		dbus_policy_msg_drop_bytes(spare);
 	}
 	kfree(heap);
@@ -801,7 +801,7 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 	cur->forwarded_for = NULL;
 	cur->pmsg_seq = 0;
 	if (b->policy && !ctx->from_master) {
-		dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, &cur->pmsg);
+		dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, false, &cur->pmsg);
 		dbus_policy_msg_drop_bytes(&cur->pmsg);
 		cur->pmsg_seq = b->policy->seq;
 	}

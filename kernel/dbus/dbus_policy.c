@@ -176,9 +176,17 @@ int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 	for (i = 0; i < strings_size; i++)
 		pol->string_count += strings[i] == '\0';
 
-	for (i = 0; i < rule_count; i++)
-		if (dp_rule_check(pol, dp_rule(pol, i)))
+	pol->fields = 0;
+	for (i = 0; i < rule_count; i++) {
+		const u8 *r = dp_rule(pol, i);
+
+		if (dp_rule_check(pol, r))
 			return -EINVAL;
+		pol->fields |= (dp_u32(r + DP_R_PATH) != DBUS_POLICY_NO_STRING ? DBUS_POLICY_USES_PATH : 0) |
+			       (dp_u32(r + DP_R_INTERFACE) != DBUS_POLICY_NO_STRING ? DBUS_POLICY_USES_INTERFACE : 0) |
+			       (dp_u32(r + DP_R_MEMBER) != DBUS_POLICY_NO_STRING ? DBUS_POLICY_USES_MEMBER : 0) |
+			       (dp_u32(r + DP_R_ERROR) != DBUS_POLICY_NO_STRING ? DBUS_POLICY_USES_ERROR : 0);
+	}
 	/* Contexts tile the rule table in order: every rule belongs to exactly one. */
 	for (i = 0; i < context_count; i++) {
 		const u8 *c = img + rules_end + (size_t)i * DBUS_POLICY_CONTEXT_LEN;
@@ -299,25 +307,34 @@ void dbus_policy_intern(const struct dbus_policy *pol, const u8 *s, u32 len, str
 	}
 }
 
+/* A header field as the evaluator sees it: looked up if some rule names it, else only present or not. */
 static void dp_intern_view(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr_view *v,
-			   struct dbus_policy_str *out)
+			   bool named, struct dbus_policy_str *out)
 {
-	dbus_policy_intern(pol, msg + v->off, v->present ? v->len : 0, out);
+	u32 len = v->present ? v->len : 0;
+
+	if (named) {
+		dbus_policy_intern(pol, msg + v->off, len, out);
+		return;
+	}
+	out->s = msg + v->off;
+	out->len = len;
+	out->id = len ? DBUS_POLICY_FOREIGN : DBUS_POLICY_ABSENT;
 }
 
 void dbus_policy_msg_from_hdr(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr *hdr,
-			      struct dbus_policy_msg *m)
+			      bool with_names, struct dbus_policy_msg *m)
 {
 	m->type = hdr->type;
 	m->is_reply = hdr->reply_serial != 0;
 	m->requested_reply = false;
 	m->fds = hdr->unix_fds;
-	dp_intern_view(pol, msg, &hdr->path, &m->path);
-	dp_intern_view(pol, msg, &hdr->interface, &m->interface);
-	dp_intern_view(pol, msg, &hdr->member, &m->member);
-	dp_intern_view(pol, msg, &hdr->error_name, &m->error_name);
-	dp_intern_view(pol, msg, &hdr->destination, &m->destination);
-	dp_intern_view(pol, msg, &hdr->sender, &m->sender);
+	dp_intern_view(pol, msg, &hdr->path, pol->fields & DBUS_POLICY_USES_PATH, &m->path);
+	dp_intern_view(pol, msg, &hdr->interface, pol->fields & DBUS_POLICY_USES_INTERFACE, &m->interface);
+	dp_intern_view(pol, msg, &hdr->member, pol->fields & DBUS_POLICY_USES_MEMBER, &m->member);
+	dp_intern_view(pol, msg, &hdr->error_name, pol->fields & DBUS_POLICY_USES_ERROR, &m->error_name);
+	dp_intern_view(pol, msg, &hdr->destination, with_names, &m->destination);
+	dp_intern_view(pol, msg, &hdr->sender, with_names, &m->sender);
 }
 
 /* s is prefix or lies below it in dot-separated words ("a.b" is under "a", "a.bc" is not). */

@@ -56,6 +56,11 @@ enum dbus_policy_verdict {
 	DBUS_POLICY_REJECT = 2,
 };
 
+#define DBUS_POLICY_USES_PATH 1u
+#define DBUS_POLICY_USES_INTERFACE 2u
+#define DBUS_POLICY_USES_MEMBER 4u
+#define DBUS_POLICY_USES_ERROR 8u
+
 /* A checked image: where its sections are. */
 struct dbus_policy {
 	const u8 *img;
@@ -65,6 +70,7 @@ struct dbus_policy {
 	u32 strings_off;	/* from img */
 	u32 strings_size;
 	u32 string_count;	/* how many strings the section holds: the index's length */
+	u32 fields;		/* DBUS_POLICY_USES_*: the message fields some rule names */
 	const u32 *index;	/* string offsets sorted by content; NULL until dbus_policy_index_strings() */
 };
 
@@ -113,9 +119,14 @@ struct dbus_policy_msg {
 	struct dbus_policy_str path, interface, member, error_name, destination, sender;
 };
 
-/* Fills *m from a message dbus_hdr_parse() accepted; requested_reply is the caller's to set. */
+/*
+ * Fills *m from a message dbus_hdr_parse() accepted; requested_reply is the caller's to set. Only the
+ * fields some rule names are looked up (the others only need to be present or not); DESTINATION and
+ * SENDER only with_names: they are compared only when the other end is the bus itself (NULL), which a
+ * caller that never asks about it (af_bus_dbus.ko) need not pay for.
+ */
 void dbus_policy_msg_from_hdr(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr *hdr,
-			      struct dbus_policy_msg *m);
+			      bool with_names, struct dbus_policy_msg *m);
 
 /*
  * The other end (the recipient of a send, the sender of a receive): its unique name and the names it

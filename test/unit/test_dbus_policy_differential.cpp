@@ -228,8 +228,12 @@ void compare_decisions(const std::string& what, std::vector<std::byte> image_byt
             dbus_hdr_reason reason = DBUS_HDR_OK;
             ASSERT_EQ(dbus_hdr_parse(bytes(wire), wire.size(), &hdr, &reason), 0) << what << ": reason " << reason;
             dbus_policy_msg cm{};
-            dbus_policy_msg_from_hdr(&c.pol, bytes(wire), &hdr, &cm);
+            dbus_policy_msg_from_hdr(&c.pol, bytes(wire), &hdr, true, &cm);
             cm.requested_reply = cm.is_reply && g.chance(50);
+            // As the kernel takes them: without DESTINATION and SENDER, never asked about the bus itself.
+            dbus_policy_msg kernel_cm{};
+            dbus_policy_msg_from_hdr(&c.pol, bytes(wire), &hdr, false, &kernel_cm);
+            kernel_cm.requested_reply = cm.requested_reply;
 
             MessageFacts m;
             m.type = static_cast<std::uint8_t>(parts.type);
@@ -262,6 +266,12 @@ void compare_decisions(const std::string& what, std::vector<std::byte> image_byt
                                                          bus_itself ? nullptr : &party.c),
                               rule)
                         << what << ": the indexed chain decided otherwise, hook " << static_cast<int>(hooks[h]);
+                    if (!bus_itself) {
+                        ASSERT_EQ(dbus_policy_decide_indexed(&c.pol, static_cast<dbus_policy_hook>(hooks[h]), &indexed[h],
+                                                             &kernel_cm, &party.c),
+                                  rule)
+                            << what << ": the kernel's facts decided otherwise, hook " << static_cast<int>(hooks[h]);
+                    }
                     ++tally.decisions;
                     if (d.allowed()) ++tally.accepts;
                     else if (d.rule) ++tally.denials_by_rule;
