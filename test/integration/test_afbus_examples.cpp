@@ -16,10 +16,14 @@
 #include "afbus/connection.hpp"
 #include "afbus/proxy.hpp"
 #include "support/child_process.hpp"
+#include "support/example_programs.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
 namespace {
+
+using test::example_program;
+using test::start_program;
 
 using namespace std::chrono_literals;
 using test::child_environment;
@@ -30,18 +34,6 @@ using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 30s;
-
-std::string program(const char* variable) {
-    const char* path = std::getenv(variable);
-    EXPECT_TRUE(path && *path) << variable << " is not set (run through meson test)";
-    return path ? path : "";
-}
-
-std::unique_ptr<ChildProcess> start_program(std::vector<std::string> argv, const std::string& bus_address) {
-    return std::make_unique<ChildProcess>(std::move(argv),
-                                          child_environment({"DBUS_SESSION_BUS_ADDRESS=" + bus_address}),
-                                          ChildOptions{.merge_stderr = true});
-}
 
 TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
     TestBus bus;
@@ -58,7 +50,7 @@ TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
         });
     ASSERT_TRUE(watch) << watch.error().message;
 
-    auto service = start_program({program("CALCULATOR_SERVICE"), "--address", bus.address()}, bus.address());
+    auto service = start_program({example_program("CALCULATOR_SERVICE"), "--address", bus.address()}, bus.address());
     const auto deadline = std::chrono::steady_clock::now() + kTimeout;
     while (owner.empty()) {
         ASSERT_TRUE(watcher->process());
@@ -68,7 +60,7 @@ TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
         ASSERT_FALSE(fds[1].revents & POLLIN) << "the service exited:\n" << service->out();
     }
 
-    auto client = start_program({program("AFBUS_CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"},
+    auto client = start_program({example_program("AFBUS_CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"},
                                 bus.address());
     const auto client_status = client->wait(kTimeout);
     ASSERT_TRUE(client_status) << "the client did not finish";

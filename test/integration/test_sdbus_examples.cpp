@@ -16,10 +16,14 @@
 #include "afbus/connection.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/example_programs.hpp"
 #include "test_bus.hpp"
 
 namespace afbus {
 namespace {
+
+using test::example_program;
+using test::start_program;
 
 using namespace std::chrono_literals;
 using test::child_environment;
@@ -30,19 +34,6 @@ using test::remaining_ms;
 using test::TestBus;
 
 constexpr auto kTimeout = 30s;
-
-// The programs write to stdout and stderr in turn: one pipe keeps the order for failure messages.
-std::unique_ptr<ChildProcess> start_program(std::vector<std::string> argv, const std::string& bus_address) {
-    return std::make_unique<ChildProcess>(std::move(argv),
-                                          child_environment({"DBUS_SESSION_BUS_ADDRESS=" + bus_address}),
-                                          ChildOptions{.merge_stderr = true});
-}
-
-std::string program(const char* variable) {
-    const char* path = std::getenv(variable);
-    if (!path || !*path) throw std::runtime_error(std::string(variable) + " is not set (run through meson test)");
-    return path;
-}
 
 class SdbusExamplesTest : public ::testing::Test {
 protected:
@@ -75,7 +66,7 @@ protected:
     }
 
     std::unique_ptr<ChildProcess> start_service(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{program("CALCULATOR_SERVICE")};
+        std::vector<std::string> argv{example_program("CALCULATOR_SERVICE")};
         argv.insert(argv.end(), args.begin(), args.end());
         auto service = start_program(argv, bus.address());
         if (wait_for_owner(true, *service)) return service;
@@ -110,7 +101,7 @@ TEST_F(SdbusExamplesTest, ClientChecksEverythingAndQuitStopsTheService) {
     auto service = start_service({"--address", bus.address()});
     ASSERT_TRUE(service);
 
-    auto client = start_program({program("CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"}, bus.address());
+    auto client = start_program({example_program("CALCULATOR_CLIENT"), "--address", bus.address(), "--quit"}, bus.address());
     const auto client_status = client->wait(kTimeout);
     ASSERT_TRUE(client_status) << "the client did not finish";
     EXPECT_TRUE(WIFEXITED(*client_status) && WEXITSTATUS(*client_status) == 0)
@@ -131,7 +122,7 @@ TEST_F(SdbusExamplesTest, SessionBusFromTheEnvironmentAndSigtermStopsTheService)
     auto service = start_service({});
     ASSERT_TRUE(service);
 
-    auto client = start_program({program("CALCULATOR_CLIENT")}, bus.address());
+    auto client = start_program({example_program("CALCULATOR_CLIENT")}, bus.address());
     const auto client_status = client->wait(kTimeout);
     ASSERT_TRUE(client_status) << "the client did not finish";
     EXPECT_TRUE(WIFEXITED(*client_status) && WEXITSTATUS(*client_status) == 0)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "afbus/types.hpp"
+#include "support/round_trip.hpp"
 
 namespace example {
 
@@ -65,6 +66,8 @@ AFBUS_STRUCT(HasOptional, maybe);
 namespace afbus {
 namespace {
 
+using test::round_trip;
+
 using example::Figure;
 using example::Level;
 using example::Point;
@@ -95,14 +98,6 @@ static_assert(!detail::DBusType<example::HasOptional>);
 static_assert(!detail::DBusType<std::variant<std::int32_t, example::Undescribed>>);
 static_assert(!detail::DBusType<char>);
 static_assert(detail::check_marshallable<std::map<std::string, std::variant<Point, std::array<Shape, 2>>>>());
-
-Message round_trip(MessageBuilder builder) {
-    auto built = std::move(builder).build(7);
-    EXPECT_TRUE(built) << to_string(built.error());
-    auto parsed = Message::parse(built->wire());
-    EXPECT_TRUE(parsed) << to_string(parsed.error());
-    return std::move(*parsed);
-}
 
 // The signal `m` (no fds) re-marshalled in `endian`: header fields and body values are written again by
 // an Encoder in that byte order, and the result parsed as any received message is.

@@ -1,9 +1,12 @@
 #include "afbus/types.hpp"
+#include "support/round_trip.hpp"
 
 #include <gtest/gtest.h>
 
 namespace afbus {
 namespace {
+
+using test::round_trip;
 
 static_assert(signature_of<std::uint8_t> == "y");
 static_assert(signature_of<bool> == "b");
@@ -14,14 +17,6 @@ static_assert(signature_of<std::tuple<std::int32_t, std::string, std::vector<Obj
 static_assert(signature_of<std::vector<std::tuple<std::uint64_t, std::map<std::uint32_t, Signature>>>> ==
               "a(ta{ug})");
 static_assert(signature_of_all<std::int32_t, std::string>.view() == "is");
-
-Message round_trip(MessageBuilder builder) {
-    auto built = std::move(builder).build(7);
-    EXPECT_TRUE(built) << to_string(built.error());
-    auto parsed = Message::parse(built->wire());
-    EXPECT_TRUE(parsed) << to_string(parsed.error());
-    return std::move(*parsed);
-}
 
 TEST(Types, ScalarsRoundTrip) {
     auto b = MessageBuilder::method_call("org.example", "/x", "org.example.I", "M");
