@@ -1855,12 +1855,13 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	struct bus_hook_ctx ctx;
 	struct bus_holder *h;
 	unsigned int nrcpt;
+	bool to_sender = bus->proto && bus->proto->multicast_to_sender;
 
 	lockdep_assert_held(&bus->lock);
 	if (cb->fp && p) {
 		nrcpt = p->nholders;
 		list_for_each_entry(h, &bsk->holders, cnode)
-			if (h->prefix == BUS_ADDR_PREFIX(cb->dst))
+			if (h->prefix == BUS_ADDR_PREFIX(cb->dst) && !to_sender)
 				nrcpt--;	/* the sender gets no copy */
 		if ((u64)nrcpt * cb->fp->count > BUS_MCAST_MAX_FDREFS)
 			return -ETOOMANYREFS;
@@ -1874,7 +1875,7 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	list_for_each_entry(h, &p->holders, pnode) {
 		c = h->c;
 		c->mcast_seq = bus->mcast_seq;
-		if (c == bsk)
+		if (c == bsk && !to_sender)
 			continue;
 		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
 		if (bus_deliver_verdict_ctx_locked(bus, &ctx, c) != BUS_HOOK_ACCEPT)

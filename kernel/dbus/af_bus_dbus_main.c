@@ -1020,6 +1020,8 @@ static struct bus_proto_ops dbus_proto = {
 	.setsockopt = dbus_setsockopt,
 	.client_gone = dbus_client_gone,
 	.bus_gone = dbus_bus_gone,
+	/* dbus-daemon gives a signal to its sender too, if one of the sender's rules matches */
+	.multicast_to_sender = true,
 	.owner = THIS_MODULE,
 };
 

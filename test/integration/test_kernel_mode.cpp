@@ -206,6 +206,24 @@ TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
     EXPECT_EQ(got_b.size(), 10u);
 }
 
+TEST_F(KernelModeBus, ASenderGetsItsOwnSignalsWhereItsRulesMatch) {
+    // As from dbus-daemon: the kernel offers a native client's multicast to the client itself too, and
+    // its match records decide.
+    auto a = open(native_address_), b = open(native_address_);
+    ASSERT_TRUE(a && b);
+    std::vector<std::string> got_a, got_b;
+    auto sub_a = a->subscribe("type='signal',interface='org.example.Self',member='Mine'",
+                              [&got_a](const Message& m) { got_a.emplace_back(m.member()); });
+    auto sub_b = b->subscribe("type='signal',interface='org.example.Self',member='Last'",
+                              [&got_b](const Message& m) { got_b.emplace_back(m.member()); });
+    ASSERT_TRUE(sub_a && sub_b);
+    for (const char* member : {"Mine", "Other", "Mine", "Last"})
+        ASSERT_TRUE(a->send(MessageBuilder::signal("/org/example", "org.example.Self", member).build().value()));
+    ASSERT_TRUE(pump({a.get(), b.get()}, [&got_a, &got_b] { return got_a.size() == 2 && got_b.size() == 1; }));
+    EXPECT_EQ(got_a, (std::vector<std::string>{"Mine", "Mine"}));
+    EXPECT_EQ(got_b, std::vector<std::string>{"Last"});
+}
+
 TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
     // Deny rules the kernel enforces on what goes from client to client directly (af_bus_dbus.ko's
     // policy image and each client's chains), as the model does on what goes through the daemon.

@@ -100,6 +100,11 @@ struct bus_proto_ops {
 	void (*client_gone)(void *priv, u64 client);
 	/* The bus is freed: no hook or option will see priv again. Not called for a NULL priv. */
 	void (*bus_gone)(void *priv);
+	/*
+	 * A client's multicast is offered to the client itself too (through the delivery hooks, like
+	 * every other copy), as D-Bus gives a signal to its sender when one of its match rules matches.
+	 */
+	bool multicast_to_sender;
 	struct module *owner;
 	struct list_head list;		/* af_bus.ko's, while registered */
 };
