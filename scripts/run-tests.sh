@@ -39,6 +39,9 @@ run_suites() {  # build-dir meson-setup-args... -- suites...
   targets=""
   rebuild=""
   if [ -n "${ONLY_TARGETS_PREFIX:-}" ]; then
+    # The target list is read from the build files: bring them up to date first (an existing build
+    # directory may predate a target).
+    ninja -C "$dir" build.ninja >/dev/null || { status=1; return; }
     targets=$(meson introspect "$dir" --targets | python3 -c '
 import json, sys
 prefix = sys.argv[1]
