@@ -108,13 +108,18 @@ Expected<PolicyImage, std::string> PolicyImage::load(std::vector<std::byte> byte
         if (std::adjacent_find(all.begin(), all.end()) != all.end()) return Error("a string stored twice");
     }
 
+    // No string is longer than kMaxStringLength, checked once for the section: a check per reference
+    // would cost rules x string length (the kernel's evaluator checks the same way).
+    for (std::size_t at = 0; at < image.strings_.size();) {
+        const std::size_t end = image.strings_.find('\0', at);
+        if (end - at > kMaxStringLength) return Error("a string longer than " + std::to_string(kMaxStringLength) + " bytes");
+        at = end + 1;
+    }
     auto valid_string = [&](std::uint32_t offset, bool optional) {
         if (offset == kNoString) return optional;
         if (offset >= image.strings_.size()) return false;
-        // Strings must start at a string boundary; the NUL found after it bounds its length.
-        if (offset != 0 && image.strings_[offset - 1] != '\0') return false;
-        const std::size_t end = image.strings_.find('\0', offset);
-        return end - offset <= kMaxStringLength;
+        // Strings start at a string boundary.
+        return offset == 0 || image.strings_[offset - 1] == '\0';
     };
 
     image.rules_.reserve(header.rule_count);

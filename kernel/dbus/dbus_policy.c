@@ -12,9 +12,14 @@
 #ifdef __KERNEL__
 #include <linux/types.h>
 #include <linux/errno.h>
+#include <linux/sched.h>
 #include <linux/string.h>
+/* The checks and sorts below run once per image or chain, from setsockopt (may sleep): a 16 MiB
+ * image must not hog the CPU. */
+#define dp_resched(i) do { if (!((i) & 1023)) cond_resched(); } while (0)
 #else
 #include "dbus_header_user.h"
+#define dp_resched(i) do { } while (0)
 #endif
 #include "dbus_policy.h"
 
@@ -94,20 +99,15 @@ static const u8 *dp_string(const struct dbus_policy *pol, u32 off)
 	return pol->img + pol->strings_off + off;
 }
 
-/* A string offset a rule may hold: the start of a string of the section, at most 65,535 bytes long. */
+/*
+ * A string offset a rule may hold: the start of a string of the section (whose strings were all found
+ * at most 65,535 bytes long, in one pass: a check per reference would cost rules x string length).
+ */
 static bool dp_string_ok(const struct dbus_policy *pol, u32 off, bool optional)
 {
-	const u8 *s, *end;
-
 	if (off == DBUS_POLICY_NO_STRING)
 		return optional;
-	if (off >= pol->strings_size)
-		return false;
-	s = dp_string(pol, 0);
-	if (off != 0 && s[off - 1] != '\0')
-		return false;
-	end = (const u8 *)memchr(s + off, '\0', pol->strings_size - off);
-	return end && (u32)(end - (s + off)) <= DBUS_POLICY_MAX_STRING;
+	return off < pol->strings_size && (off == 0 || dp_string(pol, off - 1)[0] == '\0');
 }
 
 static int dp_rule_check(const struct dbus_policy *pol, const u8 *r)
@@ -140,7 +140,7 @@ static int dp_rule_check(const struct dbus_policy *pol, const u8 *r)
 
 int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 {
-	u32 rule_count, context_count, strings_off, strings_size, next_rule = 0, i;
+	u32 rule_count, context_count, strings_off, strings_size, next_rule = 0, i, start;
 	u64 rules_end, contexts_end;
 	const u8 *strings;
 
@@ -173,13 +173,20 @@ int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 	pol->strings_size = strings_size;
 	pol->index = NULL;
 	pol->string_count = 0;
-	for (i = 0; i < strings_size; i++)
-		pol->string_count += strings[i] == '\0';
+	for (i = 0, start = 0; i < strings_size; i++) {
+		if (strings[i] != '\0')
+			continue;
+		if (i - start > DBUS_POLICY_MAX_STRING)
+			return -EINVAL;
+		pol->string_count++;
+		start = i + 1;
+	}
 
 	pol->fields = 0;
 	for (i = 0; i < rule_count; i++) {
 		const u8 *r = dp_rule(pol, i);
 
+		dp_resched(i);
 		if (dp_rule_check(pol, r))
 			return -EINVAL;
 		pol->fields |= (dp_u32(r + DP_R_PATH) != DBUS_POLICY_NO_STRING ? DBUS_POLICY_USES_PATH : 0) |
@@ -251,9 +258,12 @@ int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index)
 		if (i == 0 || s[i - 1] == '\0')
 			index[n++] = i;
 	/* Heapsort: in place, bounded, no recursion. */
-	for (i = n / 2; i-- > 0;)
+	for (i = n / 2; i-- > 0;) {
+		dp_resched(i);
 		dp_sift_down(pol, index, i, n);
+	}
 	for (i = n; i-- > 1;) {
+		dp_resched(i);
 		t = index[0];
 		index[0] = index[i];
 		index[i] = t;

@@ -394,6 +394,23 @@ TEST(DbusPolicyDifferential, DuplicateStringsAreRefusedByBoth) {
     compare_check(image, "duplicate strings");
 }
 
+TEST(DbusPolicyDifferential, AStringLongerThanTheBoundIsRefusedByBothReferencedOrNot) {
+    // Checked once for the whole section, so that many rules naming one long string cost one pass.
+    for (const std::size_t length : {std::size_t{kMaxStringLength}, std::size_t{kMaxStringLength} + 1}) {
+        ImageBuilder builder;
+        RuleRecord rule{};
+        rule.kind = static_cast<std::uint8_t>(RuleKind::Send);
+        rule.name = rule.path = rule.interface = rule.member = rule.error = rule.reject_error = rule.file = kNoString;
+        rule.max_fds = kMaxMessageFds;
+        builder.begin_context(ContextKind::Default, 0);
+        builder.add_rule(rule);
+        (void)builder.add_string(std::string(length, 'x'));  // referenced by no rule
+        const std::vector<std::byte> image = std::move(builder).finish();
+        EXPECT_EQ(PolicyImage::load(image).has_value(), length == kMaxStringLength);
+        compare_check(image, "a string of " + std::to_string(length) + " bytes");
+    }
+}
+
 TEST(DbusPolicyDifferential, ChainsOfTheWrongKindAreRefused) {
     auto compiled = compile_policy({SourceContext{SourceContext::Kind::Default, "",
                                                   {SourceRule{true, {{"send_destination", "org.a"}}, "t.conf", 1},
