@@ -472,9 +472,12 @@ static void dp_entries_sort(struct dbus_policy_index_entry *e, u32 n)
 	struct dbus_policy_index_entry t;
 	u32 i;
 
-	for (i = n / 2; i-- > 0;)
+	for (i = n / 2; i-- > 0;) {
+		dp_resched(i);
 		dp_entries_sift(e, i, n);
+	}
 	for (i = n; i-- > 1;) {
+		dp_resched(i);
 		t = e[0];
 		e[0] = e[i];
 		e[i] = t;
