@@ -172,6 +172,7 @@ int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 	pol->strings_off = strings_off;
 	pol->strings_size = strings_size;
 	pol->index = NULL;
+	pol->empty_id = DBUS_POLICY_NO_STRING;
 	pol->string_count = 0;
 	for (i = 0, start = 0; i < strings_size; i++) {
 		if (strings[i] != '\0')
@@ -274,6 +275,8 @@ int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index)
 		if (dp_cmp_offsets(pol, index[i - 1], index[i]) == 0)
 			return -EINVAL;
 	pol->index = index;
+	/* An absent header field reads as "" where a rule names the field's text (the bus itself). */
+	pol->empty_id = n && dp_string(pol, index[0])[0] == '\0' ? index[0] : DBUS_POLICY_NO_STRING;
 	return 0;
 }
 
@@ -371,9 +374,9 @@ static bool dp_name_matches(const struct dbus_policy *pol, const u8 *r, enum dbu
 	const struct dbus_policy_str *field = hook == DBUS_POLICY_SEND ? &m->destination : &m->sender;
 
 	if (r[DP_R_NAME_MATCH] == DP_NAME_EXACT) {
-		/* Without a connection (the bus itself) the message's own field is compared. */
+		/* Without a connection (the bus itself) the message's own field is compared, absent as "". */
 		if (!other)
-			return field->id == name;
+			return field->id == name || (field->id == DBUS_POLICY_ABSENT && name == pol->empty_id);
 		if (other->unique_name.id == name)
 			return true;
 		for (i = 0; i < other->name_count; i++)
@@ -579,8 +582,10 @@ long dbus_policy_decide_indexed(const struct dbus_policy *pol, enum dbus_policy_
 			for (i = 0; i < other->name_count; i++)
 				dp_scan_key(pol, hook, chain, names, interfaces, other->names[i].id, m, other, &best);
 		} else {
-			dp_scan_key(pol, hook, chain, names, interfaces,
-				    hook == DBUS_POLICY_SEND ? m->destination.id : m->sender.id, m, other, &best);
+			u32 id = hook == DBUS_POLICY_SEND ? m->destination.id : m->sender.id;
+
+			dp_scan_key(pol, hook, chain, names, interfaces, id == DBUS_POLICY_ABSENT ? pol->empty_id : id,
+				    m, other, &best);
 		}
 	}
 	return best < 0 ? -1 : (long)chain->rules[best];

@@ -72,6 +72,7 @@ struct dbus_policy {
 	u32 string_count;	/* how many strings the section holds: the index's length */
 	u32 fields;		/* DBUS_POLICY_USES_*: the message fields some rule names */
 	const u32 *index;	/* string offsets sorted by content; NULL until dbus_policy_index_strings() */
+	u32 empty_id;		/* the offset of the image's empty string, DBUS_POLICY_NO_STRING if none */
 };
 
 /*

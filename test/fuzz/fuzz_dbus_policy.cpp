@@ -93,7 +93,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             cm.destination = intern(pol, m.destination);
             cm.sender = intern(pol, m.sender);
 
-            const std::vector<std::string> names = {pick(k + 6), pick(k + 7)};
+            // A connection's names are never empty (the kernel refuses an empty one): an empty string
+            // of the image stands for no name here.
+            const auto name_or_foreign = [](const std::string& n) { return n.empty() ? std::string("org.nowhere.Foreign") : n; };
+            const std::vector<std::string> names = {name_or_foreign(pick(k + 6)), name_or_foreign(pick(k + 7))};
             const policy::Party party{":1.7", names};
             const dbus_policy_str c_names[] = {intern(pol, names[0]), intern(pol, names[1])};
             const dbus_policy_party c_party{intern(pol, ":1.7"), c_names, 2};

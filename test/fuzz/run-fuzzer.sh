@@ -6,5 +6,6 @@ fuzzer=$1
 corpus=$2
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-exec "$fuzzer" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=4096 \
+# -error_exitcode: libFuzzer's default for a finding is 77, which meson reads as "skipped".
+exec "$fuzzer" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=4096 -error_exitcode=1 \
      -artifact_prefix="$scratch/" "$scratch" "$corpus"
