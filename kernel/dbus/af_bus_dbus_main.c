@@ -995,6 +995,10 @@ static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 		return -EPROTO;
 	if (b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR)
 		return dbus_deliver_reply(b, ctx);
+	/* Without policy, only a call awaiting a reply needs its two clients found. */
+	if (!b->policy && (b->cur.type != DBUS_HDR_TYPE_METHOD_CALL ||
+			   (b->cur.flags & DBUS_FLAG_NO_REPLY_EXPECTED)))
+		return BUS_HOOK_ACCEPT;
 	caller = dbus_client_find(b, ctx->src);
 	callee = dbus_client_find(b, ctx->rcpt);
 	verdict = dbus_policy_allows(b, ctx, caller, callee, false, false);
