@@ -58,10 +58,10 @@ bool KernelDelivery::install_policy(const Fd& listener) const {
     return false;
 }
 
-void KernelDelivery::install_chains(const Client& c) {
-    if (c.chains.empty() || c.unique_name.empty()) return;
+bool KernelDelivery::install_chains(const Client& c) {
+    if (c.chains.empty() || c.unique_name.empty()) return true;
     // Refused, the client keeps its old chains, or none: then the kernel denies it everything.
-    (void)set_option(c, BUS_DBUS_SET_CHAINS, c.chains.data(), c.chains.size() * sizeof(std::uint32_t), "install its policy");
+    return set_option(c, BUS_DBUS_SET_CHAINS, c.chains.data(), c.chains.size() * sizeof(std::uint32_t), "install its policy");
 }
 
 void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) {
@@ -77,7 +77,7 @@ void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionC
     c->chains.insert(c->chains.end(), send.begin(), send.end());
     c->chains.insert(c->chains.end(), receive.begin(), receive.end());
     c->chains.insert(c->chains.end(), eavesdrop.begin(), eavesdrop.end());
-    install_chains(*c);
+    (void)install_chains(*c);
 }
 
 void KernelDelivery::peer_names_changed(PeerId peer, const std::vector<std::string>& names) {
@@ -387,9 +387,7 @@ void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_n
     // Named first: from the join on, the kernel checks its SENDER against this name; its policy before
     // it can send anything (without chains the kernel would deny it everything).
     if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
-        (!c->chains.empty() &&
-         !set_option(*c, BUS_DBUS_SET_CHAINS, c->chains.data(), c->chains.size() * sizeof(std::uint32_t), "install its policy")) ||
-        !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
+        !install_chains(*c) || !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
         broken_.emplace_back(peer, "the kernel refused to admit it to the bus");
         return;
     }

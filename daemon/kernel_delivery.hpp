@@ -88,8 +88,9 @@ private:
     void apply_bus_limits(const Fd& listener) const;
     // Installs settings_.policy's image (or none) on `listener`'s bus; false (logged) if the kernel refused it.
     [[nodiscard]] bool install_policy(const Fd& listener) const;
-    // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on).
-    void install_chains(const Client& client);
+    // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on); false
+    // (logged) if the kernel refused them, true when there is nothing to give.
+    [[nodiscard]] bool install_chains(const Client& client);
     void add_client(Fd socket);
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
