@@ -155,6 +155,7 @@ struct bus_sock {
 	struct list_head pending_node;	/* bus->pending */
 	bool joined;
 	bool eavesdrop;
+	bool eavesdrop_clients_only;	/* BUS_EAVESDROP_CLIENTS_ONLY: not the master's traffic */
 	u32 maxqlen;
 	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
 	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
@@ -841,6 +842,7 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	INIT_LIST_HEAD(&bsk->pending_node);
 	bsk->joined = false;
 	bsk->eavesdrop = false;
+	bsk->eavesdrop_clients_only = false;
 	bsk->maxqlen = BUS_DEFAULT_MAXQLEN;
 	init_waitqueue_head(&bsk->peer_wait);
 	mutex_init(&bsk->iolock);
@@ -1821,8 +1823,12 @@ static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
 	list_for_each_entry(c, &bus->eavesdroppers, eav_node) {
 		if (c == sender || c == skip2)
 			continue;
+		/* the master's own traffic, for an eavesdropper that the master shows it to itself */
+		if (c->eavesdrop_clients_only &&
+		    (sender->role == BUS_ROLE_MASTER_CONN || (skip2 && skip2->role == BUS_ROLE_MASTER_CONN)))
+			continue;
 		if (mcast && c->mcast_seq == bus->mcast_seq)
-			continue;	/* a holder of the prefix: it was a multicast recipient */
+			continue;	/* it was a multicast recipient */
 		if (bus_deliver_verdict_locked(bus, skb, sender, c, BUS_HOOK_EAVESDROP) !=
 		    BUS_HOOK_ACCEPT)
 			continue;
@@ -1874,12 +1880,16 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	bus_hook_ctx_init(&ctx, bus, skb, bsk, BUS_HOOK_MULTICAST);
 	list_for_each_entry(h, &p->holders, pnode) {
 		c = h->c;
-		c->mcast_seq = bus->mcast_seq;
 		if (c == bsk && !to_sender)
 			continue;
 		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
 		if (bus_deliver_verdict_ctx_locked(bus, &ctx, c) != BUS_HOOK_ACCEPT)
 			continue;
+		/*
+		 * A recipient: no eavesdropper copy for it. A holder whose copy the hooks refused (a D-Bus
+		 * client without a matching rule, e.g. a monitor) may still get one.
+		 */
+		c->mcast_seq = bus->mcast_seq;
 		if (bus_queue_full(c)) {
 			bus_count_drop_locked(bus, c, sender);
 			continue;
@@ -2309,7 +2319,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	struct bus_filter *f = NULL, *old;
 	struct bus_address *a;
 	struct bus_addr ba;
-	int val, err = 0;
+	int val, eavesdrop_flags = 0, err = 0;
 
 	if (level != SOL_BUS)
 		return -ENOPROTOOPT;
@@ -2394,6 +2404,12 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	case BUS_UNSET_EAVESDROP:
 		if (bsk->role != BUS_ROLE_MASTER_CONN)
 			return -EINVAL;
+		if (optname == BUS_SET_EAVESDROP && optlen >= sizeof(int)) {
+			if (copy_from_sockptr(&eavesdrop_flags, optval, sizeof(int)))
+				return -EFAULT;
+			if (eavesdrop_flags & ~(1 | BUS_EAVESDROP_CLIENTS_ONLY))
+				return -EINVAL;
+		}
 		mutex_lock(&bus->lock);
 		peer = bsk->peer;
 		if (!peer) {
@@ -2425,6 +2441,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		} else {
 			bool on = optname == BUS_SET_EAVESDROP;
 
+			peer->eavesdrop_clients_only = on && (eavesdrop_flags & BUS_EAVESDROP_CLIENTS_ONLY);
 			if (on && !peer->eavesdrop) {
 				bus->neavesdrop++;
 				list_add_tail(&peer->eav_node, &bus->eavesdroppers);

@@ -2865,6 +2865,7 @@ static int t_dbus_master_body(uint8_t *m)
 {
 	static const char auth[] = "\0AUTH EXTERNAL 30\r\n", ok[] = "OK 0123456789abcdef\r\n";
 	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
+	int clients_only = 1 | BUS_EAVESDROP_CLIENTS_ONLY, bad_flags = 4;
 	struct tbus tb;
 	size_t n;
 	int i;
@@ -2892,6 +2893,18 @@ static int t_dbus_master_body(uint8_t *m)
 	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
 	CHECK_OK(recv_raw(tb.s[0], m, n));
 	CHECK_OK(recv_raw(tb.c[2], m, n));
+	/* ... unless it eavesdrops on the clients only: then on neither way of the master's traffic */
+	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &bad_flags, sizeof(bad_flags)), EINVAL);
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &clients_only, sizeof(clients_only)));
+	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
+	CHECK_OK(recv_raw(tb.s[0], m, n));
+	CHECK_OK(send_raw(tb.s[0], tb.a[0], m, n));
+	CHECK_OK(recv_raw(tb.c[0], m, n));
+	CHECK(no_message(tb.c[2], 20), "a clients-only eavesdropper saw the master's traffic");
+	CHECK_OK(send_raw(tb.c[0], tb.a[1], m, n));
+	CHECK_OK(recv_raw(tb.c[1], m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
 
 	/* a call the master forwards for :1.1 is answered to :1.1 directly, once */
 	n = dmsg_call(m, names[0], 30, 0);
