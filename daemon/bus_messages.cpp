@@ -106,8 +106,8 @@ void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
     matches_.remove_all(id);
     announce(peer.unique_name(), id, std::nullopt);
     peers_.make_monitor(peer);
+    if (delivery_) delivery_->became_monitor(id, rules);
     monitors_.add(id, std::move(rules));
-    if (delivery_) delivery_->became_monitor(id);
 }
 
 void Bus::note_peaks(Peer& peer) {

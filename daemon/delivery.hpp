@@ -99,8 +99,9 @@ public:
     virtual void name_owner_changed(const NameChange& /*change*/) {}
     virtual void match_added(PeerId /*peer*/, const MatchRule& /*rule*/) {}
     virtual void match_removed(PeerId /*peer*/, const MatchRule& /*rule*/) {}
-    // `peer` became a monitor: it has no names and no match rules any more.
-    virtual void became_monitor(PeerId /*peer*/) {}
+    // `peer` became a monitor with these rules (none: everything): it has no names and no match rules
+    // any more.
+    virtual void became_monitor(PeerId /*peer*/, const std::vector<MatchRule>& /*rules*/) {}
     // The policy rules that apply to `peer` (null: none), at authentication and after every reload (which
     // configure() announced first, with the new policy).
     virtual void peer_policy_assigned(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) {}

@@ -11,9 +11,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "afbus/af_bus_socket.hpp"
+#include "afbus/error.hpp"
 #include "afbus/types.hpp"
 #include "afbus/unix_socket.hpp"
+#include "client/connection_state.hpp"  // refused_send_error: what libafbus answers for a refused send
 #include "log.hpp"
+#include "match_registry.hpp"
 #include "name_signals.hpp"
 
 namespace afbus::daemon {
@@ -24,16 +28,36 @@ constexpr std::string_view kKernelInterface = "org.afbus.Kernel";
 constexpr std::string_view kNameAddressMember = "NameAddress";
 constexpr std::string_view kPeerAddressMember = "PeerAddress";
 
+// af_bus.ko's multicast address: a signal without destination goes to every subscriber at once.
+constexpr std::uint64_t kBroadcastAddress = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
+// A bridge stops reading from the kernel while its unix socket holds this much unwritten (the kernel
+// then queues for it, and refuses or drops at its own limits), and reads again below the low mark.
+constexpr std::size_t kBridgeHighWater = 1 << 20;
+constexpr std::size_t kBridgeLowWater = 256 << 10;
+// Calls forwarded to one bridged client whose answers go back through the model; beyond this many
+// unanswered ones the oldest entries are forgotten (an answer then goes directly, the model's record of
+// the call lingers until the callee leaves).
+constexpr std::size_t kMaxForwardedCalls = 65536;
+
+bool is_reply(const Message& message) {
+    return message.type() == MessageType::MethodReturn || message.type() == MessageType::Error;
+}
+
 }  // namespace
 
 KernelDelivery::KernelDelivery(EventLoop& loop, DeliveryEvents& events, ConnectionSettings settings, int family)
-    : loop_(loop), events_(events), settings_(settings), family_(family), broker_(loop, events, std::move(settings)) {}
+    : loop_(loop), events_(events), settings_(settings), family_(family), broker_(loop, unix_events_, std::move(settings)) {}
 
 KernelDelivery::~KernelDelivery() {
     for (const Fd& l : listeners_) loop_.unwatch(l.get());
     for (auto& [id, c] : clients_) {
         loop_.unwatch(c->transport->fd());
         if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
+        if (c->bridge) {
+            loop_.unwatch(c->bridge->transport->fd());
+            for (auto& [serial, call] : c->bridge->pending_calls)
+                if (call.timer) loop_.cancel_timer(call.timer);
+        }
     }
 }
 
@@ -65,18 +89,27 @@ bool KernelDelivery::install_chains(const Client& c) {
 }
 
 void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) {
-    Client* c = find(peer);
-    if (!c) return;
-    c->chains.clear();
-    if (!chains) return;
-    const auto send = chains->rule_indices(policy::Hook::Send);
-    const auto receive = chains->rule_indices(policy::Hook::Receive);
-    const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
-    c->chains = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
+    std::vector<std::uint32_t> value;
+    if (chains) {
+        const auto send = chains->rule_indices(policy::Hook::Send);
+        const auto receive = chains->rule_indices(policy::Hook::Receive);
+        const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
+        value = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
                  static_cast<std::uint32_t>(eavesdrop.size()), 0};
-    c->chains.insert(c->chains.end(), send.begin(), send.end());
-    c->chains.insert(c->chains.end(), receive.begin(), receive.end());
-    c->chains.insert(c->chains.end(), eavesdrop.begin(), eavesdrop.end());
+        value.insert(value.end(), send.begin(), send.end());
+        value.insert(value.end(), receive.begin(), receive.end());
+        value.insert(value.end(), eavesdrop.begin(), eavesdrop.end());
+    }
+    Client* c = find(peer);
+    if (!c) {
+        // A unix client: its bridge, made at Hello, installs them.
+        if (listeners_.empty()) return;
+        if (value.empty()) unix_chains_.erase(peer);
+        else unix_chains_[peer] = std::move(value);
+        return;
+    }
+    c->chains = std::move(value);
+    if (c->chains.empty()) return;
     (void)install_chains(*c);
 }
 
@@ -104,10 +137,15 @@ void KernelDelivery::apply_bus_limits(const Fd& listener) const {
                     static_cast<long long>(settings_.max_message_size), std::strerror(errno));
 }
 
-bool KernelDelivery::add_listener(Fd listener) {
+bool KernelDelivery::add_listener(Fd listener, const std::string& address) {
     const int fd = listener.get();
     apply_bus_limits(listener);
     if (!install_policy(listener)) return false;
+    if (listeners_.empty()) {
+        auto entries = parse_address_list(address);
+        if (entries && !entries->empty()) bridge_address_ = entries->front();
+        else log_warning("AF_BUS: %s cannot be connected to; unix clients are not bridged into the kernel", address.c_str());
+    }
     listeners_.push_back(std::move(listener));
     loop_.watch(fd, EPOLLIN, [this, fd](std::uint32_t) { on_listener_ready(fd); });
     return true;
@@ -124,16 +162,22 @@ void KernelDelivery::on_listener_ready(int fd) {
         // As on the unix side: while too many connections authenticate, new ones wait in the backlog,
         // unwatched until flush() finds room.
         if (!events_.may_accept()) return watch_listeners(false);
-        Fd socket(::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        if (!socket) {
-            if (errno != EAGAIN && errno != EINTR) log_warning("AF_BUS accept failed: %s", std::strerror(errno));
-            return;
-        }
-        add_client(std::move(socket));
+        if (!accept_one(fd)) return;
     }
 }
 
-void KernelDelivery::add_client(Fd socket) {
+bool KernelDelivery::accept_one(int fd) {
+    Fd socket(::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (!socket) {
+        if (errno != EAGAIN && errno != EINTR) log_warning("AF_BUS accept failed: %s", std::strerror(errno));
+        return false;
+    }
+    const auto listener = std::find_if(listeners_.begin(), listeners_.end(), [fd](const Fd& l) { return l.get() == fd; });
+    add_client(std::move(socket), static_cast<std::size_t>(listener - listeners_.begin()));
+    return true;
+}
+
+void KernelDelivery::add_client(Fd socket, std::size_t listener) {
     auto credentials = peer_credentials(socket);
     if (!credentials) {
         log_warning("refusing an AF_BUS connection: no peer credentials: %s", std::strerror(credentials.error()));
@@ -151,6 +195,7 @@ void KernelDelivery::add_client(Fd socket) {
     auto client = std::make_unique<Client>();
     client->id = *id;
     client->address = peer_address.sbus_addr.s_addr;
+    client->listener = listener;
     client->sasl = std::make_unique<SaslServer>(std::move(sasl));
     client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
     client->epoll_events = EPOLLIN;
@@ -228,7 +273,9 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         if (!*received) break;
         // Everything on a master-side socket comes from its own client (the kernel says so).
         Message& message = (*received)->message;
-        const bool forwarded = !p->unique_name.empty() && !message.destination().empty() &&
+        // (A bridge's message reaches its master side only where the kernel found nobody at the address
+        // it was sent to: the bridge holds nothing back for it.)
+        const bool forwarded = !p->bridge && !p->unique_name.empty() && !message.destination().empty() &&
                                message.destination() != kDriverName;
         const std::string destination(forwarded ? message.destination() : std::string_view());
         events_.peer_sent(id, std::move(message));
@@ -257,7 +304,15 @@ void KernelDelivery::send_queued(Client& c) {
 QueueLoad KernelDelivery::queued(PeerId peer) const {
     const Client* c = find(peer);
     if (!c) return broker_.queued(peer);
-    return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+    QueueLoad load{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+    if (c->bridge) {
+        // Through the kernel, then its unix socket: both hold what is on its way to it.
+        const QueueLoad unix_side = broker_.queued(peer);
+        load.messages += unix_side.messages;
+        load.bytes += unix_side.bytes;
+        load.fds += unix_side.fds;
+    }
+    return load;
 }
 
 bool KernelDelivery::passes_fds(PeerId peer) const {
@@ -270,8 +325,12 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
     if (!c) return broker_.deliver(peer, std::move(message));
     // A call from a native client that the master forwards: its callee learns the caller's address
     // first, so that the answer goes back through the kernel directly.
-    if (message->type() == MessageType::MethodCall && message->expects_reply()) {
-        if (Client* caller = native_owner(message->sender()); caller && caller != c && message->sender().starts_with(':'))
+    // (A bridge needs no notices: the daemon knows every address. Nor does a native callee of a bridged
+    // caller get one: its answer goes back through the model, which tracks the call.)
+    if (!c->bridge && message->type() == MessageType::MethodCall && message->expects_reply()) {
+        if (Client* caller = kernel_owner(message->sender()); caller && caller != c && !caller->bridge &&
+                                                              caller->listener == c->listener &&
+                                                              message->sender().starts_with(':'))
             enqueue_notice(*c, kPeerAddressMember, caller->unique_name, caller->address);
     }
     c->transport->enqueue(std::move(message), c->address);
@@ -282,21 +341,24 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
     return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
 }
 
-KernelDelivery::Client* KernelDelivery::native_owner(std::string_view name) const {
+KernelDelivery::Client* KernelDelivery::kernel_owner(std::string_view name) const {
     if (name.starts_with(':')) {
         auto it = by_unique_name_.find(std::string(name));
         return it == by_unique_name_.end() ? nullptr : find(it->second);
     }
-    auto it = native_owners_.find(std::string(name));
-    return it == native_owners_.end() ? nullptr : find(it->second);
+    auto it = kernel_owners_.find(std::string(name));
+    return it == kernel_owners_.end() ? nullptr : find(it->second);
 }
 
 void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& destination) {
-    // Where the name lives, if a native client holds it; 0 (keep sending through the master) for a
-    // unix client's name or nobody's.
-    Client* recipient = native_owner(destination);
+    // Where the name lives, if a client in the kernel holds it; 0 (keep sending through the master) for
+    // an unbridged unix client's name, one on another bus, or nobody's.
+    Client* recipient = kernel_owner(destination);
+    const Client* from = find(sender);
     std::uint64_t address = 0;
-    if (recipient && destination.starts_with(':')) {
+    if (recipient && from && recipient->listener != from->listener) {
+        address = 0;
+    } else if (recipient && destination.starts_with(':')) {
         address = recipient->address;
     } else if (recipient) {
         auto it = name_addresses_.find(destination);
@@ -315,6 +377,7 @@ void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& desti
 void KernelDelivery::send_notice(const Notice& notice) {
     Client* sender = find(notice.sender);
     if (!sender || sender->unique_name.empty()) return;
+    if (sender->bridge) return bridge_acknowledged(*sender);
     enqueue_notice(*sender, kNameAddressMember, notice.name, notice.address);
     send_queued(*sender);
     update_watch(*sender);
@@ -330,7 +393,19 @@ void KernelDelivery::enqueue_notice(Client& to, std::string_view member, const s
 }
 
 void KernelDelivery::flush() {
+    // Native clients accepted while a bridge looked for its master side.
+    for (Fd& socket : std::exchange(accepted_early_, {})) add_client(std::move(socket), 0);
     broker_.flush();
+    // Bridges that stopped reading for a full unix socket read again once it drained.
+    bool resumed = false;
+    for (auto& [id, c] : clients_) {
+        if (!c->bridge || !c->bridge->reading_paused || broker_.queued(id).bytes >= kBridgeLowWater) continue;
+        c->bridge->reading_paused = false;
+        bridge_read(*c);
+        bridge_update_watch(*c);
+        resumed = true;
+    }
+    if (resumed) broker_.flush();
     // Failures found while sending are reported now, outside the model's routing.
     while (!broken_.empty()) {
         auto [id, reason] = std::move(broken_.back());
@@ -358,11 +433,23 @@ void KernelDelivery::update_watch(Client& c) {
 }
 
 void KernelDelivery::detach(PeerId peer) {
+    unix_chains_.erase(peer);
+    // Bridged callers still waiting for it get NoReply (after what it did answer).
+    bridge_callee_left(peer);
     auto it = clients_.find(peer);
     if (it == clients_.end()) return broker_.detach(peer);
     Client& c = *it->second;
     loop_.unwatch(c.transport->fd());
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    if (c.bridge) {
+        // What the kernel still holds for it can no longer reach it; its unix side writes what it has.
+        loop_.unwatch(c.bridge->transport->fd());
+        for (auto& [serial, call] : c.bridge->pending_calls)
+            if (call.timer) loop_.cancel_timer(call.timer);
+        c.bridge->pending_calls.clear();
+        ::shutdown(c.bridge->transport->fd(), SHUT_RDWR);
+        broker_.detach(peer);
+    }
     (void)c.transport->flush();  // best effort: the last error reply may still go out
     ::shutdown(c.transport->fd(), SHUT_RDWR);
     if (!c.unique_name.empty()) by_unique_name_.erase(c.unique_name);
@@ -382,6 +469,8 @@ bool KernelDelivery::set_option(const Client& c, int option, const void* value, 
 
 void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_name) {
     Client* c = find(peer);
+    // A unix client: into the kernel through its bridge, named and joined as a native client is.
+    if (!c && bridge_unix_client(peer)) c = find(peer);
     if (!c) return broker_.unique_name_assigned(peer, unique_name);
     c->unique_name = std::string(unique_name);
     // Named first: from the join on, the kernel checks its SENDER against this name; its policy before
@@ -398,8 +487,8 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
     if (change.name.starts_with(':')) return;
     Client* new_owner = change.new_owner ? find(*change.new_owner) : nullptr;
     Client* old_owner = change.old_owner ? find(*change.old_owner) : nullptr;
-    if (new_owner) native_owners_[change.name] = new_owner->id;
-    else native_owners_.erase(change.name);
+    if (new_owner) kernel_owners_[change.name] = new_owner->id;
+    else kernel_owners_.erase(change.name);
     if (new_owner) {
         auto [it, added] = name_addresses_.try_emplace(change.name, 0);
         if (added) it->second = BUS_ADDR(1, next_name_address_++);
@@ -437,13 +526,315 @@ void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
     c->records.erase(it);
 }
 
-void KernelDelivery::became_monitor(PeerId peer) {
+void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) {
     Client* c = find(peer);
-    if (!c) return broker_.became_monitor(peer);
-    // A monitor receives only what the model copies to it: no subscriptions in the kernel.
+    if (!c) return broker_.became_monitor(peer, rules);
+    c->monitor = true;
+    // No subscriptions in the kernel: a monitor receives what the model copies to it (the bus's own
+    // traffic and what it routes) and, bridged, the kernel's copy of the traffic between clients.
     for (const std::string& record : c->records)
         (void)set_option(*c, BUS_DBUS_REMOVE_MATCH, record.data(), record.size(), "remove a match record");
     c->records.clear();
+    if (!c->bridge) return;
+    c->monitor_rules = rules;
+    const int flags = 1 | BUS_EAVESDROP_CLIENTS_ONLY;
+    (void)set_option(*c, BUS_SET_EAVESDROP, &flags, sizeof flags, "let a monitor see the traffic between clients");
+}
+
+bool KernelDelivery::monitor_wants(const Client& c, const Message& message) const {
+    if (c.monitor_rules.empty()) return true;
+    const auto id_of = [this](std::string_view name) -> std::optional<PeerId> {
+        if (const Client* owner = kernel_owner(name)) return owner->id;
+        return std::nullopt;
+    };
+    const std::optional<PeerId> sender = id_of(message.sender());
+    const std::optional<PeerId> addressed = message.destination().empty() ? std::nullopt : id_of(message.destination());
+    const MatchRegistry::IsNamedBy is_named_by = [&id_of](PeerId p, std::string_view name) { return id_of(name) == p; };
+    return std::any_of(c.monitor_rules.begin(), c.monitor_rules.end(), [&](const MatchRule& rule) {
+        return MatchRegistry::rule_matches(rule, message, sender, addressed, is_named_by);
+    });
+}
+
+// --- the bridge: unix clients in the kernel ---
+
+bool KernelDelivery::bridge_unix_client(PeerId peer) {
+    if (!bridge_address_ || listeners_.empty()) return false;
+    const auto refuse = [&](const std::string& why) {
+        log_warning("AF_BUS: could not bridge a unix client into the kernel (%s); the daemon routes for it", why.c_str());
+        return false;
+    };
+    auto socket = connect_af_bus(*bridge_address_);
+    if (!socket) return refuse(socket.error().describe());
+    const auto own = af_bus_local_address(socket->fd.get(), family_);
+    if (!own) return refuse("the bridge has no address");
+    // Its master side waits in the listener's queue, possibly behind native clients that came first:
+    // they are admitted at the next flush().
+    Fd master_side;
+    while (!master_side) {
+        Fd accepted(::accept4(listeners_.front().get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!accepted) return refuse(std::string("accept: ") + std::strerror(errno));
+        sockaddr_bus peer_address{};
+        socklen_t length = sizeof peer_address;
+        if (::getpeername(accepted.get(), reinterpret_cast<sockaddr*>(&peer_address), &length) == 0 &&
+            peer_address.sbus_addr.s_addr == *own)
+            master_side = std::move(accepted);
+        else
+            accepted_early_.push_back(std::move(accepted));
+    }
+    auto client = std::make_unique<Client>();
+    client->id = peer;
+    client->address = *own;
+    client->listener = 0;
+    const bool unix_fds = broker_.passes_fds(peer);
+    client->transport = std::make_unique<DatagramTransport>(std::move(master_side), family_);
+    client->transport->set_unix_fd_passing(unix_fds);
+    client->bridge = std::make_unique<Bridge>();
+    client->bridge->transport = std::make_unique<DatagramTransport>(std::move(socket->fd), family_);
+    // It takes whatever fds the kernel brings (refusing them would break it); bridge_read keeps them from
+    // a client that did not agree to fds.
+    client->bridge->transport->set_unix_fd_passing(true);
+    if (auto chains = unix_chains_.find(peer); chains != unix_chains_.end()) {
+        client->chains = std::move(chains->second);
+        unix_chains_.erase(chains);
+    }
+    Client& c = *clients_.emplace(peer, std::move(client)).first->second;
+    const bool watched = loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); });
+    if (watched) c.epoll_events = EPOLLIN;
+    if (!watched || !loop_.watch(c.bridge->transport->fd(), EPOLLIN,
+                                 [this, peer](std::uint32_t events) { on_bridge_io(peer, events); })) {
+        if (watched) loop_.unwatch(c.transport->fd());
+        clients_.erase(peer);
+        return refuse(std::string("epoll: ") + std::strerror(errno));
+    }
+    c.bridge->epoll_events = EPOLLIN;
+    return true;
+}
+
+bool KernelDelivery::unix_peer_may_read(PeerId peer) const {
+    if (!events_.may_read(peer)) return false;
+    const Client* c = find(peer);
+    if (!c || !c->bridge) return true;
+    // What it sent and the kernel could not take yet (a full receiver), or the fence holds: read on
+    // once that is small again, so a client that floods one slow receiver waits, not the bus.
+    return c->bridge->held_bytes < kBridgeHighWater && c->bridge->transport->queued_bytes() < kBridgeHighWater;
+}
+
+void KernelDelivery::unix_peer_sent(PeerId peer, Message message) {
+    Client* c = find(peer);
+    // Before Hello (no bridge yet), or a monitor: the model deals with it.
+    if (!c || !c->bridge || c->unique_name.empty() || c->monitor) return events_.peer_sent(peer, std::move(message));
+    bridge_send(*c, std::move(message));
+}
+
+void KernelDelivery::bridge_send(Client& c, Message message) {
+    Bridge& b = *c.bridge;
+    if (b.awaited_acknowledgements > 0 || !b.held.empty()) {
+        b.held_bytes += message.size();
+        b.held.push_back(std::move(message));
+        return;
+    }
+    bridge_route(c, std::move(message));
+}
+
+void KernelDelivery::bridge_route(Client& c, Message message) {
+    const std::string_view destination = message.destination();
+    // The bus itself (its answers come back through the kernel), and what the model must refuse as it
+    // would in broker mode (too large: it disconnects the sender).
+    if (destination == kDriverName || (destination.empty() && message.type() != MessageType::Signal) ||
+        message.size() > static_cast<std::size_t>(settings_.max_message_size))
+        return events_.peer_sent(c.id, std::move(message));
+    std::uint64_t address = kBroadcastAddress;
+    const Client* callee = nullptr;
+    if (!destination.empty()) {
+        if (is_reply(message) && message.reply_serial() &&
+            c.bridge->forwarded_calls.erase({std::string(destination), *message.reply_serial()}) != 0)
+            return bridge_through_model(c, std::move(message));  // the model forwarded the call: it tracks it
+        const Client* target = kernel_owner(destination);
+        // Directly only where nothing the master queued for the receiver could be overtaken.
+        if (!target || target->listener != c.listener || target->transport->wants_write())
+            return bridge_through_model(c, std::move(message));
+        if (destination.starts_with(':')) {
+            address = target->address;
+        } else {
+            auto it = name_addresses_.find(std::string(destination));
+            if (it == name_addresses_.end()) return bridge_through_model(c, std::move(message));
+            address = it->second;
+        }
+        callee = target;
+    }
+    // The kernel checks the SENDER against the name it knows: the one the broker would set.
+    auto stitched = message.with_sender(c.unique_name);
+    if (!stitched) return events_.peer_sent(c.id, std::move(message));  // the model refuses it as the broker does
+    if (callee && stitched->type() == MessageType::MethodCall && stitched->expects_reply())
+        bridge_expect_reply(c, stitched->serial(), callee->id);
+    Bridge& b = *c.bridge;
+    b.transport->enqueue(std::move(*stitched), address);
+    auto flushed = b.transport->flush();
+    bridge_answer_refused(c);
+    if (!flushed) broken_.emplace_back(c.id, "its AF_BUS bridge broke: " + describe(flushed.error()));
+    bridge_update_watch(c);
+}
+
+void KernelDelivery::bridge_through_model(Client& c, Message message) {
+    const PeerId id = c.id;
+    const std::string destination(message.destination());
+    // Nothing more of its leaves until this one is in the kernel (acknowledge_forward says when).
+    ++c.bridge->awaited_acknowledgements;
+    events_.peer_sent(id, std::move(message));
+    if (!find(id)) return;  // the model disconnected it
+    acknowledge_forward(id, destination);
+}
+
+void KernelDelivery::bridge_acknowledged(Client& c) {
+    Bridge& b = *c.bridge;
+    if (b.awaited_acknowledgements > 0) --b.awaited_acknowledgements;
+    if (b.pumping) return;  // the loop below goes on
+    const PeerId id = c.id;
+    b.pumping = true;
+    while (b.awaited_acknowledgements == 0 && !b.held.empty()) {
+        Message next = std::move(b.held.front());
+        b.held.pop_front();
+        b.held_bytes -= next.size();
+        bridge_route(c, std::move(next));
+        if (!find(id)) return;
+    }
+    b.pumping = false;
+}
+
+void KernelDelivery::bridge_answer_refused(Client& c) {
+    for (const RefusedDatagram& refused : c.bridge->transport->take_refused()) {
+        const Message& message = *refused.message;
+        log_info("AF_BUS: the kernel refused a %s from %s to %s: %s", std::string(to_string(message.type())).c_str(),
+                 c.unique_name.c_str(), std::string(message.destination()).c_str(), std::strerror(refused.error_number));
+        if (message.type() != MessageType::MethodCall || !message.expects_reply()) continue;
+        // As libafbus answers its application, and the broker its client: the error the bus would give.
+        if (auto pending = c.bridge->pending_calls.find(message.serial()); pending != c.bridge->pending_calls.end()) {
+            if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
+            c.bridge->pending_calls.erase(pending);
+        }
+        const Error e = detail::refused_send_error(refused.error_number);
+        auto error = MessageBuilder::error(c.unique_name, message.serial(), e.name, e.message);
+        error.sender(kDriverName);
+        if (auto built = error.build(next_serial_++)) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
+        if (next_serial_ == 0) next_serial_ = 1;
+    }
+}
+
+void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee) {
+    auto& calls = c.bridge->pending_calls;
+    if (auto old = calls.find(serial); old != calls.end() && old->second.timer) loop_.cancel_timer(old->second.timer);
+    EventLoop::TimerId timer = 0;
+    if (settings_.reply_timeout_ms >= 0) {
+        const PeerId caller = c.id;
+        timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.reply_timeout_ms), [this, caller, serial] {
+            Client* p = find(caller);
+            if (!p || !p->bridge) return;
+            auto it = p->bridge->pending_calls.find(serial);
+            if (it == p->bridge->pending_calls.end()) return;
+            it->second.timer = 0;
+            // The kernel drops an answer after this too.
+            bridge_no_reply(*p, serial, "Message did not receive a reply (timeout by message bus)");
+        });
+    }
+    calls[serial] = Bridge::PendingCall{callee, timer};
+}
+
+void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why) {
+    auto it = c.bridge->pending_calls.find(serial);
+    if (it == c.bridge->pending_calls.end()) return;
+    if (it->second.timer) loop_.cancel_timer(it->second.timer);
+    c.bridge->pending_calls.erase(it);
+    auto error = MessageBuilder::error(c.unique_name, serial, error_names::kNoReply, why);
+    error.sender(kDriverName);
+    if (auto built = error.build(next_serial_++)) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
+    if (next_serial_ == 0) next_serial_ = 1;
+}
+
+void KernelDelivery::bridge_callee_left(PeerId callee) {
+    for (auto& [id, c] : clients_) {
+        if (!c->bridge || id == callee || c->bridge->pending_calls.empty()) continue;
+        std::vector<std::uint32_t> orphaned;
+        for (const auto& [serial, call] : c->bridge->pending_calls)
+            if (call.callee == callee) orphaned.push_back(serial);
+        if (orphaned.empty()) continue;
+        // Its answers sent before it left are in the kernel's queue for this bridge: they go first.
+        bridge_read(*c, true);
+        for (std::uint32_t serial : orphaned)
+            bridge_no_reply(*c, serial, "Message recipient disconnected from message bus without replying");
+    }
+}
+
+void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
+    Client* c = find(id);
+    if (!c || !c->bridge) return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) bridge_read(*c);
+    c = find(id);
+    if (!c) return;
+    if (events & EPOLLOUT) {
+        auto flushed = c->bridge->transport->flush();
+        bridge_answer_refused(*c);
+        if (!flushed) broken_.emplace_back(id, "its AF_BUS bridge broke: " + describe(flushed.error()));
+    }
+    bridge_update_watch(*c);
+}
+
+void KernelDelivery::bridge_read(Client& c, bool drain) {
+    Bridge& b = *c.bridge;
+    for (;;) {
+        if (!drain && broker_.queued(c.id).bytes >= kBridgeHighWater) {
+            b.reading_paused = true;
+            return;
+        }
+        auto n = b.transport->read();
+        for (;;) {
+            auto received = b.transport->next();
+            if (!received) {
+                broken_.emplace_back(c.id, "its AF_BUS bridge received a bad datagram: " + describe(received.error()));
+                return;
+            }
+            if (!*received) break;
+            Message& message = (*received)->message;
+            if (!c.monitor && message.type() == MessageType::MethodCall && message.expects_reply() &&
+                (*received)->source == 0 && message.sender().starts_with(':')) {
+                // The master forwarded it: the answer goes back the same way.
+                if (b.forwarded_calls.size() >= kMaxForwardedCalls) b.forwarded_calls.erase(b.forwarded_calls.begin());
+                b.forwarded_calls.emplace(std::string(message.sender()), message.serial());
+            } else if (is_reply(message) && message.reply_serial()) {
+                if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end()) {
+                    if (it->second.timer) loop_.cancel_timer(it->second.timer);
+                    b.pending_calls.erase(it);
+                }
+            }
+            // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
+            if (c.monitor && (*received)->source != 0 && !monitor_wants(c, message)) continue;
+            if (!message.fds().empty() && !broker_.passes_fds(c.id)) {
+                // As the broker: a call gets NotSupported (from the callee, the only SENDER the kernel
+                // lets the bridge use), anything else is dropped; the fds close with it.
+                if (message.type() == MessageType::MethodCall && message.expects_reply() && !message.sender().empty()) {
+                    auto error = MessageBuilder::error(message, error_names::kNotSupported,
+                                                       "Tried to send message with Unix file descriptors to a client that doesn't support that.");
+                    error.sender(c.unique_name);
+                    if (auto built = error.build(next_serial_++)) b.transport->enqueue(std::move(*built), (*received)->source);
+                    if (next_serial_ == 0) next_serial_ = 1;
+                }
+                continue;
+            }
+            broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
+        }
+        if (!n) {
+            broken_.emplace_back(c.id, "its AF_BUS bridge broke: " + describe(n.error()));
+            return;
+        }
+        if (!drain || *n == 0) return;
+    }
+}
+
+void KernelDelivery::bridge_update_watch(Client& c) {
+    Bridge& b = *c.bridge;
+    const std::uint32_t wanted = (b.reading_paused ? 0u : EPOLLIN) | (b.transport->wants_write() ? EPOLLOUT : 0u);
+    if (wanted == b.epoll_events) return;
+    b.epoll_events = wanted;
+    loop_.modify(b.transport->fd(), wanted);
 }
 
 }  // namespace afbus::daemon

@@ -8,17 +8,25 @@
 // the master: bus calls, and messages for names they have no address for yet, which it forwards (and
 // then tells the sender the name's address, so that the next message goes directly).
 //
-// Standard clients on unix sockets are served by a BrokerDelivery inside this one, sharing the model:
-// the model routes what they send, and what is for a native client leaves through the master.
+// Standard clients on unix sockets are served by a BrokerDelivery inside this one, and bridged into the
+// kernel: at Hello each gets an AF_BUS socket of its own, held by the daemon (its bridge), which the
+// master names and joins like a native client's. What the client sends leaves through its bridge, as
+// libafbus would send it (directly to the receiver's address, signals by multicast, what only the bus
+// can route through the model); what the kernel delivers to its bridge is written to its unix socket.
+// So the kernel sees one peer per client and one order for the whole bus, and native and standard
+// clients see each other's calls, signals and replies alike (docs/kernel-mode.md, "The bridge").
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "afbus/address.hpp"
 #include "afbus/datagram_transport.hpp"
 #include "afbus/fd.hpp"
 #include "afbus/sasl.hpp"
@@ -40,9 +48,11 @@ public:
 
     // The unix side: add its listeners there.
     [[nodiscard]] BrokerDelivery& broker() noexcept { return broker_; }
-    // Accepts native clients on `listener`, a bound and listening AF_BUS master socket. False (logged,
-    // the listener closed) if the kernel refused the policy: the bus would not enforce it.
-    [[nodiscard]] bool add_listener(Fd listener);
+    // Accepts native clients on `listener`, a bound and listening AF_BUS master socket whose address
+    // (afbus:path=… or afbus:abstract=…) is `address`: the first listener's bus is where unix clients are
+    // bridged. False (logged, the listener closed) if the kernel refused the policy: the bus would not
+    // enforce it.
+    [[nodiscard]] bool add_listener(Fd listener, const std::string& address);
 
     void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
@@ -55,7 +65,7 @@ public:
     void name_owner_changed(const NameChange& change) override;
     void match_added(PeerId peer, const MatchRule& rule) override;
     void match_removed(PeerId peer, const MatchRule& rule) override;
-    void became_monitor(PeerId peer) override;
+    void became_monitor(PeerId peer, const std::vector<MatchRule>& rules) override;
     void peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) override;
     void peer_names_changed(PeerId peer, const std::vector<std::string>& names) override;
 
@@ -65,6 +75,29 @@ private:
         PeerId sender;
         std::string name;
         std::uint64_t address;  // 0: the name has no address of its own
+    };
+    // A unix client's AF_BUS socket, on which the daemon sends and receives for it (the client side; its
+    // master side is the Client's transport).
+    struct Bridge {
+        std::unique_ptr<DatagramTransport> transport;
+        std::uint32_t epoll_events = 0;
+        bool reading_paused = false;  // its unix socket holds too much: the kernel queues for it
+        // What the client sent while a message the model routes for it has not reached the kernel yet
+        // (the fence: nothing of its may overtake that one).
+        std::size_t awaited_acknowledgements = 0;
+        std::deque<Message> held;
+        std::size_t held_bytes = 0;
+        // Calls it sent directly that await an answer: serial → the callee, for NoReply when the callee
+        // leaves without answering (or the reply timeout passes), as the broker tells.
+        struct PendingCall {
+            PeerId callee;
+            EventLoop::TimerId timer;
+        };
+        std::unordered_map<std::uint32_t, PendingCall> pending_calls;
+        // Calls the master forwarded to it (the caller's unique name and serial): their answers go back
+        // through the model, which tracks them.
+        std::set<std::pair<std::string, std::uint32_t>> forwarded_calls;
+        bool pumping = false;  // sending what it held: the fence's acknowledgements must not nest
     };
     struct Client {
         PeerId id = 0;
@@ -81,9 +114,35 @@ private:
         std::vector<std::uint32_t> chains;
         // Notices that wait for what is queued for this client to reach the kernel.
         std::vector<Notice> deferred_notices;
+        std::unique_ptr<Bridge> bridge;  // a unix client's: what the daemon does as its library
+        std::size_t listener = 0;        // the bus it is on (index into listeners_)
+        bool monitor = false;
+        // A bridged monitor's rules: the kernel's copies of traffic between clients are filtered by them
+        // (the model filters its own).
+        std::vector<MatchRule> monitor_rules;
+    };
+    // The unix side's events: a bridged client's messages go to the kernel, everything else to the model.
+    class UnixEvents final : public DeliveryEvents {
+    public:
+        explicit UnixEvents(KernelDelivery& kernel) : kernel_(kernel) {}
+        [[nodiscard]] bool may_accept() const override { return kernel_.events_.may_accept(); }
+        std::optional<PeerId> peer_connected(PeerCredentials credentials) override {
+            return kernel_.events_.peer_connected(std::move(credentials));
+        }
+        Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) override {
+            return kernel_.events_.peer_authenticated(peer, uid);
+        }
+        void peer_sent(PeerId peer, Message message) override { kernel_.unix_peer_sent(peer, std::move(message)); }
+        void peer_failed(PeerId peer, std::string_view reason) override { kernel_.events_.peer_failed(peer, reason); }
+        [[nodiscard]] bool may_read(PeerId peer) const override { return kernel_.unix_peer_may_read(peer); }
+
+    private:
+        KernelDelivery& kernel_;
     };
 
     void on_listener_ready(int fd);
+    // Accepts one connection on `fd`; false when none is waiting.
+    bool accept_one(int fd);
     void watch_listeners(bool on);
     void apply_bus_limits(const Fd& listener) const;
     // Installs settings_.policy's image (or none) on `listener`'s bus; false (logged) if the kernel refused it.
@@ -91,7 +150,7 @@ private:
     // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on); false
     // (logged) if the kernel refused them, true when there is nothing to give.
     [[nodiscard]] bool install_chains(const Client& client);
-    void add_client(Fd socket);
+    void add_client(Fd socket, std::size_t listener);
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
     void read_messages(Client& client, bool hung_up);
@@ -104,18 +163,52 @@ private:
     void send_notice(const Notice& notice);
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
-    [[nodiscard]] Client* native_owner(std::string_view name) const;
     void update_watch(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
     bool set_option(const Client& client, int option, const void* value, std::size_t size, const char* what);
     [[nodiscard]] Client* find(PeerId id) const;
+
+    // The bridge (docs/kernel-mode.md, "The bridge").
+    // Gives unix client `peer` its AF_BUS socket; false (logged) if the kernel would not: the model then
+    // routes for it as in broker mode.
+    bool bridge_unix_client(PeerId peer);
+    void unix_peer_sent(PeerId peer, Message message);
+    [[nodiscard]] bool unix_peer_may_read(PeerId peer) const;
+    // Sends `message` from bridged client `c` as its library would, or holds it behind the fence.
+    void bridge_send(Client& c, Message message);
+    void bridge_route(Client& c, Message message);
+    // Hands `message` of bridged client `c` to the model, which routes it; the fence rises until it is
+    // in the kernel.
+    void bridge_through_model(Client& c, Message message);
+    void bridge_acknowledged(Client& c);
+    void bridge_answer_refused(Client& c);
+    void on_bridge_io(PeerId id, std::uint32_t events);
+    // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little
+    // enough (`drain`: everything, before a callee's NoReply).
+    void bridge_read(Client& c, bool drain = false);
+    void bridge_update_watch(Client& c);
+    void bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee);
+    void bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why);
+    // `callee` left: the bridged callers still waiting for it get NoReply.
+    void bridge_callee_left(PeerId callee);
+    [[nodiscard]] Client* kernel_owner(std::string_view name) const;
+    // Whether bridged monitor `c` wants the kernel's copy of `message`.
+    [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
 
     EventLoop& loop_;
     DeliveryEvents& events_;
     ConnectionSettings settings_;
     int family_;
+    UnixEvents unix_events_{*this};
     BrokerDelivery broker_;
+    // Where bridges connect: the first listener's bus.
+    std::optional<AddressEntry> bridge_address_;
+    // The chains of unix clients not bridged yet (given at authentication, installed at Hello).
+    std::unordered_map<PeerId, std::vector<std::uint32_t>> unix_chains_;
+    // Native clients accepted while looking for a bridge's master side: admitted at the next flush().
+    std::vector<Fd> accepted_early_;
+    bool pumping_bridge_ = false;
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
     std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;
@@ -123,7 +216,7 @@ private:
     // Every well-known name a native client ever owned, and its address: stable for the bus's lifetime,
     // so that an address a client cached never comes to mean another name.
     std::unordered_map<std::string, std::uint64_t> name_addresses_;
-    std::unordered_map<std::string, PeerId> native_owners_;  // well-known names a native client owns
+    std::unordered_map<std::string, PeerId> kernel_owners_;  // well-known names a client in the kernel owns
     std::uint64_t next_name_address_ = 1;
     std::uint32_t next_serial_ = 1;  // of the address notices
     std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush

@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
     for (Listener& l : listeners) {
         if (!l.af_bus_family) {
             broker.add_listener(std::move(l.fd));
-        } else if (!kernel->add_listener(std::move(l.fd))) {
+        } else if (!kernel->add_listener(std::move(l.fd), l.address)) {
             // A bus whose kernel would not take the policy is not offered: traffic through the kernel
             // would bypass it (add_listener logged why; the other addresses serve).
             if (l.socket_file) ::unlink(l.socket_file->c_str());

@@ -277,6 +277,71 @@ TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
     EXPECT_EQ(got, (std::vector<std::string>{"Tick", "Last"}));
 }
 
+// The bridge (docs/kernel-mode.md): a unix client is a peer in the kernel like a native one. Broadcasts
+// cross between the two kinds through the kernel's match records, calls go straight to the callee's
+// address, and a callee that leaves without answering gets its bridged callers NoReply, as the broker
+// would tell them.
+TEST_F(KernelModeBus, StandardClientsAreBridgedIntoTheKernel) {
+    auto a = open(native_address_), b = open(native_address_), u = open(unix_address_), v = open(unix_address_);
+    ASSERT_TRUE(a && b && u && v);
+    const std::initializer_list<Connection*> all = {a.get(), b.get(), u.get(), v.get()};
+    std::vector<std::string> got_u, got_a;
+    auto sub_u = u->subscribe("type='signal',interface='org.example.Bridge',member='Tick'", [&got_u](const Message& m) {
+        got_u.push_back(std::string(m.sender()) + "/" + std::get<0>(read_all<std::string>(m).value()));
+    });
+    auto sub_a = a->subscribe("type='signal',interface='org.example.Bridge',member='Tock'", [&got_a](const Message& m) {
+        got_a.push_back(std::string(m.sender()) + "/" + std::get<0>(read_all<std::string>(m).value()));
+    });
+    ASSERT_TRUE(sub_u && sub_a);
+    for (int i = 0; i < 3; ++i) {
+        auto tick = MessageBuilder::signal("/org/example", "org.example.Bridge", "Tick");
+        append(tick, std::to_string(i));
+        ASSERT_TRUE(b->send(tick.build().value()));  // native → unix
+        auto tock = MessageBuilder::signal("/org/example", "org.example.Bridge", "Tock");
+        append(tock, std::to_string(i));
+        ASSERT_TRUE(v->send(tock.build().value()));  // unix → native
+    }
+    ASSERT_TRUE(pump(all, [&] { return got_u.size() == 3 && got_a.size() == 3; }))
+        << got_u.size() << " ticks reached the unix client, " << got_a.size() << " tocks the native one";
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(got_u[static_cast<std::size_t>(i)], b->unique_name() + "/" + std::to_string(i));
+        EXPECT_EQ(got_a[static_cast<std::size_t>(i)], v->unique_name() + "/" + std::to_string(i));
+    }
+
+    // Calls both ways, by unique and by well-known name.
+    auto a_echo = export_echo(*a), v_echo = export_echo(*v);
+    ASSERT_TRUE(a_echo && v_echo);
+    ASSERT_EQ(v->request_name("org.example.Bridged"), RequestNameReply::PrimaryOwner);
+    for (int i = 0; i < 3; ++i) {
+        auto to_native = echo(*u, all, a->unique_name(), "u");
+        ASSERT_TRUE(to_native) << to_native.error().name << ": " << to_native.error().message;
+        EXPECT_EQ(*to_native, "u from " + a->unique_name());
+        auto to_unix = echo(*b, all, "org.example.Bridged", "b");
+        ASSERT_TRUE(to_unix) << to_unix.error().name << ": " << to_unix.error().message;
+        EXPECT_EQ(*to_unix, "b from " + v->unique_name());
+        auto unix_to_unix = echo(*u, all, "org.example.Bridged", "u");
+        ASSERT_TRUE(unix_to_unix) << unix_to_unix.error().name << ": " << unix_to_unix.error().message;
+        EXPECT_EQ(*unix_to_unix, "u from " + v->unique_name());
+    }
+
+    // B takes a call from U and leaves without answering: U hears NoReply from the bus.
+    std::optional<Expected<Message, Error>> result;
+    auto pending = u->call_async(echo_call(b->unique_name(), "never"), [&result](Expected<Message, Error> r) { result = std::move(r); });
+    ASSERT_TRUE(pending);
+    // Once the call waits in B's socket (through the kernel, not answered: B is not served), B leaves.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+        ASSERT_TRUE(u->process());
+        pollfd readable{b->fd(), POLLIN, 0};
+        if (::poll(&readable, 1, 50) == 1) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the call never reached B";
+    }
+    b.reset();
+    ASSERT_TRUE(pump({a.get(), u.get(), v.get()}, [&result] { return result.has_value(); }));
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.NoReply") << result->error().message;
+}
+
 TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
     auto a = open(native_address_);
     ASSERT_TRUE(a);
@@ -290,8 +355,8 @@ TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
     EXPECT_NE(busctl.out().find("org.example.Listed"), std::string::npos) << busctl.out();
 }
 
-// Invariant 1 (one order): 4 native senders broadcasting concurrently (a thread each), 8 native
-// receivers: every receiver sees the same sequence. The senders go in rounds of kBurst signals each,
+// Invariant 1 (one order): 4 senders broadcasting concurrently (a thread each), 8 receivers, half of
+// each native and half unix clients bridged into the kernel: every receiver sees the same sequence. The senders go in rounds of kBurst signals each,
 // the next round once every receiver has read the last: the kernel's receive queues are bounded
 // (af_bus.ko: 512 messages, the socket's receive buffer), and a copy for a full queue is dropped, as
 // dbus-daemon drops beyond max_outgoing_bytes; what is tested here is the order, not the loss.
@@ -303,7 +368,7 @@ TEST_F(KernelModeBus, EveryReceiverSeesOneOrder) {
     std::vector<std::vector<std::string>> seen(kReceivers);
     std::vector<Slot> slots;
     for (int r = 0; r < kReceivers; ++r) {
-        receivers.push_back(open(native_address_));
+        receivers.push_back(open(r % 2 ? unix_address_ : native_address_));
         ASSERT_TRUE(receivers.back());
         auto& log = seen[static_cast<std::size_t>(r)];
         auto slot = receivers.back()->subscribe("type='signal',interface='org.example.Order'", [&log](const Message& m) {
@@ -314,7 +379,7 @@ TEST_F(KernelModeBus, EveryReceiverSeesOneOrder) {
     }
     std::vector<std::unique_ptr<Connection>> senders;
     for (int s = 0; s < kSenders; ++s) {
-        senders.push_back(open(native_address_));
+        senders.push_back(open(s % 2 ? unix_address_ : native_address_));
         ASSERT_TRUE(senders.back());
     }
     std::atomic<int> released{0};  // rounds the senders may start
