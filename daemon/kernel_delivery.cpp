@@ -434,6 +434,7 @@ void KernelDelivery::update_watch(Client& c) {
 
 void KernelDelivery::detach(PeerId peer) {
     unix_chains_.erase(peer);
+    monitors_.erase(peer);
     // Bridged callers still waiting for it get NoReply (after what it did answer).
     bridge_callee_left(peer);
     auto it = clients_.find(peer);
@@ -527,6 +528,7 @@ void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
 }
 
 void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) {
+    monitors_.insert(peer);
     Client* c = find(peer);
     if (!c) return broker_.became_monitor(peer, rules);
     c->monitor = true;
@@ -537,7 +539,7 @@ void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& r
     c->records.clear();
     if (!c->bridge) return;
     c->monitor_rules = rules;
-    const int flags = 1 | BUS_EAVESDROP_CLIENTS_ONLY;
+    const int flags = 1 | BUS_EAVESDROP_MONITOR;
     (void)set_option(*c, BUS_SET_EAVESDROP, &flags, sizeof flags, "let a monitor see the traffic between clients");
 }
 
@@ -643,6 +645,7 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     if (destination == kDriverName || (destination.empty() && message.type() != MessageType::Signal) ||
         message.size() > static_cast<std::size_t>(settings_.max_message_size))
         return events_.peer_sent(c.id, std::move(message));
+    if (destination.empty() && !monitors_.empty()) return bridge_through_model(c, std::move(message));
     std::uint64_t address = kBroadcastAddress;
     const Client* callee = nullptr;
     if (!destination.empty()) {
@@ -702,16 +705,28 @@ void KernelDelivery::bridge_acknowledged(Client& c) {
 }
 
 void KernelDelivery::bridge_answer_refused(Client& c) {
+    const PeerId id = c.id;
     for (const RefusedDatagram& refused : c.bridge->transport->take_refused()) {
         const Message& message = *refused.message;
+        if (message.type() == MessageType::MethodCall) {
+            if (auto pending = c.bridge->pending_calls.find(message.serial()); pending != c.bridge->pending_calls.end()) {
+                if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
+                c.bridge->pending_calls.erase(pending);
+            }
+        }
+        // Refused by policy: the model judges it again and does what the broker does with a refusal (the
+        // error to the sender, the message and the error shown to monitors, log="true" rules logged).
+        if (refused.error_number == EACCES) {
+            if (auto copy = message.clone()) {
+                bridge_through_model(c, std::move(*copy));
+                if (!find(id)) return;
+                continue;
+            }
+        }
         log_info("AF_BUS: the kernel refused a %s from %s to %s: %s", std::string(to_string(message.type())).c_str(),
                  c.unique_name.c_str(), std::string(message.destination()).c_str(), std::strerror(refused.error_number));
         if (message.type() != MessageType::MethodCall || !message.expects_reply()) continue;
         // As libafbus answers its application, and the broker its client: the error the bus would give.
-        if (auto pending = c.bridge->pending_calls.find(message.serial()); pending != c.bridge->pending_calls.end()) {
-            if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
-            c.bridge->pending_calls.erase(pending);
-        }
         const Error e = detail::refused_send_error(refused.error_number);
         auto error = MessageBuilder::error(c.unique_name, message.serial(), e.name, e.message);
         error.sender(kDriverName);

@@ -208,7 +208,9 @@ private:
     std::unordered_map<PeerId, std::vector<std::uint32_t>> unix_chains_;
     // Native clients accepted while looking for a bridge's master side: admitted at the next flush().
     std::vector<Fd> accepted_early_;
-    bool pumping_bridge_ = false;
+    // Monitors on the bus: while there are any, bridged clients' broadcasts go through the model, which
+    // shows monitors the errors of the copies policy refuses (the kernel drops those silently).
+    std::set<PeerId> monitors_;
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
     std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;

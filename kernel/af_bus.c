@@ -155,7 +155,7 @@ struct bus_sock {
 	struct list_head pending_node;	/* bus->pending */
 	bool joined;
 	bool eavesdrop;
-	bool eavesdrop_clients_only;	/* BUS_EAVESDROP_CLIENTS_ONLY: not the master's traffic */
+	bool eavesdrop_monitor;		/* BUS_EAVESDROP_MONITOR: the master's monitor */
 	u32 maxqlen;
 	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
 	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
@@ -842,7 +842,7 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	INIT_LIST_HEAD(&bsk->pending_node);
 	bsk->joined = false;
 	bsk->eavesdrop = false;
-	bsk->eavesdrop_clients_only = false;
+	bsk->eavesdrop_monitor = false;
 	bsk->maxqlen = BUS_DEFAULT_MAXQLEN;
 	init_waitqueue_head(&bsk->peer_wait);
 	mutex_init(&bsk->iolock);
@@ -1823,15 +1823,18 @@ static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
 	list_for_each_entry(c, &bus->eavesdroppers, eav_node) {
 		if (c == sender || c == skip2)
 			continue;
-		/* the master's own traffic, for an eavesdropper that the master shows it to itself */
-		if (c->eavesdrop_clients_only &&
-		    (sender->role == BUS_ROLE_MASTER_CONN || (skip2 && skip2->role == BUS_ROLE_MASTER_CONN)))
-			continue;
 		if (mcast && c->mcast_seq == bus->mcast_seq)
 			continue;	/* it was a multicast recipient */
-		if (bus_deliver_verdict_locked(bus, skb, sender, c, BUS_HOOK_EAVESDROP) !=
-		    BUS_HOOK_ACCEPT)
+		if (c->eavesdrop_monitor) {
+			/* the master shows its monitors its own traffic itself ... */
+			if (sender->role == BUS_ROLE_MASTER_CONN ||
+			    (skip2 && skip2->role == BUS_ROLE_MASTER_CONN))
+				continue;
+			/* ... and admitted them: the protocol's eavesdrop checks are not theirs */
+		} else if (bus_deliver_verdict_locked(bus, skb, sender, c, BUS_HOOK_EAVESDROP) !=
+			   BUS_HOOK_ACCEPT) {
 			continue;
+		}
 		if (bus_queue_full(c)) {
 			bus_count_drop_locked(bus, c, sender);
 			continue;
@@ -2407,7 +2410,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		if (optname == BUS_SET_EAVESDROP && optlen >= sizeof(int)) {
 			if (copy_from_sockptr(&eavesdrop_flags, optval, sizeof(int)))
 				return -EFAULT;
-			if (eavesdrop_flags & ~(1 | BUS_EAVESDROP_CLIENTS_ONLY))
+			if (eavesdrop_flags & ~(1 | BUS_EAVESDROP_MONITOR))
 				return -EINVAL;
 		}
 		mutex_lock(&bus->lock);
@@ -2441,7 +2444,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		} else {
 			bool on = optname == BUS_SET_EAVESDROP;
 
-			peer->eavesdrop_clients_only = on && (eavesdrop_flags & BUS_EAVESDROP_CLIENTS_ONLY);
+			peer->eavesdrop_monitor = on && (eavesdrop_flags & BUS_EAVESDROP_MONITOR);
 			if (on && !peer->eavesdrop) {
 				bus->neavesdrop++;
 				list_add_tail(&peer->eav_node, &bus->eavesdroppers);

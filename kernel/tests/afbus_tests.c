@@ -2759,6 +2759,7 @@ static int t_dbus_policy_body(uint8_t *m)
 	const char *allowed = "org.example.Allowed", *forbidden = "org.example.Forbidden";
 	uint8_t img[2048], zero[64] = { 0 };
 	struct tbus tb;
+	int monitor_flags = 1 | BUS_EAVESDROP_MONITOR;
 	uint32_t v[8];
 	size_t n;
 	int i;
@@ -2834,6 +2835,11 @@ static int t_dbus_policy_body(uint8_t *m)
 	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
 	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
 	CHECK(no_message(tb.c[2], 20), "an eavesdropper without eavesdrop rules got a copy");
+	/* ... unless it is the master's monitor, whom the master admitted */
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &monitor_flags, sizeof(monitor_flags)));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK_OK(recv_raw(tb.c[2], m, dmsg_length(m)));
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, NULL, 0));
 	CHECK_OK(set_chains(tb.s[2], allow_send, 1, allow_receive, 1, eavesdrop, 1));
 	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
 	CHECK_OK(recv_raw(tb.c[2], m, dmsg_length(m)));
@@ -2865,7 +2871,7 @@ static int t_dbus_master_body(uint8_t *m)
 {
 	static const char auth[] = "\0AUTH EXTERNAL 30\r\n", ok[] = "OK 0123456789abcdef\r\n";
 	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
-	int clients_only = 1 | BUS_EAVESDROP_CLIENTS_ONLY, bad_flags = 4;
+	int monitor_flags = 1 | BUS_EAVESDROP_MONITOR, bad_flags = 4;
 	struct tbus tb;
 	size_t n;
 	int i;
@@ -2895,7 +2901,7 @@ static int t_dbus_master_body(uint8_t *m)
 	CHECK_OK(recv_raw(tb.c[2], m, n));
 	/* ... unless it eavesdrops on the clients only: then on neither way of the master's traffic */
 	CHECK_ERR(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &bad_flags, sizeof(bad_flags)), EINVAL);
-	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &clients_only, sizeof(clients_only)));
+	CHECK_OK(setsockopt(tb.s[2], SOL_BUS, BUS_SET_EAVESDROP, &monitor_flags, sizeof(monitor_flags)));
 	CHECK_OK(send_raw(tb.c[0], BUS_MASTER_ADDR, m, n));
 	CHECK_OK(recv_raw(tb.s[0], m, n));
 	CHECK_OK(send_raw(tb.s[0], tb.a[0], m, n));

@@ -59,17 +59,19 @@ struct sockaddr_bus {
 #define BUS_JOIN_BUS		2	/* master-side: admit the client (no argument) */
 #define BUS_DEL_ADDR		3	/* master-side: struct bus_addr, remove an address */
 #define BUS_SET_EAVESDROP	4	/* master-side: the client gets a copy of all traffic; optional
-					 * int flags: 1, and BUS_EAVESDROP_CLIENTS_ONLY */
+					 * int flags: 1, and BUS_EAVESDROP_MONITOR */
 #define BUS_UNSET_EAVESDROP	5	/* master-side */
 #define BUS_SET_SENDBUF		6	/* master: int, send buffer of every connection */
 #define BUS_SET_MAXQLEN		7	/* master: int, receive queue limit in messages */
 #define BUS_GET_QLENFULL	8	/* getsockopt: struct bus_qlenfull */
 
 /*
- * BUS_SET_EAVESDROP flag: copies of the traffic between clients only, not of what the master sends or
- * receives (a D-Bus daemon shows its own traffic to its monitors itself, in its own order).
+ * BUS_SET_EAVESDROP flag: the client is the master's monitor. It gets copies of the traffic between
+ * clients only, not of what the master sends or receives (a D-Bus daemon shows its monitors its own
+ * traffic itself, in its own order), and the protocol's eavesdrop checks (af_bus_dbus.ko: policy) do
+ * not apply to it: the master admitted it as a monitor.
  */
-#define BUS_EAVESDROP_CLIENTS_ONLY 2
+#define BUS_EAVESDROP_MONITOR 2
 /* New in afbus. */
 #define BUS_SET_FILTER		9	/* master: struct bus_filter blob, replaces the filter */
 #define BUS_DEL_FILTER		10	/* master: remove the filter (accept everything) */
