@@ -9,8 +9,9 @@
 #   3. installs the five packages (apt-get, without recommends: dkms would pull a kernel's headers; DKMS
 #      builds the modules for the kernels whose headers are installed, if any, and skips the rest)
 #   4. runs afbus-daemon --version and afbusctl --version, and systemd-analyze verify on the installed
-#      system and user units; checks that no unit was enabled (installing must not take over the bus) and
-#      that DKMS installed both modules for every installed 6.x kernel with headers
+#      system and user units; compiles and runs a libafbus client with pkg-config's flags; checks that
+#      no unit was enabled (installing must not take over the bus) and that DKMS installed both modules
+#      for every installed 6.x kernel with headers
 #   5. purges the packages again (which also runs DKMS's removal), so the machine is as it was
 # Ends with "packages: PASS" or "packages: FAIL: <step>", exits 0 or 1. Needs root (it installs
 # packages; started as a user, it runs itself again through sudo) and the tools scripts/install-deps.sh
@@ -76,6 +77,22 @@ check "user units" env XDG_RUNTIME_DIR="$runtime" \
   systemd-analyze --user verify /usr/lib/systemd/user/afbus.service /usr/lib/systemd/user/afbus.socket
 rm -rf "$runtime"
 check "pkg-config libafbus" pkg-config --exact-version="${version%-*}" libafbus
+# libafbus-dev is usable as README says: the installed headers alone (no internal ones), pkg-config's
+# flags and the shared library.
+client=$(mktemp -d /tmp/afbus-client.XXXXXX)
+cat >"$client/client.cpp" <<'CPP'
+#include <afbus/connection.hpp>
+#include <afbus/proxy.hpp>
+#include <afbus/types.hpp>
+int main() {
+    auto call = afbus::MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                   "org.freedesktop.DBus", "GetId");
+    return call.build() ? 0 : 1;
+}
+CPP
+check "a libafbus client" sh -c "c++ -std=c++20 -Wall -Wextra -Werror -o '$client/client' '$client/client.cpp' \
+  \$(pkg-config --cflags --libs libafbus) && '$client/client'"
+rm -rf "$client"
 # Installing must not have taken over the bus: nothing enabled, dbus.service not aliased to afbus.
 check "units not enabled" sh -c '! ls -l /etc/systemd/system/dbus.service /etc/systemd/user/dbus.service \
   /etc/systemd/system/*.wants /etc/systemd/user/*.wants 2>/dev/null | grep afbus'
