@@ -1,6 +1,6 @@
 #!/bin/sh
-# Install the Debian 12 packages afbus needs to build, test and benchmark. Idempotent; quick when
-# everything is present already. Needs root (or sudo).
+# Install the Debian 12 packages afbus needs to build, test, benchmark and package (the last with
+# scripts/build-packages.sh). Idempotent; quick when everything is present already. Needs root (or sudo).
 set -eu
 
 packages="
@@ -9,6 +9,7 @@ packages="
   libexpat1-dev libsystemd-dev libdbus-1-dev libsdbus-c++-dev libsdbus-c++-bin
   dbus dbus-daemon dbus-bin dbus-tests dbus-broker dbus-1-doc systemd python3-dbus python3-dbusmock libglib2.0-bin
   groff-base xz-utils
+  dpkg-dev debhelper dh-dkms dkms lintian fakeroot
 "
 
 missing=""

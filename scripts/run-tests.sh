@@ -7,9 +7,12 @@
 #      time of -O2 -g, which was a third of CI's time)
 #   3. the clang build of the libFuzzer targets (only they and what they link: the normal build already
 #      compiles the tests), each run for FUZZ_SECONDS (default 20) from its corpus
-#   4. the release configuration (what a distribution builds), compiled with every warning an error
-# Warnings are errors in all of these (-Dwerror=true); the project's default_options leave them warnings,
-# so that a newer compiler's new warning never breaks a distribution's build.
+#   4. the Debian packages (scripts/build-packages.sh, docs/packaging.md): dpkg-buildpackage in a copy of
+#      the tree (what a distribution builds: -O2, NDEBUG, no tests), lintian, the packages installed and
+#      their binaries and units checked, then purged; one test in the count below
+# Warnings are errors in all of these (-Dwerror=true; for the packages AFBUS_WERROR=1); the project's
+# default_options and debian/rules leave them warnings, so that a newer compiler's new warning never
+# breaks a distribution's build.
 # Ends with one line "N passed, M failed".
 # Needs root: it installs packages, runs clients as other users (the policy differential test) and the
 # reference suite; started as a user, it runs itself again through sudo.
@@ -65,12 +68,20 @@ export CC=clang CXX=clang++  # libFuzzer needs clang (C too: the kernel parsers 
 ONLY_TARGETS_PREFIX=fuzz_
 run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
 unset CC CXX ONLY_TARGETS_PREFIX
-# The release build only has to compile cleanly (GCC 12 warns differently at -O3 without assertions).
-run_suites build-release --buildtype=release -Dkernel_tests=disabled -Dbenchmarks=disabled --
+# The Debian packages: they compile what a distribution builds, in place of the release build this phase
+# used to be, so GCC's warnings without assertions are still errors here, though at -O2 rather than -O3
+# and for the shipped code only (the tests are no longer compiled without assertions).
+echo "=== $(date +%T) packages: scripts/build-packages.sh"
+if scripts/build-packages.sh; then packages_result=OK; else packages_result=FAIL; status=1; fi
 
-python3 - $logs <<'PY'
-import json, sys
+PACKAGES_RESULT=$packages_result python3 - $logs <<'PY'
+import json, os, sys
 passed = failed = 0
+# The packaging phase is one test of its own, not a meson one.
+if os.environ["PACKAGES_RESULT"] == "OK":
+    passed += 1
+else:
+    failed += 1
 for path in sys.argv[1:]:
     try:
         for line in open(path):
