@@ -51,6 +51,7 @@
 #define BUS_DEFAULT_MAXQLEN	512
 #define BUS_MAX_MAXQLEN		65536
 #define BUS_MAX_SNDBUF		(256 << 20)	/* with CAP_NET_ADMIN; else net.core.wmem_max */
+#define BUS_MAX_RCVBUF		(1 << 30)	/* with CAP_NET_ADMIN; else net.core.rmem_max */
 #define BUS_MAX_ADDRS		1024	/* extra addresses per client */
 #define BUS_MCAST_MAX_FDREFS	4096	/* fds x recipients of one multicast */
 
@@ -134,6 +135,7 @@ struct bus {
 	struct bus_proto_ops *proto;	/* serves protocol (module reference held), or NULL */
 	void *proto_priv;		/* proto's state for this bus, under lock */
 	int sndbuf;			/* 0: keep socket defaults */
+	int rcvbuf;			/* 0: keep socket defaults */
 	u32 maxqlen;
 	unsigned int neavesdrop;	/* clients with eavesdrop set */
 	struct bus_stats stats;
@@ -1309,6 +1311,10 @@ static int bus_connect(struct socket *sock, struct sockaddr *uaddr, int addr_len
 		WRITE_ONCE(sk->sk_sndbuf, bus->sndbuf);
 		WRITE_ONCE(newsk->sk_sndbuf, bus->sndbuf);
 	}
+	if (bus->rcvbuf) {
+		WRITE_ONCE(sk->sk_rcvbuf, bus->rcvbuf);
+		WRITE_ONCE(newsk->sk_rcvbuf, bus->rcvbuf);
+	}
 	bsk->bus = bus;		/* the reference taken by bus_find */
 	smp_store_release(&bsk->role, BUS_ROLE_CLIENT);	/* after bsk->bus: see bus_role() */
 	sock_hold(newsk);
@@ -2335,6 +2341,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	case BUS_SET_EAVESDROP:
 	case BUS_UNSET_EAVESDROP:
 	case BUS_SET_SENDBUF:
+	case BUS_SET_RECVBUF:
 	case BUS_SET_MAXQLEN:
 	case BUS_SET_FILTER:
 	case BUS_DEL_FILTER:
@@ -2458,6 +2465,7 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		return err;
 
 	case BUS_SET_SENDBUF:
+	case BUS_SET_RECVBUF:
 	case BUS_SET_MAXQLEN:
 		if (optlen < sizeof(int))
 			return -EINVAL;
@@ -2465,6 +2473,12 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 			return -EFAULT;
 		if (optname == BUS_SET_SENDBUF && (val < SOCK_MIN_SNDBUF || val > BUS_MAX_SNDBUF))
 			return -EINVAL;
+		if (optname == BUS_SET_RECVBUF && (val < SOCK_MIN_RCVBUF || val > BUS_MAX_RCVBUF))
+			return -EINVAL;
+		/* as SO_RCVBUF/SO_RCVBUFFORCE: beyond net.core.rmem_max only with CAP_NET_ADMIN */
+		if (optname == BUS_SET_RECVBUF && val > (int)READ_ONCE(sysctl_rmem_max) &&
+		    !ns_capable(sock_net(sock->sk)->user_ns, CAP_NET_ADMIN))
+			val = max_t(int, READ_ONCE(sysctl_rmem_max), SOCK_MIN_RCVBUF);
 		/*
 		 * As SO_SNDBUF/SO_SNDBUFFORCE: beyond net.core.wmem_max only with CAP_NET_ADMIN in
 		 * the socket's network namespace; anybody else is clamped to wmem_max.
@@ -2477,6 +2491,8 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		mutex_lock(&bus->lock);
 		if (optname == BUS_SET_SENDBUF)
 			bus->sndbuf = val;
+		else if (optname == BUS_SET_RECVBUF)
+			bus->rcvbuf = val;
 		else
 			bus->maxqlen = val;
 		list_for_each_entry(c, &bus->clients, client_node) {
@@ -2486,6 +2502,14 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 				WRITE_ONCE(c->sk.sk_sndbuf, val);
 				if (s)
 					WRITE_ONCE(s->sk.sk_sndbuf, val);
+			} else if (optname == BUS_SET_RECVBUF) {
+				WRITE_ONCE(c->sk.sk_rcvbuf, val);
+				if (s)
+					WRITE_ONCE(s->sk.sk_rcvbuf, val);
+				/* more room: senders waiting for it may go on */
+				bus_wake_writers(c);
+				if (s)
+					bus_wake_writers(s);
 			} else {
 				WRITE_ONCE(c->maxqlen, val);
 				if (s)

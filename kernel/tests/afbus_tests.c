@@ -1017,6 +1017,16 @@ static int t_bad_input(void)
 	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_SET_MAXQLEN, &big, sizeof(big)), EPERM);
 	v = 10;
 	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_SENDBUF, &v, sizeof(v)), EINVAL);
+	CHECK_ERR(setsockopt(tb.l, SOL_BUS, BUS_SET_RECVBUF, &v, sizeof(v)), EINVAL);
+	CHECK_ERR(setsockopt(tb.c[0], SOL_BUS, BUS_SET_RECVBUF, &big, sizeof(big)), EPERM);
+	/* the receive buffer of every connection, on both sides (root: beyond rmem_max) */
+	v = 4 << 20;
+	CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_RECVBUF, &v, sizeof(v)));
+	len = sizeof(v);
+	CHECK(getsockopt(tb.c[1], SOL_SOCKET, SO_RCVBUF, &v, (socklen_t *)&len) == 0 && v == 4 << 20,
+	      "client receive buffer %d", v);
+	CHECK(getsockopt(tb.s[1], SOL_SOCKET, SO_RCVBUF, &v, (socklen_t *)&len) == 0 && v == 4 << 20,
+	      "master-side receive buffer %d", v);
 	CHECK_ERR(setsockopt(tb.s[0], SOL_BUS, BUS_ADD_ADDR, NULL, 0), EINVAL);
 	CHECK_ERR(shutdown(tb.c[0], 7), EINVAL);
 	/* oversized */

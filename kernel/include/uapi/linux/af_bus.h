@@ -78,6 +78,8 @@ struct sockaddr_bus {
 #define BUS_GET_STATS		11	/* getsockopt, master: struct bus_stats */
 #define BUS_GET_SENDER_DROPS	12	/* getsockopt, master-side: struct bus_sender_drops */
 #define BUS_MOVE_ADDR		13	/* master-side: struct bus_addr, take it from its holder, atomically */
+#define BUS_SET_RECVBUF		14	/* master: int, receive buffer of every connection (as
+					 * SO_RCVBUF: beyond rmem_max needs CAP_NET_ADMIN) */
 
 /*
  * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
