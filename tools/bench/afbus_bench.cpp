@@ -32,7 +32,9 @@ namespace {
 
 const char kUsage[] =
     "usage: afbus-bench [options]\n"
-    "  --daemons=LIST          dbus-daemon,dbus-broker,afbus-daemon (default: all three)\n"
+    "  --daemons=LIST          dbus-daemon,dbus-broker,afbus-daemon (default: these three), afbus-kernel\n"
+    "                          and afbus-bridged (afbus-daemon in kernel mode, the clients on AF_BUS or\n"
+    "                          bridged from its unix socket; need af_bus_dbus.ko)\n"
     "  --afbus-daemon=PATH     the afbus-daemon binary; without it afbus-daemon is reported \"not "
     "available\"\n"
     "  --dbus-daemon=PATH      (default dbus-daemon)    --dbus-broker-launch=PATH (default "
@@ -261,6 +263,8 @@ std::optional<DaemonSpec> spec_for(const Config& c, const std::string& name) {
     if (name == "dbus-daemon") return DaemonSpec{name, DaemonKind::DbusDaemon, c.dbus_daemon};
     if (name == "dbus-broker") return DaemonSpec{name, DaemonKind::DbusBroker, c.dbus_broker_launch};
     if (name == "afbus-daemon") return DaemonSpec{name, DaemonKind::Afbus, c.afbus_daemon};
+    if (name == "afbus-kernel") return DaemonSpec{name, DaemonKind::AfbusKernel, c.afbus_daemon};
+    if (name == "afbus-bridged") return DaemonSpec{name, DaemonKind::AfbusBridged, c.afbus_daemon};
     return std::nullopt;
 }
 
@@ -426,7 +430,11 @@ int main(int argc, char** argv) {
     for (const auto& [a, b] :
          std::vector<std::pair<std::string, std::string>>{{"dbus-broker", "dbus-daemon"},
                                                           {"afbus-daemon", "dbus-broker"},
-                                                          {"afbus-daemon", "dbus-daemon"}})
+                                                          {"afbus-daemon", "dbus-daemon"},
+                                                          {"afbus-kernel", "dbus-broker"},
+                                                          {"afbus-kernel", "dbus-daemon"},
+                                                          {"afbus-kernel", "afbus-daemon"},
+                                                          {"afbus-bridged", "afbus-daemon"}})
         if (config.address.empty() && selected(a) && selected(b)) pairs.push_back({a, b});
     std::vector<std::string> columns;
     if (config.address.empty()) {

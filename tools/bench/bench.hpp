@@ -68,10 +68,13 @@ Result<double> process_rss_kib(pid_t pid);      // VmRSS
 
 // --- Daemons (daemon_launch.cpp) ---
 
-enum class DaemonKind { DbusDaemon, DbusBroker, Afbus };
+// Afbus: afbus-daemon in broker mode. AfbusKernel: afbus-daemon in kernel mode (an afbus: listener
+// beside the unix one; needs af_bus.ko and af_bus_dbus.ko), the clients on AF_BUS; AfbusBridged: the same
+// bus, the clients on its unix socket, bridged into the kernel by the daemon (docs/kernel-mode.md).
+enum class DaemonKind { DbusDaemon, DbusBroker, Afbus, AfbusKernel, AfbusBridged };
 
 struct DaemonSpec {
-    std::string name;  // as reported: dbus-daemon, dbus-broker, afbus-daemon
+    std::string name;  // as reported: dbus-daemon, dbus-broker, afbus-daemon, afbus-kernel, afbus-bridged
     DaemonKind kind;
     std::string binary;  // dbus-daemon / dbus-broker-launch / afbus-daemon path
 };

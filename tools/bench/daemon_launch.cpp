@@ -47,13 +47,13 @@ std::string errno_text(const char* what) {
 // use, so that no daemon is measured against its own quotas. dbus-broker-launch turns the per-connection
 // limits into its per-user quotas by multiplying with max_connections_per_user. A non-empty `policy`
 // replaces the permissive <policy> element (the policy scenario); the limits stay the same.
-std::string config_text(const std::string& listen, const std::string& policy) {
+std::string config_text(const std::vector<std::string>& listen, const std::string& policy) {
     std::ostringstream c;
     c << "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN\"\n"
          " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
          "<busconfig>\n"
          "  <type>session</type>\n";
-    if (!listen.empty()) c << "  <listen>" << listen << "</listen>\n";
+    for (const std::string& address : listen) c << "  <listen>" << address << "</listen>\n";
     c << "  <auth>EXTERNAL</auth>\n";
     c << (policy.empty() ? kOpenPolicy : std::string_view(policy));
     c << "  <limit name=\"max_incoming_bytes\">1000000000</limit>\n"
@@ -154,6 +154,11 @@ void child_setup(const std::string& log) {
 
 std::string unavailable_reason(const DaemonSpec& spec) {
     switch (spec.kind) {
+        case DaemonKind::AfbusKernel:
+        case DaemonKind::AfbusBridged:
+            if (::access("/sys/module/af_bus_dbus", F_OK) != 0)
+                return "not available: af_bus_dbus.ko is not loaded (kernel mode; the VM benchmark loads it)";
+            [[fallthrough]];
         case DaemonKind::Afbus:
             if (spec.binary.empty())
                 return "not available: no afbus-daemon binary given (pass --afbus-daemon=PATH)";
@@ -190,7 +195,11 @@ Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& sp
     if (spec.kind != DaemonKind::DbusBroker) {
         {
             std::ofstream config(config_path);
-            config << config_text("unix:path=" + socket_path, policy);
+            std::vector<std::string> listen{"unix:path=" + socket_path};
+            // Kernel mode: the AF_BUS listener first, so that the printed address lists it first.
+            if (spec.kind == DaemonKind::AfbusKernel || spec.kind == DaemonKind::AfbusBridged)
+                listen.insert(listen.begin(), "afbus:path=" + d->dir_ + "/afbus");
+            config << config_text(listen, policy);
         }
         int pipefd[2];
         if (::pipe2(pipefd, O_CLOEXEC) < 0) return failure(errno_text("pipe"));
@@ -220,6 +229,10 @@ Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& sp
             line += c;
         }
         if (line.empty()) return failure(spec.name + " printed no address: " + d->log_tail());
+        if (spec.kind == DaemonKind::AfbusKernel && !line.starts_with("afbus:"))
+            return failure(spec.name + " is not in kernel mode: " + d->log_tail());
+        // Bridged: the unix entry alone; kernel mode: the list (libafbus takes its afbus: entry).
+        if (spec.kind == DaemonKind::AfbusBridged) line = line.substr(line.find(';') + 1);
         d->address_ = line;
         return d;
     }
@@ -227,7 +240,7 @@ Result<std::unique_ptr<RunningDaemon>> RunningDaemon::start(const DaemonSpec& sp
     // dbus-broker through dbus-broker-launch.
     {
         std::ofstream config(config_path);
-        config << config_text("", policy);  // the launcher listens on the inherited socket only
+        config << config_text({}, policy);  // the launcher listens on the inherited socket only
     }
     const std::string run_dir = d->dir_ + "/run-systemd";
     if (::mkdir(run_dir.c_str(), 0755) < 0 || ::mkdir((run_dir + "/journal").c_str(), 0755) < 0)
