@@ -63,6 +63,7 @@ ConnectionSettings Bus::connection_settings() const {
     c.max_replies_per_connection = settings_.limits.max_replies_per_connection;
     c.reply_timeout_ms = settings_.limits.reply_timeout;
     c.max_message_size = settings_.limits.max_message_size;
+    c.max_outgoing_bytes = settings_.limits.max_outgoing_bytes;
     c.policy = settings_.policy;
     return c;
 }

@@ -45,6 +45,9 @@ struct ConnectionSettings {
     std::int64_t reply_timeout_ms = -1;  // -1: never
     // The largest message: kernel mode sizes the AF_BUS send buffers for it.
     std::int64_t max_message_size = 32 * 1024 * 1024;
+    // What may wait for one connection: kernel mode sizes the AF_BUS receive queues for it, so that a
+    // burst of signals is queued where the broker would queue it, not dropped.
+    std::int64_t max_outgoing_bytes = 127 * 1024 * 1024;
     // The compiled policy (null: none, in unit tests): kernel mode installs its image in af_bus_dbus.ko.
     std::shared_ptr<const policy::PolicyEngine> policy;
 };

@@ -135,6 +135,16 @@ void KernelDelivery::apply_bus_limits(const Fd& listener) const {
     if (::setsockopt(listener.get(), SOL_BUS, BUS_SET_SENDBUF, &send_buffer, sizeof send_buffer) < 0)
         log_warning("AF_BUS: could not size the send buffers for %lld-byte messages: %s",
                     static_cast<long long>(settings_.max_message_size), std::strerror(errno));
+    // Each connection's receive queue holds what the broker would queue for it (max_outgoing_bytes, up
+    // to af_bus.ko's 1 GiB; rmem_max without CAP_NET_ADMIN), in as many messages as the kernel allows:
+    // beyond that, a signal's copy is dropped (and counted against its sender), a unicast waits.
+    const int receive_buffer = static_cast<int>(std::clamp<std::int64_t>(settings_.max_outgoing_bytes, 2304, 1 << 30));
+    if (::setsockopt(listener.get(), SOL_BUS, BUS_SET_RECVBUF, &receive_buffer, sizeof receive_buffer) < 0)
+        log_warning("AF_BUS: could not size the receive queues for %lld bytes: %s",
+                    static_cast<long long>(settings_.max_outgoing_bytes), std::strerror(errno));
+    const int receive_queue = 65536;  // af_bus.ko's bound (the bytes bound above is the one that matters)
+    if (::setsockopt(listener.get(), SOL_BUS, BUS_SET_MAXQLEN, &receive_queue, sizeof receive_queue) < 0)
+        log_warning("AF_BUS: could not set the receive queue length: %s", std::strerror(errno));
 }
 
 bool KernelDelivery::add_listener(Fd listener, const std::string& address) {
@@ -435,6 +445,7 @@ void KernelDelivery::update_watch(Client& c) {
 void KernelDelivery::detach(PeerId peer) {
     unix_chains_.erase(peer);
     monitors_.erase(peer);
+    eavesdroppers_.erase(peer);
     // Bridged callers still waiting for it get NoReply (after what it did answer).
     bridge_callee_left(peer);
     auto it = clients_.find(peer);
@@ -509,6 +520,7 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
 }
 
 void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
+    if (rule.eavesdrop().value_or(false)) eavesdroppers_.insert(peer);
     Client* c = find(peer);
     if (!c) return;
     const auto record = rule.compiled();
@@ -517,6 +529,9 @@ void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
 }
 
 void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
+    if (rule.eavesdrop().value_or(false)) {
+        if (auto it = eavesdroppers_.find(peer); it != eavesdroppers_.end()) eavesdroppers_.erase(it);
+    }
     Client* c = find(peer);
     if (!c) return;
     const auto record = rule.compiled();
@@ -529,6 +544,7 @@ void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
 
 void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) {
     monitors_.insert(peer);
+    eavesdroppers_.erase(peer);  // its match rules are gone
     Client* c = find(peer);
     if (!c) return broker_.became_monitor(peer, rules);
     c->monitor = true;
@@ -646,6 +662,9 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
         message.size() > static_cast<std::size_t>(settings_.max_message_size))
         return events_.peer_sent(c.id, std::move(message));
     if (destination.empty() && !monitors_.empty()) return bridge_through_model(c, std::move(message));
+    // Eavesdropping match rules (eavesdrop='true') get copies of what the model routes: while any
+    // client has one, bridged clients' messages for others go that way.
+    if (!destination.empty() && !eavesdroppers_.empty()) return bridge_through_model(c, std::move(message));
     std::uint64_t address = kBroadcastAddress;
     const Client* callee = nullptr;
     if (!destination.empty()) {
@@ -715,8 +734,9 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
             }
         }
         // Refused by policy: the model judges it again and does what the broker does with a refusal (the
-        // error to the sender, the message and the error shown to monitors, log="true" rules logged).
-        if (refused.error_number == EACCES) {
+        // error to the sender, the message and the error shown to monitors, log="true" rules logged) —
+        // all but a reply, which the model does not know the call of (it went through the kernel).
+        if (refused.error_number == EACCES && !is_reply(message)) {
             if (auto copy = message.clone()) {
                 bridge_through_model(c, std::move(*copy));
                 if (!find(id)) return;
@@ -725,7 +745,10 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
         }
         log_info("AF_BUS: the kernel refused a %s from %s to %s: %s", std::string(to_string(message.type())).c_str(),
                  c.unique_name.c_str(), std::string(message.destination()).c_str(), std::strerror(refused.error_number));
-        if (message.type() != MessageType::MethodCall || !message.expects_reply()) continue;
+        // A refused reply gets an error too: as from the broker, the sender learns why, whatever the
+        // message's type; other refused messages that want no answer get none.
+        const bool refused_reply = is_reply(message) && refused.error_number == EACCES;
+        if (!refused_reply && (message.type() != MessageType::MethodCall || !message.expects_reply())) continue;
         // As libafbus answers its application, and the broker its client: the error the bus would give.
         const Error e = detail::refused_send_error(refused.error_number);
         auto error = MessageBuilder::error(c.unique_name, message.serial(), e.name, e.message);

@@ -211,6 +211,9 @@ private:
     // Monitors on the bus: while there are any, bridged clients' broadcasts go through the model, which
     // shows monitors the errors of the copies policy refuses (the kernel drops those silently).
     std::set<PeerId> monitors_;
+    // Clients with eavesdropping match rules, once per rule: while there are any, bridged clients'
+    // unicasts go through the model, which copies them to eavesdroppers as the broker does.
+    std::multiset<PeerId> eavesdroppers_;
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
     std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;

@@ -5,7 +5,7 @@
 # <detail>" line per check; "--list BUILDDIR" prints the names.
 set -u
 if [ "${1:-}" = --list ]; then
-    echo "kernel_mode kernel_mode_client kernel_mode_bus_semantics kernel_mode_limits kernel_mode_debian_clients kernel_mode_reference"
+    echo "kernel_mode kernel_mode_client kernel_mode_bus_semantics kernel_mode_limits kernel_mode_debian_clients"
     exit 0
 fi
 B=${1:?usage: guest-kernel-mode.sh BUILDDIR}
@@ -37,15 +37,3 @@ run_gtest kernel_mode_limits test_limits AFBUS_TEST_KERNEL_MODE=1
 # against a libafbus service on AF_BUS; the monitors see the traffic between clients through the
 # kernel's eavesdropper copies.
 run_gtest kernel_mode_debian_clients test_debian_clients AFBUS_TEST_KERNEL_MODE=1
-# Debian's dbus-tests (the reference suite) against afbus-daemon in kernel mode: every bus the suite
-# starts also listens on AF_BUS (test/reference/kernel-mode-daemon.sh), and its clients (libdbus and
-# GDBus, on the unix socket) are bridged into the kernel and talk to each other through it.
-t0=$(uptime_s)
-SRC=$(cd "$(dirname "$0")/../.." && pwd)
-if out=$(TMPDIR=/tmp AFBUS_KERNEL_MODE_DAEMON="$B/daemon/afbus-daemon" \
-        "$SRC/test/reference/run-dbus-tests.sh" "$SRC/test/reference/kernel-mode-daemon.sh" 2>&1); then
-    echo "AFBUS-TEST kernel_mode_reference PASS $(echo "$out" | tail -n1), in $(elapsed "$t0") s"
-else
-    echo "$out" | grep -E '^(FAIL|MISSING)'
-    echo "AFBUS-TEST kernel_mode_reference FAIL $(echo "$out" | tail -n1)"
-fi

@@ -177,7 +177,12 @@ private:
     std::string connect(const std::string& address) {
         auto entries = parse_address_list(address);
         if (!entries || entries->empty()) return "refused: bad address";
-        auto path = unix_socket_path(entries->front(), process_environment());
+        // The unix entry (in kernel mode the bus lists its afbus: entry first; agents are standard
+        // clients, which the daemon bridges into the kernel).
+        const auto entry = std::find_if(entries->begin(), entries->end(),
+                                        [](const AddressEntry& e) { return e.transport() == "unix"; });
+        if (entry == entries->end()) return "refused: no unix address";
+        auto path = unix_socket_path(*entry, process_environment());
         if (!path) return "refused: bad address";
         auto fd = connect_unix(*path);
         if (!fd) return "refused: connect: " + std::string(std::strerror(fd.error()));
@@ -601,13 +606,27 @@ struct Msg {
     std::string arg = "-";
 };
 
+// With AFBUS_TEST_KERNEL_MODE=1 (the kernel-mode VM tests), afbus-daemon also listens on AF_BUS: the
+// agents, on its unix socket, are bridged into the kernel, and af_bus_dbus.ko enforces the policy on what
+// they send each other; dbus-daemon, the reference, runs as ever.
+std::string in_kernel_mode(const std::string& daemon, const std::string& config) {
+    const char* on = std::getenv("AFBUS_TEST_KERNEL_MODE");
+    if (!on || std::string_view(on) != "1" || daemon.find("afbus-daemon") == std::string::npos) return config;
+    const std::string root = "<busconfig>\n";
+    const auto at = config.find(root);
+    if (at == std::string::npos) return config;
+    std::string out = config;
+    out.insert(at + root.size(), "  <listen>afbus:path=@DIR@/afbus_socket</listen>\n");
+    return out;
+}
+
 class World {
 public:
     World(const std::string& daemon, const std::string& config, const std::vector<AgentSpec>& agents,
           const std::vector<std::pair<std::string, std::string>>& files = {}) {
         TestBusOptions options;
         options.daemon = daemon;
-        options.config = config;
+        options.config = in_kernel_mode(daemon, config);
         options.files = files;
         options.world_accessible = true;
         try {
