@@ -115,8 +115,9 @@ Expected<void, std::string> Bus::reload_config() {
 // --- DeliveryEvents ---
 
 bool Bus::may_accept() const {
-    // Registered connections are limited at Hello (driver.cpp); here only those still authenticating.
-    return peers_.authenticating() < static_cast<std::size_t>(settings_.limits.max_incomplete_connections);
+    // Registered connections are limited at Hello (driver.cpp); here those that have not said Hello yet
+    // (dbus-daemon's incomplete connections: authenticating, or authenticated and silent).
+    return peers_.incomplete() < static_cast<std::size_t>(settings_.limits.max_incomplete_connections);
 }
 
 std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
@@ -155,6 +156,11 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
 bool Bus::may_read(PeerId id) const {
     const Peer* peer = peers_.find(id);
     return !peer || !flow_.over_incoming(*peer->incoming());
+}
+
+bool Bus::registered(PeerId id) const {
+    const Peer* peer = peers_.find(id);
+    return peer && (peer->registered() || peer->monitor());
 }
 
 void Bus::peer_failed(PeerId id, std::string_view reason) { disconnect(id, reason); }

@@ -68,6 +68,7 @@ public:
     void peer_sent(PeerId peer, Message message) override;
     void peer_failed(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
+    [[nodiscard]] bool registered(PeerId peer) const override;
 
 private:
     [[nodiscard]] ConnectionSettings connection_settings() const;

@@ -67,6 +67,9 @@ public:
     virtual void peer_failed(PeerId peer, std::string_view reason) = 0;
     // Whether `peer` may be read from now: false while the bus holds too much of its messages.
     [[nodiscard]] virtual bool may_read(PeerId peer) const = 0;
+    // Whether `peer` has said Hello. Until it has, it is incomplete, as in dbus-daemon: auth_timeout
+    // (counted from the connection) closes it and max_incomplete_connections counts it.
+    [[nodiscard]] virtual bool registered(PeerId peer) const = 0;
 
 protected:
     ~DeliveryEvents() = default;

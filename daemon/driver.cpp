@@ -369,7 +369,7 @@ Expected<void, Error> get_stats(DriverContext& bus, Peer&, const Message&, Messa
     const BusCounters counters = bus.counters();
     stats.emplace("Serial", Variant(counters.last_serial));
     stats.emplace("ActiveConnections", Variant(static_cast<std::uint32_t>(bus.peers().active())));
-    stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.peers().authenticating())));
+    stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.peers().incomplete())));
     stats.emplace("MatchRules", Variant(static_cast<std::uint32_t>(bus.matches().total())));
     stats.emplace("PeakMatchRules", Variant(static_cast<std::uint32_t>(counters.peak_match_rules)));
     stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().names().size())));
