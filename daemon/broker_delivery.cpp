@@ -258,10 +258,12 @@ void BrokerDelivery::flush() {
         update_watch(*c);
     }
     dirty_.clear();
+    // Detached connections go first: what their queues held may be charged to paused senders, who
+    // would otherwise wait for some later event to be resumed.
+    graveyard_.clear();
     // What was just written may have been holding paused senders back.
     if (!paused_readers_.empty()) resume_paused_readers();
     if (!listening_ && events_.may_accept()) watch_listeners(true);
-    graveyard_.clear();
 }
 
 void BrokerDelivery::resume_paused_readers() {

@@ -154,8 +154,11 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
 }
 
 bool Bus::may_read(PeerId id) const {
-    const Peer* peer = peers_.find(id);
-    return !peer || !flow_.over_incoming(*peer->incoming());
+    Peer* peer = peers_.find(id);
+    if (!peer) return true;
+    if (flow_.over_incoming(*peer->incoming())) return false;
+    peer->episodes().throttled = false;  // the episode note_throttling() logged is over
+    return true;
 }
 
 bool Bus::registered(PeerId id) const {
@@ -258,9 +261,18 @@ void Bus::dispatch_to_driver(Peer& sender, Message message) {
 void Bus::route(Peer& sender, Message message) {
     const PeerId sender_id = sender.id();
     const std::string destination(message.destination());
+    // A sender is charged for what it sends to one recipient (calls, unicast signals): sending more to a
+    // recipient that does not read is its own doing, and throttling it bounds what the bus holds. Not for
+    // replies (the caller asked for them) or broadcasts (the subscribers did): a reader that does not read
+    // those fills its own queue, bounded by its own max_outgoing_bytes (and a broadcast's one buffer is
+    // shared by every queue), and must not stall the service or the emitter for everyone else.
+    const bool charged = !destination.empty() &&
+                         (message.type() == MessageType::MethodCall || message.type() == MessageType::Signal);
     auto stitched = std::move(message).with_sender(sender.unique_name());
     if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
-    auto shared = FlowControl::charge(sender.incoming(), sender.stats(), std::move(*stitched));
+    auto shared = charged ? FlowControl::charge(sender.incoming(), sender.stats(), std::move(*stitched))
+                          : std::make_shared<const Message>(std::move(*stitched));
+    if (charged) note_throttling(sender);
     const Message& m = *shared;
     Peer* target = destination.empty() ? nullptr : owner_of(destination);
     if (!target && !destination.empty()) {
@@ -306,9 +318,7 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
         return;
     }
     if (const char* limit = outgoing_limit_exceeded(target, m)) {
-        log_warning("dropping a message for %s: its outgoing queue is full (%s)", target.unique_name().c_str(), limit);
-        ++target.stats().dropped_messages;
-        ++dropped_messages_;
+        note_drop(target, limit, "message");
         if (m.expects_reply()) {
             reply_error(sender, m, make_error(error_names::kLimitsExceeded,
                                               "The maximum number of bytes queued for " + std::string(m.destination()) +
@@ -371,9 +381,7 @@ const char* Bus::outgoing_limit_exceeded(const Peer& peer, const Message& messag
 bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
     if (!message->fds().empty() && !delivery_->passes_fds(peer.id())) return false;
     if (const char* limit = outgoing_limit_exceeded(peer, *message)) {
-        log_warning("dropping a %s for %s: its outgoing queue is full (%s)", what, peer.unique_name().c_str(), limit);
-        ++peer.stats().dropped_messages;
-        ++dropped_messages_;
+        note_drop(peer, limit, what);
         return false;
     }
     deliver(peer, message);
@@ -385,6 +393,42 @@ void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
     PeerStats& stats = peer.stats();
     stats.peak_outgoing_bytes = std::max(stats.peak_outgoing_bytes, queued.bytes);
     stats.peak_outgoing_fds = std::max(stats.peak_outgoing_fds, queued.fds);
+    // A dropping episode ends once the peer's queue has drained (this message went into an empty one)
+    // and nothing was dropped for a second: a queue that fills and drains within one burst is one episode.
+    Peer::Episodes& episodes = peer.episodes();
+    if (episodes.dropping && queued.messages == 1 && Clock::now() - episodes.last_drop >= std::chrono::seconds(1)) {
+        episodes.dropping = false;
+        log_warning("connection %s reads again; %llu messages for it were dropped while its queue was full",
+                    peer.log_name().c_str(), static_cast<unsigned long long>(stats.dropped_messages - episodes.dropped_before));
+    }
+}
+
+void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
+    const std::uint64_t before = peer.stats().dropped_messages++;
+    ++dropped_messages_;
+    Peer::Episodes& episodes = peer.episodes();
+    episodes.last_drop = Clock::now();
+    if (episodes.dropping) return;  // logged when the episode began
+    episodes.dropping = true;
+    episodes.dropped_before = before;
+    const QueueLoad queued = delivery_->queued(peer.id());
+    log_warning("outgoing queue of %s is full (%s=%lld; %zu messages, %zu bytes, %zu fds queued): messages for it "
+                "are dropped until it reads, starting with a %s",
+                peer.log_name().c_str(), limit, static_cast<long long>(flow_.limit_value(limit)), queued.messages,
+                queued.bytes, queued.fds, what);
+}
+
+void Bus::note_throttling(Peer& sender) {
+    Peer::Episodes& episodes = sender.episodes();
+    if (episodes.throttled) return;
+    const IncomingLoad& load = *sender.incoming();
+    const char* limit = flow_.incoming_exceeded(load);
+    if (!limit) return;
+    episodes.throttled = true;  // until may_read() lets it be read again
+    log_warning("connection %s throttled: the bus holds %zu messages, %zu bytes and %zu fds it sent (%s=%lld); it "
+                "is not read from until its recipients take them",
+                sender.log_name().c_str(), load.messages, load.bytes, load.fds, limit,
+                static_cast<long long>(flow_.limit_value(limit)));
 }
 
 PolicyVerdict Bus::check(const Peer* sender, const Peer* recipient, const Message& message, bool requested_reply,

@@ -85,6 +85,10 @@ private:
     // within the outgoing limits (else the drop is logged and counted as a dropped `what`).
     bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
+    // Counts a message dropped for `peer` at `limit`; logs the first of an episode (it ends in deliver()).
+    void note_drop(Peer& peer, const char* limit, const char* what);
+    // Logs, once per episode, that `sender` has reached an incoming limit and is not read from for now.
+    void note_throttling(Peer& sender);
     // Which outgoing limit `message` would exceed at `peer`, if any.
     [[nodiscard]] const char* outgoing_limit_exceeded(const Peer& peer, const Message& message) const;
     [[nodiscard]] PolicyVerdict check(const Peer* sender, const Peer* recipient, const Message& message,

@@ -90,7 +90,7 @@ TEST(PeerTable, AnonymousPeersHaveNoUid) {
     t.authenticated(p, std::nullopt, nullptr);
     EXPECT_FALSE(p.uid());
     EXPECT_EQ(p.describe_owner(), "uid=(anonymous) pid=42");
-    EXPECT_EQ(p.log_name(), "(unregistered)");
+    EXPECT_EQ(p.log_name(), "(unregistered) (uid=(anonymous) pid=42)");
 }
 
 }  // namespace
