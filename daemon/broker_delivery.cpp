@@ -128,8 +128,8 @@ void BrokerDelivery::add_connection(Fd socket) {
         Connection* p = find(peer);
         if (!p) return;
         p->auth_timer = 0;
-        if (p->sasl) return fail(peer, "authentication timed out (auth_timeout)");
-        if (!events_.registered(peer)) fail(peer, "did not say Hello within auth_timeout");
+        if (p->sasl) return refuse(peer, "authentication timed out (auth_timeout)");
+        if (!events_.registered(peer)) refuse(peer, "did not say Hello within auth_timeout");
     });
 }
 
@@ -139,6 +139,8 @@ BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
 }
 
 void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+
+void BrokerDelivery::refuse(PeerId id, std::string_view reason) { events_.peer_refused(id, reason); }
 
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
     Connection* c = find(id);
@@ -163,7 +165,12 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
 void BrokerDelivery::authenticate(Connection& c) {
     const PeerId id = c.id;
     auto progress = c.sasl_stream.advance(c.transport->fd(), *c.sasl);
-    if (!progress) return fail(id, progress.error().describe());
+    if (!progress) {
+        // Hanging up during authentication is the peer's business; failing it is a refusal.
+        const SaslStreamError& error = progress.error();
+        if (error.kind == SaslStreamError::Kind::Rejected) return refuse(id, "authentication failed: " + error.describe());
+        return fail(id, error.describe());
+    }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;  // update_watch waits for the socket
 
     const bool unix_fds = c.sasl->unix_fd_agreed();
@@ -193,11 +200,17 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         Connection* p = find(id);
         if (!p) return;
         auto message = p->transport->next();
-        if (!message) return fail(id, describe(message.error()));
+        if (!message) return refuse(id, describe(message.error()));
         if (!*message) break;
         events_.peer_sent(id, std::move(**message));
     }
-    if (!n) return fail(id, describe(n.error()));
+    if (!n) {
+        // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
+        const TransportError& error = n.error();
+        if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
+            return refuse(id, describe(error));
+        return fail(id, describe(error));
+    }
     if (Connection* p = find(id)) watch_pending_fds(*p);
 }
 
@@ -216,7 +229,7 @@ void BrokerDelivery::watch_pending_fds(Connection& c) {
         Connection* p = find(id);
         if (!p) return;
         p->pending_fds_timer = 0;
-        fail(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
+        refuse(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
     });
 }
 

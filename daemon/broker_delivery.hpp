@@ -70,6 +70,8 @@ private:
     [[nodiscard]] Connection* find(PeerId id) const;
     // The connection broke: the model is told, and detaches it.
     void fail(PeerId id, std::string_view reason);
+    // The connection is ended for what the peer did: the model is told (and logs it), and detaches it.
+    void refuse(PeerId id, std::string_view reason);
 
     EventLoop& loop_;
     DeliveryEvents& events_;

@@ -122,7 +122,8 @@ bool Bus::may_accept() const {
 
 std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
     if (!may_accept()) {
-        log_warning("refusing a connection: max_incomplete_connections reached");
+        log_warning("refusing a connection from uid=%u pid=%d: max_incomplete_connections reached",
+                    static_cast<unsigned>(credentials.uid), static_cast<int>(credentials.pid));
         return std::nullopt;
     }
     return peers_.add(std::move(credentials)).id();
@@ -143,7 +144,7 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
             refused = "uid " + std::to_string(*uid) + " is not allowed to connect by policy";
         }
         if (!refused.empty()) {
-            disconnect(id, refused);
+            refuse(id, refused);
             return Unexpected(std::move(refused));
         }
         chains = settings_.policy->chains_for(identity->principal);
@@ -168,22 +169,28 @@ bool Bus::registered(PeerId id) const {
 
 void Bus::peer_failed(PeerId id, std::string_view reason) { disconnect(id, reason); }
 
+void Bus::peer_refused(PeerId id, std::string_view reason) { refuse(id, reason); }
+
 void Bus::peer_sent(PeerId id, Message message) {
     Peer* sender = peers_.find(id);
     if (!sender) return;
     if (const char* limit = flow_.message_exceeds(message))
-        return disconnect(id, std::string("sent a message beyond ") + limit);
-    if (sender->monitor()) return disconnect(id, "a monitor sent a message (monitors may only listen)");
+        return refuse(id, std::string("sent a message beyond ") + limit + "=" + std::to_string(flow_.limit_value(limit)));
+    if (sender->monitor()) return refuse(id, "a monitor sent a message (monitors may only listen)");
     if (message.destination() == kDriverName) return dispatch_to_driver(*sender, std::move(message));
     // As dbus-daemon: before Hello, anything for anyone but the bus ends the connection.
-    if (!sender->registered()) return disconnect(id, "sent a message other than Hello without being registered");
+    if (!sender->registered()) return refuse(id, "sent a message other than Hello without being registered");
     route(*sender, std::move(message));
 }
 
-void Bus::disconnect(PeerId id, std::string_view reason) {
+void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
     Peer* peer = peers_.find(id);
     if (!peer) return;
-    log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    if (ending == Ending::Refused) {
+        log_warning("connection %s refused: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    } else {
+        log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    }
     const bool was_registered = peer->registered(), was_monitor = peer->monitor();
     peers_.close(*peer);
     // Best effort: what is queued for it (e.g. the last error reply) may still go out.
@@ -269,7 +276,7 @@ void Bus::route(Peer& sender, Message message) {
     const bool charged = !destination.empty() &&
                          (message.type() == MessageType::MethodCall || message.type() == MessageType::Signal);
     auto stitched = std::move(message).with_sender(sender.unique_name());
-    if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
+    if (!stitched) return refuse(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
     auto shared = charged ? FlowControl::charge(sender.incoming(), sender.stats(), std::move(*stitched))
                           : std::make_shared<const Message>(std::move(*stitched));
     if (charged) note_throttling(sender);

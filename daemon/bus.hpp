@@ -67,6 +67,7 @@ public:
     Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) override;
     void peer_sent(PeerId peer, Message message) override;
     void peer_failed(PeerId peer, std::string_view reason) override;
+    void peer_refused(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
     [[nodiscard]] bool registered(PeerId peer) const override;
 
@@ -93,7 +94,11 @@ private:
     [[nodiscard]] const char* outgoing_limit_exceeded(const Peer& peer, const Message& message) const;
     [[nodiscard]] PolicyVerdict check(const Peer* sender, const Peer* recipient, const Message& message,
                                       bool requested_reply, bool eavesdropping) const;
-    void disconnect(PeerId id, std::string_view reason);
+    // Ends `id`'s connection. A refusal (the bus ends it for what the peer did) is logged as a warning
+    // naming the peer; a connection that ended or broke only in the verbose log.
+    enum class Ending : std::uint8_t { Ended, Refused };
+    void disconnect(PeerId id, std::string_view reason, Ending ending = Ending::Ended);
+    void refuse(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Refused); }
 
     // --- what the bus itself sends (bus_messages.cpp) ---
     // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.
