@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
 
 #include "support/child_process.hpp"
@@ -152,6 +153,22 @@ ProcessUsage process_usage(pid_t pid) {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");
     for (std::string line; std::getline(status, line);) {
         if (line.starts_with("VmRSS:")) usage.rss_kib = std::stoul(line.substr(6));
+    }
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    if (const std::size_t paren = text.rfind(')'); paren != std::string::npos) {
+        // Fields after the command: state is field 3, utime 14, stime 15.
+        std::istringstream fields(text.substr(paren + 2));
+        std::string field;
+        unsigned long long utime = 0, stime = 0;
+        for (int n = 3; fields >> field; ++n) {
+            if (n == 14) utime = std::stoull(field);
+            if (n == 15) {
+                stime = std::stoull(field);
+                break;
+            }
+        }
+        usage.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
     }
     std::error_code ignored;
     for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ignored);

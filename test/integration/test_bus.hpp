@@ -69,10 +69,12 @@ std::string daemon_under_test();
 // Whether the daemon under test is afbus-daemon (some checks are of afbus-daemon's own log or counters).
 bool testing_afbus_daemon();
 
-// What the daemon process `pid` holds now: resident memory (VmRSS) and open fds (/proc/PID/fd).
+// What the daemon process `pid` holds now: resident memory (VmRSS), open fds (/proc/PID/fd), and the
+// CPU time it has used.
 struct ProcessUsage {
     std::size_t rss_kib = 0;
     std::size_t open_fds = 0;
+    double cpu_seconds = 0;  // user + system time so far
 };
 ProcessUsage process_usage(pid_t pid);
 
