@@ -97,8 +97,11 @@ void BrokerDelivery::on_listener_ready(int fd) {
                 log_warning("accept failed: %s", std::strerror(e));
                 return;
             }
-            if (!socket->valid()) return;
-            accept_failure_logged_ = false;  // an episode of failures ends with a connection taken
+            if (!socket->valid()) {
+                // The backlog is empty: an episode of failures is over once every waiting connection is taken.
+                accept_failure_logged_ = false;
+                return;
+            }
             add_connection(std::move(*socket));
         }
     }

@@ -79,7 +79,7 @@ private:
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
     bool accept_paused_ = false;       // accept() failed for want of fds or memory
-    bool accept_failure_logged_ = false;  // this episode of failures is in the log already
+    bool accept_failure_logged_ = false;  // this episode of failures (until the backlog empties) is logged
     bool listeners_watched_ = true;
     EventLoop::TimerId accept_retry_timer_ = 0;
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;

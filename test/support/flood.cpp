@@ -90,9 +90,11 @@ void read_some(FloodConnection& c) {
             c.past_sasl = true;
             bytes = std::string_view(c.sasl).substr(eol + 2);
         }
-        auto space = c.framer.prepare(bytes.size());
-        std::memcpy(space.data(), bytes.data(), bytes.size());
-        c.framer.commit(bytes.size());
+        if (!bytes.empty()) {
+            auto space = c.framer.prepare(bytes.size());
+            std::memcpy(space.data(), bytes.data(), bytes.size());
+            c.framer.commit(bytes.size());
+        }
         if (c.past_sasl && c.sasl.size()) c.sasl.resize(c.sasl.find("\r\n") + 2);
         take_messages(c);
         if (!c.fd) return;
