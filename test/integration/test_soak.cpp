@@ -431,7 +431,13 @@ TEST(Soak, EveryMessageAccountedForAndTheDaemonLetsGo) {
                 "RSS %zu KiB before, %zu KiB with the clients, peak %zu KiB, %zu KiB after\n",
                 before.open_fds, connected.open_fds, peak_fds, after.open_fds, before.rss_kib, connected.rss_kib, peak_rss,
                 after.rss_kib);
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer keeps freed memory in quarantine (256 MB by default) and adds its shadow: the
+    // daemon's RSS says nothing here; LeakSanitizer checks it at exit instead.
+    (void)kRssMarginKib;
+#else
     EXPECT_LE(after.rss_kib, before.rss_kib + kRssMarginKib);
+#endif
 }
 
 }  // namespace
