@@ -29,6 +29,7 @@ BrokerDelivery::BrokerDelivery(EventLoop& loop, DeliveryEvents& events, Connecti
 
 BrokerDelivery::~BrokerDelivery() {
     for (const Fd& l : listeners_) loop_.unwatch(l.get());
+    if (accept_retry_timer_) loop_.cancel_timer(accept_retry_timer_);
     for (auto& [id, c] : connections_) {
         loop_.unwatch(c->transport->fd());
         if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
@@ -45,8 +46,39 @@ void BrokerDelivery::add_listener(Fd listener) {
 void BrokerDelivery::watch_listeners(bool on) {
     if (on == listening_) return;
     listening_ = on;
+    update_listener_watch();
+    if (!on) log_warning("not accepting connections for now: max_incomplete_connections have not said Hello yet");
+}
+
+void BrokerDelivery::update_listener_watch() {
+    const bool on = listening_ && !accept_paused_;
+    if (on == listeners_watched_) return;
+    listeners_watched_ = on;
     for (const Fd& l : listeners_) loop_.modify(l.get(), on ? EPOLLIN : 0u);
-    if (!on) log_warning("not accepting connections for now: max_incomplete_connections are authenticating");
+}
+
+void BrokerDelivery::pause_accepting(int error) {
+    if (!accept_failure_logged_) {
+        accept_failure_logged_ = true;
+        log_warning("not accepting connections for now: %s (%zu connections open); new ones wait in the listen "
+                    "backlog until a connection closes",
+                    std::strerror(error), connections_.size());
+    }
+    accept_paused_ = true;
+    update_listener_watch();
+    // Fds may also come free without a connection closing (an activated service's pipes): try again later.
+    if (!accept_retry_timer_) {
+        accept_retry_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] {
+            accept_retry_timer_ = 0;
+            resume_accepting();
+        });
+    }
+}
+
+void BrokerDelivery::resume_accepting() {
+    if (!accept_paused_) return;
+    accept_paused_ = false;
+    update_listener_watch();
 }
 
 void BrokerDelivery::on_listener_ready(int fd) {
@@ -59,11 +91,17 @@ void BrokerDelivery::on_listener_ready(int fd) {
             if (!events_.may_accept()) return watch_listeners(false);
             auto socket = accept_connection(listener);
             if (!socket) {
-                // EMFILE and friends: log and let the next readiness event retry.
-                log_warning("accept failed: %s", std::strerror(socket.error()));
+                const int e = socket.error();
+                if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) return pause_accepting(e);
+                // The connection went away before it was taken (ECONNABORTED) or the like: the next one.
+                log_warning("accept failed: %s", std::strerror(e));
                 return;
             }
-            if (!socket->valid()) return;
+            if (!socket->valid()) {
+                // The backlog is empty: an episode of failures is over once every waiting connection is taken.
+                accept_failure_logged_ = false;
+                return;
+            }
             add_connection(std::move(*socket));
         }
     }
@@ -90,10 +128,11 @@ void BrokerDelivery::add_connection(Fd socket) {
         return fail(peer, std::string("epoll: ") + std::strerror(errno));
     }
     c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
-        if (Connection* p = find(peer); p && p->sasl) {
-            p->auth_timer = 0;
-            fail(peer, "authentication timed out");
-        }
+        Connection* p = find(peer);
+        if (!p) return;
+        p->auth_timer = 0;
+        if (p->sasl) return refuse(peer, "authentication timed out (auth_timeout)");
+        if (!events_.registered(peer)) refuse(peer, "did not say Hello within auth_timeout");
     });
 }
 
@@ -103,6 +142,8 @@ BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
 }
 
 void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+
+void BrokerDelivery::refuse(PeerId id, std::string_view reason) { events_.peer_refused(id, reason); }
 
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
     Connection* c = find(id);
@@ -127,15 +168,20 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
 void BrokerDelivery::authenticate(Connection& c) {
     const PeerId id = c.id;
     auto progress = c.sasl_stream.advance(c.transport->fd(), *c.sasl);
-    if (!progress) return fail(id, progress.error().describe());
+    if (!progress) {
+        // Hanging up during authentication is the peer's business; failing it is a refusal.
+        const SaslStreamError& error = progress.error();
+        if (error.kind == SaslStreamError::Kind::Rejected) return refuse(id, "authentication failed: " + error.describe());
+        return fail(id, error.describe());
+    }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;  // update_watch waits for the socket
 
     const bool unix_fds = c.sasl->unix_fd_agreed();
     if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
     c.transport->set_unix_fd_passing(unix_fds);
     c.sasl.reset();
-    if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
-    c.auth_timer = 0;
+    // The auth timer runs on until Hello: a connection that authenticates and stays silent is still
+    // incomplete.
     if (!progress->leftover.empty()) c.transport->push_received(progress->leftover);
     return read_messages(c, false);
 }
@@ -157,11 +203,17 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         Connection* p = find(id);
         if (!p) return;
         auto message = p->transport->next();
-        if (!message) return fail(id, describe(message.error()));
+        if (!message) return refuse(id, describe(message.error()));
         if (!*message) break;
         events_.peer_sent(id, std::move(**message));
     }
-    if (!n) return fail(id, describe(n.error()));
+    if (!n) {
+        // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
+        const TransportError& error = n.error();
+        if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
+            return refuse(id, describe(error));
+        return fail(id, describe(error));
+    }
     if (Connection* p = find(id)) watch_pending_fds(*p);
 }
 
@@ -180,7 +232,7 @@ void BrokerDelivery::watch_pending_fds(Connection& c) {
         Connection* p = find(id);
         if (!p) return;
         p->pending_fds_timer = 0;
-        fail(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
+        refuse(id, "held file descriptors for an incomplete message longer than pending_fd_timeout");
     });
 }
 
@@ -222,10 +274,12 @@ void BrokerDelivery::flush() {
         update_watch(*c);
     }
     dirty_.clear();
+    // Detached connections go first: what their queues held may be charged to paused senders, who
+    // would otherwise wait for some later event to be resumed.
+    graveyard_.clear();
     // What was just written may have been holding paused senders back.
     if (!paused_readers_.empty()) resume_paused_readers();
     if (!listening_ && events_.may_accept()) watch_listeners(true);
-    graveyard_.clear();
 }
 
 void BrokerDelivery::resume_paused_readers() {
@@ -261,6 +315,8 @@ void BrokerDelivery::detach(PeerId peer) {
     ::shutdown(c.transport->fd(), SHUT_RDWR);
     graveyard_.push_back(std::move(it->second));
     connections_.erase(it);
+    // Its fd comes free after this turn of the loop: a listener that ran out of fds may accept again.
+    resume_accepting();
 }
 
 }  // namespace afbus::daemon

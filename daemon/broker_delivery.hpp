@@ -43,6 +43,7 @@ private:
         std::unique_ptr<StreamTransport> transport;
         std::unique_ptr<SaslServer> sasl;  // while authenticating
         SaslStream sasl_stream;            // moves sasl's bytes
+        // Runs from the connection until Hello (auth_timeout), as dbus-daemon's incomplete connections do.
         EventLoop::TimerId auth_timer = 0;
         // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
         EventLoop::TimerId pending_fds_timer = 0;
@@ -54,6 +55,12 @@ private:
     void on_listener_ready(int fd);
     // Stops or resumes watching the listeners, as the model may or may not take new connections.
     void watch_listeners(bool on);
+    // accept() ran out of fds (EMFILE, ENFILE) or memory: stop watching the listeners (they stay readable,
+    // so watching them would spin) until a connection closes or a second passes; logged once per episode.
+    void pause_accepting(int error);
+    void resume_accepting();
+    // Watches the listeners exactly when the model takes connections and accept() has fds for them.
+    void update_listener_watch();
     void on_io(PeerId id, std::uint32_t events);
     void authenticate(Connection& connection);
     void read_messages(Connection& connection, bool hung_up);
@@ -63,12 +70,18 @@ private:
     [[nodiscard]] Connection* find(PeerId id) const;
     // The connection broke: the model is told, and detaches it.
     void fail(PeerId id, std::string_view reason);
+    // The connection is ended for what the peer did: the model is told (and logs it), and detaches it.
+    void refuse(PeerId id, std::string_view reason);
 
     EventLoop& loop_;
     DeliveryEvents& events_;
     ConnectionSettings settings_;
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
+    bool accept_paused_ = false;       // accept() failed for want of fds or memory
+    bool accept_failure_logged_ = false;  // this episode of failures (until the backlog empties) is logged
+    bool listeners_watched_ = true;
+    EventLoop::TimerId accept_retry_timer_ = 0;
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
     std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
     std::vector<PeerId> paused_readers_;  // not read from until the model says they may be

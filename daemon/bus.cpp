@@ -116,13 +116,15 @@ Expected<void, std::string> Bus::reload_config() {
 // --- DeliveryEvents ---
 
 bool Bus::may_accept() const {
-    // Registered connections are limited at Hello (driver.cpp); here only those still authenticating.
-    return peers_.authenticating() < static_cast<std::size_t>(settings_.limits.max_incomplete_connections);
+    // Registered connections are limited at Hello (driver.cpp); here those that have not said Hello yet
+    // (dbus-daemon's incomplete connections: authenticating, or authenticated and silent).
+    return peers_.incomplete() < static_cast<std::size_t>(settings_.limits.max_incomplete_connections);
 }
 
 std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
     if (!may_accept()) {
-        log_warning("refusing a connection: max_incomplete_connections reached");
+        log_warning("refusing a connection from uid=%u pid=%d: max_incomplete_connections reached",
+                    static_cast<unsigned>(credentials.uid), static_cast<int>(credentials.pid));
         return std::nullopt;
     }
     return peers_.add(std::move(credentials)).id();
@@ -143,7 +145,7 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
             refused = "uid " + std::to_string(*uid) + " is not allowed to connect by policy";
         }
         if (!refused.empty()) {
-            disconnect(id, refused);
+            refuse(id, refused);
             return Unexpected(std::move(refused));
         }
         chains = settings_.policy->chains_for(identity->principal);
@@ -154,28 +156,42 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
 }
 
 bool Bus::may_read(PeerId id) const {
+    Peer* peer = peers_.find(id);
+    if (!peer) return true;
+    if (flow_.over_incoming(*peer->incoming())) return false;
+    peer->episodes().throttled = false;  // the episode note_throttling() logged is over
+    return true;
+}
+
+bool Bus::registered(PeerId id) const {
     const Peer* peer = peers_.find(id);
-    return !peer || !flow_.over_incoming(*peer->incoming());
+    return peer && (peer->registered() || peer->monitor());
 }
 
 void Bus::peer_failed(PeerId id, std::string_view reason) { disconnect(id, reason); }
+
+void Bus::peer_refused(PeerId id, std::string_view reason) { refuse(id, reason); }
 
 void Bus::peer_sent(PeerId id, Message message) {
     Peer* sender = peers_.find(id);
     if (!sender) return;
     if (const char* limit = flow_.message_exceeds(message))
-        return disconnect(id, std::string("sent a message beyond ") + limit);
-    if (sender->monitor()) return disconnect(id, "a monitor sent a message (monitors may only listen)");
+        return refuse(id, std::string("sent a message beyond ") + limit + "=" + std::to_string(flow_.limit_value(limit)));
+    if (sender->monitor()) return refuse(id, "a monitor sent a message (monitors may only listen)");
     if (message.destination() == kDriverName) return dispatch_to_driver(*sender, std::move(message));
     // As dbus-daemon: before Hello, anything for anyone but the bus ends the connection.
-    if (!sender->registered()) return disconnect(id, "sent a message other than Hello without being registered");
+    if (!sender->registered()) return refuse(id, "sent a message other than Hello without being registered");
     route(*sender, std::move(message));
 }
 
-void Bus::disconnect(PeerId id, std::string_view reason) {
+void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
     Peer* peer = peers_.find(id);
     if (!peer) return;
-    log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    if (ending == Ending::Refused) {
+        log_warning("connection %s refused: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    } else {
+        log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    }
     const bool was_registered = peer->registered(), was_monitor = peer->monitor();
     peers_.close(*peer);
     // Best effort: what is queued for it (e.g. the last error reply) may still go out.
@@ -253,9 +269,18 @@ void Bus::dispatch_to_driver(Peer& sender, Message message) {
 void Bus::route(Peer& sender, Message message) {
     const PeerId sender_id = sender.id();
     const std::string destination(message.destination());
+    // A sender is charged for what it sends to one recipient (calls, unicast signals): sending more to a
+    // recipient that does not read is its own doing, and throttling it bounds what the bus holds. Not for
+    // replies (the caller asked for them) or broadcasts (the subscribers did): a reader that does not read
+    // those fills its own queue, bounded by its own max_outgoing_bytes (and a broadcast's one buffer is
+    // shared by every queue), and must not stall the service or the emitter for everyone else.
+    const bool charged = !destination.empty() &&
+                         (message.type() == MessageType::MethodCall || message.type() == MessageType::Signal);
     auto stitched = std::move(message).with_sender(sender.unique_name());
-    if (!stitched) return disconnect(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
-    auto shared = FlowControl::charge(sender.incoming(), sender.stats(), std::move(*stitched));
+    if (!stitched) return refuse(sender_id, "message cannot be forwarded: " + std::string(to_string(stitched.error())));
+    auto shared = charged ? FlowControl::charge(sender.incoming(), sender.stats(), std::move(*stitched))
+                          : std::make_shared<const Message>(std::move(*stitched));
+    if (charged) note_throttling(sender);
     const Message& m = *shared;
     Peer* target = destination.empty() ? nullptr : owner_of(destination);
     if (!target && !destination.empty()) {
@@ -301,9 +326,7 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
         return;
     }
     if (const char* limit = outgoing_limit_exceeded(target, m)) {
-        log_warning("dropping a message for %s: its outgoing queue is full (%s)", target.unique_name().c_str(), limit);
-        ++target.stats().dropped_messages;
-        ++dropped_messages_;
+        note_drop(target, limit, "message");
         if (m.expects_reply()) {
             reply_error(sender, m, make_error(error_names::kLimitsExceeded,
                                               "The maximum number of bytes queued for " + std::string(m.destination()) +
@@ -366,9 +389,7 @@ const char* Bus::outgoing_limit_exceeded(const Peer& peer, const Message& messag
 bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
     if (!message->fds().empty() && !delivery_->passes_fds(peer.id())) return false;
     if (const char* limit = outgoing_limit_exceeded(peer, *message)) {
-        log_warning("dropping a %s for %s: its outgoing queue is full (%s)", what, peer.unique_name().c_str(), limit);
-        ++peer.stats().dropped_messages;
-        ++dropped_messages_;
+        note_drop(peer, limit, what);
         return false;
     }
     deliver(peer, message);
@@ -380,6 +401,42 @@ void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
     PeerStats& stats = peer.stats();
     stats.peak_outgoing_bytes = std::max(stats.peak_outgoing_bytes, queued.bytes);
     stats.peak_outgoing_fds = std::max(stats.peak_outgoing_fds, queued.fds);
+    // A dropping episode ends once the peer's queue has drained (this message went into an empty one)
+    // and nothing was dropped for a second: a queue that fills and drains within one burst is one episode.
+    Peer::Episodes& episodes = peer.episodes();
+    if (episodes.dropping && queued.messages == 1 && Clock::now() - episodes.last_drop >= std::chrono::seconds(1)) {
+        episodes.dropping = false;
+        log_warning("connection %s reads again; %llu messages for it were dropped while its queue was full",
+                    peer.log_name().c_str(), static_cast<unsigned long long>(stats.dropped_messages - episodes.dropped_before));
+    }
+}
+
+void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
+    const std::uint64_t before = peer.stats().dropped_messages++;
+    ++dropped_messages_;
+    Peer::Episodes& episodes = peer.episodes();
+    episodes.last_drop = Clock::now();
+    if (episodes.dropping) return;  // logged when the episode began
+    episodes.dropping = true;
+    episodes.dropped_before = before;
+    const QueueLoad queued = delivery_->queued(peer.id());
+    log_warning("outgoing queue of %s is full (%s=%lld; %zu messages, %zu bytes, %zu fds queued): messages for it "
+                "are dropped until it reads, starting with a %s",
+                peer.log_name().c_str(), limit, static_cast<long long>(flow_.limit_value(limit)), queued.messages,
+                queued.bytes, queued.fds, what);
+}
+
+void Bus::note_throttling(Peer& sender) {
+    Peer::Episodes& episodes = sender.episodes();
+    if (episodes.throttled) return;
+    const IncomingLoad& load = *sender.incoming();
+    const char* limit = flow_.incoming_exceeded(load);
+    if (!limit) return;
+    episodes.throttled = true;  // until may_read() lets it be read again
+    log_warning("connection %s throttled: the bus holds %zu messages, %zu bytes and %zu fds it sent (%s=%lld); it "
+                "is not read from until its recipients take them",
+                sender.log_name().c_str(), load.messages, load.bytes, load.fds, limit,
+                static_cast<long long>(flow_.limit_value(limit)));
 }
 
 PolicyVerdict Bus::check(const Peer* sender, const Peer* recipient, const Message& message, bool requested_reply,

@@ -67,7 +67,9 @@ public:
     Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) override;
     void peer_sent(PeerId peer, Message message) override;
     void peer_failed(PeerId peer, std::string_view reason) override;
+    void peer_refused(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
+    [[nodiscard]] bool registered(PeerId peer) const override;
 
 private:
     [[nodiscard]] ConnectionSettings connection_settings() const;
@@ -84,11 +86,19 @@ private:
     // within the outgoing limits (else the drop is logged and counted as a dropped `what`).
     bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
+    // Counts a message dropped for `peer` at `limit`; logs the first of an episode (it ends in deliver()).
+    void note_drop(Peer& peer, const char* limit, const char* what);
+    // Logs, once per episode, that `sender` has reached an incoming limit and is not read from for now.
+    void note_throttling(Peer& sender);
     // Which outgoing limit `message` would exceed at `peer`, if any.
     [[nodiscard]] const char* outgoing_limit_exceeded(const Peer& peer, const Message& message) const;
     [[nodiscard]] PolicyVerdict check(const Peer* sender, const Peer* recipient, const Message& message,
                                       bool requested_reply, bool eavesdropping) const;
-    void disconnect(PeerId id, std::string_view reason);
+    // Ends `id`'s connection. A refusal (the bus ends it for what the peer did) is logged as a warning
+    // naming the peer; a connection that ended or broke only in the verbose log.
+    enum class Ending : std::uint8_t { Ended, Refused };
+    void disconnect(PeerId id, std::string_view reason, Ending ending = Ending::Ended);
+    void refuse(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Refused); }
 
     // --- what the bus itself sends (bus_messages.cpp) ---
     // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.

@@ -68,8 +68,14 @@ public:
     virtual void peer_sent(PeerId peer, Message message) = 0;
     // `peer`'s connection ended or broke; `reason` is for the log.
     virtual void peer_failed(PeerId peer, std::string_view reason) = 0;
+    // The delivery mode ends `peer`'s connection for what it did (failed authentication, timed out, sent
+    // bytes that are not D-Bus): as peer_failed, and the model logs the refusal with who the peer is.
+    virtual void peer_refused(PeerId peer, std::string_view reason) = 0;
     // Whether `peer` may be read from now: false while the bus holds too much of its messages.
     [[nodiscard]] virtual bool may_read(PeerId peer) const = 0;
+    // Whether `peer` has said Hello. Until it has, it is incomplete, as in dbus-daemon: auth_timeout
+    // (counted from the connection) closes it and max_incomplete_connections counts it.
+    [[nodiscard]] virtual bool registered(PeerId peer) const = 0;
 
 protected:
     ~DeliveryEvents() = default;

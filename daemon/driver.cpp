@@ -11,6 +11,7 @@
 #include "afbus/object.hpp"
 #include "afbus/types.hpp"
 #include "bus_settings.hpp"
+#include "log.hpp"
 #include "name_signals.hpp"
 #include "principal.hpp"
 
@@ -62,9 +63,13 @@ Expected<void, Error> hello(DriverContext& bus, Peer& caller, const Message&, Me
     // Connection limits count registered connections, as dbus-daemon's do.
     const Limits& limits = bus.settings().limits;
     if (bus.peers().registered() >= static_cast<std::size_t>(limits.max_completed_connections)) {
+        log_warning("connection %s refused at Hello: max_completed_connections=%lld", caller.log_name().c_str(),
+                    static_cast<long long>(limits.max_completed_connections));
         return Unexpected(make_error(error_names::kLimitsExceeded, "The maximum number of active connections has been reached"));
     }
     if (bus.peers().registered_of(caller.credentials().uid) >= static_cast<std::size_t>(limits.max_connections_per_user)) {
+        log_warning("connection %s refused at Hello: max_connections_per_user=%lld", caller.log_name().c_str(),
+                    static_cast<long long>(limits.max_connections_per_user));
         return Unexpected(make_error(error_names::kLimitsExceeded, "The maximum number of active connections for UID " +
                                                                        std::to_string(caller.credentials().uid) +
                                                                        " has been reached"));
@@ -369,7 +374,7 @@ Expected<void, Error> get_stats(DriverContext& bus, Peer&, const Message&, Messa
     const BusCounters counters = bus.counters();
     stats.emplace("Serial", Variant(counters.last_serial));
     stats.emplace("ActiveConnections", Variant(static_cast<std::uint32_t>(bus.peers().active())));
-    stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.peers().authenticating())));
+    stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.peers().incomplete())));
     stats.emplace("MatchRules", Variant(static_cast<std::uint32_t>(bus.matches().total())));
     stats.emplace("PeakMatchRules", Variant(static_cast<std::uint32_t>(counters.peak_match_rules)));
     stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().names().size())));

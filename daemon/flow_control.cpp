@@ -36,9 +36,20 @@ std::shared_ptr<const Message> FlowControl::charge(const std::shared_ptr<Incomin
     return std::shared_ptr<const Message>(charged, &charged->message);
 }
 
-bool FlowControl::over_incoming(const IncomingLoad& load) const noexcept {
-    return load.bytes >= static_cast<std::size_t>(limits_->max_incoming_bytes) ||
-           load.fds >= static_cast<std::size_t>(limits_->max_incoming_unix_fds);
+const char* FlowControl::incoming_exceeded(const IncomingLoad& load) const noexcept {
+    if (load.bytes >= static_cast<std::size_t>(limits_->max_incoming_bytes)) return "max_incoming_bytes";
+    if (load.fds >= static_cast<std::size_t>(limits_->max_incoming_unix_fds)) return "max_incoming_unix_fds";
+    return nullptr;
+}
+
+std::int64_t FlowControl::limit_value(std::string_view name) const noexcept {
+    if (name == "max_incoming_bytes") return limits_->max_incoming_bytes;
+    if (name == "max_incoming_unix_fds") return limits_->max_incoming_unix_fds;
+    if (name == "max_outgoing_bytes") return limits_->max_outgoing_bytes;
+    if (name == "max_outgoing_unix_fds") return limits_->max_outgoing_unix_fds;
+    if (name == "max_message_size") return limits_->max_message_size;
+    if (name == "max_message_unix_fds") return limits_->max_message_unix_fds;
+    return -1;
 }
 
 const char* FlowControl::outgoing_exceeded(const QueueLoad& queued, const Message& message) const noexcept {

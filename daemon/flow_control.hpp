@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string_view>
 
 #include "afbus/message.hpp"
 #include "limits.hpp"
@@ -37,7 +38,11 @@ public:
     [[nodiscard]] static std::shared_ptr<const Message> charge(const std::shared_ptr<IncomingLoad>& load, PeerStats& stats,
                                                                Message message);
     // Whether a sender holding `load` must not be read from for now.
-    [[nodiscard]] bool over_incoming(const IncomingLoad& load) const noexcept;
+    [[nodiscard]] bool over_incoming(const IncomingLoad& load) const noexcept { return incoming_exceeded(load) != nullptr; }
+    // The name of the incoming limit a sender holding `load` has reached, or null.
+    [[nodiscard]] const char* incoming_exceeded(const IncomingLoad& load) const noexcept;
+    // The value of the limit called `name` (one of the names above).
+    [[nodiscard]] std::int64_t limit_value(std::string_view name) const noexcept;
     // The name of the outgoing limit `message` would exceed on a queue holding `queued`, or null.
     [[nodiscard]] const char* outgoing_exceeded(const QueueLoad& queued, const Message& message) const noexcept;
     // The name of the per-message limit `message` breaks (max_message_size, max_message_unix_fds), or null.

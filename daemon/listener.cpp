@@ -1,6 +1,8 @@
 #include "listener.hpp"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,6 +79,23 @@ Expected<std::vector<Listener>, std::string> listen_af_bus(const AddressEntry& e
     return out;
 }
 
+namespace {
+
+// Whether a bound TCP address is reachable only from this machine (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104).
+bool is_loopback(const sockaddr_storage& address) {
+    if (address.ss_family == AF_INET) {
+        const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+        return (ntohl(in.sin_addr.s_addr) >> 24) == 127;
+    }
+    if (address.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(&in6) || (IN6_IS_ADDR_V4MAPPED(&in6) && in6.s6_addr[12] == 127);
+    }
+    return false;
+}
+
+}  // namespace
+
 Expected<std::vector<Listener>, std::string> listen_tcp(const AddressEntry& entry) {
     const std::string host(entry.get("bind").value_or(entry.get("host").value_or("localhost")));
     const std::string port(entry.get("port").value_or("0"));
@@ -104,6 +123,14 @@ Expected<std::vector<Listener>, std::string> listen_tcp(const AddressEntry& entr
         char port_text[NI_MAXSERV];
         ::getnameinfo(reinterpret_cast<sockaddr*>(&bound), len, nullptr, 0, port_text, sizeof port_text, NI_NUMERICSERV);
         const std::string family = ai->ai_family == AF_INET6 ? "ipv6" : "ipv4";
+        if (!is_loopback(bound)) {
+            char host_text[NI_MAXHOST] = "?";
+            ::getnameinfo(reinterpret_cast<sockaddr*>(&bound), len, host_text, sizeof host_text, nullptr, 0, NI_NUMERICHOST);
+            log_warning("listening on %s, which is not a loopback address (%s port %s): anyone who can reach it may try "
+                        "to authenticate, and TCP carries no credentials (EXTERNAL fails; a DBUS_COOKIE_SHA1 or "
+                        "ANONYMOUS login over it is not encrypted)",
+                        entry.to_string().c_str(), host_text, port_text);
+        }
         out.push_back({std::move(fd), "tcp:host=" + escape_address_value(std::string(entry.get("host").value_or("localhost"))) +
                                           ",port=" + port_text + ",family=" + family,
                        std::nullopt});

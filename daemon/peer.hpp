@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,8 +69,20 @@ public:
 
     // "uid=1000 pid=42", or "uid=(anonymous) pid=42": how logs and errors name the connection's owner.
     [[nodiscard]] std::string describe_owner() const;
-    // The unique name, or "(unregistered)": how logs name the connection.
+    // The unique name (or "(unregistered)") and its owner, ":1.5 (uid=1000 pid=42)": how logs name the
+    // connection.
     [[nodiscard]] std::string log_name() const;
+
+    // What the log reports once per episode rather than once per message (bus.cpp): messages for this
+    // peer being dropped because its queue is full, and this peer not being read from because the bus
+    // holds too much of its messages.
+    struct Episodes {
+        bool dropping = false;
+        std::uint64_t dropped_before = 0;  // dropped_messages when the current episode began
+        std::chrono::steady_clock::time_point last_drop;
+        bool throttled = false;
+    };
+    Episodes& episodes() noexcept { return episodes_; }
 
 private:
     friend class PeerTable;
@@ -82,6 +95,7 @@ private:
     std::shared_ptr<const policy::ConnectionChains> policy_;
     std::shared_ptr<IncomingLoad> incoming_ = std::make_shared<IncomingLoad>();
     PeerStats stats_;
+    Episodes episodes_;
 };
 
 }  // namespace afbus::daemon

@@ -16,6 +16,7 @@ void PeerTable::authenticated(Peer& peer, std::optional<uid_t> uid, std::shared_
     assert(peer.state_ == Peer::State::Authenticating);
     --authenticating_;
     ++active_;
+    ++unregistered_;
     peer.state_ = Peer::State::Unregistered;
     peer.uid_ = uid;
     // TCP peers have no kernel credentials: the uid they proved with DBUS_COOKIE_SHA1 is who they are.
@@ -25,6 +26,7 @@ void PeerTable::authenticated(Peer& peer, std::optional<uid_t> uid, std::shared_
 
 const std::string& PeerTable::register_unique_name(Peer& peer) {
     assert(peer.state_ == Peer::State::Unregistered);
+    --unregistered_;
     peer.state_ = Peer::State::Registered;
     peer.unique_name_ = ":1." + std::to_string(next_unique_name_++);
     unique_names_.emplace(peer.unique_name_, peer.id_);
@@ -56,6 +58,9 @@ void PeerTable::leave_state(Peer& peer) {
             break;
         }
         case Peer::State::Unregistered:
+            --unregistered_;
+            --active_;
+            break;
         case Peer::State::Monitor: --active_; break;
         case Peer::State::Closing: break;
     }

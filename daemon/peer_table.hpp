@@ -48,6 +48,9 @@ public:
     }
 
     [[nodiscard]] std::size_t authenticating() const noexcept { return authenticating_; }
+    // Connections that have not said Hello yet, authenticated or not: dbus-daemon's incomplete connections
+    // (max_incomplete_connections, Debug.Stats's IncompleteConnections).
+    [[nodiscard]] std::size_t incomplete() const noexcept { return authenticating_ + unregistered_; }
     // Connections past authentication that are not closing (Debug.Stats's ActiveConnections).
     [[nodiscard]] std::size_t active() const noexcept { return active_; }
     // Connections with a unique name (monitors excluded), in all and of one uid: what dbus-daemon's
@@ -62,6 +65,7 @@ private:
     std::map<std::string, PeerId, std::less<>> unique_names_;
     std::unordered_map<uid_t, std::size_t> registered_by_uid_;
     std::size_t authenticating_ = 0;
+    std::size_t unregistered_ = 0;
     std::size_t active_ = 0;
     PeerId next_id_ = 1;
     std::uint64_t next_unique_name_ = 0;

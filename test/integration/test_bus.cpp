@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -12,6 +15,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <stdexcept>
 
 #include "support/child_process.hpp"
@@ -78,22 +83,32 @@ TestBus::TestBus(const TestBusOptions& options) {
                << with_dir(options.extra_config) << "</busconfig>\n";
     }
     const std::string binary = !options.daemon.empty() ? options.daemon : daemon_under_test();
+    if (options.capture_log) log_path_ = dir_ + "/daemon.log";
 
     // Forked here rather than run as a ChildProcess: the daemon lives as long as the test and writes its log
     // to the test's stderr, where nothing has to drain it.
     const std::string config_arg = "--config-file=" + config_path;  // before fork: the child only execs
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
+    const int log_fd = log_path_.empty() ? -1 : ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (!log_path_.empty() && log_fd < 0) throw std::runtime_error("cannot create the daemon's log file");
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
         // The daemon writes its address to fd 3.
         ::dup2(pipefd[1], 3);
+        if (log_fd >= 0) ::dup2(log_fd, 2);
+        if (options.fd_limit > 0) {
+            if (::geteuid() == 0) ::prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+            const rlimit limit{static_cast<rlim_t>(options.fd_limit), static_cast<rlim_t>(options.fd_limit)};
+            if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) ::_exit(126);
+        }
         ::execlp(binary.c_str(), binary.c_str(), config_arg.c_str(), "--nofork", "--print-address=3",
                  static_cast<char*>(nullptr));
         ::_exit(127);
     }
     ::close(pipefd[1]);
+    if (log_fd >= 0) ::close(log_fd);
     // Read one line: the address. Bounded by a generous timeout so that a broken daemon fails the test.
     const auto deadline = Clock::now() + std::chrono::seconds(30);
     std::string line;
@@ -121,6 +136,58 @@ std::string daemon_under_test() {
     if (daemon && *daemon) return daemon;
     const std::string dbus_daemon = find_program("dbus-daemon");
     return dbus_daemon.empty() ? "dbus-daemon" : dbus_daemon;
+}
+
+bool testing_afbus_daemon() {
+    return std::filesystem::path(daemon_under_test()).filename().string().starts_with("afbus-daemon");
+}
+
+std::string TestBus::log() const {
+    if (log_path_.empty()) return {};
+    std::ifstream in(log_path_);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+ProcessUsage process_usage(pid_t pid) {
+    ProcessUsage usage;
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.starts_with("VmRSS:")) usage.rss_kib = std::stoul(line.substr(6));
+    }
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    if (const std::size_t paren = text.rfind(')'); paren != std::string::npos) {
+        // Fields after the command: state is field 3, utime 14, stime 15.
+        std::istringstream fields(text.substr(paren + 2));
+        std::string field;
+        unsigned long long utime = 0, stime = 0;
+        for (int n = 3; fields >> field; ++n) {
+            if (n == 14) utime = std::stoull(field);
+            if (n == 15) {
+                stime = std::stoull(field);
+                break;
+            }
+        }
+        usage.cpu_seconds = static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    }
+    std::error_code ignored;
+    for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ignored);
+         it != std::filesystem::directory_iterator(); it.increment(ignored)) {
+        if (ignored) break;
+        ++usage.open_fds;
+    }
+    return usage;
+}
+
+std::size_t count_lines_with(const std::string& text, std::string_view needle) {
+    std::size_t n = 0;
+    for (std::size_t start = 0; start < text.size();) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        if (std::string_view(text).substr(start, end - start).find(needle) != std::string_view::npos) ++n;
+        start = end + 1;
+    }
+    return n;
 }
 
 std::unique_ptr<Connection> connect(const TestBus& bus) {

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,12 @@ struct TestBusOptions {
     // Files written into the temporary directory before the daemon starts (path relative to it, content,
     // in which "@DIR@" stands for the temporary directory).
     std::vector<std::pair<std::string, std::string>> files;
+    // The daemon's stderr goes to log_path() in the temporary directory instead of the test's stderr,
+    // for tests that check what the bus logs.
+    bool capture_log = false;
+    // RLIMIT_NOFILE (soft and hard) the daemon starts with. As root the daemon could raise it again
+    // (both daemons raise it to 65536), so the child also drops CAP_SYS_RESOURCE from its bounding set.
+    int fd_limit = 0;
 };
 
 class TestBus {
@@ -43,8 +51,12 @@ public:
     [[nodiscard]] const std::string& address() const { return address_; }
     [[nodiscard]] const std::string& directory() const { return dir_; }
     [[nodiscard]] pid_t pid() const { return pid_; }
+    // Where the daemon's log goes with capture_log (empty otherwise), and what it holds now.
+    [[nodiscard]] const std::string& log_path() const { return log_path_; }
+    [[nodiscard]] std::string log() const;
 
 private:
+    std::string log_path_;
     std::string dir_;
     std::string address_;
     pid_t pid_ = -1;
@@ -53,6 +65,21 @@ private:
 // The bus daemon the integration tests run: $AFBUS_TEST_DAEMON if set, else dbus-daemon, by absolute path
 // when it is in $PATH.
 std::string daemon_under_test();
+
+// Whether the daemon under test is afbus-daemon (some checks are of afbus-daemon's own log or counters).
+bool testing_afbus_daemon();
+
+// What the daemon process `pid` holds now: resident memory (VmRSS), open fds (/proc/PID/fd), and the
+// CPU time it has used.
+struct ProcessUsage {
+    std::size_t rss_kib = 0;
+    std::size_t open_fds = 0;
+    double cpu_seconds = 0;  // user + system time so far
+};
+ProcessUsage process_usage(pid_t pid);
+
+// The number of lines of `text` that contain `needle`.
+std::size_t count_lines_with(const std::string& text, std::string_view needle);
 
 // A libafbus connection to `bus` (a test failure, and null, if it cannot connect).
 std::unique_ptr<Connection> connect(const TestBus& bus);

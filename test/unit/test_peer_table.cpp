@@ -20,11 +20,13 @@ TEST(PeerTable, StatesMoveOneWayAndKeepTheCounts) {
     EXPECT_NE(a.id(), b.id());
     EXPECT_TRUE(a.authenticating());
     EXPECT_EQ(t.authenticating(), 2u);
+    EXPECT_EQ(t.incomplete(), 2u);
     EXPECT_EQ(t.active(), 0u);
 
     t.authenticated(a, 1000u, nullptr);
     EXPECT_EQ(a.state(), Peer::State::Unregistered);
     EXPECT_EQ(t.authenticating(), 1u);
+    EXPECT_EQ(t.incomplete(), 2u);  // authenticated, but no Hello yet
     EXPECT_EQ(t.active(), 1u);
     EXPECT_EQ(t.registered(), 0u);
 
@@ -32,6 +34,7 @@ TEST(PeerTable, StatesMoveOneWayAndKeepTheCounts) {
     EXPECT_TRUE(a.registered());
     EXPECT_EQ(t.find_unique(":1.0"), &a);
     EXPECT_EQ(t.registered(), 1u);
+    EXPECT_EQ(t.incomplete(), 1u);
     EXPECT_EQ(t.registered_of(1000), 1u);
     EXPECT_EQ(t.registered_of(0), 0u);
 
@@ -45,6 +48,7 @@ TEST(PeerTable, StatesMoveOneWayAndKeepTheCounts) {
 
     t.close(b);
     EXPECT_EQ(t.authenticating(), 0u);
+    EXPECT_EQ(t.incomplete(), 0u);
     EXPECT_EQ(t.find(b.id()), nullptr);
     const PeerId b_id = b.id();
     auto removed = t.remove(b_id);
@@ -86,7 +90,7 @@ TEST(PeerTable, AnonymousPeersHaveNoUid) {
     t.authenticated(p, std::nullopt, nullptr);
     EXPECT_FALSE(p.uid());
     EXPECT_EQ(p.describe_owner(), "uid=(anonymous) pid=42");
-    EXPECT_EQ(p.log_name(), "(unregistered)");
+    EXPECT_EQ(p.log_name(), "(unregistered) (uid=(anonymous) pid=42)");
 }
 
 }  // namespace
