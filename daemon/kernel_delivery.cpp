@@ -646,7 +646,10 @@ void KernelDelivery::unix_peer_sent(PeerId peer, Message message) {
 
 void KernelDelivery::bridge_send(Client& c, Message message) {
     Bridge& b = *c.bridge;
-    if (b.awaited_acknowledgements > 0 || !b.held.empty()) {
+    // Held while something of its is still on the way: a message the model routes (the fence), or ones
+    // the kernel could not take yet (the bridge's queue), which a message through the model could
+    // otherwise overtake.
+    if (b.awaited_acknowledgements > 0 || !b.held.empty() || b.transport->wants_write()) {
         b.held_bytes += message.size();
         b.held.push_back(std::move(message));
         return;
@@ -710,10 +713,15 @@ void KernelDelivery::bridge_through_model(Client& c, Message message) {
 void KernelDelivery::bridge_acknowledged(Client& c) {
     Bridge& b = *c.bridge;
     if (b.awaited_acknowledgements > 0) --b.awaited_acknowledgements;
+    bridge_pump(c);
+}
+
+void KernelDelivery::bridge_pump(Client& c) {
+    Bridge& b = *c.bridge;
     if (b.pumping) return;  // the loop below goes on
     const PeerId id = c.id;
     b.pumping = true;
-    while (b.awaited_acknowledgements == 0 && !b.held.empty()) {
+    while (b.awaited_acknowledgements == 0 && !b.transport->wants_write() && !b.held.empty()) {
         Message next = std::move(b.held.front());
         b.held.pop_front();
         b.held_bytes -= next.size();
@@ -812,6 +820,11 @@ void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
         auto flushed = c->bridge->transport->flush();
         bridge_answer_refused(*c);
         if (!flushed) broken_.emplace_back(id, "its AF_BUS bridge broke: " + describe(flushed.error()));
+        // What waited behind the bridge's queue may go now.
+        if (!find(id)) return;
+        if (flushed) bridge_pump(*c);
+        c = find(id);
+        if (!c) return;
     }
     bridge_update_watch(*c);
 }

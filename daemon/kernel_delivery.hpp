@@ -183,6 +183,8 @@ private:
     // in the kernel.
     void bridge_through_model(Client& c, Message message);
     void bridge_acknowledged(Client& c);
+    // Sends what `c` held, while nothing of its is on the way.
+    void bridge_pump(Client& c);
     void bridge_answer_refused(Client& c);
     void on_bridge_io(PeerId id, std::uint32_t events);
     // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little
