@@ -9,22 +9,8 @@ if [ "${1:-}" = --list ]; then
     exit 0
 fi
 B=${1:?usage: guest-kernel-mode.sh BUILDDIR}
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
-elapsed() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
+. "$(dirname "$0")/guest-gtest.sh"
 
-run_gtest() {  # name binary [VAR=value...]
-    name=$1 binary=$2
-    shift 2
-    t0=$(uptime_s)
-    if out=$(env AFBUS_TEST_DAEMON="$B/daemon/afbus-daemon" "$@" "$B/test/$binary" 2>&1); then
-        skipped=$(echo "$out" | sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests*, listed below:/\1/p')
-        echo "AFBUS-TEST $name PASS $(echo "$out" | grep -a -E '^\[  PASSED' | head -1) ${skipped:-0} skipped, in $(elapsed "$t0") s"
-    else
-        echo "$out" | grep -a -B3 -A15 'Failure' | head -80
-        echo "AFBUS-TEST $name FAIL $(echo "$out" | grep -a -E 'FAILED' | head -1)"
-    fi
-}
 # Native clients through the kernel, standard clients (busctl) on the unix socket of the same bus.
 run_gtest kernel_mode test_kernel_mode
 # libafbus's client suite with every bus listening on AF_BUS first: its clients connect through the kernel.
