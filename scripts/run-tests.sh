@@ -1,12 +1,13 @@
 #!/bin/sh
 # The whole test suite, as CI runs it:
-#   1. the normal build: unit, integration, reference (Debian's dbus-tests against afbus-daemon) and (in a
-#      qemu guest) kernel tests
-#   2. the AddressSanitizer + UndefinedBehaviorSanitizer build: unit, integration and reference tests
-#      (at -O1 with line tables only, -g1: that is all ASan's reports need, and it compiles in half the
-#      time of -O2 -g, which was a third of CI's time)
-#   3. the clang build of the libFuzzer targets (only they and what they link: the normal build already
-#      compiles the tests), each run for FUZZ_SECONDS (default 20) from its corpus
+#   1. the normal build: what the qemu guests run (af_bus.ko's suite; afbus-daemon and the integration
+#      programs in the guest, in kernel mode and against Debian's dbus-tests), and the Google Benchmark
+#      programs compiled
+#   2. the AddressSanitizer + UndefinedBehaviorSanitizer build of everything: unit, integration and
+#      reference (Debian's dbus-tests against afbus-daemon) tests (at -O1 with line tables only, -g1: that
+#      is all ASan's reports need, and it compiles in half the time of -O2 -g)
+#   3. the clang build of the libFuzzer targets (only they and what they link), each run for
+#      FUZZ_SECONDS (default 20) from its corpus
 #   4. the Debian packages (scripts/build-packages.sh, docs/packaging.md): dpkg-buildpackage in a copy of
 #      the tree (what a distribution builds: -O2, NDEBUG, no tests), lintian, the packages installed and
 #      their binaries and units checked, then purged; one test in the count below
@@ -27,47 +28,54 @@ status=0
 logs=""
 
 run_suites() {  # build-dir meson-setup-args... -- suites...
-  # With ONLY_TARGETS_PREFIX set, builds only the targets whose names start with it (and what they link).
+  # Builds everything, or with ONLY_WHAT_RUNS=1 only what the suites' tests run (their programs and
+  # declared depends) and, with WITH_BENCHMARKS=1, the Google Benchmark programs; then runs the suites.
   dir=$1; shift
   args=""
   while [ "$1" != "--" ]; do args="$args $1"; shift; done
   shift
-  suites=""
-  for s in "$@"; do suites="$suites --suite $s"; done
-  echo "=== $(date +%T) $dir:$args:$suites"
+  echo "=== $(date +%T) $dir:$args: $*"
   if [ ! -f "$dir/build.ninja" ]; then
     # shellcheck disable=SC2086
     meson setup "$dir" -Dwerror=true $args || { status=1; return; }
   fi
   targets=""
-  rebuild=""
-  if [ -n "${ONLY_TARGETS_PREFIX:-}" ]; then
-    # The target list is read from the build files: bring them up to date first (an existing build
-    # directory may predate a target).
+  if [ "${ONLY_WHAT_RUNS:-0}" = 1 ]; then
+    # The targets are read from the build files: bring them up to date first (an existing build directory
+    # may predate a test).
     ninja -C "$dir" build.ninja >/dev/null || { status=1; return; }
-    targets=$(meson introspect "$dir" --targets | python3 -c '
+    targets=$( (meson introspect "$dir" --targets; meson introspect "$dir" --tests;
+                meson introspect "$dir" --benchmarks) | python3 -c '
 import json, sys
-prefix = sys.argv[1]
-print(" ".join(f for t in json.load(sys.stdin) if t["name"].startswith(prefix) for f in t["filename"]))
-' "$ONLY_TARGETS_PREFIX" | sed "s|$PWD/$dir/||g")
-    [ -n "$targets" ] || { echo "no target in $dir starts with $ONLY_TARGETS_PREFIX"; status=1; return; }
-    rebuild=--no-rebuild  # meson test would otherwise build everything
+targets, tests, benchmarks = (json.loads(line) for line in sys.stdin)
+suites = set(sys.argv[1].split())
+wanted = {d for t in tests if {s.split(":")[-1] for s in t["suite"]} & suites for d in t["depends"]}
+if sys.argv[2] == "1":
+    wanted |= {d for b in benchmarks for d in b["depends"]}
+print(" ".join(f for t in targets if t["id"] in wanted for f in t["filename"]))
+  ' "$*" "${WITH_BENCHMARKS:-0}" | sed "s|$PWD/$dir/||g")
+    [ -n "$targets" ] || { echo "no test of $* in $dir"; status=1; return; }
   fi
   # shellcheck disable=SC2086
   ninja -C "$dir" $targets || { status=1; return; }
-  [ -n "$suites" ] || return 0
+  suites=""
+  for s in "$@"; do suites="$suites --suite $s"; done
+  # (--no-rebuild: meson test would otherwise build everything)
   # shellcheck disable=SC2086
-  meson test -C "$dir" $rebuild --print-errorlogs $suites || status=1
+  meson test -C "$dir" --no-rebuild --print-errorlogs $suites || status=1
   logs="$logs $dir/meson-logs/testlog.json"
 }
 
-run_suites build -- unit integration reference vm
+# The unit, integration and reference suites run once, in the sanitizer build, which builds everything
+# and checks more; the normal build compiles and runs only what the qemu guests run (the daemon at
+# -O2, as users get it, and the guests' test programs) and the Google Benchmark programs, which no other
+# build compiles. Running those suites twice cost CI about a quarter of its compiling.
+ONLY_WHAT_RUNS=1 WITH_BENCHMARKS=1 run_suites build -- vm
 run_suites build-asan -Dsanitize=true -Doptimization=1 -Dcpp_args=-g1 -Dkernel_tests=disabled -Dbenchmarks=disabled \
   -- unit integration reference
 export CC=clang CXX=clang++  # libFuzzer needs clang (C too: the kernel parsers are fuzzed as the C they are); only read at setup
-ONLY_TARGETS_PREFIX=fuzz_
-run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
-unset CC CXX ONLY_TARGETS_PREFIX
+ONLY_WHAT_RUNS=1 run_suites build-fuzz -Dfuzzers=true -Dkernel_tests=disabled -Dbenchmarks=disabled -- fuzz
+unset CC CXX
 # The Debian packages: they compile what a distribution builds, in place of the release build this phase
 # used to be, so GCC's warnings without assertions are still errors here, though at -O2 rather than -O3
 # and for the shipped code only (the tests are no longer compiled without assertions).
