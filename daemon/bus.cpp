@@ -426,6 +426,27 @@ void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
                 queued.bytes, queued.fds, what);
 }
 
+void Bus::copies_dropped(PeerId id, std::uint64_t count, QueueLoad queued) {
+    Peer* peer = peers_.find(id);
+    if (!peer || count == 0) return;
+    const std::uint64_t before = peer->stats().dropped_messages;
+    peer->stats().dropped_messages += count;
+    dropped_messages_ += count;
+    // The kernel tells of drops, not of the queue draining: an episode ends after a second without
+    // drops, and the next one is logged again.
+    Peer::Episodes& episodes = peer->episodes();
+    const Clock::time_point now = Clock::now();
+    const bool new_episode = !episodes.dropping || now - episodes.last_drop >= std::chrono::seconds(1);
+    episodes.last_drop = now;
+    if (!new_episode) return;
+    episodes.dropping = true;
+    episodes.dropped_before = before;
+    log_warning("receive queue of %s is full in the kernel (%zu messages, %zu bytes queued; max_outgoing_bytes=%lld): "
+                "%llu broadcasts for it were dropped, and more are until it reads",
+                peer->log_name().c_str(), queued.messages, queued.bytes,
+                static_cast<long long>(flow_.limit_value("max_outgoing_bytes")), static_cast<unsigned long long>(count));
+}
+
 void Bus::note_throttling(Peer& sender) {
     Peer::Episodes& episodes = sender.episodes();
     if (episodes.throttled) return;

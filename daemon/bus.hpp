@@ -70,6 +70,7 @@ public:
     void peer_refused(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
     [[nodiscard]] bool registered(PeerId peer) const override;
+    void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override;
 
 private:
     [[nodiscard]] ConnectionSettings connection_settings() const;

@@ -76,6 +76,10 @@ public:
     // Whether `peer` has said Hello. Until it has, it is incomplete, as in dbus-daemon: auth_timeout
     // (counted from the connection) closes it and max_incomplete_connections counts it.
     [[nodiscard]] virtual bool registered(PeerId peer) const = 0;
+    // Kernel mode: the kernel dropped `count` broadcast copies for `peer`, whose receive queue was full
+    // (holding `queued` when the mode asked); the model counts them as dropped messages and logs the
+    // episode, as it does for broker mode's full queues.
+    virtual void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) = 0;
 
 protected:
     ~DeliveryEvents() = default;

@@ -208,10 +208,10 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
     client->listener = listener;
     client->sasl = std::make_unique<SaslServer>(std::move(sasl));
     client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
-    client->epoll_events = EPOLLIN;
+    client->epoll_events = EPOLLIN | EPOLLPRI;  // as update_watch() wants them
     const PeerId peer = *id;
     Client& c = *clients_.emplace(peer, std::move(client)).first->second;
-    if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
+    if (!loop_.watch(c.transport->fd(), c.epoll_events, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
         c.epoll_events = 0;
         return fail(peer, std::string("epoll: ") + std::strerror(errno));
     }
@@ -239,6 +239,7 @@ void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
     }
     c = find(id);
     if (!c) return;
+    if (events & EPOLLPRI) report_drops(*c);
     if (events & EPOLLOUT) {
         if (c->sasl) authenticate(*c);
         else send_queued(*c);
@@ -434,9 +435,19 @@ void KernelDelivery::flush() {
     graveyard_.clear();
 }
 
+void KernelDelivery::report_drops(Client& c) {
+    // Reading the counts resets the kernel's unread count, which is what raises EPOLLPRI.
+    bus_qlenfull q{};
+    socklen_t size = sizeof q;
+    if (::getsockopt(c.transport->fd(), SOL_BUS, BUS_GET_QLENFULL, &q, &size) < 0) return;
+    if (q.dropped_unread == 0) return;
+    events_.copies_dropped(c.id, q.dropped_unread, QueueLoad{q.qlen, q.rmem, 0});
+}
+
 void KernelDelivery::update_watch(Client& c) {
     const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
-    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
+    // EPOLLPRI: af_bus.ko dropped broadcast copies for the client (its queue was full).
+    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u) | EPOLLPRI;
     if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;
     loop_.modify(c.transport->fd(), wanted);
@@ -616,8 +627,9 @@ bool KernelDelivery::bridge_unix_client(PeerId peer) {
         unix_chains_.erase(chains);
     }
     Client& c = *clients_.emplace(peer, std::move(client)).first->second;
-    const bool watched = loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); });
-    if (watched) c.epoll_events = EPOLLIN;
+    const bool watched =
+        loop_.watch(c.transport->fd(), EPOLLIN | EPOLLPRI, [this, peer](std::uint32_t events) { on_io(peer, events); });
+    if (watched) c.epoll_events = EPOLLIN | EPOLLPRI;
     if (!watched || !loop_.watch(c.bridge->transport->fd(), EPOLLIN,
                                  [this, peer](std::uint32_t events) { on_bridge_io(peer, events); })) {
         if (watched) loop_.unwatch(c.transport->fd());

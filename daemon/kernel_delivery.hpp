@@ -137,6 +137,10 @@ private:
         void peer_refused(PeerId peer, std::string_view reason) override { kernel_.events_.peer_refused(peer, reason); }
         [[nodiscard]] bool may_read(PeerId peer) const override { return kernel_.unix_peer_may_read(peer); }
         [[nodiscard]] bool registered(PeerId peer) const override { return kernel_.events_.registered(peer); }
+        // (Broker mode has no kernel to drop anything.)
+        void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override {
+            kernel_.events_.copies_dropped(peer, count, queued);
+        }
 
     private:
         KernelDelivery& kernel_;
@@ -166,6 +170,8 @@ private:
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
     void update_watch(Client& client);
+    // Tells the model of the broadcast copies the kernel dropped for `client` since it last asked.
+    void report_drops(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
     bool set_option(const Client& client, int option, const void* value, std::size_t size, const char* what);
     [[nodiscard]] Client* find(PeerId id) const;
