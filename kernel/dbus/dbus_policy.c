@@ -232,44 +232,69 @@ static int dp_cmp_counted(const u8 *s, u32 len, const u8 *z)
 	return z[len] == '\0' ? 0 : -1;
 }
 
-static void dp_sift_down(const struct dbus_policy *pol, u32 *a, u32 root, u32 n)
+/*
+ * Heapsort of @n elements of @size bytes by @less: in place, bounded (n log n comparisons whatever the
+ * input), no recursion, and rescheduling now and then. Both sorts of this file (the image's strings,
+ * a chain's index) use it.
+ */
+typedef bool (*dp_less_fn)(const void *a, const void *b, const void *priv);
+
+static void dp_swap(u8 *a, u8 *b, size_t size)
+{
+	while (size--) {
+		u8 t = *a;
+
+		*a++ = *b;
+		*b++ = t;
+	}
+}
+
+static void dp_sift_down(u8 *base, size_t size, u32 root, u32 n, dp_less_fn less, const void *priv)
 {
 	for (;;) {
-		u32 child = 2 * root + 1, t;
+		u32 child = 2 * root + 1;
 
 		if (child >= n)
 			return;
-		if (child + 1 < n && dp_cmp_offsets(pol, a[child], a[child + 1]) < 0)
+		if (child + 1 < n && less(base + child * size, base + (child + 1) * size, priv))
 			child++;
-		if (dp_cmp_offsets(pol, a[root], a[child]) >= 0)
+		if (!less(base + root * size, base + child * size, priv))
 			return;
-		t = a[root];
-		a[root] = a[child];
-		a[child] = t;
+		dp_swap(base + root * size, base + child * size, size);
 		root = child;
 	}
+}
+
+static void dp_heapsort(void *elements, u32 n, size_t size, dp_less_fn less, const void *priv)
+{
+	u8 *base = elements;
+	u32 i;
+
+	for (i = n / 2; i-- > 0;) {
+		dp_resched(i);
+		dp_sift_down(base, size, i, n, less, priv);
+	}
+	for (i = n; i-- > 1;) {
+		dp_resched(i);
+		dp_swap(base, base + i * size, size);
+		dp_sift_down(base, size, 0, i, less, priv);
+	}
+}
+
+static bool dp_string_less(const void *a, const void *b, const void *pol)
+{
+	return dp_cmp_offsets(pol, *(const u32 *)a, *(const u32 *)b) < 0;
 }
 
 int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index)
 {
 	const u8 *s = dp_string(pol, 0);
-	u32 n = 0, i, t;
+	u32 n = 0, i;
 
 	for (i = 0; i < pol->strings_size; i++)
 		if (i == 0 || s[i - 1] == '\0')
 			index[n++] = i;
-	/* Heapsort: in place, bounded, no recursion. */
-	for (i = n / 2; i-- > 0;) {
-		dp_resched(i);
-		dp_sift_down(pol, index, i, n);
-	}
-	for (i = n; i-- > 1;) {
-		dp_resched(i);
-		t = index[0];
-		index[0] = index[i];
-		index[i] = t;
-		dp_sift_down(pol, index, 0, i);
-	}
+	dp_heapsort(index, n, sizeof(*index), dp_string_less, pol);
 	/* Each string once, so that equal strings have equal offsets. */
 	for (i = 1; i < n; i++)
 		if (dp_cmp_offsets(pol, index[i - 1], index[i]) == 0)
@@ -445,47 +470,13 @@ long dbus_policy_decide(const struct dbus_policy *pol, enum dbus_policy_hook hoo
 	return -1;
 }
 
-static bool dp_entry_less(const struct dbus_policy_index_entry *a, const struct dbus_policy_index_entry *b)
+/* A chain's index runs sort by (key, position). */
+static bool dp_entry_less(const void *a, const void *b, const void *priv)
 {
-	return a->key != b->key ? a->key < b->key : a->pos < b->pos;
-}
+	const struct dbus_policy_index_entry *x = a, *y = b;
 
-static void dp_entries_sift(struct dbus_policy_index_entry *e, u32 root, u32 n)
-{
-	for (;;) {
-		u32 child = 2 * root + 1;
-		struct dbus_policy_index_entry t;
-
-		if (child >= n)
-			return;
-		if (child + 1 < n && dp_entry_less(&e[child], &e[child + 1]))
-			child++;
-		if (!dp_entry_less(&e[root], &e[child]))
-			return;
-		t = e[root];
-		e[root] = e[child];
-		e[child] = t;
-		root = child;
-	}
-}
-
-/* Heapsort by (key, position): in place, bounded, no recursion. */
-static void dp_entries_sort(struct dbus_policy_index_entry *e, u32 n)
-{
-	struct dbus_policy_index_entry t;
-	u32 i;
-
-	for (i = n / 2; i-- > 0;) {
-		dp_resched(i);
-		dp_entries_sift(e, i, n);
-	}
-	for (i = n; i-- > 1;) {
-		dp_resched(i);
-		t = e[0];
-		e[0] = e[i];
-		e[i] = t;
-		dp_entries_sift(e, 0, i);
-	}
+	(void)priv;
+	return x->key != y->key ? x->key < y->key : x->pos < y->pos;
 }
 
 /* Which run a rule goes in (ConnectionChains::index): 0 the others, 1 by name, 2 by interface. */
@@ -521,8 +512,8 @@ void dbus_policy_chain_index(const struct dbus_policy *pol, const u32 *rules, u3
 		at[run]++;
 	}
 	/* The first run is in position order already. */
-	dp_entries_sort(entries + counts[0], counts[1]);
-	dp_entries_sort(entries + counts[0] + counts[1], counts[2]);
+	dp_heapsort(entries + counts[0], counts[1], sizeof(*entries), dp_entry_less, NULL);
+	dp_heapsort(entries + counts[0] + counts[1], counts[2], sizeof(*entries), dp_entry_less, NULL);
 	chain->rules = rules;
 	chain->n = n;
 	chain->entries = entries;
