@@ -105,9 +105,19 @@ void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
     apply_name_changes(names_.release_all(id));
     matches_.remove_all(id);
     announce(peer.unique_name(), id, std::nullopt);
+    // A monitor may not send, so the calls it owed will never be answered: their callers get NoReply
+    // now, as dbus-daemon expires them at once, rather than at reply_timeout (or never). Its own calls
+    // are forgotten: whether it gets their replies no longer matters.
+    const auto orphaned = replies_.forget(id);
     peers_.make_monitor(peer);
     if (delivery_) delivery_->became_monitor(id, rules);
     monitors_.add(id, std::move(rules));
+    for (const auto& [caller_id, serial] : orphaned) {
+        if (Peer* caller = peers_.find(caller_id)) {
+            send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply,
+                                                            "Message did not receive a reply (timeout by message bus)"));
+        }
+    }
 }
 
 void Bus::note_peaks(Peer& peer) {

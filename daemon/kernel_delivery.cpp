@@ -458,7 +458,7 @@ void KernelDelivery::detach(PeerId peer) {
     monitors_.erase(peer);
     eavesdroppers_.erase(peer);
     // Bridged callers still waiting for it get NoReply (after what it did answer).
-    bridge_callee_left(peer);
+    bridge_callee_left(peer, "Message recipient disconnected from message bus without replying");
     auto it = clients_.find(peer);
     if (it == clients_.end()) return broker_.detach(peer);
     Client& c = *it->second;
@@ -559,6 +559,9 @@ void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& r
     Client* c = find(peer);
     if (!c) return broker_.became_monitor(peer, rules);
     c->monitor = true;
+    // A monitor cannot answer: the calls bridged clients made to it directly get NoReply now, as the
+    // model answers those it routed.
+    bridge_callee_left(peer, "Message did not receive a reply (timeout by message bus)");
     // No subscriptions in the kernel: a monitor receives what the model copies to it (the bus's own
     // traffic and what it routes) and, bridged, the kernel's copy of the traffic between clients.
     for (const std::string& record : c->records)
@@ -808,7 +811,7 @@ void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::strin
     if (next_serial_ == 0) next_serial_ = 1;
 }
 
-void KernelDelivery::bridge_callee_left(PeerId callee) {
+void KernelDelivery::bridge_callee_left(PeerId callee, const char* why) {
     for (auto& [id, c] : clients_) {
         if (!c->bridge || id == callee || c->bridge->pending_calls.empty()) continue;
         std::vector<std::uint32_t> orphaned;
@@ -818,7 +821,7 @@ void KernelDelivery::bridge_callee_left(PeerId callee) {
         // Its answers sent before it left are in the kernel's queue for this bridge: they go first.
         bridge_read(*c, true);
         for (std::uint32_t serial : orphaned)
-            bridge_no_reply(*c, serial, "Message recipient disconnected from message bus without replying");
+            bridge_no_reply(*c, serial, why);
     }
 }
 

@@ -199,8 +199,8 @@ private:
     void bridge_update_watch(Client& c);
     void bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee);
     void bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why);
-    // `callee` left: the bridged callers still waiting for it get NoReply.
-    void bridge_callee_left(PeerId callee);
+    // `callee` left or became a monitor: the bridged callers still waiting for it get NoReply, `why`.
+    void bridge_callee_left(PeerId callee, const char* why);
     [[nodiscard]] Client* kernel_owner(std::string_view name) const;
     // Whether bridged monitor `c` wants the kernel's copy of `message`.
     [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;

@@ -90,6 +90,29 @@ TEST(BusSemantics, NoReplyWhenTheCalleeDisconnects) {
     EXPECT_EQ(result->error().message, "Message recipient disconnected from message bus without replying");
 }
 
+// A monitor may not send, so it cannot answer what it was called with before: the bus answers its
+// callers NoReply at once (dbus-daemon expires those calls when the connection becomes a monitor).
+TEST(BusSemantics, NoReplyWhenTheCalleeBecomesAMonitor) {
+    TestBus bus;
+    auto caller = connect(bus);
+    auto callee = connect(bus);
+    ASSERT_TRUE(caller && callee);
+    if (callee->transport() == "afbus") GTEST_SKIP() << "libafbus has no BecomeMonitor on AF_BUS (docs/kernel-mode.md)";
+    ASSERT_EQ(*callee->request_name("org.example.Callee"), RequestNameReply::PrimaryOwner);
+    ASSERT_TRUE(callee->process());
+    std::optional<Expected<Message, Error>> result;
+    auto slot = caller->call_async(call("org.example.Callee", "NeverAnswered"),
+                                   [&result](Expected<Message, Error> r) { result = std::move(r); }, 30s);
+    ASSERT_TRUE(slot);
+    pollfd p{callee->fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    // The call waits, undispatched, in the callee while it becomes a monitor (call() never dispatches).
+    ASSERT_TRUE(callee->become_monitor({}, [](const Message&) {}));
+    ASSERT_TRUE(*caller->run_until([&] { return result.has_value(); }, 10s));
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().name, error_names::kNoReply);
+}
+
 TEST(BusSemantics, NoReplyAfterTheBusReplyTimeout) {
     TestBus bus("<limit name=\"reply_timeout\">300</limit>\n");
     auto caller = connect(bus);

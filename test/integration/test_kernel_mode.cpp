@@ -342,6 +342,33 @@ TEST_F(KernelModeBus, StandardClientsAreBridgedIntoTheKernel) {
     EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.NoReply") << result->error().message;
 }
 
+// A bridged callee that becomes a monitor cannot answer what it was called with directly through the
+// kernel: its bridged callers get NoReply at once, as for a call the model routed (dbus-daemon expires
+// the calls a new monitor owed).
+TEST_F(KernelModeBus, ABridgedCalleeThatBecomesAMonitorOwesNoReply) {
+    auto u = open(unix_address_), v = open(unix_address_);
+    ASSERT_TRUE(u && v);
+    // Owning a name drains what the bus sends a new connection (NameAcquired comes before the reply), so
+    // that the next thing in V's socket is the call.
+    ASSERT_EQ(v->request_name("org.example.Monitor"), RequestNameReply::PrimaryOwner);
+    ASSERT_TRUE(v->process());
+    std::optional<Expected<Message, Error>> result;
+    auto pending = u->call_async(echo_call(v->unique_name(), "never"), [&result](Expected<Message, Error> r) { result = std::move(r); });
+    ASSERT_TRUE(pending);
+    // Once the call waits in V's socket (undispatched: V is not served), V becomes a monitor.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+        ASSERT_TRUE(u->process());
+        pollfd readable{v->fd(), POLLIN, 0};
+        if (::poll(&readable, 1, 50) == 1) break;
+        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the call never reached V";
+    }
+    ASSERT_TRUE(v->become_monitor({}, [](const Message&) {}));
+    ASSERT_TRUE(pump({u.get()}, [&result] { return result.has_value(); }));
+    ASSERT_FALSE(*result);
+    EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.NoReply") << result->error().message;
+}
+
 TEST_F(KernelModeBus, BusctlOnTheUnixSocketListsNativeClients) {
     auto a = open(native_address_);
     ASSERT_TRUE(a);
