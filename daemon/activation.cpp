@@ -211,7 +211,7 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
     // As dbus-daemon: when the bus logs to syslog, what its services print goes to the journal, tagged
     // with the service's name; without a journal it goes where the bus's own output goes.
     Fd journal_out, journal_err;
-    if (log_target() != LogTarget::Stderr) {
+    if (log_target() == LogTarget::Syslog || log_target() == LogTarget::Both) {
         journal_out.reset(::sd_journal_stream_fd(name.c_str(), LOG_INFO, 0));
         journal_err.reset(::sd_journal_stream_fd(name.c_str(), LOG_WARNING, 0));
     }

@@ -3,7 +3,8 @@
 
 namespace afbus::daemon {
 
-enum class LogTarget { Stderr, Syslog, Both };
+// Discard: nowhere (the whole-daemon fuzzer, which would otherwise spend its time printing).
+enum class LogTarget { Stderr, Syslog, Both, Discard };
 void set_log_target(LogTarget target);
 [[nodiscard]] LogTarget log_target();
 void set_log_verbose(bool verbose);
