@@ -2,6 +2,7 @@
 // .Introspectable and .Peer.
 #include "afbus/object.hpp"
 
+#include <cassert>
 #include <fstream>
 #include <set>
 
@@ -210,6 +211,7 @@ void ConnectionState::dispatch_method_call(const Message& call) {
     for (const auto& i : interfaces)
         for (const Method& m : i->methods)
             if (&m == method) owner = i;
+    if (method->deferred) return method->deferred(call, MethodReply(weak_from_this(), call));
     if (auto r = method->handler(call, reply); !r) error = r.error();
     finish();
 }
@@ -247,6 +249,72 @@ Expected<void, Error> Connection::emit_properties_changed(std::string_view path,
     if (!m) return Unexpected(make_error(error_names::kInvalidArgs, std::string(to_string(m.error()))));
     auto sent = send(std::move(*m));
     if (!sent) return Unexpected(sent.error());
+    return {};
+}
+
+// --- MethodReply ---
+
+MethodReply::MethodReply(std::weak_ptr<detail::ConnectionState> connection, const Message& call)
+    : connection_(std::move(connection)),
+      caller_(call.sender()),
+      method_(std::string(call.interface()) + "." + std::string(call.member())),
+      serial_(call.serial()),
+      expects_reply_(call.expects_reply()),
+      pending_(true) {}
+
+MethodReply::MethodReply(MethodReply&& other) noexcept
+    : connection_(std::move(other.connection_)),
+      caller_(std::move(other.caller_)),
+      method_(std::move(other.method_)),
+      serial_(other.serial_),
+      expects_reply_(other.expects_reply_),
+      pending_(std::exchange(other.pending_, false)) {}
+
+MethodReply& MethodReply::operator=(MethodReply&& other) noexcept {
+    if (this != &other) {
+        if (pending_) (void)send_error(make_error(error_names::kNoReply, method_ + " was not answered"));
+        connection_ = std::move(other.connection_);
+        caller_ = std::move(other.caller_);
+        method_ = std::move(other.method_);
+        serial_ = other.serial_;
+        expects_reply_ = other.expects_reply_;
+        pending_ = std::exchange(other.pending_, false);
+    }
+    return *this;
+}
+
+MethodReply::~MethodReply() {
+    if (pending_) (void)send_error(make_error(error_names::kNoReply, method_ + " was dropped without a reply"));
+}
+
+MessageBuilder MethodReply::start() const { return MessageBuilder::method_return(caller_, serial_); }
+
+Expected<void, Error> MethodReply::send(MessageBuilder reply) { return answer(std::move(reply)); }
+
+Expected<void, Error> MethodReply::send_error(const Error& error) {
+    return answer(MessageBuilder::error(caller_, serial_, error.name, error.message));
+}
+
+Expected<void, Error> MethodReply::answer(MessageBuilder message) {
+    assert(pending_ && "a method call is answered once");
+    if (!pending_) return Unexpected(make_error(error_names::kFailed, method_ + " was answered already"));
+    pending_ = false;
+    if (!expects_reply_) return {};
+    const auto connection = connection_.lock();
+    if (!connection || !connection->connected)
+        return Unexpected(make_error(error_names::kDisconnected, "The connection of " + method_ + " is gone"));
+    auto built = std::move(message).build();
+    if (!built) {
+        // The caller still gets an answer: the results could not be marshalled (bad UTF-8, a bad path).
+        auto failed = MessageBuilder::error(caller_, serial_, error_names::kFailed,
+                                            "Could not build the reply of " + method_ + ": " +
+                                                std::string(to_string(built.error())))
+                          .build();
+        if (failed) (void)connection->send(std::move(*failed));
+        return Unexpected(make_error(error_names::kInvalidArgs, std::string(to_string(built.error()))));
+    }
+    auto sent = connection->send(std::move(*built));
+    if (!sent) return Unexpected(std::move(sent).error());
     return {};
 }
 
