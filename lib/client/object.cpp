@@ -34,6 +34,7 @@ namespace {
 constexpr std::string_view kPropertiesInterface = "org.freedesktop.DBus.Properties";
 constexpr std::string_view kIntrospectableInterface = "org.freedesktop.DBus.Introspectable";
 constexpr std::string_view kPeerInterface = "org.freedesktop.DBus.Peer";
+constexpr std::string_view kObjectManagerInterface = "org.freedesktop.DBus.ObjectManager";
 
 std::vector<IntrospectionArg> named_args(const std::vector<Argument>& args) {
     std::vector<IntrospectionArg> out;
@@ -46,6 +47,17 @@ std::string introspect(const ConnectionState& state, std::string_view path) {
     IntrospectionXml xml;
     bool has_interfaces = false;
     std::set<std::string> children;
+    if (state.manages(path)) {
+        has_interfaces = true;
+        xml.begin_interface(kObjectManagerInterface);
+        const IntrospectionArg managed[] = {{"objpath_interfaces_and_properties", "a{oa{sa{sv}}}"}};
+        xml.method("GetManagedObjects", {}, managed);
+        const IntrospectionArg added[] = {{"object_path", "o"}, {"interfaces_and_properties", "a{sa{sv}}"}};
+        xml.signal("InterfacesAdded", added);
+        const IntrospectionArg removed[] = {{"object_path", "o"}, {"interfaces", "as"}};
+        xml.signal("InterfacesRemoved", removed);
+        xml.end_interface();
+    }
     const std::string prefix = path == "/" ? "/" : std::string(path) + "/";
     for (const auto& [id, e] : state.exports) {
         if (e.path == path) {
@@ -78,6 +90,13 @@ const Property* find_property(const Interface& iface, std::string_view name) {
 }
 
 }  // namespace
+
+std::map<std::string, Variant> detail::readable_properties(const Interface& interface) {
+    std::map<std::string, Variant> all;
+    for (const Property& p : interface.properties)
+        if (p.access != Property::Access::Write && p.get) all.emplace(p.name, p.get());
+    return all;
+}
 
 void ConnectionState::dispatch_method_call(const Message& call) {
     const std::string_view path = call.path();
@@ -124,7 +143,16 @@ void ConnectionState::dispatch_method_call(const Message& call) {
         }
         return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on org.freedesktop.DBus.Peer");
     }
-    if (interfaces.empty() && !(has_children && iface_name == kIntrospectableInterface) &&
+    const bool manager_here = manages(path);
+    if (manager_here && (iface_name == kObjectManagerInterface || (iface_name.empty() && member == "GetManagedObjects"))) {
+        if (member != "GetManagedObjects" || !call.signature().empty()) {
+            return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on " +
+                                                         std::string(kObjectManagerInterface));
+        }
+        append(reply, managed_objects(path));
+        return finish();
+    }
+    if (interfaces.empty() && !manager_here && !(has_children && iface_name == kIntrospectableInterface) &&
         !(has_children && iface_name.empty() && member == "Introspect")) {
         return fail(error_names::kUnknownObject, "Unknown object '" + std::string(path) + "'.");
     }
@@ -155,10 +183,7 @@ void ConnectionState::dispatch_method_call(const Message& call) {
         if (member == "GetAll" && call.signature() == "s" && read(r, interface)) {
             const Interface* i = find_interface(interface);
             if (!i) return fail(error_names::kUnknownInterface, "Unknown interface '" + interface + "'.");
-            std::map<std::string, Variant> all;
-            for (const Property& p : i->properties)
-                if (p.access != Property::Access::Write && p.get) all.emplace(p.name, p.get());
-            append(reply, all);
+            append(reply, readable_properties(*i));
             return finish();
         }
         Variant value;
@@ -225,7 +250,9 @@ Expected<Slot, Error> Connection::export_interface(std::string_view path, Interf
             return Unexpected(make_error(error_names::kInvalidArgs, "Interface '" + interface.name + "' is already exported at " + std::string(path)));
     }
     const std::uint64_t id = state_->next_id++;
-    state_->exports.emplace(id, ConnectionState::Export{std::string(path), std::make_shared<const Interface>(std::move(interface))});
+    auto exported = std::make_shared<const Interface>(std::move(interface));
+    state_->exports.emplace(id, ConnectionState::Export{std::string(path), exported});
+    state_->announce_interface(path, *exported, ConnectionState::Change::Added);
     return Slot(state_, id);
 }
 
