@@ -81,7 +81,7 @@ InterfaceBuilder calculator() {
     return calc;
 }
 
-TEST(TypedObject, SignaturesComeFromTheTypes) {
+TEST(InterfaceBuilder, SignaturesComeFromTheTypes) {
     const InterfaceBuilder calc = calculator();
     const Interface& i = calc.description();
     EXPECT_EQ(i.name, "org.example.I");
@@ -106,7 +106,7 @@ TEST(TypedObject, SignaturesComeFromTheTypes) {
     EXPECT_FALSE(add.deferred);
 }
 
-TEST(TypedObject, HandlersReadTheArgumentsAndAppendTheResults) {
+TEST(InterfaceBuilder, HandlersReadTheArgumentsAndAppendTheResults) {
     const InterfaceBuilder calc = calculator();
     const Interface& i = calc.description();
     auto sum = run(method_named(i, "Add"), call_of("Add", 40, 2));
@@ -145,7 +145,7 @@ TEST(TypedObject, HandlersReadTheArgumentsAndAppendTheResults) {
 }
 
 // A handler's state lives in its lambda: mutable lambdas keep it between calls.
-TEST(TypedObject, MutableHandlersKeepTheirState) {
+TEST(InterfaceBuilder, MutableHandlersKeepTheirState) {
     InterfaceBuilder counter("org.example.Counter");
     counter.method("Next", [n = std::int32_t{0}]() mutable { return ++n; });
     const Method& next = counter.description().methods.front();
@@ -158,7 +158,7 @@ struct Settings {
     std::string label = "three";
 };
 
-TEST(TypedObject, PropertiesFromCallablesAndMembers) {
+TEST(InterfaceBuilder, PropertiesFromCallablesAndMembers) {
     Settings settings;
     double memory = 0;
     InterfaceBuilder b("org.example.Settings");
@@ -198,7 +198,7 @@ TEST(TypedObject, PropertiesFromCallablesAndMembers) {
     EXPECT_EQ(properties[3].get(), Variant(std::string("three")));
 }
 
-TEST(TypedObject, SignalsAreDescribedAndBuiltFromTheirTypes) {
+TEST(InterfaceBuilder, SignalsAreDescribedAndBuiltFromTheirTypes) {
     InterfaceBuilder b("org.example.Calc");
     const Signal<std::string, double> computed = b.signal<std::string, double>("Computed", {"expression", "result"});
     const auto moved = b.signal<Point>("Moved");
