@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -151,6 +152,31 @@ TEST(InterfaceBuilder, MutableHandlersKeepTheirState) {
     const Method& next = counter.description().methods.front();
     EXPECT_EQ(read_all<std::int32_t>(run(next, call_of("Next")).value()).value(), std::make_tuple(1));
     EXPECT_EQ(read_all<std::int32_t>(run(next, call_of("Next")).value()).value(), std::make_tuple(2));
+}
+
+class Accumulator {
+public:
+    std::int64_t add(std::int32_t n) { return total_ += n; }
+    [[nodiscard]] std::string describe(const std::string& prefix) const { return prefix + std::to_string(total_); }
+
+private:
+    std::int64_t total_ = 0;
+};
+
+TEST(InterfaceBuilder, MethodsFromMemberFunctions) {
+    Accumulator accumulator;
+    InterfaceBuilder b("org.example.Accumulator");
+    b.method("Add", accumulator, &Accumulator::add, {"n"}, {"total"});
+    b.method("Describe", std::as_const(accumulator), &Accumulator::describe);
+    const Interface& i = b.description();
+    EXPECT_EQ(method_named(i, "Add").in, (std::vector<Argument>{{"n", "i"}}));
+    EXPECT_EQ(method_named(i, "Add").out, (std::vector<Argument>{{"total", "x"}}));
+    EXPECT_EQ(joined_signature(method_named(i, "Describe").in), "s");
+    ASSERT_TRUE(run(method_named(i, "Add"), call_of("Add", 5)));
+    auto total = run(method_named(i, "Add"), call_of("Add", 2));
+    EXPECT_EQ(read_all<std::int64_t>(total.value()).value(), std::make_tuple(std::int64_t{7}));
+    auto text = run(method_named(i, "Describe"), call_of("Describe", std::string("total ")));
+    EXPECT_EQ(read_all<std::string>(text.value()).value(), std::make_tuple("total 7"));
 }
 
 struct Settings {

@@ -297,6 +297,23 @@ public:
         return *this;
     }
 
+    // Adds method `name` served by the member function `fn` of `owner` (which must outlive the export),
+    // with the same rules for its parameters and result as a callable's.
+    template <class Class, class R, class... A>
+    InterfaceBuilder& method(std::string name, Class& owner, R (Class::*fn)(A...),
+                             std::vector<std::string> in_names = {}, std::vector<std::string> out_names = {}) {
+        return method(
+            std::move(name), [&owner, fn](A... args) -> R { return (owner.*fn)(std::forward<A>(args)...); },
+            std::move(in_names), std::move(out_names));
+    }
+    template <class Class, class R, class... A>
+    InterfaceBuilder& method(std::string name, const Class& owner, R (Class::*fn)(A...) const,
+                             std::vector<std::string> in_names = {}, std::vector<std::string> out_names = {}) {
+        return method(
+            std::move(name), [&owner, fn](A... args) -> R { return (owner.*fn)(std::forward<A>(args)...); },
+            std::move(in_names), std::move(out_names));
+    }
+
     // Declares signal `name` with arguments of types Args (named by `arg_names`, one per argument or
     // none), for the introspection data; the returned Signal emits it (Object::emit).
     template <class... Args>
