@@ -284,7 +284,9 @@ Expected<void, Error> Connection::emit_properties_changed(std::string_view path,
 MethodReply::MethodReply(std::weak_ptr<detail::ConnectionState> connection, const Message& call)
     : connection_(std::move(connection)),
       caller_(call.sender()),
-      method_(std::string(call.interface()) + "." + std::string(call.member())),
+      // A call may leave the interface out.
+      method_(call.interface().empty() ? std::string(call.member())
+                                       : std::string(call.interface()) + "." + std::string(call.member())),
       serial_(call.serial()),
       expects_reply_(call.expects_reply()),
       pending_(true) {}
