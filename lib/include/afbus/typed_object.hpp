@@ -115,6 +115,13 @@ struct CallableTraits<R (C::*)(A...) noexcept> : CallableTraits<R (*)(A...)> {};
 template <class C, class R, class... A>
 struct CallableTraits<R (C::*)(A...) const noexcept> : CallableTraits<R (*)(A...)> {};
 
+// Whether a handler's parameter types can be read off it: not for a generic lambda (auto parameters), whose
+// operator() is a template.
+template <class F>
+concept HasCallOperator = requires { &F::operator(); };
+template <class F>
+concept KnownSignature = std::is_function_v<std::remove_pointer_t<F>> || HasCallOperator<F>;
+
 template <class T>
 struct IsPendingReply : std::false_type {};
 template <class... Ts>
@@ -260,6 +267,20 @@ public:
     template <class F>
     InterfaceBuilder& method(std::string name, F handler, std::vector<std::string> in_names = {},
                              std::vector<std::string> out_names = {}) {
+        if constexpr (!detail::KnownSignature<F>) {
+            static_assert(detail::dependent_false<F>,
+                          "a method handler's parameter types give the D-Bus signature: write them out (no auto "
+                          "parameters)");
+            return *this;
+        } else {
+            return add_method(std::move(name), std::move(handler), std::move(in_names), std::move(out_names));
+        }
+    }
+
+private:
+    template <class F>
+    InterfaceBuilder& add_method(std::string name, F handler, std::vector<std::string> in_names,
+                                 std::vector<std::string> out_names) {
         using Shape = detail::MethodShape<F>;
         using In = typename Shape::In;
         using Out = typename Shape::Out;
@@ -296,6 +317,8 @@ public:
         interface_.methods.push_back(std::move(m));
         return *this;
     }
+
+public:
 
     // Adds method `name` served by the member function `fn` of `owner` (which must outlive the export),
     // with the same rules for its parameters and result as a callable's.
@@ -367,21 +390,18 @@ private:
     void add_property(std::string name, Property::Access access, Getter get, Setter set) {
         static_assert(detail::check_marshallable<T>());
         static_assert(!std::is_same_v<T, UnixFd>, "a property cannot hold an fd (it travels in a variant)");
+        static_assert(!std::is_same_v<T, Variant> && !detail::IsStdVariant<T>::value,
+                      "a property whose type varies (Variant, std::variant) is not supported: its value would "
+                      "travel as the held type, not as the 'v' the introspection data would announce");
         Property p{std::move(name), std::string(signature_of<T>), access, {}, {}};
         if constexpr (!std::is_null_pointer_v<Getter>) {
             p.get = [get = std::move(get)]() mutable { return Variant(get()); };
         }
         if constexpr (!std::is_null_pointer_v<Setter>) {
             p.set = [set = std::move(set), property = p.name](const Variant& value) mutable -> Expected<void, Error> {
-                if constexpr (std::is_same_v<T, Variant>) {
-                    return detail::call_setter(set, Variant(value));
-                } else {
-                    auto typed = value.get<T>();
-                    if (!typed) {
-                        return Unexpected(detail::unreadable_property(property, signature_of<T>, value.type()));
-                    }
-                    return detail::call_setter(set, std::move(*typed));
-                }
+                auto typed = value.get<T>();
+                if (!typed) return Unexpected(detail::unreadable_property(property, signature_of<T>, value.type()));
+                return detail::call_setter(set, std::move(*typed));
             };
         }
         interface_.properties.push_back(std::move(p));
