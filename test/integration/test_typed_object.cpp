@@ -70,6 +70,11 @@ public:
         calc_.emplace(*connection_, std::string(kPath));
         auto added = calc_->add(calculator());
         EXPECT_TRUE(added) << added.error().message;
+        // Beside the manager's path, not below it, although its path starts with the same characters.
+        sibling_.emplace(*connection_, "/org/examples/Sibling");
+        InterfaceBuilder sibling("org.example.Sibling");
+        sibling.property("Here", [] { return true; });
+        EXPECT_TRUE(sibling_->add(std::move(sibling)));
         EXPECT_EQ(connection_->request_name(kName).value(), RequestNameReply::PrimaryOwner);
         thread_ = std::thread([this] { EXPECT_TRUE(connection_->run()); });
     }
@@ -186,6 +191,7 @@ private:
     std::optional<PendingReply<std::int32_t>> parked_;
     Slot manager_;
     std::optional<Object> calc_;
+    std::optional<Object> sibling_;
     std::map<std::string, Object> devices_;
     std::thread thread_;
 };
@@ -388,7 +394,7 @@ TEST_F(TypedObjectTest, ObjectManagerListsAndAnnouncesObjects) {
 
     auto objects = manager.get_managed_objects();
     ASSERT_TRUE(objects) << objects.error().message;
-    ASSERT_EQ(objects->size(), 1u);
+    ASSERT_EQ(objects->size(), 1u) << "not /org/examples/Sibling either";
     const InterfacesAndProperties& calc_object = objects->at(ObjectPath(std::string(kPath)));
     ASSERT_EQ(calc_object.size(), 1u) << "only the object's own interfaces, not Properties & co";
     EXPECT_EQ(calc_object.at(std::string(kCalc)).at("Origin"), Variant(Point{3, 4}));
