@@ -130,6 +130,11 @@ private:
                 },
                 value);
         });
+        calc.method("Caller", [](const Message& call) { return std::string(call.sender()); }, {}, {"name"});
+        // The call and a deferred reply together.
+        calc.method("CallerLater", [](PendingReply<std::string> reply, const Message& call) {
+            EXPECT_TRUE(reply.reply(std::string(call.sender())));
+        });
         calc.method("Swap", [](std::string a, std::string b) { return std::make_tuple(std::move(b), std::move(a)); });
         // Deferred replies: after an asynchronous call of its own to the bus driver...
         calc.method(
@@ -216,6 +221,11 @@ TEST_F(TypedObjectTest, MethodsTakeAndReturnTypedValues) {
     EXPECT_EQ(calc.call<std::string>(kCalc, "Describe", Either("x")).value(), "text x");
     EXPECT_EQ((calc.call<std::string, std::string>(kCalc, "Swap", std::string("a"), std::string("b")).value()),
               std::make_tuple("b", "a"));
+}
+
+TEST_F(TypedObjectTest, HandlersSeeTheirCaller) {
+    EXPECT_EQ(calc.call<std::string>(kCalc, "Caller").value(), client->unique_name());
+    EXPECT_EQ(calc.call<std::string>(kCalc, "CallerLater").value(), client->unique_name());
 }
 
 TEST_F(TypedObjectTest, ErrorsAndInvalidArguments) {

@@ -154,6 +154,22 @@ TEST(InterfaceBuilder, MutableHandlersKeepTheirState) {
     EXPECT_EQ(read_all<std::int32_t>(run(next, call_of("Next")).value()).value(), std::make_tuple(2));
 }
 
+// A `const Message&` parameter, first or after the PendingReply, is the call itself, not an argument.
+TEST(InterfaceBuilder, HandlersMaySeeTheCall) {
+    InterfaceBuilder b("org.example.I");
+    b.method("Member", [](const Message& call, std::int32_t n) { return std::string(call.member()) + std::to_string(n); },
+             {"n"}, {"text"});
+    b.method("Later", [](PendingReply<std::string>, const Message&, std::int32_t) {});
+    const Interface& i = b.description();
+    EXPECT_EQ(method_named(i, "Member").in, (std::vector<Argument>{{"n", "i"}}));
+    EXPECT_EQ(method_named(i, "Member").out, (std::vector<Argument>{{"text", "s"}}));
+    EXPECT_EQ(joined_signature(method_named(i, "Later").in), "i");
+    EXPECT_EQ(joined_signature(method_named(i, "Later").out), "s");
+    EXPECT_TRUE(method_named(i, "Later").deferred);
+    auto text = run(method_named(i, "Member"), call_of("Member", 4));
+    EXPECT_EQ(read_all<std::string>(text.value()).value(), std::make_tuple("Member4"));
+}
+
 class Accumulator {
 public:
     std::int64_t add(std::int32_t n) { return total_ += n; }

@@ -16,7 +16,8 @@
 //   - return nothing, a value T, or std::tuple<T...> for several results (a D-Bus struct as one result is
 //     a struct described with AFBUS_STRUCT, or a std::tuple inside the std::tuple);
 //   - return Expected<R, Error> (R any of the above, or void) to answer with a D-Bus error;
-//   - take a PendingReply<T...> as its first parameter and return void, to answer later (see below).
+//   - take a PendingReply<T...> as its first parameter and return void, to answer later (see below);
+//   - take `const Message&`, first or right after the PendingReply, to see the call itself (its sender).
 // The other parameters are the call's arguments, by value or const reference (std::string_view and
 // std::span borrow from the call and are valid while the handler runs).
 #pragma once
@@ -164,33 +165,45 @@ struct DecayedTuple<std::tuple<Ts...>> {
     using type = std::tuple<std::remove_cvref_t<Ts>...>;
 };
 
-// The D-Bus arguments of a handler with these parameters and result: a handler answering through a
-// PendingReply (its first parameter) has its results there.
+// The decayed types of the parameters after the first Skip.
+template <class Parameters, std::size_t Skip, class Indices = std::make_index_sequence<std::tuple_size_v<Parameters> - Skip>>
+struct ParametersAfter;
+template <class Parameters, std::size_t Skip, std::size_t... I>
+struct ParametersAfter<Parameters, Skip, std::index_sequence<I...>> {
+    using type = std::tuple<std::remove_cvref_t<std::tuple_element_t<Skip + I, Parameters>>...>;
+};
+
+// A handler's results: what it returns, or its PendingReply's types.
 template <class Parameters, class Result, bool Deferred>
-struct MethodTypes {
-    using In = typename DecayedTuple<Parameters>::type;
-    using Out = typename DecayedTuple<typename ResultsOf<Result>::type>::type;
+struct ResultsOfHandler {
+    using type = typename DecayedTuple<typename ResultsOf<Result>::type>::type;
 };
-template <class First, class... Rest, class Result>
-struct MethodTypes<std::tuple<First, Rest...>, Result, true> {
-    using In = std::tuple<std::remove_cvref_t<Rest>...>;
-    using Out = typename IsPendingReply<std::remove_cvref_t<First>>::Results;
+template <class Parameters, class Result>
+struct ResultsOfHandler<Parameters, Result, true> {
+    using type = typename IsPendingReply<std::remove_cvref_t<std::tuple_element_t<0, Parameters>>>::Results;
 };
 
-template <class Parameters>
-constexpr bool first_is_pending_reply() {
-    if constexpr (std::tuple_size_v<Parameters> == 0) return false;
-    else return IsPendingReply<std::remove_cvref_t<std::tuple_element_t<0, Parameters>>>::value;
+// Whether the parameter at `index` exists and satisfies Is.
+template <class Parameters, std::size_t index, template <class> class Is>
+constexpr bool parameter_is() {
+    if constexpr (index >= std::tuple_size_v<Parameters>) return false;
+    else return Is<std::tuple_element_t<index, Parameters>>::value;
 }
+template <class P>
+struct IsPendingReplyParameter : IsPendingReply<std::remove_cvref_t<P>> {};
+template <class P>
+struct IsCallParameter : std::is_same<P, const Message&> {};
 
-// What a method handler F looks like on the bus.
+// What a method handler F looks like on the bus. Its parameters are, in this order: a PendingReply
+// (optional: the handler answers later), `const Message&` (optional: the call itself), the arguments.
 template <class F>
 struct MethodShape {
     using Parameters = typename CallableTraits<F>::Parameters;
     using Result = typename CallableTraits<F>::Result;
-    static constexpr bool deferred = first_is_pending_reply<Parameters>();
-    using In = typename MethodTypes<Parameters, Result, deferred>::In;
-    using Out = typename MethodTypes<Parameters, Result, deferred>::Out;
+    static constexpr bool deferred = parameter_is<Parameters, 0, IsPendingReplyParameter>();
+    static constexpr bool takes_call = parameter_is<Parameters, deferred ? 1 : 0, IsCallParameter>();
+    using In = typename ParametersAfter<Parameters, (deferred ? 1 : 0) + (takes_call ? 1 : 0)>::type;
+    using Out = typename ResultsOfHandler<Parameters, Result, deferred>::type;
 };
 
 template <class... Ts>
@@ -296,21 +309,27 @@ private:
                     (void)reply.send_error(args.error());
                     return;
                 }
-                std::apply([&](auto&&... values) { handler(Reply(std::move(reply)), std::move(values)...); },
-                           std::move(*args));
+                std::apply(
+                    [&](auto&&... values) {
+                        if constexpr (Shape::takes_call) handler(Reply(std::move(reply)), call, std::move(values)...);
+                        else handler(Reply(std::move(reply)), std::move(values)...);
+                    },
+                    std::move(*args));
             };
         } else {
             m.handler = [handler = std::move(handler)](const Message& call,
                                                        MessageBuilder& reply) mutable -> Expected<void, Error> {
                 auto args = detail::read_arguments(call, static_cast<In*>(nullptr));
                 if (!args) return Unexpected(std::move(args).error());
+                auto invoke = [&](auto&&... values) -> typename Shape::Result {
+                    if constexpr (Shape::takes_call) return handler(call, std::move(values)...);
+                    else return handler(std::move(values)...);
+                };
                 if constexpr (std::is_void_v<typename Shape::Result>) {
-                    std::apply([&](auto&&... values) { handler(std::move(values)...); }, std::move(*args));
+                    std::apply(invoke, std::move(*args));
                     return {};
                 } else {
-                    return detail::append_results(
-                        reply, std::apply([&](auto&&... values) { return handler(std::move(values)...); },
-                                          std::move(*args)));
+                    return detail::append_results(reply, std::apply(invoke, std::move(*args)));
                 }
             };
         }
