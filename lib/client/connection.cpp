@@ -427,7 +427,13 @@ void ConnectionState::release(std::uint64_t id) {
         }
         return;
     }
-    exports.erase(id);
+    if (auto it = exports.find(id); it != exports.end()) {
+        const Export gone = std::move(it->second);
+        exports.erase(it);
+        if (connected) announce_interface(gone.path, *gone.interface, Change::Removed);
+        return;
+    }
+    object_managers.erase(id);
 }
 
 void ConnectionState::dispatch(Message message) {

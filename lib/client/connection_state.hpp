@@ -58,6 +58,8 @@ public:
     std::map<std::uint32_t, PendingCall> pending;  // by serial
     std::map<std::uint64_t, std::shared_ptr<Subscription>> subscriptions;
     std::map<std::uint64_t, Export> exports;
+    // org.freedesktop.DBus.ObjectManager at these paths (lib/client/object_manager.cpp).
+    std::map<std::uint64_t, std::string> object_managers;
     // Well-known names this connection asked for and got: method calls addressed elsewhere (seen through
     // eavesdropping or monitoring) are none of ours to answer.
     std::set<std::string, std::less<>> owned_names;
@@ -84,7 +86,19 @@ public:
     void expire_calls(Clock::time_point now);
     void disconnect(const Error& why);
     void release(std::uint64_t id);
+
+    // ObjectManager (lib/client/object_manager.cpp).
+    enum class Change { Added, Removed };
+    [[nodiscard]] bool manages(std::string_view path) const;
+    // GetManagedObjects' answer for the manager at `manager_path`: every object exported below it.
+    [[nodiscard]] std::map<ObjectPath, std::map<std::string, std::map<std::string, Variant>>> managed_objects(
+        std::string_view manager_path) const;
+    // Emits InterfacesAdded or InterfacesRemoved from each object manager above `path`.
+    void announce_interface(std::string_view path, const Interface& interface, Change change);
 };
+
+// Every readable property of `interface` with its value (Properties.GetAll).
+std::map<std::string, Variant> readable_properties(const Interface& interface);
 
 // Where connecting to an afbus: address looks for module/af_bus/parameters/family: "/sys" unless a test
 // points it at a directory of its own. Set it before connecting; it is not synchronised.

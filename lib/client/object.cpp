@@ -2,6 +2,7 @@
 // .Introspectable and .Peer.
 #include "afbus/object.hpp"
 
+#include <cassert>
 #include <fstream>
 #include <set>
 
@@ -33,6 +34,7 @@ namespace {
 constexpr std::string_view kPropertiesInterface = "org.freedesktop.DBus.Properties";
 constexpr std::string_view kIntrospectableInterface = "org.freedesktop.DBus.Introspectable";
 constexpr std::string_view kPeerInterface = "org.freedesktop.DBus.Peer";
+constexpr std::string_view kObjectManagerInterface = "org.freedesktop.DBus.ObjectManager";
 
 std::vector<IntrospectionArg> named_args(const std::vector<Argument>& args) {
     std::vector<IntrospectionArg> out;
@@ -45,6 +47,17 @@ std::string introspect(const ConnectionState& state, std::string_view path) {
     IntrospectionXml xml;
     bool has_interfaces = false;
     std::set<std::string> children;
+    if (state.manages(path)) {
+        has_interfaces = true;
+        xml.begin_interface(kObjectManagerInterface);
+        const IntrospectionArg managed[] = {{"objpath_interfaces_and_properties", "a{oa{sa{sv}}}"}};
+        xml.method("GetManagedObjects", {}, managed);
+        const IntrospectionArg added[] = {{"object_path", "o"}, {"interfaces_and_properties", "a{sa{sv}}"}};
+        xml.signal("InterfacesAdded", added);
+        const IntrospectionArg removed[] = {{"object_path", "o"}, {"interfaces", "as"}};
+        xml.signal("InterfacesRemoved", removed);
+        xml.end_interface();
+    }
     const std::string prefix = path == "/" ? "/" : std::string(path) + "/";
     for (const auto& [id, e] : state.exports) {
         if (e.path == path) {
@@ -77,6 +90,13 @@ const Property* find_property(const Interface& iface, std::string_view name) {
 }
 
 }  // namespace
+
+std::map<std::string, Variant> detail::readable_properties(const Interface& interface) {
+    std::map<std::string, Variant> all;
+    for (const Property& p : interface.properties)
+        if (p.access != Property::Access::Write && p.get) all.emplace(p.name, p.get());
+    return all;
+}
 
 void ConnectionState::dispatch_method_call(const Message& call) {
     const std::string_view path = call.path();
@@ -123,7 +143,16 @@ void ConnectionState::dispatch_method_call(const Message& call) {
         }
         return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on org.freedesktop.DBus.Peer");
     }
-    if (interfaces.empty() && !(has_children && iface_name == kIntrospectableInterface) &&
+    const bool manager_here = manages(path);
+    if (manager_here && (iface_name == kObjectManagerInterface || (iface_name.empty() && member == "GetManagedObjects"))) {
+        if (member != "GetManagedObjects" || !call.signature().empty()) {
+            return fail(error_names::kUnknownMethod, "Unknown method '" + std::string(member) + "' on " +
+                                                         std::string(kObjectManagerInterface));
+        }
+        append(reply, managed_objects(path));
+        return finish();
+    }
+    if (interfaces.empty() && !manager_here && !(has_children && iface_name == kIntrospectableInterface) &&
         !(has_children && iface_name.empty() && member == "Introspect")) {
         return fail(error_names::kUnknownObject, "Unknown object '" + std::string(path) + "'.");
     }
@@ -154,10 +183,7 @@ void ConnectionState::dispatch_method_call(const Message& call) {
         if (member == "GetAll" && call.signature() == "s" && read(r, interface)) {
             const Interface* i = find_interface(interface);
             if (!i) return fail(error_names::kUnknownInterface, "Unknown interface '" + interface + "'.");
-            std::map<std::string, Variant> all;
-            for (const Property& p : i->properties)
-                if (p.access != Property::Access::Write && p.get) all.emplace(p.name, p.get());
-            append(reply, all);
+            append(reply, readable_properties(*i));
             return finish();
         }
         Variant value;
@@ -210,6 +236,7 @@ void ConnectionState::dispatch_method_call(const Message& call) {
     for (const auto& i : interfaces)
         for (const Method& m : i->methods)
             if (&m == method) owner = i;
+    if (method->deferred) return method->deferred(call, MethodReply(weak_from_this(), call));
     if (auto r = method->handler(call, reply); !r) error = r.error();
     finish();
 }
@@ -223,7 +250,9 @@ Expected<Slot, Error> Connection::export_interface(std::string_view path, Interf
             return Unexpected(make_error(error_names::kInvalidArgs, "Interface '" + interface.name + "' is already exported at " + std::string(path)));
     }
     const std::uint64_t id = state_->next_id++;
-    state_->exports.emplace(id, ConnectionState::Export{std::string(path), std::make_shared<const Interface>(std::move(interface))});
+    auto exported = std::make_shared<const Interface>(std::move(interface));
+    state_->exports.emplace(id, ConnectionState::Export{std::string(path), exported});
+    state_->announce_interface(path, *exported, ConnectionState::Change::Added);
     return Slot(state_, id);
 }
 
@@ -247,6 +276,74 @@ Expected<void, Error> Connection::emit_properties_changed(std::string_view path,
     if (!m) return Unexpected(make_error(error_names::kInvalidArgs, std::string(to_string(m.error()))));
     auto sent = send(std::move(*m));
     if (!sent) return Unexpected(sent.error());
+    return {};
+}
+
+// --- MethodReply ---
+
+MethodReply::MethodReply(std::weak_ptr<detail::ConnectionState> connection, const Message& call)
+    : connection_(std::move(connection)),
+      caller_(call.sender()),
+      // A call may leave the interface out.
+      method_(call.interface().empty() ? std::string(call.member())
+                                       : std::string(call.interface()) + "." + std::string(call.member())),
+      serial_(call.serial()),
+      expects_reply_(call.expects_reply()),
+      pending_(true) {}
+
+MethodReply::MethodReply(MethodReply&& other) noexcept
+    : connection_(std::move(other.connection_)),
+      caller_(std::move(other.caller_)),
+      method_(std::move(other.method_)),
+      serial_(other.serial_),
+      expects_reply_(other.expects_reply_),
+      pending_(std::exchange(other.pending_, false)) {}
+
+MethodReply& MethodReply::operator=(MethodReply&& other) noexcept {
+    if (this != &other) {
+        if (pending_) (void)send_error(make_error(error_names::kNoReply, method_ + " was not answered"));
+        connection_ = std::move(other.connection_);
+        caller_ = std::move(other.caller_);
+        method_ = std::move(other.method_);
+        serial_ = other.serial_;
+        expects_reply_ = other.expects_reply_;
+        pending_ = std::exchange(other.pending_, false);
+    }
+    return *this;
+}
+
+MethodReply::~MethodReply() {
+    if (pending_) (void)send_error(make_error(error_names::kNoReply, method_ + " was dropped without a reply"));
+}
+
+MessageBuilder MethodReply::start() const { return MessageBuilder::method_return(caller_, serial_); }
+
+Expected<void, Error> MethodReply::send(MessageBuilder reply) { return answer(std::move(reply)); }
+
+Expected<void, Error> MethodReply::send_error(const Error& error) {
+    return answer(MessageBuilder::error(caller_, serial_, error.name, error.message));
+}
+
+Expected<void, Error> MethodReply::answer(MessageBuilder message) {
+    assert(pending_ && "a method call is answered once");
+    if (!pending_) return Unexpected(make_error(error_names::kFailed, method_ + " was answered already"));
+    pending_ = false;
+    if (!expects_reply_) return {};
+    const auto connection = connection_.lock();
+    if (!connection || !connection->connected)
+        return Unexpected(make_error(error_names::kDisconnected, "The connection of " + method_ + " is gone"));
+    auto built = std::move(message).build();
+    if (!built) {
+        // The caller still gets an answer: the results could not be marshalled (bad UTF-8, a bad path).
+        auto failed = MessageBuilder::error(caller_, serial_, error_names::kFailed,
+                                            "Could not build the reply of " + method_ + ": " +
+                                                std::string(to_string(built.error())))
+                          .build();
+        if (failed) (void)connection->send(std::move(*failed));
+        return Unexpected(make_error(error_names::kInvalidArgs, std::string(to_string(built.error()))));
+    }
+    auto sent = connection->send(std::move(*built));
+    if (!sent) return Unexpected(std::move(sent).error());
     return {};
 }
 

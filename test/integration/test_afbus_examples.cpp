@@ -1,6 +1,7 @@
 // examples/afbus/calculator-client.cpp, the libafbus typed-proxy client, against the sdbus-c++ calculator
-// service (examples/sdbus-cpp) on a private bus: it must check everything the sdbus-c++ client checks.
-// CALCULATOR_SERVICE and AFBUS_CALCULATOR_CLIENT name the programs. The service's readiness is observed
+// service (examples/sdbus-cpp) and against its libafbus edition (examples/afbus/calculator-service.cpp,
+// typed objects) on a private bus: it must check everything the sdbus-c++ client checks.
+// CALCULATOR_SERVICE, AFBUS_CALCULATOR_SERVICE and AFBUS_CALCULATOR_CLIENT name the programs. The service's readiness is observed
 // through NameOwnerChanged and the programs' exits through pidfds: no sleeps.
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -35,7 +36,8 @@ using test::TestBus;
 
 constexpr auto kTimeout = 30s;
 
-TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
+// Runs the service that the environment variable `service_program` names, then the client against it.
+void client_checks_everything_against(const char* service_program) {
     TestBus bus;
     auto watcher = connect(bus);
     ASSERT_TRUE(watcher);
@@ -50,7 +52,7 @@ TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
         });
     ASSERT_TRUE(watch) << watch.error().message;
 
-    auto service = start_program({example_program("CALCULATOR_SERVICE"), "--address", bus.address()}, bus.address());
+    auto service = start_program({example_program(service_program), "--address", bus.address()}, bus.address());
     const auto deadline = std::chrono::steady_clock::now() + kTimeout;
     while (owner.empty()) {
         ASSERT_TRUE(watcher->process());
@@ -80,6 +82,16 @@ TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
     const auto service_status = service->wait(kTimeout);
     ASSERT_TRUE(service_status) << "the service did not exit after Quit";
     EXPECT_TRUE(WIFEXITED(*service_status) && WEXITSTATUS(*service_status) == 0) << service->out();
+    EXPECT_NE(service->out().find("calculator-service: stopping (Quit)"), std::string::npos) << service->out();
+}
+
+TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheSdbusService) {
+    client_checks_everything_against("CALCULATOR_SERVICE");
+}
+
+// Both ends libafbus: the typed proxy against the typed-object service.
+TEST(AfbusExamples, TypedClientChecksEverythingAgainstTheTypedObjectService) {
+    client_checks_everything_against("AFBUS_CALCULATOR_SERVICE");
 }
 
 }  // namespace

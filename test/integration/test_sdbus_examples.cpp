@@ -1,5 +1,7 @@
-// The sdbus-c++ examples (examples/sdbus-cpp) against a private bus: sd-bus on both ends of the daemon.
-// CALCULATOR_SERVICE and CALCULATOR_CLIENT name the programs. Progress is observed, never waited for:
+// The sdbus-c++ example client (examples/sdbus-cpp) against a private bus, talking to the sdbus-c++
+// example service (sd-bus on both ends of the daemon) and to its libafbus edition (examples/afbus, typed
+// objects): the client cannot tell them apart. CALCULATOR_SERVICE, AFBUS_CALCULATOR_SERVICE and
+// CALCULATOR_CLIENT name the programs. Progress is observed, never waited for:
 // the service's name through NameOwnerChanged, the programs' exits through pidfds.
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -35,7 +37,8 @@ using test::TestBus;
 
 constexpr auto kTimeout = 30s;
 
-class SdbusExamplesTest : public ::testing::Test {
+// The parameter names the service: the environment variable that holds its path.
+class SdbusExamplesTest : public ::testing::TestWithParam<const char*> {
 protected:
     void SetUp() override {
         ASSERT_TRUE(watcher);
@@ -66,7 +69,7 @@ protected:
     }
 
     std::unique_ptr<ChildProcess> start_service(const std::vector<std::string>& args) {
-        std::vector<std::string> argv{example_program("CALCULATOR_SERVICE")};
+        std::vector<std::string> argv{example_program(GetParam())};
         argv.insert(argv.end(), args.begin(), args.end());
         auto service = start_program(argv, bus.address());
         if (wait_for_owner(true, *service)) return service;
@@ -97,7 +100,7 @@ protected:
     std::string owner;  // of org.example.Calculator, as NameOwnerChanged last said
 };
 
-TEST_F(SdbusExamplesTest, ClientChecksEverythingAndQuitStopsTheService) {
+TEST_P(SdbusExamplesTest, ClientChecksEverythingAndQuitStopsTheService) {
     auto service = start_service({"--address", bus.address()});
     ASSERT_TRUE(service);
 
@@ -118,7 +121,7 @@ TEST_F(SdbusExamplesTest, ClientChecksEverythingAndQuitStopsTheService) {
 }
 
 // Both programs find the bus through DBUS_SESSION_BUS_ADDRESS here, and SIGTERM stops the service.
-TEST_F(SdbusExamplesTest, SessionBusFromTheEnvironmentAndSigtermStopsTheService) {
+TEST_P(SdbusExamplesTest, SessionBusFromTheEnvironmentAndSigtermStopsTheService) {
     auto service = start_service({});
     ASSERT_TRUE(service);
 
@@ -137,6 +140,12 @@ TEST_F(SdbusExamplesTest, SessionBusFromTheEnvironmentAndSigtermStopsTheService)
     EXPECT_NE(service->out().find("calculator-service: stopping (signal)"), std::string::npos) << service->out();
     EXPECT_TRUE(wait_for_owner(false, *service)) << "org.example.Calculator still has an owner";
 }
+
+INSTANTIATE_TEST_SUITE_P(Services, SdbusExamplesTest,
+                         ::testing::Values("CALCULATOR_SERVICE", "AFBUS_CALCULATOR_SERVICE"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                             return std::string(info.param) == "CALCULATOR_SERVICE" ? "SdbusService" : "AfbusService";
+                         });
 
 }  // namespace
 }  // namespace afbus

@@ -1,6 +1,7 @@
 #!/bin/sh
 # A type without a D-Bus mapping must stop the compilation with a message that names it
-# (afbus/types.hpp, detail::check_marshallable). Each case is compiled alone and must fail with the
+# (afbus/types.hpp, detail::check_marshallable), and so must a typed object's handler with such a
+# parameter or result, or with parameters it does not spell out (afbus/typed_object.hpp). Each case is compiled alone and must fail with the
 # expected message and the offending type in the compiler's instantiation context.
 # Usage: type_mapping_compile_errors.sh INCLUDE_DIR COMPILER [COMPILER ARGS...]
 set -u
@@ -17,7 +18,7 @@ failures=0
 check() {
     name=$1 code=$2 message=$3 type=$4
     shift 4
-    printf '#include <optional>\n#include "afbus/types.hpp"\nstruct Undescribed { int x; };\nvoid f(afbus::MessageBuilder& b, const afbus::Message& m) {\n    (void)b;\n    (void)m;\n    %s\n}\n' \
+    printf '#include <optional>\n#include "afbus/types.hpp"\n#include "afbus/typed_object.hpp"\nstruct Undescribed { int x; };\nvoid f(afbus::MessageBuilder& b, const afbus::Message& m) {\n    (void)b;\n    (void)m;\n    %s\n}\n' \
         "$code" >"$work/$name.cpp"
     if "$@" -std=c++20 -fsyntax-only -I"$include_dir" "$work/$name.cpp" >"$work/$name.log" 2>&1; then
         echo "FAIL $name: it compiled"
@@ -41,6 +42,14 @@ for_each_case() {
         'this C++ type has no D-Bus mapping' 'check_marshallable() [with T = Undescribed]' "$@"
     check variant_of_equal_signatures 'afbus::append(b, std::variant<std::int32_t, std::int32_t>{});' \
         'two alternatives of this std::variant have the same D-Bus signature' 'std::variant<int, int>' "$@"
+    check undescribed_handler_parameter 'afbus::InterfaceBuilder("a.b").method("M", [](Undescribed) {});' \
+        'this C++ type has no D-Bus mapping' 'check_marshallable() [with T = Undescribed]' "$@"
+    check optional_handler_result 'afbus::InterfaceBuilder("a.b").method("M", [] { return std::optional<int>{}; });' \
+        'std::optional has no D-Bus representation' 'check_marshallable() [with T = std::optional<int>]' "$@"
+    check generic_handler 'afbus::InterfaceBuilder("a.b").method("M", [](auto x) { return x; });' \
+        'write them out (no auto parameters)' 'InterfaceBuilder::method' "$@"
+    check variant_property 'afbus::InterfaceBuilder("a.b").property("P", [] { return afbus::Variant(); });' \
+        'a property whose type varies (Variant, std::variant) is not supported' 'T = afbus::Variant' "$@"
 }
 for_each_case "$@"
 

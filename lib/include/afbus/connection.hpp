@@ -112,6 +112,12 @@ public:
 
     // Exports `interface` at `path` (several interfaces may share a path) until the slot is dropped.
     Expected<Slot, Error> export_interface(std::string_view path, Interface interface);
+    // Serves org.freedesktop.DBus.ObjectManager at `path` until the slot is dropped: GetManagedObjects
+    // answers every interface exported below `path` (not at it) with its readable properties, and
+    // exporting or dropping an interface below it emits InterfacesAdded or InterfacesRemoved from `path`.
+    // The standard interfaces (Properties, Introspectable, Peer) are not listed. afbus/object_manager.hpp
+    // has the client side.
+    Expected<Slot, Error> add_object_manager(std::string_view path);
     // Emits org.freedesktop.DBus.Properties.PropertiesChanged with the current values of `names`.
     Expected<void, Error> emit_properties_changed(std::string_view path, std::string_view interface,
                                                   const std::vector<std::string>& names);
