@@ -54,12 +54,15 @@ private:
         afbus::Connection& c = **connection;
 
         afbus::Interface hand{kHand, {}, {}, {}};
-        hand.methods.push_back({"Add", {{"a", "d"}, {"b", "d"}}, {{"sum", "d"}},
-                                [](const afbus::Message& call, afbus::MessageBuilder& reply)
-                                    -> afbus::Expected<void, afbus::Error> {
+        hand.methods.push_back({"Add",
+                                {{"a", "d"}, {"b", "d"}},
+                                {{"sum", "d"}},
+                                [](const afbus::Message& call,
+                                   afbus::MessageBuilder& reply) -> afbus::Expected<void, afbus::Error> {
                                     auto args = afbus::read_all<double, double>(call);
-                                    if (!args) return afbus::Unexpected(afbus::make_error(
-                                                   afbus::error_names::kInvalidArgs, "Add takes two doubles"));
+                                    if (!args)
+                                        return afbus::Unexpected(afbus::make_error(
+                                            afbus::error_names::kInvalidArgs, "Add takes two doubles"));
                                     afbus::append(reply, std::get<0>(*args) + std::get<1>(*args));
                                     return {};
                                 }});
