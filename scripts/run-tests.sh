@@ -69,7 +69,7 @@ print(" ".join(f for t in targets if t["id"] in wanted for f in t["filename"]))
 # The unit, integration and reference suites run once, in the sanitizer build, which builds everything
 # and checks more; the normal build compiles and runs only what the qemu guests run (the daemon at
 # -O2, as users get it, and the guests' test programs) and the Google Benchmark programs, which no other
-# build compiles. Running those suites twice cost CI about a quarter of its compiling.
+# build compiles. Running those suites in both builds compiled every test program twice.
 ONLY_WHAT_RUNS=1 WITH_BENCHMARKS=1 run_suites build -- vm
 run_suites build-asan -Dsanitize=true -Doptimization=1 -Dcpp_args=-g1 -Dkernel_tests=disabled -Dbenchmarks=disabled \
   -- unit integration reference
