@@ -6,10 +6,11 @@
 #      dpkg-buildpackage -b -us -uc, every compiler warning an error (AFBUS_WERROR=1, read by
 #      debian/rules)
 #   2. lintian --fail-on error on the result
-#   3. installs the five packages (apt-get, without recommends: dkms would pull a kernel's headers; DKMS
+#   3. installs the six packages (apt-get, without recommends: dkms would pull a kernel's headers; DKMS
 #      builds the modules for the kernels whose headers are installed, if any, and skips the rest)
-#   4. runs afbus-daemon --version and afbusctl --version, and systemd-analyze verify on the installed
-#      system and user units; compiles and runs a libafbus client with pkg-config's flags; checks that
+#   4. runs afbus-daemon, afbusctl and afbus-xml2cpp --version, and systemd-analyze verify on the installed
+#      system and user units; generates bindings with afbus-xml2cpp and compiles them into a libafbus
+#      client built with pkg-config's flags and run; checks that
 #      no unit was enabled (installing must not take over the bus) and that DKMS installed both modules
 #      for every installed 6.x kernel with headers
 #   5. purges the packages again (which also runs DKMS's removal), so the machine is as it was
@@ -49,7 +50,7 @@ changes="$work/afbus_${version}_$(dpkg --print-architecture).changes"
 step "lintian --fail-on error"
 lintian --fail-on error "$changes" || fail "lintian"
 
-packages="afbus-daemon afbusctl libafbus0 libafbus-dev afbus-dkms"
+packages="afbus-daemon afbusctl libafbus0 libafbus-dev afbus-xml2cpp afbus-dkms"
 debs=""
 for p in $packages; do
   deb=$(ls "$work/${p}_${version}_"*.deb 2>/dev/null) || fail "no $p package"
@@ -69,6 +70,7 @@ check() {  # description command...
 step "checking the installed packages"
 check "afbus-daemon --version" afbus-daemon --version
 check "afbusctl --version" afbusctl --version
+check "afbus-xml2cpp --version" afbus-xml2cpp --version
 check "the units' Documentation= pages" man -w afbus-daemon
 check "system units" systemd-analyze verify /lib/systemd/system/afbus.service /lib/systemd/system/afbus.socket
 # The user manager needs a runtime directory, which a root shell without a login session lacks.
@@ -78,12 +80,26 @@ check "user units" env XDG_RUNTIME_DIR="$runtime" \
 rm -rf "$runtime"
 check "pkg-config libafbus" pkg-config --exact-version="${version%-*}" libafbus
 # libafbus-dev is usable as README says: the installed headers alone (no internal ones), pkg-config's
-# flags and the shared library.
+# flags and the shared library; with bindings afbus-xml2cpp generated.
 client=$(mktemp -d /tmp/afbus-client.XXXXXX)
+cat >"$client/calc.xml" <<'XML'
+<node>
+  <interface name="org.example.Calc">
+    <method name="Add"><arg name="a" type="d" direction="in"/><arg name="b" type="d" direction="in"/>
+      <arg name="sum" type="d" direction="out"/></method>
+    <signal name="Computed"><arg name="result" type="d"/></signal>
+    <property name="Memory" type="d" access="readwrite"/>
+  </interface>
+</node>
+XML
+check "afbus-xml2cpp" afbus-xml2cpp --proxy="$client/calc-proxy.hpp" --adaptor="$client/calc-adaptor.hpp" \
+  "$client/calc.xml"
 cat >"$client/client.cpp" <<'CPP'
 #include <afbus/connection.hpp>
 #include <afbus/proxy.hpp>
 #include <afbus/types.hpp>
+#include "calc-adaptor.hpp"
+#include "calc-proxy.hpp"
 int main() {
     auto call = afbus::MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
                                                    "org.freedesktop.DBus", "GetId");
