@@ -7,7 +7,7 @@ packages="
   build-essential g++ meson ninja-build pkg-config clang libclang-rt-14-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libexpat1-dev libsystemd-dev libdbus-1-dev libsdbus-c++-dev libsdbus-c++-bin
-  dbus dbus-daemon dbus-bin dbus-tests dbus-broker dbus-1-doc systemd python3-dbus python3-dbusmock libglib2.0-bin
+  dbus dbus-daemon dbus-bin dbus-tests dbus-broker dbus-1-doc systemd python3-dbus python3-dbusmock python3-gi libglib2.0-bin
   groff-base xz-utils
   dpkg-dev debhelper dh-dkms dkms lintian fakeroot
 "

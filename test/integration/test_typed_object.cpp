@@ -2,9 +2,11 @@
 // daemon (dbus-daemon, or AFBUS_TEST_DAEMON): a service built with InterfaceBuilder and Object on its own
 // connection and thread, and a client using afbus::Proxy and ObjectManagerProxy, then gdbus and busctl.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
@@ -20,6 +22,7 @@
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
 #include "support/pump.hpp"
+#include "support/serve_until.hpp"
 #include "test_bus.hpp"
 
 namespace geometry {
@@ -475,6 +478,53 @@ TEST_F(ForeignClientsTest, Busctl) {
                        std::string(kCalc), "Origin"});
     EXPECT_TRUE(origin->succeeded()) << origin->report();
     EXPECT_EQ(origin->out(), "(ii) 3 4\n");
+}
+
+// libafbus's typed proxy calling an object GDBus serves (integration/gdbus_calculator.py, through
+// PyGObject): calls, a D-Bus error, a signal, properties both ways.
+TEST_F(ForeignClientsTest, ProxyCallsAGdbusObject) {
+    const char* script = std::getenv("GDBUS_CALCULATOR");
+    ASSERT_TRUE(script && *script) << "GDBUS_CALCULATOR is not set (test/meson.build sets it)";
+    // PyGObject is Debian's module for Debian's python3; a python3 earlier in $PATH (pyenv) lacks it.
+    const std::string python = ::access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : test::find_program("python3");
+    if (python.empty()) GTEST_SKIP() << "python3 is not installed (Debian packages python3, python3-gi)";
+    constexpr std::string_view kGcalc = "org.example.GCalc";
+    // The service's name appearing is its readiness: subscribed before it starts.
+    bool appeared = false;
+    auto owner = client->subscribe("type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',"
+                                   "arg0='org.example.GCalc'",
+                                   [&appeared](const Message& m) {
+                                       auto change = read_all<std::string, std::string, std::string>(m);
+                                       if (change && !std::get<2>(*change).empty()) appeared = true;
+                                   });
+    ASSERT_TRUE(owner);
+    test::ChildProcess service({python, script, bus.address()}, test::child_environment({}, {}));
+    Connection* const served[] = {client.get()};
+    ASSERT_TRUE(test::serve_until([&] { return appeared || service.finished(); }, served, {&service}, 30s))
+        << service.report();
+    if (service.exited_with(77)) GTEST_SKIP() << "PyGObject (python3-gi) is not installed";
+    ASSERT_TRUE(appeared) << service.report();
+
+    Proxy gcalc(*client, std::string(kGcalc), "/org/example/GCalc");
+    std::optional<std::string> computed;
+    auto signal = gcalc.on_signal<std::string, double>(
+        kGcalc, "Computed", [&computed](Expected<std::tuple<std::string, double>, Error> s) {
+            if (s) computed = std::get<0>(*s);
+        });
+    ASSERT_TRUE(signal);
+    EXPECT_EQ(gcalc.call<double>(kGcalc, "Add", 2.0, 3.0).value(), 5.0);
+    ASSERT_TRUE(test::serve_until([&computed] { return computed.has_value(); }, served, {&service}, 10s));
+    EXPECT_EQ(*computed, "2 + 3");
+    auto by_zero = gcalc.call<double>(kGcalc, "Divide", 1.0, 0.0);
+    ASSERT_FALSE(by_zero);
+    EXPECT_EQ(by_zero.error().name, "org.example.GCalc.Error.DivisionByZero");
+    ASSERT_TRUE(gcalc.set(kGcalc, "Memory", 4.5));
+    EXPECT_EQ(gcalc.get<double>(kGcalc, "Memory").value(), 4.5);
+    // Read as another type: an error, never a misread value.
+    EXPECT_FALSE(gcalc.get<std::string>(kGcalc, "Memory"));
+    ASSERT_TRUE(gcalc.call<>(kGcalc, "Quit"));
+    service.wait(10s);
+    EXPECT_TRUE(service.succeeded()) << service.report();
 }
 
 }  // namespace
