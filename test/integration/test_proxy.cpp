@@ -336,6 +336,31 @@ TEST_F(ProxyTest, AsyncCallsYieldTypedResultsFromTheLoop) {
     EXPECT_FALSE(ran);
 }
 
+// call_pending: the future-like result, filled in by the connection's loop; wait() runs the loop.
+TEST_F(ProxyTest, PendingCallsAreFutureLikeResultsOfTheLoop) {
+    auto sum = calc.call_pending<std::int32_t>(kCalc, "Add", 20, 22);
+    auto division = calc.call_pending<std::int32_t, std::int32_t>(kCalc, "Divide", 9, 4);
+    auto by_zero = calc.call_pending<std::int32_t, std::int32_t>(kCalc, "Divide", 1, 0);
+    auto reset = calc.call_pending(kCalc, "Reset");
+    ASSERT_TRUE(sum && division && by_zero && reset);
+    // Nothing arrives before the loop runs.
+    EXPECT_FALSE(sum->ready() || division->ready() || by_zero->ready() || reset->ready());
+    // Waiting for one runs the loop, which may fill in the others too.
+    ASSERT_TRUE(division->wait(10s).value());
+    EXPECT_EQ(division->result().value(), std::make_tuple(2, 1));
+    ASSERT_TRUE(sum->wait(10s).value());
+    EXPECT_EQ(std::move(*sum).take().value(), 42);
+    ASSERT_TRUE(by_zero->wait(10s).value());
+    ASSERT_FALSE(by_zero->result());
+    EXPECT_EQ(by_zero->result().error().name, "org.example.Error.DivisionByZero");
+    ASSERT_TRUE(reset->wait(10s).value());
+    EXPECT_TRUE(reset->result());
+    // A dropped one is forgotten: its reply is discarded, nothing else changes.
+    { auto dropped = calc.call_pending<std::int32_t>(kCalc, "Add", 1, 1); }
+    EXPECT_EQ(calc.call<std::int32_t>(kCalc, "Resets").value(), 1);
+    ASSERT_TRUE(client->process());
+}
+
 // The service emits Tick(i), then Tick(s), then Moved((ii)): the typed handler gets the first as a value and
 // the second as an InvalidSignature error.
 TEST_F(ProxyTest, SignalsArriveTypedAndMistypedOnesAsErrors) {

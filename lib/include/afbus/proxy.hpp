@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -133,6 +134,42 @@ struct PropertiesChanged {
     std::vector<std::string> invalidated;    // changed, values not sent (Get them)
 };
 
+// The future-like result of Proxy::call_pending: the reply of a call in flight, which arrives while the
+// connection's loop runs (process(), run_until(), or wait() below). Unlike std::future, waiting does not
+// block the loop that delivers the reply: wait() runs it. Dropping a PendingCall forgets the call (its
+// reply, when it comes, is discarded). Use it on the connection's thread only.
+template <class... Results>
+class [[nodiscard]] PendingCall {
+public:
+    PendingCall(Connection& connection, std::shared_ptr<std::optional<TypedResult<Results...>>> result,
+                Slot slot)
+        : connection_(&connection), result_(std::move(result)), slot_(std::move(slot)) {}
+
+    // Whether the reply (or the error, timeout or disconnection that stands for it) has arrived.
+    [[nodiscard]] bool ready() const noexcept { return result_->has_value(); }
+    // What call() would have returned; only once ready() (before, it aborts, in every build type).
+    [[nodiscard]] const TypedResult<Results...>& result() const& {
+        detail::require(ready(), "PendingCall::result() before the reply");
+        return **result_;
+    }
+    [[nodiscard]] TypedResult<Results...> take() && {
+        detail::require(ready(), "PendingCall::take() before the reply");
+        return std::move(**result_);
+    }
+    // Runs the connection's loop until the reply is there, at most `timeout` (the call's own timeout
+    // also ends it, with NoReply): true once ready(), false if `timeout` passed first. Other messages
+    // are dispatched meanwhile, as by run_until().
+    Expected<bool, Error> wait(std::chrono::milliseconds timeout = kDefaultCallTimeout) {
+        if (ready()) return true;
+        return connection_->run_until([this] { return ready(); }, timeout);
+    }
+
+private:
+    Connection* connection_;
+    std::shared_ptr<std::optional<TypedResult<Results...>>> result_;
+    Slot slot_;
+};
+
 class Proxy {
 public:
     // `destination` is a bus name (empty on a peer-to-peer connection), `path` an object path.
@@ -200,6 +237,28 @@ public:
                 }
             },
             options.timeout);
+    }
+
+    // Sends the call and returns at once with its future-like result (PendingCall), which fills in while
+    // the connection's loop runs. An Error here means nothing was sent.
+    template <class... Results, class... Args>
+    Expected<PendingCall<Results...>, Error> call_pending(std::string_view interface, std::string_view member,
+                                                          const Args&... args) {
+        return call_pending<Results...>(CallOptions{}, interface, member, args...);
+    }
+    template <class... Results, class... Args>
+    Expected<PendingCall<Results...>, Error> call_pending(const CallOptions& options,
+                                                          std::string_view interface, std::string_view member,
+                                                          const Args&... args) {
+        auto result = std::make_shared<std::optional<TypedResult<Results...>>>();
+        auto slot = call_async<Results...>(
+            options, interface, member,
+            [weak = std::weak_ptr(result)](TypedResult<Results...> r) {
+                if (auto target = weak.lock()) *target = std::move(r);
+            },
+            args...);
+        if (!slot) return Unexpected(std::move(slot).error());
+        return PendingCall<Results...>(*connection_, std::move(result), std::move(*slot));
     }
 
     // --- Signals ---
