@@ -67,50 +67,51 @@ TEST(BusSemantics, OwnerChangesAreBroadcast) {
     EXPECT_EQ(changes[1], std::make_tuple(std::string("org.example.Moving"), a_name, b_name));
 }
 
-TEST(BusSemantics, NoReplyWhenTheCalleeDisconnects) {
+// A call waiting, undispatched, in a callee that will never answer it. The callee never processes its
+// input (libafbus would answer UnknownObject). Owning a name first drains everything the bus sends a new
+// connection (the reply to RequestName comes after NameAcquired), so the next thing in its socket is the
+// call.
+class UnansweredCall : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(caller && callee);
+        ASSERT_EQ(*callee->request_name("org.example.Callee"), RequestNameReply::PrimaryOwner);
+        ASSERT_TRUE(callee->process());
+        slot = caller->call_async(call("org.example.Callee", "NeverAnswered"),
+                                  [this](Expected<Message, Error> r) { result = std::move(r); }, 30s);
+        ASSERT_TRUE(slot);
+        pollfd p{callee->fd(), POLLIN, 0};
+        ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    }
+    // The caller's answer, once the bus gave it.
+    const Expected<Message, Error>& answer() {
+        EXPECT_TRUE(*caller->run_until([this] { return result.has_value(); }, 10s));
+        if (!result) result = Unexpected(Error{"test.Timeout", "no answer"});
+        return *result;
+    }
+
     TestBus bus;
-    auto caller = connect(bus);
-    auto callee = connect(bus);
-    ASSERT_TRUE(caller && callee);
-    // The callee never processes its input (libafbus would answer UnknownObject): it waits until the call
-    // is in its socket, then disconnects without replying. Owning a name first drains everything the bus
-    // sends a new connection (the reply to RequestName comes after NameAcquired).
-    ASSERT_EQ(*callee->request_name("org.example.Callee"), RequestNameReply::PrimaryOwner);
-    ASSERT_TRUE(callee->process());
+    std::unique_ptr<Connection> caller = connect(bus);
+    std::unique_ptr<Connection> callee = connect(bus);
     std::optional<Expected<Message, Error>> result;
-    auto slot = caller->call_async(call("org.example.Callee", "NeverAnswered"),
-                                   [&result](Expected<Message, Error> r) { result = std::move(r); }, 30s);
-    ASSERT_TRUE(slot);
-    pollfd p{callee->fd(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 10000), 1);
+    Expected<Slot, Error> slot = Slot{};
+};
+
+TEST_F(UnansweredCall, NoReplyWhenTheCalleeDisconnects) {
     callee.reset();
-    ASSERT_TRUE(*caller->run_until([&] { return result.has_value(); }, 10s));
-    ASSERT_FALSE(*result);
-    EXPECT_EQ(result->error().name, error_names::kNoReply);
-    EXPECT_EQ(result->error().message, "Message recipient disconnected from message bus without replying");
+    ASSERT_FALSE(answer());
+    EXPECT_EQ(answer().error().name, error_names::kNoReply);
+    EXPECT_EQ(answer().error().message, "Message recipient disconnected from message bus without replying");
 }
 
 // A monitor may not send, so it cannot answer what it was called with before: the bus answers its
 // callers NoReply at once (dbus-daemon expires those calls when the connection becomes a monitor).
-TEST(BusSemantics, NoReplyWhenTheCalleeBecomesAMonitor) {
-    TestBus bus;
-    auto caller = connect(bus);
-    auto callee = connect(bus);
-    ASSERT_TRUE(caller && callee);
+TEST_F(UnansweredCall, NoReplyWhenTheCalleeBecomesAMonitor) {
     if (callee->transport() == "afbus") GTEST_SKIP() << "libafbus has no BecomeMonitor on AF_BUS (docs/kernel-mode.md)";
-    ASSERT_EQ(*callee->request_name("org.example.Callee"), RequestNameReply::PrimaryOwner);
-    ASSERT_TRUE(callee->process());
-    std::optional<Expected<Message, Error>> result;
-    auto slot = caller->call_async(call("org.example.Callee", "NeverAnswered"),
-                                   [&result](Expected<Message, Error> r) { result = std::move(r); }, 30s);
-    ASSERT_TRUE(slot);
-    pollfd p{callee->fd(), POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 10000), 1);
     // The call waits, undispatched, in the callee while it becomes a monitor (call() never dispatches).
     ASSERT_TRUE(callee->become_monitor({}, [](const Message&) {}));
-    ASSERT_TRUE(*caller->run_until([&] { return result.has_value(); }, 10s));
-    ASSERT_FALSE(*result);
-    EXPECT_EQ(result->error().name, error_names::kNoReply);
+    ASSERT_FALSE(answer());
+    EXPECT_EQ(answer().error().name, error_names::kNoReply);
 }
 
 TEST(BusSemantics, NoReplyAfterTheBusReplyTimeout) {
