@@ -205,14 +205,17 @@ void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
         apply_name_changes(names_.release_all(id));
         announce(peer->unique_name(), id, std::nullopt);
     }
-    for (const auto& [caller_id, serial] : orphaned) {
-        if (Peer* caller = peers_.find(caller_id)) {
-            send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply,
-                                                            "Message recipient disconnected from message bus without replying"));
-        }
-    }
+    answer_no_reply(orphaned, "Message recipient disconnected from message bus without replying");
     // The Peer may still be on the call stack (inside its own dispatch): freed after this turn of the loop.
     graveyard_.push_back(peers_.remove(id));
+}
+
+void Bus::answer_no_reply(const std::vector<std::pair<PeerId, std::uint32_t>>& calls, const char* why) {
+    for (const auto& [caller_id, serial] : calls) {
+        if (Peer* caller = peers_.find(caller_id)) {
+            send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply, why));
+        }
+    }
 }
 
 // --- routing ---

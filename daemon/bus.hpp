@@ -119,6 +119,8 @@ private:
     // NameLost to the old owner, NameOwnerChanged to all, NameAcquired to the new owner (dbus-daemon's order).
     void announce(const std::string& name, std::optional<PeerId> old_owner, std::optional<PeerId> new_owner);
     void become_monitor(Peer& peer, std::vector<MatchRule> rules);
+    // Answers each (caller, serial) still waiting for a peer that will never reply with NoReply, `why`.
+    void answer_no_reply(const std::vector<std::pair<PeerId, std::uint32_t>>& calls, const char* why);
 
     // --- DriverContext ---
     PeerTable& peers() override { return peers_; }

@@ -112,12 +112,7 @@ void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
     peers_.make_monitor(peer);
     if (delivery_) delivery_->became_monitor(id, rules);
     monitors_.add(id, std::move(rules));
-    for (const auto& [caller_id, serial] : orphaned) {
-        if (Peer* caller = peers_.find(caller_id)) {
-            send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply,
-                                                            "Message did not receive a reply (timeout by message bus)"));
-        }
-    }
+    answer_no_reply(orphaned, "Message did not receive a reply (timeout by message bus)");
 }
 
 void Bus::note_peaks(Peer& peer) {
