@@ -414,14 +414,22 @@ void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
     }
 }
 
-void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
-    const std::uint64_t before = peer.stats().dropped_messages++;
-    ++dropped_messages_;
+bool Bus::count_drops(Peer& peer, std::uint64_t count, EpisodeEnd end) {
+    const std::uint64_t before = peer.stats().dropped_messages;
+    peer.stats().dropped_messages += count;
+    dropped_messages_ += count;
     Peer::Episodes& episodes = peer.episodes();
-    episodes.last_drop = Clock::now();
-    if (episodes.dropping) return;  // logged when the episode began
+    const Clock::time_point now = Clock::now();
+    const bool quiet = end == EpisodeEnd::AfterAQuietSecond && now - episodes.last_drop >= std::chrono::seconds(1);
+    episodes.last_drop = now;
+    if (episodes.dropping && !quiet) return false;  // logged when the episode began
     episodes.dropping = true;
     episodes.dropped_before = before;
+    return true;
+}
+
+void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
+    if (!count_drops(peer, 1, EpisodeEnd::WhenTheQueueDrains)) return;
     const QueueLoad queued = delivery_->queued(peer.id());
     log_warning("outgoing queue of %s is full (%s=%lld; %zu messages, %zu bytes, %zu fds queued): messages for it "
                 "are dropped until it reads, starting with a %s",
@@ -432,18 +440,9 @@ void Bus::note_drop(Peer& peer, const char* limit, const char* what) {
 void Bus::copies_dropped(PeerId id, std::uint64_t count, QueueLoad queued) {
     Peer* peer = peers_.find(id);
     if (!peer || count == 0) return;
-    const std::uint64_t before = peer->stats().dropped_messages;
-    peer->stats().dropped_messages += count;
-    dropped_messages_ += count;
     // The kernel tells of drops, not of the queue draining: an episode ends after a second without
     // drops, and the next one is logged again.
-    Peer::Episodes& episodes = peer->episodes();
-    const Clock::time_point now = Clock::now();
-    const bool new_episode = !episodes.dropping || now - episodes.last_drop >= std::chrono::seconds(1);
-    episodes.last_drop = now;
-    if (!new_episode) return;
-    episodes.dropping = true;
-    episodes.dropped_before = before;
+    if (!count_drops(*peer, count, EpisodeEnd::AfterAQuietSecond)) return;
     log_warning("receive queue of %s is full in the kernel (%zu messages, %zu bytes queued; max_outgoing_bytes=%lld): "
                 "%llu broadcasts for it were dropped, and more are until it reads",
                 peer->log_name().c_str(), queued.messages, queued.bytes,

@@ -87,6 +87,11 @@ private:
     // within the outgoing limits (else the drop is logged and counted as a dropped `what`).
     bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
+    // How an episode of drops for a peer ends: in deliver(), when its queue in the daemon has drained; or,
+    // for a queue the daemon cannot see (the kernel's), after a second without drops.
+    enum class EpisodeEnd : std::uint8_t { WhenTheQueueDrains, AfterAQuietSecond };
+    // Counts `count` messages dropped for `peer`; true when they begin an episode, which the caller logs.
+    bool count_drops(Peer& peer, std::uint64_t count, EpisodeEnd end);
     // Counts a message dropped for `peer` at `limit`; logs the first of an episode (it ends in deliver()).
     void note_drop(Peer& peer, const char* limit, const char* what);
     // Logs, once per episode, that `sender` has reached an incoming limit and is not read from for now.
