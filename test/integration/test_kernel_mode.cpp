@@ -84,6 +84,18 @@ Expected<Slot, Error> export_echo(Connection& c) {
     return c.export_interface("/org/example/echo", std::move(echo));
 }
 
+// Serves `sender` until something waits in `receiver`'s socket (a call `sender` made, which `receiver`
+// does not process), at most 10 s.
+bool served_until_readable(Connection& sender, const Connection& receiver) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+        if (!sender.process()) return false;
+        pollfd readable{receiver.fd(), POLLIN, 0};
+        if (::poll(&readable, 1, 50) == 1) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+    }
+}
+
 Message echo_call(std::string_view destination, std::string_view text) {
     auto call = MessageBuilder::method_call(destination, "/org/example/echo", "org.example.Echo", "Echo");
     append(call, std::string(text));
@@ -329,13 +341,7 @@ TEST_F(KernelModeBus, StandardClientsAreBridgedIntoTheKernel) {
     auto pending = u->call_async(echo_call(b->unique_name(), "never"), [&result](Expected<Message, Error> r) { result = std::move(r); });
     ASSERT_TRUE(pending);
     // Once the call waits in B's socket (through the kernel, not answered: B is not served), B leaves.
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    for (;;) {
-        ASSERT_TRUE(u->process());
-        pollfd readable{b->fd(), POLLIN, 0};
-        if (::poll(&readable, 1, 50) == 1) break;
-        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the call never reached B";
-    }
+    ASSERT_TRUE(served_until_readable(*u, *b)) << "the call never reached B";
     b.reset();
     ASSERT_TRUE(pump({a.get(), u.get(), v.get()}, [&result] { return result.has_value(); }));
     ASSERT_FALSE(*result);
@@ -356,13 +362,7 @@ TEST_F(KernelModeBus, ABridgedCalleeThatBecomesAMonitorOwesNoReply) {
     auto pending = u->call_async(echo_call(v->unique_name(), "never"), [&result](Expected<Message, Error> r) { result = std::move(r); });
     ASSERT_TRUE(pending);
     // Once the call waits in V's socket (undispatched: V is not served), V becomes a monitor.
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    for (;;) {
-        ASSERT_TRUE(u->process());
-        pollfd readable{v->fd(), POLLIN, 0};
-        if (::poll(&readable, 1, 50) == 1) break;
-        ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the call never reached V";
-    }
+    ASSERT_TRUE(served_until_readable(*u, *v)) << "the call never reached V";
     ASSERT_TRUE(v->become_monitor({}, [](const Message&) {}));
     ASSERT_TRUE(pump({u.get()}, [&result] { return result.has_value(); }));
     ASSERT_FALSE(*result);
