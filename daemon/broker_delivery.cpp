@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -20,7 +21,9 @@ SaslServerConfig sasl_server_config(const ConnectionSettings& settings, const Pe
     // TCP peers have no kernel credentials: no EXTERNAL, no fd passing; DBUS_COOKIE_SHA1 says who they are.
     if (credentials.from_kernel) sasl.peer_uid = credentials.uid;
     sasl.unix_fd_possible = credentials.from_kernel;
-    sasl.cookie_sha1.emplace().server_uid = ::geteuid();  // offered only if listed in the mechanisms
+    // The keyring belongs to the bus's user; asked only where the mechanism is offered, not at every connect.
+    if (std::find(sasl.mechanisms.begin(), sasl.mechanisms.end(), SaslMechanism::DbusCookieSha1) != sasl.mechanisms.end())
+        sasl.cookie_sha1.emplace().server_uid = ::geteuid();
     return sasl;
 }
 
@@ -134,6 +137,10 @@ void BrokerDelivery::add_connection(Fd socket) {
         if (p->sasl) return refuse(peer, "authentication timed out (auth_timeout)");
         if (!events_.registered(peer)) refuse(peer, "did not say Hello within auth_timeout");
     });
+    // Clients write the SASL nul byte and AUTH as soon as connect() returns, so it is usually here already:
+    // reading now saves an epoll_wait per connection. If nothing came yet, the read sees EAGAIN and epoll
+    // says when it does.
+    on_io(peer, EPOLLIN);
 }
 
 BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
@@ -294,7 +301,10 @@ void BrokerDelivery::resume_paused_readers() {
 }
 
 void BrokerDelivery::update_watch(Connection& c) {
-    const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
+    // A dirty connection is written by flush() at the end of this turn, which then calls this again: asking
+    // epoll for EPOLLOUT now would cost two epoll_ctl for a write that usually completes at once (a driver
+    // call's reply goes to the peer being read, e.g. Hello).
+    const bool writing = (c.transport->wants_write() && !c.dirty) || (c.sasl && c.sasl_stream.wants_write());
     const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
     if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;

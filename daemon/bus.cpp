@@ -101,11 +101,22 @@ void Bus::set_settings(BusSettings settings) {
             peer.set_policy(nullptr);
         } else {
             // The identity was good enough at connect time; a user removed since keeps the default chains.
-            const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_);
+            const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_, console_check());
             peer.set_policy(settings_.policy->chains_for(identity ? identity->principal : policy::Principal{}));
         }
         if (delivery_ && !peer.authenticating()) delivery_->peer_policy_assigned(peer.id(), peer.policy());
     });
+}
+
+ConsoleCheck Bus::console_check() const {
+    return settings_.policy && settings_.policy->depends_on_console() ? ConsoleCheck::Ask : ConsoleCheck::Skip;
+}
+
+uid_t Bus::bus_uid() {
+    // Read at the first connection, not at construction: main() may still switch to the configured
+    // <user> after building the bus, and it does so before the loop serves anyone.
+    if (!bus_uid_) bus_uid_ = ::geteuid();
+    return *bus_uid_;
 }
 
 Expected<void, std::string> Bus::reload_config() {
@@ -136,10 +147,10 @@ Expected<void, std::string> Bus::peer_authenticated(PeerId id, std::optional<uid
     std::shared_ptr<const policy::ConnectionChains> chains;
     if (settings_.policy) {
         std::string refused;
-        const auto identity = policy_identity(uid, peer->credentials().groups, accounts_);
+        const auto identity = policy_identity(uid, peer->credentials().groups, accounts_, console_check());
         if (!identity) {
             refused = "uid " + std::to_string(*uid) + " has no user account";
-        } else if (uid && !settings_.policy->allows_connect(*uid, identity->account_groups, ::geteuid())) {
+        } else if (uid && !settings_.policy->allows_connect(*uid, identity->account_groups, bus_uid())) {
             // dbus-daemon asks policy only about authenticated users; anonymous ones got in through
             // <allow_anonymous/> already.
             refused = "uid " + std::to_string(*uid) + " is not allowed to connect by policy";

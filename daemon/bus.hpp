@@ -160,10 +160,14 @@ private:
     // owner_name all answer from.
     [[nodiscard]] Peer* find_owner(std::string_view name) const;
     void note_peaks(Peer& peer);
+    [[nodiscard]] ConsoleCheck console_check() const;
+    // The user the bus runs as (dbus-daemon's "bus user", who may always connect).
+    uid_t bus_uid();
 
     EventLoop& loop_;
     BusSettings settings_;
     std::string guid_;
+    std::optional<uid_t> bus_uid_;
     std::unique_ptr<Delivery> delivery_;
     PeerTable peers_;
     NameRegistry names_;

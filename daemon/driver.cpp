@@ -224,7 +224,7 @@ Expected<void, Error> get_credentials(DriverContext& bus, Peer&, const Message& 
     creds.emplace("UnixUserID", Variant(static_cast<std::uint32_t>(c.uid)));
     // The socket's groups, or the account's when the kernel reports none (dbus-daemon's answer too).
     if (c.from_kernel) {
-        if (auto identity = policy_identity((*peer)->uid(), c.groups, bus.accounts()); identity && !identity->principal.groups.empty())
+        if (auto identity = policy_identity((*peer)->uid(), c.groups, bus.accounts(), ConsoleCheck::Skip); identity && !identity->principal.groups.empty())
             creds.emplace("UnixGroupIDs", Variant(identity->principal.groups));
     }
     if (c.pid > 0) creds.emplace("ProcessID", Variant(static_cast<std::uint32_t>(c.pid)));

@@ -44,7 +44,7 @@ const std::optional<AccountCache::Account>& AccountCache::lookup(uid_t uid) {
 }
 
 std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups,
-                                              AccountCache& accounts) {
+                                              AccountCache& accounts, ConsoleCheck console) {
     PolicyIdentity identity;
     if (!uid) return identity;
     const auto& account = accounts.lookup(*uid);
@@ -57,7 +57,7 @@ std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const st
     std::sort(identity.principal.groups.begin(), identity.principal.groups.end());
     identity.principal.groups.erase(std::unique(identity.principal.groups.begin(), identity.principal.groups.end()),
                                     identity.principal.groups.end());
-    identity.principal.at_console = at_console(*uid);
+    identity.principal.at_console = console == ConsoleCheck::Ask && at_console(*uid);
     return identity;
 }
 

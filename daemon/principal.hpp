@@ -36,9 +36,14 @@ private:
     std::unordered_map<uid_t, std::optional<Account>> accounts_;
 };
 
+// Whether to ask the seat manager if the user is at the console: only a policy with at_console
+// contexts needs to know (policy::PolicyEngine::depends_on_console), and asking costs file lookups at
+// every connect.
+enum class ConsoleCheck : bool { Skip, Ask };
+
 // nullopt when `uid` has no user account: dbus-daemon cannot look up its groups and refuses it.
 // An anonymous connection (no uid) gets an empty identity.
 std::optional<PolicyIdentity> policy_identity(std::optional<uid_t> uid, const std::vector<gid_t>& kernel_groups,
-                                              AccountCache& accounts);
+                                              AccountCache& accounts, ConsoleCheck console);
 
 }  // namespace afbus::daemon

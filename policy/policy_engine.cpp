@@ -194,6 +194,14 @@ unsigned ConnectionChains::count_matching(Hook hook, const MessageFacts& message
     return n;
 }
 
+PolicyEngine::PolicyEngine(std::shared_ptr<const PolicyImage> image) : image_(std::move(image)) {
+    for (const ContextRecord& context : image_->contexts()) {
+        const auto kind = static_cast<ContextKind>(context.kind);
+        if ((kind == ContextKind::AtConsole || kind == ContextKind::NotAtConsole) && context.rule_count > 0)
+            depends_on_console_ = true;
+    }
+}
+
 Expected<PolicyEngine, std::string> PolicyEngine::load(std::vector<std::byte> bytes) {
     auto image = PolicyImage::load(std::move(bytes));
     if (!image) return Unexpected(std::move(image).error());

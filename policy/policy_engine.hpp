@@ -108,10 +108,14 @@ public:
     // The chains for `principal`, shared by every connection with the same one.
     std::shared_ptr<const ConnectionChains> chains_for(const Principal& principal);
     [[nodiscard]] const PolicyImage& image() const { return *image_; }
+    // Whether any <policy at_console="…"> context has rules: only then does a connection's chain depend
+    // on Principal::at_console, so only then is it worth asking the seat manager at every connect.
+    [[nodiscard]] bool depends_on_console() const { return depends_on_console_; }
 
 private:
-    explicit PolicyEngine(std::shared_ptr<const PolicyImage> image) : image_(std::move(image)) {}
+    explicit PolicyEngine(std::shared_ptr<const PolicyImage> image);
     std::shared_ptr<const PolicyImage> image_;
+    bool depends_on_console_ = false;
     using CacheKey = std::tuple<std::optional<std::uint32_t>, std::vector<std::uint32_t>, bool>;
     std::map<CacheKey, std::shared_ptr<const ConnectionChains>> cache_;
 };

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -101,12 +102,20 @@ Expected<PeerCredentials, int> peer_credentials(const Fd& socket) {
         groups.resize(len / sizeof(gid_t) + 1);
     }
 
-    char label[256];
-    len = sizeof label;
-    if (::getsockopt(socket.get(), SOL_SOCKET, SO_PEERSEC, label, &len) == 0 && len > 0) {
-        std::string s(label, len);
-        while (!s.empty() && s.back() == '\0') s.pop_back();
-        if (!s.empty()) out.security_label = std::move(s);
+    // ENOPROTOOPT on a unix socket means no security module that labels sockets is loaded; none can be
+    // loaded later, so a bus does not ask again at every connect.
+    static std::atomic<bool> unix_labels_unsupported{false};
+    if (domain != AF_UNIX || !unix_labels_unsupported.load(std::memory_order_relaxed)) {
+        char label[256];
+        len = sizeof label;
+        const int got = ::getsockopt(socket.get(), SOL_SOCKET, SO_PEERSEC, label, &len);
+        if (got == 0 && len > 0) {
+            std::string s(label, len);
+            while (!s.empty() && s.back() == '\0') s.pop_back();
+            if (!s.empty()) out.security_label = std::move(s);
+        } else if (got < 0 && errno == ENOPROTOOPT && domain == AF_UNIX) {
+            unix_labels_unsupported.store(true, std::memory_order_relaxed);
+        }
     }
 
     int pidfd = -1;

@@ -236,6 +236,15 @@ TEST(PolicyEngine, ContextsApplyInDbusDaemonsOrder) {
     EXPECT_FALSE(anonymous->can_own("c.name"));  // no uid: no user or console rules
 }
 
+TEST(PolicyEngine, OnlyAtConsoleRulesMakeTheConsoleMatter) {
+    // The daemon asks the seat manager at connect only when this says so.
+    EXPECT_FALSE(engine_of({{Kind::Default, {{true, {{"own", "*"}}}}}, {Kind::User, {{true, {{"own", "u.name"}}}}}})
+                     .depends_on_console());
+    EXPECT_TRUE(engine_of({{Kind::Default, {{true, {{"own", "*"}}}}}, {Kind::AtConsole, {{true, {{"own", "c.name"}}}}}})
+                    .depends_on_console());
+    EXPECT_TRUE(engine_of({{Kind::NotAtConsole, {{false, {{"own", "c.name"}}}}}}).depends_on_console());
+}
+
 TEST(PolicyEngine, WhoMayConnect) {
     auto session = engine_of({{Kind::Default, {{true, {{"own", "*"}}}}}});
     EXPECT_TRUE(session.allows_connect(1000, {}, 1000));  // the bus's own user

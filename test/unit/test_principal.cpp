@@ -18,7 +18,7 @@ bool contains(const std::vector<std::uint32_t>& groups, std::uint32_t gid) {
 
 TEST(PolicyIdentity, AnAnonymousConnectionHasAnEmptyIdentity) {
     AccountCache accounts;
-    auto identity = policy_identity(std::nullopt, {}, accounts);
+    auto identity = policy_identity(std::nullopt, {}, accounts, ConsoleCheck::Ask);
     ASSERT_TRUE(identity);
     EXPECT_TRUE(identity->account_groups.empty());
     EXPECT_TRUE(identity->principal.groups.empty());
@@ -26,14 +26,14 @@ TEST(PolicyIdentity, AnAnonymousConnectionHasAnEmptyIdentity) {
 
 TEST(PolicyIdentity, RootHasItsAccountGroupsUnlessTheKernelReportsOthers) {
     AccountCache accounts;
-    auto identity = policy_identity(0, {}, accounts);
+    auto identity = policy_identity(0, {}, accounts, ConsoleCheck::Ask);
     ASSERT_TRUE(identity);
     EXPECT_EQ(identity->principal.uid, 0u);
     EXPECT_TRUE(contains(identity->account_groups, 0));
     EXPECT_EQ(identity->principal.groups, identity->account_groups);
 
     // SO_PEERGROUPS decides the group contexts; the account's groups still decide who may connect.
-    identity = policy_identity(0, {4242, 17, 4242}, accounts);
+    identity = policy_identity(0, {4242, 17, 4242}, accounts, ConsoleCheck::Ask);
     ASSERT_TRUE(identity);
     EXPECT_EQ(identity->principal.groups, (std::vector<std::uint32_t>{17, 4242}));
     EXPECT_TRUE(contains(identity->account_groups, 0));
@@ -41,7 +41,7 @@ TEST(PolicyIdentity, RootHasItsAccountGroupsUnlessTheKernelReportsOthers) {
 
 TEST(PolicyIdentity, AUidWithoutAnAccountHasNoIdentity) {
     AccountCache accounts;
-    EXPECT_FALSE(policy_identity(kUnknownUid, {}, accounts));
+    EXPECT_FALSE(policy_identity(kUnknownUid, {}, accounts, ConsoleCheck::Ask));
     EXPECT_FALSE(accounts.lookup(kUnknownUid));
 }
 

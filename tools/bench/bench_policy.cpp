@@ -58,7 +58,7 @@ Loaded load(const std::string& policy_xml) {
     Loaded l;
     l.engine = std::make_shared<policy::PolicyEngine>(std::move(*engine));
     afbus::daemon::AccountCache accounts;
-    l.chains = l.engine->chains_for(afbus::daemon::policy_identity(0, {}, accounts)->principal);
+    l.chains = l.engine->chains_for(afbus::daemon::policy_identity(0, {}, accounts, afbus::daemon::ConsoleCheck::Skip)->principal);
     l.send_rules = l.chains->size(policy::Hook::Send);
     l.receive_rules = l.chains->size(policy::Hook::Receive);
     return l;
