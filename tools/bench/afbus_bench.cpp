@@ -55,6 +55,10 @@ const char kUsage[] =
     "  --idle-clients=N        idle: clients connected (default 1000)\n"
     "  --policy-rules=N        policy: rules that cannot apply, added to the system policy (default 10000)\n"
     "  --timeout=SECONDS       bound on every wait for a daemon or a worker (default 120)\n"
+    "  --count-events=LIST     perf events to count in the daemon during each measured phase, reported per\n"
+    "                          message, connection, delivery or MiB (runs `perf stat`; e.g.\n"
+    "                          task-clock,raw_syscalls:sys_enter,probe_libc:malloc; counting slows the\n"
+    "                          daemon: use such a run for its counts, not its rates)\n"
     "  --quick                 a smoke run: --duration=0.1 --fanout=1,3 --match-rules=200 --idle-clients=20\n"
     "                          --policy-rules=200 --repetitions=1 (numbers meaningless, every code path\n"
     "                          exercised)\n"
@@ -206,6 +210,8 @@ std::optional<Config> parse(int argc, char** argv) {
             c.json_path = value;
         } else if (key == "scenarios") {
             c.scenarios = split(value, ',');
+        } else if (key == "count-events") {
+            c.options.count_events = split(value, ',');
         } else if (key == "fanout") {
             c.fanout.clear();
             for (const auto& s : split(value, ',')) c.fanout.push_back(std::atoi(s.c_str()));

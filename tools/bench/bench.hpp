@@ -45,6 +45,8 @@ struct ScenarioOptions {
     int match_rules = 10000;   // matches
     int idle_clients = 1000;   // idle
     int policy_rules = 10000;  // policy: irrelevant rules added in its last two configurations
+    // perf events counted in the daemon during each measured phase (--count-events; event_counter.hpp).
+    std::vector<std::string> count_events;
     std::chrono::seconds timeout{
         120};  // bound on every wait, so that a broken daemon fails instead of hanging
 };

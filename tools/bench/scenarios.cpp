@@ -21,6 +21,8 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -30,6 +32,7 @@
 #include "bench.hpp"
 #include "bench_client.hpp"
 #include "bench_protocol.hpp"
+#include "event_counter.hpp"
 
 namespace afbus::bench {
 namespace {
@@ -259,18 +262,44 @@ bool notify(int fd, char c) {
 
 // --- Daemon resource sampling ---
 
-struct CpuMeter {
-    pid_t pid;
-    double start = 0;
-    explicit CpuMeter(pid_t p) : pid(p) {
-        if (pid > 0) start = process_cpu_seconds(pid).value_or(0.0);
+// The daemon's CPU time during a measured phase, and with --count-events the perf events it caused
+// (event_counter.hpp). Counting is set up when the phase starts; a failure to count is the scenario's.
+class CpuMeter {
+public:
+    CpuMeter(pid_t pid, const ScenarioOptions& options) : pid_(pid) {
+        if (pid_ <= 0) return;
+        if (!options.count_events.empty()) {
+            auto counter = EventCounter::start(pid_, options.count_events, options.timeout);
+            if (counter) counter_ = std::move(*counter);
+            else counting_error_ = counter.error();
+        }
+        start_ = process_cpu_seconds(pid_).value_or(0.0);
     }
-    [[nodiscard]] std::optional<double> elapsed() const {
-        if (pid <= 0) return std::nullopt;
-        auto now = process_cpu_seconds(pid);
-        if (!now) return std::nullopt;
-        return *now - start;
+
+    // Ends the phase: CPU time and counts are taken now (the first call; later calls change nothing).
+    void finish() {
+        if (finished_ || pid_ <= 0) return;
+        finished_ = true;
+        if (auto now = process_cpu_seconds(pid_)) cpu_s_ = *now - start_;
+        if (counter_) {
+            auto counts = counter_->stop();
+            if (counts) counts_ = std::move(*counts);
+            else counting_error_ = counts.error();
+            counter_.reset();
+        }
     }
+    [[nodiscard]] const std::optional<double>& cpu_seconds() const { return cpu_s_; }
+    [[nodiscard]] const std::map<std::string, double>& counts() const { return counts_; }
+    [[nodiscard]] const std::string& counting_error() const { return counting_error_; }
+
+private:
+    pid_t pid_;
+    double start_ = 0;
+    bool finished_ = false;
+    std::optional<double> cpu_s_;
+    std::unique_ptr<EventCounter> counter_;
+    std::map<std::string, double> counts_;
+    std::string counting_error_;
 };
 
 std::optional<double> rss(pid_t pid) {
@@ -280,10 +309,17 @@ std::optional<double> rss(pid_t pid) {
     return *r;
 }
 
-void add_cpu_per_op(ScenarioResult& r, const CpuMeter& cpu, double operations, const std::string& name,
-                    double per, const std::string& unit) {
-    if (auto s = cpu.elapsed(); s && operations > 0)
-        r.metrics.push_back({name, *s / operations * per, unit, false});
+// The daemon's CPU time per operation as `name` ("daemon_cpu_us_per_call"), scaled by `per`, and with
+// --count-events every counted event per `counted` operations named `what` ("<event>_per_message").
+Result<void> add_cpu_per_op(ScenarioResult& r, CpuMeter& cpu, double operations, const std::string& name,
+                            double per, const std::string& unit, double counted, const std::string& what) {
+    cpu.finish();
+    if (!cpu.counting_error().empty()) return failure("counting events: " + cpu.counting_error());
+    if (operations <= 0) return {};
+    if (auto s = cpu.cpu_seconds()) r.metrics.push_back({name, *s / operations * per, unit, false});
+    for (const auto& [event, count] : cpu.counts())
+        r.metrics.push_back({event + "_per_" + what, count / counted, "", false});
+    return {};
 }
 
 // --- The echo server (ping, ping-parallel, payload) ---
@@ -334,7 +370,7 @@ Result<ScenarioResult> ping(const Target& target, const ScenarioOptions& options
         if (auto reply = (*c)->ping(); !reply) return failure(reply.error());
     std::vector<double> latencies;
     latencies.reserve(200000);
-    CpuMeter cpu(target.daemon_pid);
+    CpuMeter cpu(target.daemon_pid, options);
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
     auto now = start;
@@ -355,7 +391,8 @@ Result<ScenarioResult> ping(const Target& target, const ScenarioOptions& options
     r.metrics.push_back({"calls_per_s", static_cast<double>(latencies.size()) / elapsed, "calls/s", true});
     r.metrics.push_back({"p50_us", percentile(0.50), "us", false});
     r.metrics.push_back({"p99_us", percentile(0.99), "us", false});
-    add_cpu_per_op(r, cpu, static_cast<double>(latencies.size()), "daemon_cpu_us_per_call", 1e6, "us");
+    if (auto counted = add_cpu_per_op(r, cpu, static_cast<double>(latencies.size()), "daemon_cpu_us_per_call", 1e6, "us",
+                                      2.0 * static_cast<double>(latencies.size()), "message"); !counted) return failure(counted.error());
     return r;
 }
 
@@ -427,7 +464,7 @@ Result<ScenarioResult> ping_parallel(const Target& target, const ScenarioOptions
         if (auto b = clients.read_byte(ready->read.get(), options.timeout); !b)
             return failure("client: " + b.error());
     }
-    CpuMeter cpu(target.daemon_pid);
+    CpuMeter cpu(target.daemon_pid, options);
     // One byte per client: each takes exactly one, so that all start together.
     for (int i = 0; i < n; ++i)
         if (!write_byte(go->write.get(), 'g')) return failure("cannot start the clients");
@@ -440,7 +477,7 @@ Result<ScenarioResult> ping_parallel(const Target& target, const ScenarioOptions
     }
     ScenarioResult r{"ping-parallel", {}};
     r.metrics.push_back({"calls_per_s", rate, "calls/s", true});
-    add_cpu_per_op(r, cpu, total, "daemon_cpu_us_per_call", 1e6, "us");
+    if (auto counted = add_cpu_per_op(r, cpu, total, "daemon_cpu_us_per_call", 1e6, "us", 2.0 * total, "message"); !counted) return failure(counted.error());
     return r;
 }
 
@@ -624,13 +661,13 @@ Result<ScenarioResult> fanout(const Target& target, const ScenarioOptions& optio
     if (!s) return failure(s.error());
     auto c = connect(target, options);
     if (!c) return failure(c.error());
-    CpuMeter cpu(target.daemon_pid);
+    CpuMeter cpu(target.daemon_pid, options);
     auto e = emit(**c, **s, "k0", options);
     if (!e) return failure(e.error());
     const double delivered = static_cast<double>(e->emitted) * (*s)->count;
     ScenarioResult r{"fanout-" + std::to_string(subscribers), {}};
     r.metrics.push_back({"delivered_per_s", delivered / e->seconds, "msg/s", true});
-    add_cpu_per_op(r, cpu, delivered, "daemon_cpu_s_per_100k", 1e5, "s");
+    if (auto counted = add_cpu_per_op(r, cpu, delivered, "daemon_cpu_s_per_100k", 1e5, "s", delivered, "delivered"); !counted) return failure(counted.error());
     if (auto stop = stop_subscribers(**s); !stop) return failure(stop.error());
     return r;
 }
@@ -652,7 +689,7 @@ Result<ScenarioResult> payload(const Target& target, const ScenarioOptions& opti
     };
     for (int i = 0; i < 3; ++i)
         if (auto r = echo(); !r) return failure(r.error());
-    CpuMeter cpu(target.daemon_pid);
+    CpuMeter cpu(target.daemon_pid, options);
     std::uint64_t calls = 0;
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
@@ -664,7 +701,7 @@ Result<ScenarioResult> payload(const Target& target, const ScenarioOptions& opti
     const double mib = static_cast<double>(calls) * static_cast<double>(data.size()) / (1024.0 * 1024.0);
     ScenarioResult r{"payload", {}};
     r.metrics.push_back({"mib_per_s", mib / elapsed, "MiB/s", true});
-    add_cpu_per_op(r, cpu, mib, "daemon_cpu_ms_per_mib", 1e3, "ms");
+    if (auto counted = add_cpu_per_op(r, cpu, mib, "daemon_cpu_ms_per_mib", 1e3, "ms", mib, "mib"); !counted) return failure(counted.error());
     return r;
 }
 
@@ -673,7 +710,7 @@ Result<ScenarioResult> payload(const Target& target, const ScenarioOptions& opti
 Result<ScenarioResult> connect_rate(const Target& target, const ScenarioOptions& options) {
     for (int i = 0; i < 20; ++i)
         if (auto c = connect(target, options); !c) return failure(c.error());
-    CpuMeter cpu(target.daemon_pid);
+    CpuMeter cpu(target.daemon_pid, options);
     std::uint64_t count = 0;
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
@@ -685,7 +722,8 @@ Result<ScenarioResult> connect_rate(const Target& target, const ScenarioOptions&
     const double elapsed = seconds_since(start);
     ScenarioResult r{"connect", {}};
     r.metrics.push_back({"connections_per_s", static_cast<double>(count) / elapsed, "conn/s", true});
-    add_cpu_per_op(r, cpu, static_cast<double>(count), "daemon_cpu_us_per_connection", 1e6, "us");
+    if (auto counted = add_cpu_per_op(r, cpu, static_cast<double>(count), "daemon_cpu_us_per_connection", 1e6, "us",
+                                      static_cast<double>(count), "connection"); !counted) return failure(counted.error());
     return r;
 }
 
