@@ -11,27 +11,32 @@ ExpectedReplies::~ExpectedReplies() {
 }
 
 void ExpectedReplies::expect(PeerId caller, std::uint32_t serial, PeerId callee, std::int64_t timeout_ms) {
-    EventLoop::TimerId timer = 0;
-    if (timeout_ms > 0) {
-        timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(timeout_ms), [this, caller, serial] {
-            auto calls = by_caller_.find(caller);
-            if (calls == by_caller_.end()) return;
-            auto call = calls->second.find(serial);
-            if (call == calls->second.end()) return;
-            drop_owed(call->second.callee, caller, serial);
-            calls->second.erase(call);
-            if (calls->second.empty()) by_caller_.erase(calls);
-            on_timeout_(caller, serial);
-        });
-    }
     auto& calls = by_caller_[caller];
+    auto [entry, added] = calls.try_emplace(serial);
+    Call& call = entry->second;
     // A caller reusing a serial replaces its earlier call, as dbus-daemon's list would shadow it.
-    if (auto old = calls.find(serial); old != calls.end()) {
-        if (old->second.timer) loop_.cancel_timer(old->second.timer);
-        drop_owed(old->second.callee, caller, serial);
+    if (!added) {
+        if (call.timer) loop_.cancel_timer(call.timer);
+        drop_owed(call.callee, caller, serial);
     }
-    calls[serial] = Call{callee, timer, next_order_++};
+    call = Call{caller, serial, callee, 0, next_order_++};
+    if (timeout_ms > 0) {
+        // The entry's node stays put until it is erased, which cancels this timer first; [this, &call] fits
+        // std::function's own storage, where a copy of the ids would cost an allocation per call.
+        call.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(timeout_ms),
+                                     [this, pending = &call] { time_out(*pending); });
+    }
     by_callee_[callee].push_back(Owed{caller, serial});
+}
+
+void ExpectedReplies::time_out(const Call& pending) {
+    const PeerId caller = pending.caller;
+    const std::uint32_t serial = pending.serial;
+    auto calls = by_caller_.find(caller);
+    drop_owed(pending.callee, caller, serial);
+    calls->second.erase(serial);
+    if (calls->second.empty()) by_caller_.erase(calls);
+    on_timeout_(caller, serial);
 }
 
 bool ExpectedReplies::expected(PeerId caller, std::uint32_t serial, PeerId callee) const {

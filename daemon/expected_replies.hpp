@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory_resource>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -41,6 +42,8 @@ public:
 
 private:
     struct Call {
+        PeerId caller;
+        std::uint32_t serial;
         PeerId callee;
         EventLoop::TimerId timer;
         std::uint64_t order;  // when it was made, for NoReply in call order
@@ -52,12 +55,17 @@ private:
     };
     void drop_owed(PeerId callee, PeerId caller, std::uint32_t serial);
 
+    void time_out(const Call& call);
+
     EventLoop& loop_;
     Timeout on_timeout_;
+    // Every routed call adds to these maps and its reply takes it out again: their nodes and arrays are
+    // recycled through a pool, so that a call and its reply cost no malloc in the steady state.
+    std::pmr::unsynchronized_pool_resource nodes_;
     // caller → its outstanding calls by serial
-    std::unordered_map<PeerId, std::unordered_map<std::uint32_t, Call>> by_caller_;
+    std::pmr::unordered_map<PeerId, std::pmr::unordered_map<std::uint32_t, Call>> by_caller_{&nodes_};
     // callee → the calls it owes a reply to
-    std::unordered_map<PeerId, std::vector<Owed>> by_callee_;
+    std::pmr::unordered_map<PeerId, std::pmr::vector<Owed>> by_callee_{&nodes_};
     std::uint64_t next_order_ = 0;
 };
 
