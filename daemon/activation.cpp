@@ -1,7 +1,6 @@
 #include "activation.hpp"
 
 #include <syslog.h>
-#include <systemd/sd-journal.h>
 
 #include <cstring>
 
@@ -10,6 +9,7 @@
 #include "name_signals.hpp"
 #include "policy_check.hpp"
 #include "log.hpp"
+#include "systemd_integration.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -212,8 +212,8 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
     // with the service's name; without a journal it goes where the bus's own output goes.
     Fd journal_out, journal_err;
     if (log_target() == LogTarget::Syslog || log_target() == LogTarget::Both) {
-        journal_out.reset(::sd_journal_stream_fd(name.c_str(), LOG_INFO, 0));
-        journal_err.reset(::sd_journal_stream_fd(name.c_str(), LOG_WARNING, 0));
+        journal_out = systemd::journal_stream(name, LOG_INFO);
+        journal_err = systemd::journal_stream(name, LOG_WARNING);
     }
     auto process = ServiceProcess::spawn(loop_, *argv, spawn_environment(), settings_.service_fd_limit,
                                          [this, name, exec](ProcessEnd end) { process_ended(name, exec, end); },

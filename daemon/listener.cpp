@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,6 +18,7 @@
 #include "afbus/af_bus_socket.hpp"
 #include "afbus/unix_socket.hpp"
 #include "log.hpp"
+#include "systemd_integration.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -142,12 +142,11 @@ Expected<std::vector<Listener>, std::string> listen_tcp(const AddressEntry& entr
 }
 
 Expected<std::vector<Listener>, std::string> listen_systemd() {
-    const int n = ::sd_listen_fds(0);
-    if (n < 0) return Unexpected(std::string("sd_listen_fds failed: ") + std::strerror(-n));
+    const int n = systemd::listen_fds();
     if (n == 0) return Unexpected(std::string("systemd: address given, but no sockets were passed (LISTEN_FDS)"));
     std::vector<Listener> out;
-    for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; ++fd) {
-        if (::sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0)
+    for (int fd = systemd::kListenFdsStart; fd < systemd::kListenFdsStart + n; ++fd) {
+        if (!systemd::is_listening_stream_socket(fd))
             return Unexpected("passed fd " + std::to_string(fd) + " is not a listening stream socket");
         ::fcntl(fd, F_SETFD, FD_CLOEXEC);
         ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);

@@ -6,7 +6,6 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,6 +33,7 @@
 #include "log.hpp"
 #include "options.hpp"
 #include "service_directory.hpp"
+#include "systemd_integration.hpp"
 
 using namespace afbus;
 using namespace afbus::daemon;
@@ -311,7 +311,7 @@ int main(int argc, char** argv) {
         }
     });
 
-    ::sd_notify(0, "READY=1");
+    (void)systemd::notify("READY=1");
     const bool ok = loop.run();
     for (const std::string& path : socket_files) ::unlink(path.c_str());
     if (pidfile) ::unlink(pidfile->c_str());

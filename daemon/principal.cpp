@@ -2,17 +2,18 @@
 
 #include <grp.h>
 #include <pwd.h>
-#include <systemd/sd-login.h>
 #include <unistd.h>
 
 #include <algorithm>
+
+#include "systemd_integration.hpp"
 
 namespace afbus::daemon {
 namespace {
 
 // As dbus-daemon: logind's seats, when logind is running (it keeps /run/systemd/seats/).
 bool at_console(uid_t uid) {
-    return ::access("/run/systemd/seats/", F_OK) == 0 && sd_uid_get_seats(uid, 0, nullptr) > 0;
+    return systemd::uid_is_on_a_seat(uid);
 }
 
 }  // namespace
