@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "policy_compiler.hpp"
+#include "text_file.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -281,14 +280,12 @@ private:
         const std::string canonical = fs::weakly_canonical(path, ec).string();
         if (open_files_.count(canonical)) return fail("Circular inclusion of file \"" + path + "\"");
         if (depth_ + 1 > kMaxIncludeDepth) return fail("Includes nested too deeply at \"" + path + "\"");
-        std::ifstream in(path, std::ios::binary);
-        if (!in) return fail("Failed to open \"" + path + "\": " + std::strerror(errno));
-        std::stringstream text;
-        text << in.rdbuf();
+        auto text = read_text_file(path);
+        if (!text) return fail("Failed to open \"" + path + "\": " + std::strerror(text.error()));
         open_files_.insert(canonical);
         config_.files.push_back(path);
         Parser nested(config_, open_files_, depth_ + 1);
-        auto r = nested.parse(text.str(), path, fs::path(path).parent_path().string());
+        auto r = nested.parse(*text, path, fs::path(path).parent_path().string());
         open_files_.erase(canonical);
         if (!r) {
             error_ = r.error();
@@ -329,11 +326,9 @@ Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std
 }
 
 Expected<BusConfig, ConfigError> load_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Unexpected(ConfigError{path, 0, std::string("Failed to open: ") + std::strerror(errno)});
-    std::stringstream text;
-    text << in.rdbuf();
-    return parse_config(text.str(), path, fs::path(path).parent_path().string());
+    auto text = read_text_file(path);
+    if (!text) return Unexpected(ConfigError{path, 0, std::string("Failed to open: ") + std::strerror(text.error())});
+    return parse_config(*text, path, fs::path(path).parent_path().string());
 }
 
 const std::string& builtin_session_config() {

@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -34,6 +33,7 @@
 #include "options.hpp"
 #include "service_directory.hpp"
 #include "systemd_integration.hpp"
+#include "text_file.hpp"
 
 using namespace afbus;
 using namespace afbus::daemon;
@@ -246,9 +246,8 @@ int main(int argc, char** argv) {
 
     std::optional<std::string> pidfile;
     if (config->pidfile && !options->no_pidfile) {
-        std::ofstream out(*config->pidfile);
-        if (!out) return fail("Failed to write pid file \"" + *config->pidfile + "\"");
-        out << ::getpid() << "\n";
+        if (!write_text_file(*config->pidfile, std::to_string(::getpid()) + "\n"))
+            return fail("Failed to write pid file \"" + *config->pidfile + "\"");
         pidfile = config->pidfile;
     }
     if (config->user) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "afbus/expected.hpp"
@@ -67,6 +68,8 @@ Result<ScenarioResult> run_scenario(const std::string& name, const Target& targe
 // /proc readers.
 Result<double> process_cpu_seconds(pid_t pid);  // utime + stime
 Result<double> process_rss_kib(pid_t pid);      // VmRSS
+// A "Name:  N kB" line of /proc/PID/status (RssAnon, VmRSS…), in KiB.
+Result<double> process_status_kib(pid_t pid, std::string_view field);
 
 // --- Daemons (daemon_launch.cpp) ---
 

@@ -72,13 +72,18 @@ Result<double> process_cpu_seconds(pid_t pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-Result<double> process_rss_kib(pid_t pid) {
+Result<double> process_status_kib(pid_t pid, std::string_view field) {
     std::ifstream f("/proc/" + std::to_string(pid) + "/status");
     std::string line;
     while (std::getline(f, line)) {
-        if (line.starts_with("VmRSS:")) return std::strtod(line.c_str() + 6, nullptr);
+        if (line.starts_with(field) && line.size() > field.size() && line[field.size()] == ':')
+            return std::strtod(line.c_str() + field.size() + 1, nullptr);
     }
-    return failure("no VmRSS in /proc/" + std::to_string(pid) + "/status");
+    return failure("no " + std::string(field) + " in /proc/" + std::to_string(pid) + "/status");
+}
+
+Result<double> process_rss_kib(pid_t pid) {
+    return process_status_kib(pid, "VmRSS");
 }
 
 namespace {
@@ -769,6 +774,9 @@ Result<ScenarioResult> matches(const Target& target, const ScenarioOptions& opti
 Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options) {
     if (target.daemon_pid <= 0) return failure("idle needs the daemon's pid");
     const auto empty = rss(target.daemon_pid);
+    // The anonymous part is the daemon's own memory; the rest of RSS is pages of its binary and shared
+    // libraries, which every process using them shares.
+    const auto empty_anon = process_status_kib(target.daemon_pid, "RssAnon");
     std::vector<std::unique_ptr<BusClient>> clients;
     clients.reserve(static_cast<std::size_t>(options.idle_clients));
     for (int i = 0; i < options.idle_clients; ++i) {
@@ -777,12 +785,17 @@ Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options
         clients.push_back(std::move(*c));
     }
     const auto loaded = rss(target.daemon_pid);
+    const auto loaded_anon = process_status_kib(target.daemon_pid, "RssAnon");
     if (!empty || !loaded) return failure("cannot read the daemon's RSS");
     ScenarioResult r{"idle", {}};
     const std::string n = std::to_string(options.idle_clients);
     r.metrics.push_back({"rss_kib_0_clients", *empty, "KiB", false});
     r.metrics.push_back({"rss_kib_" + n + "_clients", *loaded, "KiB", false});
     r.metrics.push_back({"kib_per_client", (*loaded - *empty) / options.idle_clients, "KiB", false});
+    if (empty_anon && loaded_anon) {
+        r.metrics.push_back({"anon_kib_0_clients", *empty_anon, "KiB", false});
+        r.metrics.push_back({"anon_kib_" + n + "_clients", *loaded_anon, "KiB", false});
+    }
     return r;
 }
 
