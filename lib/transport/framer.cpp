@@ -30,7 +30,7 @@ std::span<std::byte> MessageFramer::prepare(std::size_t min) {
 void MessageFramer::release_if_empty() {
     if (start_ != end_) return;
     start_ = end_ = 0;
-    std::vector<std::byte>().swap(buffer_);
+    decltype(buffer_)().swap(buffer_);
 }
 
 void MessageFramer::add_fds(std::vector<Fd> fds) {
