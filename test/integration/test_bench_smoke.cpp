@@ -23,8 +23,8 @@
 
 namespace {
 
-const std::vector<std::string> kScenarios = {"ping",    "ping-parallel", "fanout-1", "fanout-3",
-                                             "payload", "connect",       "matches",  "idle"};
+const std::vector<std::string> kScenarios = {"ping",    "ping-parallel", "fanout-1", "fanout-3", "payload",
+                                             "connect", "matches",       "idle",     "floor"};
 
 struct BenchRun {
     int status = -1;

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -799,12 +800,67 @@ Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options
     return r;
 }
 
+// --- floor: what the kernel alone costs a hop, with no bus and no D-Bus library ---
+
+// Two processes ping-pong a Ping call's worth of bytes over a unix socketpair. A call through a bus is
+// four such hops (client → bus → server → bus → client) plus the libraries' and the bus's own work, so
+// this bounds what any daemon can reach on this machine; it measures the machine, not the daemon.
+Result<ScenarioResult> floor_round_trip(const ScenarioOptions& options) {
+    constexpr std::size_t kHopBytes = 128;  // about a Ping method call on the wire
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+        return failure(std::string("socketpair: ") + std::strerror(errno));
+    Fd mine(fds[0]), theirs(fds[1]);
+    auto exchange = [](int fd, std::byte* buffer, bool send_first) {
+        auto transfer = [fd, buffer](bool sending) {
+            std::size_t done = 0;
+            while (done < kHopBytes) {
+                const ssize_t n = sending ? ::write(fd, buffer + done, kHopBytes - done)
+                                          : ::read(fd, buffer + done, kHopBytes - done);
+                if (n < 0 && errno == EINTR) continue;
+                if (n <= 0) return false;
+                done += static_cast<std::size_t>(n);
+            }
+            return true;
+        };
+        return send_first ? transfer(true) && transfer(false) : transfer(false) && transfer(true);
+    };
+    Workers workers;
+    if (auto r = workers.spawn([&] {
+            mine.reset();
+            std::byte buffer[kHopBytes] = {};
+            while (exchange(theirs.get(), buffer, false)) {
+            }
+            return 0;  // the driver closed its end
+        });
+        !r)
+        return failure(r.error());
+    theirs.reset();
+    std::byte buffer[kHopBytes] = {};
+    for (int i = 0; i < 200; ++i)
+        if (!exchange(mine.get(), buffer, true)) return failure("floor: the echo process went away");
+    std::uint64_t round_trips = 0;
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(options.duration_s);
+    do {
+        if (!exchange(mine.get(), buffer, true)) return failure("floor: the echo process went away");
+        ++round_trips;
+    } while (Clock::now() < end);
+    const double elapsed = seconds_since(start);
+    mine.reset();
+    if (auto r = workers.join(); !r) return failure("floor: " + r.error());
+    ScenarioResult r{"floor", {}};
+    r.metrics.push_back({"round_trips_per_s", static_cast<double>(round_trips) / elapsed, "1/s", true});
+    r.metrics.push_back({"us_per_hop", elapsed / (2.0 * static_cast<double>(round_trips)) * 1e6, "us", false});
+    return r;
+}
+
 }  // namespace
 
 std::vector<std::string> all_scenarios(const std::vector<int>& fanout_sizes) {
     std::vector<std::string> names{"ping", "ping-parallel"};
     for (int s : fanout_sizes) names.push_back("fanout-" + std::to_string(s));
-    for (const char* n : {"payload", "connect", "matches", "idle", "policy"}) names.emplace_back(n);
+    for (const char* n : {"payload", "connect", "matches", "idle", "policy", "floor"}) names.emplace_back(n);
     return names;
 }
 
@@ -822,6 +878,7 @@ Result<ScenarioResult> run_scenario(const std::string& name, const Target& targe
     if (name == "connect") return connect_rate(target, options);
     if (name == "matches") return matches(target, options);
     if (name == "idle") return idle(target, options);
+    if (name == "floor") return floor_round_trip(options);
     if (name == "policy") return failure("policy starts its own daemons (not with --address)");
     return failure("unknown scenario " + name);
 }
