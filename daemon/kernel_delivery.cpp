@@ -354,10 +354,10 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
 
 KernelDelivery::Client* KernelDelivery::kernel_owner(std::string_view name) const {
     if (name.starts_with(':')) {
-        auto it = by_unique_name_.find(std::string(name));
+        auto it = by_unique_name_.find(name);
         return it == by_unique_name_.end() ? nullptr : find(it->second);
     }
-    auto it = kernel_owners_.find(std::string(name));
+    auto it = kernel_owners_.find(name);
     return it == kernel_owners_.end() ? nullptr : find(it->second);
 }
 

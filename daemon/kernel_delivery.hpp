@@ -19,10 +19,12 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -226,12 +228,21 @@ private:
     std::multiset<PeerId> eavesdroppers_;
     std::vector<Fd> listeners_;
     bool listening_ = true;  // false while the model takes no new connections
+    // Names are looked up for every message a bridged client sends, by the string_view its header holds:
+    // a transparent hash spares building a std::string per lookup.
+    struct NameHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
+    };
+    template <class Value>
+    using ByName = std::unordered_map<std::string, Value, NameHash, std::equal_to<>>;
+
     std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;
-    std::unordered_map<std::string, PeerId> by_unique_name_;
+    ByName<PeerId> by_unique_name_;
     // Every well-known name a native client ever owned, and its address: stable for the bus's lifetime,
     // so that an address a client cached never comes to mean another name.
     std::unordered_map<std::string, std::uint64_t> name_addresses_;
-    std::unordered_map<std::string, PeerId> kernel_owners_;  // well-known names a client in the kernel owns
+    ByName<PeerId> kernel_owners_;  // well-known names a client in the kernel owns
     std::uint64_t next_name_address_ = 1;
     std::uint32_t next_serial_ = 1;  // of the address notices
     std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush
