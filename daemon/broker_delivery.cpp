@@ -125,7 +125,7 @@ void BrokerDelivery::add_connection(Fd socket) {
     Connection& c = *connections_.emplace(peer, std::move(connection)).first->second;
     if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
         c.epoll_events = 0;
-        return fail(peer, std::string("epoll: ") + std::strerror(errno));
+        return events_.peer_lost(peer, std::string("epoll: ") + std::strerror(errno));
     }
     c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
         Connection* p = find(peer);
@@ -145,6 +145,11 @@ void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_fai
 
 void BrokerDelivery::refuse(PeerId id, std::string_view reason) { events_.peer_refused(id, reason); }
 
+void BrokerDelivery::fail_on(PeerId id, const TransportError& error) {
+    if (error.kind == TransportError::Kind::Io) return events_.peer_lost(id, describe(error));
+    fail(id, describe(error));
+}
+
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
     Connection* c = find(id);
     if (!c) return;
@@ -160,7 +165,7 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
         if (!c) return;
     } else if (events & EPOLLOUT) {
         auto flushed = c->transport->flush();
-        if (!flushed) return fail(id, describe(flushed.error()));
+        if (!flushed) return fail_on(id, flushed.error());
     }
     update_watch(*c);
 }
@@ -172,6 +177,8 @@ void BrokerDelivery::authenticate(Connection& c) {
         // Hanging up during authentication is the peer's business; failing it is a refusal.
         const SaslStreamError& error = progress.error();
         if (error.kind == SaslStreamError::Kind::Rejected) return refuse(id, "authentication failed: " + error.describe());
+        const bool hung_up = error.errno_value == EPIPE || error.errno_value == ECONNRESET;
+        if (error.kind == SaslStreamError::Kind::Io && !hung_up) return events_.peer_lost(id, error.describe());
         return fail(id, error.describe());
     }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;  // update_watch waits for the socket
@@ -212,7 +219,7 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         const TransportError& error = n.error();
         if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
             return refuse(id, describe(error));
-        return fail(id, describe(error));
+        return fail_on(id, error);
     }
     if (Connection* p = find(id)) watch_pending_fds(*p);
 }
@@ -268,7 +275,7 @@ void BrokerDelivery::flush() {
         if (!c) continue;
         c->dirty = false;
         if (auto flushed = c->transport->flush(); !flushed) {
-            fail(c->id, describe(flushed.error()));
+            fail_on(c->id, flushed.error());
             continue;
         }
         update_watch(*c);

@@ -72,6 +72,9 @@ private:
     void fail(PeerId id, std::string_view reason);
     // The connection is ended for what the peer did: the model is told (and logs it), and detaches it.
     void refuse(PeerId id, std::string_view reason);
+    // Reading or writing the connection failed: a peer that hung up (EPIPE, ECONNRESET, end of file)
+    // ends it; any other errno is the bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss.
+    void fail_on(PeerId id, const TransportError& error);
 
     EventLoop& loop_;
     DeliveryEvents& events_;
