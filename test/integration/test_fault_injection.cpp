@@ -190,6 +190,7 @@ Message bulky_call(const std::string& destination, std::size_t body_bytes, const
 // caller, an emitter of a signal and a subscriber to it.
 class Bystanders {
 public:
+    static constexpr int kConnections = 4;  // the connections it opens, one after another
     explicit Bystanders(const TestBus& bus)
         : service_(connect(bus)), caller_(connect(bus)), emitter_(connect(bus)), subscriber_(connect(bus)) {
         if (!service_ || !caller_ || !emitter_ || !subscriber_) return;
@@ -204,6 +205,7 @@ public:
 
     [[nodiscard]] bool ready() const { return ready_; }
     Connection& caller() { return *caller_; }
+    std::string service_name() const { return service_->unique_name(); }
     std::vector<Connection*> all() { return {service_.get(), caller_.get(), emitter_.get(), subscriber_.get()}; }
 
     // One call answered and one signal received, within 10 s.
@@ -645,6 +647,227 @@ TEST(FaultInjection, ABrokenConfigOnReloadLeavesTheOldOneInForce) {
     }
     std::printf("daemon log:\n%s\n", bus.log().c_str());
     ASSERT_TRUE(daemon_alive(bus));
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Syscall failures on the daemon's I/O path, through the preload shim test/support/fault_shim.cpp: it
+// makes the daemon's read, write or accept calls on the Nth accepted connection fail with a chosen errno,
+// a chosen number of times, when the test writes a rule into its control file.
+
+// Skips the test when the build has no shim (the sanitizer build, test/meson.build says why).
+#define SKIP_WITHOUT_FAULT_SHIM()                                                                              \
+    if (!std::getenv("AFBUS_FAULT_SHIM"))                                                                      \
+    GTEST_SKIP() << "AFBUS_FAULT_SHIM is not set: the sanitizer build has no fault shim (a library preloaded " \
+                    "ahead of the ASan runtime stops the daemon)"
+
+class ShimmedBus {
+public:
+    ShimmedBus() : bus_(options()) {}
+    TestBus& bus() { return bus_; }
+
+    // The shim numbers connections in the order the daemon accepted them; the tests connect one at a
+    // time (libafbus's open returns after Hello), so each new connection is the next number.
+    int connection_count() const { return connections_; }
+    std::unique_ptr<Connection> connect() {
+        auto c = test::connect(bus_);
+        if (c) ++connections_;
+        return c;
+    }
+    Fd raw_connection() {
+        Fd fd = test::raw_connection(bus_);
+        if (fd) ++connections_;
+        return fd;
+    }
+
+    // The shim takes the rule at its next intercepted call (written whole, by rename).
+    void arm(const std::string& rule) {
+        const std::string control = bus_.directory() + "/fault-control";
+        { std::ofstream(control + ".new") << rule << "\n"; }
+        ASSERT_EQ(::rename((control + ".new").c_str(), control.c_str()), 0);
+    }
+
+    // Waits until a line of the daemon's log holds both `needle` and `also`; false after 10 s.
+    bool log_shows(std::string_view needle, std::string_view also = "") const {
+        const auto deadline = test::Clock::now() + 10s;
+        for (;;) {
+            const std::string log = bus_.log();
+            for (std::size_t start = 0; start < log.size();) {
+                std::size_t end = log.find('\n', start);
+                if (end == std::string::npos) end = log.size();
+                const std::string_view line = std::string_view(log).substr(start, end - start);
+                if (line.find(needle) != std::string_view::npos && line.find(also) != std::string_view::npos) return true;
+                start = end + 1;
+            }
+            if (test::Clock::now() >= deadline) return false;
+            pollfd none{-1, 0, 0};
+            ::poll(&none, 1, 5);  // a log file has nothing to wait on: a short poll between looks
+        }
+    }
+
+private:
+    static TestBusOptions options() {
+        TestBusOptions options;
+        options.capture_log = true;
+        if (const char* shim = std::getenv("AFBUS_FAULT_SHIM")) {
+            options.environment = {std::string("LD_PRELOAD=") + shim, "AFBUS_FAULT_CONTROL=@DIR@/fault-control"};
+        }
+        return options;
+    }
+
+    TestBus bus_;
+    int connections_ = 0;
+};
+
+// A Ping to the bystanders' service from `client`, answered within 10 s (pumping the bystanders too).
+bool ping_answered(Connection& client, Bystanders& bystanders, const std::string& service) {
+    bool answered = false;
+    auto slot = client.call_async(ping(service), [&](Expected<Message, Error> r) {
+        EXPECT_TRUE(r) << (r ? "" : r.error().name + ": " + r.error().message);
+        answered = r.has_value();
+    }, 10s);
+    if (!slot) return false;
+    auto all = bystanders.all();
+    const auto deadline = test::Clock::now() + 10s;
+    while (!answered && test::Clock::now() < deadline) {
+        EXPECT_TRUE(client.process());
+        for (Connection* c : all) EXPECT_TRUE(c->process());
+        std::vector<pollfd> fds{{client.fd(), client.poll_events(), 0}};
+        for (Connection* c : all) fds.push_back({c->fd(), c->poll_events(), 0});
+        ::poll(fds.data(), fds.size(), 100);
+    }
+    return answered;
+}
+
+// EINTR and EAGAIN from the daemon's reads and writes of one connection, three times in a row: the
+// daemon tries again, the connection's call is answered, and nobody notices.
+TEST(FaultInjection, TransientSocketErrorsAreRetriedAndNobodyNotices) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    for (const char* what : {"read", "write"}) {
+        for (const char* error : {"EINTR", "EAGAIN"}) {
+            SCOPED_TRACE(std::string(what) + " " + error);
+            auto victim = shimmed.connect();
+            ASSERT_TRUE(victim);
+            const std::string number = std::to_string(Bystanders::kConnections + shimmed.connection_count());
+            shimmed.arm(std::string(what) + " " + error + " 3 " + number);
+            // The daemon reads the victim's call (the read rule) and writes the answer to it (the write
+            // rule), failing three times first.
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+            EXPECT_TRUE(shimmed.log_shows("on connection " + number + " (fd", std::string("fails with ") + error + " (0 left)"))
+                << shimmed.bus().log();
+            // Still connected and served; so are the others.
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+            EXPECT_TRUE(bystanders.still_served());
+        }
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// ENOBUFS and ENOMEM from the daemon's reads and writes of one connection: that connection is
+// disconnected (it sees the end of its socket), a call it owed is answered NoReply, the daemon lets go of
+// its fds, and the other connections notice nothing. afbus-daemon logs the loss as a warning naming the
+// connection and the error. (dbus-daemon disconnects too, except on ENOMEM from a read: it reads again.)
+TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    for (const char* what : {"read", "write"}) {
+        for (const char* error : {"ENOBUFS", "ENOMEM"}) {
+            SCOPED_TRACE(std::string(what) + " " + error);
+            Fd victim = shimmed.raw_connection();
+            const std::string victim_name = say_hello(victim);
+            ASSERT_FALSE(victim_name.empty());
+            const std::string rule = std::string(what) + " " + error + " 1 " +
+                                     std::to_string(Bystanders::kConnections + shimmed.connection_count());
+            const bool reading = std::string_view(what) == "read";
+            if (!reading) shimmed.arm(rule);  // the daemon fails to write the call to the victim
+            std::optional<Expected<Message, Error>> answer;
+            auto slot = bystanders.caller().call_async(ping(victim_name), [&](Expected<Message, Error> r) { answer = std::move(r); }, 30s);
+            ASSERT_TRUE(slot);
+            ASSERT_TRUE(bystanders.caller().process());
+            if (reading) {
+                // The victim has the call; the daemon fails to read what it sends next.
+                ASSERT_TRUE(next_ping(victim));
+                shimmed.arm(rule);
+                send_message(victim, driver_call("GetId"), 2);
+            }
+            if (!test::testing_afbus_daemon() && reading && std::string_view(error) == "ENOMEM") {
+                // dbus-daemon takes ENOMEM from a read for its own lack of memory and reads again: the
+                // victim stays and is answered. Then it leaves, still owing its answer.
+                EXPECT_TRUE(read_reply(victim, 2)) << "dbus-daemon disconnected the victim";
+                victim = Fd();
+            } else {
+                EXPECT_TRUE(test::closed_by_bus(victim)) << "the victim was not disconnected";
+            }
+            ASSERT_TRUE(*bystanders.caller().run_until([&] { return answer.has_value(); }, 10s));
+            ASSERT_FALSE(*answer);
+            EXPECT_EQ(answer->error().name, error_names::kNoReply);
+            EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)"));
+            if (test::testing_afbus_daemon()) {
+                const char* reason = std::strerror(std::string_view(error) == "ENOMEM" ? ENOMEM : ENOBUFS);
+                EXPECT_TRUE(shimmed.log_shows("connection " + victim_name + " (uid=", reason)) << shimmed.bus().log();
+            }
+            victim = Fd();
+            EXPECT_TRUE(bystanders.still_served());
+            EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
+                << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before";
+        }
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// The same during authentication: ENOMEM from the daemon's read of a connection in the middle of SASL.
+// afbus-daemon ends that connection (logged as lost, naming it); the others are served.
+TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    Fd victim = test::unauthenticated_connection(shimmed.bus());
+    ASSERT_TRUE(victim);
+    shimmed.arm("read ENOMEM 1 " + std::to_string(Bystanders::kConnections + 1));
+    send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
+    EXPECT_TRUE(shimmed.log_shows("fails with ENOMEM (0 left)")) << shimmed.bus().log();
+    const std::string line = read_line(victim);
+    std::printf("after ENOMEM in SASL: %s\n", line.empty() ? "closed" : line.c_str());
+    if (test::testing_afbus_daemon()) {
+        EXPECT_EQ(line, "") << "the connection went on";
+        EXPECT_TRUE(shimmed.log_shows("(unregistered) (uid=", std::strerror(ENOMEM))) << shimmed.bus().log();
+    }
+    victim = Fd();
+    EXPECT_TRUE(bystanders.still_served());
+    EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before));
+}
+
+// accept() failing once with EMFILE, ENFILE, ENOMEM or ENOBUFS (out of fds or memory), or EINTR or
+// EAGAIN: the connection waits in the listen backlog and is taken when the daemon tries again (afbus-
+// daemon: when a connection closes, or after a second), and everybody else is served meanwhile.
+TEST(FaultInjection, AcceptFailuresLeaveTheListenerWorking) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    for (const char* error : {"EINTR", "EAGAIN", "EMFILE", "ENFILE", "ENOMEM", "ENOBUFS"}) {
+        SCOPED_TRACE(error);
+        shimmed.arm(std::string("accept ") + error + " 1 0");
+        const auto start = test::Clock::now();
+        auto newcomer = shimmed.connect();
+        ASSERT_TRUE(newcomer) << "the listener stopped accepting";
+        std::printf("accept failing with %-8s: the next connection served after %.3f s\n", error,
+                    std::chrono::duration<double>(test::Clock::now() - start).count());
+        EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)")) << shimmed.bus().log();
+        EXPECT_TRUE(ping_answered(*newcomer, bystanders, bystanders.service_name()));
+        EXPECT_TRUE(bystanders.still_served());
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }
 
 }  // namespace
