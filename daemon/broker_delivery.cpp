@@ -210,7 +210,11 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         Connection* p = find(id);
         if (!p) return;
         auto message = p->transport->next();
-        if (!message) return refuse(id, describe(message.error()));
+        if (!message) {
+            // Bytes that are not D-Bus are the peer's doing; no memory to parse them is the bus's.
+            if (message.error().kind == TransportError::Kind::Corrupt) return refuse(id, describe(message.error()));
+            return fail_on(id, message.error());
+        }
         if (!*message) break;
         events_.peer_sent(id, std::move(**message));
     }
