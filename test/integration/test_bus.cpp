@@ -105,6 +105,10 @@ TestBus::TestBus(const TestBusOptions& options) {
             const rlimit limit{static_cast<rlim_t>(options.fd_limit), static_cast<rlim_t>(options.fd_limit)};
             if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) ::_exit(126);
         }
+        if (options.address_space_limit > 0) {
+            const rlimit limit{static_cast<rlim_t>(options.address_space_limit), static_cast<rlim_t>(options.address_space_limit)};
+            if (::setrlimit(RLIMIT_AS, &limit) < 0) ::_exit(126);
+        }
         for (std::string& entry : environment) ::putenv(entry.data());
         ::execlp(binary.c_str(), binary.c_str(), config_arg.c_str(), "--nofork", "--print-address=3",
                  static_cast<char*>(nullptr));

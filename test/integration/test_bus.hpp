@@ -40,6 +40,9 @@ struct TestBusOptions {
     // "NAME=VALUE" entries added to the daemon's environment ("@DIR@" stands for the temporary
     // directory): LD_PRELOAD of test_fault_injection's shim and its control file.
     std::vector<std::string> environment;
+    // RLIMIT_AS (soft and hard) the daemon starts with, in bytes (0: unchanged): what it may allocate in
+    // all, for the tests of a failing allocation.
+    std::size_t address_space_limit = 0;
 };
 
 class TestBus {

@@ -870,5 +870,60 @@ TEST(FaultInjection, AcceptFailuresLeaveTheListenerWorking) {
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Allocation failure on a message's path.
+
+// The daemon may allocate 96 MiB in all (RLIMIT_AS); a client announces a 120 MiB message (within
+// max_message_size, 128 MiB here) and sends its first bytes. Making room for it fails: that costs the
+// sender its connection (afbus-daemon, logged as lost), not the bus: the others are served, and a
+// client that connects afterwards too.
+TEST(FaultInjection, AMessageTooBigForTheBusMemoryCostsOnlyItsSender) {
+    if (std::getenv("AFBUS_SANITIZED_BUILD")) GTEST_SKIP() << "RLIMIT_AS and the ASan runtime's shadow memory do not mix";
+    constexpr std::size_t kAddressSpace = 96u << 20;
+    constexpr std::uint32_t kAnnouncedBody = 120u << 20;
+    TestBusOptions options;
+    options.capture_log = true;
+    options.address_space_limit = kAddressSpace;
+    TestBus bus(options);
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(bus.pid()).open_fds;
+
+    Fd sender = raw_connection(bus);
+    const std::string sender_name = say_hello(sender);
+    ASSERT_FALSE(sender_name.empty());
+    Message call = bulky_call(bystanders.service_name(), 64);
+    call.set_serial(2);
+    auto wire = call.wire();
+    // The body length (bytes 4-7, in the message's byte order: little-endian here) says 120 MiB; the
+    // header that follows is whole, the body only begun.
+    ASSERT_EQ(wire[0], std::byte{'l'});
+    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
+    send_bytes(sender, wire);
+    // The bystanders' round trip comes after the bus has read those bytes (the sender's socket was
+    // readable first); the bus makes room for the whole message when more of it comes.
+    ASSERT_TRUE(bystanders.still_served());
+    send_text(sender, "b");
+    // Either the bus ends the sender's connection or it waits for the rest; the bus lives and serves.
+    ASSERT_TRUE(bystanders.still_served()) << "the bus stopped serving:\n" << bus.log();
+    ASSERT_TRUE(daemon_alive(bus)) << "the bus died:\n" << bus.log();
+    if (test::testing_afbus_daemon()) {
+        EXPECT_TRUE(test::closed_by_bus(sender));
+        const auto deadline = test::Clock::now() + 10s;
+        while (test::count_lines_with(bus.log(), "connection " + sender_name + " (uid=") == 0 && test::Clock::now() < deadline) {
+            pollfd none{-1, 0, 0};
+            ::poll(&none, 1, 5);
+        }
+        EXPECT_EQ(test::count_lines_with(bus.log(), std::strerror(ENOMEM)), 1u) << bus.log();
+    }
+    sender = Fd();
+    EXPECT_TRUE(fds_return_to(bus, bystanders, fds_before));
+    auto newcomer = connect(bus);
+    ASSERT_TRUE(newcomer);
+    EXPECT_TRUE(newcomer->call(driver_call("GetId")));
+    std::printf("daemon log:\n%s\n", bus.log().c_str());
+}
+
 }  // namespace
 }  // namespace afbus
