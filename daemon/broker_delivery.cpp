@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -120,6 +121,7 @@ void BrokerDelivery::add_connection(Fd socket) {
     connection->id = *id;
     connection->sasl = std::make_unique<SaslServer>(std::move(sasl));
     connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+    connection->transport->set_max_message_size(max_message_size());
     connection->epoll_events = EPOLLIN;
     const PeerId peer = *id;
     Connection& c = *connections_.emplace(peer, std::move(connection)).first->second;
@@ -144,6 +146,17 @@ BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
 void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
 
 void BrokerDelivery::refuse(PeerId id, std::string_view reason) { events_.peer_refused(id, reason); }
+
+std::size_t BrokerDelivery::max_message_size() const {
+    // The specification's limit caps the configured one.
+    return static_cast<std::size_t>(std::clamp<std::int64_t>(settings_.max_message_size, 0, kMaxMessageLength));
+}
+
+void BrokerDelivery::configure(const ConnectionSettings& settings) {
+    settings_ = settings;
+    // A reload may change max_message_size: the connections there are take the new one too.
+    for (auto& [id, c] : connections_) c->transport->set_max_message_size(max_message_size());
+}
 
 void BrokerDelivery::fail_on(PeerId id, const TransportError& error) {
     if (error.kind == TransportError::Kind::Io) return events_.peer_lost(id, describe(error));
@@ -212,7 +225,10 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         auto message = p->transport->next();
         if (!message) {
             // Bytes that are not D-Bus are the peer's doing; no memory to parse them is the bus's.
-            if (message.error().kind == TransportError::Kind::Corrupt) return refuse(id, describe(message.error()));
+            const TransportError& error = message.error();
+            if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong)
+                return refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
+            if (error.kind == TransportError::Kind::Corrupt) return refuse(id, describe(error));
             return fail_on(id, message.error());
         }
         if (!*message) break;

@@ -30,7 +30,7 @@ public:
     // Adopts one connected socket as a new connection (the model may refuse it).
     void add_connection(Fd socket);
 
-    void configure(const ConnectionSettings& settings) override { settings_ = settings; }
+    void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
     [[nodiscard]] bool passes_fds(PeerId peer) const override;
     QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
@@ -75,6 +75,8 @@ private:
     // Reading or writing the connection failed: a peer that hung up (EPIPE, ECONNRESET, end of file)
     // ends it; any other errno is the bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss.
     void fail_on(PeerId id, const TransportError& error);
+    // settings_.max_message_size, within the specification's 128 MiB.
+    [[nodiscard]] std::size_t max_message_size() const;
 
     EventLoop& loop_;
     DeliveryEvents& events_;

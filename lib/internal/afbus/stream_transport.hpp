@@ -38,6 +38,9 @@ public:
     // Fd passing, once agreed during authentication.
     void set_unix_fd_passing(bool on) noexcept { unix_fds_ = on; }
     [[nodiscard]] bool unix_fd_passing() const noexcept { return unix_fds_; }
+    // The longest message the peer may send (max_message_size): next() reports a longer one as
+    // Corrupt/MessageTooLong once its fixed header has arrived, and no room is made for it.
+    void set_max_message_size(std::size_t bytes) noexcept { framer_.set_max_message_length(bytes); }
 
     // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).
     void push_received(std::string_view bytes);
