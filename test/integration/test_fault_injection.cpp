@@ -925,5 +925,43 @@ TEST(FaultInjection, AMessageTooBigForTheBusMemoryCostsOnlyItsSender) {
     std::printf("daemon log:\n%s\n", bus.log().c_str());
 }
 
+// A client announces a 100 MiB message to a bus whose max_message_size is 1 MiB: afbus-daemon refuses it
+// as soon as the header says so, without making room for it (dbus-daemon makes no room either, and
+// waits for the rest). Before, every connection could make the bus allocate (and zero) up to 128 MiB,
+// whatever max_message_size said.
+TEST(FaultInjection, AMessageAnnouncedBeyondMaxMessageSizeIsRefusedBeforeTheBusMakesRoom) {
+    constexpr std::uint32_t kAnnouncedBody = 100u << 20;
+    TestBusOptions options;
+    options.capture_log = true;
+    options.extra_config = "<limit name=\"max_message_size\">1048576</limit>\n";
+    TestBus bus(options);
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const auto before = test::process_usage(bus.pid());
+
+    Fd sender = raw_connection(bus);
+    const std::string sender_name = say_hello(sender);
+    ASSERT_FALSE(sender_name.empty());
+    Message call = bulky_call(bystanders.service_name(), 64);
+    call.set_serial(2);
+    auto wire = call.wire();
+    ASSERT_EQ(wire[0], std::byte{'l'});
+    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
+    send_bytes(sender, wire);
+    ASSERT_TRUE(bystanders.still_served());
+    send_text(sender, "b");  // the bus reads again: a bus that made room for the message has now
+    ASSERT_TRUE(bystanders.still_served());
+    const auto during = test::process_usage(bus.pid());
+    std::printf("daemon RSS %zu KiB -> %zu KiB with a 100 MiB message announced\n", before.rss_kib, during.rss_kib);
+    EXPECT_LT(during.rss_kib, before.rss_kib + 16 * 1024) << "the bus made room for a message beyond max_message_size";
+    // dbus-daemon keeps the connection, waiting for more of the message, and makes no room for it either.
+    if (test::testing_afbus_daemon()) {
+        EXPECT_TRUE(test::closed_by_bus(sender)) << "the sender of an oversized message was not disconnected";
+        EXPECT_EQ(test::count_lines_with(bus.log(), "connection " + sender_name + " (uid="), 1u) << bus.log();
+        EXPECT_EQ(test::count_lines_with(bus.log(), "max_message_size=1048576"), 1u) << bus.log();
+    }
+}
+
 }  // namespace
 }  // namespace afbus
