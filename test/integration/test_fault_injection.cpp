@@ -650,6 +650,37 @@ TEST(FaultInjection, ABrokenConfigOnReloadLeavesTheOldOneInForce) {
 }
 
 
+// At start, a file of an <includedir> that does not parse is left out, with a logged file:line error,
+// and the bus starts on the rest, as dbus-daemon does: one broken drop-in file must not keep a system bus
+// from starting. (afbus-daemon refused to start before.) The file's deny is not in force; once mended
+// and reloaded, it is.
+TEST(FaultInjection, ABrokenIncludedFileAtStartIsLeftOut) {
+    const std::string deny_ping = "    <deny send_interface=\"org.example.Fault\" send_member=\"Ping\"/>\n";
+    TestBusOptions options = reloadable_options();
+    options.files.push_back({"conf.d/zz-broken.conf", "<busconfig>\n  <policy context=\"default\">\n" + deny_ping +
+                                                          "  </policy>\n  <no_such_element/>\n</busconfig>\n"});
+    TestBus bus(options);
+    auto service = connect(bus);
+    auto caller = connect(bus);
+    ASSERT_TRUE(service && caller);
+    Interface iface{std::string(kInterface), {}, {}, {}};
+    iface.methods.push_back(Method{"Ping", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> { return {}; }});
+    auto exported = service->export_interface("/org/example/Fault", std::move(iface));
+    ASSERT_TRUE(exported);
+    EXPECT_TRUE(ping_allowed(*caller, *service)) << "the broken file's deny is in force";
+    const std::string log = bus.log();
+    std::printf("daemon log:\n%s\n", log.c_str());
+    const std::string file = bus.directory() + "/conf.d/zz-broken.conf";
+    if (test::testing_afbus_daemon()) {
+        EXPECT_EQ(test::count_lines_with(log, file + ":5: Element <no_such_element> not allowed"), 1u) << log;
+    } else {
+        EXPECT_EQ(test::count_lines_with(log, "while parsing '" + file + "'"), 1u) << log;
+    }
+    { std::ofstream(file) << "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "  </policy>\n</busconfig>\n"; }
+    ASSERT_TRUE(caller->call(driver_call("ReloadConfig")));
+    EXPECT_FALSE(ping_allowed(*caller, *service)) << "the mended file was not read";
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Syscall failures on the daemon's I/O path, through the preload shim test/support/fault_shim.cpp: it
 // makes the daemon's read, write or accept calls on the Nth accepted connection fail with a chosen errno,
