@@ -67,12 +67,14 @@ void BrokerDelivery::pause_accepting(int error) {
     }
     accept_paused_ = true;
     update_listener_watch();
-    // Fds may also come free without a connection closing (an activated service's pipes): try again later.
+    // Fds may also come free without a connection closing (an activated service's pipes), and memory
+    // with nothing closing at all: try again later, sooner at first.
     if (!accept_retry_timer_) {
-        accept_retry_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] {
+        accept_retry_timer_ = loop_.add_timer(Clock::now() + accept_retry_delay_, [this] {
             accept_retry_timer_ = 0;
             resume_accepting();
         });
+        accept_retry_delay_ = std::min(accept_retry_delay_ * 2, kLastAcceptRetry);
     }
 }
 
@@ -101,6 +103,7 @@ void BrokerDelivery::on_listener_ready(int fd) {
             if (!socket->valid()) {
                 // The backlog is empty: an episode of failures is over once every waiting connection is taken.
                 accept_failure_logged_ = false;
+                accept_retry_delay_ = kFirstAcceptRetry;
                 return;
             }
             add_connection(std::move(*socket));

@@ -4,6 +4,7 @@
 // the event loop (one sendmsg for everything a batch of input produced). Works on any kernel.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -56,7 +57,8 @@ private:
     // Stops or resumes watching the listeners, as the model may or may not take new connections.
     void watch_listeners(bool on);
     // accept() ran out of fds (EMFILE, ENFILE) or memory: stop watching the listeners (they stay readable,
-    // so watching them would spin) until a connection closes or a second passes; logged once per episode.
+    // so watching them would spin) until a connection closes or accept_retry_delay_ passes; logged once
+    // per episode.
     void pause_accepting(int error);
     void resume_accepting();
     // Watches the listeners exactly when the model takes connections and accept() has fds for them.
@@ -87,6 +89,13 @@ private:
     bool accept_failure_logged_ = false;  // this episode of failures (until the backlog empties) is logged
     bool listeners_watched_ = true;
     EventLoop::TimerId accept_retry_timer_ = 0;
+    // How long after a failed accept() the listeners are tried again if no connection closes meanwhile:
+    // 10 ms at first, so that a failure that passes at once (a moment short of memory) costs the waiting
+    // client little, doubling up to a second while the episode lasts, so that a full fd table is not
+    // polled in a loop. Back to 10 ms once the backlog has been emptied.
+    static constexpr std::chrono::milliseconds kFirstAcceptRetry{10};
+    static constexpr std::chrono::milliseconds kLastAcceptRetry{1000};
+    std::chrono::milliseconds accept_retry_delay_ = kFirstAcceptRetry;
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
     std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
     std::vector<PeerId> paused_readers_;  // not read from until the model says they may be
