@@ -886,7 +886,8 @@ TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection)
 
 // accept() failing once with EMFILE, ENFILE, ENOMEM or ENOBUFS (out of fds or memory), or EINTR or
 // EAGAIN: the connection waits in the listen backlog and is taken when the daemon tries again (afbus-
-// daemon: when a connection closes, or after a second), and everybody else is served meanwhile.
+// daemon: when a connection closes, or 10 ms later, the first retry of an episode), and everybody else is
+// served meanwhile.
 TEST(FaultInjection, AcceptFailuresLeaveTheListenerWorking) {
     SKIP_WITHOUT_FAULT_SHIM();
     ShimmedBus shimmed;
