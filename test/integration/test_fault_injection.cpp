@@ -455,9 +455,9 @@ Message numbered(MessageBuilder builder, std::uint32_t n) {
     return builder.build().value();
 }
 
-// 100 reloads, alternately ReloadConfig and SIGHUP, while a sender calls a receiver and emits signals to
-// it (closed loop, 8 calls in flight): every call is answered exactly once with its own number, and the
-// receiver sees every call and every signal once, in the order sent.
+// 100 reloads, alternately ReloadConfig and SIGHUP, each of a changed policy, while a sender calls a
+// receiver and emits signals to it (closed loop, 8 calls in flight): every call is answered exactly once
+// with its own number, and the receiver sees every call and every signal once, in the order sent.
 TEST(FaultInjection, ReloadingAHundredTimesDuringTrafficLosesNothing) {
     constexpr int kReloads = 100;
     constexpr std::uint32_t kWindow = 8;
@@ -511,9 +511,23 @@ TEST(FaultInjection, ReloadingAHundredTimesDuringTrafficLosesNothing) {
     bool reload_call_pending = false;
     std::uint32_t answered_at_last_reload = 0;
     std::optional<Slot> reload_slot;
+    // Every reload has something to change: the included file alternates between the base policy and
+    // one that also denies a method nobody calls during the traffic (written whole, by rename: the
+    // daemon may reread the directory at any moment, since it watches it).
+    const std::string included = bus.directory() + "/conf.d/base.conf";
+    auto write_included = [&](bool deny_unused) {
+        {
+            std::ofstream(included + ".new") << "<busconfig>\n  <policy context=\"default\">\n"
+                                                "    <allow send_interface=\"org.example.Fault\"/>\n"
+                                             << (deny_unused ? "    <deny send_interface=\"org.example.Fault\" send_member=\"Unused\"/>\n" : "")
+                                             << "  </policy>\n</busconfig>\n";
+        }
+        ASSERT_EQ(::rename((included + ".new").c_str(), included.c_str()), 0);
+    };
     auto reload_when_due = [&] {
         if (reloads == kReloads || reload_call_pending || answered - answered_at_last_reload < kAnswersPerReload) return;
         answered_at_last_reload = answered;
+        write_included(reloads % 2 == 1);
         if (reloads++ % 2 == 0) {
             reload_call_pending = true;
             auto slot = reloader->call_async(driver_call("ReloadConfig"), [&](Expected<Message, Error> r) {
@@ -551,6 +565,21 @@ TEST(FaultInjection, ReloadingAHundredTimesDuringTrafficLosesNothing) {
     for (std::uint32_t i = 0; i < next; ++i) in_order[i] = i;
     EXPECT_EQ(calls_seen, in_order) << "calls lost, duplicated or out of order";
     EXPECT_EQ(signals_seen, in_order) << "signals lost, duplicated or out of order";
+    // The last reload (a SIGHUP) wrote the denying file; once more through ReloadConfig, to know it is
+    // read: it is in force.
+    ASSERT_TRUE(reloader->call(driver_call("ReloadConfig")));
+    bool unused_answered = false;
+    std::optional<Error> unused_error;
+    auto unused = sender->call_async(MessageBuilder::method_call(receiver->unique_name(), "/org/example/Fault", kInterface, "Unused").build().value(),
+                                     [&](Expected<Message, Error> r) {
+                                         unused_answered = true;
+                                         if (!r) unused_error = r.error();
+                                     }, 10s);
+    ASSERT_TRUE(unused);
+    ASSERT_TRUE(test::pump({sender.get(), receiver.get()}, [&] { return unused_answered; }));
+    ASSERT_TRUE(unused_error);
+    EXPECT_EQ(unused_error->name, error_names::kAccessDenied) << "the last configuration is not in force";
+    EXPECT_EQ(test::count_lines_with(bus.log(), "Unable to reload"), 0u) << bus.log();
     ASSERT_TRUE(daemon_alive(bus));
 }
 
@@ -789,6 +818,9 @@ TEST(FaultInjection, TransientSocketErrorsAreRetriedAndNobodyNotices) {
             SCOPED_TRACE(std::string(what) + " " + error);
             auto victim = shimmed.connect();
             ASSERT_TRUE(victim);
+            // Everything the bus had for the victim (NameAcquired) is written once this is answered: the
+            // rule hits the call and its answer.
+            ASSERT_TRUE(victim->call(driver_call("GetId")));
             const std::string number = std::to_string(Bystanders::kConnections + shimmed.connection_count());
             shimmed.arm(std::string(what) + " " + error + " 3 " + number);
             // The daemon reads the victim's call (the read rule) and writes the answer to it (the write
@@ -821,6 +853,10 @@ TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
             Fd victim = shimmed.raw_connection();
             const std::string victim_name = say_hello(victim);
             ASSERT_FALSE(victim_name.empty());
+            // dbus-daemon may write NameAcquired after the Hello reply, later: once a GetId is answered,
+            // everything before it has been written, and the rule hits the write of the call.
+            send_message(victim, driver_call("GetId"), 9);
+            ASSERT_TRUE(read_reply(victim, 9));
             const std::string rule = std::string(what) + " " + error + " 1 " +
                                      std::to_string(Bystanders::kConnections + shimmed.connection_count());
             const bool reading = std::string_view(what) == "read";
