@@ -232,7 +232,7 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
             if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong)
                 return refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
             if (error.kind == TransportError::Kind::Corrupt) return refuse(id, describe(error));
-            return fail_on(id, message.error());
+            return fail_on(id, error);
         }
         if (!*message) break;
         events_.peer_sent(id, std::move(**message));
