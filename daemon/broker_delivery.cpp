@@ -35,6 +35,7 @@ BrokerDelivery::~BrokerDelivery() {
         loop_.unwatch(c->transport->fd());
         if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
         if (c->pending_fds_timer) loop_.cancel_timer(c->pending_fds_timer);
+        if (c->read_retry_timer) loop_.cancel_timer(c->read_retry_timer);
     }
 }
 
@@ -162,8 +163,24 @@ void BrokerDelivery::configure(const ConnectionSettings& settings) {
 }
 
 void BrokerDelivery::fail_on(PeerId id, const TransportError& error) {
-    if (error.kind == TransportError::Kind::Io) return events_.peer_lost(id, describe(error));
+    if (error.kind == TransportError::Kind::Io || error.kind == TransportError::Kind::NoMemory)
+        return events_.peer_lost(id, describe(error));
     fail(id, describe(error));
+}
+
+void BrokerDelivery::retry_read_later(Connection& c) {
+    if (c.read_retry_timer) return;
+    loop_.unwatch(c.transport->fd());
+    c.epoll_events = 0;
+    const PeerId id = c.id;
+    c.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
+        Connection* p = find(id);
+        if (!p) return;
+        p->read_retry_timer = 0;
+        if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
+            return events_.peer_lost(id, std::string("epoll: ") + std::strerror(errno));
+        update_watch(*p);  // reading (unless flow control holds it back) and writing, as wanted now
+    });
 }
 
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
@@ -242,6 +259,10 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         const TransportError& error = n.error();
         if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
             return refuse(id, describe(error));
+        if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) {
+            if (Connection* p = find(id)) retry_read_later(*p);
+            return;
+        }
         return fail_on(id, error);
     }
     if (Connection* p = find(id)) watch_pending_fds(*p);
@@ -324,6 +345,7 @@ void BrokerDelivery::resume_paused_readers() {
 }
 
 void BrokerDelivery::update_watch(Connection& c) {
+    if (c.read_retry_timer) return;  // not watched until the retry (retry_read_later)
     const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
     const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
     if (wanted == c.epoll_events) return;
@@ -338,6 +360,7 @@ void BrokerDelivery::detach(PeerId peer) {
     loop_.unwatch(c.transport->fd());
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
     if (c.pending_fds_timer) loop_.cancel_timer(c.pending_fds_timer);
+    if (c.read_retry_timer) loop_.cancel_timer(c.read_retry_timer);
     // Best effort: what is queued (e.g. the last error reply) may still go out.
     (void)c.transport->flush();
     // The peer sees the end of the connection now; the object may still be on the call stack (inside

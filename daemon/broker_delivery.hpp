@@ -51,6 +51,8 @@ private:
         std::uint32_t epoll_events = 0;
         bool dirty = false;           // has output queued since the last flush()
         bool reading_paused = false;  // the model holds too much of its messages (flow control)
+        // Runs while the socket is not watched after a read failed for the kernel's lack of memory.
+        EventLoop::TimerId read_retry_timer = 0;
     };
 
     void on_listener_ready(int fd);
@@ -79,6 +81,11 @@ private:
     void fail_on(PeerId id, const TransportError& error);
     // settings_.max_message_size, within the specification's 128 MiB.
     [[nodiscard]] std::size_t max_message_size() const;
+    // A read of the connection failed with ENOMEM (the kernel was short of memory for it): it is kept and
+    // read again kReadRetry later, as dbus-daemon reads again after ENOMEM. Meanwhile its socket is not
+    // watched at all: it stays readable (or hung up), and watching it would spin while memory is short.
+    void retry_read_later(Connection& connection);
+    static constexpr std::chrono::milliseconds kReadRetry{100};
 
     EventLoop& loop_;
     DeliveryEvents& events_;

@@ -23,6 +23,7 @@ std::string describe(const TransportError& error) {
         case TransportError::Kind::Io: return std::string("I/O error: ") + std::strerror(error.error_number);
         case TransportError::Kind::Corrupt: return "invalid message: " + std::string(to_string(error.wire));
         case TransportError::Kind::FdsNotAllowed: return "unix fds sent without negotiating fd passing";
+        case TransportError::Kind::NoMemory: return "no memory for a message it sent";
     }
     return "transport error";
 }
@@ -42,7 +43,7 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
         } catch (const std::bad_alloc&) {
             // No room for the message the peer announced (up to 128 MiB, made at once so that one read
             // can complete it): this connection cannot go on, but whoever reads it can.
-            return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
+            return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
         }
         iovec iov{space.data(), space.size()};
         ScmRightsBuffer control;
@@ -86,7 +87,7 @@ Expected<std::optional<Message>, TransportError> StreamTransport::next() {
         m = framer_.next();
     } catch (const std::bad_alloc&) {
         // Parsing copies the message out of the read buffer: as in read(), the end of this connection only.
-        return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
+        return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
     }
     if (!m) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, m.error()});
     if (!*m && release_buffer_) {

@@ -22,7 +22,8 @@ struct TransportError {
         Closed,        // the peer closed its end (orderly EOF, EPIPE or ECONNRESET)
         Io,            // another errno from recvmsg/sendmsg
         Corrupt,       // the byte stream is not valid D-Bus (see wire)
-        FdsNotAllowed  // a message carries fds but fd passing was not negotiated
+        FdsNotAllowed, // a message carries fds but fd passing was not negotiated
+        NoMemory       // no room could be made for a message the peer sent, or for parsing it (bad_alloc)
     };
     Kind kind;
     int error_number = 0;
