@@ -37,6 +37,7 @@ BrokerDelivery::~BrokerDelivery() {
         loop_.unwatch(c->transport->fd());
         if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
         if (c->pending_fds_timer) loop_.cancel_timer(c->pending_fds_timer);
+        if (c->read_retry_timer) loop_.cancel_timer(c->read_retry_timer);
     }
 }
 
@@ -69,12 +70,14 @@ void BrokerDelivery::pause_accepting(int error) {
     }
     accept_paused_ = true;
     update_listener_watch();
-    // Fds may also come free without a connection closing (an activated service's pipes): try again later.
+    // Fds may also come free without a connection closing (an activated service's pipes), and memory
+    // with nothing closing at all: try again later, sooner at first.
     if (!accept_retry_timer_) {
-        accept_retry_timer_ = loop_.add_timer(Clock::now() + std::chrono::seconds(1), [this] {
+        accept_retry_timer_ = loop_.add_timer(Clock::now() + accept_retry_delay_, [this] {
             accept_retry_timer_ = 0;
             resume_accepting();
         });
+        accept_retry_delay_ = std::min(accept_retry_delay_ * 2, kLastAcceptRetry);
     }
 }
 
@@ -103,6 +106,7 @@ void BrokerDelivery::on_listener_ready(int fd) {
             if (!socket->valid()) {
                 // The backlog is empty: an episode of failures is over once every waiting connection is taken.
                 accept_failure_logged_ = false;
+                accept_retry_delay_ = kFirstAcceptRetry;
                 return;
             }
             add_connection(std::move(*socket));
@@ -123,12 +127,13 @@ void BrokerDelivery::add_connection(Fd socket) {
     connection->id = *id;
     connection->sasl = std::make_unique<SaslServer>(std::move(sasl));
     connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+    connection->transport->set_max_message_size(max_message_size());
     connection->epoll_events = EPOLLIN;
     const PeerId peer = *id;
     Connection& c = *connections_.emplace(peer, std::move(connection)).first->second;
     if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
         c.epoll_events = 0;
-        return fail(peer, std::string("epoll: ") + std::strerror(errno));
+        return events_.peer_lost(peer, std::string("epoll: ") + std::strerror(errno));
     }
     c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
         Connection* p = find(peer);
@@ -152,6 +157,38 @@ void BrokerDelivery::fail(PeerId id, std::string_view reason) { events_.peer_fai
 
 void BrokerDelivery::refuse(PeerId id, std::string_view reason) { events_.peer_refused(id, reason); }
 
+std::size_t BrokerDelivery::max_message_size() const {
+    // The specification's limit caps the configured one.
+    return static_cast<std::size_t>(std::clamp<std::int64_t>(settings_.max_message_size, 0, kMaxMessageLength));
+}
+
+void BrokerDelivery::configure(const ConnectionSettings& settings) {
+    settings_ = settings;
+    // A reload may change max_message_size: the connections there are take the new one too.
+    for (auto& [id, c] : connections_) c->transport->set_max_message_size(max_message_size());
+}
+
+void BrokerDelivery::fail_on(PeerId id, const TransportError& error) {
+    if (error.kind == TransportError::Kind::Io || error.kind == TransportError::Kind::NoMemory)
+        return events_.peer_lost(id, describe(error));
+    fail(id, describe(error));
+}
+
+void BrokerDelivery::retry_read_later(Connection& c) {
+    if (c.read_retry_timer) return;
+    loop_.unwatch(c.transport->fd());
+    c.epoll_events = 0;
+    const PeerId id = c.id;
+    c.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
+        Connection* p = find(id);
+        if (!p) return;
+        p->read_retry_timer = 0;
+        if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
+            return events_.peer_lost(id, std::string("epoll: ") + std::strerror(errno));
+        update_watch(*p);  // reading (unless flow control holds it back) and writing, as wanted now
+    });
+}
+
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
     Connection* c = find(id);
     if (!c) return;
@@ -167,7 +204,7 @@ void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
         if (!c) return;
     } else if (events & EPOLLOUT) {
         auto flushed = c->transport->flush();
-        if (!flushed) return fail(id, describe(flushed.error()));
+        if (!flushed) return fail_on(id, flushed.error());
     }
     update_watch(*c);
 }
@@ -179,6 +216,8 @@ void BrokerDelivery::authenticate(Connection& c) {
         // Hanging up during authentication is the peer's business; failing it is a refusal.
         const SaslStreamError& error = progress.error();
         if (error.kind == SaslStreamError::Kind::Rejected) return refuse(id, "authentication failed: " + error.describe());
+        const bool hung_up = error.errno_value == EPIPE || error.errno_value == ECONNRESET;
+        if (error.kind == SaslStreamError::Kind::Io && !hung_up) return events_.peer_lost(id, error.describe());
         return fail(id, error.describe());
     }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;  // update_watch waits for the socket
@@ -210,7 +249,14 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         Connection* p = find(id);
         if (!p) return;
         auto message = p->transport->next();
-        if (!message) return refuse(id, describe(message.error()));
+        if (!message) {
+            // Bytes that are not D-Bus are the peer's doing; no memory to parse them is the bus's.
+            const TransportError& error = message.error();
+            if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong)
+                return refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
+            if (error.kind == TransportError::Kind::Corrupt) return refuse(id, describe(error));
+            return fail_on(id, error);
+        }
         if (!*message) break;
         events_.peer_sent(id, std::move(**message));
     }
@@ -219,7 +265,11 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         const TransportError& error = n.error();
         if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
             return refuse(id, describe(error));
-        return fail(id, describe(error));
+        if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) {
+            if (Connection* p = find(id)) retry_read_later(*p);
+            return;
+        }
+        return fail_on(id, error);
     }
     if (Connection* p = find(id)) watch_pending_fds(*p);
 }
@@ -275,7 +325,7 @@ void BrokerDelivery::flush() {
         if (!c) continue;
         c->dirty = false;
         if (auto flushed = c->transport->flush(); !flushed) {
-            fail(c->id, describe(flushed.error()));
+            fail_on(c->id, flushed.error());
             continue;
         }
         update_watch(*c);
@@ -301,6 +351,7 @@ void BrokerDelivery::resume_paused_readers() {
 }
 
 void BrokerDelivery::update_watch(Connection& c) {
+    if (c.read_retry_timer) return;  // not watched until the retry (retry_read_later)
     // A dirty connection is written by flush() at the end of this turn, which then calls this again: asking
     // epoll for EPOLLOUT now would cost two epoll_ctl for a write that usually completes at once (a driver
     // call's reply goes to the peer being read, e.g. Hello).
@@ -318,6 +369,7 @@ void BrokerDelivery::detach(PeerId peer) {
     loop_.unwatch(c.transport->fd());
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
     if (c.pending_fds_timer) loop_.cancel_timer(c.pending_fds_timer);
+    if (c.read_retry_timer) loop_.cancel_timer(c.read_retry_timer);
     // Best effort: what is queued (e.g. the last error reply) may still go out.
     (void)c.transport->flush();
     // The peer sees the end of the connection now; the object may still be on the call stack (inside

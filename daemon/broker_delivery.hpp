@@ -4,6 +4,7 @@
 // the event loop (one sendmsg for everything a batch of input produced). Works on any kernel.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -30,7 +31,7 @@ public:
     // Adopts one connected socket as a new connection (the model may refuse it).
     void add_connection(Fd socket);
 
-    void configure(const ConnectionSettings& settings) override { settings_ = settings; }
+    void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
     [[nodiscard]] bool passes_fds(PeerId peer) const override;
     QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
@@ -50,13 +51,16 @@ private:
         std::uint32_t epoll_events = 0;
         bool dirty = false;           // has output queued since the last flush()
         bool reading_paused = false;  // the model holds too much of its messages (flow control)
+        // Runs while the socket is not watched after a read failed for the kernel's lack of memory.
+        EventLoop::TimerId read_retry_timer = 0;
     };
 
     void on_listener_ready(int fd);
     // Stops or resumes watching the listeners, as the model may or may not take new connections.
     void watch_listeners(bool on);
     // accept() ran out of fds (EMFILE, ENFILE) or memory: stop watching the listeners (they stay readable,
-    // so watching them would spin) until a connection closes or a second passes; logged once per episode.
+    // so watching them would spin) until a connection closes or accept_retry_delay_ passes; logged once
+    // per episode.
     void pause_accepting(int error);
     void resume_accepting();
     // Watches the listeners exactly when the model takes connections and accept() has fds for them.
@@ -72,6 +76,16 @@ private:
     void fail(PeerId id, std::string_view reason);
     // The connection is ended for what the peer did: the model is told (and logs it), and detaches it.
     void refuse(PeerId id, std::string_view reason);
+    // Reading or writing the connection failed: a peer that hung up (EPIPE, ECONNRESET, end of file)
+    // ends it; any other errno is the bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss.
+    void fail_on(PeerId id, const TransportError& error);
+    // settings_.max_message_size, within the specification's 128 MiB.
+    [[nodiscard]] std::size_t max_message_size() const;
+    // A read of the connection failed with ENOMEM (the kernel was short of memory for it): it is kept and
+    // read again kReadRetry later, as dbus-daemon reads again after ENOMEM. Meanwhile its socket is not
+    // watched at all: it stays readable (or hung up), and watching it would spin while memory is short.
+    void retry_read_later(Connection& connection);
+    static constexpr std::chrono::milliseconds kReadRetry{100};
 
     EventLoop& loop_;
     DeliveryEvents& events_;
@@ -82,6 +96,13 @@ private:
     bool accept_failure_logged_ = false;  // this episode of failures (until the backlog empties) is logged
     bool listeners_watched_ = true;
     EventLoop::TimerId accept_retry_timer_ = 0;
+    // How long after a failed accept() the listeners are tried again if no connection closes meanwhile:
+    // 10 ms at first, so that a failure that passes at once (a moment short of memory) costs the waiting
+    // client little, doubling up to a second while the episode lasts, so that a full fd table is not
+    // polled in a loop. Back to 10 ms once the backlog has been emptied.
+    static constexpr std::chrono::milliseconds kFirstAcceptRetry{10};
+    static constexpr std::chrono::milliseconds kLastAcceptRetry{1000};
+    std::chrono::milliseconds accept_retry_delay_ = kFirstAcceptRetry;
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
     std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
     std::vector<PeerId> paused_readers_;  // not read from until the model says they may be

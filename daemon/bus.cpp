@@ -183,6 +183,8 @@ void Bus::peer_failed(PeerId id, std::string_view reason) { disconnect(id, reaso
 
 void Bus::peer_refused(PeerId id, std::string_view reason) { refuse(id, reason); }
 
+void Bus::peer_lost(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Lost); }
+
 void Bus::peer_sent(PeerId id, Message message) {
     Peer* sender = peers_.find(id);
     if (!sender) return;
@@ -200,6 +202,8 @@ void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
     if (!peer) return;
     if (ending == Ending::Refused) {
         log_warning("connection %s refused: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    } else if (ending == Ending::Lost) {
+        log_warning("connection %s lost: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
     } else {
         log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
     }

@@ -68,6 +68,7 @@ public:
     void peer_sent(PeerId peer, Message message) override;
     void peer_failed(PeerId peer, std::string_view reason) override;
     void peer_refused(PeerId peer, std::string_view reason) override;
+    void peer_lost(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
     [[nodiscard]] bool registered(PeerId peer) const override;
     void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override;
@@ -100,9 +101,10 @@ private:
     [[nodiscard]] const char* outgoing_limit_exceeded(const Peer& peer, const Message& message) const;
     [[nodiscard]] PolicyVerdict check(const Peer* sender, const Peer* recipient, const Message& message,
                                       bool requested_reply, bool eavesdropping) const;
-    // Ends `id`'s connection. A refusal (the bus ends it for what the peer did) is logged as a warning
-    // naming the peer; a connection that ended or broke only in the verbose log.
-    enum class Ending : std::uint8_t { Ended, Refused };
+    // Ends `id`'s connection. A refusal (the bus ends it for what the peer did) and a loss (the bus
+    // could not read or write its socket) are logged as warnings naming the peer; a connection that
+    // ended (the peer hung up) only in the verbose log.
+    enum class Ending : std::uint8_t { Ended, Refused, Lost };
     void disconnect(PeerId id, std::string_view reason, Ending ending = Ending::Ended);
     void refuse(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Refused); }
 

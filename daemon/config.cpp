@@ -33,8 +33,8 @@ std::string trim(std::string_view s) {
 
 class Parser {
 public:
-    Parser(BusConfig& config, std::set<std::string>& open_files, int depth)
-        : config_(config), open_files_(open_files), depth_(depth) {}
+    Parser(BusConfig& config, std::set<std::string>& open_files, int depth, IncludedirErrors includedir_errors)
+        : config_(config), open_files_(open_files), depth_(depth), includedir_errors_(includedir_errors) {}
 
     Expected<void, ConfigError> parse(const std::string& text, const std::string& file, const std::string& directory) {
         file_ = file;
@@ -270,32 +270,49 @@ private:
         }
         std::sort(files.begin(), files.end());
         for (const std::string& f : files) {
-            include_file(f);
-            if (error_) return;
+            if (includedir_errors_ == IncludedirErrors::Fail) {
+                include_file(f);
+                if (error_) return;
+                continue;
+            }
+            // Whatever the file added before its error goes with it: the configuration is as if it
+            // were not there.
+            BusConfig without_it = config_;
+            if (auto r = parse_included(f); !r) {
+                config_ = std::move(without_it);
+                config_.skipped_files.push_back(r.error());
+            }
         }
     }
 
     void include_file(const std::string& path) {
-        std::error_code ec;
-        const std::string canonical = fs::weakly_canonical(path, ec).string();
-        if (open_files_.count(canonical)) return fail("Circular inclusion of file \"" + path + "\"");
-        if (depth_ + 1 > kMaxIncludeDepth) return fail("Includes nested too deeply at \"" + path + "\"");
-        auto text = read_text_file(path);
-        if (!text) return fail("Failed to open \"" + path + "\": " + std::strerror(text.error()));
-        open_files_.insert(canonical);
-        config_.files.push_back(path);
-        Parser nested(config_, open_files_, depth_ + 1);
-        auto r = nested.parse(*text, path, fs::path(path).parent_path().string());
-        open_files_.erase(canonical);
-        if (!r) {
-            error_ = r.error();
+        if (auto r = parse_included(path); !r) {
+            if (!error_) error_ = r.error();
             XML_StopParser(parser_, XML_FALSE);
         }
+    }
+
+    // Reads `path` into config_ (errors in it are the file's own, with its name and line).
+    Expected<void, ConfigError> parse_included(const std::string& path) {
+        const auto here = [this](std::string reason) { return Unexpected(ConfigError{file_, line(), std::move(reason)}); };
+        std::error_code ec;
+        const std::string canonical = fs::weakly_canonical(path, ec).string();
+        if (open_files_.count(canonical)) return here("Circular inclusion of file \"" + path + "\"");
+        if (depth_ + 1 > kMaxIncludeDepth) return here("Includes nested too deeply at \"" + path + "\"");
+        auto text = read_text_file(path);
+        if (!text) return here("Failed to open \"" + path + "\": " + std::strerror(text.error()));
+        open_files_.insert(canonical);
+        config_.files.push_back(path);
+        Parser nested(config_, open_files_, depth_ + 1, includedir_errors_);
+        auto r = nested.parse(*text, path, fs::path(path).parent_path().string());
+        open_files_.erase(canonical);
+        return r;
     }
 
     BusConfig& config_;
     std::set<std::string>& open_files_;
     int depth_;
+    IncludedirErrors includedir_errors_;
     XML_Parser parser_ = nullptr;
     std::string file_, directory_;
     std::vector<std::string> stack_;
@@ -312,10 +329,10 @@ std::string ConfigError::to_string() const {
 }
 
 Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std::string& name,
-                                              const std::string& directory) {
+                                              const std::string& directory, IncludedirErrors includedir_errors) {
     BusConfig config;
     std::set<std::string> open_files;
-    Parser parser(config, open_files, 0);
+    Parser parser(config, open_files, 0, includedir_errors);
     config.files.push_back(name);
     if (auto r = parser.parse(text, name, directory); !r) return Unexpected(r.error());
     auto compiled = policy::compile_policy(config.policies);
@@ -325,10 +342,10 @@ Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std
     return config;
 }
 
-Expected<BusConfig, ConfigError> load_config(const std::string& path) {
+Expected<BusConfig, ConfigError> load_config(const std::string& path, IncludedirErrors includedir_errors) {
     auto text = read_text_file(path);
     if (!text) return Unexpected(ConfigError{path, 0, std::string("Failed to open: ") + std::strerror(text.error())});
-    return parse_config(*text, path, fs::path(path).parent_path().string());
+    return parse_config(*text, path, fs::path(path).parent_path().string(), includedir_errors);
 }
 
 const std::string& builtin_session_config() {

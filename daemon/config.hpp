@@ -22,6 +22,23 @@ struct ServiceDir {
     enum class Kind { Configured, StandardSession, StandardSystem } kind = Kind::Configured;
 };
 
+struct ConfigError {
+    std::string file;
+    int line = 0;
+    std::string reason;
+    [[nodiscard]] std::string to_string() const;
+};
+
+// What an error in a file of an <includedir> does.
+enum class IncludedirErrors {
+    // The whole configuration fails: on reload, the one in force stays.
+    Fail,
+    // That file is left out and its error listed in BusConfig::skipped_files: at start, as dbus-daemon
+    // does, so that one broken drop-in file (a package's, an administrator's typo) does not keep the bus
+    // from starting.
+    Skip,
+};
+
 struct BusConfig {
     std::string type;
     std::optional<std::string> user;
@@ -44,21 +61,16 @@ struct BusConfig {
     std::optional<std::string> apparmor_mode;
     std::vector<std::string> files;  // every file read, for reporting
     std::vector<std::string> includedirs;  // every <includedir>, present or not: watched for changes
-};
-
-struct ConfigError {
-    std::string file;
-    int line = 0;
-    std::string reason;
-    [[nodiscard]] std::string to_string() const;
+    std::vector<ConfigError> skipped_files;  // files of an <includedir> left out (IncludedirErrors::Skip)
 };
 
 // Parses `path` and everything it includes.
-Expected<BusConfig, ConfigError> load_config(const std::string& path);
+Expected<BusConfig, ConfigError> load_config(const std::string& path, IncludedirErrors includedir_errors = IncludedirErrors::Fail);
 // Parses a document given as text (the built-in configurations); `name` stands in for its file name and
 // `directory` is where its relative includes are looked up.
 Expected<BusConfig, ConfigError> parse_config(const std::string& text, const std::string& name,
-                                              const std::string& directory);
+                                              const std::string& directory,
+                                              IncludedirErrors includedir_errors = IncludedirErrors::Fail);
 
 // The built-in configurations used when no file is installed (--session / --system on a bare machine).
 const std::string& builtin_session_config();

@@ -71,6 +71,10 @@ public:
     // The delivery mode ends `peer`'s connection for what it did (failed authentication, timed out, sent
     // bytes that are not D-Bus): as peer_failed, and the model logs the refusal with who the peer is.
     virtual void peer_refused(PeerId peer, std::string_view reason) = 0;
+    // The bus could not read from or write to `peer`'s socket (ENOMEM, ENOBUFS and the like: the bus's
+    // side failed, the peer did not hang up): as peer_failed, and the model logs it as a warning naming
+    // the peer, since nothing the peer did explains it.
+    virtual void peer_lost(PeerId peer, std::string_view reason) { peer_failed(peer, reason); }
     // Whether `peer` may be read from now: false while the bus holds too much of its messages.
     [[nodiscard]] virtual bool may_read(PeerId peer) const = 0;
     // Whether `peer` has said Hello. Until it has, it is incomplete, as in dbus-daemon: auth_timeout

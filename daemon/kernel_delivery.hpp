@@ -137,6 +137,7 @@ private:
         void peer_sent(PeerId peer, Message message) override { kernel_.unix_peer_sent(peer, std::move(message)); }
         void peer_failed(PeerId peer, std::string_view reason) override { kernel_.events_.peer_failed(peer, reason); }
         void peer_refused(PeerId peer, std::string_view reason) override { kernel_.events_.peer_refused(peer, reason); }
+        void peer_lost(PeerId peer, std::string_view reason) override { kernel_.events_.peer_lost(peer, reason); }
         [[nodiscard]] bool may_read(PeerId peer) const override { return kernel_.unix_peer_may_read(peer); }
         [[nodiscard]] bool registered(PeerId peer) const override { return kernel_.events_.registered(peer); }
         // (Broker mode has no kernel to drop anything.)

@@ -49,14 +49,16 @@ int fail(const std::string& message) {
     return 1;
 }
 
-Expected<BusConfig, ConfigError> read_config(const Options& options) {
-    if (options.config_file) return load_config(*options.config_file);
+// At start a file of an <includedir> that does not parse is left out (IncludedirErrors::Skip); on reload
+// it fails the reload, and the configuration in force stays.
+Expected<BusConfig, ConfigError> read_config(const Options& options, IncludedirErrors includedir_errors) {
+    if (options.config_file) return load_config(*options.config_file, includedir_errors);
     if (options.bus == Options::BusType::Session) {
-        if (std::filesystem::exists(kSessionConfig)) return load_config(kSessionConfig);
-        return parse_config(builtin_session_config(), "(built-in session configuration)", "/usr/share/dbus-1");
+        if (std::filesystem::exists(kSessionConfig)) return load_config(kSessionConfig, includedir_errors);
+        return parse_config(builtin_session_config(), "(built-in session configuration)", "/usr/share/dbus-1", includedir_errors);
     }
-    if (std::filesystem::exists(kSystemConfig)) return load_config(kSystemConfig);
-    return parse_config(builtin_system_config(), "(built-in system configuration)", "/usr/share/dbus-1");
+    if (std::filesystem::exists(kSystemConfig)) return load_config(kSystemConfig, includedir_errors);
+    return parse_config(builtin_system_config(), "(built-in system configuration)", "/usr/share/dbus-1", includedir_errors);
 }
 
 BusSettings settings_from(const BusConfig& config, const Options& options, std::optional<rlimit> service_fd_limit) {
@@ -150,7 +152,7 @@ int main(int argc, char** argv) {
     }
     if (!options->config_file && options->bus == Options::BusType::None) return fail("No configuration file specified.");
 
-    auto config = read_config(*options);
+    auto config = read_config(*options, IncludedirErrors::Skip);
     if (!config) return fail("Failed to start message bus: " + config.error().to_string());
 
     const bool to_syslog = options->syslog == Options::Syslog::Syslog || options->syslog == Options::Syslog::SyslogOnly ||
@@ -158,6 +160,9 @@ int main(int argc, char** argv) {
     set_log_target(options->syslog == Options::Syslog::SyslogOnly ? LogTarget::Syslog
                    : to_syslog                                     ? LogTarget::Both
                                                                    : LogTarget::Stderr);
+    for (const ConfigError& skipped : config->skipped_files)
+        log_warning("Left out of the configuration: %s (a file of an <includedir> that does not parse)",
+                    skipped.to_string().c_str());
 
     // Listen first: a bus that cannot listen fails before forking, with the reason on stderr.
     std::vector<AddressEntry> entries;
@@ -280,7 +285,7 @@ int main(int argc, char** argv) {
     DirectoryWatch watch(loop, [&bus] { (void)bus.reload_config(); });
     watch.set_directories(watched_directories(*config, bus.settings()));
     bus.set_reload_handler([&bus, &watch, opts, initial_fd_limit]() -> Expected<void, std::string> {
-        auto reloaded = read_config(opts);
+        auto reloaded = read_config(opts, IncludedirErrors::Fail);
         if (!reloaded) {
             log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
             return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());

@@ -12,7 +12,7 @@ std::span<std::byte> MessageFramer::prepare(std::size_t min) {
     if (buffered() >= kFixedHeaderLength) {
         auto length = Message::frame_length(
             std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
-        if (length && *length > buffered()) want = std::max(want, *length - buffered());
+        if (length && *length > buffered() && *length <= max_length_) want = std::max(want, *length - buffered());
     }
     if (start_ == end_) start_ = end_ = 0;
     if (buffer_.size() - end_ < want) {
@@ -42,6 +42,7 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
     auto length = Message::frame_length(
         std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
     if (!length) return Unexpected(length.error());
+    if (*length > max_length_) return Unexpected(WireError::MessageTooLong);
     if (buffered() < *length) return std::optional<Message>{};
 
     const std::span<const std::byte> wire(buffer_.data() + start_, *length);

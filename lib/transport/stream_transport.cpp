@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "transport/socket_io.hpp"
 
@@ -22,6 +23,7 @@ std::string describe(const TransportError& error) {
         case TransportError::Kind::Io: return std::string("I/O error: ") + std::strerror(error.error_number);
         case TransportError::Kind::Corrupt: return "invalid message: " + std::string(to_string(error.wire));
         case TransportError::Kind::FdsNotAllowed: return "unix fds sent without negotiating fd passing";
+        case TransportError::Kind::NoMemory: return "no memory for a message it sent";
     }
     return "transport error";
 }
@@ -35,7 +37,14 @@ void StreamTransport::push_received(std::string_view bytes) {
 Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) {
     std::size_t total = 0;
     while (total < budget) {
-        auto space = framer_.prepare();
+        std::span<std::byte> space;
+        try {
+            space = framer_.prepare();
+        } catch (const std::bad_alloc&) {
+            // No room for the message the peer announced (up to 128 MiB, made at once so that one read
+            // can complete it): this connection cannot go on, but whoever reads it can.
+            return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
+        }
         iovec iov{space.data(), space.size()};
         ScmRightsBuffer control;
         msghdr msg{};
@@ -73,7 +82,13 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
 }
 
 Expected<std::optional<Message>, TransportError> StreamTransport::next() {
-    auto m = framer_.next();
+    Expected<std::optional<Message>, WireError> m = std::optional<Message>{};
+    try {
+        m = framer_.next();
+    } catch (const std::bad_alloc&) {
+        // Parsing copies the message out of the read buffer: as in read(), the end of this connection only.
+        return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
+    }
     if (!m) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, m.error()});
     if (!*m && release_buffer_) {
         framer_.release_if_empty();

@@ -88,6 +88,8 @@ TestBus::TestBus(const TestBusOptions& options) {
     // Forked here rather than run as a ChildProcess: the daemon lives as long as the test and writes its log
     // to the test's stderr, where nothing has to drain it.
     const std::string config_arg = "--config-file=" + config_path;  // before fork: the child only execs
+    std::vector<std::string> environment;
+    for (const std::string& entry : options.environment) environment.push_back(with_dir(entry));
     int pipefd[2];
     if (::pipe2(pipefd, O_CLOEXEC) < 0) throw std::runtime_error("pipe failed");
     const int log_fd = log_path_.empty() ? -1 : ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -103,6 +105,11 @@ TestBus::TestBus(const TestBusOptions& options) {
             const rlimit limit{static_cast<rlim_t>(options.fd_limit), static_cast<rlim_t>(options.fd_limit)};
             if (::setrlimit(RLIMIT_NOFILE, &limit) < 0) ::_exit(126);
         }
+        if (options.address_space_limit > 0) {
+            const rlimit limit{static_cast<rlim_t>(options.address_space_limit), static_cast<rlim_t>(options.address_space_limit)};
+            if (::setrlimit(RLIMIT_AS, &limit) < 0) ::_exit(126);
+        }
+        for (std::string& entry : environment) ::putenv(entry.data());
         ::execlp(binary.c_str(), binary.c_str(), config_arg.c_str(), "--nofork", "--print-address=3",
                  static_cast<char*>(nullptr));
         ::_exit(127);

@@ -37,6 +37,12 @@ struct TestBusOptions {
     // RLIMIT_NOFILE (soft and hard) the daemon starts with. As root the daemon could raise it again
     // (both daemons raise it to 65536), so the child also drops CAP_SYS_RESOURCE from its bounding set.
     int fd_limit = 0;
+    // "NAME=VALUE" entries added to the daemon's environment ("@DIR@" stands for the temporary
+    // directory): LD_PRELOAD of test_fault_injection's shim and its control file.
+    std::vector<std::string> environment;
+    // RLIMIT_AS (soft and hard) the daemon starts with, in bytes (0: unchanged): what it may allocate in
+    // all, for the tests of a failing allocation.
+    std::size_t address_space_limit = 0;
 };
 
 class TestBus {

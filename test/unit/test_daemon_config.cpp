@@ -115,6 +115,32 @@ TEST(DaemonConfig, IncludesAndIncludedirs) {
     std::filesystem::remove_all(dir);
 }
 
+// A file of an <includedir> that does not parse fails the whole configuration (a reload), or is left
+// out, everything it added before its error included, and listed (the start, as dbus-daemon).
+TEST(DaemonConfig, ABrokenIncludedirFileFailsOrIsLeftOut) {
+    char dir_template[] = "/tmp/afbus-config-XXXXXX";
+    ASSERT_TRUE(::mkdtemp(dir_template));
+    const std::string dir = dir_template;
+    std::filesystem::create_directory(dir + "/conf.d");
+    std::ofstream(dir + "/conf.d/a.conf") << kHead << "<busconfig><listen>unix:path=/a</listen></busconfig>";
+    std::ofstream(dir + "/conf.d/b.conf") << kHead << "<busconfig><listen>unix:path=/b</listen>\n<bogus/></busconfig>";
+    std::ofstream(dir + "/conf.d/c.conf") << kHead << "<busconfig><listen>unix:path=/c</listen></busconfig>";
+    std::ofstream(dir + "/main.conf") << kHead << "<busconfig><type>session</type><includedir>conf.d</includedir></busconfig>";
+
+    auto failed = load_config(dir + "/main.conf");
+    ASSERT_FALSE(failed);
+    EXPECT_EQ(failed.error().file, dir + "/conf.d/b.conf");
+    EXPECT_EQ(failed.error().line, 4);
+
+    auto skipped = load_config(dir + "/main.conf", IncludedirErrors::Skip);
+    ASSERT_TRUE(skipped) << skipped.error().to_string();
+    EXPECT_EQ(skipped->listen, (std::vector<std::string>{"unix:path=/a", "unix:path=/c"}));
+    ASSERT_EQ(skipped->skipped_files.size(), 1u);
+    EXPECT_EQ(skipped->skipped_files[0].to_string(),
+              dir + "/conf.d/b.conf:4: Element <bogus> not allowed inside <busconfig> in configuration file");
+    std::filesystem::remove_all(dir);
+}
+
 TEST(DaemonConfig, BuiltInConfigurationsParse) {
     auto session = parse_config(builtin_session_config(), "builtin", "/nonexistent");
     ASSERT_TRUE(session) << session.error().to_string();

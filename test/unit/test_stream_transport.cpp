@@ -66,6 +66,26 @@ TEST(MessageFramer, CorruptStreamIsAnError) {
     EXPECT_EQ(m.error(), WireError::BadEndianFlag);
 }
 
+// A message longer than the framer's limit is an error once its fixed header has come, and the framer
+// makes no room for it meanwhile (a bus would otherwise allocate what a client announces, up to 128 MiB).
+TEST(MessageFramer, AMessageBeyondTheLimitIsRefusedBeforeRoomIsMade) {
+    MessageFramer framer;
+    framer.set_max_message_length(4096);
+    auto within = signal_with(std::string(1000, 'x'), 1).wire();
+    auto beyond = signal_with(std::string(100000, 'x'), 2).wire();
+    auto space = framer.prepare(within.size() + 64);
+    std::memcpy(space.data(), within.data(), within.size());
+    std::memcpy(space.data() + within.size(), beyond.data(), 64);
+    framer.commit(within.size() + 64);
+    auto first = framer.next();
+    ASSERT_TRUE(first && *first);
+    EXPECT_EQ((*first)->serial(), 1u);
+    EXPECT_LT(framer.prepare(16).size(), beyond.size()) << "room made for a message beyond the limit";
+    auto second = framer.next();
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error(), WireError::MessageTooLong);
+}
+
 TEST(MessageFramer, MissingFdsAreAnError) {
     int p[2];
     ASSERT_EQ(::pipe(p), 0);

@@ -17,8 +17,12 @@ namespace afbus {
 
 class MessageFramer {
 public:
-    // Space for at least `min` more bytes; more when a partly read message needs it.
+    // Space for at least `min` more bytes; more when a partly read message needs it (not for one longer
+    // than the limit below: next() refuses that one).
     std::span<std::byte> prepare(std::size_t min = 64 * 1024);
+    // The longest message accepted (a bus's max_message_size); the specification's 128 MiB by default.
+    // A longer one is refused as soon as its fixed header announces it, before room is made for it.
+    void set_max_message_length(std::size_t bytes) noexcept { max_length_ = bytes; }
     void commit(std::size_t n) noexcept { end_ += n; }
     // Fds received by the same read, in order. They belong to the message whose bytes came with them.
     void add_fds(std::vector<Fd> fds);
@@ -49,6 +53,7 @@ private:
     std::size_t start_ = 0;  // first unconsumed byte
     std::size_t end_ = 0;    // one past the last received byte
     std::deque<Fd> fds_;
+    std::size_t max_length_ = kMaxMessageLength;
 };
 
 }  // namespace afbus

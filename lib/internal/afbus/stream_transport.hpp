@@ -22,7 +22,8 @@ struct TransportError {
         Closed,        // the peer closed its end (orderly EOF, EPIPE or ECONNRESET)
         Io,            // another errno from recvmsg/sendmsg
         Corrupt,       // the byte stream is not valid D-Bus (see wire)
-        FdsNotAllowed  // a message carries fds but fd passing was not negotiated
+        FdsNotAllowed, // a message carries fds but fd passing was not negotiated
+        NoMemory       // no room could be made for a message the peer sent, or for parsing it (bad_alloc)
     };
     Kind kind;
     int error_number = 0;
@@ -38,6 +39,9 @@ public:
     // Fd passing, once agreed during authentication.
     void set_unix_fd_passing(bool on) noexcept { unix_fds_ = on; }
     [[nodiscard]] bool unix_fd_passing() const noexcept { return unix_fds_; }
+    // The longest message the peer may send (max_message_size): next() reports a longer one as
+    // Corrupt/MessageTooLong once its fixed header has arrived, and no room is made for it.
+    void set_max_message_size(std::size_t bytes) noexcept { framer_.set_max_message_length(bytes); }
 
     // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).
     void push_received(std::string_view bytes);

@@ -1,0 +1,1051 @@
+// Fault injection (issue 17, item 4), against dbus-daemon and afbus-daemon (AFBUS_TEST_DAEMON):
+// - clients killed at every stage of a connection (mid-SASL, mid-header, mid-body, with fds half sent,
+//   owing a reply);
+// - 100 reloads (ReloadConfig and SIGHUP) during sequenced traffic, and broken configurations at reload
+//   and at start;
+// - the daemon's own socket calls (read, write, accept) failing with EINTR, EAGAIN, ENOBUFS, ENOMEM,
+//   EMFILE, ENFILE, through a preload shim (test/support/fault_shim.cpp);
+// - a message the daemon has no memory for (RLIMIT_AS), and one announced beyond max_message_size.
+// Each shows that only the affected client notices: the daemon lives, the clients already connected
+// still get replies and signals, the daemon's fd count returns to where it was (fds passed with half a
+// message are closed, not leaked), and a caller owed an answer by a client that went gets NoReply.
+// docs/reliability.md (section 4) has the figures and where dbus-daemon differs.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "afbus/connection.hpp"
+#include "afbus/error.hpp"
+#include "afbus/framer.hpp"
+#include "afbus/object.hpp"
+#include "afbus/types.hpp"
+#include "afbus/value.hpp"
+#include "support/child_process.hpp"
+#include "support/pump.hpp"
+#include "support/raw_peer.hpp"
+#include "test_bus.hpp"
+
+namespace afbus {
+namespace {
+
+using namespace std::chrono_literals;
+using test::connect;
+using test::driver_call;
+using test::raw_connection;
+using test::read_reply;
+using test::send_message;
+using test::TestBus;
+using test::TestBusOptions;
+
+constexpr std::string_view kInterface = "org.example.Fault";
+
+// ---------------------------------------------------------------------------------------------------
+// A client process the test kills with SIGKILL. The child runs `script` on its own (raw sockets, no
+// gtest: a failure is reported as a line starting with "FAIL"), reports each step as a line on a pipe,
+// and then waits to be killed; the test reads the lines to know how far it got.
+class DoomedClient {
+public:
+    using Report = std::function<void(const std::string&)>;
+
+    explicit DoomedClient(const std::function<void(const Report&)>& script) {
+        test::Pipe pipe = test::make_pipe();
+        pid_ = ::fork();
+        if (pid_ < 0) throw std::runtime_error("fork failed");
+        if (pid_ == 0) {
+            pipe.read = Fd();
+            const int out = pipe.write.get();
+            script([out](const std::string& line) {
+                const std::string text = line + "\n";
+                (void)!::write(out, text.data(), text.size());
+            });
+            for (;;) ::pause();  // until the test kills it
+        }
+        pipe.write = Fd();
+        reports_ = std::move(pipe.read);
+    }
+    ~DoomedClient() {
+        if (pid_ > 0) test::kill_and_collect(pid_);
+    }
+    DoomedClient(const DoomedClient&) = delete;
+    DoomedClient& operator=(const DoomedClient&) = delete;
+
+    // The next line the child reports ("" if it reported nothing within 10 s or died).
+    std::string next_report() {
+        const auto deadline = test::Clock::now() + 10s;
+        std::string line;
+        for (;;) {
+            pollfd p{reports_.get(), POLLIN, 0};
+            if (::poll(&p, 1, test::remaining_ms(deadline)) != 1) return {};
+            char c;
+            if (::read(reports_.get(), &c, 1) != 1) return {};
+            if (c == '\n') return line;
+            line += c;
+        }
+    }
+    void kill() {
+        test::kill_and_collect(pid_);
+        pid_ = -1;
+    }
+
+private:
+    pid_t pid_ = -1;
+    Fd reports_;
+};
+
+// The child's side: helpers that report failure instead of asserting.
+void send_bytes(const Fd& fd, std::span<const std::byte> bytes, const std::vector<int>& fds = {}) {
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+    if (!fds.empty()) {
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
+    }
+    (void)::sendmsg(fd.get(), &msg, MSG_NOSIGNAL);
+}
+
+void send_text(const Fd& fd, std::string_view text) {
+    send_bytes(fd, std::as_bytes(std::span(text.data(), text.size())));
+}
+
+std::string hex(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        char b[3];
+        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
+        out += b;
+    }
+    return out;
+}
+
+// One SASL line from the bus ("" if none came within 10 s).
+std::string read_line(const Fd& fd) {
+    std::string line;
+    const auto deadline = test::Clock::now() + 10s;
+    for (;;) {
+        pollfd p{fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, test::remaining_ms(deadline)) != 1) return {};
+        char c;
+        if (::recv(fd.get(), &c, 1, 0) != 1) return {};
+        line += c;
+        if (line.ends_with("\r\n")) return line;
+    }
+}
+
+// Hello on a raw authenticated connection; the unique name ("" on failure).
+std::string say_hello(const Fd& fd) {
+    send_message(fd, driver_call("Hello"), 1);
+    auto reply = read_reply(fd, 1);
+    if (!reply || reply->type() != MessageType::MethodReturn) return {};
+    return std::get<0>(read_all<std::string>(*reply).value());
+}
+
+// The next Ping call that arrives on the raw connection `fd` (none within 10 s: nothing).
+std::optional<Message> next_ping(const Fd& fd) {
+    MessageFramer framer;
+    const auto deadline = test::Clock::now() + 10s;
+    for (;;) {
+        pollfd p{fd.get(), POLLIN, 0};
+        if (::poll(&p, 1, test::remaining_ms(deadline)) != 1) return std::nullopt;
+        auto space = framer.prepare();
+        const ssize_t n = ::recv(fd.get(), space.data(), space.size(), 0);
+        if (n <= 0) return std::nullopt;
+        framer.commit(static_cast<std::size_t>(n));
+        for (;;) {
+            auto m = framer.next();
+            if (!m || !*m) break;
+            if ((*m)->type() == MessageType::MethodCall && (*m)->member() == "Ping") return std::move(**m);
+        }
+    }
+}
+
+Message ping(const std::string& destination) {
+    return MessageBuilder::method_call(destination, "/org/example/Fault", kInterface, "Ping").build().value();
+}
+
+// A call with a body of `body_bytes` and `fds` (dup'd into the message).
+Message bulky_call(const std::string& destination, std::size_t body_bytes, const std::vector<Fd>& fds = {}) {
+    auto builder = MessageBuilder::method_call(destination, "/org/example/Fault", kInterface, "Bulky");
+    append(builder, std::string(body_bytes, 'b'));
+    for (const Fd& fd : fds) append(builder, UnixFd(Fd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0))));
+    return builder.build().value();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The clients that were connected before a fault, and must not notice it: a service answering Ping, a
+// caller, an emitter of a signal and a subscriber to it.
+class Bystanders {
+public:
+    static constexpr int kConnections = 4;  // the connections it opens, one after another
+    explicit Bystanders(const TestBus& bus)
+        : service_(connect(bus)), caller_(connect(bus)), emitter_(connect(bus)), subscriber_(connect(bus)) {
+        if (!service_ || !caller_ || !emitter_ || !subscriber_) return;
+        Interface iface{std::string(kInterface), {}, {}, {}};
+        iface.methods.push_back(Method{"Ping", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> { return {}; }});
+        if (auto slot = service_->export_interface("/org/example/Fault", std::move(iface))) exported_ = std::move(*slot);
+        auto subscribed = subscriber_->subscribe("type='signal',interface='org.example.Fault',member='Tick'",
+                                                 [this](const Message&) { ++ticks_; });
+        if (subscribed) subscription_ = std::move(*subscribed);
+        ready_ = exported_.has_value() && subscription_.has_value();
+    }
+
+    [[nodiscard]] bool ready() const { return ready_; }
+    Connection& caller() { return *caller_; }
+    std::string service_name() const { return service_->unique_name(); }
+    std::vector<Connection*> all() { return {service_.get(), caller_.get(), emitter_.get(), subscriber_.get()}; }
+
+    // One call answered and one signal received, within 10 s.
+    [[nodiscard]] bool still_served() {
+        if (!ready_) return false;
+        bool answered = false;
+        auto slot = caller_->call_async(ping(service_->unique_name()), [&answered](Expected<Message, Error> r) {
+            EXPECT_TRUE(r) << (r ? "" : r.error().name + ": " + r.error().message);
+            answered = r.has_value();
+        }, 10s);
+        if (!slot) return false;
+        const int ticks_before = ticks_;
+        auto tick = MessageBuilder::signal("/org/example/Fault", kInterface, "Tick").build().value();
+        if (!emitter_->send(std::move(tick))) return false;
+        return test::pump({service_.get(), caller_.get(), emitter_.get(), subscriber_.get()},
+                          [&] { return answered && ticks_ > ticks_before; });
+    }
+
+private:
+    std::unique_ptr<Connection> service_, caller_, emitter_, subscriber_;
+    std::optional<Slot> exported_, subscription_;
+    int ticks_ = 0;
+    bool ready_ = false;
+};
+
+bool daemon_alive(const TestBus& bus) {
+    int status = 0;
+    return ::waitpid(bus.pid(), &status, WNOHANG) == 0;
+}
+
+// Waits (checking the bystanders meanwhile, which also gives the daemon turns of its loop) until the
+// daemon holds `fds` fds; false after 10 s.
+bool fds_return_to(const TestBus& bus, Bystanders& bystanders, std::size_t fds) {
+    const auto deadline = test::Clock::now() + 10s;
+    while (test::process_usage(bus.pid()).open_fds != fds) {
+        if (!bystanders.still_served() || test::Clock::now() >= deadline) return false;
+    }
+    return true;
+}
+
+// Waits until the daemon holds at least `fds` fds (it has received what a client sent); false after 10 s.
+bool daemon_holds_at_least(const TestBus& bus, std::size_t fds) {
+    const auto deadline = test::Clock::now() + 10s;
+    while (test::process_usage(bus.pid()).open_fds < fds) {
+        if (test::Clock::now() >= deadline) return false;
+        pollfd none{-1, 0, 0};
+        ::poll(&none, 1, 5);  // /proc has nothing to wait on: a short poll between looks
+    }
+    return true;
+}
+
+struct KillStage {
+    const char* what;
+    // Runs in the child; reports "ready" when the connection is where the test wants to kill it, after
+    // anything else the test waits for.
+    std::function<void(const TestBus&, const DoomedClient::Report&)> script;
+    // Fds the child passed that the daemon must hold before the kill (then close after it).
+    std::size_t fds_in_flight = 0;
+};
+
+std::vector<KillStage> kill_stages() {
+    std::vector<KillStage> stages;
+    stages.push_back({"connected, nothing sent", [](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = test::unauthenticated_connection(bus);
+        report("ready");
+    }});
+    stages.push_back({"mid-SASL: half an AUTH line", [](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = test::unauthenticated_connection(bus);
+        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())).substr(0, 1));
+        report("ready");
+    }});
+    stages.push_back({"mid-SASL: OK received, half a NEGOTIATE_UNIX_FD line", [](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = test::unauthenticated_connection(bus);
+        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
+        if (!read_line(fd).starts_with("OK ")) return report("FAIL: no OK");
+        send_text(fd, "NEGOTIATE_UNIX");
+        report("ready");
+    }});
+    // After Hello, a complete GetId call and the start of another message go in one write: once GetId is
+    // answered, the bus has read the partial message too.
+    auto partial_after_get_id = [](const Fd& fd, const Message& partial, std::size_t bytes, const std::vector<int>& fds,
+                                   const DoomedClient::Report& report) {
+        if (say_hello(fd).empty()) return report("FAIL: no Hello reply");
+        Message get_id = driver_call("GetId");
+        get_id.set_serial(2);
+        const auto get_id_wire = get_id.wire();
+        const auto partial_wire = partial.wire();
+        if (!fds.empty()) {
+            // The fds travel with the first byte of the half-sent message, in a write of its own.
+            send_bytes(fd, get_id_wire);
+            send_bytes(fd, std::span(partial_wire).first(bytes), fds);
+        } else {
+            std::vector<std::byte> both(get_id_wire.begin(), get_id_wire.end());
+            both.insert(both.end(), partial_wire.begin(), partial_wire.begin() + static_cast<std::ptrdiff_t>(bytes));
+            send_bytes(fd, both);
+        }
+        if (!read_reply(fd, 2)) return report("FAIL: GetId not answered");
+        report("ready");
+    };
+    stages.push_back({"mid-header: 20 bytes of a call", [partial_after_get_id](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = raw_connection(bus);
+        Message call = bulky_call(":1.0", 4096);
+        call.set_serial(3);
+        partial_after_get_id(fd, call, 20, {}, report);
+    }});
+    stages.push_back({"mid-body: the header and half of a 4 KiB body", [partial_after_get_id](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = raw_connection(bus);
+        Message call = bulky_call(":1.0", 4096);
+        call.set_serial(3);
+        partial_after_get_id(fd, call, call.header_bytes().size() + 2048, {}, report);
+    }});
+    stages.push_back({"fds half sent: 3 fds with half of a 64 KiB call", [partial_after_get_id](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = raw_connection(bus, true);
+        std::vector<Fd> passed;
+        for (int i = 0; i < 3; ++i) passed.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        Message call = bulky_call(":1.0", 64 * 1024, passed);
+        call.set_serial(3);
+        std::vector<int> raw;
+        for (const Fd& f : call.fds()) raw.push_back(f.get());
+        partial_after_get_id(fd, call, call.size() / 2, raw, report);
+    }, 3});
+    stages.push_back({"fds half sent: 3 fds with the first byte only", [](const TestBus& bus, const DoomedClient::Report& report) {
+        static Fd fd;
+        fd = raw_connection(bus, true);
+        if (say_hello(fd).empty()) return report("FAIL: no Hello reply");
+        std::vector<Fd> passed;
+        for (int i = 0; i < 3; ++i) passed.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        Message call = bulky_call(":1.0", 16, passed);
+        call.set_serial(3);
+        std::vector<int> raw;
+        for (const Fd& f : call.fds()) raw.push_back(f.get());
+        const auto wire = call.wire();
+        send_bytes(fd, std::span(wire).first(1), raw);
+        report("ready");
+    }, 3});
+    return stages;
+}
+
+// A client is killed at each stage of its connection in turn; after each, the bus serves the clients
+// that were there, and holds the fds it held before.
+TEST(FaultInjection, ClientsKilledAtEveryStage) {
+    TestBusOptions options;
+    options.capture_log = true;
+    TestBus bus(options);
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(bus.pid()).open_fds;
+    const auto start = test::Clock::now();
+    for (const KillStage& stage : kill_stages()) {
+        SCOPED_TRACE(stage.what);
+        DoomedClient client([&](const DoomedClient::Report& report) { stage.script(bus, report); });
+        ASSERT_EQ(client.next_report(), "ready");
+        if (stage.fds_in_flight > 0) {
+            // The bus has received the passed fds (with the message's first bytes) before the kill.
+            ASSERT_TRUE(daemon_holds_at_least(bus, fds_before + 1 + stage.fds_in_flight))
+                << test::process_usage(bus.pid()).open_fds << " fds, " << fds_before << " before";
+        }
+        const std::size_t fds_with_client = test::process_usage(bus.pid()).open_fds;
+        client.kill();
+        ASSERT_TRUE(daemon_alive(bus));
+        EXPECT_TRUE(bystanders.still_served());
+        EXPECT_TRUE(fds_return_to(bus, bystanders, fds_before))
+            << test::process_usage(bus.pid()).open_fds << " fds, " << fds_before << " before";
+        std::printf("%-55s daemon fds %zu -> %zu -> %zu\n", stage.what, fds_before, fds_with_client,
+                    test::process_usage(bus.pid()).open_fds);
+    }
+    std::printf("%zu stages in %.2f s\n", kill_stages().size(),
+                std::chrono::duration<double>(test::Clock::now() - start).count());
+}
+
+// A callee killed with a call it owes (before answering, and halfway through writing its answer): the
+// caller gets NoReply from the bus, and the bus serves the others.
+TEST(FaultInjection, ACalleeKilledOwingAReplyCostsItsCallerANoReply) {
+    TestBus bus;
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    const std::size_t fds_before = test::process_usage(bus.pid()).open_fds;
+    for (const bool half_answered : {false, true}) {
+        SCOPED_TRACE(half_answered ? "killed halfway through its reply" : "killed before replying");
+        DoomedClient callee([&](const DoomedClient::Report& report) {
+            static Fd fd;
+            fd = raw_connection(bus);
+            const std::string name = say_hello(fd);
+            if (name.empty()) return report("FAIL: no Hello reply");
+            report(name);
+            // Wait for the call, then (maybe) write half of its reply.
+            std::optional<Message> call = next_ping(fd);
+            if (!call) return report("FAIL: no call");
+            if (half_answered) {
+                auto reply = MessageBuilder::method_return(*call).build().value();
+                reply.set_serial(2);
+                const auto wire = reply.wire();
+                send_bytes(fd, std::span(wire).first(wire.size() / 2));
+            }
+            report("called");
+        });
+        const std::string name = callee.next_report();
+        ASSERT_TRUE(name.starts_with(":")) << name;
+        std::optional<Expected<Message, Error>> answer;
+        auto slot = bystanders.caller().call_async(ping(name), [&answer](Expected<Message, Error> r) { answer = std::move(r); }, 30s);
+        ASSERT_TRUE(slot);
+        ASSERT_TRUE(bystanders.caller().process());
+        ASSERT_EQ(callee.next_report(), "called");
+        callee.kill();
+        ASSERT_TRUE(*bystanders.caller().run_until([&] { return answer.has_value(); }, 10s));
+        ASSERT_FALSE(*answer);
+        EXPECT_EQ(answer->error().name, error_names::kNoReply);
+        EXPECT_TRUE(bystanders.still_served());
+        EXPECT_TRUE(fds_return_to(bus, bystanders, fds_before));
+    }
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Reloading the configuration during traffic, and a broken configuration on reload.
+
+// The bus's configuration for the reload tests: an <includedir> with one file in it that allows
+// everything (the generated config does too); the tests put a broken or a denying file beside it.
+TestBusOptions reloadable_options() {
+    TestBusOptions options;
+    options.capture_log = true;
+    options.extra_config = "<includedir>@DIR@/conf.d</includedir>\n";
+    options.files.push_back({"conf.d/base.conf",
+                             "<busconfig>\n"
+                             "  <policy context=\"default\">\n"
+                             "    <allow send_interface=\"org.example.Fault\"/>\n"
+                             "  </policy>\n"
+                             "</busconfig>\n"});
+    return options;
+}
+
+Message numbered(MessageBuilder builder, std::uint32_t n) {
+    append(builder, n);
+    return builder.build().value();
+}
+
+// 100 reloads, alternately ReloadConfig and SIGHUP, each of a changed policy, while a sender calls a
+// receiver and emits signals to it (closed loop, 8 calls in flight): every call is answered exactly once
+// with its own number, and the receiver sees every call and every signal once, in the order sent.
+TEST(FaultInjection, ReloadingAHundredTimesDuringTrafficLosesNothing) {
+    constexpr int kReloads = 100;
+    constexpr std::uint32_t kWindow = 8;
+    // Each reload waits for this many more answers since the last one: the reloads are spread through
+    // the traffic, never all at once.
+    constexpr std::uint32_t kAnswersPerReload = 20;
+    TestBus bus(reloadable_options());
+    auto sender = connect(bus);
+    auto receiver = connect(bus);
+    auto reloader = connect(bus);
+    ASSERT_TRUE(sender && receiver && reloader);
+
+    std::vector<std::uint32_t> calls_seen, signals_seen;
+    Interface iface{std::string(kInterface), {}, {}, {}};
+    iface.methods.push_back(Method{"Seq", {{"n", "u"}}, {{"n", "u"}}, [&](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
+        const auto [n] = read_all<std::uint32_t>(call).value();
+        calls_seen.push_back(n);
+        append(reply, n);
+        return {};
+    }});
+    auto exported = receiver->export_interface("/org/example/Fault", std::move(iface));
+    ASSERT_TRUE(exported);
+    auto subscription = receiver->subscribe("type='signal',interface='org.example.Fault',member='Seq'", [&](const Message& m) {
+        signals_seen.push_back(std::get<0>(read_all<std::uint32_t>(m).value()));
+    });
+    ASSERT_TRUE(subscription);
+
+    std::uint32_t next = 0, answered = 0, wrong_answers = 0, errors = 0;
+    std::vector<Slot> in_flight;
+    int reloads = 0, reload_calls_answered = 0, reload_errors = 0;
+    // Traffic goes on until the last reload is done, then drains.
+    auto send_more = [&] {
+        while (reloads < kReloads && next - answered < kWindow) {
+            const std::uint32_t n = next++;
+            auto call = numbered(MessageBuilder::method_call(receiver->unique_name(), "/org/example/Fault", kInterface, "Seq"), n);
+            auto slot = sender->call_async(std::move(call), [&, n](Expected<Message, Error> r) {
+                ++answered;
+                if (!r) {
+                    ++errors;
+                    ADD_FAILURE() << "call " << n << ": " << r.error().name << ": " << r.error().message;
+                    return;
+                }
+                if (std::get<0>(read_all<std::uint32_t>(*r).value()) != n) ++wrong_answers;
+            }, 10s);
+            ASSERT_TRUE(slot);
+            in_flight.push_back(std::move(*slot));
+            ASSERT_TRUE(sender->send(numbered(MessageBuilder::signal("/org/example/Fault", kInterface, "Seq"), n)));
+        }
+    };
+
+    bool reload_call_pending = false;
+    std::uint32_t answered_at_last_reload = 0;
+    std::optional<Slot> reload_slot;
+    // Every reload has something to change: the included file alternates between the base policy and
+    // one that also denies a method nobody calls during the traffic (written whole, by rename: the
+    // daemon may reread the directory at any moment, since it watches it).
+    const std::string included = bus.directory() + "/conf.d/base.conf";
+    auto write_included = [&](bool deny_unused) {
+        {
+            std::ofstream(included + ".new") << "<busconfig>\n  <policy context=\"default\">\n"
+                                                "    <allow send_interface=\"org.example.Fault\"/>\n"
+                                             << (deny_unused ? "    <deny send_interface=\"org.example.Fault\" send_member=\"Unused\"/>\n" : "")
+                                             << "  </policy>\n</busconfig>\n";
+        }
+        ASSERT_EQ(::rename((included + ".new").c_str(), included.c_str()), 0);
+    };
+    auto reload_when_due = [&] {
+        if (reloads == kReloads || reload_call_pending || answered - answered_at_last_reload < kAnswersPerReload) return;
+        answered_at_last_reload = answered;
+        write_included(reloads % 2 == 1);
+        if (reloads++ % 2 == 0) {
+            reload_call_pending = true;
+            auto slot = reloader->call_async(driver_call("ReloadConfig"), [&](Expected<Message, Error> r) {
+                reload_call_pending = false;
+                ++reload_calls_answered;
+                if (!r) {
+                    ++reload_errors;
+                    ADD_FAILURE() << r.error().name << ": " << r.error().message;
+                }
+            }, 10s);
+            ASSERT_TRUE(slot);
+            reload_slot = std::move(*slot);
+        } else {
+            ASSERT_EQ(::kill(bus.pid(), SIGHUP), 0);
+        }
+    };
+    const auto start = test::Clock::now();
+    const std::size_t fds_before = test::process_usage(bus.pid()).open_fds;
+    ASSERT_TRUE(test::pump({sender.get(), receiver.get(), reloader.get()}, [&] {
+        send_more();
+        reload_when_due();
+        if (in_flight.size() > 4 * kWindow) in_flight.erase(in_flight.begin(), in_flight.end() - kWindow);
+        return reloads == kReloads && !reload_call_pending && answered == next && signals_seen.size() == next &&
+               answered >= kReloads * kAnswersPerReload;
+    }, 60s)) << reloads << " reloads, " << answered << " of " << next << " calls answered, " << signals_seen.size()
+             << " signals";
+    const double seconds = std::chrono::duration<double>(test::Clock::now() - start).count();
+    std::printf("%d reloads (%d ReloadConfig, %d SIGHUP) during %u calls and %u signals, %.2f s; daemon fds %zu -> %zu\n",
+                reloads, reload_calls_answered, reloads - reload_calls_answered, next, next, seconds, fds_before,
+                test::process_usage(bus.pid()).open_fds);
+    EXPECT_EQ(reload_errors, 0);
+    EXPECT_EQ(errors, 0u);
+    EXPECT_EQ(wrong_answers, 0u);
+    std::vector<std::uint32_t> in_order(next);
+    for (std::uint32_t i = 0; i < next; ++i) in_order[i] = i;
+    EXPECT_EQ(calls_seen, in_order) << "calls lost, duplicated or out of order";
+    EXPECT_EQ(signals_seen, in_order) << "signals lost, duplicated or out of order";
+    // The last reload (a SIGHUP) wrote the denying file; once more through ReloadConfig, to know it is
+    // read: it is in force.
+    ASSERT_TRUE(reloader->call(driver_call("ReloadConfig")));
+    bool unused_answered = false;
+    std::optional<Error> unused_error;
+    auto unused = sender->call_async(MessageBuilder::method_call(receiver->unique_name(), "/org/example/Fault", kInterface, "Unused").build().value(),
+                                     [&](Expected<Message, Error> r) {
+                                         unused_answered = true;
+                                         if (!r) unused_error = r.error();
+                                     }, 10s);
+    ASSERT_TRUE(unused);
+    ASSERT_TRUE(test::pump({sender.get(), receiver.get()}, [&] { return unused_answered; }));
+    ASSERT_TRUE(unused_error);
+    EXPECT_EQ(unused_error->name, error_names::kAccessDenied) << "the last configuration is not in force";
+    EXPECT_EQ(test::count_lines_with(bus.log(), "Unable to reload"), 0u) << bus.log();
+    ASSERT_TRUE(daemon_alive(bus));
+}
+
+Message ping_call(const std::string& destination) { return ping(destination); }
+
+// Whether `caller` may call Ping on `service` (false: the bus refused it with AccessDenied).
+bool ping_allowed(Connection& caller, Connection& service) {
+    bool done = false, allowed = false;
+    auto slot = caller.call_async(ping_call(service.unique_name()), [&](Expected<Message, Error> r) {
+        done = true;
+        allowed = r.has_value();
+        if (!r) {
+            EXPECT_EQ(r.error().name, error_names::kAccessDenied) << r.error().message;
+        }
+    }, 10s);
+    EXPECT_TRUE(slot);
+    EXPECT_TRUE(test::pump({&caller, &service}, [&] { return done; }));
+    return allowed;
+}
+
+// A configuration that is broken on reload (an unknown element in an included file, XML that does not
+// parse in an included file, the main file overwritten with XML that does not parse) is refused:
+// ReloadConfig answers an error, the log names the file, the line and the reason (for SIGHUP too), and
+// the old configuration stays in force: the call the broken file would deny still goes through. The
+// same file without its fault, reloaded, does deny it: the reload did read the new files.
+TEST(FaultInjection, ABrokenConfigOnReloadLeavesTheOldOneInForce) {
+    TestBus bus(reloadable_options());
+    auto service = connect(bus);
+    auto caller = connect(bus);
+    auto reloader = connect(bus);
+    ASSERT_TRUE(service && caller && reloader);
+    Interface iface{std::string(kInterface), {}, {}, {}};
+    iface.methods.push_back(Method{"Ping", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> { return {}; }});
+    auto exported = service->export_interface("/org/example/Fault", std::move(iface));
+    ASSERT_TRUE(exported);
+    ASSERT_TRUE(ping_allowed(*caller, *service));
+
+    const std::string conf_d = bus.directory() + "/conf.d";
+    const std::string deny_ping = "    <deny send_interface=\"org.example.Fault\" send_member=\"Ping\"/>\n";
+    struct Broken {
+        const char* what;
+        std::string file;     // written into the temporary directory
+        std::string content;
+        int line;             // the line the daemon must name
+        const char* reason;   // a word of the reason afbus-daemon gives
+    };
+    const std::string main_config = [&] {
+        std::ifstream in(bus.directory() + "/bus.conf");
+        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }();
+    const Broken cases[] = {
+        {"an unknown element in an included file", conf_d + "/zz-broken.conf",
+         "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "  </policy>\n  <no_such_element/>\n</busconfig>\n",
+         5, "no_such_element"},
+        {"XML that does not parse in an included file", conf_d + "/zz-broken.conf",
+         "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "  </polisy>\n</busconfig>\n", 4, "mismatched tag"},
+        {"the main file overwritten with XML that does not parse", bus.directory() + "/bus.conf",
+         "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "</busconfig>\n", 4, "mismatched tag"},
+    };
+    for (const Broken& broken : cases) {
+        SCOPED_TRACE(broken.what);
+        { std::ofstream(broken.file) << broken.content; }
+        auto reply = reloader->call(driver_call("ReloadConfig"));
+        std::printf("%s: ReloadConfig answered %s\n", broken.what,
+                    reply ? "success" : (reply.error().name + ": " + reply.error().message).c_str());
+        if (!test::testing_afbus_daemon() && !broken.file.ends_with("bus.conf")) {
+            // dbus-daemon skips a file of an <includedir> that does not parse (logging it) and takes
+            // the rest: the reload succeeds, without the broken file's deny.
+            EXPECT_TRUE(reply);
+        } else {
+            ASSERT_FALSE(reply) << "the broken configuration was accepted";
+        }
+        ASSERT_EQ(::kill(bus.pid(), SIGHUP), 0);
+        // The old configuration stays: Ping still goes through (after the SIGHUP too: the round trip
+        // comes after the daemon read the signal, which it handles in its loop before new input).
+        EXPECT_TRUE(ping_allowed(*caller, *service));
+        EXPECT_TRUE(reloader->call(driver_call("GetId")));
+        const std::string where = broken.file + ":" + std::to_string(broken.line);
+        if (test::testing_afbus_daemon()) {
+            EXPECT_NE(reply.error().message.find(where), std::string::npos) << reply.error().message;
+            const std::string log = bus.log();
+            // One line for ReloadConfig and one for SIGHUP at least (a change in the <includedir> is
+            // noticed and reloaded as well, failing the same way).
+            EXPECT_GE(test::count_lines_with(log, where), 2u) << log;
+            EXPECT_NE(log.find(broken.reason), std::string::npos) << log;
+        }
+        // Mended, the same file now reloads, and the deny in it takes effect.
+        if (broken.file.ends_with("bus.conf")) {
+            std::ofstream(broken.file) << main_config;
+        } else {
+            std::ofstream(broken.file) << "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "  </policy>\n</busconfig>\n";
+        }
+        ASSERT_TRUE(reloader->call(driver_call("ReloadConfig")));
+        if (!broken.file.ends_with("bus.conf")) {
+            EXPECT_FALSE(ping_allowed(*caller, *service)) << "the mended file was not read";
+            ASSERT_EQ(::unlink(broken.file.c_str()), 0);
+            ASSERT_TRUE(reloader->call(driver_call("ReloadConfig")));
+        }
+        EXPECT_TRUE(ping_allowed(*caller, *service));
+    }
+    std::printf("daemon log:\n%s\n", bus.log().c_str());
+    ASSERT_TRUE(daemon_alive(bus));
+}
+
+
+// At start, a file of an <includedir> that does not parse is left out, with a logged file:line error,
+// and the bus starts on the rest, as dbus-daemon does: one broken drop-in file must not keep a system bus
+// from starting. (afbus-daemon refused to start before.) The file's deny is not in force; once mended
+// and reloaded, it is.
+TEST(FaultInjection, ABrokenIncludedFileAtStartIsLeftOut) {
+    const std::string deny_ping = "    <deny send_interface=\"org.example.Fault\" send_member=\"Ping\"/>\n";
+    TestBusOptions options = reloadable_options();
+    options.files.push_back({"conf.d/zz-broken.conf", "<busconfig>\n  <policy context=\"default\">\n" + deny_ping +
+                                                          "  </policy>\n  <no_such_element/>\n</busconfig>\n"});
+    TestBus bus(options);
+    auto service = connect(bus);
+    auto caller = connect(bus);
+    ASSERT_TRUE(service && caller);
+    Interface iface{std::string(kInterface), {}, {}, {}};
+    iface.methods.push_back(Method{"Ping", {}, {}, [](const Message&, MessageBuilder&) -> Expected<void, Error> { return {}; }});
+    auto exported = service->export_interface("/org/example/Fault", std::move(iface));
+    ASSERT_TRUE(exported);
+    EXPECT_TRUE(ping_allowed(*caller, *service)) << "the broken file's deny is in force";
+    const std::string log = bus.log();
+    std::printf("daemon log:\n%s\n", log.c_str());
+    const std::string file = bus.directory() + "/conf.d/zz-broken.conf";
+    if (test::testing_afbus_daemon()) {
+        EXPECT_EQ(test::count_lines_with(log, file + ":5: Element <no_such_element> not allowed"), 1u) << log;
+    } else {
+        EXPECT_EQ(test::count_lines_with(log, "while parsing '" + file + "'"), 1u) << log;
+    }
+    { std::ofstream(file) << "<busconfig>\n  <policy context=\"default\">\n" + deny_ping + "  </policy>\n</busconfig>\n"; }
+    ASSERT_TRUE(caller->call(driver_call("ReloadConfig")));
+    EXPECT_FALSE(ping_allowed(*caller, *service)) << "the mended file was not read";
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Syscall failures on the daemon's I/O path, through the preload shim test/support/fault_shim.cpp: it
+// makes the daemon's read, write or accept calls on the Nth accepted connection fail with a chosen errno,
+// a chosen number of times, when the test writes a rule into its control file.
+
+// Skips the test when nobody said where the shim is (run by hand: meson test sets AFBUS_FAULT_SHIM).
+#define SKIP_WITHOUT_FAULT_SHIM()                                                                               \
+    if (!std::getenv("AFBUS_FAULT_SHIM"))                                                                       \
+    GTEST_SKIP() << "AFBUS_FAULT_SHIM is not set: it names test/support/fault_shim.cpp's library (meson test " \
+                    "sets it; docs/reliability.md, section 4)"
+
+class ShimmedBus {
+public:
+    ShimmedBus() : bus_(options()) {}
+    TestBus& bus() { return bus_; }
+
+    // The shim numbers connections in the order the daemon accepted them; the tests connect one at a
+    // time (libafbus's open returns after Hello), so each new connection is the next number.
+    int connection_count() const { return connections_; }
+    std::unique_ptr<Connection> connect() {
+        auto c = test::connect(bus_);
+        if (c) ++connections_;
+        return c;
+    }
+    Fd raw_connection() {
+        Fd fd = test::raw_connection(bus_);
+        if (fd) ++connections_;
+        return fd;
+    }
+
+    // The shim takes the rule at its next intercepted call (written whole, by rename).
+    void arm(const std::string& rule) {
+        const std::string control = bus_.directory() + "/fault-control";
+        { std::ofstream(control + ".new") << rule << "\n"; }
+        ASSERT_EQ(::rename((control + ".new").c_str(), control.c_str()), 0);
+    }
+
+    // Waits until a line of the daemon's log holds both `needle` and `also`; false after 10 s.
+    bool log_shows(std::string_view needle, std::string_view also = "") const {
+        const auto deadline = test::Clock::now() + 10s;
+        for (;;) {
+            const std::string log = bus_.log();
+            for (std::size_t start = 0; start < log.size();) {
+                std::size_t end = log.find('\n', start);
+                if (end == std::string::npos) end = log.size();
+                const std::string_view line = std::string_view(log).substr(start, end - start);
+                if (line.find(needle) != std::string_view::npos && line.find(also) != std::string_view::npos) return true;
+                start = end + 1;
+            }
+            if (test::Clock::now() >= deadline) return false;
+            pollfd none{-1, 0, 0};
+            ::poll(&none, 1, 5);  // a log file has nothing to wait on: a short poll between looks
+        }
+    }
+
+private:
+    static TestBusOptions options() {
+        TestBusOptions options;
+        options.capture_log = true;
+        if (const char* shim = std::getenv("AFBUS_FAULT_SHIM")) {
+            std::string preload = shim;
+            // The sanitizer build's afbus-daemon wants the ASan runtime first (test/meson.build);
+            // dbus-daemon is not sanitized.
+            const char* first = std::getenv("AFBUS_FAULT_PRELOAD_FIRST");
+            if (first && test::testing_afbus_daemon()) preload = std::string(first) + ":" + preload;
+            options.environment = {"LD_PRELOAD=" + preload, "AFBUS_FAULT_CONTROL=@DIR@/fault-control"};
+        }
+        return options;
+    }
+
+    TestBus bus_;
+    int connections_ = 0;
+};
+
+// A Ping to the bystanders' service from `client`, answered within 10 s (pumping the bystanders too).
+bool ping_answered(Connection& client, Bystanders& bystanders, const std::string& service) {
+    bool answered = false;
+    auto slot = client.call_async(ping(service), [&](Expected<Message, Error> r) {
+        EXPECT_TRUE(r) << (r ? "" : r.error().name + ": " + r.error().message);
+        answered = r.has_value();
+    }, 10s);
+    if (!slot) return false;
+    auto all = bystanders.all();
+    const auto deadline = test::Clock::now() + 10s;
+    while (!answered && test::Clock::now() < deadline) {
+        EXPECT_TRUE(client.process());
+        for (Connection* c : all) EXPECT_TRUE(c->process());
+        std::vector<pollfd> fds{{client.fd(), client.poll_events(), 0}};
+        for (Connection* c : all) fds.push_back({c->fd(), c->poll_events(), 0});
+        ::poll(fds.data(), fds.size(), 100);
+    }
+    return answered;
+}
+
+// EINTR and EAGAIN from the daemon's reads and writes of one connection, three times in a row: the
+// daemon tries again, the connection's call is answered, and nobody notices.
+TEST(FaultInjection, TransientSocketErrorsAreRetriedAndNobodyNotices) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    for (const char* what : {"read", "write"}) {
+        for (const char* error : {"EINTR", "EAGAIN"}) {
+            SCOPED_TRACE(std::string(what) + " " + error);
+            auto victim = shimmed.connect();
+            ASSERT_TRUE(victim);
+            // Everything the bus had for the victim (NameAcquired) is written once this is answered: the
+            // rule hits the call and its answer.
+            ASSERT_TRUE(victim->call(driver_call("GetId")));
+            const std::string number = std::to_string(Bystanders::kConnections + shimmed.connection_count());
+            shimmed.arm(std::string(what) + " " + error + " 3 " + number);
+            // The daemon reads the victim's call (the read rule) and writes the answer to it (the write
+            // rule), failing three times first.
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+            EXPECT_TRUE(shimmed.log_shows("on connection " + number + " (fd", std::string("fails with ") + error + " (0 left)"))
+                << shimmed.bus().log();
+            // Still connected and served; so are the others.
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+            EXPECT_TRUE(bystanders.still_served());
+        }
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// ENOBUFS and ENOMEM from the daemon's reads and writes of one connection: that connection is
+// disconnected (it sees the end of its socket), a call it owed is answered NoReply, the daemon lets go of
+// its fds, and the other connections notice nothing. afbus-daemon logs the loss as a warning naming the
+// connection and the error. Except ENOMEM from a read (three in a row here): the kernel was short of
+// memory, and both daemons read again later; the connection is answered and goes on.
+TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    for (const char* what : {"read", "write"}) {
+        for (const char* error : {"ENOBUFS", "ENOMEM"}) {
+            SCOPED_TRACE(std::string(what) + " " + error);
+            Fd victim = shimmed.raw_connection();
+            const std::string victim_name = say_hello(victim);
+            ASSERT_FALSE(victim_name.empty());
+            // dbus-daemon may write NameAcquired after the Hello reply, later: once a GetId is answered,
+            // everything before it has been written, and the rule hits the write of the call.
+            send_message(victim, driver_call("GetId"), 9);
+            ASSERT_TRUE(read_reply(victim, 9));
+            const bool reading = std::string_view(what) == "read";
+            const bool read_again = reading && std::string_view(error) == "ENOMEM";
+            const std::string rule = std::string(what) + " " + error + (read_again ? " 3 " : " 1 ") +
+                                     std::to_string(Bystanders::kConnections + shimmed.connection_count());
+            if (!reading) shimmed.arm(rule);  // the daemon fails to write the call to the victim
+            std::optional<Expected<Message, Error>> answer;
+            auto slot = bystanders.caller().call_async(ping(victim_name), [&](Expected<Message, Error> r) { answer = std::move(r); }, 30s);
+            ASSERT_TRUE(slot);
+            ASSERT_TRUE(bystanders.caller().process());
+            if (reading) {
+                // The victim has the call; the daemon fails to read what it sends next.
+                ASSERT_TRUE(next_ping(victim));
+                shimmed.arm(rule);
+                send_message(victim, driver_call("GetId"), 2);
+            }
+            if (read_again) {
+                // The victim stays and is answered. Then it leaves, still owing its answer.
+                const auto start = test::Clock::now();
+                EXPECT_TRUE(read_reply(victim, 2)) << "the victim was disconnected";
+                std::printf("read ENOMEM x3: answered after %.3f s\n",
+                            std::chrono::duration<double>(test::Clock::now() - start).count());
+                victim = Fd();
+            } else {
+                EXPECT_TRUE(test::closed_by_bus(victim)) << "the victim was not disconnected";
+            }
+            ASSERT_TRUE(*bystanders.caller().run_until([&] { return answer.has_value(); }, 10s));
+            ASSERT_FALSE(*answer);
+            EXPECT_EQ(answer->error().name, error_names::kNoReply);
+            EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)"));
+            if (test::testing_afbus_daemon() && !read_again) {
+                const char* reason = std::strerror(std::string_view(error) == "ENOMEM" ? ENOMEM : ENOBUFS);
+                EXPECT_TRUE(shimmed.log_shows("connection " + victim_name + " (uid=", reason)) << shimmed.bus().log();
+            }
+            victim = Fd();
+            EXPECT_TRUE(bystanders.still_served());
+            EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
+                << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before";
+        }
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// The same during authentication: ENOMEM from the daemon's read of a connection in the middle of SASL.
+// afbus-daemon ends that connection (logged as lost, naming it); the others are served.
+TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    Fd victim = test::unauthenticated_connection(shimmed.bus());
+    ASSERT_TRUE(victim);
+    shimmed.arm("read ENOMEM 1 " + std::to_string(Bystanders::kConnections + 1));
+    send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
+    EXPECT_TRUE(shimmed.log_shows("fails with ENOMEM (0 left)")) << shimmed.bus().log();
+    const std::string line = read_line(victim);
+    std::printf("after ENOMEM in SASL: %s\n", line.empty() ? "closed" : line.c_str());
+    if (test::testing_afbus_daemon()) {
+        EXPECT_EQ(line, "") << "the connection went on";
+        EXPECT_TRUE(shimmed.log_shows("(unregistered) (uid=", std::strerror(ENOMEM))) << shimmed.bus().log();
+    }
+    victim = Fd();
+    EXPECT_TRUE(bystanders.still_served());
+    EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before));
+}
+
+// accept() failing once with EMFILE, ENFILE, ENOMEM or ENOBUFS (out of fds or memory), or EINTR or
+// EAGAIN: the connection waits in the listen backlog and is taken when the daemon tries again (afbus-
+// daemon: when a connection closes, or 10 ms later, the first retry of an episode), and everybody else is
+// served meanwhile.
+TEST(FaultInjection, AcceptFailuresLeaveTheListenerWorking) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    for (const char* error : {"EINTR", "EAGAIN", "EMFILE", "ENFILE", "ENOMEM", "ENOBUFS"}) {
+        SCOPED_TRACE(error);
+        shimmed.arm(std::string("accept ") + error + " 1 0");
+        const auto start = test::Clock::now();
+        auto newcomer = shimmed.connect();
+        ASSERT_TRUE(newcomer) << "the listener stopped accepting";
+        std::printf("accept failing with %-8s: the next connection served after %.3f s\n", error,
+                    std::chrono::duration<double>(test::Clock::now() - start).count());
+        EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)")) << shimmed.bus().log();
+        EXPECT_TRUE(ping_answered(*newcomer, bystanders, bystanders.service_name()));
+        EXPECT_TRUE(bystanders.still_served());
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Allocation failure on a message's path.
+
+// The daemon may allocate 96 MiB in all (RLIMIT_AS); a client announces a 120 MiB message (within
+// max_message_size, 128 MiB here) and sends its first bytes. Making room for it fails: that costs the
+// sender its connection (afbus-daemon, logged as lost), not the bus: the others are served, and a
+// client that connects afterwards too.
+TEST(FaultInjection, AMessageTooBigForTheBusMemoryCostsOnlyItsSender) {
+    if (std::getenv("AFBUS_SANITIZED_BUILD")) GTEST_SKIP() << "RLIMIT_AS and the ASan runtime's shadow memory do not mix";
+    constexpr std::size_t kAddressSpace = 96u << 20;
+    constexpr std::uint32_t kAnnouncedBody = 120u << 20;
+    TestBusOptions options;
+    options.capture_log = true;
+    options.address_space_limit = kAddressSpace;
+    TestBus bus(options);
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(bus.pid()).open_fds;
+
+    Fd sender = raw_connection(bus);
+    const std::string sender_name = say_hello(sender);
+    ASSERT_FALSE(sender_name.empty());
+    Message call = bulky_call(bystanders.service_name(), 64);
+    call.set_serial(2);
+    auto wire = call.wire();
+    // The body length (bytes 4-7, in the message's byte order: little-endian here) says 120 MiB; the
+    // header that follows is whole, the body only begun.
+    ASSERT_EQ(wire[0], std::byte{'l'});
+    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
+    send_bytes(sender, wire);
+    // The bystanders' round trip comes after the bus has read those bytes (the sender's socket was
+    // readable first); the bus makes room for the whole message when more of it comes.
+    ASSERT_TRUE(bystanders.still_served());
+    send_text(sender, "b");
+    // Either the bus ends the sender's connection or it waits for the rest; the bus lives and serves.
+    ASSERT_TRUE(bystanders.still_served()) << "the bus stopped serving:\n" << bus.log();
+    ASSERT_TRUE(daemon_alive(bus)) << "the bus died:\n" << bus.log();
+    if (test::testing_afbus_daemon()) {
+        EXPECT_TRUE(test::closed_by_bus(sender));
+        const auto deadline = test::Clock::now() + 10s;
+        while (test::count_lines_with(bus.log(), "connection " + sender_name + " (uid=") == 0 && test::Clock::now() < deadline) {
+            pollfd none{-1, 0, 0};
+            ::poll(&none, 1, 5);
+        }
+        EXPECT_EQ(test::count_lines_with(bus.log(), "connection " + sender_name + " (uid="), 1u) << bus.log();
+        EXPECT_EQ(test::count_lines_with(bus.log(), "lost: no memory for a message it sent"), 1u) << bus.log();
+    }
+    sender = Fd();
+    EXPECT_TRUE(fds_return_to(bus, bystanders, fds_before));
+    auto newcomer = connect(bus);
+    ASSERT_TRUE(newcomer);
+    EXPECT_TRUE(newcomer->call(driver_call("GetId")));
+    std::printf("daemon log:\n%s\n", bus.log().c_str());
+}
+
+// A client announces a 100 MiB message to a bus whose max_message_size is 1 MiB: afbus-daemon refuses it
+// as soon as the header says so, without making room for it (dbus-daemon makes no room either, and
+// waits for the rest). Before, every connection could make the bus allocate (and zero) up to 128 MiB,
+// whatever max_message_size said.
+TEST(FaultInjection, AMessageAnnouncedBeyondMaxMessageSizeIsRefusedBeforeTheBusMakesRoom) {
+    constexpr std::uint32_t kAnnouncedBody = 100u << 20;
+    TestBusOptions options;
+    options.capture_log = true;
+    options.extra_config = "<limit name=\"max_message_size\">1048576</limit>\n";
+    TestBus bus(options);
+    Bystanders bystanders(bus);
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const auto before = test::process_usage(bus.pid());
+
+    Fd sender = raw_connection(bus);
+    const std::string sender_name = say_hello(sender);
+    ASSERT_FALSE(sender_name.empty());
+    Message call = bulky_call(bystanders.service_name(), 64);
+    call.set_serial(2);
+    auto wire = call.wire();
+    ASSERT_EQ(wire[0], std::byte{'l'});
+    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
+    send_bytes(sender, wire);
+    ASSERT_TRUE(bystanders.still_served());
+    send_text(sender, "b");  // the bus reads again: a bus that made room for the message has now
+    ASSERT_TRUE(bystanders.still_served());
+    const auto during = test::process_usage(bus.pid());
+    std::printf("daemon RSS %zu KiB -> %zu KiB with a 100 MiB message announced\n", before.rss_kib, during.rss_kib);
+    EXPECT_LT(during.rss_kib, before.rss_kib + 16 * 1024) << "the bus made room for a message beyond max_message_size";
+    // dbus-daemon keeps the connection, waiting for more of the message, and makes no room for it either.
+    if (test::testing_afbus_daemon()) {
+        EXPECT_TRUE(test::closed_by_bus(sender)) << "the sender of an oversized message was not disconnected";
+        EXPECT_EQ(test::count_lines_with(bus.log(), "connection " + sender_name + " (uid="), 1u) << bus.log();
+        EXPECT_EQ(test::count_lines_with(bus.log(), "max_message_size=1048576"), 1u) << bus.log();
+    }
+}
+
+}  // namespace
+}  // namespace afbus

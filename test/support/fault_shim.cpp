@@ -1,0 +1,213 @@
+// afbus-fault-shim: a preload library, for tests only, that makes chosen socket calls of a bus daemon fail.
+// test_fault_injection starts a daemon with LD_PRELOAD naming it and AFBUS_FAULT_CONTROL naming a file;
+// to inject a fault the test writes one rule into that file (atomically, by rename):
+//
+//     <what> <errno name> <times> <connection>
+//
+//   what        read (recvmsg, recv, read, readv), write (sendmsg, send, write, writev) or accept (accept4,
+//               accept)
+//   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET or EPIPE
+//   times       how many consecutive calls fail
+//   connection  for read and write: the Nth connection the daemon accepted (from 1); ignored for accept
+//
+// Before each call it intercepts, the shim looks for the file; when there is one it takes the rule and
+// deletes the file. A call that matches the rule fails with the errno (without reaching the kernel) until
+// `times` calls have failed. Each armed rule and each injected failure is written to stderr (the daemon's
+// log, which the test reads to know that the fault happened). Calls on fds that are not accepted
+// connections (pipes, config files, the listener's own fd for read/write) pass through untouched.
+//
+// Plain C library calls only: it runs inside another program, before and after its main().
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+namespace {
+
+enum class What { None, Read, Write, Accept };
+
+struct Rule {
+    What what = What::None;
+    int error = 0;
+    int times = 0;
+    int connection = 0;
+};
+
+Rule rule;
+// The accept order of the socket each fd holds (0: not an accepted connection). Fds beyond the table are
+// never targeted.
+constexpr int kMaxFd = 65536;
+int connection_of_fd[kMaxFd];
+int accepted = 0;
+
+// The libc function the intercepted one stands in front of (`f` only gives its type).
+template <class F>
+F* next_symbol(F&, const char* name) {
+    return reinterpret_cast<F*>(::dlsym(RTLD_NEXT, name));
+}
+
+// To stderr through libc's own write: the shim's write would look at the rule again.
+void say(const char* text) {
+    static auto real_write = reinterpret_cast<decltype(&::write)>(::dlsym(RTLD_NEXT, "write"));
+    (void)!real_write(2, text, strlen(text));
+}
+
+struct ErrnoName {
+    const char* name;
+    int value;
+};
+constexpr ErrnoName kErrnos[] = {{"EINTR", EINTR},   {"EAGAIN", EAGAIN}, {"ENOBUFS", ENOBUFS},       {"ENOMEM", ENOMEM},
+                                 {"EMFILE", EMFILE}, {"ENFILE", ENFILE}, {"ECONNRESET", ECONNRESET}, {"EPIPE", EPIPE}};
+
+const char* errno_name(int value) {
+    for (const ErrnoName& e : kErrnos)
+        if (e.value == value) return e.name;
+    return "?";
+}
+
+const char* what_name(What what) {
+    switch (what) {
+        case What::Read: return "read";
+        case What::Write: return "write";
+        case What::Accept: return "accept";
+        case What::None: break;
+    }
+    return "none";
+}
+
+// Takes a rule from the control file, if the test wrote one.
+void take_rule() {
+    static const char* control = ::getenv("AFBUS_FAULT_CONTROL");
+    if (!control || ::access(control, F_OK) != 0) return;
+    static decltype(&::read) real_read = reinterpret_cast<decltype(&::read)>(::dlsym(RTLD_NEXT, "read"));
+    static decltype(&::close) real_close = reinterpret_cast<decltype(&::close)>(::dlsym(RTLD_NEXT, "close"));
+    const int fd = ::open(control, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char text[256] = {};
+    const ssize_t n = real_read(fd, text, sizeof text - 1);
+    real_close(fd);
+    ::unlink(control);
+    if (n <= 0) return;
+    char what[32] = {}, error[32] = {};
+    Rule next;
+    if (sscanf(text, "%31s %31s %d %d", what, error, &next.times, &next.connection) != 4) {
+        say("afbus-fault-shim: unreadable rule\n");
+        return;
+    }
+    next.what = strcmp(what, "read") == 0    ? What::Read
+                : strcmp(what, "write") == 0 ? What::Write
+                : strcmp(what, "accept") == 0 ? What::Accept
+                                              : What::None;
+    for (const ErrnoName& e : kErrnos)
+        if (strcmp(e.name, error) == 0) next.error = e.value;
+    if (next.what == What::None || next.error == 0) {
+        say("afbus-fault-shim: unknown call or errno in rule\n");
+        return;
+    }
+    rule = next;
+    char line[160];
+    snprintf(line, sizeof line, "afbus-fault-shim: armed: %s on connection %d fails %d times with %s\n",
+             what_name(rule.what), rule.connection, rule.times, errno_name(rule.error));
+    say(line);
+}
+
+// Whether this call fails (errno set); `fd` is the connection's fd (for accept: the listener).
+bool inject(What what, int fd, const char* call) {
+    take_rule();
+    if (rule.times <= 0 || rule.what != what) return false;
+    if (what != What::Accept) {
+        if (fd < 0 || fd >= kMaxFd || connection_of_fd[fd] != rule.connection) return false;
+    }
+    --rule.times;
+    char line[160];
+    snprintf(line, sizeof line, "afbus-fault-shim: %s on connection %d (fd %d) fails with %s (%d left)\n", call,
+             what == What::Accept ? accepted + 1 : rule.connection, fd, errno_name(rule.error), rule.times);
+    say(line);
+    errno = rule.error;
+    return true;
+}
+
+void accepted_socket(int fd) {
+    if (fd >= 0 && fd < kMaxFd) connection_of_fd[fd] = ++accepted;
+}
+
+}  // namespace
+
+extern "C" {
+
+int accept4(int listener, sockaddr* address, socklen_t* length, int flags) {
+    static auto real = next_symbol(accept4, "accept4");
+    if (inject(What::Accept, listener, "accept4")) return -1;
+    const int fd = real(listener, address, length, flags);
+    accepted_socket(fd);
+    return fd;
+}
+
+int accept(int listener, sockaddr* address, socklen_t* length) {
+    static auto real = next_symbol(accept, "accept");
+    if (inject(What::Accept, listener, "accept")) return -1;
+    const int fd = real(listener, address, length);
+    accepted_socket(fd);
+    return fd;
+}
+
+int close(int fd) {
+    static auto real = next_symbol(close, "close");
+    if (fd >= 0 && fd < kMaxFd) connection_of_fd[fd] = 0;
+    return real(fd);
+}
+
+ssize_t recvmsg(int fd, msghdr* message, int flags) {
+    static auto real = next_symbol(recvmsg, "recvmsg");
+    if (inject(What::Read, fd, "recvmsg")) return -1;
+    return real(fd, message, flags);
+}
+
+ssize_t recv(int fd, void* buffer, size_t length, int flags) {
+    static auto real = next_symbol(recv, "recv");
+    if (inject(What::Read, fd, "recv")) return -1;
+    return real(fd, buffer, length, flags);
+}
+
+ssize_t read(int fd, void* buffer, size_t length) {
+    static auto real = next_symbol(read, "read");
+    if (inject(What::Read, fd, "read")) return -1;
+    return real(fd, buffer, length);
+}
+
+ssize_t readv(int fd, const iovec* iov, int count) {
+    static auto real = next_symbol(readv, "readv");
+    if (inject(What::Read, fd, "readv")) return -1;
+    return real(fd, iov, count);
+}
+
+ssize_t sendmsg(int fd, const msghdr* message, int flags) {
+    static auto real = next_symbol(sendmsg, "sendmsg");
+    if (inject(What::Write, fd, "sendmsg")) return -1;
+    return real(fd, message, flags);
+}
+
+ssize_t send(int fd, const void* buffer, size_t length, int flags) {
+    static auto real = next_symbol(send, "send");
+    if (inject(What::Write, fd, "send")) return -1;
+    return real(fd, buffer, length, flags);
+}
+
+ssize_t write(int fd, const void* buffer, size_t length) {
+    static auto real = next_symbol(write, "write");
+    if (inject(What::Write, fd, "write")) return -1;
+    return real(fd, buffer, length);
+}
+
+ssize_t writev(int fd, const iovec* iov, int count) {
+    static auto real = next_symbol(writev, "writev");
+    if (inject(What::Write, fd, "writev")) return -1;
+    return real(fd, iov, count);
+}
+
+}  // extern "C"
