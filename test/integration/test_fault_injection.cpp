@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -727,6 +728,33 @@ TEST(FaultInjection, ABrokenIncludedFileAtStartIsLeftOut) {
     GTEST_SKIP() << "AFBUS_FAULT_SHIM is not set: it names test/support/fault_shim.cpp's library (meson test " \
                     "sets it; docs/reliability.md, section 4)"
 
+// Waits until the daemon's log is longer than `seen` bytes (an inotify watch on it, not a poll of it);
+// false when `deadline` passes first.
+bool log_grows_beyond(const TestBus& bus, std::size_t seen, test::Clock::time_point deadline) {
+    const Fd watch(::inotify_init1(IN_CLOEXEC));
+    if (!watch || ::inotify_add_watch(watch.get(), bus.log_path().c_str(), IN_MODIFY) < 0) return false;
+    // Written between the caller's look and the watch: nothing more to wait for.
+    if (bus.log().size() > seen) return true;
+    pollfd p{watch.get(), POLLIN, 0};
+    return ::poll(&p, 1, test::remaining_ms(deadline)) == 1;
+}
+
+// Waits until a line of the daemon's log (capture_log) holds both `needle` and `also`; false after 10 s.
+bool log_line_appears(const TestBus& bus, std::string_view needle, std::string_view also = "") {
+    const auto deadline = test::Clock::now() + 10s;
+    for (;;) {
+        const std::string log = bus.log();
+        for (std::size_t start = 0; start < log.size();) {
+            std::size_t end = log.find('\n', start);
+            if (end == std::string::npos) end = log.size();
+            const std::string_view line = std::string_view(log).substr(start, end - start);
+            if (line.find(needle) != std::string_view::npos && line.find(also) != std::string_view::npos) return true;
+            start = end + 1;
+        }
+        if (!log_grows_beyond(bus, log.size(), deadline)) return false;
+    }
+}
+
 class ShimmedBus {
 public:
     ShimmedBus() : bus_(options()) {}
@@ -755,20 +783,7 @@ public:
 
     // Waits until a line of the daemon's log holds both `needle` and `also`; false after 10 s.
     bool log_shows(std::string_view needle, std::string_view also = "") const {
-        const auto deadline = test::Clock::now() + 10s;
-        for (;;) {
-            const std::string log = bus_.log();
-            for (std::size_t start = 0; start < log.size();) {
-                std::size_t end = log.find('\n', start);
-                if (end == std::string::npos) end = log.size();
-                const std::string_view line = std::string_view(log).substr(start, end - start);
-                if (line.find(needle) != std::string_view::npos && line.find(also) != std::string_view::npos) return true;
-                start = end + 1;
-            }
-            if (test::Clock::now() >= deadline) return false;
-            pollfd none{-1, 0, 0};
-            ::poll(&none, 1, 5);  // a log file has nothing to wait on: a short poll between looks
-        }
+        return log_line_appears(bus_, needle, also);
     }
 
 private:
@@ -993,11 +1008,7 @@ TEST(FaultInjection, AMessageTooBigForTheBusMemoryCostsOnlyItsSender) {
     ASSERT_TRUE(daemon_alive(bus)) << "the bus died:\n" << bus.log();
     if (test::testing_afbus_daemon()) {
         EXPECT_TRUE(test::closed_by_bus(sender));
-        const auto deadline = test::Clock::now() + 10s;
-        while (test::count_lines_with(bus.log(), "connection " + sender_name + " (uid=") == 0 && test::Clock::now() < deadline) {
-            pollfd none{-1, 0, 0};
-            ::poll(&none, 1, 5);
-        }
+        EXPECT_TRUE(log_line_appears(bus, "connection " + sender_name + " (uid=")) << bus.log();
         EXPECT_EQ(test::count_lines_with(bus.log(), "connection " + sender_name + " (uid="), 1u) << bus.log();
         EXPECT_EQ(test::count_lines_with(bus.log(), "lost: no memory for a message it sent"), 1u) << bus.log();
     }
