@@ -88,6 +88,8 @@ Result<std::unique_ptr<EventCounter>> EventCounter::start(pid_t pid, const std::
         }
         ::execlp("perf", "perf", "stat", "-x", ",", "-e", event_list.c_str(), "-p", pid_arg.c_str(), "--control",
                  control_arg.c_str(), "-D", "-1", "-o", counter->output_path_.c_str(), static_cast<char*>(nullptr));
+        const std::string why = std::string("cannot run perf (Debian package linux-perf): ") + std::strerror(errno) + "\n";
+        (void)!::write(STDERR_FILENO, why.data(), why.size());
         ::_exit(127);
     }
     counter->perf_pid_ = child;
