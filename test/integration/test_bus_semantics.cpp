@@ -306,20 +306,8 @@ TEST(BusSemantics, FdsOfAnIncompleteMessageAreHeldOnlyForPendingFdTimeout) {
     message.set_serial(2);
     const auto wire = message.wire();
     // The header and one fd, but not the whole message.
-    iovec iov{const_cast<std::byte*>(wire.data()), wire.size() - 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    const int sent_fd = dev_null.get();
-    std::memcpy(CMSG_DATA(cmsg), &sent_fd, sizeof sent_fd);
-    ASSERT_EQ(::sendmsg(fd.get(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(iov.iov_len));
+    const auto part = std::span(wire).first(wire.size() - 1);
+    ASSERT_EQ(test::send_with_fds(fd, part, {dev_null.get()}), static_cast<ssize_t>(part.size()));
     EXPECT_TRUE(closed_by_bus(fd));
     EXPECT_TRUE(bystander->call(driver_call("GetId")));
 }

@@ -108,49 +108,11 @@ private:
 
 // The child's side: helpers that report failure instead of asserting.
 void send_bytes(const Fd& fd, std::span<const std::byte> bytes, const std::vector<int>& fds = {}) {
-    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
-    if (!fds.empty()) {
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-    }
-    (void)::sendmsg(fd.get(), &msg, MSG_NOSIGNAL);
+    (void)test::send_with_fds(fd, bytes, fds);
 }
 
 void send_text(const Fd& fd, std::string_view text) {
     send_bytes(fd, std::as_bytes(std::span(text.data(), text.size())));
-}
-
-std::string hex(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        char b[3];
-        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
-        out += b;
-    }
-    return out;
-}
-
-// One SASL line from the bus ("" if none came within 10 s).
-std::string read_line(const Fd& fd) {
-    std::string line;
-    const auto deadline = test::Clock::now() + 10s;
-    for (;;) {
-        pollfd p{fd.get(), POLLIN, 0};
-        if (::poll(&p, 1, test::remaining_ms(deadline)) != 1) return {};
-        char c;
-        if (::recv(fd.get(), &c, 1, 0) != 1) return {};
-        line += c;
-        if (line.ends_with("\r\n")) return line;
-    }
 }
 
 // Hello on a raw authenticated connection; the unique name ("" on failure).
@@ -283,14 +245,14 @@ std::vector<KillStage> kill_stages() {
     stages.push_back({"mid-SASL: half an AUTH line", [](const TestBus& bus, const DoomedClient::Report& report) {
         static Fd fd;
         fd = test::unauthenticated_connection(bus);
-        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())).substr(0, 1));
+        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())).substr(0, 1));
         report("ready");
     }});
     stages.push_back({"mid-SASL: OK received, half a NEGOTIATE_UNIX_FD line", [](const TestBus& bus, const DoomedClient::Report& report) {
         static Fd fd;
         fd = test::unauthenticated_connection(bus);
-        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
-        if (!read_line(fd).starts_with("OK ")) return report("FAIL: no OK");
+        send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())) + "\r\n");
+        if (!test::read_sasl_line(fd).starts_with("OK ")) return report("FAIL: no OK");
         send_text(fd, "NEGOTIATE_UNIX");
         report("ready");
     }});
@@ -931,9 +893,9 @@ TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection)
     Fd victim = test::unauthenticated_connection(shimmed.bus());
     ASSERT_TRUE(victim);
     shimmed.arm("read ENOMEM 1 " + std::to_string(Bystanders::kConnections + 1));
-    send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
+    send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())) + "\r\n");
     EXPECT_TRUE(shimmed.log_shows("fails with ENOMEM (0 left)")) << shimmed.bus().log();
-    const std::string line = read_line(victim);
+    const std::string line = test::read_sasl_line(victim);
     std::printf("after ENOMEM in SASL: %s\n", line.empty() ? "closed" : line.c_str());
     if (test::testing_afbus_daemon()) {
         EXPECT_EQ(line, "") << "the connection went on";

@@ -28,36 +28,14 @@ using test::connect;
 using test::driver_call;
 using test::raw_connection;
 using test::read_reply;
+using test::read_sasl_line;
+using test::sasl_hex;
 using test::send_message;
 using test::TestBus;
 using test::TestBusOptions;
 
-std::string hex(std::string_view text) {
-    std::string out;
-    for (char c : text) {
-        char b[3];
-        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
-        out += b;
-    }
-    return out;
-}
-
 void send_text(const Fd& fd, std::string_view text) {
     ASSERT_EQ(::send(fd.get(), text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()));
-}
-
-// One line from the bus during SASL ("" when it closed the connection or 10 s passed).
-std::string read_line(const Fd& fd) {
-    std::string line;
-    const auto deadline = test::Clock::now() + 10s;
-    for (;;) {
-        pollfd p{fd.get(), POLLIN, 0};
-        if (::poll(&p, 1, test::remaining_ms(deadline)) != 1) return {};
-        char c;
-        if (::recv(fd.get(), &c, 1, 0) != 1) return {};
-        line += c;
-        if (line.ends_with("\r\n")) return line;
-    }
 }
 
 TestBusOptions logged(std::string extra_config = "", std::string auth = "EXTERNAL") {
@@ -104,9 +82,9 @@ TEST(SecurityChecks, RepeatedFailedAuthenticationEndsTheConnection) {
     const std::string other_uid = std::to_string(::getuid() == 0 ? 65534 : 0);
     int rejected = 0;
     for (int attempt = 0; attempt < 50; ++attempt) {
-        const std::string request = "AUTH EXTERNAL " + hex(other_uid) + "\r\n";
+        const std::string request = "AUTH EXTERNAL " + sasl_hex(other_uid) + "\r\n";
         if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) < 0) break;
-        const std::string line = read_line(fd);
+        const std::string line = read_sasl_line(fd);
         if (line.empty()) break;  // closed
         EXPECT_TRUE(line.starts_with("REJECTED")) << line;
         ++rejected;
@@ -123,10 +101,10 @@ TEST(SecurityChecks, ExternalCannotClaimAnotherUid) {
     TestBus bus;
     Fd fd = test::unauthenticated_connection(bus);
     const std::string other_uid = std::to_string(::getuid() == 0 ? 65534 : 0);
-    send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + hex(other_uid) + "\r\n");
-    EXPECT_TRUE(read_line(fd).starts_with("REJECTED"));
-    send_text(fd, "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
-    EXPECT_TRUE(read_line(fd).starts_with("OK "));
+    send_text(fd, std::string(1, '\0') + "AUTH EXTERNAL " + sasl_hex(other_uid) + "\r\n");
+    EXPECT_TRUE(read_sasl_line(fd).starts_with("REJECTED"));
+    send_text(fd, "AUTH EXTERNAL " + sasl_hex(std::to_string(::getuid())) + "\r\n");
+    EXPECT_TRUE(read_sasl_line(fd).starts_with("OK "));
 }
 
 // ANONYMOUS is accepted only with <allow_anonymous/> and only when it is among the mechanisms.
@@ -147,10 +125,10 @@ TEST(SecurityChecks, AnonymousOnlyWhenTheConfigurationAllowsIt) {
         SCOPED_TRACE(c.what);
         TestBus bus(logged(c.allow_anonymous ? "<allow_anonymous/>\n" : "", c.auth));
         Fd fd = test::unauthenticated_connection(bus);
-        send_text(fd, std::string(1, '\0') + "AUTH ANONYMOUS " + hex("trace") + "\r\n");
+        send_text(fd, std::string(1, '\0') + "AUTH ANONYMOUS " + sasl_hex("trace") + "\r\n");
         // Refused either in SASL (afbus-daemon: REJECTED) or right after it (dbus-daemon says OK, then
         // closes the connection before answering Hello).
-        const std::string line = read_line(fd);
+        const std::string line = read_sasl_line(fd);
         std::optional<Message> reply;
         if (line.starts_with("OK ")) {
             // The bus may close the connection at BEGIN already: these sends may fail.
@@ -256,8 +234,8 @@ TEST(SecurityChecks, CredentialsComeOnlyFromTheKernel) {
     cmsg->cmsg_len = CMSG_LEN(sizeof(ucred));
     std::memcpy(CMSG_DATA(cmsg), &forged, sizeof forged);
     ASSERT_EQ(::sendmsg(fd.get(), &msg, MSG_NOSIGNAL), 1) << std::strerror(errno);
-    send_text(fd, "AUTH EXTERNAL " + hex(std::to_string(::getuid())) + "\r\n");
-    ASSERT_TRUE(read_line(fd).starts_with("OK "));
+    send_text(fd, "AUTH EXTERNAL " + sasl_hex(std::to_string(::getuid())) + "\r\n");
+    ASSERT_TRUE(read_sasl_line(fd).starts_with("OK "));
     send_text(fd, "BEGIN\r\n");
     send_message(fd, driver_call("Hello"), 1);
     auto hello = read_reply(fd, 1);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "afbus/address.hpp"
@@ -87,10 +89,8 @@ void send_all(const Fd& fd, const std::vector<std::byte>& bytes) {
     ASSERT_EQ(::send(fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
 }
 
-void send_message(const Fd& fd, Message message, std::uint32_t serial, const std::vector<int>& fds) {
-    message.set_serial(serial);
-    const auto wire = message.wire();
-    iovec iov{const_cast<std::byte*>(wire.data()), wire.size()};
+ssize_t send_with_fds(const Fd& fd, std::span<const std::byte> bytes, const std::vector<int>& fds) {
+    iovec iov{const_cast<std::byte*>(bytes.data()), bytes.size()};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -104,7 +104,38 @@ void send_message(const Fd& fd, Message message, std::uint32_t serial, const std
         cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
         std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
     }
-    ASSERT_EQ(::sendmsg(fd.get(), &msg, MSG_NOSIGNAL), static_cast<ssize_t>(wire.size()));
+    return ::sendmsg(fd.get(), &msg, MSG_NOSIGNAL);
+}
+
+void send_message(const Fd& fd, Message message, std::uint32_t serial, const std::vector<int>& fds) {
+    message.set_serial(serial);
+    const auto wire = message.wire();
+    ASSERT_EQ(send_with_fds(fd, wire, fds), static_cast<ssize_t>(wire.size()));
+}
+
+std::string sasl_hex(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        char b[3];
+        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
+        out += b;
+    }
+    return out;
+}
+
+std::string read_sasl_line(const Fd& fd) {
+    std::string line;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd p{fd.get(), POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return {};
+        char c;
+        if (::recv(fd.get(), &c, 1, 0) != 1) return {};
+        line += c;
+        if (line.ends_with("\r\n")) return line;
+    }
 }
 
 namespace {

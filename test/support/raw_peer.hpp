@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,8 +30,16 @@ Fd unauthenticated_connection(const TestBus& bus);
 Fd raw_connection(const TestBus& bus, bool unix_fds = false);
 
 void send_all(const Fd& fd, const std::vector<std::byte>& bytes);
+// One sendmsg of `bytes` with `fds` (SCM_RIGHTS) attached; sendmsg's result, for the caller to judge (a
+// test may send part of a message on purpose, or run in a child that must not assert).
+ssize_t send_with_fds(const Fd& fd, std::span<const std::byte> bytes, const std::vector<int>& fds);
 // Sends `message` with `serial`, and `fds` with its first byte.
 void send_message(const Fd& fd, Message message, std::uint32_t serial, const std::vector<int>& fds = {});
+
+// SASL by hand: `text` in hex, as AUTH's initial response is written.
+std::string sasl_hex(std::string_view text);
+// One line from the bus during SASL ("" when it closed the connection or 10 s passed).
+std::string read_sasl_line(const Fd& fd);
 
 // Reads until the message answering `serial` arrives (none: the bus closed the connection or 10 s passed);
 // `before` gets the messages read ahead of it.
