@@ -154,6 +154,18 @@ Message bulky_call(const std::string& destination, std::size_t body_bytes, const
     return builder.build().value();
 }
 
+// The wire bytes of a small call to `destination` (serial 2) whose fixed header announces a body of
+// `announced` bytes: the header that follows is whole, the body only begun.
+std::vector<std::byte> call_announcing(const std::string& destination, std::uint32_t announced) {
+    Message call = bulky_call(destination, 64);
+    call.set_serial(2);
+    auto wire = call.wire();
+    // The body length is bytes 4-7, in the message's byte order: little-endian, as built here.
+    EXPECT_EQ(wire[0], std::byte{'l'});
+    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((announced >> (8 * i)) & 0xff);
+    return wire;
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The clients that were connected before a fault, and must not notice it: a service answering Ping, a
 // caller, an emitter of a signal and a subscriber to it.
@@ -953,14 +965,7 @@ TEST(FaultInjection, AMessageTooBigForTheBusMemoryCostsOnlyItsSender) {
     Fd sender = raw_connection(bus);
     const std::string sender_name = say_hello(sender);
     ASSERT_FALSE(sender_name.empty());
-    Message call = bulky_call(bystanders.service_name(), 64);
-    call.set_serial(2);
-    auto wire = call.wire();
-    // The body length (bytes 4-7, in the message's byte order: little-endian here) says 120 MiB; the
-    // header that follows is whole, the body only begun.
-    ASSERT_EQ(wire[0], std::byte{'l'});
-    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
-    send_bytes(sender, wire);
+    send_bytes(sender, call_announcing(bystanders.service_name(), kAnnouncedBody));
     // The bystanders' round trip comes after the bus has read those bytes (the sender's socket was
     // readable first); the bus makes room for the whole message when more of it comes.
     ASSERT_TRUE(bystanders.still_served());
@@ -1000,12 +1005,7 @@ TEST(FaultInjection, AMessageAnnouncedBeyondMaxMessageSizeIsRefusedBeforeTheBusM
     Fd sender = raw_connection(bus);
     const std::string sender_name = say_hello(sender);
     ASSERT_FALSE(sender_name.empty());
-    Message call = bulky_call(bystanders.service_name(), 64);
-    call.set_serial(2);
-    auto wire = call.wire();
-    ASSERT_EQ(wire[0], std::byte{'l'});
-    for (int i = 0; i < 4; ++i) wire[4 + i] = static_cast<std::byte>((kAnnouncedBody >> (8 * i)) & 0xff);
-    send_bytes(sender, wire);
+    send_bytes(sender, call_announcing(bystanders.service_name(), kAnnouncedBody));
     ASSERT_TRUE(bystanders.still_served());
     send_text(sender, "b");  // the bus reads again: a bus that made room for the message has now
     ASSERT_TRUE(bystanders.still_served());
