@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "afbus/fd.hpp"
+#include "node_pool.hpp"
 
 namespace afbus::daemon {
 
@@ -49,7 +50,7 @@ private:
     std::unordered_map<int, std::shared_ptr<Watch>> watches_;
     // Timers come and go with every call that has a reply_timeout and every connection (auth_timeout):
     // their nodes are recycled through a pool instead of costing two mallocs and two frees each.
-    std::pmr::unsynchronized_pool_resource timer_nodes_;
+    NodePool timer_nodes_;
     std::pmr::multimap<Clock::time_point, TimerId> timers_by_deadline_{&timer_nodes_};
     std::pmr::unordered_map<TimerId, std::pair<Clock::time_point, TimerCallback>> timers_{&timer_nodes_};
     TimerId next_timer_ = 1;

@@ -15,6 +15,7 @@
 
 #include "event_loop.hpp"
 #include "name_registry.hpp"
+#include "node_pool.hpp"
 
 namespace afbus::daemon {
 
@@ -61,7 +62,7 @@ private:
     Timeout on_timeout_;
     // Every routed call adds to these maps and its reply takes it out again: their nodes and arrays are
     // recycled through a pool, so that a call and its reply cost no malloc in the steady state.
-    std::pmr::unsynchronized_pool_resource nodes_;
+    NodePool nodes_;
     // caller → its outstanding calls by serial
     std::pmr::unordered_map<PeerId, std::pmr::unordered_map<std::uint32_t, Call>> by_caller_{&nodes_};
     // callee → the calls it owes a reply to
