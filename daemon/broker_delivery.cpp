@@ -10,6 +10,7 @@
 
 #include "afbus/unix_socket.hpp"
 #include "log.hpp"
+#include "room.hpp"
 
 namespace afbus::daemon {
 
@@ -120,32 +121,56 @@ void BrokerDelivery::add_connection(Fd socket) {
         log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
         return;  // closing the socket refuses it
     }
-    SaslServerConfig sasl = sasl_server_config(settings_, *credentials);
-    const auto id = events_.peer_connected(std::move(*credentials));
+    // The connection's memory first, and room for it in the graveyard (detach() must not allocate): out
+    // of memory, the connection is refused (its socket closed) and nothing else changes.
+    std::unique_ptr<Connection> connection;
+    std::optional<PeerId> id;
+    try {
+        connection = std::make_unique<Connection>();
+        connection->sasl = std::make_unique<SaslServer>(sasl_server_config(settings_, *credentials));
+        connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+        make_room(graveyard_, connections_.size() + 1);
+        id = events_.peer_connected(std::move(*credentials));
+    } catch (const std::bad_alloc&) {
+        log_warning("refusing a connection: out of memory");
+        return;
+    }
     if (!id) return;
-    auto connection = std::make_unique<Connection>();
-    connection->id = *id;
-    connection->sasl = std::make_unique<SaslServer>(std::move(sasl));
-    connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+    const PeerId peer = *id;
+    connection->id = peer;
     connection->transport->set_max_message_size(max_message_size());
     connection->epoll_events = EPOLLIN;
-    const PeerId peer = *id;
-    Connection& c = *connections_.emplace(peer, std::move(connection)).first->second;
+    Connection* added = nullptr;
+    try {
+        added = connections_.emplace(peer, std::move(connection)).first->second.get();
+    } catch (const std::bad_alloc&) {
+        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+    }
+    Connection& c = *added;
     if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
         c.epoll_events = 0;
         return events_.peer_lost(peer, std::string("epoll: ") + std::strerror(errno));
     }
-    c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
+    // (The timer and the first read below are guarded as every read is: on_io.)
+    try {
+        c.auth_timer = add_auth_timer(peer);
+    } catch (const std::bad_alloc&) {
+        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+    }
+    // Clients write the SASL nul byte and AUTH as soon as connect() returns, so it is usually here already:
+    // reading now saves an epoll_wait per connection. If nothing came yet, the read sees EAGAIN and epoll
+    // says when it does.
+    on_io(peer, EPOLLIN);
+}
+
+EventLoop::TimerId BrokerDelivery::add_auth_timer(PeerId peer) {
+    return loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
         Connection* p = find(peer);
         if (!p) return;
         p->auth_timer = 0;
         if (p->sasl) return refuse(peer, "authentication timed out (auth_timeout)");
         if (!events_.registered(peer)) refuse(peer, "did not say Hello within auth_timeout");
     });
-    // Clients write the SASL nul byte and AUTH as soon as connect() returns, so it is usually here already:
-    // reading now saves an epoll_wait per connection. If nothing came yet, the read sees EAGAIN and epoll
-    // says when it does.
-    on_io(peer, EPOLLIN);
 }
 
 BrokerDelivery::Connection* BrokerDelivery::find(PeerId id) const {
@@ -190,6 +215,16 @@ void BrokerDelivery::retry_read_later(Connection& c) {
 }
 
 void BrokerDelivery::on_io(PeerId id, std::uint32_t events) {
+    // Out of memory while serving one connection's input or output (its SASL exchange, its buffers; the
+    // bus guards its own work on each message), that connection ends, alone.
+    try {
+        handle_io(id, events);
+    } catch (const std::bad_alloc&) {
+        events_.peer_lost(id, "the bus ran out of memory serving it");
+    }
+}
+
+void BrokerDelivery::handle_io(PeerId id, std::uint32_t events) {
     Connection* c = find(id);
     if (!c) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -307,6 +342,7 @@ bool BrokerDelivery::passes_fds(PeerId peer) const {
 QueueLoad BrokerDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
     Connection* c = find(peer);
     if (!c) return {};
+    if (!c->dirty) make_room(dirty_);  // first: out of memory, the message is not queued at all
     c->transport->enqueue(std::move(message));
     // Written after this turn of the loop, together with whatever else the same batch of input produces
     // for this peer: one sendmsg for many messages.
@@ -375,7 +411,7 @@ void BrokerDelivery::detach(PeerId peer) {
     // The peer sees the end of the connection now; the object may still be on the call stack (inside
     // its own read loop), so it is freed after this turn of the loop.
     ::shutdown(c.transport->fd(), SHUT_RDWR);
-    graveyard_.push_back(std::move(it->second));
+    graveyard_.push_back(std::move(it->second));  // room was made when it connected
     connections_.erase(it);
     // Its fd comes free after this turn of the loop: a listener that ran out of fds may accept again.
     resume_accepting();

@@ -66,6 +66,9 @@ private:
     // Watches the listeners exactly when the model takes connections and accept() has fds for them.
     void update_listener_watch();
     void on_io(PeerId id, std::uint32_t events);
+    void handle_io(PeerId id, std::uint32_t events);
+    // auth_timeout for a new connection: refused if it has not authenticated and said Hello by then.
+    EventLoop::TimerId add_auth_timer(PeerId peer);
     void authenticate(Connection& connection);
     void read_messages(Connection& connection, bool hung_up);
     void watch_pending_fds(Connection& connection);
@@ -106,7 +109,8 @@ private:
     std::unordered_map<PeerId, std::unique_ptr<Connection>> connections_;
     std::vector<PeerId> dirty_;           // connections with output queued in this turn of the loop
     std::vector<PeerId> paused_readers_;  // not read from until the model says they may be
-    // Detached connections, freed once no event handler can still be using them (after the flush).
+    // Detached connections, freed once no event handler can still be using them (after the flush). Room
+    // for every connection is made when it connects, so that detaching allocates nothing.
     std::vector<std::unique_ptr<Connection>> graveyard_;
 };
 

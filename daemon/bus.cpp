@@ -9,6 +9,7 @@
 #include "afbus/error.hpp"
 #include "log.hpp"
 #include "name_signals.hpp"
+#include "room.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -47,6 +48,13 @@ Bus::Bus(EventLoop& loop, BusSettings settings)
     loop_.set_after_iteration([this] {
         if (delivery_) delivery_->flush();
         graveyard_.clear();
+        if (!emergency_reserve_) {
+            try {
+                emergency_reserve_ = std::make_unique_for_overwrite<std::byte[]>(kEmergencyReserve);
+            } catch (const std::bad_alloc&) {
+                // Still short: taken again after a later turn.
+            }
+        }
     });
     configure_activation();
 }
@@ -138,6 +146,8 @@ std::optional<PeerId> Bus::peer_connected(PeerCredentials credentials) {
                     static_cast<unsigned>(credentials.uid), static_cast<int>(credentials.pid));
         return std::nullopt;
     }
+    // Room for the peer in the graveyard, taken now: leaving must not need memory (disconnect()).
+    make_room(graveyard_, peers_.size() + 1);
     return peers_.add(std::move(credentials)).id();
 }
 
@@ -186,6 +196,51 @@ void Bus::peer_refused(PeerId id, std::string_view reason) { refuse(id, reason);
 void Bus::peer_lost(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Lost); }
 
 void Bus::peer_sent(PeerId id, Message message) {
+    // Out of memory part-way, a message costs only itself (issue 17). Until it changes the bus (it is
+    // delivered to its destination, or the driver changes a name, a rule or a registration), nothing it
+    // did stays behind, and its sender is answered NoMemory if it expects an answer; copies after that
+    // (to subscribers, eavesdroppers, monitors) are best effort. A driver call that fails after it
+    // changed the bus cannot be undone or answered truthfully: its sender is disconnected, which
+    // releases whatever the call had taken.
+    const std::uint32_t serial = message.serial();
+    const bool answer_owed = message.type() == MessageType::MethodCall && message.expects_reply();
+    const std::uint64_t changes_before = changes_;
+    try {
+        dispatch(id, std::move(message));
+    } catch (const std::bad_alloc&) {
+        out_of_memory(id, serial, answer_owed, changes_ != changes_before);
+    }
+}
+
+void Bus::out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed) {
+    note_memory_shortage();
+    Peer* sender = peers_.find(id);
+    if (!sender) return;
+    if (!changed) {
+        if (!answer_owed) return;
+        try {
+            send_from_driver(*sender, MessageBuilder::error(sender->unique_name(), serial, error_names::kNoMemory,
+                                                            "The message bus is out of memory"));
+            return;
+        } catch (const std::bad_alloc&) {
+            // Not even the error fits: the sender would wait for ever; it learns by losing the connection.
+        }
+    }
+    disconnect(id, changed ? "the bus ran out of memory after its call had changed the bus" : "the bus ran out of memory to answer it",
+               Ending::Lost);
+}
+
+void Bus::note_memory_shortage() {
+    ++memory_failures_;
+    const Clock::time_point now = Clock::now();
+    // One line per episode: an episode ends after a second without failures.
+    if (now - last_memory_failure_ >= std::chrono::seconds(1))
+        log_warning("out of memory: a message or a copy of one was given up (%llu so far)",
+                    static_cast<unsigned long long>(memory_failures_));
+    last_memory_failure_ = now;
+}
+
+void Bus::dispatch(PeerId id, Message message) {
     Peer* sender = peers_.find(id);
     if (!sender) return;
     if (const char* limit = flow_.message_exceeds(message))
@@ -198,14 +253,21 @@ void Bus::peer_sent(PeerId id, Message message) {
 }
 
 void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
+    // A peer must be able to leave whatever memory is left. Every table lets go of it without
+    // allocating, except the list of names it gave up: that is made first, before anything changes, and
+    // if even that fails the emergency reserve is given back to the allocator and it is tried again.
+    // What leaving causes for others (NameOwnerChanged, NameAcquired, NoReply) is best effort.
     Peer* peer = peers_.find(id);
     if (!peer) return;
-    if (ending == Ending::Refused) {
-        log_warning("connection %s refused: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
-    } else if (ending == Ending::Lost) {
-        log_warning("connection %s lost: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
-    } else {
-        log_info("connection %s closed: %.*s", peer->log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    best_effort([&] { log_ending(*peer, reason, ending); });
+    // Its names first: release_all() allocates only before it changes anything.
+    std::vector<NameChange> released;
+    try {
+        names_.release_all(id, released);
+    } catch (const std::bad_alloc&) {
+        note_memory_shortage();
+        emergency_reserve_.reset();
+        names_.release_all(id, released);  // throws only if the bus cannot spare a few bytes at all
     }
     const bool was_registered = peer->registered(), was_monitor = peer->monitor();
     peers_.close(*peer);
@@ -214,21 +276,35 @@ void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
     matches_.remove_all(id);
     // Callers waiting for this peer get NoReply; its own outstanding calls are forgotten.
     const auto orphaned = replies_.forget(id);
-    if (was_monitor) {
-        monitors_.remove(id);
-    } else if (was_registered) {
-        apply_name_changes(names_.release_all(id));
-        announce(peer->unique_name(), id, std::nullopt);
+    if (was_monitor) monitors_.remove(id);
+    ++changes_;
+    // (Announced while the table still knows its unique name, for NameOwnerChanged's old owner.)
+    if (was_registered) {
+        best_effort([&] { apply_name_changes(released); });
+        best_effort([&] { announce(peer->unique_name(), id, std::nullopt); });
     }
     answer_no_reply(orphaned, "Message recipient disconnected from message bus without replying");
     // The Peer may still be on the call stack (inside its own dispatch): freed after this turn of the loop.
-    graveyard_.push_back(peers_.remove(id));
+    graveyard_.push_back(peers_.remove(id));  // room was made at connect
 }
 
-void Bus::answer_no_reply(const std::vector<std::pair<PeerId, std::uint32_t>>& calls, const char* why) {
+void Bus::log_ending(const Peer& peer, std::string_view reason, Ending ending) {
+    if (ending == Ending::Refused) {
+        log_warning("connection %s refused: %.*s", peer.log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    } else if (ending == Ending::Lost) {
+        log_warning("connection %s lost: %.*s", peer.log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    } else {
+        log_info("connection %s closed: %.*s", peer.log_name().c_str(), static_cast<int>(reason.size()), reason.data());
+    }
+}
+
+void Bus::answer_no_reply(const ExpectedReplies::OwedCalls& calls, const char* why) {
     for (const auto& [caller_id, serial] : calls) {
         if (Peer* caller = peers_.find(caller_id)) {
-            send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply, why));
+            // Owed: without it the caller waits for ever.
+            owed_effort([&] {
+                send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply, why));
+            });
         }
     }
 }
@@ -268,14 +344,23 @@ void Bus::dispatch_to_driver(Peer& sender, Message message) {
     if (!peer) return;
     // Monitors see Hello with the name it just gave, before its reply (dbus-daemon's order).
     if (outcome.after == AfterReply::AnnounceUniqueName) show_to_monitors(message, *peer);
-    if (outcome.reply) send_from_driver(*peer, std::move(*outcome.reply));
+    // Becoming a monitor happens after the answer and must not fail then: its memory is taken first.
+    std::vector<NameChange> monitor_room;
+    if (outcome.after == AfterReply::BecomeMonitor) {
+        monitors_.make_room_for_one();
+        monitor_room.reserve(names_.count_for(id));
+    }
+    if (outcome.reply) {
+        send_answer(*peer, *outcome.reply);
+        ++changes_;  // answered: a failure from here must not answer it again
+    }
     switch (outcome.after) {
         case AfterReply::Nothing: break;
         case AfterReply::AnnounceUniqueName:
             if (delivery_) delivery_->unique_name_assigned(id, peer->unique_name());
             announce(peer->unique_name(), std::nullopt, id);
             break;
-        case AfterReply::BecomeMonitor: become_monitor(*peer, std::move(outcome.monitor_rules)); break;
+        case AfterReply::BecomeMonitor: become_monitor(*peer, std::move(outcome.monitor_rules), std::move(monitor_room)); break;
         case AfterReply::NotePeaks: note_peaks(*peer); break;
     }
     // Eavesdroppers see it once the bus has handled it successfully (so an AddMatch counts for itself),
@@ -308,8 +393,11 @@ void Bus::route(Peer& sender, Message message) {
         std::optional<Error> failed;
         if (m.flags() & message_flags::kNoAutoStart) {
             failed = make_error(error_names::kNameHasNoOwner, "Name \"" + destination + "\" does not exist");
-        } else if (auto started = activation_->activate(destination, Activation::Waiter{sender_id, shared, true}); !started) {
-            failed = std::move(started.error());
+        } else {
+            // Activation may have queued the message by the time memory runs out, and is not undone.
+            ++changes_;
+            if (auto started = activation_->activate(destination, Activation::Waiter{sender_id, shared, true}); !started)
+                failed = std::move(started.error());
         }
         copy_to_monitors(shared, sender_id, std::nullopt);
         if (failed && !failed->name.empty()) {
@@ -336,8 +424,6 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
         if (verdict.rejected()) reply_error(sender, m, verdict.error);
         return;
     }
-    if (is_reply) replies_.settle(target_id, *m.reply_serial(), sender_id);
-
     if (!m.fds().empty() && !delivery_->passes_fds(target_id)) {
         reply_error(sender, m, make_error(error_names::kNotSupported,
                                           "Tried to send message with Unix file descriptors to a client that doesn't support that."));
@@ -361,8 +447,19 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
             return;
         }
         replies_.expect(sender_id, m.serial(), target_id, settings_.limits.reply_timeout);
+        try {
+            deliver(target, shared);
+        } catch (const std::bad_alloc&) {
+            replies_.settle(sender_id, m.serial(), target_id);  // undone: the caller is answered NoMemory
+            throw;
+        }
+    } else {
+        deliver(target, shared);
     }
-    deliver(target, shared);
+    // Delivered: from here on the message has happened. A reply settles its call only now, so that a
+    // reply memory kept from its caller leaves the call owed (NoReply when the callee leaves).
+    ++changes_;
+    if (is_reply) replies_.settle(target_id, *m.reply_serial(), sender_id);
     broadcast_to_matches(shared, sender_id, target_id);
 }
 
@@ -371,8 +468,14 @@ void Bus::broadcast_to_matches(const std::shared_ptr<const Message>& shared, std
     if (matches_.total() == 0) return;
     const Message& message = *shared;
     recipients_.clear();
-    matches_.recipients(message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
-                        recipients_);
+    try {
+        matches_.recipients(message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
+                            recipients_);
+    } catch (const std::bad_alloc&) {
+        // Out of memory to find the subscribers: nobody gets a copy (best effort, as every copy here).
+        note_memory_shortage();
+        return;
+    }
     const Peer* from = sender ? peers_.find(*sender) : nullptr;
     if (sender && !from) return;
     // Policy checks may log and offers may count drops, but nothing here disconnects a peer or changes
@@ -396,7 +499,18 @@ void Bus::broadcast_to_matches(const std::shared_ptr<const Message>& shared, std
             show_refusal_to_monitors(from, message, verdict, sender);
             continue;
         }
-        offer(*peer, shared, "broadcast");
+        offer_best_effort(*peer, shared, "broadcast");
+    }
+}
+
+bool Bus::offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
+    try {
+        return offer(peer, message, what);
+    } catch (const std::bad_alloc&) {
+        // A copy nobody waits for an answer to is lost as if the peer's queue were full.
+        note_memory_shortage();
+        count_drops(peer, 1, EpisodeEnd::WhenTheQueueDrains);
+        return false;
     }
 }
 

@@ -78,6 +78,11 @@ private:
     void configure_activation();
 
     // --- routing (bus.cpp) ---
+    void dispatch(PeerId sender, Message message);
+    // A message from `id` failed for want of memory; `changed`: after it had changed the bus.
+    void out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed);
+    // Counts a message or copy given up for want of memory; logs the first of an episode.
+    void note_memory_shortage();
     void dispatch_to_driver(Peer& sender, Message message);
     void route(Peer& sender, Message message);
     // The part of routing after the destination's owner is known.
@@ -87,6 +92,9 @@ private:
     // Queues `message` for `peer` if it can take it: fds only to peers that agreed to them, the queue
     // within the outgoing limits (else the drop is logged and counted as a dropped `what`).
     bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
+    // offer() for a copy the message does not depend on (a subscriber's, a monitor's): out of memory,
+    // that copy is dropped and counted, and the message goes on.
+    bool offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
     void deliver(Peer& peer, std::shared_ptr<const Message> message);
     // How an episode of drops for a peer ends: in deliver(), when its queue in the daemon has drained; or,
     // for a queue the daemon cannot see (the kernel's), after a second without drops.
@@ -107,12 +115,20 @@ private:
     enum class Ending : std::uint8_t { Ended, Refused, Lost };
     void disconnect(PeerId id, std::string_view reason, Ending ending = Ending::Ended);
     void refuse(PeerId id, std::string_view reason) { disconnect(id, reason, Ending::Refused); }
+    static void log_ending(const Peer& peer, std::string_view reason, Ending ending);
 
     // --- what the bus itself sends (bus_messages.cpp) ---
     // A message from the bus itself, with its sender and next serial; null (and logged) if it cannot be built.
     std::shared_ptr<const Message> build_bus_message(MessageBuilder builder) override;
+    // make_bus_message(): build_bus_message() leaving `builder` whole if it runs out of memory.
+    std::shared_ptr<const Message> make_bus_message(MessageBuilder& builder);
     // Replies, errors and unicast signals of the bus to one peer.
     void send_from_driver(Peer& to, MessageBuilder builder);
+    // The same, with `builder` still whole if memory runs out (nothing is delivered then).
+    void send_from_driver_keeping(Peer& to, MessageBuilder& builder);
+    // An answer the bus owes (the driver's, to a call that may have changed the bus; a NoReply): out of
+    // memory, sent again with the emergency reserve given back.
+    void send_answer(Peer& to, MessageBuilder& answer);
     void emit_driver_signal(MessageBuilder builder);
     void reply_error(Peer& to, const Message& call, const Error& error);
     // `sender` and `addressed` are the peers behind the message's sender and destination (none: the bus).
@@ -125,9 +141,33 @@ private:
                                   std::optional<PeerId> addressed);
     // NameLost to the old owner, NameOwnerChanged to all, NameAcquired to the new owner (dbus-daemon's order).
     void announce(const std::string& name, std::optional<PeerId> old_owner, std::optional<PeerId> new_owner);
-    void become_monitor(Peer& peer, std::vector<MatchRule> rules);
+    // `room` has room for the names the peer gives up (made before its answer: nothing here may fail).
+    void become_monitor(Peer& peer, std::vector<MatchRule> rules, std::vector<NameChange> room);
     // Answers each (caller, serial) still waiting for a peer that will never reply with NoReply, `why`.
-    void answer_no_reply(const std::vector<std::pair<PeerId, std::uint32_t>>& calls, const char* why);
+    void answer_no_reply(const ExpectedReplies::OwedCalls& calls, const char* why);
+    // Runs what the step at hand does not depend on (notifications to others); out of memory, it is
+    // given up, counted and logged, and the step goes on.
+    template <class Action>
+    void best_effort(Action&& action) {
+        try {
+            action();
+        } catch (const std::bad_alloc&) {
+            note_memory_shortage();
+        }
+    }
+    // The same for what somebody waits for (a NoReply): out of memory, the emergency reserve is given
+    // back and `action` (which must change nothing when it fails) runs once more before it is given up.
+    template <class Action>
+    void owed_effort(Action&& action) {
+        try {
+            action();
+            return;
+        } catch (const std::bad_alloc&) {
+            note_memory_shortage();
+            emergency_reserve_.reset();
+        }
+        best_effort(action);
+    }
 
     // --- DriverContext ---
     PeerTable& peers() override { return peers_; }
@@ -136,6 +176,8 @@ private:
     Activation& activation() override { return *activation_; }
     AccountCache& accounts() override { return accounts_; }
     Peer* owner_of(std::string_view name) override;
+    const std::string& register_unique_name(Peer& peer) override;
+    void changing() override { ++changes_; }
     // Tells the delivery mode the names of `acting` and of the owners `changes` took a name from.
     void report_names_of(PeerId acting, const std::vector<NameChange>& changes);
     void apply_name_changes(const std::vector<NameChange>& changes) override;
@@ -185,8 +227,18 @@ private:
     std::vector<PeerId> recipients_;  // scratch space for broadcasts
     std::size_t peak_match_rules_ = 0, peak_bus_names_ = 0;
     std::uint64_t dropped_messages_ = 0;
-    // Disconnected peers, freed once no handler can still be using them (after the turn of the loop).
+    // Counts what messages changed in the bus (deliveries to their destination, the driver's changes),
+    // so that peer_sent() knows whether a failed message had changed anything.
+    std::uint64_t changes_ = 0;
+    std::uint64_t memory_failures_ = 0;
+    Clock::time_point last_memory_failure_{};
+    // Disconnected peers, freed once no handler can still be using them (after the turn of the loop). Its
+    // capacity always has room for every peer in peers_, made at connect, so that leaving allocates nothing.
     std::vector<std::unique_ptr<Peer>> graveyard_;
+    // Given back to the allocator when a peer cannot even leave for want of memory (disconnect()), and
+    // taken again after that turn of the loop. Never written, so never resident until then.
+    static constexpr std::size_t kEmergencyReserve = 64 * 1024;
+    std::unique_ptr<std::byte[]> emergency_reserve_ = std::make_unique_for_overwrite<std::byte[]>(kEmergencyReserve);
 };
 
 }  // namespace afbus::daemon

@@ -8,37 +8,59 @@
 
 namespace afbus::daemon {
 
-std::shared_ptr<const Message> Bus::build_bus_message(MessageBuilder builder) {
+std::shared_ptr<const Message> Bus::build_bus_message(MessageBuilder builder) { return make_bus_message(builder); }
+
+std::shared_ptr<const Message> Bus::make_bus_message(MessageBuilder& builder) {
     builder.sender(kDriverName);
     // As dbus-daemon (libdbus marks every reply, error and signal it creates so): nothing answers these.
     if (builder.type() != MessageType::MethodCall) builder.no_reply_expected();
+    // The message's own memory first: MessageBuilder::build() takes the builder's contents only once the
+    // header is made, so out of memory the builder is still whole and can be built again.
+    auto shared = std::make_shared<Message>();
     auto m = builder.build(next_serial_++);
     if (next_serial_ == 0) next_serial_ = 1;
     if (!m) {
         log_warning("bus message could not be built: %s", std::string(to_string(m.error())).c_str());
         return nullptr;
     }
-    return std::make_shared<const Message>(std::move(*m));
+    *shared = std::move(*m);
+    return shared;
 }
 
-void Bus::send_from_driver(Peer& to, MessageBuilder builder) {
-    auto shared = build_bus_message(std::move(builder));
+void Bus::send_from_driver(Peer& to, MessageBuilder builder) { send_from_driver_keeping(to, builder); }
+
+void Bus::send_answer(Peer& to, MessageBuilder& answer) {
+    try {
+        send_from_driver_keeping(to, answer);
+    } catch (const std::bad_alloc&) {
+        // The answer is owed (the call has changed the bus, or its callee is gone): it must go out. The
+        // emergency reserve makes room, and the answer, still whole (nothing was delivered), is sent again.
+        note_memory_shortage();
+        emergency_reserve_.reset();
+        send_from_driver_keeping(to, answer);
+    }
+}
+
+void Bus::send_from_driver_keeping(Peer& to, MessageBuilder& builder) {
+    auto shared = make_bus_message(builder);
     if (!shared) return;
     const PeerId id = to.id();
-    // Monitors see it even when the recipient's receive rules refuse it, which drops it silently.
-    copy_to_monitors(shared, std::nullopt, id);
     if (!to.unique_name().empty()) {
         if (const PolicyVerdict verdict = check(nullptr, &to, *shared, shared->reply_serial().has_value(), false);
             !verdict.allowed()) {
-            // As dbus-daemon, monitors also see the error the bus would have answered itself with.
+            // Monitors see it even when the recipient's receive rules refuse it, which drops it silently;
+            // as dbus-daemon, they also see the error the bus would have answered itself with.
+            copy_to_monitors(shared, std::nullopt, id);
             show_refusal_to_monitors(nullptr, *shared, verdict, std::nullopt);
             return;
         }
     }
     // Unlike signals, the bus's replies, errors and unicast signals reach no eavesdropper (dbus-daemon).
     // Nor are they held back by a full queue: a peer that cannot take the bus's answers could not learn
-    // why its calls fail.
+    // why its calls fail. Delivered first, then shown to monitors (best effort), so that a delivery that
+    // fails for want of memory has changed nothing and can be tried again.
     deliver(to, shared);
+    copy_to_monitors(shared, std::nullopt, id);
 }
 
 void Bus::reply_error(Peer& to, const Message& call, const Error& error) {
@@ -56,18 +78,25 @@ void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message, std::o
                            std::optional<PeerId> addressed) {
     if (monitors_.empty()) return;
     std::vector<PeerId> wanting;
-    monitors_.recipients(*message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
-                         wanting);
+    try {
+        monitors_.recipients(*message, sender, addressed, [this](PeerId p, std::string_view n) { return is_named_by(p, n); },
+                             wanting);
+    } catch (const std::bad_alloc&) {
+        note_memory_shortage();  // monitors miss this one, as when their queues are full
+        return;
+    }
     for (PeerId id : wanting) {
-        if (Peer* monitor = peers_.find(id)) offer(*monitor, message, "monitored message");
+        if (Peer* monitor = peers_.find(id)) offer_best_effort(*monitor, message, "monitored message");
     }
 }
 
 void Bus::show_to_monitors(const Message& call, const Peer& sender) {
     if (monitors_.empty()) return;
-    auto stitched = call.with_sender(sender.unique_name());
-    if (!stitched) return;
-    copy_to_monitors(std::make_shared<const Message>(std::move(*stitched)), sender.id(), std::nullopt);
+    best_effort([&] {
+        auto stitched = call.with_sender(sender.unique_name());
+        if (!stitched) return;
+        copy_to_monitors(std::make_shared<const Message>(std::move(*stitched)), sender.id(), std::nullopt);
+    });
 }
 
 void Bus::show_refusal_to_monitors(const Peer* sender, const Message& message, const PolicyVerdict& verdict,
@@ -78,13 +107,17 @@ void Bus::show_refusal_to_monitors(const Peer* sender, const Message& message, c
     if (error) copy_to_monitors(error, std::nullopt, addressed);
 }
 
+// Announcements follow a change already made: each is best effort (out of memory, that one is lost).
 void Bus::announce(const std::string& name, std::optional<PeerId> old_owner, std::optional<PeerId> new_owner) {
     // A closing peer is not found: it is not told what it lost.
-    if (Peer* old_peer = old_owner ? peers_.find(*old_owner) : nullptr) send_from_driver(*old_peer, name_lost(old_peer->unique_name(), name));
-    emit_driver_signal(name_owner_changed(name, old_owner ? peers_.unique_name_of(*old_owner) : std::string(),
-                                          new_owner ? peers_.unique_name_of(*new_owner) : std::string()));
+    if (Peer* old_peer = old_owner ? peers_.find(*old_owner) : nullptr)
+        best_effort([&] { send_from_driver(*old_peer, name_lost(old_peer->unique_name(), name)); });
+    best_effort([&] {
+        emit_driver_signal(name_owner_changed(name, old_owner ? peers_.unique_name_of(*old_owner) : std::string(),
+                                              new_owner ? peers_.unique_name_of(*new_owner) : std::string()));
+    });
     if (Peer* new_peer = new_owner ? peers_.find(*new_owner) : nullptr)
-        send_from_driver(*new_peer, name_acquired(new_peer->unique_name(), name));
+        best_effort([&] { send_from_driver(*new_peer, name_acquired(new_peer->unique_name(), name)); });
 }
 
 void Bus::apply_name_changes(const std::vector<NameChange>& changes) {
@@ -95,14 +128,19 @@ void Bus::apply_name_changes(const std::vector<NameChange>& changes) {
         if (!acquired) continue;
         // Messages that waited for the name's activation go to it now (before the RequestName reply, as
         // in dbus-daemon), and before the delivery mode lets messages reach the new owner directly.
-        activation_->name_acquired(c.name);
+        best_effort([&] { activation_->name_acquired(c.name); });
         if (delivery_) delivery_->name_owner_changed(c);
     }
 }
 
-void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules) {
+void Bus::become_monitor(Peer& peer, std::vector<MatchRule> rules, std::vector<NameChange> room) {
     const PeerId id = peer.id();
-    apply_name_changes(names_.release_all(id));
+    // Its memory was taken before the answer (the monitors' list, the names given up): nothing below
+    // allocates but the announcements, which are best effort.
+    std::vector<NameChange> released = std::move(room);
+    names_.release_all(id, released);
+    ++changes_;
+    apply_name_changes(released);
     matches_.remove_all(id);
     announce(peer.unique_name(), id, std::nullopt);
     // A monitor may not send, so the calls it owed will never be answered: their callers get NoReply
@@ -120,7 +158,7 @@ void Bus::note_peaks(Peer& peer) {
     stats.peak_match_rules = std::max(stats.peak_match_rules, matches_.count(peer.id()));
     stats.peak_bus_names = std::max(stats.peak_bus_names, names_.count_for(peer.id()));
     peak_match_rules_ = std::max(peak_match_rules_, matches_.total());
-    peak_bus_names_ = std::max(peak_bus_names_, names_.names().size());
+    peak_bus_names_ = std::max(peak_bus_names_, names_.owned());
 }
 
 // --- DriverContext ---
@@ -135,6 +173,7 @@ Peer* Bus::find_owner(std::string_view name) const {
 
 NameRegistry::Result Bus::request_name(Peer& peer, const std::string& name, std::uint32_t flags) {
     auto result = names_.request(name, peer.id(), flags);
+    ++changes_;
     report_names_of(peer.id(), result.changes);
     apply_name_changes(result.changes);
     return result;
@@ -142,6 +181,7 @@ NameRegistry::Result Bus::request_name(Peer& peer, const std::string& name, std:
 
 NameRegistry::Result Bus::release_name(Peer& peer, const std::string& name) {
     auto result = names_.release(name, peer.id());
+    ++changes_;
     report_names_of(peer.id(), result.changes);
     apply_name_changes(result.changes);
     return result;
@@ -158,14 +198,23 @@ void Bus::report_names_of(PeerId acting, const std::vector<NameChange>& changes)
 }
 
 void Bus::add_match(Peer& peer, MatchRule rule) {
+    // The delivery mode hears of it after the registry has it (whole or not at all: match_registry.cpp).
+    matches_.add(peer.id(), MatchRule(rule));
+    ++changes_;
     if (delivery_) delivery_->match_added(peer.id(), rule);
-    matches_.add(peer.id(), std::move(rule));
 }
 
 bool Bus::remove_match(Peer& peer, const MatchRule& rule) {
     if (!matches_.remove(peer.id(), rule)) return false;
+    ++changes_;
     if (delivery_) delivery_->match_removed(peer.id(), rule);
     return true;
+}
+
+const std::string& Bus::register_unique_name(Peer& peer) {
+    const std::string& name = peers_.register_unique_name(peer);
+    ++changes_;
+    return name;
 }
 
 bool Bus::allows_own(const Peer& peer, std::string_view name) const { return !peer.policy() || peer.policy()->can_own(name); }

@@ -74,7 +74,8 @@ Expected<void, Error> hello(DriverContext& bus, Peer& caller, const Message&, Me
                                                                        std::to_string(caller.credentials().uid) +
                                                                        " has been reached"));
     }
-    const std::string& unique_name = bus.peers().register_unique_name(caller);
+    reply.body().reserve(32);  // the reply's memory before the change: nothing below allocates
+    const std::string& unique_name = bus.register_unique_name(caller);
     reply.destination(unique_name);
     append(reply, unique_name);
     return {};
@@ -102,6 +103,7 @@ Expected<void, Error> request_name(DriverContext& bus, Peer& caller, const Messa
                                      "(increase limits in configuration file if required; max_names_per_connection=" +
                                      std::to_string(bus.settings().limits.max_names_per_connection) + ")"));
     }
+    reply.body().reserve(8);  // the reply's memory before the change: appending it allocates nothing
     auto result = bus.request_name(caller, name, flags);
     append(reply, result.reply);
     return {};
@@ -114,6 +116,7 @@ Expected<void, Error> release_name(DriverContext& bus, Peer& caller, const Messa
         return Unexpected(invalid_args("Cannot release a service starting with ':' such as \"" + name + "\""));
     if (name == kBusName)
         return Unexpected(invalid_args("Cannot release the " + name + " service because it is owned by the bus"));
+    reply.body().reserve(8);  // the reply's memory before the change: appending it allocates nothing
     auto result = bus.release_name(caller, name);
     append(reply, result.reply);
     return {};
@@ -317,6 +320,7 @@ Expected<void, Error> start_service_by_name(DriverContext& bus, Peer& caller, co
     (void)flags;  // unused by the specification
     auto stitched = call.with_sender(caller.unique_name());
     if (!stitched) return Unexpected(make_error(error_names::kNoMemory, "Cannot keep the call"));
+    bus.changing();
     return bus.activation().start_service_by_name(name, caller.id(), std::make_shared<const Message>(std::move(*stitched)));
 }
 
@@ -330,11 +334,13 @@ Expected<void, Error> update_activation_environment(DriverContext& bus, Peer&, c
     if (bus.settings().servicehelper)
         return Unexpected(make_error(error_names::kAccessDenied, "Cannot change activation environment on a system bus."));
     auto [env] = args<std::map<std::string, std::string>>(call);
+    bus.changing();
     bus.activation().update_environment(env);
     return {};
 }
 
 Expected<void, Error> reload_config(DriverContext& bus, Peer&, const Message&, MessageBuilder&, DriverOutcome&) {
+    bus.changing();
     if (auto r = bus.reload_config(); !r) return Unexpected(make_error(error_names::kFailed, r.error()));
     return {};
 }
@@ -377,7 +383,7 @@ Expected<void, Error> get_stats(DriverContext& bus, Peer&, const Message&, Messa
     stats.emplace("IncompleteConnections", Variant(static_cast<std::uint32_t>(bus.peers().incomplete())));
     stats.emplace("MatchRules", Variant(static_cast<std::uint32_t>(bus.matches().total())));
     stats.emplace("PeakMatchRules", Variant(static_cast<std::uint32_t>(counters.peak_match_rules)));
-    stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().names().size())));
+    stats.emplace("BusNames", Variant(static_cast<std::uint32_t>(bus.names().owned())));
     stats.emplace("PeakBusNames", Variant(static_cast<std::uint32_t>(counters.peak_bus_names)));
     // afbus's own: messages not delivered because the recipient's queue was full, bus-wide.
     stats.emplace("DroppedMessages", Variant(static_cast<std::uint32_t>(counters.dropped_messages)));

@@ -32,8 +32,14 @@ void EventLoop::unwatch(int fd) {
 
 EventLoop::TimerId EventLoop::add_timer(Clock::time_point deadline, TimerCallback callback) {
     const TimerId id = next_timer_++;
-    timers_by_deadline_.emplace(deadline, id);
-    timers_.emplace(id, std::make_pair(deadline, std::move(callback)));
+    // Both or neither: out of memory, no half-registered timer is left behind.
+    auto by_deadline = timers_by_deadline_.emplace(deadline, id);
+    try {
+        timers_.emplace(id, std::make_pair(deadline, std::move(callback)));
+    } catch (...) {
+        timers_by_deadline_.erase(by_deadline);
+        throw;
+    }
     return id;
 }
 

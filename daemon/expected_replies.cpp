@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "room.hpp"
+
 namespace afbus::daemon {
 
 ExpectedReplies::~ExpectedReplies() {
@@ -11,22 +13,36 @@ ExpectedReplies::~ExpectedReplies() {
 }
 
 void ExpectedReplies::expect(PeerId caller, std::uint32_t serial, PeerId callee, std::int64_t timeout_ms) {
-    auto& calls = by_caller_[caller];
-    auto [entry, added] = calls.try_emplace(serial);
-    Call& call = entry->second;
     // A caller reusing a serial replaces its earlier call, as dbus-daemon's list would shadow it.
-    if (!added) {
-        if (call.timer) loop_.cancel_timer(call.timer);
-        drop_owed(call.callee, caller, serial);
+    if (auto calls = by_caller_.find(caller); calls != by_caller_.end()) {
+        if (auto earlier = calls->second.find(serial); earlier != calls->second.end())
+            settle(caller, serial, earlier->second.callee);
     }
-    call = Call{caller, serial, callee, 0, next_order_++};
-    if (timeout_ms > 0) {
-        // The entry's node stays put until it is erased, which cancels this timer first; [this, &call] fits
-        // std::function's own storage, where a copy of the ids would cost an allocation per call.
-        call.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(timeout_ms),
-                                     [this, pending = &call] { time_out(*pending); });
+    // Memory first, undone if any of it fails: out of memory, nothing is expected (room.hpp).
+    std::pmr::vector<Owed>* owed = nullptr;
+    std::pmr::unordered_map<std::uint32_t, Call>* calls = nullptr;
+    try {
+        owed = &by_callee_[callee];
+        make_room(*owed);
+        calls = &by_caller_[caller];
+        Call& call = (*calls)[serial];
+        call = Call{caller, serial, callee, 0, next_order_};
+        if (timeout_ms > 0) {
+            // The entry's node stays put until it is erased, which cancels this timer first; [this, &call]
+            // fits std::function's own storage, where a copy of the ids would cost an allocation per call.
+            call.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(timeout_ms),
+                                         [this, pending = &call] { time_out(*pending); });
+        }
+    } catch (...) {
+        if (calls) {
+            calls->erase(serial);
+            if (calls->empty()) by_caller_.erase(caller);
+        }
+        if (owed && owed->empty()) by_callee_.erase(callee);
+        throw;
     }
-    by_callee_[callee].push_back(Owed{caller, serial});
+    ++next_order_;
+    owed->push_back(Owed{caller, serial});
 }
 
 void ExpectedReplies::time_out(const Call& pending) {
@@ -74,7 +90,7 @@ void ExpectedReplies::drop_owed(PeerId callee, PeerId caller, std::uint32_t seri
     if (list.empty()) by_callee_.erase(owed);
 }
 
-std::vector<std::pair<PeerId, std::uint32_t>> ExpectedReplies::forget(PeerId peer) {
+ExpectedReplies::OwedCalls ExpectedReplies::forget(PeerId peer) {
     // Its own calls: nobody will read their replies.
     if (auto calls = by_caller_.find(peer); calls != by_caller_.end()) {
         for (auto& [serial, call] : calls->second) {
@@ -83,23 +99,21 @@ std::vector<std::pair<PeerId, std::uint32_t>> ExpectedReplies::forget(PeerId pee
         }
         by_caller_.erase(calls);
     }
-    std::vector<std::pair<std::uint64_t, std::pair<PeerId, std::uint32_t>>> orphaned;
-    if (auto owed = by_callee_.find(peer); owed != by_callee_.end()) {
-        for (const Owed& o : owed->second) {
-            auto calls = by_caller_.find(o.caller);
-            auto call = calls->second.find(o.serial);
-            if (call->second.timer) loop_.cancel_timer(call->second.timer);
-            orphaned.push_back({call->second.order, {o.caller, o.serial}});
-            calls->second.erase(call);
-            if (calls->second.empty()) by_caller_.erase(calls);
-        }
-        by_callee_.erase(owed);
+    auto owed = by_callee_.find(peer);
+    if (owed == by_callee_.end()) return OwedCalls(&nodes_);
+    // Taken out whole (same allocator: a move, no copy), sorted in place, and the calls erased.
+    OwedCalls orphaned = std::move(owed->second);
+    by_callee_.erase(owed);
+    const auto order_of = [this](const Owed& o) { return by_caller_.find(o.caller)->second.find(o.serial)->second.order; };
+    std::sort(orphaned.begin(), orphaned.end(), [&](const Owed& a, const Owed& b) { return order_of(a) < order_of(b); });
+    for (const Owed& o : orphaned) {
+        auto calls = by_caller_.find(o.caller);
+        auto call = calls->second.find(o.serial);
+        if (call->second.timer) loop_.cancel_timer(call->second.timer);
+        calls->second.erase(call);
+        if (calls->second.empty()) by_caller_.erase(calls);
     }
-    std::sort(orphaned.begin(), orphaned.end());
-    std::vector<std::pair<PeerId, std::uint32_t>> out;
-    out.reserve(orphaned.size());
-    for (const auto& [order, call] : orphaned) out.push_back(call);
-    return out;
+    return orphaned;
 }
 
 }  // namespace afbus::daemon

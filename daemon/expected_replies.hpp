@@ -37,9 +37,16 @@ public:
     [[nodiscard]] bool expected(PeerId caller, std::uint32_t serial, PeerId callee) const;
     [[nodiscard]] std::size_t outstanding(PeerId caller) const;
 
-    // `peer` is leaving: its own calls are forgotten; the calls it owed replies to are returned as
-    // (caller, serial), in the order they were made, for NoReply errors.
-    [[nodiscard]] std::vector<std::pair<PeerId, std::uint32_t>> forget(PeerId peer);
+    // A call owed a reply.
+    struct Owed {
+        PeerId caller;
+        std::uint32_t serial;
+        friend bool operator==(const Owed&, const Owed&) = default;
+    };
+    using OwedCalls = std::pmr::vector<Owed>;
+    // `peer` is leaving: its own calls are forgotten; the calls it owed replies to are returned, in the
+    // order they were made, for NoReply errors. Allocates nothing, so that a peer can always leave.
+    [[nodiscard]] OwedCalls forget(PeerId peer);
 
 private:
     struct Call {
@@ -48,11 +55,6 @@ private:
         PeerId callee;
         EventLoop::TimerId timer;
         std::uint64_t order;  // when it was made, for NoReply in call order
-    };
-    struct Owed {
-        PeerId caller;
-        std::uint32_t serial;
-        friend bool operator==(const Owed&, const Owed&) = default;
     };
     void drop_owed(PeerId callee, PeerId caller, std::uint32_t serial);
 

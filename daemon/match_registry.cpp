@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "room.hpp"
+
 namespace afbus::daemon {
 namespace {
 
@@ -31,23 +33,42 @@ MatchRegistry::Bucket MatchRegistry::bucket_of(const MatchRule& rule, std::strin
 }
 
 void MatchRegistry::add(PeerId peer, MatchRule rule) {
-    RuleId id;
-    if (!free_.empty()) {
-        id = free_.back();
-        free_.pop_back();
-        rules_[id] = Entry{peer, std::move(rule)};
-    } else {
-        id = static_cast<RuleId>(rules_.size());
-        rules_.push_back(Entry{peer, std::move(rule)});
+    // Room first (room.hpp): if memory runs out, the registry is as it was. free_ always has room for every
+    // slot, so that removing rules never allocates (a disconnecting peer's rules go whatever memory is left).
+    std::vector<RuleId>& mine = by_peer_[peer];
+    const auto forget_peer_if_new = [&] {
+        if (mine.empty()) by_peer_.erase(peer);
+    };
+    try {
+        make_room(mine);
+        std::string_view key;
+        const Bucket bucket = bucket_of(rule, &key);
+        if (bucket == Bucket::Other) make_room(others_);
+        if (free_.empty()) {
+            make_room(free_, rules_.size() + 1 - free_.size());
+            rules_.emplace_back();
+        }
+    } catch (...) {
+        forget_peer_if_new();
+        throw;
     }
-    ++live_;
+    const RuleId id = free_.empty() ? static_cast<RuleId>(rules_.size() - 1) : free_.back();
+    if (!free_.empty()) free_.pop_back();
+    rules_[id] = Entry{peer, std::move(rule)};
     std::string_view key;
-    switch (bucket_of(rules_[id].rule, &key)) {
-        case Bucket::Arg0: by_arg0_.emplace(key, id); break;
-        case Bucket::Member: by_member_.emplace(key, id); break;
-        case Bucket::Other: others_.push_back(id); break;
+    const Bucket bucket = bucket_of(rules_[id].rule, &key);
+    try {
+        if (bucket == Bucket::Arg0) by_arg0_.emplace(key, id);
+        if (bucket == Bucket::Member) by_member_.emplace(key, id);
+    } catch (...) {
+        vacate(id);
+        free_.push_back(id);  // room was made
+        forget_peer_if_new();
+        throw;
     }
-    by_peer_[peer].push_back(id);
+    if (bucket == Bucket::Other) others_.push_back(id);
+    mine.push_back(id);
+    ++live_;
 }
 
 void MatchRegistry::unindex(RuleId id, const Entry& entry) {
@@ -70,9 +91,16 @@ void MatchRegistry::unindex(RuleId id, const Entry& entry) {
 
 void MatchRegistry::release(RuleId id) {
     unindex(id, rules_[id]);
-    rules_[id] = Entry{};
-    free_.push_back(id);
+    vacate(id);
+    free_.push_back(id);  // add() keeps room for every slot
     --live_;
+}
+
+void MatchRegistry::vacate(RuleId id) noexcept {
+    // The rule's memory goes with the moved-out copy; the slot keeps an empty, moved-from rule (a new
+    // MatchRule would allocate, and removing must not).
+    { const Entry gone = std::move(rules_[id]); }
+    rules_[id].peer = 0;
 }
 
 bool MatchRegistry::remove(PeerId peer, const MatchRule& rule) {

@@ -2,25 +2,36 @@
 
 #include <algorithm>
 
+#include "room.hpp"
+
 namespace afbus::daemon {
 
+std::vector<Monitors::Monitor>::const_iterator Monitors::find(PeerId peer) const {
+    return std::find_if(monitors_.begin(), monitors_.end(), [peer](const Monitor& m) { return m.peer == peer; });
+}
+
+void Monitors::make_room_for_one() { make_room(monitors_); }
+
 void Monitors::add(PeerId monitor, std::vector<MatchRule> rules) {
-    if (rules_.insert_or_assign(monitor, std::move(rules)).second) order_.push_back(monitor);
+    make_room(monitors_);  // first: out of memory, nothing changes
+    if (auto it = find(monitor); it != monitors_.end()) {
+        monitors_[static_cast<std::size_t>(it - monitors_.begin())].rules = std::move(rules);
+        return;
+    }
+    monitors_.push_back(Monitor{monitor, std::move(rules)});
 }
 
 void Monitors::remove(PeerId monitor) {
-    if (rules_.erase(monitor) == 0) return;
-    order_.erase(std::find(order_.begin(), order_.end(), monitor));
+    if (auto it = find(monitor); it != monitors_.end()) monitors_.erase(it);
 }
 
 void Monitors::recipients(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                           const MatchRegistry::IsNamedBy& is_named_by, std::vector<PeerId>& out) const {
-    for (PeerId id : order_) {
-        const std::vector<MatchRule>& rules = rules_.at(id);
-        const bool wanted = rules.empty() || std::any_of(rules.begin(), rules.end(), [&](const MatchRule& rule) {
+    for (const Monitor& m : monitors_) {
+        const bool wanted = m.rules.empty() || std::any_of(m.rules.begin(), m.rules.end(), [&](const MatchRule& rule) {
                                 return MatchRegistry::rule_matches(rule, message, sender, addressed, is_named_by);
                             });
-        if (wanted) out.push_back(id);
+        if (wanted) out.push_back(m.peer);
     }
 }
 

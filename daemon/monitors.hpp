@@ -4,7 +4,6 @@
 #pragma once
 
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 #include "afbus/match_rule.hpp"
@@ -14,10 +13,12 @@ namespace afbus::daemon {
 
 class Monitors {
 public:
+    // Room for one more monitor, so that the add() that follows cannot fail (room.hpp).
+    void make_room_for_one();
     void add(PeerId monitor, std::vector<MatchRule> rules);
     void remove(PeerId monitor);
-    [[nodiscard]] bool empty() const noexcept { return order_.empty(); }
-    [[nodiscard]] bool contains(PeerId peer) const { return rules_.contains(peer); }
+    [[nodiscard]] bool empty() const noexcept { return monitors_.empty(); }
+    [[nodiscard]] bool contains(PeerId peer) const { return find(peer) != monitors_.end(); }
 
     // The monitors that want `message`, sent by `sender` and addressed to `addressed` (none: the bus),
     // in the order they became monitors. Their rules' sender= and destination= are names as is_named_by
@@ -26,8 +27,14 @@ public:
                     const MatchRegistry::IsNamedBy& is_named_by, std::vector<PeerId>& out) const;
 
 private:
-    std::vector<PeerId> order_;
-    std::unordered_map<PeerId, std::vector<MatchRule>> rules_;
+    struct Monitor {
+        PeerId peer;
+        std::vector<MatchRule> rules;
+    };
+    [[nodiscard]] std::vector<Monitor>::const_iterator find(PeerId peer) const;
+
+    // In the order they became monitors; a bus has few, so a vector (searched) beats a map.
+    std::vector<Monitor> monitors_;
 };
 
 }  // namespace afbus::daemon

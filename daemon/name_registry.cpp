@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "afbus/names.hpp"
+#include "room.hpp"
 
 namespace afbus::daemon {
 
@@ -23,44 +24,82 @@ void NameRegistry::forget(PeerId peer, const std::string& name) {
     if (list.empty()) by_peer_.erase(it);
 }
 
+// Every change below takes its memory first (the result, the name's copy for by_peer_, room in the
+// lists), then changes without allocating: out of memory, the registry is as it was (room.hpp).
 NameRegistry::Result NameRegistry::request(const std::string& name, PeerId peer, std::uint32_t flags) {
-    auto [it, created] = names_.try_emplace(name);
-    auto& queue = it->second;
-    if (created || queue.empty()) {
-        queue.push_back({peer, flags});
-        by_peer_[peer].push_back(name);
-        return {reply::kPrimaryOwner, {{name, std::nullopt, peer}}};
+    auto it = names_.find(name);
+    auto& mine = by_peer_[peer];
+    const auto forget_peer_if_new = [&] {
+        if (mine.empty()) by_peer_.erase(peer);
+    };
+    if (it == names_.end() || it->second.empty()) {
+        try {
+            Result result{reply::kPrimaryOwner, {{name, std::nullopt, peer}}};
+            std::string listed = name;
+            make_room(mine);
+            if (it == names_.end()) it = names_.try_emplace(name).first;
+            it->second.push_back({peer, flags});
+            mine.push_back(std::move(listed));
+            return result;
+        } catch (...) {
+            if (it != names_.end() && it->second.empty()) names_.erase(it);
+            forget_peer_if_new();
+            throw;
+        }
     }
+    auto& queue = it->second;
     Entry& primary = queue.front();
     if (primary.peer == peer) {
         primary.flags = flags;  // dbus-daemon takes the new flags
         return {reply::kAlreadyOwner, {}};
     }
     auto queued = std::find_if(queue.begin() + 1, queue.end(), [peer](const Entry& e) { return e.peer == peer; });
+    const bool was_queued = queued != queue.end();
     if ((flags & kReplaceExisting) && (primary.flags & kAllowReplacement)) {
         const Entry old = primary;
-        if (queued != queue.end()) queue.erase(queued);
-        queue.pop_front();
-        // The replaced owner waits at the head of the queue unless it asked never to queue.
-        if (!(old.flags & kDoNotQueue)) queue.push_front(old);
-        else forget(old.peer, name);
-        queue.push_front({peer, flags});
-        if (std::find(by_peer_[peer].begin(), by_peer_[peer].end(), name) == by_peer_[peer].end())
-            by_peer_[peer].push_back(name);
-        return {reply::kPrimaryOwner, {{name, old.peer, peer}}};
+        std::deque<Entry> replaced;
+        Result result;
+        std::string listed;
+        try {
+            result = Result{reply::kPrimaryOwner, {{name, old.peer, peer}}};
+            // The replaced owner waits at the head of the queue unless it asked never to queue.
+            replaced.push_back({peer, flags});
+            if (!(old.flags & kDoNotQueue)) replaced.push_back(old);
+            for (auto e = queue.begin() + 1; e != queue.end(); ++e)
+                if (e->peer != peer) replaced.push_back(*e);
+            if (!was_queued) {
+                listed = name;
+                make_room(mine);
+            }
+        } catch (...) {
+            forget_peer_if_new();
+            throw;
+        }
+        queue.swap(replaced);
+        if (old.flags & kDoNotQueue) forget(old.peer, name);
+        if (!was_queued) mine.push_back(std::move(listed));
+        return result;
     }
     if (flags & kDoNotQueue) {
-        if (queued != queue.end()) {
+        if (was_queued) {
             queue.erase(queued);
             forget(peer, name);
         }
+        forget_peer_if_new();
         return {reply::kExists, {}};
     }
-    if (queued != queue.end()) {
+    if (was_queued) {
         queued->flags = flags;
-    } else {
+        return {reply::kInQueue, {}};
+    }
+    try {
+        std::string listed = name;
+        make_room(mine);
         queue.push_back({peer, flags});
-        by_peer_[peer].push_back(name);
+        mine.push_back(std::move(listed));
+    } catch (...) {
+        forget_peer_if_new();
+        throw;
     }
     return {reply::kInQueue, {}};
 }
@@ -70,15 +109,12 @@ NameRegistry::Result NameRegistry::release(const std::string& name, PeerId peer)
     if (it == names_.end() || it->second.empty()) return {reply::kNonExistent, {}};
     auto& queue = it->second;
     if (queue.front().peer == peer) {
+        // The result's memory first: nothing below allocates.
+        Result result{reply::kReleased, {{name, peer, std::nullopt}}};
         queue.pop_front();
         forget(peer, name);
-        Result result{reply::kReleased, {}};
-        if (queue.empty()) {
-            names_.erase(it);
-            result.changes.push_back({name, peer, std::nullopt});
-        } else {
-            result.changes.push_back({name, peer, queue.front().peer});
-        }
+        if (queue.empty()) names_.erase(it);
+        else result.changes.front().new_owner = queue.front().peer;
         return result;
     }
     auto queued = std::find_if(queue.begin(), queue.end(), [peer](const Entry& e) { return e.peer == peer; });
@@ -88,16 +124,27 @@ NameRegistry::Result NameRegistry::release(const std::string& name, PeerId peer)
     return {reply::kReleased, {}};
 }
 
-std::vector<NameChange> NameRegistry::release_all(PeerId peer) {
-    std::vector<NameChange> changes;
+void NameRegistry::release_all(PeerId peer, std::vector<NameChange>& changes) {
     auto it = by_peer_.find(peer);
-    if (it == by_peer_.end()) return changes;
-    const std::vector<std::string> names(it->second.rbegin(), it->second.rend());
-    for (const std::string& name : names) {
-        auto r = release(name, peer);
-        for (auto& c : r.changes) changes.push_back(std::move(c));
+    if (it == by_peer_.end()) return;
+    // The one allocation, before any change: what follows only erases and moves.
+    make_room(changes, it->second.size());
+    std::vector<std::string> names = std::move(it->second);
+    by_peer_.erase(it);
+    for (auto name = names.rbegin(); name != names.rend(); ++name) {
+        auto held = names_.find(*name);
+        if (held == names_.end()) continue;
+        auto& queue = held->second;
+        if (!queue.empty() && queue.front().peer == peer) {
+            queue.pop_front();
+            const std::optional<PeerId> next = queue.empty() ? std::nullopt : std::optional<PeerId>(queue.front().peer);
+            if (queue.empty()) names_.erase(held);
+            changes.push_back({std::move(*name), peer, next});
+        } else if (auto e = std::find_if(queue.begin(), queue.end(), [peer](const Entry& x) { return x.peer == peer; });
+                   e != queue.end()) {
+            queue.erase(e);
+        }
     }
-    return changes;
 }
 
 std::optional<PeerId> NameRegistry::owner(std::string_view name) const {

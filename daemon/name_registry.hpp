@@ -33,7 +33,14 @@ public:
     Result request(const std::string& name, PeerId peer, std::uint32_t flags);
     Result release(const std::string& name, PeerId peer);
     // Everything `peer` owned or queued for, as if released one by one (newest first, as dbus-daemon).
-    std::vector<NameChange> release_all(PeerId peer);
+    // The changes are added to `changes`, which gets room for them before anything changes: one with
+    // room for count_for(peer) more makes this allocate nothing.
+    void release_all(PeerId peer, std::vector<NameChange>& changes);
+    std::vector<NameChange> release_all(PeerId peer) {
+        std::vector<NameChange> changes;
+        release_all(peer, changes);
+        return changes;
+    }
 
     [[nodiscard]] std::optional<PeerId> owner(std::string_view name) const;
     // Primary owner first, then the queue.
@@ -41,6 +48,7 @@ public:
     [[nodiscard]] std::vector<std::string> names() const;
     [[nodiscard]] std::vector<std::string> owned_by(PeerId peer) const;  // primary ownership only
     [[nodiscard]] std::size_t count_for(PeerId peer) const;              // owned or queued
+    [[nodiscard]] std::size_t owned() const noexcept { return names_.size(); }  // names with an owner
     // Owned or queued for, in the order asked (what policy rules about a destination look at).
     [[nodiscard]] const std::vector<std::string>& names_of(PeerId peer) const;
 

@@ -26,11 +26,19 @@ void PeerTable::authenticated(Peer& peer, std::optional<uid_t> uid, std::shared_
 
 const std::string& PeerTable::register_unique_name(Peer& peer) {
     assert(peer.state_ == Peer::State::Unregistered);
+    // What can fail to allocate comes first, undone if a later step fails: the table is unchanged then.
+    std::string name = ":1." + std::to_string(next_unique_name_);
+    auto named = unique_names_.emplace(name, peer.id_).first;
+    try {
+        ++registered_by_uid_[peer.credentials_.uid];
+    } catch (...) {
+        unique_names_.erase(named);
+        throw;
+    }
+    ++next_unique_name_;
     --unregistered_;
     peer.state_ = Peer::State::Registered;
-    peer.unique_name_ = ":1." + std::to_string(next_unique_name_++);
-    unique_names_.emplace(peer.unique_name_, peer.id_);
-    ++registered_by_uid_[peer.credentials_.uid];
+    peer.unique_name_ = std::move(name);
     return peer.unique_name_;
 }
 

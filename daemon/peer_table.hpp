@@ -56,6 +56,8 @@ public:
     // Connections with a unique name (monitors excluded), in all and of one uid: what dbus-daemon's
     // max_completed_connections and max_connections_per_user count.
     [[nodiscard]] std::size_t registered() const noexcept { return unique_names_.size(); }
+    // Every peer in the table, closing ones included.
+    [[nodiscard]] std::size_t size() const noexcept { return peers_.size(); }
     [[nodiscard]] std::size_t registered_of(uid_t uid) const;
 
 private:

@@ -21,7 +21,7 @@ using daemon::NameChange;
 using daemon::PeerId;
 using daemon::QueueLoad;
 
-class RecordingDelivery final : public Delivery {
+class RecordingDelivery : public Delivery {
 public:
     RecordingDelivery(EventLoop&, DeliveryEvents&, ConnectionSettings) {}
 

@@ -47,7 +47,7 @@ TEST_F(ExpectedRepliesTest, ALeavingCalleeOwesNoReplyInCallOrder) {
     replies.expect(1, 5, 6, 0);  // to someone else
     replies.expect(2, 1, 1, 0);  // the leaving peer's own call
     const auto orphaned = replies.forget(2);
-    EXPECT_EQ(orphaned, (std::vector<std::pair<PeerId, std::uint32_t>>{{3, 7}, {1, 9}, {1, 4}}));
+    EXPECT_EQ(std::vector(orphaned.begin(), orphaned.end()), (std::vector<ExpectedReplies::Owed>{{3, 7}, {1, 9}, {1, 4}}));
     EXPECT_EQ(replies.outstanding(1), 1u);
     EXPECT_EQ(replies.outstanding(2), 0u);
     EXPECT_EQ(replies.outstanding(3), 0u);
@@ -62,7 +62,8 @@ TEST_F(ExpectedRepliesTest, ACallTimesOutOnce) {
     EXPECT_EQ(timed_out, (std::vector<std::pair<PeerId, std::uint32_t>>{{1, 10}}));
     EXPECT_EQ(replies.outstanding(1), 1u);
     EXPECT_FALSE(replies.settle(1, 10, 2));
-    EXPECT_EQ(replies.forget(2), (std::vector<std::pair<PeerId, std::uint32_t>>{{1, 11}}));
+    const auto orphaned = replies.forget(2);
+    EXPECT_EQ(std::vector(orphaned.begin(), orphaned.end()), (std::vector<ExpectedReplies::Owed>{{1, 11}}));
 }
 
 TEST_F(ExpectedRepliesTest, ASettledCallDoesNotTimeOut) {

@@ -1,0 +1,470 @@
+// What the bus model does when memory runs out part-way through a message (issue 17, item 4: "allocation
+// failure on a message's path costs that message (error reply where one is owed), not the bus").
+//
+// Each scenario is one step a delivery mode hands the bus (a message, or a disconnection) on a bus with
+// a service, a caller, a subscriber, an eavesdropper and a monitor. It runs again and again on a fresh
+// bus, with allocation number 1, 2, … of the step failing (support/failing_allocations), until the step
+// makes fewer allocations than that. After each run, allocating normally again:
+//   - nothing escaped the bus (a std::bad_alloc out of the model would end the daemon);
+//   - the step either took effect whole, or not at all and its sender was told NoMemory (if it owed an
+//     answer); the bus never answers a call twice, and never leaves a caller waiting for a reply that
+//     can no longer come;
+//   - the bus still serves everyone: a newcomer says Hello and calls the service, which answers.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "afbus/error.hpp"
+#include "afbus/types.hpp"
+#include "bus.hpp"
+#include "support/failing_allocations.hpp"
+#include "support/recording_delivery.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+using test::FailingAllocations;
+using test::RecordingDelivery;
+
+constexpr std::string_view kService = "org.x.Service";
+
+// The fake delivery mode: what it records of the model's notifications is the test's bookkeeping, not
+// the bus's memory, and never fails. Its deliver() does fail: queueing a message takes memory in every
+// delivery mode.
+class Recording final : public RecordingDelivery {
+public:
+    using RecordingDelivery::RecordingDelivery;
+    void detach(PeerId peer) override {
+        FailingAllocations::Pause pause;
+        RecordingDelivery::detach(peer);
+    }
+    void unique_name_assigned(PeerId peer, std::string_view name) override {
+        FailingAllocations::Pause pause;
+        RecordingDelivery::unique_name_assigned(peer, name);
+    }
+    void name_owner_changed(const NameChange& change) override {
+        FailingAllocations::Pause pause;
+        RecordingDelivery::name_owner_changed(change);
+    }
+    void match_added(PeerId peer, const MatchRule& rule) override {
+        FailingAllocations::Pause pause;
+        RecordingDelivery::match_added(peer, rule);
+    }
+    void match_removed(PeerId peer, const MatchRule& rule) override {
+        FailingAllocations::Pause pause;
+        RecordingDelivery::match_removed(peer, rule);
+    }
+};
+
+template <class... Args>
+MessageBuilder driver_call(std::string_view member, const Args&... args) {
+    auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member);
+    if constexpr (sizeof...(Args) > 0) append(call, args...);
+    return call;
+}
+
+MessageBuilder become_monitor_call() {
+    auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                            "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
+    append(call, std::vector<std::string>{}, std::uint32_t{0});
+    return call;
+}
+
+// A bus and its peers, all registered; every inbox empty.
+struct World {
+    EventLoop loop;
+    Bus bus{loop, BusSettings{}};
+    Recording& delivery = bus.use_delivery<Recording>();
+    DeliveryEvents& events = bus;
+    std::uint32_t serial = 1;
+    PeerId service = 0, caller = 0, subscriber = 0, eavesdropper = 0, monitor = 0, observer = 0;
+    std::string service_name, caller_name, observer_name;
+
+    World() {
+        service = connect_and_authenticate();
+        service_name = hello(service);
+        send(service, driver_call("RequestName", std::string(kService), std::uint32_t{0}));
+        caller = connect_and_authenticate();
+        caller_name = hello(caller);
+        subscriber = connect_and_authenticate();
+        hello(subscriber);
+        add_match(subscriber, "type='signal',interface='org.x.I'");
+        eavesdropper = connect_and_authenticate();
+        hello(eavesdropper);
+        add_match(eavesdropper, "eavesdrop='true'");
+        observer = connect_and_authenticate();
+        observer_name = hello(observer);
+        send(observer, driver_call("RequestName", std::string("org.x.Observer"), std::uint32_t{0}));
+        monitor = connect_and_authenticate();
+        hello(monitor);
+        send(monitor, become_monitor_call());
+        delivery.inbox.clear();
+    }
+
+    PeerId connect_and_authenticate() {
+        PeerCredentials c;
+        c.uid = ::getuid();
+        c.pid = ::getpid();
+        c.from_kernel = true;
+        const PeerId id = events.peer_connected(std::move(c)).value();
+        EXPECT_TRUE(events.peer_authenticated(id, ::getuid()));
+        return id;
+    }
+    // Sends and returns the message's serial.
+    std::uint32_t send(PeerId from, MessageBuilder builder) {
+        const std::uint32_t s = serial++;
+        events.peer_sent(from, builder.build(s).value());
+        return s;
+    }
+
+    // The step under test: `action` runs with allocation number `fail_at` failing.
+    std::size_t fail_at = 0;
+    bool failed = false, escaped = false;
+    std::size_t made = 0;
+    template <class Action>
+    void failing(Action&& action) {
+        FailingAllocations failing(fail_at);
+        try {
+            action();
+        } catch (const std::bad_alloc&) {
+            escaped = true;
+        }
+        failing.stop();
+        failed = failing.failed();
+        made = failing.count();
+    }
+    // Sends with allocation number `fail_at` of the bus's handling failing (the message is built before).
+    std::uint32_t send_failing(PeerId from, MessageBuilder builder) {
+        const std::uint32_t s = serial++;
+        Message message = builder.build(s).value();
+        failing([&] { events.peer_sent(from, std::move(message)); });
+        return s;
+    }
+
+    std::string hello(PeerId peer) {
+        send(peer, driver_call("Hello"));
+        auto got = delivery.take(peer);
+        EXPECT_FALSE(got.empty());
+        return got.empty() ? std::string() : std::get<0>(read_all<std::string>(*got.at(0)).value());
+    }
+    void add_match(PeerId peer, const std::string& rule) {
+        send(peer, driver_call("AddMatch", rule));
+        delivery.take(peer);
+    }
+    bool detached(PeerId peer) const {
+        return std::find(delivery.detached.begin(), delivery.detached.end(), peer) != delivery.detached.end();
+    }
+    // The answers `peer` got to its message `call_serial` among what it received.
+    std::vector<std::shared_ptr<const Message>> answers(PeerId peer, std::uint32_t call_serial) {
+        std::vector<std::shared_ptr<const Message>> out;
+        for (const auto& m : delivery.inbox[peer])
+            if (m->reply_serial() == call_serial &&
+                (m->type() == MessageType::MethodReturn || m->type() == MessageType::Error))
+                out.push_back(m);
+        return out;
+    }
+    std::size_t received(PeerId peer, MessageType type, std::string_view member) {
+        std::size_t n = 0;
+        for (const auto& m : delivery.inbox[peer])
+            if (m->type() == type && m->member() == member) ++n;
+        return n;
+    }
+    // Who owns `name`, asked of the bus by the caller (the answer taken out of its inbox, the rest left).
+    std::string owner_of(std::string_view name) {
+        const auto s = send(caller, driver_call("GetNameOwner", std::string(name)));
+        auto got = answers(caller, s);
+        std::erase_if(delivery.inbox[caller], [s](const auto& m) { return m->reply_serial() == s; });
+        if (got.size() != 1 || got[0]->type() != MessageType::MethodReturn) return {};
+        return std::get<0>(read_all<std::string>(*got[0]).value());
+    }
+    // A new service in place of one that left or gave up its name, for bus_still_serves().
+    void replace_service() {
+        if (detached(service)) {
+            service = connect_and_authenticate();
+            service_name = hello(service);
+        }
+        send(service, driver_call("RequestName", std::string(kService), std::uint32_t{0}));
+        delivery.inbox.clear();
+    }
+    // A signal from the service: how many copies reach `peer`.
+    std::size_t tick_reaches(PeerId peer) {
+        delivery.take(peer);
+        send(service, MessageBuilder::signal("/x", "org.x.I", "Tick"));
+        const std::size_t n = received(peer, MessageType::Signal, "Tick");
+        delivery.inbox.clear();
+        return n;
+    }
+};
+
+// How a step that owes its sender an answer ended.
+enum class Ended { Answered, NoMemory, Disconnected, Unanswered };
+
+Ended ending(World& w, PeerId sender, std::uint32_t call_serial) {
+    if (w.detached(sender)) return Ended::Disconnected;
+    auto got = w.answers(sender, call_serial);
+    EXPECT_LE(got.size(), 1u) << "a call answered twice";
+    if (got.empty()) return Ended::Unanswered;
+    return got[0]->error_name() == error_names::kNoMemory ? Ended::NoMemory : Ended::Answered;
+}
+
+// For a call that changes the bus: whether it took effect and was answered; otherwise it must have been
+// refused with NoMemory (and changed nothing, which the caller checks).
+bool took_effect(World& w, PeerId sender, std::uint32_t call_serial) {
+    const Ended end = ending(w, sender, call_serial);
+    EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+    return end == Ended::Answered;
+}
+
+// The bus serves a newcomer, and the service answers it.
+void bus_still_serves(World& w) {
+    const PeerId newcomer = w.connect_and_authenticate();
+    const std::string name = w.hello(newcomer);
+    ASSERT_FALSE(name.empty());
+    w.delivery.inbox.clear();
+    const auto s = w.send(newcomer, MessageBuilder::method_call(kService, "/x", "org.x.I", "M"));
+    auto calls = w.delivery.take(w.service);
+    ASSERT_EQ(calls.size(), 1u);
+    w.send(w.service, MessageBuilder::method_return(name, s));
+    auto got = w.answers(newcomer, s);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0]->type(), MessageType::MethodReturn);
+}
+
+struct Scenario {
+    // Unfailing preparation on the fresh bus.
+    std::function<void(World&)> prepare;
+    // The step whose allocations fail (World::send_failing or World::failing); returns the serial of the
+    // message sent (0 for no message).
+    std::function<std::uint32_t(World&)> step;
+    // What must hold afterwards, allocating normally; `serial` is step's.
+    std::function<void(World&, std::uint32_t serial)> check;
+};
+
+// Runs `scenario` with every allocation of its step failing once, in turn; returns how many allocations
+// the step makes when none fails.
+std::size_t fail_each_allocation(const Scenario& scenario) {
+    for (std::size_t fail_at = 1;; ++fail_at) {
+        SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+        World w;
+        if (scenario.prepare) scenario.prepare(w);
+        w.fail_at = fail_at;
+        const std::uint32_t serial = scenario.step(w);
+        if (w.escaped) {
+            ADD_FAILURE() << "std::bad_alloc escaped the bus";
+            return fail_at;
+        }
+        scenario.check(w, serial);
+        bus_still_serves(w);
+        if (testing::Test::HasFailure()) return fail_at;
+        if (!w.failed) {
+            std::printf("%s: %zu allocations, each failed once in turn\n",
+                        testing::UnitTest::GetInstance()->current_test_info()->name(), w.made);
+            return w.made;
+        }
+    }
+}
+
+// A call to the service: delivered and answered once, or refused with NoMemory and never delivered.
+TEST(BusOutOfMemory, ACallToAService) {
+    const std::size_t made = fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.caller, MessageBuilder::method_call(kService, "/x", "org.x.I", "M")); },
+        [](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            auto calls = w.delivery.take(w.service);
+            if (end == Ended::NoMemory) {
+                EXPECT_TRUE(calls.empty()) << "refused, yet delivered";
+                return;
+            }
+            ASSERT_EQ(end, Ended::Unanswered);
+            ASSERT_EQ(calls.size(), 1u);
+            w.send(w.service, MessageBuilder::method_return(w.caller_name, calls[0]->serial()));
+            EXPECT_EQ(ending(w, w.caller, s), Ended::Answered);
+        },
+    });
+    EXPECT_GT(made, 0u);
+}
+
+// A call to a name nobody owns (without activation): NameHasNoOwner, or NoMemory.
+TEST(BusOutOfMemory, ACallToANameNobodyOwns) {
+    fail_each_allocation({
+        {},
+        [](World& w) {
+            auto call = MessageBuilder::method_call("org.x.Nobody", "/x", "org.x.I", "M");
+            call.no_auto_start();
+            return w.send_failing(w.caller, std::move(call));
+        },
+        [](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+        },
+    });
+}
+
+// A reply: reaches its caller once; if memory fails it, the caller is still owed one, and gets NoReply
+// when the service leaves.
+TEST(BusOutOfMemory, AReplyToACall) {
+    static std::uint32_t call_serial = 0, delivered_serial = 0;
+    fail_each_allocation({
+        [](World& w) {
+            call_serial = w.send(w.caller, MessageBuilder::method_call(kService, "/x", "org.x.I", "M"));
+            delivered_serial = w.delivery.take(w.service).at(0)->serial();
+        },
+        [](World& w) { return w.send_failing(w.service, MessageBuilder::method_return(w.caller_name, delivered_serial)); },
+        [](World& w, std::uint32_t) {
+            if (ending(w, w.caller, call_serial) == Ended::Answered) return;
+            w.events.peer_failed(w.service, "test");
+            EXPECT_EQ(ending(w, w.caller, call_serial), Ended::Answered) << "the caller waits for ever";
+            auto got = w.answers(w.caller, call_serial);
+            ASSERT_EQ(got.size(), 1u);
+            EXPECT_EQ(got[0]->error_name(), error_names::kNoReply);
+            w.replace_service();
+        },
+    });
+}
+
+// A broadcast signal: at most one copy per subscriber; nobody answers it.
+TEST(BusOutOfMemory, ASignalToSubscribers) {
+    fail_each_allocation({
+        {},
+        [](World& w) {
+            w.send_failing(w.caller, MessageBuilder::signal("/x", "org.x.I", "Changed"));
+            return 0u;
+        },
+        [](World& w, std::uint32_t) {
+            EXPECT_LE(w.received(w.subscriber, MessageType::Signal, "Changed"), 1u);
+            EXPECT_LE(w.received(w.eavesdropper, MessageType::Signal, "Changed"), 1u);
+            EXPECT_TRUE(w.delivery.inbox[w.caller].empty());
+            EXPECT_FALSE(w.detached(w.caller));
+        },
+    });
+}
+
+// Hello: a unique name and the connection registered, or NoMemory and a Hello later succeeds.
+TEST(BusOutOfMemory, Hello) {
+    static PeerId newcomer = 0;
+    fail_each_allocation({
+        [](World& w) { newcomer = w.connect_and_authenticate(); },
+        [](World& w) { return w.send_failing(newcomer, driver_call("Hello")); },
+        [](World& w, std::uint32_t s) {
+            const bool registered = took_effect(w, newcomer, s);
+            EXPECT_EQ(w.events.registered(newcomer), registered);
+            if (!registered) {
+                w.delivery.take(newcomer);
+                EXPECT_EQ(w.hello(newcomer).substr(0, 3), ":1.");
+            }
+        },
+    });
+}
+
+// RequestName: the name owned and the reply said so, or NoMemory and the name free.
+TEST(BusOutOfMemory, RequestName) {
+    fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.caller, driver_call("RequestName", std::string("org.x.New"), std::uint32_t{0})); },
+        [](World& w, std::uint32_t s) {
+            EXPECT_EQ(w.owner_of("org.x.New"), took_effect(w, w.caller, s) ? w.caller_name : std::string());
+        },
+    });
+}
+
+// ReleaseName: the name released and the reply said so, or NoMemory and the service still owns it.
+TEST(BusOutOfMemory, ReleaseName) {
+    fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.service, driver_call("ReleaseName", std::string(kService))); },
+        [](World& w, std::uint32_t s) {
+            const bool released = took_effect(w, w.service, s);
+            EXPECT_EQ(w.owner_of(kService), released ? std::string() : w.service_name);
+            if (released) w.replace_service();
+        },
+    });
+}
+
+// AddMatch: the rule in force and answered, or NoMemory and not in force.
+TEST(BusOutOfMemory, AddMatch) {
+    fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.caller, driver_call("AddMatch", std::string("type='signal',member='Tick'"))); },
+        [](World& w, std::uint32_t s) { EXPECT_EQ(w.tick_reaches(w.caller), took_effect(w, w.caller, s) ? 1u : 0u); },
+    });
+}
+
+// RemoveMatch: the rule gone and answered, or NoMemory and still in force.
+TEST(BusOutOfMemory, RemoveMatch) {
+    fail_each_allocation({
+        {},
+        [](World& w) {
+            return w.send_failing(w.subscriber, driver_call("RemoveMatch", std::string("type='signal',interface='org.x.I'")));
+        },
+        [](World& w, std::uint32_t s) { EXPECT_EQ(w.tick_reaches(w.subscriber), took_effect(w, w.subscriber, s) ? 0u : 1u); },
+    });
+}
+
+// Methods that change nothing: answered, or NoMemory.
+TEST(BusOutOfMemory, QuestionsToTheBus) {
+    for (std::string_view member : {"ListNames", "GetId", "GetConnectionCredentials", "GetAllMatchRules"}) {
+        SCOPED_TRACE(std::string(member));
+        static std::string_view asked;
+        asked = member;
+        fail_each_allocation({
+            {},
+            [](World& w) {
+                MessageBuilder call = asked == "GetAllMatchRules"
+                                          ? MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                                        "org.freedesktop.DBus.Debug.Stats", asked)
+                                          : driver_call(asked);
+                if (asked == "GetConnectionCredentials") append(call, w.service_name);
+                return w.send_failing(w.caller, std::move(call));
+            },
+            [](World& w, std::uint32_t s) {
+                const Ended end = ending(w, w.caller, s);
+                EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+            },
+        });
+    }
+}
+
+// BecomeMonitor: a monitor (its name given up), or NoMemory and still an ordinary connection with its name.
+TEST(BusOutOfMemory, BecomeMonitor) {
+    fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.observer, become_monitor_call()); },
+        [](World& w, std::uint32_t s) {
+            // It becomes a monitor after its answer; nothing that needs may fail then.
+            const bool monitor = took_effect(w, w.observer, s);
+            w.delivery.inbox.clear();
+            // A monitor sees the service's signal (as a monitor); an ordinary connection without a rule does not.
+            EXPECT_EQ(w.tick_reaches(w.observer), monitor ? 1u : 0u);
+            EXPECT_EQ(w.owner_of("org.x.Observer"), monitor ? std::string() : w.observer_name);
+        },
+    });
+}
+
+// A disconnection: the peer is gone whole (its name free), and a call it owed is answered NoReply.
+TEST(BusOutOfMemory, ADisconnection) {
+    static std::uint32_t call_serial = 0;
+    fail_each_allocation({
+        [](World& w) {
+            call_serial = w.send(w.caller, MessageBuilder::method_call(kService, "/x", "org.x.I", "M"));
+            w.delivery.take(w.service);
+        },
+        [](World& w) {
+            w.failing([&] { w.events.peer_failed(w.service, "test"); });
+            return 0u;
+        },
+        [](World& w, std::uint32_t) {
+            EXPECT_TRUE(w.detached(w.service));
+            EXPECT_EQ(w.owner_of(kService), "");
+            EXPECT_EQ(ending(w, w.caller, call_serial), Ended::Answered) << "the caller waits for ever";
+            w.replace_service();
+        },
+    });
+}
+
+}  // namespace
+}  // namespace afbus::daemon
