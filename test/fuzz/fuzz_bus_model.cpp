@@ -273,12 +273,19 @@ private:
         } else {
             switch ((kind >> 2) & 3) {
                 case 0:
-                case 1:
-                    builder = MessageBuilder::method_call(some_destination(in), "/org/fuzz",
-                                                          kInterfaces[6 + in.pick(2)], kMembers[in.pick(kMembers.size())]);
+                case 1: {
+                    // Each choice read in a statement of its own: the order in which a call's arguments are
+                    // evaluated is unspecified (clang goes left to right, which the corpus was made with).
+                    const std::string destination = some_destination(in);
+                    const std::string& interface = kInterfaces[6 + in.pick(2)];
+                    const std::string& member = kMembers[in.pick(kMembers.size())];
+                    builder = MessageBuilder::method_call(destination, "/org/fuzz", interface, member);
                     break;
+                }
                 case 2: {
-                    builder = MessageBuilder::signal("/org/fuzz", kInterfaces[6 + in.pick(2)], kMembers[in.pick(kMembers.size())]);
+                    const std::string& interface = kInterfaces[6 + in.pick(2)];
+                    const std::string& member = kMembers[in.pick(kMembers.size())];
+                    builder = MessageBuilder::signal("/org/fuzz", interface, member);
                     if (in.pick(3) == 0) builder->destination(some_destination(in));
                     break;
                 }
@@ -303,7 +310,8 @@ private:
 
     void append_driver_arguments(MessageBuilder& b, const std::string& member, Input& in) {
         if (member == "RequestName") {
-            append(b, kWellKnown[in.pick(kWellKnown.size())], static_cast<std::uint32_t>(in.pick(8)));
+            const std::string& name = kWellKnown[in.pick(kWellKnown.size())];
+            append(b, name, static_cast<std::uint32_t>(in.pick(8)));
         } else if (member == "ReleaseName" || member == "NameHasOwner" || member == "GetNameOwner" ||
                    member == "ListQueuedOwners" || member == "GetConnectionUnixUser" ||
                    member == "GetConnectionUnixProcessID" || member == "GetConnectionCredentials" ||
