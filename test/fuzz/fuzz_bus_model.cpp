@@ -374,6 +374,22 @@ private:
         return 0;
     }
 
+    // The well-known names each peer owns, from the NameAcquired and NameLost the bus sent it (addressed to
+    // it: an eavesdropper sees others' too).
+    void note_ownership(PeerId peer, const Message& m) {
+        if (m.type() != MessageType::Signal || m.sender() != kBusName || m.destination().empty() ||
+            m.destination() != peers_[peer].unique_name)
+            return;
+        auto name = read_all<std::string>(m);
+        if (!name) return;
+        if (m.member() == "NameAcquired") owned_[peer].insert(std::get<0>(*name));
+        if (m.member() == "NameLost") owned_[peer].erase(std::get<0>(*name));
+    }
+
+    bool addressed_to(PeerId peer, const Message& m) {
+        return m.destination() == peers_[peer].unique_name || owned_[peer].contains(std::string(m.destination()));
+    }
+
     void check_deliveries() {
         for (const auto& d : delivery_.delivered) {
             const Message& m = *d.message;
@@ -385,9 +401,11 @@ private:
                 check(!(m.interface() == "org.fuzz.I" && m.member() == "Hidden"), "a denied receive reached a peer");
             }
             if (delivery_.monitors.contains(d.peer)) continue;
+            note_ownership(d.peer, m);
             if (m.type() == MessageType::MethodCall && from_client) {
                 last_call_serial_[d.peer] = m.serial();
-                if (m.expects_reply()) {
+                // Only the peer the call was routed to owes the reply, not one that eavesdrops on it.
+                if (m.expects_reply() && addressed_to(d.peer, m)) {
                     const PeerId caller = peer_named(m.sender());
                     if (caller != 0) owed_[{caller, m.serial()}] = Owed{caller, d.peer};
                 }
@@ -420,6 +438,7 @@ private:
     std::map<PeerId, FakePeer> peers_;
     std::vector<PeerId> order_;
     std::map<PeerId, std::uint32_t> last_call_serial_;
+    std::map<PeerId, std::set<std::string>> owned_;
     std::map<std::pair<PeerId, std::uint32_t>, Owed> owed_;
 };
 
