@@ -143,6 +143,14 @@ std::optional<std::string> departed(const Message& m) {
     return std::get<0>(*args);
 }
 
+// A driver call's name or rule.
+std::optional<std::string> first_string_argument(const Message& m) {
+    if (!m.signature().starts_with("s")) return std::nullopt;
+    auto value = m.reader().read_value();
+    if (!value) return std::nullopt;
+    return value->text();
+}
+
 }  // namespace
 
 std::optional<std::vector<std::byte>> rename_unique_names(const Message& message,
@@ -177,33 +185,46 @@ std::optional<std::vector<std::byte>> rename_unique_names(const Message& message
 
 BusModelSeeds bus_model_seeds(const std::vector<Message>& messages, BusModelSeedLimits limits) {
     BusModelSeeds seeds;
-    std::map<std::string, std::vector<std::byte>> hellos;  // each client's Hello, said again in later inputs
+    // What a client that joins a later input says again there first: its Hello, and the names it asked
+    // for and the matches it added (by name and rule, the last call for each) that still hold.
+    struct ClientState {
+        std::vector<std::byte> hello;
+        std::map<std::string, std::vector<std::byte>> name_requests, matches;
+    };
+    std::map<std::string, ClientState> clients;
+    std::map<std::string, std::string> owners;  // well-known name -> client, from NameOwnerChanged
     std::set<std::string> departed_clients;
     SeedInput input(limits);
     const auto finish_input = [&] {
         if (input.has_sends()) seeds.inputs.push_back(std::move(input).take());
         input = SeedInput(limits);
     };
-    // A client new to this input: its connect, and its Hello again unless `message` is that Hello.
-    const auto bring_in = [&](const std::string& client, const Message* message) {
-        input.connect(client);
-        if (message && is_hello(*message)) return;
-        std::vector<std::byte> again;
-        if (auto it = hellos.find(client); it != hellos.end()) {
-            again = it->second;
+    // The calls a client joining this input makes before its own message (none before its Hello).
+    const auto joining_calls = [&](const std::string& client, bool with_own_hello) {
+        std::vector<std::vector<std::byte>> calls;
+        if (with_own_hello) return calls;
+        const ClientState& state = clients[client];
+        if (!state.hello.empty()) {
+            calls.push_back(state.hello);
         } else if (auto built = MessageBuilder::method_call(kBusName, "/org/freedesktop/DBus", kBusName, "Hello").build(1)) {
-            again = built->wire();  // a client whose Hello the capture missed
+            calls.push_back(built->wire());  // a client whose Hello the capture missed
         }
-        if (auto parsed = Message::parse(again))
-            if (auto wire = rename_unique_names(*parsed, input.names())) input.send(client, *wire);
-    };
-    const auto hello_bytes = [&](const std::string& client) -> std::size_t {
-        auto it = hellos.find(client);
-        return 4 + (it == hellos.end() ? 128 : it->second.size());
+        for (const auto& [name, call] : state.name_requests) calls.push_back(call);
+        for (const auto& [rule, call] : state.matches) calls.push_back(call);
+        return calls;
     };
     for (const Message& m : messages) {
         const std::string client(m.sender());
         if (client == kBusName) {
+            if (m.type() == MessageType::Signal && m.member() == "NameOwnerChanged") {
+                auto args = read_all<std::string, std::string, std::string>(m);
+                if (!args) continue;
+                const auto& [name, old_owner, new_owner] = *args;
+                if (!name.starts_with(":")) {
+                    if (new_owner.empty()) owners.erase(name);
+                    else owners[name] = new_owner;
+                }
+            }
             if (auto name = departed(m)) {
                 departed_clients.insert(*name);
                 if (input.has(*name) && !input.gone(*name)) {
@@ -214,25 +235,30 @@ BusModelSeeds bus_model_seeds(const std::vector<Message>& messages, BusModelSeed
             continue;
         }
         if (client.empty() || !client.starts_with(":")) continue;  // not a message a client sent through the bus
-        if (is_hello(m)) hellos[client] = m.wire();
+        if (is_hello(m)) clients[client].hello = m.wire();
         if (m.size() > kMaxRawLength) {
             ++seeds.messages_skipped;
             continue;
         }
-        // The peers this message needs in the input: its sender, and the client it is addressed to when
-        // that one is still on the bus (in a later input it may not have been brought in yet).
+        // The peers this message needs in the input: its sender, and the client its destination names
+        // when that one is still on the bus (in a later input it may not have been brought in yet).
         std::vector<std::string> needed{client};
-        if (const std::string destination(m.destination());
-            destination != client && hellos.contains(destination) && !departed_clients.contains(destination))
-            needed.push_back(destination);
-        // What it costs the input: its operation, and a connect and a Hello for each peer it brings in.
+        std::string addressed(m.destination());
+        if (auto it = owners.find(addressed); it != owners.end()) addressed = it->second;
+        if (addressed != client && clients.contains(addressed) && !departed_clients.contains(addressed))
+            needed.push_back(addressed);
+        // What it costs the input: its operation, and a connect and the joining calls of each peer it brings in.
         const auto fits = [&] {
             std::size_t steps = 1, new_peers = 0, bytes = 4 + m.size();
             for (const std::string& peer : needed)
                 if (!input.has(peer)) {
                     ++new_peers;
-                    steps += (peer == client && is_hello(m)) ? 1 : 2;
-                    bytes += (peer == client && is_hello(m)) ? 2 : 2 + hello_bytes(peer);
+                    steps += 1;
+                    bytes += 2;
+                    for (const auto& call : joining_calls(peer, peer == client && is_hello(m))) {
+                        steps += 1;
+                        bytes += 4 + call.size();
+                    }
                 }
             return input.fits(steps, new_peers, bytes);
         };
@@ -244,8 +270,13 @@ BusModelSeeds bus_model_seeds(const std::vector<Message>& messages, BusModelSeed
             }
         }
         if (input.gone(client)) continue;
-        for (const std::string& peer : needed)
-            if (!input.has(peer)) bring_in(peer, peer == client ? &m : nullptr);
+        for (const std::string& peer : needed) {
+            if (input.has(peer)) continue;
+            input.connect(peer);
+            for (const auto& call : joining_calls(peer, peer == client && is_hello(m)))
+                if (auto parsed = Message::parse(call))
+                    if (auto wire = rename_unique_names(*parsed, input.names())) input.send(peer, *wire);
+        }
         auto wire = rename_unique_names(m, input.names());
         if (!wire || wire->size() > kMaxRawLength) {
             ++seeds.messages_skipped;
@@ -253,6 +284,16 @@ BusModelSeeds bus_model_seeds(const std::vector<Message>& messages, BusModelSeed
         }
         input.send(client, *wire);
         ++seeds.messages_used;
+        // What later inputs replay when this client joins them.
+        if (m.type() == MessageType::MethodCall && m.destination() == kBusName) {
+            if (auto key = first_string_argument(m)) {
+                ClientState& state = clients[client];
+                if (m.member() == "RequestName") state.name_requests[*key] = m.wire();
+                else if (m.member() == "ReleaseName") state.name_requests.erase(*key);
+                else if (m.member() == "AddMatch") state.matches[*key] = m.wire();
+                else if (m.member() == "RemoveMatch") state.matches.erase(*key);
+            }
+        }
     }
     finish_input();
     return seeds;

@@ -145,6 +145,26 @@ TEST(BusModelSeeds, ALongCaptureIsSplitAndEachInputSaysHelloFirst) {
     for (const auto& input : seeds.inputs) EXPECT_LE(ops(input).size(), 250u);
 }
 
+TEST(BusModelSeeds, AServiceThatJoinsALaterInputAsksForItsNameThereAgain) {
+    std::vector<Message> capture;
+    capture.push_back(hello(":1.10"));
+    capture.push_back(driver_call(":1.10", "RequestName", "org.example.Service", 2));
+    capture.push_back(name_owner_changed("org.example.Service", "", ":1.10"));
+    capture.push_back(driver_call(":1.10", "AddMatch", "type='signal'", 3));
+    capture.push_back(hello(":1.11"));
+    capture.push_back(hello(":1.12"));
+    capture.push_back(call(":1.12", "org.example.Service", "Other", "", 2));
+    const BusModelSeeds seeds = bus_model_seeds(capture, {.max_steps = 250, .max_peers = 2});
+    ASSERT_EQ(seeds.inputs.size(), 2u);
+    // The call by well-known name brings in its owner, with what it did in the first input.
+    EXPECT_THAT(ops(seeds.inputs[1]),
+                ElementsAre(Op{0, -1, "", {}}, Op{3, 0, "Hello -> org.freedesktop.DBus", {}}, Op{0, -1, "", {}},
+                            Op{3, 1, "Hello -> org.freedesktop.DBus", {}},
+                            Op{3, 1, "RequestName -> org.freedesktop.DBus", {"org.example.Service"}},
+                            Op{3, 1, "AddMatch -> org.freedesktop.DBus", {"type='signal'"}},
+                            Op{3, 0, "Other -> org.example.Service", {""}}));
+}
+
 TEST(BusModelSeeds, TheFuzzTargetDeliversConvertedCallsToTheIntendedPeers) {
     LLVMFuzzerInitialize(nullptr, nullptr);
     struct Delivery {
