@@ -16,17 +16,22 @@ constexpr std::size_t kMaxRawLength = 0xFFFF;
 
 // A name as an argument (GetNameOwner, NameOwnerChanged's) or quoted in a match rule (sender=':1.4');
 // ":1.1" never stands for the start of ":1.12".
-std::string rename_in_text(std::string text, const std::map<std::string, std::string>& names) {
+std::string rename_in_text(const std::string& text, const std::map<std::string, std::string>& names) {
     if (auto it = names.find(text); it != names.end()) return it->second;
-    if (text.find('\'') == std::string::npos) return text;
-    for (const auto& [from, to] : names) {
-        const std::string quoted_from = "'" + from + "'";
-        const std::string quoted_to = "'" + to + "'";
-        for (std::size_t at = text.find(quoted_from); at != std::string::npos;
-             at = text.find(quoted_from, at + quoted_to.size()))
-            text.replace(at, quoted_from.size(), quoted_to);
+    // One pass over the quoted values, so that a name renamed to another capture name is not renamed twice.
+    std::string out;
+    std::size_t at = 0;
+    for (std::size_t open = text.find('\''); open != std::string::npos; open = text.find('\'', at)) {
+        const std::size_t close = text.find('\'', open + 1);
+        if (close == std::string::npos) break;
+        const std::string quoted = text.substr(open + 1, close - open - 1);
+        const auto it = names.find(quoted);
+        out += text.substr(at, open + 1 - at);
+        out += it == names.end() ? quoted : it->second;
+        out += '\'';
+        at = close + 1;
     }
-    return text;
+    return out + text.substr(at);
 }
 
 Value rename_in_value(const Value& value, const std::map<std::string, std::string>& names, bool& changed) {

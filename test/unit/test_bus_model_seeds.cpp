@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,22 @@ TEST(BusModelSeeds, ClientMessagesBecomeOperationsWithTheModelsNames) {
                             Op{3, 1, "Echo -> :1.0", {":1.1"}}, Op{3, 0, "return -> :1.1", {}},
                             Op{3, 1, "AddMatch -> org.freedesktop.DBus", {"type='signal',sender=':1.0'"}},
                             Op{3, 1, "Other -> org.example.Service", {"x"}}, Op{1, 0, "", {}}));
+}
+
+TEST(BusModelSeeds, NamesInMatchRulesAreRenamedOnce) {
+    // :1.2 becomes :1.5, which is itself a capture name that becomes :1.0: a rule naming both must not
+    // end up naming :1.0 twice.
+    const std::map<std::string, std::string> names{{":1.2", ":1.5"}, {":1.5", ":1.0"}};
+    auto wire = rename_unique_names(driver_call(":1.2", "AddMatch", "sender=':1.2',destination=':1.5',arg0=':1.50'", 7),
+                                    names);
+    ASSERT_TRUE(wire.has_value());
+    auto renamed = Message::parse(*wire);
+    ASSERT_TRUE(renamed.has_value());
+    EXPECT_EQ(renamed->sender(), ":1.5");
+    EXPECT_EQ(renamed->serial(), 7u);
+    auto rule = read_all<std::string>(*renamed);
+    ASSERT_TRUE(rule.has_value());
+    EXPECT_EQ(std::get<0>(*rule), "sender=':1.5',destination=':1.0',arg0=':1.50'");
 }
 
 TEST(BusModelSeeds, ALongCaptureIsSplitAndEachInputSaysHelloFirst) {
