@@ -74,6 +74,9 @@ public:
     // Null when captures are off or this one could not start. Returns once afbusctl is a monitor (its
     // "Monitoring bus message stream." line), so that the capture has everything the test then sends.
     static std::unique_ptr<BusCapture> start(const std::string& address);
+    // What start() made: the running afbusctl and its file.
+    BusCapture(pid_t pid, Fd pidfd, Fd stderr_pipe, std::string path)
+        : pid_(pid), pidfd_(std::move(pidfd)), stderr_(std::move(stderr_pipe)), path_(std::move(path)) {}
     // Before the bus ends: a marker call through the bus, waited for in the file (inotify, no sleep). The
     // bus hands a monitor its copy of a call before it answers, so everything sent before the marker is
     // in the file once the marker is, rather than lost in the daemon's queue when it is terminated.
@@ -84,9 +87,6 @@ public:
     BusCapture& operator=(const BusCapture&) = delete;
 
 private:
-    BusCapture(pid_t pid, Fd pidfd, Fd stderr_pipe, std::string path)
-        : pid_(pid), pidfd_(std::move(pidfd)), stderr_(std::move(stderr_pipe)), path_(std::move(path)) {}
-
     static constexpr std::string_view kEndMarker = "org.afbus.test.CaptureEnd";
     pid_t pid_;
     Fd pidfd_;   // the pid alone could name another process once a test's subreaper collected this one
@@ -134,7 +134,7 @@ std::unique_ptr<BusCapture> BusCapture::start(const std::string& address) {
         }
         said.append(buffer, static_cast<std::size_t>(n));
     }
-    return std::unique_ptr<BusCapture>(new BusCapture(pid, std::move(pidfd), std::move(err.read), path));
+    return std::make_unique<BusCapture>(pid, std::move(pidfd), std::move(err.read), path);
 }
 
 void BusCapture::drain(const std::string& address) {
@@ -165,7 +165,8 @@ void BusCapture::drain(const std::string& address) {
 BusCapture::~BusCapture() {
     if (!pidfd_) return;
     pollfd p{pidfd_.get(), POLLIN, 0};
-    if (::poll(&p, 1, 10000) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    constexpr int kExitTimeoutMs = 10000;  // it exits as soon as it reads the end of its connection
+    if (::poll(&p, 1, kExitTimeoutMs) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
     ::waitpid(pid_, nullptr, 0);  // fails harmlessly when a subreaper test collected it already
 }
 
