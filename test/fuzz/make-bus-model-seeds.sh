@@ -59,8 +59,8 @@ for capture in $captures; do basename "$capture" | cut -d- -f1; done | sort | un
   2>"$work/merge.log" || { cat "$work/merge.log" >&2; exit 1; }
 grep -E '^MERGE-OUTER: ' "$work/merge.log" || true
 
-# libFuzzer names what it keeps by SHA-1; an input of the old corpus keeps its own name (seed-hello, the
-# input that found a bug).
+# libFuzzer names what it keeps by SHA-1; an input of the old corpus keeps its own name (seed-hello;
+# seed-callee-becomes-monitor and seed-eavesdropped-call, the inputs that found a bug and a false alarm).
 for old in "$corpus"/*; do
   kept=$work/merged/$(sha1sum < "$old" | cut -d' ' -f1)
   named=$work/merged/$(basename "$old")
