@@ -10,6 +10,7 @@
 // The input is a program of operations (see step()); a message is either built from the input's choices
 // among names, members and arguments, or taken as raw bytes and parsed (seeds: captures of the
 // integration tests' traffic).
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include "afbus/types.hpp"
 #include "bus.hpp"
 #include "config.hpp"
+#include "fuzz_bus_model.hpp"
 #include "fuzz_check.hpp"
 #include "log.hpp"
 #include "policy_engine.hpp"
@@ -34,6 +36,11 @@ namespace {
 using fuzz::check;
 
 constexpr std::string_view kBusName = "org.freedesktop.DBus";
+
+fuzz::BusModelDeliveryTrace& delivery_trace() {
+    static fuzz::BusModelDeliveryTrace trace;
+    return trace;
+}
 
 // The model's deliveries, per peer, as the fake delivery mode records them.
 class FuzzDelivery final : public Delivery {
@@ -266,12 +273,19 @@ private:
         } else {
             switch ((kind >> 2) & 3) {
                 case 0:
-                case 1:
-                    builder = MessageBuilder::method_call(some_destination(in), "/org/fuzz",
-                                                          kInterfaces[6 + in.pick(2)], kMembers[in.pick(kMembers.size())]);
+                case 1: {
+                    // Each choice read in a statement of its own: the order in which a call's arguments are
+                    // evaluated is unspecified (clang goes left to right, which the corpus was made with).
+                    const std::string destination = some_destination(in);
+                    const std::string& interface = kInterfaces[6 + in.pick(2)];
+                    const std::string& member = kMembers[in.pick(kMembers.size())];
+                    builder = MessageBuilder::method_call(destination, "/org/fuzz", interface, member);
                     break;
+                }
                 case 2: {
-                    builder = MessageBuilder::signal("/org/fuzz", kInterfaces[6 + in.pick(2)], kMembers[in.pick(kMembers.size())]);
+                    const std::string& interface = kInterfaces[6 + in.pick(2)];
+                    const std::string& member = kMembers[in.pick(kMembers.size())];
+                    builder = MessageBuilder::signal("/org/fuzz", interface, member);
                     if (in.pick(3) == 0) builder->destination(some_destination(in));
                     break;
                 }
@@ -296,7 +310,8 @@ private:
 
     void append_driver_arguments(MessageBuilder& b, const std::string& member, Input& in) {
         if (member == "RequestName") {
-            append(b, kWellKnown[in.pick(kWellKnown.size())], static_cast<std::uint32_t>(in.pick(8)));
+            const std::string& name = kWellKnown[in.pick(kWellKnown.size())];
+            append(b, name, static_cast<std::uint32_t>(in.pick(8)));
         } else if (member == "ReleaseName" || member == "NameHasOwner" || member == "GetNameOwner" ||
                    member == "ListQueuedOwners" || member == "GetConnectionUnixUser" ||
                    member == "GetConnectionUnixProcessID" || member == "GetConnectionCredentials" ||
@@ -317,7 +332,12 @@ private:
     }
 
     void send_raw(PeerId from, Input& in) {
-        const std::size_t length = in.byte() * 4u + in.byte();
+        // Two bytes, high first, read one after the other: the order of two calls in one expression is
+        // unspecified. 16 bits rather than the former byte*4+byte (at most 1275): seeds from captures
+        // (test/fuzz/make-bus-model-seeds.sh) carry real messages, introspection data and property sets
+        // among them, which are longer.
+        const std::size_t high = in.byte();
+        const std::size_t length = high * 256u + in.byte();
         auto bytes = in.take(length);
         auto message = Message::parse(std::as_bytes(bytes));
         if (!message) return;  // the delivery mode ends such a connection itself; the model never sees it
@@ -354,18 +374,38 @@ private:
         return 0;
     }
 
+    // The well-known names each peer owns, from the NameAcquired and NameLost the bus sent it (addressed to
+    // it: an eavesdropper sees others' too).
+    void note_ownership(PeerId peer, const Message& m) {
+        if (m.type() != MessageType::Signal || m.sender() != kBusName || m.destination().empty() ||
+            m.destination() != peers_[peer].unique_name)
+            return;
+        auto name = read_all<std::string>(m);
+        if (!name) return;
+        if (m.member() == "NameAcquired") owned_[peer].insert(std::get<0>(*name));
+        if (m.member() == "NameLost") owned_[peer].erase(std::get<0>(*name));
+    }
+
+    bool addressed_to(PeerId peer, const Message& m) {
+        return m.destination() == peers_[peer].unique_name || owned_[peer].contains(std::string(m.destination()));
+    }
+
     void check_deliveries() {
         for (const auto& d : delivery_.delivered) {
             const Message& m = *d.message;
+            if (delivery_trace())
+                delivery_trace()(static_cast<std::size_t>(std::find(order_.begin(), order_.end(), d.peer) - order_.begin()), m);
             const bool from_client = m.sender() != kBusName;
             if (!delivery_.monitors.contains(d.peer)) {
                 check(!(from_client && m.interface() == "org.fuzz.Denied"), "a denied send reached a peer");
                 check(!(m.interface() == "org.fuzz.I" && m.member() == "Hidden"), "a denied receive reached a peer");
             }
             if (delivery_.monitors.contains(d.peer)) continue;
+            note_ownership(d.peer, m);
             if (m.type() == MessageType::MethodCall && from_client) {
                 last_call_serial_[d.peer] = m.serial();
-                if (m.expects_reply()) {
+                // Only the peer the call was routed to owes the reply, not one that eavesdrops on it.
+                if (m.expects_reply() && addressed_to(d.peer, m)) {
                     const PeerId caller = peer_named(m.sender());
                     if (caller != 0) owed_[{caller, m.serial()}] = Owed{caller, d.peer};
                 }
@@ -398,11 +438,16 @@ private:
     std::map<PeerId, FakePeer> peers_;
     std::vector<PeerId> order_;
     std::map<PeerId, std::uint32_t> last_call_serial_;
+    std::map<PeerId, std::set<std::string>> owned_;
     std::map<std::pair<PeerId, std::uint32_t>, Owed> owed_;
 };
 
 }  // namespace
 }  // namespace afbus::daemon
+
+void afbus::fuzz::set_bus_model_delivery_trace(BusModelDeliveryTrace trace) {
+    afbus::daemon::delivery_trace() = std::move(trace);
+}
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
     afbus::daemon::set_log_target(afbus::daemon::LogTarget::Discard);

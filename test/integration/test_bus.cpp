@@ -1,24 +1,31 @@
 #include "test_bus.hpp"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
+#include "afbus/types.hpp"
 #include "support/child_process.hpp"
 
 namespace afbus::test {
@@ -40,7 +47,128 @@ TestBusOptions with_extra_config(const std::string& extra_config) {
     return options;
 }
 
+std::string read_whole_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// <program>-<suite>.<test>-<n>.pcapng: the n-th bus of that test (a test may start several).
+std::string capture_file_name() {
+    static std::map<std::string, int> buses_per_test;
+    std::string test = "no_test";
+    if (const auto* info = ::testing::UnitTest::GetInstance()->current_test_info())
+        test = std::string(info->test_suite_name()) + "." + info->name();
+    for (char& c : test)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+    return std::string(program_invocation_short_name) + "-" + test + "-" + std::to_string(buses_per_test[test]++) +
+           ".pcapng";
+}
+
 }  // namespace
+
+// The capture of one bus's traffic (AFBUS_TEST_CAPTURE_DIR): `afbusctl capture` writing straight into its
+// file, so that nothing in the test has to drain a pipe while it runs. A capture is material for fuzz
+// seeds, never a reason for a test to fail: whatever goes wrong is said on stderr and the capture dropped.
+class BusCapture {
+public:
+    // Null when captures are off or this one could not start. Returns once afbusctl is a monitor (its
+    // "Monitoring bus message stream." line), so that the capture has everything the test then sends.
+    static std::unique_ptr<BusCapture> start(const std::string& address);
+    // What start() made: the running afbusctl and its file.
+    BusCapture(pid_t pid, Fd pidfd, Fd stderr_pipe, std::string path)
+        : pid_(pid), pidfd_(std::move(pidfd)), stderr_(std::move(stderr_pipe)), path_(std::move(path)) {}
+    // Before the bus ends: a marker call through the bus, waited for in the file (inotify, no sleep). The
+    // bus hands a monitor its copy of a call before it answers, so everything sent before the marker is
+    // in the file once the marker is, rather than lost in the daemon's queue when it is terminated.
+    void drain(const std::string& address);
+    // After the bus ended: afbusctl sees its connection end and exits.
+    ~BusCapture();
+    BusCapture(const BusCapture&) = delete;
+    BusCapture& operator=(const BusCapture&) = delete;
+
+private:
+    static constexpr std::string_view kEndMarker = "org.afbus.test.CaptureEnd";
+    pid_t pid_;
+    Fd pidfd_;   // the pid alone could name another process once a test's subreaper collected this one
+    Fd stderr_;  // kept open so that afbusctl's last words do not kill it with SIGPIPE
+    std::string path_;
+};
+
+std::unique_ptr<BusCapture> BusCapture::start(const std::string& address) {
+    const char* dir = std::getenv("AFBUS_TEST_CAPTURE_DIR");
+    if (!dir || !*dir) return nullptr;
+    const char* afbusctl_variable = std::getenv("AFBUSCTL");
+    const std::string tool = afbusctl_variable && *afbusctl_variable ? afbusctl_variable : find_program("afbusctl");
+    const std::string path = std::string(dir) + "/" + capture_file_name();
+    const auto give_up = [&](const std::string& why) -> std::unique_ptr<BusCapture> {
+        std::fprintf(stderr, "test bus: no capture into %s: %s\n", path.c_str(), why.c_str());
+        std::error_code ignored;
+        std::filesystem::remove(path, ignored);
+        return nullptr;
+    };
+    if (tool.empty()) return give_up("no afbusctl (set AFBUSCTL)");
+    const Fd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!out) return give_up(std::strerror(errno));
+    Pipe err = make_pipe();
+    const std::string address_arg = "--address=" + address;  // before fork: the child only execs
+    const pid_t pid = ::fork();
+    if (pid < 0) return give_up("fork failed");
+    if (pid == 0) {
+        ::dup2(out.get(), 1);
+        ::dup2(err.write.get(), 2);
+        // --size: whole messages up to the longest the bus model fuzzer takes (its raw op has a 16-bit length).
+        ::execl(tool.c_str(), tool.c_str(), address_arg.c_str(), "capture", "--size=65535", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    err.write.reset();
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    std::string said;
+    while (said.find("Monitoring bus message stream.") == std::string::npos) {
+        pollfd p{err.read.get(), POLLIN, 0};
+        char buffer[256];
+        const ssize_t n = ::poll(&p, 1, remaining_ms(deadline)) > 0 ? ::read(err.read.get(), buffer, sizeof buffer) : 0;
+        if (n <= 0) {
+            kill_and_collect(pid);
+            return give_up("afbusctl capture did not become a monitor: " + said);
+        }
+        said.append(buffer, static_cast<std::size_t>(n));
+    }
+    return std::make_unique<BusCapture>(pid, std::move(pidfd), std::move(err.read), path);
+}
+
+void BusCapture::drain(const std::string& address) {
+    ConnectOptions options;
+    options.timeout = std::chrono::seconds(5);
+    auto connection = Connection::open(address, options);
+    if (!connection) return;  // a bus the test left unable to take connections: what was captured stays
+    auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                            "NameHasOwner");
+    append(call, std::string(kEndMarker));
+    auto message = call.build();
+    if (!message || !(*connection)->call(std::move(*message), std::chrono::seconds(5))) return;
+    const Fd watch(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (!watch || ::inotify_add_watch(watch.get(), path_.c_str(), IN_MODIFY) < 0) return;
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (read_whole_file(path_).find(kEndMarker) == std::string::npos) {
+        pollfd p{watch.get(), POLLIN, 0};
+        if (::poll(&p, 1, remaining_ms(deadline)) <= 0) {
+            std::fprintf(stderr, "test bus: %s may miss the end of the traffic\n", path_.c_str());
+            return;
+        }
+        char events[4096];
+        while (::read(watch.get(), events, sizeof events) > 0) {
+        }
+    }
+}
+
+BusCapture::~BusCapture() {
+    if (!pidfd_) return;
+    pollfd p{pidfd_.get(), POLLIN, 0};
+    constexpr int kExitTimeoutMs = 10000;  // it exits as soon as it reads the end of its connection
+    if (::poll(&p, 1, kExitTimeoutMs) <= 0) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+    ::waitpid(pid_, nullptr, 0);  // fails harmlessly when a subreaper test collected it already
+}
 
 TestBus::TestBus(const std::string& extra_config) : TestBus(with_extra_config(extra_config)) {}
 
@@ -136,6 +264,7 @@ TestBus::TestBus(const TestBusOptions& options) {
         throw std::runtime_error("the bus daemon " + binary + " printed no address");
     }
     address_ = line;
+    capture_ = BusCapture::start(address_);
 }
 
 std::string daemon_under_test() {
@@ -204,10 +333,12 @@ std::unique_ptr<Connection> connect(const TestBus& bus) {
 }
 
 TestBus::~TestBus() {
+    if (capture_) capture_->drain(address_);
     if (pid_ > 0) {
         ::kill(pid_, SIGTERM);
         if (!wait_for_exit(pid_, std::chrono::seconds(30))) kill_and_collect(pid_);
     }
+    capture_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
 }

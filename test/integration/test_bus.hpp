@@ -1,6 +1,9 @@
 // TestBus: a message bus daemon spawned for one test on a private socket in a temporary directory, never
 // the machine's real buses. The daemon is dbus-daemon unless AFBUS_TEST_DAEMON names another binary with
 // the same command line (afbus-daemon). Its address is read from --print-address on a pipe: no sleeps.
+// With AFBUS_TEST_CAPTURE_DIR set (off by default), each bus's traffic is captured as pcapng by
+// `afbusctl capture` ($AFBUSCTL) into that directory: the raw material of the bus model fuzzer's seeds
+// (test/fuzz/make-bus-model-seeds.sh).
 #pragma once
 
 #include <sys/types.h>
@@ -45,6 +48,8 @@ struct TestBusOptions {
     std::size_t address_space_limit = 0;
 };
 
+class BusCapture;
+
 class TestBus {
 public:
     // `extra_config` is inserted into the <busconfig> element (limits, policies).
@@ -66,6 +71,7 @@ private:
     std::string dir_;
     std::string address_;
     pid_t pid_ = -1;
+    std::unique_ptr<BusCapture> capture_;  // with AFBUS_TEST_CAPTURE_DIR only
 };
 
 // The bus daemon the integration tests run: $AFBUS_TEST_DAEMON if set, else dbus-daemon, by absolute path
