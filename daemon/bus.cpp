@@ -299,11 +299,11 @@ void Bus::log_ending(const Peer& peer, std::string_view reason, Ending ending) {
 }
 
 void Bus::answer_no_reply(const ExpectedReplies::OwedCalls& calls, const char* why) {
-    for (const auto& [caller_id, serial] : calls) {
-        if (Peer* caller = peers_.find(caller_id)) {
+    for (const ExpectedReplies::Owed& call : calls) {
+        if (Peer* caller = peers_.find(call.caller)) {
             // Owed: without it the caller waits for ever.
             owed_effort([&] {
-                send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), serial, error_names::kNoReply, why));
+                send_from_driver(*caller, MessageBuilder::error(caller->unique_name(), call.serial, error_names::kNoReply, why));
             });
         }
     }
