@@ -83,9 +83,10 @@ NameRegistry::Result NameRegistry::request(const std::string& name, PeerId peer,
     if (flags & kDoNotQueue) {
         if (was_queued) {
             queue.erase(queued);
-            forget(peer, name);
+            forget(peer, name);  // (which may erase `mine`: not touched after)
+        } else {
+            forget_peer_if_new();
         }
-        forget_peer_if_new();
         return {reply::kExists, {}};
     }
     if (was_queued) {

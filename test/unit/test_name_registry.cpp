@@ -27,6 +27,20 @@ TEST(NameRegistry, FirstRequestOwnsAndSecondQueues) {
     EXPECT_EQ(r.queue("org.x"), (std::vector<PeerId>{A, B}));
 }
 
+// A queued peer asking again with DO_NOT_QUEUE leaves the queue; when that was its only name, its list
+// of names goes too (the fuzzer found the registry reading that list after freeing it).
+TEST(NameRegistry, AQueuedPeerAskingNotToQueueLeavesTheQueue) {
+    NameRegistry r;
+    r.request("org.x", A, 0);
+    EXPECT_EQ(r.request("org.x", B, 0).reply, 2u);
+    EXPECT_EQ(r.request("org.x", B, kDoNotQueue).reply, 3u);
+    EXPECT_EQ(r.queue("org.x"), (std::vector<PeerId>{A}));
+    EXPECT_EQ(r.count_for(B), 0u);
+    EXPECT_EQ(r.request("org.x", C, kDoNotQueue).reply, 3u);  // never queued: nothing kept for it either
+    EXPECT_EQ(r.count_for(C), 0u);
+    EXPECT_TRUE(r.release_all(B).empty());
+}
+
 TEST(NameRegistry, ReplacementNeedsBothFlags) {
     NameRegistry r;
     r.request("org.x", A, 0);
