@@ -252,6 +252,9 @@ void BrokerDelivery::authenticate(Connection& c) {
         const SaslStreamError& error = progress.error();
         if (error.kind == SaslStreamError::Kind::Rejected) return refuse(id, "authentication failed: " + error.describe());
         const bool hung_up = error.errno_value == EPIPE || error.errno_value == ECONNRESET;
+        // ENOMEM: the kernel was short of memory for this exchange; tried again later, as for messages
+        // (the stream keeps what it had still to send).
+        if (error.kind == SaslStreamError::Kind::Io && error.errno_value == ENOMEM) return retry_read_later(c);
         if (error.kind == SaslStreamError::Kind::Io && !hung_up) return events_.peer_lost(id, error.describe());
         return fail(id, error.describe());
     }
