@@ -199,9 +199,10 @@ void Bus::peer_sent(PeerId id, Message message) {
     // Out of memory part-way, a message costs only itself (issue 17). Until it changes the bus (it is
     // delivered to its destination, or the driver changes a name, a rule or a registration), nothing it
     // did stays behind, and its sender is answered NoMemory if it expects an answer; copies after that
-    // (to subscribers, eavesdroppers, monitors) are best effort. A driver call that fails after it
-    // changed the bus cannot be undone or answered truthfully: its sender is disconnected, which
-    // releases whatever the call had taken.
+    // (to subscribers, eavesdroppers, monitors) are best effort. The answer to a driver call that has
+    // changed the bus is owed: send_answer() tries it again with the emergency reserve given back. Only
+    // a failure that leaves no truthful answer possible ends the sender's connection, which releases
+    // whatever the call had taken.
     const std::uint32_t serial = message.serial();
     const bool answer_owed = message.type() == MessageType::MethodCall && message.expects_reply();
     const std::uint64_t changes_before = changes_;
