@@ -34,7 +34,7 @@ using SlotPtr = std::unique_ptr<sd_bus_slot, SlotDeleter>;
 
 // An sd_bus_error that frees itself.
 struct BusError {
-    sd_bus_error error = SD_BUS_ERROR_NULL;
+    sd_bus_error error{};  // SD_BUS_ERROR_NULL, without its C compound literal (clang refuses that in C++)
     BusError() = default;
     BusError(const BusError&) = delete;
     BusError& operator=(const BusError&) = delete;
