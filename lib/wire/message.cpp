@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "afbus/header_encoding.hpp"
 #include "afbus/names.hpp"
 #include "afbus/signature.hpp"
 #include "afbus/validate.hpp"
@@ -259,15 +260,7 @@ void put_u32_field(Encoder& e, HeaderField code, std::uint32_t value) {
     e.put_u32(value);
 }
 
-struct HeaderParts {
-    MessageType type;
-    std::uint8_t flags;
-    std::uint32_t body_length;
-    std::uint32_t serial;
-    std::string_view path, interface, member, error_name, destination, sender, signature;
-    std::optional<std::uint32_t> reply_serial;
-    std::uint32_t unix_fds;
-};
+}  // namespace
 
 std::vector<std::byte> encode_header(const HeaderParts& h, Endian endian) {
     Encoder e(endian != native_endian());
@@ -292,8 +285,6 @@ std::vector<std::byte> encode_header(const HeaderParts& h, Endian endian) {
     e.align(8);
     return std::move(e).take();
 }
-
-}  // namespace
 
 Expected<Message, WireError> Message::with_sender(std::string_view sender) const& {
     auto copy = clone();

@@ -3,6 +3,7 @@
 #include <set>
 #include <utility>
 
+#include "afbus/header_encoding.hpp"
 #include "afbus/types.hpp"
 #include "afbus/value.hpp"
 
@@ -70,23 +71,6 @@ std::optional<std::vector<std::byte>> renamed_body(const Message& message, const
     for (const Value& value : renamed_values)
         if (!encode_value(body, value)) return std::nullopt;
     return std::move(body).take();
-}
-
-// A header field of the fields array: code, signature, value (the array's elements are 8-aligned).
-void put_text_field(Encoder& e, HeaderField code, char type, std::string_view text) {
-    if (text.empty()) return;
-    e.align(8);
-    e.put_u8(static_cast<std::uint8_t>(code));
-    e.put_signature(std::string_view(&type, 1));
-    if (type == 'g') e.put_signature(text);
-    else e.put_string(text);
-}
-
-void put_u32_field(Encoder& e, HeaderField code, std::uint32_t value) {
-    e.align(8);
-    e.put_u8(static_cast<std::uint8_t>(code));
-    e.put_signature("u");
-    e.put_u32(value);
 }
 
 // What one input is being made of.
@@ -163,26 +147,11 @@ std::optional<std::vector<std::byte>> rename_unique_names(const Message& message
     const bool swap_bytes = message.endian() != native_endian();
     auto body = renamed_body(message, names, swap_bytes);
     if (!body) return std::nullopt;
-    Encoder e(swap_bytes);
-    e.put_u8(static_cast<std::uint8_t>(message.endian()));
-    e.put_u8(static_cast<std::uint8_t>(message.type()));
-    e.put_u8(message.flags());
-    e.put_u8(1);  // protocol version
-    e.put_u32(static_cast<std::uint32_t>(body->size()));
-    e.put_u32(message.serial());
-    const auto fields = e.begin_array(8);
-    put_text_field(e, HeaderField::Path, 'o', message.path());
-    put_text_field(e, HeaderField::Interface, 's', message.interface());
-    put_text_field(e, HeaderField::Member, 's', message.member());
-    put_text_field(e, HeaderField::ErrorName, 's', message.error_name());
-    if (message.reply_serial()) put_u32_field(e, HeaderField::ReplySerial, *message.reply_serial());
-    put_text_field(e, HeaderField::Destination, 's', renamed(message.destination(), names));
-    put_text_field(e, HeaderField::Sender, 's', renamed(message.sender(), names));
-    put_text_field(e, HeaderField::Signature, 'g', message.signature());
-    if (message.unix_fds() != 0) put_u32_field(e, HeaderField::UnixFds, message.unix_fds());
-    e.end_array(fields);
-    e.align(8);
-    std::vector<std::byte> wire = std::move(e).take();
+    const std::string_view destination = renamed(message.destination(), names), sender = renamed(message.sender(), names);
+    const HeaderParts header{message.type(), message.flags(), static_cast<std::uint32_t>(body->size()), message.serial(),
+                             message.path(), message.interface(), message.member(), message.error_name(), destination,
+                             sender, message.signature(), message.reply_serial(), message.unix_fds()};
+    std::vector<std::byte> wire = encode_header(header, message.endian());
     wire.insert(wire.end(), body->begin(), body->end());
     if (!Message::parse(wire)) return std::nullopt;  // e.g. a renamed name that is no valid bus name
     return wire;
