@@ -37,9 +37,12 @@ std::string new_guid() {
 Bus::Bus(EventLoop& loop, BusSettings settings)
     : loop_(loop), settings_(std::move(settings)), guid_(new_guid()), flow_(settings_.limits),
       replies_(loop, [this](PeerId caller, std::uint32_t serial) {
+          // Owed, and run from a timer, where a std::bad_alloc would end the bus: an owed effort.
           if (Peer* peer = peers_.find(caller)) {
-              send_from_driver(*peer, MessageBuilder::error(peer->unique_name(), serial, error_names::kNoReply,
-                                                            "Message did not receive a reply (timeout by message bus)"));
+              owed_effort([&] {
+                  send_from_driver(*peer, MessageBuilder::error(peer->unique_name(), serial, error_names::kNoReply,
+                                                                "Message did not receive a reply (timeout by message bus)"));
+              });
           }
       }),
       activation_(std::make_unique<Activation>(loop, static_cast<ActivationHost&>(*this), own_environment())) {

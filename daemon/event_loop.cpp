@@ -80,16 +80,22 @@ bool EventLoop::run_once(std::chrono::milliseconds max_wait) {
         const std::shared_ptr<Watch> watch = it->second;
         watch->callback(events[i].events);
     }
-    // Timers due now; each is looked up again since callbacks may cancel others.
+    // Timers due now, earliest first. Those the callbacks add wait for the next turn (ids only grow, so
+    // they are the ones from first_new on); callbacks may cancel others, so the map is walked afresh after
+    // each. Nothing here allocates: a bus short of memory still runs its timers.
     const auto now = Clock::now();
-    std::vector<TimerId> due;
-    for (auto t = timers_by_deadline_.begin(); t != timers_by_deadline_.end() && t->first <= now; ++t) due.push_back(t->second);
-    for (TimerId id : due) {
+    const TimerId first_new = next_timer_;
+    for (auto t = timers_by_deadline_.begin(); t != timers_by_deadline_.end() && t->first <= now;) {
+        if (t->second >= first_new) {
+            ++t;
+            continue;
+        }
+        const TimerId id = t->second;
         auto it = timers_.find(id);
-        if (it == timers_.end()) continue;
         TimerCallback callback = std::move(it->second.second);
         cancel_timer(id);
         callback();
+        t = timers_by_deadline_.begin();
     }
     if (after_iteration_) after_iteration_();
     return true;

@@ -445,6 +445,36 @@ TEST(BusOutOfMemory, BecomeMonitor) {
     });
 }
 
+// A call's reply_timeout passing (a timer of the event loop, outside any peer's step): the caller gets its
+// NoReply, and nothing escapes the loop.
+TEST(BusOutOfMemory, AReplyTimeout) {
+    static std::uint32_t call_serial = 0;
+    fail_each_allocation({
+        [](World& w) {
+            BusSettings settings;
+            settings.limits.reply_timeout = 1;
+            w.bus.set_settings(settings);
+            call_serial = w.send(w.caller, MessageBuilder::method_call(kService, "/x", "org.x.I", "M"));
+            w.delivery.inbox.clear();
+            w.delivery.inbox[w.caller];  // there already, so that looking does not allocate below
+        },
+        [](World& w) {
+            // (Only the loop's own allocations are counted: the test looks without allocating.)
+            const auto& caller_inbox = w.delivery.inbox.find(w.caller)->second;
+            w.failing([&] {
+                while (caller_inbox.empty() && w.loop.run_once(std::chrono::milliseconds(1000))) {
+                }
+            });
+            return 0u;
+        },
+        [](World& w, std::uint32_t) {
+            auto got = w.answers(w.caller, call_serial);
+            ASSERT_EQ(got.size(), 1u) << "the caller waits for ever";
+            EXPECT_EQ(got[0]->error_name(), error_names::kNoReply);
+        },
+    });
+}
+
 // A disconnection: the peer is gone whole (its name free), and a call it owed is answered NoReply.
 TEST(BusOutOfMemory, ADisconnection) {
     static std::uint32_t call_serial = 0;
