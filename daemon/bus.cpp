@@ -264,15 +264,10 @@ void Bus::disconnect(PeerId id, std::string_view reason, Ending ending) {
     Peer* peer = peers_.find(id);
     if (!peer) return;
     best_effort([&] { log_ending(*peer, reason, ending); });
-    // Its names first: release_all() allocates only before it changes anything.
+    // Its names first: release_all() allocates only before it changes anything. (A second failure is
+    // thrown on only if the bus cannot spare a few bytes at all.)
     std::vector<NameChange> released;
-    try {
-        names_.release_all(id, released);
-    } catch (const std::bad_alloc&) {
-        note_memory_shortage();
-        emergency_reserve_.reset();
-        names_.release_all(id, released);  // throws only if the bus cannot spare a few bytes at all
-    }
+    with_reserve([&] { names_.release_all(id, released); });
     const bool was_registered = peer->registered(), was_monitor = peer->monitor();
     peers_.close(*peer);
     // Best effort: what is queued for it (e.g. the last error reply) may still go out.

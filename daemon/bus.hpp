@@ -126,8 +126,7 @@ private:
     void send_from_driver(Peer& to, MessageBuilder builder);
     // The same, with `builder` still whole if memory runs out (nothing is delivered then).
     void send_from_driver_keeping(Peer& to, MessageBuilder& builder);
-    // An answer the bus owes (the driver's, to a call that may have changed the bus; a NoReply): out of
-    // memory, sent again with the emergency reserve given back.
+    // The driver's answer to a call that may have changed the bus, sent with_reserve().
     void send_answer(Peer& to, MessageBuilder& answer);
     void emit_driver_signal(MessageBuilder builder);
     void reply_error(Peer& to, const Message& call, const Error& error);
@@ -155,10 +154,10 @@ private:
             note_memory_shortage();
         }
     }
-    // The same for what somebody waits for (a NoReply): out of memory, the emergency reserve is given
-    // back and `action` (which must change nothing when it fails) runs once more before it is given up.
+    // Runs `action`, which must change nothing when it fails; out of memory, the emergency reserve is
+    // given back to the allocator and it runs once more, and a second failure is thrown on.
     template <class Action>
-    void owed_effort(Action&& action) {
+    void with_reserve(Action&& action) {
         try {
             action();
             return;
@@ -166,7 +165,12 @@ private:
             note_memory_shortage();
             emergency_reserve_.reset();
         }
-        best_effort(action);
+        action();
+    }
+    // For what somebody waits for (a NoReply): with_reserve(), then given up (counted, logged).
+    template <class Action>
+    void owed_effort(Action&& action) {
+        best_effort([&] { with_reserve(action); });
     }
 
     // --- DriverContext ---

@@ -30,15 +30,9 @@ std::shared_ptr<const Message> Bus::make_bus_message(MessageBuilder& builder) {
 void Bus::send_from_driver(Peer& to, MessageBuilder builder) { send_from_driver_keeping(to, builder); }
 
 void Bus::send_answer(Peer& to, MessageBuilder& answer) {
-    try {
-        send_from_driver_keeping(to, answer);
-    } catch (const std::bad_alloc&) {
-        // The answer is owed (the call has changed the bus, or its callee is gone): it must go out. The
-        // emergency reserve makes room, and the answer, still whole (nothing was delivered), is sent again.
-        note_memory_shortage();
-        emergency_reserve_.reset();
-        send_from_driver_keeping(to, answer);
-    }
+    // The answer is owed (the call has changed the bus): it must go out. Out of memory, the answer is
+    // still whole (nothing was delivered), and is sent again with the emergency reserve given back.
+    with_reserve([&] { send_from_driver_keeping(to, answer); });
 }
 
 void Bus::send_from_driver_keeping(Peer& to, MessageBuilder& builder) {

@@ -280,8 +280,7 @@ bool testing_afbus_daemon() {
 
 std::string TestBus::log() const {
     if (log_path_.empty()) return {};
-    std::ifstream in(log_path_);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return read_whole_file(log_path_);
 }
 
 ProcessUsage process_usage(pid_t pid) {

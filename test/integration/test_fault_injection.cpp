@@ -894,53 +894,50 @@ TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }
 
-// The same during authentication: ENOBUFS from the daemon's read of a connection in the middle of SASL.
-// afbus-daemon ends that connection (logged as lost, naming it); the others are served.
-TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection) {
-    SKIP_WITHOUT_FAULT_SHIM();
+// A connection in the middle of SASL whose next read by the daemon fails once with `error` (errno's
+// name): `check` gets what the daemon answered its AUTH line ("" if it closed the connection). The
+// others must be served, and the daemon's fds come back once the victim is gone.
+void fail_a_read_during_authentication(const char* error,
+                                       const std::function<void(ShimmedBus&, const std::string&)>& check) {
     ShimmedBus shimmed;
     Bystanders bystanders(shimmed.bus());
     ASSERT_TRUE(bystanders.ready());
     const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
     Fd victim = test::unauthenticated_connection(shimmed.bus());
     ASSERT_TRUE(victim);
-    shimmed.arm("read ENOBUFS 1 " + std::to_string(Bystanders::kConnections + 1));
+    shimmed.arm(std::string("read ") + error + " 1 " + std::to_string(Bystanders::kConnections + 1));
+    const auto start = test::Clock::now();
     send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())) + "\r\n");
-    EXPECT_TRUE(shimmed.log_shows("fails with ENOBUFS (0 left)")) << shimmed.bus().log();
+    EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)")) << shimmed.bus().log();
     const std::string line = test::read_sasl_line(victim);
-    std::printf("after ENOBUFS in SASL: %s\n", line.empty() ? "closed" : line.c_str());
-    if (test::testing_afbus_daemon()) {
-        EXPECT_EQ(line, "") << "the connection went on";
-        EXPECT_TRUE(shimmed.log_shows("(unregistered) (uid=", std::strerror(ENOBUFS))) << shimmed.bus().log();
-    }
+    const double seconds = std::chrono::duration<double>(test::Clock::now() - start).count();
+    std::printf("after %s in SASL: %s (%.2f s)\n", error, line.empty() ? "closed" : line.c_str(), seconds);
+    check(shimmed, line);
     victim = Fd();
     EXPECT_TRUE(bystanders.still_served());
     EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before));
+}
+
+// The same during authentication: ENOBUFS from the daemon's read of a connection in the middle of SASL.
+// afbus-daemon ends that connection (logged as lost, naming it); the others are served.
+TEST(FaultInjection, AHardSocketErrorDuringAuthenticationEndsOnlyThatConnection) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    fail_a_read_during_authentication("ENOBUFS", [](ShimmedBus& shimmed, const std::string& line) {
+        if (!test::testing_afbus_daemon()) return;
+        EXPECT_EQ(line, "") << "the connection went on";
+        EXPECT_TRUE(shimmed.log_shows("(unregistered) (uid=", std::strerror(ENOBUFS))) << shimmed.bus().log();
+    });
 }
 
 // ENOMEM there instead: the kernel was short of memory for that read. afbus-daemon reads again later, as
 // it does for an authenticated connection, and the client authenticates; dbus-daemon ends the connection.
 TEST(FaultInjection, NoMemoryDuringAuthenticationIsRetried) {
     SKIP_WITHOUT_FAULT_SHIM();
-    ShimmedBus shimmed;
-    Bystanders bystanders(shimmed.bus());
-    ASSERT_TRUE(bystanders.ready());
-    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
-    Fd victim = test::unauthenticated_connection(shimmed.bus());
-    ASSERT_TRUE(victim);
-    shimmed.arm("read ENOMEM 1 " + std::to_string(Bystanders::kConnections + 1));
-    const auto start = test::Clock::now();
-    send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())) + "\r\n");
-    EXPECT_TRUE(shimmed.log_shows("fails with ENOMEM (0 left)")) << shimmed.bus().log();
-    const std::string line = test::read_sasl_line(victim);
-    std::printf("after ENOMEM in SASL: %s (%.2f s)\n", line.empty() ? "closed" : line.c_str(),
-                std::chrono::duration<double>(test::Clock::now() - start).count());
-    if (test::testing_afbus_daemon()) {
-        EXPECT_TRUE(line.starts_with("OK ")) << "answered: " << line;
-    }
-    victim = Fd();
-    EXPECT_TRUE(bystanders.still_served());
-    EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before));
+    fail_a_read_during_authentication("ENOMEM", [](ShimmedBus&, const std::string& line) {
+        if (test::testing_afbus_daemon()) {
+            EXPECT_TRUE(line.starts_with("OK ")) << "answered: " << line;
+        }
+    });
 }
 
 // accept() failing once with EMFILE, ENFILE, ENOMEM or ENOBUFS (out of fds or memory), or EINTR or
