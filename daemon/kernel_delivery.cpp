@@ -7,9 +7,11 @@
 #include <linux/af_bus.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <span>
 
 #include "afbus/af_bus_socket.hpp"
 #include "afbus/error.hpp"
@@ -476,6 +478,7 @@ void KernelDelivery::detach(PeerId peer) {
     (void)c.transport->flush();  // best effort: the last error reply may still go out
     ::shutdown(c.transport->fd(), SHUT_RDWR);
     if (!c.unique_name.empty()) by_unique_name_.erase(c.unique_name);
+    for (const Client::Record& record : c.records) unwatch_sender(record, peer);
     // Its receivers will never see what was still queued for it: their senders may go on.
     for (const Notice& notice : std::exchange(c.deferred_notices, {})) send_notice(notice);
     graveyard_.push_back(std::move(it->second));
@@ -512,6 +515,20 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
     Client* old_owner = change.old_owner ? find(*change.old_owner) : nullptr;
     if (new_owner) kernel_owners_[change.name] = new_owner->id;
     else kernel_owners_.erase(change.name);
+    // Rules naming the name as sender now name its new owner, before anyone hears of the change (the
+    // model announces it after this): a broadcast the old owner sent before is judged by its old records.
+    if (auto watchers = sender_watchers_.find(change.name); watchers != sender_watchers_.end()) {
+        const std::set<PeerId> peers(watchers->second.begin(), watchers->second.end());
+        for (PeerId peer : peers) {
+            Client* watcher = find(peer);
+            if (!watcher) continue;
+            for (Client::Record& record : watcher->records) {
+                if (record.watched_sender != change.name) continue;
+                uninstall_record(*watcher, record);
+                install_record(*watcher, record);
+            }
+        }
+    }
     if (new_owner) {
         auto [it, added] = name_addresses_.try_emplace(change.name, 0);
         if (added) it->second = BUS_ADDR(1, next_name_address_++);
@@ -534,9 +551,13 @@ void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
     if (rule.eavesdrop().value_or(false)) eavesdroppers_.insert(peer);
     Client* c = find(peer);
     if (!c) return;
-    const auto record = rule.compiled();
-    if (set_option(*c, BUS_DBUS_ADD_MATCH, record.data(), record.size(), "install a match record"))
-        c->records.emplace_back(reinterpret_cast<const char*>(record.data()), record.size());
+    const auto compiled = rule.compiled();
+    Client::Record record{std::string(reinterpret_cast<const char*>(compiled.data()), compiled.size()), {}, {}};
+    if (auto sender = rule.sender(); sender && !sender->starts_with(':') && *sender != kDriverName)
+        record.watched_sender = std::string(*sender);
+    install_record(*c, record);
+    c->records.push_back(std::move(record));
+    watch_sender(c->records.back(), peer);
 }
 
 void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
@@ -545,12 +566,47 @@ void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
     }
     Client* c = find(peer);
     if (!c) return;
-    const auto record = rule.compiled();
-    const std::string bytes(reinterpret_cast<const char*>(record.data()), record.size());
-    auto it = std::find(c->records.begin(), c->records.end(), bytes);
-    if (it == c->records.end()) return;  // never installed (the kernel refused it)
-    (void)set_option(*c, BUS_DBUS_REMOVE_MATCH, bytes.data(), bytes.size(), "remove a match record");
+    const auto compiled = rule.compiled();
+    const std::string_view bytes(reinterpret_cast<const char*>(compiled.data()), compiled.size());
+    auto it = std::find_if(c->records.begin(), c->records.end(),
+                           [bytes](const Client::Record& r) { return r.rule == bytes; });
+    if (it == c->records.end()) return;
+    uninstall_record(*c, *it);
+    unwatch_sender(*it, peer);
     c->records.erase(it);
+}
+
+void KernelDelivery::install_record(Client& c, Client::Record& record) {
+    std::string wanted = record.rule;
+    if (!record.watched_sender.empty()) {
+        const Client* owner = kernel_owner(record.watched_sender);
+        if (!owner || owner->unique_name.empty()) return;
+        auto rule = MatchRule::load(std::as_bytes(std::span(record.rule.data(), record.rule.size())));
+        assert(rule);  // the model's own rule
+        const MatchRule for_owner = rule->with_sender(owner->unique_name);
+        const auto compiled = for_owner.compiled();
+        wanted.assign(reinterpret_cast<const char*>(compiled.data()), compiled.size());
+    }
+    if (set_option(c, BUS_DBUS_ADD_MATCH, wanted.data(), wanted.size(), "install a match record"))
+        record.in_kernel = std::move(wanted);
+}
+
+void KernelDelivery::uninstall_record(Client& c, Client::Record& record) {
+    if (record.in_kernel.empty()) return;  // none installed (no owner in the kernel, or the kernel refused it)
+    (void)set_option(c, BUS_DBUS_REMOVE_MATCH, record.in_kernel.data(), record.in_kernel.size(), "remove a match record");
+    record.in_kernel.clear();
+}
+
+void KernelDelivery::watch_sender(const Client::Record& record, PeerId peer) {
+    if (!record.watched_sender.empty()) sender_watchers_[record.watched_sender].insert(peer);
+}
+
+void KernelDelivery::unwatch_sender(const Client::Record& record, PeerId peer) {
+    if (record.watched_sender.empty()) return;
+    auto watchers = sender_watchers_.find(record.watched_sender);
+    if (watchers == sender_watchers_.end()) return;
+    if (auto it = watchers->second.find(peer); it != watchers->second.end()) watchers->second.erase(it);
+    if (watchers->second.empty()) sender_watchers_.erase(watchers);
 }
 
 void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) {
@@ -564,8 +620,10 @@ void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& r
     bridge_callee_left(peer, "Message did not receive a reply (timeout by message bus)");
     // No subscriptions in the kernel: a monitor receives what the model copies to it (the bus's own
     // traffic and what it routes) and, bridged, the kernel's copy of the traffic between clients.
-    for (const std::string& record : c->records)
-        (void)set_option(*c, BUS_DBUS_REMOVE_MATCH, record.data(), record.size(), "remove a match record");
+    for (Client::Record& record : c->records) {
+        uninstall_record(*c, record);
+        unwatch_sender(record, peer);
+    }
     c->records.clear();
     if (!c->bridge) return;
     c->monitor_rules = rules;

@@ -111,7 +111,13 @@ private:
         std::uint32_t epoll_events = 0;
         bool reading_paused = false;
         std::string unique_name;
-        std::vector<std::string> records;  // the match records installed for it
+        // Its match rules as the kernel has them (match_added), in the order they were added.
+        struct Record {
+            std::string rule;         // the rule's own record (MatchRule::compiled()): what the model knows
+            std::string in_kernel;    // the record installed; empty when none is (see watched_sender)
+            std::string watched_sender;  // a well-known sender= of the rule, whose owner in_kernel names
+        };
+        std::vector<Record> records;
         // Its policy chains as BUS_DBUS_SET_CHAINS takes them; empty when the bus has no policy.
         std::vector<std::uint32_t> chains;
         // Notices that wait for what is queued for this client to reach the kernel.
@@ -205,6 +211,14 @@ private:
     // `callee` left or became a monitor: the bridged callers still waiting for it get NoReply, `why`.
     void bridge_callee_left(PeerId callee, const char* why);
     [[nodiscard]] Client* kernel_owner(std::string_view name) const;
+    // Installs `record` for `c` as its rule says, in the kernel's terms: a rule naming a well-known
+    // sender (other than the bus) becomes one naming that name's owner, and none while no client in the
+    // kernel owns it (its owner's broadcasts then go through the model, which resolves the name itself).
+    void install_record(Client& c, Client::Record& record);
+    void uninstall_record(Client& c, Client::Record& record);
+    // Whose rules name `name` as their sender: their records follow the name's owner.
+    void watch_sender(const Client::Record& record, PeerId peer);
+    void unwatch_sender(const Client::Record& record, PeerId peer);
     // Whether bridged monitor `c` wants the kernel's copy of `message`.
     [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
@@ -244,6 +258,8 @@ private:
     // so that an address a client cached never comes to mean another name.
     std::unordered_map<std::string, std::uint64_t> name_addresses_;
     ByName<PeerId> kernel_owners_;  // well-known names a client in the kernel owns
+    // The clients with match rules naming a well-known sender, by that name, once per rule.
+    ByName<std::multiset<PeerId>> sender_watchers_;
     std::uint64_t next_name_address_ = 1;
     std::uint32_t next_serial_ = 1;  // of the address notices
     std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush

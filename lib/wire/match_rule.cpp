@@ -233,6 +233,20 @@ Expected<MatchRule, MatchRuleError> MatchRule::parse(std::string_view text) {
     return compiled;
 }
 
+MatchRule MatchRule::with_sender(std::string_view sender) const {
+    RuleDraft draft;
+    draft.type = byte_at(kMatchRecordType);
+    draft.eavesdrop = byte_at(kMatchRecordEavesdrop);
+    for (std::size_t i = 0; i < kMatchFieldCount; ++i)
+        if (auto value = field(i)) draft.fields[i] = std::string(*value);
+    draft.fields[kMatchFieldSender] = std::string(sender);
+    for (ArgCondition& arg : args())
+        draft.args.push_back({static_cast<std::uint8_t>(arg.index), arg.kind, std::move(arg.value)});
+    MatchRule rule;
+    rule.record_ = encode(draft);
+    return rule;
+}
+
 Expected<MatchRule, std::string> MatchRule::load(std::span<const std::byte> bytes) {
     auto fail = [](std::string reason) { return Unexpected("match rule record: " + std::move(reason)); };
     if (bytes.size() < kMatchRecordHeaderSize) return fail("shorter than its header");

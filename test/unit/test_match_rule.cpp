@@ -187,6 +187,23 @@ TEST(MatchRecord, LoadingARecordGivesTheSameRule) {
     }
 }
 
+// with_sender: the rule the bus installs in the kernel for a well-known sender, naming its owner.
+TEST(MatchRecord, WithSenderReplacesOnlyTheSender) {
+    EXPECT_EQ(rule("type='signal',sender='org.example.Calc',interface='org.example.Calc',arg0='x',arg2path='/a/'")
+                  .with_sender(":1.42")
+                  .to_string(),
+              "type='signal',sender=':1.42',interface='org.example.Calc',arg0='x',arg2path='/a/'");
+    EXPECT_EQ(rule("eavesdrop='true',member='Tick'").with_sender(":1.7"),
+              rule("sender=':1.7',member='Tick',eavesdrop='true'"));
+    const MatchRule replaced = rule("sender='org.example.Calc',path_namespace='/org'").with_sender(":1.5");
+    EXPECT_EQ(replaced, rule("sender=':1.5',path_namespace='/org'"));
+    EXPECT_EQ(bytes_of(replaced.compiled()), bytes_of(rule("sender=':1.5',path_namespace='/org'").compiled()));
+    // A valid record: what the kernel will be given.
+    ASSERT_TRUE(MatchRule::load(replaced.compiled()));
+    EXPECT_TRUE(replaced.matches(signal("/org/x", "org.example.I", "S")));  // signal() sends from :1.5
+    EXPECT_FALSE(rule("path_namespace='/org'").with_sender(":1.6").matches(signal("/org/x", "org.example.I", "S")));
+}
+
 TEST(MatchRecord, LoadRejectsEveryInconsistency) {
     const std::vector<std::byte> good = bytes_of(rule("member='Ping',arg0namespace='org.ex'").compiled());
     ASSERT_TRUE(MatchRule::load(good));

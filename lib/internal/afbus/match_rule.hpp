@@ -80,6 +80,11 @@ public:
     // Every condition except sender= and destination=: the bus checks those itself against name owners.
     [[nodiscard]] bool matches_except_names(const Message& message) const;
 
+    // The same rule with sender='`sender`' (the rest unchanged): in kernel mode the bus installs a rule
+    // naming a well-known sender as one naming that name's owner, since the kernel compares SENDER as
+    // written and a message's SENDER is always a unique name. `sender` must be a valid bus name.
+    [[nodiscard]] MatchRule with_sender(std::string_view sender) const;
+
     // key='value' pairs in a fixed key order with values quoted as the specification describes.
     [[nodiscard]] std::string to_string() const;
     friend bool operator==(const MatchRule& a, const MatchRule& b);
