@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "argument_parser.hpp"
+#include "bus_connection.hpp"
 #include "command_line.hpp"
 #include "table.hpp"
 #include "value_format.hpp"
@@ -33,6 +34,18 @@ ArgumentError parse_error(std::string_view signature, std::vector<std::string> w
 // Parsing then printing: what `busctl call` of an echo method prints for these words.
 std::string round_trip(std::string_view signature, std::vector<std::string> words) {
     return format_body_line(signature, parse_ok(signature, std::move(words)));
+}
+
+// monitor and capture: over the bus's unix socket when it also listens on AF_BUS (kernel mode), where
+// the bus cannot make an AF_BUS client a monitor.
+TEST(AfbusctlBusAddress, MonitoringSkipsAfBusEntriesWhenThereAreOthers) {
+    EXPECT_EQ(address_for_monitoring("afbus:path=/run/afbus/bus;unix:path=/run/bus,guid=28ad6ab2d0081175bc3c89399b923094"), "unix:path=/run/bus,guid=28ad6ab2d0081175bc3c89399b923094");
+    EXPECT_EQ(address_for_monitoring("unix:path=/a;afbus:abstract=b;tcp:host=127.0.0.1,port=5"),
+              "unix:path=/a;tcp:host=127.0.0.1,port=5");
+    EXPECT_EQ(address_for_monitoring("unix:path=/a"), "unix:path=/a");
+    // Nothing else to take: as it is, and the bus's refusal tells the user where to connect.
+    EXPECT_EQ(address_for_monitoring("afbus:path=/run/afbus/bus"), "afbus:path=/run/afbus/bus");
+    EXPECT_EQ(address_for_monitoring("not an address"), "not an address");
 }
 
 TEST(AfbusctlArguments, BasicTypes) {

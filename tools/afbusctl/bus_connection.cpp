@@ -2,8 +2,11 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 
+#include "afbus/address.hpp"
 #include "afbus/types.hpp"
 
 namespace afbusctl {
@@ -14,12 +17,22 @@ using afbus::Message;
 using afbus::MessageBuilder;
 using afbus::Unexpected;
 
-Expected<std::unique_ptr<afbus::Connection>, std::string> connect_to_bus(const CommandLine& command_line) {
+std::string address_for_monitoring(const std::string& address) {
+    auto entries = afbus::parse_address_list(address);
+    if (!entries) return address;  // Connection::open reports what is wrong with it
+    std::vector<afbus::AddressEntry> others;
+    std::copy_if(entries->begin(), entries->end(), std::back_inserter(others),
+                 [](const afbus::AddressEntry& entry) { return entry.transport() != "afbus"; });
+    return others.empty() ? address : afbus::to_string(others);
+}
+
+Expected<std::unique_ptr<afbus::Connection>, std::string> connect_to_bus(const CommandLine& command_line, BusUse use) {
     auto address = select_bus_address(command_line, afbus::process_environment());
     if (!address) return Unexpected(address.error());
     afbus::ConnectOptions options;
     if (command_line.timeout) options.timeout = *command_line.timeout;
-    auto connection = afbus::Connection::open(*address, options);
+    auto connection =
+        afbus::Connection::open(use == BusUse::Monitoring ? address_for_monitoring(*address) : *address, options);
     if (!connection) return Unexpected("Failed to connect to bus: " + connection.error().message);
     return std::move(*connection);
 }

@@ -20,8 +20,16 @@ inline constexpr std::string_view kBusName = "org.freedesktop.DBus";
 inline constexpr std::string_view kBusPath = "/org/freedesktop/DBus";
 inline constexpr std::string_view kBusInterface = "org.freedesktop.DBus";
 
+// What the connection is for. A monitor cannot watch a bus over AF_BUS (the kernel delivers the
+// traffic between clients to them directly; the bus shows it to monitors on its unix socket,
+// docs/kernel-mode.md), so monitor and capture skip the afbus: entries of an address list that has others.
+enum class BusUse { Calls, Monitoring };
+
 // The error is what to print ("Failed to connect to bus: ...").
-afbus::Expected<std::unique_ptr<afbus::Connection>, std::string> connect_to_bus(const CommandLine& command_line);
+afbus::Expected<std::unique_ptr<afbus::Connection>, std::string> connect_to_bus(const CommandLine& command_line,
+                                                                                BusUse use = BusUse::Calls);
+// `address` without its afbus: entries, unless it has no other (then as it is, and the bus says why).
+std::string address_for_monitoring(const std::string& address);
 
 class BusClient {
 public:

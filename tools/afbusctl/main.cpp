@@ -125,7 +125,8 @@ int run(int argc, char** argv) {
         std::fprintf(stderr, "Unknown command verb '%s'.\n", verb.c_str());
         return 1;
     }
-    auto connection = connect_to_bus(*command_line);
+    auto connection =
+        connect_to_bus(*command_line, verb == "monitor" || verb == "capture" ? BusUse::Monitoring : BusUse::Calls);
     if (!connection) {
         std::fprintf(stderr, "%s\n", connection.error().c_str());
         return 1;
