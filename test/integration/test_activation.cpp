@@ -151,7 +151,11 @@ TEST_F(Activation, TheServiceGetsTheActivationEnvironment) {
         return reply ? std::get<0>(read_all<std::string>(*reply).value()) : "error: " + reply.error().name;
     };
     EXPECT_EQ(getenv("org.afbus.Env1", "DBUS_STARTER_BUS_TYPE"), "session");
-    EXPECT_TRUE(getenv("org.afbus.Env1", "DBUS_STARTER_ADDRESS").starts_with("unix:"));
+    // The bus's address: its unix listener, after an afbus: one in kernel mode (AFBUS_TEST_KERNEL_MODE),
+    // which libafbus services take and other libraries skip.
+    const std::string starter_address = getenv("org.afbus.Env1", "DBUS_STARTER_ADDRESS");
+    EXPECT_TRUE(starter_address.starts_with("unix:") || starter_address.find(";unix:") != std::string::npos)
+        << starter_address;
     EXPECT_EQ(getenv("org.afbus.Env1", "DBUS_SESSION_BUS_ADDRESS"), getenv("org.afbus.Env1", "DBUS_STARTER_ADDRESS"));
     EXPECT_EQ(getenv("org.afbus.Env1", "AFBUS_ACTIVATION_TEST"), "");
 
@@ -167,7 +171,9 @@ TEST_F(Activation, EveryWayAStartFailsIsAnswered) {
                                 service_file("org.afbus.Exits", "exit:3"), service_file("org.afbus.Killed", "kill"),
                                 service_file("org.afbus.Unquoted", "", "/bin/true 'unclosed"),
                                 service_file("org.afbus.Idle", "idle")},
-                               "<limit name=\"service_start_timeout\">500</limit>\n"));
+                               // long enough for the first start of the service binary in the
+                               // kernel-mode guest (TCG emulation, the binary read over 9p)
+                               "<limit name=\"service_start_timeout\">2000</limit>\n"));
     auto c = connect(bus);
     ASSERT_TRUE(c);
     EXPECT_EQ(error_of(*c, "org.afbus.Missing"), "org.freedesktop.DBus.Error.Spawn.ExecFailed");

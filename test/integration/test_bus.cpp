@@ -25,10 +25,16 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "afbus/address.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
 
 namespace afbus::test {
+
+bool kernel_mode() {
+    const char* on = std::getenv("AFBUS_TEST_KERNEL_MODE");
+    return on && std::string_view(on) == "1";
+}
 
 namespace {
 
@@ -36,8 +42,7 @@ namespace {
 // AF_BUS socket first: the bus address then starts with it, so libafbus clients connect through the
 // kernel, and standard clients, which skip the afbus: entry, take the unix one.
 std::string kernel_mode_listen(const std::string& dir) {
-    const char* on = std::getenv("AFBUS_TEST_KERNEL_MODE");
-    if (!on || std::string_view(on) != "1") return "";
+    if (!kernel_mode()) return "";
     return "  <listen>afbus:path=" + dir + "/afbus_socket</listen>\n";
 }
 
@@ -327,6 +332,20 @@ std::size_t count_lines_with(const std::string& text, std::string_view needle) {
 
 std::unique_ptr<Connection> connect(const TestBus& bus) {
     auto c = Connection::open(bus.address());
+    EXPECT_TRUE(c) << c.error().name << ": " << c.error().message;
+    return c ? std::move(*c) : nullptr;
+}
+
+std::unique_ptr<Connection> connect_over_unix(const TestBus& bus) {
+    std::string unix_entries;
+    const auto entries = parse_address_list(bus.address()).value();
+    for (const AddressEntry& entry : entries) {
+        if (entry.transport() != "unix") continue;
+        if (!unix_entries.empty()) unix_entries += ';';
+        unix_entries += entry.to_string();
+    }
+    EXPECT_FALSE(unix_entries.empty()) << bus.address();
+    auto c = Connection::open(unix_entries);
     EXPECT_TRUE(c) << c.error().name << ": " << c.error().message;
     return c ? std::move(*c) : nullptr;
 }

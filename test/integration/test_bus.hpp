@@ -96,4 +96,10 @@ std::size_t count_lines_with(const std::string& text, std::string_view needle);
 // A libafbus connection to `bus` (a test failure, and null, if it cannot connect).
 std::unique_ptr<Connection> connect(const TestBus& bus);
 
+// Whether the buses of this run are in kernel mode (AFBUS_TEST_KERNEL_MODE=1, the kernel-mode VM tests):
+// they listen on AF_BUS first, so connect() gives a native client and raw_connection() a bridged one.
+bool kernel_mode();
+// The same, on `bus`'s unix listener whatever the mode: a standard client's way in.
+std::unique_ptr<Connection> connect_over_unix(const TestBus& bus);
+
 }  // namespace afbus::test

@@ -172,6 +172,9 @@ std::vector<std::byte> call_announcing(const std::string& destination, std::uint
 class Bystanders {
 public:
     static constexpr int kConnections = 4;  // the connections it opens, one after another
+    // How many of those the fault shim numbers: it numbers the daemon's stream connections (unix, TCP),
+    // and in kernel mode libafbus clients connect over AF_BUS.
+    static int numbered_connections() { return test::kernel_mode() ? 0 : kConnections; }
     explicit Bystanders(const TestBus& bus)
         : service_(connect(bus)), caller_(connect(bus)), emitter_(connect(bus)), subscriber_(connect(bus)) {
         if (!service_ || !caller_ || !emitter_ || !subscriber_) return;
@@ -734,11 +737,12 @@ public:
     ShimmedBus() : bus_(options()) {}
     TestBus& bus() { return bus_; }
 
-    // The shim numbers connections in the order the daemon accepted them; the tests connect one at a
-    // time (libafbus's open returns after Hello), so each new connection is the next number.
+    // The shim numbers stream connections in the order the daemon accepted them; the tests connect one
+    // at a time (libafbus's open returns after Hello), so each new connection is the next number. The
+    // victims connect on the unix socket, also in kernel mode: the faults are the daemon's I/O on it.
     int connection_count() const { return connections_; }
     std::unique_ptr<Connection> connect() {
-        auto c = test::connect(bus_);
+        auto c = test::connect_over_unix(bus_);
         if (c) ++connections_;
         return c;
     }
@@ -815,7 +819,7 @@ TEST(FaultInjection, TransientSocketErrorsAreRetriedAndNobodyNotices) {
             // Everything the bus had for the victim (NameAcquired) is written once this is answered: the
             // rule hits the call and its answer.
             ASSERT_TRUE(victim->call(driver_call("GetId")));
-            const std::string number = std::to_string(Bystanders::kConnections + shimmed.connection_count());
+            const std::string number = std::to_string(Bystanders::numbered_connections() + shimmed.connection_count());
             shimmed.arm(std::string(what) + " " + error + " 3 " + number);
             // The daemon reads the victim's call (the read rule) and writes the answer to it (the write
             // rule), failing three times first.
@@ -855,7 +859,7 @@ TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
             const bool reading = std::string_view(what) == "read";
             const bool read_again = reading && std::string_view(error) == "ENOMEM";
             const std::string rule = std::string(what) + " " + error + (read_again ? " 3 " : " 1 ") +
-                                     std::to_string(Bystanders::kConnections + shimmed.connection_count());
+                                     std::to_string(Bystanders::numbered_connections() + shimmed.connection_count());
             if (!reading) shimmed.arm(rule);  // the daemon fails to write the call to the victim
             std::optional<Expected<Message, Error>> answer;
             auto slot = bystanders.caller().call_async(ping(victim_name), [&](Expected<Message, Error> r) { answer = std::move(r); }, 30s);
@@ -905,7 +909,7 @@ void fail_a_read_during_authentication(const char* error,
     const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
     Fd victim = test::unauthenticated_connection(shimmed.bus());
     ASSERT_TRUE(victim);
-    shimmed.arm(std::string("read ") + error + " 1 " + std::to_string(Bystanders::kConnections + 1));
+    shimmed.arm(std::string("read ") + error + " 1 " + std::to_string(Bystanders::numbered_connections() + 1));
     const auto start = test::Clock::now();
     send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " + test::sasl_hex(std::to_string(::getuid())) + "\r\n");
     EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + error + " (0 left)")) << shimmed.bus().log();

@@ -8,7 +8,8 @@
 //               accept)
 //   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET or EPIPE
 //   times       how many consecutive calls fail
-//   connection  for read and write: the Nth connection the daemon accepted (from 1); ignored for accept
+//   connection  for read and write: the Nth stream connection (unix, TCP) the daemon accepted (from 1);
+//               ignored for accept
 //
 // Before each call it intercepts, the shim looks for the file; when there is one it takes the rule and
 // deletes the file. A call that matches the rule fails with the errno (without reaching the kernel) until
@@ -132,8 +133,14 @@ bool inject(What what, int fd, const char* call) {
     return true;
 }
 
+// Stream connections only (unix, TCP): a daemon in kernel mode also accepts AF_BUS sockets (native
+// clients, and the master sides of its bridges), whose numbering would depend on the mode.
 void accepted_socket(int fd) {
-    if (fd >= 0 && fd < kMaxFd) connection_of_fd[fd] = ++accepted;
+    int type = 0;
+    socklen_t length = sizeof type;
+    if (fd < 0 || fd >= kMaxFd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_STREAM)
+        return;
+    connection_of_fd[fd] = ++accepted;
 }
 
 }  // namespace
