@@ -1814,6 +1814,21 @@ static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bu
 	rcu_read_unlock();
 }
 
+/* Whether the bus's protocol drops @skb for @r, whose queue is full, rather than let @sender wait. */
+static bool bus_drop_when_full_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender,
+				      struct bus_sock *r)
+{
+	struct bus_hook_ctx ctx;
+
+	lockdep_assert_held(&bus->lock);
+	if (!bus->proto || !bus->proto->drop_when_full)
+		return false;
+	bus_hook_ctx_init(&ctx, bus, skb, sender, BUS_HOOK_UNICAST);
+	ctx.receiver = &r->sk;
+	ctx.rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
+	return bus->proto->drop_when_full(bus->proto_priv, &ctx);
+}
+
 /*
  * Deliver a copy to every eavesdropper except @skip1/@skip2 (sender and recipient).
  * Called with bus->lock held.
@@ -2072,6 +2087,17 @@ restart:
 	if (bus_queue_full(r)) {
 		DEFINE_WAIT(wait);
 
+		if (bus_drop_when_full_locked(bus, skb, bsk, r)) {
+			/* As if delivered, for the hooks that keep state: a dropped reply settles its call. */
+			verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
+			if (verdict < 0) {
+				err = verdict;
+				goto out_unlock;
+			}
+			if (verdict != BUS_HOOK_DROP)
+				bus_count_drop_locked(bus, r, bsk);
+			goto dropped;
+		}
 		if (!timeo) {
 			err = -EAGAIN;
 			goto out_unlock;

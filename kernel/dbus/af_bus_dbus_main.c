@@ -1017,6 +1017,25 @@ static struct bus_hook_ops dbus_hooks[] = {
 	{ .hook = dbus_deliver_hook, .point = BUS_HOOK_DELIVER, .priority = BUS_HOOK_PRI_LAST },
 };
 
+/*
+ * A reply or an error for a client whose queue is full is dropped (and counted for it) rather than
+ * hold up the client that answers: a caller that stops reading loses its own answers, as on the
+ * broker (docs/kernel-mode.md, "Full queues"), and the service goes on serving everybody else.
+ * Calls and signals wait for room, and so does what the master sends or is sent: the daemon queues
+ * and accounts its own traffic.
+ */
+static bool dbus_drop_when_full(void *priv, const struct bus_hook_ctx *ctx)
+{
+	const struct dbus_bus *b = ctx->proto_priv;
+
+	if (!b || ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join || ctx->from_master || !ctx->rcpt)
+		return false;
+	/* b->cur describes the message the send hook accepted last, this one */
+	if (b->cur.skb != ctx->skb)
+		return false;
+	return b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR;
+}
+
 static struct bus_proto_ops dbus_proto = {
 	.protocol = BUS_PROTO_DBUS,
 	.optmin = BUS_DBUS_OPT_MIN,
@@ -1026,6 +1045,7 @@ static struct bus_proto_ops dbus_proto = {
 	.bus_gone = dbus_bus_gone,
 	/* dbus-daemon gives a signal to its sender too, if one of the sender's rules matches */
 	.multicast_to_sender = true,
+	.drop_when_full = dbus_drop_when_full,
 	.owner = THIS_MODULE,
 };
 

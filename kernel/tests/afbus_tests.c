@@ -2700,6 +2700,52 @@ static int t_dbus_replies_body(uint8_t *m)
 	usleep(300 * 1000);
 	CHECK_OK(dcall(&tb, m, 0, 3, 202, 0));
 	CHECK(danswer(&tb, m, 3, 0, 202, NULL) == 1);
+
+	/*
+	 * A caller that does not read loses its own answers, counted for it (BUS_GET_QLENFULL, as a
+	 * multicast copy dropped at its full queue): its callee does not wait. Calls still wait.
+	 */
+	{
+		struct bus_qlenfull q;
+		socklen_t ql = sizeof(q);
+		int two = 2;
+
+		CHECK_OK(set_reply_limits(tb.l, 16, 60000));
+		for (i = 0; i < 3; i++)
+			CHECK_OK(dcall(&tb, m, 2, 3, 300 + i, 0));
+		CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &two, sizeof(two)));
+		for (i = 0; i < 2; i++) {
+			n = dmsg_call(m, names[3], 400 + i, 1);
+			CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
+		}
+		n = dmsg_call(m, names[3], 402, 1);
+		CHECK_ERR(send_raw(tb.c[3], tb.a[2], m, n), EAGAIN);
+		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+		CHECK(q.qlen == 2 && q.dropped == 0, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		n = dmsg_reply(m, names[3], 300, NULL);
+		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
+		n = dmsg_reply(m, names[3], 301, "org.example.Error.Failed");
+		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
+		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+		CHECK(q.qlen == 2 && q.dropped == 2, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		/* a dropped answer settled its call: a second answer to it is refused as unrequested */
+		n = dmsg_reply(m, names[3], 300, NULL);
+		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
+		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
+		CHECK(q.dropped == 2, "an answer to a settled call counted as dropped (%llu)",
+		      (unsigned long long)q.dropped);
+		/* the master's answers wait, as its other messages do */
+		n = dmsg_reply(m, "org.freedesktop.DBus", 4343, NULL);
+		CHECK_ERR(send_raw(tb.s[2], tb.a[2], m, n), EAGAIN);
+		/* once the caller reads, the answer still owed reaches it */
+		for (i = 0; i < 2; i++) {
+			n = dmsg_call(m, names[3], 400 + i, 1);
+			CHECK_OK(recv_raw(tb.c[2], m, n));
+		}
+		CHECK(danswer(&tb, m, 3, 2, 302, NULL) == 1, "the owed answer did not arrive");
+		two = 1024;
+		CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &two, sizeof(two)));
+	}
 	tb_close(&tb);
 	return 0;
 }

@@ -105,6 +105,16 @@ struct bus_proto_ops {
 	 * every other copy), as D-Bus gives a signal to its sender when one of its match rules matches.
 	 */
 	bool multicast_to_sender;
+	/*
+	 * A unicast whose receiver's queue is full: true to drop it (counted as a dropped copy for the
+	 * receiver, BUS_GET_QLENFULL and EPOLLPRI, as a multicast copy at a full queue is) rather than
+	 * make its sender wait. For messages the receiver asked for and has stopped reading, so that a
+	 * receiver that does not read holds up nobody but itself; D-Bus: replies and errors. Called with
+	 * the bus's lock held, after the send hooks accepted the message; ctx as for BUS_HOOK_DELIVER.
+	 * The delivery hooks still see the message (a reply settles its call) unless they refuse it.
+	 * NULL: every unicast waits for room.
+	 */
+	bool (*drop_when_full)(void *priv, const struct bus_hook_ctx *ctx);
 	struct module *owner;
 	struct list_head list;		/* af_bus.ko's, while registered */
 };
