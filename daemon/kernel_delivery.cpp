@@ -32,10 +32,10 @@ constexpr std::string_view kPeerAddressMember = "PeerAddress";
 
 // af_bus.ko's multicast address: a signal without destination goes to every subscriber at once.
 constexpr std::uint64_t kBroadcastAddress = BUS_ADDR(0, BUS_MULTICAST_CLIENT);
-// A bridge stops reading from the kernel while its unix socket holds this much unwritten (the kernel
-// then queues for it, and refuses or drops at its own limits), and reads again below the low mark.
+// A bridge stops reading from the kernel while its unix socket holds what the broker would queue for
+// the client (max_outgoing_bytes), at most this much, unwritten: the kernel then queues for it, and
+// waits or drops at its own limits (docs/kernel-mode.md, "Full queues"). It reads again below a quarter.
 constexpr std::size_t kBridgeHighWater = 1 << 20;
-constexpr std::size_t kBridgeLowWater = 256 << 10;
 // Calls forwarded to one bridged client whose answers go back through the model; beyond this many
 // unanswered ones the oldest entries are forgotten (an answer then goes directly, the model's record of
 // the call lingers until the callee leaves).
@@ -139,7 +139,8 @@ void KernelDelivery::apply_bus_limits(const Fd& listener) const {
                     static_cast<long long>(settings_.max_message_size), std::strerror(errno));
     // Each connection's receive queue holds what the broker would queue for it (max_outgoing_bytes, up
     // to af_bus.ko's 1 GiB; rmem_max without CAP_NET_ADMIN), in as many messages as the kernel allows:
-    // beyond that, a signal's copy is dropped (and counted against its sender), a unicast waits.
+    // beyond that, a signal's copy or an answer is dropped (and counted for the receiver), a call or a
+    // unicast signal waits.
     const int receive_buffer = static_cast<int>(std::clamp<std::int64_t>(settings_.max_outgoing_bytes, 2304, 1 << 30));
     if (::setsockopt(listener.get(), SOL_BUS, BUS_SET_RECVBUF, &receive_buffer, sizeof receive_buffer) < 0)
         log_warning("AF_BUS: could not size the receive queues for %lld bytes: %s",
@@ -412,7 +413,7 @@ void KernelDelivery::flush() {
     // Bridges that stopped reading for a full unix socket read again once it drained.
     bool resumed = false;
     for (auto& [id, c] : clients_) {
-        if (!c->bridge || !c->bridge->reading_paused || broker_.queued(id).bytes >= kBridgeLowWater) continue;
+        if (!c->bridge || !c->bridge->reading_paused || broker_.queued(id).bytes >= std::max<std::size_t>(bridge_high_water() / 4, 1)) continue;
         c->bridge->reading_paused = false;
         bridge_read(*c);
         bridge_update_watch(*c);
@@ -472,6 +473,7 @@ void KernelDelivery::detach(PeerId peer) {
         for (auto& [serial, call] : c.bridge->pending_calls)
             if (call.timer) loop_.cancel_timer(call.timer);
         c.bridge->pending_calls.clear();
+        c.bridge->call_order.clear();
         ::shutdown(c.bridge->transport->fd(), SHUT_RDWR);
         broker_.detach(peer);
     }
@@ -856,6 +858,21 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
         });
     }
     calls[serial] = Bridge::PendingCall{callee, timer};
+    auto& order = c.bridge->call_order;
+    order.push_back(serial);
+    const auto limit = static_cast<std::size_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
+    while (calls.size() > limit && !order.empty()) {
+        const std::uint32_t oldest = order.front();
+        order.pop_front();
+        auto it = calls.find(oldest);
+        if (it == calls.end() || oldest == serial) continue;
+        if (it->second.timer) loop_.cancel_timer(it->second.timer);
+        calls.erase(it);
+    }
+    // Keep the order list near the map's size: drop the serials already answered, in order.
+    if (order.size() > 2 * calls.size() + 64) {
+        std::erase_if(order, [&calls](std::uint32_t s) { return !calls.contains(s); });
+    }
 }
 
 void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why) {
@@ -905,11 +922,13 @@ void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
 void KernelDelivery::bridge_read(Client& c, bool drain) {
     Bridge& b = *c.bridge;
     for (;;) {
-        if (!drain && broker_.queued(c.id).bytes >= kBridgeHighWater) {
+        const std::size_t queued = broker_.queued(c.id).bytes;
+        if (!drain && queued >= bridge_high_water()) {
             b.reading_paused = true;
             return;
         }
-        auto n = b.transport->read();
+        // Up to the high mark (whole datagrams: one message may go beyond it).
+        auto n = drain ? b.transport->read() : b.transport->read(bridge_high_water() - queued);
         for (;;) {
             auto received = b.transport->next();
             if (!received) {
@@ -951,6 +970,11 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
         }
         if (!drain || *n == 0) return;
     }
+}
+
+std::size_t KernelDelivery::bridge_high_water() const {
+    return static_cast<std::size_t>(
+        std::clamp<std::int64_t>(settings_.max_outgoing_bytes, 1, static_cast<std::int64_t>(kBridgeHighWater)));
 }
 
 void KernelDelivery::bridge_update_watch(Client& c) {

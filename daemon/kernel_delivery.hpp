@@ -96,6 +96,10 @@ private:
             EventLoop::TimerId timer;
         };
         std::unordered_map<std::uint32_t, PendingCall> pending_calls;
+        // Their serials, oldest first (with serials since answered, skipped when met): an answer the
+        // kernel dropped at a full queue never reaches the bridge, so beyond the kernel's own limit of
+        // outstanding calls the oldest entries are stale and are forgotten.
+        std::deque<std::uint32_t> call_order;
         // Calls the master forwarded to it (the caller's unique name and serial): their answers go back
         // through the model, which tracks them.
         std::set<std::pair<std::string, std::uint32_t>> forwarded_calls;
@@ -206,6 +210,8 @@ private:
     // enough (`drain`: everything, before a callee's NoReply).
     void bridge_read(Client& c, bool drain = false);
     void bridge_update_watch(Client& c);
+    // What a bridge lets its unix side hold before it stops reading from the kernel.
+    [[nodiscard]] std::size_t bridge_high_water() const;
     void bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee);
     void bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why);
     // `callee` left or became a monitor: the bridged callers still waiting for it get NoReply, `why`.
