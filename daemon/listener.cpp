@@ -104,8 +104,15 @@ Expected<std::vector<Listener>, std::string> listen_tcp(const AddressEntry& entr
     hints.ai_flags = AI_PASSIVE | AI_ADDRCONFIG;
     if (auto family = entry.get("family")) hints.ai_family = *family == "ipv6" ? AF_INET6 : AF_INET;
     addrinfo* result = nullptr;
-    if (const int e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result); e != 0)
-        return Unexpected("Failed to look up host \"" + host + "\": " + ::gai_strerror(e));
+    int e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+    if (e == EAI_NONAME || e == EAI_ADDRFAMILY || e == EAI_NODATA) {
+        // AI_ADDRCONFIG leaves out the families the machine has no address of besides loopback: on one
+        // with loopback alone (no network yet, a container without one) even 127.0.0.1 and 0.0.0.0 would
+        // not resolve. Then every family goes, and bind() says what the machine cannot do.
+        hints.ai_flags &= ~AI_ADDRCONFIG;
+        e = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &result);
+    }
+    if (e != 0) return Unexpected("Failed to look up host \"" + host + "\": " + ::gai_strerror(e));
     std::vector<Listener> out;
     std::string error;
     for (addrinfo* ai = result; ai; ai = ai->ai_next) {
