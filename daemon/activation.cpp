@@ -2,6 +2,7 @@
 
 #include <syslog.h>
 
+#include <cassert>
 #include <cstring>
 
 #include "afbus/names.hpp"
@@ -119,33 +120,47 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
             auto reply = MessageBuilder::method_return(bus_.unique_name_of(*waiter.requester), waiter.message->serial());
             append(reply, std::uint32_t{2});  // DBUS_START_REPLY_ALREADY_RUNNING
             bus_.answer(*waiter.requester, std::move(reply));
+            ++took_effect_;
         }
         return {};
     }
 
+    // Room before change (docs/reliability.md, section 4): until the waiter is queued whole, with its
+    // pending start and that start's timer, an allocation failure changes nothing, and the bus answers
+    // the message NoMemory; from then on the message is the activation's.
     const std::optional<PeerId> requester = waiter.requester;
     auto existing = pending_.find(name);
     if (existing != pending_.end()) {
-        existing->second.waiters.push_back(std::move(waiter));
+        existing->second.waiters.push_back(std::move(waiter));  // unchanged if it throws
         ++waiting_;
+        ++took_effect_;
         return {};
     }
-    Pending& pending = pending_[service_name];
-    pending.name = service_name;
+    Pending fresh;
+    fresh.name = service_name;
     if (service) {
-        pending.exec = service->service.exec;
-        pending.systemd_unit = service->service.systemd_service;
+        fresh.exec = service->service.exec;
+        fresh.systemd_unit = service->service.systemd_service;
     }
-    pending.waiters.push_back(std::move(waiter));
+    fresh.waiters.push_back(std::move(waiter));
+    auto [slot, added] = pending_.try_emplace(service_name);
+    assert(added);
+    try {
+        fresh.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.service_start_timeout_ms),
+                                      [this, service_name] {
+                                          auto it = pending_.find(service_name);
+                                          if (it == pending_.end()) return;
+                                          it->second.timer = 0;
+                                          fail(service_name, make_error(error_names::kTimedOut,
+                                                                        "Activation of " + service_name + " timed out"));
+                                      });
+    } catch (const std::bad_alloc&) {
+        pending_.erase(slot);
+        throw;
+    }
+    Pending& pending = slot->second = std::move(fresh);
     ++waiting_;
-    pending.timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.service_start_timeout_ms),
-                                    [this, service_name] {
-                                        auto it = pending_.find(service_name);
-                                        if (it == pending_.end()) return;
-                                        it->second.timer = 0;
-                                        fail(service_name, make_error(error_names::kTimedOut,
-                                                                      "Activation of " + service_name + " timed out"));
-                                    });
+    ++took_effect_;
     if (waiting_for_systemd) return {};
 
     Expected<void, Error> started;

@@ -289,6 +289,34 @@ TEST(BusOutOfMemory, ACallToAService) {
     EXPECT_GT(made, 0u);
 }
 
+// A call to a name nobody owns and no .service file provides, with auto-start: activation looks for the
+// name and finds nothing (ServiceUnknown), or memory runs out before it could queue the call (NoMemory).
+// It changed nothing either way, so the caller is never disconnected.
+TEST(BusOutOfMemory, ACallToANameNothingProvides) {
+    fail_each_allocation({
+        {},
+        [](World& w) { return w.send_failing(w.caller, MessageBuilder::method_call("org.x.Nobody", "/x", "org.x.I", "M")); },
+        [](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+        },
+    });
+}
+
+// The same asked with StartServiceByName.
+TEST(BusOutOfMemory, StartServiceByNameForANameNothingProvides) {
+    fail_each_allocation({
+        {},
+        [](World& w) {
+            return w.send_failing(w.caller, driver_call("StartServiceByName", std::string("org.x.Nobody"), std::uint32_t{0}));
+        },
+        [](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+        },
+    });
+}
+
 // A call to a name nobody owns (without activation): NameHasNoOwner, or NoMemory.
 TEST(BusOutOfMemory, ACallToANameNobodyOwns) {
     fail_each_allocation({
