@@ -2,17 +2,30 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace afbus {
 
 std::span<std::byte> MessageFramer::prepare(std::size_t min) {
+    if (reading_large()) return large_.span().subspan(large_received_);
     std::size_t want = min;
     // If the buffered bytes start a message whose length is known, make room for all of it so that one
     // read can complete it.
-    if (buffered() >= kFixedHeaderLength) {
+    if (in_buffer() >= kFixedHeaderLength) {
         auto length = Message::frame_length(
             std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
-        if (length && *length > buffered() && *length <= max_length_) want = std::max(want, *length - buffered());
+        if (length && *length > in_buffer() && *length <= max_length_) {
+            if (*length >= kOwnStorageBytes && large_.empty()) {
+                // The rest is read straight into the message's own storage, which parse() keeps as the
+                // body. The allocation may throw; nothing has changed yet when it does.
+                large_ = OwnedBytes::for_overwrite(*length);
+                std::memcpy(large_.data(), buffer_.data() + start_, in_buffer());
+                large_received_ = in_buffer();
+                start_ = end_ = 0;
+                return large_.span().subspan(large_received_);
+            }
+            want = std::max(want, *length - in_buffer());
+        }
     }
     if (start_ == end_) start_ = end_ = 0;
     if (buffer_.size() - end_ < want) {
@@ -38,24 +51,34 @@ void MessageFramer::add_fds(std::vector<Fd> fds) {
 }
 
 Expected<std::optional<Message>, WireError> MessageFramer::next() {
-    if (buffered() < kFixedHeaderLength) return std::optional<Message>{};
+    if (!large_.empty()) {
+        if (reading_large()) return std::optional<Message>{};
+        large_received_ = 0;
+        return with_declared_fds(Message::parse(std::exchange(large_, OwnedBytes())));
+    }
+    if (in_buffer() < kFixedHeaderLength) return std::optional<Message>{};
     auto length = Message::frame_length(
         std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
     if (!length) return Unexpected(length.error());
     if (*length > max_length_) return Unexpected(WireError::MessageTooLong);
-    if (buffered() < *length) return std::optional<Message>{};
+    if (in_buffer() < *length) return std::optional<Message>{};
 
     const std::span<const std::byte> wire(buffer_.data() + start_, *length);
     start_ += *length;
     if (start_ == end_) start_ = end_ = 0;
 
     auto message = Message::parse(wire);
-    if (!message) return Unexpected(message.error());
     // Shrink the buffer after a very large message so that one big message does not pin its memory.
     if (buffer_.size() > 4 * 1024 * 1024 && start_ == 0 && end_ == 0) {
         buffer_.clear();
         buffer_.shrink_to_fit();
     }
+    return with_declared_fds(std::move(message));
+}
+
+Expected<std::optional<Message>, WireError> MessageFramer::with_declared_fds(
+    Expected<Message, WireError> message) {
+    if (!message) return Unexpected(message.error());
     // The fds a message declares must all have arrived by its last byte (the specification has them sent
     // no later than that).
     const std::uint32_t declared = message->unix_fds();

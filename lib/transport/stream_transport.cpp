@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -29,9 +30,14 @@ std::string describe(const TransportError& error) {
 }
 
 void StreamTransport::push_received(std::string_view bytes) {
-    auto space = framer_.prepare(bytes.size());
-    std::memcpy(space.data(), bytes.data(), bytes.size());
-    framer_.commit(bytes.size());
+    // In pieces: the framer may offer less than asked for, the rest of a large message it reads apart.
+    while (!bytes.empty()) {
+        auto space = framer_.prepare(bytes.size());
+        const std::size_t n = std::min(space.size(), bytes.size());
+        std::memcpy(space.data(), bytes.data(), n);
+        framer_.commit(n);
+        bytes.remove_prefix(n);
+    }
 }
 
 Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) {

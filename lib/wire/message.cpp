@@ -54,16 +54,27 @@ Expected<std::size_t, WireError> Message::frame_length(std::span<const std::byte
     return static_cast<std::size_t>(total);
 }
 
-Expected<Message, WireError> Message::parse(std::span<const std::byte> wire, std::vector<Fd> fds) {
+namespace {
+
+// The length of the header (with its padding) of a complete message of exactly frame_length bytes.
+Expected<std::size_t, WireError> framed_header_length(std::span<const std::byte> wire) {
     if (wire.size() < kFixedHeaderLength) return Unexpected(WireError::Truncated);
-    auto length = frame_length(wire.first<kFixedHeaderLength>());
+    auto length = Message::frame_length(wire.first<kFixedHeaderLength>());
     if (!length) return Unexpected(length.error());
     if (wire.size() < *length) return Unexpected(WireError::Truncated);
     if (wire.size() > *length) return Unexpected(WireError::TrailingBytes);
-    const std::size_t header_length = align8(kFixedHeaderLength + load_u32(wire.data() + 12, Endian(wire[0])));
+    return align8(kFixedHeaderLength + load_u32(wire.data() + 12, Endian(wire[0])));
+}
+
+}  // namespace
+
+Expected<Message, WireError> Message::parse(std::span<const std::byte> wire, std::vector<Fd> fds) {
+    auto header_length = framed_header_length(wire);
+    if (!header_length) return Unexpected(header_length.error());
     Message m;
-    m.header_.assign(wire.begin(), wire.begin() + static_cast<std::ptrdiff_t>(header_length));
-    m.body_.assign(wire.begin() + static_cast<std::ptrdiff_t>(header_length), wire.end());
+    m.header_.assign(wire.begin(), wire.begin() + static_cast<std::ptrdiff_t>(*header_length));
+    m.body_ = OwnedBytes(
+        std::vector<std::byte>(wire.begin() + static_cast<std::ptrdiff_t>(*header_length), wire.end()));
     m.fds_ = std::move(fds);
     return validate(std::move(m));
 }
@@ -76,7 +87,19 @@ Expected<Message, WireError> Message::parse(std::vector<std::byte> header, std::
     if (header.size() + body.size() != *length) return Unexpected(WireError::Truncated);
     Message m;
     m.header_ = std::move(header);
-    m.body_ = std::move(body);
+    m.body_ = OwnedBytes(std::move(body));
+    m.fds_ = std::move(fds);
+    return validate(std::move(m));
+}
+
+Expected<Message, WireError> Message::parse(OwnedBytes wire, std::vector<Fd> fds) {
+    const std::span<const std::byte> bytes = wire.span();
+    auto header_length = framed_header_length(bytes);
+    if (!header_length) return Unexpected(header_length.error());
+    Message m;
+    m.header_.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(*header_length));
+    wire.drop_front(*header_length);
+    m.body_ = std::move(wire);
     m.fds_ = std::move(fds);
     return validate(std::move(m));
 }
@@ -84,7 +107,7 @@ Expected<Message, WireError> Message::parse(std::vector<std::byte> header, std::
 Expected<Message, WireError> Message::validate(Message m) {
     if (auto r = m.parse_header(); !r) return Unexpected(r.error());
     if (load_u32(m.header_.data() + 4, m.endian()) != m.body_.size()) return Unexpected(WireError::Truncated);
-    Decoder body(m.body_, m.endian());
+    Decoder body(m.body_.span(), m.endian());
     if (auto r = validate_values(body, m.signature()); !r) return Unexpected(r.error());
     if (body.pos() != m.body_.size()) return Unexpected(WireError::TrailingBytes);
     return m;
@@ -217,7 +240,7 @@ std::vector<std::byte> Message::wire() const {
     std::vector<std::byte> out;
     out.reserve(size());
     out.insert(out.end(), header_.begin(), header_.end());
-    out.insert(out.end(), body_.begin(), body_.end());
+    out.insert(out.end(), body_.data(), body_.data() + body_.size());
     return out;
 }
 
@@ -230,7 +253,7 @@ void Message::set_serial(std::uint32_t serial) noexcept {
 Expected<Message, WireError> Message::clone() const {
     Message m;
     m.header_ = header_;
-    m.body_ = body_;
+    m.body_ = body_.copy();
     m.fields_ = fields_;
     m.serial_ = serial_;
     m.fds_.reserve(fds_.size());
@@ -426,7 +449,7 @@ Expected<Message, WireError> MessageBuilder::build(std::uint32_t serial) {
     Message m;
     m.header_ = encode_header(parts, native_endian());
     if (m.header_.size() + body_.size() > kMaxMessageLength) return Unexpected(WireError::MessageTooLong);
-    m.body_ = std::move(body_).take();
+    m.body_ = OwnedBytes(std::move(body_).take());
     m.fds_ = std::move(fds_);
     if (auto r = m.parse_header(); !r) return Unexpected(r.error());
     if (serial == 0) m.set_serial(0);

@@ -1,6 +1,7 @@
 // libFuzzer target for the message parser: any byte string either fails to parse with an error value or
 // yields a message that survives a round trip (wire bytes re-parse to the same header and values), sender
 // stitching, typed reads of its unix-fd indexes, and framing from arbitrary chunk boundaries. Crashes, leaks and UB are what it looks for.
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -44,8 +45,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::size_t at = 0;
     while (at < size) {
         const std::size_t chunk = 1 + (data[at] % 64);
-        const std::size_t n = std::min(chunk, size - at);
-        auto space = framer.prepare(n);
+        auto space = framer.prepare(std::min(chunk, size - at));
+        // Less than asked for while the rest of a large message is read into its own storage.
+        const std::size_t n = std::min({chunk, size - at, space.size()});
         std::memcpy(space.data(), data + at, n);
         framer.commit(n);
         at += n;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -305,6 +306,45 @@ TEST(Message, FrameLength) {
     EXPECT_EQ(Message::frame_length(std::span<const std::byte>(wire).first<kFixedHeaderLength>()).error(),
               WireError::MessageTooLong);
     EXPECT_EQ(Message::parse(std::span<const std::byte>(m->wire()).first(20)).error(), WireError::Truncated);
+}
+
+// A transport that read a whole message into one block hands it over: the body stays where it was read.
+TEST(Message, ParseFromOneBlockKeepsTheBodyInPlace) {
+    auto b = MessageBuilder::signal("/a", "a.b", "C");
+    append(b, std::string(1000, 'x'));
+    auto built = std::move(b).build(5);
+    ASSERT_TRUE(built);
+    const auto wire = built->wire();
+    const std::size_t header_length = built->header_bytes().size();
+    auto block_with = [&](std::size_t size) {
+        OwnedBytes block = OwnedBytes::for_overwrite(size);
+        std::memcpy(block.data(), wire.data(), std::min(size, wire.size()));
+        return block;
+    };
+
+    OwnedBytes block = block_with(wire.size());
+    const std::byte* body_in_block = block.data() + header_length;
+    auto m = Message::parse(std::move(block));
+    ASSERT_TRUE(m) << to_string(m.error());
+    EXPECT_EQ(m->body_bytes().data(), body_in_block);
+    EXPECT_EQ(m->serial(), 5u);
+    EXPECT_EQ(std::get<0>(*read_all<std::string>(*m)), std::string(1000, 'x'));
+    EXPECT_EQ(m->wire(), wire);
+    // It forwards, clones and re-parses like any other message.
+    auto stitched = std::move(*m).with_sender(":1.7");
+    ASSERT_TRUE(stitched);
+    EXPECT_EQ(stitched->body_bytes().data(), body_in_block);
+    auto clone = stitched->clone();
+    ASSERT_TRUE(clone);
+    EXPECT_NE(clone->body_bytes().data(), body_in_block);
+    EXPECT_TRUE(Message::parse(clone->wire()));
+
+    EXPECT_EQ(Message::parse(block_with(wire.size() - 1)).error(), WireError::Truncated);
+    EXPECT_EQ(Message::parse(block_with(wire.size() + 8)).error(), WireError::TrailingBytes);
+    EXPECT_EQ(Message::parse(block_with(10)).error(), WireError::Truncated);
+    OwnedBytes corrupt = block_with(wire.size());
+    corrupt.data()[wire.size() - 1] = std::byte{'y'};  // the string's terminating NUL
+    EXPECT_FALSE(Message::parse(std::move(corrupt)));
 }
 
 TEST(Message, RepliesAndErrors) {

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "afbus/framer.hpp"
@@ -100,6 +101,217 @@ TEST(MessageFramer, MissingFdsAreAnError) {
     std::memcpy(space.data(), w.data(), w.size());
     framer.commit(w.size());
     EXPECT_EQ(framer.next().error(), WireError::TooManyFds);
+}
+
+Message large_signal(std::size_t body_bytes, std::uint32_t serial, std::uint8_t fill = 0x5a) {
+    auto b = MessageBuilder::signal("/a", "org.example.I", "Large");
+    append(b, std::vector<std::uint8_t>(body_bytes, fill));
+    auto m = b.build(serial);
+    EXPECT_TRUE(m);
+    return std::move(*m);
+}
+
+void append_wire(std::vector<std::byte>& stream, const Message& m) {
+    auto w = m.wire();
+    stream.insert(stream.end(), w.begin(), w.end());
+}
+
+// Feeds `stream` to the framer in reads of at most `chunk` bytes (as a socket would, taking no more than
+// prepare() offers), collecting every message.
+std::vector<Message> frame(MessageFramer& framer, std::span<const std::byte> stream, std::size_t chunk) {
+    std::vector<Message> got;
+    for (std::size_t at = 0; at < stream.size();) {
+        auto space = framer.prepare();
+        const std::size_t n = std::min({chunk, stream.size() - at, space.size()});
+        std::memcpy(space.data(), stream.data() + at, n);
+        framer.commit(n);
+        at += n;
+        for (;;) {
+            auto m = framer.next();
+            EXPECT_TRUE(m) << to_string(m.error());
+            if (!m || !*m) break;
+            got.push_back(std::move(**m));
+        }
+    }
+    return got;
+}
+
+// A message at least kOwnStorageBytes long that one read does not complete is read into storage of its
+// own: the socket writes its rest where its body stays, between small messages framed as usual.
+TEST(MessageFramer, ALargeMessageIsReadIntoItsOwnStorageInPieces) {
+    std::vector<std::byte> stream;
+    append_wire(stream, signal_with("before", 1));
+    append_wire(stream, large_signal(300 * 1024, 2));
+    append_wire(stream, signal_with("after", 3));
+    append_wire(stream, large_signal(MessageFramer::kOwnStorageBytes, 4, 0x33));
+    for (std::size_t chunk : {1000u, 16u, 65536u + 7, 1u << 20}) {
+        MessageFramer framer;
+        auto got = frame(framer, stream, chunk);
+        ASSERT_EQ(got.size(), 4u) << "chunk " << chunk;
+        for (std::uint32_t i = 0; i < 4; ++i) EXPECT_EQ(got[i].serial(), i + 1);
+        auto large = std::get<0>(*read_all<std::vector<std::uint8_t>>(got[1]));
+        EXPECT_EQ(large, std::vector<std::uint8_t>(300 * 1024, 0x5a));
+        auto last = std::get<0>(*read_all<std::vector<std::uint8_t>>(got[3]));
+        EXPECT_EQ(last, std::vector<std::uint8_t>(MessageFramer::kOwnStorageBytes, 0x33));
+        EXPECT_EQ(framer.buffered(), 0u);
+    }
+
+    // The body is where the socket wrote its last bytes: nothing was copied after the first read.
+    MessageFramer framer;
+    auto wire = large_signal(300 * 1024, 5).wire();
+    auto space = framer.prepare();
+    std::memcpy(space.data(), wire.data(), 4096);
+    framer.commit(4096);
+    EXPECT_FALSE(framer.next().value());
+    space = framer.prepare();
+    ASSERT_EQ(space.size(), wire.size() - 4096) << "offered exactly the rest of the message";
+    std::memcpy(space.data(), wire.data() + 4096, space.size());
+    framer.commit(space.size());
+    EXPECT_EQ(framer.buffered(), wire.size());
+    auto m = framer.next();
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->body_bytes().data() + (*m)->body_bytes().size(), space.data() + space.size());
+    EXPECT_EQ((*m)->wire(), wire);
+}
+
+// When the rest of a large message and the next messages come in one read, the framer only offers the
+// rest of the large one; the next read lands in the read buffer, before next() has taken the large one.
+TEST(MessageFramer, BytesAfterACompleteLargeMessageGoToTheReadBuffer) {
+    std::vector<std::byte> stream;
+    append_wire(stream, large_signal(100 * 1024, 1));
+    append_wire(stream, large_signal(100 * 1024, 2));
+    append_wire(stream, signal_with("after", 3));
+    MessageFramer framer;
+    for (std::size_t at = 0; at < stream.size();) {  // every read before any next()
+        auto space = framer.prepare();
+        const std::size_t n = std::min(stream.size() - at, space.size());
+        std::memcpy(space.data(), stream.data() + at, n);
+        framer.commit(n);
+        at += n;
+    }
+    EXPECT_EQ(framer.buffered(), stream.size());
+    std::vector<std::uint32_t> serials;
+    for (;;) {
+        auto m = framer.next();
+        ASSERT_TRUE(m) << to_string(m.error());
+        if (!*m) break;
+        serials.push_back((*m)->serial());
+    }
+    EXPECT_EQ(serials, (std::vector<std::uint32_t>{1, 2, 3}));
+    EXPECT_EQ(framer.buffered(), 0u);
+}
+
+TEST(MessageFramer, ALargeMessageKeepsTheFdsThatCameWithItsFirstBytes) {
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, UnixFd(std::move(write_end)), std::vector<std::uint8_t>(200 * 1024, 1));
+    auto with_fd = b.build(1);
+    ASSERT_TRUE(with_fd);
+    std::vector<std::byte> stream;
+    append_wire(stream, *with_fd);
+    append_wire(stream, signal_with("no fds", 2));
+
+    MessageFramer framer;
+    std::vector<Message> got;
+    bool first_read = true;
+    for (std::size_t at = 0; at < stream.size();) {
+        auto space = framer.prepare();
+        const std::size_t n = std::min({std::size_t{30000}, stream.size() - at, space.size()});
+        std::memcpy(space.data(), stream.data() + at, n);
+        framer.commit(n);
+        if (first_read) {
+            std::vector<Fd> fds;
+            fds.push_back(read_end.duplicate());
+            framer.add_fds(std::move(fds));
+            first_read = false;
+        }
+        at += n;
+        for (;;) {
+            auto m = framer.next();
+            ASSERT_TRUE(m) << to_string(m.error());
+            if (!*m) break;
+            got.push_back(std::move(**m));
+        }
+    }
+    ASSERT_EQ(got.size(), 2u);
+    ASSERT_EQ(got[0].fds().size(), 1u);
+    EXPECT_TRUE(got[1].fds().empty());
+    EXPECT_EQ(framer.pending_fds(), 0u);
+
+    // A large message that declares an fd none came with is refused once complete.
+    MessageFramer without;
+    const std::size_t large_length = with_fd->size();
+    for (std::size_t at = 0; at < large_length;) {
+        auto space = without.prepare();
+        const std::size_t n = std::min({std::size_t{30000}, large_length - at, space.size()});
+        std::memcpy(space.data(), stream.data() + at, n);
+        without.commit(n);
+        at += n;
+        auto next = without.next();
+        if (at < large_length) {
+            ASSERT_TRUE(next && !*next);
+        } else {
+            ASSERT_FALSE(next);
+            EXPECT_EQ(next.error(), WireError::TooManyFds);
+        }
+    }
+}
+
+// The limit holds for messages read into their own storage: one exactly at it is read, one byte over is
+// refused before any room is made for it.
+TEST(MessageFramer, ALargeMessageAtTheLimitIsReadAndOneBeyondIsRefused) {
+    auto wire = large_signal(256 * 1024, 1).wire();
+    {
+        MessageFramer framer;
+        framer.set_max_message_length(wire.size());
+        auto got = frame(framer, wire, 8192);
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0].wire(), wire);
+    }
+    MessageFramer framer;
+    framer.set_max_message_length(wire.size() - 1);
+    auto space = framer.prepare();
+    std::memcpy(space.data(), wire.data(), 8192);
+    framer.commit(8192);
+    EXPECT_LT(framer.prepare().size(), wire.size() - 8192) << "room made for a message beyond the limit";
+    auto refused = framer.next();
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), WireError::MessageTooLong);
+}
+
+// A stream that ends inside a large message yields nothing from it; a large message whose body turns out
+// invalid once complete is an error like any other.
+TEST(MessageFramer, ATruncatedOrCorruptLargeMessageYieldsNothing) {
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, std::string(100 * 1024, 'x'));
+    auto m = b.build(1);
+    ASSERT_TRUE(m);
+    auto wire = m->wire();
+    {
+        MessageFramer framer;
+        auto got = frame(framer, std::span<const std::byte>(wire).first(wire.size() - 1), 10000);
+        EXPECT_TRUE(got.empty());
+        EXPECT_EQ(framer.buffered(), wire.size() - 1);
+        EXPECT_FALSE(framer.next().value());
+    }
+    wire.back() = std::byte{'y'};  // the string's terminating NUL
+    MessageFramer framer;
+    for (std::size_t at = 0; at < wire.size();) {
+        auto space = framer.prepare();
+        const std::size_t n = std::min({std::size_t{10000}, wire.size() - at, space.size()});
+        std::memcpy(space.data(), wire.data() + at, n);
+        framer.commit(n);
+        at += n;
+        auto next = framer.next();
+        if (at < wire.size()) {
+            ASSERT_TRUE(next);
+            EXPECT_FALSE(*next);
+        } else {
+            EXPECT_FALSE(next);
+        }
+    }
 }
 
 TEST(StreamTransport, ManyMessagesOneWriteOneRead) {
@@ -233,6 +445,47 @@ TEST(StreamTransport, FdsWithoutNegotiationAreRefused) {
     auto r = sender.flush();
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().kind, TransportError::Kind::FdsNotAllowed);
+}
+
+// Bytes that came with the SASL exchange may hold the start of a large message, and the next push its
+// rest and more: the framer offers the rest of that message apart from what follows it.
+TEST(StreamTransport, PushedBytesMayEndInsideALargeMessage) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport receiver(std::move(pair->second));
+    std::vector<std::byte> stream;
+    append_wire(stream, large_signal(200 * 1024, 1));
+    append_wire(stream, signal_with("after", 2));
+    const std::string_view text(reinterpret_cast<const char*>(stream.data()), stream.size());
+    receiver.push_received(text.substr(0, 70000));
+    receiver.push_received(text.substr(70000));
+    std::vector<std::uint32_t> serials;
+    for (;;) {
+        auto m = receiver.next();
+        ASSERT_TRUE(m);
+        if (!*m) break;
+        serials.push_back((*m)->serial());
+    }
+    EXPECT_EQ(serials, (std::vector<std::uint32_t>{1, 2}));
+}
+
+TEST(StreamTransport, APeerClosingInsideALargeMessageIsAClose) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport receiver(std::move(pair->second));
+    auto wire = large_signal(200 * 1024, 1).wire();
+    ASSERT_EQ(::send(pair->first.get(), wire.data(), 100000, MSG_NOSIGNAL), 100000);
+    pair->first.reset();
+    for (;;) {
+        auto n = receiver.read();
+        if (!n) {
+            EXPECT_EQ(n.error().kind, TransportError::Kind::Closed);
+            break;
+        }
+        auto m = receiver.next();
+        ASSERT_TRUE(m);
+        EXPECT_FALSE(*m);
+    }
 }
 
 TEST(StreamTransport, ReportsClose) {

@@ -17,6 +17,7 @@
 #include "afbus/encoder.hpp"
 #include "afbus/expected.hpp"
 #include "afbus/fd.hpp"
+#include "afbus/owned_bytes.hpp"
 #include "afbus/value.hpp"
 
 namespace afbus {
@@ -71,6 +72,9 @@ public:
     static Expected<Message, WireError> parse(std::span<const std::byte> wire, std::vector<Fd> fds = {});
     static Expected<Message, WireError> parse(std::vector<std::byte> header, std::vector<std::byte> body,
                                               std::vector<Fd> fds = {});
+    // The same for a message a transport read into one block of its own (exactly frame_length bytes): the
+    // header is copied out, the body stays where it was read.
+    static Expected<Message, WireError> parse(OwnedBytes wire, std::vector<Fd> fds = {});
 
     [[nodiscard]] MessageType type() const noexcept { return static_cast<MessageType>(byte_at(1)); }
     [[nodiscard]] std::uint8_t flags() const noexcept { return byte_at(2); }
@@ -94,7 +98,7 @@ public:
     [[nodiscard]] bool has_unknown_fields() const noexcept { return fields_.unknown; }
 
     [[nodiscard]] std::span<const std::byte> header_bytes() const noexcept { return header_; }
-    [[nodiscard]] std::span<const std::byte> body_bytes() const noexcept { return body_; }
+    [[nodiscard]] std::span<const std::byte> body_bytes() const noexcept { return body_.span(); }
     [[nodiscard]] std::size_t size() const noexcept { return header_.size() + body_.size(); }
     [[nodiscard]] const std::vector<Fd>& fds() const noexcept { return fds_; }
     [[nodiscard]] std::vector<Fd> take_fds() noexcept { return std::move(fds_); }
@@ -150,7 +154,7 @@ private:
     }
 
     std::vector<std::byte> header_;
-    std::vector<std::byte> body_;
+    OwnedBytes body_;
     std::vector<Fd> fds_;
     Fields fields_;
     std::uint32_t serial_ = 0;

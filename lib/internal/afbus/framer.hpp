@@ -1,6 +1,7 @@
 // MessageFramer: turns a D-Bus byte stream (plus the fds that arrived with it) into Messages. Sans-I/O:
 // the caller reads from its socket straight into prepare()'s span, then commit()s; next() yields complete
-// messages. Many messages can come out of one read, and a large message is read into one allocation.
+// messages. Many messages can come out of one read. A large message is read into storage of its own,
+// which becomes its body as it is: its bytes are neither copied out of a read buffer nor zero-filled.
 #pragma once
 
 #include <cstddef>
@@ -18,12 +19,17 @@ namespace afbus {
 class MessageFramer {
 public:
     // Space for at least `min` more bytes; more when a partly read message needs it (not for one longer
-    // than the limit below: next() refuses that one).
-    std::span<std::byte> prepare(std::size_t min = 64 * 1024);
+    // than the limit below: next() refuses that one). Except while a large message is being read into
+    // its own storage: then the span is exactly what remains of that message, which may be less than
+    // `min` (the bytes after it go to the read buffer with the next prepare()).
+    std::span<std::byte> prepare(std::size_t min = kReadBytes);
     // The longest message accepted (a bus's max_message_size); the specification's 128 MiB by default.
     // A longer one is refused as soon as its fixed header announces it, before room is made for it.
     void set_max_message_length(std::size_t bytes) noexcept { max_length_ = bytes; }
-    void commit(std::size_t n) noexcept { end_ += n; }
+    void commit(std::size_t n) noexcept {
+        if (reading_large()) large_received_ += n;
+        else end_ += n;
+    }
     // Fds received by the same read, in order. They belong to the message whose bytes came with them.
     void add_fds(std::vector<Fd> fds);
 
@@ -31,10 +37,17 @@ public:
     // corrupt and the connection must be closed (the specification leaves no way to resynchronise).
     Expected<std::optional<Message>, WireError> next();
 
-    [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_; }
+    // Bytes received and not yet yielded as messages.
+    [[nodiscard]] std::size_t buffered() const noexcept { return end_ - start_ + large_received_; }
     // Frees the read buffer when it holds nothing, so that an idle connection costs no buffer.
     void release_if_empty();
     [[nodiscard]] std::size_t pending_fds() const noexcept { return fds_.size(); }
+
+    // What one read asks room for; a message at least this long that one read did not complete is read
+    // into storage of its own (copying the rest out of the read buffer would cost more than the bytes
+    // the first read brought, which are copied once into that storage).
+    static constexpr std::size_t kReadBytes = 64 * 1024;
+    static constexpr std::size_t kOwnStorageBytes = kReadBytes;
 
 private:
     // Bytes the socket is about to overwrite need no zeroing: growing the buffer leaves them as they are.
@@ -49,9 +62,19 @@ private:
         void construct(std::byte* p, std::byte value) noexcept { *p = value; }
     };
 
+    [[nodiscard]] std::size_t in_buffer() const noexcept { return end_ - start_; }
+    // A large message has started and not all of it has arrived (prepare() offers its rest).
+    [[nodiscard]] bool reading_large() const noexcept { return large_received_ < large_.size(); }
+    Expected<std::optional<Message>, WireError> with_declared_fds(Expected<Message, WireError> message);
+
     std::vector<std::byte, UninitializedBytes> buffer_;
     std::size_t start_ = 0;  // first unconsumed byte
     std::size_t end_ = 0;    // one past the last received byte
+    // The large message being read (all of it, header included; empty when none), and how much of it
+    // has arrived. Until all of it has, the buffer above holds nothing; once it has, the bytes after it
+    // go to the buffer, and next() yields it before them.
+    OwnedBytes large_;
+    std::size_t large_received_ = 0;
     std::deque<Fd> fds_;
     std::size_t max_length_ = kMaxMessageLength;
 };
