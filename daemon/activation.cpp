@@ -120,7 +120,7 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
             auto reply = MessageBuilder::method_return(bus_.unique_name_of(*waiter.requester), waiter.message->serial());
             append(reply, std::uint32_t{2});  // DBUS_START_REPLY_ALREADY_RUNNING
             bus_.answer(*waiter.requester, std::move(reply));
-            ++took_effect_;
+            bus_.activation_took_effect();
         }
         return {};
     }
@@ -133,7 +133,7 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
     if (existing != pending_.end()) {
         existing->second.waiters.push_back(std::move(waiter));  // unchanged if it throws
         ++waiting_;
-        ++took_effect_;
+        bus_.activation_took_effect();
         return {};
     }
     Pending fresh;
@@ -160,7 +160,7 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
     }
     Pending& pending = slot->second = std::move(fresh);
     ++waiting_;
-    ++took_effect_;
+    bus_.activation_took_effect();
     if (waiting_for_systemd) return {};
 
     Expected<void, Error> started;

@@ -45,6 +45,10 @@ public:
     virtual bool resume(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, std::string_view name) = 0;
     // Shows a message of the bus that is about to go to (or wait for) `name` to the monitors.
     virtual void show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) = 0;
+    // activate() took effect: it queued its message for a start, or answered a StartServiceByName for a
+    // running service. The message is the activation's from here on, whatever fails after (the bus can
+    // no longer answer it NoMemory); until this is said, a std::bad_alloc from activate() changed nothing.
+    virtual void activation_took_effect() = 0;
 
 protected:
     ~ActivationHost() = default;
@@ -88,11 +92,6 @@ public:
     // provides the name, the sender may not send to it, the limit of pending starts is reached, or the
     // service cannot be started; later failures are answered to every waiter.
     Expected<void, Error> activate(std::string_view name, Waiter waiter);
-    // How many calls of activate() took effect: queued their message for a start, or answered a
-    // StartServiceByName for a running service. One that raised this keeps its message whatever happened
-    // after (the bus can no longer answer it NoMemory); one that did not changed nothing, even if it threw
-    // std::bad_alloc.
-    [[nodiscard]] std::uint64_t took_effect() const noexcept { return took_effect_; }
 
     // StartServiceByName: replies 2 at once if `name` has an owner, else activates it.
     Expected<void, Error> start_service_by_name(std::string_view name, PeerId requester,
@@ -141,7 +140,6 @@ private:
     std::map<std::string, std::string> environment_;
     std::map<std::string, Pending, std::less<>> pending_;
     std::size_t waiting_ = 0;  // waiters of all pending starts, bounded by max_pending_service_starts
-    std::uint64_t took_effect_ = 0;  // see took_effect()
     // Children that have not ended yet, kept to reap them whatever became of their activation.
     std::map<pid_t, std::unique_ptr<ServiceProcess>> processes_;
 };

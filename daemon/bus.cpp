@@ -394,17 +394,10 @@ void Bus::route(Peer& sender, Message message) {
             failed = make_error(error_names::kNameHasNoOwner, "Name \"" + destination + "\" does not exist");
         } else {
             // Once activation has queued the message, it is not undone: a failure after that must not
-            // answer it (Activation::took_effect()). Before, nothing changed, and the sender gets NoMemory.
-            const std::uint64_t before = activation_->took_effect();
-            Expected<void, Error> started;
-            try {
-                started = activation_->activate(destination, Activation::Waiter{sender_id, shared, true});
-            } catch (const std::bad_alloc&) {
-                if (activation_->took_effect() != before) ++changes_;
-                throw;
-            }
-            if (activation_->took_effect() != before) ++changes_;
-            if (!started) failed = std::move(started.error());
+            // answer it (activation_took_effect() counts the change). Before, nothing changed, and the
+            // sender gets NoMemory.
+            if (auto started = activation_->activate(destination, Activation::Waiter{sender_id, shared, true}); !started)
+                failed = std::move(started.error());
         }
         copy_to_monitors(shared, sender_id, std::nullopt);
         if (failed && !failed->name.empty()) {

@@ -202,6 +202,7 @@ private:
     void answer_error(PeerId to, const Message& call, const Error& error) override;
     bool resume(std::optional<PeerId> sender, const std::shared_ptr<const Message>& message, std::string_view name) override;
     void show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) override;
+    void activation_took_effect() override { ++changes_; }
 
     [[nodiscard]] bool is_named_by(PeerId peer, std::string_view name) const;
     // The peer `name` (unique or well-known) stands for, or null: what owner_of, has_owner and

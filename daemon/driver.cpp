@@ -320,19 +320,9 @@ Expected<void, Error> start_service_by_name(DriverContext& bus, Peer& caller, co
     (void)flags;  // unused by the specification
     auto stitched = call.with_sender(caller.unique_name());
     if (!stitched) return Unexpected(make_error(error_names::kNoMemory, "Cannot keep the call"));
-    // A change only once the activation took the call (then it answers it): before, a failure changed
-    // nothing and is answered NoMemory.
-    Activation& activation = bus.activation();
-    auto kept = std::make_shared<const Message>(std::move(*stitched));
-    const std::uint64_t before = activation.took_effect();
-    try {
-        auto started = activation.start_service_by_name(name, caller.id(), std::move(kept));
-        if (activation.took_effect() != before) bus.changing();
-        return started;
-    } catch (const std::bad_alloc&) {
-        if (activation.took_effect() != before) bus.changing();
-        throw;
-    }
+    // A change of the bus only once the activation took the call (then it answers it; the activation
+    // tells the bus): before, a failure changed nothing and is answered NoMemory.
+    return bus.activation().start_service_by_name(name, caller.id(), std::make_shared<const Message>(std::move(*stitched)));
 }
 
 Expected<void, Error> update_activation_environment(DriverContext& bus, Peer&, const Message& call, MessageBuilder&, DriverOutcome&) {

@@ -48,8 +48,8 @@ public:
     // Hello's registration; like every change below it, done whole or (out of memory) not at all.
     virtual const std::string& register_unique_name(Peer& peer) = 0;
     // Said before a change that may not be whole if memory runs out part-way (the environment, a
-    // reload), or once one took effect (activation): a call that then fails ends its caller's
-    // connection instead of an error.
+    // reload): a call that then fails ends its caller's connection instead of an error. (Activation
+    // says so itself once it took a message: ActivationHost::activation_took_effect().)
     virtual void changing() = 0;
     // RequestName / ReleaseName, with their ownership changes announced.
     virtual NameRegistry::Result request_name(Peer& peer, const std::string& name, std::uint32_t flags) = 0;
