@@ -211,12 +211,18 @@ Ended ending(World& w, PeerId sender, std::uint32_t call_serial) {
     return got[0]->error_name() == error_names::kNoMemory ? Ended::NoMemory : Ended::Answered;
 }
 
+// A call that owes its sender an answer was answered, or refused with NoMemory: never left unanswered,
+// nor its sender disconnected. Returns which.
+Ended answered_or_no_memory(World& w, PeerId sender, std::uint32_t call_serial) {
+    const Ended end = ending(w, sender, call_serial);
+    EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
+    return end;
+}
+
 // For a call that changes the bus: whether it took effect and was answered; otherwise it must have been
 // refused with NoMemory (and changed nothing, which the caller checks).
 bool took_effect(World& w, PeerId sender, std::uint32_t call_serial) {
-    const Ended end = ending(w, sender, call_serial);
-    EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
-    return end == Ended::Answered;
+    return answered_or_no_memory(w, sender, call_serial) == Ended::Answered;
 }
 
 // The bus serves a newcomer, and the service answers it.
@@ -296,10 +302,7 @@ TEST(BusOutOfMemory, ACallToANameNothingProvides) {
     fail_each_allocation({
         {},
         [](World& w) { return w.send_failing(w.caller, MessageBuilder::method_call("org.x.Nobody", "/x", "org.x.I", "M")); },
-        [](World& w, std::uint32_t s) {
-            const Ended end = ending(w, w.caller, s);
-            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
-        },
+        [](World& w, std::uint32_t s) { answered_or_no_memory(w, w.caller, s); },
     });
 }
 
@@ -310,10 +313,7 @@ TEST(BusOutOfMemory, StartServiceByNameForANameNothingProvides) {
         [](World& w) {
             return w.send_failing(w.caller, driver_call("StartServiceByName", std::string("org.x.Nobody"), std::uint32_t{0}));
         },
-        [](World& w, std::uint32_t s) {
-            const Ended end = ending(w, w.caller, s);
-            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
-        },
+        [](World& w, std::uint32_t s) { answered_or_no_memory(w, w.caller, s); },
     });
 }
 
@@ -326,10 +326,7 @@ TEST(BusOutOfMemory, ACallToANameNobodyOwns) {
             call.no_auto_start();
             return w.send_failing(w.caller, std::move(call));
         },
-        [](World& w, std::uint32_t s) {
-            const Ended end = ending(w, w.caller, s);
-            EXPECT_TRUE(end == Ended::Answered || end == Ended::NoMemory);
-        },
+        [](World& w, std::uint32_t s) { answered_or_no_memory(w, w.caller, s); },
     });
 }
 
