@@ -7,7 +7,6 @@
 #include <linux/af_bus.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -126,7 +125,7 @@ void KernelDelivery::peer_names_changed(PeerId peer, const std::vector<std::stri
 void KernelDelivery::apply_bus_limits(const Fd& listener) const {
     // The kernel's ranges: 1..65536 calls, 1 ms..2^31-1 ms (about 25 days: "never" in practice).
     bus_dbus_reply_limits limits{};
-    limits.max_replies = static_cast<std::uint32_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
+    limits.max_replies = kernel_max_replies();
     limits.timeout_ms = static_cast<std::uint32_t>(
         settings_.reply_timeout_ms < 0 ? INT32_MAX : std::clamp<std::int64_t>(settings_.reply_timeout_ms, 1, INT32_MAX));
     if (::setsockopt(listener.get(), SOL_BUS, BUS_DBUS_SET_REPLY_LIMITS, &limits, sizeof limits) < 0)
@@ -412,8 +411,9 @@ void KernelDelivery::flush() {
     broker_.flush();
     // Bridges that stopped reading for a full unix socket read again once it drained.
     bool resumed = false;
+    const std::size_t low_water = std::max<std::size_t>(bridge_high_water() / 4, 1);
     for (auto& [id, c] : clients_) {
-        if (!c->bridge || !c->bridge->reading_paused || broker_.queued(id).bytes >= std::max<std::size_t>(bridge_high_water() / 4, 1)) continue;
+        if (!c->bridge || !c->bridge->reading_paused || broker_.queued(id).bytes >= low_water) continue;
         c->bridge->reading_paused = false;
         bridge_read(*c);
         bridge_update_watch(*c);
@@ -525,7 +525,7 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
             Client* watcher = find(peer);
             if (!watcher) continue;
             for (Client::Record& record : watcher->records) {
-                if (record.watched_sender != change.name) continue;
+                if (watched_sender(record.rule) != change.name) continue;
                 uninstall_record(*watcher, record);
                 install_record(*watcher, record);
             }
@@ -553,10 +553,7 @@ void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
     if (rule.eavesdrop().value_or(false)) eavesdroppers_.insert(peer);
     Client* c = find(peer);
     if (!c) return;
-    const auto compiled = rule.compiled();
-    Client::Record record{std::string(reinterpret_cast<const char*>(compiled.data()), compiled.size()), {}, {}};
-    if (auto sender = rule.sender(); sender && !sender->starts_with(':') && *sender != kDriverName)
-        record.watched_sender = std::string(*sender);
+    Client::Record record{rule, {}};
     install_record(*c, record);
     c->records.push_back(std::move(record));
     watch_sender(c->records.back(), peer);
@@ -568,29 +565,28 @@ void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
     }
     Client* c = find(peer);
     if (!c) return;
-    const auto compiled = rule.compiled();
-    const std::string_view bytes(reinterpret_cast<const char*>(compiled.data()), compiled.size());
-    auto it = std::find_if(c->records.begin(), c->records.end(),
-                           [bytes](const Client::Record& r) { return r.rule == bytes; });
+    auto it = std::find_if(c->records.begin(), c->records.end(), [&rule](const Client::Record& r) { return r.rule == rule; });
     if (it == c->records.end()) return;
     uninstall_record(*c, *it);
     unwatch_sender(*it, peer);
     c->records.erase(it);
 }
 
+std::optional<std::string_view> KernelDelivery::watched_sender(const MatchRule& rule) {
+    auto sender = rule.sender();
+    if (!sender || sender->starts_with(':') || *sender == kDriverName) return std::nullopt;
+    return sender;
+}
+
 void KernelDelivery::install_record(Client& c, Client::Record& record) {
-    std::string wanted = record.rule;
-    if (!record.watched_sender.empty()) {
-        const Client* owner = kernel_owner(record.watched_sender);
-        if (!owner || owner->unique_name.empty()) return;
-        auto rule = MatchRule::load(std::as_bytes(std::span(record.rule.data(), record.rule.size())));
-        assert(rule);  // the model's own rule
-        const MatchRule for_owner = rule->with_sender(owner->unique_name);
-        const auto compiled = for_owner.compiled();
-        wanted.assign(reinterpret_cast<const char*>(compiled.data()), compiled.size());
-    }
-    if (set_option(c, BUS_DBUS_ADD_MATCH, wanted.data(), wanted.size(), "install a match record"))
-        record.in_kernel = std::move(wanted);
+    const auto watched = watched_sender(record.rule);
+    const Client* owner = watched ? kernel_owner(*watched) : nullptr;
+    if (watched && (!owner || owner->unique_name.empty())) return;
+    const MatchRule in_kernel = watched ? record.rule.with_sender(owner->unique_name) : record.rule;
+    const auto compiled = in_kernel.compiled();
+    std::string bytes(reinterpret_cast<const char*>(compiled.data()), compiled.size());
+    if (set_option(c, BUS_DBUS_ADD_MATCH, bytes.data(), bytes.size(), "install a match record"))
+        record.in_kernel = std::move(bytes);
 }
 
 void KernelDelivery::uninstall_record(Client& c, Client::Record& record) {
@@ -600,12 +596,13 @@ void KernelDelivery::uninstall_record(Client& c, Client::Record& record) {
 }
 
 void KernelDelivery::watch_sender(const Client::Record& record, PeerId peer) {
-    if (!record.watched_sender.empty()) sender_watchers_[record.watched_sender].insert(peer);
+    if (const auto watched = watched_sender(record.rule)) sender_watchers_[std::string(*watched)].insert(peer);
 }
 
 void KernelDelivery::unwatch_sender(const Client::Record& record, PeerId peer) {
-    if (record.watched_sender.empty()) return;
-    auto watchers = sender_watchers_.find(record.watched_sender);
+    const auto watched = watched_sender(record.rule);
+    if (!watched) return;
+    auto watchers = sender_watchers_.find(*watched);
     if (watchers == sender_watchers_.end()) return;
     if (auto it = watchers->second.find(peer); it != watchers->second.end()) watchers->second.erase(it);
     if (watchers->second.empty()) sender_watchers_.erase(watchers);
@@ -860,8 +857,7 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
     calls[serial] = Bridge::PendingCall{callee, timer};
     auto& order = c.bridge->call_order;
     order.push_back(serial);
-    const auto limit = static_cast<std::size_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
-    while (calls.size() > limit && !order.empty()) {
+    while (calls.size() > kernel_max_replies() && !order.empty()) {
         const std::uint32_t oldest = order.front();
         order.pop_front();
         auto it = calls.find(oldest);
@@ -970,6 +966,10 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
         }
         if (!drain || *n == 0) return;
     }
+}
+
+std::uint32_t KernelDelivery::kernel_max_replies() const {
+    return static_cast<std::uint32_t>(std::clamp<std::int64_t>(settings_.max_replies_per_connection, 1, 65536));
 }
 
 std::size_t KernelDelivery::bridge_high_water() const {

@@ -117,9 +117,8 @@ private:
         std::string unique_name;
         // Its match rules as the kernel has them (match_added), in the order they were added.
         struct Record {
-            std::string rule;         // the rule's own record (MatchRule::compiled()): what the model knows
-            std::string in_kernel;    // the record installed; empty when none is (see watched_sender)
-            std::string watched_sender;  // a well-known sender= of the rule, whose owner in_kernel names
+            MatchRule rule;         // as the model knows it
+            std::string in_kernel;  // the record installed; empty when none is (see install_record)
         };
         std::vector<Record> records;
         // Its policy chains as BUS_DBUS_SET_CHAINS takes them; empty when the bus has no policy.
@@ -164,6 +163,8 @@ private:
     bool accept_one(int fd);
     void watch_listeners(bool on);
     void apply_bus_limits(const Fd& listener) const;
+    // max_replies_per_connection in the kernel's range: the calls a client may have outstanding there.
+    [[nodiscard]] std::uint32_t kernel_max_replies() const;
     // Installs settings_.policy's image (or none) on `listener`'s bus; false (logged) if the kernel refused it.
     [[nodiscard]] bool install_policy(const Fd& listener) const;
     // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on); false
@@ -222,6 +223,8 @@ private:
     // kernel owns it (its owner's broadcasts then go through the model, which resolves the name itself).
     void install_record(Client& c, Client::Record& record);
     void uninstall_record(Client& c, Client::Record& record);
+    // The well-known sender= of `rule` whose owner its record in the kernel names, if it has one.
+    static std::optional<std::string_view> watched_sender(const MatchRule& rule);
     // Whose rules name `name` as their sender: their records follow the name's owner.
     void watch_sender(const Client::Record& record, PeerId peer);
     void unwatch_sender(const Client::Record& record, PeerId peer);
