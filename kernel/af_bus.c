@@ -33,6 +33,7 @@
 #include <linux/poll.h>
 #include <linux/security.h>
 #include <linux/sched/signal.h>
+#include <linux/task_work.h>
 #include <linux/cred.h>
 #include <linux/pid.h>
 #include <linux/file.h>
@@ -166,6 +167,16 @@ struct bus_sock {
 	atomic_t outq;			/* bytes of our messages queued at receivers (SIOCOUTQ) */
 	atomic64_t sent_dropped;	/* copies of our sends dropped at full receivers */
 	atomic64_t sent_dropped_unread;	/* ... not yet read by the master (BUS_GET_SENDER_DROPS) */
+	/*
+	 * Wake-ups deferred by a batch of non-blocking sends (sendmmsg(), MSG_BATCH), made once when
+	 * the sending task returns to user space (docs/kernel.md, "Batched sends"). All under
+	 * bus->lock but wake_work itself.
+	 */
+	struct list_head wake_pending;	/* receivers to wake: their wake_node */
+	struct list_head wake_node;	/* in the wake_pending of wake_sender */
+	struct bus_sock *wake_sender;	/* the sender whose batch will wake us, or NULL */
+	struct bus *wake_bus;		/* counted reference while wake_work is queued, else NULL */
+	struct callback_head wake_work;
 };
 
 /* Per-message metadata, in skb->cb. */
@@ -484,6 +495,7 @@ static struct sk_buff *bus_copy_skb(struct sk_buff *skb)
 #define BUS_WAKE_BATCH 32
 struct bus_wake {
 	unsigned int n;
+	struct bus_sock *batch;		/* the sender, when its receivers' wake-ups are deferred */
 	struct sock *sk[BUS_WAKE_BATCH];
 };
 
@@ -496,6 +508,14 @@ static void bus_enqueue(struct bus_sock *rbsk, struct sk_buff *skb, struct bus_w
 	cb->flags |= BUS_CB_OUTQ;
 	bus_set_owner_r(skb, rsk);
 	skb_queue_tail(&rsk->sk_receive_queue, skb);
+	if (wake->batch && (!rbsk->wake_sender || rbsk->wake_sender == wake->batch)) {
+		/* woken with the rest of the batch; pending for another sender's batch: now */
+		if (!rbsk->wake_sender) {
+			rbsk->wake_sender = wake->batch;
+			list_add_tail(&rbsk->wake_node, &wake->batch->wake_pending);
+		}
+		return;
+	}
 	if (wake->n < BUS_WAKE_BATCH)
 		wake->sk[wake->n++] = rsk;
 	else
@@ -509,6 +529,107 @@ static void bus_wake_receivers(struct bus_wake *wake)
 	for (i = 0; i < wake->n; i++)
 		wake->sk[i]->sk_data_ready(wake->sk[i]);
 	wake->n = 0;
+}
+
+/* Move up to BUS_WAKE_BATCH of @bsk's deferred wake-ups into @wake; true if more remain. */
+static bool bus_take_deferred_wakes_locked(struct bus *bus, struct bus_sock *bsk, struct bus_wake *wake)
+{
+	struct bus_sock *r;
+
+	lockdep_assert_held(&bus->lock);
+	while (wake->n < BUS_WAKE_BATCH && !list_empty(&bsk->wake_pending)) {
+		r = list_first_entry(&bsk->wake_pending, struct bus_sock, wake_node);
+		list_del_init(&r->wake_node);
+		r->wake_sender = NULL;
+		wake->sk[wake->n++] = &r->sk;
+	}
+	return !list_empty(&bsk->wake_pending);
+}
+
+/* Wake the receivers waiting for @bsk's batch now, under the lock (rare paths only). */
+static void bus_wake_deferred_now_locked(struct bus *bus, struct bus_sock *bsk)
+{
+	struct bus_wake wake = { .n = 0 };
+	bool more;
+
+	do {
+		more = bus_take_deferred_wakes_locked(bus, bsk, &wake);
+		bus_wake_receivers(&wake);
+	} while (more);
+}
+
+/*
+ * @bsk leaves its bus: it is no longer waiting for a sender's batch, and the receivers waiting for
+ * its own batch are woken now.
+ */
+static void bus_forget_deferred_wakes_locked(struct bus *bus, struct bus_sock *bsk)
+{
+	lockdep_assert_held(&bus->lock);
+	if (bsk->wake_sender) {
+		list_del_init(&bsk->wake_node);
+		bsk->wake_sender = NULL;
+	}
+	bus_wake_deferred_now_locked(bus, bsk);
+}
+
+/* task_work: the sending task is returning to user space; wake what its batch deferred. */
+static void bus_deferred_wake_work(struct callback_head *head)
+{
+	struct bus_sock *bsk = container_of(head, struct bus_sock, wake_work);
+	struct bus *bus = bsk->wake_bus;
+	struct bus_wake wake = { .n = 0 };
+	bool more;
+
+	mutex_lock(&bus->lock);
+	bsk->wake_bus = NULL;	/* a send from now on queues the work again */
+	do {
+		more = bus_take_deferred_wakes_locked(bus, bsk, &wake);
+		rcu_read_lock();	/* the receivers are SOCK_RCU_FREE, as in bus_sendmsg() */
+		mutex_unlock(&bus->lock);
+		bus_wake_receivers(&wake);
+		rcu_read_unlock();
+		if (more)
+			mutex_lock(&bus->lock);
+	} while (more);
+	bus_put(bus);
+	sock_put(&bsk->sk);
+}
+
+/*
+ * Whether a send may defer its receivers' wake-ups: a batch (MSG_BATCH, which sendmmsg() sets on
+ * every message but the last) or the last message of one, from a task that returns to user space
+ * (the task_work runs there), and never a send that may sleep: a sender waiting for room must not
+ * hold back the wake-up that makes room.
+ */
+static bool bus_may_defer_wakes(const struct bus_sock *bsk, const struct msghdr *msg, long timeo)
+{
+	if (timeo || (current->flags & (PF_KTHREAD | PF_IO_WORKER)))
+		return false;
+	return (msg->msg_flags & MSG_BATCH) || READ_ONCE(bsk->wake_bus);
+}
+
+/*
+ * Drop bus->lock after a delivery and wake its receivers, or, for a batch, make sure the deferred
+ * wake-ups happen when the task returns to user space, whatever ends the batch (its last message,
+ * an error, a sendmmsg() stopped by a bad message header).
+ */
+static void bus_unlock_and_wake(struct bus *bus, struct bus_sock *bsk, struct bus_wake *wake)
+{
+	lockdep_assert_held(&bus->lock);
+	if (!list_empty(&bsk->wake_pending) && !bsk->wake_bus) {
+		init_task_work(&bsk->wake_work, bus_deferred_wake_work);
+		if (task_work_add(current, &bsk->wake_work, TWA_RESUME) == 0) {
+			bsk->wake_bus = bus;
+			kref_get(&bus->kref);
+			sock_hold(&bsk->sk);
+		} else {	/* the task is exiting: wake now */
+			bus_wake_deferred_now_locked(bus, bsk);
+		}
+	}
+	rcu_read_lock();
+	mutex_unlock(&bus->lock);
+	bus_wake_receivers(wake);
+	rcu_read_unlock();
 }
 
 /* ------------------------------------------------------------------ filter */
@@ -853,6 +974,10 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	atomic_set(&bsk->outq, 0);
 	atomic64_set(&bsk->sent_dropped, 0);
 	atomic64_set(&bsk->sent_dropped_unread, 0);
+	INIT_LIST_HEAD(&bsk->wake_pending);
+	INIT_LIST_HEAD(&bsk->wake_node);
+	bsk->wake_sender = NULL;
+	bsk->wake_bus = NULL;
 	sock_prot_inuse_add(net, &bus_proto, 1);
 	return sk;
 }
@@ -896,6 +1021,9 @@ static void bus_disconnect_client_locked(struct bus *bus, struct bus_sock *c)
 	if (c->role != BUS_ROLE_CLIENT || list_empty(&c->client_node))
 		return;
 	bus_unhash_addrs_locked(bus, c);
+	bus_forget_deferred_wakes_locked(bus, c);
+	if (s)
+		bus_forget_deferred_wakes_locked(bus, s);
 	if (bus->proto_priv)
 		bus->proto->client_gone(bus->proto_priv, c->addr);
 	if (c->joined)
@@ -2030,6 +2158,8 @@ static int bus_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
 	scm_destroy(&scm);
 
 	timeo = sock_sndtimeo(sk, msg->msg_flags & MSG_DONTWAIT);
+	if (bus_may_defer_wakes(bsk, msg, timeo))
+		wake.batch = bsk;
 restart:
 	mutex_lock(&bus->lock);
 	if (bus->dead || !bsk->peer || (READ_ONCE(sk->sk_shutdown) & SEND_SHUTDOWN)) {
@@ -2051,10 +2181,7 @@ restart:
 	}
 	if (BUS_IS_MULTICAST(dst)) {
 		err = bus_send_multicast_locked(bus, bsk, skb, &wake);
-		rcu_read_lock();
-		mutex_unlock(&bus->lock);
-		bus_wake_receivers(&wake);
-		rcu_read_unlock();
+		bus_unlock_and_wake(bus, bsk, &wake);
 		if (err)
 			goto out_free;
 		bus_cb_release(skb);
@@ -2134,10 +2261,7 @@ restart:
 	skb_orphan(skb);
 	bus_enqueue(r, skb, &wake);
 	bus->stats.unicast++;
-	rcu_read_lock();
-	mutex_unlock(&bus->lock);
-	bus_wake_receivers(&wake);
-	rcu_read_unlock();
+	bus_unlock_and_wake(bus, bsk, &wake);
 	return len;
 
 dropped:	/* a hook dropped it: the sender sees success */
