@@ -18,6 +18,10 @@ bool ClientTransport::wants_write() const noexcept {
     return std::visit([](const auto& t) { return t.wants_write(); }, transport_);
 }
 
+std::size_t ClientTransport::queued_messages() const noexcept {
+    return std::visit([](const auto& t) { return t.queued_messages(); }, transport_);
+}
+
 void ClientTransport::push_received(std::string_view bytes) {
     if (auto* stream = std::get_if<StreamTransport>(&transport_)) stream->push_received(bytes);
 }

@@ -26,6 +26,7 @@ public:
     void set_unix_fd_passing(bool on) noexcept;
     [[nodiscard]] bool unix_fd_passing() const noexcept;
     [[nodiscard]] bool wants_write() const noexcept;
+    [[nodiscard]] std::size_t queued_messages() const noexcept;
 
     // Bytes read behind the SASL exchange: the start of the message stream. Streams only (a datagram
     // socket never carries SASL and a message in one datagram).

@@ -6,8 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "afbus/address.hpp"
 #include "afbus/af_bus_socket.hpp"
@@ -269,6 +271,7 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
         }
     }
     enqueue(std::move(message));
+    if (send_batches > 0 && transport.queued_messages() < kHeldSends) return serial;
     if (auto r = flush(); !r) return Unexpected(r.error());
     return serial;
 }
@@ -622,6 +625,8 @@ Expected<ReleaseNameReply, Error> Connection::release_name(std::string_view name
 Expected<void, Error> Connection::process() {
     if (!state_->connected) return Unexpected(make_error(error_names::kDisconnected, "Connection is closed"));
     auto r = state_->read_available();
+    // What the handlers send goes out together once they are done (see send()).
+    SendBatch batch(state_);
     // Dispatch what arrived even if the connection then failed.
     while (!state_->incoming.empty()) {
         Message m = std::move(state_->incoming.front());
@@ -629,8 +634,40 @@ Expected<void, Error> Connection::process() {
         state_->dispatch(std::move(m));
     }
     state_->expire_calls(Clock::now());
+    auto written = batch.finish();
     if (!r) return r;
+    if (!written) return written;
     return state_->flush();
+}
+
+Connection::SendBatch Connection::batch_sends() {
+    return SendBatch(state_);
+}
+
+Connection::SendBatch::SendBatch(const std::shared_ptr<detail::ConnectionState>& state) : state_(state) {
+    ++state->send_batches;
+}
+
+Connection::SendBatch::SendBatch(SendBatch&& other) noexcept : state_(std::exchange(other.state_, {})) {}
+
+Connection::SendBatch& Connection::SendBatch::operator=(SendBatch&& other) noexcept {
+    if (this != &other) {
+        (void)finish();
+        state_ = std::exchange(other.state_, {});
+    }
+    return *this;
+}
+
+Connection::SendBatch::~SendBatch() {
+    (void)finish();
+}
+
+Expected<void, Error> Connection::SendBatch::finish() {
+    auto state = std::exchange(state_, {}).lock();
+    if (!state) return {};
+    assert(state->send_batches > 0);
+    if (--state->send_batches > 0) return {};
+    return state->flush();
 }
 
 Expected<void, Error> Connection::run() {

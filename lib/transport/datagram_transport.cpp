@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -141,6 +142,51 @@ void DatagramTransport::enqueue(std::shared_ptr<const Message> message,
     queue_.push_back({std::move(message), destination});
 }
 
+namespace {
+
+// The scratch space of one sendmmsg(), about 14 KiB: one per thread rather than per connection (a daemon
+// has thousands) or on the stack of whatever calls flush().
+struct SendBatch {
+    std::array<mmsghdr, DatagramTransport::kSendBatch> headers;
+    std::array<std::array<iovec, 2>, DatagramTransport::kSendBatch> iovecs;
+    std::array<sockaddr_bus, DatagramTransport::kSendBatch> addresses;
+};
+
+// Describes a queued message to `msg`: its header and body as two iovecs, the destination (if any)
+// without a path. The fds are the caller's.
+void describe(const Message& m, std::optional<std::uint64_t> destination, int family, msghdr& msg,
+              std::array<iovec, 2>& iov, sockaddr_bus& to) {
+    std::size_t iovcnt = 0;
+    for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()})
+        if (!part.empty()) iov[iovcnt++] = {const_cast<std::byte*>(part.data()), part.size()};
+    msg = msghdr{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iovcnt;
+    if (destination) {
+        // No path: the kernel needs only the family and the address.
+        to = sockaddr_bus{};
+        to.sbus_family = static_cast<__kernel_sa_family_t>(family);
+        to.sbus_addr.s_addr = *destination;
+        msg.msg_name = &to;
+        msg.msg_namelen = offsetof(sockaddr_bus, sbus_path);
+    }
+}
+
+}  // namespace
+
+void DatagramTransport::sent_front() {
+    const Message& m = *queue_.front().message;
+    queued_bytes_ -= m.size();
+    queued_fds_ -= m.fds().size();
+    queue_.pop_front();
+}
+
+std::size_t DatagramTransport::batchable() const noexcept {
+    std::size_t n = 0;
+    while (n < kSendBatch && n < queue_.size() && queue_[n].message->fds().empty()) ++n;
+    return n;
+}
+
 Expected<bool, TransportError> DatagramTransport::flush() {
     while (!queue_.empty()) {
         const Queued& q = queue_.front();
@@ -148,22 +194,31 @@ Expected<bool, TransportError> DatagramTransport::flush() {
         if (!m.fds().empty() && !unix_fds_)
             return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
 
-        iovec iov[2];
-        std::size_t iovcnt = 0;
-        for (std::span<const std::byte> part : {m.header_bytes(), m.body_bytes()})
-            if (!part.empty()) iov[iovcnt++] = {const_cast<std::byte*>(part.data()), part.size()};
-        ScmRightsBuffer control;
-        sockaddr_bus to{};
-        msghdr msg{};
-        msg.msg_iov = iov;
-        msg.msg_iovlen = iovcnt;
-        if (q.destination) {
-            // No path: the kernel needs only the family and the address.
-            to.sbus_family = static_cast<__kernel_sa_family_t>(family_);
-            to.sbus_addr.s_addr = *q.destination;
-            msg.msg_name = &to;
-            msg.msg_namelen = offsetof(sockaddr_bus, sbus_path);
+        // Several datagrams without fds: one sendmmsg(). af_bus.ko then wakes each receiver once for the
+        // whole batch instead of once per message (docs/kernel.md, "Batched sends"). A datagram the kernel
+        // refuses stops the batch there; it goes through sendmsg() below, which says why.
+        if (const std::size_t n = batchable(); n > 1) {
+            thread_local SendBatch b;
+            for (std::size_t i = 0; i < n; ++i) {
+                describe(*queue_[i].message, queue_[i].destination, family_, b.headers[i].msg_hdr, b.iovecs[i],
+                         b.addresses[i]);
+                b.headers[i].msg_len = 0;
+            }
+            const int sent = ::sendmmsg(socket_.get(), b.headers.data(), static_cast<unsigned>(n),
+                                        MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (sent > 0) {
+                for (int i = 0; i < sent; ++i) sent_front();
+                continue;
+            }
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
         }
+
+        std::array<iovec, 2> iov;
+        sockaddr_bus to;
+        msghdr msg;
+        describe(m, q.destination, family_, msg, iov, to);
+        ScmRightsBuffer control;
         if (!m.fds().empty()) attach_fds(msg, control, m.fds());
         // A datagram goes whole or not at all: no partial writes to keep track of.
         const ssize_t n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -173,9 +228,7 @@ Expected<bool, TransportError> DatagramTransport::flush() {
             if (!refuses_one_message(errno)) return Unexpected(transport_error_from_errno(errno));
             refused_.push_back({q.message, q.destination, errno});
         }
-        queued_bytes_ -= m.size();
-        queued_fds_ -= m.fds().size();
-        queue_.pop_front();
+        sent_front();
     }
     return true;
 }

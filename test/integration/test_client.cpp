@@ -331,6 +331,56 @@ TEST_F(ClientTest, SignalsReachMatchingSubscribersOnly) {
     EXPECT_TRUE(listener->subscribe("type='bogus'", [](const Message&) {}).error().name == error_names::kMatchRuleInvalid);
 }
 
+// send() holds messages back while a batch is open (written when the outermost one ends, or once 64 are
+// held) and while process() runs handlers; either way they arrive in the order they were sent.
+TEST_F(ClientTest, SendBatchesHoldSendsUntilTheyEnd) {
+    auto emitter = connect(bus);
+    auto listener = connect(bus);
+    ASSERT_TRUE(emitter && listener);
+    std::vector<std::uint32_t> got;
+    bool acked = false, ack_held_in_handler = false;
+    auto tick = [&](std::uint32_t i) {
+        auto s = MessageBuilder::signal("/org/example", "org.example.Batch", "Tick");
+        append(s, i);
+        return bool(emitter->send(s.build().value()));
+    };
+    auto ticks = listener->subscribe("type='signal',interface='org.example.Batch',member='Tick'", [&](const Message& m) {
+        got.push_back(std::get<0>(*read_all<std::uint32_t>(m)));
+        if (got.back() != 66) return;
+        auto ack = MessageBuilder::signal("/org/example", "org.example.Batch", "Ack");
+        ASSERT_TRUE(listener->send(ack.build().value()));
+        ack_held_in_handler = listener->poll_events() & POLLOUT;
+    });
+    auto acks = emitter->subscribe("type='signal',interface='org.example.Batch',member='Ack'",
+                                   [&](const Message&) { acked = true; });
+    ASSERT_TRUE(ticks && acks);
+    {
+        auto outer = emitter->batch_sends();
+        ASSERT_TRUE(tick(0));
+        EXPECT_TRUE(emitter->poll_events() & POLLOUT) << "a send in a batch was written at once";
+        {
+            auto inner = emitter->batch_sends();
+            ASSERT_TRUE(tick(1));
+            ASSERT_TRUE(inner.finish());
+        }
+        EXPECT_TRUE(emitter->poll_events() & POLLOUT) << "the inner batch's end wrote the outer one's sends";
+        ASSERT_TRUE(tick(2));
+        ASSERT_TRUE(outer.finish());
+        EXPECT_FALSE(emitter->poll_events() & POLLOUT) << "the batch's end did not write";
+    }
+    {
+        auto batch = emitter->batch_sends();
+        for (std::uint32_t i = 3; i < 66; ++i) ASSERT_TRUE(tick(i));  // 63 held
+        EXPECT_TRUE(emitter->poll_events() & POLLOUT);
+        ASSERT_TRUE(tick(66));  // the 64th is written with them
+        EXPECT_FALSE(emitter->poll_events() & POLLOUT) << "64 held sends were not written";
+    }
+    ASSERT_TRUE(pump({emitter.get(), listener.get()}, [&] { return acked; }));
+    ASSERT_EQ(got.size(), 67u);
+    for (std::uint32_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i);
+    EXPECT_TRUE(ack_held_in_handler) << "a handler's send was written before process() finished dispatching";
+}
+
 // A monitor sees other connections' traffic as the bus copies it, filtered by its rules, and never its
 // own bookkeeping; it answers nothing (a monitor that sent would be disconnected).
 TEST_F(ClientTest, BecomeMonitorHandsEveryMessageToTheHandler) {

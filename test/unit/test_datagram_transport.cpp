@@ -155,6 +155,54 @@ TEST(DatagramTransport, FdsTravelWithTheirMessage) {
     EXPECT_EQ(c, 'z');
 }
 
+// Runs of messages without fds go out in sendmmsg() batches of at most kSendBatch, a message with fds on
+// its own between them; the order is the queue's.
+TEST(DatagramTransport, BatchesAndMessagesWithFdsKeepTheQueuesOrder) {
+    auto [a, b] = seqpacket_pair();
+    // A small send buffer: the sender meets EAGAIN part-way through batches and resumes.
+    int size = 4608;
+    ASSERT_EQ(::setsockopt(a.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size), 0);
+    DatagramTransport sender(std::move(a), kAfUnix), receiver(std::move(b), kAfUnix);
+    sender.set_unix_fd_passing(true);
+    receiver.set_unix_fd_passing(true);
+    constexpr std::uint32_t kCount = 3 * DatagramTransport::kSendBatch + 7;
+    std::vector<Fd> read_ends;
+    for (std::uint32_t i = 1; i <= kCount; ++i) {
+        if (i % 50 == 0) {
+            int p[2];
+            ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+            read_ends.emplace_back(p[0]);
+            auto with_fd = MessageBuilder::signal("/a", "org.example.I", "Fd");
+            append(with_fd, UnixFd(Fd(p[1])));
+            auto m = with_fd.build(i);
+            ASSERT_TRUE(m);
+            sender.enqueue(std::move(*m), i);
+        } else {
+            sender.enqueue(signal_with(std::to_string(i), i), i % 2 ? std::optional<std::uint64_t>(i) : std::nullopt);
+        }
+    }
+    std::vector<std::uint32_t> serials;
+    std::size_t fds = 0;
+    while (serials.size() < kCount) {
+        if (sender.wants_write()) {
+            ASSERT_TRUE(sender.flush());
+        }
+        wait_for(receiver.fd(), POLLIN);
+        auto d = drain(receiver);
+        ASSERT_FALSE(d.error);
+        for (auto& m : d.messages) {
+            serials.push_back(m.message.serial());
+            fds += m.message.fds().size();
+            EXPECT_EQ(m.message.fds().size(), m.message.serial() % 50 == 0 ? 1u : 0u);
+        }
+    }
+    EXPECT_FALSE(sender.wants_write());
+    EXPECT_EQ(sender.queued_bytes(), 0u);
+    EXPECT_EQ(sender.queued_fds(), 0u);
+    EXPECT_EQ(fds, read_ends.size());
+    for (std::uint32_t i = 0; i < kCount; ++i) ASSERT_EQ(serials[i], i + 1);
+}
+
 TEST(DatagramTransport, FdsWithoutNegotiationAreAnError) {
     auto [a, b] = seqpacket_pair();
     DatagramTransport sender(std::move(a), kAfUnix), receiver(std::move(b), kAfUnix);

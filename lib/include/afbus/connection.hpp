@@ -82,8 +82,35 @@ public:
     // AF_BUS in the kernel).
     [[nodiscard]] const std::string& transport() const;
 
-    // Sends without waiting; assigns and returns the serial.
+    // Sends without waiting; assigns and returns the serial. While a SendBatch is open, and from the
+    // handlers process() runs, the message is queued instead and written with the others when the batch
+    // (or the dispatching) ends, or once 64 are queued; a failure to write them then disconnects the
+    // connection and shows in what reports it (SendBatch::finish(), process()).
     Expected<std::uint32_t, Error> send(Message message);
+
+    // Holds back this connection's send()s while it lives, then writes them together: over AF_BUS one
+    // system call per 64 messages, and each receiver is woken once for all of them instead of once per
+    // message, which is what makes a burst of signals to many subscribers cheap; over a stream, one
+    // write. Batches nest; the outermost one's end writes. For a burst such as many signals at once:
+    //     { auto batch = connection.batch_sends(); for (...) connection.send(...); }
+    class [[nodiscard]] SendBatch {
+    public:
+        SendBatch(SendBatch&& other) noexcept;
+        SendBatch& operator=(SendBatch&& other) noexcept;
+        SendBatch(const SendBatch&) = delete;
+        SendBatch& operator=(const SendBatch&) = delete;
+        // Ends the batch (finish() first, to see whether the writes went out).
+        ~SendBatch();
+        // Ends the batch now; if it was the outermost one, writes what it held. An error means the
+        // connection is gone.
+        Expected<void, Error> finish();
+
+    private:
+        friend class Connection;
+        explicit SendBatch(const std::shared_ptr<detail::ConnectionState>& state);
+        std::weak_ptr<detail::ConnectionState> state_;
+    };
+    [[nodiscard]] SendBatch batch_sends();
     // Sends a method call and waits for its reply. Other messages that arrive meanwhile are kept and
     // dispatched by the next process(), never from inside call(). An error reply comes back as Error.
     Expected<Message, Error> call(Message message, std::chrono::milliseconds timeout = kDefaultCallTimeout);

@@ -80,11 +80,18 @@ public:
     // the send buffer), ETOOMANYREFS (fds in flight), EHOSTUNREACH (master: nobody holds the address).
     [[nodiscard]] static bool refuses_one_message(int error_number) noexcept;
 
+    // Datagrams per sendmmsg() at most.
+    static constexpr std::size_t kSendBatch = 64;
+
 private:
     struct Queued {
         std::shared_ptr<const Message> message;
         std::optional<std::uint64_t> destination;
     };
+    // The queued datagrams at the front that one sendmmsg() may take (none carries fds), at most
+    // kSendBatch.
+    [[nodiscard]] std::size_t batchable() const noexcept;
+    void sent_front();
     // Receives one datagram into buffer_; its length, or nullopt at EAGAIN.
     Expected<std::optional<std::size_t>, TransportError> receive_one(std::vector<Fd>& fds,
                                                                      std::optional<std::uint64_t>& source);
