@@ -51,6 +51,8 @@ const char kUsage[] =
     "  --pin=CPU               run the driver, the daemons and every client process on this one CPU\n"
     "  --parallel-clients=N    ping-parallel client processes (default 4)\n"
     "  --in-flight=N           ping-parallel calls outstanding per client (default 32)\n"
+    "  --batch-emits=0|1       fanout, matches: send each burst of 64 signals as one batch where the client\n"
+    "                          library can (libafbus: Connection::batch_sends; sd-bus cannot) (default 0)\n"
     "  --payload-bytes=N       payload echo size (default 1048576)\n"
     "  --match-rules=N         matches: rules installed (default 10000)\n"
     "  --idle-clients=N        idle: clients connected (default 1000)\n"
@@ -229,6 +231,8 @@ std::optional<Config> parse(int argc, char** argv) {
             c.pin = static_cast<int>(number);
         } else if (key == "parallel-clients") {
             c.options.parallel_clients = static_cast<int>(number);
+        } else if (key == "batch-emits") {
+            c.options.batch_emits = number != 0;
         } else if (key == "in-flight") {
             c.options.in_flight = std::max(1, static_cast<int>(number));
         } else if (key == "payload-bytes") {

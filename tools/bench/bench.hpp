@@ -42,6 +42,9 @@ struct ScenarioOptions {
     double duration_s = 2.0;   // the measured window of each timed phase
     int parallel_clients = 4;  // ping-parallel
     int in_flight = 32;        // ping-parallel: calls outstanding per client
+    // fanout and matches: the emitter sends each burst of signals as one batch where its library has a way
+    // (BusClient::batch_sends)
+    bool batch_emits = false;
     std::size_t payload_bytes = 1024 * 1024;
     int match_rules = 10000;   // matches
     int idle_clients = 1000;   // idle

@@ -61,6 +61,10 @@ public:
     virtual Result<RegistrationPtr> subscribe(const std::string& rule, SignalHandler handler) = 0;
     // Broadcasts `member` (Tick or Sync) of the bench signal interface with the body (arg0, seq).
     virtual Result<void> emit(std::string_view member, const std::string& arg0, std::uint64_t seq) = 0;
+    // Holds back sends until the returned registration is destroyed, then writes them together
+    // (libafbus: Connection::batch_sends). nullptr where the library has no such thing (sd-bus writes
+    // each message as it is sent).
+    virtual RegistrationPtr batch_sends() { return nullptr; }
 
     // Exports Ping and Echo at kServerPath and owns kServerName (without queueing).
     virtual Result<RegistrationPtr> serve_echo() = 0;

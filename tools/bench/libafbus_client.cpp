@@ -102,6 +102,14 @@ public:
         return {};
     }
 
+    RegistrationPtr batch_sends() override {
+        struct Batch : Registration {
+            explicit Batch(Connection::SendBatch b) : batch(std::move(b)) {}
+            Connection::SendBatch batch;
+        };
+        return std::make_unique<Batch>(conn_->batch_sends());
+    }
+
     Result<RegistrationPtr> serve_echo() override {
         Interface bench{std::string(kServerInterface), {}, {}, {}};
         bench.methods.push_back(

@@ -641,16 +641,20 @@ Result<EmitResult> emit(BusClient& conn, Subscribers& s, const std::string& arg0
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(options.duration_s);
     std::uint64_t known_slowest = base;
+    auto room = [&] { return kWindow - std::min<std::uint64_t>(kWindow, r.emitted - (known_slowest - base)); };
     while (Clock::now() < end) {
-        // Send a burst before looking at the clock and the subscribers again.
-        for (int k = 0; k < 64; ++k) {
-            if (r.emitted - (known_slowest - base) >= kWindow) {
-                known_slowest = slowest(s);
-                if (r.emitted - (known_slowest - base) >= kWindow) {
-                    if (auto w = wait_progress(); !w) return failure(w.error());
-                    continue;
-                }
+        if (room() == 0) {
+            known_slowest = slowest(s);
+            if (room() == 0) {
+                if (auto w = wait_progress(); !w) return failure(w.error());
+                continue;
             }
+        }
+        // Send a burst (as one batch with --batch-emits) before looking at the clock and the subscribers
+        // again.
+        const std::uint64_t burst = std::min<std::uint64_t>(64, room());
+        RegistrationPtr batch = options.batch_emits ? conn.batch_sends() : nullptr;
+        for (std::uint64_t k = 0; k < burst; ++k) {
             if (auto sent = conn.emit("Tick", arg0, r.emitted); !sent) return failure(sent.error());
             ++r.emitted;
         }
