@@ -53,9 +53,9 @@ public:
     bool connected = true;
     bool stopping = false;
     // Open send batches (Connection::SendBatch, and process() while it dispatches): send() queues, and the
-    // queue is written when the last one ends or it holds kHeldSends messages.
+    // queue is written when the last one ends or it holds one sendmmsg()'s worth of messages.
     int send_batches = 0;
-    static constexpr std::size_t kHeldSends = 64;
+    static constexpr std::size_t kHeldSends = DatagramTransport::kSendBatch;
     std::uint32_t next_serial = 1;
     std::uint64_t next_id = 1;
     std::deque<Message> incoming;  // read, not yet dispatched
