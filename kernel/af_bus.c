@@ -581,7 +581,7 @@ static void bus_deferred_wake_work(struct callback_head *head)
 	bool more;
 
 	mutex_lock(&bus->lock);
-	bsk->wake_bus = NULL;	/* a send from now on queues the work again */
+	WRITE_ONCE(bsk->wake_bus, NULL);	/* a send from now on queues the work again */
 	do {
 		more = bus_take_deferred_wakes_locked(bus, bsk, &wake);
 		rcu_read_lock();	/* the receivers are SOCK_RCU_FREE, as in bus_sendmsg() */
@@ -619,7 +619,8 @@ static void bus_unlock_and_wake(struct bus *bus, struct bus_sock *bsk, struct bu
 	if (!list_empty(&bsk->wake_pending) && !bsk->wake_bus) {
 		init_task_work(&bsk->wake_work, bus_deferred_wake_work);
 		if (task_work_add(current, &bsk->wake_work, TWA_RESUME) == 0) {
-			bsk->wake_bus = bus;
+			/* read locklessly by bus_may_defer_wakes() */
+			WRITE_ONCE(bsk->wake_bus, bus);
 			kref_get(&bus->kref);
 			sock_hold(&bsk->sk);
 		} else {	/* the task is exiting: wake now */
@@ -2697,6 +2698,43 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 	return -ENOPROTOOPT;
 }
 
+/*
+ * BUS_GET_QUEUED: the lengths and fd counts of the first @len / sizeof(struct bus_queued) messages
+ * (at most BUS_QUEUED_MAX) in @bsk's receive queue, oldest first. A snapshot: receivers are not
+ * held off, but with one reader these are exactly the datagrams its next recvmmsg() returns.
+ */
+static int bus_get_queued(struct bus_sock *bsk, char __user *optval, int __user *optlen, int len)
+{
+	struct sk_buff_head *queue = &bsk->sk.sk_receive_queue;
+	unsigned int max = min_t(unsigned int, len / sizeof(struct bus_queued), BUS_QUEUED_MAX);
+	struct bus_queued *out;
+	struct sk_buff *skb;
+	unsigned int n = 0;
+	int err = 0;
+
+	if (!max)
+		return -EINVAL;
+	out = kmalloc_array(max, sizeof(*out), GFP_KERNEL);
+	if (!out)
+		return -ENOMEM;
+	/* _bh: see SIOCINQ. cb->fp changes only once a receiver has unlinked the skb. */
+	spin_lock_bh(&queue->lock);
+	skb_queue_walk(queue, skb) {
+		const struct scm_fp_list *fp = BUSCB(skb).fp;
+
+		if (n == max)
+			break;
+		out[n].len = skb->len;
+		out[n].nfds = fp ? fp->count : 0;
+		n++;
+	}
+	spin_unlock_bh(&queue->lock);
+	if (copy_to_user(optval, out, n * sizeof(*out)) || put_user(n * sizeof(*out), optlen))
+		err = -EFAULT;
+	kfree(out);
+	return err;
+}
+
 static int bus_getsockopt(struct socket *sock, int level, int optname, char __user *optval,
 			  int __user *optlen)
 {
@@ -2754,6 +2792,12 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 		data = &sd;
 		size = sizeof(sd);
 		break;
+	case BUS_GET_QUEUED:
+		if (role == BUS_ROLE_LISTENER)
+			return -EINVAL;
+		if (role == BUS_ROLE_NONE)
+			return -ENOTCONN;
+		return bus_get_queued(bsk, optval, optlen, len);
 	case BUS_GET_STATS:
 		if (!bus_is_master(role))
 			return -EPERM;

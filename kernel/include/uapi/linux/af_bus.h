@@ -80,6 +80,7 @@ struct sockaddr_bus {
 #define BUS_MOVE_ADDR		13	/* master-side: struct bus_addr, take it from its holder, atomically */
 #define BUS_SET_RECVBUF		14	/* master: int, receive buffer of every connection (as
 					 * SO_RCVBUF: beyond rmem_max needs CAP_NET_ADMIN) */
+#define BUS_GET_QUEUED		15	/* getsockopt, struct bus_queued[], own queue */
 
 /*
  * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
@@ -163,6 +164,20 @@ struct bus_qlenfull {
 struct bus_sender_drops {
 	__u64 dropped;		/* total */
 	__u64 dropped_unread;	/* since the last BUS_GET_SENDER_DROPS */
+};
+
+/*
+ * BUS_GET_QUEUED: the first messages in the socket's own receive queue, oldest first, one entry
+ * each, as many as optlen has room for (at most BUS_QUEUED_MAX); optlen returns the bytes filled,
+ * 0 when the queue is empty (or shut down: recv() tells which). A SEQPACKET read shorter than its
+ * datagram loses the rest, so a reader that knows the lengths can size every buffer of one
+ * recvmmsg() exactly instead of peeking at each message first. With one reader the entries are the
+ * datagrams its next reads return; EINVAL on the listener or with optlen below one entry.
+ */
+#define BUS_QUEUED_MAX 256
+struct bus_queued {
+	__u32 len;		/* bytes */
+	__u32 nfds;		/* SCM_RIGHTS file descriptors it carries */
 };
 
 struct bus_stats {
