@@ -218,6 +218,64 @@ TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
     EXPECT_EQ(got_b.size(), 10u);
 }
 
+TEST_F(KernelModeBus, AQueueThatBuiltUpIsReadWholeInOrderWithItsFds) {
+    // What piles up while a client is busy elsewhere: small and large signals, some with fds. libafbus
+    // reads such a queue many datagrams per recvmmsg() (docs/kernel.md, "Reading a queue in one call"),
+    // so every mix must come out uncut, in order, each fd with its own message: batches end at the
+    // buffer libafbus keeps (64 KiB; these large ones are bigger), at 4 messages with fds and at 64.
+    auto a = open(native_address_), b = open(native_address_);
+    ASSERT_TRUE(a && b);
+    ASSERT_TRUE(a->unix_fd_passing() && b->unix_fd_passing());
+    constexpr int kCount = 300;
+    auto large = [](int i) { return i % 41 == 5; };
+    auto with_fd = [](int i) { return i % 7 == 2 || (i >= 100 && i < 110); };
+    std::vector<std::string> got;
+    std::vector<std::string> fd_contents;
+    const char* rule = "type='signal',interface='org.example.Queue',member='Item'";
+    auto sub = b->subscribe(rule, [&](const Message& m) {
+        if (m.signature() == "sh") {
+            auto v = read_all<std::string, UnixFd>(m);
+            ASSERT_TRUE(v);
+            got.push_back(std::get<0>(*v));
+            char buf[16] = {};
+            const ssize_t n = ::read(std::get<1>(*v).fd().get(), buf, sizeof buf - 1);
+            fd_contents.emplace_back(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+        } else {
+            auto v = read_all<std::string>(m);
+            ASSERT_TRUE(v);
+            got.push_back(std::get<0>(*v));
+        }
+    });
+    ASSERT_TRUE(sub);
+    // B reads nothing until A has sent everything.
+    for (int i = 0; i < kCount; ++i) {
+        auto item = MessageBuilder::signal("/org/example", "org.example.Queue", "Item");
+        std::string text = std::to_string(i);
+        if (large(i)) text += std::string(70 * 1024, 'x');
+        if (with_fd(i)) {
+            int p[2];
+            ASSERT_EQ(::pipe(p), 0);
+            Fd read_end(p[0]), write_end(p[1]);
+            const std::string tag = std::to_string(i);
+            ASSERT_EQ(::write(write_end.get(), tag.data(), tag.size()), static_cast<ssize_t>(tag.size()));
+            append(item, text, UnixFd(std::move(read_end)));
+        } else {
+            append(item, text);
+        }
+        ASSERT_TRUE(a->send(item.build().value()));
+    }
+    ASSERT_TRUE(pump({a.get(), b.get()}, [&got] { return got.size() == kCount; }));
+    std::vector<std::string> fds_expected;
+    for (int i = 0; i < kCount; ++i) {
+        std::string text = std::to_string(i);
+        if (large(i)) text += std::string(70 * 1024, 'x');
+        ASSERT_EQ(got[static_cast<std::size_t>(i)], text) << "message " << i;
+        if (with_fd(i)) fds_expected.push_back(std::to_string(i));
+    }
+    EXPECT_EQ(fd_contents, fds_expected);
+    EXPECT_TRUE(b->connected());
+}
+
 TEST_F(KernelModeBus, ASenderGetsItsOwnSignalsWhereItsRulesMatch) {
     // As from dbus-daemon: the kernel offers a native client's multicast to the client itself too, and
     // its match records decide.

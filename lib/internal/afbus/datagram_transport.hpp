@@ -82,6 +82,9 @@ public:
 
     // Datagrams per sendmmsg() at most.
     static constexpr std::size_t kSendBatch = 64;
+    // Datagrams per recvmmsg() at most, and of them carrying fds.
+    static constexpr std::size_t kReceiveBatch = 64;
+    static constexpr std::size_t kReceiveBatchWithFds = 4;
 
 private:
     struct Queued {
@@ -95,10 +98,22 @@ private:
     // Receives one datagram into buffer_; its length, or nullopt at EAGAIN.
     Expected<std::optional<std::size_t>, TransportError> receive_one(std::vector<Fd>& fds,
                                                                      std::optional<std::uint64_t>& source);
+    struct BatchRead {
+        // 0: nothing was queued, or the socket cannot tell (then batched_reads_ is off)
+        std::size_t bytes = 0;
+        bool drained = false;   // every datagram queued when it looked was read
+    };
+    // Reads the datagrams queued now, up to about `budget` bytes, with one recvmmsg() whose buffers
+    // BUS_GET_QUEUED sized (AF_BUS only), and takes them as take() does.
+    Expected<BatchRead, TransportError> receive_batch(std::size_t budget);
+    // Takes one received datagram (buffer_ from `offset`, `length` bytes) as a message into received_;
+    // false once the datagram broke the connection (broken_ says why).
+    bool take(std::size_t offset, std::size_t length, std::vector<Fd> fds,
+              std::optional<std::uint64_t> source);
 
     Fd socket_;
     int family_;
-    std::vector<std::byte> buffer_;  // one datagram at a time
+    std::vector<std::byte> buffer_;  // one datagram, or one recvmmsg()'s, at a time
     std::deque<ReceivedDatagram> received_;
     std::optional<TransportError> broken_;  // the bad datagram next() reports after received_
     std::deque<Queued> queue_;
@@ -106,6 +121,8 @@ private:
     std::size_t queued_bytes_ = 0;
     std::size_t queued_fds_ = 0;
     bool unix_fds_ = false;
+    // BUS_GET_QUEUED answers; off for good after the first refusal (AF_UNIX, an older af_bus.ko).
+    bool batched_reads_ = true;
 };
 
 }  // namespace afbus
