@@ -38,21 +38,24 @@ Error transport_error(const TransportError& e) {
     return make_error(error_names::kDisconnected, describe(e));
 }
 
-int poll_timeout_ms(Clock::time_point deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+int poll_timeout_ms(Clock::time_point deadline, Clock::time_point now) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
     if (left <= 0) return 0;
     return left > 60'000 ? 60'000 : static_cast<int>(left) + 1;
 }
 
-// Waits until `fd` is ready for `events` or the deadline passes; false on timeout.
-Expected<bool, Error> wait_fd(int fd, short events, Clock::time_point deadline) {
+// Waits until `fd` is ready for `events` or the deadline passes; false on timeout. `now` is the time the
+// caller last read: the clock is read again only after a wait that did not end with the fd ready (a
+// clock read is a system call where the clocksource has no vDSO, as in a TCG guest).
+Expected<bool, Error> wait_fd(int fd, short events, Clock::time_point deadline,
+                              Clock::time_point now = Clock::now()) {
     for (;;) {
         pollfd p{fd, events, 0};
-        const int timeout = poll_timeout_ms(deadline);
-        const int r = ::poll(&p, 1, timeout);
+        const int r = ::poll(&p, 1, poll_timeout_ms(deadline, now));
         if (r > 0) return true;
         if (r < 0 && errno != EINTR) return Unexpected(make_error(error_names::kIOError, std::strerror(errno)));
-        if (r == 0 && Clock::now() >= deadline) return false;
+        now = Clock::now();
+        if (r == 0 && now >= deadline) return false;
     }
 }
 
@@ -358,18 +361,19 @@ Expected<void, Error> ConnectionState::read_available() {
     return {};
 }
 
-Expected<void, Error> ConnectionState::pump(Clock::time_point deadline) {
+Expected<void, Error> ConnectionState::pump(Clock::time_point deadline, Clock::time_point now) {
     if (auto r = flush(); !r) return r;
     short events = POLLIN;
     if (transport.wants_write()) events |= POLLOUT;
-    auto ready = wait_fd(transport.fd(), events, deadline);
+    auto ready = wait_fd(transport.fd(), events, deadline, now);
     if (!ready) return Unexpected(ready.error());
     if (!*ready) return {};
     return read_available();
 }
 
-Expected<Message, Error> ConnectionState::wait_for_reply(std::uint32_t serial, Clock::time_point deadline) {
-    for (;;) {
+Expected<Message, Error> ConnectionState::wait_for_reply(std::uint32_t serial, Clock::time_point deadline,
+                                                         Clock::time_point now) {
+    for (bool first = true;; first = false) {
         for (auto it = incoming.begin(); it != incoming.end(); ++it) {
             if ((it->type() == MessageType::MethodReturn || it->type() == MessageType::Error) &&
                 it->reply_serial() == serial) {
@@ -379,13 +383,14 @@ Expected<Message, Error> ConnectionState::wait_for_reply(std::uint32_t serial, C
             }
         }
         if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Connection is closed"));
-        if (Clock::now() >= deadline) {
+        if (!first) now = Clock::now();
+        if (now >= deadline) {
             return Unexpected(make_error(error_names::kNoReply,
                                          "Did not receive a reply. Possible causes include: the remote application "
                                          "did not send a reply, the message bus security policy blocked the reply, "
                                          "the reply timeout expired, or the network connection was broken."));
         }
-        auto r = pump(deadline);
+        auto r = pump(deadline, now);
         if (!r && !connected) continue;  // report through the loop's checks, after looking at what arrived
         if (!r) return Unexpected(r.error());
     }
@@ -545,7 +550,8 @@ Expected<std::uint32_t, Error> Connection::send(Message message) { return state_
 Expected<Message, Error> Connection::call(Message message, std::chrono::milliseconds timeout) {
     auto serial = state_->send(std::move(message));
     if (!serial) return Unexpected(serial.error());
-    return state_->wait_for_reply(*serial, Clock::now() + timeout);
+    const auto now = Clock::now();
+    return state_->wait_for_reply(*serial, now + timeout, now);
 }
 
 Expected<Slot, Error> Connection::call_async(Message message, ReplyHandler handler, std::chrono::milliseconds timeout) {
@@ -633,7 +639,7 @@ Expected<void, Error> Connection::process() {
         state_->incoming.pop_front();
         state_->dispatch(std::move(m));
     }
-    state_->expire_calls(Clock::now());
+    if (!state_->pending.empty()) state_->expire_calls(Clock::now());
     auto written = batch.finish();
     if (!r) return r;
     if (!written) return written;
@@ -688,8 +694,9 @@ Expected<bool, Error> Connection::run_until(const std::function<bool()>& done, s
         if (done()) return true;
         auto wake = deadline;
         if (auto next = next_deadline(); next && *next < wake) wake = *next;
-        if (Clock::now() >= deadline) return false;
-        auto ready = wait_fd(fd(), poll_events(), wake);
+        const auto now = Clock::now();
+        if (now >= deadline) return false;
+        auto ready = wait_fd(fd(), poll_events(), wake, now);
         if (!ready) return Unexpected(ready.error());
     }
 }

@@ -71,8 +71,9 @@ public:
     Connection::MessageHandler monitor_handler;
 
     Expected<std::uint32_t, Error> send(Message message);
-    // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`.
-    Expected<void, Error> pump(Clock::time_point deadline);
+    // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`. `now` saves a
+    // caller that just read the clock another read.
+    Expected<void, Error> pump(Clock::time_point deadline, Clock::time_point now = Clock::now());
     // Non-blocking: reads what is there into `incoming`.
     Expected<void, Error> read_available();
     Expected<void, Error> flush();
@@ -84,7 +85,9 @@ public:
     void drain_held(Clock::time_point deadline);
     // Messages the kernel refused to send (AF_BUS): a call awaiting a reply gets a local error reply.
     void answer_refused();
-    Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline);
+    // `now`: when the call was sent, if the caller knows (the first wait needs no clock read of its own).
+    Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline,
+                                            Clock::time_point now = Clock::now());
     void dispatch(Message message);
     void dispatch_method_call(const Message& call);
     void expire_calls(Clock::time_point now);
