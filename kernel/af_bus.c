@@ -165,6 +165,7 @@ struct bus_sock {
 	atomic64_t dropped;		/* messages dropped for us (queue full) */
 	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
 	atomic_t outq;			/* bytes of our messages queued at receivers (SIOCOUTQ) */
+	atomic_t inq;			/* bytes of the messages in our receive queue (SO_RCVBUF) */
 	atomic64_t sent_dropped;	/* copies of our sends dropped at full receivers */
 	atomic64_t sent_dropped_unread;	/* ... not yet read by the master (BUS_GET_SENDER_DROPS) */
 	/*
@@ -254,7 +255,7 @@ static bool bus_queue_full(const struct bus_sock *bsk)
 	const struct sock *sk = &bsk->sk;
 
 	return skb_queue_len_lockless(&sk->sk_receive_queue) >= READ_ONCE(bsk->maxqlen) ||
-	       atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf);
+	       atomic_read(&bsk->inq) > READ_ONCE(sk->sk_rcvbuf);
 }
 
 static void bus_wake_peer_waiters(struct bus_sock *bsk)
@@ -442,15 +443,23 @@ static void bus_cb_release(struct sk_buff *skb)
 
 static void bus_rfree(struct sk_buff *skb)
 {
+	atomic_sub(skb->len, &bus_sk(skb->sk)->inq);
 	sock_rfree(skb);
 	bus_cb_release(skb);	/* may drop the last reference to the sender (possibly skb->sk) */
 }
 
+/*
+ * The receiver's memory is charged as usual (truesize, sk_rmem_alloc), but its queue limit counts
+ * the messages' bytes (inq), as a D-Bus broker counts max_outgoing_bytes: a small message costs
+ * several times its length in sk_buff overhead, which would make a queue hold a fraction of what the
+ * broker holds. maxqlen bounds that overhead.
+ */
 static void bus_set_owner_r(struct sk_buff *skb, struct sock *sk)
 {
 	skb->sk = sk;
 	skb->destructor = bus_rfree;
 	atomic_add(skb->truesize, &sk->sk_rmem_alloc);
+	atomic_add(skb->len, &bus_sk(sk)->inq);
 }
 
 /* A copy of @skb for one more receiver: the data is shared, pid and fds are referenced again. */
@@ -937,6 +946,7 @@ static void bus_sock_destruct(struct sock *sk)
 {
 	skb_queue_purge(&sk->sk_receive_queue);
 	WARN_ON(atomic_read(&sk->sk_rmem_alloc));
+	WARN_ON(atomic_read(&bus_sk(sk)->inq));
 	sock_prot_inuse_add(sock_net(sk), sk->sk_prot, -1);
 }
 
@@ -973,6 +983,7 @@ static struct sock *bus_sk_alloc(struct net *net, struct socket *sock, int kern,
 	atomic64_set(&bsk->dropped, 0);
 	atomic64_set(&bsk->dropped_unread, 0);
 	atomic_set(&bsk->outq, 0);
+	atomic_set(&bsk->inq, 0);
 	atomic64_set(&bsk->sent_dropped, 0);
 	atomic64_set(&bsk->sent_dropped_unread, 0);
 	INIT_LIST_HEAD(&bsk->wake_pending);
@@ -2342,7 +2353,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	 */
 	was_full = !(flags & MSG_PEEK) &&
 		   (skb_queue_len_lockless(&sk->sk_receive_queue) + 1 >= READ_ONCE(bsk->maxqlen) ||
-		    atomic_read(&sk->sk_rmem_alloc) > READ_ONCE(sk->sk_rcvbuf));
+		    atomic_read(&bsk->inq) > READ_ONCE(sk->sk_rcvbuf));
 
 	cb = &BUSCB(skb);
 	if (msg->msg_name) {
@@ -2765,7 +2776,7 @@ static int bus_getsockopt(struct socket *sock, int level, int optname, char __us
 			q.dropped = atomic64_read(&r->dropped);
 			q.qlen = skb_queue_len(&r->sk.sk_receive_queue);
 			q.maxqlen = READ_ONCE(r->maxqlen);
-			q.rmem = atomic_read(&r->sk.sk_rmem_alloc);
+			q.rmem = atomic_read(&r->inq);
 			q.rcvbuf = READ_ONCE(r->sk.sk_rcvbuf);
 		}
 		if (bsk->role == BUS_ROLE_MASTER_CONN)

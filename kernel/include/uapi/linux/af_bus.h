@@ -151,8 +151,8 @@ struct bus_qlenfull {
 	__u64 dropped_unread;	/* ... not yet read by the master */
 	__u32 qlen;		/* messages queued now */
 	__u32 maxqlen;		/* queue limit in messages */
-	__u32 rmem;		/* bytes queued now */
-	__u32 rcvbuf;		/* queue limit in bytes */
+	__u32 rmem;		/* bytes of the messages queued now */
+	__u32 rcvbuf;		/* queue limit in bytes of messages */
 };
 
 /*
