@@ -823,14 +823,16 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
                 continue;
             }
         }
-        log_info("AF_BUS: the kernel refused a %s from %s to %s: %s", std::string(to_string(message.type())).c_str(),
-                 c.unique_name.c_str(), std::string(message.destination()).c_str(), std::strerror(refused.error_number));
+        // (A full receiver's refusals are counted by the kernel and logged once per episode, as drops.)
+        if (refused.error_number != EXFULL)
+            log_info("AF_BUS: the kernel refused a %s from %s to %s: %s", std::string(to_string(message.type())).c_str(),
+                     c.unique_name.c_str(), std::string(message.destination()).c_str(), std::strerror(refused.error_number));
         // A refused reply gets an error too: as from the broker, the sender learns why, whatever the
         // message's type; other refused messages that want no answer get none.
         const bool refused_reply = is_reply(message) && refused.error_number == EACCES;
         if (!refused_reply && (message.type() != MessageType::MethodCall || !message.expects_reply())) continue;
         // As libafbus answers its application, and the broker its client: the error the bus would give.
-        const Error e = detail::refused_send_error(refused.error_number);
+        const Error e = detail::refused_send_error(refused.error_number, message.destination());
         auto error = MessageBuilder::error(c.unique_name, message.serial(), e.name, e.message);
         error.sender(kDriverName);
         if (auto built = error.build(next_serial_++)) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));

@@ -1930,7 +1930,7 @@ fail:
 
 /*
  * Account a drop of a copy of @sender's message for receiver @r (multicast or eavesdropper
- * overflow), visible to the master: to the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender
+ * overflow, a unicast the protocol dropped or refused at a full queue), visible to the master: to the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender
  * (BUS_GET_SENDER_DROPS), so that the master can tell a slow reader from a flooding sender.
  */
 static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bus_sock *sender)
@@ -1954,19 +1954,25 @@ static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bu
 	rcu_read_unlock();
 }
 
-/* Whether the bus's protocol drops @skb for @r, whose queue is full, rather than let @sender wait. */
-static bool bus_drop_when_full_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender,
-				      struct bus_sock *r)
+/*
+ * What the bus's protocol does with @skb for @r, whose queue is full: 1 to drop it, -errno to refuse
+ * it (the send fails), 0 to let @sender wait for room.
+ */
+static int bus_when_full_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender,
+				struct bus_sock *r)
 {
+	const struct bus_proto_ops *proto = bus->proto;
 	struct bus_hook_ctx ctx;
 
 	lockdep_assert_held(&bus->lock);
-	if (!bus->proto || !bus->proto->drop_when_full)
-		return false;
+	if (!proto || (!proto->drop_when_full && !proto->refuse_when_full))
+		return 0;
 	bus_hook_ctx_init(&ctx, bus, skb, sender, BUS_HOOK_UNICAST);
 	ctx.receiver = &r->sk;
 	ctx.rcpt = r->role == BUS_ROLE_CLIENT ? r->addr : BUS_MASTER_ADDR;
-	return bus->proto->drop_when_full(bus->proto_priv, &ctx);
+	if (proto->drop_when_full && proto->drop_when_full(bus->proto_priv, &ctx))
+		return 1;
+	return proto->refuse_when_full ? proto->refuse_when_full(bus->proto_priv, &ctx) : 0;
 }
 
 /*
@@ -2225,8 +2231,14 @@ restart:
 
 	if (bus_queue_full(r)) {
 		DEFINE_WAIT(wait);
+		int full = bus_when_full_locked(bus, skb, bsk, r);
 
-		if (bus_drop_when_full_locked(bus, skb, bsk, r)) {
+		if (full < 0) {
+			bus_count_drop_locked(bus, r, bsk);
+			err = full;
+			goto out_unlock;
+		}
+		if (full) {
 			/* As if delivered, for the hooks that keep state: a dropped reply settles its call. */
 			verdict = bus_deliver_verdict_locked(bus, skb, bsk, r, BUS_HOOK_UNICAST);
 			if (verdict < 0) {

@@ -1021,8 +1021,8 @@ static struct bus_hook_ops dbus_hooks[] = {
  * A reply or an error for a client whose queue is full is dropped (and counted for it) rather than
  * hold up the client that answers: a caller that stops reading loses its own answers, as on the
  * broker (docs/kernel-mode.md, "Full queues"), and the service goes on serving everybody else.
- * Calls and signals wait for room, and so does what the master sends or is sent: the daemon queues
- * and accounts its own traffic.
+ * Calls and signals are refused (below); what the master sends or is sent waits for room: the
+ * daemon queues and accounts its own traffic.
  */
 static bool dbus_drop_when_full(void *priv, const struct bus_hook_ctx *ctx)
 {
@@ -1036,6 +1036,20 @@ static bool dbus_drop_when_full(void *priv, const struct bus_hook_ctx *ctx)
 	return b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR;
 }
 
+/*
+ * Anything else a client sends a client whose queue is full fails at once with EXFULL, which the
+ * sender's library answers with LimitsExceeded, as dbus-daemon answers a message to a connection
+ * beyond max_outgoing_bytes: the sender's other messages are not held up behind it. What goes to
+ * the master waits for room (it reads everything), as does what the master sends.
+ */
+static int dbus_refuse_when_full(void *priv, const struct bus_hook_ctx *ctx)
+{
+	if (!ctx->proto_priv || ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join ||
+	    ctx->from_master || !ctx->rcpt)
+		return 0;
+	return -EXFULL;
+}
+
 static struct bus_proto_ops dbus_proto = {
 	.protocol = BUS_PROTO_DBUS,
 	.optmin = BUS_DBUS_OPT_MIN,
@@ -1046,6 +1060,7 @@ static struct bus_proto_ops dbus_proto = {
 	/* dbus-daemon gives a signal to its sender too, if one of the sender's rules matches */
 	.multicast_to_sender = true,
 	.drop_when_full = dbus_drop_when_full,
+	.refuse_when_full = dbus_refuse_when_full,
 	.owner = THIS_MODULE,
 };
 

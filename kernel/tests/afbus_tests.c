@@ -2928,7 +2928,9 @@ static int t_dbus_replies_body(uint8_t *m)
 
 	/*
 	 * A caller that does not read loses its own answers, counted for it (BUS_GET_QLENFULL, as a
-	 * multicast copy dropped at its full queue): its callee does not wait. Calls still wait.
+	 * multicast copy dropped at its full queue): its callee does not wait. Calls to it fail at once
+	 * with EXFULL (LimitsExceeded to the caller), counted the same way, and leave no call owed.
+	 * What goes to the master waits.
 	 */
 	{
 		struct bus_qlenfull q;
@@ -2944,20 +2946,33 @@ static int t_dbus_replies_body(uint8_t *m)
 			CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
 		}
 		n = dmsg_call(m, names[3], 402, 1);
-		CHECK_ERR(send_raw(tb.c[3], tb.a[2], m, n), EAGAIN);
+		CHECK_ERR(send_raw(tb.c[3], tb.a[2], m, n), EXFULL);
+		n = dmsg_call(m, names[3], 403, 0);
+		CHECK_ERR(send_raw(tb.c[3], tb.a[2], m, n), EXFULL);
 		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
-		CHECK(q.qlen == 2 && q.dropped == 0, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		CHECK(q.qlen == 2 && q.dropped == 2, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		/* a client's messages to the master wait for room */
+		for (i = 0; i < 2; i++) {
+			n = dmsg_call(m, names[2], 500 + i, 1);
+			CHECK_OK(send_raw(tb.c[2], BUS_MASTER_ADDR, m, n));
+		}
+		n = dmsg_call(m, names[2], 502, 1);
+		CHECK_ERR(send_raw(tb.c[2], BUS_MASTER_ADDR, m, n), EAGAIN);
+		for (i = 0; i < 2; i++) {
+			n = dmsg_call(m, names[2], 500 + i, 1);
+			CHECK_OK(recv_raw(tb.s[2], m, n));
+		}
 		n = dmsg_reply(m, names[3], 300, NULL);
 		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
 		n = dmsg_reply(m, names[3], 301, "org.example.Error.Failed");
 		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
 		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
-		CHECK(q.qlen == 2 && q.dropped == 2, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		CHECK(q.qlen == 2 && q.dropped == 4, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
 		/* a dropped answer settled its call: a second answer to it is refused as unrequested */
 		n = dmsg_reply(m, names[3], 300, NULL);
 		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
 		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
-		CHECK(q.dropped == 2, "an answer to a settled call counted as dropped (%llu)",
+		CHECK(q.dropped == 4, "an answer to a settled call counted as dropped (%llu)",
 		      (unsigned long long)q.dropped);
 		/* the master's answers wait, as its other messages do */
 		n = dmsg_reply(m, "org.freedesktop.DBus", 4343, NULL);
@@ -2968,6 +2983,8 @@ static int t_dbus_replies_body(uint8_t *m)
 			CHECK_OK(recv_raw(tb.c[2], m, n));
 		}
 		CHECK(danswer(&tb, m, 3, 2, 302, NULL) == 1, "the owed answer did not arrive");
+		/* the refused call is owed nothing: an answer to it is unrequested */
+		CHECK(danswer(&tb, m, 2, 3, 403, NULL) == 0, "an answer to a refused call arrived");
 		two = 1024;
 		CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &two, sizeof(two)));
 	}

@@ -228,9 +228,16 @@ void set_af_bus_sysfs_root(std::string root) { af_bus_sysfs_root() = std::move(r
 
 // The names dbus-daemon would answer with for the same reason: a policy or filter denial, a quota, a
 // message the bus cannot take.
-Error refused_send_error(int error_number) {
+Error refused_send_error(int error_number, std::string_view destination) {
     std::string_view name = error_names::kFailed;
     switch (error_number) {
+        case EXFULL:
+            // The receiver's queue is full: the broker's words for a connection beyond max_outgoing_bytes.
+            return make_error(error_names::kLimitsExceeded,
+                              "The maximum number of bytes queued for " +
+                                  std::string(destination.empty() ? std::string_view("the destination") : destination) +
+                                  " has been reached");
+        case ENOBUFS: name = error_names::kNoMemory; break;
         case EPERM:
         case EACCES: name = error_names::kAccessDenied; break;
         case EDQUOT:
@@ -326,7 +333,7 @@ void ConnectionState::answer_refused() {
     for (const RefusedDatagram& refused : transport.take_refused()) {
         if (af_bus && refused.destination) af_bus->refused(*refused.message, *refused.destination);
         if (!refused.message->expects_reply()) continue;
-        const Error e = refused_send_error(refused.error_number);
+        const Error e = refused_send_error(refused.error_number, refused.message->destination());
         auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
                          .sender(kBusName)
                          .build(1);

@@ -112,7 +112,7 @@ std::map<std::string, Variant> readable_properties(const Interface& interface);
 void set_af_bus_sysfs_root(std::string root);
 
 // The D-Bus error for a message AF_BUS refused with `error_number` (see answer_refused).
-Error refused_send_error(int error_number);
+Error refused_send_error(int error_number, std::string_view destination = {});
 
 // An error reply as an Error; anything else as itself.
 Expected<Message, Error> reply_to_result(Message reply);

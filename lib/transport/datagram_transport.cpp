@@ -35,6 +35,8 @@ bool DatagramTransport::refuses_one_message(int error_number) noexcept {
         case EMSGSIZE:
         case ETOOMANYREFS:
         case EHOSTUNREACH:
+        case EXFULL:
+        case ENOBUFS:
             return true;
         default:
             return false;

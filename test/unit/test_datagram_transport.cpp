@@ -376,9 +376,9 @@ TEST(DatagramTransport, MessageTheKernelRefusesIsSetAsideAndTheRestGoesOn) {
 }
 
 TEST(DatagramTransport, WhichErrnosRefuseOneMessage) {
-    for (int e : {EPERM, EACCES, EDQUOT, EBADMSG, EINVAL, EMSGSIZE, ETOOMANYREFS, EHOSTUNREACH})
+    for (int e : {EPERM, EACCES, EDQUOT, EBADMSG, EINVAL, EMSGSIZE, ETOOMANYREFS, EHOSTUNREACH, EXFULL, ENOBUFS})
         EXPECT_TRUE(DatagramTransport::refuses_one_message(e)) << std::strerror(e);
-    for (int e : {EPIPE, ECONNRESET, ENOTCONN, EAFNOSUPPORT, ENOBUFS, EBADF})
+    for (int e : {EPIPE, ECONNRESET, ENOTCONN, EAFNOSUPPORT, EIO, EBADF})
         EXPECT_FALSE(DatagramTransport::refuses_one_message(e)) << std::strerror(e);
 }
 

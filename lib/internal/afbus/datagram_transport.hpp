@@ -77,7 +77,8 @@ public:
     // sendmsg errnos that refuse one message and leave the socket usable: EPERM (af_bus_dbus: wrong
     // SENDER; not joined), EACCES (filter REJECT), EDQUOT (too many calls awaiting replies), EBADMSG and
     // EINVAL (the kernel's D-Bus parser refused the header; bad fds in SCM_RIGHTS), EMSGSIZE (larger than
-    // the send buffer), ETOOMANYREFS (fds in flight), EHOSTUNREACH (master: nobody holds the address).
+    // the send buffer), ETOOMANYREFS (fds in flight), EHOSTUNREACH (master: nobody holds the address),
+    // EXFULL (af_bus_dbus: the receiving client's queue is full), ENOBUFS (af_bus_dbus: no memory).
     [[nodiscard]] static bool refuses_one_message(int error_number) noexcept;
 
     // Datagrams per sendmmsg() at most.

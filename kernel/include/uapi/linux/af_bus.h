@@ -87,7 +87,9 @@ struct sockaddr_bus {
  * sent on such a bus must be a well-formed D-Bus message (else EBADMSG, EMSGSIZE or EINVAL), and a
  * client's message must carry its unique name as SENDER (else EPERM), except one addressed to the
  * master itself, which may carry none. A multicast copy reaches a client only if one of the match
- * records the master installed for it (BUS_DBUS_ADD_MATCH) matches the message.
+ * records the master installed for it (BUS_DBUS_ADD_MATCH) matches the message. A client's unicast
+ * to a client whose receive queue is full fails with EXFULL (D-Bus: LimitsExceeded), except a reply
+ * or an error, which is dropped; either is counted as a drop for the receiver (BUS_GET_QLENFULL).
  */
 #define BUS_DBUS_OPT_MIN	64
 #define BUS_DBUS_SET_NAME	64	/* master-side: the client's unique name (":1.42"), no NUL */
