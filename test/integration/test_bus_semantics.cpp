@@ -252,6 +252,17 @@ TEST(BusSemantics, EavesdroppersDoNotAnswerOthersCalls) {
 namespace afbus {
 namespace {
 
+// One number of the bus's Debug.Stats GetConnectionStats for `name`, asked by `asker`; nullopt where the
+// bus has no such entry (dbus-daemon has no DroppedMessages).
+std::optional<std::uint32_t> connection_stat(Connection& asker, const std::string& name, const std::string& key) {
+    auto stats = asker.call(stats_call("GetConnectionStats", name));
+    EXPECT_TRUE(stats) << name;
+    if (!stats) return std::nullopt;
+    auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
+    if (!map.count(key)) return std::nullopt;
+    return *map.at(key).get<std::uint32_t>();
+}
+
 // max_incoming_bytes: a sender whose messages pile up in a slow reader's queue is no longer read from
 // until they drain (dbus-daemon's throttling); everyone else is served meanwhile.
 TEST(BusSemantics, ASenderToASlowReaderIsHeldBackOthersAreNot) {
@@ -341,23 +352,14 @@ TEST(BusSemantics, ASlowSubscriberLosesBroadcastsInsteadOfStallingTheSender) {
     // signal for the reader, without holding the sender back.
     ASSERT_TRUE(sender->call(driver_call("GetId"), 10s));
     // The reader reads until the bus holds nothing more for it, then what is left in its socket.
-    auto queued_for_reader = [&] {
-        auto stats = observer->call(stats_call("GetConnectionStats", reader->unique_name()));
-        EXPECT_TRUE(stats);
-        if (!stats) return std::uint32_t{0};
-        auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
-        return *map.at("OutgoingBytes").get<std::uint32_t>();
-    };
-    ASSERT_TRUE(test::pump({reader.get()}, [&] { return queued_for_reader() == 0; }, 20s));
+    auto queued_for_reader = [&] { return connection_stat(*observer, reader->unique_name(), "OutgoingBytes"); };
+    ASSERT_TRUE(test::pump({reader.get()}, [&] { return queued_for_reader() == 0u; }, 20s));
     for (pollfd p{reader->fd(), POLLIN, 0}; ::poll(&p, 1, 0) == 1; p.revents = 0) ASSERT_TRUE(reader->process());
     EXPECT_GT(received, 0);
     EXPECT_LT(received, kSignals);  // the rest were dropped
     // afbus-daemon also counts the loss in Debug.Stats (dbus-daemon has no such counter).
-    auto stats = observer->call(stats_call("GetConnectionStats", reader->unique_name()));
-    ASSERT_TRUE(stats);
-    auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
-    if (map.count("DroppedMessages")) {
-        EXPECT_EQ(*map.at("DroppedMessages").get<std::uint32_t>(), static_cast<std::uint32_t>(kSignals - received));
+    if (auto dropped = connection_stat(*observer, reader->unique_name(), "DroppedMessages")) {
+        EXPECT_EQ(*dropped, static_cast<std::uint32_t>(kSignals - received));
     }
     // afbus-daemon logs the episode, naming the reader (once per episode: in kernel mode an episode ends
     // after a second without drops, which a slow guest may take between two of the sender's bursts).
@@ -386,13 +388,6 @@ TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
     // burst before it writes it out, so its queue can overflow for a moment and then drain into the
     // socket; in kernel mode the queue is the kernel's, and the first burst fills it.)
     const std::string payload(4096, 'x');
-    auto outgoing_bytes = [&] {
-        auto stats = observer->call(stats_call("GetConnectionStats", callee->unique_name()));
-        EXPECT_TRUE(stats);
-        if (!stats) return std::uint32_t{0};
-        auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
-        return *map.at("OutgoingBytes").get<std::uint32_t>();
-    };
     std::uint32_t held = 0;
     for (int round = 0; round < 64; ++round) {
         for (int i = 0; i < 32; ++i) {
@@ -403,7 +398,7 @@ TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
         }
         ASSERT_TRUE(caller->call(driver_call("GetId"), 10s));
         if (test::kernel_mode()) break;
-        const std::uint32_t now = outgoing_bytes();
+        const auto now = connection_stat(*observer, callee->unique_name(), "OutgoingBytes").value_or(0);
         if (now > 0 && now == held) break;
         held = now;
     }
@@ -421,14 +416,7 @@ TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
     ASSERT_TRUE(test::pump({caller.get(), observer.get()}, [&after] { return after == 1; }, 10s));
     // afbus-daemon counts what the callee lost (dbus-daemon has no such counter); in kernel mode the
     // count arrives from af_bus.ko beside the traffic, so it is read until it shows.
-    auto dropped = [&]() -> std::optional<std::uint32_t> {
-        auto stats = observer->call(stats_call("GetConnectionStats", callee->unique_name()));
-        EXPECT_TRUE(stats);
-        if (!stats) return std::nullopt;
-        auto map = std::get<0>(*read_all<std::map<std::string, Variant>>(*stats));
-        if (!map.count("DroppedMessages")) return std::nullopt;
-        return *map.at("DroppedMessages").get<std::uint32_t>();
-    };
+    auto dropped = [&] { return connection_stat(*observer, callee->unique_name(), "DroppedMessages"); };
     if (dropped()) {
         const auto deadline = std::chrono::steady_clock::now() + 10s;
         while (dropped().value_or(0) == 0 && std::chrono::steady_clock::now() < deadline) {
