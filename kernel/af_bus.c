@@ -165,7 +165,7 @@ struct bus_sock {
 	atomic64_t dropped;		/* messages dropped for us (queue full) */
 	atomic64_t dropped_unread;	/* master-side socket: drops of its client not yet read */
 	atomic_t outq;			/* bytes of our messages queued at receivers (SIOCOUTQ) */
-	atomic_t inq;			/* bytes of the messages in our receive queue (SO_RCVBUF) */
+	atomic_t inq;			/* bytes of the messages queued for us (SO_RCVBUF) */
 	atomic64_t sent_dropped;	/* copies of our sends dropped at full receivers */
 	atomic64_t sent_dropped_unread;	/* ... not yet read by the master (BUS_GET_SENDER_DROPS) */
 	/*
@@ -449,10 +449,10 @@ static void bus_rfree(struct sk_buff *skb)
 }
 
 /*
- * The receiver's memory is charged as usual (truesize, sk_rmem_alloc), but its queue limit counts
- * the messages' bytes (inq), as a D-Bus broker counts max_outgoing_bytes: a small message costs
- * several times its length in sk_buff overhead, which would make a queue hold a fraction of what the
- * broker holds. maxqlen bounds that overhead.
+ * The receiver's memory is charged as usual (truesize, sk_rmem_alloc), but its queue limit
+ * counts the messages' bytes (inq), as a D-Bus broker counts max_outgoing_bytes: a small message
+ * costs several times its length in sk_buff overhead, which would make a queue hold a fraction of
+ * what the broker holds. maxqlen bounds that overhead.
  */
 static void bus_set_owner_r(struct sk_buff *skb, struct sock *sk)
 {
@@ -1930,8 +1930,9 @@ fail:
 
 /*
  * Account a drop of a copy of @sender's message for receiver @r (multicast or eavesdropper
- * overflow, a unicast the protocol dropped or refused at a full queue), visible to the master: to the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender
- * (BUS_GET_SENDER_DROPS), so that the master can tell a slow reader from a flooding sender.
+ * overflow, a unicast the protocol dropped or refused at a full queue), visible to the master: to
+ * the receiver (BUS_GET_QLENFULL, POLLPRI) and to the sender (BUS_GET_SENDER_DROPS), so that the
+ * master can tell a slow reader from a flooding sender.
  */
 static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bus_sock *sender)
 {
@@ -1955,8 +1956,8 @@ static void bus_count_drop_locked(struct bus *bus, struct bus_sock *r, struct bu
 }
 
 /*
- * What the bus's protocol does with @skb for @r, whose queue is full: 1 to drop it, -errno to refuse
- * it (the send fails), 0 to let @sender wait for room.
+ * What the bus's protocol does with @skb for @r, whose queue is full: 1 to drop it, -errno to
+ * refuse it (the send fails), 0 to let @sender wait for room.
  */
 static int bus_when_full_locked(struct bus *bus, struct sk_buff *skb, struct bus_sock *sender,
 				struct bus_sock *r)

@@ -2927,10 +2927,10 @@ static int t_dbus_replies_body(uint8_t *m)
 	CHECK(danswer(&tb, m, 3, 0, 202, NULL) == 1);
 
 	/*
-	 * A caller that does not read loses its own answers, counted for it (BUS_GET_QLENFULL, as a
-	 * multicast copy dropped at its full queue): its callee does not wait. Calls to it fail at once
-	 * with EXFULL (LimitsExceeded to the caller), counted the same way, and leave no call owed.
-	 * What goes to the master waits.
+	 * A caller that does not read loses its own answers, counted for it (BUS_GET_QLENFULL, as
+	 * a multicast copy dropped at its full queue): its callee does not wait. Calls to it fail
+	 * at once with EXFULL (LimitsExceeded to the caller), counted the same way, and leave no
+	 * call owed. What goes to the master waits.
 	 */
 	{
 		struct bus_qlenfull q;
@@ -2950,7 +2950,8 @@ static int t_dbus_replies_body(uint8_t *m)
 		n = dmsg_call(m, names[3], 403, 0);
 		CHECK_ERR(send_raw(tb.c[3], tb.a[2], m, n), EXFULL);
 		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
-		CHECK(q.qlen == 2 && q.dropped == 2, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		CHECK(q.qlen == 2 && q.dropped == 2, "qlen %u dropped %llu", q.qlen,
+		      (unsigned long long)q.dropped);
 		/* a client's messages to the master wait for room */
 		for (i = 0; i < 2; i++) {
 			n = dmsg_call(m, names[2], 500 + i, 1);
@@ -2967,7 +2968,8 @@ static int t_dbus_replies_body(uint8_t *m)
 		n = dmsg_reply(m, names[3], 301, "org.example.Error.Failed");
 		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
 		CHECK_OK(getsockopt(tb.c[2], SOL_BUS, BUS_GET_QLENFULL, &q, &ql));
-		CHECK(q.qlen == 2 && q.dropped == 4, "qlen %u dropped %llu", q.qlen, (unsigned long long)q.dropped);
+		CHECK(q.qlen == 2 && q.dropped == 4, "qlen %u dropped %llu", q.qlen,
+		      (unsigned long long)q.dropped);
 		/* a dropped answer settled its call: a second answer to it is refused as unrequested */
 		n = dmsg_reply(m, names[3], 300, NULL);
 		CHECK_OK(send_raw(tb.c[3], tb.a[2], m, n));
