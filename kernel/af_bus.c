@@ -250,12 +250,22 @@ static bool bus_is_master(enum bus_role role)
 	return role == BUS_ROLE_LISTENER || role == BUS_ROLE_MASTER_CONN;
 }
 
-static bool bus_queue_full(const struct bus_sock *bsk)
+/*
+ * Whether @bsk's receive queue is full, counting @unlinked messages a reader has taken off the
+ * queue but not yet freed (their bytes are still in inq until the skb is freed).
+ */
+static bool bus_queue_full_with(const struct bus_sock *bsk, unsigned int unlinked)
 {
 	const struct sock *sk = &bsk->sk;
 
-	return skb_queue_len_lockless(&sk->sk_receive_queue) >= READ_ONCE(bsk->maxqlen) ||
+	return skb_queue_len_lockless(&sk->sk_receive_queue) + unlinked >=
+		       READ_ONCE(bsk->maxqlen) ||
 	       atomic_read(&bsk->inq) > READ_ONCE(sk->sk_rcvbuf);
+}
+
+static bool bus_queue_full(const struct bus_sock *bsk)
+{
+	return bus_queue_full_with(bsk, 0);
 }
 
 static void bus_wake_peer_waiters(struct bus_sock *bsk)
@@ -2364,9 +2374,7 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	 * the skb's memory is uncharged (below). Not full: nobody can be waiting for this receiver
 	 * (a sender registers on peer_wait before re-checking fullness), so skip the barriers.
 	 */
-	was_full = !(flags & MSG_PEEK) &&
-		   (skb_queue_len_lockless(&sk->sk_receive_queue) + 1 >= READ_ONCE(bsk->maxqlen) ||
-		    atomic_read(&bsk->inq) > READ_ONCE(sk->sk_rcvbuf));
+	was_full = !(flags & MSG_PEEK) && bus_queue_full_with(bsk, 1);
 
 	cb = &BUSCB(skb);
 	if (msg->msg_name) {
