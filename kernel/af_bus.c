@@ -2245,7 +2245,9 @@ restart:
 		int full = bus_when_full_locked(bus, skb, bsk, r);
 
 		if (full < 0) {
-			bus_count_drop_locked(bus, r, bsk);
+			/* EXFULL is the full queue's doing, another errno the protocol's verdict */
+			if (full == -EXFULL)
+				bus_count_drop_locked(bus, r, bsk);
 			err = full;
 			goto out_unlock;
 		}

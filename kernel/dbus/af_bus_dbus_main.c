@@ -1018,36 +1018,59 @@ static struct bus_hook_ops dbus_hooks[] = {
 };
 
 /*
+ * What policy says of the current unicast between two clients, asked at a full queue: before the
+ * queue, as dbus-daemon asks its send and receive rules before it looks at the destination's queue,
+ * so that a message policy refuses is refused as such (AccessDenied), full queue or not.
+ */
+static int dbus_policy_at_full_queue(struct dbus_bus *b, const struct bus_hook_ctx *ctx)
+{
+	if (!b->policy || b->cur.skb != ctx->skb)
+		return BUS_HOOK_ACCEPT;
+	return dbus_policy_allows(b, ctx, dbus_client_find(b, ctx->src),
+				  dbus_client_find(b, ctx->rcpt), false, false);
+}
+
+static bool dbus_client_to_client(const struct bus_hook_ctx *ctx)
+{
+	return ctx->proto_priv && ctx->bus_protocol == BUS_PROTO_DBUS && !ctx->before_join &&
+	       !ctx->from_master && ctx->rcpt;
+}
+
+/*
  * A reply or an error for a client whose queue is full is dropped (and counted for it) rather than
  * hold up the client that answers: a caller that stops reading loses its own answers, as on the
  * broker (docs/kernel-mode.md, "Full queues"), and the service goes on serving everybody else.
+ * A message policy drops goes too, as it would with room (the delivery hook drops it, uncounted).
  * Calls and signals are refused (below); what the master sends or is sent waits for room: the
  * daemon queues and accounts its own traffic.
  */
 static bool dbus_drop_when_full(void *priv, const struct bus_hook_ctx *ctx)
 {
-	const struct dbus_bus *b = ctx->proto_priv;
+	struct dbus_bus *b = ctx->proto_priv;
 
-	if (!b || ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join || ctx->from_master || !ctx->rcpt)
-		return false;
 	/* b->cur describes the message the send hook accepted last, this one */
-	if (b->cur.skb != ctx->skb)
+	if (!dbus_client_to_client(ctx) || b->cur.skb != ctx->skb)
 		return false;
-	return b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR;
+	if (b->cur.type == DBUS_HDR_TYPE_METHOD_RETURN || b->cur.type == DBUS_HDR_TYPE_ERROR)
+		return true;
+	return dbus_policy_at_full_queue(b, ctx) == BUS_HOOK_DROP;
 }
 
 /*
  * Anything else a client sends a client whose queue is full fails at once with EXFULL, which the
  * sender's library answers with LimitsExceeded, as dbus-daemon answers a message to a connection
- * beyond max_outgoing_bytes: the sender's other messages are not held up behind it. What goes to
- * the master waits for room (it reads everything), as does what the master sends.
+ * beyond max_outgoing_bytes: the sender's other messages are not held up behind it. A message
+ * policy refuses fails with policy's errno instead (EACCES). What goes to the master waits for room
+ * (it reads everything), as does what the master sends.
  */
 static int dbus_refuse_when_full(void *priv, const struct bus_hook_ctx *ctx)
 {
-	if (!ctx->proto_priv || ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join ||
-	    ctx->from_master || !ctx->rcpt)
+	int verdict;
+
+	if (!dbus_client_to_client(ctx))
 		return 0;
-	return -EXFULL;
+	verdict = dbus_policy_at_full_queue(ctx->proto_priv, ctx);
+	return verdict < 0 ? verdict : -EXFULL;
 }
 
 static struct bus_proto_ops dbus_proto = {

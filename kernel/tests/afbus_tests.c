@@ -3155,6 +3155,38 @@ static int t_dbus_policy_body(uint8_t *m)
 	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, forbidden), EACCES);
 	CHECK_ERR(set_chains(tb.s[1], send_all, 3, allow_receive, 1, none, 0), EINVAL);
 
+	/*
+	 * At a full queue policy is asked first, as dbus-daemon asks its rules before it looks at
+	 * the destination's queue: what policy refuses fails with EACCES, not EXFULL, and is not
+	 * counted as a drop.
+	 */
+	{
+		struct dmsg d = { .type = 1, .flags = 1, .serial = 78, .path = "/org/example/Obj",
+				  .member = "Ping", .sender = names[0] };
+		struct bus_qlenfull before, after;
+		socklen_t ql = sizeof(before);
+		int one = 1;
+
+		CHECK_OK(getsockopt(tb.c[1], SOL_BUS, BUS_GET_QLENFULL, &before, &ql));
+		CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &one, sizeof(one)));
+		d.interface = allowed;
+		n = dmsg_build(m, &d);
+		CHECK_OK(send_raw(tb.c[0], tb.a[1], m, n));
+		CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EXFULL);
+		d.interface = forbidden;
+		n = dmsg_build(m, &d);
+		CHECK_ERR(send_raw(tb.c[0], tb.a[1], m, n), EACCES);
+		CHECK_OK(getsockopt(tb.c[1], SOL_BUS, BUS_GET_QLENFULL, &after, &ql));
+		CHECK(after.qlen == 1 && after.dropped == before.dropped + 1,
+		      "qlen %u, %llu dropped (%llu before)", after.qlen,
+		      (unsigned long long)after.dropped, (unsigned long long)before.dropped);
+		d.interface = allowed;
+		n = dmsg_build(m, &d);
+		CHECK_OK(recv_raw(tb.c[1], m, n));
+		one = 1024;
+		CHECK_OK(setsockopt(tb.l, SOL_BUS, BUS_SET_MAXQLEN, &one, sizeof(one)));
+	}
+
 	/* an empty image removes policy */
 	CHECK_OK(set_policy(tb.l, NULL, 0));
 	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, forbidden));

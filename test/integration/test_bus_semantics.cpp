@@ -370,11 +370,14 @@ TEST(BusSemantics, ASlowSubscriberLosesBroadcastsInsteadOfStallingTheSender) {
 
 // max_outgoing_bytes for what is sent to one client: a call to a client whose queue is full fails at once
 // with LimitsExceeded, as dbus-daemon answers it ("destination has a full message queue"), and what the
-// caller sends next is not held up behind it. In kernel mode (native clients) the refusal is af_bus.ko's
-// (EXFULL), which the caller's library answers with the same error.
+// caller sends next is not held up behind it. Policy is asked before the queue. In kernel mode (native
+// clients) the refusal is af_bus.ko's (EXFULL), which the caller's library answers with the same error.
 TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
     test::TestBusOptions options;
-    options.extra_config = "<limit name=\"max_outgoing_bytes\">65536</limit>\n";
+    options.extra_config = "<limit name=\"max_outgoing_bytes\">65536</limit>\n"
+                           "<policy context=\"default\">\n"
+                           "  <deny send_interface=\"org.example.I\" send_member=\"Forbidden\"/>\n"
+                           "</policy>\n";
     TestBus bus(options);
     auto caller = connect(bus);
     auto callee = connect(bus);
@@ -409,6 +412,12 @@ TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
     auto reply = caller->call(call.build().value(), 10s);
     ASSERT_FALSE(reply);
     EXPECT_EQ(reply.error().name, error_names::kLimitsExceeded) << reply.error().message;
+    // Policy comes first: a call it refuses fails with AccessDenied, full queue or not (dbus-daemon looks at
+    // the destination's queue after the send and receive rules).
+    auto forbidden = MessageBuilder::method_call(callee->unique_name(), "/org/example", "org.example.I", "Forbidden");
+    auto denied = caller->call(forbidden.build().value(), 10s);
+    ASSERT_FALSE(denied);
+    EXPECT_EQ(denied.error().name, error_names::kAccessDenied) << denied.error().message;
     // The caller's next message to somebody else goes through.
     auto next = MessageBuilder::signal("/org/example", "org.example.I", "After");
     next.destination(observer->unique_name());

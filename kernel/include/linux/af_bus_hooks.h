@@ -117,8 +117,10 @@ struct bus_proto_ops {
 	bool (*drop_when_full)(void *priv, const struct bus_hook_ctx *ctx);
 	/*
 	 * A unicast whose receiver's queue is full and that drop_when_full() did not drop: -errno
-	 * to fail the send with it at once (counted as a dropped message for the receiver and its
-	 * sender, as a drop is), 0 to let the sender wait for room (or EAGAIN). So that a receiver
+	 * to fail the send with it at once, 0 to let the sender wait for room (or EAGAIN). -EXFULL
+	 * (the full queue's doing) counts as a dropped message for the receiver and its sender, as
+	 * a drop does; another errno is the protocol's own verdict (D-Bus: policy, asked before the
+	 * queue as dbus-daemon asks it) and counts as nothing. So that a receiver
 	 * that does not read holds up none of its senders: a sender's library sends in order, so
 	 * one message that waits holds up everything it sends after it, to anybody. D-Bus: what
 	 * goes from a client to a client (dbus-daemon answers LimitsExceeded). Called as

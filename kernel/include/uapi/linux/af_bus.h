@@ -90,6 +90,7 @@ struct sockaddr_bus {
  * records the master installed for it (BUS_DBUS_ADD_MATCH) matches the message. A client's unicast
  * to a client whose receive queue is full fails with EXFULL (D-Bus: LimitsExceeded), except a reply
  * or an error, which is dropped; either is counted as a drop for the receiver (BUS_GET_QLENFULL).
+ * Policy is asked first: a message it refuses fails with EACCES, full queue or not.
  */
 #define BUS_DBUS_OPT_MIN	64
 #define BUS_DBUS_SET_NAME	64	/* master-side: the client's unique name (":1.42"), no NUL */
