@@ -159,6 +159,7 @@ struct bus_sock {
 	bool joined;
 	bool eavesdrop;
 	bool eavesdrop_monitor;		/* BUS_EAVESDROP_MONITOR: the master's monitor */
+	u8 recv_flags;			/* BUS_RECV_*: set any time, read by recvmsg (READ_ONCE) */
 	u32 maxqlen;
 	wait_queue_head_t peer_wait;	/* senders waiting for room in our receive queue */
 	struct mutex iolock;		/* serialises receivers: peek vs. take of passed files */
@@ -2323,6 +2324,20 @@ pipe:
 
 /* ------------------------------------------------------------------ receive */
 
+/* Whether the next message in @sk's receive queue is longer than @size bytes. */
+static bool bus_head_longer_than(struct sock *sk, size_t size)
+{
+	struct sk_buff_head *queue = &sk->sk_receive_queue;
+	struct sk_buff *skb;
+	bool longer;
+
+	spin_lock_bh(&queue->lock);	/* _bh: see SIOCINQ */
+	skb = skb_peek(queue);
+	longer = skb && skb->len > size;
+	spin_unlock_bh(&queue->lock);
+	return longer;
+}
+
 static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int flags)
 {
 	struct sock *sk = sock->sk;
@@ -2331,7 +2346,8 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	struct scm_cookie scm;
 	struct sk_buff *skb;
 	enum bus_role role;
-	bool was_full;
+	bool was_full, whole;
+	u8 recv_flags;
 	long timeo;
 	int err;
 
@@ -2348,12 +2364,23 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	 * a normal receive takes it over and frees it, so the two must never overlap on one skb.
 	 * The lock is not held while sleeping for a message.
 	 */
+	recv_flags = READ_ONCE(bsk->recv_flags);
+	whole = (recv_flags & BUS_RECV_WHOLE) && !(flags & MSG_PEEK);
 	timeo = sock_rcvtimeo(sk, flags & MSG_DONTWAIT);
 	for (;;) {
 		struct sk_buff *last;
 		int off = 0;
 
 		mutex_lock(&bsk->iolock);
+		/*
+		 * BUS_RECV_WHOLE: a message that does not fit stays queued. Only receivers unlink
+		 * skbs while the socket is open, and they hold iolock: the head looked at here is
+		 * the skb dequeued below.
+		 */
+		if (whole && bus_head_longer_than(sk, size)) {
+			mutex_unlock(&bsk->iolock);
+			return -EMSGSIZE;
+		}
 		skb = __skb_try_recv_datagram(sk, &sk->sk_receive_queue, flags, &off, &err, &last);
 		if (skb)
 			break;
@@ -2391,6 +2418,14 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 	err = skb_copy_datagram_msg(skb, 0, msg, size);
 	if (err)
 		goto out_free;
+	if (recv_flags & BUS_RECV_QUEUED) {
+		/* behind it: the queue's length less the skb itself when peeking */
+		u32 behind = skb_queue_len_lockless(&sk->sk_receive_queue) - !!(flags & MSG_PEEK);
+
+		err = put_cmsg(msg, SOL_BUS, SCM_BUS_QUEUED, sizeof(behind), &behind);
+		if (err)
+			goto out_free;
+	}
 
 	memset(&scm, 0, sizeof(scm));
 	scm_set_cred(&scm, cb->pid, cb->uid, cb->gid);
@@ -2519,6 +2554,16 @@ static int bus_setsockopt(struct socket *sock, int level, int optname, sockptr_t
 		return -ENOPROTOOPT;
 
 	switch (optname) {
+	case BUS_SET_RECV_FLAGS:
+		/* the socket's own reads: anybody's, in any role */
+		if (optlen < sizeof(int))
+			return -EINVAL;
+		if (copy_from_sockptr(&val, optval, sizeof(val)))
+			return -EFAULT;
+		if (val & ~BUS_RECV_ALL)
+			return -EINVAL;
+		WRITE_ONCE(bsk->recv_flags, val);
+		return 0;
 	case BUS_ADD_ADDR:
 	case BUS_JOIN_BUS:
 	case BUS_DEL_ADDR:

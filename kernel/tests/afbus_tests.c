@@ -2349,6 +2349,107 @@ static int t_queued(void)
 	PASS("lengths and fd counts, bounded by optlen; one exact recvmmsg()");
 }
 
+/* One recvmsg() of at most @len bytes into @buf; @control: room for SCM_RIGHTS and SCM_BUS_QUEUED. */
+static ssize_t recv_into(int s, char *buf, size_t len, char *control, size_t clen, int flags,
+			 struct msghdr *m, struct iovec *iov)
+{
+	memset(m, 0, sizeof(*m));
+	iov->iov_base = buf;
+	iov->iov_len = len;
+	m->msg_iov = iov;
+	m->msg_iovlen = 1;
+	m->msg_control = control;
+	m->msg_controllen = clen;
+	return recvmsg(s, m, flags | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+}
+
+/* The SCM_BUS_QUEUED count in @m, or -1 without one; the fds of an SCM_RIGHTS are closed. */
+static long queued_behind(struct msghdr *m)
+{
+	struct cmsghdr *c;
+	long behind = -1;
+	uint32_t v;
+	int fd;
+	size_t i;
+
+	for (c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		if (c->cmsg_level == SOL_BUS && c->cmsg_type == SCM_BUS_QUEUED &&
+		    c->cmsg_len == CMSG_LEN(sizeof(v))) {
+			memcpy(&v, CMSG_DATA(c), sizeof(v));
+			behind = v;
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			for (i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				close(fd);
+			}
+		}
+	}
+	return behind;
+}
+
+/*
+ * BUS_SET_RECV_FLAGS: with BUS_RECV_WHOLE a read too short for the next message fails with EMSGSIZE
+ * and leaves it queued, fds and all; with BUS_RECV_QUEUED each read says how many messages are
+ * behind the one it returns. Off again, reads truncate as SEQPACKET reads do.
+ */
+static int t_recv_flags(void)
+{
+	char buf[16], control[CMSG_SPACE(sizeof(int) * 3) + CMSG_SPACE(sizeof(uint32_t))];
+	int flags = BUS_RECV_WHOLE | BUS_RECV_QUEUED, bad = 4, off = 0;
+	int fds[3] = { 0, 0, 0 };
+	struct bus_queued q[2];
+	struct msghdr m;
+	struct iovec iov;
+	struct tbus tb;
+	socklen_t ql;
+	int s;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-recv-flags", 2, 1));
+	/* bad arguments; any socket may set them, on a bus or not */
+	CHECK_ERR(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, &bad, sizeof(bad)), EINVAL);
+	CHECK_ERR(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, &flags, 2), EINVAL);
+	CHECK_ERR(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, (void *)8, sizeof(int)), EFAULT);
+	s = bus_socket();
+	CHECK(s >= 0);
+	CHECK_OK(setsockopt(s, SOL_BUS, BUS_SET_RECV_FLAGS, &flags, sizeof(flags)));
+	close(s);
+	CHECK_OK(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, &flags, sizeof(flags)));
+
+	CHECK_OK(send_fds(tb.c[0], tb.a[1], fds, 3, "fds"));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "a"));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "hello"));
+	/* too short: refused, and the message stays whole and first, with its fds */
+	CHECK_ERR(recv_into(tb.c[1], buf, 2, control, sizeof(control), 0, &m, &iov), EMSGSIZE);
+	ql = sizeof(q);
+	CHECK_OK(getsockopt(tb.c[1], SOL_BUS, BUS_GET_QUEUED, q, &ql));
+	CHECK(ql == sizeof(q) && q[0].len == 3 && q[0].nfds == 3, "queue head %u/%u", q[0].len,
+	      q[0].nfds);
+	/* a peek is not refused: it cuts as before, and counts the message itself as not behind */
+	CHECK(recv_into(tb.c[1], buf, 2, control, sizeof(control), MSG_PEEK, &m, &iov) == 2 &&
+	      (m.msg_flags & MSG_TRUNC), "peek: flags %#x", m.msg_flags);
+	CHECK(queued_behind(&m) == 2, "peek: not 2 behind");
+	CHECK(recv_into(tb.c[1], buf, 3, control, sizeof(control), 0, &m, &iov) == 3 &&
+	      !memcmp(buf, "fds", 3) && !(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)),
+	      "fds: flags %#x", m.msg_flags);
+	CHECK(queued_behind(&m) == 2, "fds: not 2 behind");
+	CHECK(recv_into(tb.c[1], buf, sizeof(buf), control, sizeof(control), 0, &m, &iov) == 1 &&
+	      buf[0] == 'a' && queued_behind(&m) == 1, "a: flags %#x", m.msg_flags);
+	/* without room for the count: the message, with MSG_CTRUNC */
+	CHECK(recv_into(tb.c[1], buf, sizeof(buf), NULL, 0, 0, &m, &iov) == 5 &&
+	      !memcmp(buf, "hello", 5) && (m.msg_flags & MSG_CTRUNC), "hello: flags %#x",
+	      m.msg_flags);
+	CHECK_ERR(recv_into(tb.c[1], buf, sizeof(buf), control, sizeof(control), 0, &m, &iov), EAGAIN);
+
+	/* off: a short read cuts the message and loses the rest, and no count comes */
+	CHECK_OK(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, &off, sizeof(off)));
+	CHECK_OK(send_str(tb.c[0], tb.a[1], "hello"));
+	CHECK(recv_into(tb.c[1], buf, 2, control, sizeof(control), 0, &m, &iov) == 2 &&
+	      (m.msg_flags & MSG_TRUNC) && queued_behind(&m) == -1, "off: flags %#x", m.msg_flags);
+	CHECK_ERR(recv_into(tb.c[1], buf, sizeof(buf), control, sizeof(control), 0, &m, &iov), EAGAIN);
+	tb_close(&tb);
+	PASS("EMSGSIZE leaves the message queued with its fds; SCM_BUS_QUEUED counts what is behind");
+}
+
 static int t_hooks_body(void)
 {
 	struct bus_filter *f;
@@ -3597,6 +3698,7 @@ static const struct test tests[] = {
 	{ "ioctl_queues", t_ioctl_queues, 30 },
 	{ "batched_sends", t_batched_sends, 60 },
 	{ "queued", t_queued, 30 },
+	{ "recv_flags", t_recv_flags, 30 },
 	{ "hooks", t_hooks, 60 },
 	{ "dbus", t_dbus, 60 },
 	{ "ordering", t_ordering, 300 },

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
 
 #include "transport/socket_io.hpp"
 
@@ -23,7 +26,40 @@ TransportError corrupt(WireError e) {
     return {TransportError::Kind::Corrupt, 0, e};
 }
 
+// Control data of a received datagram: its fds, and with BUS_RECV_QUEUED the count of those behind it.
+struct ReceiveControl {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds) +
+                                CMSG_SPACE(sizeof(std::uint32_t))];
+};
+// ... of one without fds.
+struct CountControl {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(std::uint32_t))];
+};
+
+// SCM_BUS_QUEUED in a received datagram's control data: how many datagrams were queued behind it.
+std::optional<std::uint32_t> queued_behind(msghdr& msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_BUS || c->cmsg_type != SCM_BUS_QUEUED ||
+            c->cmsg_len != CMSG_LEN(sizeof(std::uint32_t)))
+            continue;
+        std::uint32_t behind;
+        std::memcpy(&behind, CMSG_DATA(c), sizeof behind);
+        return behind;
+    }
+    return std::nullopt;
+}
+
+// One whole read takes a datagram of up to this size into a buffer every connection of the thread shares
+// (the message copies out what it keeps); a longer one stays queued for receive_batch.
+constexpr std::size_t kWholeReadBytes = 64 * 1024;
+
 }  // namespace
+
+DatagramTransport::DatagramTransport(Fd socket, int family) : socket_(std::move(socket)), family_(family) {
+    // AF_UNIX and an older af_bus.ko refuse the option: reads then start with BUS_GET_QUEUED or a peek.
+    const int flags = BUS_RECV_WHOLE | BUS_RECV_QUEUED;
+    whole_reads_ = ::setsockopt(socket_.get(), SOL_BUS, BUS_SET_RECV_FLAGS, &flags, sizeof flags) == 0;
+}
 
 bool DatagramTransport::refuses_one_message(int error_number) noexcept {
     switch (error_number) {
@@ -61,7 +97,7 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     if (buffer_.size() < static_cast<std::size_t>(length)) buffer_.resize(static_cast<std::size_t>(length));
 
     iovec iov{buffer_.data(), static_cast<std::size_t>(length)};
-    ScmRightsBuffer control;
+    ReceiveControl control;
     sockaddr_bus from{};
     msghdr msg{};
     msg.msg_name = &from;
@@ -87,15 +123,55 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     return std::optional<std::size_t>(static_cast<std::size_t>(n));
 }
 
+Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receive_whole() {
+    thread_local const std::unique_ptr<std::byte[]> buffer =
+        std::make_unique_for_overwrite<std::byte[]>(kWholeReadBytes);
+    iovec iov{buffer.get(), kWholeReadBytes};
+    ReceiveControl control;
+    sockaddr_bus from{};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
+    ssize_t n;
+    do n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return WholeRead{};
+        if (errno == EMSGSIZE) return WholeRead{.too_long = true};
+        return Unexpected(transport_error_from_errno(errno));
+    }
+    std::vector<Fd> fds;
+    take_fds(msg, fds);
+    // 0 is end of file, as in receive_one.
+    if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
+    const auto behind = queued_behind(msg);
+    if (msg.msg_flags & MSG_CTRUNC) {
+        broken_ = corrupt(WireError::TooManyFds);
+    } else if ((msg.msg_flags & MSG_TRUNC) || !behind) {
+        broken_ = corrupt(WireError::Truncated);  // not possible with the flags the socket took
+    } else {
+        std::optional<std::uint64_t> source;
+        if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path)) source = from.sbus_addr.s_addr;
+        take(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)), std::move(fds), source);
+    }
+    return WholeRead{.bytes = static_cast<std::size_t>(n), .drained = behind == 0u};
+}
+
 namespace {
 
-// The scratch space of one recvmmsg(), about 17 KiB, one per thread (as SendBatch below).
+// The scratch space of one recvmmsg(), about 20 KiB, one per thread (as SendBatch below).
 struct ReceiveBatch {
     std::array<bus_queued, DatagramTransport::kReceiveBatch> queued;
     std::array<mmsghdr, DatagramTransport::kReceiveBatch> headers;
     std::array<iovec, DatagramTransport::kReceiveBatch> iovecs;
     std::array<sockaddr_bus, DatagramTransport::kReceiveBatch> addresses;
-    std::array<ScmRightsBuffer, DatagramTransport::kReceiveBatchWithFds> controls;
+    std::array<ReceiveControl, DatagramTransport::kReceiveBatchWithFds> controls;
+    // Datagrams without fds, for SCM_BUS_QUEUED where the socket took BUS_RECV_QUEUED.
+    std::array<CountControl, DatagramTransport::kReceiveBatch> counts;
 };
 
 }  // namespace
@@ -142,7 +218,10 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         msg.msg_iovlen = 1;
         if (b.queued[i].nfds > 0) {
             msg.msg_control = b.controls[control++].bytes;
-            msg.msg_controllen = sizeof(ScmRightsBuffer::bytes);
+            msg.msg_controllen = sizeof(ReceiveControl::bytes);
+        } else if (whole_reads_) {
+            msg.msg_control = b.counts[i].bytes;
+            msg.msg_controllen = sizeof(CountControl::bytes);
         }
         b.headers[i].msg_len = 0;
     }
@@ -156,6 +235,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         return Unexpected(transport_error_from_errno(errno));
     }
     BatchRead result;
+    // Without counts: drained when it read all there was, and the snapshot held all there was.
+    result.drained = static_cast<std::size_t>(n) == queued && queued < b.queued.size();
     offset = 0;
     for (int i = 0; i < n; ++i) {
         msghdr& msg = b.headers[i].msg_hdr;
@@ -166,6 +247,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         const std::size_t start = offset;
         offset += b.queued[i].len;
         result.bytes += length;
+        // The count the kernel gave with the last one read is exact, the snapshot only a lower bound.
+        if (i == n - 1 && whole_reads_) result.drained = queued_behind(msg) == 0u;
         if (broken_) continue;
         // Cut data or fds: the datagram is not the one BUS_GET_QUEUED described, or not one message.
         if (msg.msg_flags & MSG_CTRUNC) {
@@ -176,15 +259,15 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
             std::optional<std::uint64_t> source;
             if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path))
                 source = b.addresses[i].sbus_addr.s_addr;
-            take(start, length, std::move(fds), source);
+            take(std::span<const std::byte>(buffer_.data() + start, length), std::move(fds), source);
         }
     }
     if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
-    result.drained = static_cast<std::size_t>(n) == queued && queued < b.queued.size();
+    result.messages = static_cast<std::size_t>(n);
     return result;
 }
 
-bool DatagramTransport::take(std::size_t offset, std::size_t length, std::vector<Fd> fds,
+bool DatagramTransport::take(std::span<const std::byte> datagram, std::vector<Fd> fds,
                              std::optional<std::uint64_t> source) {
     if (!fds.empty() && !unix_fds_) {
         broken_ = TransportError{TransportError::Kind::FdsNotAllowed};
@@ -193,8 +276,7 @@ bool DatagramTransport::take(std::size_t offset, std::size_t length, std::vector
     // Exactly one valid message per datagram: parse() refuses a short one (Truncated) and trailing
     // bytes (TrailingBytes).
     const std::size_t received_fds = fds.size();
-    auto message =
-        Message::parse(std::span<const std::byte>(buffer_.data() + offset, length), std::move(fds));
+    auto message = Message::parse(datagram, std::move(fds));
     if (!message) {
         broken_ = corrupt(message.error());
         return false;
@@ -210,7 +292,25 @@ bool DatagramTransport::take(std::size_t offset, std::size_t length, std::vector
 
 Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget) {
     std::size_t total = 0;
+    bool whole = whole_reads_ && !bursts_;
     while (total < budget && !broken_) {
+        // One datagram in one system call, where the kernel keeps what does not fit and says what is
+        // behind it (AF_BUS with BUS_SET_RECV_FLAGS): a reader that gets one message at a time (a call
+        // and its reply) reads each with one recvmsg().
+        if (whole) {
+            auto one = receive_whole();
+            if (!one) {
+                if (total > 0) break;
+                return Unexpected(one.error());
+            }
+            if (one->bytes == 0 && !one->too_long) break;  // nothing queued
+            total += one->bytes;
+            if (one->drained) break;
+            // More is queued (or this one is longer than a whole read takes): read it in batches.
+            whole = false;
+            if (one->bytes > 0) bursts_ = true;
+            continue;
+        }
         // Many datagrams per system call where the socket says what is queued (AF_BUS), else two system
         // calls per datagram (receive_one). An empty queue goes to receive_one too: it tells EAGAIN from
         // end of file.
@@ -222,6 +322,8 @@ Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget
             }
             if (batch->bytes > 0) {
                 total += batch->bytes;
+                // A batch of one: messages come one at a time again.
+                if (batch->messages == 1) bursts_ = false;
                 // All that was queued is read: poll() says when more comes (two system calls fewer).
                 if (batch->drained) break;
                 continue;
@@ -242,7 +344,7 @@ Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget
         if (!*n) break;
         const std::size_t length = **n;
         total += length;
-        const bool taken = take(0, length, std::move(fds), source);
+        const bool taken = take(std::span<const std::byte>(buffer_.data(), length), std::move(fds), source);
         if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
         if (!taken) break;
     }

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -40,7 +41,9 @@ struct RefusedDatagram {
 class DatagramTransport {
 public:
     // `family` is put in the msg_name of addressed sends (the AF_BUS number in use; AF_UNIX ignores it).
-    DatagramTransport(Fd socket, int family) : socket_(std::move(socket)), family_(family) {}
+    // On AF_BUS, asks for whole reads and queue counts (BUS_SET_RECV_FLAGS), so that a message read
+    // alone costs one system call.
+    DatagramTransport(Fd socket, int family);
 
     [[nodiscard]] int fd() const noexcept { return socket_.get(); }
     // Fd passing, once agreed during authentication.
@@ -99,18 +102,27 @@ private:
     // Receives one datagram into buffer_; its length, or nullopt at EAGAIN.
     Expected<std::optional<std::size_t>, TransportError> receive_one(std::vector<Fd>& fds,
                                                                      std::optional<std::uint64_t>& source);
+    struct WholeRead {
+        std::size_t bytes = 0;  // 0: nothing was queued, or the next message did not fit (too_long)
+        bool too_long = false;  // longer than one read takes: receive_batch sizes a buffer for it
+        bool drained = false;   // nothing was queued behind it
+    };
+    // Reads and takes the next datagram with one recvmsg() (whole_reads_ only): a message longer than
+    // the read buffer stays queued (BUS_RECV_WHOLE), and the kernel says what is queued behind it
+    // (BUS_RECV_QUEUED).
+    Expected<WholeRead, TransportError> receive_whole();
     struct BatchRead {
         // 0: nothing was queued, or the socket cannot tell (then batched_reads_ is off)
         std::size_t bytes = 0;
+        std::size_t messages = 0;
         bool drained = false;   // every datagram queued when it looked was read
     };
     // Reads the datagrams queued now, up to about `budget` bytes, with one recvmmsg() whose buffers
     // BUS_GET_QUEUED sized (AF_BUS only), and takes them as take() does.
     Expected<BatchRead, TransportError> receive_batch(std::size_t budget);
-    // Takes one received datagram (buffer_ from `offset`, `length` bytes) as a message into received_;
-    // false once the datagram broke the connection (broken_ says why).
-    bool take(std::size_t offset, std::size_t length, std::vector<Fd> fds,
-              std::optional<std::uint64_t> source);
+    // Takes one received datagram as a message into received_; false once the datagram broke the
+    // connection (broken_ says why).
+    bool take(std::span<const std::byte> datagram, std::vector<Fd> fds, std::optional<std::uint64_t> source);
 
     Fd socket_;
     int family_;
@@ -124,6 +136,11 @@ private:
     bool unix_fds_ = false;
     // BUS_GET_QUEUED answers; off for good after the first refusal (AF_UNIX, an older af_bus.ko).
     bool batched_reads_ = true;
+    // BUS_SET_RECV_FLAGS took BUS_RECV_WHOLE | BUS_RECV_QUEUED: a read may start with receive_whole().
+    bool whole_reads_ = false;
+    // The last read found several messages queued: the next starts with receive_batch(), which reads
+    // them all in two system calls, until a batch finds only one.
+    bool bursts_ = false;
 };
 
 }  // namespace afbus

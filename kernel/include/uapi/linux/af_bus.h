@@ -81,6 +81,23 @@ struct sockaddr_bus {
 #define BUS_SET_RECVBUF		14	/* master: int, receive buffer of every connection (as
 					 * SO_RCVBUF: beyond rmem_max needs CAP_NET_ADMIN) */
 #define BUS_GET_QUEUED		15	/* getsockopt, struct bus_queued[], own queue */
+#define BUS_SET_RECV_FLAGS	16	/* any socket: int, BUS_RECV_* for its own reads */
+
+/*
+ * BUS_SET_RECV_FLAGS, so that a reader needs one system call per read, not a peek or
+ * BUS_GET_QUEUED first (unknown bits: EINVAL; 0 turns both off):
+ * BUS_RECV_WHOLE: a read that does not peek and whose buffer is shorter than the next message
+ *   fails with EMSGSIZE and leaves the message queued (BUS_GET_QUEUED says its length), instead of
+ *   returning its start with MSG_TRUNC and discarding the rest.
+ * BUS_RECV_QUEUED: every message read comes with a control message (level SOL_BUS, type
+ *   SCM_BUS_QUEUED, a __u32): how many messages were queued behind it when it was read, so that a
+ *   reader that has just read the last one need not ask again. Without room for it in the control
+ *   buffer the read reports MSG_CTRUNC, as for SCM_RIGHTS.
+ */
+#define BUS_RECV_WHOLE		0x1
+#define BUS_RECV_QUEUED		0x2
+#define BUS_RECV_ALL		0x3
+#define SCM_BUS_QUEUED		1
 
 /*
  * Options of af_bus_dbus.ko, on BUS_PROTO_DBUS buses only (elsewhere ENOPROTOOPT). Every message
