@@ -54,6 +54,7 @@ KernelDelivery::~KernelDelivery() {
     for (auto& [id, c] : clients_) {
         loop_.unwatch(c->transport->fd());
         if (c->auth_timer) loop_.cancel_timer(c->auth_timer);
+        if (c->read_retry_timer) loop_.cancel_timer(c->read_retry_timer);
         if (c->bridge) {
             loop_.unwatch(c->bridge->transport->fd());
             for (auto& [serial, call] : c->bridge->pending_calls)
@@ -210,13 +211,9 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
     client->listener = listener;
     client->sasl = std::make_unique<SaslServer>(std::move(sasl));
     client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
-    client->epoll_events = EPOLLIN | EPOLLPRI;  // as update_watch() wants them
     const PeerId peer = *id;
     Client& c = *clients_.emplace(peer, std::move(client)).first->second;
-    if (!loop_.watch(c.transport->fd(), c.epoll_events, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
-        c.epoll_events = 0;
-        return fail(peer, std::string("epoll: ") + std::strerror(errno));
-    }
+    if (!watch_client(c)) return fail(peer, std::string("epoll: ") + std::strerror(errno));
     c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
         if (Client* p = find(peer); p && p->sasl) {
             p->auth_timer = 0;
@@ -231,6 +228,12 @@ KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
 }
 
 void KernelDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+
+void KernelDelivery::fail_on(PeerId id, const TransportError& error, std::string_view what) {
+    const std::string reason = std::string(what) + describe(error);
+    if (is_loss(error)) return events_.peer_lost(id, reason);
+    fail(id, reason);
+}
 
 void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
     Client* c = find(id);
@@ -255,7 +258,12 @@ void KernelDelivery::authenticate(Client& c) {
     const PeerId id = c.id;
     // The SASL lines travel as datagrams, which af_bus_dbus.ko lets pass unparsed until the join.
     auto progress = c.sasl_stream.advance(c.transport->fd(), *c.sasl);
-    if (!progress) return fail(id, progress.error().describe());
+    if (!progress) {
+        const SaslStreamError& error = progress.error();
+        if (error.kind == SaslStreamError::Kind::Io && error.errno_value == ENOMEM)
+            return retry_read_later(c);  // as for messages (read_messages)
+        return fail(id, error.describe());
+    }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;
     // Each message is a datagram of its own: one behind BEGIN in the same datagram cannot be told apart.
     if (!progress->leftover.empty()) return fail(id, "sent a message in the datagram of its SASL BEGIN");
@@ -282,7 +290,8 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         Client* p = find(id);
         if (!p) return;
         auto received = p->transport->next();
-        if (!received) return fail(id, describe(received.error()));
+        // Bytes that are not one D-Bus message, or fds that were not agreed on: the client's doing.
+        if (!received) return events_.peer_refused(id, describe(received.error()));
         if (!*received) break;
         // Everything on a master-side socket comes from its own client (the kernel says so).
         Message& message = (*received)->message;
@@ -294,7 +303,40 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         events_.peer_sent(id, std::move(message));
         if (forwarded) acknowledge_forward(id, destination);
     }
-    if (!n) return fail(id, describe(n.error()));
+    if (!n) {
+        const TransportError& error = n.error();
+        if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) {
+            if (Client* p = find(id)) retry_read_later(*p);
+            return;
+        }
+        return fail_on(id, error);
+    }
+}
+
+void KernelDelivery::retry_read_later(Client& c) {
+    if (c.read_retry_timer) return;
+    loop_.unwatch(c.transport->fd());
+    c.epoll_events = 0;
+    const PeerId id = c.id;
+    c.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
+        Client* p = find(id);
+        if (!p) return;
+        p->read_retry_timer = 0;
+        if (!watch_client(*p)) return fail(id, std::string("epoll: ") + std::strerror(errno));
+        // Whatever waited is still queued: the socket is readable, and the loop reads it at once.
+    });
+}
+
+bool KernelDelivery::watch_client(Client& c) {
+    const PeerId peer = c.id;
+    c.epoll_events = EPOLLIN | EPOLLPRI;
+    if (!loop_.watch(c.transport->fd(), c.epoll_events,
+                     [this, peer](std::uint32_t events) { on_io(peer, events); })) {
+        c.epoll_events = 0;
+        return false;
+    }
+    update_watch(c);  // reading (unless flow control holds it back) and writing, as wanted now
+    return true;
 }
 
 void KernelDelivery::send_queued(Client& c) {
@@ -306,7 +348,7 @@ void KernelDelivery::send_queued(Client& c) {
                  c.unique_name.empty() ? "a client" : c.unique_name.c_str(), std::strerror(refused.error_number));
     }
     if (!flushed) {
-        broken_.emplace_back(c.id, describe(flushed.error()));
+        broken_.push_back({c.id, describe(flushed.error()), is_loss(flushed.error())});
         return;
     }
     if (!c.transport->wants_write() && !c.deferred_notices.empty()) {
@@ -422,9 +464,11 @@ void KernelDelivery::flush() {
     if (resumed) broker_.flush();
     // Failures found while sending are reported now, outside the model's routing.
     while (!broken_.empty()) {
-        auto [id, reason] = std::move(broken_.back());
+        Broken broken = std::move(broken_.back());
         broken_.pop_back();
-        if (find(id)) fail(id, reason);
+        if (!find(broken.id)) continue;
+        if (broken.lost) events_.peer_lost(broken.id, broken.reason);
+        else fail(broken.id, broken.reason);
     }
     std::erase_if(paused_readers_, [this](PeerId id) {
         Client* c = find(id);
@@ -448,6 +492,7 @@ void KernelDelivery::report_drops(Client& c) {
 }
 
 void KernelDelivery::update_watch(Client& c) {
+    if (c.read_retry_timer) return;  // not watched until then
     const bool writing = c.transport->wants_write() || (c.sasl && c.sasl_stream.wants_write());
     // EPOLLPRI: af_bus.ko dropped broadcast copies for the client (its queue was full).
     const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u) | EPOLLPRI;
@@ -467,6 +512,7 @@ void KernelDelivery::detach(PeerId peer) {
     Client& c = *it->second;
     loop_.unwatch(c.transport->fd());
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
+    if (c.read_retry_timer) loop_.cancel_timer(c.read_retry_timer);
     if (c.bridge) {
         // What the kernel still holds for it can no longer reach it; its unix side writes what it has.
         loop_.unwatch(c.bridge->transport->fd());
@@ -505,7 +551,7 @@ void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_n
     // it can send anything (without chains the kernel would deny it everything).
     if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
         !install_chains(*c) || !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
-        broken_.emplace_back(peer, "the kernel refused to admit it to the bus");
+        broken_.push_back({peer, "the kernel refused to admit it to the bus", true});
         return;
     }
     by_unique_name_[c->unique_name] = peer;
@@ -687,9 +733,7 @@ bool KernelDelivery::bridge_unix_client(PeerId peer) {
         unix_chains_.erase(chains);
     }
     Client& c = *clients_.emplace(peer, std::move(client)).first->second;
-    const bool watched =
-        loop_.watch(c.transport->fd(), EPOLLIN | EPOLLPRI, [this, peer](std::uint32_t events) { on_io(peer, events); });
-    if (watched) c.epoll_events = EPOLLIN | EPOLLPRI;
+    const bool watched = watch_client(c);
     if (!watched || !loop_.watch(c.bridge->transport->fd(), EPOLLIN,
                                  [this, peer](std::uint32_t events) { on_bridge_io(peer, events); })) {
         if (watched) loop_.unwatch(c.transport->fd());
@@ -768,7 +812,9 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     b.transport->enqueue(std::move(*stitched), address);
     auto flushed = b.transport->flush();
     bridge_answer_refused(c);
-    if (!flushed) broken_.emplace_back(c.id, "its AF_BUS bridge broke: " + describe(flushed.error()));
+    if (!flushed)
+        broken_.push_back(
+            {c.id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
     bridge_update_watch(c);
 }
 
@@ -907,7 +953,9 @@ void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
     if (events & EPOLLOUT) {
         auto flushed = c->bridge->transport->flush();
         bridge_answer_refused(*c);
-        if (!flushed) broken_.emplace_back(id, "its AF_BUS bridge broke: " + describe(flushed.error()));
+        if (!flushed)
+            broken_.push_back(
+                {id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
         // What waited behind the bridge's queue may go now.
         if (!find(id)) return;
         if (flushed) bridge_pump(*c);
@@ -930,7 +978,8 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
         for (;;) {
             auto received = b.transport->next();
             if (!received) {
-                broken_.emplace_back(c.id, "its AF_BUS bridge received a bad datagram: " + describe(received.error()));
+                broken_.push_back(
+                    {c.id, "its AF_BUS bridge received a bad datagram: " + describe(received.error()), true});
                 return;
             }
             if (!*received) break;
@@ -963,7 +1012,7 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
             broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
         }
         if (!n) {
-            broken_.emplace_back(c.id, "its AF_BUS bridge broke: " + describe(n.error()));
+            broken_.push_back({c.id, "its AF_BUS bridge broke: " + describe(n.error()), is_loss(n.error())});
             return;
         }
         if (!drain || *n == 0) return;

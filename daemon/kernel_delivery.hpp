@@ -112,6 +112,7 @@ private:
         std::unique_ptr<SaslServer> sasl;              // while authenticating
         SaslStream sasl_stream;
         EventLoop::TimerId auth_timer = 0;
+        EventLoop::TimerId read_retry_timer = 0;  // see retry_read_later
         std::uint32_t epoll_events = 0;
         bool reading_paused = false;
         std::string unique_name;
@@ -184,6 +185,13 @@ private:
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
     void update_watch(Client& client);
+    // A read of the client's master-side socket failed with ENOMEM (the kernel was short of memory for
+    // it): the client is kept and read again kReadRetry later, as the broker and dbus-daemon read again.
+    // Meanwhile its socket is not watched at all: it stays readable, and watching it would spin.
+    void retry_read_later(Client& client);
+    static constexpr std::chrono::milliseconds kReadRetry{100};
+    // Watches the client's master-side socket (again), for what update_watch() wants.
+    [[nodiscard]] bool watch_client(Client& client);
     // Tells the model of the broadcast copies the kernel dropped for `client` since it last asked.
     void report_drops(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
@@ -231,6 +239,13 @@ private:
     // Whether bridged monitor `c` wants the kernel's copy of `message`.
     [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
+    // Reading or writing a client's socket failed: a client that hung up ends it; any other errno is the
+    // bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss naming the client, as the
+    // broker does.
+    void fail_on(PeerId id, const TransportError& error, std::string_view what = {});
+    [[nodiscard]] static bool is_loss(const TransportError& error) {
+        return error.kind == TransportError::Kind::Io || error.kind == TransportError::Kind::NoMemory;
+    }
 
     EventLoop& loop_;
     DeliveryEvents& events_;
@@ -271,7 +286,13 @@ private:
     ByName<std::multiset<PeerId>> sender_watchers_;
     std::uint64_t next_name_address_ = 1;
     std::uint32_t next_serial_ = 1;  // of the address notices
-    std::vector<std::pair<PeerId, std::string>> broken_;  // failures found while sending, reported at flush
+    // Failures found while sending, reported at flush.
+    struct Broken {
+        PeerId id;
+        std::string reason;
+        bool lost;  // the bus's side failed (see fail_on)
+    };
+    std::vector<Broken> broken_;
     std::vector<PeerId> paused_readers_;
     std::vector<std::unique_ptr<Client>> graveyard_;
 };

@@ -898,6 +898,66 @@ TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }
 
+// Kernel mode: the daemon's reads and writes of a native client's AF_BUS socket (its master side, which
+// carries the client's Hello, its calls to the bus and their answers). EINTR and EAGAIN are retried, and
+// ENOMEM from a read is read again later, as on a unix socket: the client is answered. ENOBUFS from a read
+// and ENOMEM from a write cost that client its connection. Nobody else notices, and the daemon lets go of
+// the client's fds.
+TEST(FaultInjection, SocketErrorsOnANativeClientsAfBusSocketAffectOnlyIt) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    if (!test::kernel_mode()) GTEST_SKIP() << "kernel mode only: native clients connect over AF_BUS";
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    // The bystanders are native: AF_BUS sockets 1 to 4 of the daemon; each victim is the next one.
+    int bus_sockets = Bystanders::kConnections;
+    struct Fault {
+        const char* rule;
+        bool survives;
+    };
+    for (const Fault& fault : {Fault{"read EINTR 3", true}, Fault{"read EAGAIN 3", true},
+                               Fault{"write EINTR 3", true}, Fault{"write EAGAIN 3", true},
+                               Fault{"read ENOMEM 3", true}, Fault{"read ENOBUFS 1", false},
+                               Fault{"write ENOMEM 1", false}}) {
+        SCOPED_TRACE(fault.rule);
+        auto victim = test::connect(shimmed.bus());
+        ASSERT_TRUE(victim);
+        const std::string socket_number = std::to_string(++bus_sockets);
+        // Everything the bus had for the victim (NameAcquired) is written once this is answered: the rule
+        // hits the next call and its answer.
+        ASSERT_TRUE(victim->call(driver_call("GetId")));
+        shimmed.arm(std::string(fault.rule) + " bus:" + socket_number);
+        auto answer = victim->call(driver_call("GetId"), 10s);
+        EXPECT_TRUE(shimmed.log_shows("on AF_BUS socket " + socket_number + " (fd", "(0 left)"))
+            << shimmed.bus().log();
+        if (fault.survives) {
+            EXPECT_TRUE(answer) << answer.error().name << ": " << answer.error().message;
+            EXPECT_TRUE(victim->call(driver_call("GetId")));
+        } else {
+            // (A write that failed may still go out: the daemon flushes a client once more as it lets go
+            // of it, so the answer may have arrived before the end.)
+            const auto deadline = test::Clock::now() + 10s;
+            while (victim->connected() && test::Clock::now() < deadline) {
+                (void)victim->process();
+                pollfd p{victim->fd(), POLLIN, 0};
+                ::poll(&p, 1, 100);
+            }
+            EXPECT_FALSE(victim->connected()) << "the victim was not disconnected";
+            const bool no_memory = std::string_view(fault.rule).find("ENOMEM") != std::string_view::npos;
+            const std::string reason = std::strerror(no_memory ? ENOMEM : ENOBUFS);
+            EXPECT_TRUE(shimmed.log_shows("connection " + victim->unique_name() + " (uid=", reason))
+                << shimmed.bus().log();
+        }
+        EXPECT_TRUE(bystanders.still_served());
+        victim.reset();
+        EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
+            << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before";
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
 // A connection in the middle of SASL whose next read by the daemon fails once with `error` (errno's
 // name): `check` gets what the daemon answered its AUTH line ("" if it closed the connection). The
 // others must be served, and the daemon's fds come back once the victim is gone.

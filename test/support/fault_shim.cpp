@@ -4,12 +4,13 @@
 //
 //     <what> <errno name> <times> <connection>
 //
-//   what        read (recvmsg, recv, read, readv), write (sendmsg, send, write, writev) or accept (accept4,
-//               accept)
+//   what        read (recvmsg, recvmmsg, recv, read, readv), write (sendmsg, sendmmsg, send, write,
+//               writev) or accept (accept4, accept)
 //   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET or EPIPE
 //   times       how many consecutive calls fail
-//   connection  for read and write: the Nth stream connection (unix, TCP) the daemon accepted (from 1);
-//               ignored for accept
+//   connection  for read and write: the Nth stream connection (unix, TCP) the daemon accepted (from 1),
+//               or bus:N, the Nth AF_BUS socket it accepted (a master side: a native client's, a
+//               bridge's); ignored for accept
 //
 // Before each call it intercepts, the shim looks for the file; when there is one it takes the rule and
 // deletes the file. A call that matches the rule fails with the errno (without reaching the kernel) until
@@ -36,15 +37,27 @@ struct Rule {
     What what = What::None;
     int error = 0;
     int times = 0;
-    int connection = 0;
+    int connection = 0;  // > 0: a stream connection; < 0: an AF_BUS socket (bus:N is -N)
 };
 
 Rule rule;
-// The accept order of the socket each fd holds (0: not an accepted connection). Fds beyond the table are
-// never targeted.
+// The accept order of the socket each fd holds (0: not an accepted connection; negative: the order among
+// AF_BUS sockets). Fds beyond the table are never targeted.
 constexpr int kMaxFd = 65536;
 int connection_of_fd[kMaxFd];
 int accepted = 0;
+int accepted_bus = 0;
+
+// "3" is stream connection 3, "bus:3" AF_BUS socket 3 (-3); 0 when neither.
+int parse_connection(const char* text) {
+    if (strncmp(text, "bus:", 4) == 0) return -atoi(text + 4);
+    return atoi(text);
+}
+
+void describe_connection(int connection, char* out, size_t size) {
+    if (connection < 0) snprintf(out, size, "AF_BUS socket %d", -connection);
+    else snprintf(out, size, "connection %d", connection);
+}
 
 // The libc function the intercepted one stands in front of (`f` only gives its type).
 template <class F>
@@ -94,12 +107,13 @@ void take_rule() {
     real_close(fd);
     ::unlink(control);
     if (n <= 0) return;
-    char what[32] = {}, error[32] = {};
+    char what[32] = {}, error[32] = {}, connection[32] = {};
     Rule next;
-    if (sscanf(text, "%31s %31s %d %d", what, error, &next.times, &next.connection) != 4) {
+    if (sscanf(text, "%31s %31s %d %31s", what, error, &next.times, connection) != 4) {
         say("afbus-fault-shim: unreadable rule\n");
         return;
     }
+    next.connection = parse_connection(connection);
     next.what = strcmp(what, "read") == 0    ? What::Read
                 : strcmp(what, "write") == 0 ? What::Write
                 : strcmp(what, "accept") == 0 ? What::Accept
@@ -111,9 +125,10 @@ void take_rule() {
         return;
     }
     rule = next;
-    char line[160];
-    snprintf(line, sizeof line, "afbus-fault-shim: armed: %s on connection %d fails %d times with %s\n",
-             what_name(rule.what), rule.connection, rule.times, errno_name(rule.error));
+    char target[48], line[200];
+    describe_connection(rule.connection, target, sizeof target);
+    snprintf(line, sizeof line, "afbus-fault-shim: armed: %s on %s fails %d times with %s\n",
+             what_name(rule.what), target, rule.times, errno_name(rule.error));
     say(line);
 }
 
@@ -125,22 +140,29 @@ bool inject(What what, int fd, const char* call) {
         if (fd < 0 || fd >= kMaxFd || connection_of_fd[fd] != rule.connection) return false;
     }
     --rule.times;
-    char line[160];
-    snprintf(line, sizeof line, "afbus-fault-shim: %s on connection %d (fd %d) fails with %s (%d left)\n", call,
-             what == What::Accept ? accepted + 1 : rule.connection, fd, errno_name(rule.error), rule.times);
+    char target[48], line[200];
+    describe_connection(what == What::Accept ? accepted + 1 : rule.connection, target, sizeof target);
+    snprintf(line, sizeof line, "afbus-fault-shim: %s on %s (fd %d) fails with %s (%d left)\n", call, target,
+             fd, errno_name(rule.error), rule.times);
     say(line);
     errno = rule.error;
     return true;
 }
 
-// Stream connections only (unix, TCP): a daemon in kernel mode also accepts AF_BUS sockets (native
-// clients, and the master sides of its bridges), whose numbering would depend on the mode.
+// Stream connections (unix, TCP) and AF_BUS sockets (a daemon in kernel mode accepts native clients and
+// the master sides of its bridges) are numbered apart, so that the stream numbers do not depend on the mode.
 void accepted_socket(int fd) {
-    int type = 0;
+    int type = 0, domain = 0;
     socklen_t length = sizeof type;
-    if (fd < 0 || fd >= kMaxFd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_STREAM)
+    if (fd < 0 || fd >= kMaxFd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return;
+    if (type == SOCK_STREAM) {
+        connection_of_fd[fd] = ++accepted;
         return;
-    connection_of_fd[fd] = ++accepted;
+    }
+    length = sizeof domain;
+    const bool af_bus = type == SOCK_SEQPACKET && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
+                        domain != AF_UNIX;
+    if (af_bus) connection_of_fd[fd] = -++accepted_bus;
 }
 
 }  // namespace
@@ -173,6 +195,18 @@ ssize_t recvmsg(int fd, msghdr* message, int flags) {
     static auto real = next_symbol(recvmsg, "recvmsg");
     if (inject(What::Read, fd, "recvmsg")) return -1;
     return real(fd, message, flags);
+}
+
+int recvmmsg(int fd, mmsghdr* messages, unsigned int count, int flags, timespec* timeout) {
+    static auto real = next_symbol(recvmmsg, "recvmmsg");
+    if (inject(What::Read, fd, "recvmmsg")) return -1;
+    return real(fd, messages, count, flags, timeout);
+}
+
+int sendmmsg(int fd, mmsghdr* messages, unsigned int count, int flags) {
+    static auto real = next_symbol(sendmmsg, "sendmmsg");
+    if (inject(What::Write, fd, "sendmmsg")) return -1;
+    return real(fd, messages, count, flags);
 }
 
 ssize_t recv(int fd, void* buffer, size_t length, int flags) {
