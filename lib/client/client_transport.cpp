@@ -1,5 +1,7 @@
 #include "client/client_transport.hpp"
 
+#include <cassert>
+
 namespace afbus::detail {
 
 int ClientTransport::fd() const noexcept {
@@ -43,6 +45,12 @@ void ClientTransport::enqueue(Message message, std::optional<std::uint64_t> dest
         datagrams->enqueue(std::move(message), destination);
     else
         std::get<StreamTransport>(transport_).enqueue(std::move(message));
+}
+
+void ClientTransport::enqueue_again(std::shared_ptr<const Message> message, std::uint64_t destination) {
+    auto* datagrams = std::get_if<DatagramTransport>(&transport_);
+    assert(datagrams);  // only AF_BUS refuses single messages
+    datagrams->enqueue(std::move(message), destination);
 }
 
 Expected<bool, TransportError> ClientTransport::flush() {

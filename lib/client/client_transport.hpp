@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <variant>
@@ -36,6 +37,8 @@ public:
     Expected<std::optional<ReceivedDatagram>, TransportError> next();
     // destination: where an AF_BUS datagram goes (ignored by streams).
     void enqueue(Message message, std::optional<std::uint64_t> destination);
+    // A message the kernel refused, sent again elsewhere (AF_BUS only).
+    void enqueue_again(std::shared_ptr<const Message> message, std::uint64_t destination);
     Expected<bool, TransportError> flush();
     // Messages the kernel refused (AF_BUS only; empty for streams).
     [[nodiscard]] std::vector<RefusedDatagram> take_refused();

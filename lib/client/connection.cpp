@@ -313,25 +313,43 @@ Expected<void, Error> ConnectionState::flush() {
     if (!connected) return {};
     for (;;) {
         auto r = transport.flush();
-        answer_refused();
+        const bool handed_to_bus = answer_refused();
         if (!r) {
             const Error e = transport_error(r.error());
             disconnect(e);
             return Unexpected(e);
         }
+        if (handed_to_bus) continue;  // sent to the master now
         // A refused forward lifts its fence: what it held may go now (and may be refused in turn).
         if (!af_bus || held.empty() || af_bus->fenced()) return {};
         release_held();
     }
 }
 
-void ConnectionState::answer_refused() {
-    // The kernel refused these messages and nothing else: the connection stays. A call awaiting a reply
-    // gets an error reply, queued as if the bus had sent it, so call() and call_async() see it the usual
-    // way. Other refused messages (signals, replies, no-reply calls) are dropped without a word, as a bus
-    // drops what its policy denies.
+bool ConnectionState::answer_refused() {
+    // The kernel refused these messages and nothing else: the connection stays.
+    bool handed_to_bus = false;
     for (const RefusedDatagram& refused : transport.take_refused()) {
         if (af_bus && refused.destination) af_bus->refused(*refused.message, *refused.destination);
+        // Policy refused a message to another client (not a reply: the bus did not see its call): the bus
+        // judges it again and does what it does with every refusal, as for a message it routes (dbus-daemon's
+        // error and its words, log="true" rules logged, monitors shown; docs/kernel-mode.md). It goes as a
+        // forward, whose fence holds back what follows until the bus is done with it; should the bus find it
+        // allowed now (a reload), the bus delivers it.
+        const Message& message = *refused.message;
+        const MessageType type = message.type();
+        const bool answer = type == MessageType::MethodReturn || type == MessageType::Error;
+        const bool to_a_client = refused.destination && !message.destination().empty() &&
+                                 *refused.destination != detail::AfBusRouting::kMaster;
+        if (af_bus && refused.error_number == EACCES && to_a_client && !answer) {
+            af_bus->sending(message, detail::AfBusRouting::kMaster);
+            transport.enqueue_again(refused.message, detail::AfBusRouting::kMaster);
+            handed_to_bus = true;
+            continue;
+        }
+        // A call awaiting a reply gets an error reply, queued as if the bus had sent it, so call() and
+        // call_async() see it the usual way. Other refused messages (signals, replies, no-reply calls) are
+        // dropped without a word, as a bus drops what its policy denies.
         if (!refused.message->expects_reply()) continue;
         const Error e = refused_send_error(refused.error_number, refused.message->destination());
         auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
@@ -339,6 +357,7 @@ void ConnectionState::answer_refused() {
                          .build(1);
         if (reply) incoming.push_back(std::move(*reply));
     }
+    return handed_to_bus;
 }
 
 Expected<void, Error> ConnectionState::read_available() {

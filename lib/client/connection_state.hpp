@@ -83,8 +83,10 @@ public:
     void release_held();
     // AF_BUS: serves the connection until nothing is held or queued, or `deadline`.
     void drain_held(Clock::time_point deadline);
-    // Messages the kernel refused to send (AF_BUS): a call awaiting a reply gets a local error reply.
-    void answer_refused();
+    // Messages the kernel refused to send (AF_BUS): one policy refused goes to the bus to be judged again;
+    // for others, a call awaiting a reply gets a local error reply. True when something was queued for
+    // the bus (the caller flushes again).
+    bool answer_refused();
     // `now`: when the call was sent, if the caller knows (the first wait needs no clock read of its own).
     Expected<Message, Error> wait_for_reply(std::uint32_t serial, Clock::time_point deadline,
                                             Clock::time_point now = Clock::now());

@@ -390,6 +390,59 @@ TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
     EXPECT_EQ(got, (std::vector<std::string>{"Tick", "Last"}));
 }
 
+TEST_F(KernelModeBus, WhatTheKernelRefusesANativeClientForPolicyTheBusJudgesAgain) {
+    // af_bus_dbus.ko refuses a call between native clients that policy denies; libafbus hands the refused
+    // call to the daemon, which judges it again as the broker does: dbus-daemon's error and words for the
+    // caller, and the log line of a log="true" rule, for every such call, not only the first (which goes
+    // through the daemon anyway, the caller having no address for the callee yet).
+    auto options = both_listeners();
+    options.capture_log = true;
+    options.extra_config +=
+        "  <policy context=\"default\">\n"
+        "    <deny send_interface=\"org.example.Echo\" send_member=\"Echo\"\n"
+        "          send_path=\"/org/example/logged\" log=\"true\"/>\n"
+        "  </policy>\n";
+    test::TestBus strict(options);
+    const std::string native = entry_of(strict.address(), "afbus");
+    ASSERT_NE(native, "") << strict.address();
+    auto a = open(native), b = open(native);
+    ASSERT_TRUE(a && b);
+    auto a_echo = export_echo(*a);
+    ASSERT_TRUE(a_echo);
+    const std::initializer_list<Connection*> all = {a.get(), b.get()};
+    auto count = [&strict](std::string_view needle) {
+        const std::string log = strict.log();
+        std::size_t n = 0;
+        for (std::size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+        return n;
+    };
+    for (int i = 0; i < 3; ++i) {
+        auto call = MessageBuilder::method_call(a->unique_name(), "/org/example/logged", "org.example.Echo",
+                                                "Echo");
+        append(call, std::string("no"));
+        std::optional<Expected<Message, Error>> result;
+        auto slot = b->call_async(call.build().value(),
+                                  [&result](Expected<Message, Error> r) { result = std::move(r); });
+        ASSERT_TRUE(slot);
+        ASSERT_TRUE(pump(all, [&result] { return result.has_value(); }));
+        ASSERT_FALSE(*result) << "call " << i << " was answered";
+        EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.AccessDenied");
+        const std::string& words = result->error().message;
+        EXPECT_TRUE(words.starts_with("Rejected send message, ") &&
+                    words.find(" matched rules; type=\"method_call\", sender=\"" + b->unique_name() + "\"") !=
+                        std::string::npos)
+            << "call " << i << ": " << result->error().message;
+        // Logged before the error was sent.
+        EXPECT_EQ(count("Rejected send message"), static_cast<std::size_t>(i + 1)) << strict.log();
+    }
+    // What policy allows still reaches A: nothing is held back behind the refusals.
+    for (int i = 0; i < 3; ++i) {
+        auto r = echo(*b, all, a->unique_name(), "yes");
+        ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
+        EXPECT_EQ(*r, "yes from " + a->unique_name());
+    }
+}
+
 // The bridge (docs/kernel-mode.md): a unix client is a peer in the kernel like a native one. Broadcasts
 // cross between the two kinds through the kernel's match records, calls go straight to the callee's
 // address, and a callee that leaves without answering gets its bridged callers NoReply, as the broker
