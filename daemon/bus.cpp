@@ -429,6 +429,20 @@ void Bus::route_to(Peer& sender, const std::shared_ptr<const Message>& shared, P
                                           "Tried to send message with Unix file descriptors to a client that doesn't support that."));
         return;
     }
+    if (!m.fds().empty()) {
+        if (auto why = delivery_->cannot_carry(target_id, m)) {
+            if (!is_reply) {
+                reply_error(sender, m, make_error(error_names::kNotSupported, *why));
+                return;
+            }
+            // A reply that cannot reach its caller: the caller is answered instead, as for a reply that
+            // never comes, and the call is settled.
+            replies_.settle(target_id, *m.reply_serial(), sender_id);
+            send_from_driver(target, MessageBuilder::error(target.unique_name(), *m.reply_serial(),
+                                                           error_names::kNotSupported, *why));
+            return;
+        }
+    }
     if (const char* limit = outgoing_limit_exceeded(target, m)) {
         note_drop(target, limit, "message");
         if (m.expects_reply()) {
@@ -493,6 +507,10 @@ void Bus::broadcast_to_matches(const std::shared_ptr<const Message>& shared, std
                                     make_error(error_names::kNotSupported, "broadcast cannot be delivered to " +
                                                                                peer->unique_name() +
                                                                                " because it does not support receiving Unix fds")};
+        } else if (verdict.allowed() && !message.fds().empty()) {
+            if (auto why = delivery_->cannot_carry(id, message))
+                verdict =
+                    PolicyVerdict{PolicyVerdict::Kind::Reject, make_error(error_names::kNotSupported, *why)};
         }
         if (!verdict.allowed()) {
             // The sender is not told (the others still got it), but monitors see the error it would get.
@@ -519,7 +537,9 @@ const char* Bus::outgoing_limit_exceeded(const Peer& peer, const Message& messag
 }
 
 bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
-    if (!message->fds().empty() && !delivery_->passes_fds(peer.id())) return false;
+    if (!message->fds().empty() &&
+        (!delivery_->passes_fds(peer.id()) || delivery_->cannot_carry(peer.id(), *message)))
+        return false;
     if (const char* limit = outgoing_limit_exceeded(peer, *message)) {
         note_drop(peer, limit, what);
         return false;

@@ -99,6 +99,13 @@ public:
     [[nodiscard]] virtual QueueLoad queued(PeerId peer) const = 0;
     // Whether `peer` agreed to receive file descriptors.
     [[nodiscard]] virtual bool passes_fds(PeerId peer) const = 0;
+    // Why `message`'s fds cannot reach `peer`, which takes fds (passes_fds), over its transport; none when
+    // they can. In kernel mode a native client cannot be given a socket: AF_BUS carries none
+    // (docs/kernel.md, "No sockets over AF_BUS").
+    [[nodiscard]] virtual std::optional<std::string> cannot_carry(PeerId /*peer*/,
+                                                                  const Message& /*message*/) const {
+        return std::nullopt;
+    }
     // Queues one message (shared with every other recipient) for `peer`; it leaves at the next flush().
     // Returns what is queued for `peer` now.
     virtual QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) = 0;

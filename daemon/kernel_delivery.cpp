@@ -375,9 +375,39 @@ bool KernelDelivery::passes_fds(PeerId peer) const {
     return c ? c->transport->unix_fd_passing() : broker_.passes_fds(peer);
 }
 
+std::optional<std::string> KernelDelivery::cannot_carry(PeerId peer, const Message& message) const {
+    const Client* c = find(peer);
+    // A bridged client's unix side can take what the kernel cannot (deliver_around_the_kernel).
+    if (!c || c->bridge || !carries_a_socket_af_bus_refuses(message, family_)) return std::nullopt;
+    return "AF_BUS carries no sockets, and " + c->unique_name +
+           " is connected through the kernel: a socket can only be passed to a client on the unix socket";
+}
+
+QueueLoad KernelDelivery::deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message) {
+    // First everything already on its way to the client through the kernel (the master's queue for it,
+    // then its bridge socket's queue), so that its order holds.
+    for (;;) {
+        const std::size_t waiting = c.transport->queued_messages();
+        send_queued(c);
+        bridge_read(c, true);
+        if (!c.transport->wants_write() || c.transport->queued_messages() >= waiting) break;
+    }
+    // A call whose answer must come back the same way: the model tracks it (as for a forwarded call).
+    const Message& m = *message;
+    if (m.type() == MessageType::MethodCall && m.expects_reply() && m.sender().starts_with(':')) {
+        Bridge& b = *c.bridge;
+        if (b.forwarded_calls.size() >= kMaxForwardedCalls)
+            b.forwarded_calls.erase(b.forwarded_calls.begin());
+        b.forwarded_calls.emplace(std::string(m.sender()), m.serial());
+    }
+    return broker_.deliver(c.id, std::move(message));
+}
+
 QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> message) {
     Client* c = find(peer);
     if (!c) return broker_.deliver(peer, std::move(message));
+    if (c->bridge && !message->fds().empty() && carries_a_socket_af_bus_refuses(*message, family_))
+        return deliver_around_the_kernel(*c, std::move(message));
     // A call from a native client that the master forwards: its callee learns the caller's address
     // first, so that the answer goes back through the kernel directly.
     // (A bridge needs no notices: the daemon knows every address. Nor does a native callee of a bridged
@@ -781,6 +811,16 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
         message.size() > static_cast<std::size_t>(settings_.max_message_size))
         return events_.peer_sent(c.id, std::move(message));
     if (destination.empty() && !monitors_.empty()) return bridge_through_model(c, std::move(message));
+    // A socket cannot cross AF_BUS: the model routes it (to a bridged client's unix side, or refuses it
+    // as cannot_carry says), and an answer to a call that went through the kernel goes around it.
+    if (!message.fds().empty() && carries_a_socket_af_bus_refuses(message, family_)) {
+        // (An answer to a call the model forwarded: the model tracks it.)
+        const auto serial = message.reply_serial();
+        const bool forwarded = is_reply(message) && serial &&
+                               c.bridge->forwarded_calls.erase({std::string(destination), *serial}) != 0;
+        if (!forwarded && is_reply(message) && bridge_answer_around_the_kernel(c, message)) return;
+        return bridge_through_model(c, std::move(message));
+    }
     // Eavesdropping match rules (eavesdrop='true') get copies of what the model routes: while any
     // client has one, bridged clients' messages for others go that way.
     if (!destination.empty() && !eavesdroppers_.empty()) return bridge_through_model(c, std::move(message));
@@ -802,6 +842,8 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
             address = it->second;
         }
         callee = target;
+        if (is_reply(message) && message.reply_serial())
+            c.bridge->direct_calls.erase({target->address, *message.reply_serial()});
     }
     // The kernel checks the SENDER against the name it knows: the one the broker would set.
     auto stitched = message.with_sender(c.unique_name);
@@ -816,6 +858,37 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
         broken_.push_back(
             {c.id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
     bridge_update_watch(c);
+}
+
+bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer) {
+    const auto serial = answer.reply_serial();
+    Client* caller = kernel_owner(answer.destination());
+    if (!serial || !caller || !answer.destination().starts_with(':') ||
+        c.bridge->direct_calls.erase({caller->address, *serial}) == 0)
+        return false;
+    // (af_bus_dbus.ko's record of the call lapses at the reply timeout, or when either side leaves.)
+    if (!caller->bridge) {
+        // A native caller cannot be given the socket: the bus answers for its callee, as the model
+        // answers a call whose answer cannot reach its caller (Bus::route_to).
+        const std::string why = cannot_carry(caller->id, answer).value_or("AF_BUS carries no sockets");
+        auto error = MessageBuilder::error(caller->unique_name, *serial, error_names::kNotSupported, why);
+        error.sender(kDriverName);
+        if (auto built = error.build(next_serial_++))
+            caller->transport->enqueue(std::move(*built), caller->address);
+        if (next_serial_ == 0) next_serial_ = 1;
+        send_queued(*caller);
+        update_watch(*caller);
+        return true;
+    }
+    auto stitched = answer.with_sender(c.unique_name);
+    if (!stitched) return false;  // the model refuses it as the broker does
+    auto& pending_calls = caller->bridge->pending_calls;
+    if (auto pending = pending_calls.find(*serial); pending != pending_calls.end()) {
+        if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
+        pending_calls.erase(pending);
+    }
+    deliver_around_the_kernel(*caller, std::make_shared<const Message>(std::move(*stitched)));
+    return true;
 }
 
 void KernelDelivery::bridge_through_model(Client& c, Message message) {
@@ -989,6 +1062,10 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
                 // The master forwarded it: the answer goes back the same way.
                 if (b.forwarded_calls.size() >= kMaxForwardedCalls) b.forwarded_calls.erase(b.forwarded_calls.begin());
                 b.forwarded_calls.emplace(std::string(message.sender()), message.serial());
+            } else if (!c.monitor && message.type() == MessageType::MethodCall && message.expects_reply() &&
+                       (*received)->source) {
+                if (b.direct_calls.size() >= kMaxForwardedCalls) b.direct_calls.erase(b.direct_calls.begin());
+                b.direct_calls.emplace(*(*received)->source, message.serial());
             } else if (is_reply(message) && message.reply_serial()) {
                 if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end()) {
                     if (it->second.timer) loop_.cancel_timer(it->second.timer);

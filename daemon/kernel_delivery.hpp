@@ -59,6 +59,7 @@ public:
     void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
     [[nodiscard]] bool passes_fds(PeerId peer) const override;
+    [[nodiscard]] std::optional<std::string> cannot_carry(PeerId peer, const Message& message) const override;
     QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
     void flush() override;
     void detach(PeerId peer) override;
@@ -103,6 +104,10 @@ private:
         // Calls the master forwarded to it (the caller's unique name and serial): their answers go back
         // through the model, which tracks them.
         std::set<std::pair<std::string, std::uint32_t>> forwarded_calls;
+        // Calls clients sent it through the kernel directly (the caller's address and serial), until it
+        // answers them: an answer that cannot cross the kernel (it carries a socket) is checked against
+        // them before the daemon carries it or answers for it.
+        std::set<std::pair<std::uint64_t, std::uint32_t>> direct_calls;
         bool pumping = false;  // sending what it held: the fence's acknowledgements must not nest
     };
     struct Client {
@@ -185,6 +190,13 @@ private:
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
     void update_watch(Client& client);
+    // A message for bridged client `c` that AF_BUS cannot carry (a socket): to its unix side directly,
+    // after whatever is on its way to it through the kernel.
+    QueueLoad deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message);
+    // An answer carrying a socket from bridged client `c` to a call that reached it through the kernel:
+    // delivered around the kernel to a bridged caller; a native caller, who cannot be given a socket, is
+    // answered NotSupported by the bus. False when it answers no such call (the model routes it).
+    bool bridge_answer_around_the_kernel(Client& c, Message& answer);
     // A read of the client's master-side socket failed with ENOMEM (the kernel was short of memory for
     // it): the client is kept and read again kReadRetry later, as the broker and dbus-daemon read again.
     // Meanwhile its socket is not watched at all: it stays readable, and watching it would spin.

@@ -351,7 +351,11 @@ bool ConnectionState::answer_refused() {
         // call_async() see it the usual way. Other refused messages (signals, replies, no-reply calls) are
         // dropped without a word, as a bus drops what its policy denies.
         if (!refused.message->expects_reply()) continue;
-        const Error e = refused_send_error(refused.error_number, refused.message->destination());
+        Error e = refused_send_error(refused.error_number, refused.message->destination());
+        if (refused.error_number == EINVAL && carries_a_socket_af_bus_refuses(message, af_bus_family))
+            e = make_error(error_names::kNotSupported,
+                           "AF_BUS carries no sockets (docs/kernel.md): a client that passes sockets "
+                           "connects with a unix: address");
         auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
                          .sender(kBusName)
                          .build(1);

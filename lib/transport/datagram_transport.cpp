@@ -55,6 +55,17 @@ constexpr std::size_t kWholeReadBytes = 64 * 1024;
 
 }  // namespace
 
+bool carries_a_socket_af_bus_refuses(const Message& message, int af_bus_family) {
+    for (const Fd& fd : message.fds()) {
+        int domain = 0;
+        socklen_t length = sizeof domain;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
+            (domain == AF_UNIX || domain == af_bus_family))
+            return true;
+    }
+    return false;
+}
+
 DatagramTransport::DatagramTransport(Fd socket, int family) : socket_(std::move(socket)), family_(family) {
     // AF_UNIX and an older af_bus.ko refuse the option: reads then start with BUS_GET_QUEUED or a peek.
     const int flags = BUS_RECV_WHOLE | BUS_RECV_QUEUED;

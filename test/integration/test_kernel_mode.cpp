@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -441,6 +442,97 @@ TEST_F(KernelModeBus, WhatTheKernelRefusesANativeClientForPolicyTheBusJudgesAgai
         ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
         EXPECT_EQ(*r, "yes from " + a->unique_name());
     }
+}
+
+// AF_BUS carries no sockets (docs/kernel.md, "No sockets over AF_BUS"). A socket passed between two unix
+// clients goes around the kernel, in order with the rest (a portal's answer carrying a PipeWire socket),
+// both in a call and in its answer; a native client that would be given one, or would give one, is told
+// why at once (NotSupported), never left waiting.
+TEST_F(KernelModeBus, SocketsPassBetweenUnixClientsAndNativeClientsAreToldWhy) {
+    auto a = open(native_address_), u = open(unix_address_), v = open(unix_address_);
+    ASSERT_TRUE(a && u && v);
+    const std::initializer_list<Connection*> all = {a.get(), u.get(), v.get()};
+    std::vector<Fd> kept;  // the ends of the sockets u gave out
+    auto sockets = [&kept] {
+        Interface sock{"org.example.Sock", {}, {}, {}};
+        sock.methods.push_back({"Open", {}, {{"socket", "h"}},
+                                [&kept](const Message&, MessageBuilder& reply) -> Expected<void, Error> {
+                                    int pair[2];
+                                    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+                                        return Unexpected(Error{"org.example.Error.Failed", "socketpair"});
+                                    kept.emplace_back(pair[0]);
+                                    append(reply, UnixFd(Fd(pair[1])));
+                                    return {};
+                                }});
+        sock.methods.push_back({"Take", {{"socket", "h"}}, {},
+                                [](const Message& call, MessageBuilder&) -> Expected<void, Error> {
+                                    auto args = read_all<UnixFd>(call);
+                                    if (!args || ::write(std::get<0>(*args).fd().get(), "ok", 2) != 2)
+                                        return Unexpected(Error{"org.example.Error.Failed", "no socket"});
+                                    return {};
+                                }});
+        return sock;
+    };
+    auto u_slot = u->export_interface("/org/example/sock", sockets());
+    auto a_slot = a->export_interface("/org/example/sock", sockets());
+    ASSERT_TRUE(u_slot && a_slot);
+    auto call = [&all](Connection& caller, const std::string& callee, const char* member, std::optional<Fd> fd) {
+        auto m = MessageBuilder::method_call(callee, "/org/example/sock", "org.example.Sock", member);
+        if (fd) append(m, UnixFd(std::move(*fd)));
+        std::optional<Expected<Message, Error>> result;
+        auto slot = caller.call_async(
+            m.build().value(), [&result](Expected<Message, Error> r) { result = std::move(r); }, 10s);
+        EXPECT_TRUE(slot);
+        EXPECT_TRUE(pump(all, [&result] { return result.has_value(); }));
+        if (!result) return Expected<Message, Error>(Unexpected(Error{"test.Timeout", "no answer"}));
+        return std::move(*result);
+    };
+    auto read_two = [](int fd) {
+        char text[2] = {};
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1 || ::read(fd, text, 2) != 2) return std::string();
+        return std::string(text, 2);
+    };
+    // u's answers carry sockets to v; v's calls to the bus and to u in between keep their order.
+    for (int i = 0; i < 3; ++i) {
+        auto opened = call(*v, u->unique_name(), "Open", std::nullopt);
+        ASSERT_TRUE(opened) << opened.error().name << ": " << opened.error().message;
+        auto got = read_all<UnixFd>(*opened);
+        ASSERT_TRUE(got);
+        ASSERT_EQ(::write(std::get<0>(*got).fd().get(), "hi", 2), 2);
+        EXPECT_EQ(read_two(kept.back().get()), "hi");
+        EXPECT_FALSE(list_names(*v).empty());
+    }
+    // v's call carries a socket to u.
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    Fd mine(pair[0]);
+    auto taken = call(*v, u->unique_name(), "Take", Fd(pair[1]));
+    ASSERT_TRUE(taken) << taken.error().name << ": " << taken.error().message;
+    EXPECT_EQ(read_two(mine.get()), "ok");
+    // A native client cannot be given a socket: as caller (twice: through the master, then directly) and
+    // as callee, it is told why; nor can it give one.
+    for (int i = 0; i < 2; ++i) {
+        auto refused = call(*a, u->unique_name(), "Open", std::nullopt);
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
+        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
+            << refused.error().message;
+    }
+    for (Connection* caller : {v.get(), a.get()}) {
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        Fd end(pair[0]);
+        const std::string callee = caller == a.get() ? u->unique_name() : a->unique_name();
+        auto refused = call(*caller, callee, "Take", Fd(pair[1]));
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
+        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
+            << refused.error().message;
+    }
+    // Everybody is still served.
+    auto opened = call(*v, u->unique_name(), "Open", std::nullopt);
+    EXPECT_TRUE(opened);
+    EXPECT_TRUE(a->connected() && u->connected() && v->connected());
 }
 
 // The bridge (docs/kernel-mode.md): a unix client is a peer in the kernel like a native one. Broadcasts

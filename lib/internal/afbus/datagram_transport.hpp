@@ -38,6 +38,10 @@ struct RefusedDatagram {
     int error_number;
 };
 
+// Whether `message` carries a socket af_bus.ko refuses to carry (AF_UNIX, or AF_BUS: `af_bus_family`),
+// which could close a reference cycle through an AF_BUS queue (docs/kernel.md, "No sockets over AF_BUS").
+[[nodiscard]] bool carries_a_socket_af_bus_refuses(const Message& message, int af_bus_family);
+
 class DatagramTransport {
 public:
     // `family` is put in the msg_name of addressed sends (the AF_BUS number in use; AF_UNIX ignores it).
