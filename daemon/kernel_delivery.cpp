@@ -39,6 +39,10 @@ constexpr std::size_t kBridgeHighWater = 1 << 20;
 // unanswered ones the oldest entries are forgotten (an answer then goes directly, the model's record of
 // the call lingers until the callee leaves).
 constexpr std::size_t kMaxForwardedCalls = 65536;
+// Calls one bridged client received through the kernel directly and has not answered, remembered (for an
+// answer that must go around the kernel); beyond this many the oldest are forgotten (their answers, should
+// they carry a socket, then go through the model, which does not know the call: they are dropped).
+constexpr std::size_t kMaxDirectCalls = 4096;
 
 bool is_reply(const Message& message) {
     return message.type() == MessageType::MethodReturn || message.type() == MessageType::Error;
@@ -229,10 +233,9 @@ KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
 
 void KernelDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
 
-void KernelDelivery::fail_on(PeerId id, const TransportError& error, std::string_view what) {
-    const std::string reason = std::string(what) + describe(error);
-    if (is_loss(error)) return events_.peer_lost(id, reason);
-    fail(id, reason);
+void KernelDelivery::fail_on(PeerId id, const TransportError& error) {
+    if (is_loss(error)) return events_.peer_lost(id, describe(error));
+    fail(id, describe(error));
 }
 
 void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
@@ -810,15 +813,21 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     if (destination == kDriverName || (destination.empty() && message.type() != MessageType::Signal) ||
         message.size() > static_cast<std::size_t>(settings_.max_message_size))
         return events_.peer_sent(c.id, std::move(message));
+    // An answer to a call a client sent it through the kernel settles the bridge's record of that call,
+    // whichever way the answer goes.
+    bool answers_a_direct_call = false;
+    const auto serial = message.reply_serial();
+    if (serial && is_reply(message) && destination.starts_with(':')) {
+        if (const Client* caller = kernel_owner(destination))
+            answers_a_direct_call = c.bridge->direct_calls.erase({caller->address, *serial}) != 0;
+    }
     if (destination.empty() && !monitors_.empty()) return bridge_through_model(c, std::move(message));
     // A socket cannot cross AF_BUS: the model routes it (to a bridged client's unix side, or refuses it
     // as cannot_carry says), and an answer to a call that went through the kernel goes around it.
     if (!message.fds().empty() && carries_a_socket_af_bus_refuses(message, family_)) {
-        // (An answer to a call the model forwarded: the model tracks it.)
-        const auto serial = message.reply_serial();
-        const bool forwarded = is_reply(message) && serial &&
-                               c.bridge->forwarded_calls.erase({std::string(destination), *serial}) != 0;
-        if (!forwarded && is_reply(message) && bridge_answer_around_the_kernel(c, message)) return;
+        if (answers_a_direct_call && bridge_answer_around_the_kernel(c, message)) return;
+        // (The answer to a call the model forwarded: the model tracks it.)
+        if (serial && is_reply(message)) c.bridge->forwarded_calls.erase({std::string(destination), *serial});
         return bridge_through_model(c, std::move(message));
     }
     // Eavesdropping match rules (eavesdrop='true') get copies of what the model routes: while any
@@ -827,8 +836,10 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     std::uint64_t address = kBroadcastAddress;
     const Client* callee = nullptr;
     if (!destination.empty()) {
-        if (is_reply(message) && message.reply_serial() &&
-            c.bridge->forwarded_calls.erase({std::string(destination), *message.reply_serial()}) != 0)
+        const bool answers_a_forwarded_call =
+            serial && is_reply(message) &&
+            c.bridge->forwarded_calls.erase({std::string(destination), *serial}) != 0;
+        if (answers_a_forwarded_call)
             return bridge_through_model(c, std::move(message));  // the model forwarded the call: it tracks it
         const Client* target = kernel_owner(destination);
         // Directly only where nothing the master queued for the receiver could be overtaken.
@@ -842,8 +853,6 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
             address = it->second;
         }
         callee = target;
-        if (is_reply(message) && message.reply_serial())
-            c.bridge->direct_calls.erase({target->address, *message.reply_serial()});
     }
     // The kernel checks the SENDER against the name it knows: the one the broker would set.
     auto stitched = message.with_sender(c.unique_name);
@@ -863,9 +872,7 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
 bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer) {
     const auto serial = answer.reply_serial();
     Client* caller = kernel_owner(answer.destination());
-    if (!serial || !caller || !answer.destination().starts_with(':') ||
-        c.bridge->direct_calls.erase({caller->address, *serial}) == 0)
-        return false;
+    if (!serial || !caller) return false;
     // (af_bus_dbus.ko's record of the call lapses at the reply timeout, or when either side leaves.)
     if (!caller->bridge) {
         // A native caller cannot be given the socket: the bus answers for its callee, as the model
@@ -1064,7 +1071,7 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
                 b.forwarded_calls.emplace(std::string(message.sender()), message.serial());
             } else if (!c.monitor && message.type() == MessageType::MethodCall && message.expects_reply() &&
                        (*received)->source) {
-                if (b.direct_calls.size() >= kMaxForwardedCalls) b.direct_calls.erase(b.direct_calls.begin());
+                if (b.direct_calls.size() >= kMaxDirectCalls) b.direct_calls.erase(b.direct_calls.begin());
                 b.direct_calls.emplace(*(*received)->source, message.serial());
             } else if (is_reply(message) && message.reply_serial()) {
                 if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end()) {

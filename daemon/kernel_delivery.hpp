@@ -193,9 +193,10 @@ private:
     // A message for bridged client `c` that AF_BUS cannot carry (a socket): to its unix side directly,
     // after whatever is on its way to it through the kernel.
     QueueLoad deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message);
-    // An answer carrying a socket from bridged client `c` to a call that reached it through the kernel:
-    // delivered around the kernel to a bridged caller; a native caller, who cannot be given a socket, is
-    // answered NotSupported by the bus. False when it answers no such call (the model routes it).
+    // An answer carrying a socket from bridged client `c` to a call that reached it through the kernel
+    // (the caller checked: direct_calls): delivered around the kernel to a bridged caller; a native
+    // caller, who cannot be given a socket, is answered NotSupported by the bus. False when the caller is
+    // gone or the answer is malformed (the model routes it).
     bool bridge_answer_around_the_kernel(Client& c, Message& answer);
     // A read of the client's master-side socket failed with ENOMEM (the kernel was short of memory for
     // it): the client is kept and read again kReadRetry later, as the broker and dbus-daemon read again.
@@ -254,7 +255,7 @@ private:
     // Reading or writing a client's socket failed: a client that hung up ends it; any other errno is the
     // bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss naming the client, as the
     // broker does.
-    void fail_on(PeerId id, const TransportError& error, std::string_view what = {});
+    void fail_on(PeerId id, const TransportError& error);
     [[nodiscard]] static bool is_loss(const TransportError& error) {
         return error.kind == TransportError::Kind::Io || error.kind == TransportError::Kind::NoMemory;
     }
