@@ -335,7 +335,7 @@ bool ConnectionState::answer_refused() {
         // judges it again and does what it does with every refusal, as for a message it routes (dbus-daemon's
         // error and its words, log="true" rules logged, monitors shown; docs/kernel-mode.md). It goes as a
         // forward, whose fence holds back what follows until the bus is done with it; should the bus find it
-        // allowed now (a reload), the bus delivers it.
+        // allowed now (a reload), the bus delivers it (after what this flush already sent behind it).
         const Message& message = *refused.message;
         const MessageType type = message.type();
         const bool answer = type == MessageType::MethodReturn || type == MessageType::Error;
