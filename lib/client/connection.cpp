@@ -224,6 +224,10 @@ Expected<std::shared_ptr<ConnectionState>, Error> connect_entry(const AddressEnt
 
 namespace detail {
 
+// Why a native client's socket cannot go (docs/kernel.md, "No sockets over AF_BUS").
+constexpr const char* kNoSocketsOverAfBus =
+    "AF_BUS carries no sockets (docs/kernel.md): a client that passes sockets connects with a unix: address";
+
 void set_af_bus_sysfs_root(std::string root) { af_bus_sysfs_root() = std::move(root); }
 
 // The names dbus-daemon would answer with for the same reason: a policy or filter denial, a quota, a
@@ -347,15 +351,29 @@ bool ConnectionState::answer_refused() {
             handed_to_bus = true;
             continue;
         }
+        const bool socket_refused =
+            refused.error_number == EINVAL && carries_a_socket_af_bus_refuses(message, af_bus_family);
+        // An answer that cannot go because it carries a socket (AF_BUS carries none): its caller, who would
+        // wait for it until the reply timeout, gets an error in its place, saying why.
+        if (af_bus && socket_refused && type == MessageType::MethodReturn && to_a_client &&
+            message.reply_serial()) {
+            auto error = MessageBuilder::error(message.destination(), *message.reply_serial(),
+                                               error_names::kNotSupported, kNoSocketsOverAfBus);
+            error.sender(unique_name);
+            const std::uint32_t serial = next_serial++;
+            if (next_serial == 0) next_serial = 1;
+            if (auto built = error.build(serial)) {
+                transport.enqueue(std::move(*built), *refused.destination);
+                handed_to_bus = true;  // (to the caller: flushed again all the same)
+            }
+            continue;
+        }
         // A call awaiting a reply gets an error reply, queued as if the bus had sent it, so call() and
         // call_async() see it the usual way. Other refused messages (signals, replies, no-reply calls) are
         // dropped without a word, as a bus drops what its policy denies.
         if (!refused.message->expects_reply()) continue;
-        Error e = refused_send_error(refused.error_number, refused.message->destination());
-        if (refused.error_number == EINVAL && carries_a_socket_af_bus_refuses(message, af_bus_family))
-            e = make_error(error_names::kNotSupported,
-                           "AF_BUS carries no sockets (docs/kernel.md): a client that passes sockets "
-                           "connects with a unix: address");
+        const Error e = socket_refused ? make_error(error_names::kNotSupported, kNoSocketsOverAfBus)
+                                       : refused_send_error(refused.error_number, message.destination());
         auto reply = MessageBuilder::error(unique_name, refused.message->serial(), e.name, e.message)
                          .sender(kBusName)
                          .build(1);

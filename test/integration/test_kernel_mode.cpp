@@ -446,8 +446,8 @@ TEST_F(KernelModeBus, WhatTheKernelRefusesANativeClientForPolicyTheBusJudgesAgai
 
 // AF_BUS carries no sockets (docs/kernel.md, "No sockets over AF_BUS"). A socket passed between two unix
 // clients goes around the kernel, in order with the rest (a portal's answer carrying a PipeWire socket),
-// both in a call and in its answer; a native client that would be given one, or would give one, is told
-// why at once (NotSupported), never left waiting.
+// both in a call and in its answer; where a native client would be given one or would give one, the
+// sender, or the caller waiting for the answer, is told why at once (NotSupported), never left waiting.
 TEST_F(KernelModeBus, SocketsPassBetweenUnixClientsAndNativeClientsAreToldWhy) {
     auto a = open(native_address_), u = open(unix_address_), v = open(unix_address_);
     ASSERT_TRUE(a && u && v);
@@ -514,6 +514,14 @@ TEST_F(KernelModeBus, SocketsPassBetweenUnixClientsAndNativeClientsAreToldWhy) {
     // as callee, it is told why; nor can it give one.
     for (int i = 0; i < 2; ++i) {
         auto refused = call(*a, u->unique_name(), "Open", std::nullopt);
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
+        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
+            << refused.error().message;
+    }
+    // A native callee cannot answer with one: its caller gets NotSupported in place of the answer.
+    for (Connection* caller : {v.get(), u.get()}) {
+        auto refused = call(*caller, a->unique_name(), "Open", std::nullopt);
         ASSERT_FALSE(refused);
         EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
         EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
