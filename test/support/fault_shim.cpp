@@ -48,7 +48,7 @@ int connection_of_fd[kMaxFd];
 int accepted = 0;
 int accepted_bus = 0;
 
-// "3" is stream connection 3, "bus:3" AF_BUS socket 3 (-3); 0 when neither.
+// "3" is stream connection 3, "bus:3" AF_BUS socket 3 (-3); 0 (no connection) when neither.
 int parse_connection(const char* text) {
     if (strncmp(text, "bus:", 4) == 0) return -atoi(text + 4);
     return atoi(text);
@@ -137,7 +137,9 @@ bool inject(What what, int fd, const char* call) {
     take_rule();
     if (rule.times <= 0 || rule.what != what) return false;
     if (what != What::Accept) {
-        if (fd < 0 || fd >= kMaxFd || connection_of_fd[fd] != rule.connection) return false;
+        // (Connection 0 names none: fds that are not accepted connections are never failed.)
+        if (fd < 0 || fd >= kMaxFd || rule.connection == 0) return false;
+        if (connection_of_fd[fd] != rule.connection) return false;
     }
     --rule.times;
     char target[48], line[200];
