@@ -49,6 +49,37 @@ std::optional<std::uint32_t> queued_behind(msghdr& msg) {
     return std::nullopt;
 }
 
+// One received datagram's header, control data and source address: what one recvmsg() fills.
+struct OneDatagram {
+    iovec iov{};
+    ReceiveControl control;
+    sockaddr_bus from{};
+    msghdr msg{};
+};
+
+// Receives one datagram into `into` (non-blocking, fds close-on-exec), retried on EINTR: recvmsg's result,
+// errno set when it failed; `d` holds the rest.
+ssize_t receive_datagram(int socket, std::span<std::byte> into, OneDatagram& d) {
+    d.iov = {into.data(), into.size()};
+    d.msg = msghdr{};
+    d.msg.msg_name = &d.from;
+    d.msg.msg_namelen = sizeof d.from;
+    d.msg.msg_iov = &d.iov;
+    d.msg.msg_iovlen = 1;
+    d.msg.msg_control = d.control.bytes;
+    d.msg.msg_controllen = sizeof d.control.bytes;
+    ssize_t n;
+    do n = ::recvmsg(socket, &d.msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+// The sender's address recvmsg put in `msg`, if it gave one (AF_UNIX stand-ins do not).
+std::optional<std::uint64_t> source_of(const msghdr& msg, const sockaddr_bus& from) {
+    if (msg.msg_namelen < offsetof(sockaddr_bus, sbus_path)) return std::nullopt;
+    return from.sbus_addr.s_addr;
+}
+
 // One whole read takes a datagram of up to this size into a buffer every connection of the thread shares
 // (the message copies out what it keeps); a longer one stays queued for receive_batch.
 constexpr std::size_t kWholeReadBytes = 64 * 1024;
@@ -107,67 +138,45 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     if (length == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
     if (buffer_.size() < static_cast<std::size_t>(length)) buffer_.resize(static_cast<std::size_t>(length));
 
-    iovec iov{buffer_.data(), static_cast<std::size_t>(length)};
-    ReceiveControl control;
-    sockaddr_bus from{};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof control.bytes;
-    ssize_t n;
-    do n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    OneDatagram d;
+    const std::span<std::byte> into(buffer_.data(), static_cast<std::size_t>(length));
+    const ssize_t n = receive_datagram(socket_.get(), into, d);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
         return Unexpected(transport_error_from_errno(errno));
     }
-    take_fds(msg, fds);
+    take_fds(d.msg, fds);
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
-    if (msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
+    if (d.msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
     // Only one reader, so the datagram is the one peeked at; a longer one would be cut, and a cut message
     // is a corrupt one.
-    if (msg.msg_flags & MSG_TRUNC) return Unexpected(corrupt(WireError::Truncated));
-    if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path)) source = from.sbus_addr.s_addr;
+    if (d.msg.msg_flags & MSG_TRUNC) return Unexpected(corrupt(WireError::Truncated));
+    source = source_of(d.msg, d.from);
     return std::optional<std::size_t>(static_cast<std::size_t>(n));
 }
 
 Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receive_whole() {
     thread_local const std::unique_ptr<std::byte[]> buffer =
         std::make_unique_for_overwrite<std::byte[]>(kWholeReadBytes);
-    iovec iov{buffer.get(), kWholeReadBytes};
-    ReceiveControl control;
-    sockaddr_bus from{};
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.bytes;
-    msg.msg_controllen = sizeof control.bytes;
-    ssize_t n;
-    do n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    while (n < 0 && errno == EINTR);
+    OneDatagram d;
+    const ssize_t n = receive_datagram(socket_.get(), std::span<std::byte>(buffer.get(), kWholeReadBytes), d);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return WholeRead{};
         if (errno == EMSGSIZE) return WholeRead{.too_long = true};
         return Unexpected(transport_error_from_errno(errno));
     }
     std::vector<Fd> fds;
-    take_fds(msg, fds);
+    take_fds(d.msg, fds);
     // 0 is end of file, as in receive_one.
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
-    const auto behind = queued_behind(msg);
-    if (msg.msg_flags & MSG_CTRUNC) {
+    const auto behind = queued_behind(d.msg);
+    if (d.msg.msg_flags & MSG_CTRUNC) {
         broken_ = corrupt(WireError::TooManyFds);
-    } else if ((msg.msg_flags & MSG_TRUNC) || !behind) {
+    } else if ((d.msg.msg_flags & MSG_TRUNC) || !behind) {
         broken_ = corrupt(WireError::Truncated);  // not possible with the flags the socket took
     } else {
-        std::optional<std::uint64_t> source;
-        if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path)) source = from.sbus_addr.s_addr;
-        take(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)), std::move(fds), source);
+        take(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)), std::move(fds),
+             source_of(d.msg, d.from));
     }
     return WholeRead{.bytes = static_cast<std::size_t>(n), .drained = behind == 0u};
 }
@@ -267,10 +276,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         } else if ((msg.msg_flags & MSG_TRUNC) || length != b.queued[i].len) {
             broken_ = corrupt(WireError::Truncated);
         } else {
-            std::optional<std::uint64_t> source;
-            if (msg.msg_namelen >= offsetof(sockaddr_bus, sbus_path))
-                source = b.addresses[i].sbus_addr.s_addr;
-            take(std::span<const std::byte>(buffer_.data() + start, length), std::move(fds), source);
+            take(std::span<const std::byte>(buffer_.data() + start, length), std::move(fds),
+                 source_of(msg, b.addresses[i]));
         }
     }
     if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
