@@ -233,6 +233,12 @@ KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
 
 void KernelDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
 
+std::uint32_t KernelDelivery::take_serial() {
+    const std::uint32_t serial = next_serial_++;
+    if (next_serial_ == 0) next_serial_ = 1;
+    return serial;
+}
+
 void KernelDelivery::fail_on(PeerId id, const TransportError& error) {
     if (is_loss(error)) return events_.peer_lost(id, describe(error));
     fail(id, describe(error));
@@ -475,9 +481,7 @@ void KernelDelivery::enqueue_notice(Client& to, std::string_view member, const s
     auto message = MessageBuilder::signal("/org/freedesktop/DBus", kKernelInterface, member);
     message.destination(to.unique_name).sender(kDriverName);
     append(message, name, address);
-    auto built = message.build(next_serial_++);
-    if (next_serial_ == 0) next_serial_ = 1;
-    if (built) to.transport->enqueue(std::move(*built), to.address);
+    if (auto built = message.build(take_serial())) to.transport->enqueue(std::move(*built), to.address);
 }
 
 void KernelDelivery::flush() {
@@ -880,9 +884,8 @@ bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer)
         const std::string why = cannot_carry(caller->id, answer).value_or("AF_BUS carries no sockets");
         auto error = MessageBuilder::error(caller->unique_name, *serial, error_names::kNotSupported, why);
         error.sender(kDriverName);
-        if (auto built = error.build(next_serial_++))
+        if (auto built = error.build(take_serial()))
             caller->transport->enqueue(std::move(*built), caller->address);
-        if (next_serial_ == 0) next_serial_ = 1;
         send_queued(*caller);
         update_watch(*caller);
         return true;
@@ -961,8 +964,7 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
         const Error e = detail::refused_send_error(refused.error_number, message.destination());
         auto error = MessageBuilder::error(c.unique_name, message.serial(), e.name, e.message);
         error.sender(kDriverName);
-        if (auto built = error.build(next_serial_++)) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
-        if (next_serial_ == 0) next_serial_ = 1;
+        if (auto built = error.build(take_serial())) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
     }
 }
 
@@ -1006,8 +1008,7 @@ void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::strin
     c.bridge->pending_calls.erase(it);
     auto error = MessageBuilder::error(c.unique_name, serial, error_names::kNoReply, why);
     error.sender(kDriverName);
-    if (auto built = error.build(next_serial_++)) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
-    if (next_serial_ == 0) next_serial_ = 1;
+    if (auto built = error.build(take_serial())) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
 }
 
 void KernelDelivery::bridge_callee_left(PeerId callee, const char* why) {
@@ -1088,8 +1089,7 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
                     auto error = MessageBuilder::error(message, error_names::kNotSupported,
                                                        "Tried to send message with Unix file descriptors to a client that doesn't support that.");
                     error.sender(c.unique_name);
-                    if (auto built = error.build(next_serial_++)) b.transport->enqueue(std::move(*built), (*received)->source);
-                    if (next_serial_ == 0) next_serial_ = 1;
+                    if (auto built = error.build(take_serial())) b.transport->enqueue(std::move(*built), (*received)->source);
                 }
                 continue;
             }

@@ -252,6 +252,8 @@ private:
     // Whether bridged monitor `c` wants the kernel's copy of `message`.
     [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
+    // The serial for a message of the daemon's own; never 0.
+    std::uint32_t take_serial();
     // Reading or writing a client's socket failed: a client that hung up ends it; any other errno is the
     // bus's side failing (ENOMEM, ENOBUFS), which the model logs as a loss naming the client, as the
     // broker does.
@@ -298,7 +300,7 @@ private:
     // The clients with match rules naming a well-known sender, by that name, once per rule.
     ByName<std::multiset<PeerId>> sender_watchers_;
     std::uint64_t next_name_address_ = 1;
-    std::uint32_t next_serial_ = 1;  // of the address notices
+    std::uint32_t next_serial_ = 1;  // of what the daemon sends itself: notices, errors (take_serial)
     // Failures found while sending, reported at flush.
     struct Broken {
         PeerId id;

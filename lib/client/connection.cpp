@@ -268,8 +268,7 @@ Expected<std::uint32_t, Error> ConnectionState::send(Message message) {
     if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Not connected"));
     if (!message.fds().empty() && !transport.unix_fd_passing())
         return Unexpected(make_error(error_names::kNotSupported, "This connection cannot pass unix fds"));
-    const std::uint32_t serial = next_serial++;
-    if (next_serial == 0) next_serial = 1;
+    const std::uint32_t serial = take_serial();
     message.set_serial(serial);
     if (af_bus) {
         // af_bus_dbus.ko refuses (EPERM) a message whose SENDER is not the name the master gave us; only
@@ -360,9 +359,7 @@ bool ConnectionState::answer_refused() {
             auto error = MessageBuilder::error(message.destination(), *message.reply_serial(),
                                                error_names::kNotSupported, kNoSocketsOverAfBus);
             error.sender(unique_name);
-            const std::uint32_t serial = next_serial++;
-            if (next_serial == 0) next_serial = 1;
-            if (auto built = error.build(serial)) {
+            if (auto built = error.build(take_serial())) {
                 transport.enqueue(std::move(*built), *refused.destination);
                 handed_to_bus = true;  // (to the caller: flushed again all the same)
             }

@@ -57,6 +57,12 @@ public:
     int send_batches = 0;
     static constexpr std::size_t kHeldSends = DatagramTransport::kSendBatch;
     std::uint32_t next_serial = 1;
+    // The next serial for a message of ours; never 0.
+    std::uint32_t take_serial() {
+        const std::uint32_t serial = next_serial++;
+        if (next_serial == 0) next_serial = 1;
+        return serial;
+    }
     std::uint64_t next_id = 1;
     std::deque<Message> incoming;  // read, not yet dispatched
     std::map<std::uint32_t, PendingCall> pending;  // by serial
