@@ -503,39 +503,35 @@ TEST_F(KernelModeBus, SocketsPassBetweenUnixClientsAndNativeClientsAreToldWhy) {
         EXPECT_EQ(read_two(kept.back().get()), "hi");
         EXPECT_FALSE(list_names(*v).empty());
     }
+    auto socket_pair = [] {
+        int pair[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        return std::pair<Fd, Fd>(pair[0], pair[1]);
+    };
+    // Refused with NotSupported, saying why.
+    auto told_no_sockets = [](const Expected<Message, Error>& r) -> testing::AssertionResult {
+        if (r) return testing::AssertionFailure() << "answered";
+        if (r.error().name != "org.freedesktop.DBus.Error.NotSupported" ||
+            r.error().message.find("AF_BUS carries no sockets") == std::string::npos)
+            return testing::AssertionFailure() << r.error().name << ": " << r.error().message;
+        return testing::AssertionSuccess();
+    };
     // v's call carries a socket to u.
-    int pair[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-    Fd mine(pair[0]);
-    auto taken = call(*v, u->unique_name(), "Take", Fd(pair[1]));
+    auto [mine, theirs] = socket_pair();
+    auto taken = call(*v, u->unique_name(), "Take", std::move(theirs));
     ASSERT_TRUE(taken) << taken.error().name << ": " << taken.error().message;
     EXPECT_EQ(read_two(mine.get()), "ok");
     // A native client cannot be given a socket: as caller (twice: through the master, then directly) and
     // as callee, it is told why; nor can it give one.
-    for (int i = 0; i < 2; ++i) {
-        auto refused = call(*a, u->unique_name(), "Open", std::nullopt);
-        ASSERT_FALSE(refused);
-        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
-        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
-            << refused.error().message;
-    }
+    for (int i = 0; i < 2; ++i)
+        ASSERT_TRUE(told_no_sockets(call(*a, u->unique_name(), "Open", std::nullopt)));
     // A native callee cannot answer with one: its caller gets NotSupported in place of the answer.
-    for (Connection* caller : {v.get(), u.get()}) {
-        auto refused = call(*caller, a->unique_name(), "Open", std::nullopt);
-        ASSERT_FALSE(refused);
-        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
-        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
-            << refused.error().message;
-    }
+    for (Connection* caller : {v.get(), u.get()})
+        ASSERT_TRUE(told_no_sockets(call(*caller, a->unique_name(), "Open", std::nullopt)));
     for (Connection* caller : {v.get(), a.get()}) {
-        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-        Fd end(pair[0]);
+        auto [end, given] = socket_pair();
         const std::string callee = caller == a.get() ? u->unique_name() : a->unique_name();
-        auto refused = call(*caller, callee, "Take", Fd(pair[1]));
-        ASSERT_FALSE(refused);
-        EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
-        EXPECT_NE(refused.error().message.find("AF_BUS carries no sockets"), std::string::npos)
-            << refused.error().message;
+        ASSERT_TRUE(told_no_sockets(call(*caller, callee, "Take", std::move(given))));
     }
     // Everybody is still served.
     auto opened = call(*v, u->unique_name(), "Open", std::nullopt);
