@@ -398,7 +398,7 @@ static int dbus_set_policy(struct dbus_bus *b, u64 client, const void *val, unsi
 	img->index = NULL;
 	if (dbus_policy_check(img->bytes, len, &img->pol))
 		goto invalid;
-	img->index = kvmalloc_array(max(img->pol.string_count, 1u), sizeof(u32), GFP_KERNEL_ACCOUNT);
+	img->index = kvmalloc_array(img->pol.index_slots, sizeof(u32), GFP_KERNEL_ACCOUNT);
 	if (!img->index) {
 		kvfree(img);
 		return -ENOMEM;

@@ -182,6 +182,9 @@ int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 		pol->string_count++;
 		start = i + 1;
 	}
+	/* at most two thirds full, so that a lookup of a string not in the image ends soon */
+	for (pol->index_slots = 2; pol->index_slots < pol->string_count + pol->string_count / 2 + 1;)
+		pol->index_slots *= 2;
 
 	pol->fields = 0;
 	for (i = 0; i < rule_count; i++) {
@@ -207,18 +210,7 @@ int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol)
 	return next_rule == rule_count ? 0 : -EINVAL;
 }
 
-/* strcmp over NUL-terminated strings of the section, and over a counted string against one of them. */
-static int dp_cmp_offsets(const struct dbus_policy *pol, u32 a, u32 b)
-{
-	const u8 *x = dp_string(pol, a), *y = dp_string(pol, b);
-
-	while (*x && *x == *y) {
-		x++;
-		y++;
-	}
-	return (int)*x - (int)*y;
-}
-
+/* strcmp of a counted string against a NUL-terminated one of the section. */
 static int dp_cmp_counted(const u8 *s, u32 len, const u8 *z)
 {
 	u32 i;
@@ -234,8 +226,7 @@ static int dp_cmp_counted(const u8 *s, u32 len, const u8 *z)
 
 /*
  * Heapsort of @n elements of @size bytes by @less: in place, bounded (n log n comparisons whatever the
- * input), no recursion, and rescheduling now and then. Both sorts of this file (the image's strings,
- * a chain's index) use it.
+ * input), no recursion, and rescheduling now and then: a chain's index is sorted with it.
  */
 typedef bool (*dp_less_fn)(const void *a, const void *b, const void *priv);
 
@@ -281,27 +272,37 @@ static void dp_heapsort(void *elements, u32 n, size_t size, dp_less_fn less, con
 	}
 }
 
-static bool dp_string_less(const void *a, const void *b, const void *pol)
+/* FNV-1a: a message's strings are hashed once per lookup, a few bytes each. */
+static u32 dp_hash(const u8 *s, u32 len)
 {
-	return dp_cmp_offsets(pol, *(const u32 *)a, *(const u32 *)b) < 0;
+	u32 h = 2166136261u, i;
+
+	for (i = 0; i < len; i++)
+		h = (h ^ s[i]) * 16777619u;
+	return h;
 }
 
 int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index)
 {
 	const u8 *s = dp_string(pol, 0);
-	u32 n = 0, i;
+	u32 mask = pol->index_slots - 1, at, len, slot;
 
-	for (i = 0; i < pol->strings_size; i++)
-		if (i == 0 || s[i - 1] == '\0')
-			index[n++] = i;
-	dp_heapsort(index, n, sizeof(*index), dp_string_less, pol);
-	/* Each string once, so that equal strings have equal offsets. */
-	for (i = 1; i < n; i++)
-		if (dp_cmp_offsets(pol, index[i - 1], index[i]) == 0)
-			return -EINVAL;
+	for (slot = 0; slot < pol->index_slots; slot++)
+		index[slot] = DBUS_POLICY_NO_STRING;
+	for (at = 0; at < pol->strings_size; at += len + 1) {
+		dp_resched(at);
+		len = strlen((const char *)s + at);
+		for (slot = dp_hash(s + at, len) & mask; index[slot] != DBUS_POLICY_NO_STRING;
+		     slot = (slot + 1) & mask)
+			/* Each string once, so that equal strings have equal offsets. */
+			if (dp_cmp_counted(s + at, len, dp_string(pol, index[slot])) == 0)
+				return -EINVAL;
+		index[slot] = at;
+		/* An absent header field reads as "" where a rule names the field's text (the bus itself). */
+		if (len == 0)
+			pol->empty_id = at;
+	}
 	pol->index = index;
-	/* An absent header field reads as "" where a rule names the field's text (the bus itself). */
-	pol->empty_id = n && dp_string(pol, index[0])[0] == '\0' ? index[0] : DBUS_POLICY_NO_STRING;
 	return 0;
 }
 
@@ -321,7 +322,7 @@ int dbus_policy_chain_check(const struct dbus_policy *pol, enum dbus_policy_hook
 
 void dbus_policy_intern(const struct dbus_policy *pol, const u8 *s, u32 len, struct dbus_policy_str *out)
 {
-	u32 lo = 0, hi = pol->string_count;
+	u32 mask = pol->index_slots - 1, slot;
 
 	out->s = s;
 	out->len = len;
@@ -330,18 +331,12 @@ void dbus_policy_intern(const struct dbus_policy *pol, const u8 *s, u32 len, str
 		return;
 	}
 	out->id = DBUS_POLICY_FOREIGN;
-	while (lo < hi) {
-		u32 mid = lo + (hi - lo) / 2;
-		int c = dp_cmp_counted(s, len, dp_string(pol, pol->index[mid]));
-
-		if (c == 0) {
-			out->id = pol->index[mid];
+	/* the index is at most two thirds full: an empty slot ends every probe */
+	for (slot = dp_hash(s, len) & mask; pol->index[slot] != DBUS_POLICY_NO_STRING; slot = (slot + 1) & mask) {
+		if (dp_cmp_counted(s, len, dp_string(pol, pol->index[slot])) == 0) {
+			out->id = pol->index[slot];
 			return;
 		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
 	}
 }
 

@@ -10,12 +10,12 @@
  * as in dbus-daemon.
  *
  * Strings are compared as image offsets: the image stores each distinct string once, so a message's
- * fields and a party's names are looked up in a sorted index of the image's strings once per message
+ * fields and a party's names are looked up in a hash index of the image's strings once per message
  * (per party), after which every rule costs a few integer comparisons. Allocation-free (the caller
  * provides the index's memory), no recursion, no I/O.
  *
  *	dbus_policy_check(img, len, &pol);			// once per image
- *	dbus_policy_index_strings(&pol, index);			// once, index: pol.string_count u32s
+ *	dbus_policy_index_strings(&pol, index);			// once, index: pol.index_slots u32s
  *	dbus_policy_chain_check(&pol, hook, rules, n);		// once per chain installed
  *	dbus_policy_chain_index(&pol, rules, n, entries, &chain);	// ... and indexed
  *	dbus_policy_msg_from_hdr(&pol, msg, &hdr, &m);		// once per message
@@ -69,9 +69,14 @@ struct dbus_policy {
 	u32 context_count;
 	u32 strings_off;	/* from img */
 	u32 strings_size;
-	u32 string_count;	/* how many strings the section holds: the index's length */
+	u32 string_count;	/* how many strings the section holds */
+	u32 index_slots;	/* the index's length: a power of two above 1.5 string_count */
 	u32 fields;		/* DBUS_POLICY_USES_*: the message fields some rule names */
-	const u32 *index;	/* string offsets sorted by content; NULL until dbus_policy_index_strings() */
+	/*
+	 * The strings' offsets, hashed (open addressing, linear probing, DBUS_POLICY_NO_STRING in an
+	 * empty slot); NULL until dbus_policy_index_strings()
+	 */
+	const u32 *index;
 	u32 empty_id;		/* the offset of the image's empty string, DBUS_POLICY_NO_STRING if none */
 };
 
@@ -82,9 +87,10 @@ struct dbus_policy {
 int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol);
 
 /*
- * Fills index[0, pol->string_count) with the offsets of the image's strings sorted by content and
- * points pol->index at it: 0, or -EINVAL if the image holds a string twice (the compiler stores each
- * once; the evaluator relies on it, comparing strings by offset). In place, O(n log n), no allocation.
+ * Fills index[0, pol->index_slots) with the image's strings hashed by content and points pol->index
+ * at it: 0, or -EINVAL if the image holds a string twice (the compiler stores each once; the evaluator
+ * relies on it, comparing strings by offset). In place, no allocation; O(n) expected, and at most the
+ * image's own clustering for a lookup, which a client's strings cannot lengthen.
  */
 int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index);
 

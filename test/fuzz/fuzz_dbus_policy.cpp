@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool c_ok = size <= UINT32_MAX && dbus_policy_check(data, static_cast<u32>(size), &pol) == 0;
     std::vector<u32> index;
     if (c_ok) {
-        index.resize(pol.string_count);
+        index.resize(pol.index_slots);
         c_ok = dbus_policy_index_strings(&pol, index.data()) == 0;
     }
     check(c_ok == engine.has_value(), "dbus_policy_check and PolicyImage::load disagree");

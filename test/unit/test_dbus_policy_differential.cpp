@@ -146,7 +146,7 @@ struct CImage {
 
     explicit CImage(std::vector<std::byte> image) : bytes(std::move(image)) {
         EXPECT_EQ(dbus_policy_check(policy::bytes(bytes), static_cast<u32>(bytes.size()), &pol), 0);
-        index.resize(pol.string_count);
+        index.resize(pol.index_slots);
         EXPECT_EQ(dbus_policy_index_strings(&pol, index.data()), 0);
     }
 };
@@ -333,7 +333,7 @@ void compare_check(const std::vector<std::byte>& image, const std::string& what)
     bool c_ok = dbus_policy_check(bytes(image), static_cast<u32>(image.size()), &pol) == 0;
     if (c_ok) {
         // The kernel also refuses an image holding a string twice; so does PolicyImage::load.
-        std::vector<u32> index(pol.string_count);
+        std::vector<u32> index(pol.index_slots);
         c_ok = dbus_policy_index_strings(&pol, index.data()) == 0;
     }
     ASSERT_EQ(c_ok, cpp_ok) << what;
