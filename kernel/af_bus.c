@@ -2033,24 +2033,69 @@ static bool bus_has_eavesdroppers(struct bus *bus)
 	return bus->neavesdrop != 0;
 }
 
+/* Whether joined client @c holds an address in @prefix (is in its multicast index). */
+static bool bus_holds_prefix(struct bus_sock *c, u16 prefix)
+{
+	struct bus_holder *h;
+
+	list_for_each_entry(h, &c->holders, cnode)
+		if (h->prefix == prefix)
+			return true;
+	return false;
+}
+
+/* Offers the multicast in ctx to holder @c: the delivery hooks judge, then it is queued or dropped. */
+static void bus_multicast_copy_locked(struct bus *bus, struct bus_hook_ctx *ctx, struct bus_sock *c,
+				      struct sk_buff *skb, struct bus_sock *sender, struct bus_wake *wake)
+{
+	struct sk_buff *copy;
+
+	/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
+	if (bus_deliver_verdict_ctx_locked(bus, ctx, c) != BUS_HOOK_ACCEPT)
+		return;
+	/*
+	 * A recipient: no eavesdropper copy for it. A holder whose copy the hooks refused (a D-Bus
+	 * client without a matching rule, e.g. a monitor) may still get one.
+	 */
+	c->mcast_seq = bus->mcast_seq;
+	if (bus_queue_full(c)) {
+		bus_count_drop_locked(bus, c, sender);
+		return;
+	}
+	copy = bus_copy_skb(skb);
+	if (!copy) {
+		bus_count_drop_locked(bus, c, sender);
+		return;
+	}
+	bus_enqueue(c, copy, wake);
+	bus->stats.copies++;
+}
+
 static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, struct sk_buff *skb,
 				     struct bus_wake *wake)
 {
 	struct bus_skb_parms *cb = &BUSCB(skb);
-	struct bus_prefix *p = bus_prefix_lookup(bus, BUS_ADDR_PREFIX(cb->dst));
-	struct sk_buff *copy;
-	struct bus_sock *c, *sender = bsk;
+	u16 prefix = BUS_ADDR_PREFIX(cb->dst);
+	struct bus_prefix *p = bus_prefix_lookup(bus, prefix);
+	struct bus_sock *c;
 	struct bus_hook_ctx ctx;
 	struct bus_holder *h;
+	const u64 *rcpts = NULL;
 	unsigned int nrcpt;
 	bool to_sender = bus->proto && bus->proto->multicast_to_sender;
+	int i, listed = -1;
 
 	lockdep_assert_held(&bus->lock);
+	/* one context for every copy: only the receiver changes */
+	bus_hook_ctx_init(&ctx, bus, skb, bsk, BUS_HOOK_MULTICAST);
+	if (p && bus->proto && bus->proto->multicast_receivers)
+		listed = bus->proto->multicast_receivers(bus->proto_priv, &ctx, &rcpts);
 	if (cb->fp && p) {
-		nrcpt = p->nholders;
-		list_for_each_entry(h, &bsk->holders, cnode)
-			if (h->prefix == BUS_ADDR_PREFIX(cb->dst) && !to_sender)
-				nrcpt--;	/* the sender gets no copy */
+		nrcpt = listed >= 0 ? listed : p->nholders;
+		if (listed < 0)
+			list_for_each_entry(h, &bsk->holders, cnode)
+				if (h->prefix == prefix && !to_sender)
+					nrcpt--;	/* the sender gets no copy */
 		if ((u64)nrcpt * cb->fp->count > BUS_MCAST_MAX_FDREFS)
 			return -ETOOMANYREFS;
 	}
@@ -2058,31 +2103,22 @@ static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, stru
 	bus->mcast_seq++;
 	if (!p)
 		goto eavesdrop;
-	/* one context for every copy: only the receiver changes */
-	bus_hook_ctx_init(&ctx, bus, skb, bsk, BUS_HOOK_MULTICAST);
+	if (listed >= 0) {
+		/* the protocol's receivers only: the other holders would refuse it */
+		for (i = 0; i < listed; i++) {
+			c = bus_lookup_addr(bus, rcpts[i]);
+			if (!c || (c == bsk && !to_sender) || c->mcast_seq == bus->mcast_seq ||
+			    !bus_holds_prefix(c, prefix))
+				continue;
+			bus_multicast_copy_locked(bus, &ctx, c, skb, bsk, wake);
+		}
+		goto eavesdrop;
+	}
 	list_for_each_entry(h, &p->holders, pnode) {
 		c = h->c;
 		if (c == bsk && !to_sender)
 			continue;
-		/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
-		if (bus_deliver_verdict_ctx_locked(bus, &ctx, c) != BUS_HOOK_ACCEPT)
-			continue;
-		/*
-		 * A recipient: no eavesdropper copy for it. A holder whose copy the hooks refused (a D-Bus
-		 * client without a matching rule, e.g. a monitor) may still get one.
-		 */
-		c->mcast_seq = bus->mcast_seq;
-		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c, sender);
-			continue;
-		}
-		copy = bus_copy_skb(skb);
-		if (!copy) {
-			bus_count_drop_locked(bus, c, sender);
-			continue;
-		}
-		bus_enqueue(c, copy, wake);
-		bus->stats.copies++;
+		bus_multicast_copy_locked(bus, &ctx, c, skb, bsk, wake);
 	}
 eavesdrop:
 	if (bus_has_eavesdroppers(bus))

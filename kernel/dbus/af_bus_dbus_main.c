@@ -158,6 +158,15 @@ struct dbus_bus {
 	DECLARE_HASHTABLE(by_interface, 8);	/* ... naming no member but an interface */
 	struct list_head unkeyed;	/* struct dbus_rule naming neither */
 	u64 match_seq;			/* one per multicast */
+	/*
+	 * The clients a record of which matched the current multicast, for af_bus.ko to offer it to
+	 * them only (multicast_receivers): room for every client, made when one is named.
+	 */
+	u64 *rcpts;
+	u32 nrcpts;
+	u32 rcpts_room;
+	bool rcpts_overflow;		/* cannot happen; if it did, every holder is offered it */
+	u32 nclients;
 	struct dbus_pimage *policy;	/* the image new chains are made for; NULL: no policy */
 	u64 policy_seq;			/* images installed so far */
 	struct dbus_current cur;
@@ -221,6 +230,17 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 		return -EINVAL;	/* a client's option: on its master-side socket */
 	if (!len || len > DBUS_HDR_MAX_NAME || !dbus_hdr_valid_unique_name(val, len))
 		return -EINVAL;
+	if (b->nclients >= b->rcpts_room) {
+		u32 room = max(2 * b->rcpts_room, 16u);
+		u64 *rcpts = kvmalloc_array(room, sizeof(*rcpts), GFP_KERNEL_ACCOUNT);
+
+		if (!rcpts)
+			return -ENOMEM;
+		kvfree(b->rcpts);	/* it holds nothing between multicasts */
+		b->rcpts = rcpts;
+		b->rcpts_room = room;
+		b->nrcpts = 0;
+	}
 	c = kmalloc(struct_size(c, name, len), GFP_KERNEL_ACCOUNT);
 	if (!c)
 		return -ENOMEM;
@@ -245,6 +265,7 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 		return err == -EBUSY ? -EALREADY : err;
 	}
 	hash_add(b->by_name, &c->name_node, dbus_name_key(c->name, len));
+	b->nclients++;
 	return 0;
 }
 
@@ -567,6 +588,7 @@ static void dbus_client_gone(void *priv, u64 client)
 		if (b->cur.forwarded_for == c)
 			b->cur.forwarded_for = NULL;
 		dbus_client_free(c);
+		b->nclients--;
 	}
 }
 
@@ -579,6 +601,7 @@ static void dbus_bus_gone(void *priv)
 	xa_for_each(&b->clients, i, c)
 		dbus_client_free(c);
 	xa_destroy(&b->clients);
+	kvfree(b->rcpts);
 	dbus_pimage_put(b->policy);
 	kfree(b->cur.copy);
 	kfree(b);
@@ -633,8 +656,14 @@ static void dbus_try_rule(struct dbus_bus *b, struct dbus_rule *r)
 	const struct dbus_current *cur = &b->cur;
 
 	if (r->owner->matched != b->match_seq &&
-	    dbus_match_eval(r->rec, cur->msg, &cur->hdr, &cur->args))
+	    dbus_match_eval(r->rec, cur->msg, &cur->hdr, &cur->args)) {
 		r->owner->matched = b->match_seq;
+		/* each client once, and every client has room (dbus_set_name) */
+		if (!WARN_ON_ONCE(b->nrcpts >= b->rcpts_room))
+			b->rcpts[b->nrcpts++] = r->owner->addr;
+		else
+			b->rcpts_overflow = true;
+	}
 }
 
 /*
@@ -648,6 +677,8 @@ static void dbus_mark_subscribers(struct dbus_bus *b)
 	struct dbus_rule *r;
 
 	b->match_seq++;
+	b->nrcpts = 0;
+	b->rcpts_overflow = false;
 	if (cur->type == DBUS_HDR_TYPE_METHOD_RETURN || cur->type == DBUS_HDR_TYPE_ERROR)
 		return;	/* never by multicast */
 	if (cur->hdr.member.present) {
@@ -1010,6 +1041,21 @@ static int dbus_deliver_hook(void *priv, const struct bus_hook_ctx *ctx)
 	return dbus_record_call(b, caller, callee, b->cur.serial);
 }
 
+/*
+ * A multicast goes only to the clients dbus_mark_subscribers() found, each still judged by the
+ * delivery hook (policy): with many connections and few subscribers, the others cost nothing.
+ */
+static int dbus_multicast_receivers(void *priv, const struct bus_hook_ctx *ctx, const u64 **rcpts)
+{
+	struct dbus_bus *b = priv;
+
+	if (!b || ctx->bus_protocol != BUS_PROTO_DBUS || ctx->before_join || b->cur.skb != ctx->skb ||
+	    !b->cur.multicast || !b->cur.msg || b->rcpts_overflow)
+		return -1;
+	*rcpts = b->rcpts;
+	return b->nrcpts;
+}
+
 static struct bus_hook_ops dbus_hooks[] = {
 	/* before every other handler: a refused message costs no per-receiver work */
 	{ .hook = dbus_send_hook, .point = BUS_HOOK_SEND, .priority = BUS_HOOK_PRI_FILTER - 100 },
@@ -1084,6 +1130,7 @@ static struct bus_proto_ops dbus_proto = {
 	.multicast_to_sender = true,
 	.drop_when_full = dbus_drop_when_full,
 	.refuse_when_full = dbus_refuse_when_full,
+	.multicast_receivers = dbus_multicast_receivers,
 	.owner = THIS_MODULE,
 };
 

@@ -2913,7 +2913,26 @@ static int t_dbus_matches_body(uint8_t *m)
 		n = dmsg_signal_arg(m, names[1], "M9999", "q");
 		CHECK_OK(send_raw(tb.c[1], mcast, m, n));
 		CHECK_OK(recv_raw(tb.c[0], m, n));
+		CHECK_OK(recv_raw(tb.c[3], m, n));
 	}
+	/*
+	 * The copies go to the clients the module lists (multicast_receivers): one named and subscribed
+	 * but not joined yet is listed and still gets none, until the master joins it.
+	 */
+	CHECK(tb_add_client(&tb, 0) == 4, "a fifth client");
+	CHECK_OK(set_name(tb.s[4], ":1.5"));
+	CHECK_OK(add_match(tb.s[4], 0, under_org, NULL));
+	n = dmsg_signal_arg(m, names[0], "Changed", "z");
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));	/* sender :1.1 */
+	CHECK_OK(recv_raw(tb.c[3], m, n));	/* path_namespace /org */
+	CHECK(no_message(tb.c[4], 50), "a client not joined yet got a multicast copy");
+	CHECK_OK(bus_join(tb.s[4]));
+	CHECK_OK(send_raw(tb.c[0], mcast, m, n));
+	CHECK_OK(recv_raw(tb.c[2], m, n));
+	CHECK_OK(recv_raw(tb.c[3], m, n));
+	CHECK_OK(recv_raw(tb.c[4], m, n));
+	CHECK(no_message(tb.c[0], 20) && no_message(tb.c[1], 10), "a copy reached a non-matching client");
 	tb_close(&tb);
 	return 0;
 }

@@ -127,6 +127,17 @@ struct bus_proto_ops {
 	 * drop_when_full(), before any delivery hook has seen the message. NULL: wait.
 	 */
 	int (*refuse_when_full)(void *priv, const struct bus_hook_ctx *ctx);
+	/*
+	 * The receivers of a multicast the send hooks accepted, when the protocol knows them (D-Bus:
+	 * the clients with a matching match record), so that the holders of its prefix that would
+	 * refuse it cost nothing: returns how many unique addresses *rcpts points at (the protocol's
+	 * memory, valid until its next hook runs), or -1 to offer the message to every holder. Each
+	 * receiver listed still goes through the delivery hooks; one that is not a joined holder of
+	 * the prefix, or is the sender (unless multicast_to_sender), is skipped, as is an address
+	 * listed twice. Called with the bus's lock held after the send hooks, ctx as for
+	 * BUS_HOOK_SEND. NULL: every holder.
+	 */
+	int (*multicast_receivers)(void *priv, const struct bus_hook_ctx *ctx, const u64 **rcpts);
 	struct module *owner;
 	struct list_head list;		/* af_bus.ko's, while registered */
 };
