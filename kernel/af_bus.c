@@ -2044,7 +2044,7 @@ static bool bus_holds_prefix(struct bus_sock *c, u16 prefix)
 	return false;
 }
 
-/* Offers the multicast in ctx to holder @c: the delivery hooks judge, then it is queued or dropped. */
+/* Offers the multicast in ctx to holder @c: the delivery hooks judge, then it is queued or not. */
 static void bus_multicast_copy_locked(struct bus *bus, struct bus_hook_ctx *ctx, struct bus_sock *c,
 				      struct sk_buff *skb, struct bus_sock *sender, struct bus_wake *wake)
 {

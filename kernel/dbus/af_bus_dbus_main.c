@@ -88,6 +88,20 @@ struct dbus_rule {
 	u8 rec[];
 };
 
+/*
+ * A verdict of policy on a unicast from the client holding it to rcpt, for messages with its key
+ * (struct dbus_policy_key: what the rules can look at), valid while dbus_bus.verdict_gen is gen
+ * (docs/kernel.md, "Verdict cache").
+ */
+struct dbus_verdict {
+	u64 rcpt;			/* 0: empty */
+	u64 gen;
+	int verdict;			/* BUS_HOOK_ACCEPT, BUS_HOOK_DROP or -EACCES */
+	struct dbus_policy_key key;
+};
+
+#define DBUS_VERDICTS 4			/* per sender: the calls it makes in turn */
+
 /* A client the master named. */
 struct dbus_client {
 	u64 addr;
@@ -105,6 +119,8 @@ struct dbus_client {
 	u64 interned_seq;
 	struct dbus_policy_party party;
 	struct dbus_policy_str *interned;	/* nnames entries */
+	struct dbus_verdict verdicts[DBUS_VERDICTS];	/* of its last unicasts */
+	u32 next_verdict;		/* the slot the next new verdict replaces */
 	u32 name_len;
 	char name[];
 };
@@ -145,6 +161,8 @@ struct dbus_current {
 	/* what policy rules look at, interned for image pmsg_seq (0: not computed); no string bytes */
 	u64 pmsg_seq;
 	struct dbus_policy_msg pmsg;
+	bool vkey_ok;			/* a unicast from a client whose policy facts fit vkey */
+	struct dbus_policy_key vkey;	/* ... for the bus's image */
 };
 
 struct dbus_bus {
@@ -169,6 +187,11 @@ struct dbus_bus {
 	u32 nclients;
 	struct dbus_pimage *policy;	/* the image new chains are made for; NULL: no policy */
 	u64 policy_seq;			/* images installed so far */
+	/*
+	 * Bumped by every change of what a cached verdict depends on (an image, a client's chains, names
+	 * or unique name): a verdict made for another generation is not used.
+	 */
+	u64 verdict_gen;
 	struct dbus_current cur;
 };
 
@@ -256,6 +279,8 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 	c->nnames = 0;
 	c->interned_seq = 0;
 	c->interned = NULL;
+	memset(c->verdicts, 0, sizeof(c->verdicts));
+	c->next_verdict = 0;
 	c->name_len = len;
 	memcpy(c->name, val, len);
 	/* A unique name is given once and never changes. */
@@ -266,6 +291,7 @@ static int dbus_set_name(struct dbus_bus *b, u64 client, const void *val, unsign
 	}
 	hash_add(b->by_name, &c->name_node, dbus_name_key(c->name, len));
 	b->nclients++;
+	b->verdict_gen++;
 	return 0;
 }
 
@@ -406,6 +432,7 @@ static int dbus_set_policy(struct dbus_bus *b, u64 client, const void *val, unsi
 
 	if (client)
 		return -EINVAL;
+	b->verdict_gen++;
 	if (!len) {
 		dbus_pimage_put(b->policy);
 		b->policy = NULL;
@@ -479,6 +506,7 @@ static int dbus_set_chains(struct dbus_bus *b, u64 client, const void *val, unsi
 	ch->image = b->policy;
 	dbus_chains_free(c->chains);
 	c->chains = ch;
+	b->verdict_gen++;
 	return 0;
 }
 
@@ -520,6 +548,7 @@ static int dbus_set_names(struct dbus_bus *b, u64 client, const void *val, unsig
 	c->interned = interned;
 	c->nnames = n;
 	c->interned_seq = 0;
+	b->verdict_gen++;
 	return 0;
 }
 
@@ -735,8 +764,24 @@ static const struct dbus_policy_party *dbus_party(struct dbus_client *c, const s
 }
 
 /*
- * The current message's facts interned for img: the send hook's for the bus's image; for a chain still
- * made for an earlier one (until the master replaces it after a reload) the header is parsed again.
+ * The current unicast's facts interned for the bus's image, from its key: the send hook leaves
+ * them to the first delivery that misses the verdict cache.
+ */
+static void dbus_intern_current(struct dbus_bus *b)
+{
+	struct dbus_current *cur = &b->cur;
+
+	if (cur->pmsg_seq == b->policy->seq)
+		return;
+	dbus_policy_msg_from_key(&b->policy->pol, &cur->vkey, &cur->pmsg);
+	dbus_policy_msg_drop_bytes(&cur->pmsg);
+	cur->pmsg_seq = b->policy->seq;
+}
+
+/*
+ * The current message's facts interned for img: the send hook's (or its key's) for the bus's
+ * image; for a chain still made for an earlier one (until the master replaces it after a reload)
+ * the header is parsed again.
  */
 static struct dbus_policy_msg *dbus_facts(struct dbus_bus *b, const struct bus_hook_ctx *ctx,
 					  const struct dbus_pimage *img, struct dbus_policy_msg *spare)
@@ -749,6 +794,10 @@ static struct dbus_policy_msg *dbus_facts(struct dbus_bus *b, const struct bus_h
 
 	if (b->cur.pmsg_seq == img->seq)
 		return &b->cur.pmsg;
+	if (b->cur.vkey_ok && b->cur.skb == ctx->skb && img == b->policy) {
+		dbus_intern_current(b);
+		return &b->cur.pmsg;
+	}
 	err = dbus_parse_skb(ctx->skb, stackbuf, &heap, &hdr, &h);
 	if (!err) {
 		dbus_policy_msg_from_hdr(&img->pol, hdr, &h, false, spare);
@@ -776,23 +825,45 @@ static int dbus_policy_hook_verdict(const struct dbus_chains *ch, enum dbus_poli
 	}
 }
 
-/*
- * Whether policy lets the current message go from client s to client r: BUS_HOOK_ACCEPT,
- * BUS_HOOK_DROP or -EACCES. The sender's send chain is asked with r as the other end, then r's
- * receive chain with s; for an eavesdropper's copy (r is the eavesdropper) only r's eavesdrop chain,
- * the addressed recipient's delivery having asked the send chain. requested: a reply that answers a
- * call.
- */
-static int dbus_policy_allows(struct dbus_bus *b, const struct bus_hook_ctx *ctx, struct dbus_client *s,
-			      struct dbus_client *r, bool eavesdrop, bool requested)
+/* The current unicast's cached verdict from s to rcpt, or NULL. */
+static struct dbus_verdict *dbus_verdict_find(struct dbus_bus *b, struct dbus_client *s, u64 rcpt,
+					      const struct dbus_policy_key *key)
+{
+	int i;
+
+	for (i = 0; i < DBUS_VERDICTS; i++) {
+		struct dbus_verdict *v = &s->verdicts[i];
+
+		if (v->rcpt == rcpt && v->gen == b->verdict_gen && dbus_policy_key_equal(&v->key, key))
+			return v;
+	}
+	return NULL;
+}
+
+static void dbus_verdict_keep(struct dbus_bus *b, struct dbus_client *s, u64 rcpt,
+			      const struct dbus_policy_key *key, int verdict)
+{
+	struct dbus_verdict *v = &s->verdicts[s->next_verdict];
+
+	s->next_verdict = (s->next_verdict + 1) % DBUS_VERDICTS;
+	v->rcpt = rcpt;
+	v->gen = b->verdict_gen;
+	v->verdict = verdict;
+	v->key.type = key->type;
+	v->key.bits = key->bits;
+	v->key.len = key->len;
+	v->key.fds = key->fds;
+	memcpy(v->key.fields, key->fields, key->len);
+}
+
+/* dbus_policy_allows() without the cache. */
+static int dbus_policy_decides(struct dbus_bus *b, const struct bus_hook_ctx *ctx,
+			       struct dbus_client *s, struct dbus_client *r, bool eavesdrop,
+			       bool requested)
 {
 	struct dbus_policy_msg spare, *m;
 	int verdict;
 
-	if (!b->policy)
-		return BUS_HOOK_ACCEPT;
-	if (!s || !r || !s->chains || !r->chains)
-		return -EACCES;	/* a client without chains is denied everything */
 	if (!eavesdrop) {
 		m = dbus_facts(b, ctx, s->chains->image, &spare);
 		if (!m)
@@ -808,6 +879,39 @@ static int dbus_policy_allows(struct dbus_bus *b, const struct bus_hook_ctx *ctx
 	m->requested_reply = requested;
 	return dbus_policy_hook_verdict(r->chains, eavesdrop ? DBUS_POLICY_EAVESDROP : DBUS_POLICY_RECEIVE,
 					m, s);
+}
+
+/*
+ * Whether policy lets the current message go from client s to client r: BUS_HOOK_ACCEPT,
+ * BUS_HOOK_DROP or -EACCES. The sender's send chain is asked with r as the other end, then r's
+ * receive chain with s; for an eavesdropper's copy (r is the eavesdropper) only r's eavesdrop chain,
+ * the addressed recipient's delivery having asked the send chain. requested: a reply that answers a
+ * call. A unicast's verdict is kept by its sender for the next one with the same key to the same
+ * client, until something it depends on changes (dbus_bus.verdict_gen).
+ */
+static int dbus_policy_allows(struct dbus_bus *b, const struct bus_hook_ctx *ctx, struct dbus_client *s,
+			      struct dbus_client *r, bool eavesdrop, bool requested)
+{
+	struct dbus_policy_key *key = &b->cur.vkey;
+	struct dbus_verdict *cached;
+	int verdict;
+
+	if (!b->policy)
+		return BUS_HOOK_ACCEPT;
+	if (!s || !r || !s->chains || !r->chains)
+		return -EACCES;	/* a client without chains is denied everything */
+	if (eavesdrop || !b->cur.vkey_ok || b->cur.skb != ctx->skb)
+		return dbus_policy_decides(b, ctx, s, r, eavesdrop, requested);
+	key->bits &= ~DBUS_POLICY_KEY_REQUESTED;
+	if (requested)
+		key->bits |= DBUS_POLICY_KEY_REQUESTED;
+	cached = dbus_verdict_find(b, s, r->addr, key);
+	if (cached)
+		return cached->verdict;
+	verdict = dbus_policy_decides(b, ctx, s, r, false, requested);
+	if (verdict == BUS_HOOK_ACCEPT || verdict == BUS_HOOK_DROP || verdict == -EACCES)
+		dbus_verdict_keep(b, s, r->addr, key, verdict);
+	return verdict;
 }
 
 /*
@@ -831,7 +935,13 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 	cur->msg = NULL;
 	cur->forwarded_for = NULL;
 	cur->pmsg_seq = 0;
-	if (b->policy && !ctx->from_master) {
+	/*
+	 * A unicast's deliveries look its verdict up by key first, and intern its facts only when the
+	 * verdict is not cached; a multicast's copies, each to another client, are judged one by one.
+	 */
+	cur->vkey_ok = b->policy && !ctx->from_master && ctx->kind != BUS_HOOK_MULTICAST &&
+		       dbus_policy_key_from_hdr(&b->policy->pol, hdr, h, &cur->vkey);
+	if (b->policy && !ctx->from_master && !cur->vkey_ok) {
 		dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, false, &cur->pmsg);
 		dbus_policy_msg_drop_bytes(&cur->pmsg);
 		cur->pmsg_seq = b->policy->seq;

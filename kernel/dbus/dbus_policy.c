@@ -332,7 +332,8 @@ void dbus_policy_intern(const struct dbus_policy *pol, const u8 *s, u32 len, str
 	}
 	out->id = DBUS_POLICY_FOREIGN;
 	/* the index is at most two thirds full: an empty slot ends every probe */
-	for (slot = dp_hash(s, len) & mask; pol->index[slot] != DBUS_POLICY_NO_STRING; slot = (slot + 1) & mask) {
+	for (slot = dp_hash(s, len) & mask; pol->index[slot] != DBUS_POLICY_NO_STRING;
+	     slot = (slot + 1) & mask) {
 		if (dp_cmp_counted(s, len, dp_string(pol, pol->index[slot])) == 0) {
 			out->id = pol->index[slot];
 			return;
@@ -368,6 +369,90 @@ void dbus_policy_msg_from_hdr(const struct dbus_policy *pol, const u8 *msg, cons
 	dp_intern_view(pol, msg, &hdr->error_name, pol->fields & DBUS_POLICY_USES_ERROR, &m->error_name);
 	dp_intern_view(pol, msg, &hdr->destination, with_names, &m->destination);
 	dp_intern_view(pol, msg, &hdr->sender, with_names, &m->sender);
+}
+
+/* The fields a key may hold, in its order, and the image's bit for each. */
+static const struct dbus_hdr_view *dp_key_view(const struct dbus_hdr *hdr, int i)
+{
+	switch (i) {
+	case 0:
+		return &hdr->path;
+	case 1:
+		return &hdr->interface;
+	case 2:
+		return &hdr->member;
+	default:
+		return &hdr->error_name;
+	}
+}
+
+static const u32 dp_key_uses[] = { DBUS_POLICY_USES_PATH, DBUS_POLICY_USES_INTERFACE,
+				   DBUS_POLICY_USES_MEMBER, DBUS_POLICY_USES_ERROR };
+
+bool dbus_policy_key_from_hdr(const struct dbus_policy *pol, const u8 *msg,
+			      const struct dbus_hdr *hdr, struct dbus_policy_key *k)
+{
+	int i;
+
+	k->type = hdr->type;
+	k->bits = (hdr->reply_serial ? DBUS_POLICY_KEY_REPLY : 0) |
+		  (hdr->destination.present && hdr->destination.len ? DBUS_POLICY_KEY_DESTINATION : 0);
+	k->fds = hdr->unix_fds;
+	k->len = 0;
+	/* a field no rule names is looked at by none (dbus_policy_msg_from_hdr) */
+	for (i = 0; i < 4; i++) {
+		const struct dbus_hdr_view *v = dp_key_view(hdr, i);
+		u32 len = v->present ? v->len : 0;
+
+		if (!(pol->fields & dp_key_uses[i]))
+			continue;
+		if (len > 255 || k->len + 1 + len > sizeof(k->fields))
+			return false;
+		k->fields[k->len++] = (u8)len;
+		memcpy(k->fields + k->len, msg + v->off, len);
+		k->len += len;
+	}
+	return true;
+}
+
+bool dbus_policy_key_equal(const struct dbus_policy_key *a, const struct dbus_policy_key *b)
+{
+	return a->type == b->type && a->bits == b->bits && a->len == b->len && a->fds == b->fds &&
+	       !memcmp(a->fields, b->fields, a->len);
+}
+
+void dbus_policy_msg_from_key(const struct dbus_policy *pol, const struct dbus_policy_key *k,
+			      struct dbus_policy_msg *m)
+{
+	struct dbus_policy_str *f[] = { &m->path, &m->interface, &m->member, &m->error_name };
+	u32 at = 0;
+	int i;
+
+	m->type = k->type;
+	m->is_reply = (k->bits & DBUS_POLICY_KEY_REPLY) != 0;
+	m->requested_reply = (k->bits & DBUS_POLICY_KEY_REQUESTED) != 0;
+	m->fds = k->fds;
+	for (i = 0; i < 4; i++) {
+		if (pol->fields & dp_key_uses[i]) {
+			u32 len = k->fields[at++];
+
+			dbus_policy_intern(pol, k->fields + at, len, f[i]);
+			at += len;
+		} else {
+			/* no rule names it: present or not, it is never compared */
+			f[i]->s = NULL;
+			f[i]->len = 0;
+			f[i]->id = DBUS_POLICY_ABSENT;
+		}
+	}
+	m->destination.s = NULL;
+	m->destination.len = 0;
+	m->destination.id = k->bits & DBUS_POLICY_KEY_DESTINATION ? DBUS_POLICY_FOREIGN :
+								     DBUS_POLICY_ABSENT;
+	/* compared only when the other end is the bus itself, which a key's facts are not for */
+	m->sender.s = NULL;
+	m->sender.len = 0;
+	m->sender.id = DBUS_POLICY_ABSENT;
 }
 
 /* s is prefix or lies below it in dot-separated words ("a.b" is under "a", "a.bc" is not). */

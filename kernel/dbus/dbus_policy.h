@@ -87,10 +87,11 @@ struct dbus_policy {
 int dbus_policy_check(const u8 *img, u32 len, struct dbus_policy *pol);
 
 /*
- * Fills index[0, pol->index_slots) with the image's strings hashed by content and points pol->index
- * at it: 0, or -EINVAL if the image holds a string twice (the compiler stores each once; the evaluator
- * relies on it, comparing strings by offset). In place, no allocation; O(n) expected, and at most the
- * image's own clustering for a lookup, which a client's strings cannot lengthen.
+ * Fills index[0, pol->index_slots) with the image's strings hashed by content and points
+ * pol->index at it: 0, or -EINVAL if the image holds a string twice (the compiler stores each
+ * once; the evaluator relies on it, comparing strings by offset). In place, no allocation; O(n)
+ * expected, and at most the image's own clustering for a lookup, which a client's strings cannot
+ * lengthen.
  */
 int dbus_policy_index_strings(struct dbus_policy *pol, u32 *index);
 
@@ -134,6 +135,42 @@ struct dbus_policy_msg {
  */
 void dbus_policy_msg_from_hdr(const struct dbus_policy *pol, const u8 *msg, const struct dbus_hdr *hdr,
 			      bool with_names, struct dbus_policy_msg *m);
+
+/*
+ * What the rules of an image can look at in a message, as bytes (the key of af_bus_dbus.ko's
+ * verdict cache, docs/kernel.md): its type, whether it is a reply and whether that answers a call
+ * (the caller's to set, per delivery), whether it names a destination, its fd count, and the header
+ * fields some rule of the image names, each preceded by its length. Messages with equal keys have
+ * facts (dbus_policy_msg_from_hdr without names) that every chain of the image decides alike.
+ */
+#define DBUS_POLICY_KEY_FIELDS 120
+#define DBUS_POLICY_KEY_REPLY 1u
+#define DBUS_POLICY_KEY_DESTINATION 2u
+#define DBUS_POLICY_KEY_REQUESTED 4u
+struct dbus_policy_key {
+	u8 type;
+	u8 bits;		/* DBUS_POLICY_KEY_* */
+	u16 len;		/* bytes of fields[] used */
+	u32 fds;
+	u8 fields[DBUS_POLICY_KEY_FIELDS];
+};
+
+/*
+ * Fills *k from a message dbus_hdr_parse() accepted, requested bit clear: true, or false when the
+ * fields some rule names do not fit (a field over 255 bytes, or over 120 in all).
+ */
+bool dbus_policy_key_from_hdr(const struct dbus_policy *pol, const u8 *msg,
+			      const struct dbus_hdr *hdr, struct dbus_policy_key *k);
+
+bool dbus_policy_key_equal(const struct dbus_policy_key *a, const struct dbus_policy_key *b);
+
+/*
+ * The facts of a key from dbus_policy_key_from_hdr() for the same image, as
+ * dbus_policy_msg_from_hdr() without names gives them for evaluation with a party (not the bus
+ * itself); the strings point into k, requested_reply is k's bit.
+ */
+void dbus_policy_msg_from_key(const struct dbus_policy *pol, const struct dbus_policy_key *k,
+			      struct dbus_policy_msg *m);
 
 /*
  * The other end (the recipient of a send, the sender of a receive): its unique name and the names it

@@ -3315,6 +3315,93 @@ static int t_dbus_policy_body(uint8_t *m)
 }
 
 /*
+ * A sender keeps policy's verdicts on its last unicasts (docs/kernel.md, "Verdict cache"). A cached
+ * verdict is used only for a message with the same facts to the same client, and no longer once the
+ * image, a client's chains or its names change; messages whose fields do not fit the cache's key are
+ * judged each time, with the same result.
+ */
+static int t_dbus_verdict_cache_body(uint8_t *m)
+{
+	char long_allowed[160], long_denied[160];
+	struct prule rules[] = {
+		{ PIMG_SEND, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },				/* 0 */
+		{ PIMG_SEND, PIMG_DENY, 0, 0, NULL, "org.example.Forbidden", NULL },		/* 1 */
+		{ PIMG_SEND, PIMG_DENY, 0, 4, NULL, "org.example.Quiet", NULL },		/* 2 */
+		{ PIMG_SEND, PIMG_DENY, 0, 0, NULL, long_denied, NULL },			/* 3 */
+		{ PIMG_SEND, PIMG_DENY, 0, 0, "org.example.Secret", NULL, NULL },		/* 4 */
+		{ PIMG_RECEIVE, PIMG_ALLOW, 0, 0, NULL, NULL, NULL },				/* 5 */
+		{ PIMG_RECEIVE, PIMG_DENY, 0, 0, NULL, NULL, NULL },				/* 6 */
+	};
+	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
+	static const uint32_t send[] = { 0, 1, 2, 3, 4 }, receive[] = { 5 }, receive_none[] = { 5, 6 },
+		none[] = { 0 };
+	const char *allowed = "org.example.Allowed", *forbidden = "org.example.Forbidden";
+	const char *quiet = "org.example.Quiet";
+	uint8_t img[4096];
+	struct tbus tb;
+	int i, k;
+
+	/* interfaces longer than the key holds: one a rule denies, one no rule names */
+	memset(long_allowed, 'a', sizeof(long_allowed));
+	memcpy(long_allowed, "org.example.", 12);
+	long_allowed[sizeof(long_allowed) - 1] = '\0';
+	memcpy(long_denied, long_allowed, sizeof(long_denied));
+	long_denied[sizeof(long_denied) - 2] = 'd';
+
+	CHECK_OK(tb_open_proto(&tb, "@bus-dbus-vcache", 3, 1, BUS_PROTO_DBUS));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(set_name(tb.s[i], names[i]));
+	CHECK_OK(set_policy(tb.l, img, pimg_build(img, rules, 7)));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(set_chains(tb.s[i], send, 5, receive, 1, none, 0));
+
+	/* the same messages again and again, interleaved, to one client and to another */
+	for (k = 0; k < 3; k++) {
+		CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+		CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, forbidden), EACCES);
+		CHECK_OK(dpolicy_send(&tb, m, 0, 2, 1, allowed));
+		CHECK_ERR(dpolicy_send(&tb, m, 0, 2, 1, NULL), EACCES);	/* no interface: caught too */
+		/* the message's type is part of what is judged */
+		CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, quiet));
+		CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 4, quiet), EACCES);
+		CHECK_OK(dpolicy_send(&tb, m, 0, 1, 4, allowed));
+		/* too long for the key: judged without the cache */
+		CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, long_allowed));
+		CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, long_denied), EACCES);
+	}
+	CHECK(no_message(tb.c[1], 20) && no_message(tb.c[2], 20), "a denied message arrived");
+
+	/* the receiver's chains change: what was cached as allowed is refused, then allowed again */
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	CHECK_OK(set_chains(tb.s[1], send, 5, receive_none, 2, none, 0));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK_OK(set_chains(tb.s[1], send, 5, receive, 1, none, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	/* ... the receiver's names */
+	CHECK_OK(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "org.example.Secret", 19));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK_OK(setsockopt(tb.s[1], SOL_BUS, BUS_DBUS_SET_NAMES, "", 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	/* ... the sender's chains */
+	CHECK_OK(set_chains(tb.s[0], none, 0, receive, 1, none, 0));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK_OK(set_chains(tb.s[0], send, 5, receive, 1, none, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	/* ... the image: a new one denies what the old one allowed, once the chains are made for it */
+	rules[1].interface = allowed;
+	CHECK_OK(set_policy(tb.l, img, pimg_build(img, rules, 7)));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(set_chains(tb.s[i], send, 5, receive, 1, none, 0));
+	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, forbidden));
+	/* ... and no image at all */
+	CHECK_OK(set_policy(tb.l, NULL, 0));
+	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
+	tb_close(&tb);
+	return 0;
+}
+
+/*
  * Before the master joins a client, their conversation (SASL lines, Hello) is not D-Bus traffic:
  * it passes unparsed, and eavesdroppers do not see it. Calls and replies the master forwards for
  * a client (as SENDER) are tracked like the client's own.
@@ -3425,12 +3512,14 @@ static int t_dbus(void)
 		rc = t_dbus_master_body(m);
 	if (!rc)
 		rc = t_dbus_policy_body(m);
+	if (!rc)
+		rc = t_dbus_verdict_cache_body(m);
 	free(m);
 	if (rc)
 		return rc;
 	CHECK(system("rmmod af_bus_dbus") == 0, "rmmod af_bus_dbus after the bus closed");
 	PASS("header checks, trusted SENDER, names per client, pending replies, match records, "
-	     "the master's authentication and forwarding, policy, module lifetime");
+	     "the master's authentication and forwarding, policy and its cached verdicts, module lifetime");
 }
 
 /*
