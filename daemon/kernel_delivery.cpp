@@ -7,6 +7,7 @@
 #include <linux/af_bus.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -553,9 +554,7 @@ void KernelDelivery::detach(PeerId peer) {
     if (c.bridge) {
         // What the kernel still holds for it can no longer reach it; its unix side writes what it has.
         loop_.unwatch(c.bridge->transport->fd());
-        for (auto& [serial, call] : c.bridge->pending_calls)
-            if (call.timer) loop_.cancel_timer(call.timer);
-        c.bridge->pending_calls.clear();
+        while (!c.bridge->pending_calls.empty()) bridge_forget_call(c, c.bridge->pending_calls.begin());
         c.bridge->call_order.clear();
         ::shutdown(c.bridge->transport->fd(), SHUT_RDWR);
         broker_.detach(peer);
@@ -893,10 +892,8 @@ bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer)
     auto stitched = answer.with_sender(c.unique_name);
     if (!stitched) return false;  // the model refuses it as the broker does
     auto& pending_calls = caller->bridge->pending_calls;
-    if (auto pending = pending_calls.find(*serial); pending != pending_calls.end()) {
-        if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
-        pending_calls.erase(pending);
-    }
+    if (auto pending = pending_calls.find(*serial); pending != pending_calls.end())
+        bridge_forget_call(*caller, pending);
     deliver_around_the_kernel(*caller, std::make_shared<const Message>(std::move(*stitched)));
     return true;
 }
@@ -937,10 +934,9 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
     for (const RefusedDatagram& refused : c.bridge->transport->take_refused()) {
         const Message& message = *refused.message;
         if (message.type() == MessageType::MethodCall) {
-            if (auto pending = c.bridge->pending_calls.find(message.serial()); pending != c.bridge->pending_calls.end()) {
-                if (pending->second.timer) loop_.cancel_timer(pending->second.timer);
-                c.bridge->pending_calls.erase(pending);
-            }
+            auto& pending_calls = c.bridge->pending_calls;
+            if (auto pending = pending_calls.find(message.serial()); pending != pending_calls.end())
+                bridge_forget_call(c, pending);
         }
         // Refused by policy: the model judges it again and does what the broker does with a refusal (the
         // error to the sender, the message and the error shown to monitors, log="true" rules logged) —
@@ -970,7 +966,7 @@ void KernelDelivery::bridge_answer_refused(Client& c) {
 
 void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee) {
     auto& calls = c.bridge->pending_calls;
-    if (auto old = calls.find(serial); old != calls.end() && old->second.timer) loop_.cancel_timer(old->second.timer);
+    if (auto old = calls.find(serial); old != calls.end()) bridge_forget_call(c, old);
     EventLoop::TimerId timer = 0;
     if (settings_.reply_timeout_ms >= 0) {
         const PeerId caller = c.id;
@@ -985,6 +981,7 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
         });
     }
     calls[serial] = Bridge::PendingCall{callee, timer};
+    ++bridge_callers_[callee][c.id];
     auto& order = c.bridge->call_order;
     order.push_back(serial);
     while (calls.size() > kernel_max_replies() && !order.empty()) {
@@ -992,8 +989,7 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
         order.pop_front();
         auto it = calls.find(oldest);
         if (it == calls.end() || oldest == serial) continue;
-        if (it->second.timer) loop_.cancel_timer(it->second.timer);
-        calls.erase(it);
+        bridge_forget_call(c, it);
     }
     // Keep the order list near the map's size: drop the serials already answered, in order.
     if (order.size() > 2 * calls.size() + 64) {
@@ -1004,22 +1000,41 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
 void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why) {
     auto it = c.bridge->pending_calls.find(serial);
     if (it == c.bridge->pending_calls.end()) return;
-    if (it->second.timer) loop_.cancel_timer(it->second.timer);
-    c.bridge->pending_calls.erase(it);
+    bridge_forget_call(c, it);
     auto error = MessageBuilder::error(c.unique_name, serial, error_names::kNoReply, why);
     error.sender(kDriverName);
     if (auto built = error.build(take_serial())) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
 }
 
+void KernelDelivery::bridge_forget_call(Client& c, PendingCalls::iterator call) {
+    if (call->second.timer) loop_.cancel_timer(call->second.timer);
+    auto callers = bridge_callers_.find(call->second.callee);
+    assert(callers != bridge_callers_.end());
+    auto count = callers->second.find(c.id);
+    assert(count != callers->second.end() && count->second > 0);
+    if (--count->second == 0) {
+        callers->second.erase(count);
+        if (callers->second.empty()) bridge_callers_.erase(callers);
+    }
+    c.bridge->pending_calls.erase(call);
+}
+
 void KernelDelivery::bridge_callee_left(PeerId callee, const char* why) {
-    for (auto& [id, c] : clients_) {
-        if (!c->bridge || id == callee || c->bridge->pending_calls.empty()) continue;
+    auto waiting = bridge_callers_.find(callee);
+    if (waiting == bridge_callers_.end()) return;
+    std::vector<PeerId> callers;
+    callers.reserve(waiting->second.size());
+    for (const auto& [caller, calls] : waiting->second) callers.push_back(caller);
+    for (PeerId caller : callers) {
+        Client* c = find(caller);
+        if (!c || !c->bridge || caller == callee) continue;
+        // Its answers sent before it left are in the kernel's queue for this bridge: they go first.
+        bridge_read(*c, true);
+        c = find(caller);
+        if (!c || !c->bridge) continue;
         std::vector<std::uint32_t> orphaned;
         for (const auto& [serial, call] : c->bridge->pending_calls)
             if (call.callee == callee) orphaned.push_back(serial);
-        if (orphaned.empty()) continue;
-        // Its answers sent before it left are in the kernel's queue for this bridge: they go first.
-        bridge_read(*c, true);
         for (std::uint32_t serial : orphaned)
             bridge_no_reply(*c, serial, why);
     }
@@ -1075,10 +1090,8 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
                 if (b.direct_calls.size() >= kMaxDirectCalls) b.direct_calls.erase(b.direct_calls.begin());
                 b.direct_calls.emplace(*(*received)->source, message.serial());
             } else if (is_reply(message) && message.reply_serial()) {
-                if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end()) {
-                    if (it->second.timer) loop_.cancel_timer(it->second.timer);
-                    b.pending_calls.erase(it);
-                }
+                if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end())
+                    bridge_forget_call(c, it);
             }
             // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
             if (c.monitor && (*received)->source != 0 && !monitor_wants(c, message)) continue;

@@ -236,6 +236,10 @@ private:
     [[nodiscard]] std::size_t bridge_high_water() const;
     void bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee);
     void bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why);
+    // Forgets `c`'s pending call `call` (answered, refused, timed out or dropped), its timer and its
+    // entry in bridge_callers_.
+    using PendingCalls = std::unordered_map<std::uint32_t, Bridge::PendingCall>;
+    void bridge_forget_call(Client& c, PendingCalls::iterator call);
     // `callee` left or became a monitor: the bridged callers still waiting for it get NoReply, `why`.
     void bridge_callee_left(PeerId callee, const char* why);
     [[nodiscard]] Client* kernel_owner(std::string_view name) const;
@@ -292,6 +296,9 @@ private:
     using ByName = std::unordered_map<std::string, Value, NameHash, std::equal_to<>>;
 
     std::unordered_map<PeerId, std::unique_ptr<Client>> clients_;
+    // The bridged callers with calls pending at each callee, and how many (Bridge::pending_calls the
+    // other way round): a callee that leaves costs its own callers, not a walk over every client.
+    std::unordered_map<PeerId, std::unordered_map<PeerId, std::size_t>> bridge_callers_;
     ByName<PeerId> by_unique_name_;
     // Every well-known name a native client ever owned, and its address: stable for the bus's lifetime,
     // so that an address a client cached never comes to mean another name.

@@ -8,6 +8,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/af_bus.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -95,6 +97,14 @@ bool served_until_readable(Connection& sender, const Connection& receiver) {
         if (::poll(&readable, 1, 50) == 1) return true;
         if (std::chrono::steady_clock::now() >= deadline) return false;
     }
+}
+
+// How many messages wait in native client `c`'s AF_BUS socket.
+std::size_t queued_in(const Connection& c) {
+    bus_queued queued[BUS_QUEUED_MAX];
+    socklen_t len = sizeof(queued);
+    if (::getsockopt(c.fd(), SOL_BUS, BUS_GET_QUEUED, queued, &len) != 0) return 0;
+    return len / sizeof(bus_queued);
 }
 
 Message echo_call(std::string_view destination, std::string_view text) {
@@ -596,6 +606,56 @@ TEST_F(KernelModeBus, StandardClientsAreBridgedIntoTheKernel) {
     ASSERT_TRUE(pump({a.get(), u.get(), v.get()}, [&result] { return result.has_value(); }));
     ASSERT_FALSE(*result);
     EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.NoReply") << result->error().message;
+}
+
+// A callee that leaves fails the calls bridged callers made to it, and only those: the daemon finds
+// them by callee (not by walking every client), several per caller, while the same callers' calls to
+// another callee stay pending and are answered.
+TEST_F(KernelModeBus, ACalleeThatLeavesFailsOnlyTheBridgedCallsMadeToIt) {
+    auto leaving = open(native_address_), staying = open(native_address_);
+    auto u1 = open(unix_address_), u2 = open(unix_address_);
+    ASSERT_TRUE(leaving && staying && u1 && u2);
+    auto staying_echo = export_echo(*staying);
+    ASSERT_TRUE(staying_echo);
+    // Owning a name drains what the bus sends a new connection (NameAcquired comes before the reply), so
+    // that the callees' sockets hold nothing but the calls.
+    ASSERT_EQ(leaving->request_name("org.example.Leaving"), RequestNameReply::PrimaryOwner);
+    ASSERT_EQ(staying->request_name("org.example.Staying"), RequestNameReply::PrimaryOwner);
+    ASSERT_TRUE(leaving->process() && staying->process());
+    std::vector<std::optional<Expected<Message, Error>>> to_leaving(3), to_staying(2);
+    std::vector<Slot> slots;
+    using Result = std::optional<Expected<Message, Error>>;
+    const auto call = [&slots](Connection& caller, std::string_view callee, Result& result) {
+        auto slot = caller.call_async(echo_call(callee, "x"),
+                                      [&result](Expected<Message, Error> r) { result = std::move(r); });
+        ASSERT_TRUE(slot);
+        slots.push_back(std::move(*slot));
+    };
+    call(*u1, leaving->unique_name(), to_leaving[0]);
+    call(*u1, leaving->unique_name(), to_leaving[1]);
+    call(*u2, leaving->unique_name(), to_leaving[2]);
+    call(*u1, staying->unique_name(), to_staying[0]);
+    call(*u2, staying->unique_name(), to_staying[1]);
+    // Every call waits in its callee's socket (neither callee is served yet); then one callee leaves.
+    const auto delivered = [&] { return queued_in(*leaving) == 3 && queued_in(*staying) == 2; };
+    ASSERT_TRUE(pump({u1.get(), u2.get()}, delivered))
+        << queued_in(*leaving) << " and " << queued_in(*staying) << " calls reached the callees";
+    leaving.reset();
+    const auto failed = [&to_leaving] {
+        return std::all_of(to_leaving.begin(), to_leaving.end(), [](const auto& r) { return r.has_value(); });
+    };
+    ASSERT_TRUE(pump({u1.get(), u2.get()}, failed));
+    for (const auto& result : to_leaving) {
+        ASSERT_FALSE(*result);
+        EXPECT_EQ(result->error().name, "org.freedesktop.DBus.Error.NoReply") << result->error().message;
+    }
+    EXPECT_FALSE(to_staying[0] || to_staying[1]) << "a call to the callee that stayed was failed";
+    const auto answered = [&to_staying] { return to_staying[0] && to_staying[1]; };
+    ASSERT_TRUE(pump({u1.get(), u2.get(), staying.get()}, answered));
+    for (const auto& result : to_staying) {
+        ASSERT_TRUE(*result) << result->error().name << ": " << result->error().message;
+        EXPECT_EQ(std::get<0>(read_all<std::string>(**result).value()), "x from " + staying->unique_name());
+    }
 }
 
 // A bridged callee that becomes a monitor cannot answer what it was called with directly through the
