@@ -906,7 +906,12 @@ static int dbus_policy_allows(struct dbus_bus *b, const struct bus_hook_ctx *ctx
 		return BUS_HOOK_ACCEPT;
 	if (!s || !r || !s->chains || !r->chains)
 		return -EACCES;	/* a client without chains is denied everything */
-	if (eavesdrop || !b->cur.vkey_ok || b->cur.skb != ctx->skb)
+	/*
+	 * A key holds the fields the bus's image names: chains still made for an earlier image (during
+	 * a reload, until the master replaces them) may name others, so they are asked each time.
+	 */
+	if (eavesdrop || !b->cur.vkey_ok || b->cur.skb != ctx->skb || s->chains->image != b->policy ||
+	    r->chains->image != b->policy)
 		return dbus_policy_decides(b, ctx, s, r, eavesdrop, requested);
 	key->bits &= ~DBUS_POLICY_KEY_REQUESTED;
 	if (requested)

@@ -3129,16 +3129,22 @@ static int set_chains(int s, const uint32_t *send, uint32_t ns, const uint32_t *
 }
 
 /* Client i sends client j a message (interface NULL: none, type 1 or 4); 0 if j got it. */
-static int dpolicy_send(struct tbus *tb, uint8_t *m, int i, int j, uint8_t type, const char *interface)
+static int dpolicy_send_member(struct tbus *tb, uint8_t *m, int i, int j, uint8_t type, const char *interface,
+			       const char *member)
 {
 	static const char *const names[] = { ":1.1", ":1.2", ":1.3" };
 	struct dmsg d = { .type = type, .flags = 1, .serial = 77, .path = "/org/example/Obj",
-			  .interface = interface, .member = "Ping", .sender = names[i] };
+			  .interface = interface, .member = member, .sender = names[i] };
 	size_t n = dmsg_build(m, &d);
 
 	if (send_raw(tb->c[i], tb->a[j], m, n))
 		return -1;
 	return recv_raw(tb->c[j], m, n);
+}
+
+static int dpolicy_send(struct tbus *tb, uint8_t *m, int i, int j, uint8_t type, const char *interface)
+{
+	return dpolicy_send_member(tb, m, i, j, type, interface, "Ping");
 }
 
 /* The length of the D-Bus message at m (its fixed header says). */
@@ -3394,6 +3400,22 @@ static int t_dbus_verdict_cache_body(uint8_t *m)
 		CHECK_OK(set_chains(tb.s[i], send, 5, receive, 1, none, 0));
 	CHECK_ERR(dpolicy_send(&tb, m, 0, 1, 1, allowed), EACCES);
 	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, forbidden));
+	/*
+	 * During a reload, chains still made for the old image are asked each time: the old image names
+	 * a member, the new one none, so a key of the new image's fields would not tell the two apart.
+	 */
+	rules[1].member = "Secret";	/* and interface Allowed */
+	CHECK_OK(set_policy(tb.l, img, pimg_build(img, rules, 7)));
+	for (i = 0; i < 3; i++)
+		CHECK_OK(set_chains(tb.s[i], send, 5, receive, 1, none, 0));
+	rules[1].member = NULL;
+	rules[1].interface = forbidden;
+	CHECK_OK(set_policy(tb.l, img, pimg_build(img, rules, 7)));
+	for (k = 0; k < 2; k++) {
+		CHECK_OK(dpolicy_send_member(&tb, m, 0, 1, 1, allowed, "Ping"));
+		CHECK_ERR(dpolicy_send_member(&tb, m, 0, 1, 1, allowed, "Secret"), EACCES);
+	}
+	CHECK(no_message(tb.c[1], 20), "a message the old chains deny arrived");
 	/* ... and no image at all */
 	CHECK_OK(set_policy(tb.l, NULL, 0));
 	CHECK_OK(dpolicy_send(&tb, m, 0, 1, 1, allowed));
