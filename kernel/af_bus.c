@@ -1988,6 +1988,29 @@ static int bus_when_full_locked(struct bus *bus, struct sk_buff *skb, struct bus
 }
 
 /*
+ * Queue a copy of @skb for @c, a multicast recipient or an eavesdropper the hooks accepted: at a
+ * full queue, or without memory for the copy, the copy is dropped and counted against @sender.
+ */
+static void bus_queue_copy_locked(struct bus *bus, struct bus_sock *c, struct sk_buff *skb,
+				  struct bus_sock *sender, struct bus_wake *wake)
+{
+	struct sk_buff *copy;
+
+	lockdep_assert_held(&bus->lock);
+	if (bus_queue_full(c)) {
+		bus_count_drop_locked(bus, c, sender);
+		return;
+	}
+	copy = bus_copy_skb(skb);
+	if (!copy) {
+		bus_count_drop_locked(bus, c, sender);
+		return;
+	}
+	bus_enqueue(c, copy, wake);
+	bus->stats.copies++;
+}
+
+/*
  * Deliver a copy to every eavesdropper except @skip1/@skip2 (sender and recipient).
  * Called with bus->lock held.
  */
@@ -1996,7 +2019,6 @@ static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
 				 struct bus_wake *wake)
 {
 	struct bus_sock *c;
-	struct sk_buff *copy;
 
 	lockdep_assert_held(&bus->lock);
 	list_for_each_entry(c, &bus->eavesdroppers, eav_node) {
@@ -2014,17 +2036,7 @@ static void bus_eavesdrop_locked(struct bus *bus, struct sk_buff *skb,
 			   BUS_HOOK_ACCEPT) {
 			continue;
 		}
-		if (bus_queue_full(c)) {
-			bus_count_drop_locked(bus, c, sender);
-			continue;
-		}
-		copy = bus_copy_skb(skb);
-		if (!copy) {
-			bus_count_drop_locked(bus, c, sender);
-			continue;
-		}
-		bus_enqueue(c, copy, wake);
-		bus->stats.copies++;
+		bus_queue_copy_locked(bus, c, skb, sender, wake);
 	}
 }
 
@@ -2048,8 +2060,6 @@ static bool bus_holds_prefix(struct bus_sock *c, u16 prefix)
 static void bus_multicast_copy_locked(struct bus *bus, struct bus_hook_ctx *ctx, struct bus_sock *c,
 				      struct sk_buff *skb, struct bus_sock *sender, struct bus_wake *wake)
 {
-	struct sk_buff *copy;
-
 	/* a reject (-errno) of one copy acts as a drop: the others are still delivered */
 	if (bus_deliver_verdict_ctx_locked(bus, ctx, c) != BUS_HOOK_ACCEPT)
 		return;
@@ -2058,17 +2068,7 @@ static void bus_multicast_copy_locked(struct bus *bus, struct bus_hook_ctx *ctx,
 	 * client without a matching rule, e.g. a monitor) may still get one.
 	 */
 	c->mcast_seq = bus->mcast_seq;
-	if (bus_queue_full(c)) {
-		bus_count_drop_locked(bus, c, sender);
-		return;
-	}
-	copy = bus_copy_skb(skb);
-	if (!copy) {
-		bus_count_drop_locked(bus, c, sender);
-		return;
-	}
-	bus_enqueue(c, copy, wake);
-	bus->stats.copies++;
+	bus_queue_copy_locked(bus, c, skb, sender, wake);
 }
 
 static int bus_send_multicast_locked(struct bus *bus, struct bus_sock *bsk, struct sk_buff *skb,
