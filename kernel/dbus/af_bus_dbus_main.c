@@ -946,16 +946,20 @@ static int dbus_remember(struct dbus_bus *b, const struct bus_hook_ctx *ctx, con
 	cur->msg = NULL;
 	cur->forwarded_for = NULL;
 	cur->pmsg_seq = 0;
-	/*
-	 * A unicast's deliveries look its verdict up by key first, and intern its facts only when the
-	 * verdict is not cached; a multicast's copies, each to another client, are judged one by one.
-	 */
-	cur->vkey_ok = b->policy && !ctx->from_master && ctx->kind != BUS_HOOK_MULTICAST &&
-		       dbus_policy_key_from_hdr(&b->policy->pol, hdr, h, &cur->vkey);
-	if (b->policy && !ctx->from_master && !cur->vkey_ok) {
-		dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, false, &cur->pmsg);
-		dbus_policy_msg_drop_bytes(&cur->pmsg);
-		cur->pmsg_seq = b->policy->seq;
+	cur->vkey_ok = false;
+	if (b->policy && !ctx->from_master) {
+		/*
+		 * A unicast's deliveries look its verdict up by key first, and intern its facts only
+		 * when the verdict is not cached; a multicast's copies, each to another client, are
+		 * judged one by one.
+		 */
+		cur->vkey_ok = ctx->kind != BUS_HOOK_MULTICAST &&
+			       dbus_policy_key_from_hdr(&b->policy->pol, hdr, h, &cur->vkey);
+		if (!cur->vkey_ok) {
+			dbus_policy_msg_from_hdr(&b->policy->pol, hdr, h, false, &cur->pmsg);
+			dbus_policy_msg_drop_bytes(&cur->pmsg);
+			cur->pmsg_seq = b->policy->seq;
+		}
 	}
 	if (!cur->multicast) {
 		/*
