@@ -62,6 +62,7 @@ KernelDelivery::~KernelDelivery() {
         if (c->read_retry_timer) loop_.cancel_timer(c->read_retry_timer);
         if (c->bridge) {
             loop_.unwatch(c->bridge->transport->fd());
+            if (c->bridge->read_retry_timer) loop_.cancel_timer(c->bridge->read_retry_timer);
             for (auto& [serial, call] : c->bridge->pending_calls)
                 if (call.timer) loop_.cancel_timer(call.timer);
         }
@@ -500,13 +501,19 @@ void KernelDelivery::flush() {
         resumed = true;
     }
     if (resumed) broker_.flush();
-    // Failures found while sending are reported now, outside the model's routing.
+    // Failures found while sending are reported now, outside the model's routing. What the model
+    // queues for unix clients as those peers leave (NameOwnerChanged, NoReply), and the unix sockets of
+    // the bridged ones among them, go out and are closed in this turn too: traffic between clients in
+    // the kernel brings the daemon no further turn.
     while (!broken_.empty()) {
-        Broken broken = std::move(broken_.back());
-        broken_.pop_back();
-        if (!find(broken.id)) continue;
-        if (broken.lost) events_.peer_lost(broken.id, broken.reason);
-        else fail(broken.id, broken.reason);
+        while (!broken_.empty()) {
+            Broken broken = std::move(broken_.back());
+            broken_.pop_back();
+            if (!find(broken.id)) continue;
+            if (broken.lost) events_.peer_lost(broken.id, broken.reason);
+            else fail(broken.id, broken.reason);
+        }
+        broker_.flush();
     }
     std::erase_if(paused_readers_, [this](PeerId id) {
         Client* c = find(id);
@@ -554,6 +561,7 @@ void KernelDelivery::detach(PeerId peer) {
     if (c.bridge) {
         // What the kernel still holds for it can no longer reach it; its unix side writes what it has.
         loop_.unwatch(c.bridge->transport->fd());
+        if (c.bridge->read_retry_timer) loop_.cancel_timer(c.bridge->read_retry_timer);
         while (!c.bridge->pending_calls.empty()) bridge_forget_call(c, c.bridge->pending_calls.begin());
         c.bridge->call_order.clear();
         ::shutdown(c.bridge->transport->fd(), SHUT_RDWR);
@@ -1063,6 +1071,8 @@ void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
 
 void KernelDelivery::bridge_read(Client& c, bool drain) {
     Bridge& b = *c.bridge;
+    // (A drain, which orders a callee's answers before its NoReply, tries at once all the same.)
+    if (b.read_retry_timer && !drain) return;
     for (;;) {
         const std::size_t queued = broker_.queued(c.id).bytes;
         if (!drain && queued >= bridge_high_water()) {
@@ -1109,7 +1119,9 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
             broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
         }
         if (!n) {
-            broken_.push_back({c.id, "its AF_BUS bridge broke: " + describe(n.error()), is_loss(n.error())});
+            const TransportError& error = n.error();
+            if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) return bridge_retry_read_later(c);
+            broken_.push_back({c.id, "its AF_BUS bridge broke: " + describe(error), is_loss(error)});
             return;
         }
         if (!drain || *n == 0) return;
@@ -1125,9 +1137,25 @@ std::size_t KernelDelivery::bridge_high_water() const {
         std::clamp<std::int64_t>(settings_.max_outgoing_bytes, 1, static_cast<std::int64_t>(kBridgeHighWater)));
 }
 
+void KernelDelivery::bridge_retry_read_later(Client& c) {
+    Bridge& b = *c.bridge;
+    if (b.read_retry_timer) return;
+    const PeerId id = c.id;
+    b.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
+        Client* p = find(id);
+        if (!p || !p->bridge) return;
+        p->bridge->read_retry_timer = 0;
+        // What waited is still queued: the socket is readable, and the loop reads it at once.
+        bridge_update_watch(*p);
+    });
+    bridge_update_watch(c);
+}
+
 void KernelDelivery::bridge_update_watch(Client& c) {
     Bridge& b = *c.bridge;
-    const std::uint32_t wanted = (b.reading_paused ? 0u : EPOLLIN) | (b.transport->wants_write() ? EPOLLOUT : 0u);
+    // Not read while it waits to be read again: it stays readable, and watching it would spin.
+    const bool reading = !b.reading_paused && !b.read_retry_timer;
+    const std::uint32_t wanted = (reading ? EPOLLIN : 0u) | (b.transport->wants_write() ? EPOLLOUT : 0u);
     if (wanted == b.epoll_events) return;
     b.epoll_events = wanted;
     loop_.modify(b.transport->fd(), wanted);

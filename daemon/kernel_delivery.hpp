@@ -85,6 +85,7 @@ private:
         std::unique_ptr<DatagramTransport> transport;
         std::uint32_t epoll_events = 0;
         bool reading_paused = false;  // its unix socket holds too much: the kernel queues for it
+        EventLoop::TimerId read_retry_timer = 0;  // see bridge_retry_read_later
         // What the client sent while a message the model routes for it has not reached the kernel yet
         // (the fence: nothing of its may overtake that one).
         std::size_t awaited_acknowledgements = 0;
@@ -231,6 +232,9 @@ private:
     // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little
     // enough (`drain`: everything, before a callee's NoReply).
     void bridge_read(Client& c, bool drain = false);
+    // A read of `c`'s bridge failed with ENOMEM: as for a client's own socket (retry_read_later), the
+    // bridge is read again kReadRetry later, and its unix client is kept.
+    void bridge_retry_read_later(Client& c);
     void bridge_update_watch(Client& c);
     // What a bridge lets its unix side hold before it stops reading from the kernel.
     [[nodiscard]] std::size_t bridge_high_water() const;

@@ -21,6 +21,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -214,6 +215,17 @@ private:
     int ticks_ = 0;
     bool ready_ = false;
 };
+
+// What the daemon's fds are (for a failure message): "3 -> socket:[123]" lines.
+std::string open_fds_of(pid_t pid) {
+    std::string out;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+        const auto target = std::filesystem::read_symlink(entry.path(), error);
+        out += entry.path().filename().string() + " -> " + (error ? "?" : target.string()) + "\n";
+    }
+    return out;
+}
 
 bool daemon_alive(const TestBus& bus) {
     int status = 0;
@@ -954,6 +966,75 @@ TEST(FaultInjection, SocketErrorsOnANativeClientsAfBusSocketAffectOnlyIt) {
         victim.reset();
         EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
             << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before";
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// Kernel mode: the daemon's reads and writes of a bridge, the AF_BUS socket it connects for each unix
+// client and through which that client's messages to other clients leave and theirs arrive. The victim
+// (on the unix socket) calls a native service: the daemon writes the call into the kernel through the
+// victim's bridge and reads the answer from it. EINTR and EAGAIN are retried, and ENOMEM from a read is
+// read again later, as on the victim's unix socket: it is answered. ENOBUFS from a read and ENOMEM from a
+// write cost the victim its connection, logged naming it. Nobody else notices, and the daemon lets go of
+// the victim's fds (its unix socket and both sides of its bridge).
+TEST(FaultInjection, SocketErrorsOnABridgeAffectOnlyItsClient) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    if (!test::kernel_mode()) GTEST_SKIP() << "kernel mode only: unix clients are bridged into AF_BUS";
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    ASSERT_TRUE(bystanders.still_served());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    struct Fault {
+        const char* rule;
+        bool survives;
+    };
+    for (const Fault& fault : {Fault{"read EINTR 3", true}, Fault{"read EAGAIN 3", true},
+                               Fault{"write EINTR 3", true}, Fault{"write EAGAIN 3", true},
+                               Fault{"read ENOMEM 3", true}, Fault{"read ENOBUFS 1", false},
+                               Fault{"write ENOMEM 1", false}}) {
+        SCOPED_TRACE(fault.rule);
+        // The bystanders are native; each victim is the next unix client, given the next bridge at Hello.
+        auto victim = shimmed.connect();
+        ASSERT_TRUE(victim);
+        const std::string bridge = std::to_string(shimmed.connection_count());
+        ASSERT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+        shimmed.arm(std::string(fault.rule) + " bridge:" + bridge);
+        const auto start = test::Clock::now();
+        if (fault.survives) {
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+            std::printf("%s: answered after %.3f s\n", fault.rule,
+                        std::chrono::duration<double>(test::Clock::now() - start).count());
+            EXPECT_TRUE(shimmed.log_shows("on bridge socket " + bridge + " (fd", "(0 left)")) << shimmed.bus().log();
+            EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+        } else {
+            // The call or its answer is lost with the bridge; the victim sees the bus hang up.
+            std::optional<Expected<Message, Error>> answer;
+            auto slot = victim->call_async(ping(bystanders.service_name()),
+                                           [&](Expected<Message, Error> r) { answer = std::move(r); }, 10s);
+            ASSERT_TRUE(slot);
+            auto all = bystanders.all();
+            const auto deadline = test::Clock::now() + 10s;
+            while (victim->connected() && test::Clock::now() < deadline) {
+                (void)victim->process();
+                for (Connection* c : all) EXPECT_TRUE(c->process());
+                std::vector<pollfd> fds{{victim->fd(), POLLIN, 0}};
+                for (Connection* c : all) fds.push_back({c->fd(), c->poll_events(), 0});
+                ::poll(fds.data(), fds.size(), 100);
+            }
+            EXPECT_FALSE(victim->connected()) << "the victim was not disconnected";
+            EXPECT_FALSE(answer && *answer) << "answered through a broken bridge";
+            EXPECT_TRUE(shimmed.log_shows("on bridge socket " + bridge + " (fd", "(0 left)")) << shimmed.bus().log();
+            const bool no_memory = std::string_view(fault.rule).find("ENOMEM") != std::string_view::npos;
+            const std::string reason = std::strerror(no_memory ? ENOMEM : ENOBUFS);
+            EXPECT_TRUE(shimmed.log_shows("connection " + victim->unique_name() + " (uid=", reason))
+                << shimmed.bus().log();
+        }
+        EXPECT_TRUE(bystanders.still_served());
+        victim.reset();
+        EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
+            << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before:\n"
+            << open_fds_of(shimmed.bus().pid());
     }
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }

@@ -9,14 +9,16 @@
 //   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET or EPIPE
 //   times       how many consecutive calls fail
 //   connection  for read and write: the Nth stream connection (unix, TCP) the daemon accepted (from 1),
-//               or bus:N, the Nth AF_BUS socket it accepted (a master side: a native client's, a
-//               bridge's); ignored for accept
+//               bus:N, the Nth AF_BUS socket it accepted (a master side: a native client's, a
+//               bridge's), or bridge:N, the Nth AF_BUS socket it connected itself (the client side of
+//               the bridge it gives each unix client in kernel mode); ignored for accept
 //
 // Before each call it intercepts, the shim looks for the file; when there is one it takes the rule and
 // deletes the file. A call that matches the rule fails with the errno (without reaching the kernel) until
 // `times` calls have failed. Each armed rule and each injected failure is written to stderr (the daemon's
-// log, which the test reads to know that the fault happened). Calls on fds that are not accepted
-// connections (pipes, config files, the listener's own fd for read/write) pass through untouched.
+// log, which the test reads to know that the fault happened). Calls on other fds (pipes, config files,
+// the listener's own fd for read/write, sockets the daemon connected that are not AF_BUS, such as the
+// journal's) pass through untouched.
 //
 // Plain C library calls only: it runs inside another program, before and after its main().
 #include <dlfcn.h>
@@ -37,25 +39,31 @@ struct Rule {
     What what = What::None;
     int error = 0;
     int times = 0;
-    int connection = 0;  // > 0: a stream connection; < 0: an AF_BUS socket (bus:N is -N)
+    int connection = 0;  // one of the numbers connection_of_fd holds
 };
 
 Rule rule;
-// The accept order of the socket each fd holds (0: not an accepted connection; negative: the order among
-// AF_BUS sockets). Fds beyond the table are never targeted.
+// Which socket each fd holds: 0, not one the daemon accepted or connected; N > 0, the Nth stream
+// connection accepted; kBusBase + N, the Nth AF_BUS socket accepted; kBridgeBase + N, the Nth AF_BUS
+// socket connected. Fds beyond the table are never targeted.
 constexpr int kMaxFd = 65536;
+constexpr int kBusBase = 1 << 20;
+constexpr int kBridgeBase = 2 << 20;
 int connection_of_fd[kMaxFd];
 int accepted = 0;
 int accepted_bus = 0;
+int connected_bus = 0;
 
-// "3" is stream connection 3, "bus:3" AF_BUS socket 3 (-3); 0 (no connection) when neither.
+// "3" is stream connection 3, "bus:3" AF_BUS socket 3, "bridge:3" bridge socket 3; 0 (none) otherwise.
 int parse_connection(const char* text) {
-    if (strncmp(text, "bus:", 4) == 0) return -atoi(text + 4);
+    if (strncmp(text, "bus:", 4) == 0) return kBusBase + atoi(text + 4);
+    if (strncmp(text, "bridge:", 7) == 0) return kBridgeBase + atoi(text + 7);
     return atoi(text);
 }
 
 void describe_connection(int connection, char* out, size_t size) {
-    if (connection < 0) snprintf(out, size, "AF_BUS socket %d", -connection);
+    if (connection > kBridgeBase) snprintf(out, size, "bridge socket %d", connection - kBridgeBase);
+    else if (connection > kBusBase) snprintf(out, size, "AF_BUS socket %d", connection - kBusBase);
     else snprintf(out, size, "connection %d", connection);
 }
 
@@ -151,20 +159,33 @@ bool inject(What what, int fd, const char* call) {
     return true;
 }
 
+// AF_BUS has no fixed family number: a datagram socket of a family other than AF_UNIX is one.
+bool is_af_bus(int fd, int type) {
+    int domain = 0;
+    socklen_t length = sizeof domain;
+    return type == SOCK_SEQPACKET && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
+           domain != AF_UNIX;
+}
+
 // Stream connections (unix, TCP) and AF_BUS sockets (a daemon in kernel mode accepts native clients and
 // the master sides of its bridges) are numbered apart, so that the stream numbers do not depend on the mode.
 void accepted_socket(int fd) {
-    int type = 0, domain = 0;
+    int type = 0;
     socklen_t length = sizeof type;
     if (fd < 0 || fd >= kMaxFd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return;
     if (type == SOCK_STREAM) {
         connection_of_fd[fd] = ++accepted;
         return;
     }
-    length = sizeof domain;
-    const bool af_bus = type == SOCK_SEQPACKET && getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 &&
-                        domain != AF_UNIX;
-    if (af_bus) connection_of_fd[fd] = -++accepted_bus;
+    if (is_af_bus(fd, type)) connection_of_fd[fd] = kBusBase + ++accepted_bus;
+}
+
+// A socket the daemon connected itself: in kernel mode, the AF_BUS side of a unix client's bridge.
+void connected_socket(int fd) {
+    int type = 0;
+    socklen_t length = sizeof type;
+    if (fd < 0 || fd >= kMaxFd || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) return;
+    if (is_af_bus(fd, type)) connection_of_fd[fd] = kBridgeBase + ++connected_bus;
 }
 
 }  // namespace
@@ -185,6 +206,15 @@ int accept(int listener, sockaddr* address, socklen_t* length) {
     const int fd = real(listener, address, length);
     accepted_socket(fd);
     return fd;
+}
+
+int connect(int fd, const sockaddr* address, socklen_t length) {
+    static auto real = next_symbol(connect, "connect");
+    const int r = real(fd, address, length);
+    const int saved = errno;
+    if (r == 0 || saved == EINPROGRESS) connected_socket(fd);
+    errno = saved;
+    return r;
 }
 
 int close(int fd) {
