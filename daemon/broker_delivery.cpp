@@ -129,6 +129,7 @@ void BrokerDelivery::add_connection(Fd socket) {
         connection = std::make_unique<Connection>();
         connection->sasl = std::make_unique<SaslServer>(sasl_server_config(settings_, *credentials));
         connection->transport = std::make_unique<StreamTransport>(std::move(socket));
+        connection->transport->set_skip_unaffordable_messages(true);
         make_room(graveyard_, connections_.size() + 1);
         id = events_.peer_connected(std::move(*credentials));
     } catch (const std::bad_alloc&) {
@@ -293,6 +294,10 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
             if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong)
                 return refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
             if (error.kind == TransportError::Kind::Corrupt) return refuse(id, describe(error));
+            if (error.kind == TransportError::Kind::Skipped) {
+                events_.peer_message_skipped(id, error.skipped);
+                continue;
+            }
             return fail_on(id, error);
         }
         if (!*message) break;

@@ -216,8 +216,24 @@ void Bus::peer_sent(PeerId id, Message message) {
     }
 }
 
-void Bus::out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed) {
-    note_memory_shortage();
+void Bus::peer_message_skipped(PeerId id, const SkippedMessage& message) {
+    Peer* sender = peers_.find(id);
+    if (!sender) return;
+    // Before Hello it has no name to be answered at, and its first message must be the Hello.
+    if (!sender->registered()) return disconnect(id, "the bus had no memory for its first message", Ending::Lost);
+    const bool answer_owed = message.type == MessageType::MethodCall && !(message.flags & message_flags::kNoReplyExpected);
+    // Logged once per episode with the other shortages (note_memory_shortage), naming the sender.
+    std::string what;
+    try {
+        what = "a " + std::to_string(message.length) + "-byte message from " + sender->log_name() + " was skipped";
+    } catch (const std::bad_alloc&) {
+        what.clear();  // the line says less
+    }
+    out_of_memory(id, message.serial, answer_owed, false, what);
+}
+
+void Bus::out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed, std::string_view what) {
+    note_memory_shortage(what);
     Peer* sender = peers_.find(id);
     if (!sender) return;
     if (!changed) {
@@ -234,13 +250,15 @@ void Bus::out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool 
                Ending::Lost);
 }
 
-void Bus::note_memory_shortage() {
+void Bus::note_memory_shortage(std::string_view what) {
     ++memory_failures_;
     const Clock::time_point now = Clock::now();
     // One line per episode: an episode ends after a second without failures.
-    if (now - last_memory_failure_ >= std::chrono::seconds(1))
-        log_warning("out of memory: a message or a copy of one was given up (%llu so far)",
+    if (now - last_memory_failure_ >= std::chrono::seconds(1)) {
+        const std::string_view line = what.empty() ? std::string_view("a message or a copy of one was given up") : what;
+        log_warning("out of memory: %.*s (%llu so far)", static_cast<int>(line.size()), line.data(),
                     static_cast<unsigned long long>(memory_failures_));
+    }
     last_memory_failure_ = now;
 }
 

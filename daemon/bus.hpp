@@ -71,6 +71,7 @@ public:
     void peer_lost(PeerId peer, std::string_view reason) override;
     [[nodiscard]] bool may_read(PeerId peer) const override;
     [[nodiscard]] bool registered(PeerId peer) const override;
+    void peer_message_skipped(PeerId peer, const SkippedMessage& message) override;
     void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override;
 
 private:
@@ -80,9 +81,10 @@ private:
     // --- routing (bus.cpp) ---
     void dispatch(PeerId sender, Message message);
     // A message from `id` failed for want of memory; `changed`: after it had changed the bus.
-    void out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed);
+    void out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed, std::string_view what = {});
     // Counts a message or copy given up for want of memory; logs the first of an episode.
-    void note_memory_shortage();
+    // `what` names what was given up, for the log line (else "a message or a copy of one").
+    void note_memory_shortage(std::string_view what = {});
     void dispatch_to_driver(Peer& sender, Message message);
     void route(Peer& sender, Message message);
     // The part of routing after the destination's owner is known.

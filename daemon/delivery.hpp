@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "afbus/expected.hpp"
+#include "afbus/framer.hpp"
 #include "afbus/match_rule.hpp"
 #include "afbus/message.hpp"
 #include "afbus/sasl.hpp"
@@ -66,6 +67,10 @@ public:
     virtual Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) = 0;
     // One complete message from an authenticated `peer`.
     virtual void peer_sent(PeerId peer, Message message) = 0;
+    // The bus had no memory for a message `peer` sent, and the delivery mode skipped it (what its fixed
+    // header said): the model answers a call NoMemory, as for a message it runs out of memory routing,
+    // and `peer` is read on.
+    virtual void peer_message_skipped(PeerId peer, const SkippedMessage& message) = 0;
     // `peer`'s connection ended or broke; `reason` is for the log.
     virtual void peer_failed(PeerId peer, std::string_view reason) = 0;
     // The delivery mode ends `peer`'s connection for what it did (failed authentication, timed out, sent

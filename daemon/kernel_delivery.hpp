@@ -157,6 +157,9 @@ private:
         [[nodiscard]] bool may_read(PeerId peer) const override { return kernel_.unix_peer_may_read(peer); }
         [[nodiscard]] bool registered(PeerId peer) const override { return kernel_.events_.registered(peer); }
         // (Broker mode has no kernel to drop anything.)
+        void peer_message_skipped(PeerId peer, const SkippedMessage& message) override {
+            kernel_.events_.peer_message_skipped(peer, message);
+        }
         void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override {
             kernel_.events_.copies_dropped(peer, count, queued);
         }

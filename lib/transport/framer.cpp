@@ -7,6 +7,8 @@
 namespace afbus {
 
 std::span<std::byte> MessageFramer::prepare(std::size_t min) {
+    // (The buffer held the skipped message's fixed header at least, and is kept while skipping.)
+    if (skipping()) return {buffer_.data(), std::min(skip_remaining_, buffer_.size())};
     if (reading_large()) return large_.span().subspan(large_received_);
     std::size_t want = min;
     // If the buffered bytes start a message whose length is known, make room for all of it so that one
@@ -41,16 +43,54 @@ std::span<std::byte> MessageFramer::prepare(std::size_t min) {
 }
 
 void MessageFramer::release_if_empty() {
-    if (start_ != end_) return;
+    if (start_ != end_ || skipping()) return;
     start_ = end_ = 0;
     decltype(buffer_)().swap(buffer_);
 }
 
 void MessageFramer::add_fds(std::vector<Fd> fds) {
+    if (skipping()) return;  // they came with the skipped message's bytes: closed with it
     for (Fd& fd : fds) fds_.push_back(std::move(fd));
 }
 
+bool MessageFramer::skip_message() noexcept {
+    if (skipped_ || !large_.empty() || in_buffer() < kFixedHeaderLength) return false;
+    const std::byte* header = buffer_.data() + start_;
+    auto length = Message::frame_length(std::span<const std::byte, kFixedHeaderLength>(header, kFixedHeaderLength));
+    if (!length || *length > max_length_ || *length <= in_buffer()) return false;
+    // The fixed header is valid (frame_length checked its byte order and version): yyyyuuu.
+    const bool little = header[0] == std::byte{'l'};
+    std::uint32_t serial = 0;
+    for (int i = 0; i < 4; ++i) {
+        const auto byte = static_cast<std::uint32_t>(header[little ? 11 - i : 8 + i]);
+        serial = (serial << 8) | byte;
+    }
+    skipped_ = SkippedMessage{static_cast<MessageType>(header[1]), static_cast<std::uint8_t>(header[2]), serial,
+                              *length};
+    skip_remaining_ = *length - in_buffer();
+    start_ = end_ = 0;
+    // Fds come no later than a message's last byte and are taken in order: those here are its own (or
+    // strays that the next message would otherwise have been given).
+    fds_.clear();
+    return true;
+}
+
+bool MessageFramer::holds_complete_message() const noexcept {
+    if (skipped_) return !skipping();
+    if (!large_.empty()) return !reading_large();
+    if (in_buffer() < kFixedHeaderLength) return false;
+    auto length = Message::frame_length(
+        std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
+    return !length || *length > max_length_ || *length <= in_buffer();
+}
+
+std::optional<SkippedMessage> MessageFramer::take_skipped() noexcept {
+    if (skipping()) return std::nullopt;
+    return std::exchange(skipped_, std::nullopt);
+}
+
 Expected<std::optional<Message>, WireError> MessageFramer::next() {
+    if (skipped_) return std::optional<Message>{};  // take_skipped() first
     if (!large_.empty()) {
         if (reading_large()) return std::optional<Message>{};
         large_received_ = 0;

@@ -25,6 +25,8 @@ std::string describe(const TransportError& error) {
         case TransportError::Kind::Corrupt: return "invalid message: " + std::string(to_string(error.wire));
         case TransportError::Kind::FdsNotAllowed: return "unix fds sent without negotiating fd passing";
         case TransportError::Kind::NoMemory: return "no memory for a message it sent";
+        case TransportError::Kind::Skipped:
+            return "no memory for a message it sent (" + std::to_string(error.skipped.length) + " bytes): skipped";
     }
     return "transport error";
 }
@@ -48,7 +50,13 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
             space = framer_.prepare();
         } catch (const std::bad_alloc&) {
             // No room for the message the peer announced (up to 128 MiB, made at once so that one read
-            // can complete it): this connection cannot go on, but whoever reads it can.
+            // can complete it): where the owner asked so, it is skipped and next() reports it, or, when
+            // messages before it are still buffered, next() gives them first and the next read tries
+            // again. Else this connection cannot go on, but whoever reads it can.
+            if (skip_unaffordable_) {
+                if (framer_.skip_message()) continue;
+                if (framer_.holds_complete_message()) break;
+            }
             return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
         }
         iovec iov{space.data(), space.size()};
@@ -88,6 +96,8 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
 }
 
 Expected<std::optional<Message>, TransportError> StreamTransport::next() {
+    if (auto skipped = framer_.take_skipped())
+        return Unexpected(TransportError{TransportError::Kind::Skipped, ENOMEM, WireError::Truncated, *skipped});
     Expected<std::optional<Message>, WireError> m = std::optional<Message>{};
     try {
         m = framer_.next();

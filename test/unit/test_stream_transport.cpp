@@ -1,6 +1,7 @@
 #include "afbus/stream_transport.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -257,6 +258,103 @@ TEST(MessageFramer, ALargeMessageKeepsTheFdsThatCameWithItsFirstBytes) {
             EXPECT_EQ(next.error(), WireError::TooManyFds);
         }
     }
+}
+
+// A message the bus has no memory for is skipped (the transport calls skip_message() when making room
+// throws): its bytes are read into the read buffer and discarded, the fds that came with them are
+// closed, take_skipped() tells what its fixed header said once all of it has gone by, and the messages
+// around it are framed as usual, with their own fds.
+TEST(MessageFramer, AMessageWithNoRoomIsSkippedAndTheStreamGoesOn) {
+    int p[2];
+    ASSERT_EQ(::pipe(p), 0);
+    Fd read_end(p[0]), write_end(p[1]);
+    auto call = MessageBuilder::method_call("org.example.S", "/a", "org.example.I", "Big");
+    append(call, UnixFd(write_end.duplicate()), std::vector<std::uint8_t>(300 * 1024, 7));
+    auto big = call.build(7);
+    ASSERT_TRUE(big);
+    auto b = MessageBuilder::signal("/a", "org.example.I", "S");
+    append(b, UnixFd(std::move(write_end)));
+    auto after = b.build(8);
+    ASSERT_TRUE(after);
+    std::vector<std::byte> stream;
+    append_wire(stream, signal_with("before", 6));
+    const std::size_t big_starts = stream.size();
+    append_wire(stream, *big);
+    const std::size_t big_ends = stream.size();
+    append_wire(stream, *after);
+
+    for (std::size_t chunk : {1000u, 16u, 65536u + 7}) {
+        SCOPED_TRACE(chunk);
+        MessageFramer framer;
+        std::vector<std::uint32_t> serials;
+        std::optional<SkippedMessage> skipped;
+        int skipped_fd = -1;
+        bool skip_asked = false;
+        for (std::size_t at = 0; at < stream.size();) {
+            auto space = framer.prepare();
+            // Each read stops at a message's start, as a socket's does where fds come with it.
+            std::size_t n = std::min({chunk, stream.size() - at, space.size()});
+            if (at < big_starts) n = std::min(n, big_starts - at);
+            else if (at < big_ends) n = std::min(n, big_ends - at);
+            std::memcpy(space.data(), stream.data() + at, n);
+            framer.commit(n);
+            if (at == big_starts || at == big_ends) {
+                std::vector<Fd> fds;
+                fds.push_back(read_end.duplicate());
+                if (at == big_starts) skipped_fd = fds.back().get();
+                framer.add_fds(std::move(fds));
+            }
+            at += n;
+            // No room for the big one: the next prepare() would make it, once its fixed header has come.
+            if (!skip_asked && at >= big_starts + kFixedHeaderLength && at < big_ends) {
+                skip_asked = true;
+                EXPECT_TRUE(framer.skip_message());
+                EXPECT_FALSE(framer.skip_message()) << "one at a time";
+                EXPECT_EQ(framer.pending_fds(), 0u);
+                EXPECT_EQ(::fcntl(skipped_fd, F_GETFD), -1) << "the fd that came with it is closed";
+            }
+            for (;;) {
+                if (auto s = framer.take_skipped()) {
+                    EXPECT_FALSE(skipped) << "reported twice";
+                    EXPECT_EQ(at, big_ends) << "reported once all of it has gone by";
+                    skipped = s;
+                }
+                auto m = framer.next();
+                ASSERT_TRUE(m) << to_string(m.error());
+                if (!*m) break;
+                serials.push_back((*m)->serial());
+                if ((*m)->serial() == 8) {
+                    EXPECT_EQ((*m)->fds().size(), 1u);
+                }
+            }
+        }
+        EXPECT_EQ(serials, (std::vector<std::uint32_t>{6, 8}));
+        ASSERT_TRUE(skipped);
+        EXPECT_EQ(skipped->type, MessageType::MethodCall);
+        EXPECT_EQ(skipped->serial, 7u);
+        EXPECT_EQ(skipped->flags, 0u);
+        EXPECT_EQ(skipped->length, big->size());
+        EXPECT_EQ(framer.buffered(), 0u);
+    }
+}
+
+// Only a message that has begun and is incomplete can be skipped.
+TEST(MessageFramer, NothingIsSkippedWithoutAnIncompleteMessage) {
+    MessageFramer framer;
+    EXPECT_FALSE(framer.skip_message()) << "nothing buffered";
+    auto wire = signal_with("whole", 1).wire();
+    auto space = framer.prepare();
+    std::memcpy(space.data(), wire.data(), kFixedHeaderLength - 1);
+    framer.commit(kFixedHeaderLength - 1);
+    EXPECT_FALSE(framer.skip_message()) << "its fixed header is incomplete";
+    space = framer.prepare();
+    std::memcpy(space.data(), wire.data() + kFixedHeaderLength - 1, wire.size() - (kFixedHeaderLength - 1));
+    framer.commit(wire.size() - (kFixedHeaderLength - 1));
+    EXPECT_FALSE(framer.skip_message()) << "it is complete";
+    auto m = framer.next();
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->serial(), 1u);
+    EXPECT_FALSE(framer.take_skipped());
 }
 
 // The limit holds for messages read into their own storage: one exactly at it is read, one byte over is

@@ -60,5 +60,76 @@ TEST(StreamTransportOutOfMemory, EveryAllocationOfReadingALargeMessageMayFailAlo
     }
 }
 
+// The same where the owner asks for messages with no room to be skipped (a bus does): the large message
+// between two small ones. Where making its storage fails, it is skipped and reported (Kind::Skipped,
+// with its serial) in its place, and the small ones arrive around it; where the read buffer cannot grow
+// behind a complete message, that message is given and the next read tries again; any other allocation
+// that fails still ends the connection (NoMemory); nothing throws.
+TEST(StreamTransportOutOfMemory, ALargeMessageWithNoRoomIsSkippedWhenAsked) {
+    constexpr std::size_t kBodyBytes = 100 * 1024;
+    std::vector<std::byte> stream;
+    std::size_t split = 0;
+    for (std::uint32_t serial : {6u, 7u, 8u}) {
+        if (serial == 7) split = stream.size() + 1000;
+        auto b = MessageBuilder::signal("/a", "org.example.I", serial == 7 ? "Large" : "Small");
+        append(b, std::vector<std::uint8_t>(serial == 7 ? kBodyBytes : 8, 0x5a));
+        auto built = b.build(serial);
+        ASSERT_TRUE(built);
+        const auto wire = built->wire();
+        stream.insert(stream.end(), wire.begin(), wire.end());
+    }
+
+    bool skipped_once = false;
+    for (std::size_t fail_at = 1;; ++fail_at) {
+        auto pair = stream_socketpair();
+        ASSERT_TRUE(pair);
+        StreamTransport receiver(std::move(pair->second));
+        receiver.set_skip_unaffordable_messages(true);
+
+        std::vector<std::uint32_t> got;  // serials; a skipped one as its serial + 1000
+        got.reserve(8);                  // (not among the allocations that fail)
+        std::optional<TransportError::Kind> error;
+        FailingAllocations failing(fail_at);
+        // The first small message and the large one's first bytes, then the rest: the large one is at
+        // the front of the second read, which makes room for all of it.
+        for (auto part : {std::span(stream).first(split), std::span(stream).subspan(split)}) {
+            ASSERT_EQ(::send(pair->first.get(), part.data(), part.size(), MSG_NOSIGNAL),
+                      static_cast<ssize_t>(part.size()));
+            while (!error) {
+                auto n = receiver.read();
+                if (!n) error = n.error().kind;
+                for (;;) {
+                    auto m = receiver.next();
+                    if (!m && m.error().kind == TransportError::Kind::Skipped) {
+                        got.push_back(m.error().skipped.serial + 1000);
+                        continue;
+                    }
+                    if (!m) error = m.error().kind;
+                    if (!m || !*m) break;
+                    got.push_back((*m)->serial());
+                }
+                if (n && *n == 0) break;
+            }
+        }
+        failing.stop();
+
+        if (!failing.failed()) {
+            EXPECT_FALSE(error);
+            EXPECT_EQ(got, (std::vector<std::uint32_t>{6, 7, 8}));
+            break;
+        }
+        if (!error) {
+            // (A read buffer that could not grow: the messages before are taken, and the next read
+            // tries again.)
+            const bool skipped = got == std::vector<std::uint32_t>{6, 1007, 8};
+            EXPECT_TRUE(skipped || got == (std::vector<std::uint32_t>{6, 7, 8})) << "allocation " << fail_at;
+            skipped_once = skipped_once || skipped;
+        } else {
+            EXPECT_EQ(*error, TransportError::Kind::NoMemory) << "allocation " << fail_at;
+        }
+    }
+    EXPECT_TRUE(skipped_once) << "no failure was the large message's own storage";
+}
+
 }  // namespace
 }  // namespace afbus

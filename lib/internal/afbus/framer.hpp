@@ -4,7 +4,9 @@
 // which becomes its body as it is: its bytes are neither copied out of a read buffer nor zero-filled.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <span>
@@ -15,6 +17,14 @@
 #include "afbus/message.hpp"
 
 namespace afbus {
+
+// What the fixed header told of a message the framer skipped (skip_message): enough to answer a call.
+struct SkippedMessage {
+    MessageType type = MessageType::Invalid;
+    std::uint8_t flags = 0;
+    std::uint32_t serial = 0;
+    std::size_t length = 0;  // all of it, header included
+};
 
 class MessageFramer {
 public:
@@ -27,11 +37,25 @@ public:
     // A longer one is refused as soon as its fixed header announces it, before room is made for it.
     void set_max_message_length(std::size_t bytes) noexcept { max_length_ = bytes; }
     void commit(std::size_t n) noexcept {
-        if (reading_large()) large_received_ += n;
+        if (skipping()) skip_remaining_ -= std::min(n, skip_remaining_);
+        else if (reading_large()) large_received_ += n;
         else end_ += n;
     }
     // Fds received by the same read, in order. They belong to the message whose bytes came with them.
     void add_fds(std::vector<Fd> fds);
+
+    // No room could be made for the message that has begun (prepare() threw std::bad_alloc): it is
+    // skipped instead. Its bytes are read into the read buffer as they come and discarded, and the fds
+    // that came with them are closed; take_skipped() reports it once its last byte has arrived, and the
+    // stream goes on with the next message. False (nothing changes) when there is no such message: its
+    // fixed header has not arrived, is invalid or announces more than the limit, or it is complete.
+    // The rest of its header is not looked at.
+    bool skip_message() noexcept;
+    // The message skipped, once all of it has gone by (then once only); next() yields nothing before
+    // it has been taken.
+    std::optional<SkippedMessage> take_skipped() noexcept;
+    // Whether next() has a message (or an error) to give without more bytes.
+    [[nodiscard]] bool holds_complete_message() const noexcept;
 
     // The next complete, valid message; nullopt when more bytes are needed; an error means the stream is
     // corrupt and the connection must be closed (the specification leaves no way to resynchronise).
@@ -65,6 +89,8 @@ private:
     [[nodiscard]] std::size_t in_buffer() const noexcept { return end_ - start_; }
     // A large message has started and not all of it has arrived (prepare() offers its rest).
     [[nodiscard]] bool reading_large() const noexcept { return large_received_ < large_.size(); }
+    // A skipped message's bytes are still coming (prepare() offers the read buffer as scratch space).
+    [[nodiscard]] bool skipping() const noexcept { return skip_remaining_ != 0; }
     Expected<std::optional<Message>, WireError> with_declared_fds(Expected<Message, WireError> message);
 
     std::vector<std::byte, UninitializedBytes> buffer_;
@@ -77,6 +103,9 @@ private:
     std::size_t large_received_ = 0;
     std::deque<Fd> fds_;
     std::size_t max_length_ = kMaxMessageLength;
+    // The message being skipped (or skipped and not yet taken), and how many of its bytes are to come.
+    std::optional<SkippedMessage> skipped_;
+    std::size_t skip_remaining_ = 0;
 };
 
 }  // namespace afbus

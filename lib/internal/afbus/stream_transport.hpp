@@ -23,11 +23,14 @@ struct TransportError {
         Io,            // another errno from recvmsg/sendmsg
         Corrupt,       // the byte stream is not valid D-Bus (see wire)
         FdsNotAllowed, // a message carries fds but fd passing was not negotiated
-        NoMemory       // no room could be made for a message the peer sent, or for parsing it (bad_alloc)
+        NoMemory,      // no room could be made for a message the peer sent, or for parsing it (bad_alloc)
+        Skipped        // not an end: no room could be made for a message the peer sent, and it was
+                       // skipped (set_skip_unaffordable_messages); the stream goes on after it
     };
     Kind kind;
     int error_number = 0;
     WireError wire = WireError::Truncated;
+    SkippedMessage skipped{};  // Kind::Skipped: what was skipped
 };
 std::string describe(const TransportError& error);
 
@@ -42,6 +45,9 @@ public:
     // The longest message the peer may send (max_message_size): next() reports a longer one as
     // Corrupt/MessageTooLong once its fixed header has arrived, and no room is made for it.
     void set_max_message_size(std::size_t bytes) noexcept { framer_.set_max_message_length(bytes); }
+    // A message there is no memory for is skipped, and next() reports it (Kind::Skipped) in its place,
+    // instead of ending the stream with Kind::NoMemory: a bus answers the sender and serves it on.
+    void set_skip_unaffordable_messages(bool on) noexcept { skip_unaffordable_ = on; }
 
     // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).
     void push_received(std::string_view bytes);
@@ -72,6 +78,7 @@ private:
     std::size_t queued_fds_ = 0;
     bool unix_fds_ = false;
     bool release_buffer_ = false;  // the last read was small: free the read buffer once it is empty
+    bool skip_unaffordable_ = false;
 };
 
 }  // namespace afbus
