@@ -219,7 +219,9 @@ void Bus::peer_sent(PeerId id, Message message) {
 void Bus::peer_message_skipped(PeerId id, const SkippedMessage& message) {
     Peer* sender = peers_.find(id);
     if (!sender) return;
-    // Before Hello it has no name to be answered at, and its first message must be the Hello.
+    // As if it had been read (dispatch): a monitor may send nothing. Before Hello a peer has no name to
+    // be answered at, and its first message must be the Hello.
+    if (sender->monitor()) return refuse(id, "a monitor sent a message (monitors may only listen)");
     if (!sender->registered()) return disconnect(id, "the bus had no memory for its first message", Ending::Lost);
     const bool answer_owed = message.type == MessageType::MethodCall && !(message.flags & message_flags::kNoReplyExpected);
     // Logged once per episode with the other shortages (note_memory_shortage), naming the sender.

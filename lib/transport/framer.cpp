@@ -65,6 +65,8 @@ bool MessageFramer::skip_message() noexcept {
         const auto byte = static_cast<std::uint32_t>(header[little ? 11 - i : 8 + i]);
         serial = (serial << 8) | byte;
     }
+    // Neither can be parsed: the stream is corrupt, which ends it as ever.
+    if (serial == 0 || header[1] == std::byte{0}) return false;
     skipped_ = SkippedMessage{static_cast<MessageType>(header[1]), static_cast<std::uint8_t>(header[2]), serial,
                               *length};
     skip_remaining_ = *length - in_buffer();

@@ -340,8 +340,38 @@ private:
         const std::size_t length = high * 256u + in.byte();
         auto bytes = in.take(length);
         auto message = Message::parse(std::as_bytes(bytes));
-        if (!message) return;  // the delivery mode ends such a connection itself; the model never sees it
+        if (!message) return skipped(from, std::as_bytes(bytes));
         send(from, std::move(*message));
+    }
+
+    // Bytes that are not a message: the delivery mode ends such a connection itself and the model never
+    // sees them, unless it had no room for them and skipped them (MessageFramer::skip_message), which it
+    // can do from a valid fixed header alone: then the model answers a call NoMemory, once, or ends a
+    // peer that has not said Hello.
+    void skipped(PeerId from, std::span<const std::byte> bytes) {
+        if (bytes.size() < kFixedHeaderLength) return;
+        const auto header = bytes.first<kFixedHeaderLength>();
+        if (!Message::frame_length(header)) return;
+        std::uint32_t serial = 0;
+        for (int i = 0; i < 4; ++i)
+            serial = (serial << 8) | static_cast<std::uint32_t>(header[header[0] == std::byte{'l'} ? 11 - i : 8 + i]);
+        if (serial == 0 || header[1] == std::byte{0}) return;
+        const SkippedMessage message{static_cast<MessageType>(header[1]), static_cast<std::uint8_t>(header[2]), serial,
+                                     bytes.size()};
+        // (A peer may have said Hello without asking for the answer: its name is not known here.)
+        const bool registered = !peers_[from].unique_name.empty() && !delivery_.monitors.contains(from);
+        events_.peer_message_skipped(from, message);
+        const bool owed = message.type == MessageType::MethodCall && !(message.flags & message_flags::kNoReplyExpected);
+        int answers = 0;
+        for (const auto& d : delivery_.delivered)
+            if (d.peer == from && d.message->reply_serial() == serial && d.message->error_name() == error_names::kNoMemory)
+                ++answers;
+        if (delivery_.detached.contains(from)) {
+            check(!registered, "a registered peer whose message was skipped is let go");
+            check(answers == 0, "a peer let go for a skipped message is answered");
+            return;
+        }
+        check(answers == (owed ? 1 : 0), "a skipped call is answered NoMemory once");
     }
 
     void send(PeerId from, Message message) {

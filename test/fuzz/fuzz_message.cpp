@@ -56,5 +56,44 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             if (!next || !*next) break;
         }
     }
+
+    // Again, skipping the message that has begun wherever the input says so (as a bus does when it has
+    // no room for it): its skipping ends exactly at its last byte, it is reported once, and the
+    // framer goes on with whatever follows.
+    afbus::MessageFramer skipping;
+    std::size_t skip_ends = 0;  // where the message being skipped ends in the input (0: none)
+    at = 0;
+    while (at < size) {
+        const std::size_t chunk = 1 + (data[at] % 64);
+        const bool skip = data[at] >= 0xf0;
+        auto space = skipping.prepare(std::min(chunk, size - at));
+        const std::size_t n = std::min({chunk, size - at, space.size()});
+        assert(skip_ends == 0 || at + n <= skip_ends);  // never beyond a skipped message's end
+        std::memcpy(space.data(), data + at, n);
+        skipping.commit(n);
+        at += n;
+        if (skip && skip_ends == 0) {
+            const std::size_t buffered = skipping.buffered();
+            if (skipping.skip_message()) {
+                const auto length = afbus::Message::frame_length(
+                    std::span<const std::byte, afbus::kFixedHeaderLength>(input.data() + at - buffered,
+                                                                          afbus::kFixedHeaderLength));
+                assert(length && *length > buffered);
+                skip_ends = at - buffered + *length;
+                assert(skipping.buffered() == 0 && skipping.pending_fds() == 0);
+            }
+        }
+        for (;;) {
+            if (auto skipped = skipping.take_skipped()) {
+                assert(skip_ends == at);
+                skip_ends = 0;
+                (void)skipped;
+                assert(!skipping.take_skipped());
+            }
+            auto next = skipping.next();
+            if (!next || !*next) break;
+            assert(skip_ends == 0);
+        }
+    }
     return 0;
 }

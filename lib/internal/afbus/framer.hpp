@@ -48,7 +48,8 @@ public:
     // skipped instead. Its bytes are read into the read buffer as they come and discarded, and the fds
     // that came with them are closed; take_skipped() reports it once its last byte has arrived, and the
     // stream goes on with the next message. False (nothing changes) when there is no such message: its
-    // fixed header has not arrived, is invalid or announces more than the limit, or it is complete.
+    // fixed header has not arrived, is invalid (serial or type 0 too) or announces more than the limit,
+    // or it is complete.
     // The rest of its header is not looked at.
     bool skip_message() noexcept;
     // The message skipped, once all of it has gone by (then once only); next() yields nothing before
