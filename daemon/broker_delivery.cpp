@@ -116,16 +116,17 @@ void BrokerDelivery::on_listener_ready(int fd) {
 }
 
 void BrokerDelivery::add_connection(Fd socket) {
-    auto credentials = peer_credentials(socket);
-    if (!credentials) {
-        log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
-        return;  // closing the socket refuses it
-    }
-    // The connection's memory first, and room for it in the graveyard (detach() must not allocate): out
-    // of memory, the connection is refused (its socket closed) and nothing else changes.
+    // The connection's memory first (its credentials' groups too), and room for it in the graveyard
+    // (detach() must not allocate): out of memory, the connection is refused (its socket closed) and
+    // nothing else changes.
     std::unique_ptr<Connection> connection;
     std::optional<PeerId> id;
     try {
+        auto credentials = peer_credentials(socket);
+        if (!credentials) {
+            log_warning("refusing a connection: no peer credentials: %s", std::strerror(credentials.error()));
+            return;  // closing the socket refuses it
+        }
         connection = std::make_unique<Connection>();
         connection->sasl = std::make_unique<SaslServer>(sasl_server_config(settings_, *credentials));
         connection->transport = std::make_unique<StreamTransport>(std::move(socket));
@@ -212,6 +213,8 @@ void BrokerDelivery::retry_read_later(Connection& c) {
         if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
             return events_.peer_lost(id, std::string("epoll: ") + std::strerror(errno));
         update_watch(*p);  // reading (unless flow control holds it back) and writing, as wanted now
+        // Messages may wait in its buffer with nothing more on the socket to wake the loop for them.
+        on_io(id, EPOLLIN);
     });
 }
 
@@ -298,6 +301,8 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
                 events_.peer_message_skipped(id, error.skipped);
                 continue;
             }
+            // No memory to parse what is buffered: tried again later, as a read that ran out of it.
+            if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) return retry_read_later(*p);
             return fail_on(id, error);
         }
         if (!*message) break;

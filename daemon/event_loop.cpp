@@ -10,11 +10,25 @@ namespace afbus::daemon {
 EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {}
 
 bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
+    // The memory first: out of it, nothing is registered (an fd in epoll without its callback would be
+    // woken for and never served).
+    std::unordered_map<int, std::shared_ptr<Watch>>::iterator it;
+    try {
+        auto watch = std::make_shared<Watch>(Watch{std::move(callback)});
+        it = watches_.insert_or_assign(fd, std::move(watch)).first;
+    } catch (const std::bad_alloc&) {
+        errno = ENOMEM;
+        return false;
+    }
     epoll_event ev{};
     ev.events = events;
     ev.data.fd = fd;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return false;
-    watches_[fd] = std::make_shared<Watch>(Watch{std::move(callback)});
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) {
+        const int error = errno;
+        watches_.erase(it);
+        errno = error;
+        return false;
+    }
     return true;
 }
 

@@ -25,7 +25,8 @@ public:
 
     EventLoop();
 
-    // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure.
+    // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure
+    // (ENOMEM when there was no memory for the watch: nothing is registered then).
     bool watch(int fd, std::uint32_t events, FdCallback callback);
     bool modify(int fd, std::uint32_t events);
     void unwatch(int fd);

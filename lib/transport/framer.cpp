@@ -105,17 +105,17 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
     if (*length > max_length_) return Unexpected(WireError::MessageTooLong);
     if (in_buffer() < *length) return std::optional<Message>{};
 
-    const std::span<const std::byte> wire(buffer_.data() + start_, *length);
+    // Parsed (a copy) and given its fds before anything is consumed: should either throw
+    // std::bad_alloc, the message is still here for a later next().
+    auto message = with_declared_fds(Message::parse(std::span<const std::byte>(buffer_.data() + start_, *length)));
     start_ += *length;
     if (start_ == end_) start_ = end_ = 0;
-
-    auto message = Message::parse(wire);
     // Shrink the buffer after a very large message so that one big message does not pin its memory.
     if (buffer_.size() > 4 * 1024 * 1024 && start_ == 0 && end_ == 0) {
         buffer_.clear();
         buffer_.shrink_to_fit();
     }
-    return with_declared_fds(std::move(message));
+    return message;
 }
 
 Expected<std::optional<Message>, WireError> MessageFramer::with_declared_fds(

@@ -50,12 +50,15 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
             space = framer_.prepare();
         } catch (const std::bad_alloc&) {
             // No room for the message the peer announced (up to 128 MiB, made at once so that one read
-            // can complete it): where the owner asked so, it is skipped and next() reports it, or, when
-            // messages before it are still buffered, next() gives them first and the next read tries
-            // again. Else this connection cannot go on, but whoever reads it can.
+            // can complete it), or for a read buffer. Where the owner asked so: the message is skipped
+            // and next() reports it; or, when messages before it are buffered, next() gives them first
+            // and the next read tries again; or, with not even a fixed header buffered, nothing is lost
+            // by reading again later, as after the kernel's own ENOMEM. Else this connection cannot go
+            // on, but whoever reads it can.
             if (skip_unaffordable_) {
                 if (framer_.skip_message()) continue;
                 if (framer_.holds_complete_message()) break;
+                return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
             }
             return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
         }
@@ -99,10 +102,16 @@ Expected<std::optional<Message>, TransportError> StreamTransport::next() {
     if (auto skipped = framer_.take_skipped())
         return Unexpected(TransportError{TransportError::Kind::Skipped, ENOMEM, WireError::Truncated, *skipped});
     Expected<std::optional<Message>, WireError> m = std::optional<Message>{};
+    const std::size_t buffered = framer_.buffered();
     try {
         m = framer_.next();
     } catch (const std::bad_alloc&) {
-        // Parsing copies the message out of the read buffer: as in read(), the end of this connection only.
+        // Parsing copies the message out of the read buffer. Where the owner asked to go on: the
+        // message is still buffered, and next() tries again later (ENOMEM, as from a read). Else, or
+        // for a large message read into storage of its own (lost with the failure), as in read(): the
+        // end of this connection only.
+        if (skip_unaffordable_ && framer_.buffered() == buffered)
+            return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
         return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
     }
     if (!m) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, m.error()});

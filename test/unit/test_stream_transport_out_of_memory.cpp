@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <optional>
 #include <vector>
 
@@ -63,8 +64,11 @@ TEST(StreamTransportOutOfMemory, EveryAllocationOfReadingALargeMessageMayFailAlo
 // The same where the owner asks for messages with no room to be skipped (a bus does): the large message
 // between two small ones. Where making its storage fails, it is skipped and reported (Kind::Skipped,
 // with its serial) in its place, and the small ones arrive around it; where the read buffer cannot grow
-// behind a complete message, that message is given and the next read tries again; any other allocation
-// that fails still ends the connection (NoMemory); nothing throws.
+// behind a complete message, that message is given and the next read tries again; where there is no
+// read buffer before a message has begun, the read fails with ENOMEM (Kind::Io) and is made again;
+// where parsing a message from the read buffer fails, next() says ENOMEM and the message is still there;
+// parsing the large message once read into its own storage that fails still ends the connection
+// (NoMemory); nothing throws.
 TEST(StreamTransportOutOfMemory, ALargeMessageWithNoRoomIsSkippedWhenAsked) {
     constexpr std::size_t kBodyBytes = 100 * 1024;
     std::vector<std::byte> stream;
@@ -97,6 +101,8 @@ TEST(StreamTransportOutOfMemory, ALargeMessageWithNoRoomIsSkippedWhenAsked) {
                       static_cast<ssize_t>(part.size()));
             while (!error) {
                 auto n = receiver.read();
+                // No read buffer before a message began: read again (later, in a bus).
+                if (!n && n.error().kind == TransportError::Kind::Io && n.error().error_number == ENOMEM) continue;
                 if (!n) error = n.error().kind;
                 for (;;) {
                     auto m = receiver.next();
@@ -104,6 +110,8 @@ TEST(StreamTransportOutOfMemory, ALargeMessageWithNoRoomIsSkippedWhenAsked) {
                         got.push_back(m.error().skipped.serial + 1000);
                         continue;
                     }
+                    // No memory to parse a buffered message: it is still there (later, in a bus).
+                    if (!m && m.error().kind == TransportError::Kind::Io && m.error().error_number == ENOMEM) continue;
                     if (!m) error = m.error().kind;
                     if (!m || !*m) break;
                     got.push_back((*m)->serial());

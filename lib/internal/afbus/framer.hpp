@@ -60,6 +60,8 @@ public:
 
     // The next complete, valid message; nullopt when more bytes are needed; an error means the stream is
     // corrupt and the connection must be closed (the specification leaves no way to resynchronise).
+    // Parsing may throw std::bad_alloc: a message from the read buffer is then still there, and the next
+    // call tries again (buffered() unchanged); one read into storage of its own is lost.
     Expected<std::optional<Message>, WireError> next();
 
     // Bytes received and not yet yielded as messages.

@@ -46,7 +46,10 @@ public:
     // Corrupt/MessageTooLong once its fixed header has arrived, and no room is made for it.
     void set_max_message_size(std::size_t bytes) noexcept { framer_.set_max_message_length(bytes); }
     // A message there is no memory for is skipped, and next() reports it (Kind::Skipped) in its place,
-    // instead of ending the stream with Kind::NoMemory: a bus answers the sender and serves it on.
+    // instead of ending the stream with Kind::NoMemory: a bus answers the sender and serves it on. No
+    // memory for a read buffer before a message has begun is then Kind::Io with ENOMEM, as the kernel's
+    // own: nothing was read, and the owner reads again later; so is no memory to parse a message from
+    // the read buffer (from next(): it stays buffered, and a later next() tries again).
     void set_skip_unaffordable_messages(bool on) noexcept { skip_unaffordable_ = on; }
 
     // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).

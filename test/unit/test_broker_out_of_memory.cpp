@@ -1,0 +1,327 @@
+// What broker mode does when memory runs out during a turn of the event loop, outside any one message's
+// way through the model (issue 17, item 4): a connection being taken and authenticated, its bytes read
+// and framed, a call routed and its answer written back (the flush after each turn), and the
+// auth_timeout timer firing. test_bus_out_of_memory covers the model's own steps with a fake delivery;
+// here the bus runs on a real BrokerDelivery and socket pairs, and every allocation of the step fails
+// once, in turn (support/failing_allocations), until the step makes fewer allocations than that. After
+// each run, allocating normally again:
+//   - nothing escaped the event loop (a std::bad_alloc out of it would end the daemon);
+//   - the connection the step was about was either served in the end, or told NoMemory, or closed by
+//     the bus: never left waiting, and never served half (a call without an answer);
+//   - the bus still serves a newcomer, whose call the service answers.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <cstdio>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "afbus/error.hpp"
+#include "afbus/framer.hpp"
+#include "afbus/types.hpp"
+#include "broker_delivery.hpp"
+#include "bus.hpp"
+#include "support/failing_allocations.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FailingAllocations;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kService = "org.x.Service";
+
+MessageBuilder driver_call(std::string_view member) {
+    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member);
+}
+
+// The SASL EXTERNAL exchange as a client writes it, all at once (the bus answers OK, then BEGIN ends it).
+std::string sasl_external() {
+    std::string hex;
+    for (char c : std::to_string(::getuid())) {
+        char b[3];
+        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
+        hex += b;
+    }
+    return std::string(1, '\0') + "AUTH EXTERNAL " + hex + "\r\nBEGIN\r\n";
+}
+
+// The client end of a connection: written to at once, read without blocking (the bus's loop runs on
+// this thread). Its bookkeeping is the test's, not the bus's: no allocation of it is counted or failed.
+class Client {
+public:
+    explicit Client(Fd fd) : fd_(std::move(fd)) {}
+
+    // SASL, then `messages` (serials 1, 2, …), in one write.
+    void say(const std::vector<Message>& messages, bool authenticate = true) {
+        FailingAllocations::Pause pause;
+        std::string bytes = authenticate ? sasl_external() : std::string();
+        for (const Message& m : messages) {
+            auto wire = m.wire();
+            bytes.append(reinterpret_cast<const char*>(wire.data()), wire.size());
+        }
+        // (A connection the bus refused at once is closed already.)
+        const ssize_t sent = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            closed_ = true;
+            return;
+        }
+        ASSERT_EQ(sent, static_cast<ssize_t>(bytes.size()));
+    }
+    // The answer to `call`, with `serial`.
+    void answer(const Message& call, std::uint32_t serial) {
+        std::vector<Message> reply;
+        {
+            FailingAllocations::Pause pause;
+            reply.push_back(MessageBuilder::method_return(call).build(serial).value());
+        }
+        say(reply, false);
+    }
+
+    // Takes what the bus wrote so far.
+    void read() {
+        FailingAllocations::Pause pause;
+        for (;;) {
+            char buffer[65536];
+            const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+            if (n == 0) closed_ = true;
+            if (n <= 0) return;
+            std::string_view bytes(buffer, static_cast<std::size_t>(n));
+            if (!past_sasl_) {
+                sasl_.append(bytes);
+                const auto end = sasl_.find("\r\n");
+                if (end == std::string::npos) continue;
+                past_sasl_ = true;
+                bytes = std::string_view(sasl_).substr(end + 2);
+            }
+            while (!bytes.empty()) {
+                auto space = framer_.prepare(bytes.size());
+                const std::size_t taken = std::min(space.size(), bytes.size());
+                std::memcpy(space.data(), bytes.data(), taken);
+                framer_.commit(taken);
+                bytes.remove_prefix(taken);
+            }
+            for (;;) {
+                auto m = framer_.next();
+                ASSERT_TRUE(m) << "the bus wrote a corrupt message";
+                if (!*m) break;
+                received_.push_back(std::move(**m));
+            }
+        }
+    }
+
+    // The answer to `serial` (a method return or an error), if it came.
+    [[nodiscard]] const Message* answer(std::uint32_t serial) const {
+        for (const Message& m : received_)
+            if ((m.type() == MessageType::MethodReturn || m.type() == MessageType::Error) && m.reply_serial() == serial)
+                return &m;
+        return nullptr;
+    }
+    [[nodiscard]] const Message* call(std::string_view member) const {
+        for (const Message& m : received_)
+            if (m.type() == MessageType::MethodCall && m.member() == member) return &m;
+        return nullptr;
+    }
+    [[nodiscard]] bool closed() const { return closed_; }
+
+private:
+    Fd fd_;
+    std::string sasl_;
+    bool past_sasl_ = false;
+    MessageFramer framer_;
+    std::vector<Message> received_;
+    bool closed_ = false;
+};
+
+struct World {
+    EventLoop loop;
+    Bus bus{loop, BusSettings{}};
+    BrokerDelivery& broker = bus.use_delivery<BrokerDelivery>();
+    std::optional<Client> service;
+    bool escaped = false, failed = false;
+    std::size_t made = 0;
+
+    // A new connection: its client end in `client` (made in place: a framer's deque allocates when
+    // made or moved), the other end taken by the bus now.
+    void connect(std::optional<Client>& client) {
+        int pair[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair), 0);
+        {
+            FailingAllocations::Pause pause;
+            client.emplace(Fd(pair[0]));
+        }
+        broker.add_connection(Fd(pair[1]));
+    }
+    // Runs the loop until `done` (the clients read in between), for at most `limit`. (A template: a
+    // std::function could allocate, inside the step.)
+    template <class Done>
+    void pump(Done&& done, std::chrono::milliseconds limit = 2000ms) {
+        const auto deadline = Clock::now() + limit;
+        while (!done() && Clock::now() < deadline) (void)loop.run_once(10ms);
+    }
+    // The service: registered, owning kService, and answering every M call it is given.
+    void start_service() {
+        connect(service);
+        std::vector<Message> hello_and_request;
+        hello_and_request.push_back(driver_call("Hello").build(1).value());
+        auto request = driver_call("RequestName");
+        append(request, std::string(kService), std::uint32_t{0});
+        hello_and_request.push_back(request.build(2).value());
+        service->say(hello_and_request);
+        pump([&] {
+            service->read();
+            return service->answer(2) != nullptr;
+        });
+        ASSERT_TRUE(service->answer(2)) << "the service did not get its name";
+    }
+    // `step` runs with allocation number `fail_at` failing.
+    template <class Step>
+    void failing(std::size_t fail_at, Step&& step) {
+        FailingAllocations failing(fail_at);
+        try {
+            step();
+        } catch (const std::bad_alloc&) {
+            escaped = true;
+        }
+        failing.stop();
+        failed = failing.failed();
+        made = failing.count();
+    }
+};
+
+// Pumps until `client` is answered `serial` or closed, the service answering the M call it is given.
+void until_answered_or_closed(World& w, Client& client, std::uint32_t serial) {
+    bool service_answered = false;
+    w.pump([&] {
+        client.read();
+        w.service->read();
+        if (const Message* call = w.service->call("M"); call && !service_answered) {
+            service_answered = true;
+            w.service->answer(*call, 100);
+        }
+        return client.closed() || client.answer(serial) != nullptr;
+    });
+}
+
+// A newcomer says Hello and calls the service, which answers.
+void bus_still_serves(World& w) {
+    std::optional<Client> newcomer;
+    w.connect(newcomer);
+    std::vector<Message> hello_and_call;
+    hello_and_call.push_back(driver_call("Hello").build(1).value());
+    hello_and_call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "N").build(2).value());
+    newcomer->say(hello_and_call);
+    bool answered = false;
+    w.pump([&] {
+        newcomer->read();
+        w.service->read();
+        if (const Message* call = w.service->call("N"); call && !answered) {
+            answered = true;
+            w.service->answer(*call, 101);
+        }
+        return newcomer->answer(2) != nullptr;
+    });
+    const Message* answer = newcomer->answer(2);
+    ASSERT_TRUE(answer) << "the bus no longer serves a newcomer";
+    EXPECT_EQ(answer->type(), MessageType::MethodReturn);
+}
+
+// Runs `step` on a fresh bus with a service, with every allocation failing once in turn; `check` judges
+// each run. Returns how many allocations the step makes when none fails.
+std::size_t fail_each_allocation(const std::function<void(World&)>& prepare, const std::function<void(World&)>& step,
+                                 const std::function<void(World&)>& check) {
+    for (std::size_t fail_at = 1;; ++fail_at) {
+        SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+        World w;
+        w.start_service();
+        if (prepare) prepare(w);
+        w.failing(fail_at, [&] { step(w); });
+        if (w.escaped) {
+            ADD_FAILURE() << "std::bad_alloc escaped the event loop";
+            return fail_at;
+        }
+        check(w);
+        bus_still_serves(w);
+        if (testing::Test::HasFailure()) return fail_at;
+        if (!w.failed) {
+            std::printf("%s: %zu allocations, each failed once in turn\n",
+                        testing::UnitTest::GetInstance()->current_test_info()->name(), w.made);
+            return w.made;
+        }
+    }
+}
+
+// A connection's first turns: taken, authenticated, Hello, and a call to the service whose answer is
+// written back, all sent at once. The caller is answered (by the service, or NoMemory by the bus), or
+// its connection is closed; never left waiting.
+TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
+    std::optional<Client> caller;
+    int served = 0, no_memory = 0, closed = 0;
+    const std::size_t made = fail_each_allocation(
+        {},
+        [&](World& w) {
+            std::vector<Message> hello_and_call;
+            {
+                FailingAllocations::Pause pause;
+                hello_and_call.push_back(driver_call("Hello").build(1).value());
+                hello_and_call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
+            }
+            w.connect(caller);
+            caller->say(hello_and_call);
+            until_answered_or_closed(w, *caller, 2);
+        },
+        [&](World& w) {
+            // Allocating normally again: a read put off for want of memory is made now.
+            until_answered_or_closed(w, *caller, 2);
+            if (caller->closed()) {
+                ++closed;
+                return;
+            }
+            const Message* answer = caller->answer(2);
+            ASSERT_TRUE(answer) << "the caller waits for ever";
+            if (answer->type() == MessageType::Error) {
+                EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
+                ++no_memory;
+            } else {
+                ++served;
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the caller: served %d times, told NoMemory %d times, closed %d times\n", served, no_memory, closed);
+}
+
+// auth_timeout passing for a connection that never authenticates (a timer of the event loop): the bus
+// closes that connection, and nothing escapes the loop.
+TEST(BrokerOutOfMemory, AnAuthTimeout) {
+    std::optional<Client> silent;
+    fail_each_allocation(
+        [](World& w) {
+            BusSettings settings;
+            settings.limits.auth_timeout = 50;
+            w.bus.set_settings(settings);
+        },
+        [&](World& w) {
+            w.connect(silent);
+            w.pump([&] {
+                silent->read();
+                return silent->closed();
+            });
+        },
+        [&](World& w) {
+            w.pump([&] {
+                silent->read();
+                return silent->closed();
+            });
+            EXPECT_TRUE(silent->closed()) << "a connection that never authenticated is kept";
+        });
+}
+
+}  // namespace
+}  // namespace afbus::daemon
