@@ -22,6 +22,11 @@ std::uint32_t load_u32(const std::byte* p, Endian endian) {
     return endian == native_endian() ? v : __builtin_bswap32(v);
 }
 
+void store_u32(std::byte* p, std::uint32_t v, Endian endian) {
+    if (endian != native_endian()) v = __builtin_bswap32(v);
+    std::memcpy(p, &v, 4);
+}
+
 // The variant signature each known header field must carry.
 constexpr char expected_field_type(std::uint8_t code) {
     switch (static_cast<HeaderField>(code)) {
@@ -317,6 +322,11 @@ Expected<Message, WireError> Message::with_sender(std::string_view sender) const
 
 Expected<Message, WireError> Message::with_sender(std::string_view sender) && {
     if (!is_valid_bus_name(sender)) return Unexpected(WireError::BadSender);
+    // Most messages (a client's, which the bus has not named yet) carry neither a SENDER nor a field
+    // the bus drops: SENDER is appended to their fields, which keeps every other field where it is, so
+    // that neither a new header nor a new parse of it is needed (a bus does this to every message it
+    // routes, libafbus to every message it sends on AF_BUS).
+    if (!fields_.unknown && !fields_.sender.present) return std::move(*this).appending_sender(sender);
     HeaderParts parts{type(), flags(), static_cast<std::uint32_t>(body_.size()), serial_,
                       path(), interface(), member(), error_name(), destination(), sender, signature(),
                       fields_.reply_serial, fields_.unix_fds};
@@ -324,6 +334,34 @@ Expected<Message, WireError> Message::with_sender(std::string_view sender) && {
     m.header_ = encode_header(parts, endian());
     if (m.header_.size() + body_.size() > kMaxMessageLength) return Unexpected(WireError::MessageTooLong);
     if (auto r = m.parse_header(); !r) return Unexpected(r.error());
+    m.body_ = std::move(body_);
+    m.fds_ = std::move(fds_);
+    return m;
+}
+
+Expected<Message, WireError> Message::appending_sender(std::string_view sender) && {
+    const Endian endian = this->endian();
+    // A header field is a struct (code, variant), 8-aligned: the new one starts at the padding's end.
+    const std::size_t fields_end = kFixedHeaderLength + load_u32(header_.data() + 12, endian);
+    const std::size_t field_at = align8(fields_end);
+    const std::size_t text_at = field_at + 8;  // code, signature "s" (1, 's', nul), the string's length
+    const std::size_t new_fields_end = text_at + sender.size() + 1;
+    const std::size_t header_size = align8(new_fields_end);
+    if (new_fields_end - kFixedHeaderLength > kMaxArrayLength) return Unexpected(WireError::ArrayTooLong);
+    if (header_size + body_.size() > kMaxMessageLength) return Unexpected(WireError::MessageTooLong);
+    Message m;
+    m.header_.reserve(header_size);
+    m.header_.assign(header_.begin(), header_.begin() + static_cast<std::ptrdiff_t>(fields_end));
+    m.header_.resize(header_size, std::byte{0});  // the padding, and the nul after the name
+    m.header_[field_at] = static_cast<std::byte>(HeaderField::Sender);
+    m.header_[field_at + 1] = std::byte{1};
+    m.header_[field_at + 2] = std::byte{'s'};
+    store_u32(m.header_.data() + field_at + 4, static_cast<std::uint32_t>(sender.size()), endian);
+    std::memcpy(m.header_.data() + text_at, sender.data(), sender.size());
+    store_u32(m.header_.data() + 12, static_cast<std::uint32_t>(new_fields_end - kFixedHeaderLength), endian);
+    m.fields_ = fields_;
+    m.fields_.sender = {static_cast<std::uint32_t>(text_at), static_cast<std::uint32_t>(sender.size()), true};
+    m.serial_ = serial_;
     m.body_ = std::move(body_);
     m.fds_ = std::move(fds_);
     return m;

@@ -121,6 +121,30 @@ void libdbus_marshal(DBusMessage* m) {
     dbus_message_unref(m);
 }
 
+// --- the bus stamping SENDER ---
+
+// What a broker does to every message it routes, and libafbus to every message it sends on AF_BUS: a
+// copy of a client's call (no SENDER) with the sender's unique name stitched into its header.
+void BM_WithSender_TypicalCall_afbus(benchmark::State& state) {
+    auto b = MessageBuilder::method_call(kDest, kPath, kIface, "SetProperty");
+    afbus::append(b, std::string("Autoconnect"), std::uint32_t{1}, std::string("wlan0"));
+    const auto m = b.build(7).value();
+    for (auto _ : state) {
+        auto stamped = m.with_sender(":1.42");
+        benchmark::DoNotOptimize(stamped);
+    }
+}
+// The copy alone, for what the stitching adds to it.
+void BM_Clone_TypicalCall_afbus(benchmark::State& state) {
+    auto b = MessageBuilder::method_call(kDest, kPath, kIface, "SetProperty");
+    afbus::append(b, std::string("Autoconnect"), std::uint32_t{1}, std::string("wlan0"));
+    const auto m = b.build(7).value();
+    for (auto _ : state) {
+        auto copy = m.clone();
+        benchmark::DoNotOptimize(copy);
+    }
+}
+
 // --- parse ---
 
 void BM_Parse_TypicalCall_afbus(benchmark::State& state) {
@@ -289,6 +313,8 @@ void BM_Marshal_LargeDict_libdbus(benchmark::State& state) {
     }
 }
 
+BENCHMARK(BM_WithSender_TypicalCall_afbus);
+BENCHMARK(BM_Clone_TypicalCall_afbus);
 BENCHMARK(BM_Parse_TypicalCall_afbus);
 BENCHMARK(BM_Parse_TypicalCall_libdbus);
 BENCHMARK(BM_Parse_ByteArray1MiB_afbus);

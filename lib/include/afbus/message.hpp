@@ -144,6 +144,8 @@ private:
 
     static Expected<Message, WireError> validate(Message message);
     Expected<void, WireError> parse_header();
+    // with_sender() for a message with no SENDER and no field the bus drops.
+    Expected<Message, WireError> appending_sender(std::string_view sender) &&;
 
     [[nodiscard]] std::uint8_t byte_at(std::size_t i) const noexcept {
         return header_.empty() ? 0 : static_cast<std::uint8_t>(header_[i]);
