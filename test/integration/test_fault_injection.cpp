@@ -910,6 +910,35 @@ TEST(FaultInjection, HardSocketErrorsDisconnectOnlyThatPeer) {
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
 }
 
+// The faults the kernel-mode tests inject into the daemon's calls on one AF_BUS socket, and whether the
+// client it serves survives them: EINTR and EAGAIN are retried, ENOMEM on a read is read again later;
+// ENOBUFS on a read and ENOMEM on a write cost the client its connection.
+struct SocketFault {
+    const char* rule;
+    bool survives;
+};
+constexpr SocketFault kSocketFaults[] = {{"read EINTR 3", true},    {"read EAGAIN 3", true},  {"write EINTR 3", true},
+                                         {"write EAGAIN 3", true},  {"read ENOMEM 3", true},  {"read ENOBUFS 1", false},
+                                         {"write ENOMEM 1", false}};
+
+// Waits until `victim` sees the bus hang up (serving `others` meanwhile), and checks that the daemon
+// logged the loss, naming it and the errno of `fault`.
+void expect_lost(ShimmedBus& shimmed, Connection& victim, const SocketFault& fault,
+                 const std::vector<Connection*>& others = {}) {
+    const auto deadline = test::Clock::now() + 10s;
+    while (victim.connected() && test::Clock::now() < deadline) {
+        (void)victim.process();
+        for (Connection* c : others) EXPECT_TRUE(c->process());
+        std::vector<pollfd> fds{{victim.fd(), POLLIN, 0}};
+        for (Connection* c : others) fds.push_back({c->fd(), c->poll_events(), 0});
+        ::poll(fds.data(), fds.size(), 100);
+    }
+    EXPECT_FALSE(victim.connected()) << "the victim was not disconnected";
+    const bool no_memory = std::string_view(fault.rule).find("ENOMEM") != std::string_view::npos;
+    const std::string reason = std::strerror(no_memory ? ENOMEM : ENOBUFS);
+    EXPECT_TRUE(shimmed.log_shows("connection " + victim.unique_name() + " (uid=", reason)) << shimmed.bus().log();
+}
+
 // Kernel mode: the daemon's reads and writes of a native client's AF_BUS socket (its master side, which
 // carries the client's Hello, its calls to the bus and their answers). EINTR and EAGAIN are retried, and
 // ENOMEM from a read is read again later, as on a unix socket: the client is answered. ENOBUFS from a read
@@ -925,14 +954,7 @@ TEST(FaultInjection, SocketErrorsOnANativeClientsAfBusSocketAffectOnlyIt) {
     const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
     // The bystanders are native: AF_BUS sockets 1 to 4 of the daemon; each victim is the next one.
     int bus_sockets = Bystanders::kConnections;
-    struct Fault {
-        const char* rule;
-        bool survives;
-    };
-    for (const Fault& fault : {Fault{"read EINTR 3", true}, Fault{"read EAGAIN 3", true},
-                               Fault{"write EINTR 3", true}, Fault{"write EAGAIN 3", true},
-                               Fault{"read ENOMEM 3", true}, Fault{"read ENOBUFS 1", false},
-                               Fault{"write ENOMEM 1", false}}) {
+    for (const SocketFault& fault : kSocketFaults) {
         SCOPED_TRACE(fault.rule);
         auto victim = test::connect(shimmed.bus());
         ASSERT_TRUE(victim);
@@ -950,17 +972,7 @@ TEST(FaultInjection, SocketErrorsOnANativeClientsAfBusSocketAffectOnlyIt) {
         } else {
             // (A write that failed may still go out: the daemon flushes a client once more as it lets go
             // of it, so the answer may have arrived before the end.)
-            const auto deadline = test::Clock::now() + 10s;
-            while (victim->connected() && test::Clock::now() < deadline) {
-                (void)victim->process();
-                pollfd p{victim->fd(), POLLIN, 0};
-                ::poll(&p, 1, 100);
-            }
-            EXPECT_FALSE(victim->connected()) << "the victim was not disconnected";
-            const bool no_memory = std::string_view(fault.rule).find("ENOMEM") != std::string_view::npos;
-            const std::string reason = std::strerror(no_memory ? ENOMEM : ENOBUFS);
-            EXPECT_TRUE(shimmed.log_shows("connection " + victim->unique_name() + " (uid=", reason))
-                << shimmed.bus().log();
+            expect_lost(shimmed, *victim, fault);
         }
         EXPECT_TRUE(bystanders.still_served());
         victim.reset();
@@ -985,14 +997,7 @@ TEST(FaultInjection, SocketErrorsOnABridgeAffectOnlyItsClient) {
     ASSERT_TRUE(bystanders.ready());
     ASSERT_TRUE(bystanders.still_served());
     const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
-    struct Fault {
-        const char* rule;
-        bool survives;
-    };
-    for (const Fault& fault : {Fault{"read EINTR 3", true}, Fault{"read EAGAIN 3", true},
-                               Fault{"write EINTR 3", true}, Fault{"write EAGAIN 3", true},
-                               Fault{"read ENOMEM 3", true}, Fault{"read ENOBUFS 1", false},
-                               Fault{"write ENOMEM 1", false}}) {
+    for (const SocketFault& fault : kSocketFaults) {
         SCOPED_TRACE(fault.rule);
         // The bystanders are native; each victim is the next unix client, given the next bridge at Hello.
         auto victim = shimmed.connect();
@@ -1013,22 +1018,9 @@ TEST(FaultInjection, SocketErrorsOnABridgeAffectOnlyItsClient) {
             auto slot = victim->call_async(ping(bystanders.service_name()),
                                            [&](Expected<Message, Error> r) { answer = std::move(r); }, 10s);
             ASSERT_TRUE(slot);
-            auto all = bystanders.all();
-            const auto deadline = test::Clock::now() + 10s;
-            while (victim->connected() && test::Clock::now() < deadline) {
-                (void)victim->process();
-                for (Connection* c : all) EXPECT_TRUE(c->process());
-                std::vector<pollfd> fds{{victim->fd(), POLLIN, 0}};
-                for (Connection* c : all) fds.push_back({c->fd(), c->poll_events(), 0});
-                ::poll(fds.data(), fds.size(), 100);
-            }
-            EXPECT_FALSE(victim->connected()) << "the victim was not disconnected";
+            expect_lost(shimmed, *victim, fault, bystanders.all());
             EXPECT_FALSE(answer && *answer) << "answered through a broken bridge";
             EXPECT_TRUE(shimmed.log_shows("on bridge socket " + bridge + " (fd", "(0 left)")) << shimmed.bus().log();
-            const bool no_memory = std::string_view(fault.rule).find("ENOMEM") != std::string_view::npos;
-            const std::string reason = std::strerror(no_memory ? ENOMEM : ENOBUFS);
-            EXPECT_TRUE(shimmed.log_shows("connection " + victim->unique_name() + " (uid=", reason))
-                << shimmed.bus().log();
         }
         EXPECT_TRUE(bystanders.still_served());
         victim.reset();
