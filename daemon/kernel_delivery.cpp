@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <new>
+#include <optional>
 #include <span>
 
 #include "afbus/af_bus_socket.hpp"
@@ -21,6 +23,7 @@
 #include "log.hpp"
 #include "match_registry.hpp"
 #include "name_signals.hpp"
+#include "room.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -197,35 +200,55 @@ bool KernelDelivery::accept_one(int fd) {
 }
 
 void KernelDelivery::add_client(Fd socket, std::size_t listener) {
-    auto credentials = peer_credentials(socket);
-    if (!credentials) {
-        log_warning("refusing an AF_BUS connection: no peer credentials: %s", std::strerror(credentials.error()));
-        return;
-    }
     sockaddr_bus peer_address{};
     socklen_t length = sizeof peer_address;
     if (::getpeername(socket.get(), reinterpret_cast<sockaddr*>(&peer_address), &length) < 0) {
         log_warning("refusing an AF_BUS connection: no address: %s", std::strerror(errno));
         return;
     }
-    SaslServerConfig sasl = sasl_server_config(settings_, *credentials);
-    const auto id = events_.peer_connected(std::move(*credentials));
+    // As in the broker (BrokerDelivery::add_connection): the client's memory first (its credentials'
+    // groups too), and room for it in the graveyard (detach() must not allocate); out of memory, the
+    // connection is refused (its socket closed) and nothing else changes.
+    std::unique_ptr<Client> client;
+    std::optional<PeerId> id;
+    try {
+        auto credentials = peer_credentials(socket);
+        if (!credentials) {
+            log_warning("refusing an AF_BUS connection: no peer credentials: %s", std::strerror(credentials.error()));
+            return;
+        }
+        client = std::make_unique<Client>();
+        client->sasl = std::make_unique<SaslServer>(sasl_server_config(settings_, *credentials));
+        client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
+        make_room(graveyard_, clients_.size() + 1);
+        id = events_.peer_connected(std::move(*credentials));
+    } catch (const std::bad_alloc&) {
+        log_warning("refusing an AF_BUS connection: out of memory");
+        return;
+    }
     if (!id) return;
-    auto client = std::make_unique<Client>();
-    client->id = *id;
+    const PeerId peer = *id;
+    client->id = peer;
     client->address = peer_address.sbus_addr.s_addr;
     client->listener = listener;
-    client->sasl = std::make_unique<SaslServer>(std::move(sasl));
-    client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
-    const PeerId peer = *id;
-    Client& c = *clients_.emplace(peer, std::move(client)).first->second;
+    Client* added = nullptr;
+    try {
+        added = clients_.emplace(peer, std::move(client)).first->second.get();
+    } catch (const std::bad_alloc&) {
+        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+    }
+    Client& c = *added;
     if (!watch_client(c)) return fail(peer, std::string("epoll: ") + std::strerror(errno));
-    c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
-        if (Client* p = find(peer); p && p->sasl) {
-            p->auth_timer = 0;
-            fail(peer, "authentication timed out");
-        }
-    });
+    try {
+        c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
+            if (Client* p = find(peer); p && p->sasl) {
+                p->auth_timer = 0;
+                fail(peer, "authentication timed out");
+            }
+        });
+    } catch (const std::bad_alloc&) {
+        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+    }
 }
 
 KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
@@ -247,6 +270,17 @@ void KernelDelivery::fail_on(PeerId id, const TransportError& error) {
 }
 
 void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
+    // As in the broker (BrokerDelivery::on_io): out of memory while serving one client's socket (its
+    // SASL exchange, its datagrams; the bus guards its own work on each message), that client ends,
+    // alone, instead of the bus.
+    try {
+        handle_io(id, events);
+    } catch (const std::bad_alloc&) {
+        events_.peer_lost(id, "the bus ran out of memory serving it");
+    }
+}
+
+void KernelDelivery::handle_io(PeerId id, std::uint32_t events) {
     Client* c = find(id);
     if (!c) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -760,6 +794,7 @@ bool KernelDelivery::bridge_unix_client(PeerId peer) {
         else
             accepted_early_.push_back(std::move(accepted));
     }
+    make_room(graveyard_, clients_.size() + 1);  // detach() must not allocate
     auto client = std::make_unique<Client>();
     client->id = peer;
     client->address = *own;
@@ -1049,6 +1084,15 @@ void KernelDelivery::bridge_callee_left(PeerId callee, const char* why) {
 }
 
 void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
+    // The same for what the bridge carries between the kernel and the unix client.
+    try {
+        handle_bridge_io(id, events);
+    } catch (const std::bad_alloc&) {
+        events_.peer_lost(id, "the bus ran out of memory serving it");
+    }
+}
+
+void KernelDelivery::handle_bridge_io(PeerId id, std::uint32_t events) {
     Client* c = find(id);
     if (!c || !c->bridge) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) bridge_read(*c);

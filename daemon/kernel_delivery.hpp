@@ -182,6 +182,7 @@ private:
     [[nodiscard]] bool install_chains(const Client& client);
     void add_client(Fd socket, std::size_t listener);
     void on_io(PeerId id, std::uint32_t events);
+    void handle_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
     void read_messages(Client& client, bool hung_up);
     // Sends what is queued for `client` now. A broken connection is reported at the next flush().
@@ -232,6 +233,7 @@ private:
     void bridge_pump(Client& c);
     void bridge_answer_refused(Client& c);
     void on_bridge_io(PeerId id, std::uint32_t events);
+    void handle_bridge_io(PeerId id, std::uint32_t events);
     // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little
     // enough (`drain`: everything, before a callee's NoReply).
     void bridge_read(Client& c, bool drain = false);
