@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "afbus/decoder.hpp"
+
 namespace afbus {
 
 std::span<std::byte> MessageFramer::prepare(std::size_t min) {
@@ -59,12 +61,8 @@ bool MessageFramer::skip_message() noexcept {
     auto length = Message::frame_length(std::span<const std::byte, kFixedHeaderLength>(header, kFixedHeaderLength));
     if (!length || *length > max_length_ || *length <= in_buffer()) return false;
     // The fixed header is valid (frame_length checked its byte order and version): yyyyuuu.
-    const bool little = header[0] == std::byte{'l'};
     std::uint32_t serial = 0;
-    for (int i = 0; i < 4; ++i) {
-        const auto byte = static_cast<std::uint32_t>(header[little ? 11 - i : 8 + i]);
-        serial = (serial << 8) | byte;
-    }
+    Decoder(std::span<const std::byte>(header, kFixedHeaderLength), static_cast<Endian>(header[0]), 8).read_u32(serial);
     // Neither can be parsed: the stream is corrupt, which ends it as ever.
     if (serial == 0 || header[1] == std::byte{0}) return false;
     skipped_ = SkippedMessage{static_cast<MessageType>(header[1]), static_cast<std::uint8_t>(header[2]), serial,

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "afbus/decoder.hpp"
 #include "afbus/message.hpp"
 #include "afbus/types.hpp"
 #include "bus.hpp"
@@ -353,8 +354,7 @@ private:
         const auto header = bytes.first<kFixedHeaderLength>();
         if (!Message::frame_length(header)) return;
         std::uint32_t serial = 0;
-        for (int i = 0; i < 4; ++i)
-            serial = (serial << 8) | static_cast<std::uint32_t>(header[header[0] == std::byte{'l'} ? 11 - i : 8 + i]);
+        Decoder(header, static_cast<Endian>(header[0]), 8).read_u32(serial);
         if (serial == 0 || header[1] == std::byte{0}) return;
         const SkippedMessage message{static_cast<MessageType>(header[1]), static_cast<std::uint8_t>(header[2]), serial,
                                      bytes.size()};
