@@ -14,6 +14,9 @@
 namespace afbus::daemon {
 namespace {
 
+// Why a monitor that sends anything is disconnected (dbus-daemon does the same).
+constexpr std::string_view kMonitorSent = "a monitor sent a message (monitors may only listen)";
+
 std::map<std::string, std::string> own_environment() {
     std::map<std::string, std::string> out;
     for (char** entry = environ; entry && *entry; ++entry) {
@@ -221,7 +224,7 @@ void Bus::peer_message_skipped(PeerId id, const SkippedMessage& message) {
     if (!sender) return;
     // As if it had been read (dispatch): a monitor may send nothing. Before Hello a peer has no name to
     // be answered at, and its first message must be the Hello.
-    if (sender->monitor()) return refuse(id, "a monitor sent a message (monitors may only listen)");
+    if (sender->monitor()) return refuse(id, kMonitorSent);
     if (!sender->registered()) return disconnect(id, "the bus had no memory for its first message", Ending::Lost);
     const bool answer_owed = message.type == MessageType::MethodCall && !(message.flags & message_flags::kNoReplyExpected);
     // Logged once per episode with the other shortages (note_memory_shortage), naming the sender.
@@ -269,7 +272,7 @@ void Bus::dispatch(PeerId id, Message message) {
     if (!sender) return;
     if (const char* limit = flow_.message_exceeds(message))
         return refuse(id, std::string("sent a message beyond ") + limit + "=" + std::to_string(flow_.limit_value(limit)));
-    if (sender->monitor()) return refuse(id, "a monitor sent a message (monitors may only listen)");
+    if (sender->monitor()) return refuse(id, kMonitorSent);
     if (message.destination() == kDriverName) return dispatch_to_driver(*sender, std::move(message));
     // As dbus-daemon: before Hello, anything for anyone but the bus ends the connection.
     if (!sender->registered()) return refuse(id, "sent a message other than Hello without being registered");
