@@ -283,6 +283,11 @@ bool testing_afbus_daemon() {
     return std::filesystem::path(daemon_under_test()).filename().string().starts_with("afbus-daemon");
 }
 
+bool skip_known_stall() {
+    const char* show = std::getenv("AFBUS_TEST_SHOW_STALLS");
+    return !testing_afbus_daemon() && !(show && std::string_view(show) == "1");
+}
+
 std::string TestBus::log() const {
     if (log_path_.empty()) return {};
     return read_whole_file(log_path_);

@@ -81,6 +81,10 @@ std::string daemon_under_test();
 // Whether the daemon under test is afbus-daemon (some checks are of afbus-daemon's own log or counters).
 bool testing_afbus_daemon();
 
+// Whether a check that dbus-daemon is known to fail (a stall, docs/reliability.md) is skipped: against
+// dbus-daemon, unless AFBUS_TEST_SHOW_STALLS=1 asks to see it fail.
+bool skip_known_stall();
+
 // What the daemon process `pid` holds now: resident memory (VmRSS), open fds (/proc/PID/fd), and the
 // CPU time it has used.
 struct ProcessUsage {

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 
 #include "afbus/connection.hpp"
@@ -54,11 +53,7 @@ TestBusOptions quota_options() {
 
 // dbus-daemon 1.14 charges replies and broadcasts to their sender while any queue holds them, so a
 // reader that does not read stalls the service or the emitter for everyone (docs/reliability.md): the
-// two tests below are skipped against it, unless AFBUS_TEST_SHOW_STALLS=1 asks to see it fail.
-bool skip_known_stall() {
-    const char* show = std::getenv("AFBUS_TEST_SHOW_STALLS");
-    return !test::testing_afbus_daemon() && !(show && std::string_view(show) == "1");
-}
+// two tests below are skipped against it (test::skip_known_stall).
 
 using Stats = std::map<std::string, Variant>;
 
@@ -138,7 +133,7 @@ Message get_call(const std::string& destination) {
 // own queues (then are dropped), not against the service: a third client of the same user is answered
 // every time meanwhile.
 TEST(QuotaBlame, CallersThatNeverReadRepliesDoNotStallTheService) {
-    if (skip_known_stall()) GTEST_SKIP() << "dbus-daemon stalls the service here (2 of 100 calls answered in 20 s)";
+    if (test::skip_known_stall()) GTEST_SKIP() << "dbus-daemon stalls the service here (2 of 100 calls answered in 20 s)";
     TestBus bus(quota_options());
     auto service = connect(bus);
     auto caller = connect(bus);
@@ -196,7 +191,7 @@ TEST(QuotaBlame, CallersThatNeverReadRepliesDoNotStallTheService) {
 // Two subscribers to a busy signal never read (one from the start, one from halfway). They lose signals
 // (their own queues are full), but the emitter is not held back: a subscriber of the same user that reads gets every signal, in order.
 TEST(QuotaBlame, SubscribersThatNeverReadDoNotStallTheEmitter) {
-    if (skip_known_stall()) GTEST_SKIP() << "dbus-daemon stalls the emitter here (60 of 1000 signals in 20 s)";
+    if (test::skip_known_stall()) GTEST_SKIP() << "dbus-daemon stalls the emitter here (60 of 1000 signals in 20 s)";
     TestBus bus(quota_options());
     auto emitter = connect(bus);
     auto reader = connect(bus);
