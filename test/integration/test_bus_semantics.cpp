@@ -298,7 +298,7 @@ TEST(BusSemantics, ASenderToASlowReaderIsHeldBackOthersAreNot) {
     // its call is answered.
     ASSERT_TRUE(test::pump({sender.get(), reader.get()}, [&] { return received == kSignals; }, 60s));
     const bool answered = test::pump({sender.get(), reader.get()}, [&] { return answer.has_value(); }, 10s);
-    // dbus-daemon 1.14 now and then (1 to 4 runs in 300 here) reads the call while the sender is still
+    // dbus-daemon 1.14 now and then (1 to 3 runs in 100 here) reads the call while the sender is still
     // held back and then leaves it unanswered until the sender writes again: all sockets are empty, the
     // call sits in the daemon. afbus-daemon looks at what it has read once the sender is let go.
     if (!answered && test::skip_known_stall()) GTEST_SKIP() << "dbus-daemon left the sender's call unanswered";
