@@ -94,5 +94,33 @@ TEST(MatchRegistry, ReusedSlotsForgetTheirOldRules) {
     EXPECT_EQ(r.rules_of(2), (std::vector<std::string>{"member='Tock',arg1='x'"}));
 }
 
+// A peer at session.conf's limit of 50,000 rules, all equal (one key), leaves: every one of its rules
+// goes and nobody else's, whichever entries of the key are whose. (Each rule used to be looked for by
+// its own id among the key's entries: about 10^9 steps for this peer, the bus held for seconds.)
+TEST(MatchRegistry, APeerWithManyEqualRulesLeavesAndOnlyItsRulesGo) {
+    MatchRegistry r;
+    for (int i = 0; i < 50000; ++i) {
+        r.add(1, rule("type='signal',member='Tick'"));
+        r.add(1, rule("type='signal'"));
+        if (i % 10000 == 0) {
+            r.add(3, rule("type='signal',member='Tick'"));
+            r.add(4, rule("type='signal',path='/org/example'"));
+        }
+    }
+    EXPECT_EQ(recipients(r, signal("Tick", "x")), (std::vector<PeerId>{1, 3, 4}));
+    r.remove_all(1);
+    EXPECT_EQ(r.total(), 10u);
+    EXPECT_EQ(r.count(1), 0u);
+    EXPECT_EQ(recipients(r, signal("Tick", "x")), (std::vector<PeerId>{3, 4}));
+    EXPECT_EQ(recipients(r, signal("Tock", "x")), (std::vector<PeerId>{4}));
+    // The others' index entries are whole: removing them one by one finds each.
+    for (int i = 0; i < 5; ++i) {
+        EXPECT_TRUE(r.remove(3, rule("type='signal',member='Tick'")));
+        EXPECT_TRUE(r.remove(4, rule("type='signal',path='/org/example'")));
+    }
+    EXPECT_EQ(r.total(), 0u);
+    EXPECT_TRUE(recipients(r, signal("Tick", "x")).empty());
+}
+
 }  // namespace
 }  // namespace afbus::daemon
