@@ -189,7 +189,7 @@ private:
     void apply_name_changes(const std::vector<NameChange>& changes) override;
     NameRegistry::Result request_name(Peer& peer, const std::string& name, std::uint32_t flags) override;
     NameRegistry::Result release_name(Peer& peer, const std::string& name) override;
-    void add_match(Peer& peer, MatchRule rule) override;
+    Expected<void, Error> add_match(Peer& peer, MatchRule rule) override;
     bool remove_match(Peer& peer, const MatchRule& rule) override;
     [[nodiscard]] BusCounters counters() const override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override { return delivery_->queued(peer); }

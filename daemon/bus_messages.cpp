@@ -191,11 +191,22 @@ void Bus::report_names_of(PeerId acting, const std::vector<NameChange>& changes)
             delivery_->peer_names_changed(*c.old_owner, names_.names_of(*c.old_owner));
 }
 
-void Bus::add_match(Peer& peer, MatchRule rule) {
+Expected<void, Error> Bus::add_match(Peer& peer, MatchRule rule) {
     // The delivery mode hears of it after the registry has it (whole or not at all: match_registry.cpp).
     matches_.add(peer.id(), MatchRule(rule));
     ++changes_;
-    if (delivery_) delivery_->match_added(peer.id(), rule);
+    const auto refused = delivery_ ? delivery_->match_added(peer.id(), rule) : std::nullopt;
+    if (!refused) return {};
+    // Kernel mode could not install the rule's record: taken back (removing allocates nothing), so that
+    // the caller is told instead of missing the signals it asked for.
+    matches_.remove(peer.id(), rule);
+    if (*refused == Delivery::Refusal::LimitsExceeded) {
+        return Unexpected(make_error(error_names::kLimitsExceeded, "Connection \"" + peer.unique_name() +
+                                                                        "\" has as many match rules as the kernel takes"));
+    }
+    if (*refused == Delivery::Refusal::NoMemory)
+        return Unexpected(make_error(error_names::kNoMemory, "Not enough memory to add the match rule"));
+    return Unexpected(make_error(error_names::kFailed, "The bus could not install the match rule"));
 }
 
 bool Bus::remove_match(Peer& peer, const MatchRule& rule) {

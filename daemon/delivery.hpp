@@ -121,22 +121,33 @@ public:
     virtual void detach(PeerId peer) = 0;
 
     // Changes of the model, for a mode that mirrors them. Broker mode ignores them.
-    virtual void unique_name_assigned(PeerId /*peer*/, std::string_view /*unique_name*/) {}
+    //
+    // The model has made each change when it tells of it, and cannot undo it then: these never throw. A
+    // mode that cannot follow (out of memory, or the kernel refused) must not stay out of step with the
+    // model: it ends the peer concerned (DeliveryEvents::peer_lost, from its next flush(), outside the
+    // model's change). The one exception is a new match rule, which the model takes back: see
+    // match_added.
+    virtual void unique_name_assigned(PeerId /*peer*/, std::string_view /*unique_name*/) noexcept {}
     // A well-known name changes owner. The model reports a new owner after it forwarded the messages
     // that waited for the name (activation), so that a mode moving the name's address lets nothing
     // sent to the address overtake them.
-    virtual void name_owner_changed(const NameChange& /*change*/) {}
-    virtual void match_added(PeerId /*peer*/, const MatchRule& /*rule*/) {}
-    virtual void match_removed(PeerId /*peer*/, const MatchRule& /*rule*/) {}
+    virtual void name_owner_changed(const NameChange& /*change*/) noexcept {}
+    // Why a mode could not take `rule`, if it could not: the model then removes the rule again and
+    // answers the AddMatch with that error (the client knows, rather than missing signals).
+    enum class Refusal { NoMemory, LimitsExceeded, Failed };
+    [[nodiscard]] virtual std::optional<Refusal> match_added(PeerId /*peer*/, const MatchRule& /*rule*/) noexcept {
+        return std::nullopt;
+    }
+    virtual void match_removed(PeerId /*peer*/, const MatchRule& /*rule*/) noexcept {}
     // `peer` became a monitor with these rules (none: everything): it has no names and no match rules
     // any more.
-    virtual void became_monitor(PeerId /*peer*/, const std::vector<MatchRule>& /*rules*/) {}
+    virtual void became_monitor(PeerId /*peer*/, const std::vector<MatchRule>& /*rules*/) noexcept {}
     // The policy rules that apply to `peer` (null: none), at authentication and after every reload (which
     // configure() announced first, with the new policy).
-    virtual void peer_policy_assigned(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) {}
+    virtual void peer_policy_assigned(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) noexcept {}
     // The well-known names `peer` owns or is queued for changed (what send and receive rules about names
     // look at). Reported before the name changes owner (name_owner_changed).
-    virtual void peer_names_changed(PeerId /*peer*/, const std::vector<std::string>& /*names*/) {}
+    virtual void peer_names_changed(PeerId /*peer*/, const std::vector<std::string>& /*names*/) noexcept {}
 };
 
 }  // namespace afbus::daemon

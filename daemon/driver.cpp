@@ -293,8 +293,7 @@ Expected<void, Error> add_match(DriverContext& bus, Peer& caller, const Message&
                                      "(increase limits in configuration file if required; max_match_rules_per_connection=" +
                                      std::to_string(bus.settings().limits.max_match_rules_per_connection) + ")"));
     }
-    bus.add_match(caller, std::move(*rule));
-    return {};
+    return bus.add_match(caller, std::move(*rule));
 }
 
 Expected<void, Error> remove_match(DriverContext& bus, Peer& caller, const Message& call, MessageBuilder&, DriverOutcome&) {

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "afbus/error.hpp"
 #include "afbus/expected.hpp"
 #include "afbus/match_rule.hpp"
 #include "afbus/message.hpp"
@@ -55,7 +56,8 @@ public:
     virtual NameRegistry::Result request_name(Peer& peer, const std::string& name, std::uint32_t flags) = 0;
     virtual NameRegistry::Result release_name(Peer& peer, const std::string& name) = 0;
     virtual void apply_name_changes(const std::vector<NameChange>& changes) = 0;
-    virtual void add_match(Peer& peer, MatchRule rule) = 0;
+    // Adds `rule`; an error (nothing changed) when the delivery mode could not take it.
+    virtual Expected<void, Error> add_match(Peer& peer, MatchRule rule) = 0;
     virtual bool remove_match(Peer& peer, const MatchRule& rule) = 0;
     [[nodiscard]] virtual bool allows_own(const Peer& peer, std::string_view name) const = 0;
     [[nodiscard]] virtual BusCounters counters() const = 0;

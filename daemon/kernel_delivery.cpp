@@ -93,43 +93,50 @@ bool KernelDelivery::install_policy(const Fd& listener) const {
     return false;
 }
 
-bool KernelDelivery::install_chains(const Client& c) {
-    if (c.chains.empty() || c.unique_name.empty()) return true;
+int KernelDelivery::install_chains(const Client& c) {
+    if (c.chains.empty() || c.unique_name.empty()) return 0;
     // Refused, the client keeps its old chains, or none: then the kernel denies it everything.
-    return set_option(c, BUS_DBUS_SET_CHAINS, c.chains.data(), c.chains.size() * sizeof(std::uint32_t), "install its policy");
+    return set_option_errno(c, BUS_DBUS_SET_CHAINS, c.chains.data(), c.chains.size() * sizeof(std::uint32_t),
+                            "install its policy");
 }
 
-void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) {
-    std::vector<std::uint32_t> value;
-    if (chains) {
-        const auto send = chains->rule_indices(policy::Hook::Send);
-        const auto receive = chains->rule_indices(policy::Hook::Receive);
-        const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
-        value = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
-                 static_cast<std::uint32_t>(eavesdrop.size()), 0};
-        value.insert(value.end(), send.begin(), send.end());
-        value.insert(value.end(), receive.begin(), receive.end());
-        value.insert(value.end(), eavesdrop.begin(), eavesdrop.end());
-    }
-    Client* c = find(peer);
-    if (!c) {
-        // A unix client: its bridge, made at Hello, installs them.
-        if (listeners_.empty()) return;
-        if (value.empty()) unix_chains_.erase(peer);
-        else unix_chains_[peer] = std::move(value);
-        return;
-    }
-    c->chains = std::move(value);
-    if (c->chains.empty()) return;
-    (void)install_chains(*c);
+void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) noexcept {
+    mirror(peer, [&] {
+        std::vector<std::uint32_t> value;
+        if (chains) {
+            const auto send = chains->rule_indices(policy::Hook::Send);
+            const auto receive = chains->rule_indices(policy::Hook::Receive);
+            const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
+            value = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
+                     static_cast<std::uint32_t>(eavesdrop.size()), 0};
+            value.insert(value.end(), send.begin(), send.end());
+            value.insert(value.end(), receive.begin(), receive.end());
+            value.insert(value.end(), eavesdrop.begin(), eavesdrop.end());
+        }
+        Client* c = find(peer);
+        if (!c) {
+            // A unix client: its bridge, made at Hello, installs them.
+            if (listeners_.empty()) return;
+            if (value.empty()) unix_chains_.erase(peer);
+            else unix_chains_[peer] = std::move(value);
+            return;
+        }
+        c->chains = std::move(value);
+        // Refused (at a reload), the kernel would go on judging the client by its old policy.
+        if (refused(install_chains(*c))) note_out_of_step(peer, "the kernel refused its policy");
+    });
 }
 
-void KernelDelivery::peer_names_changed(PeerId peer, const std::vector<std::string>& names) {
-    Client* c = find(peer);
-    if (!c || c->unique_name.empty()) return;
-    std::string value;
-    for (const std::string& name : names) value.append(name).push_back('\0');
-    (void)set_option(*c, BUS_DBUS_SET_NAMES, value.data(), value.size(), "tell the kernel its names");
+void KernelDelivery::peer_names_changed(PeerId peer, const std::vector<std::string>& names) noexcept {
+    mirror(peer, [&] {
+        Client* c = find(peer);
+        if (!c || c->unique_name.empty()) return;
+        std::string value;
+        for (const std::string& name : names) value.append(name).push_back('\0');
+        // Refused, the kernel would judge send and receive rules about names by the ones it had.
+        if (refused(set_option_errno(*c, BUS_DBUS_SET_NAMES, value.data(), value.size(), "tell the kernel its names")))
+            note_out_of_step(peer, "the kernel refused its names");
+    });
 }
 
 void KernelDelivery::apply_bus_limits(const Fd& listener) const {
@@ -221,7 +228,7 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
         client->sasl = std::make_unique<SaslServer>(sasl_server_config(settings_, *credentials));
         client->transport = std::make_unique<DatagramTransport>(std::move(socket), family_);
         make_room(graveyard_, clients_.size() + 1);
-        id = events_.peer_connected(std::move(*credentials));
+        id = peer_connected(std::move(*credentials));
     } catch (const std::bad_alloc&) {
         log_warning("refusing an AF_BUS connection: out of memory");
         return;
@@ -249,6 +256,13 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
     } catch (const std::bad_alloc&) {
         return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
     }
+}
+
+std::optional<PeerId> KernelDelivery::peer_connected(PeerCredentials credentials) {
+    make_room(out_of_step_, peers_ + 1);  // out of memory, the connection is refused (by the caller)
+    auto id = events_.peer_connected(std::move(credentials));
+    if (id) ++peers_;
+    return id;
 }
 
 KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
@@ -539,7 +553,13 @@ void KernelDelivery::flush() {
     // queues for unix clients as those peers leave (NameOwnerChanged, NoReply), and the unix sockets of
     // the bridged ones among them, go out and are closed in this turn too: traffic between clients in
     // the kernel brings the daemon no further turn.
-    while (!broken_.empty()) {
+    // Clients the kernel's tables could not follow go the same way.
+    while (!broken_.empty() || !out_of_step_.empty()) {
+        while (!out_of_step_.empty()) {
+            const OutOfStep lost = out_of_step_.back();  // (popped, not exchanged: its room stays)
+            out_of_step_.pop_back();
+            events_.peer_lost(lost.id, lost.reason);
+        }
         while (!broken_.empty()) {
             Broken broken = std::move(broken_.back());
             broken_.pop_back();
@@ -581,6 +601,9 @@ void KernelDelivery::update_watch(Client& c) {
 }
 
 void KernelDelivery::detach(PeerId peer) {
+    assert(peers_ > 0);
+    if (peers_ > 0) --peers_;
+    std::erase_if(out_of_step_, [peer](const OutOfStep& noted) { return noted.id == peer; });
     unix_chains_.erase(peer);
     monitors_.erase(peer);
     eavesdroppers_.erase(peer);
@@ -612,54 +635,89 @@ void KernelDelivery::detach(PeerId peer) {
 }
 
 bool KernelDelivery::set_option(const Client& c, int option, const void* value, std::size_t size, const char* what) {
-    if (::setsockopt(c.transport->fd(), SOL_BUS, option, value, static_cast<socklen_t>(size)) == 0) return true;
-    if (errno == ENOTCONN) return false;  // the client left: its failure is on its way
+    return set_option_errno(c, option, value, size, what) == 0;
+}
+
+int KernelDelivery::set_option_errno(const Client& c, int option, const void* value, std::size_t size,
+                                     const char* what) {
+    if (::setsockopt(c.transport->fd(), SOL_BUS, option, value, static_cast<socklen_t>(size)) == 0) return 0;
+    const int error = errno;
+    if (error == ENOTCONN) return error;  // the client left: its failure is on its way
     log_warning("AF_BUS: could not %s for %s: %s", what, c.unique_name.empty() ? "a client" : c.unique_name.c_str(),
-                std::strerror(errno));
-    return false;
+                std::strerror(error));
+    return error;
 }
 
-void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_name) {
-    Client* c = find(peer);
-    // A unix client: into the kernel through its bridge, named and joined as a native client is.
-    if (!c && bridge_unix_client(peer)) c = find(peer);
-    if (!c) return broker_.unique_name_assigned(peer, unique_name);
-    c->unique_name = std::string(unique_name);
-    // Named first: from the join on, the kernel checks its SENDER against this name; its policy before
-    // it can send anything (without chains the kernel would deny it everything).
-    if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
-        !install_chains(*c) || !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus")) {
-        broken_.push_back({peer, "the kernel refused to admit it to the bus", true});
-        return;
+template <class Change>
+void KernelDelivery::mirror(PeerId peer, Change&& change) noexcept {
+    try {
+        change();
+    } catch (const std::bad_alloc&) {
+        note_out_of_step(peer, "the bus ran out of memory mirroring it in the kernel");
     }
-    by_unique_name_[c->unique_name] = peer;
 }
 
-void KernelDelivery::name_owner_changed(const NameChange& change) {
+void KernelDelivery::note_out_of_step(PeerId peer, const char* reason) noexcept {
+    for (const OutOfStep& noted : out_of_step_)
+        if (noted.id == peer) return;
+    // Each peer once, and room for every peer was made as it connected (peer_connected).
+    assert(out_of_step_.size() < out_of_step_.capacity());
+    out_of_step_.push_back({peer, reason});
+}
+
+void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_name) noexcept {
+    mirror(peer, [&] {
+        Client* c = find(peer);
+        // A unix client: into the kernel through its bridge, named and joined as a native client is.
+        if (!c && bridge_unix_client(peer)) c = find(peer);
+        if (!c) return;  // (the broker mirrors nothing)
+        c->unique_name = std::string(unique_name);
+        // Named first: from the join on, the kernel checks its SENDER against this name; its policy
+        // before it can send anything (without chains the kernel would deny it everything).
+        if (!set_option(*c, BUS_DBUS_SET_NAME, unique_name.data(), unique_name.size(), "set the unique name") ||
+            install_chains(*c) != 0 || !set_option(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus"))
+            return note_out_of_step(peer, "the kernel refused to admit it to the bus");
+        by_unique_name_[c->unique_name] = peer;
+    });
+}
+
+void KernelDelivery::name_owner_changed(const NameChange& change) noexcept {
     if (change.name.starts_with(':')) return;
     Client* new_owner = change.new_owner ? find(*change.new_owner) : nullptr;
     Client* old_owner = change.old_owner ? find(*change.old_owner) : nullptr;
-    if (new_owner) kernel_owners_[change.name] = new_owner->id;
-    else kernel_owners_.erase(change.name);
+    if (new_owner) {
+        bool owned = false;
+        mirror(new_owner->id, [&] {
+            kernel_owners_[change.name] = new_owner->id;
+            owned = true;
+        });
+        // Else, with the old owner's entry gone, the name looks unowned in the kernel until its owner,
+        // out of step, is lost.
+        if (!owned) kernel_owners_.erase(change.name);
+    } else {
+        kernel_owners_.erase(change.name);
+    }
     // Rules naming the name as sender now name its new owner, before anyone hears of the change (the
     // model announces it after this): a broadcast the old owner sent before is judged by its old records.
     if (auto watchers = sender_watchers_.find(change.name); watchers != sender_watchers_.end()) {
-        const std::set<PeerId> peers(watchers->second.begin(), watchers->second.end());
-        for (PeerId peer : peers) {
-            Client* watcher = find(peer);
-            if (!watcher) continue;
-            for (Client::Record& record : watcher->records) {
-                if (watched_sender(record.rule) != change.name) continue;
-                uninstall_record(*watcher, record);
-                install_record(*watcher, record);
-            }
+        const std::multiset<PeerId>& peers = watchers->second;  // once per rule: each peer once here
+        for (auto it = peers.begin(); it != peers.end(); it = peers.upper_bound(*it)) {
+            if (Client* watcher = find(*it)) (void)follow_sender(*watcher, change.name);
         }
     }
     if (new_owner) {
-        auto [it, added] = name_addresses_.try_emplace(change.name, 0);
-        if (added) it->second = BUS_ADDR(1, next_name_address_++);
+        // A name never owned before gets its address; without memory for it, the name has none (sends
+        // to it reach the master, which routes them: slower, still right; no old owner can hold one).
+        std::uint64_t name_address = 0;
+        try {
+            auto [it, added] = name_addresses_.try_emplace(change.name, 0);
+            if (added) it->second = BUS_ADDR(1, next_name_address_++);
+            name_address = it->second;
+        } catch (const std::bad_alloc&) {
+            return;
+        }
         // Taken from the old owner in one hold of the bus lock: a send to the name reaches one of them.
-        const bus_addr address{it->second};
+        const bus_addr address{name_address};
         if (!set_option(*new_owner, BUS_MOVE_ADDR, &address, sizeof address, "move a name's address")) {
             // Sends to the name then reach the master, which routes them: slower, still right.
             if (old_owner) (void)set_option(*old_owner, BUS_DEL_ADDR, &address, sizeof address, "remove a name's address");
@@ -673,17 +731,62 @@ void KernelDelivery::name_owner_changed(const NameChange& change) {
     (void)set_option(*old_owner, BUS_DEL_ADDR, &address, sizeof address, "remove a name's address");
 }
 
-void KernelDelivery::match_added(PeerId peer, const MatchRule& rule) {
-    if (rule.eavesdrop().value_or(false)) eavesdroppers_.insert(peer);
-    Client* c = find(peer);
-    if (!c) return;
-    Client::Record record{rule, {}};
-    install_record(*c, record);
-    c->records.push_back(std::move(record));
-    watch_sender(c->records.back(), peer);
+bool KernelDelivery::follow_sender(Client& watcher, std::string_view name) noexcept {
+    try {
+        for (Client::Record& record : watcher.records) {
+            if (watched_sender(record.rule) != name) continue;
+            uninstall_record(watcher, record);
+            if (refused(install_record(watcher, record))) {
+                note_out_of_step(watcher.id, "the kernel refused a match record naming a new owner");
+                return false;
+            }
+        }
+    } catch (const std::bad_alloc&) {
+        // A record left uninstalled would miss the new owner's broadcasts.
+        note_out_of_step(watcher.id, "the bus ran out of memory mirroring it in the kernel");
+        return false;
+    }
+    return true;
 }
 
-void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) {
+std::optional<Delivery::Refusal> KernelDelivery::match_added(PeerId peer, const MatchRule& rule) noexcept {
+    // Room before change: what allocates comes first, each step undone if a later one fails, and the
+    // record reaches the kernel last.
+    const bool eavesdrop = rule.eavesdrop().value_or(false);
+    Client* c = find(peer);
+    std::optional<std::multiset<PeerId>::iterator> eavesdropping;
+    std::optional<Client::Record> record;
+    bool watching = false;
+    const auto undo = [&] {
+        if (watching) unwatch_sender(*record, peer);
+        if (eavesdropping) eavesdroppers_.erase(*eavesdropping);
+    };
+    int error = 0;
+    try {
+        if (c) {
+            make_room(c->records);
+            record.emplace(Client::Record{rule, {}});
+        }
+        if (eavesdrop) eavesdropping = eavesdroppers_.insert(peer);
+        if (record) {
+            watch_sender(*record, peer);
+            watching = true;
+            error = install_record(*c, *record);
+        }
+    } catch (const std::bad_alloc&) {
+        undo();
+        return Refusal::NoMemory;
+    }
+    if (refused(error)) {
+        undo();
+        if (error == ENOSPC) return Refusal::LimitsExceeded;  // the kernel's own limit of records
+        return error == ENOMEM ? Refusal::NoMemory : Refusal::Failed;
+    }
+    if (record) c->records.push_back(std::move(*record));  // room was made
+    return std::nullopt;
+}
+
+void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) noexcept {
     if (rule.eavesdrop().value_or(false)) {
         if (auto it = eavesdroppers_.find(peer); it != eavesdroppers_.end()) eavesdroppers_.erase(it);
     }
@@ -702,15 +805,16 @@ std::optional<std::string_view> KernelDelivery::watched_sender(const MatchRule& 
     return sender;
 }
 
-void KernelDelivery::install_record(Client& c, Client::Record& record) {
+int KernelDelivery::install_record(Client& c, Client::Record& record) {
     const auto watched = watched_sender(record.rule);
     const Client* owner = watched ? kernel_owner(*watched) : nullptr;
-    if (watched && (!owner || owner->unique_name.empty())) return;
+    if (watched && (!owner || owner->unique_name.empty())) return 0;
     const MatchRule in_kernel = watched ? record.rule.with_sender(owner->unique_name) : record.rule;
     const auto compiled = in_kernel.compiled();
     std::string bytes(reinterpret_cast<const char*>(compiled.data()), compiled.size());
-    if (set_option(c, BUS_DBUS_ADD_MATCH, bytes.data(), bytes.size(), "install a match record"))
-        record.in_kernel = std::move(bytes);
+    const int error = set_option_errno(c, BUS_DBUS_ADD_MATCH, bytes.data(), bytes.size(), "install a match record");
+    if (!error) record.in_kernel = std::move(bytes);
+    return error;
 }
 
 void KernelDelivery::uninstall_record(Client& c, Client::Record& record) {
@@ -732,26 +836,30 @@ void KernelDelivery::unwatch_sender(const Client::Record& record, PeerId peer) {
     if (watchers->second.empty()) sender_watchers_.erase(watchers);
 }
 
-void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) {
-    monitors_.insert(peer);
+void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) noexcept {
     eavesdroppers_.erase(peer);  // its match rules are gone
-    Client* c = find(peer);
-    if (!c) return broker_.became_monitor(peer, rules);
-    c->monitor = true;
-    // A monitor cannot answer: the calls bridged clients made to it directly get NoReply now, as the
-    // model answers those it routed.
-    bridge_callee_left(peer, "Message did not receive a reply (timeout by message bus)");
-    // No subscriptions in the kernel: a monitor receives what the model copies to it (the bus's own
-    // traffic and what it routes) and, bridged, the kernel's copy of the traffic between clients.
-    for (Client::Record& record : c->records) {
-        uninstall_record(*c, record);
-        unwatch_sender(record, peer);
-    }
-    c->records.clear();
-    if (!c->bridge) return;
-    c->monitor_rules = rules;
-    const int flags = 1 | BUS_EAVESDROP_MONITOR;
-    (void)set_option(*c, BUS_SET_EAVESDROP, &flags, sizeof flags, "let a monitor see the traffic between clients");
+    mirror(peer, [&] {
+        monitors_.insert(peer);
+        Client* c = find(peer);
+        if (!c) return broker_.became_monitor(peer, rules);
+        c->monitor = true;
+        // No subscriptions in the kernel: a monitor receives what the model copies to it (the bus's own
+        // traffic and what it routes) and, bridged, the kernel's copy of the traffic between clients.
+        for (Client::Record& record : c->records) {
+            uninstall_record(*c, record);
+            unwatch_sender(record, peer);
+        }
+        c->records.clear();
+        // A monitor cannot answer: the calls bridged clients made to it directly get NoReply now, as the
+        // model answers those it routed.
+        bridge_callee_left(peer, "Message did not receive a reply (timeout by message bus)");
+        if (!c->bridge) return;
+        c->monitor_rules = rules;
+        const int flags = 1 | BUS_EAVESDROP_MONITOR;
+        if (refused(set_option_errno(*c, BUS_SET_EAVESDROP, &flags, sizeof flags,
+                                     "let a monitor see the traffic between clients")))
+            note_out_of_step(peer, "the kernel refused to show it the traffic between clients");
+    });
 }
 
 bool KernelDelivery::monitor_wants(const Client& c, const Message& message) const {
@@ -771,6 +879,17 @@ bool KernelDelivery::monitor_wants(const Client& c, const Message& message) cons
 // --- the bridge: unix clients in the kernel ---
 
 bool KernelDelivery::bridge_unix_client(PeerId peer) {
+    // Out of memory, as when the kernel will not: nothing of the bridge stays (what was made is freed,
+    // a master side not yet accepted is taken later as a client whose other end is gone).
+    try {
+        return make_bridge(peer);
+    } catch (const std::bad_alloc&) {
+        log_warning("AF_BUS: could not bridge a unix client into the kernel (out of memory); the daemon routes for it");
+        return false;
+    }
+}
+
+bool KernelDelivery::make_bridge(PeerId peer) {
     if (!bridge_address_ || listeners_.empty()) return false;
     const auto refuse = [&](const std::string& why) {
         log_warning("AF_BUS: could not bridge a unix client into the kernel (%s); the daemon routes for it", why.c_str());

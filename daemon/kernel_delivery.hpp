@@ -17,6 +17,7 @@
 // clients see each other's calls, signals and replies alike (docs/kernel-mode.md, "The bridge").
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -64,13 +65,16 @@ public:
     void flush() override;
     void detach(PeerId peer) override;
 
-    void unique_name_assigned(PeerId peer, std::string_view unique_name) override;
-    void name_owner_changed(const NameChange& change) override;
-    void match_added(PeerId peer, const MatchRule& rule) override;
-    void match_removed(PeerId peer, const MatchRule& rule) override;
-    void became_monitor(PeerId peer, const std::vector<MatchRule>& rules) override;
-    void peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) override;
-    void peer_names_changed(PeerId peer, const std::vector<std::string>& names) override;
+    // The model's changes, mirrored in the kernel. Where that fails (out of memory, or the kernel
+    // refuses), the client concerned is out of step (note_out_of_step) and ends at the next flush();
+    // a match rule is refused instead.
+    void unique_name_assigned(PeerId peer, std::string_view unique_name) noexcept override;
+    void name_owner_changed(const NameChange& change) noexcept override;
+    [[nodiscard]] std::optional<Refusal> match_added(PeerId peer, const MatchRule& rule) noexcept override;
+    void match_removed(PeerId peer, const MatchRule& rule) noexcept override;
+    void became_monitor(PeerId peer, const std::vector<MatchRule>& rules) noexcept override;
+    void peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) noexcept override;
+    void peer_names_changed(PeerId peer, const std::vector<std::string>& names) noexcept override;
 
 private:
     // The NameAddress notice that answers a message the master forwarded for `sender`.
@@ -145,7 +149,7 @@ private:
         explicit UnixEvents(KernelDelivery& kernel) : kernel_(kernel) {}
         [[nodiscard]] bool may_accept() const override { return kernel_.events_.may_accept(); }
         std::optional<PeerId> peer_connected(PeerCredentials credentials) override {
-            return kernel_.events_.peer_connected(std::move(credentials));
+            return kernel_.peer_connected(std::move(credentials));
         }
         Expected<void, std::string> peer_authenticated(PeerId peer, std::optional<uid_t> uid) override {
             return kernel_.events_.peer_authenticated(peer, uid);
@@ -177,10 +181,21 @@ private:
     [[nodiscard]] std::uint32_t kernel_max_replies() const;
     // Installs settings_.policy's image (or none) on `listener`'s bus; false (logged) if the kernel refused it.
     [[nodiscard]] bool install_policy(const Fd& listener) const;
-    // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on); false
-    // (logged) if the kernel refused them, true when there is nothing to give.
-    [[nodiscard]] bool install_chains(const Client& client);
+    // Gives the kernel `client`'s chains (once it is named: the kernel knows it from then on): 0, also
+    // when there is nothing to give, or the errno (set_option_errno).
+    [[nodiscard]] int install_chains(const Client& client);
     void add_client(Fd socket, std::size_t listener);
+    // Every new peer, native or unix, is admitted here: room first for its entry in out_of_step_.
+    std::optional<PeerId> peer_connected(PeerCredentials credentials);
+    // The kernel's copy of `peer`'s state (its name, records, chains, names, a name's address) no longer
+    // matches the model's: `peer` is lost at the next flush(), `reason` logged. Allocates nothing.
+    void note_out_of_step(PeerId peer, const char* reason) noexcept;
+    // Runs `change`, a step of mirroring the model for `peer`; out of memory, `peer` is out of step.
+    template <class Change>
+    void mirror(PeerId peer, Change&& change) noexcept;
+    // After `name` changed owner: `watcher`'s records naming it as sender name the new owner. False when
+    // one could not be installed (out of step).
+    bool follow_sender(Client& watcher, std::string_view name) noexcept;
     void on_io(PeerId id, std::uint32_t events);
     void handle_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
@@ -214,12 +229,18 @@ private:
     void report_drops(Client& client);
     // Sets a SOL_BUS option on `client`'s master-side socket; false (logged) if the kernel refused it.
     bool set_option(const Client& client, int option, const void* value, std::size_t size, const char* what);
+    // The same, returning 0 or the errno (logged, except ENOTCONN: the client left, its failure is on its
+    // way).
+    int set_option_errno(const Client& client, int option, const void* value, std::size_t size, const char* what);
+    // Whether set_option_errno's `error` is the kernel refusing, not the client gone (ENOTCONN).
+    [[nodiscard]] static bool refused(int error) noexcept { return error != 0 && error != ENOTCONN; }
     [[nodiscard]] Client* find(PeerId id) const;
 
     // The bridge (docs/kernel-mode.md, "The bridge").
     // Gives unix client `peer` its AF_BUS socket; false (logged) if the kernel would not: the model then
     // routes for it as in broker mode.
     bool bridge_unix_client(PeerId peer);
+    bool make_bridge(PeerId peer);  // the same; may throw std::bad_alloc
     void unix_peer_sent(PeerId peer, Message message);
     [[nodiscard]] bool unix_peer_may_read(PeerId peer) const;
     // Sends `message` from bridged client `c` as its library would, or holds it behind the fence.
@@ -255,7 +276,9 @@ private:
     // Installs `record` for `c` as its rule says, in the kernel's terms: a rule naming a well-known
     // sender (other than the bus) becomes one naming that name's owner, and none while no client in the
     // kernel owns it (its owner's broadcasts then go through the model, which resolves the name itself).
-    void install_record(Client& c, Client::Record& record);
+    // 0, or the errno with which the kernel refused the record (logged). May throw std::bad_alloc
+    // (nothing installed then).
+    int install_record(Client& c, Client::Record& record);
     void uninstall_record(Client& c, Client::Record& record);
     // The well-known sender= of `rule` whose owner its record in the kernel names, if it has one.
     static std::optional<std::string_view> watched_sender(const MatchRule& rule);
@@ -324,6 +347,14 @@ private:
         bool lost;  // the bus's side failed (see fail_on)
     };
     std::vector<Broken> broken_;
+    // Peers whose state the kernel could not mirror (note_out_of_step), lost at the next flush(). Room
+    // for every peer is made as it connects: noting one never allocates.
+    struct OutOfStep {
+        PeerId id;
+        const char* reason;
+    };
+    std::vector<OutOfStep> out_of_step_;
+    std::size_t peers_ = 0;  // native and unix, admitted and not yet detached
     std::vector<PeerId> paused_readers_;
     std::vector<std::unique_ptr<Client>> graveyard_;
 };

@@ -67,7 +67,7 @@ public:
         detached.insert(peer);
         queued_.erase(peer);
     }
-    void became_monitor(PeerId peer, const std::vector<MatchRule>&) override { monitors.insert(peer); }
+    void became_monitor(PeerId peer, const std::vector<MatchRule>&) noexcept override { monitors.insert(peer); }
 
     struct Delivered {
         PeerId peer;

@@ -229,6 +229,63 @@ TEST_F(KernelModeBus, SignalsReachTheNativeSubscribersOnly) {
     EXPECT_EQ(got_b.size(), 10u);
 }
 
+// af_bus_dbus.ko takes at most 65,536 match records per client, whatever the configuration allows: an
+// AddMatch beyond that is answered LimitsExceeded, and the bus keeps no rule the kernel does not have
+// (it used to keep it, and the client silently missed what it matched). The rules the kernel has still
+// match. A native client and a bridged standard client alike.
+TEST_F(KernelModeBus, AMatchRuleTheKernelCannotTakeIsRefused) {
+    auto options = both_listeners();
+    options.extra_config += "  <limit name=\"max_match_rules_per_connection\">70000</limit>\n";
+    bus_ = std::make_unique<test::TestBus>(options);
+    native_address_ = entry_of(bus_->address(), "afbus");
+    unix_address_ = entry_of(bus_->address(), "unix");
+    constexpr int kKernelRecords = 65536;  // DBUS_MAX_RULES_PER_CLIENT
+    const std::string rule = "type='signal',interface='org.example.Many',member='Tick'";
+    const auto add_match = [&rule] {
+        auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                                "AddMatch");
+        append(call, rule);
+        return call.build().value();
+    };
+    auto emitter = open(native_address_);
+    ASSERT_TRUE(emitter);
+    for (const std::string& address : {native_address_, unix_address_}) {
+        SCOPED_TRACE(address);
+        auto subscriber = open(address);
+        ASSERT_TRUE(subscriber);
+        // The same rule 65,536 times (a rule added twice counts twice, as in dbus-daemon), 1,024 calls
+        // in flight at a time.
+        int answered = 0, refused = 0;
+        for (int sent = 0; sent < kKernelRecords;) {
+            std::vector<Slot> slots;
+            for (int i = 0; i < 1024; ++i, ++sent) {
+                auto slot = subscriber->call_async(add_match(), [&](Expected<Message, Error> r) {
+                    ++answered;
+                    if (!r) ++refused;
+                });
+                ASSERT_TRUE(slot);
+                slots.push_back(std::move(*slot));
+            }
+            ASSERT_TRUE(pump({subscriber.get()}, [&] { return answered == sent; }, 60s));
+        }
+        EXPECT_EQ(refused, 0);
+        auto beyond = subscriber->call(add_match());
+        ASSERT_FALSE(beyond);
+        EXPECT_EQ(beyond.error().name, "org.freedesktop.DBus.Error.LimitsExceeded") << beyond.error().message;
+        // The bus holds as many as the kernel: removing one makes room for the subscription below, and
+        // the rules still match.
+        auto remove = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                  "org.freedesktop.DBus", "RemoveMatch");
+        append(remove, rule);
+        ASSERT_TRUE(subscriber->call(remove.build().value()));
+        int ticks = 0;
+        auto sub = subscriber->subscribe(rule, [&ticks](const Message&) { ++ticks; });
+        ASSERT_TRUE(sub) << sub.error().message;
+        ASSERT_TRUE(emitter->send(MessageBuilder::signal("/org/example", "org.example.Many", "Tick").build().value()));
+        EXPECT_TRUE(pump({subscriber.get(), emitter.get()}, [&ticks] { return ticks > 0; }));
+    }
+}
+
 TEST_F(KernelModeBus, AQueueThatBuiltUpIsReadWholeInOrderWithItsFds) {
     // What piles up while a client is busy elsewhere: small and large signals, some with fds. libafbus
     // reads such a queue many datagrams per recvmmsg() (docs/kernel.md, "Reading a queue in one call"),

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,11 +44,19 @@ public:
     }
     void flush() override { ++flushes; }
     void detach(PeerId peer) override { detached.push_back(peer); }
-    void unique_name_assigned(PeerId peer, std::string_view name) override { unique_names[peer] = std::string(name); }
-    void name_owner_changed(const NameChange& change) override { name_changes.push_back(change.name); }
+    // (The test's bookkeeping: allocation failures in it end the test, which is what noexcept does.)
+    void unique_name_assigned(PeerId peer, std::string_view name) noexcept override {
+        unique_names[peer] = std::string(name);
+    }
+    void name_owner_changed(const NameChange& change) noexcept override { name_changes.push_back(change.name); }
     // (std::string's operator+ on a literal trips GCC 12's -Wrestrict false positive at -O3.)
-    void match_added(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, std::string("+").append(rule.to_string())); }
-    void match_removed(PeerId peer, const MatchRule& rule) override { match_changes.emplace_back(peer, std::string("-").append(rule.to_string())); }
+    std::optional<Refusal> match_added(PeerId peer, const MatchRule& rule) noexcept override {
+        match_changes.emplace_back(peer, std::string("+").append(rule.to_string()));
+        return refuse_matches;
+    }
+    void match_removed(PeerId peer, const MatchRule& rule) noexcept override {
+        match_changes.emplace_back(peer, std::string("-").append(rule.to_string()));
+    }
 
     // Takes what was delivered to `peer` so far.
     std::vector<std::shared_ptr<const Message>> take(PeerId peer) { return std::exchange(inbox[peer], {}); }
@@ -57,6 +66,8 @@ public:
     std::map<PeerId, std::string> unique_names;
     std::vector<std::string> name_changes;
     std::vector<std::pair<PeerId, std::string>> match_changes;
+    // What match_added answers: a mode that cannot take rules, when set.
+    std::optional<Refusal> refuse_matches;
     int flushes = 0;
 };
 

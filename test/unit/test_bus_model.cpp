@@ -181,5 +181,40 @@ TEST_F(BusModelTest, TooManyIncompleteConnectionsAreRefused) {
     EXPECT_FALSE(events.peer_connected(std::move(second)));
 }
 
+// Kernel mode refuses a match rule whose record the kernel will not take (its memory, its limit of
+// records): the model takes the rule back and the caller is told, rather than missing the signals.
+TEST_F(BusModelTest, AMatchRuleTheDeliveryModeRefusesIsTakenBack) {
+    const PeerId subscriber = connect(), emitter = connect();
+    hello(subscriber);
+    hello(emitter);
+    // The error name of the driver's answer to `member`(rule); empty for a method return.
+    const auto driver = [&](const char* member, std::string_view rule) {
+        auto call = MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                                member);
+        append(call, rule);
+        send(subscriber, std::move(call));
+        auto got = delivery.take(subscriber);
+        EXPECT_EQ(got.size(), 1u);
+        return got.empty() ? std::string("nothing") : std::string(got[0]->error_name());
+    };
+    constexpr std::string_view kRule = "type='signal',member='S'";
+    for (const auto& [refusal, error] : {std::pair{Delivery::Refusal::NoMemory, "org.freedesktop.DBus.Error.NoMemory"},
+                                         std::pair{Delivery::Refusal::LimitsExceeded,
+                                                   "org.freedesktop.DBus.Error.LimitsExceeded"},
+                                         std::pair{Delivery::Refusal::Failed, "org.freedesktop.DBus.Error.Failed"}}) {
+        delivery.refuse_matches = refusal;
+        EXPECT_EQ(driver("AddMatch", kRule), error);
+        // Not kept: there is nothing to remove.
+        EXPECT_EQ(driver("RemoveMatch", kRule), "org.freedesktop.DBus.Error.MatchRuleNotFound");
+    }
+    send(emitter, MessageBuilder::signal("/x", "org.x", "S"));
+    EXPECT_TRUE(delivery.take(subscriber).empty());
+    // Taken, the next one matches.
+    delivery.refuse_matches.reset();
+    EXPECT_EQ(driver("AddMatch", kRule), "");
+    send(emitter, MessageBuilder::signal("/x", "org.x", "S"));
+    EXPECT_EQ(delivery.take(subscriber).size(), 1u);
+}
+
 }  // namespace
 }  // namespace afbus::daemon

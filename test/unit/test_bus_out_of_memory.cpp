@@ -42,19 +42,19 @@ public:
         FailingAllocations::Pause pause;
         RecordingDelivery::detach(peer);
     }
-    void unique_name_assigned(PeerId peer, std::string_view name) override {
+    void unique_name_assigned(PeerId peer, std::string_view name) noexcept override {
         FailingAllocations::Pause pause;
         RecordingDelivery::unique_name_assigned(peer, name);
     }
-    void name_owner_changed(const NameChange& change) override {
+    void name_owner_changed(const NameChange& change) noexcept override {
         FailingAllocations::Pause pause;
         RecordingDelivery::name_owner_changed(change);
     }
-    void match_added(PeerId peer, const MatchRule& rule) override {
+    std::optional<Refusal> match_added(PeerId peer, const MatchRule& rule) noexcept override {
         FailingAllocations::Pause pause;
-        RecordingDelivery::match_added(peer, rule);
+        return RecordingDelivery::match_added(peer, rule);
     }
-    void match_removed(PeerId peer, const MatchRule& rule) override {
+    void match_removed(PeerId peer, const MatchRule& rule) noexcept override {
         FailingAllocations::Pause pause;
         RecordingDelivery::match_removed(peer, rule);
     }
