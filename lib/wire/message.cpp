@@ -251,8 +251,7 @@ std::vector<std::byte> Message::wire() const {
 
 void Message::set_serial(std::uint32_t serial) noexcept {
     serial_ = serial;
-    const std::uint32_t v = endian() == native_endian() ? serial : __builtin_bswap32(serial);
-    std::memcpy(header_.data() + 8, &v, 4);
+    store_u32(header_.data() + 8, serial, endian());
 }
 
 Expected<Message, WireError> Message::clone() const {
