@@ -91,6 +91,10 @@ void MatchRegistry::unindex(RuleId id, const Entry& entry) {
 
 void MatchRegistry::release(RuleId id) {
     unindex(id, rules_[id]);
+    free_slot(id);
+}
+
+void MatchRegistry::free_slot(RuleId id) {
     vacate(id);
     free_.push_back(id);  // add() keeps room for every slot
     --live_;
@@ -143,11 +147,7 @@ void MatchRegistry::remove_all(PeerId peer) {
         }
     }
     if (others) std::erase_if(others_, [this, peer](RuleId id) { return rules_[id].peer == peer; });
-    for (RuleId id : owner->second) {
-        vacate(id);
-        free_.push_back(id);  // add() keeps room for every slot
-        --live_;
-    }
+    for (RuleId id : owner->second) free_slot(id);
     by_peer_.erase(owner);
 }
 

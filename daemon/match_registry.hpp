@@ -59,6 +59,8 @@ private:
     static Bucket bucket_of(const MatchRule& rule, std::string_view* key);
     void unindex(RuleId id, const Entry& entry);
     void release(RuleId id);
+    // Frees slot `id` for reuse, its rule already out of the indexes; allocates nothing.
+    void free_slot(RuleId id);
     // Frees slot `id`'s rule without allocating.
     void vacate(RuleId id) noexcept;
     bool matches(const Entry& entry, const Message& message, bool has_destination, std::optional<PeerId> sender,
