@@ -702,7 +702,7 @@ void KernelDelivery::name_owner_changed(const NameChange& change) noexcept {
     if (auto watchers = sender_watchers_.find(change.name); watchers != sender_watchers_.end()) {
         const std::multiset<PeerId>& peers = watchers->second;  // once per rule: each peer once here
         for (auto it = peers.begin(); it != peers.end(); it = peers.upper_bound(*it)) {
-            if (Client* watcher = find(*it)) (void)follow_sender(*watcher, change.name);
+            if (Client* watcher = find(*it)) follow_sender(*watcher, change.name);
         }
     }
     if (new_owner) {
@@ -731,22 +731,16 @@ void KernelDelivery::name_owner_changed(const NameChange& change) noexcept {
     (void)set_option(*old_owner, BUS_DEL_ADDR, &address, sizeof address, "remove a name's address");
 }
 
-bool KernelDelivery::follow_sender(Client& watcher, std::string_view name) noexcept {
-    try {
+void KernelDelivery::follow_sender(Client& watcher, std::string_view name) noexcept {
+    // A record left uninstalled would miss the new owner's broadcasts.
+    mirror(watcher.id, [&] {
         for (Client::Record& record : watcher.records) {
             if (watched_sender(record.rule) != name) continue;
             uninstall_record(watcher, record);
-            if (refused(install_record(watcher, record))) {
-                note_out_of_step(watcher.id, "the kernel refused a match record naming a new owner");
-                return false;
-            }
+            if (refused(install_record(watcher, record)))
+                return note_out_of_step(watcher.id, "the kernel refused a match record naming a new owner");
         }
-    } catch (const std::bad_alloc&) {
-        // A record left uninstalled would miss the new owner's broadcasts.
-        note_out_of_step(watcher.id, "the bus ran out of memory mirroring it in the kernel");
-        return false;
-    }
-    return true;
+    });
 }
 
 std::optional<Delivery::Refusal> KernelDelivery::match_added(PeerId peer, const MatchRule& rule) noexcept {

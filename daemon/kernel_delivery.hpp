@@ -193,9 +193,9 @@ private:
     // Runs `change`, a step of mirroring the model for `peer`; out of memory, `peer` is out of step.
     template <class Change>
     void mirror(PeerId peer, Change&& change) noexcept;
-    // After `name` changed owner: `watcher`'s records naming it as sender name the new owner. False when
-    // one could not be installed (out of step).
-    bool follow_sender(Client& watcher, std::string_view name) noexcept;
+    // After `name` changed owner: `watcher`'s records naming it as sender name the new owner; out of step
+    // when one could not be installed.
+    void follow_sender(Client& watcher, std::string_view name) noexcept;
     void on_io(PeerId id, std::uint32_t events);
     void handle_io(PeerId id, std::uint32_t events);
     void authenticate(Client& client);
