@@ -6,7 +6,11 @@
 // then failed once, in turn.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstddef>
+#include <cstdio>
+#include <string>
 
 namespace afbus::test {
 
@@ -38,5 +42,28 @@ public:
         bool was_counting_;
     };
 };
+
+// What one run of a step with a failing allocation reached: FailingAllocations::failed() and count().
+struct FailingRun {
+    bool failed = false;
+    std::size_t made = 0;
+};
+
+// Runs `run(fail_at)` for fail_at = 1, 2, … (each run on a fresh world: the step with allocation fail_at
+// failing, then the test's checks) until a run's step makes fewer allocations than fail_at, or a check
+// fails. Returns how many allocations the step makes (printed), or the fail_at whose run failed a check.
+template <class Run>
+std::size_t fail_each_allocation_in_turn(Run&& run) {
+    for (std::size_t fail_at = 1;; ++fail_at) {
+        SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+        const FailingRun outcome = run(fail_at);
+        if (testing::Test::HasFailure()) return fail_at;
+        if (!outcome.failed) {
+            std::printf("%s: %zu allocations, each failed once in turn\n",
+                        testing::UnitTest::GetInstance()->current_test_info()->name(), outcome.made);
+            return outcome.made;
+        }
+    }
+}
 
 }  // namespace afbus::test

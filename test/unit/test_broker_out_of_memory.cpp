@@ -237,25 +237,19 @@ void bus_still_serves(World& w) {
 // each run. Returns how many allocations the step makes when none fails.
 std::size_t fail_each_allocation(const std::function<void(World&)>& prepare, const std::function<void(World&)>& step,
                                  const std::function<void(World&)>& check) {
-    for (std::size_t fail_at = 1;; ++fail_at) {
-        SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+    return test::fail_each_allocation_in_turn([&](std::size_t fail_at) {
         World w;
         w.start_service();
         if (prepare) prepare(w);
         w.failing(fail_at, [&] { step(w); });
         if (w.escaped) {
             ADD_FAILURE() << "std::bad_alloc escaped the event loop";
-            return fail_at;
+            return test::FailingRun{};
         }
         check(w);
         bus_still_serves(w);
-        if (testing::Test::HasFailure()) return fail_at;
-        if (!w.failed) {
-            std::printf("%s: %zu allocations, each failed once in turn\n",
-                        testing::UnitTest::GetInstance()->current_test_info()->name(), w.made);
-            return w.made;
-        }
-    }
+        return test::FailingRun{w.failed, w.made};
+    });
 }
 
 // A connection's first turns: taken, authenticated, Hello, and a call to the service whose answer is

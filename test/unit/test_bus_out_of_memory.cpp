@@ -253,25 +253,19 @@ struct Scenario {
 // Runs `scenario` with every allocation of its step failing once, in turn; returns how many allocations
 // the step makes when none fails.
 std::size_t fail_each_allocation(const Scenario& scenario) {
-    for (std::size_t fail_at = 1;; ++fail_at) {
-        SCOPED_TRACE("allocation " + std::to_string(fail_at) + " fails");
+    return test::fail_each_allocation_in_turn([&scenario](std::size_t fail_at) {
         World w;
         if (scenario.prepare) scenario.prepare(w);
         w.fail_at = fail_at;
         const std::uint32_t serial = scenario.step(w);
         if (w.escaped) {
             ADD_FAILURE() << "std::bad_alloc escaped the bus";
-            return fail_at;
+            return test::FailingRun{};
         }
         scenario.check(w, serial);
         bus_still_serves(w);
-        if (testing::Test::HasFailure()) return fail_at;
-        if (!w.failed) {
-            std::printf("%s: %zu allocations, each failed once in turn\n",
-                        testing::UnitTest::GetInstance()->current_test_info()->name(), w.made);
-            return w.made;
-        }
-    }
+        return test::FailingRun{w.failed, w.made};
+    });
 }
 
 // A call to the service: delivered and answered once, or refused with NoMemory and never delivered.
