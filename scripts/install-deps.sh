@@ -6,7 +6,7 @@ set -eu
 packages="
   build-essential g++ meson ninja-build pkg-config clang libclang-rt-14-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  libexpat1-dev libsystemd-dev libdbus-1-dev libsdbus-c++-dev libsdbus-c++-bin
+  libexpat1-dev libsystemd-dev libdbus-1-dev libsdbus-c++-dev libsdbus-c++-bin liburing-dev
   dbus dbus-daemon dbus-bin dbus-tests dbus-broker dbus-1-doc systemd python3-dbus python3-dbusmock python3-gi libglib2.0-bin
   groff-base xz-utils
   dpkg-dev debhelper dh-dkms dkms lintian fakeroot

@@ -24,7 +24,8 @@
 namespace {
 
 const std::vector<std::string> kScenarios = {"ping",    "ping-parallel", "fanout-1", "fanout-3", "payload",
-                                             "connect", "matches",       "idle",     "floor"};
+                                             "connect", "matches",       "idle",     "floor",
+                                             "relay"};
 
 struct BenchRun {
     int status = -1;

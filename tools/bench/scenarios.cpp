@@ -34,6 +34,7 @@
 #include "bench_client.hpp"
 #include "bench_protocol.hpp"
 #include "event_counter.hpp"
+#include "relay_loops.hpp"
 
 namespace afbus::bench {
 namespace {
@@ -159,8 +160,8 @@ public:
         for (pid_t pid : pids_) ::kill(pid, SIGKILL);
         for (pid_t pid : pids_) ::waitpid(pid, nullptr, 0);
     }
-    // Runs `body` in a child; its return value is the exit status.
-    Result<void> spawn(const std::function<int()>& body) {
+    // Runs `body` in a child; its return value is the exit status. Returns the child's pid.
+    Result<pid_t> spawn(const std::function<int()>& body) {
         const pid_t pid = ::fork();
         if (pid < 0) return failure(std::string("fork: ") + std::strerror(errno));
         if (pid == 0) {
@@ -171,7 +172,7 @@ public:
         }
         pids_.push_back(pid);
         pidfds_.emplace_back(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        return {};
+        return pid;
     }
     [[nodiscard]] std::vector<int> pidfds() const {
         std::vector<int> fds;
@@ -357,7 +358,8 @@ Result<void> start_server(Workers& workers, const Target& target, const Scenario
     auto ready = Pipe::make();
     if (!ready) return failure(ready.error());
     const int ready_fd = ready->write.get();
-    if (auto r = workers.spawn([&] { return server_main(target, options, ready_fd); }); !r) return r;
+    if (auto r = workers.spawn([&] { return server_main(target, options, ready_fd); }); !r)
+        return failure(r.error());
     ready->write.reset();
     if (auto b = workers.read_byte(ready->read.get(), options.timeout); !b)
         return failure("echo server: " + b.error());
@@ -804,59 +806,135 @@ Result<ScenarioResult> idle(const Target& target, const ScenarioOptions& options
     return r;
 }
 
-// --- floor: what the kernel alone costs a hop, with no bus and no D-Bus library ---
+// --- floor and relay: what the kernel alone costs a hop, with no bus and no D-Bus library ---
+
+constexpr std::size_t kHopBytes = 128;  // about a Ping method call on the wire
+
+// One side of a ping-pong of kHopBytes over a stream socket: send then receive, or the reverse.
+bool exchange_hop(int fd, std::byte* buffer, bool send_first) {
+    auto transfer = [fd, buffer](bool sending) {
+        std::size_t done = 0;
+        while (done < kHopBytes) {
+            const ssize_t n = sending ? ::write(fd, buffer + done, kHopBytes - done)
+                                      : ::read(fd, buffer + done, kHopBytes - done);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return false;
+            done += static_cast<std::size_t>(n);
+        }
+        return true;
+    };
+    return send_first ? transfer(true) && transfer(false) : transfer(false) && transfer(true);
+}
+
+// The echo side of the ping-pong, until the other end is closed; an exit status.
+int echo_until_closed(int fd) {
+    std::byte buffer[kHopBytes] = {};
+    while (exchange_hop(fd, buffer, false)) {
+    }
+    return 0;
+}
+
+// Round trips from this process over `mine` for options.duration_s, after a warm-up; the number done
+// and the seconds they took.
+Result<std::pair<std::uint64_t, double>> timed_round_trips(int mine, const ScenarioOptions& options,
+                                                           const char* scenario) {
+    std::byte buffer[kHopBytes] = {};
+    for (int i = 0; i < 200; ++i)
+        if (!exchange_hop(mine, buffer, true))
+            return failure(std::string(scenario) + ": the echo process went away");
+    std::uint64_t round_trips = 0;
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(options.duration_s);
+    do {
+        if (!exchange_hop(mine, buffer, true))
+            return failure(std::string(scenario) + ": the echo process went away");
+        ++round_trips;
+    } while (Clock::now() < end);
+    return std::pair{round_trips, seconds_since(start)};
+}
 
 // Two processes ping-pong a Ping call's worth of bytes over a unix socketpair. A call through a bus is
 // four such hops (client → bus → server → bus → client) plus the libraries' and the bus's own work, so
 // this bounds what any daemon can reach on this machine; it measures the machine, not the daemon.
 Result<ScenarioResult> floor_round_trip(const ScenarioOptions& options) {
-    constexpr std::size_t kHopBytes = 128;  // about a Ping method call on the wire
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
         return failure(std::string("socketpair: ") + std::strerror(errno));
     Fd mine(fds[0]), theirs(fds[1]);
-    auto exchange = [](int fd, std::byte* buffer, bool send_first) {
-        auto transfer = [fd, buffer](bool sending) {
-            std::size_t done = 0;
-            while (done < kHopBytes) {
-                const ssize_t n = sending ? ::write(fd, buffer + done, kHopBytes - done)
-                                          : ::read(fd, buffer + done, kHopBytes - done);
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) return false;
-                done += static_cast<std::size_t>(n);
-            }
-            return true;
-        };
-        return send_first ? transfer(true) && transfer(false) : transfer(false) && transfer(true);
-    };
     Workers workers;
     if (auto r = workers.spawn([&] {
             mine.reset();
-            std::byte buffer[kHopBytes] = {};
-            while (exchange(theirs.get(), buffer, false)) {
-            }
-            return 0;  // the driver closed its end
+            return echo_until_closed(theirs.get());
         });
         !r)
         return failure(r.error());
     theirs.reset();
-    std::byte buffer[kHopBytes] = {};
-    for (int i = 0; i < 200; ++i)
-        if (!exchange(mine.get(), buffer, true)) return failure("floor: the echo process went away");
-    std::uint64_t round_trips = 0;
-    const auto start = Clock::now();
-    const auto end = start + std::chrono::duration<double>(options.duration_s);
-    do {
-        if (!exchange(mine.get(), buffer, true)) return failure("floor: the echo process went away");
-        ++round_trips;
-    } while (Clock::now() < end);
-    const double elapsed = seconds_since(start);
+    auto timed = timed_round_trips(mine.get(), options, "floor");
     mine.reset();
+    if (!timed) return failure(timed.error());
     if (auto r = workers.join(); !r) return failure("floor: " + r.error());
+    const auto [round_trips, elapsed] = *timed;
     ScenarioResult r{"floor", {}};
     r.metrics.push_back({"round_trips_per_s", static_cast<double>(round_trips) / elapsed, "1/s", true});
     r.metrics.push_back({"us_per_hop", elapsed / (2.0 * static_cast<double>(round_trips)) * 1e6, "us", false});
     return r;
+}
+
+// The floor with a bus's shape: the driver's round trips pass through a relay process to an echo
+// process and back, four hops as a call through a bus takes, and the relay does nothing but move the
+// bytes, with each of the two kinds of event loop (relay_loops.hpp). The relay's CPU per call is the
+// least a daemon built on that loop can spend routing a call and its reply, one message at a time.
+Result<ScenarioResult> relay_round_trip(const ScenarioOptions& options) {
+    ScenarioResult result{"relay", {}};
+    struct Loop {
+        const char* name;
+        int (*relay)(int, int);
+    };
+    std::vector<Loop> loops{{"epoll", relay_with_epoll}};
+    if (have_io_uring_relay()) loops.push_back({"io_uring", relay_with_io_uring});
+    for (const Loop& loop : loops) {
+        int client_side[2], server_side[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client_side) < 0)
+            return failure(std::string("socketpair: ") + std::strerror(errno));
+        Fd mine(client_side[0]), relay_client(client_side[1]);
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, server_side) < 0)
+            return failure(std::string("socketpair: ") + std::strerror(errno));
+        Fd relay_server(server_side[0]), echo(server_side[1]);
+        Workers workers;
+        if (auto r = workers.spawn([&] {
+                mine.reset();
+                relay_client.reset();
+                relay_server.reset();
+                return echo_until_closed(echo.get());
+            });
+            !r)
+            return failure(r.error());
+        auto relay = workers.spawn([&] {
+            mine.reset();
+            echo.reset();
+            return loop.relay(relay_client.get(), relay_server.get());
+        });
+        if (!relay) return failure(relay.error());
+        relay_client.reset();
+        relay_server.reset();
+        echo.reset();
+        const auto cpu_before = process_cpu_seconds(*relay);
+        auto timed = timed_round_trips(mine.get(), options, "relay");
+        const auto cpu_after = process_cpu_seconds(*relay);
+        mine.reset();
+        if (!timed) return failure(timed.error());
+        if (auto r = workers.join(); !r)
+            return failure(std::string("relay (") + loop.name + "): " + r.error());
+        const auto [round_trips, elapsed] = *timed;
+        const std::string prefix = loop.name;
+        result.metrics.push_back(
+            {prefix + "_round_trips_per_s", static_cast<double>(round_trips) / elapsed, "1/s", true});
+        if (cpu_before && cpu_after)
+            result.metrics.push_back({prefix + "_relay_cpu_us_per_call",
+                                      (*cpu_after - *cpu_before) / static_cast<double>(round_trips) * 1e6,
+                                      "us", false});
+    }
+    return result;
 }
 
 }  // namespace
@@ -864,7 +942,8 @@ Result<ScenarioResult> floor_round_trip(const ScenarioOptions& options) {
 std::vector<std::string> all_scenarios(const std::vector<int>& fanout_sizes) {
     std::vector<std::string> names{"ping", "ping-parallel"};
     for (int s : fanout_sizes) names.push_back("fanout-" + std::to_string(s));
-    for (const char* n : {"payload", "connect", "matches", "idle", "policy", "floor"}) names.emplace_back(n);
+    for (const char* n : {"payload", "connect", "matches", "idle", "policy", "floor", "relay"})
+        names.emplace_back(n);
     return names;
 }
 
@@ -883,6 +962,7 @@ Result<ScenarioResult> run_scenario(const std::string& name, const Target& targe
     if (name == "matches") return matches(target, options);
     if (name == "idle") return idle(target, options);
     if (name == "floor") return floor_round_trip(options);
+    if (name == "relay") return relay_round_trip(options);
     if (name == "policy") return failure("policy starts its own daemons (not with --address)");
     return failure("unknown scenario " + name);
 }
