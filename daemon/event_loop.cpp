@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 
+#include <cassert>
 #include <cerrno>
 #include <vector>
 
@@ -32,11 +33,14 @@ bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
     return true;
 }
 
-bool EventLoop::modify(int fd, std::uint32_t events) {
+void EventLoop::modify(int fd, std::uint32_t events) {
     epoll_event ev{};
     ev.events = events;
     ev.data.fd = fd;
-    return ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) == 0;
+    [[maybe_unused]] const int modified = ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev);
+    // EPOLL_CTL_MOD fails only for an fd that is not watched (ENOENT) or not valid (EBADF): a caller's bug.
+    // Left unnoticed, the fd would keep its old events, and a connection waiting to write would stall.
+    assert(modified == 0);
 }
 
 void EventLoop::unwatch(int fd) {

@@ -28,7 +28,9 @@ public:
     // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure
     // (ENOMEM when there was no memory for the watch: nothing is registered then).
     bool watch(int fd, std::uint32_t events, FdCallback callback);
-    bool modify(int fd, std::uint32_t events);
+    // Changes the events of a watched fd. It cannot fail for a watched fd (the kernel allocates nothing
+    // for it): a failure is a programming error, and asserts.
+    void modify(int fd, std::uint32_t events);
     void unwatch(int fd);
 
     TimerId add_timer(Clock::time_point deadline, TimerCallback callback);

@@ -10,21 +10,25 @@
 // still get replies and signals, the daemon's fd count returns to where it was (fds passed with half a
 // message are closed, not leaked), and a caller owed an answer by a client that went gets NoReply.
 // docs/reliability.md (section 4) has the figures and where dbus-daemon differs.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -763,6 +767,14 @@ public:
         if (fd) ++connections_;
         return fd;
     }
+    // Connected, not authenticated: the daemon accepts it (and numbers it) whatever it does next.
+    Fd unauthenticated_connection() {
+        Fd fd = test::unauthenticated_connection(bus_);
+        if (fd) ++connections_;
+        return fd;
+    }
+    // The number the shim gives the next connection the daemon accepts.
+    int next_connection_number() const { return Bystanders::numbered_connections() + connections_ + 1; }
 
     // The shim takes the rule at its next intercepted call (written whole, by rename).
     void arm(const std::string& rule) {
@@ -1099,6 +1111,115 @@ TEST(FaultInjection, AcceptFailuresLeaveTheListenerWorking) {
         EXPECT_TRUE(bystanders.still_served());
     }
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// A new connection the daemon cannot take in whole: the kernel cannot give its credentials (getsockopt
+// SO_PEERCRED failing with ENOMEM or ENOBUFS), or the daemon cannot add it to its epoll set
+// (EPOLL_CTL_ADD failing with ENOMEM, or ENOSPC: the user's fs.epoll.max_user_watches reached).
+// afbus-daemon refuses that connection (it sees its socket closed), logs why, and serves the others and
+// the next connection; its fds come back.
+TEST(FaultInjection, ANewConnectionWithoutCredentialsOrAWatchIsRefusedAlone) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    const std::size_t fds_before = test::process_usage(shimmed.bus().pid()).open_fds;
+    struct Case {
+        const char* call;
+        const char* error;
+        int value;
+        const char* logged;        // afbus-daemon's log line says this, and strerror(value)
+        bool against_dbus_daemon;  // (without credentials, dbus-daemon takes 10 s to close: once is enough)
+    };
+    constexpr Case kCases[] = {
+        {"credentials", "ENOMEM", ENOMEM, "refusing a connection: no peer credentials: ", true},
+        {"credentials", "ENOBUFS", ENOBUFS, "refusing a connection: no peer credentials: ", false},
+        {"watch", "ENOMEM", ENOMEM, "(unregistered) (uid=", true},
+        {"watch", "ENOSPC", ENOSPC, "(unregistered) (uid=", true}};
+    for (const Case& c : kCases) {
+        if (!c.against_dbus_daemon && !test::testing_afbus_daemon()) continue;
+        SCOPED_TRACE(std::string(c.call) + " " + c.error);
+        shimmed.arm(std::string(c.call) + " " + c.error + " 1 " +
+                    std::to_string(shimmed.next_connection_number()));
+        const auto start = test::Clock::now();
+        Fd victim = shimmed.unauthenticated_connection();
+        ASSERT_TRUE(victim);
+        send_text(victim, std::string(1, '\0') + "AUTH EXTERNAL " +
+                              test::sasl_hex(std::to_string(::getuid())) + "\r\n");
+        const std::string line = test::read_sasl_line(victim);
+        std::printf("%s failing with %s: the connection %s after %.3f s\n", c.call, c.error,
+                    line.empty() ? "was closed" : ("was answered " + line).c_str(),
+                    std::chrono::duration<double>(test::Clock::now() - start).count());
+        EXPECT_TRUE(shimmed.log_shows(std::string("fails with ") + c.error + " (0 left)"))
+            << shimmed.bus().log();
+        if (test::testing_afbus_daemon()) {
+            EXPECT_EQ(line, "") << "the connection went on";
+            EXPECT_TRUE(shimmed.log_shows(c.logged, std::strerror(c.value))) << shimmed.bus().log();
+        }
+        victim = Fd();
+        auto newcomer = shimmed.connect();
+        ASSERT_TRUE(newcomer) << "the next connection was not served";
+        EXPECT_TRUE(ping_answered(*newcomer, bystanders, bystanders.service_name()));
+        newcomer.reset();
+        EXPECT_TRUE(bystanders.still_served());
+        EXPECT_TRUE(fds_return_to(shimmed.bus(), bystanders, fds_before))
+            << test::process_usage(shimmed.bus().pid()).open_fds << " fds, " << fds_before << " before";
+    }
+    std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// The account's groups, sorted (what a bus answers for a connection whose socket reports none).
+std::vector<std::uint32_t> account_groups() {
+    const passwd* account = ::getpwuid(::getuid());
+    if (!account) return {};
+    std::vector<gid_t> groups(64);
+    int count = static_cast<int>(groups.size());
+    if (::getgrouplist(account->pw_name, account->pw_gid, groups.data(), &count) < 0) {
+        groups.resize(static_cast<std::size_t>(count));
+        if (::getgrouplist(account->pw_name, account->pw_gid, groups.data(), &count) < 0) return {};
+    }
+    std::vector<std::uint32_t> sorted(groups.begin(), groups.begin() + count);
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    return sorted;
+}
+
+// Credentials the kernel gives only in part: SO_PEERGROUPS failing (ENOMEM) costs the connection its
+// socket's groups, and both daemons judge it by its account's instead, as for a socket that reports none
+// (afbus-daemon's GetConnectionCredentials answers those; dbus-daemon's leaves UnixGroupIDs out);
+// SO_PEERPIDFD failing (afbus-daemon asks for it, dbus-daemon 1.14 does not) costs it the ProcessFD. Either
+// way the connection is served.
+TEST(FaultInjection, CredentialsTheKernelGivesInPartServeTheConnectionWithTheRest) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    for (const char* call : {"groups", "pidfd"}) {
+        SCOPED_TRACE(call);
+        const bool pidfd = std::string_view(call) == "pidfd";
+        if (pidfd && !test::testing_afbus_daemon()) continue;
+        shimmed.arm(std::string(call) + " ENOMEM 1 " + std::to_string(shimmed.next_connection_number()));
+        auto victim = shimmed.connect();
+        ASSERT_TRUE(victim) << shimmed.bus().log();
+        EXPECT_TRUE(shimmed.log_shows("fails with ENOMEM (0 left)")) << shimmed.bus().log();
+        auto reply = bystanders.caller().call(driver_call("GetConnectionCredentials", victim->unique_name()));
+        ASSERT_TRUE(reply) << reply.error().message;
+        auto [fields] = read_all<std::map<std::string, Variant>>(*reply).value();
+        EXPECT_EQ(fields.at("UnixUserID"), Variant(static_cast<std::uint32_t>(::getuid())));
+        EXPECT_TRUE(fields.contains("ProcessID"));
+        if (pidfd) {
+            EXPECT_FALSE(fields.contains("ProcessFD"));
+        } else if (test::testing_afbus_daemon()) {
+            // The groups its policy judges it by. (dbus-daemon leaves UnixGroupIDs out.)
+            ASSERT_TRUE(fields.contains("UnixGroupIDs"));
+            EXPECT_EQ(fields.at("UnixGroupIDs"), Variant(account_groups()));
+        } else {
+            std::printf("dbus-daemon's UnixGroupIDs: %s\n",
+                        fields.contains("UnixGroupIDs") ? "given" : "left out");
+        }
+        EXPECT_TRUE(ping_answered(*victim, bystanders, bystanders.service_name()));
+        EXPECT_TRUE(bystanders.still_served());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

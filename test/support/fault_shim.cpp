@@ -5,11 +5,14 @@
 //     <what> <errno name> <times> <connection>
 //
 //   what        read (recvmsg, recvmmsg, recv, read, readv), write (sendmsg, sendmmsg, send, write,
-//               writev) or accept (accept4, accept)
-//   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET or EPIPE
+//               writev), accept (accept4, accept), credentials, groups or pidfd (getsockopt of
+//               SO_PEERCRED, SO_PEERGROUPS or SO_PEERPIDFD) or watch (epoll_ctl's EPOLL_CTL_ADD of the
+//               connection's fd; EPOLL_CTL_MOD is not failed: the kernel's ep_modify allocates nothing and
+//               fails only for a bad argument, which is the daemon's bug, not a fault to survive)
+//   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET, EPIPE or ENOSPC
 //   times       how many consecutive calls fail
-//   connection  for read and write: the Nth stream connection (unix, TCP) the daemon accepted (from 1),
-//               bus:N, the Nth AF_BUS socket it accepted (a master side: a native client's, a
+//   connection  for every call but accept: the Nth stream connection (unix, TCP) the daemon accepted
+//               (from 1), bus:N, the Nth AF_BUS socket it accepted (a master side: a native client's, a
 //               bridge's), or bridge:N, the Nth AF_BUS socket it connected itself (the client side of
 //               the bridge it gives each unix client in kernel mode); ignored for accept
 //
@@ -27,13 +30,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 namespace {
 
-enum class What { None, Read, Write, Accept };
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77  // Linux 6.5; glibc 2.36 does not know it yet
+#endif
+
+enum class What { None, Read, Write, Accept, Credentials, Groups, Pidfd, Watch };
 
 struct Rule {
     What what = What::None;
@@ -83,8 +91,9 @@ struct ErrnoName {
     const char* name;
     int value;
 };
-constexpr ErrnoName kErrnos[] = {{"EINTR", EINTR},   {"EAGAIN", EAGAIN}, {"ENOBUFS", ENOBUFS},       {"ENOMEM", ENOMEM},
-                                 {"EMFILE", EMFILE}, {"ENFILE", ENFILE}, {"ECONNRESET", ECONNRESET}, {"EPIPE", EPIPE}};
+constexpr ErrnoName kErrnos[] = {{"EINTR", EINTR},           {"EAGAIN", EAGAIN}, {"ENOBUFS", ENOBUFS},
+                                 {"ENOMEM", ENOMEM},         {"EMFILE", EMFILE}, {"ENFILE", ENFILE},
+                                 {"ECONNRESET", ECONNRESET}, {"EPIPE", EPIPE},   {"ENOSPC", ENOSPC}};
 
 const char* errno_name(int value) {
     for (const ErrnoName& e : kErrnos)
@@ -97,6 +106,10 @@ const char* what_name(What what) {
         case What::Read: return "read";
         case What::Write: return "write";
         case What::Accept: return "accept";
+        case What::Credentials: return "credentials";
+        case What::Groups: return "groups";
+        case What::Pidfd: return "pidfd";
+        case What::Watch: return "watch";
         case What::None: break;
     }
     return "none";
@@ -122,10 +135,11 @@ void take_rule() {
         return;
     }
     next.connection = parse_connection(connection);
-    next.what = strcmp(what, "read") == 0    ? What::Read
-                : strcmp(what, "write") == 0 ? What::Write
-                : strcmp(what, "accept") == 0 ? What::Accept
-                                              : What::None;
+    next.what = What::None;
+    constexpr What kCalls[] = {What::Read,   What::Write, What::Accept, What::Credentials,
+                               What::Groups, What::Pidfd, What::Watch};
+    for (What w : kCalls)
+        if (strcmp(what, what_name(w)) == 0) next.what = w;
     for (const ErrnoName& e : kErrnos)
         if (strcmp(e.name, error) == 0) next.error = e.value;
     if (next.what == What::None || next.error == 0) {
@@ -281,6 +295,23 @@ ssize_t writev(int fd, const iovec* iov, int count) {
     static auto real = next_symbol(writev, "writev");
     if (inject(What::Write, fd, "writev")) return -1;
     return real(fd, iov, count);
+}
+
+// (The shim's own SO_TYPE and SO_DOMAIN questions pass through here untouched.)
+int getsockopt(int fd, int level, int name, void* value, socklen_t* length) {
+    static auto real = next_symbol(getsockopt, "getsockopt");
+    if (level == SOL_SOCKET) {
+        if (name == SO_PEERCRED && inject(What::Credentials, fd, "getsockopt(SO_PEERCRED)")) return -1;
+        if (name == SO_PEERGROUPS && inject(What::Groups, fd, "getsockopt(SO_PEERGROUPS)")) return -1;
+        if (name == SO_PEERPIDFD && inject(What::Pidfd, fd, "getsockopt(SO_PEERPIDFD)")) return -1;
+    }
+    return real(fd, level, name, value, length);
+}
+
+int epoll_ctl(int epoll, int operation, int fd, epoll_event* event) {
+    static auto real = next_symbol(epoll_ctl, "epoll_ctl");
+    if (operation == EPOLL_CTL_ADD && inject(What::Watch, fd, "epoll_ctl(EPOLL_CTL_ADD)")) return -1;
+    return real(epoll, operation, fd, event);
 }
 
 }  // extern "C"
