@@ -93,8 +93,13 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
     if (skipped_) return std::optional<Message>{};  // take_skipped() first
     if (!large_.empty()) {
         if (reading_large()) return std::optional<Message>{};
+        // As for a message in the buffer below: should anything throw std::bad_alloc, the message is still
+        // here, whole, for a later next(). parse() takes the storage only once its own allocation is made.
+        auto fds = room_for_fds();
+        auto message = Message::parse(std::move(large_));
+        large_ = OwnedBytes();  // taken; or, for a malformed message, given up with it
         large_received_ = 0;
-        return with_declared_fds(Message::parse(std::exchange(large_, OwnedBytes())));
+        return with_declared_fds(std::move(message), std::move(fds));
     }
     if (in_buffer() < kFixedHeaderLength) return std::optional<Message>{};
     auto length = Message::frame_length(
@@ -105,7 +110,9 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
 
     // Parsed (a copy) and given its fds before anything is consumed: should either throw
     // std::bad_alloc, the message is still here for a later next().
-    auto message = with_declared_fds(Message::parse(std::span<const std::byte>(buffer_.data() + start_, *length)));
+    auto fds = room_for_fds();
+    auto message = with_declared_fds(
+        Message::parse(std::span<const std::byte>(buffer_.data() + start_, *length)), std::move(fds));
     start_ += *length;
     if (start_ == end_) start_ = end_ = 0;
     // Shrink the buffer after a very large message so that one big message does not pin its memory.
@@ -116,17 +123,21 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
     return message;
 }
 
+std::vector<Fd> MessageFramer::room_for_fds() const {
+    std::vector<Fd> fds;
+    fds.reserve(std::min<std::size_t>(fds_.size(), kMaxMessageUnixFds));
+    return fds;
+}
+
 Expected<std::optional<Message>, WireError> MessageFramer::with_declared_fds(
-    Expected<Message, WireError> message) {
+    Expected<Message, WireError> message, std::vector<Fd> fds) {
     if (!message) return Unexpected(message.error());
     // The fds a message declares must all have arrived by its last byte (the specification has them sent
     // no later than that).
     const std::uint32_t declared = message->unix_fds();
     if (declared != 0) {
         if (declared > kMaxMessageUnixFds || declared > fds_.size()) return Unexpected(WireError::TooManyFds);
-        std::vector<Fd> fds;
-        fds.reserve(declared);
-        for (std::uint32_t i = 0; i < declared; ++i) {
+        for (std::uint32_t i = 0; i < declared; ++i) {  // within the room made
             fds.push_back(std::move(fds_.front()));
             fds_.pop_front();
         }

@@ -97,7 +97,7 @@ Expected<Message, WireError> Message::parse(std::vector<std::byte> header, std::
     return validate(std::move(m));
 }
 
-Expected<Message, WireError> Message::parse(OwnedBytes wire, std::vector<Fd> fds) {
+Expected<Message, WireError> Message::parse(OwnedBytes&& wire, std::vector<Fd> fds) {
     const std::span<const std::byte> bytes = wire.span();
     auto header_length = framed_header_length(bytes);
     if (!header_length) return Unexpected(header_length.error());

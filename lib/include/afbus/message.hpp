@@ -73,8 +73,9 @@ public:
     static Expected<Message, WireError> parse(std::vector<std::byte> header, std::vector<std::byte> body,
                                               std::vector<Fd> fds = {});
     // The same for a message a transport read into one block of its own (exactly frame_length bytes): the
-    // header is copied out, the body stays where it was read.
-    static Expected<Message, WireError> parse(OwnedBytes wire, std::vector<Fd> fds = {});
+    // header is copied out, the body stays where it was read. `wire` is taken only after the copy is
+    // made: should that throw std::bad_alloc, the caller still has it.
+    static Expected<Message, WireError> parse(OwnedBytes&& wire, std::vector<Fd> fds = {});
 
     [[nodiscard]] MessageType type() const noexcept { return static_cast<MessageType>(byte_at(1)); }
     [[nodiscard]] std::uint8_t flags() const noexcept { return byte_at(2); }

@@ -94,7 +94,12 @@ private:
     [[nodiscard]] bool reading_large() const noexcept { return large_received_ < large_.size(); }
     // A skipped message's bytes are still coming (prepare() offers the read buffer as scratch space).
     [[nodiscard]] bool skipping() const noexcept { return skip_remaining_ != 0; }
-    Expected<std::optional<Message>, WireError> with_declared_fds(Expected<Message, WireError> message);
+    // Room for the fds of the next message (at most those held), made before the message is taken: once
+    // it is, nothing may fail for want of memory.
+    [[nodiscard]] std::vector<Fd> room_for_fds() const;
+    // `message` given the fds it declares, moved into `fds` (room_for_fds()).
+    Expected<std::optional<Message>, WireError> with_declared_fds(Expected<Message, WireError> message,
+                                                                  std::vector<Fd> fds);
 
     std::vector<std::byte, UninitializedBytes> buffer_;
     std::size_t start_ = 0;  // first unconsumed byte
