@@ -4,12 +4,13 @@
 
 #include <cassert>
 #include <cstring>
+#include <new>
 
 #include "afbus/names.hpp"
 #include "afbus/types.hpp"
+#include "log.hpp"
 #include "name_signals.hpp"
 #include "policy_check.hpp"
-#include "log.hpp"
 #include "systemd_integration.hpp"
 
 namespace afbus::daemon {
@@ -164,8 +165,18 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
     if (waiting_for_systemd) return {};
 
     Expected<void, Error> started;
-    if (settings_.systemd_activation && service->service.systemd_service) started = ask_systemd(*service, requester);
-    else started = spawn(*service, pending, requester);
+    try {
+        if (settings_.systemd_activation && service->service.systemd_service)
+            started = ask_systemd(*service, requester);
+        else
+            started = spawn(*service, pending, requester);
+    } catch (const std::bad_alloc&) {
+        // Queued, but not started: the start fails within this call like any other failed start, so that
+        // nothing stays pending and the sender is answered (rather than losing its connection to a call
+        // that changed the bus). spawn() leaves no process behind when it throws.
+        take(service_name);
+        return Unexpected(make_error(error_names::kNoMemory, "Not enough memory to start " + service_name));
+    }
     // Nobody else can be waiting yet when the start fails within this call: the caller answers.
     if (!started) take(service_name);
     return started;
@@ -230,6 +241,11 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
         journal_out = systemd::journal_stream(name, LOG_INFO);
         journal_err = systemd::journal_stream(name, LOG_WARNING);
     }
+    // The process's place is made before it starts: once it runs, nothing may fail for want of memory (a
+    // process nobody holds would never be reaped). Pids are never 0.
+    [[maybe_unused]] auto [placeholder, added] = processes_.try_emplace(0);
+    assert(added);
+    auto place = processes_.extract(placeholder);
     auto process = ServiceProcess::spawn(loop_, *argv, spawn_environment(), settings_.service_fd_limit,
                                          [this, name, exec](ProcessEnd end) { process_ended(name, exec, end); },
                                          ProcessOutput{journal_out.get(), journal_err.get()});
@@ -238,8 +254,9 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
         return Unexpected(make_error(error_names::kSpawnForkFailed,
                                      std::string("Failed to fork (") + std::strerror(process.error()) + ")"));
     }
-    const pid_t pid = (*process)->pid();
-    processes_.emplace(pid, std::move(*process));
+    place.key() = (*process)->pid();
+    place.mapped() = std::move(*process);
+    processes_.insert(std::move(place));
     return {};
 }
 

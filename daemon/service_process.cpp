@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <new>
 
 namespace afbus::daemon {
 namespace {
@@ -75,7 +76,16 @@ Expected<std::unique_ptr<ServiceProcess>, int> ServiceProcess::spawn(EventLoop& 
         ::waitpid(pid, nullptr, 0);
         return Unexpected(error);
     }
-    auto process = std::make_unique<ServiceProcess>(Key{}, loop, pid, std::move(pidfd), std::move(error_read), std::move(on_end));
+    std::unique_ptr<ServiceProcess> process;
+    try {
+        process = std::make_unique<ServiceProcess>(Key{}, loop, pid, std::move(pidfd), std::move(error_read),
+                                                   std::move(on_end));
+    } catch (const std::bad_alloc&) {
+        // Nobody would reap it: it ends now, and the start fails.
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+        return Unexpected(ENOMEM);
+    }
     if (!loop.watch(process->pidfd_.get(), EPOLLIN, [p = process.get()](std::uint32_t) { p->on_pidfd_ready(); })) {
         const int error = errno;
         ::kill(pid, SIGKILL);

@@ -11,9 +11,14 @@
 //     can no longer come;
 //   - the bus still serves everyone: a newcomer says Hello and calls the service, which answers.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -513,6 +518,86 @@ TEST(BusOutOfMemory, ADisconnection) {
             w.replace_service();
         },
     });
+}
+
+// A directory with one .service file, for the activation tests: org.x.Started, whose Exec is /bin/true
+// (it exits at once, successfully: the bus waits on for the name, as for a service that forks).
+const std::string& service_directory() {
+    static const std::string directory = [] {
+        char path[] = "/tmp/afbus-oom-services-XXXXXX";
+        EXPECT_TRUE(::mkdtemp(path));
+        std::ofstream(std::string(path) + "/org.x.Started.service")
+            << "[D-BUS Service]\nName=org.x.Started\nExec=/bin/true\n";
+        return std::string(path);
+    }();
+    return directory;
+}
+
+// Runs the bus's loop until every process it started has ended and been reaped (the loop reaps its
+// services through their pidfds); false if one is still there after 10 s.
+bool services_reaped(World& w) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        siginfo_t info{};
+        // ECHILD: no child at all, running or waiting to be reaped.
+        if (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD) return true;
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        (void)w.loop.run_once(std::chrono::milliseconds(10));
+    }
+}
+
+// A call to a name nobody owns that a .service file provides: activation queues the call with a pending
+// start and its timer, and starts the service (fork and exec). Out of memory before the service is
+// forked, the start fails and the caller is told NoMemory; after, the forked process is ended and the
+// caller told Spawn.ForkFailed; once the start is made, the call is the activation's. Never is the caller
+// disconnected (the call changed the bus, but a failed start is an answer). Then the service appears
+// and takes the name: it gets the call exactly when the caller was not answered, the caller is answered
+// once, and every process the bus started is reaped, none left behind.
+TEST(BusOutOfMemory, ACallThatStartsAService) {
+    int no_memory = 0, fork_failed = 0, queued = 0;
+    const std::size_t made = fail_each_allocation({
+        [](World& w) {
+            BusSettings settings;
+            settings.service_directories = {SearchDirectory{service_directory()}};
+            w.bus.set_settings(settings);
+        },
+        [](World& w) {
+            return w.send_failing(w.caller,
+                                  MessageBuilder::method_call("org.x.Started", "/x", "org.x.I", "M"));
+        },
+        [&](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            ASSERT_NE(end, Ended::Disconnected) << "the caller lost its connection";
+            if (end == Ended::Answered) {
+                // Out of memory once the service was forked: it is ended, and the start fails.
+                const auto got = w.answers(w.caller, s);
+                EXPECT_EQ(got.at(0)->error_name(), error_names::kSpawnForkFailed);
+                ++fork_failed;
+            }
+            // The service starts and takes its name.
+            const PeerId started = w.connect_and_authenticate();
+            w.hello(started);
+            w.send(started, driver_call("RequestName", std::string("org.x.Started"), std::uint32_t{0}));
+            std::vector<std::shared_ptr<const Message>> calls;
+            for (const auto& m : w.delivery.take(started))
+                if (m->type() == MessageType::MethodCall && m->member() == "M") calls.push_back(m);
+            if (end != Ended::Unanswered) {
+                no_memory += end == Ended::NoMemory;
+                EXPECT_TRUE(calls.empty()) << "refused, yet delivered";
+            } else {
+                ++queued;
+                ASSERT_EQ(calls.size(), 1u) << "the queued call was not handed to the service";
+                w.send(started, MessageBuilder::method_return(w.caller_name, calls[0]->serial()));
+                EXPECT_EQ(ending(w, w.caller, s), Ended::Answered);
+            }
+            EXPECT_TRUE(services_reaped(w)) << "a service process the bus started was never reaped";
+        },
+    });
+    EXPECT_GT(made, 0u);
+    std::printf(
+        "the caller: told NoMemory %d times, Spawn.ForkFailed %d times; its call queued and delivered %d "
+        "times\n",
+        no_memory, fork_failed, queued);
 }
 
 }  // namespace
