@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 #include "afbus/names.hpp"
 #include "afbus/types.hpp"
@@ -62,11 +63,23 @@ Activation::~Activation() {
         if (pending.timer) loop_.cancel_timer(pending.timer);
 }
 
-void Activation::configure(ActivationSettings settings) {
+std::unique_ptr<ActivatableServices> Activation::load(const ActivationSettings& settings) {
+    auto services =
+        std::make_unique<ActivatableServices>(settings.directories, settings.servicehelper.has_value());
+    services->reload();
+    return services;
+}
+
+void Activation::configure(ActivationSettings settings,
+                           std::unique_ptr<ActivatableServices> services) noexcept {
+    static_assert(std::is_nothrow_move_assignable_v<ActivationSettings>);
     settings_ = std::move(settings);
-    services_ = std::make_unique<ActivatableServices>(settings_.directories, settings_.servicehelper.has_value());
-    services_->reload();
-    log_notices();
+    services_ = std::move(services);
+    try {
+        log_notices();
+    } catch (const std::bad_alloc&) {
+        // What the directories held is in force; only the notices about them are lost.
+    }
 }
 
 void Activation::log_notices() {

@@ -84,8 +84,11 @@ public:
     Activation(const Activation&) = delete;
     Activation& operator=(const Activation&) = delete;
 
-    // New directories and limits (startup and every configuration reload); rereads every directory.
-    void configure(ActivationSettings settings);
+    // New directories and limits (startup and every configuration reload): load() reads every directory
+    // the settings name, changing nothing (it may throw std::bad_alloc); configure() puts the settings and
+    // what was read in force, taking no memory.
+    [[nodiscard]] static std::unique_ptr<ActivatableServices> load(const ActivationSettings& settings);
+    void configure(ActivationSettings settings, std::unique_ptr<ActivatableServices> services) noexcept;
     void set_address(std::string address) { settings_.address = std::move(address); }
 
     // Starts `name` for `waiter`, or adds the waiter to its pending start. Fails at once when nothing

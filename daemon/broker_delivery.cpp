@@ -190,7 +190,8 @@ std::size_t BrokerDelivery::max_message_size() const {
 }
 
 void BrokerDelivery::configure(const ConnectionSettings& settings) {
-    settings_ = settings;
+    ConnectionSettings copy = settings;  // the one allocation: before anything changes
+    settings_ = std::move(copy);
     // A reload may change max_message_size: the connections there are take the new one too.
     for (auto& [id, c] : connections_) c->transport->set_max_message_size(max_message_size());
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <type_traits>
 
 #include "afbus/error.hpp"
 #include "log.hpp"
@@ -62,23 +63,28 @@ Bus::Bus(EventLoop& loop, BusSettings settings)
             }
         }
     });
-    configure_activation();
+    const ActivationSettings activation = activation_settings(settings_);
+    activation_->configure(activation, Activation::load(activation));
 }
 
 Bus::~Bus() { loop_.set_after_iteration({}); }
 
 ConnectionSettings Bus::connection_settings() const {
+    return connection_settings(settings_);
+}
+
+ConnectionSettings Bus::connection_settings(const BusSettings& settings) const {
     ConnectionSettings c;
     c.guid = guid_;
-    c.mechanisms = settings_.mechanisms;
-    c.allow_anonymous = settings_.allow_anonymous;
-    c.auth_timeout_ms = settings_.limits.auth_timeout;
-    c.pending_fd_timeout_ms = settings_.limits.pending_fd_timeout;
-    c.max_replies_per_connection = settings_.limits.max_replies_per_connection;
-    c.reply_timeout_ms = settings_.limits.reply_timeout;
-    c.max_message_size = settings_.limits.max_message_size;
-    c.max_outgoing_bytes = settings_.limits.max_outgoing_bytes;
-    c.policy = settings_.policy;
+    c.mechanisms = settings.mechanisms;
+    c.allow_anonymous = settings.allow_anonymous;
+    c.auth_timeout_ms = settings.limits.auth_timeout;
+    c.pending_fd_timeout_ms = settings.limits.pending_fd_timeout;
+    c.max_replies_per_connection = settings.limits.max_replies_per_connection;
+    c.reply_timeout_ms = settings.limits.reply_timeout;
+    c.max_message_size = settings.limits.max_message_size;
+    c.max_outgoing_bytes = settings.limits.max_outgoing_bytes;
+    c.policy = settings.policy;
     return c;
 }
 
@@ -87,39 +93,61 @@ void Bus::set_address(std::string address) {
     activation_->set_address(std::move(address));
 }
 
-void Bus::configure_activation() {
+ActivationSettings Bus::activation_settings(const BusSettings& settings) {
     ActivationSettings a;
-    a.bus_type = settings_.type;
-    a.address = settings_.address;
-    a.directories = settings_.service_directories;
-    a.servicehelper = settings_.servicehelper;
-    a.service_fd_limit = settings_.service_fd_limit;
-    a.systemd_activation = settings_.systemd_activation;
-    a.service_start_timeout_ms = settings_.limits.service_start_timeout;
-    a.max_pending_service_starts = settings_.limits.max_pending_service_starts;
-    activation_->configure(std::move(a));
+    a.bus_type = settings.type;
+    a.address = settings.address;
+    a.directories = settings.service_directories;
+    a.servicehelper = settings.servicehelper;
+    a.service_fd_limit = settings.service_fd_limit;
+    a.systemd_activation = settings.systemd_activation;
+    a.service_start_timeout_ms = settings.limits.service_start_timeout;
+    a.max_pending_service_starts = settings.limits.max_pending_service_starts;
+    return a;
 }
 
 void Bus::set_settings(BusSettings settings) {
     if (settings.address.empty()) settings.address = settings_.address;
-    // A reload also rereads the user database (dbus-daemon flushes its cache then).
+    // Whole or not at all: everything that takes memory is made first, changing nothing (the delivery
+    // mode's part last, itself whole or nothing), so that a reload short of memory leaves the settings
+    // in force as they were, for every connection; then the change takes none.
+    // A reload also rereads the user database (dbus-daemon flushes its cache then; a cache, refilled).
     accounts_.flush();
+    std::vector<std::pair<PeerId, std::shared_ptr<const policy::ConnectionChains>>> chains;
+    chains.reserve(peers_.size());
+    const ConsoleCheck console =
+        settings.policy && settings.policy->depends_on_console() ? ConsoleCheck::Ask : ConsoleCheck::Skip;
+    peers_.for_each([&](Peer& peer) {
+        std::shared_ptr<const policy::ConnectionChains> assigned;
+        if (!peer.authenticating() && settings.policy) {
+            // The identity was good enough at connect time; a user removed since keeps the default chains.
+            const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_, console);
+            assigned = settings.policy->chains_for(identity ? identity->principal : policy::Principal{});
+        }
+        chains.emplace_back(peer.id(), std::move(assigned));
+    });
+    ActivationSettings activation = activation_settings(settings);
+    auto services = Activation::load(activation);
+    if (delivery_) delivery_->configure(connection_settings(settings));
+
+    static_assert(std::is_nothrow_move_assignable_v<BusSettings>, "the change below must take no memory");
     settings_ = std::move(settings);
     flow_.set_limits(settings_.limits);
-    if (delivery_) delivery_->configure(connection_settings());
-    configure_activation();
-    // As dbus-daemon: after every reload, whether or not the set of services changed.
-    emit_driver_signal(MessageBuilder::signal(kDriverPath, kDriverInterface, "ActivatableServicesChanged"));
-    peers_.for_each([this](Peer& peer) {
-        if (peer.authenticating() || !settings_.policy) {
-            peer.set_policy(nullptr);
-        } else {
-            // The identity was good enough at connect time; a user removed since keeps the default chains.
-            const auto identity = policy_identity(peer.uid(), peer.credentials().groups, accounts_, console_check());
-            peer.set_policy(settings_.policy->chains_for(identity ? identity->principal : policy::Principal{}));
-        }
-        if (delivery_ && !peer.authenticating()) delivery_->peer_policy_assigned(peer.id(), peer.policy());
-    });
+    activation_->configure(std::move(activation), std::move(services));
+    for (auto& [id, assigned] : chains) {
+        Peer* peer = peers_.find(id);
+        if (!peer) continue;
+        peer->set_policy(std::move(assigned));
+        if (delivery_ && !peer->authenticating()) delivery_->peer_policy_assigned(id, peer->policy());
+    }
+    // As dbus-daemon: after every reload, whether or not the set of services changed. Best effort, as
+    // every signal of the bus's.
+    try {
+        emit_driver_signal(
+            MessageBuilder::signal(kDriverPath, kDriverInterface, "ActivatableServicesChanged"));
+    } catch (const std::bad_alloc&) {
+        note_memory_shortage();
+    }
 }
 
 ConsoleCheck Bus::console_check() const {

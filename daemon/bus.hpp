@@ -54,7 +54,8 @@ public:
     // The address clients connect to (known once the listeners are up), given to activated services.
     void set_address(std::string address);
     // New limits, mechanisms and policy (a config reload); every connection's policy is recomputed, the
-    // service directories are read again and ActivatableServicesChanged is emitted.
+    // service directories are read again and ActivatableServicesChanged is emitted. Whole or not at all:
+    // when it throws std::bad_alloc, the settings in force stay, for every connection.
     void set_settings(BusSettings settings);
     // Called for org.freedesktop.DBus.ReloadConfig; returns why reloading failed.
     void set_reload_handler(std::function<Expected<void, std::string>()> handler) { reload_config_ = std::move(handler); }
@@ -76,7 +77,8 @@ public:
 
 private:
     [[nodiscard]] ConnectionSettings connection_settings() const;
-    void configure_activation();
+    [[nodiscard]] ConnectionSettings connection_settings(const BusSettings& settings) const;
+    [[nodiscard]] static ActivationSettings activation_settings(const BusSettings& settings);
 
     // --- routing (bus.cpp) ---
     void dispatch(PeerId sender, Message message);

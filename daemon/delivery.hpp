@@ -98,6 +98,8 @@ class Delivery {
 public:
     virtual ~Delivery() = default;
 
+    // New settings (startup and every reload). Either in force whole, or, when it throws std::bad_alloc,
+    // not at all: the settings before stay.
     virtual void configure(const ConnectionSettings& settings) = 0;
 
     // What is queued for `peer` and not yet handed over.

@@ -74,8 +74,10 @@ KernelDelivery::~KernelDelivery() {
 
 void KernelDelivery::configure(const ConnectionSettings& settings) {
     const bool new_policy = settings.policy != settings_.policy;
-    settings_ = settings;
+    // Both copies before anything changes (the broker's configure() is whole or nothing too).
+    ConnectionSettings copy = settings;
     broker_.configure(settings);
+    settings_ = std::move(copy);
     for (const Fd& l : listeners_) {
         apply_bus_limits(l);
         // Refused, the kernel keeps the old image and every client its old chains: the old policy stays

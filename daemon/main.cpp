@@ -284,15 +284,31 @@ int main(int argc, char** argv) {
     // As dbus-daemon: a change in an <includedir> or a service directory rereads the configuration.
     DirectoryWatch watch(loop, [&bus] { (void)bus.reload_config(); });
     watch.set_directories(watched_directories(*config, bus.settings()));
+    // Reached from SIGHUP and the directory watch as well as ReloadConfig: out of memory, the reload fails
+    // and the configuration in force stays (Bus::set_settings is whole or nothing); nothing of it may
+    // escape the event loop, which would end the bus.
     bus.set_reload_handler([&bus, &watch, opts, initial_fd_limit]() -> Expected<void, std::string> {
-        auto reloaded = read_config(opts, IncludedirErrors::Fail);
-        if (!reloaded) {
-            log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
-            return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());
+        try {
+            auto reloaded = read_config(opts, IncludedirErrors::Fail);
+            if (!reloaded) {
+                log_warning("Unable to reload configuration: %s", reloaded.error().to_string().c_str());
+                return Unexpected("Unable to reload configuration: " + reloaded.error().to_string());
+            }
+            BusSettings next = settings_from(*reloaded, opts, initial_fd_limit);
+            auto directories = watched_directories(*reloaded, next);
+            bus.set_settings(std::move(next));
+            try {
+                watch.set_directories(std::move(directories));
+            } catch (const std::bad_alloc&) {
+                log_warning(
+                    "Configuration reloaded, but out of memory for watching its directories: a change "
+                    "in them is seen at the next reload");
+            }
+            return {};
+        } catch (const std::bad_alloc&) {
+            log_warning("Unable to reload configuration: out of memory; the configuration in force stays");
+            return Unexpected(std::string("Unable to reload configuration: out of memory"));
         }
-        bus.set_settings(settings_from(*reloaded, opts, initial_fd_limit));
-        watch.set_directories(watched_directories(*reloaded, bus.settings()));
-        return {};
     });
 
     // SIGTERM/SIGINT end the bus cleanly; SIGHUP reloads the configuration.

@@ -26,6 +26,7 @@
 #include "afbus/error.hpp"
 #include "afbus/types.hpp"
 #include "bus.hpp"
+#include "policy_compiler.hpp"
 #include "support/failing_allocations.hpp"
 #include "support/recording_delivery.hpp"
 
@@ -598,6 +599,73 @@ TEST(BusOutOfMemory, ACallThatStartsAService) {
         "the caller: told NoMemory %d times, Spawn.ForkFailed %d times; its call queued and delivered %d "
         "times\n",
         no_memory, fork_failed, queued);
+}
+
+// A policy that allows everything but calls on the interface org.x.Denied.
+std::shared_ptr<policy::PolicyEngine> denying_policy() {
+    using Attributes = std::vector<std::pair<std::string, std::string>>;
+    policy::SourceContext context{policy::SourceContext::Kind::Default, "", {}};
+    for (const Attributes& allowed :
+         {Attributes{{"user", "*"}}, Attributes{{"own", "*"}}, Attributes{{"send_destination", "*"}},
+          Attributes{{"receive_sender", "*"}}})
+        context.rules.push_back(policy::SourceRule{true, allowed, "test.conf", 1});
+    context.rules.push_back(
+        policy::SourceRule{false, Attributes{{"send_interface", "org.x.Denied"}}, "test.conf", 2});
+    const policy::NameResolver resolver{
+        [](const std::string&) -> std::optional<uid_t> { return std::nullopt; },
+        [](const std::string&) -> std::optional<gid_t> { return std::nullopt; }};
+    auto compiled = policy::compile_policy({context}, resolver);
+    EXPECT_TRUE(compiled);
+    auto engine = policy::PolicyEngine::load(std::move(compiled->image));
+    EXPECT_TRUE(engine);
+    return std::make_shared<policy::PolicyEngine>(std::move(*engine));
+}
+
+// A configuration reload (Bus::set_settings, as ReloadConfig, SIGHUP and the directory watch make it)
+// that brings a policy and a service directory. Out of memory, it throws for the reload's caller to
+// report, and nothing changed: no policy, the old services, for every connection; else all of it is in
+// force for every connection. Never some connections judged by the new policy and others by the old.
+TEST(BusOutOfMemory, AReload) {
+    static bool threw = false;
+    int kept = 0, reloaded = 0;
+    const std::size_t made = fail_each_allocation({
+        {},
+        [](World& w) {
+            BusSettings next;
+            next.policy = denying_policy();
+            next.service_directories = {SearchDirectory{service_directory()}};
+            threw = false;
+            w.failing([&] {
+                try {
+                    w.bus.set_settings(std::move(next));
+                } catch (const std::bad_alloc&) {
+                    threw = true;
+                }
+            });
+            return 0u;
+        },
+        [&](World& w, std::uint32_t) {
+            const bool in_force = w.bus.settings().policy != nullptr;
+            EXPECT_EQ(in_force, !threw) << "the reload " << (threw ? "failed" : "succeeded")
+                                        << ", yet its policy is " << (in_force ? "" : "not ") << "in force";
+            (threw ? kept : reloaded) += 1;
+            for (const PeerId from : {w.caller, w.observer}) {
+                const auto s = w.send(from, MessageBuilder::method_call(kService, "/x", "org.x.Denied", "M"));
+                const auto got = w.answers(from, s);
+                const bool refused = got.size() == 1 && got[0]->error_name() == error_names::kAccessDenied;
+                EXPECT_EQ(refused, in_force) << "connection " << from << " judged by the other policy";
+            }
+            const auto s = w.send(w.caller, driver_call("ListActivatableNames"));
+            const auto got = w.answers(w.caller, s);
+            ASSERT_EQ(got.size(), 1u);
+            const auto [names] = read_all<std::vector<std::string>>(*got[0]).value();
+            EXPECT_EQ(std::find(names.begin(), names.end(), "org.x.Started") != names.end(), in_force)
+                << "the services of the other configuration";
+            w.delivery.inbox.clear();
+        },
+    });
+    EXPECT_GT(made, 0u);
+    std::printf("the reload: failed whole %d times, in force whole %d times\n", kept, reloaded);
 }
 
 }  // namespace
