@@ -55,8 +55,12 @@ Error process_error(const std::string& name, ProcessEnd end) {
 }  // namespace
 
 Activation::Activation(EventLoop& loop, ActivationHost& bus, std::map<std::string, std::string> environment)
-    : loop_(loop), bus_(bus), services_(std::make_unique<ActivatableServices>(std::vector<SearchDirectory>{}, false)),
-      environment_(std::move(environment)) {}
+    : loop_(loop),
+      bus_(bus),
+      services_(std::make_unique<ActivatableServices>(std::vector<SearchDirectory>{}, false)),
+      environment_(std::move(environment)),
+      timed_out_without_memory_(make_error(error_names::kTimedOut, "Activation timed out")),
+      failed_without_memory_(make_error(error_names::kSpawnFailed, "The activated service failed")) {}
 
 Activation::~Activation() {
     for (auto& [name, pending] : pending_)
@@ -165,8 +169,7 @@ Expected<void, Error> Activation::activate(std::string_view name, Waiter waiter)
                                           auto it = pending_.find(service_name);
                                           if (it == pending_.end()) return;
                                           it->second.timer = 0;
-                                          fail(service_name, make_error(error_names::kTimedOut,
-                                                                        "Activation of " + service_name + " timed out"));
+                                          time_out(service_name);
                                       });
     } catch (const std::bad_alloc&) {
         pending_.erase(slot);
@@ -273,16 +276,34 @@ Expected<void, Error> Activation::spawn(const ActivatableService& service, Pendi
     return {};
 }
 
+void Activation::time_out(const std::string& name) {
+    // Run from the loop, where a std::bad_alloc would end the bus: without memory for the error's words,
+    // the waiters get them without the service's name.
+    std::optional<Error> error;
+    try {
+        error = make_error(error_names::kTimedOut, "Activation of " + name + " timed out");
+    } catch (const std::bad_alloc&) {
+    }
+    fail(name, error ? *error : timed_out_without_memory_);
+}
+
 void Activation::process_ended(const std::string& name, const std::string& exec, ProcessEnd end) {
     // The child is reaped; ServiceProcess allows its destruction from this callback.
     processes_.erase(end.pid);
     // Exit status 0 is not a failure: a service may fork and exit before its child takes the name.
     if (end.kind == ProcessEnd::Kind::Exited && end.code == 0) return;
     if (pending_.find(name) == pending_.end()) return;  // already started, failed or timed out
-    const Error error = settings_.servicehelper && end.kind == ProcessEnd::Kind::Exited ? helper_exit_error(end.code)
-                                                                                        : process_error(name, end);
-    log_info("Activated service '%s' failed: %s", name.c_str(), error.message.c_str());
-    fail_exec(exec, error);
+    // Run from the loop (the process's pidfd), as time_out() is.
+    try {
+        const Error error = settings_.servicehelper && end.kind == ProcessEnd::Kind::Exited
+                                ? helper_exit_error(end.code)
+                                : process_error(name, end);
+        log_info("Activated service '%s' failed: %s", name.c_str(), error.message.c_str());
+        fail_exec(exec, error);
+    } catch (const std::bad_alloc&) {
+        // Its own waiters are told; others started with the same command (fail_exec) time out.
+        fail(name, failed_without_memory_);
+    }
 }
 
 void Activation::fail_exec(const std::string& exec, const Error& error) {

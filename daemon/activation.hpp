@@ -127,6 +127,8 @@ private:
     void fail(const std::string& name, const Error& error);
     // Every pending start of the same Exec= line fails (dbus-daemon: they share the process).
     void fail_exec(const std::string& exec, const Error& error);
+    // service_start_timeout passed for `name`: fail() with TimedOut.
+    void time_out(const std::string& name);
     void process_ended(const std::string& name, const std::string& exec, ProcessEnd end);
     Expected<void, Error> spawn(const ActivatableService& service, Pending& pending, std::optional<PeerId> requester);
     Expected<void, Error> ask_systemd(const ActivatableService& service, std::optional<PeerId> requester);
@@ -141,6 +143,10 @@ private:
     ActivationSettings settings_;
     std::unique_ptr<ActivatableServices> services_;
     std::map<std::string, std::string> environment_;
+    // The errors a start that timed out or failed is answered with when the bus has no memory to word one
+    // naming the service (made at start).
+    const Error timed_out_without_memory_;
+    const Error failed_without_memory_;
     std::map<std::string, Pending, std::less<>> pending_;
     std::size_t waiting_ = 0;  // waiters of all pending starts, bounded by max_pending_service_starts
     // Children that have not ended yet, kept to reap them whatever became of their activation.

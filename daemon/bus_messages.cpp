@@ -248,7 +248,9 @@ void Bus::answer(PeerId to, MessageBuilder builder) {
 
 void Bus::answer_error(PeerId to, const Message& call, const Error& error) {
     if (error.name.empty()) return;  // a refusal that policy says to drop silently
-    if (Peer* peer = peers_.find(to)) reply_error(*peer, call, error);
+    // Owed, and also sent from the loop's timers and process ends (activation), where a std::bad_alloc
+    // would end the bus: an owed effort, as NoReply is.
+    if (Peer* peer = peers_.find(to)) owed_effort([&] { reply_error(*peer, call, error); });
 }
 
 void Bus::show_bus_message(const std::shared_ptr<const Message>& message, std::string_view name) {

@@ -601,6 +601,40 @@ TEST(BusOutOfMemory, ACallThatStartsAService) {
         no_memory, fork_failed, queued);
 }
 
+// A service that is started and never takes its name: service_start_timeout passes (a timer of the event
+// loop, which also reaps the service's process). The caller is answered once, TimedOut, and nothing
+// escapes the loop.
+TEST(BusOutOfMemory, AServiceStartTimingOut) {
+    static std::uint32_t call_serial = 0;
+    const std::size_t made = fail_each_allocation({
+        [](World& w) {
+            BusSettings settings;
+            settings.service_directories = {SearchDirectory{service_directory()}};
+            settings.limits.service_start_timeout = 1;
+            w.bus.set_settings(settings);
+            call_serial =
+                w.send(w.caller, MessageBuilder::method_call("org.x.Started", "/x", "org.x.I", "M"));
+            w.delivery.inbox.clear();
+            w.delivery.inbox[w.caller];  // there already, so that looking does not allocate below
+        },
+        [](World& w) {
+            const auto& caller_inbox = w.delivery.inbox.find(w.caller)->second;
+            w.failing([&] {
+                while (caller_inbox.empty() && w.loop.run_once(std::chrono::milliseconds(1000))) {
+                }
+            });
+            return 0u;
+        },
+        [](World& w, std::uint32_t) {
+            auto got = w.answers(w.caller, call_serial);
+            ASSERT_EQ(got.size(), 1u) << "the caller waits for ever";
+            EXPECT_EQ(got[0]->error_name(), error_names::kTimedOut);
+            EXPECT_TRUE(services_reaped(w)) << "a service process the bus started was never reaped";
+        },
+    });
+    EXPECT_GT(made, 0u);
+}
+
 // A policy that allows everything but calls on the interface org.x.Denied.
 std::shared_ptr<policy::PolicyEngine> denying_policy() {
     using Attributes = std::vector<std::pair<std::string, std::string>>;
