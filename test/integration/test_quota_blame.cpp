@@ -92,7 +92,14 @@ std::string expect_each_held_to_its_allowance(TestBus& bus, Connection& observer
         const auto stats = connection_stats(observer, name);
         print_stats(who, name, stats);
         EXPECT_LE(stat(stats, "OutgoingBytes"), allowance + one_message_beyond);
-        EXPECT_GT(stat(stats, "OutgoingBytes"), 0u);
+        // Its allowance was reached. In kernel mode what the bus forwarded may all fit in the unix socket's
+        // own buffer, which OutgoingBytes does not count, when the kernel dropped the rest at its queue
+        // (seen once in 2026-12: 48 of 400 replies forwarded, 352 dropped, nothing left queued).
+        if (test::kernel_mode() && stat(stats, "OutgoingBytes") == 0) {
+            EXPECT_GT(stat(stats, "DroppedMessages"), 0u);
+        } else {
+            EXPECT_GT(stat(stats, "OutgoingBytes"), 0u);
+        }
     }
     if (!test::testing_afbus_daemon()) return {};
     const std::string log = bus.log();
