@@ -609,8 +609,17 @@ void KernelDelivery::detach(PeerId peer) {
     unix_chains_.erase(peer);
     monitors_.erase(peer);
     eavesdroppers_.erase(peer);
-    // Bridged callers still waiting for it get NoReply (after what it did answer).
-    bridge_callee_left(peer, "Message recipient disconnected from message bus without replying");
+    // Bridged callers still waiting for it get NoReply (after what it did answer). Leaving cannot fail:
+    // without memory for those answers, each caller still waiting is ended at the flush instead (logged,
+    // allocation-free), rather than left waiting for ever.
+    try {
+        bridge_callee_left(peer, "Message recipient disconnected from message bus without replying");
+    } catch (const std::bad_alloc&) {
+        if (auto waiting = bridge_callers_.find(peer); waiting != bridge_callers_.end())
+            for (const auto& entry : waiting->second)
+                note_out_of_step(entry.first,
+                                 "the bus ran out of memory to tell it that a callee left without replying");
+    }
     auto it = clients_.find(peer);
     if (it == clients_.end()) return broker_.detach(peer);
     Client& c = *it->second;
