@@ -282,7 +282,16 @@ int main(int argc, char** argv) {
 
     const Options opts = *options;
     // As dbus-daemon: a change in an <includedir> or a service directory rereads the configuration.
-    DirectoryWatch watch(loop, [&bus] { (void)bus.reload_config(); });
+    // A reload the loop starts itself (a directory changed, SIGHUP): the handler below logs a failure, and
+    // should even its error not fit in memory, nothing escapes the loop, which would end the bus.
+    auto reload_from_loop = [&bus] {
+        try {
+            (void)bus.reload_config();
+        } catch (const std::bad_alloc&) {
+            log_warning("Unable to reload configuration: out of memory; the configuration in force stays");
+        }
+    };
+    DirectoryWatch watch(loop, reload_from_loop);
     watch.set_directories(watched_directories(*config, bus.settings()));
     // Reached from SIGHUP and the directory watch as well as ReloadConfig: out of memory, the reload fails
     // and the configuration in force stays (Bus::set_settings is whole or nothing); nothing of it may
@@ -324,7 +333,7 @@ int main(int argc, char** argv) {
         signalfd_siginfo info;
         while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
             if (info.ssi_signo == SIGHUP) {
-                (void)bus.reload_config();  // the handler logs a failure
+                reload_from_loop();
             } else {
                 loop.stop();
             }
