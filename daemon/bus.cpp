@@ -115,8 +115,7 @@ void Bus::set_settings(BusSettings settings) {
     accounts_.flush();
     std::vector<std::pair<PeerId, std::shared_ptr<const policy::ConnectionChains>>> chains;
     chains.reserve(peers_.size());
-    const ConsoleCheck console =
-        settings.policy && settings.policy->depends_on_console() ? ConsoleCheck::Ask : ConsoleCheck::Skip;
+    const ConsoleCheck console = console_check(settings);
     peers_.for_each([&](Peer& peer) {
         std::shared_ptr<const policy::ConnectionChains> assigned;
         if (!peer.authenticating() && settings.policy) {
@@ -150,8 +149,10 @@ void Bus::set_settings(BusSettings settings) {
     }
 }
 
-ConsoleCheck Bus::console_check() const {
-    return settings_.policy && settings_.policy->depends_on_console() ? ConsoleCheck::Ask : ConsoleCheck::Skip;
+ConsoleCheck Bus::console_check() const { return console_check(settings_); }
+
+ConsoleCheck Bus::console_check(const BusSettings& settings) {
+    return settings.policy && settings.policy->depends_on_console() ? ConsoleCheck::Ask : ConsoleCheck::Skip;
 }
 
 uid_t Bus::bus_uid() {

@@ -214,6 +214,7 @@ private:
     [[nodiscard]] Peer* find_owner(std::string_view name) const;
     void note_peaks(Peer& peer);
     [[nodiscard]] ConsoleCheck console_check() const;
+    [[nodiscard]] static ConsoleCheck console_check(const BusSettings& settings);
     // The user the bus runs as (dbus-daemon's "bus user", who may always connect).
     uid_t bus_uid();
 

@@ -151,6 +151,23 @@ struct World {
         return s;
     }
 
+    // For a step of the loop's own (a timer firing): every inbox emptied, the caller's kept, so that
+    // looking at it during the step allocates nothing.
+    void await_for_caller() {
+        delivery.inbox.clear();
+        delivery.inbox[caller];
+    }
+    // That step: turns of the loop with allocation number `fail_at` failing, until the caller receives
+    // something. (Only the loop's own allocations are counted: the test looks without allocating.)
+    std::uint32_t run_loop_until_caller_receives() {
+        const auto& caller_inbox = delivery.inbox.find(caller)->second;
+        failing([&] {
+            while (caller_inbox.empty() && loop.run_once(std::chrono::milliseconds(1000))) {
+            }
+        });
+        return 0;
+    }
+
     std::string hello(PeerId peer) {
         send(peer, driver_call("Hello"));
         auto got = delivery.take(peer);
@@ -480,18 +497,9 @@ TEST(BusOutOfMemory, AReplyTimeout) {
             settings.limits.reply_timeout = 1;
             w.bus.set_settings(settings);
             call_serial = w.send(w.caller, MessageBuilder::method_call(kService, "/x", "org.x.I", "M"));
-            w.delivery.inbox.clear();
-            w.delivery.inbox[w.caller];  // there already, so that looking does not allocate below
+            w.await_for_caller();
         },
-        [](World& w) {
-            // (Only the loop's own allocations are counted: the test looks without allocating.)
-            const auto& caller_inbox = w.delivery.inbox.find(w.caller)->second;
-            w.failing([&] {
-                while (caller_inbox.empty() && w.loop.run_once(std::chrono::milliseconds(1000))) {
-                }
-            });
-            return 0u;
-        },
+        [](World& w) { return w.run_loop_until_caller_receives(); },
         [](World& w, std::uint32_t) {
             auto got = w.answers(w.caller, call_serial);
             ASSERT_EQ(got.size(), 1u) << "the caller waits for ever";
@@ -614,17 +622,9 @@ TEST(BusOutOfMemory, AServiceStartTimingOut) {
             w.bus.set_settings(settings);
             call_serial =
                 w.send(w.caller, MessageBuilder::method_call("org.x.Started", "/x", "org.x.I", "M"));
-            w.delivery.inbox.clear();
-            w.delivery.inbox[w.caller];  // there already, so that looking does not allocate below
+            w.await_for_caller();
         },
-        [](World& w) {
-            const auto& caller_inbox = w.delivery.inbox.find(w.caller)->second;
-            w.failing([&] {
-                while (caller_inbox.empty() && w.loop.run_once(std::chrono::milliseconds(1000))) {
-                }
-            });
-            return 0u;
-        },
+        [](World& w) { return w.run_loop_until_caller_receives(); },
         [](World& w, std::uint32_t) {
             auto got = w.answers(w.caller, call_serial);
             ASSERT_EQ(got.size(), 1u) << "the caller waits for ever";
