@@ -36,13 +36,22 @@ DirectoryWatch::~DirectoryWatch() {
 
 void DirectoryWatch::set_directories(const std::vector<std::string>& directories) {
     if (!inotify_) return;
-    for (int watch : watches_) ::inotify_rm_watch(inotify_.get(), watch);
-    watches_.clear();
+    // Added first: a directory watched already keeps its descriptor (the kernel gives the same one back),
+    // so only those no longer wanted are removed. Removing a watch queues an IN_IGNORED event; were every
+    // watch removed and made again, each reload would be followed by another (on_ready ignores that
+    // event as well).
+    std::vector<int> wanted;
+    wanted.reserve(directories.size());
     for (const std::string& directory : directories) {
         const int watch = ::inotify_add_watch(inotify_.get(), directory.c_str(), kChanges | IN_ONLYDIR);
         // The same directory listed twice gets the same descriptor back.
-        if (watch >= 0 && std::find(watches_.begin(), watches_.end(), watch) == watches_.end()) watches_.push_back(watch);
+        if (watch >= 0 && std::find(wanted.begin(), wanted.end(), watch) == wanted.end())
+            wanted.push_back(watch);
     }
+    for (int watch : watches_)
+        if (std::find(wanted.begin(), wanted.end(), watch) == wanted.end())
+            ::inotify_rm_watch(inotify_.get(), watch);
+    watches_ = std::move(wanted);
 }
 
 void DirectoryWatch::on_ready() {
@@ -51,7 +60,15 @@ void DirectoryWatch::on_ready() {
     for (;;) {
         const ssize_t n = ::read(inotify_.get(), buffer, sizeof buffer);
         if (n <= 0) break;  // EAGAIN: drained
-        changed = true;
+        // Only what the directories' contents did: not IN_IGNORED (a watch removed, by set_directories or
+        // because its directory went away), which no reload needs to follow. A full queue (IN_Q_OVERFLOW)
+        // lost events: a change, to be safe.
+        for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+            inotify_event event;
+            std::memcpy(&event, buffer + at, sizeof event);
+            if (event.mask & (kChanges | IN_Q_OVERFLOW)) changed = true;
+            at += static_cast<ssize_t>(sizeof(inotify_event) + event.len);
+        }
     }
     if (changed && on_change_) on_change_();
 }
