@@ -609,6 +609,76 @@ TEST(BusOutOfMemory, ACallThatStartsAService) {
         no_memory, fork_failed, queued);
 }
 
+// The directory of a .service file that systemd starts (SystemdService=).
+const std::string& systemd_service_directory() {
+    static const std::string directory = [] {
+        char path[] = "/tmp/afbus-oom-units-XXXXXX";
+        EXPECT_TRUE(::mkdtemp(path));
+        std::ofstream(std::string(path) + "/org.x.Unit.service")
+            << "[D-BUS Service]\nName=org.x.Unit\nExec=/bin/false\nSystemdService=x-unit.service\n";
+        return std::string(path);
+    }();
+    return directory;
+}
+
+// A call to a name that systemd starts (systemd activation on, a peer owning org.freedesktop.systemd1):
+// activation queues the call and sends systemd an ActivationRequest for the unit. Out of memory before
+// the start is asked for, the caller is told NoMemory and systemd asked nothing; once asked, the call is
+// the activation's, and systemd has the request exactly once. Then the unit's service takes the name: it
+// gets the call exactly when the caller was not answered, and the caller is answered once. Never is the
+// caller disconnected.
+TEST(BusOutOfMemory, ACallThatAsksSystemdToStartAUnit) {
+    static PeerId systemd = 0;
+    int no_memory = 0, asked = 0;
+    const std::size_t made = fail_each_allocation({
+        [](World& w) {
+            BusSettings settings;
+            settings.service_directories = {SearchDirectory{systemd_service_directory()}};
+            settings.systemd_activation = true;
+            w.bus.set_settings(settings);
+            systemd = w.connect_and_authenticate();
+            w.hello(systemd);
+            w.send(systemd,
+                   driver_call("RequestName", std::string("org.freedesktop.systemd1"), std::uint32_t{0}));
+            w.delivery.inbox.clear();
+        },
+        [](World& w) {
+            return w.send_failing(w.caller, MessageBuilder::method_call("org.x.Unit", "/x", "org.x.I", "M"));
+        },
+        [&](World& w, std::uint32_t s) {
+            const Ended end = ending(w, w.caller, s);
+            ASSERT_NE(end, Ended::Disconnected) << "the caller lost its connection";
+            std::vector<std::string> units;
+            for (const auto& m : w.delivery.take(systemd)) {
+                if (m->type() != MessageType::Signal || m->member() != "ActivationRequest") continue;
+                units.push_back(std::get<0>(read_all<std::string>(*m).value()));
+            }
+            if (end == Ended::NoMemory) {
+                ++no_memory;
+                EXPECT_TRUE(units.empty()) << "refused, yet systemd was asked to start the unit";
+                return;
+            }
+            ASSERT_EQ(end, Ended::Unanswered) << "neither refused nor queued";
+            ASSERT_EQ(units, std::vector<std::string>{"x-unit.service"})
+                << "queued, but systemd was not asked once";
+            ++asked;
+            // The unit's service starts and takes its name.
+            const PeerId started = w.connect_and_authenticate();
+            w.hello(started);
+            w.send(started, driver_call("RequestName", std::string("org.x.Unit"), std::uint32_t{0}));
+            std::vector<std::shared_ptr<const Message>> calls;
+            for (const auto& m : w.delivery.take(started))
+                if (m->type() == MessageType::MethodCall && m->member() == "M") calls.push_back(m);
+            ASSERT_EQ(calls.size(), 1u) << "the queued call was not handed to the service";
+            w.send(started, MessageBuilder::method_return(w.caller_name, calls[0]->serial()));
+            EXPECT_EQ(ending(w, w.caller, s), Ended::Answered);
+        },
+    });
+    EXPECT_GT(made, 0u);
+    std::printf("the caller: told NoMemory %d times; systemd asked and the call delivered %d times\n",
+                no_memory, asked);
+}
+
 // A service that is started and never takes its name: service_start_timeout passes (a timer of the event
 // loop, which also reaps the service's process). The caller is answered once, TimedOut, and nothing
 // escapes the loop.
