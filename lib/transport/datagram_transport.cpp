@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 
+#include "afbus/decoder.hpp"
 #include "transport/socket_io.hpp"
 
 namespace afbus {
@@ -136,7 +137,9 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     // 0 is end of file. (An empty datagram reads the same; no D-Bus peer sends one, and af_bus_dbus.ko
     // refuses it as malformed.)
     if (length == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
-    if (buffer_.size() < static_cast<std::size_t>(length)) buffer_.resize(static_cast<std::size_t>(length));
+    // Out of memory before the datagram is taken: it stays queued, to be read later.
+    if (!make_room(static_cast<std::size_t>(length)))
+        return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
 
     OneDatagram d;
     const std::span<std::byte> into(buffer_.data(), static_cast<std::size_t>(length));
@@ -145,9 +148,13 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
         if (errno == EAGAIN || errno == EWOULDBLOCK) return std::optional<std::size_t>{};
         return Unexpected(transport_error_from_errno(errno));
     }
-    take_fds(d.msg, fds);
+    const bool kept_fds = take_fds(d.msg, fds);
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
     if (d.msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
+    if (!kept_fds) {
+        note_skipped(into.first(static_cast<std::size_t>(n)));
+        return std::optional<std::size_t>(std::size_t{0});  // taken, as nothing
+    }
     // Only one reader, so the datagram is the one peeked at; a longer one would be cut, and a cut message
     // is a corrupt one.
     if (d.msg.msg_flags & MSG_TRUNC) return Unexpected(corrupt(WireError::Truncated));
@@ -166,7 +173,7 @@ Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receiv
         return Unexpected(transport_error_from_errno(errno));
     }
     std::vector<Fd> fds;
-    take_fds(d.msg, fds);
+    const bool kept_fds = take_fds(d.msg, fds);
     // 0 is end of file, as in receive_one.
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
     const auto behind = queued_behind(d.msg);
@@ -174,6 +181,8 @@ Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receiv
         broken_ = corrupt(WireError::TooManyFds);
     } else if ((d.msg.msg_flags & MSG_TRUNC) || !behind) {
         broken_ = corrupt(WireError::Truncated);  // not possible with the flags the socket took
+    } else if (!kept_fds) {
+        note_skipped(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)));
     } else {
         take(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)), std::move(fds),
              source_of(d.msg, d.from));
@@ -201,7 +210,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
     socklen_t queued_bytes = sizeof b.queued;
     if (::getsockopt(socket_.get(), SOL_BUS, BUS_GET_QUEUED, b.queued.data(), &queued_bytes) < 0) {
         // Not AF_BUS, or an af_bus.ko without the option: peek at each datagram instead, from now on.
-        batched_reads_ = false;
+        // Any other failure (EINTR, ENOMEM) is this read's only: it peeks, and the next one asks again.
+        if (errno == ENOPROTOOPT || errno == EOPNOTSUPP || errno == EINVAL) batched_reads_ = false;
         return BatchRead{};
     }
     const std::size_t queued = queued_bytes / sizeof(bus_queued);
@@ -225,7 +235,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         if (q.nfds > 0) ++with_fds;
     }
     if (count == 0) return BatchRead{};
-    if (buffer_.size() < bytes) buffer_.resize(bytes);
+    // Out of memory before the datagrams are taken: they stay queued, to be read later.
+    if (!make_room(bytes)) return Unexpected(TransportError{TransportError::Kind::Io, ENOMEM});
     std::size_t offset = 0, control = 0;
     for (std::size_t i = 0; i < count; ++i) {
         b.iovecs[i] = {buffer_.data() + offset, b.queued[i].len};
@@ -262,7 +273,7 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         msghdr& msg = b.headers[i].msg_hdr;
         // Every datagram's fds are owned at once, those after a bad datagram too (they close with it).
         std::vector<Fd> fds;
-        take_fds(msg, fds);
+        const bool kept_fds = take_fds(msg, fds);
         const std::size_t length = b.headers[i].msg_len;
         const std::size_t start = offset;
         offset += b.queued[i].len;
@@ -275,6 +286,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
             broken_ = corrupt(WireError::TooManyFds);
         } else if ((msg.msg_flags & MSG_TRUNC) || length != b.queued[i].len) {
             broken_ = corrupt(WireError::Truncated);
+        } else if (!kept_fds) {
+            note_skipped(std::span<const std::byte>(buffer_.data() + start, length));
         } else {
             take(std::span<const std::byte>(buffer_.data() + start, length), std::move(fds),
                  source_of(msg, b.addresses[i]));
@@ -283,6 +296,16 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
     if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
     result.messages = static_cast<std::size_t>(n);
     return result;
+}
+
+bool DatagramTransport::make_room(std::size_t bytes) noexcept {
+    if (buffer_.size() >= bytes) return true;
+    try {
+        buffer_.resize(bytes);
+        return true;
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
 }
 
 bool DatagramTransport::take(std::span<const std::byte> datagram, std::vector<Fd> fds,
@@ -294,18 +317,54 @@ bool DatagramTransport::take(std::span<const std::byte> datagram, std::vector<Fd
     // Exactly one valid message per datagram: parse() refuses a short one (Truncated) and trailing
     // bytes (TrailingBytes).
     const std::size_t received_fds = fds.size();
-    auto message = Message::parse(datagram, std::move(fds));
-    if (!message) {
-        broken_ = corrupt(message.error());
-        return false;
+    try {
+        auto message = Message::parse(datagram, std::move(fds));
+        if (!message) {
+            broken_ = corrupt(message.error());
+            return false;
+        }
+        // The fds of a message travel in its datagram, all of them and no others.
+        if (message->unix_fds() != received_fds) {
+            broken_ = corrupt(WireError::TooManyFds);
+            return false;
+        }
+        received_.push_back({std::move(*message), source});
+    } catch (const std::bad_alloc&) {
+        // No memory for the message (or for its place in the queue): it has left the kernel, and is
+        // lost with its fds; what its fixed header says is kept, for its sender's sake.
+        note_skipped(datagram);
+        return !broken_;
     }
-    // The fds of a message travel in its datagram, all of them and no others.
-    if (message->unix_fds() != received_fds) {
-        broken_ = corrupt(WireError::TooManyFds);
-        return false;
-    }
-    received_.push_back({std::move(*message), source});
+    ++taken_;
     return true;
+}
+
+void DatagramTransport::note_skipped(std::span<const std::byte> datagram) noexcept {
+    if (datagram.size() < kFixedHeaderLength) {
+        broken_ = corrupt(WireError::Truncated);
+        return;
+    }
+    const std::span<const std::byte, kFixedHeaderLength> fixed(datagram.data(), kFixedHeaderLength);
+    // As the stream framer's skip (MessageFramer::skip_message): a header that says nothing usable is
+    // a corrupt datagram, out of memory or not.
+    if (!Message::frame_length(fixed) || datagram[1] == std::byte{0}) {
+        broken_ = corrupt(WireError::Truncated);
+        return;
+    }
+    if (skip_count_ == kMaxSkips) {
+        broken_ = TransportError{TransportError::Kind::NoMemory, ENOMEM};
+        return;
+    }
+    SkippedMessage skipped;
+    skipped.type = static_cast<MessageType>(datagram[1]);
+    skipped.flags = static_cast<std::uint8_t>(datagram[2]);
+    Decoder(fixed, static_cast<Endian>(datagram[0]), 8).read_u32(skipped.serial);
+    skipped.length = datagram.size();
+    if (skipped.serial == 0) {
+        broken_ = corrupt(WireError::Truncated);
+        return;
+    }
+    skips_[skip_count_++] = Skip{skipped, taken_};
 }
 
 Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget) {
@@ -361,6 +420,7 @@ Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget
         }
         if (!*n) break;
         const std::size_t length = **n;
+        if (length == 0) continue;  // skipped (receive_one noted it)
         total += length;
         const bool taken = take(std::span<const std::byte>(buffer_.data(), length), std::move(fds), source);
         if (buffer_.size() > kKeptBufferBytes) std::vector<std::byte>().swap(buffer_);
@@ -370,9 +430,18 @@ Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget
 }
 
 Expected<std::optional<ReceivedDatagram>, TransportError> DatagramTransport::next() {
+    if (skip_count_ > 0 && skips_[0].after == returned_) {
+        const SkippedMessage skipped = skips_[0].message;
+        std::move(skips_.begin() + 1, skips_.begin() + static_cast<std::ptrdiff_t>(skip_count_),
+                  skips_.begin());
+        --skip_count_;
+        return Unexpected(
+            TransportError{TransportError::Kind::Skipped, ENOMEM, WireError::Truncated, skipped});
+    }
     if (!received_.empty()) {
         ReceivedDatagram r = std::move(received_.front());
         received_.pop_front();
+        ++returned_;
         return std::optional<ReceivedDatagram>(std::move(r));
     }
     if (broken_) return Unexpected(*broken_);

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 namespace afbus {
 
@@ -18,16 +19,32 @@ void attach_fds(msghdr& msg, ScmRightsBuffer& buffer, std::span<const Fd> fds) {
     }
 }
 
-void take_fds(msghdr& msg, std::vector<Fd>& into) {
+bool take_fds(msghdr& msg, std::vector<Fd>& into) noexcept {
+    // Room for all of them first: without it, each is closed here.
+    std::size_t total = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            total += (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    if (total == 0) return true;
+    bool room = true;
+    try {
+        into.reserve(into.size() + total);
+    } catch (const std::bad_alloc&) {
+        room = false;
+    }
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (std::size_t i = 0; i < count; ++i) {
             int fd;
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            into.emplace_back(fd);
+            if (room)
+                into.emplace_back(fd);  // within the room made: does not throw
+            else
+                Fd closing(fd);
         }
     }
+    return room;
 }
 
 TransportError transport_error_from_errno(int error_number) {

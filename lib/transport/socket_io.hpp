@@ -22,8 +22,9 @@ struct ScmRightsBuffer {
 void attach_fds(msghdr& msg, ScmRightsBuffer& buffer, std::span<const Fd> fds);
 
 // Takes ownership of every fd recvmsg put in `msg`'s control data, appending them to `into`: called
-// before anything else looks at the result, so that none leaks whatever happens next.
-void take_fds(msghdr& msg, std::vector<Fd>& into);
+// before anything else looks at the result, so that none leaks whatever happens next. False when there
+// was no memory to hold them: they are closed then, and the message they came with has lost them.
+[[nodiscard]] bool take_fds(msghdr& msg, std::vector<Fd>& into) noexcept;
 
 // EPIPE and ECONNRESET: the peer is gone (Closed); anything else is Io.
 [[nodiscard]] TransportError transport_error_from_errno(int error_number);

@@ -76,7 +76,8 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
             return Unexpected(transport_error_from_errno(errno));
         }
         std::vector<Fd> fds;
-        take_fds(msg, fds);
+        // Without them the stream cannot go on: the message they came with would be short of its fds.
+        if (!take_fds(msg, fds)) return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
         if (msg.msg_flags & MSG_CTRUNC) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
         if (!fds.empty()) {
             if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});

@@ -6,6 +6,7 @@
 // it ignores msg_name on sends and reports no source address.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -17,6 +18,7 @@
 
 #include "afbus/expected.hpp"
 #include "afbus/fd.hpp"
+#include "afbus/framer.hpp"  // SkippedMessage
 #include "afbus/message.hpp"
 #include "afbus/stream_transport.hpp"  // TransportError
 
@@ -60,7 +62,11 @@ public:
     // reported by next(), after the messages that came before it.
     Expected<std::size_t, TransportError> read(std::size_t budget = 1024 * 1024);
     // The next message already read, if any; Corrupt / FdsNotAllowed once a bad datagram is reached
-    // (the connection must be closed then, as for a corrupt stream).
+    // (the connection must be closed then, as for a corrupt stream). A datagram there was no memory to
+    // take as a message is reported in its place as Skipped (what its fixed header says), and the
+    // connection goes on: the datagram has left the kernel, so the message is lost, but its sender can
+    // be answered (see take()). Skipped more often than this transport can note between two next(),
+    // it is NoMemory, which ends the connection.
     Expected<std::optional<ReceivedDatagram>, TransportError> next();
 
     // destination: the address for msg_name; nullopt sends without one (a client's plain send() goes to
@@ -125,20 +131,36 @@ private:
     // BUS_GET_QUEUED sized (AF_BUS only), and takes them as take() does.
     Expected<BatchRead, TransportError> receive_batch(std::size_t budget);
     // Takes one received datagram as a message into received_; false once the datagram broke the
-    // connection (broken_ says why).
+    // connection (broken_ says why). Out of memory, the datagram is noted as skipped instead.
     bool take(std::span<const std::byte> datagram, std::vector<Fd> fds, std::optional<std::uint64_t> source);
+    void note_skipped(std::span<const std::byte> datagram) noexcept;
+    // buffer_ holds at least `bytes`; false when there was no memory for it.
+    [[nodiscard]] bool make_room(std::size_t bytes) noexcept;
 
     Fd socket_;
     int family_;
     std::vector<std::byte> buffer_;  // one datagram, or one recvmmsg()'s, at a time
     std::deque<ReceivedDatagram> received_;
     std::optional<TransportError> broken_;  // the bad datagram next() reports after received_
+    // Datagrams skipped for want of memory, oldest first, each reported by next() once the messages
+    // taken before it are (`after`: how many messages had been taken then). A fixed few: noting one
+    // must not allocate.
+    struct Skip {
+        SkippedMessage message;
+        std::uint64_t after = 0;
+    };
+    static constexpr std::size_t kMaxSkips = 4;
+    std::array<Skip, kMaxSkips> skips_{};
+    std::size_t skip_count_ = 0;
+    std::uint64_t taken_ = 0;     // messages put into received_, ever
+    std::uint64_t returned_ = 0;  // messages next() gave, ever
     std::deque<Queued> queue_;
     std::vector<RefusedDatagram> refused_;
     std::size_t queued_bytes_ = 0;
     std::size_t queued_fds_ = 0;
     bool unix_fds_ = false;
-    // BUS_GET_QUEUED answers; off for good after the first refusal (AF_UNIX, an older af_bus.ko).
+    // BUS_GET_QUEUED answers; off for good once the socket says it has no such option (AF_UNIX, an older
+    // af_bus.ko).
     bool batched_reads_ = true;
     // BUS_SET_RECV_FLAGS took BUS_RECV_WHOLE | BUS_RECV_QUEUED: a read may start with receive_whole().
     bool whole_reads_ = false;
