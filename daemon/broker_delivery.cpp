@@ -151,7 +151,7 @@ void BrokerDelivery::add_connection(Fd socket) {
     Connection& c = *added;
     if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
         c.epoll_events = 0;
-        return events_.peer_lost(peer, std::string("epoll: ") + std::strerror(errno));
+        return events_.peer_lost(peer, EventLoop::watch_failure(errno));
     }
     // (The timer and the first read below are guarded as every read is: on_io.)
     try {
@@ -212,7 +212,7 @@ void BrokerDelivery::retry_read_later(Connection& c) {
         if (!p) return;
         p->read_retry_timer = 0;
         if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
-            return events_.peer_lost(id, std::string("epoll: ") + std::strerror(errno));
+            return events_.peer_lost(id, EventLoop::watch_failure(errno));
         update_watch(*p);  // reading (unless flow control holds it back) and writing, as wanted now
         // Messages may wait in its buffer with nothing more on the socket to wake the loop for them.
         on_io(id, EPOLLIN);

@@ -2,8 +2,11 @@
 
 #include <sys/epoll.h>
 
+#include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <vector>
 
 namespace afbus::daemon {
@@ -31,6 +34,12 @@ bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
         return false;
     }
     return true;
+}
+
+std::string_view EventLoop::watch_failure(int error) noexcept {
+    thread_local char text[128];
+    const int n = std::snprintf(text, sizeof text, "epoll: %s", std::strerror(error));
+    return {text, n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof text - 1)};
 }
 
 void EventLoop::modify(int fd, std::uint32_t events) {

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <memory_resource>
+#include <string_view>
 #include <unordered_map>
 
 #include "afbus/fd.hpp"
@@ -28,6 +29,9 @@ public:
     // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure
     // (ENOMEM when there was no memory for the watch: nothing is registered then).
     bool watch(int fd, std::uint32_t events, FdCallback callback);
+    // Why watch() failed with `error`, for a log line ("epoll: …"). Allocates nothing (one buffer per
+    // thread, valid until the next call): the failure is often for want of memory.
+    [[nodiscard]] static std::string_view watch_failure(int error) noexcept;
     // Changes the events of a watched fd. It cannot fail for a watched fd (the kernel allocates nothing
     // for it): a failure is a programming error, and asserts.
     void modify(int fd, std::uint32_t events);

@@ -15,8 +15,8 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -28,117 +28,18 @@
 #include "broker_delivery.hpp"
 #include "bus.hpp"
 #include "support/failing_allocations.hpp"
+#include "support/scripted_stream_peer.hpp"
 
 namespace afbus::daemon {
 namespace {
 
 using namespace std::chrono_literals;
+using test::driver_call_builder;
 using test::FailingAllocations;
+using Client = test::ScriptedStreamPeer;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kService = "org.x.Service";
-
-MessageBuilder driver_call(std::string_view member) {
-    return MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", member);
-}
-
-// The SASL EXTERNAL exchange as a client writes it, all at once (the bus answers OK, then BEGIN ends it).
-std::string sasl_external() {
-    std::string hex;
-    for (char c : std::to_string(::getuid())) {
-        char b[3];
-        std::snprintf(b, sizeof b, "%02x", static_cast<unsigned char>(c));
-        hex += b;
-    }
-    return std::string(1, '\0') + "AUTH EXTERNAL " + hex + "\r\nBEGIN\r\n";
-}
-
-// The client end of a connection: written to at once, read without blocking (the bus's loop runs on
-// this thread). Its bookkeeping is the test's, not the bus's: no allocation of it is counted or failed.
-class Client {
-public:
-    explicit Client(Fd fd) : fd_(std::move(fd)) {}
-
-    // SASL, then `messages` (serials 1, 2, …), in one write.
-    void say(const std::vector<Message>& messages, bool authenticate = true) {
-        FailingAllocations::Pause pause;
-        std::string bytes = authenticate ? sasl_external() : std::string();
-        for (const Message& m : messages) {
-            auto wire = m.wire();
-            bytes.append(reinterpret_cast<const char*>(wire.data()), wire.size());
-        }
-        // (A connection the bus refused at once is closed already.)
-        const ssize_t sent = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
-            closed_ = true;
-            return;
-        }
-        ASSERT_EQ(sent, static_cast<ssize_t>(bytes.size()));
-    }
-    // The answer to `call`, with `serial`.
-    void answer(const Message& call, std::uint32_t serial) {
-        std::vector<Message> reply;
-        {
-            FailingAllocations::Pause pause;
-            reply.push_back(MessageBuilder::method_return(call).build(serial).value());
-        }
-        say(reply, false);
-    }
-
-    // Takes what the bus wrote so far.
-    void read() {
-        FailingAllocations::Pause pause;
-        for (;;) {
-            char buffer[65536];
-            const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
-            if (n == 0) closed_ = true;
-            if (n <= 0) return;
-            std::string_view bytes(buffer, static_cast<std::size_t>(n));
-            if (!past_sasl_) {
-                sasl_.append(bytes);
-                const auto end = sasl_.find("\r\n");
-                if (end == std::string::npos) continue;
-                past_sasl_ = true;
-                bytes = std::string_view(sasl_).substr(end + 2);
-            }
-            while (!bytes.empty()) {
-                auto space = framer_.prepare(bytes.size());
-                const std::size_t taken = std::min(space.size(), bytes.size());
-                std::memcpy(space.data(), bytes.data(), taken);
-                framer_.commit(taken);
-                bytes.remove_prefix(taken);
-            }
-            for (;;) {
-                auto m = framer_.next();
-                ASSERT_TRUE(m) << "the bus wrote a corrupt message";
-                if (!*m) break;
-                received_.push_back(std::move(**m));
-            }
-        }
-    }
-
-    // The answer to `serial` (a method return or an error), if it came.
-    [[nodiscard]] const Message* answer(std::uint32_t serial) const {
-        for (const Message& m : received_)
-            if ((m.type() == MessageType::MethodReturn || m.type() == MessageType::Error) && m.reply_serial() == serial)
-                return &m;
-        return nullptr;
-    }
-    [[nodiscard]] const Message* call(std::string_view member) const {
-        for (const Message& m : received_)
-            if (m.type() == MessageType::MethodCall && m.member() == member) return &m;
-        return nullptr;
-    }
-    [[nodiscard]] bool closed() const { return closed_; }
-
-private:
-    Fd fd_;
-    std::string sasl_;
-    bool past_sasl_ = false;
-    MessageFramer framer_;
-    std::vector<Message> received_;
-    bool closed_ = false;
-};
 
 struct World {
     EventLoop loop;
@@ -170,8 +71,8 @@ struct World {
     void start_service() {
         connect(service);
         std::vector<Message> hello_and_request;
-        hello_and_request.push_back(driver_call("Hello").build(1).value());
-        auto request = driver_call("RequestName");
+        hello_and_request.push_back(driver_call_builder("Hello").build(1).value());
+        auto request = driver_call_builder("RequestName");
         append(request, std::string(kService), std::uint32_t{0});
         hello_and_request.push_back(request.build(2).value());
         service->say(hello_and_request);
@@ -215,7 +116,7 @@ void bus_still_serves(World& w) {
     std::optional<Client> newcomer;
     w.connect(newcomer);
     std::vector<Message> hello_and_call;
-    hello_and_call.push_back(driver_call("Hello").build(1).value());
+    hello_and_call.push_back(driver_call_builder("Hello").build(1).value());
     hello_and_call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "N").build(2).value());
     newcomer->say(hello_and_call);
     bool answered = false;
@@ -241,6 +142,7 @@ std::size_t fail_each_allocation(const std::function<void(World&)>& prepare, con
         World w;
         w.start_service();
         if (prepare) prepare(w);
+        if (testing::Test::HasFailure()) return test::FailingRun{};
         w.failing(fail_at, [&] { step(w); });
         if (w.escaped) {
             ADD_FAILURE() << "std::bad_alloc escaped the event loop";
@@ -264,7 +166,7 @@ TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
             std::vector<Message> hello_and_call;
             {
                 FailingAllocations::Pause pause;
-                hello_and_call.push_back(driver_call("Hello").build(1).value());
+                hello_and_call.push_back(driver_call_builder("Hello").build(1).value());
                 hello_and_call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
             }
             w.connect(caller);
@@ -273,6 +175,61 @@ TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
         },
         [&](World& w) {
             // Allocating normally again: a read put off for want of memory is made now.
+            until_answered_or_closed(w, *caller, 2);
+            if (caller->closed()) {
+                ++closed;
+                return;
+            }
+            const Message* answer = caller->answer(2);
+            ASSERT_TRUE(answer) << "the caller waits for ever";
+            if (answer->type() == MessageType::Error) {
+                EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
+                ++no_memory;
+            } else {
+                ++served;
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the caller: served %d times, told NoMemory %d times, closed %d times\n", served, no_memory,
+                closed);
+}
+
+// A read put off for want of memory, made again kReadRetry later (a timer of the event loop): the timer
+// watches the connection again and reads what waited, and every allocation of that turn and of routing
+// what it read fails once, in turn. The caller is answered (by the service, or NoMemory by the bus), or
+// its connection is closed; never left waiting, and nothing escapes the loop.
+TEST(BrokerOutOfMemory, AReadMadeAgainLater) {
+    std::optional<Client> caller;
+    int served = 0, no_memory = 0, closed = 0;
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(caller);
+            std::vector<Message> hello;
+            {
+                FailingAllocations::Pause pause;
+                hello.push_back(driver_call_builder("Hello").build(1).value());
+            }
+            caller->say(hello);
+            w.pump([&] {
+                caller->read();
+                return caller->answer(1) != nullptr;
+            });
+            ASSERT_TRUE(caller->answer(1));
+            // The call arrives on a connection that gave its read buffer back (idle): making one again is
+            // the first allocation of the turn that reads it, which fails, and the read is put off.
+            std::vector<Message> call;
+            {
+                FailingAllocations::Pause pause;
+                call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
+            }
+            caller->say(call, false);
+            w.failing(1, [&] { (void)w.loop.run_once(100ms); });
+            ASSERT_TRUE(w.failed && !w.escaped);
+            caller->read();
+            ASSERT_FALSE(caller->closed() || caller->answer(2)) << "the read was not put off";
+        },
+        [&](World& w) { until_answered_or_closed(w, *caller, 2); },
+        [&](World& w) {
             until_answered_or_closed(w, *caller, 2);
             if (caller->closed()) {
                 ++closed;
