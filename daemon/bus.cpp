@@ -266,6 +266,11 @@ void Bus::peer_message_skipped(PeerId id, const SkippedMessage& message) {
     out_of_memory(id, message.serial, answer_owed, false, what);
 }
 
+void Bus::message_given_up(PeerId recipient) noexcept {
+    note_memory_shortage();
+    if (Peer* peer = peers_.find(recipient)) count_drops(*peer, 1, EpisodeEnd::AfterAQuietSecond);
+}
+
 void Bus::out_of_memory(PeerId id, std::uint32_t serial, bool answer_owed, bool changed, std::string_view what) {
     note_memory_shortage(what);
     Peer* sender = peers_.find(id);

@@ -73,6 +73,7 @@ public:
     [[nodiscard]] bool may_read(PeerId peer) const override;
     [[nodiscard]] bool registered(PeerId peer) const override;
     void peer_message_skipped(PeerId peer, const SkippedMessage& message) override;
+    void message_given_up(PeerId recipient) noexcept override;
     void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override;
 
 private:

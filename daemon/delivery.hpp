@@ -71,6 +71,10 @@ public:
     // header said): the model answers a call NoMemory, as for a message it runs out of memory routing,
     // and `peer` is read on.
     virtual void peer_message_skipped(PeerId peer, const SkippedMessage& message) = 0;
+    // The delivery mode had no memory for a message on its way to `recipient` that the model never saw
+    // (kernel mode: one a bridge read from the kernel for its unix client), and gave it up: counted as a
+    // dropped message of `recipient` and logged with the bus's other shortages. Allocates nothing.
+    virtual void message_given_up(PeerId recipient) noexcept = 0;
     // `peer`'s connection ended or broke; `reason` is for the log.
     virtual void peer_failed(PeerId peer, std::string_view reason) = 0;
     // The delivery mode ends `peer`'s connection for what it did (failed authentication, timed out, sent

@@ -247,7 +247,7 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
         return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
     }
     Client& c = *added;
-    if (!watch_client(c)) return fail(peer, std::string("epoll: ") + std::strerror(errno));
+    if (!watch_client(c)) return fail(peer, EventLoop::watch_failure(errno));
     try {
         c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
             if (Client* p = find(peer); p && p->sasl) {
@@ -351,6 +351,13 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         Client* p = find(id);
         if (!p) return;
         auto received = p->transport->next();
+        if (!received && received.error().kind == TransportError::Kind::Skipped) {
+            // No memory for the message: its sender is answered (a call, NoMemory) and read on.
+            events_.peer_message_skipped(id, received.error().skipped);
+            continue;
+        }
+        if (!received && received.error().kind == TransportError::Kind::NoMemory)
+            return events_.peer_lost(id, describe(received.error()));
         // Bytes that are not one D-Bus message, or fds that were not agreed on: the client's doing.
         if (!received) return events_.peer_refused(id, describe(received.error()));
         if (!*received) break;
@@ -360,7 +367,15 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
         // it was sent to: the bridge holds nothing back for it.)
         const bool forwarded = !p->bridge && !p->unique_name.empty() && !message.destination().empty() &&
                                message.destination() != kDriverName;
-        const std::string destination(forwarded ? message.destination() : std::string_view());
+        std::string destination;
+        try {
+            destination = forwarded ? message.destination() : std::string_view();
+        } catch (const std::bad_alloc&) {
+            // (Its notice could not be sent: the message is skipped as if it had not fitted.)
+            events_.peer_message_skipped(
+                id, SkippedMessage{message.type(), message.flags(), message.serial(), message.size()});
+            continue;
+        }
         events_.peer_sent(id, std::move(message));
         if (forwarded) acknowledge_forward(id, destination);
     }
@@ -383,7 +398,7 @@ void KernelDelivery::retry_read_later(Client& c) {
         Client* p = find(id);
         if (!p) return;
         p->read_retry_timer = 0;
-        if (!watch_client(*p)) return fail(id, std::string("epoll: ") + std::strerror(errno));
+        if (!watch_client(*p)) return fail(id, EventLoop::watch_failure(errno));
         // Whatever waited is still queued: the socket is readable, and the loop reads it at once.
     });
 }
@@ -496,7 +511,15 @@ KernelDelivery::Client* KernelDelivery::kernel_owner(std::string_view name) cons
     return it == kernel_owners_.end() ? nullptr : find(it->second);
 }
 
-void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& destination) {
+void KernelDelivery::acknowledge_forward(PeerId sender, const std::string& destination) noexcept {
+    try {
+        send_or_defer_notice(sender, destination);
+    } catch (const std::bad_alloc&) {
+        note_out_of_step(sender, "the bus ran out of memory to tell it that its message was forwarded");
+    }
+}
+
+void KernelDelivery::send_or_defer_notice(PeerId sender, const std::string& destination) {
     // Where the name lives, if a client in the kernel holds it; 0 (keep sending through the master) for
     // an unbridged unix client's name, one on another bus, or nobody's.
     Client* recipient = kernel_owner(destination);
@@ -896,8 +919,9 @@ bool KernelDelivery::bridge_unix_client(PeerId peer) {
 
 bool KernelDelivery::make_bridge(PeerId peer) {
     if (!bridge_address_ || listeners_.empty()) return false;
-    const auto refuse = [&](const std::string& why) {
-        log_warning("AF_BUS: could not bridge a unix client into the kernel (%s); the daemon routes for it", why.c_str());
+    const auto refuse = [&](std::string_view why) {
+        log_warning("AF_BUS: could not bridge a unix client into the kernel (%.*s); the daemon routes for it",
+                    static_cast<int>(why.size()), why.data());
         return false;
     };
     auto socket = connect_af_bus(*bridge_address_);
@@ -941,7 +965,7 @@ bool KernelDelivery::make_bridge(PeerId peer) {
                                  [this, peer](std::uint32_t events) { on_bridge_io(peer, events); })) {
         if (watched) loop_.unwatch(c.transport->fd());
         clients_.erase(peer);
-        return refuse(std::string("epoll: ") + std::strerror(errno));
+        return refuse(EventLoop::watch_failure(errno));
     }
     c.bridge->epoll_events = EPOLLIN;
     return true;
@@ -960,7 +984,14 @@ void KernelDelivery::unix_peer_sent(PeerId peer, Message message) {
     Client* c = find(peer);
     // Before Hello (no bridge yet), or a monitor: the model deals with it.
     if (!c || !c->bridge || c->unique_name.empty() || c->monitor) return events_.peer_sent(peer, std::move(message));
-    bridge_send(*c, std::move(message));
+    const SkippedMessage fields{message.type(), message.flags(), message.serial(), message.size()};
+    const std::uint64_t handoffs = bridge_handoffs_;
+    try {
+        bridge_send(*c, std::move(message));
+    } catch (const std::bad_alloc&) {
+        if (bridge_handoffs_ != handoffs) throw;  // it is on its way: the failure is the client's (on_io)
+        events_.peer_message_skipped(peer, fields);
+    }
 }
 
 void KernelDelivery::bridge_send(Client& c, Message message) {
@@ -969,8 +1000,10 @@ void KernelDelivery::bridge_send(Client& c, Message message) {
     // the kernel could not take yet (the bridge's queue), which a message through the model could
     // otherwise overtake.
     if (b.awaited_acknowledgements > 0 || !b.held.empty() || b.transport->wants_write()) {
-        b.held_bytes += message.size();
+        const std::size_t size = message.size();
         b.held.push_back(std::move(message));
+        b.held_bytes += size;
+        ++bridge_handoffs_;
         return;
     }
     bridge_route(c, std::move(message));
@@ -981,8 +1014,10 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     // The bus itself (its answers come back through the kernel), and what the model must refuse as it
     // would in broker mode (too large: it disconnects the sender).
     if (destination == kDriverName || (destination.empty() && message.type() != MessageType::Signal) ||
-        message.size() > static_cast<std::size_t>(settings_.max_message_size))
+        message.size() > static_cast<std::size_t>(settings_.max_message_size)) {
+        ++bridge_handoffs_;
         return events_.peer_sent(c.id, std::move(message));
+    }
     // An answer to a call a client sent it through the kernel settles the bridge's record of that call,
     // whichever way the answer goes.
     bool answers_a_direct_call = false;
@@ -1026,11 +1061,23 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     }
     // The kernel checks the SENDER against the name it knows: the one the broker would set.
     auto stitched = message.with_sender(c.unique_name);
-    if (!stitched) return events_.peer_sent(c.id, std::move(message));  // the model refuses it as the broker does
-    if (callee && stitched->type() == MessageType::MethodCall && stitched->expects_reply())
-        bridge_expect_reply(c, stitched->serial(), callee->id);
+    if (!stitched) {
+        ++bridge_handoffs_;
+        return events_.peer_sent(c.id, std::move(message));  // the model refuses it as the broker does
+    }
+    const bool tracked = callee && stitched->type() == MessageType::MethodCall && stitched->expects_reply();
+    const std::uint32_t call_serial = stitched->serial();
+    if (tracked) bridge_expect_reply(c, call_serial, callee->id);
     Bridge& b = *c.bridge;
-    b.transport->enqueue(std::move(*stitched), address);
+    try {
+        b.transport->enqueue(std::move(*stitched), address);
+    } catch (const std::bad_alloc&) {
+        // Not sent: not awaited either.
+        if (auto it = b.pending_calls.find(call_serial); tracked && it != b.pending_calls.end())
+            bridge_forget_call(c, it);
+        throw;
+    }
+    ++bridge_handoffs_;
     auto flushed = b.transport->flush();
     bridge_answer_refused(c);
     if (!flushed)
@@ -1070,6 +1117,7 @@ void KernelDelivery::bridge_through_model(Client& c, Message message) {
     const std::string destination(message.destination());
     // Nothing more of its leaves until this one is in the kernel (acknowledge_forward says when).
     ++c.bridge->awaited_acknowledgements;
+    ++bridge_handoffs_;
     events_.peer_sent(id, std::move(message));
     if (!find(id)) return;  // the model disconnected it
     acknowledge_forward(id, destination);
@@ -1090,8 +1138,19 @@ void KernelDelivery::bridge_pump(Client& c) {
         Message next = std::move(b.held.front());
         b.held.pop_front();
         b.held_bytes -= next.size();
-        bridge_route(c, std::move(next));
+        // As unix_peer_sent: out of memory before it was handed on, it is skipped (a call answered
+        // NoMemory); after, the failure ends the client, and the hold is not left marked as pumping.
+        const SkippedMessage fields{next.type(), next.flags(), next.serial(), next.size()};
+        const std::uint64_t handoffs = bridge_handoffs_;
+        try {
+            bridge_route(c, std::move(next));
+        } catch (const std::bad_alloc&) {
+            if (Client* p = find(id); p && p->bridge) p->bridge->pumping = false;
+            if (bridge_handoffs_ != handoffs) throw;
+            events_.peer_message_skipped(id, fields);
+        }
         if (!find(id)) return;
+        b.pumping = true;
     }
     b.pumping = false;
 }
@@ -1143,14 +1202,34 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
             auto it = p->bridge->pending_calls.find(serial);
             if (it == p->bridge->pending_calls.end()) return;
             it->second.timer = 0;
-            // The kernel drops an answer after this too.
-            bridge_no_reply(*p, serial, "Message did not receive a reply (timeout by message bus)");
+            // The kernel drops an answer after this too. Out of memory for the NoReply (a timer's work
+            // must not throw out of the loop), the caller is ended at the flush instead of left waiting.
+            try {
+                bridge_no_reply(*p, serial, "Message did not receive a reply (timeout by message bus)");
+            } catch (const std::bad_alloc&) {
+                note_out_of_step(caller, "the bus ran out of memory to tell it that a call timed out");
+            }
         });
     }
-    calls[serial] = Bridge::PendingCall{callee, timer};
-    ++bridge_callers_[callee][c.id];
+    // Whole or not at all: what allocates first, each step undone if a later one fails.
     auto& order = c.bridge->call_order;
-    order.push_back(serial);
+    try {
+        order.push_back(serial);  // (a serial without its call is skipped when met)
+        auto [call, added] = calls.try_emplace(serial, Bridge::PendingCall{callee, timer});
+        assert(added);
+        try {
+            ++bridge_callers_[callee][c.id];
+        } catch (const std::bad_alloc&) {
+            if (auto callers = bridge_callers_.find(callee);
+                callers != bridge_callers_.end() && callers->second.empty())
+                bridge_callers_.erase(callers);
+            calls.erase(call);
+            throw;
+        }
+    } catch (const std::bad_alloc&) {
+        if (timer) loop_.cancel_timer(timer);
+        throw;
+    }
     while (calls.size() > kernel_max_replies() && !order.empty()) {
         const std::uint32_t oldest = order.front();
         order.pop_front();
@@ -1167,10 +1246,12 @@ void KernelDelivery::bridge_expect_reply(Client& c, std::uint32_t serial, PeerId
 void KernelDelivery::bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why) {
     auto it = c.bridge->pending_calls.find(serial);
     if (it == c.bridge->pending_calls.end()) return;
-    bridge_forget_call(c, it);
+    // The answer first: out of memory, the call is still pending, and whoever asked knows it is owed.
     auto error = MessageBuilder::error(c.unique_name, serial, error_names::kNoReply, why);
     error.sender(kDriverName);
-    if (auto built = error.build(take_serial())) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
+    auto built = error.build(take_serial());
+    if (built) broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
+    bridge_forget_call(c, it);  // (deliver changes no pending call: `it` holds)
 }
 
 void KernelDelivery::bridge_forget_call(Client& c, PendingCalls::iterator call) {
@@ -1237,6 +1318,52 @@ void KernelDelivery::handle_bridge_io(PeerId id, std::uint32_t events) {
     bridge_update_watch(*c);
 }
 
+void KernelDelivery::bridge_take(Client& c, ReceivedDatagram received) {
+    Bridge& b = *c.bridge;
+    Message& message = received.message;
+    // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
+    if (c.monitor && received.source != 0 && !monitor_wants(c, message)) return;
+    if (!message.fds().empty() && !broker_.passes_fds(c.id)) {
+        // As the broker: a call gets NotSupported (from the callee, the only SENDER the kernel lets the
+        // bridge use), anything else is dropped; the fds close with it. (An answer settles its call.)
+        if (is_reply(message) && message.reply_serial()) {
+            if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end())
+                bridge_forget_call(c, it);
+        }
+        if (message.type() == MessageType::MethodCall && message.expects_reply() &&
+            !message.sender().empty()) {
+            auto error = MessageBuilder::error(
+                message, error_names::kNotSupported,
+                "Tried to send message with Unix file descriptors to a client that doesn't support that.");
+            error.sender(c.unique_name);
+            if (auto built = error.build(take_serial()))
+                b.transport->enqueue(std::move(*built), received.source);
+        }
+        return;
+    }
+    auto shared = std::make_shared<const Message>(std::move(message));
+    const Message& m = *shared;
+    // The calls it is given, remembered for their answers: room first (bounded sets; an entry whose
+    // message is then given up is only ever forgotten).
+    if (!c.monitor && m.type() == MessageType::MethodCall && m.expects_reply() && received.source == 0 &&
+        m.sender().starts_with(':')) {
+        // The master forwarded it: the answer goes back the same way.
+        if (b.forwarded_calls.size() >= kMaxForwardedCalls)
+            b.forwarded_calls.erase(b.forwarded_calls.begin());
+        b.forwarded_calls.emplace(std::string(m.sender()), m.serial());
+    } else if (!c.monitor && m.type() == MessageType::MethodCall && m.expects_reply() && received.source) {
+        if (b.direct_calls.size() >= kMaxDirectCalls) b.direct_calls.erase(b.direct_calls.begin());
+        b.direct_calls.emplace(*received.source, m.serial());
+    }
+    const auto settles = is_reply(m) ? m.reply_serial() : std::nullopt;
+    broker_.deliver(c.id, std::move(shared));
+    // Queued: only now does an answer settle its call (had it been given up, the caller would wait for
+    // ever, with nobody left to tell it NoReply).
+    if (settles) {
+        if (auto it = b.pending_calls.find(*settles); it != b.pending_calls.end()) bridge_forget_call(c, it);
+    }
+}
+
 void KernelDelivery::bridge_read(Client& c, bool drain) {
     Bridge& b = *c.bridge;
     // (A drain, which orders a callee's answers before its NoReply, tries at once all the same.)
@@ -1251,40 +1378,23 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
         auto n = drain ? b.transport->read() : b.transport->read(bridge_high_water() - queued);
         for (;;) {
             auto received = b.transport->next();
+            if (!received && received.error().kind == TransportError::Kind::Skipped) {
+                // No memory for a message the kernel had for it: given up (as a copy the model cannot
+                // afford), and the bridge read on. (A call's caller waits for its reply timeout.)
+                events_.message_given_up(c.id);
+                continue;
+            }
             if (!received) {
                 broken_.push_back(
                     {c.id, "its AF_BUS bridge received a bad datagram: " + describe(received.error()), true});
                 return;
             }
             if (!*received) break;
-            Message& message = (*received)->message;
-            if (!c.monitor && message.type() == MessageType::MethodCall && message.expects_reply() &&
-                (*received)->source == 0 && message.sender().starts_with(':')) {
-                // The master forwarded it: the answer goes back the same way.
-                if (b.forwarded_calls.size() >= kMaxForwardedCalls) b.forwarded_calls.erase(b.forwarded_calls.begin());
-                b.forwarded_calls.emplace(std::string(message.sender()), message.serial());
-            } else if (!c.monitor && message.type() == MessageType::MethodCall && message.expects_reply() &&
-                       (*received)->source) {
-                if (b.direct_calls.size() >= kMaxDirectCalls) b.direct_calls.erase(b.direct_calls.begin());
-                b.direct_calls.emplace(*(*received)->source, message.serial());
-            } else if (is_reply(message) && message.reply_serial()) {
-                if (auto it = b.pending_calls.find(*message.reply_serial()); it != b.pending_calls.end())
-                    bridge_forget_call(c, it);
+            try {
+                bridge_take(c, std::move(**received));
+            } catch (const std::bad_alloc&) {
+                events_.message_given_up(c.id);
             }
-            // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
-            if (c.monitor && (*received)->source != 0 && !monitor_wants(c, message)) continue;
-            if (!message.fds().empty() && !broker_.passes_fds(c.id)) {
-                // As the broker: a call gets NotSupported (from the callee, the only SENDER the kernel
-                // lets the bridge use), anything else is dropped; the fds close with it.
-                if (message.type() == MessageType::MethodCall && message.expects_reply() && !message.sender().empty()) {
-                    auto error = MessageBuilder::error(message, error_names::kNotSupported,
-                                                       "Tried to send message with Unix file descriptors to a client that doesn't support that.");
-                    error.sender(c.unique_name);
-                    if (auto built = error.build(take_serial())) b.transport->enqueue(std::move(*built), (*received)->source);
-                }
-                continue;
-            }
-            broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
         }
         if (!n) {
             const TransportError& error = n.error();

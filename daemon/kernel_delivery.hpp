@@ -167,6 +167,9 @@ private:
         void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override {
             kernel_.events_.copies_dropped(peer, count, queued);
         }
+        void message_given_up(PeerId recipient) noexcept override {
+            kernel_.events_.message_given_up(recipient);
+        }
 
     private:
         KernelDelivery& kernel_;
@@ -204,8 +207,10 @@ private:
     void send_queued(Client& client);
     // After the model routed a message `sender` sent the master for `destination`: the notice that lets
     // the sender go on (its library holds its sends until then), with the name's address if a native
-    // client holds it, so that its next messages go directly.
-    void acknowledge_forward(PeerId sender, const std::string& destination);
+    // client holds it, so that its next messages go directly. Without memory for the notice, the sender
+    // would wait for ever: it is out of step instead (ended at the flush, logged).
+    void acknowledge_forward(PeerId sender, const std::string& destination) noexcept;
+    void send_or_defer_notice(PeerId sender, const std::string& destination);  // (may throw std::bad_alloc)
     void send_notice(const Notice& notice);
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
@@ -241,6 +246,9 @@ private:
     // routes for it as in broker mode.
     bool bridge_unix_client(PeerId peer);
     bool make_bridge(PeerId peer);  // the same; may throw std::bad_alloc
+    // A bridged client's message, sent on through its bridge (bridge_send). Out of memory before the
+    // message was handed on (to the kernel, the model, or the bridge's hold), it is skipped as the
+    // broker skips one: a call is answered NoMemory, and the client is read on.
     void unix_peer_sent(PeerId peer, Message message);
     [[nodiscard]] bool unix_peer_may_read(PeerId peer) const;
     // Sends `message` from bridged client `c` as its library would, or holds it behind the fence.
@@ -258,12 +266,18 @@ private:
     // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little
     // enough (`drain`: everything, before a callee's NoReply).
     void bridge_read(Client& c, bool drain = false);
+    // One message the kernel delivered to `c`'s bridge, queued for its unix side. Out of memory, it is
+    // given up (counted as dropped for `c`) with nothing else changed: a reply still settles its call
+    // only once it is queued.
+    void bridge_take(Client& c, ReceivedDatagram received);
     // A read of `c`'s bridge failed with ENOMEM: as for a client's own socket (retry_read_later), the
     // bridge is read again kReadRetry later, and its unix client is kept.
     void bridge_retry_read_later(Client& c);
     void bridge_update_watch(Client& c);
     // What a bridge lets its unix side hold before it stops reading from the kernel.
     [[nodiscard]] std::size_t bridge_high_water() const;
+    // Tracks `c`'s call `serial` to `callee` (sent through the kernel directly): whole, or, when it
+    // throws std::bad_alloc, not at all.
     void bridge_expect_reply(Client& c, std::uint32_t serial, PeerId callee);
     void bridge_no_reply(Client& c, std::uint32_t serial, std::string_view why);
     // Forgets `c`'s pending call `call` (answered, refused, timed out or dropped), its timer and its
@@ -355,6 +369,8 @@ private:
     };
     std::vector<OutOfStep> out_of_step_;
     std::size_t peers_ = 0;  // native and unix, admitted and not yet detached
+    // Bridged clients' messages handed on so far (unix_peer_sent: whether one was, when memory failed).
+    std::uint64_t bridge_handoffs_ = 0;
     std::vector<PeerId> paused_readers_;
     std::vector<std::unique_ptr<Client>> graveyard_;
 };

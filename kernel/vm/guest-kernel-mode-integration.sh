@@ -7,7 +7,8 @@
 # "AFBUS-TEST <name> PASS|FAIL <detail>" line per suite; "--list BUILDDIR" prints the names.
 set -u -f  # -f: the GTEST_FILTER patterns below are words, not globs
 SUITES="proxy typed_object match_rule_reference activation unix_fd_index afbusctl security_checks
-fault_injection connection_flood quota_blame sdbus_examples afbus_examples xml2cpp_calculator soak"
+fault_injection connection_flood quota_blame sdbus_examples afbus_examples xml2cpp_calculator soak
+kernel_out_of_memory"
 if [ "${1:-}" = --list ]; then
     for s in $SUITES; do printf 'kernel_mode_%s ' "$s"; done
     echo

@@ -1,0 +1,591 @@
+// What kernel mode does when memory runs out during a turn of the event loop (issue 17, item 4), as
+// test_broker_out_of_memory does for broker mode: the bus runs on a real KernelDelivery, the master of an
+// AF_BUS bus in a temporary directory, with native clients on AF_BUS and unix clients bridged into it,
+// and every allocation of one step fails once, in turn (support/failing_allocations), until the step
+// makes fewer allocations than that. After each run, allocating normally again:
+//   - nothing escaped the event loop (a std::bad_alloc out of it would end the daemon);
+//   - the client the step was about was served in the end, told NoMemory or NoReply, or closed by the
+//     bus: never left waiting;
+//   - the bus still serves newcomers of both kinds, each calling a service of the other kind.
+// It needs af_bus.ko and af_bus_dbus.ko, so it runs in the kernel-mode guest
+// (kernel/vm/guest-kernel-mode-integration.sh); elsewhere it is skipped. Every client is driven on the
+// test's own thread, between turns of the bus's loop: the kernel moves what they send at once, so each
+// run makes the same allocations in the same order.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "afbus/af_bus_socket.hpp"
+#include "afbus/datagram_transport.hpp"
+#include "afbus/error.hpp"
+#include "afbus/types.hpp"
+#include "bus.hpp"
+#include "kernel_delivery.hpp"
+#include "listener.hpp"
+#include "support/failing_allocations.hpp"
+#include "support/scripted_stream_peer.hpp"
+#include "transport/af_bus_family.hpp"
+
+namespace afbus::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+using test::driver_call_builder;
+using test::FailingAllocations;
+using UnixClient = test::ScriptedStreamPeer;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kUnixService = "org.x.UnixService";
+constexpr std::string_view kNativeService = "org.x.NativeService";
+
+// A native client: an AF_BUS socket connected to the bus's master, driven as ScriptedStreamPeer drives a
+// unix one. Its SASL lines and messages are datagrams; before the bus has joined it, what it sends goes
+// to the master.
+class NativeClient {
+public:
+    explicit NativeClient(const std::string& address) {
+        FailingAllocations::Pause pause;
+        auto entries = parse_address_list(address);
+        EXPECT_TRUE(entries && entries->size() == 1);
+        auto socket = connect_af_bus(entries->front());
+        if (!socket) {
+            ADD_FAILURE() << "connecting to " << address << ": " << socket.error().describe();
+            closed_ = true;
+            return;
+        }
+        transport_.emplace(std::move(socket->fd), socket->family);
+    }
+
+    // SASL (unless told not to), then `messages`, to the master.
+    void say(std::vector<Message> messages, bool authenticate = true) {
+        FailingAllocations::Pause pause;
+        if (closed_) return;
+        if (authenticate) {
+            for (const std::string& line : {test::sasl_external(), std::string("BEGIN\r\n")}) {
+                if (::send(transport_->fd(), line.data(), line.size(), MSG_NOSIGNAL) < 0) {
+                    closed_ = true;
+                    return;
+                }
+            }
+        }
+        for (Message& m : messages) transport_->enqueue(std::move(m), std::nullopt);
+        flush();
+    }
+    // The method return to `call`, from this client (once the bus has named it), back where it came from.
+    void answer(const ReceivedDatagram& call, std::uint32_t serial) {
+        FailingAllocations::Pause pause;
+        if (closed_) return;
+        auto reply = MessageBuilder::method_return(call.message).sender(unique_name_).build(serial).value();
+        const bool from_master = !call.source || *call.source == 0;
+        transport_->enqueue(std::move(reply), from_master ? std::nullopt : call.source);
+        flush();
+    }
+    // Takes what reached its socket so far.
+    void read() {
+        FailingAllocations::Pause pause;
+        if (closed_) return;
+        if (!past_sasl_) {
+            char line[4096];
+            const ssize_t n = ::recv(transport_->fd(), line, sizeof line, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN)) closed_ = true;
+            if (n <= 0) return;
+            past_sasl_ = true;
+            EXPECT_TRUE(std::string_view(line, static_cast<std::size_t>(n)).starts_with("OK "));
+        }
+        auto read = transport_->read();
+        if (!read) {
+            closed_ = true;
+            return;
+        }
+        for (;;) {
+            auto next = transport_->next();
+            ASSERT_TRUE(next) << "the bus sent a bad datagram";
+            if (!*next) break;
+            if (next->value().message.type() == MessageType::MethodReturn && unique_name_.empty() &&
+                next->value().message.reply_serial() == 1) {
+                MessageReader reader(next->value().message);
+                (void)afbus::read(reader, unique_name_);  // Hello's answer, serial 1 in every script here
+            }
+            received_.push_back(std::move(**next));
+        }
+    }
+    // Closes its socket: it leaves the bus.
+    void hang_up() {
+        FailingAllocations::Pause pause;
+        transport_.reset();
+        closed_ = true;
+    }
+
+    [[nodiscard]] const Message* answer(std::uint32_t serial) const {
+        for (const ReceivedDatagram& d : received_)
+            if ((d.message.type() == MessageType::MethodReturn || d.message.type() == MessageType::Error) &&
+                d.message.reply_serial() == serial)
+                return &d.message;
+        return nullptr;
+    }
+    [[nodiscard]] const ReceivedDatagram* call(std::string_view member) const {
+        return find(MessageType::MethodCall, member);
+    }
+    [[nodiscard]] const ReceivedDatagram* signal(std::string_view member) const {
+        return find(MessageType::Signal, member);
+    }
+    [[nodiscard]] bool closed() const { return closed_; }
+    [[nodiscard]] const std::string& unique_name() const { return unique_name_; }
+
+private:
+    [[nodiscard]] const ReceivedDatagram* find(MessageType type, std::string_view member) const {
+        for (const ReceivedDatagram& d : received_)
+            if (d.message.type() == type && d.message.member() == member) return &d;
+        return nullptr;
+    }
+    void flush() {
+        auto flushed = transport_->flush();
+        if (!flushed)
+            closed_ = true;
+        else
+            EXPECT_TRUE(*flushed) << "the test's datagrams did not fit the socket";
+        EXPECT_TRUE(transport_->take_refused().empty()) << "the kernel refused a datagram of the test's";
+    }
+
+    std::optional<DatagramTransport> transport_;
+    bool past_sasl_ = false;
+    std::vector<ReceivedDatagram> received_;
+    std::string unique_name_;
+    bool closed_ = false;
+};
+
+// A private directory for the bus's socket, removed with everything in it.
+struct TemporaryDirectory {
+    std::string path;
+    TemporaryDirectory() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "afbus-kernel-oom-XXXXXX").string();
+        if (::mkdtemp(pattern.data())) path = pattern;
+    }
+    ~TemporaryDirectory() {
+        std::error_code ignored;
+        if (!path.empty()) std::filesystem::remove_all(path, ignored);
+    }
+};
+
+// A message the bus gives up on its way through a bridge (the kernel had it, the bus had no memory for
+// it) is answered, where an answer is owed, at the reply timeout: a short one, so that the checks below
+// see every caller answered.
+BusSettings settings_with_a_short_reply_timeout() {
+    BusSettings settings;
+    settings.limits.reply_timeout = 300;
+    return settings;
+}
+
+struct World {
+    TemporaryDirectory directory;
+    EventLoop loop;
+    Bus bus{loop, settings_with_a_short_reply_timeout()};
+    KernelDelivery* kernel = nullptr;
+    std::string address;  // the AF_BUS bus's
+    std::optional<UnixClient> unix_service;
+    std::optional<NativeClient> native_service;
+    bool escaped = false, failed = false;
+    std::size_t made = 0;
+
+    // The bus on AF_BUS; false where the kernel has none (the test is skipped then).
+    bool open() {
+        const auto family = af_bus_family();
+        if (!family || directory.path.empty()) return false;
+        auto entries = parse_address_list("afbus:path=" + directory.path + "/bus");
+        if (!entries) return false;
+        auto listeners = open_listeners(entries->front());
+        if (!listeners || listeners->empty()) return false;
+        Listener& listener = listeners->front();
+        kernel = &bus.use_delivery<KernelDelivery>(listener.af_bus_family);
+        if (!kernel->add_listener(std::move(listener.fd), listener.address)) return false;
+        address = listener.address;
+        return true;
+    }
+    // A unix client, its other end taken by the bus now (it is bridged into the AF_BUS bus at Hello).
+    void connect(std::optional<UnixClient>& client) {
+        int pair[2];
+        EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair), 0);
+        {
+            FailingAllocations::Pause pause;
+            client.emplace(Fd(pair[0]));
+        }
+        kernel->broker().add_connection(Fd(pair[1]));
+    }
+    // A native client, connected to the master (the bus accepts it on its next turn).
+    void connect(std::optional<NativeClient>& client) {
+        FailingAllocations::Pause pause;
+        client.emplace(address);
+    }
+    // Runs the loop until `done` (the clients read in between), for at most `limit`.
+    template <class Done>
+    void pump(Done&& done, std::chrono::milliseconds limit = 2000ms) {
+        const auto deadline = Clock::now() + limit;
+        while (!done() && Clock::now() < deadline) (void)loop.run_once(10ms);
+    }
+    // The services, each owning its name, and answering every call it is given (see serve()).
+    void start_services() {
+        connect(unix_service);
+        connect(native_service);
+        unix_service->say(hello_and_request(kUnixService));
+        native_service->say(hello_and_request(kNativeService));
+        pump([&] {
+            unix_service->read();
+            native_service->read();
+            return unix_service->answer(2) && native_service->answer(2);
+        });
+        ASSERT_TRUE(unix_service->answer(2) && native_service->answer(2)) << "a service did not get its name";
+    }
+    static std::vector<Message> hello_and_request(std::string_view name) {
+        FailingAllocations::Pause pause;
+        std::vector<Message> messages;
+        messages.push_back(driver_call_builder("Hello").build(1).value());
+        auto request = driver_call_builder("RequestName");
+        append(request, std::string(name), std::uint32_t{0});
+        messages.push_back(request.build(2).value());
+        return messages;
+    }
+    // The services read, and answer a call of `member` once each.
+    void serve(const std::string& member) {
+        FailingAllocations::Pause pause;  // (the clients' work: the bus's runs between calls of this)
+        unix_service->read();
+        if (const Message* call = unix_service->call(member);
+            call && answered_.insert("unix " + member).second)
+            unix_service->answer(*call, 100);
+        if (native_service->closed()) return;
+        native_service->read();
+        if (const ReceivedDatagram* call = native_service->call(member);
+            call && answered_.insert("native " + member).second)
+            native_service->answer(*call, 100);
+    }
+    // `step` runs with allocation number `fail_at` failing.
+    template <class Step>
+    void failing(std::size_t fail_at, Step&& step) {
+        FailingAllocations failing(fail_at);
+        try {
+            step();
+        } catch (const std::bad_alloc&) {
+            escaped = true;
+        }
+        failing.stop();
+        failed = failing.failed();
+        made = failing.count();
+    }
+
+private:
+    std::set<std::string> answered_;
+};
+
+// What a client sends in one go: Hello (serial 1), then a call of `member` to `destination` (serial 2),
+// made outside the count.
+std::vector<Message> hello_and_call(std::string_view destination, std::string_view member) {
+    FailingAllocations::Pause pause;
+    std::vector<Message> messages;
+    messages.push_back(driver_call_builder("Hello").build(1).value());
+    messages.push_back(MessageBuilder::method_call(destination, "/x", "org.x.I", member).build(2).value());
+    return messages;
+}
+
+// How a client's call ended.
+struct Outcomes {
+    int served = 0, refused = 0, closed = 0;
+};
+
+// Judges `client`'s call `serial` (after pumping until it was answered or closed): served, refused with
+// one of the errors a bus short of memory gives, or closed.
+template <class Client>
+void judge(Client& client, std::uint32_t serial, Outcomes& outcomes) {
+    if (client.closed()) {
+        ++outcomes.closed;
+        return;
+    }
+    const Message* answer = client.answer(serial);
+    ASSERT_TRUE(answer) << "the caller waits for ever";
+    if (answer->type() == MessageType::MethodReturn) {
+        ++outcomes.served;
+        return;
+    }
+    EXPECT_TRUE(answer->error_name() == error_names::kNoMemory ||
+                answer->error_name() == error_names::kNoReply)
+        << answer->error_name();
+    ++outcomes.refused;
+}
+
+// Newcomers of both kinds say Hello and call the service of the other kind, which answers.
+void bus_still_serves(World& w) {
+    std::optional<NativeClient> native;
+    std::optional<UnixClient> unix_client;
+    w.connect(native);
+    w.connect(unix_client);
+    native->say(hello_and_call(kUnixService, "N"));
+    if (!w.native_service->closed()) unix_client->say(hello_and_call(kNativeService, "N"));
+    w.pump([&] {
+        w.serve("N");
+        native->read();
+        unix_client->read();
+        return native->answer(2) && (w.native_service->closed() || unix_client->answer(2));
+    });
+    const Message* answer = native->answer(2);
+    ASSERT_TRUE(answer) << "the bus no longer serves a native newcomer";
+    EXPECT_EQ(answer->type(), MessageType::MethodReturn) << answer->error_name();
+    if (w.native_service->closed()) return;
+    answer = unix_client->answer(2);
+    ASSERT_TRUE(answer) << "the bus no longer serves a unix newcomer";
+    EXPECT_EQ(answer->type(), MessageType::MethodReturn) << answer->error_name();
+}
+
+// Runs `step` on a fresh bus with both services, with every allocation failing once in turn; `check`
+// judges each run. Returns how many allocations the step makes when none fails (0: skipped).
+std::size_t fail_each_allocation(const std::function<void(World&)>& prepare,
+                                 const std::function<void(World&)>& step,
+                                 const std::function<void(World&)>& check) {
+    bool skipped = false;
+    const std::size_t made = test::fail_each_allocation_in_turn([&](std::size_t fail_at) {
+        World w;
+        if (!w.open()) {
+            skipped = true;
+            return test::FailingRun{};
+        }
+        w.start_services();
+        if (prepare) prepare(w);
+        if (testing::Test::HasFailure()) return test::FailingRun{};
+        w.failing(fail_at, [&] { step(w); });
+        if (w.escaped) {
+            ADD_FAILURE() << "std::bad_alloc escaped the event loop";
+            return test::FailingRun{};
+        }
+        check(w);
+        bus_still_serves(w);
+        return test::FailingRun{w.failed, w.made};
+    });
+    return skipped ? 0 : made;
+}
+
+#define SKIP_WITHOUT_AF_BUS()                                                           \
+    do {                                                                                \
+        if (!af_bus_family() && std::getenv("AFBUS_TEST_KERNEL_MODE")) {                \
+            FAIL() << "AFBUS_TEST_KERNEL_MODE is set, but there is no AF_BUS";          \
+        }                                                                               \
+        if (!af_bus_family()) {                                                         \
+            GTEST_SKIP() << "no AF_BUS here (af_bus.ko and af_bus_dbus.ko: the guest)"; \
+        }                                                                               \
+    } while (false)
+
+// A native client's first turns: accepted on the master, SASL, Hello, and a call to the unix service,
+// sent at once; the bus forwards the call, and the service's answer comes back through the kernel.
+TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<NativeClient> caller;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("M");
+            caller->read();
+            return caller->closed() || caller->answer(2);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        {},
+        [&](World& w) {
+            w.connect(caller);
+            caller->say(hello_and_call(kUnixService, "M"));
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);  // allocating normally again
+            judge(*caller, 2, outcomes);
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the native caller: served %d times, refused %d times, closed %d times\n", outcomes.served,
+                outcomes.refused, outcomes.closed);
+}
+
+// A unix client's first turns: taken, SASL, Hello (its bridge made, named and joined in the kernel),
+// and a call to the native service, sent at once; the native service answers through the kernel, to
+// the bridge, which writes the answer to the unix socket.
+TEST(KernelOutOfMemory, AUnixClientsFirstTurnsThroughItsBridge) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<UnixClient> caller;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("M");
+            caller->read();
+            return caller->closed() || caller->answer(2);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        {},
+        [&](World& w) {
+            w.connect(caller);
+            caller->say(hello_and_call(kNativeService, "M"));
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*caller, 2, outcomes);
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the unix caller: served %d times, refused %d times, closed %d times\n", outcomes.served,
+                outcomes.refused, outcomes.closed);
+}
+
+// A native callee leaves while a bridged caller waits for its answer to a call the bridge sent it
+// directly (to its unique name): the bus answers NoReply for it, or, with no memory for that, ends the
+// caller's connection (KernelDelivery::detach); never leaves it waiting.
+TEST(KernelOutOfMemory, ANativeCalleeLeavingWhileABridgedCallerWaits) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<UnixClient> caller;
+    Outcomes outcomes;
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(caller);
+            caller->say(hello_and_call(w.native_service->unique_name(), "Wait"));
+            w.pump([&] {
+                caller->read();
+                w.native_service->read();
+                return w.native_service->call("Wait") != nullptr;
+            });
+            ASSERT_TRUE(w.native_service->call("Wait")) << "the call did not reach the native service";
+            // Sent by the bridge straight to the callee, not forwarded by the master.
+            ASSERT_TRUE(w.native_service->call("Wait")->source.value_or(0) != 0);
+        },
+        [&](World& w) {
+            w.native_service->hang_up();
+            w.pump([&] {
+                caller->read();
+                return caller->closed() || caller->answer(2);
+            });
+        },
+        [&](World& w) {
+            w.pump([&] {
+                caller->read();
+                return caller->closed() || caller->answer(2);
+            });
+            judge(*caller, 2, outcomes);
+            if (const Message* answer = caller->answer(2)) {
+                EXPECT_EQ(answer->type(), MessageType::Error);
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the bridged caller: told NoReply %d times, closed %d times\n", outcomes.refused,
+                outcomes.closed);
+}
+
+// A registered native client asks for a match rule and a name at once: what the bus answers is what
+// the kernel does. The rule and the name are mirrored in af_bus_dbus.ko (a match record; the name's
+// address, moved to the client); a change the bus cannot mirror ends the client rather than leave the
+// kernel routing differently from what the client was told. So after each run: a rule the client was
+// told it has brings it the unix service's signal, and one it was refused does not; a name it was told
+// it owns brings it a newcomer's call, and one it was refused gets the newcomer ServiceUnknown.
+TEST(KernelOutOfMemory, ANativeClientsMatchRuleAndName) {
+    SKIP_WITHOUT_AF_BUS();
+    constexpr std::string_view kExtraName = "org.x.Extra";
+    std::optional<NativeClient> client;
+    Outcomes rule_outcomes, name_outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            client->read();
+            return client->closed() || (client->answer(2) && client->answer(3));
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(client);
+            std::vector<Message> hello;
+            {
+                FailingAllocations::Pause pause;
+                hello.push_back(driver_call_builder("Hello").build(1).value());
+            }
+            client->say(std::move(hello));
+            w.pump([&] {
+                client->read();
+                return client->answer(1) != nullptr;
+            });
+            ASSERT_TRUE(client->answer(1)) << "the client was not registered";
+        },
+        [&](World& w) {
+            std::vector<Message> requests;
+            {
+                FailingAllocations::Pause pause;
+                auto add_match = driver_call_builder("AddMatch");
+                append(add_match, std::string("type='signal',interface='org.x.I',member='Tick'"));
+                requests.push_back(add_match.build(2).value());
+                auto request_name = driver_call_builder("RequestName");
+                append(request_name, std::string(kExtraName), std::uint32_t{0});
+                requests.push_back(request_name.build(3).value());
+            }
+            client->say(std::move(requests), false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            if (client->closed()) {
+                ++rule_outcomes.closed;
+                ++name_outcomes.closed;
+                return;
+            }
+            judge(*client, 2, rule_outcomes);
+            judge(*client, 3, name_outcomes);
+            const Message* rule = client->answer(2);
+            const Message* name = client->answer(3);
+            ASSERT_TRUE(rule && name);
+            const bool has_rule = rule->type() == MessageType::MethodReturn;
+            bool owns_name = false;
+            if (name->type() == MessageType::MethodReturn) {
+                std::uint32_t result = 0;
+                MessageReader reader(*name);
+                ASSERT_TRUE(read(reader, result));
+                owns_name = result == 1;  // DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER
+                EXPECT_TRUE(owns_name) << "RequestName answered " << result;
+            }
+            // The unix service signals; a newcomer calls the name.
+            std::optional<UnixClient> newcomer;
+            w.connect(newcomer);
+            std::vector<Message> tick;
+            {
+                FailingAllocations::Pause pause;
+                tick.push_back(MessageBuilder::signal("/x", "org.x.I", "Tick").build(101).value());
+            }
+            w.unix_service->say(tick, false);
+            newcomer->say(hello_and_call(kExtraName, "Ping"));
+            bool answered = false;
+            w.pump([&] {
+                client->read();
+                newcomer->read();
+                if (const ReceivedDatagram* ping = client->call("Ping"); ping && !answered) {
+                    answered = true;
+                    client->answer(*ping, 102);
+                }
+                return newcomer->answer(2) && (!has_rule || client->signal("Tick"));
+            });
+            EXPECT_EQ(client->signal("Tick") != nullptr, has_rule)
+                << "the kernel's record and the bus's answer differ";
+            const Message* ping_answer = newcomer->answer(2);
+            ASSERT_TRUE(ping_answer) << "the newcomer's call to " << kExtraName << " was not answered";
+            if (owns_name) {
+                EXPECT_EQ(ping_answer->type(), MessageType::MethodReturn) << ping_answer->error_name();
+            } else {
+                EXPECT_EQ(ping_answer->error_name(), error_names::kServiceUnknown);
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf(
+        "AddMatch: granted %d times, refused %d times; RequestName: granted %d times, refused %d times; "
+        "the client closed %d times\n",
+        rule_outcomes.served, rule_outcomes.refused, name_outcomes.served, name_outcomes.refused,
+        rule_outcomes.closed);
+}
+
+}  // namespace
+}  // namespace afbus::daemon
