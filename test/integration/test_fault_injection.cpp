@@ -29,6 +29,7 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <vector>
@@ -1041,6 +1042,53 @@ TEST(FaultInjection, SocketErrorsOnABridgeAffectOnlyItsClient) {
             << open_fds_of(shimmed.bus().pid());
     }
     std::printf("daemon log:\n%s\n", shimmed.bus().log().c_str());
+}
+
+// Kernel mode: the daemon asks af_bus.ko what a native client's master side holds (getsockopt
+// BUS_GET_QUEUED) to read a burst of its messages with one recvmmsg(). When that fails (EINTR, ENOMEM),
+// that read takes one datagram at a time instead, and the next read asks again: the burst is answered
+// whole, in order, and the client and the others go on.
+TEST(FaultInjection, QueueCountsTheKernelCannotGiveCostNoMessage) {
+    SKIP_WITHOUT_FAULT_SHIM();
+    if (!test::kernel_mode()) GTEST_SKIP() << "kernel mode only: native clients connect over AF_BUS";
+    ShimmedBus shimmed;
+    Bystanders bystanders(shimmed.bus());
+    ASSERT_TRUE(bystanders.ready());
+    int bus_sockets = Bystanders::kConnections;
+    for (const char* error : {"EINTR", "ENOMEM"}) {
+        SCOPED_TRACE(error);
+        auto victim = test::connect(shimmed.bus());
+        ASSERT_TRUE(victim);
+        const std::string socket_number = std::to_string(++bus_sockets);
+        ASSERT_TRUE(victim->call(driver_call("GetId")));
+        shimmed.arm(std::string("queued ") + error + " 2 bus:" + socket_number);
+        // A burst: 16 calls sent at once, queued together on the daemon's side.
+        std::vector<std::uint32_t> answered;
+        std::vector<Slot> slots;
+        for (int i = 0; i < 16; ++i) {
+            auto call = driver_call("NameHasOwner", i % 2 ? "org.freedesktop.DBus" : "org.x.Nobody");
+            auto slot = victim->call_async(std::move(call), [&answered, i](Expected<Message, Error> r) {
+                EXPECT_TRUE(r) << r.error().message;
+                answered.push_back(static_cast<std::uint32_t>(i));
+            });
+            ASSERT_TRUE(slot);
+            slots.push_back(std::move(*slot));
+        }
+        const auto deadline = test::Clock::now() + 10s;
+        while (answered.size() < 16 && test::Clock::now() < deadline) {
+            ASSERT_TRUE(victim->process());
+            std::vector<pollfd> fds{{victim->fd(), victim->poll_events(), 0}};
+            ::poll(fds.data(), fds.size(), 100);
+        }
+        std::vector<std::uint32_t> in_order(16);
+        std::iota(in_order.begin(), in_order.end(), 0u);
+        EXPECT_EQ(answered, in_order);
+        EXPECT_TRUE(
+            shimmed.log_shows("getsockopt(BUS_GET_QUEUED) on AF_BUS socket " + socket_number, "(0 left)"))
+            << shimmed.bus().log();
+        EXPECT_TRUE(victim->call(driver_call("GetId")));
+        EXPECT_TRUE(bystanders.still_served());
+    }
 }
 
 // A connection in the middle of SASL whose next read by the daemon fails once with `error` (errno's

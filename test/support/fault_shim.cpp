@@ -8,7 +8,8 @@
 //               writev), accept (accept4, accept), credentials, groups or pidfd (getsockopt of
 //               SO_PEERCRED, SO_PEERGROUPS or SO_PEERPIDFD) or watch (epoll_ctl's EPOLL_CTL_ADD of the
 //               connection's fd; EPOLL_CTL_MOD is not failed: the kernel's ep_modify allocates nothing and
-//               fails only for a bad argument, which is the daemon's bug, not a fault to survive)
+//               fails only for a bad argument, which is the daemon's bug, not a fault to survive) or
+//               queued (getsockopt of AF_BUS's BUS_GET_QUEUED: what a socket's receive queue holds)
 //   errno name  EINTR, EAGAIN, ENOBUFS, ENOMEM, EMFILE, ENFILE, ECONNRESET, EPIPE or ENOSPC
 //   times       how many consecutive calls fail
 //   connection  for every call but accept: the Nth stream connection (unix, TCP) the daemon accepted
@@ -27,6 +28,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/af_bus.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +43,7 @@ namespace {
 #define SO_PEERPIDFD 77  // Linux 6.5; glibc 2.36 does not know it yet
 #endif
 
-enum class What { None, Read, Write, Accept, Credentials, Groups, Pidfd, Watch };
+enum class What { None, Read, Write, Accept, Credentials, Groups, Pidfd, Watch, Queued };
 
 struct Rule {
     What what = What::None;
@@ -110,6 +112,7 @@ const char* what_name(What what) {
         case What::Groups: return "groups";
         case What::Pidfd: return "pidfd";
         case What::Watch: return "watch";
+        case What::Queued: return "queued";
         case What::None: break;
     }
     return "none";
@@ -137,7 +140,7 @@ void take_rule() {
     next.connection = parse_connection(connection);
     next.what = What::None;
     constexpr What kCalls[] = {What::Read,   What::Write, What::Accept, What::Credentials,
-                               What::Groups, What::Pidfd, What::Watch};
+                               What::Groups, What::Pidfd, What::Watch,  What::Queued};
     for (What w : kCalls)
         if (strcmp(what, what_name(w)) == 0) next.what = w;
     for (const ErrnoName& e : kErrnos)
@@ -304,6 +307,9 @@ int getsockopt(int fd, int level, int name, void* value, socklen_t* length) {
         if (name == SO_PEERCRED && inject(What::Credentials, fd, "getsockopt(SO_PEERCRED)")) return -1;
         if (name == SO_PEERGROUPS && inject(What::Groups, fd, "getsockopt(SO_PEERGROUPS)")) return -1;
         if (name == SO_PEERPIDFD && inject(What::Pidfd, fd, "getsockopt(SO_PEERPIDFD)")) return -1;
+    }
+    if (level == SOL_BUS) {
+        if (name == BUS_GET_QUEUED && inject(What::Queued, fd, "getsockopt(BUS_GET_QUEUED)")) return -1;
     }
     return real(fd, level, name, value, length);
 }
