@@ -653,6 +653,7 @@ void KernelDelivery::detach(PeerId peer) {
         // What the kernel still holds for it can no longer reach it; its unix side writes what it has.
         loop_.unwatch(c.bridge->transport->fd());
         if (c.bridge->read_retry_timer) loop_.cancel_timer(c.bridge->read_retry_timer);
+        if (c.bridge->pump_retry_timer) loop_.cancel_timer(c.bridge->pump_retry_timer);
         while (!c.bridge->pending_calls.empty()) bridge_forget_call(c, c.bridge->pending_calls.begin());
         c.bridge->call_order.clear();
         ::shutdown(c.bridge->transport->fd(), SHUT_RDWR);
@@ -977,24 +978,54 @@ bool KernelDelivery::unix_peer_may_read(PeerId peer) const {
     if (!c || !c->bridge) return true;
     // What it sent and the kernel could not take yet (a full receiver), or the fence holds: read on
     // once that is small again, so a client that floods one slow receiver waits, not the bus.
-    return c->bridge->held_bytes < kBridgeHighWater && c->bridge->transport->queued_bytes() < kBridgeHighWater;
+    return c->bridge->held_bytes < kBridgeHighWater &&
+           c->bridge->transport->queued_bytes() < kBridgeHighWater;
 }
 
 void KernelDelivery::unix_peer_sent(PeerId peer, Message message) {
     Client* c = find(peer);
     // Before Hello (no bridge yet), or a monitor: the model deals with it.
-    if (!c || !c->bridge || c->unique_name.empty() || c->monitor) return events_.peer_sent(peer, std::move(message));
-    const SkippedMessage fields{message.type(), message.flags(), message.serial(), message.size()};
+    if (!c || !c->bridge || c->unique_name.empty() || c->monitor)
+        return events_.peer_sent(peer, std::move(message));
     const std::uint64_t handoffs = bridge_handoffs_;
     try {
         bridge_send(*c, std::move(message));
     } catch (const std::bad_alloc&) {
         if (bridge_handoffs_ != handoffs) throw;  // it is on its way: the failure is the client's (on_io)
-        events_.peer_message_skipped(peer, fields);
+        // Not handed on: `message` is still here.
+        c = find(peer);
+        if (c && c->bridge && is_reply(message)) return bridge_hold_answer(*c, std::move(message));
+        events_.peer_message_skipped(
+            peer, SkippedMessage{message.type(), message.flags(), message.serial(), message.size()});
     }
 }
 
-void KernelDelivery::bridge_send(Client& c, Message message) {
+void KernelDelivery::bridge_hold_answer(Client& c, Message&& answer) noexcept {
+    Bridge& b = *c.bridge;
+    const PeerId id = c.id;
+    try {
+        const std::size_t size = answer.size();
+        b.held.push_front(std::move(answer));  // (moves nothing when it throws)
+        b.held_bytes += size;
+        if (!b.pump_retry_timer) {
+            b.pump_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
+                Client* p = find(id);
+                if (!p || !p->bridge) return;
+                p->bridge->pump_retry_timer = 0;
+                // (A timer's work: nothing may leave the loop.)
+                try {
+                    bridge_pump(*p);
+                } catch (const std::bad_alloc&) {
+                    note_out_of_step(id, "the bus ran out of memory serving it");
+                }
+            });
+        }
+    } catch (const std::bad_alloc&) {
+        note_out_of_step(id, "the bus ran out of memory for an answer it sent, and to keep it");
+    }
+}
+
+void KernelDelivery::bridge_send(Client& c, Message&& message) {
     Bridge& b = *c.bridge;
     // Held while something of its is still on the way: a message the model routes (the fence), or ones
     // the kernel could not take yet (the bridge's queue), which a message through the model could
@@ -1009,7 +1040,7 @@ void KernelDelivery::bridge_send(Client& c, Message message) {
     bridge_route(c, std::move(message));
 }
 
-void KernelDelivery::bridge_route(Client& c, Message message) {
+void KernelDelivery::bridge_route(Client& c, Message&& message) {
     const std::string_view destination = message.destination();
     // The bus itself (its answers come back through the kernel), and what the model must refuse as it
     // would in broker mode (too large: it disconnects the sender).
@@ -1032,7 +1063,7 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     if (!message.fds().empty() && carries_a_socket_af_bus_refuses(message, family_)) {
         if (answers_a_direct_call && bridge_answer_around_the_kernel(c, message)) return;
         // (The answer to a call the model forwarded: the model tracks it.)
-        if (serial && is_reply(message)) c.bridge->forwarded_calls.erase({std::string(destination), *serial});
+        if (bridge_answer_through_model(c, std::move(message))) return;
         return bridge_through_model(c, std::move(message));
     }
     // Eavesdropping match rules (eavesdrop='true') get copies of what the model routes: while any
@@ -1041,11 +1072,8 @@ void KernelDelivery::bridge_route(Client& c, Message message) {
     std::uint64_t address = kBroadcastAddress;
     const Client* callee = nullptr;
     if (!destination.empty()) {
-        const bool answers_a_forwarded_call =
-            serial && is_reply(message) &&
-            c.bridge->forwarded_calls.erase({std::string(destination), *serial}) != 0;
-        if (answers_a_forwarded_call)
-            return bridge_through_model(c, std::move(message));  // the model forwarded the call: it tracks it
+        // The model forwarded the call: it tracks it.
+        if (bridge_answer_through_model(c, std::move(message))) return;
         const Client* target = kernel_owner(destination);
         // Directly only where nothing the master queued for the receiver could be overtaken.
         if (!target || target->listener != c.listener || target->transport->wants_write())
@@ -1112,7 +1140,19 @@ bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer)
     return true;
 }
 
-void KernelDelivery::bridge_through_model(Client& c, Message message) {
+bool KernelDelivery::bridge_answer_through_model(Client& c, Message&& message) {
+    const auto serial = message.reply_serial();
+    if (!serial || !is_reply(message)) return false;
+    const std::pair<std::string, std::uint32_t> call{std::string(message.destination()), *serial};
+    if (!c.bridge->forwarded_calls.contains(call)) return false;
+    const PeerId id = c.id;
+    bridge_through_model(c, std::move(message));
+    // Forgotten once handed on: an answer held for a retry (bridge_hold_answer) still answers it.
+    if (Client* p = find(id); p && p->bridge) p->bridge->forwarded_calls.erase(call);
+    return true;
+}
+
+void KernelDelivery::bridge_through_model(Client& c, Message&& message) {
     const PeerId id = c.id;
     const std::string destination(message.destination());
     // Nothing more of its leaves until this one is in the kernel (acknowledge_forward says when).
@@ -1138,16 +1178,19 @@ void KernelDelivery::bridge_pump(Client& c) {
         Message next = std::move(b.held.front());
         b.held.pop_front();
         b.held_bytes -= next.size();
-        // As unix_peer_sent: out of memory before it was handed on, it is skipped (a call answered
-        // NoMemory); after, the failure ends the client, and the hold is not left marked as pumping.
-        const SkippedMessage fields{next.type(), next.flags(), next.serial(), next.size()};
+        // As unix_peer_sent: out of memory before it was handed on, an answer is held again and the
+        // pump tried later, anything else skipped (a call answered NoMemory); after, the failure ends
+        // the client. The hold is not left marked as pumping.
         const std::uint64_t handoffs = bridge_handoffs_;
         try {
             bridge_route(c, std::move(next));
         } catch (const std::bad_alloc&) {
             if (Client* p = find(id); p && p->bridge) p->bridge->pumping = false;
             if (bridge_handoffs_ != handoffs) throw;
-            events_.peer_message_skipped(id, fields);
+            if (!find(id)) return;
+            if (is_reply(next)) return bridge_hold_answer(c, std::move(next));
+            events_.peer_message_skipped(
+                id, SkippedMessage{next.type(), next.flags(), next.serial(), next.size()});
         }
         if (!find(id)) return;
         b.pumping = true;
@@ -1364,7 +1407,54 @@ void KernelDelivery::bridge_take(Client& c, ReceivedDatagram received) {
     }
 }
 
+void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexcept {
+    events_.message_given_up(c.id);
+    if (c.monitor) return;  // (a copy: nobody waits for it)
+    Bridge& b = *c.bridge;
+    const bool answer = lost.type == MessageType::MethodReturn || lost.type == MessageType::Error;
+    if (answer && lost.reply_serial != 0) {
+        auto call = b.pending_calls.find(lost.reply_serial);
+        if (call == b.pending_calls.end()) return;
+        try {
+            auto error = MessageBuilder::error(c.unique_name, lost.reply_serial, error_names::kNoMemory,
+                                               "The message bus is out of memory");
+            error.sender(kDriverName);
+            if (auto built = error.build(take_serial()))
+                broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
+            bridge_forget_call(c, call);  // (deliver changes no pending call)
+        } catch (const std::bad_alloc&) {
+            note_out_of_step(c.id, "the bus ran out of memory for an answer to its call, and to tell it so");
+        }
+        return;
+    }
+    if (lost.type != MessageType::MethodCall || (lost.flags & message_flags::kNoReplyExpected) ||
+        lost.source == 0)
+        return;
+    // A direct call: its caller is the client at that address.
+    const auto caller = std::find_if(clients_.begin(), clients_.end(), [&lost](const auto& entry) {
+        return entry.second->address == lost.source;
+    });
+    if (caller == clients_.end() || caller->second->unique_name.empty()) return;
+    try {
+        auto error = MessageBuilder::error(caller->second->unique_name, lost.serial, error_names::kNoMemory,
+                                           "The message bus is out of memory");
+        error.sender(c.unique_name);
+        auto built = error.build(take_serial());
+        if (!built) return;
+        b.transport->enqueue(std::move(*built), lost.source);
+        auto flushed = b.transport->flush();
+        bridge_answer_refused(c);
+        if (!flushed)
+            broken_.push_back(
+                {c.id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
+        bridge_update_watch(c);
+    } catch (const std::bad_alloc&) {
+        // (The caller's library answers it at its own timeout.)
+    }
+}
+
 void KernelDelivery::bridge_read(Client& c, bool drain) {
+    const PeerId id = c.id;
     Bridge& b = *c.bridge;
     // (A drain, which orders a callee's answers before its NoReply, tries at once all the same.)
     if (b.read_retry_timer && !drain) return;
@@ -1379,9 +1469,9 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
         for (;;) {
             auto received = b.transport->next();
             if (!received && received.error().kind == TransportError::Kind::Skipped) {
-                // No memory for a message the kernel had for it: given up (as a copy the model cannot
-                // afford), and the bridge read on. (A call's caller waits for its reply timeout.)
-                events_.message_given_up(c.id);
+                // No memory for a message the kernel had for it: given up, and the bridge read on.
+                bridge_gave_up(c, received.error().skipped);
+                if (!find(id) || !c.bridge) return;
                 continue;
             }
             if (!received) {
@@ -1390,11 +1480,19 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
                 return;
             }
             if (!*received) break;
+            const Message& m = (*received)->message;
+            const SkippedMessage fields{m.type(),
+                                        m.flags(),
+                                        m.serial(),
+                                        m.size(),
+                                        m.reply_serial().value_or(0),
+                                        (*received)->source.value_or(0)};
             try {
                 bridge_take(c, std::move(**received));
             } catch (const std::bad_alloc&) {
-                events_.message_given_up(c.id);
+                bridge_gave_up(c, fields);
             }
+            if (!find(id) || !c.bridge) return;
         }
         if (!n) {
             const TransportError& error = n.error();

@@ -90,6 +90,7 @@ private:
         std::uint32_t epoll_events = 0;
         bool reading_paused = false;  // its unix socket holds too much: the kernel queues for it
         EventLoop::TimerId read_retry_timer = 0;  // see bridge_retry_read_later
+        EventLoop::TimerId pump_retry_timer = 0;  // see bridge_hold_answer
         // What the client sent while a message the model routes for it has not reached the kernel yet
         // (the fence: nothing of its may overtake that one).
         std::size_t awaited_acknowledgements = 0;
@@ -252,11 +253,20 @@ private:
     void unix_peer_sent(PeerId peer, Message message);
     [[nodiscard]] bool unix_peer_may_read(PeerId peer) const;
     // Sends `message` from bridged client `c` as its library would, or holds it behind the fence.
-    void bridge_send(Client& c, Message message);
-    void bridge_route(Client& c, Message message);
+    // (These three take `message` by rvalue reference and move from it only when they hand it on, which
+    // bridge_handoffs_ counts: when one throws before, the caller still has it.)
+    void bridge_send(Client& c, Message&& message);
+    void bridge_route(Client& c, Message&& message);
     // Hands `message` of bridged client `c` to the model, which routes it; the fence rises until it is
     // in the kernel.
-    void bridge_through_model(Client& c, Message message);
+    void bridge_through_model(Client& c, Message&& message);
+    // The same for an answer to a call the master forwarded to `c` (the model tracks it), whose record
+    // the bridge forgets once it is handed on; false (and `message` untouched) for any other message.
+    bool bridge_answer_through_model(Client& c, Message&& message);
+    // An answer bridged client `c` sent that the bus had no memory to send on: somebody waits for it
+    // (perhaps a native client whose direct call the bus does not track), so it is held, first, and sent
+    // again kReadRetry later. With no memory to hold it either, `c` is ended at the flush instead.
+    void bridge_hold_answer(Client& c, Message&& answer) noexcept;
     void bridge_acknowledged(Client& c);
     // Sends what `c` held, while nothing of its is on the way.
     void bridge_pump(Client& c);
@@ -270,6 +280,14 @@ private:
     // given up (counted as dropped for `c`) with nothing else changed: a reply still settles its call
     // only once it is queued.
     void bridge_take(Client& c, ReceivedDatagram received);
+    // A message the kernel had for bridged client `c` that the bus had no memory to take (`lost`: what
+    // its header said): given up, counted as dropped for `c` and logged. Whoever waits because of it is
+    // answered where the bridge can tell who: `c` itself, for the answer to one of its own calls
+    // (NoMemory, from the bus), and a client that called `c` directly (NoMemory, from `c`'s name, the
+    // only SENDER the kernel lets the bridge use). A call the master forwarded is the model's: NoReply at
+    // the reply timeout or when `c` leaves. With no memory even for its answer, `c` is ended at the
+    // flush rather than left waiting; a direct caller waits for its own library's timeout.
+    void bridge_gave_up(Client& c, const SkippedMessage& lost) noexcept;
     // A read of `c`'s bridge failed with ENOMEM: as for a client's own socket (retry_read_later), the
     // bridge is read again kReadRetry later, and its unix client is kept.
     void bridge_retry_read_later(Client& c);

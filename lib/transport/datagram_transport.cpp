@@ -81,6 +81,40 @@ std::optional<std::uint64_t> source_of(const msghdr& msg, const sockaddr_bus& fr
     return from.sbus_addr.s_addr;
 }
 
+// The REPLY_SERIAL header field of a whole message, read in place (no allocation: for one there was no
+// memory to parse); 0 when it has none or its header cannot be read.
+std::uint32_t reply_serial_in_place(std::span<const std::byte> message) noexcept {
+    constexpr std::uint8_t kReplySerialField = 5;
+    Decoder d(message, static_cast<Endian>(message[0]), 12);
+    std::uint32_t fields_length = 0;
+    if (!d.read_u32(fields_length) || fields_length > d.remaining()) return 0;
+    const std::size_t end = d.pos() + fields_length;
+    while (d.pos() < end) {
+        std::uint8_t code = 0;
+        std::string_view signature;
+        if (!d.align(8) || !d.read_u8(code) || !d.read_signature(signature) || signature.size() != 1)
+            return 0;
+        std::string_view text;
+        std::uint32_t number = 0;
+        switch (signature[0]) {
+            case 'u':
+                if (!d.read_u32(number)) return 0;
+                if (code == kReplySerialField) return number;
+                break;
+            case 's':
+            case 'o':
+                if (!d.read_string(text)) return 0;
+                break;
+            case 'g':
+                if (!d.read_signature(text)) return 0;
+                break;
+            default:
+                return 0;  // no other type is a header field's
+        }
+    }
+    return 0;
+}
+
 // One whole read takes a datagram of up to this size into a buffer every connection of the thread shares
 // (the message copies out what it keeps); a longer one stays queued for receive_batch.
 constexpr std::size_t kWholeReadBytes = 64 * 1024;
@@ -152,7 +186,7 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     if (n == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
     if (d.msg.msg_flags & MSG_CTRUNC) return Unexpected(corrupt(WireError::TooManyFds));
     if (!kept_fds) {
-        note_skipped(into.first(static_cast<std::size_t>(n)));
+        note_skipped(into.first(static_cast<std::size_t>(n)), source_of(d.msg, d.from));
         return std::optional<std::size_t>(std::size_t{0});  // taken, as nothing
     }
     // Only one reader, so the datagram is the one peeked at; a longer one would be cut, and a cut message
@@ -182,7 +216,8 @@ Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receiv
     } else if ((d.msg.msg_flags & MSG_TRUNC) || !behind) {
         broken_ = corrupt(WireError::Truncated);  // not possible with the flags the socket took
     } else if (!kept_fds) {
-        note_skipped(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)));
+        note_skipped(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)),
+                     source_of(d.msg, d.from));
     } else {
         take(std::span<const std::byte>(buffer.get(), static_cast<std::size_t>(n)), std::move(fds),
              source_of(d.msg, d.from));
@@ -287,7 +322,8 @@ Expected<DatagramTransport::BatchRead, TransportError> DatagramTransport::receiv
         } else if ((msg.msg_flags & MSG_TRUNC) || length != b.queued[i].len) {
             broken_ = corrupt(WireError::Truncated);
         } else if (!kept_fds) {
-            note_skipped(std::span<const std::byte>(buffer_.data() + start, length));
+            note_skipped(std::span<const std::byte>(buffer_.data() + start, length),
+                         source_of(msg, b.addresses[i]));
         } else {
             take(std::span<const std::byte>(buffer_.data() + start, length), std::move(fds),
                  source_of(msg, b.addresses[i]));
@@ -332,14 +368,15 @@ bool DatagramTransport::take(std::span<const std::byte> datagram, std::vector<Fd
     } catch (const std::bad_alloc&) {
         // No memory for the message (or for its place in the queue): it has left the kernel, and is
         // lost with its fds; what its fixed header says is kept, for its sender's sake.
-        note_skipped(datagram);
+        note_skipped(datagram, source);
         return !broken_;
     }
     ++taken_;
     return true;
 }
 
-void DatagramTransport::note_skipped(std::span<const std::byte> datagram) noexcept {
+void DatagramTransport::note_skipped(std::span<const std::byte> datagram,
+                                     std::optional<std::uint64_t> source) noexcept {
     if (datagram.size() < kFixedHeaderLength) {
         broken_ = corrupt(WireError::Truncated);
         return;
@@ -360,6 +397,8 @@ void DatagramTransport::note_skipped(std::span<const std::byte> datagram) noexce
     skipped.flags = static_cast<std::uint8_t>(datagram[2]);
     Decoder(fixed, static_cast<Endian>(datagram[0]), 8).read_u32(skipped.serial);
     skipped.length = datagram.size();
+    skipped.reply_serial = reply_serial_in_place(datagram);
+    skipped.source = source.value_or(0);
     if (skipped.serial == 0) {
         broken_ = corrupt(WireError::Truncated);
         return;

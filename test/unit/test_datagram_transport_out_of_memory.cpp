@@ -1,9 +1,10 @@
 // What DatagramTransport does when memory runs out while it reads (kernel mode's sockets: a native
 // client's master side, a bridge): every allocation of reading three datagrams (a call, a signal that
-// carries an fd, another call) fails once, in turn (support/failing_allocations), on an AF_UNIX SEQPACKET
+// carries an fd, a method return) fails once, in turn (support/failing_allocations), on an AF_UNIX SEQPACKET
 // pair (the transport's stand-in for AF_BUS). A datagram leaves the kernel as it is read, so one there is
 // no memory to take as a message is lost: it must be reported in its place as Skipped, with what its
-// fixed header says (the bus answers a call NoMemory), and the connection must go on. Room that could
+// header says (a call's serial, an answer's REPLY_SERIAL: the bus answers whoever waits), and the
+// connection must go on. Room that could
 // not be made before reading (Io, ENOMEM) leaves the datagram queued, to be read again. No fd may leak,
 // and std::bad_alloc must never get out.
 #include <dirent.h>
@@ -38,8 +39,10 @@ std::size_t open_fds() {
 TEST(DatagramTransportOutOfMemory, ADatagramWithNoRoomIsSkippedAndTheRestArrive) {
     std::vector<std::vector<std::byte>> datagrams;
     for (std::uint32_t serial : {6u, 7u, 8u}) {
-        auto b = serial == 7 ? MessageBuilder::signal("/a", "org.example.I", "WithFd")
-                             : MessageBuilder::method_call("org.example.S", "/a", "org.example.I", "Call");
+        auto b = serial == 6 ? MessageBuilder::method_call("org.example.S", "/a", "org.example.I", "Call")
+                 : serial == 7
+                     ? MessageBuilder::signal("/a", "org.example.I", "WithFd")
+                     : MessageBuilder::method_return(":1.9", 42);  // an answer: its call is told apart
         if (serial == 7) {
             Fd fd(::dup(0));
             ASSERT_TRUE(fd);
@@ -96,7 +99,13 @@ TEST(DatagramTransportOutOfMemory, ADatagramWithNoRoomIsSkippedAndTheRestArrive)
                     for (;;) {
                         auto m = receiver.next();
                         if (!m && m.error().kind == TransportError::Kind::Skipped) {
-                            got.push_back(m.error().skipped.serial + 1000);
+                            const SkippedMessage& skipped = m.error().skipped;
+                            got.push_back(skipped.serial + 1000);
+                            // What a bus needs to answer for it: a call's serial, an answer's call.
+                            EXPECT_EQ(skipped.type, skipped.serial == 6   ? MessageType::MethodCall
+                                                    : skipped.serial == 7 ? MessageType::Signal
+                                                                          : MessageType::MethodReturn);
+                            EXPECT_EQ(skipped.reply_serial, skipped.serial == 8 ? 42u : 0u);
                             continue;
                         }
                         if (!m) error = m.error().kind;

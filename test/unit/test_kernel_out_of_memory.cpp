@@ -82,6 +82,26 @@ public:
         for (Message& m : messages) transport_->enqueue(std::move(m), std::nullopt);
         flush();
     }
+    // `message`, from this client (once the bus has named it: as its SENDER), straight to `address` through
+    // the kernel, as libafbus sends once it knows where a name lives.
+    void send_to(std::uint64_t address, MessageBuilder message, std::uint32_t serial) {
+        FailingAllocations::Pause pause;
+        if (closed_) return;
+        transport_->enqueue(message.sender(unique_name_).build(serial).value(), address);
+        flush();
+    }
+    // The address the bus told it `name` has (its NameAddress notice), if it did.
+    [[nodiscard]] std::optional<std::uint64_t> address_of(std::string_view name) const {
+        FailingAllocations::Pause pause;
+        for (const ReceivedDatagram& d : received_) {
+            if (d.message.type() != MessageType::Signal || d.message.member() != "NameAddress") continue;
+            std::string told;
+            std::uint64_t address = 0;
+            MessageReader reader(d.message);
+            if (afbus::read(reader, told, address) && told == name && address != 0) return address;
+        }
+        return std::nullopt;
+    }
     // The method return to `call`, from this client (once the bus has named it), back where it came from.
     void answer(const ReceivedDatagram& call, std::uint32_t serial) {
         FailingAllocations::Pause pause;
@@ -480,6 +500,57 @@ TEST(KernelOutOfMemory, ANativeCalleeLeavingWhileABridgedCallerWaits) {
     EXPECT_GT(made, 0u);
     std::printf("the bridged caller: told NoReply %d times, closed %d times\n", outcomes.refused,
                 outcomes.closed);
+}
+
+// A native client calls the unix service straight through the kernel, at the address the bus told it
+// after its first call (forwarded by the master): the service's bridge reads the call and writes it to
+// the unix side. Where the bridge has no memory for it, the call is given up and the bridge answers
+// NoMemory in the service's name, at once: the caller is served, or told NoMemory, or closed; never left
+// waiting (the kernel tracks a direct call, the bus does not).
+TEST(KernelOutOfMemory, ADirectCallToABridgedService) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<NativeClient> caller;
+    std::uint64_t service_address = 0;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w, std::uint32_t serial) {
+        w.pump([&] {
+            w.serve("M");
+            w.serve("First");
+            caller->read();
+            return caller->closed() || caller->answer(serial);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(caller);
+            caller->say(hello_and_call(kUnixService, "First"));
+            until_answered(w, 2);
+            ASSERT_TRUE(caller->answer(2)) << "the first call was not answered";
+            w.pump([&] {
+                caller->read();
+                return caller->address_of(kUnixService).has_value();
+            });
+            ASSERT_TRUE(caller->address_of(kUnixService)) << "the bus did not say where the service lives";
+            service_address = *caller->address_of(kUnixService);
+        },
+        [&](World& w) {
+            MessageBuilder call = [] {
+                FailingAllocations::Pause pause;
+                return MessageBuilder::method_call(kUnixService, "/x", "org.x.I", "M");
+            }();
+            caller->send_to(service_address, std::move(call), 3);
+            until_answered(w, 3);
+        },
+        [&](World& w) {
+            until_answered(w, 3);
+            judge(*caller, 3, outcomes);
+            if (const Message* answer = caller->answer(3); answer && answer->type() == MessageType::Error) {
+                EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the direct caller: served %d times, told NoMemory %d times, closed %d times\n",
+                outcomes.served, outcomes.refused, outcomes.closed);
 }
 
 // A registered native client asks for a match rule and a name at once: what the bus answers is what

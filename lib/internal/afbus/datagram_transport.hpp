@@ -133,7 +133,7 @@ private:
     // Takes one received datagram as a message into received_; false once the datagram broke the
     // connection (broken_ says why). Out of memory, the datagram is noted as skipped instead.
     bool take(std::span<const std::byte> datagram, std::vector<Fd> fds, std::optional<std::uint64_t> source);
-    void note_skipped(std::span<const std::byte> datagram) noexcept;
+    void note_skipped(std::span<const std::byte> datagram, std::optional<std::uint64_t> source) noexcept;
     // buffer_ holds at least `bytes`; false when there was no memory for it.
     [[nodiscard]] bool make_room(std::size_t bytes) noexcept;
 

@@ -24,6 +24,10 @@ struct SkippedMessage {
     std::uint8_t flags = 0;
     std::uint32_t serial = 0;
     std::size_t length = 0;  // all of it, header included
+    // Datagrams only (DatagramTransport), where the whole header was there to read: the REPLY_SERIAL
+    // field (0: none), and the sender's AF_BUS address (0: the master, or none given).
+    std::uint32_t reply_serial = 0;
+    std::uint64_t source = 0;
 };
 
 class MessageFramer {
