@@ -127,7 +127,17 @@ void Bus::set_settings(BusSettings settings) {
     });
     ActivationSettings activation = activation_settings(settings);
     auto services = Activation::load(activation);
-    if (delivery_) delivery_->configure(connection_settings(settings));
+    if (delivery_) {
+        try {
+            for (const auto& [id, assigned] : chains)
+                if (const Peer* peer = peers_.find(id); peer && !peer->authenticating())
+                    delivery_->stage_peer_policy(id, assigned.get());
+            delivery_->configure(connection_settings(settings));
+        } catch (const std::bad_alloc&) {
+            delivery_->drop_staged_policies();
+            throw;
+        }
+    }
 
     static_assert(std::is_nothrow_move_assignable_v<BusSettings>, "the change below must take no memory");
     settings_ = std::move(settings);

@@ -151,6 +151,11 @@ public:
     // The policy rules that apply to `peer` (null: none), at authentication and after every reload (which
     // configure() announced first, with the new policy).
     virtual void peer_policy_assigned(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) noexcept {}
+    // A reload's policies in two steps, so that the change takes no memory: every peer's chains are
+    // staged first, before configure() (may throw std::bad_alloc; the bus then drops what was staged and
+    // the reload fails whole), and peer_policy_assigned() then takes what was staged for the peer.
+    virtual void stage_peer_policy(PeerId /*peer*/, const policy::ConnectionChains* /*chains*/) {}
+    virtual void drop_staged_policies() noexcept {}
     // The well-known names `peer` owns or is queued for changed (what send and receive rules about names
     // look at). Reported before the name changes owner (name_owner_changed).
     virtual void peer_names_changed(PeerId /*peer*/, const std::vector<std::string>& /*names*/) noexcept {}

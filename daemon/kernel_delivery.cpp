@@ -102,25 +102,71 @@ int KernelDelivery::install_chains(const Client& c) {
                             "install its policy");
 }
 
+namespace {
+
+// A client's chains as af_bus_dbus.ko takes them (BUS_DBUS_SET_CHAINS): three counts and a zero, then the
+// rule indices of each hook; empty for none.
+std::vector<std::uint32_t> kernel_chains(const policy::ConnectionChains* chains) {
+    std::vector<std::uint32_t> value;
+    if (!chains) return value;
+    const auto send = chains->rule_indices(policy::Hook::Send);
+    const auto receive = chains->rule_indices(policy::Hook::Receive);
+    const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
+    value = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
+             static_cast<std::uint32_t>(eavesdrop.size()), 0};
+    value.insert(value.end(), send.begin(), send.end());
+    value.insert(value.end(), receive.begin(), receive.end());
+    value.insert(value.end(), eavesdrop.begin(), eavesdrop.end());
+    return value;
+}
+
+}  // namespace
+
+void KernelDelivery::stage_peer_policy(PeerId peer, const policy::ConnectionChains* chains) {
+    std::vector<std::uint32_t> value = kernel_chains(chains);
+    if (Client* c = find(peer)) {
+        c->staged_chains = std::move(value);
+        return;
+    }
+    if (!listeners_.empty()) staged_unix_chains_[peer] = std::move(value);
+}
+
+void KernelDelivery::drop_staged_policies() noexcept {
+    for (auto& [id, c] : clients_) c->staged_chains.reset();
+    staged_unix_chains_.clear();
+}
+
 void KernelDelivery::peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) noexcept {
+    // A reload's, staged: taken without allocating.
+    if (Client* c = find(peer); c && c->staged_chains) {
+        c->chains = std::move(*c->staged_chains);
+        c->staged_chains.reset();
+        // Refused, the kernel would go on judging the client by its old policy.
+        if (refused(install_chains(*c))) note_out_of_step(peer, "the kernel refused its policy");
+        return;
+    }
+    if (auto staged = staged_unix_chains_.find(peer); staged != staged_unix_chains_.end()) {
+        // A unix client: its bridge, made at Hello, installs them.
+        auto node = staged_unix_chains_.extract(staged);
+        if (node.mapped().empty())
+            unix_chains_.erase(peer);
+        else if (auto old = unix_chains_.find(peer); old != unix_chains_.end())
+            old->second = std::move(node.mapped());
+        else
+            unix_chains_.insert(std::move(node));
+        return;
+    }
+    // At authentication: out of memory, the client is out of step.
     mirror(peer, [&] {
-        std::vector<std::uint32_t> value;
-        if (chains) {
-            const auto send = chains->rule_indices(policy::Hook::Send);
-            const auto receive = chains->rule_indices(policy::Hook::Receive);
-            const auto eavesdrop = chains->rule_indices(policy::Hook::Eavesdrop);
-            value = {static_cast<std::uint32_t>(send.size()), static_cast<std::uint32_t>(receive.size()),
-                     static_cast<std::uint32_t>(eavesdrop.size()), 0};
-            value.insert(value.end(), send.begin(), send.end());
-            value.insert(value.end(), receive.begin(), receive.end());
-            value.insert(value.end(), eavesdrop.begin(), eavesdrop.end());
-        }
+        std::vector<std::uint32_t> value = kernel_chains(chains);
         Client* c = find(peer);
         if (!c) {
             // A unix client: its bridge, made at Hello, installs them.
             if (listeners_.empty()) return;
-            if (value.empty()) unix_chains_.erase(peer);
-            else unix_chains_[peer] = std::move(value);
+            if (value.empty())
+                unix_chains_.erase(peer);
+            else
+                unix_chains_[peer] = std::move(value);
             return;
         }
         c->chains = std::move(value);
@@ -630,6 +676,7 @@ void KernelDelivery::detach(PeerId peer) {
     if (peers_ > 0) --peers_;
     std::erase_if(out_of_step_, [peer](const OutOfStep& noted) { return noted.id == peer; });
     unix_chains_.erase(peer);
+    staged_unix_chains_.erase(peer);
     monitors_.erase(peer);
     eavesdroppers_.erase(peer);
     // Bridged callers still waiting for it get NoReply (after what it did answer). Leaving cannot fail:

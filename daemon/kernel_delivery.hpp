@@ -74,6 +74,8 @@ public:
     void match_removed(PeerId peer, const MatchRule& rule) noexcept override;
     void became_monitor(PeerId peer, const std::vector<MatchRule>& rules) noexcept override;
     void peer_policy_assigned(PeerId peer, const policy::ConnectionChains* chains) noexcept override;
+    void stage_peer_policy(PeerId peer, const policy::ConnectionChains* chains) override;
+    void drop_staged_policies() noexcept override;
     void peer_names_changed(PeerId peer, const std::vector<std::string>& names) noexcept override;
 
 private:
@@ -135,6 +137,7 @@ private:
         std::vector<Record> records;
         // Its policy chains as BUS_DBUS_SET_CHAINS takes them; empty when the bus has no policy.
         std::vector<std::uint32_t> chains;
+        std::optional<std::vector<std::uint32_t>> staged_chains;  // a reload's, until it takes effect
         // Notices that wait for what is queued for this client to reach the kernel.
         std::vector<Notice> deferred_notices;
         std::unique_ptr<Bridge> bridge;  // a unix client's: what the daemon does as its library
@@ -340,6 +343,9 @@ private:
     std::optional<AddressEntry> bridge_address_;
     // The chains of unix clients not bridged yet (given at authentication, installed at Hello).
     std::unordered_map<PeerId, std::vector<std::uint32_t>> unix_chains_;
+    // A reload's chains for unix clients not bridged yet (empty: none), moved into unix_chains_ node by
+    // node as it takes effect.
+    std::unordered_map<PeerId, std::vector<std::uint32_t>> staged_unix_chains_;
     // Native clients accepted while looking for a bridge's master side: admitted at the next flush().
     std::vector<Fd> accepted_early_;
     // Monitors on the bus: while there are any, bridged clients' broadcasts go through the model, which

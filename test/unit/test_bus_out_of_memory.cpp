@@ -26,7 +26,7 @@
 #include "afbus/error.hpp"
 #include "afbus/types.hpp"
 #include "bus.hpp"
-#include "policy_compiler.hpp"
+#include "support/denying_policy.hpp"
 #include "support/failing_allocations.hpp"
 #include "support/recording_delivery.hpp"
 
@@ -705,26 +705,6 @@ TEST(BusOutOfMemory, AServiceStartTimingOut) {
     EXPECT_GT(made, 0u);
 }
 
-// A policy that allows everything but calls on the interface org.x.Denied.
-std::shared_ptr<policy::PolicyEngine> denying_policy() {
-    using Attributes = std::vector<std::pair<std::string, std::string>>;
-    policy::SourceContext context{policy::SourceContext::Kind::Default, "", {}};
-    for (const Attributes& allowed :
-         {Attributes{{"user", "*"}}, Attributes{{"own", "*"}}, Attributes{{"send_destination", "*"}},
-          Attributes{{"receive_sender", "*"}}})
-        context.rules.push_back(policy::SourceRule{true, allowed, "test.conf", 1});
-    context.rules.push_back(
-        policy::SourceRule{false, Attributes{{"send_interface", "org.x.Denied"}}, "test.conf", 2});
-    const policy::NameResolver resolver{
-        [](const std::string&) -> std::optional<uid_t> { return std::nullopt; },
-        [](const std::string&) -> std::optional<gid_t> { return std::nullopt; }};
-    auto compiled = policy::compile_policy({context}, resolver);
-    EXPECT_TRUE(compiled);
-    auto engine = policy::PolicyEngine::load(std::move(compiled->image));
-    EXPECT_TRUE(engine);
-    return std::make_shared<policy::PolicyEngine>(std::move(*engine));
-}
-
 // A configuration reload (Bus::set_settings, as ReloadConfig, SIGHUP and the directory watch make it)
 // that brings a policy and a service directory. Out of memory, it throws for the reload's caller to
 // report, and nothing changed: no policy, the old services, for every connection; else all of it is in
@@ -736,7 +716,7 @@ TEST(BusOutOfMemory, AReload) {
         {},
         [](World& w) {
             BusSettings next;
-            next.policy = denying_policy();
+            next.policy = test::denying_policy();
             next.service_directories = {SearchDirectory{service_directory()}};
             threw = false;
             w.failing([&] {

@@ -33,6 +33,7 @@
 #include "bus.hpp"
 #include "kernel_delivery.hpp"
 #include "listener.hpp"
+#include "support/denying_policy.hpp"
 #include "support/failing_allocations.hpp"
 #include "support/scripted_stream_peer.hpp"
 #include "transport/af_bus_family.hpp"
@@ -656,6 +657,94 @@ TEST(KernelOutOfMemory, ANativeClientsMatchRuleAndName) {
         "the client closed %d times\n",
         rule_outcomes.served, rule_outcomes.refused, name_outcomes.served, name_outcomes.refused,
         rule_outcomes.closed);
+}
+
+// A configuration reload that brings a policy denying calls on org.x.Denied (Bus::set_settings, as
+// ReloadConfig, SIGHUP and the directory watch make it): in kernel mode the policy is also installed in
+// af_bus_dbus.ko, for the bus and for each client, which judges what clients send each other directly.
+// Whole or not at all, in the model and in the kernel alike, and nobody ended: a call on org.x.Denied
+// from a unix client to the native service (straight through the kernel, judged there) and one from a
+// native client to the unix service (through the master, judged by the model) are both refused
+// AccessDenied exactly when the reload took effect. (A client whose chains could not be made for the
+// kernel used to be ended: a reload short of memory cost an arbitrary client its connection.)
+TEST(KernelOutOfMemory, AReloadWithAPolicy) {
+    SKIP_WITHOUT_AF_BUS();
+    static bool threw = false;
+    std::optional<UnixClient> unix_caller;
+    std::optional<NativeClient> native_caller;
+    int kept = 0, reloaded = 0;
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(unix_caller);
+            w.connect(native_caller);
+            std::vector<Message> hello;
+            {
+                FailingAllocations::Pause pause;
+                hello.push_back(driver_call_builder("Hello").build(1).value());
+            }
+            unix_caller->say(hello);
+            std::vector<Message> native_hello;
+            {
+                FailingAllocations::Pause pause;
+                native_hello.push_back(driver_call_builder("Hello").build(1).value());
+            }
+            native_caller->say(std::move(native_hello));
+            w.pump([&] {
+                unix_caller->read();
+                native_caller->read();
+                return unix_caller->answer(1) && native_caller->answer(1);
+            });
+            ASSERT_TRUE(unix_caller->answer(1) && native_caller->answer(1));
+        },
+        [&](World& w) {
+            BusSettings next = [] {
+                FailingAllocations::Pause pause;
+                BusSettings settings = settings_with_a_short_reply_timeout();
+                settings.policy = test::denying_policy();
+                return settings;
+            }();
+            threw = false;
+            try {
+                w.bus.set_settings(std::move(next));
+            } catch (const std::bad_alloc&) {
+                threw = true;
+            }
+        },
+        [&](World& w) {
+            const bool in_force = w.bus.settings().policy != nullptr;
+            EXPECT_EQ(in_force, !threw) << "the reload " << (threw ? "failed" : "succeeded")
+                                        << ", yet its policy is " << (in_force ? "" : "not ") << "in force";
+            (threw ? kept : reloaded) += 1;
+            std::vector<Message> to_native, to_unix;
+            {
+                FailingAllocations::Pause pause;
+                to_native.push_back(
+                    MessageBuilder::method_call(kNativeService, "/x", "org.x.Denied", "M").build(2).value());
+                to_unix.push_back(
+                    MessageBuilder::method_call(kUnixService, "/x", "org.x.Denied", "M").build(2).value());
+            }
+            unix_caller->say(to_native, false);
+            native_caller->say(std::move(to_unix), false);
+            w.pump([&] {
+                w.serve("M");
+                unix_caller->read();
+                native_caller->read();
+                return (unix_caller->closed() || unix_caller->answer(2)) &&
+                       (native_caller->closed() || native_caller->answer(2));
+            });
+            // Nobody is ended by a reload short of memory: each client's chains for the kernel are made
+            // before anything changes (Delivery::stage_peer_policy).
+            for (const auto& [closed, answer] :
+                 {std::pair{unix_caller->closed(), unix_caller->answer(2)},
+                  std::pair{native_caller->closed(), native_caller->answer(2)}}) {
+                ASSERT_FALSE(closed) << "a client was ended by the reload";
+                ASSERT_TRUE(answer) << "a caller waits for ever";
+                const bool refused = answer->error_name() == error_names::kAccessDenied;
+                EXPECT_EQ(refused, in_force) << "judged by the other policy: " << answer->error_name();
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the reload: failed whole %d times, in force whole %d times\n", kept, reloaded);
 }
 
 }  // namespace
