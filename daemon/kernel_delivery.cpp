@@ -1153,12 +1153,17 @@ void KernelDelivery::bridge_route(Client& c, Message&& message) {
         throw;
     }
     ++bridge_handoffs_;
-    auto flushed = b.transport->flush();
+    (void)bridge_flush(c);
+    bridge_update_watch(c);
+}
+
+bool KernelDelivery::bridge_flush(Client& c) {
+    auto flushed = c.bridge->transport->flush();
     bridge_answer_refused(c);
     if (!flushed)
         broken_.push_back(
             {c.id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
-    bridge_update_watch(c);
+    return static_cast<bool>(flushed);
 }
 
 bool KernelDelivery::bridge_answer_around_the_kernel(Client& c, Message& answer) {
@@ -1394,11 +1399,7 @@ void KernelDelivery::handle_bridge_io(PeerId id, std::uint32_t events) {
     c = find(id);
     if (!c) return;
     if (events & EPOLLOUT) {
-        auto flushed = c->bridge->transport->flush();
-        bridge_answer_refused(*c);
-        if (!flushed)
-            broken_.push_back(
-                {id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
+        const bool flushed = bridge_flush(*c);
         // What waited behind the bridge's queue may go now.
         if (!find(id)) return;
         if (flushed) bridge_pump(*c);
@@ -1489,11 +1490,7 @@ void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexc
         auto built = error.build(take_serial());
         if (!built) return;
         b.transport->enqueue(std::move(*built), lost.source);
-        auto flushed = b.transport->flush();
-        bridge_answer_refused(c);
-        if (!flushed)
-            broken_.push_back(
-                {c.id, "its AF_BUS bridge broke: " + describe(flushed.error()), is_loss(flushed.error())});
+        (void)bridge_flush(c);
         bridge_update_watch(c);
     } catch (const std::bad_alloc&) {
         // (The caller's library answers it at its own timeout.)

@@ -274,6 +274,9 @@ private:
     // Sends what `c` held, while nothing of its is on the way.
     void bridge_pump(Client& c);
     void bridge_answer_refused(Client& c);
+    // Sends what `c`'s bridge has queued, deals with what the kernel refused, and notes a broken bridge
+    // for the flush; false when it broke.
+    bool bridge_flush(Client& c);
     void on_bridge_io(PeerId id, std::uint32_t events);
     void handle_bridge_io(PeerId id, std::uint32_t events);
     // Writes what the kernel delivered to `c`'s bridge to its unix socket, while that holds little

@@ -49,6 +49,29 @@ struct FailingRun {
     std::size_t made = 0;
 };
 
+// What run_failing() saw of one step.
+struct FailingStep {
+    bool escaped = false;  // std::bad_alloc came out of it
+    bool failed = false;   // the allocation numbered fail_at was reached
+    std::size_t made = 0;  // allocations it asked for
+};
+
+// Runs `step` with allocation number `fail_at` failing (0: none fails, they are counted).
+template <class Step>
+FailingStep run_failing(std::size_t fail_at, Step&& step) {
+    FailingStep outcome;
+    FailingAllocations failing(fail_at);
+    try {
+        step();
+    } catch (const std::bad_alloc&) {
+        outcome.escaped = true;
+    }
+    failing.stop();
+    outcome.failed = failing.failed();
+    outcome.made = failing.count();
+    return outcome;
+}
+
 // Runs `run(fail_at)` for fail_at = 1, 2, … (each run on a fresh world: the step with allocation fail_at
 // failing, then the test's checks) until a run's step makes fewer allocations than fail_at, or a check
 // fails. Returns how many allocations the step makes (printed), or the fail_at whose run failed a check.

@@ -85,15 +85,10 @@ struct World {
     // `step` runs with allocation number `fail_at` failing.
     template <class Step>
     void failing(std::size_t fail_at, Step&& step) {
-        FailingAllocations failing(fail_at);
-        try {
-            step();
-        } catch (const std::bad_alloc&) {
-            escaped = true;
-        }
-        failing.stop();
-        failed = failing.failed();
-        made = failing.count();
+        const test::FailingStep outcome = test::run_failing(fail_at, std::forward<Step>(step));
+        escaped = outcome.escaped;
+        failed = outcome.failed;
+        made = outcome.made;
     }
 };
 
@@ -136,7 +131,8 @@ void bus_still_serves(World& w) {
 
 // Runs `step` on a fresh bus with a service, with every allocation failing once in turn; `check` judges
 // each run. Returns how many allocations the step makes when none fails.
-std::size_t fail_each_allocation(const std::function<void(World&)>& prepare, const std::function<void(World&)>& step,
+std::size_t fail_each_allocation(const std::function<void(World&)>& prepare,
+                                 const std::function<void(World&)>& step,
                                  const std::function<void(World&)>& check) {
     return test::fail_each_allocation_in_turn([&](std::size_t fail_at) {
         World w;
@@ -154,12 +150,38 @@ std::size_t fail_each_allocation(const std::function<void(World&)>& prepare, con
     });
 }
 
+// How the caller's call ended, over every run.
+struct Outcomes {
+    int served = 0, no_memory = 0, closed = 0;
+    void print() const {
+        std::printf("the caller: served %d times, told NoMemory %d times, closed %d times\n", served,
+                    no_memory, closed);
+    }
+};
+
+// After pumping until `caller` was answered `serial` or closed: answered by the service, told NoMemory
+// by the bus, or closed; never left waiting.
+void judge(Client& caller, std::uint32_t serial, Outcomes& outcomes) {
+    if (caller.closed()) {
+        ++outcomes.closed;
+        return;
+    }
+    const Message* answer = caller.answer(serial);
+    ASSERT_TRUE(answer) << "the caller waits for ever";
+    if (answer->type() == MessageType::Error) {
+        EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
+        ++outcomes.no_memory;
+    } else {
+        ++outcomes.served;
+    }
+}
+
 // A connection's first turns: taken, authenticated, Hello, and a call to the service whose answer is
 // written back, all sent at once. The caller is answered (by the service, or NoMemory by the bus), or
 // its connection is closed; never left waiting.
 TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
     std::optional<Client> caller;
-    int served = 0, no_memory = 0, closed = 0;
+    Outcomes outcomes;
     const std::size_t made = fail_each_allocation(
         {},
         [&](World& w) {
@@ -167,7 +189,8 @@ TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
             {
                 FailingAllocations::Pause pause;
                 hello_and_call.push_back(driver_call_builder("Hello").build(1).value());
-                hello_and_call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
+                hello_and_call.push_back(
+                    MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
             }
             w.connect(caller);
             caller->say(hello_and_call);
@@ -176,22 +199,10 @@ TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
         [&](World& w) {
             // Allocating normally again: a read put off for want of memory is made now.
             until_answered_or_closed(w, *caller, 2);
-            if (caller->closed()) {
-                ++closed;
-                return;
-            }
-            const Message* answer = caller->answer(2);
-            ASSERT_TRUE(answer) << "the caller waits for ever";
-            if (answer->type() == MessageType::Error) {
-                EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
-                ++no_memory;
-            } else {
-                ++served;
-            }
+            judge(*caller, 2, outcomes);
         });
     EXPECT_GT(made, 0u);
-    std::printf("the caller: served %d times, told NoMemory %d times, closed %d times\n", served, no_memory,
-                closed);
+    outcomes.print();
 }
 
 // A read put off for want of memory, made again kReadRetry later (a timer of the event loop): the timer
@@ -200,7 +211,7 @@ TEST(BrokerOutOfMemory, AConnectionsFirstTurns) {
 // its connection is closed; never left waiting, and nothing escapes the loop.
 TEST(BrokerOutOfMemory, AReadMadeAgainLater) {
     std::optional<Client> caller;
-    int served = 0, no_memory = 0, closed = 0;
+    Outcomes outcomes;
     const std::size_t made = fail_each_allocation(
         [&](World& w) {
             w.connect(caller);
@@ -231,21 +242,10 @@ TEST(BrokerOutOfMemory, AReadMadeAgainLater) {
         [&](World& w) { until_answered_or_closed(w, *caller, 2); },
         [&](World& w) {
             until_answered_or_closed(w, *caller, 2);
-            if (caller->closed()) {
-                ++closed;
-                return;
-            }
-            const Message* answer = caller->answer(2);
-            ASSERT_TRUE(answer) << "the caller waits for ever";
-            if (answer->type() == MessageType::Error) {
-                EXPECT_EQ(answer->error_name(), error_names::kNoMemory);
-                ++no_memory;
-            } else {
-                ++served;
-            }
+            judge(*caller, 2, outcomes);
         });
     EXPECT_GT(made, 0u);
-    std::printf("the caller: served %d times, told NoMemory %d times, closed %d times\n", served, no_memory, closed);
+    outcomes.print();
 }
 
 // auth_timeout passing for a connection that never authenticates (a timer of the event loop): the bus

@@ -133,15 +133,10 @@ struct World {
     std::size_t made = 0;
     template <class Action>
     void failing(Action&& action) {
-        FailingAllocations failing(fail_at);
-        try {
-            action();
-        } catch (const std::bad_alloc&) {
-            escaped = true;
-        }
-        failing.stop();
-        failed = failing.failed();
-        made = failing.count();
+        const test::FailingStep outcome = test::run_failing(fail_at, std::forward<Action>(action));
+        escaped = outcome.escaped;
+        failed = outcome.failed;
+        made = outcome.made;
     }
     // Sends with allocation number `fail_at` of the bus's handling failing (the message is built before).
     std::uint32_t send_failing(PeerId from, MessageBuilder builder) {

@@ -292,15 +292,10 @@ struct World {
     // `step` runs with allocation number `fail_at` failing.
     template <class Step>
     void failing(std::size_t fail_at, Step&& step) {
-        FailingAllocations failing(fail_at);
-        try {
-            step();
-        } catch (const std::bad_alloc&) {
-            escaped = true;
-        }
-        failing.stop();
-        failed = failing.failed();
-        made = failing.count();
+        const test::FailingStep outcome = test::run_failing(fail_at, std::forward<Step>(step));
+        escaped = outcome.escaped;
+        failed = outcome.failed;
+        made = outcome.made;
     }
 
 private:
@@ -402,11 +397,11 @@ std::size_t fail_each_allocation(const std::function<void(World&)>& prepare,
         }                                                                               \
     } while (false)
 
-// A native client's first turns: accepted on the master, SASL, Hello, and a call to the unix service,
-// sent at once; the bus forwards the call, and the service's answer comes back through the kernel.
-TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
-    SKIP_WITHOUT_AF_BUS();
-    std::optional<NativeClient> caller;
+// A client's first turns, sent at once: Hello and a call of M to `service`; the step and the checks
+// pump until the caller is answered or closed. Prints how often each happened, as `who`.
+template <class Client>
+void first_turns(std::string_view service, const char* who) {
+    std::optional<Client> caller;
     Outcomes outcomes;
     auto until_answered = [&](World& w) {
         w.pump([&] {
@@ -419,7 +414,7 @@ TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
         {},
         [&](World& w) {
             w.connect(caller);
-            caller->say(hello_and_call(kUnixService, "M"));
+            caller->say(hello_and_call(service, "M"));
             until_answered(w);
         },
         [&](World& w) {
@@ -427,8 +422,15 @@ TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
             judge(*caller, 2, outcomes);
         });
     EXPECT_GT(made, 0u);
-    std::printf("the native caller: served %d times, refused %d times, closed %d times\n", outcomes.served,
+    std::printf("%s: served %d times, refused %d times, closed %d times\n", who, outcomes.served,
                 outcomes.refused, outcomes.closed);
+}
+
+// A native client's first turns: accepted on the master, SASL, Hello, and a call to the unix service,
+// sent at once; the bus forwards the call, and the service's answer comes back through the kernel.
+TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
+    SKIP_WITHOUT_AF_BUS();
+    first_turns<NativeClient>(kUnixService, "the native caller");
 }
 
 // A unix client's first turns: taken, SASL, Hello (its bridge made, named and joined in the kernel),
@@ -436,29 +438,7 @@ TEST(KernelOutOfMemory, ANativeClientsFirstTurns) {
 // the bridge, which writes the answer to the unix socket.
 TEST(KernelOutOfMemory, AUnixClientsFirstTurnsThroughItsBridge) {
     SKIP_WITHOUT_AF_BUS();
-    std::optional<UnixClient> caller;
-    Outcomes outcomes;
-    auto until_answered = [&](World& w) {
-        w.pump([&] {
-            w.serve("M");
-            caller->read();
-            return caller->closed() || caller->answer(2);
-        });
-    };
-    const std::size_t made = fail_each_allocation(
-        {},
-        [&](World& w) {
-            w.connect(caller);
-            caller->say(hello_and_call(kNativeService, "M"));
-            until_answered(w);
-        },
-        [&](World& w) {
-            until_answered(w);
-            judge(*caller, 2, outcomes);
-        });
-    EXPECT_GT(made, 0u);
-    std::printf("the unix caller: served %d times, refused %d times, closed %d times\n", outcomes.served,
-                outcomes.refused, outcomes.closed);
+    first_turns<UnixClient>(kNativeService, "the unix caller");
 }
 
 // A native callee leaves while a bridged caller waits for its answer to a call the bridge sent it
