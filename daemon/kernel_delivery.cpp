@@ -1461,15 +1461,19 @@ void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexc
     Bridge& b = *c.bridge;
     const bool answer = lost.type == MessageType::MethodReturn || lost.type == MessageType::Error;
     if (answer && lost.reply_serial != 0) {
+        // Its own: the answer to a call it sent straight through the kernel, or one the master sent it (the
+        // bus's, or one the model routed): the master sends a client that does not eavesdrop only what is
+        // addressed to it.
         auto call = b.pending_calls.find(lost.reply_serial);
-        if (call == b.pending_calls.end()) return;
+        const bool from_the_model = lost.source == 0 && !eavesdroppers_.contains(c.id);
+        if (call == b.pending_calls.end() && !from_the_model) return;
         try {
             auto error = MessageBuilder::error(c.unique_name, lost.reply_serial, error_names::kNoMemory,
                                                "The message bus is out of memory");
             error.sender(kDriverName);
             if (auto built = error.build(take_serial()))
                 broker_.deliver(c.id, std::make_shared<const Message>(std::move(*built)));
-            bridge_forget_call(c, call);  // (deliver changes no pending call)
+            if (call != b.pending_calls.end()) bridge_forget_call(c, call);  // (deliver changes no pending call)
         } catch (const std::bad_alloc&) {
             note_out_of_step(c.id, "the bus ran out of memory for an answer to its call, and to tell it so");
         }

@@ -288,9 +288,10 @@ private:
     void bridge_take(Client& c, ReceivedDatagram received);
     // A message the kernel had for bridged client `c` that the bus had no memory to take (`lost`: what
     // its header said): given up, counted as dropped for `c` and logged. Whoever waits because of it is
-    // answered where the bridge can tell who: `c` itself, for the answer to one of its own calls
-    // (NoMemory, from the bus), and a client that called `c` directly (NoMemory, from `c`'s name, the
-    // only SENDER the kernel lets the bridge use). A call the master forwarded is the model's: NoReply at
+    // answered where the bridge can tell who: `c` itself, for the answer to one of its own calls, direct
+    // or through the master (NoMemory, from the bus; not for a monitor or an eavesdropper, whose copies
+    // from the master cannot be told from its own answers), and a client that called `c` directly
+    // (NoMemory, from `c`'s name, the only SENDER the kernel lets the bridge use). A call the master forwarded is the model's: NoReply at
     // the reply timeout or when `c` leaves. With no memory even for its answer, `c` is ended at the
     // flush rather than left waiting; a direct caller waits for its own library's timeout.
     void bridge_gave_up(Client& c, const SkippedMessage& lost) noexcept;

@@ -441,6 +441,53 @@ TEST(KernelOutOfMemory, AUnixClientsFirstTurnsThroughItsBridge) {
     first_turns<UnixClient>(kNativeService, "the unix caller");
 }
 
+// A registered unix client's call to the bus driver (GetId): the bus answers it through the kernel, to
+// the client's bridge, which writes the answer to the unix side. Where the bridge has no memory for the
+// answer, it is lost, and the bridge tells the client NoMemory in the bus's name: the client is served
+// or told NoMemory, or closed; never left waiting.
+TEST(KernelOutOfMemory, ABridgedClientsCallToTheBus) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<UnixClient> caller;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            caller->read();
+            return caller->closed() || caller->answer(2);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(caller);
+            std::vector<Message> hello;
+            {
+                FailingAllocations::Pause pause;
+                hello.push_back(driver_call_builder("Hello").build(1).value());
+            }
+            caller->say(hello);
+            w.pump([&] {
+                caller->read();
+                return caller->answer(1) != nullptr;
+            });
+            ASSERT_TRUE(caller->answer(1));
+        },
+        [&](World& w) {
+            std::vector<Message> get_id;
+            {
+                FailingAllocations::Pause pause;
+                get_id.push_back(driver_call_builder("GetId").build(2).value());
+            }
+            caller->say(get_id, false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*caller, 2, outcomes);
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the bridged caller of the bus: served %d times, told NoMemory %d times, closed %d times\n",
+                outcomes.served, outcomes.refused, outcomes.closed);
+}
+
 // A native callee leaves while a bridged caller waits for its answer to a call the bridge sent it
 // directly (to its unique name): the bus answers NoReply for it, or, with no memory for that, ends the
 // caller's connection (KernelDelivery::detach); never leaves it waiting.
