@@ -11,11 +11,22 @@
 #include "afbus/fd.hpp"
 #include "afbus/framer.hpp"
 #include "afbus/message.hpp"
+#include "support/failing_allocations.hpp"
 
 namespace afbus::test {
 
 // A call to the bus driver.
 MessageBuilder driver_call_builder(std::string_view member);
+
+// A script of one message, the one `make` builds, with `serial`, made outside FailingAllocations' count
+// (the test's work, between the bus's).
+template <class Make>
+std::vector<Message> one_message(Make&& make, std::uint32_t serial) {
+    FailingAllocations::Pause pause;
+    std::vector<Message> script;
+    script.push_back(make().build(serial).value());
+    return script;
+}
 
 // The SASL EXTERNAL exchange as a client writes it, all at once (the bus answers OK, then BEGIN ends it).
 std::string sasl_external();

@@ -60,6 +60,16 @@ struct World {
         }
         broker.add_connection(Fd(pair[1]));
     }
+    // A client, connected and registered (its Hello answered), outside the count.
+    void register_client(std::optional<Client>& client) {
+        connect(client);
+        client->say(test::one_message([] { return driver_call_builder("Hello"); }, 1));
+        pump([&] {
+            client->read();
+            return client->answer(1) != nullptr;
+        });
+        ASSERT_TRUE(client->answer(1)) << "a client was not registered";
+    }
     // Runs the loop until `done` (the clients read in between), for at most `limit`. (A template: a
     // std::function could allocate, inside the step.)
     template <class Done>
@@ -214,26 +224,12 @@ TEST(BrokerOutOfMemory, AReadMadeAgainLater) {
     Outcomes outcomes;
     const std::size_t made = fail_each_allocation(
         [&](World& w) {
-            w.connect(caller);
-            std::vector<Message> hello;
-            {
-                FailingAllocations::Pause pause;
-                hello.push_back(driver_call_builder("Hello").build(1).value());
-            }
-            caller->say(hello);
-            w.pump([&] {
-                caller->read();
-                return caller->answer(1) != nullptr;
-            });
-            ASSERT_TRUE(caller->answer(1));
+            w.register_client(caller);
             // The call arrives on a connection that gave its read buffer back (idle): making one again is
             // the first allocation of the turn that reads it, which fails, and the read is put off.
-            std::vector<Message> call;
-            {
-                FailingAllocations::Pause pause;
-                call.push_back(MessageBuilder::method_call(kService, "/x", "org.x.I", "M").build(2).value());
-            }
-            caller->say(call, false);
+            caller->say(test::one_message(
+                            [] { return MessageBuilder::method_call(kService, "/x", "org.x.I", "M"); }, 2),
+                        false);
             w.failing(1, [&] { (void)w.loop.run_once(100ms); });
             ASSERT_TRUE(w.failed && !w.escaped);
             caller->read();

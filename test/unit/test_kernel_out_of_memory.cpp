@@ -248,6 +248,17 @@ struct World {
         FailingAllocations::Pause pause;
         client.emplace(address);
     }
+    // A client, connected and registered (its Hello answered), outside the count.
+    template <class Client>
+    void register_client(std::optional<Client>& client) {
+        connect(client);
+        client->say(test::one_message([] { return driver_call_builder("Hello"); }, 1));
+        pump([&] {
+            client->read();
+            return client->answer(1) != nullptr;
+        });
+        ASSERT_TRUE(client->answer(1)) << "a client was not registered";
+    }
     // Runs the loop until `done` (the clients read in between), for at most `limit`.
     template <class Done>
     void pump(Done&& done, std::chrono::milliseconds limit = 2000ms) {
@@ -456,27 +467,9 @@ TEST(KernelOutOfMemory, ABridgedClientsCallToTheBus) {
         });
     };
     const std::size_t made = fail_each_allocation(
+        [&](World& w) { w.register_client(caller); },
         [&](World& w) {
-            w.connect(caller);
-            std::vector<Message> hello;
-            {
-                FailingAllocations::Pause pause;
-                hello.push_back(driver_call_builder("Hello").build(1).value());
-            }
-            caller->say(hello);
-            w.pump([&] {
-                caller->read();
-                return caller->answer(1) != nullptr;
-            });
-            ASSERT_TRUE(caller->answer(1));
-        },
-        [&](World& w) {
-            std::vector<Message> get_id;
-            {
-                FailingAllocations::Pause pause;
-                get_id.push_back(driver_call_builder("GetId").build(2).value());
-            }
-            caller->say(get_id, false);
+            caller->say(test::one_message([] { return driver_call_builder("GetId"); }, 2), false);
             until_answered(w);
         },
         [&](World& w) {
@@ -599,20 +592,7 @@ TEST(KernelOutOfMemory, ANativeClientsMatchRuleAndName) {
         });
     };
     const std::size_t made = fail_each_allocation(
-        [&](World& w) {
-            w.connect(client);
-            std::vector<Message> hello;
-            {
-                FailingAllocations::Pause pause;
-                hello.push_back(driver_call_builder("Hello").build(1).value());
-            }
-            client->say(std::move(hello));
-            w.pump([&] {
-                client->read();
-                return client->answer(1) != nullptr;
-            });
-            ASSERT_TRUE(client->answer(1)) << "the client was not registered";
-        },
+        [&](World& w) { w.register_client(client); },
         [&](World& w) {
             std::vector<Message> requests;
             {
@@ -651,12 +631,9 @@ TEST(KernelOutOfMemory, ANativeClientsMatchRuleAndName) {
             // The unix service signals; a newcomer calls the name.
             std::optional<UnixClient> newcomer;
             w.connect(newcomer);
-            std::vector<Message> tick;
-            {
-                FailingAllocations::Pause pause;
-                tick.push_back(MessageBuilder::signal("/x", "org.x.I", "Tick").build(101).value());
-            }
-            w.unix_service->say(tick, false);
+            w.unix_service->say(
+                test::one_message([] { return MessageBuilder::signal("/x", "org.x.I", "Tick"); }, 101),
+                false);
             newcomer->say(hello_and_call(kExtraName, "Ping"));
             bool answered = false;
             w.pump([&] {
@@ -702,26 +679,8 @@ TEST(KernelOutOfMemory, AReloadWithAPolicy) {
     int kept = 0, reloaded = 0;
     const std::size_t made = fail_each_allocation(
         [&](World& w) {
-            w.connect(unix_caller);
-            w.connect(native_caller);
-            std::vector<Message> hello;
-            {
-                FailingAllocations::Pause pause;
-                hello.push_back(driver_call_builder("Hello").build(1).value());
-            }
-            unix_caller->say(hello);
-            std::vector<Message> native_hello;
-            {
-                FailingAllocations::Pause pause;
-                native_hello.push_back(driver_call_builder("Hello").build(1).value());
-            }
-            native_caller->say(std::move(native_hello));
-            w.pump([&] {
-                unix_caller->read();
-                native_caller->read();
-                return unix_caller->answer(1) && native_caller->answer(1);
-            });
-            ASSERT_TRUE(unix_caller->answer(1) && native_caller->answer(1));
+            w.register_client(unix_caller);
+            w.register_client(native_caller);
         },
         [&](World& w) {
             BusSettings next = [] {
@@ -742,16 +701,12 @@ TEST(KernelOutOfMemory, AReloadWithAPolicy) {
             EXPECT_EQ(in_force, !threw) << "the reload " << (threw ? "failed" : "succeeded")
                                         << ", yet its policy is " << (in_force ? "" : "not ") << "in force";
             (threw ? kept : reloaded) += 1;
-            std::vector<Message> to_native, to_unix;
-            {
-                FailingAllocations::Pause pause;
-                to_native.push_back(
-                    MessageBuilder::method_call(kNativeService, "/x", "org.x.Denied", "M").build(2).value());
-                to_unix.push_back(
-                    MessageBuilder::method_call(kUnixService, "/x", "org.x.Denied", "M").build(2).value());
-            }
-            unix_caller->say(to_native, false);
-            native_caller->say(std::move(to_unix), false);
+            const auto denied_call = [](std::string_view service) {
+                return test::one_message(
+                    [service] { return MessageBuilder::method_call(service, "/x", "org.x.Denied", "M"); }, 2);
+            };
+            unix_caller->say(denied_call(kNativeService), false);
+            native_caller->say(denied_call(kUnixService), false);
             w.pump([&] {
                 w.serve("M");
                 unix_caller->read();
