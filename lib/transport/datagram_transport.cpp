@@ -81,38 +81,43 @@ std::optional<std::uint64_t> source_of(const msghdr& msg, const sockaddr_bus& fr
     return from.sbus_addr.s_addr;
 }
 
-// The REPLY_SERIAL header field of a whole message, read in place (no allocation: for one there was no
-// memory to parse); 0 when it has none or its header cannot be read.
-std::uint32_t reply_serial_in_place(std::span<const std::byte> message) noexcept {
+// The REPLY_SERIAL and DESTINATION header fields of a whole message, read in place into `skipped` (no
+// allocation: for one there was no memory to parse); left as they were (none) where the header cannot be
+// read.
+void header_fields_in_place(std::span<const std::byte> message, SkippedMessage& skipped) noexcept {
+    constexpr std::uint8_t kDestinationField = 6;
     constexpr std::uint8_t kReplySerialField = 5;
     Decoder d(message, static_cast<Endian>(message[0]), 12);
     std::uint32_t fields_length = 0;
-    if (!d.read_u32(fields_length) || fields_length > d.remaining()) return 0;
+    if (!d.read_u32(fields_length) || fields_length > d.remaining()) return;
     const std::size_t end = d.pos() + fields_length;
+    std::uint32_t reply_serial = 0;
+    std::optional<std::string_view> destination;
     while (d.pos() < end) {
         std::uint8_t code = 0;
         std::string_view signature;
-        if (!d.align(8) || !d.read_u8(code) || !d.read_signature(signature) || signature.size() != 1)
-            return 0;
+        if (!d.align(8) || !d.read_u8(code) || !d.read_signature(signature) || signature.size() != 1) return;
         std::string_view text;
         std::uint32_t number = 0;
         switch (signature[0]) {
             case 'u':
-                if (!d.read_u32(number)) return 0;
-                if (code == kReplySerialField) return number;
+                if (!d.read_u32(number)) return;
+                if (code == kReplySerialField) reply_serial = number;
                 break;
             case 's':
             case 'o':
-                if (!d.read_string(text)) return 0;
+                if (!d.read_string(text)) return;
+                if (code == kDestinationField) destination = text;
                 break;
             case 'g':
-                if (!d.read_signature(text)) return 0;
+                if (!d.read_signature(text)) return;
                 break;
             default:
-                return 0;  // no other type is a header field's
+                return;  // no other type is a header field's
         }
     }
-    return 0;
+    skipped.reply_serial = reply_serial;
+    if (destination) skipped.keep_destination(*destination);
 }
 
 // One whole read takes a datagram of up to this size into a buffer every connection of the thread shares
@@ -397,7 +402,7 @@ void DatagramTransport::note_skipped(std::span<const std::byte> datagram,
     skipped.flags = static_cast<std::uint8_t>(datagram[2]);
     Decoder(fixed, static_cast<Endian>(datagram[0]), 8).read_u32(skipped.serial);
     skipped.length = datagram.size();
-    skipped.reply_serial = reply_serial_in_place(datagram);
+    header_fields_in_place(datagram, skipped);
     skipped.source = source.value_or(0);
     if (skipped.serial == 0) {
         broken_ = corrupt(WireError::Truncated);

@@ -3,6 +3,8 @@
 // program used. Not thread-safe on purpose: the code under test is single-threaded (the event loop).
 #include "failing_allocations.hpp"
 
+#include <dirent.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <new>
@@ -54,6 +56,15 @@ void FailingAllocations::stop() { state.counting = false; }
 
 FailingAllocations::Pause::Pause() : was_counting_(state.counting) { state.counting = false; }
 FailingAllocations::Pause::~Pause() { state.counting = was_counting_; }
+
+std::size_t open_fds() {
+    std::size_t count = 0;
+    if (DIR* dir = ::opendir("/proc/self/fd")) {
+        while (::readdir(dir)) ++count;
+        ::closedir(dir);
+    }
+    return count;
+}
 
 }  // namespace afbus::test
 

@@ -89,4 +89,7 @@ std::size_t fail_each_allocation_in_turn(Run&& run) {
     }
 }
 
+// How many fds the process has open (/proc/self/fd): what a step under failing allocations must not leak.
+std::size_t open_fds();
+
 }  // namespace afbus::test

@@ -5,11 +5,13 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "afbus/expected.hpp"
@@ -28,6 +30,24 @@ struct SkippedMessage {
     // field (0: none), and the sender's AF_BUS address (0: the master, or none given).
     std::uint32_t reply_serial = 0;
     std::uint64_t source = 0;
+    // ... and its DESTINATION, where it has one short enough to keep here (a unique name always is):
+    // for a client that is also sent copies of others' messages (a monitor, an eavesdropper), whether
+    // the message was its own.
+    static constexpr std::size_t kKeptDestinationBytes = 32;
+    std::array<char, kKeptDestinationBytes> destination_bytes{};
+    std::uint8_t destination_length = 0;
+    bool destination_kept = false;
+    [[nodiscard]] std::optional<std::string_view> destination() const noexcept {
+        if (!destination_kept) return std::nullopt;
+        return std::string_view(destination_bytes.data(), destination_length);
+    }
+    // Keeps `name` as its DESTINATION, where it fits.
+    void keep_destination(std::string_view name) noexcept {
+        if (name.size() > destination_bytes.size()) return;
+        std::copy(name.begin(), name.end(), destination_bytes.begin());
+        destination_length = static_cast<std::uint8_t>(name.size());
+        destination_kept = true;
+    }
 };
 
 class MessageFramer {
