@@ -307,7 +307,9 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
 }
 
 std::optional<PeerId> KernelDelivery::peer_connected(PeerCredentials credentials) {
-    make_room(out_of_step_, peers_ + 1);  // out of memory, the connection is refused (by the caller)
+    // Out of memory, the connection is refused (by the caller).
+    make_room(out_of_step_, peers_ + 1);
+    make_room(monitors_, peers_ + 1 - monitors_.size());
     auto id = events_.peer_connected(std::move(credentials));
     if (id) ++peers_;
     return id;
@@ -677,7 +679,7 @@ void KernelDelivery::detach(PeerId peer) {
     std::erase_if(out_of_step_, [peer](const OutOfStep& noted) { return noted.id == peer; });
     unix_chains_.erase(peer);
     staged_unix_chains_.erase(peer);
-    monitors_.erase(peer);
+    std::erase(monitors_, peer);
     eavesdroppers_.erase(peer);
     // Bridged callers still waiting for it get NoReply (after what it did answer). Leaving cannot fail:
     // without memory for those answers, each caller still waiting is ended at the flush instead (logged,
@@ -915,7 +917,8 @@ void KernelDelivery::unwatch_sender(const Client::Record& record, PeerId peer) {
 void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& rules) noexcept {
     eavesdroppers_.erase(peer);  // its match rules are gone
     mirror(peer, [&] {
-        monitors_.insert(peer);
+        assert(monitors_.size() < monitors_.capacity());
+        if (std::find(monitors_.begin(), monitors_.end(), peer) == monitors_.end()) monitors_.push_back(peer);
         Client* c = find(peer);
         if (!c) return broker_.became_monitor(peer, rules);
         c->monitor = true;
@@ -1457,15 +1460,26 @@ void KernelDelivery::bridge_take(Client& c, ReceivedDatagram received) {
 
 void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexcept {
     events_.message_given_up(c.id);
-    if (c.monitor) return;  // (a copy: nobody waits for it)
     Bridge& b = *c.bridge;
     const bool answer = lost.type == MessageType::MethodReturn || lost.type == MessageType::Error;
+    // A monitor is also sent copies of others' messages (by the kernel, and by the master of what the model
+    // routes), an eavesdropper by the master: nobody waits for those. Its own are those addressed to its
+    // unique name (always short enough for the skipped record; a monitor owns no other name).
+    const bool may_be_a_copy = c.monitor || (lost.source == 0 && eavesdroppers_.contains(c.id));
+    if (may_be_a_copy && lost.destination() != c.unique_name) return;
+    if (c.monitor) {
+        // Its answer to BecomeMonitor (it sends nothing after that), or one the model routed to a call it
+        // made before: it is a monitor whatever it is told now, so the bus ends it rather than let it
+        // wait, or believe it is not one.
+        if (answer && lost.source == 0)
+            note_out_of_step(c.id, "the bus ran out of memory for an answer to it as it became a monitor");
+        if (lost.source == 0) return;
+    }
     if (answer && lost.reply_serial != 0) {
         // Its own: the answer to a call it sent straight through the kernel, or one the master sent it (the
-        // bus's, or one the model routed): the master sends a client that does not eavesdrop only what is
-        // addressed to it.
+        // bus's, or one the model routed; addressed to it, as checked above where copies come too).
         auto call = b.pending_calls.find(lost.reply_serial);
-        const bool from_the_model = lost.source == 0 && !eavesdroppers_.contains(c.id);
+        const bool from_the_model = lost.source == 0;
         if (call == b.pending_calls.end() && !from_the_model) return;
         try {
             auto error = MessageBuilder::error(c.unique_name, lost.reply_serial, error_names::kNoMemory,
@@ -1529,12 +1543,13 @@ void KernelDelivery::bridge_read(Client& c, bool drain) {
             }
             if (!*received) break;
             const Message& m = (*received)->message;
-            const SkippedMessage fields{m.type(),
-                                        m.flags(),
-                                        m.serial(),
-                                        m.size(),
-                                        m.reply_serial().value_or(0),
-                                        (*received)->source.value_or(0)};
+            SkippedMessage fields{m.type(),
+                                  m.flags(),
+                                  m.serial(),
+                                  m.size(),
+                                  m.reply_serial().value_or(0),
+                                  (*received)->source.value_or(0)};
+            if (!m.destination().empty()) fields.keep_destination(m.destination());
             try {
                 bridge_take(c, std::move(**received));
             } catch (const std::bad_alloc&) {

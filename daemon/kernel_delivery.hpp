@@ -353,8 +353,9 @@ private:
     // Native clients accepted while looking for a bridge's master side: admitted at the next flush().
     std::vector<Fd> accepted_early_;
     // Monitors on the bus: while there are any, bridged clients' broadcasts go through the model, which
-    // shows monitors the errors of the copies policy refuses (the kernel drops those silently).
-    std::set<PeerId> monitors_;
+    // shows monitors the errors of the copies policy refuses (the kernel drops those silently). Room for
+    // every peer is made as it connects: becoming a monitor cannot fail after its answer was sent.
+    std::vector<PeerId> monitors_;
     // Clients with eavesdropping match rules, once per rule: while there are any, bridged clients'
     // unicasts go through the model, which copies them to eavesdroppers as the broker does.
     std::multiset<PeerId> eavesdroppers_;

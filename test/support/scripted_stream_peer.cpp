@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "support/failing_allocations.hpp"
+#include "transport/socket_io.hpp"
 
 namespace afbus::test {
 
@@ -30,13 +31,24 @@ std::string sasl_external() {
 
 void ScriptedStreamPeer::say(const std::vector<Message>& messages, bool authenticate) {
     FailingAllocations::Pause pause;
-    std::string bytes = authenticate ? sasl_external() + "BEGIN\r\n" : std::string();
+    std::string bytes;
+    if (authenticate) bytes = sasl_external() + (passes_fds_ ? "NEGOTIATE_UNIX_FD\r\n" : "") + "BEGIN\r\n";
+    std::span<const Fd> fds;  // (those of one message at most: they go with the write's first byte)
     for (const Message& m : messages) {
         auto wire = m.wire();
         bytes.append(reinterpret_cast<const char*>(wire.data()), wire.size());
+        if (m.fds().empty()) continue;
+        ASSERT_TRUE(fds.empty()) << "a script with fds in more than one message";
+        fds = m.fds();
     }
+    iovec iov{bytes.data(), bytes.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ScmRightsBuffer control;
+    if (!fds.empty()) attach_fds(msg, control, fds);
     // (A connection the bus refused at once is closed already.)
-    const ssize_t sent = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    const ssize_t sent = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
     if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) {
         closed_ = true;
         return;
@@ -57,14 +69,32 @@ void ScriptedStreamPeer::read() {
     FailingAllocations::Pause pause;
     for (;;) {
         char buffer[65536];
-        const ssize_t n = ::recv(fd_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+        iovec iov{buffer, sizeof buffer};
+        ScmRightsBuffer control;
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = sizeof control.bytes;
+        const ssize_t n = ::recvmsg(fd_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n == 0) closed_ = true;
         if (n <= 0) return;
+        std::vector<Fd> fds;
+        EXPECT_TRUE(take_fds(msg, fds));
+        if (!fds.empty()) framer_.add_fds(std::move(fds));
         std::string_view bytes(buffer, static_cast<std::size_t>(n));
         if (!past_sasl_) {
+            // OK, and AGREE_UNIX_FD where it asked to pass fds.
             sasl_.append(bytes);
-            const auto end = sasl_.find("\r\n");
+            const std::size_t lines = passes_fds_ ? 2 : 1;
+            std::size_t end = 0;
+            for (std::size_t line = 0; line < lines && end != std::string::npos; ++line) {
+                end = sasl_.find("\r\n", line == 0 ? 0 : end + 2);
+            }
             if (end == std::string::npos) continue;
+            if (passes_fds_) {
+                EXPECT_NE(sasl_.find("AGREE_UNIX_FD\r\n"), std::string::npos) << sasl_;
+            }
             past_sasl_ = true;
             bytes = std::string_view(sasl_).substr(end + 2);
         }

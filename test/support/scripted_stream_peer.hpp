@@ -35,7 +35,9 @@ class ScriptedStreamPeer {
 public:
     explicit ScriptedStreamPeer(Fd fd) : fd_(std::move(fd)) {}
 
-    // SASL (unless told not to), then `messages`, in one write.
+    // From now on, its SASL asks to pass fds (NEGOTIATE_UNIX_FD), and its reads take the fds that come.
+    void pass_unix_fds() { passes_fds_ = true; }
+    // SASL (unless told not to), then `messages`, in one write (with their fds).
     void say(const std::vector<Message>& messages, bool authenticate = true);
     // The method return to `call`, with `serial`.
     void answer(const Message& call, std::uint32_t serial);
@@ -47,10 +49,13 @@ public:
     // The first call of `member` it was given, if any.
     [[nodiscard]] const Message* call(std::string_view member) const;
     [[nodiscard]] bool closed() const { return closed_; }
+    // Everything it was given, in order.
+    [[nodiscard]] const std::vector<Message>& received() const { return received_; }
 
 private:
     Fd fd_;
     std::string sasl_;
+    bool passes_fds_ = false;
     bool past_sasl_ = false;
     MessageFramer framer_;
     std::vector<Message> received_;

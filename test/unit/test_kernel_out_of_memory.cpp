@@ -11,10 +11,14 @@
 // (kernel/vm/guest-kernel-mode-integration.sh); elsewhere it is skipped. Every client is driven on the
 // test's own thread, between turns of the bus's loop: the kernel moves what they send at once, so each
 // run makes the same allocations in the same order.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/af_bus.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -68,12 +72,20 @@ public:
         transport_.emplace(std::move(socket->fd), socket->family);
     }
 
+    // From now on, its SASL asks to pass fds (NEGOTIATE_UNIX_FD), and it sends and takes them.
+    void pass_unix_fds() {
+        passes_fds_ = true;
+        if (transport_) transport_->set_unix_fd_passing(true);
+    }
     // SASL (unless told not to), then `messages`, to the master.
     void say(std::vector<Message> messages, bool authenticate = true) {
         FailingAllocations::Pause pause;
         if (closed_) return;
         if (authenticate) {
-            for (const std::string& line : {test::sasl_external(), std::string("BEGIN\r\n")}) {
+            std::vector<std::string> lines{test::sasl_external()};
+            if (passes_fds_) lines.emplace_back("NEGOTIATE_UNIX_FD\r\n");
+            lines.emplace_back("BEGIN\r\n");
+            for (const std::string& line : lines) {
                 if (::send(transport_->fd(), line.data(), line.size(), MSG_NOSIGNAL) < 0) {
                     closed_ = true;
                     return;
@@ -103,11 +115,14 @@ public:
         }
         return std::nullopt;
     }
-    // The method return to `call`, from this client (once the bus has named it), back where it came from.
-    void answer(const ReceivedDatagram& call, std::uint32_t serial) {
+    // The method return to `call`, from this client (once the bus has named it), back where it came from;
+    // carrying `fd` if there is one.
+    void answer(const ReceivedDatagram& call, std::uint32_t serial, Fd fd = {}) {
         FailingAllocations::Pause pause;
         if (closed_) return;
-        auto reply = MessageBuilder::method_return(call.message).sender(unique_name_).build(serial).value();
+        auto builder = MessageBuilder::method_return(call.message);
+        if (fd) append(builder, UnixFd(std::move(fd)));
+        auto reply = builder.sender(unique_name_).build(serial).value();
         const bool from_master = !call.source || *call.source == 0;
         transport_->enqueue(std::move(reply), from_master ? std::nullopt : call.source);
         flush();
@@ -116,13 +131,14 @@ public:
     void read() {
         FailingAllocations::Pause pause;
         if (closed_) return;
-        if (!past_sasl_) {
+        // OK, and AGREE_UNIX_FD where it asked to pass fds: a datagram each.
+        while (sasl_lines_ < (passes_fds_ ? 2 : 1)) {
             char line[4096];
             const ssize_t n = ::recv(transport_->fd(), line, sizeof line, MSG_DONTWAIT);
             if (n == 0 || (n < 0 && errno != EAGAIN)) closed_ = true;
             if (n <= 0) return;
-            past_sasl_ = true;
-            EXPECT_TRUE(std::string_view(line, static_cast<std::size_t>(n)).starts_with("OK "));
+            EXPECT_TRUE(std::string_view(line, static_cast<std::size_t>(n))
+                            .starts_with(sasl_lines_++ == 0 ? "OK " : "AGREE_UNIX_FD"));
         }
         auto read = transport_->read();
         if (!read) {
@@ -163,6 +179,23 @@ public:
     }
     [[nodiscard]] bool closed() const { return closed_; }
     [[nodiscard]] const std::string& unique_name() const { return unique_name_; }
+    // From now on, what the kernel cannot take yet stays queued here, sent by send_queued().
+    void may_wait() { may_wait_ = true; }
+    // Sends what stayed queued: whether all of it went.
+    bool send_queued() {
+        FailingAllocations::Pause pause;
+        return !closed_ && flush();
+    }
+    // How many bytes wait in its receive queue in the kernel, unread (BUS_GET_QUEUED).
+    [[nodiscard]] std::size_t queued_in_kernel() const {
+        if (closed_) return 0;
+        std::array<bus_queued, 16> queued{};
+        socklen_t length = sizeof queued;
+        if (::getsockopt(transport_->fd(), SOL_BUS, BUS_GET_QUEUED, queued.data(), &length) < 0) return 0;
+        std::size_t bytes = 0;
+        for (std::size_t i = 0; i < length / sizeof(bus_queued); ++i) bytes += queued[i].len;
+        return bytes;
+    }
 
 private:
     [[nodiscard]] const ReceivedDatagram* find(MessageType type, std::string_view member) const {
@@ -170,17 +203,22 @@ private:
             if (d.message.type() == type && d.message.member() == member) return &d;
         return nullptr;
     }
-    void flush() {
+    // Sends what it queued (all of it, unless it may wait): whether all of it went.
+    bool flush() {
         auto flushed = transport_->flush();
-        if (!flushed)
+        if (!flushed) {
             closed_ = true;
-        else
+        } else if (!may_wait_) {
             EXPECT_TRUE(*flushed) << "the test's datagrams did not fit the socket";
+        }
         EXPECT_TRUE(transport_->take_refused().empty()) << "the kernel refused a datagram of the test's";
+        return flushed && *flushed;
     }
 
     std::optional<DatagramTransport> transport_;
-    bool past_sasl_ = false;
+    bool passes_fds_ = false;
+    bool may_wait_ = false;
+    int sasl_lines_ = 0;
     std::vector<ReceivedDatagram> received_;
     std::string unique_name_;
     bool closed_ = false;
@@ -208,16 +246,32 @@ BusSettings settings_with_a_short_reply_timeout() {
     return settings;
 }
 
+// What a scenario changes in its world.
+struct WorldOptions {
+    bool services_pass_fds = false;       // and answer a call of WithFd with an fd
+    std::int64_t max_outgoing_bytes = 0;  // 0: the default
+};
+
+BusSettings settings_for(const WorldOptions& options) {
+    BusSettings settings = settings_with_a_short_reply_timeout();
+    if (options.max_outgoing_bytes > 0) settings.limits.max_outgoing_bytes = options.max_outgoing_bytes;
+    return settings;
+}
+
 struct World {
+    explicit World(const WorldOptions& options = {})
+        : bus{loop, settings_for(options)}, services_pass_fds(options.services_pass_fds) {}
+
     TemporaryDirectory directory;
     EventLoop loop;
-    Bus bus{loop, settings_with_a_short_reply_timeout()};
+    Bus bus;
     KernelDelivery* kernel = nullptr;
     std::string address;  // the AF_BUS bus's
     std::optional<UnixClient> unix_service;
     std::optional<NativeClient> native_service;
     bool escaped = false, failed = false;
     std::size_t made = 0;
+    bool services_pass_fds = false;
 
     // The bus on AF_BUS; false where the kernel has none (the test is skipped then).
     bool open() {
@@ -269,6 +323,10 @@ struct World {
     void start_services() {
         connect(unix_service);
         connect(native_service);
+        if (services_pass_fds) {
+            unix_service->pass_unix_fds();
+            native_service->pass_unix_fds();
+        }
         unix_service->say(hello_and_request(kUnixService));
         native_service->say(hello_and_request(kNativeService));
         pump([&] {
@@ -298,7 +356,13 @@ struct World {
         native_service->read();
         if (const ReceivedDatagram* call = native_service->call(member);
             call && answered_.insert("native " + member).second)
-            native_service->answer(*call, 100);
+            native_service->answer(*call, 100, member == "WithFd" ? a_pipe_end() : Fd());
+    }
+    // The most any peer's queue in the bus holds (the worlds here have a handful of peers).
+    std::size_t most_queued() const {
+        std::size_t most = 0;
+        for (PeerId id = 1; id < 64; ++id) most = std::max(most, kernel->queued(id).bytes);
+        return most;
     }
     // `step` runs with allocation number `fail_at` failing.
     template <class Step>
@@ -310,6 +374,12 @@ struct World {
     }
 
 private:
+    static Fd a_pipe_end() {
+        int ends[2];
+        if (::pipe2(ends, O_CLOEXEC) != 0) return Fd();
+        ::close(ends[1]);
+        return Fd(ends[0]);
+    }
     std::set<std::string> answered_;
 };
 
@@ -375,10 +445,10 @@ void bus_still_serves(World& w) {
 // judges each run. Returns how many allocations the step makes when none fails (0: skipped).
 std::size_t fail_each_allocation(const std::function<void(World&)>& prepare,
                                  const std::function<void(World&)>& step,
-                                 const std::function<void(World&)>& check) {
+                                 const std::function<void(World&)>& check, const WorldOptions& options = {}) {
     bool skipped = false;
     const std::size_t made = test::fail_each_allocation_in_turn([&](std::size_t fail_at) {
-        World w;
+        World w(options);
         if (!w.open()) {
             skipped = true;
             return test::FailingRun{};
@@ -479,6 +549,276 @@ TEST(KernelOutOfMemory, ABridgedClientsCallToTheBus) {
     EXPECT_GT(made, 0u);
     std::printf("the bridged caller of the bus: served %d times, told NoMemory %d times, closed %d times\n",
                 outcomes.served, outcomes.refused, outcomes.closed);
+}
+
+// A registered unix client becomes a monitor (BecomeMonitor, as busctl monitor and dbus-monitor do): the
+// bus answers it through the kernel, to its bridge, then makes the bridge the bus's monitor. Where the
+// bridge has no memory for that answer, it cannot tell the client the call failed (it is a monitor by
+// then), and the bus ends it. So the client is a monitor that was told so and sees the traffic between
+// clients, or was told NoMemory and is no monitor, or was closed; never left waiting.
+TEST(KernelOutOfMemory, ABridgedClientBecomingAMonitor) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<UnixClient> monitor;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w, std::uint32_t serial) {
+        w.pump([&] {
+            monitor->read();
+            return monitor->closed() || monitor->answer(serial);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) { w.register_client(monitor); },
+        [&](World& w) {
+            monitor->say(test::one_message(
+                             [] {
+                                 auto call = MessageBuilder::method_call(
+                                     "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                     "org.freedesktop.DBus.Monitoring", "BecomeMonitor");
+                                 append(call, std::vector<std::string>{}, std::uint32_t{0});
+                                 return call;
+                             },
+                             2),
+                         false);
+            until_answered(w, 2);
+        },
+        [&](World& w) {
+            until_answered(w, 2);
+            judge(*monitor, 2, outcomes);
+            const Message* answer = monitor->answer(2);
+            if (!answer) return;
+            if (answer->type() == MessageType::Error) {
+                // No monitor: it calls the bus as before.
+                monitor->say(test::one_message([] { return driver_call_builder("GetId"); }, 3), false);
+                until_answered(w, 3);
+                ASSERT_TRUE(monitor->answer(3)) << "a client that is no monitor was not answered";
+                EXPECT_EQ(monitor->answer(3)->type(), MessageType::MethodReturn);
+                return;
+            }
+            // A monitor: a native client's call to the unix service, through the kernel, is shown to it.
+            std::optional<NativeClient> caller;
+            w.connect(caller);
+            caller->say(hello_and_call(kUnixService, "Watched"));
+            w.pump([&] {
+                w.serve("Watched");
+                caller->read();
+                monitor->read();
+                return monitor->closed() || monitor->call("Watched");
+            });
+            EXPECT_TRUE(monitor->call("Watched")) << "the monitor does not see the traffic between clients";
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the bridged monitor: served %d times, told NoMemory %d times, closed %d times\n",
+                outcomes.served, outcomes.refused, outcomes.closed);
+}
+
+// A registered unix client with an eavesdropping match rule calls the bus (GetId) while another client's
+// call to the native service goes through the model (as every bridged client's message does while an
+// eavesdropper exists), so that the master sends it copies of that call and its answer as well as its own
+// answer. Where the bridge has no memory for one of them, it tells its own answer (addressed to it) from
+// the copies: the eavesdropper is served, told NoMemory for its own call, or closed; never left waiting,
+// and never told NoMemory about another client's call.
+TEST(KernelOutOfMemory, AnEavesdroppersCallToTheBus) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<UnixClient> eavesdropper, other;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("M");
+            eavesdropper->read();
+            other->read();
+            return (eavesdropper->closed() || eavesdropper->answer(3)) &&
+                   (other->closed() || other->answer(7));
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.register_client(eavesdropper);
+            w.register_client(other);
+            eavesdropper->say(test::one_message(
+                                  [] {
+                                      auto call = driver_call_builder("AddMatch");
+                                      append(call, std::string("eavesdrop='true'"));
+                                      return call;
+                                  },
+                                  2),
+                              false);
+            w.pump([&] {
+                eavesdropper->read();
+                return eavesdropper->answer(2) != nullptr;
+            });
+            ASSERT_TRUE(eavesdropper->answer(2) &&
+                        eavesdropper->answer(2)->type() == MessageType::MethodReturn)
+                << "the eavesdropping rule was not added";
+        },
+        [&](World& w) {
+            other->say(
+                test::one_message(
+                    [] { return MessageBuilder::method_call(kNativeService, "/x", "org.x.I", "M"); }, 7),
+                false);
+            eavesdropper->say(test::one_message([] { return driver_call_builder("GetId"); }, 3), false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*eavesdropper, 3, outcomes);
+            // (Its Hello's answer is addressed to its unique name.)
+            const std::string name(eavesdropper->answer(1)->destination());
+            for (const Message& m : eavesdropper->received()) {
+                EXPECT_FALSE(m.type() == MessageType::Error && m.destination() == name &&
+                             m.reply_serial() != 3u)
+                    << "the eavesdropper was told " << m.error_name() << " about a call it did not make";
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf(
+        "the eavesdropper's call to the bus: served %d times, told NoMemory %d times, closed %d times\n",
+        outcomes.served, outcomes.refused, outcomes.closed);
+}
+
+// A unix client that passes fds calls the native service with one (a pipe's end): its bridge sends the
+// call, fd and all, through the kernel, and the service answers with an fd of its own, which comes back
+// through the kernel to the bridge and is written to the unix side with the answer. The caller is served
+// with the fd, told NoMemory, or closed; never left waiting. Every fd is closed once what held it is gone:
+// none is kept by a message the bus gave up, or by a half-made one.
+TEST(KernelOutOfMemory, FdsThroughABridge) {
+    SKIP_WITHOUT_AF_BUS();
+    const std::size_t fds_before = test::open_fds();
+    std::optional<UnixClient> caller;
+    Outcomes outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("WithFd");
+            caller->read();
+            return caller->closed() || caller->answer(2);
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.connect(caller);
+            caller->pass_unix_fds();
+            caller->say(test::one_message([] { return driver_call_builder("Hello"); }, 1));
+            w.pump([&] {
+                caller->read();
+                return caller->answer(1) != nullptr;
+            });
+            ASSERT_TRUE(caller->answer(1)) << "the caller was not registered";
+        },
+        [&](World& w) {
+            caller->say(test::one_message(
+                            [] {
+                                auto call =
+                                    MessageBuilder::method_call(kNativeService, "/x", "org.x.I", "WithFd");
+                                int ends[2];
+                                EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+                                ::close(ends[0]);
+                                append(call, UnixFd(Fd(ends[1])));
+                                return call;
+                            },
+                            2),
+                        false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*caller, 2, outcomes);
+            if (const Message* answer = caller->answer(2);
+                answer && answer->type() == MessageType::MethodReturn) {
+                EXPECT_EQ(answer->fds().size(), 1u) << "the answer's fd did not come with it";
+            }
+            if (const ReceivedDatagram* call = w.native_service->call("WithFd")) {
+                EXPECT_EQ(call->message.fds().size(), 1u) << "the call's fd did not come with it";
+            }
+        },
+        WorldOptions{.services_pass_fds = true});
+    EXPECT_GT(made, 0u);
+    caller.reset();
+    EXPECT_EQ(test::open_fds(), fds_before) << "an fd leaked";
+    std::printf("the caller passing fds: served %d times, told NoMemory %d times, closed %d times\n",
+                outcomes.served, outcomes.refused, outcomes.closed);
+}
+
+// The fence: a bridged client's message the model routes holds what it sends next until the master has
+// put that one in the kernel, so that nothing overtakes it. Here the native service's receive queue is
+// full of calls the master forwarded (it has not read them), so a unix client's call to it goes through
+// the model and waits in the master's queue; its next call to the same service, sent in the same write,
+// is held behind it. Then the service reads. Each call is served, told NoMemory or NoReply, or the caller
+// is closed; never left waiting; and the service is never given the second before the first.
+TEST(KernelOutOfMemory, CallsHeldBehindTheFence) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<NativeClient> filler;
+    std::optional<UnixClient> caller;
+    Outcomes first, second;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("M");
+            w.serve("M2");
+            caller->read();
+            return caller->closed() || (caller->answer(2) && caller->answer(3));
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.register_client(caller);
+            w.register_client(filler);
+            // Calls the master forwards (the filler sends everything to the master): the first two fill
+            // the service's queue, the master keeps the third.
+            std::vector<Message> calls;
+            {
+                FailingAllocations::Pause pause;
+                for (std::uint32_t serial = 2; serial < 5; ++serial) {
+                    auto call = MessageBuilder::method_call(kNativeService, "/x", "org.x.I", "Fill");
+                    append(call, std::string(2500, 'x'));
+                    calls.push_back(call.build(serial).value());
+                }
+            }
+            // (Beyond what the master's side of the filler takes at once.)
+            filler->may_wait();
+            filler->say(std::move(calls), false);
+            // Until the service's queue is full (two of them: beyond its 4 KiB) and the master keeps the
+            // third (within the broker's 4 KiB, so that the next call is queued behind it, not refused).
+            w.pump([&] {
+                return filler->send_queued() && w.native_service->queued_in_kernel() >= 5000 &&
+                       w.most_queued() >= 2500;
+            });
+            ASSERT_GE(w.native_service->queued_in_kernel(), 5000u) << "the service's queue did not fill";
+            ASSERT_GE(w.most_queued(), 2500u) << "the master does not hold the third call";
+        },
+        [&](World& w) {
+            std::vector<Message> calls;
+            {
+                FailingAllocations::Pause pause;
+                for (const char* member : {"M", "M2"})
+                    calls.push_back(MessageBuilder::method_call(kNativeService, "/x", "org.x.I", member)
+                                        .build(member[1] == '\0' ? 2 : 3)
+                                        .value());
+            }
+            caller->say(calls, false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*caller, 2, first);
+            judge(*caller, 3, second);
+            const ReceivedDatagram* m = w.native_service->call("M");
+            const ReceivedDatagram* m2 = w.native_service->call("M2");
+            if (m && m2) {
+                EXPECT_LT(m, m2) << "the second call overtook the first";
+            }
+            // Where nothing failed: the first went through the master, the second straight through the
+            // kernel once the first was there (the fence held it until then).
+            if (!w.failed) {
+                ASSERT_TRUE(m && m2);
+                EXPECT_EQ(m->source.value_or(0), 0u) << "the first call did not go through the model";
+                EXPECT_NE(m2->source.value_or(0), 0u)
+                    << "the second call did not go straight through the kernel";
+            }
+        },
+        WorldOptions{.max_outgoing_bytes = 4096});
+    EXPECT_GT(made, 0u);
+    std::printf("the call the model routes: served %d times, refused %d times, closed %d times\n",
+                first.served, first.refused, first.closed);
+    std::printf("the call held behind it: served %d times, refused %d times, closed %d times\n",
+                second.served, second.refused, second.closed);
 }
 
 // A native callee leaves while a bridged caller waits for its answer to a call the bridge sent it
