@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -524,17 +525,33 @@ TEST(BusOutOfMemory, ADisconnection) {
     });
 }
 
-// A directory with one .service file, for the activation tests: org.x.Started, whose Exec is /bin/true
-// (it exits at once, successfully: the bus waits on for the name, as for a service that forks).
+// A temporary directory holding one .service file, removed with it when the test program ends.
+class ServiceDirectory {
+public:
+    ServiceDirectory(const char* pattern, const std::string& file, const std::string& contents) {
+        std::string path = (std::filesystem::temp_directory_path() / pattern).string();
+        EXPECT_TRUE(::mkdtemp(path.data()));
+        path_ = path;
+        std::ofstream(path_ + "/" + file) << contents;
+    }
+    ~ServiceDirectory() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    ServiceDirectory(const ServiceDirectory&) = delete;
+    ServiceDirectory& operator=(const ServiceDirectory&) = delete;
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// The one for the activation tests: org.x.Started, whose Exec is /bin/true (it exits at once,
+// successfully: the bus waits on for the name, as for a service that forks).
 const std::string& service_directory() {
-    static const std::string directory = [] {
-        char path[] = "/tmp/afbus-oom-services-XXXXXX";
-        EXPECT_TRUE(::mkdtemp(path));
-        std::ofstream(std::string(path) + "/org.x.Started.service")
-            << "[D-BUS Service]\nName=org.x.Started\nExec=/bin/true\n";
-        return std::string(path);
-    }();
-    return directory;
+    static const ServiceDirectory directory("afbus-oom-services-XXXXXX", "org.x.Started.service",
+                                            "[D-BUS Service]\nName=org.x.Started\nExec=/bin/true\n");
+    return directory.path();
 }
 
 // Runs the bus's loop until every process it started has ended and been reaped (the loop reaps its
@@ -606,14 +623,10 @@ TEST(BusOutOfMemory, ACallThatStartsAService) {
 
 // The directory of a .service file that systemd starts (SystemdService=).
 const std::string& systemd_service_directory() {
-    static const std::string directory = [] {
-        char path[] = "/tmp/afbus-oom-units-XXXXXX";
-        EXPECT_TRUE(::mkdtemp(path));
-        std::ofstream(std::string(path) + "/org.x.Unit.service")
-            << "[D-BUS Service]\nName=org.x.Unit\nExec=/bin/false\nSystemdService=x-unit.service\n";
-        return std::string(path);
-    }();
-    return directory;
+    static const ServiceDirectory directory(
+        "afbus-oom-units-XXXXXX", "org.x.Unit.service",
+        "[D-BUS Service]\nName=org.x.Unit\nExec=/bin/false\nSystemdService=x-unit.service\n");
+    return directory.path();
 }
 
 // A call to a name that systemd starts (systemd activation on, a peer owning org.freedesktop.systemd1):
