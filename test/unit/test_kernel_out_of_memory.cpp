@@ -53,6 +53,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kUnixService = "org.x.UnixService";
 constexpr std::string_view kNativeService = "org.x.NativeService";
+// Longer than the daemon reads whole into its shared buffer (64 KiB): read into room made for it.
+constexpr std::size_t kBigMessageBytes = 100 * 1024;
 
 // A native client: an AF_BUS socket connected to the bus's master, driven as ScriptedStreamPeer drives a
 // unix one. Its SASL lines and messages are datagrams; before the bus has joined it, what it sends goes
@@ -116,12 +118,14 @@ public:
         return std::nullopt;
     }
     // The method return to `call`, from this client (once the bus has named it), back where it came from;
-    // carrying `fd` if there is one.
-    void answer(const ReceivedDatagram& call, std::uint32_t serial, Fd fd = {}) {
+    // carrying `fd` if there is one, and `text` if it is not empty.
+    void answer(const ReceivedDatagram& call, std::uint32_t serial, Fd fd = {},
+                const std::string& text = {}) {
         FailingAllocations::Pause pause;
         if (closed_) return;
         auto builder = MessageBuilder::method_return(call.message);
         if (fd) append(builder, UnixFd(std::move(fd)));
+        if (!text.empty()) append(builder, text);
         auto reply = builder.sender(unique_name_).build(serial).value();
         const bool from_master = !call.source || *call.source == 0;
         transport_->enqueue(std::move(reply), from_master ? std::nullopt : call.source);
@@ -356,7 +360,8 @@ struct World {
         native_service->read();
         if (const ReceivedDatagram* call = native_service->call(member);
             call && answered_.insert("native " + member).second)
-            native_service->answer(*call, 100, member == "WithFd" ? a_pipe_end() : Fd());
+            native_service->answer(*call, 100, member == "WithFd" ? a_pipe_end() : Fd(),
+                                   member == "Big" ? std::string(kBigMessageBytes, 'x') : std::string());
     }
     // The most any peer's queue in the bus holds (the worlds here have a handful of peers).
     std::size_t most_queued() const {
@@ -819,6 +824,63 @@ TEST(KernelOutOfMemory, CallsHeldBehindTheFence) {
                 first.served, first.refused, first.closed);
     std::printf("the call held behind it: served %d times, refused %d times, closed %d times\n",
                 second.served, second.refused, second.closed);
+}
+
+// Messages longer than the daemon reads into its shared buffer (64 KiB), for which it makes room as it
+// reads: a native client's call with 100 KiB to the unix service (the master reads it, the service's
+// bridge reads it from the kernel), and the native service's answer of 100 KiB to a unix client's call
+// (the caller's bridge reads it). Without room, the datagram stays queued and is read again 100 ms later
+// (retry_read_later, bridge_retry_read_later). Each caller is served, told NoMemory or NoReply, or
+// closed; never left waiting.
+TEST(KernelOutOfMemory, BigMessagesReadAgainLater) {
+    SKIP_WITHOUT_AF_BUS();
+    std::optional<NativeClient> native_caller;
+    std::optional<UnixClient> unix_caller;
+    Outcomes native_outcomes, unix_outcomes;
+    auto until_answered = [&](World& w) {
+        w.pump([&] {
+            w.serve("Big");
+            native_caller->read();
+            unix_caller->read();
+            return (native_caller->closed() || native_caller->answer(2)) &&
+                   (unix_caller->closed() || unix_caller->answer(2));
+        });
+    };
+    const std::size_t made = fail_each_allocation(
+        [&](World& w) {
+            w.register_client(native_caller);
+            w.register_client(unix_caller);
+        },
+        [&](World& w) {
+            native_caller->say(test::one_message(
+                                   [] {
+                                       auto call =
+                                           MessageBuilder::method_call(kUnixService, "/x", "org.x.I", "Big");
+                                       append(call, std::string(kBigMessageBytes, 'x'));
+                                       return call;
+                                   },
+                                   2),
+                               false);
+            unix_caller->say(
+                test::one_message(
+                    [] { return MessageBuilder::method_call(kNativeService, "/x", "org.x.I", "Big"); }, 2),
+                false);
+            until_answered(w);
+        },
+        [&](World& w) {
+            until_answered(w);
+            judge(*native_caller, 2, native_outcomes);
+            judge(*unix_caller, 2, unix_outcomes);
+            if (const Message* answer = unix_caller->answer(2);
+                answer && answer->type() == MessageType::MethodReturn) {
+                EXPECT_GT(answer->size(), kBigMessageBytes) << "the big answer came cut";
+            }
+        });
+    EXPECT_GT(made, 0u);
+    std::printf("the native caller of 100 KiB: served %d times, refused %d times, closed %d times\n",
+                native_outcomes.served, native_outcomes.refused, native_outcomes.closed);
+    std::printf("the unix caller answered 100 KiB: served %d times, refused %d times, closed %d times\n",
+                unix_outcomes.served, unix_outcomes.refused, unix_outcomes.closed);
 }
 
 // A native callee leaves while a bridged caller waits for its answer to a call the bridge sent it
