@@ -564,33 +564,62 @@ void Bus::broadcast_to_matches(const std::shared_ptr<const Message>& shared, std
     for (PeerId id : recipients_) {
         Peer* peer = peers_.find(id);
         if (!peer || !peer->registered()) continue;
-        // A copy of a message addressed to someone else is eavesdropping; broadcasts are not.
-        const bool eavesdropping = !message.destination().empty() && addressed != id;
-        // Replies from the bus are always requested; a peer's reply reaches a subscriber only when eavesdropping.
-        const bool requested = !sender && !eavesdropping && message.reply_serial().has_value();
-        PolicyVerdict verdict = check(from, peer, message, requested, eavesdropping);
-        if (verdict.allowed() && !message.fds().empty() && !delivery_->passes_fds(id)) {
-            verdict = PolicyVerdict{PolicyVerdict::Kind::Reject,
-                                    make_error(error_names::kNotSupported, "broadcast cannot be delivered to " +
-                                                                               peer->unique_name() +
-                                                                               " because it does not support receiving Unix fds")};
-        } else if (verdict.allowed() && !message.fds().empty()) {
-            if (auto why = delivery_->cannot_carry(id, message))
-                verdict =
-                    PolicyVerdict{PolicyVerdict::Kind::Reject, make_error(error_names::kNotSupported, *why)};
-        }
+        const PolicyVerdict verdict = copy_verdict(from, sender, *peer, message, addressed);
         if (!verdict.allowed()) {
             // The sender is not told (the others still got it), but monitors see the error it would get.
             show_refusal_to_monitors(from, message, verdict, sender);
             continue;
         }
-        offer_best_effort(*peer, shared, "broadcast");
+        // (An eavesdropper's copy of a message addressed to someone else.)
+        offer_best_effort(*peer, shared, "broadcast", !message.destination().empty() && addressed != id);
     }
 }
 
-bool Bus::offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
+PolicyVerdict Bus::copy_verdict(const Peer* from, std::optional<PeerId> sender, const Peer& peer,
+                                const Message& message, std::optional<PeerId> addressed) const {
+    const PeerId id = peer.id();
+    // A copy of a message addressed to someone else is eavesdropping; broadcasts are not.
+    const bool eavesdropping = !message.destination().empty() && addressed != id;
+    // Replies from the bus are always requested; a peer's reply reaches a subscriber only when eavesdropping.
+    const bool requested = !sender && !eavesdropping && message.reply_serial().has_value();
+    PolicyVerdict verdict = check(from, &peer, message, requested, eavesdropping);
+    if (verdict.allowed() && !message.fds().empty() && !delivery_->passes_fds(id)) {
+        verdict = PolicyVerdict{
+            PolicyVerdict::Kind::Reject,
+            make_error(error_names::kNotSupported, "broadcast cannot be delivered to " + peer.unique_name() +
+                                                       " because it does not support receiving Unix fds")};
+    } else if (verdict.allowed() && !message.fds().empty()) {
+        if (auto why = delivery_->cannot_carry(id, message))
+            verdict =
+                PolicyVerdict{PolicyVerdict::Kind::Reject, make_error(error_names::kNotSupported, *why)};
+    }
+    return verdict;
+}
+
+bool Bus::gives_copy(PeerId id, const Message& message) {
+    const Peer* peer = peers_.find(id);
+    if (!peer || !peer->registered() || matches_.total() == 0) return false;
+    // Between two peers: the kernel checked its SENDER (a sender that has left since gets no copy).
+    const Peer* from = find_owner(message.sender());
+    if (!from) return false;
+    std::optional<PeerId> addressed;
+    if (!message.destination().empty()) {
+        if (const Peer* to = find_owner(message.destination())) addressed = to->id();
+    }
+    const auto is_named = [this](PeerId p, std::string_view n) { return is_named_by(p, n); };
+    if (!matches_.peer_matches(id, message, from->id(), addressed, is_named)) return false;
+    const PolicyVerdict verdict = copy_verdict(from, from->id(), *peer, message, addressed);
+    if (!verdict.allowed()) {
+        show_refusal_to_monitors(from, message, verdict, from->id());
+        return false;
+    }
+    return true;
+}
+
+bool Bus::offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what,
+                            bool copy) {
     try {
-        return offer(peer, message, what);
+        return offer(peer, message, what, copy);
     } catch (const std::bad_alloc&) {
         // A copy nobody waits for an answer to is lost as if the peer's queue were full.
         note_memory_shortage();
@@ -603,7 +632,7 @@ const char* Bus::outgoing_limit_exceeded(const Peer& peer, const Message& messag
     return flow_.outgoing_exceeded(delivery_->queued(peer.id()), message);
 }
 
-bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what) {
+bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what, bool copy) {
     if (!message->fds().empty() &&
         (!delivery_->passes_fds(peer.id()) || delivery_->cannot_carry(peer.id(), *message)))
         return false;
@@ -611,12 +640,13 @@ bool Bus::offer(Peer& peer, const std::shared_ptr<const Message>& message, const
         note_drop(peer, limit, what);
         return false;
     }
-    deliver(peer, message);
+    deliver(peer, message, copy);
     return true;
 }
 
-void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message) {
-    const QueueLoad queued = delivery_->deliver(peer.id(), std::move(message));
+void Bus::deliver(Peer& peer, std::shared_ptr<const Message> message, bool copy) {
+    const QueueLoad queued = copy ? delivery_->deliver_copy(peer.id(), std::move(message))
+                                  : delivery_->deliver(peer.id(), std::move(message));
     PeerStats& stats = peer.stats();
     stats.peak_outgoing_bytes = std::max(stats.peak_outgoing_bytes, queued.bytes);
     stats.peak_outgoing_fds = std::max(stats.peak_outgoing_fds, queued.fds);

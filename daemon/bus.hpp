@@ -75,6 +75,7 @@ public:
     void peer_message_skipped(PeerId peer, const SkippedMessage& message) override;
     void message_given_up(PeerId recipient) noexcept override;
     void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) override;
+    [[nodiscard]] bool gives_copy(PeerId peer, const Message& message) override;
 
 private:
     [[nodiscard]] ConnectionSettings connection_settings() const;
@@ -94,13 +95,21 @@ private:
     void route_to(Peer& sender, const std::shared_ptr<const Message>& message, Peer& target);
     void broadcast_to_matches(const std::shared_ptr<const Message>& message, std::optional<PeerId> sender,
                               std::optional<PeerId> addressed);
+    // Whether `peer` may have a copy of `message` (from `sender`, addressed to `addressed`) that one of its
+    // match rules asked for: policy (eavesdropping where it is addressed to someone else), and fds only
+    // where it takes them and can be given them.
+    [[nodiscard]] PolicyVerdict copy_verdict(const Peer* from, std::optional<PeerId> sender, const Peer& peer,
+                                             const Message& message, std::optional<PeerId> addressed) const;
     // Queues `message` for `peer` if it can take it: fds only to peers that agreed to them, the queue
     // within the outgoing limits (else the drop is logged and counted as a dropped `what`).
-    bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
+    // `copy`: `message` is not `peer`'s own (a monitor's or an eavesdropper's copy: Delivery::deliver_copy).
+    bool offer(Peer& peer, const std::shared_ptr<const Message>& message, const char* what,
+               bool copy = false);
     // offer() for a copy the message does not depend on (a subscriber's, a monitor's): out of memory,
     // that copy is dropped and counted, and the message goes on.
-    bool offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what);
-    void deliver(Peer& peer, std::shared_ptr<const Message> message);
+    bool offer_best_effort(Peer& peer, const std::shared_ptr<const Message>& message, const char* what,
+                           bool copy = false);
+    void deliver(Peer& peer, std::shared_ptr<const Message> message, bool copy = false);
     // How an episode of drops for a peer ends: in deliver(), when its queue in the daemon has drained; or,
     // for a queue the daemon cannot see (the kernel's), after a second without drops.
     enum class EpisodeEnd : std::uint8_t { WhenTheQueueDrains, AfterAQuietSecond };

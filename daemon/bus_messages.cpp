@@ -80,7 +80,7 @@ void Bus::copy_to_monitors(const std::shared_ptr<const Message>& message, std::o
         return;
     }
     for (PeerId id : wanting) {
-        if (Peer* monitor = peers_.find(id)) offer_best_effort(*monitor, message, "monitored message");
+        if (Peer* monitor = peers_.find(id)) offer_best_effort(*monitor, message, "monitored message", true);
     }
 }
 
@@ -206,6 +206,12 @@ Expected<void, Error> Bus::add_match(Peer& peer, MatchRule rule) {
     }
     if (*refused == Delivery::Refusal::NoMemory)
         return Unexpected(make_error(error_names::kNoMemory, "Not enough memory to add the match rule"));
+    if (*refused == Delivery::Refusal::NotSupported) {
+        return Unexpected(
+            make_error(error_names::kNotSupported,
+                       "Eavesdropping is not available on an AF_BUS connection, where clients send "
+                       "each other messages through the kernel: connect to the bus's unix socket"));
+    }
     return Unexpected(make_error(error_names::kFailed, "The bus could not install the match rule"));
 }
 

@@ -93,6 +93,12 @@ public:
     // (holding `queued` when the mode asked); the model counts them as dropped messages and logs the
     // episode, as it does for broker mode's full queues.
     virtual void copies_dropped(PeerId peer, std::uint64_t count, QueueLoad queued) = 0;
+    // Kernel mode: whether the model gives `peer` a copy of `message`, which went between two other peers
+    // without passing through it (the kernel copied it, unchecked, for an eavesdropper): a rule of
+    // `peer`'s matches, policy lets it receive the message (eavesdropping, where it is addressed to
+    // someone else), and it takes the message's fds; as for the copies the model makes itself. A refusal
+    // is shown to monitors. May throw std::bad_alloc.
+    [[nodiscard]] virtual bool gives_copy(PeerId /*peer*/, const Message& /*message*/) { return false; }
 
 protected:
     ~DeliveryEvents() = default;
@@ -120,6 +126,11 @@ public:
     // Queues one message (shared with every other recipient) for `peer`; it leaves at the next flush().
     // Returns what is queued for `peer` now.
     virtual QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) = 0;
+    // The same for a copy of a message that is not `peer`'s (a monitor's, an eavesdropper's): kernel mode
+    // keeps such copies out of the kernel's reply tracking.
+    virtual QueueLoad deliver_copy(PeerId peer, std::shared_ptr<const Message> message) {
+        return deliver(peer, std::move(message));
+    }
     // Hands over what was queued since the last flush (once per turn of the event loop). May report
     // failed peers through DeliveryEvents::peer_failed.
     virtual void flush() = 0;
@@ -140,7 +151,8 @@ public:
     virtual void name_owner_changed(const NameChange& /*change*/) noexcept {}
     // Why a mode could not take `rule`, if it could not: the model then removes the rule again and
     // answers the AddMatch with that error (the client knows, rather than missing signals).
-    enum class Refusal { NoMemory, LimitsExceeded, Failed };
+    // NotSupported: a rule the mode cannot honour for this peer (kernel mode: eavesdropping on AF_BUS).
+    enum class Refusal { NoMemory, LimitsExceeded, NotSupported, Failed };
     [[nodiscard]] virtual std::optional<Refusal> match_added(PeerId /*peer*/, const MatchRule& /*rule*/) noexcept {
         return std::nullopt;
     }

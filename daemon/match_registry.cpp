@@ -172,6 +172,17 @@ bool MatchRegistry::matches(const Entry& entry, const Message& message, bool has
     return rule_matches(entry.rule, message, sender, addressed, is_named_by);
 }
 
+bool MatchRegistry::peer_matches(PeerId peer, const Message& message, std::optional<PeerId> sender,
+                                 std::optional<PeerId> addressed, const IsNamedBy& is_named_by) const {
+    if (addressed && *addressed == peer) return false;  // it gets the message as its addressee
+    const auto rules = by_peer_.find(peer);
+    if (rules == by_peer_.end()) return false;
+    const bool has_destination = !message.destination().empty();
+    return std::any_of(rules->second.begin(), rules->second.end(), [&](RuleId id) {
+        return matches(rules_[id], message, has_destination, sender, addressed, is_named_by);
+    });
+}
+
 bool MatchRegistry::rule_matches(const MatchRule& rule, const Message& message, std::optional<PeerId> sender,
                                  std::optional<PeerId> addressed, const IsNamedBy& is_named_by) {
     if (rule.sender()) {

@@ -39,6 +39,10 @@ public:
     void recipients(const Message& message, std::optional<PeerId> sender, std::optional<PeerId> addressed,
                     const IsNamedBy& is_named_by, std::vector<PeerId>& out) const;
 
+    // Whether `peer` is among recipients(): a rule of its matches `message`, which is not addressed to it.
+    [[nodiscard]] bool peer_matches(PeerId peer, const Message& message, std::optional<PeerId> sender,
+                                    std::optional<PeerId> addressed, const IsNamedBy& is_named_by) const;
+
     // Whether `rule` matches `message` as the bus sees it: sender= and destination= are names the sending
     // and the addressed peer own (none: the bus itself). Eavesdropping is not considered here.
     static bool rule_matches(const MatchRule& rule, const Message& message, std::optional<PeerId> sender,

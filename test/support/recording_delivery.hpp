@@ -42,6 +42,10 @@ public:
         inbox[peer].push_back(std::move(message));
         return queued(peer);
     }
+    QueueLoad deliver_copy(PeerId peer, std::shared_ptr<const Message> message) override {
+        ++copies[peer];
+        return deliver(peer, std::move(message));
+    }
     void flush() override { ++flushes; }
     void detach(PeerId peer) override { detached.push_back(peer); }
     // (The test's bookkeeping: allocation failures in it end the test, which is what noexcept does.)
@@ -62,6 +66,7 @@ public:
     std::vector<std::shared_ptr<const Message>> take(PeerId peer) { return std::exchange(inbox[peer], {}); }
 
     std::map<PeerId, std::vector<std::shared_ptr<const Message>>> inbox;
+    std::map<PeerId, int> copies;  // of what inbox holds, how many came as others' (deliver_copy)
     std::vector<PeerId> detached;
     std::map<PeerId, std::string> unique_names;
     std::vector<std::string> name_changes;

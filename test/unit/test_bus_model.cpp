@@ -51,6 +51,44 @@ TEST_F(BusModelTest, HelloGivesAUniqueNameAndTellsTheDeliveryMode) {
     EXPECT_EQ(hello(b), ":1.1");
 }
 
+// An eavesdropper's copy of a message between two other peers comes through Delivery::deliver_copy (kernel
+// mode keeps it out of the kernel's reply tracking). And kernel mode's question about a copy the kernel
+// made (gives_copy) gets the answer the model gives its own copies: a rule of the peer matches
+// (eavesdrop='true' for a message addressed to someone else), and the message is not its own.
+TEST_F(BusModelTest, CopiesForOthersAreToldApart) {
+    const PeerId a = connect(), b = connect(), e = connect();
+    const std::string a_name = hello(a), b_name = hello(b), e_name = hello(e);
+    add_match(e, "eavesdrop='true',member='Watched'");
+    add_match(e, "type='signal',member='Tick'");
+    send(b, MessageBuilder::method_call(a_name, "/x", "org.x", "Watched"));
+    EXPECT_EQ(delivery.take(a).size(), 1u);
+    EXPECT_EQ(delivery.take(e).size(), 1u);
+    EXPECT_EQ(delivery.copies[e], 1);
+    EXPECT_EQ(delivery.copies[a], 0);
+    send(b, MessageBuilder::signal("/x", "org.x", "Tick"));
+    EXPECT_EQ(delivery.take(e).size(), 1u);
+    EXPECT_EQ(delivery.copies[e], 1) << "a broadcast is the subscriber's own";
+
+    const auto from = [&](const std::string& sender, std::string_view destination, MessageBuilder builder) {
+        if (!destination.empty()) builder.destination(destination);
+        return builder.sender(sender).build(serial++).value();
+    };
+    EXPECT_TRUE(bus.gives_copy(
+        e, from(b_name, a_name, MessageBuilder::method_call(a_name, "/x", "org.x", "Watched"))));
+    EXPECT_FALSE(
+        bus.gives_copy(e, from(b_name, a_name, MessageBuilder::method_call(a_name, "/x", "org.x", "Other"))));
+    EXPECT_FALSE(bus.gives_copy(e, from(b_name, a_name, MessageBuilder::signal("/x", "org.x", "Tick"))))
+        << "a rule without eavesdrop='true' asks for no one else's messages";
+    EXPECT_TRUE(bus.gives_copy(e, from(b_name, "", MessageBuilder::signal("/x", "org.x", "Tick"))));
+    EXPECT_FALSE(bus.gives_copy(
+        e, from(b_name, e_name, MessageBuilder::method_call(e_name, "/x", "org.x", "Watched"))))
+        << "its own message is no copy";
+    EXPECT_FALSE(bus.gives_copy(a, from(b_name, "", MessageBuilder::signal("/x", "org.x", "Tick"))));
+    EXPECT_FALSE(bus.gives_copy(
+        e, from(":1.99", a_name, MessageBuilder::method_call(a_name, "/x", "org.x", "Watched"))))
+        << "a sender the bus does not know";
+}
+
 TEST_F(BusModelTest, BeforeHelloOnlyHelloIsAnswered) {
     const PeerId a = connect();
     send(a, MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "ListNames"));
@@ -198,10 +236,11 @@ TEST_F(BusModelTest, AMatchRuleTheDeliveryModeRefusesIsTakenBack) {
         return got.empty() ? std::string("nothing") : std::string(got[0]->error_name());
     };
     constexpr std::string_view kRule = "type='signal',member='S'";
-    for (const auto& [refusal, error] : {std::pair{Delivery::Refusal::NoMemory, "org.freedesktop.DBus.Error.NoMemory"},
-                                         std::pair{Delivery::Refusal::LimitsExceeded,
-                                                   "org.freedesktop.DBus.Error.LimitsExceeded"},
-                                         std::pair{Delivery::Refusal::Failed, "org.freedesktop.DBus.Error.Failed"}}) {
+    for (const auto& [refusal, error] :
+         {std::pair{Delivery::Refusal::NoMemory, "org.freedesktop.DBus.Error.NoMemory"},
+          std::pair{Delivery::Refusal::LimitsExceeded, "org.freedesktop.DBus.Error.LimitsExceeded"},
+          std::pair{Delivery::Refusal::NotSupported, "org.freedesktop.DBus.Error.NotSupported"},
+          std::pair{Delivery::Refusal::Failed, "org.freedesktop.DBus.Error.Failed"}}) {
         delivery.refuse_matches = refusal;
         EXPECT_EQ(driver("AddMatch", kRule), error);
         // Not kept: there is nothing to remove.

@@ -1,8 +1,9 @@
-#include "match_registry.hpp"
-
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "afbus/types.hpp"
+#include "match_registry.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -57,6 +58,28 @@ TEST(MatchRegistry, AddressedMessagesReachOnlyEavesdroppers) {
     r.add(3, rule("type='signal',eavesdrop='true'"));
     // Addressed to peer 3: it receives it as addressee, not through its rule; 1 does not eavesdrop.
     EXPECT_EQ(recipients(r, signal("Tick", "x", ":1.3"), PeerId{3}), (std::vector<PeerId>{2}));
+}
+
+// One peer's answer is the one recipients() gives for it.
+TEST(MatchRegistry, APeerMatchesWhereItIsARecipient) {
+    MatchRegistry r;
+    r.add(1, rule("type='signal',member='Tick'"));
+    r.add(2, rule("member='Tick',eavesdrop='true'"));
+    r.add(3, rule("member='Tock'"));
+    const Message broadcast = signal("Tick", "k"), addressed = signal("Tick", "k", ":1.1");
+    for (PeerId peer : {1, 2, 3, 4}) {
+        for (const Message* m : {&broadcast, &addressed}) {
+            for (std::optional<PeerId> to : {std::optional<PeerId>(), std::optional<PeerId>(1)}) {
+                if (m == &broadcast && to) continue;
+                const auto all = recipients(r, *m, to);
+                const bool among = std::find(all.begin(), all.end(), peer) != all.end();
+                EXPECT_EQ(r.peer_matches(peer, *m, PeerId{9}, to, named), among) << "peer " << peer;
+            }
+        }
+    }
+    EXPECT_TRUE(r.peer_matches(2, addressed, PeerId{9}, PeerId{1}, named));   // eavesdropping
+    EXPECT_FALSE(r.peer_matches(1, addressed, PeerId{9}, PeerId{1}, named));  // its own: not a copy
+    EXPECT_FALSE(r.peer_matches(3, broadcast, PeerId{9}, std::nullopt, named));
 }
 
 TEST(MatchRegistry, RemoveTakesOneOfEqualRules) {
