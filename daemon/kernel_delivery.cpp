@@ -507,15 +507,19 @@ std::optional<std::string> KernelDelivery::cannot_carry(PeerId peer, const Messa
            " is connected through the kernel: a socket can only be passed to a client on the unix socket";
 }
 
-QueueLoad KernelDelivery::deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message) {
-    // First everything already on its way to the client through the kernel (the master's queue for it,
-    // then its bridge socket's queue), so that its order holds.
+void KernelDelivery::drain_toward(Client& c) {
+    // Everything already on its way to the client through the kernel (the master's queue for it, then
+    // its bridge socket's queue) goes first, so that its order holds.
     for (;;) {
         const std::size_t waiting = c.transport->queued_messages();
         send_queued(c);
         bridge_read(c, true);
         if (!c.transport->wants_write() || c.transport->queued_messages() >= waiting) break;
     }
+}
+
+QueueLoad KernelDelivery::deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message) {
+    drain_toward(c);
     // A call whose answer must come back the same way: the model tracks it (as for a forwarded call).
     const Message& m = *message;
     if (m.type() == MessageType::MethodCall && m.expects_reply() && m.sender().starts_with(':')) {
@@ -548,6 +552,16 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
     send_queued(*c);
     update_watch(*c);
     return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
+}
+
+QueueLoad KernelDelivery::deliver_copy(PeerId peer, std::shared_ptr<const Message> message) {
+    Client* c = find(peer);
+    // A bridged client's: to its unix side directly, not through the kernel, where a copy of a call the
+    // master forwards would be recorded as a call to it, in place of the call to the callee, whose
+    // answer the kernel would then drop. (A native client cannot eavesdrop or monitor.)
+    if (!c || !c->bridge) return deliver(peer, std::move(message));
+    drain_toward(*c);
+    return broker_.deliver(peer, std::move(message));
 }
 
 KernelDelivery::Client* KernelDelivery::kernel_owner(std::string_view name) const {
@@ -832,10 +846,19 @@ std::optional<Delivery::Refusal> KernelDelivery::match_added(PeerId peer, const 
     // record reaches the kernel last.
     const bool eavesdrop = rule.eavesdrop().value_or(false);
     Client* c = find(peer);
+    // A native client would get the model's copies of what it routes through the kernel, where a copy
+    // of a call the master forwards is taken for a call to it (the callee's answer then dropped), and
+    // none of what clients send each other directly: it eavesdrops on the unix socket instead.
+    if (eavesdrop && c && !c->bridge) return Refusal::NotSupported;
+    // A bridged client's first eavesdropping rule: the kernel copies it the traffic between other
+    // clients, which no longer passes through the daemon (judged in bridge_take).
+    const bool first_bridged_eavesdropper =
+        eavesdrop && c && c->bridge && !c->monitor && !eavesdroppers_.contains(peer);
     std::optional<std::multiset<PeerId>::iterator> eavesdropping;
     std::optional<Client::Record> record;
     bool watching = false;
     const auto undo = [&] {
+        if (record) uninstall_record(*c, *record);
         if (watching) unwatch_sender(*record, peer);
         if (eavesdropping) eavesdroppers_.erase(*eavesdropping);
     };
@@ -851,6 +874,7 @@ std::optional<Delivery::Refusal> KernelDelivery::match_added(PeerId peer, const 
             watching = true;
             error = install_record(*c, *record);
         }
+        if (first_bridged_eavesdropper && !error) error = set_bridged_eavesdropping(*c, true);
     } catch (const std::bad_alloc&) {
         undo();
         return Refusal::NoMemory;
@@ -865,10 +889,16 @@ std::optional<Delivery::Refusal> KernelDelivery::match_added(PeerId peer, const 
 }
 
 void KernelDelivery::match_removed(PeerId peer, const MatchRule& rule) noexcept {
-    if (rule.eavesdrop().value_or(false)) {
-        if (auto it = eavesdroppers_.find(peer); it != eavesdroppers_.end()) eavesdroppers_.erase(it);
-    }
     Client* c = find(peer);
+    if (rule.eavesdrop().value_or(false)) {
+        if (auto it = eavesdroppers_.find(peer); it != eavesdroppers_.end()) {
+            eavesdroppers_.erase(it);
+            // Its last one: no more copies. (Should the kernel refuse, what it copies is judged by
+            // rules that no longer ask for it, and dropped.)
+            if (c && c->bridge && !c->monitor && !eavesdroppers_.contains(peer))
+                (void)set_bridged_eavesdropping(*c, false);
+        }
+    }
     if (!c) return;
     auto it = std::find_if(c->records.begin(), c->records.end(), [&rule](const Client::Record& r) { return r.rule == rule; });
     if (it == c->records.end()) return;
@@ -939,6 +969,21 @@ void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& r
                                      "let a monitor see the traffic between clients")))
             note_out_of_step(peer, "the kernel refused to show it the traffic between clients");
     });
+}
+
+bool KernelDelivery::addressed_to(const Client& c, const Message& message) const {
+    const std::string_view destination = message.destination();
+    return !destination.empty() && (destination == c.unique_name || kernel_owner(destination) == &c);
+}
+
+int KernelDelivery::set_bridged_eavesdropping(Client& c, bool on) {
+    // As the bus's monitors get them: the traffic between clients only (what the master sends and
+    // receives the model copies itself), and unchecked, since the model judges each copy as it judges
+    // its own (gives_copy: the client's rules, policy's eavesdrop rules, fds).
+    const int flags = 1 | BUS_EAVESDROP_MONITOR;
+    return on ? set_option_errno(c, BUS_SET_EAVESDROP, &flags, sizeof flags,
+                                 "let an eavesdropper see the traffic between clients")
+              : set_option_errno(c, BUS_UNSET_EAVESDROP, nullptr, 0, "stop an eavesdropper's copies");
 }
 
 bool KernelDelivery::monitor_wants(const Client& c, const Message& message) const {
@@ -1417,6 +1462,12 @@ void KernelDelivery::bridge_take(Client& c, ReceivedDatagram received) {
     Message& message = received.message;
     // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
     if (c.monitor && received.source != 0 && !monitor_wants(c, message)) return;
+    // An eavesdropper's from the kernel: the traffic between other clients, which the model judges.
+    if (!c.monitor && received.source != 0 && eavesdroppers_.contains(c.id) && !addressed_to(c, message)) {
+        if (events_.gives_copy(c.id, message))
+            broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
+        return;
+    }
     if (!message.fds().empty() && !broker_.passes_fds(c.id)) {
         // As the broker: a call gets NotSupported (from the callee, the only SENDER the kernel lets the
         // bridge use), anything else is dropped; the fds close with it. (An answer settles its call.)
@@ -1462,11 +1513,16 @@ void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexc
     events_.message_given_up(c.id);
     Bridge& b = *c.bridge;
     const bool answer = lost.type == MessageType::MethodReturn || lost.type == MessageType::Error;
-    // A monitor is also sent copies of others' messages (by the kernel, and by the master of what the model
-    // routes), an eavesdropper by the master: nobody waits for those. Its own are those addressed to its
-    // unique name (always short enough for the skipped record; a monitor owns no other name).
-    const bool may_be_a_copy = c.monitor || (lost.source == 0 && eavesdroppers_.contains(c.id));
-    if (may_be_a_copy && lost.destination() != c.unique_name) return;
+    // A monitor or an eavesdropper is also sent copies of others' messages (by the kernel, and by the master
+    // of what the model routes): nobody waits for those. Its own are those addressed to it (a unique name is
+    // always short enough for the skipped record; a monitor owns no other name).
+    if (c.monitor || eavesdroppers_.contains(c.id)) {
+        const auto destination = lost.destination();
+        const bool its_own =
+            destination && (*destination == c.unique_name ||
+                            (!c.monitor && !destination->empty() && kernel_owner(*destination) == &c));
+        if (!its_own) return;
+    }
     if (c.monitor) {
         // Its answer to BecomeMonitor (it sends nothing after that), or one the model routed to a call it
         // made before: it is a monitor whatever it is told now, so the bus ends it rather than let it

@@ -62,6 +62,7 @@ public:
     [[nodiscard]] bool passes_fds(PeerId peer) const override;
     [[nodiscard]] std::optional<std::string> cannot_carry(PeerId peer, const Message& message) const override;
     QueueLoad deliver(PeerId peer, std::shared_ptr<const Message> message) override;
+    QueueLoad deliver_copy(PeerId peer, std::shared_ptr<const Message> message) override;
     void flush() override;
     void detach(PeerId peer) override;
 
@@ -219,6 +220,9 @@ private:
     // Queues a NameAddress or PeerAddress signal for `to` (docs/kernel-mode.md).
     void enqueue_notice(Client& to, std::string_view member, const std::string& name, std::uint64_t address);
     void update_watch(Client& client);
+    // Sends and reads on whatever is on its way to bridged client `c` through the kernel, so that what
+    // goes to its unix side directly next keeps its place.
+    void drain_toward(Client& c);
     // A message for bridged client `c` that AF_BUS cannot carry (a socket): to its unix side directly,
     // after whatever is on its way to it through the kernel.
     QueueLoad deliver_around_the_kernel(Client& c, std::shared_ptr<const Message> message);
@@ -326,6 +330,11 @@ private:
     void unwatch_sender(const Client::Record& record, PeerId peer);
     // Whether bridged monitor `c` wants the kernel's copy of `message`.
     [[nodiscard]] bool monitor_wants(const Client& c, const Message& message) const;
+    // Turns the kernel's copies of the traffic between clients on or off for bridged eavesdropper `c`;
+    // the kernel's errno, or 0.
+    int set_bridged_eavesdropping(Client& c, bool on);
+    // Whether `message` is addressed to `c` (its unique name, or a name it owns in the kernel).
+    [[nodiscard]] bool addressed_to(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
     // The serial for a message of the daemon's own; never 0.
     std::uint32_t take_serial();

@@ -458,6 +458,100 @@ TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
     EXPECT_EQ(got, (std::vector<std::string>{"Tick", "Last"}));
 }
 
+// A standard client with an eavesdrop='true' rule, bridged into the kernel, sees what native clients send
+// each other straight through the kernel, as on dbus-daemon: each message once (the first call, forwarded
+// by the master, as well as the later direct ones), and only what its rules ask for and policy's eavesdrop
+// rules allow (here, nothing on org.example.Secret). It used to see only what passed through the daemon.
+TEST_F(KernelModeBus, ABridgedEavesdropperSeesTrafficBetweenNativeClients) {
+    auto options = both_listeners();
+    options.extra_config +=
+        "  <policy context=\"default\">\n"
+        "    <deny eavesdrop=\"true\" receive_interface=\"org.example.Secret\"/>\n"
+        "  </policy>\n";
+    test::TestBus bus(options);
+    const std::string native = entry_of(bus.address(), "afbus");
+    ASSERT_NE(native, "") << bus.address();
+    auto a = open(native), b = open(native), u = open(entry_of(bus.address(), "unix"));
+    ASSERT_TRUE(a && b && u);
+    auto a_echo = export_echo(*a);
+    ASSERT_TRUE(a_echo);
+    const std::initializer_list<Connection*> all = {a.get(), b.get(), u.get()};
+
+    std::vector<std::string> calls, signals;
+    auto seen_calls = u->subscribe(
+        "eavesdrop='true',type='method_call',interface='org.example.Echo'",
+        [&calls](const Message& m) { calls.push_back(std::get<0>(read_all<std::string>(m).value())); });
+    auto seen_signals = u->subscribe(
+        "eavesdrop='true',type='signal',path='/org/example/whisper'", [&signals](const Message& m) {
+            signals.push_back(std::string(m.interface()) + "." + std::string(m.member()));
+        });
+    ASSERT_TRUE(seen_calls && seen_signals);
+    for (int i = 0; i < 5; ++i) {
+        auto r = echo(*b, all, a->unique_name(), "call " + std::to_string(i));
+        ASSERT_TRUE(r) << "call " << i << ": " << r.error().name << ": " << r.error().message;
+    }
+    // Unicast signals from B to A, through the kernel: the policy hides the secret one from eavesdroppers.
+    for (const char* interface : {"org.example.Secret", "org.example.Open"}) {
+        ASSERT_TRUE(b->send(MessageBuilder::signal("/org/example/whisper", interface, "Whisper")
+                                .destination(a->unique_name())
+                                .build()
+                                .value()));
+    }
+    ASSERT_TRUE(b->send(MessageBuilder::signal("/org/example/whisper", "org.example.Open", "Last")
+                            .destination(a->unique_name())
+                            .build()
+                            .value()));
+    ASSERT_TRUE(
+        pump(all, [&signals] { return !signals.empty() && signals.back() == "org.example.Open.Last"; }));
+    EXPECT_EQ(calls, (std::vector<std::string>{"call 0", "call 1", "call 2", "call 3", "call 4"}));
+    EXPECT_EQ(signals, (std::vector<std::string>{"org.example.Open.Whisper", "org.example.Open.Last"}));
+}
+
+// A native client cannot eavesdrop: the model's copies would reach it through the kernel, which takes a
+// copy of a call the master forwards for a call to the eavesdropper (and then drops the callee's answer),
+// and it would miss what clients send each other directly. Its AddMatch says so, and its other rules
+// are taken; a native client's first call to another is still answered.
+TEST_F(KernelModeBus, ANativeClientCannotEavesdrop) {
+    auto a = open(native_address_), b = open(native_address_), e = open(native_address_);
+    ASSERT_TRUE(a && b && e);
+    auto a_echo = export_echo(*a);
+    ASSERT_TRUE(a_echo);
+    auto refused = e->subscribe("eavesdrop='true',type='method_call'", [](const Message&) {});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().name, "org.freedesktop.DBus.Error.NotSupported") << refused.error().message;
+    std::vector<std::string> seen;
+    auto taken = e->subscribe("type='signal',interface='org.example.Echo'",
+                              [&seen](const Message& m) { seen.emplace_back(m.member()); });
+    ASSERT_TRUE(taken) << taken.error().message;
+    auto r = echo(*b, {a.get(), b.get(), e.get()}, a->unique_name(), "first");
+    ASSERT_TRUE(r) << r.error().name << ": " << r.error().message;
+    ASSERT_TRUE(
+        b->send(MessageBuilder::signal("/org/example/echo", "org.example.Echo", "Done").build().value()));
+    ASSERT_TRUE(pump({a.get(), b.get(), e.get()}, [&seen] { return !seen.empty(); }));
+    EXPECT_EQ(seen, std::vector<std::string>{"Done"});
+}
+
+// A monitor on the unix socket is shown a native client's first call to another, which the master
+// forwards, and the later ones, which go straight through the kernel; the callee's answers reach the
+// caller. (The model's copy for the monitor goes to its unix side directly, as an eavesdropper's does:
+// through the kernel, a copy of a forwarded call would be taken for a call to the monitor.)
+TEST_F(KernelModeBus, AMonitorSeesAForwardedCallThatIsStillAnswered) {
+    auto a = open(native_address_), b = open(native_address_), m = open(unix_address_);
+    ASSERT_TRUE(a && b && m);
+    auto a_echo = export_echo(*a);
+    ASSERT_TRUE(a_echo);
+    std::vector<std::string> seen;
+    ASSERT_TRUE(m->become_monitor(
+        {"type='method_call',interface='org.example.Echo'"},
+        [&seen](const Message& msg) { seen.push_back(std::get<0>(read_all<std::string>(msg).value())); }));
+    for (int i = 0; i < 3; ++i) {
+        auto r = echo(*b, {a.get(), b.get(), m.get()}, a->unique_name(), "call " + std::to_string(i));
+        ASSERT_TRUE(r) << "call " << i << ": " << r.error().name << ": " << r.error().message;
+    }
+    ASSERT_TRUE(pump({a.get(), b.get(), m.get()}, [&seen] { return seen.size() == 3; }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"call 0", "call 1", "call 2"}));
+}
+
 TEST_F(KernelModeBus, WhatTheKernelRefusesANativeClientForPolicyTheBusJudgesAgain) {
     // af_bus_dbus.ko refuses a call between native clients that policy denies; libafbus hands the refused
     // call to the daemon, which judges it again as the broker does: dbus-daemon's error and words for the
