@@ -290,7 +290,7 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
     try {
         added = clients_.emplace(peer, std::move(client)).first->second.get();
     } catch (const std::bad_alloc&) {
-        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+        return report_lost(peer, "the bus ran out of memory taking the connection");
     }
     Client& c = *added;
     if (!watch_client(c)) return fail(peer, EventLoop::watch_failure(errno));
@@ -302,7 +302,7 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
             }
         });
     } catch (const std::bad_alloc&) {
-        return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
+        return report_lost(peer, "the bus ran out of memory taking the connection");
     }
 }
 
@@ -320,7 +320,43 @@ KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
     return it == clients_.end() ? nullptr : it->second.get();
 }
 
-void KernelDelivery::fail(PeerId id, std::string_view reason) { events_.peer_failed(id, reason); }
+void KernelDelivery::fail(PeerId id, std::string_view reason) {
+    report_failed(id, reason);
+}
+
+void KernelDelivery::report_failed(PeerId id, std::string_view reason) {
+    judge_eavesdroppers_copies();
+    events_.peer_failed(id, reason);
+}
+
+void KernelDelivery::report_lost(PeerId id, std::string_view reason) {
+    judge_eavesdroppers_copies();
+    events_.peer_lost(id, reason);
+}
+
+void KernelDelivery::report_refused(PeerId id, std::string_view reason) {
+    judge_eavesdroppers_copies();
+    events_.peer_refused(id, reason);
+}
+
+void KernelDelivery::judge_eavesdroppers_copies() noexcept {
+    // The kernel's copies for eavesdroppers are judged by the model as their bridges read them
+    // (gives_copy), which needs their sender: a client that sent something and left at once (as
+    // dbus-send does) would be gone by then. So, before the model hears that a client leaves, each
+    // eavesdropper's bridge reads what the kernel holds for it. (Out of memory, they are read later, and
+    // what the leaving client sent them is dropped.)
+    if (eavesdroppers_.empty() || judging_copies_) return;
+    judging_copies_ = true;
+    try {
+        std::vector<PeerId> eavesdroppers(eavesdroppers_.begin(), eavesdroppers_.end());
+        eavesdroppers.erase(std::unique(eavesdroppers.begin(), eavesdroppers.end()), eavesdroppers.end());
+        for (PeerId id : eavesdroppers) {
+            if (Client* c = find(id); c && c->bridge && !c->monitor) bridge_read(*c, true);
+        }
+    } catch (const std::bad_alloc&) {
+    }
+    judging_copies_ = false;
+}
 
 std::uint32_t KernelDelivery::take_serial() {
     const std::uint32_t serial = next_serial_++;
@@ -329,7 +365,7 @@ std::uint32_t KernelDelivery::take_serial() {
 }
 
 void KernelDelivery::fail_on(PeerId id, const TransportError& error) {
-    if (is_loss(error)) return events_.peer_lost(id, describe(error));
+    if (is_loss(error)) return report_lost(id, describe(error));
     fail(id, describe(error));
 }
 
@@ -340,7 +376,7 @@ void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
     try {
         handle_io(id, events);
     } catch (const std::bad_alloc&) {
-        events_.peer_lost(id, "the bus ran out of memory serving it");
+        report_lost(id, "the bus ran out of memory serving it");
     }
 }
 
@@ -405,9 +441,9 @@ void KernelDelivery::read_messages(Client& c, bool hung_up) {
             continue;
         }
         if (!received && received.error().kind == TransportError::Kind::NoMemory)
-            return events_.peer_lost(id, describe(received.error()));
+            return report_lost(id, describe(received.error()));
         // Bytes that are not one D-Bus message, or fds that were not agreed on: the client's doing.
-        if (!received) return events_.peer_refused(id, describe(received.error()));
+        if (!received) return report_refused(id, describe(received.error()));
         if (!*received) break;
         // Everything on a master-side socket comes from its own client (the kernel says so).
         Message& message = (*received)->message;
@@ -645,13 +681,14 @@ void KernelDelivery::flush() {
         while (!out_of_step_.empty()) {
             const OutOfStep lost = out_of_step_.back();  // (popped, not exchanged: its room stays)
             out_of_step_.pop_back();
-            events_.peer_lost(lost.id, lost.reason);
+            report_lost(lost.id, lost.reason);
         }
         while (!broken_.empty()) {
             Broken broken = std::move(broken_.back());
             broken_.pop_back();
             if (!find(broken.id)) continue;
-            if (broken.lost) events_.peer_lost(broken.id, broken.reason);
+            if (broken.lost)
+                report_lost(broken.id, broken.reason);
             else fail(broken.id, broken.reason);
         }
         broker_.flush();
@@ -1436,7 +1473,7 @@ void KernelDelivery::on_bridge_io(PeerId id, std::uint32_t events) {
     try {
         handle_bridge_io(id, events);
     } catch (const std::bad_alloc&) {
-        events_.peer_lost(id, "the bus ran out of memory serving it");
+        report_lost(id, "the bus ran out of memory serving it");
     }
 }
 

@@ -160,9 +160,13 @@ private:
             return kernel_.events_.peer_authenticated(peer, uid);
         }
         void peer_sent(PeerId peer, Message message) override { kernel_.unix_peer_sent(peer, std::move(message)); }
-        void peer_failed(PeerId peer, std::string_view reason) override { kernel_.events_.peer_failed(peer, reason); }
-        void peer_refused(PeerId peer, std::string_view reason) override { kernel_.events_.peer_refused(peer, reason); }
-        void peer_lost(PeerId peer, std::string_view reason) override { kernel_.events_.peer_lost(peer, reason); }
+        void peer_failed(PeerId peer, std::string_view reason) override {
+            kernel_.report_failed(peer, reason);
+        }
+        void peer_refused(PeerId peer, std::string_view reason) override {
+            kernel_.report_refused(peer, reason);
+        }
+        void peer_lost(PeerId peer, std::string_view reason) override { kernel_.report_lost(peer, reason); }
         [[nodiscard]] bool may_read(PeerId peer) const override { return kernel_.unix_peer_may_read(peer); }
         [[nodiscard]] bool registered(PeerId peer) const override { return kernel_.events_.registered(peer); }
         // (Broker mode has no kernel to drop anything.)
@@ -336,6 +340,12 @@ private:
     // Whether `message` is addressed to `c` (its unique name, or a name it owns in the kernel).
     [[nodiscard]] bool addressed_to(const Client& c, const Message& message) const;
     void fail(PeerId id, std::string_view reason);
+    // A client leaves: told to the model (DeliveryEvents' peer_failed, peer_lost, peer_refused) once the
+    // kernel's copies for eavesdroppers are judged (judge_eavesdroppers_copies).
+    void report_failed(PeerId id, std::string_view reason);
+    void report_lost(PeerId id, std::string_view reason);
+    void report_refused(PeerId id, std::string_view reason);
+    void judge_eavesdroppers_copies() noexcept;
     // The serial for a message of the daemon's own; never 0.
     std::uint32_t take_serial();
     // Reading or writing a client's socket failed: a client that hung up ends it; any other errno is the
@@ -365,6 +375,7 @@ private:
     // shows monitors the errors of the copies policy refuses (the kernel drops those silently). Room for
     // every peer is made as it connects: becoming a monitor cannot fail after its answer was sent.
     std::vector<PeerId> monitors_;
+    bool judging_copies_ = false;  // judge_eavesdroppers_copies() is running (it does not nest)
     // Clients with eavesdropping match rules, once per rule: while there are any, bridged clients'
     // unicasts go through the model, which copies them to eavesdroppers as the broker does.
     std::multiset<PeerId> eavesdroppers_;

@@ -507,6 +507,29 @@ TEST_F(KernelModeBus, ABridgedEavesdropperSeesTrafficBetweenNativeClients) {
     EXPECT_EQ(signals, (std::vector<std::string>{"org.example.Open.Whisper", "org.example.Open.Last"}));
 }
 
+// A client that sends a signal and leaves at once (as dbus-send does): an eavesdropper whose rules ask for
+// the signal gets it all the same, whichever way the sender came, though the kernel's copy is judged
+// only when the eavesdropper's bridge reads it.
+TEST_F(KernelModeBus, AnEavesdropperGetsTheLastWordsOfASenderThatLeft) {
+    auto u = open(unix_address_);
+    ASSERT_TRUE(u);
+    std::vector<std::string> seen;
+    auto sub = u->subscribe("eavesdrop='true',type='signal',interface='org.example.Bye'",
+                            [&seen](const Message& m) { seen.emplace_back(m.member()); });
+    ASSERT_TRUE(sub);
+    for (const std::string* address : {&unix_address_, &native_address_}) {
+        auto sender = open(*address);
+        ASSERT_TRUE(sender);
+        const std::string member = address == &unix_address_ ? "FromUnix" : "FromNative";
+        ASSERT_TRUE(
+            sender->send(MessageBuilder::signal("/org/example", "org.example.Bye", member).build().value()));
+        sender.reset();  // (sent before it returned)
+        ASSERT_TRUE(pump({u.get()}, [&seen, &member] { return !seen.empty() && seen.back() == member; }))
+            << member << " never came";
+    }
+    EXPECT_EQ(seen, (std::vector<std::string>{"FromUnix", "FromNative"}));
+}
+
 // A native client cannot eavesdrop: the model's copies would reach it through the kernel, which takes a
 // copy of a call the master forwards for a call to the eavesdropper (and then drops the callee's answer),
 // and it would miss what clients send each other directly. Its AddMatch says so, and its other rules
