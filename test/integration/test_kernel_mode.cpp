@@ -34,11 +34,14 @@ namespace {
 using namespace std::chrono_literals;
 using test::pump;
 
-// One bus with both listeners; afbus-daemon only (dbus-daemon has no AF_BUS).
-test::TestBusOptions both_listeners() {
+// One bus with both listeners, and `policy` (the rules of a default context) if given; afbus-daemon only
+// (dbus-daemon has no AF_BUS).
+test::TestBusOptions both_listeners(const std::string& policy = {}) {
     test::TestBusOptions options;
     options.listen = "unix:path=@DIR@/unix_socket";
     options.extra_config = "  <listen>afbus:path=@DIR@/afbus_socket</listen>\n";
+    if (!policy.empty())
+        options.extra_config += "  <policy context=\"default\">\n" + policy + "  </policy>\n";
     return options;
 }
 
@@ -408,13 +411,9 @@ TEST_F(KernelModeBus, ASenderGetsItsOwnSignalsWhereItsRulesMatch) {
 TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
     // Deny rules the kernel enforces on what goes from client to client directly (af_bus_dbus.ko's
     // policy image and each client's chains), as the model does on what goes through the daemon.
-    auto options = both_listeners();
-    options.extra_config +=
-        "  <policy context=\"default\">\n"
-        "    <deny send_destination=\"org.example.Guarded\"/>\n"
-        "    <deny receive_interface=\"org.example.Kernel\" receive_member=\"Hidden\"/>\n"
-        "  </policy>\n";
-    test::TestBus strict(options);
+    test::TestBus strict(
+        both_listeners("    <deny send_destination=\"org.example.Guarded\"/>\n"
+                       "    <deny receive_interface=\"org.example.Kernel\" receive_member=\"Hidden\"/>\n"));
     const std::string native = entry_of(strict.address(), "afbus");
     ASSERT_NE(native, "") << strict.address();
     auto a = open(native), b = open(native), c = open(native), u = open(entry_of(strict.address(), "unix"));
@@ -463,12 +462,8 @@ TEST_F(KernelModeBus, PolicyHoldsBetweenNativeClients) {
 // by the master, as well as the later direct ones), and only what its rules ask for and policy's eavesdrop
 // rules allow (here, nothing on org.example.Secret). It used to see only what passed through the daemon.
 TEST_F(KernelModeBus, ABridgedEavesdropperSeesTrafficBetweenNativeClients) {
-    auto options = both_listeners();
-    options.extra_config +=
-        "  <policy context=\"default\">\n"
-        "    <deny eavesdrop=\"true\" receive_interface=\"org.example.Secret\"/>\n"
-        "  </policy>\n";
-    test::TestBus bus(options);
+    test::TestBus bus(
+        both_listeners("    <deny eavesdrop=\"true\" receive_interface=\"org.example.Secret\"/>\n"));
     const std::string native = entry_of(bus.address(), "afbus");
     ASSERT_NE(native, "") << bus.address();
     auto a = open(native), b = open(native), u = open(entry_of(bus.address(), "unix"));

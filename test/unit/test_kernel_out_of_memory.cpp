@@ -306,10 +306,12 @@ struct World {
         FailingAllocations::Pause pause;
         client.emplace(address);
     }
-    // A client, connected and registered (its Hello answered), outside the count.
+    // A client, connected and registered (its Hello answered), outside the count; asking to pass fds if
+    // `pass_unix_fds`.
     template <class Client>
-    void register_client(std::optional<Client>& client) {
+    void register_client(std::optional<Client>& client, bool pass_unix_fds = false) {
         connect(client);
+        if (pass_unix_fds) client->pass_unix_fds();
         client->say(test::one_message([] { return driver_call_builder("Hello"); }, 1));
         pump([&] {
             client->read();
@@ -698,16 +700,7 @@ TEST(KernelOutOfMemory, FdsThroughABridge) {
         });
     };
     const std::size_t made = fail_each_allocation(
-        [&](World& w) {
-            w.connect(caller);
-            caller->pass_unix_fds();
-            caller->say(test::one_message([] { return driver_call_builder("Hello"); }, 1));
-            w.pump([&] {
-                caller->read();
-                return caller->answer(1) != nullptr;
-            });
-            ASSERT_TRUE(caller->answer(1)) << "the caller was not registered";
-        },
+        [&](World& w) { w.register_client(caller, true); },
         [&](World& w) {
             caller->say(test::one_message(
                             [] {
