@@ -1008,8 +1008,7 @@ void KernelDelivery::became_monitor(PeerId peer, const std::vector<MatchRule>& r
     });
 }
 
-bool KernelDelivery::addressed_to(const Client& c, const Message& message) const {
-    const std::string_view destination = message.destination();
+bool KernelDelivery::addressed_to(const Client& c, std::string_view destination) const {
     return !destination.empty() && (destination == c.unique_name || kernel_owner(destination) == &c);
 }
 
@@ -1500,7 +1499,8 @@ void KernelDelivery::bridge_take(Client& c, ReceivedDatagram received) {
     // A monitor's copies from the kernel (not from the master: the model's own, filtered already).
     if (c.monitor && received.source != 0 && !monitor_wants(c, message)) return;
     // An eavesdropper's from the kernel: the traffic between other clients, which the model judges.
-    if (!c.monitor && received.source != 0 && eavesdroppers_.contains(c.id) && !addressed_to(c, message)) {
+    if (!c.monitor && received.source != 0 && eavesdroppers_.contains(c.id) &&
+        !addressed_to(c, message.destination())) {
         if (events_.gives_copy(c.id, message))
             broker_.deliver(c.id, std::make_shared<const Message>(std::move(message)));
         return;
@@ -1555,10 +1555,7 @@ void KernelDelivery::bridge_gave_up(Client& c, const SkippedMessage& lost) noexc
     // always short enough for the skipped record; a monitor owns no other name).
     if (c.monitor || eavesdroppers_.contains(c.id)) {
         const auto destination = lost.destination();
-        const bool its_own =
-            destination && (*destination == c.unique_name ||
-                            (!c.monitor && !destination->empty() && kernel_owner(*destination) == &c));
-        if (!its_own) return;
+        if (!destination || !addressed_to(c, *destination)) return;
     }
     if (c.monitor) {
         // Its answer to BecomeMonitor (it sends nothing after that), or one the model routed to a call it

@@ -337,8 +337,8 @@ private:
     // Turns the kernel's copies of the traffic between clients on or off for bridged eavesdropper `c`;
     // the kernel's errno, or 0.
     int set_bridged_eavesdropping(Client& c, bool on);
-    // Whether `message` is addressed to `c` (its unique name, or a name it owns in the kernel).
-    [[nodiscard]] bool addressed_to(const Client& c, const Message& message) const;
+    // Whether `destination` is `c` (its unique name, or a name it owns in the kernel).
+    [[nodiscard]] bool addressed_to(const Client& c, std::string_view destination) const;
     void fail(PeerId id, std::string_view reason);
     // A client leaves: told to the model (DeliveryEvents' peer_failed, peer_lost, peer_refused) once the
     // kernel's copies for eavesdroppers are judged (judge_eavesdroppers_copies).
