@@ -28,8 +28,16 @@ void ClientTransport::push_received(std::string_view bytes) {
     if (auto* stream = std::get_if<StreamTransport>(&transport_)) stream->push_received(bytes);
 }
 
-Expected<std::size_t, TransportError> ClientTransport::read() {
-    return std::visit([](auto& t) { return t.read(); }, transport_);
+Expected<std::size_t, TransportError> ClientTransport::read(ReadStart start) {
+    if (auto* datagrams = std::get_if<DatagramTransport>(&transport_))
+        return datagrams->read(DatagramTransport::kDefaultReadBudget, start);
+    assert(start == ReadStart::Now);
+    return std::get<StreamTransport>(transport_).read();
+}
+
+bool ClientTransport::can_wait_in_read() const noexcept {
+    const auto* datagrams = std::get_if<DatagramTransport>(&transport_);
+    return datagrams && datagrams->can_wait_in_read();
 }
 
 Expected<std::optional<ReceivedDatagram>, TransportError> ClientTransport::next() {

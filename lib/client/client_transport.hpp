@@ -32,7 +32,12 @@ public:
     // Bytes read behind the SASL exchange: the start of the message stream. Streams only (a datagram
     // socket never carries SASL and a message in one datagram).
     void push_received(std::string_view bytes);
-    Expected<std::size_t, TransportError> read();
+    Expected<std::size_t, TransportError> read(ReadStart start = ReadStart::Now);
+    // Whether the next read may start with ReadStart::Waiting: AF_BUS only (see
+    // DatagramTransport::can_wait_in_read()). A stream never waits in its read: on a unix socket, a
+    // client blocked in recvmsg() instead of poll() made the daemon that woke it spend more per call
+    // (docs/performance.md, "Kernel mode").
+    [[nodiscard]] bool can_wait_in_read() const noexcept;
     // The next message read; its source address on AF_BUS, nullopt on streams.
     Expected<std::optional<ReceivedDatagram>, TransportError> next();
     // destination: where an AF_BUS datagram goes (ignored by streams).

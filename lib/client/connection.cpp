@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -155,7 +156,7 @@ std::string& af_bus_sysfs_root() {
 // afbus:path=... / afbus:abstract=...: the socket, and the datagram transport over it. When the kernel
 // has no AF_BUS the error is NotSupported, and Connection::open goes on with the next entry.
 Expected<std::shared_ptr<ConnectionState>, Error> connect_af_bus_entry(const AddressEntry& entry) {
-    auto socket = connect_af_bus(entry, af_bus_sysfs_root());
+    auto socket = connect_af_bus(entry, af_bus_sysfs_root(), SocketFileMode::Blocking);
     if (!socket) {
         const AfBusSocketError& e = socket.error();
         std::string_view name = error_names::kNoServer;
@@ -379,9 +380,9 @@ bool ConnectionState::answer_refused() {
     return handed_to_bus;
 }
 
-Expected<void, Error> ConnectionState::read_available() {
+Expected<void, Error> ConnectionState::read_available(ReadStart start) {
     if (!connected) return Unexpected(make_error(error_names::kDisconnected, "Not connected"));
-    auto n = transport.read();
+    auto n = transport.read(start);
     std::optional<Error> failure;
     if (!n) failure = transport_error(n.error());
     // Keep every complete message that arrived before a failure.
@@ -406,8 +407,25 @@ Expected<void, Error> ConnectionState::read_available() {
     return {};
 }
 
+bool ConnectionState::may_wait_in_read(Clock::duration left) {
+    if (left < kReceiveTimeout || transport.wants_write() || !transport.can_wait_in_read()) return false;
+    if (receive_timeout == ReceiveTimeout::Unset) {
+        const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(kReceiveTimeout);
+        const auto microseconds =
+            std::chrono::duration_cast<std::chrono::microseconds>(kReceiveTimeout - seconds);
+        const timeval timeout{static_cast<time_t>(seconds.count()),
+                              static_cast<suseconds_t>(microseconds.count())};
+        // Where the socket takes no receive timeout, every wait is a poll() as before.
+        receive_timeout = ::setsockopt(transport.fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) == 0
+                              ? ReceiveTimeout::Set
+                              : ReceiveTimeout::Unavailable;
+    }
+    return receive_timeout == ReceiveTimeout::Set;
+}
+
 Expected<void, Error> ConnectionState::pump(Clock::time_point deadline, Clock::time_point now) {
     if (auto r = flush(); !r) return r;
+    if (may_wait_in_read(deadline - now)) return read_available(ReadStart::Waiting);
     short events = POLLIN;
     if (transport.wants_write()) events |= POLLOUT;
     auto ready = wait_fd(transport.fd(), events, deadline, now);
@@ -675,7 +693,10 @@ Expected<ReleaseNameReply, Error> Connection::release_name(std::string_view name
 
 Expected<void, Error> Connection::process() {
     if (!state_->connected) return Unexpected(make_error(error_names::kDisconnected, "Connection is closed"));
-    auto r = state_->read_available();
+    return dispatch_and_write(state_->read_available());
+}
+
+Expected<void, Error> Connection::dispatch_and_write(Expected<void, Error> r) {
     // What the handlers send goes out together once they are done (see send()).
     SendBatch batch(state_);
     // Dispatch what arrived even if the connection then failed.
@@ -734,15 +755,23 @@ Expected<void, Error> Connection::run() {
 
 Expected<bool, Error> Connection::run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
+    auto processed = process();
     for (;;) {
-        if (auto r = process(); !r) return Unexpected(r.error());
+        if (!processed) return Unexpected(processed.error());
         if (done()) return true;
         auto wake = deadline;
         if (auto next = next_deadline(); next && *next < wake) wake = *next;
         const auto now = Clock::now();
         if (now >= deadline) return false;
+        // Nothing due for a while: the wait is the read (one system call), and what it read is
+        // dispatched without reading again.
+        if (state_->may_wait_in_read(wake - now)) {
+            processed = dispatch_and_write(state_->read_available(ReadStart::Waiting));
+            continue;
+        }
         auto ready = wait_fd(fd(), poll_events(), wake, now);
         if (!ready) return Unexpected(ready.error());
+        processed = process();
     }
 }
 

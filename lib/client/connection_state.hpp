@@ -80,8 +80,18 @@ public:
     // Flushes, waits for input or `deadline`, reads, and queues what arrived in `incoming`. `now` saves a
     // caller that just read the clock another read.
     Expected<void, Error> pump(Clock::time_point deadline, Clock::time_point now = Clock::now());
-    // Non-blocking: reads what is there into `incoming`.
-    Expected<void, Error> read_available();
+    // Reads what is there into `incoming`; with ReadStart::Waiting (only where may_wait_in_read()), waits
+    // for it first, as long as the socket's receive timeout.
+    Expected<void, Error> read_available(ReadStart start = ReadStart::Now);
+    // Whether a wait of `left` for input can be the read itself. An AF_BUS socket's file blocks (every
+    // other call passes MSG_DONTWAIT), so a receive can wait; one does where nothing waits to be written,
+    // the transport reads a lone message in one receive, and `left` is at least kReceiveTimeout, which
+    // the first such wait sets as the socket's SO_RCVTIMEO. A call with the default timeout and a loop
+    // with nothing due soon then make one system call where poll() and a receive were two.
+    [[nodiscard]] bool may_wait_in_read(Clock::duration left);
+    static constexpr std::chrono::milliseconds kReceiveTimeout = kDefaultCallTimeout;
+    enum class ReceiveTimeout : std::uint8_t { Unset, Set, Unavailable };
+    ReceiveTimeout receive_timeout = ReceiveTimeout::Unset;
     Expected<void, Error> flush();
     // Routes and queues one message (AF_BUS: to the address AfBusRouting chooses).
     void enqueue(Message message);

@@ -45,8 +45,8 @@ Expected<BusSocketAddress, AddressError> bus_socket_address(const AddressEntry& 
     return result;
 }
 
-Expected<AfBusSocket, AfBusSocketError> connect_af_bus(const AddressEntry& entry,
-                                                       std::string_view sysfs_root) {
+Expected<AfBusSocket, AfBusSocketError> connect_af_bus(const AddressEntry& entry, std::string_view sysfs_root,
+                                                       SocketFileMode mode) {
     auto family = af_bus_family(sysfs_root);
     if (!family) return Unexpected(AfBusSocketError{AfBusSocketError::Kind::Unavailable, family.error()});
     auto address = bus_socket_address(entry, *family);
@@ -66,7 +66,8 @@ Expected<AfBusSocket, AfBusSocketError> connect_af_bus(const AddressEntry& entry
     do r = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address->address), address->length);
     while (r < 0 && errno == EINTR);
     if (r < 0) return Unexpected(AfBusSocketError{AfBusSocketError::Kind::Connect, {}, {}, errno});
-    if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0)
+    if (mode == SocketFileMode::NonBlocking &&
+        ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) < 0)
         return Unexpected(AfBusSocketError{AfBusSocketError::Kind::Connect, {}, {}, errno});
     return AfBusSocket{std::move(fd), *family};
 }

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 
 #include "afbus/decoder.hpp"
 #include "transport/socket_io.hpp"
@@ -58,9 +60,11 @@ struct OneDatagram {
     msghdr msg{};
 };
 
-// Receives one datagram into `into` (non-blocking, fds close-on-exec), retried on EINTR: recvmsg's result,
-// errno set when it failed; `d` holds the rest.
-ssize_t receive_datagram(int socket, std::span<std::byte> into, OneDatagram& d) {
+// Receives one datagram into `into` (fds close-on-exec): recvmsg's result, errno set when it failed; `d`
+// holds the rest. Now: never blocks, retried on EINTR. Waiting: blocks as ReadStart says, and a signal
+// ends it with EINTR.
+ssize_t receive_datagram(int socket, std::span<std::byte> into, OneDatagram& d,
+                         ReadStart start = ReadStart::Now) {
     d.iov = {into.data(), into.size()};
     d.msg = msghdr{};
     d.msg.msg_name = &d.from;
@@ -69,6 +73,7 @@ ssize_t receive_datagram(int socket, std::span<std::byte> into, OneDatagram& d) 
     d.msg.msg_iovlen = 1;
     d.msg.msg_control = d.control.bytes;
     d.msg.msg_controllen = sizeof d.control.bytes;
+    if (start == ReadStart::Waiting) return ::recvmsg(socket, &d.msg, MSG_CMSG_CLOEXEC);
     ssize_t n;
     do n = ::recvmsg(socket, &d.msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
@@ -201,13 +206,14 @@ Expected<std::optional<std::size_t>, TransportError> DatagramTransport::receive_
     return std::optional<std::size_t>(static_cast<std::size_t>(n));
 }
 
-Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receive_whole() {
+Expected<DatagramTransport::WholeRead, TransportError> DatagramTransport::receive_whole(ReadStart start) {
     thread_local const std::unique_ptr<std::byte[]> buffer =
         std::make_unique_for_overwrite<std::byte[]>(kWholeReadBytes);
     OneDatagram d;
-    const ssize_t n = receive_datagram(socket_.get(), std::span<std::byte>(buffer.get(), kWholeReadBytes), d);
+    const ssize_t n =
+        receive_datagram(socket_.get(), std::span<std::byte>(buffer.get(), kWholeReadBytes), d, start);
     if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return WholeRead{};
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return WholeRead{};
         if (errno == EMSGSIZE) return WholeRead{.too_long = true};
         return Unexpected(transport_error_from_errno(errno));
     }
@@ -411,15 +417,16 @@ void DatagramTransport::note_skipped(std::span<const std::byte> datagram,
     skips_[skip_count_++] = Skip{skipped, taken_};
 }
 
-Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget) {
+Expected<std::size_t, TransportError> DatagramTransport::read(std::size_t budget, ReadStart start) {
+    assert(start == ReadStart::Now || can_wait_in_read());
     std::size_t total = 0;
-    bool whole = whole_reads_ && !bursts_;
+    bool whole = can_wait_in_read();
     while (total < budget && !broken_) {
         // One datagram in one system call, where the kernel keeps what does not fit and says what is
         // behind it (AF_BUS with BUS_SET_RECV_FLAGS): a reader that gets one message at a time (a call
         // and its reply) reads each with one recvmsg().
         if (whole) {
-            auto one = receive_whole();
+            auto one = receive_whole(std::exchange(start, ReadStart::Now));
             if (!one) {
                 if (total > 0) break;
                 return Unexpected(one.error());

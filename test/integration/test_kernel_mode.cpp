@@ -2,24 +2,28 @@
 // Where af_bus.ko and af_bus_dbus.ko are loaded (the kernel-mode VM tests), native libafbus clients talk
 // through the kernel while standard clients on the unix socket see them; elsewhere the afbus: listener
 // is skipped with a warning and the unix one serves.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/af_bus.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <linux/af_bus.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "afbus/address.hpp"
+#include "afbus/af_bus_socket.hpp"
 #include "afbus/connection.hpp"
+#include "afbus/datagram_transport.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
 #include "support/pump.hpp"
@@ -971,6 +975,113 @@ TEST_F(KernelModeBus, TheBusGoingAwayIsSeenByEveryClient) {
     if (to_peer) {
         EXPECT_FALSE(*to_peer);
     }
+}
+
+// SIGUSR1 during the test below: it only counts.
+std::atomic<int> interrupts{0};
+extern "C" void count_interrupt(int) {
+    interrupts.fetch_add(1, std::memory_order_relaxed);
+}
+
+TEST_F(KernelModeBus, CallsAndANativeServiceWaitInTheirReceive) {
+    // A native client's socket blocks, so that waiting for a reply (call()) or for work (run(),
+    // run_until()) is the receive itself: one system call where poll() and a receive were two
+    // (docs/kernel-mode.md, "What changes for each kind of client"). A signal, or a message other than
+    // the reply, during the wait changes nothing the caller sees, and process() still never blocks.
+    auto caller = open(native_address_), service = open(native_address_);
+    ASSERT_TRUE(caller && service);
+    EXPECT_EQ(::fcntl(caller->fd(), F_GETFL) & O_NONBLOCK, 0);
+    struct sigaction interrupt {
+    }, previous{};
+    interrupt.sa_handler = count_interrupt;  // no SA_RESTART: the waiting receive ends with EINTR
+    ASSERT_EQ(::sigaction(SIGUSR1, &interrupt, &previous), 0);
+    interrupts = 0;
+
+    // Echo emits a Tick and interrupts the caller's thread before it answers; Quit ends the service's loop.
+    const pthread_t caller_thread = ::pthread_self();
+    std::atomic<bool> quit{false};
+    Interface echo_interface{"org.example.Echo", {}, {}, {}};
+    echo_interface.methods.push_back(
+        {"Echo",
+         {{"text", "s"}},
+         {{"text", "s"}},
+         [&service, caller_thread](const Message& call, MessageBuilder& reply) -> Expected<void, Error> {
+             auto tick = MessageBuilder::signal("/org/example/echo", "org.example.Echo", "Tick").build();
+             if (!tick) return Unexpected(Error{"test.Failed", "no Tick"});
+             if (auto sent = service->send(std::move(*tick)); !sent) return Unexpected(sent.error());
+             ::pthread_kill(caller_thread, SIGUSR1);
+             append(reply, std::get<0>(read_all<std::string>(call).value()));
+             return {};
+         }});
+    echo_interface.methods.push_back(
+        {"Quit", {}, {}, [&quit](const Message&, MessageBuilder&) -> Expected<void, Error> {
+             quit = true;
+             return {};
+         }});
+    auto exported = service->export_interface("/org/example/echo", std::move(echo_interface));
+    ASSERT_TRUE(exported);
+    int ticks = 0;
+    auto subscribed = caller->subscribe("type='signal',interface='org.example.Echo',member='Tick'",
+                                        [&ticks](const Message&) { ++ticks; });
+    ASSERT_TRUE(subscribed);
+
+    const std::string service_name = service->unique_name();  // the loop's thread has the service now
+    Expected<bool, Error> served = false;
+    std::thread loop([&] { served = service->run_until([&quit] { return quit.load(); }, 60s); });
+    constexpr int kCalls = 20;
+    int answered = 0;
+    for (int i = 0; i < kCalls; ++i) {
+        // Some replies longer than the 64 KiB a lone message is read into: they stay queued and are read
+        // at their own size.
+        const std::string text = "call " + std::to_string(i) + std::string(i % 7 == 3 ? 100 * 1024 : 0, 'x');
+        auto reply = caller->call(echo_call(service_name, text));
+        EXPECT_TRUE(reply) << reply.error().name << ": " << reply.error().message;
+        if (reply && std::get<0>(read_all<std::string>(*reply).value()) == text)
+            ++answered;  // no EXPECT_EQ: 100 KiB
+    }
+    timeval receive_timeout{};
+    socklen_t length = sizeof receive_timeout;
+    ASSERT_EQ(::getsockopt(caller->fd(), SOL_SOCKET, SO_RCVTIMEO, &receive_timeout, &length), 0);
+    auto quit_call =
+        MessageBuilder::method_call(service_name, "/org/example/echo", "org.example.Echo", "Quit");
+    EXPECT_TRUE(caller->call(quit_call.build().value()));
+    loop.join();
+    // The Ticks came before their replies and wait to be dispatched; nothing else is queued, and this
+    // process() returns all the same.
+    ASSERT_TRUE(caller->process());
+    ::sigaction(SIGUSR1, &previous, nullptr);
+
+    EXPECT_EQ(answered, kCalls);
+    EXPECT_EQ(ticks, kCalls);
+    EXPECT_EQ(interrupts.load(), kCalls);
+    ASSERT_TRUE(served) << served.error().message;
+    EXPECT_TRUE(*served);
+    EXPECT_EQ(receive_timeout.tv_sec,
+              std::chrono::duration_cast<std::chrono::seconds>(kDefaultCallTimeout).count());
+    EXPECT_TRUE(caller->connected() && service->connected());
+}
+
+TEST_F(KernelModeBus, AWaitingReadEndsAtTheReceiveTimeoutHavingReadNothing) {
+    // What a call's timeout rests on: where nothing comes, a read that waits returns at the socket's
+    // receive timeout with nothing read and no error, and its owner looks at the clock again. The
+    // master sends nothing before the client speaks.
+    auto entries = parse_address_list(native_address_);
+    ASSERT_TRUE(entries && entries->size() == 1);
+    auto socket = connect_af_bus(entries->front(), kDefaultSysfsRoot, SocketFileMode::Blocking);
+    ASSERT_TRUE(socket) << socket.error().describe();
+    const timeval timeout{0, 200'000};
+    ASSERT_EQ(::setsockopt(socket->fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout), 0);
+    DatagramTransport transport(std::move(socket->fd), socket->family);
+    ASSERT_TRUE(transport.can_wait_in_read());
+    const auto start = std::chrono::steady_clock::now();
+    auto read = transport.read(DatagramTransport::kDefaultReadBudget, ReadStart::Waiting);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    ASSERT_TRUE(read) << describe(read.error());
+    EXPECT_EQ(*read, 0u);
+    EXPECT_GE(waited, 150ms) << "the read did not wait";
+    auto next = transport.next();
+    ASSERT_TRUE(next);
+    EXPECT_FALSE(next->has_value());
 }
 
 }  // namespace

@@ -149,7 +149,8 @@ public:
     Expected<void, Error> emit_properties_changed(std::string_view path, std::string_view interface,
                                                   const std::vector<std::string>& names);
 
-    // Event-loop integration.
+    // Event-loop integration. Poll fd(); never read or write it. (On AF_BUS its file is blocking, so
+    // that call() and run() wait in their receive; process() still never blocks.)
     [[nodiscard]] int fd() const;
     [[nodiscard]] short poll_events() const;  // POLLIN, plus POLLOUT while output is queued
     [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> next_deadline() const;
@@ -164,6 +165,8 @@ public:
 
 private:
     explicit Connection(std::shared_ptr<detail::ConnectionState> state);
+    // process() after its read: dispatches, expires calls, writes; `read`'s failure first.
+    Expected<void, Error> dispatch_and_write(Expected<void, Error> read);
     std::shared_ptr<detail::ConnectionState> state_;
 };
 

@@ -40,13 +40,18 @@ struct BusSocketAddress {
 Expected<BusSocketAddress, AddressError> bus_socket_address(const AddressEntry& entry, int family,
                                                             std::uint64_t address = BUS_MASTER_ADDR);
 
+// What a connected socket's file is left as. Blocking is for an owner that passes MSG_DONTWAIT to every
+// call but the receives it means to wait in (DatagramTransport::read with ReadStart::Waiting).
+enum class SocketFileMode : bool { NonBlocking, Blocking };
+
 struct AfBusSocket {
-    Fd fd;       // connected, non-blocking, close-on-exec
+    Fd fd;       // connected, close-on-exec, non-blocking unless asked otherwise
     int family;  // the AF_BUS number in use, for the msg_name of later sends
 };
 // sysfs_root: where /module/af_bus/parameters/family is looked up (tests pass a temporary directory).
 Expected<AfBusSocket, AfBusSocketError> connect_af_bus(const AddressEntry& entry,
-                                                       std::string_view sysfs_root = kDefaultSysfsRoot);
+                                                       std::string_view sysfs_root = kDefaultSysfsRoot,
+                                                       SocketFileMode mode = SocketFileMode::NonBlocking);
 
 // The socket's own AF_BUS address (getsockname: a client's unique address), if it is a socket of `family`.
 [[nodiscard]] std::optional<std::uint64_t> af_bus_local_address(int socket, int family);

@@ -24,6 +24,12 @@
 
 namespace afbus {
 
+// How a read's first receive goes. Now: it never blocks. Waiting: on a socket whose file is blocking
+// (SocketFileMode::Blocking), it waits until a message arrives, the socket's receive timeout
+// (SO_RCVTIMEO) passes or a signal comes; a client waiting for a reply then makes one system call where
+// poll() and a receive were two. The receives after it never block.
+enum class ReadStart : bool { Now, Waiting };
+
 // A message as it came off the socket.
 struct ReceivedDatagram {
     Message message;
@@ -46,6 +52,9 @@ struct RefusedDatagram {
 
 class DatagramTransport {
 public:
+    // What one read takes at most unless its owner says otherwise (so that one busy peer cannot starve
+    // others).
+    static constexpr std::size_t kDefaultReadBudget = 1024 * 1024;
     // `family` is put in the msg_name of addressed sends (the AF_BUS number in use; AF_UNIX ignores it).
     // On AF_BUS, asks for whole reads and queue counts (BUS_SET_RECV_FLAGS), so that a message read
     // alone costs one system call.
@@ -59,8 +68,13 @@ public:
     // Reads the datagrams the socket has now, until about `budget` bytes were read (so one busy peer
     // cannot starve others). Returns the number of bytes read; 0 means nothing was available (EAGAIN).
     // Errors: Closed (EOF, EPIPE, ECONNRESET), Io. A datagram that is not exactly one valid message is
-    // reported by next(), after the messages that came before it.
-    Expected<std::size_t, TransportError> read(std::size_t budget = 1024 * 1024);
+    // reported by next(), after the messages that came before it. ReadStart::Waiting only where
+    // can_wait_in_read() (0 then also means nothing came while it waited).
+    Expected<std::size_t, TransportError> read(std::size_t budget = kDefaultReadBudget,
+                                               ReadStart start = ReadStart::Now);
+    // The next read starts with one receive that can wait (a lone message at a time, on AF_BUS with
+    // BUS_SET_RECV_FLAGS); not while messages come in bursts, which are sized before they are read.
+    [[nodiscard]] bool can_wait_in_read() const noexcept { return whole_reads_ && !bursts_; }
     // The next message already read, if any; Corrupt / FdsNotAllowed once a bad datagram is reached
     // (the connection must be closed then, as for a corrupt stream). A datagram there was no memory to
     // take as a message is reported in its place as Skipped (what its fixed header says), and the
@@ -120,7 +134,8 @@ private:
     // Reads and takes the next datagram with one recvmsg() (whole_reads_ only): a message longer than
     // the read buffer stays queued (BUS_RECV_WHOLE), and the kernel says what is queued behind it
     // (BUS_RECV_QUEUED).
-    Expected<WholeRead, TransportError> receive_whole();
+    // Waiting: blocks as ReadStart says; a signal then reads as nothing queued.
+    Expected<WholeRead, TransportError> receive_whole(ReadStart start);
     struct BatchRead {
         // 0: nothing was queued, or the socket cannot tell (then batched_reads_ is off)
         std::size_t bytes = 0;
