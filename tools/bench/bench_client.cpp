@@ -2,12 +2,26 @@
 // sd-bus is there when the build found libsystemd (AFBUS_BENCH_SD_BUS, set by tools/meson.build).
 #include "bench_client.hpp"
 
+#include <poll.h>
+
+#include <cerrno>
+
 #include "libafbus_client.hpp"
 #if AFBUS_BENCH_SD_BUS
 #include "sdbus_client.hpp"
 #endif
 
 namespace afbus::bench {
+
+Result<void> BusClient::serve() {
+    // Processes before it waits: see process().
+    for (;;) {
+        if (auto r = process(); !r) return r;
+        pollfd ready{fd(), poll_events(), 0};
+        while (::poll(&ready, 1, -1) < 0 && errno == EINTR) {
+        }
+    }
+}
 
 std::string_view client_library_name(ClientLibrary library) {
     switch (library) {

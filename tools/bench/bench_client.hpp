@@ -68,6 +68,10 @@ public:
 
     // Exports Ping and Echo at kServerPath and owns kServerName (without queueing).
     virtual Result<RegistrationPtr> serve_echo() = 0;
+    // Serves what serve_echo() exported until the connection fails, with the loop a service written
+    // with the library would run: libafbus's Connection::run(); by default (sd-bus, whose
+    // sd_bus_wait() is a poll of its fd) process() and a poll() of fd() in turn.
+    virtual Result<void> serve();
 };
 
 [[nodiscard]] std::string_view client_library_name(ClientLibrary library);

@@ -110,6 +110,11 @@ public:
         return std::make_unique<Batch>(conn_->batch_sends());
     }
 
+    Result<void> serve() override {
+        if (auto r = conn_->run(); !r) return failure("run: " + describe(r.error()));
+        return {};
+    }
+
     Result<RegistrationPtr> serve_echo() override {
         Interface bench{std::string(kServerInterface), {}, {}, {}};
         bench.methods.push_back(

@@ -345,12 +345,9 @@ int server_main(const Target& target, const ScenarioOptions& options, int ready_
     auto service = conn.serve_echo();
     if (!service) return worker_failed(11, service.error());
     if (!write_byte(ready_fd, 'r')) return 13;
-    // Runs until the driver kills it at the end of the scenario. Processes before it waits: see
-    // BusClient::process().
-    for (;;) {
-        if (auto r = conn.process(); !r) return worker_failed(14, r.error());
-        wait_ready(conn, {}, std::chrono::milliseconds(-1));
-    }
+    // Runs until the driver kills it at the end of the scenario.
+    auto served = conn.serve();
+    return worker_failed(14, served ? std::string("the connection's loop ended") : served.error());
 }
 
 // Starts the echo server and waits until it owns its name.
