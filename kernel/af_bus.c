@@ -2360,18 +2360,34 @@ pipe:
 
 /* ------------------------------------------------------------------ receive */
 
-/* Whether the next message in @sk's receive queue is longer than @size bytes. */
-static bool bus_head_longer_than(struct sock *sk, size_t size)
+/*
+ * BUS_RECV_WHOLE: takes the head of the receive queue unless it is longer than @size. The
+ * length is looked at and the skb unlinked in one hold of the queue's lock: a message queued
+ * after a look at an empty queue must not be taken, and cut, by a read too short for it.
+ * Returns the skb; or NULL with *err -EMSGSIZE (the head stays queued), -EAGAIN (nothing
+ * queued) or the socket's error. *last is the tail seen, for __skb_wait_for_more_packets(),
+ * as __skb_try_recv_datagram() gives it.
+ */
+static struct sk_buff *bus_try_recv_whole(struct sock *sk, size_t size, int *err,
+					  struct sk_buff **last)
 {
 	struct sk_buff_head *queue = &sk->sk_receive_queue;
 	struct sk_buff *skb;
-	bool longer;
 
+	*err = sock_error(sk);
+	if (*err)
+		return NULL;
 	spin_lock_bh(&queue->lock);	/* _bh: see SIOCINQ */
+	*last = queue->prev;
 	skb = skb_peek(queue);
-	longer = skb && skb->len > size;
+	if (!skb)
+		*err = -EAGAIN;
+	else if (skb->len > size)
+		*err = -EMSGSIZE;
+	else
+		__skb_unlink(skb, queue);
 	spin_unlock_bh(&queue->lock);
-	return longer;
+	return *err ? NULL : skb;
 }
 
 static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int flags)
@@ -2408,16 +2424,11 @@ static int bus_recvmsg(struct socket *sock, struct msghdr *msg, size_t size, int
 		int off = 0;
 
 		mutex_lock(&bsk->iolock);
-		/*
-		 * BUS_RECV_WHOLE: a message that does not fit stays queued. Only receivers unlink
-		 * skbs while the socket is open, and they hold iolock: the head looked at here is
-		 * the skb dequeued below.
-		 */
-		if (whole && bus_head_longer_than(sk, size)) {
-			mutex_unlock(&bsk->iolock);
-			return -EMSGSIZE;
-		}
-		skb = __skb_try_recv_datagram(sk, &sk->sk_receive_queue, flags, &off, &err, &last);
+		/* BUS_RECV_WHOLE: a message that does not fit stays queued (-EMSGSIZE) */
+		if (whole)
+			skb = bus_try_recv_whole(sk, size, &err, &last);
+		else
+			skb = __skb_try_recv_datagram(sk, &sk->sk_receive_queue, flags, &off, &err, &last);
 		if (skb)
 			break;
 		mutex_unlock(&bsk->iolock);

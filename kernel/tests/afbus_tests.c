@@ -2450,6 +2450,81 @@ static int t_recv_flags(void)
 	PASS("EMSGSIZE leaves the message queued with its fds; SCM_BUS_QUEUED counts what is behind");
 }
 
+/*
+ * BUS_RECV_WHOLE against a sender on another CPU: a reader that starts on an empty queue while a
+ * long message arrives gets EMSGSIZE, never the message cut. (The length was once looked at
+ * before the message was taken, without the queue's lock in between: a message queued in that
+ * gap was taken, and cut, by a read too short for it.)
+ */
+struct whole_sender {
+	int fd;
+	uint64_t dst;
+	int count;
+	int err;
+};
+
+static void *whole_sender_main(void *arg)
+{
+	struct whole_sender *s = arg;
+	char buf[200];
+	int i;
+
+	memset(buf, 'x', sizeof(buf));
+	for (i = 0; i < s->count; i++) {
+		/* even: longer than the reader's first try; odd: shorter */
+		size_t len = (i % 2) ? sizeof(i) : sizeof(buf);
+
+		memcpy(buf, &i, sizeof(i));
+		if (bus_sendto(s->fd, s->dst, buf, len, 0) != (ssize_t)len) {
+			s->err = errno;
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int t_recv_whole_race(void)
+{
+	struct timeval give_up = { .tv_sec = 5, .tv_usec = 0 };
+	struct whole_sender s = { .count = 20000 };
+	int flags = BUS_RECV_WHOLE, i, got = -1, refused = 0;
+	char buf[256];
+	struct tbus tb;
+	ssize_t n = 0;
+	pthread_t t;
+
+	CHECK_OK(tb_open(&tb, "/tmp/bus-recv-whole-race", 2, 1));
+	CHECK_OK(setsockopt(tb.c[1], SOL_BUS, BUS_SET_RECV_FLAGS, &flags, sizeof(flags)));
+	/* a reader that stopped (a failure below) leaves the sender blocked on a full queue at most 5 s */
+	CHECK_OK(setsockopt(tb.c[0], SOL_SOCKET, SO_SNDTIMEO, &give_up, sizeof(give_up)));
+	s.fd = tb.c[0];
+	s.dst = tb.a[1];
+	CHECK(pthread_create(&t, NULL, whole_sender_main, &s) == 0);
+	for (i = 0; i < s.count; i++) {
+		/* blocking, room for the short ones; MSG_TRUNC: the datagram's length, cut or not */
+		n = recv(tb.c[1], buf, 16, MSG_TRUNC);
+		if (n > 16)
+			break;	/* taken, and cut */
+		if (n < 0 && errno == EMSGSIZE) {
+			refused++;
+			n = recv(tb.c[1], buf, sizeof(buf), MSG_TRUNC);
+			if (n != 200)
+				break;
+		} else if (n != sizeof(got)) {
+			break;
+		}
+		memcpy(&got, buf, sizeof(got));
+		if (got != i)
+			break;
+	}
+	pthread_join(t, NULL);
+	CHECK(i == s.count, "message %d: %zd bytes, number %d (%d refused before)", i, n, got, refused);
+	CHECK(s.err == 0, "sending failed with %d", s.err);
+	CHECK(refused == s.count / 2, "%d of %d long messages refused first", refused, s.count / 2);
+	tb_close(&tb);
+	PASS("%d messages in order, each long one refused whole first, none cut", s.count);
+}
+
 static int t_hooks_body(void)
 {
 	struct bus_filter *f;
@@ -3829,6 +3904,7 @@ static const struct test tests[] = {
 	{ "batched_sends", t_batched_sends, 60 },
 	{ "queued", t_queued, 30 },
 	{ "recv_flags", t_recv_flags, 30 },
+	{ "recv_whole_race", t_recv_whole_race, 120 },
 	{ "hooks", t_hooks, 60 },
 	{ "dbus", t_dbus, 60 },
 	{ "ordering", t_ordering, 300 },
