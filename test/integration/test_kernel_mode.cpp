@@ -26,6 +26,7 @@
 #include "afbus/datagram_transport.hpp"
 #include "afbus/types.hpp"
 #include "support/child_process.hpp"
+#include "support/hex.hpp"
 #include "support/pump.hpp"
 #include "support/random_message.hpp"
 #include "support/serve_until.hpp"
@@ -527,6 +528,46 @@ TEST_F(KernelModeBus, AnEavesdropperGetsTheLastWordsOfASenderThatLeft) {
             << member << " never came";
     }
     EXPECT_EQ(seen, (std::vector<std::string>{"FromUnix", "FromNative"}));
+}
+
+TEST_F(KernelModeBus, AClientGoneBeforeTheBusAdmitsItStillHasItsSignalRouted) {
+    // A native client that sends its SASL lines, Hello and a signal at once and closes before the bus has
+    // read any of it. The bus answers Hello, then finds the client gone as it joins it in the kernel;
+    // what it sent before (to the master, not joined yet) must still be routed, as dbus-daemon routes
+    // what a client wrote before it hung up. Subscribers on both sides get the signal.
+    auto u = open(unix_address_), n = open(native_address_);
+    ASSERT_TRUE(u && n);
+    std::vector<std::string> seen_by_unix, seen_by_native;
+    const char* rule = "type='signal',interface='org.example.Bye',member='Gone'";
+    auto unix_sub = u->subscribe(rule, [&](const Message& m) { seen_by_unix.emplace_back(m.sender()); });
+    auto native_sub = n->subscribe(rule, [&](const Message& m) { seen_by_native.emplace_back(m.sender()); });
+    ASSERT_TRUE(unix_sub && native_sub);
+    {
+        auto entries = parse_address_list(native_address_);
+        ASSERT_TRUE(entries && entries->size() == 1);
+        auto socket = connect_af_bus(entries->front());
+        ASSERT_TRUE(socket) << socket.error().describe();
+        // One datagram per SASL line, then one per message (docs/kernel-mode.md).
+        const std::string auth =
+            std::string(1, '\0') + "AUTH EXTERNAL " + test::hex(std::to_string(::getuid())) + "\r\n";
+        for (const std::string& line : {auth, std::string("BEGIN\r\n")})
+            ASSERT_EQ(::send(socket->fd.get(), line.data(), line.size(), MSG_NOSIGNAL),
+                      static_cast<ssize_t>(line.size()));
+        DatagramTransport transport(std::move(socket->fd), socket->family);
+        transport.enqueue(MessageBuilder::method_call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                                      "org.freedesktop.DBus", "Hello")
+                              .build(1)
+                              .value(),
+                          std::nullopt);
+        transport.enqueue(MessageBuilder::signal("/org/example", "org.example.Bye", "Gone").build(2).value(),
+                          std::nullopt);
+        auto written = transport.flush();
+        ASSERT_TRUE(written && *written);
+    }  // closed: before the bus has read a line of it, let alone joined it
+    ASSERT_TRUE(pump({u.get(), n.get()}, [&] { return !seen_by_unix.empty() && !seen_by_native.empty(); }));
+    EXPECT_EQ(seen_by_unix, seen_by_native);
+    EXPECT_TRUE(seen_by_unix.front().starts_with(":1.")) << seen_by_unix.front();
+    EXPECT_TRUE(u->connected() && n->connected());
 }
 
 // A native client cannot eavesdrop: the model's copies would reach it through the kernel, which takes a
