@@ -584,7 +584,15 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
     }
     c->transport->enqueue(std::move(message), c->address);
     // Sent now, not at flush(): the notice that lets a forwarded message's sender go on may only
-    // follow a message that is already in the kernel.
+    // follow a message that is already in the kernel. But not to a native client the bus has not named
+    // yet: its answer to Hello waits until unique_name_assigned() has joined it, so that nothing it
+    // sends on that answer reaches the kernel before it is a member (a client that sends one signal and
+    // exits would otherwise race its own join).
+    if (!c->bridge && c->unique_name.empty()) {
+        update_watch(*c);
+        return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(),
+                         c->transport->queued_fds()};
+    }
     send_queued(*c);
     update_watch(*c);
     return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
@@ -813,12 +821,18 @@ void KernelDelivery::unique_name_assigned(PeerId peer, std::string_view unique_n
                                      "set the unique name");
         if (error == 0) error = install_chains(*c);
         if (error == 0) error = set_option_errno(*c, BUS_JOIN_BUS, nullptr, 0, "join the bus");
-        // ENOTCONN: it has its answer to Hello, and left already (as a client that sends one signal and
-        // exits). What it sent before it was joined went to the master, and its socket gives that, then
-        // the end: it leaves as any client does, its last words routed.
+        // ENOTCONN: it left before its Hello was answered (it sent Hello and more at once, and exited).
+        // What it sent went to the master, and its socket gives that, then the end: it leaves as any
+        // client does, its last words routed.
+        if (error == 0 || error == ENOTCONN) by_unique_name_[c->unique_name] = peer;
+        // Its answer to Hello, held until now (deliver): whatever it sends once it has its name, the
+        // kernel takes as from a member of the bus.
+        if (!c->bridge) {
+            send_queued(*c);
+            update_watch(*c);
+        }
         if (error != 0 && error != ENOTCONN)
-            return note_out_of_step(peer, "the kernel refused to admit it to the bus");
-        by_unique_name_[c->unique_name] = peer;
+            note_out_of_step(peer, "the kernel refused to admit it to the bus");
     });
 }
 
