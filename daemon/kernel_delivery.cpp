@@ -293,12 +293,12 @@ void KernelDelivery::add_client(Fd socket, std::size_t listener) {
         return report_lost(peer, "the bus ran out of memory taking the connection");
     }
     Client& c = *added;
-    if (!watch_client(c)) return fail(peer, EventLoop::watch_failure(errno));
+    if (!watch_client(c)) return report_failed(peer, EventLoop::watch_failure(errno));
     try {
         c.auth_timer = loop_.add_timer(Clock::now() + std::chrono::milliseconds(settings_.auth_timeout_ms), [this, peer] {
             if (Client* p = find(peer); p && p->sasl) {
                 p->auth_timer = 0;
-                fail(peer, "authentication timed out");
+                report_failed(peer, "authentication timed out");
             }
         });
     } catch (const std::bad_alloc&) {
@@ -318,10 +318,6 @@ std::optional<PeerId> KernelDelivery::peer_connected(PeerCredentials credentials
 KernelDelivery::Client* KernelDelivery::find(PeerId id) const {
     auto it = clients_.find(id);
     return it == clients_.end() ? nullptr : it->second.get();
-}
-
-void KernelDelivery::fail(PeerId id, std::string_view reason) {
-    report_failed(id, reason);
 }
 
 void KernelDelivery::report_failed(PeerId id, std::string_view reason) {
@@ -366,7 +362,7 @@ std::uint32_t KernelDelivery::take_serial() {
 
 void KernelDelivery::fail_on(PeerId id, const TransportError& error) {
     if (is_loss(error)) return report_lost(id, describe(error));
-    fail(id, describe(error));
+    report_failed(id, describe(error));
 }
 
 void KernelDelivery::on_io(PeerId id, std::uint32_t events) {
@@ -407,11 +403,12 @@ void KernelDelivery::authenticate(Client& c) {
         const SaslStreamError& error = progress.error();
         if (error.kind == SaslStreamError::Kind::Io && error.errno_value == ENOMEM)
             return retry_read_later(c);  // as for messages (read_messages)
-        return fail(id, error.describe());
+        return report_failed(id, error.describe());
     }
     if (progress->kind != SaslProgress::Kind::Authenticated) return;
     // Each message is a datagram of its own: one behind BEGIN in the same datagram cannot be told apart.
-    if (!progress->leftover.empty()) return fail(id, "sent a message in the datagram of its SASL BEGIN");
+    if (!progress->leftover.empty())
+        return report_failed(id, "sent a message in the datagram of its SASL BEGIN");
     const bool unix_fds = c.sasl->unix_fd_agreed();
     if (auto admitted = events_.peer_authenticated(id, c.sasl->authenticated_uid()); !admitted) return;
     c.transport->set_unix_fd_passing(unix_fds);
@@ -482,7 +479,7 @@ void KernelDelivery::retry_read_later(Client& c) {
         Client* p = find(id);
         if (!p) return;
         p->read_retry_timer = 0;
-        if (!watch_client(*p)) return fail(id, EventLoop::watch_failure(errno));
+        if (!watch_client(*p)) return report_failed(id, EventLoop::watch_failure(errno));
         // Whatever waited is still queued: the socket is readable, and the loop reads it at once.
     });
 }
@@ -588,12 +585,7 @@ QueueLoad KernelDelivery::deliver(PeerId peer, std::shared_ptr<const Message> me
     // yet: its answer to Hello waits until unique_name_assigned() has joined it, so that nothing it
     // sends on that answer reaches the kernel before it is a member (a client that sends one signal and
     // exits would otherwise race its own join).
-    if (!c->bridge && c->unique_name.empty()) {
-        update_watch(*c);
-        return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(),
-                         c->transport->queued_fds()};
-    }
-    send_queued(*c);
+    if (c->bridge || !c->unique_name.empty()) send_queued(*c);
     update_watch(*c);
     return QueueLoad{c->transport->queued_messages(), c->transport->queued_bytes(), c->transport->queued_fds()};
 }
@@ -697,7 +689,8 @@ void KernelDelivery::flush() {
             if (!find(broken.id)) continue;
             if (broken.lost)
                 report_lost(broken.id, broken.reason);
-            else fail(broken.id, broken.reason);
+            else
+                report_failed(broken.id, broken.reason);
         }
         broker_.flush();
     }

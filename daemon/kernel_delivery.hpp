@@ -339,7 +339,6 @@ private:
     int set_bridged_eavesdropping(Client& c, bool on);
     // Whether `destination` is `c` (its unique name, or a name it owns in the kernel).
     [[nodiscard]] bool addressed_to(const Client& c, std::string_view destination) const;
-    void fail(PeerId id, std::string_view reason);
     // A client leaves: told to the model (DeliveryEvents' peer_failed, peer_lost, peer_refused) once the
     // kernel's copies for eavesdroppers are judged (judge_eavesdroppers_copies).
     void report_failed(PeerId id, std::string_view reason);
