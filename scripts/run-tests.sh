@@ -14,7 +14,7 @@
 # Warnings are errors in all of these (-Dwerror=true; for the packages AFBUS_WERROR=1); the project's
 # default_options and debian/rules leave them warnings, so that a newer compiler's new warning never
 # breaks a distribution's build.
-# Ends with one line "N passed, M failed".
+# Ends with the failed tests, each with the end of its output, and one line "N passed, M failed".
 # Needs root: it installs packages, runs clients as other users (the policy differential test) and the
 # reference suite; started as a user, it runs itself again through sudo.
 set -u
@@ -90,6 +90,7 @@ if os.environ["PACKAGES_RESULT"] == "OK":
     passed += 1
 else:
     failed += 1
+failures = []
 for path in sys.argv[1:]:
     try:
         for line in open(path):
@@ -98,8 +99,21 @@ for path in sys.argv[1:]:
                 passed += 1
             elif r.get("result") != "SKIP":
                 failed += 1
+                failures.append(r)
     except FileNotFoundError:
         failed += 1
+        print(f"=== no test log: {path} (its build failed)")
+# What failed, last: whoever reads only the end of CI's output still learns which test it was and why.
+# A guest's suite prints many tests' output: its lines naming a failure come first.
+for r in failures:
+    output = "\n".join(r.get(k) or "" for k in ("stdout", "stderr")).splitlines()
+    print(f"=== FAILED {r['name']} ({r['result']}, {r.get('duration', 0):.0f} s)")
+    print("--- its lines naming a failure:")
+    print("\n".join("  " + line for line in [l for l in output if "FAIL" in l][:30]))
+    print("--- the end of its output:")
+    print("\n".join("  " + line for line in output[-40:]))
+for r in failures:
+    print(f"FAILED: {r['name']}")
 print(f"{passed} passed, {failed} failed")
 PY
 exit $status
