@@ -18,6 +18,15 @@ int relay_with_epoll(int a, int b);
 // next completion: one system call per message.
 int relay_with_io_uring(int a, int b);
 
+// io_uring as a readiness loop: a multishot poll on each socket, then one recv (a system call of its own)
+// and a send submitted with the wait for the next completion: two system calls per message, what a
+// daemon that keeps its reads and swaps only epoll_wait and its writes for io_uring would make.
+int relay_with_io_uring_polls(int a, int b);
+
+// io_uring for the receives only: one pending on each socket, as in relay_with_io_uring, and each send a
+// send() of its own: two system calls per message, what a daemon that keeps its writes would make.
+int relay_with_io_uring_receives(int a, int b);
+
 // Whether relay_with_io_uring works here: built with liburing, and io_uring allowed.
 bool have_io_uring_relay();
 

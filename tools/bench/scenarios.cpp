@@ -888,7 +888,11 @@ Result<ScenarioResult> relay_round_trip(const ScenarioOptions& options) {
         int (*relay)(int, int);
     };
     std::vector<Loop> loops{{"epoll", relay_with_epoll}};
-    if (have_io_uring_relay()) loops.push_back({"io_uring", relay_with_io_uring});
+    if (have_io_uring_relay()) {
+        loops.push_back({"io_uring", relay_with_io_uring});
+        loops.push_back({"io_uring_receives", relay_with_io_uring_receives});
+        loops.push_back({"io_uring_polls", relay_with_io_uring_polls});
+    }
     for (const Loop& loop : loops) {
         int client_side[2], server_side[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client_side) < 0)
