@@ -46,7 +46,7 @@ const char kUsage[] =
     "                          (default: all; fanout means every --fanout size, fanout-S one of them;\n"
     "                          floor measures the machine: a hop over a socketpair, no bus; relay,\n"
     "                          a relay process doing no work between the caller and an echo process,\n"
-    "                          with an epoll loop and three io_uring ones: the least a daemon's loop\n"
+    "                          with an epoll loop and four io_uring ones: the least a daemon's loop\n"
     "                          costs)\n"
     "  --fanout=LIST           subscriber counts for fanout (default 1,10,50)\n"
     "  --repetitions=N         (default 3)\n"

@@ -200,6 +200,31 @@ int relay_with_pending_receives(int a, int b, bool sends_in_ring) {
 
 }  // namespace
 
+int relay_with_io_uring_peeks(int a, int b) {
+    Side sides[2] = {{a, b, 0, {}}, {b, a, 0, {}}};
+    Ring ring;
+    if (!ring.open()) return 1;
+    std::byte peeked;
+    auto peek = [&](unsigned tag) {
+        io_uring_sqe* sqe = ::io_uring_get_sqe(ring.get());
+        ::io_uring_prep_recv(sqe, sides[tag].fd, &peeked, 1, MSG_PEEK);
+        ::io_uring_sqe_set_data64(sqe, tag);
+    };
+    peek(0);
+    peek(1);
+    for (;;) {
+        Completions c;
+        const bool ok = complete(ring, c, [&](const io_uring_cqe& cqe, Completions& seen) {
+            const auto tag = static_cast<unsigned>(::io_uring_cqe_get_data64(&cqe));
+            if (received(cqe, seen) == 0) return;
+            if (!forward(sides[tag].fd, sides[tag].other, sides[tag].buffer)) seen.closed = true;
+            peek(tag);
+        });
+        if (!ok) return 1;
+        if (const int status = outcome(c); status >= 0) return status;
+    }
+}
+
 int relay_with_io_uring(int a, int b) {
     return relay_with_pending_receives(a, b, true);
 }

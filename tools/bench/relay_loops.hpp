@@ -27,6 +27,11 @@ int relay_with_io_uring_polls(int a, int b);
 // send() of its own: two system calls per message, what a daemon that keeps its writes would make.
 int relay_with_io_uring_receives(int a, int b);
 
+// io_uring to learn that a socket has data: a one-byte MSG_PEEK receive pending on each, then the epoll
+// loop's recvmsg and sendmsg: three system calls per message, what a daemon that keeps its whole read
+// path would make.
+int relay_with_io_uring_peeks(int a, int b);
+
 // Whether relay_with_io_uring works here: built with liburing, and io_uring allowed.
 bool have_io_uring_relay();
 

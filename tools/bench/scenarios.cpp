@@ -892,6 +892,7 @@ Result<ScenarioResult> relay_round_trip(const ScenarioOptions& options) {
         loops.push_back({"io_uring", relay_with_io_uring});
         loops.push_back({"io_uring_receives", relay_with_io_uring_receives});
         loops.push_back({"io_uring_polls", relay_with_io_uring_polls});
+        loops.push_back({"io_uring_peeks", relay_with_io_uring_peeks});
     }
     for (const Loop& loop : loops) {
         int client_side[2], server_side[2];
