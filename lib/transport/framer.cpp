@@ -84,6 +84,16 @@ bool MessageFramer::holds_complete_message() const noexcept {
     return !length || *length > max_length_ || *length <= in_buffer();
 }
 
+std::size_t MessageFramer::awaited() const noexcept {
+    if (skipping()) return skip_remaining_;
+    if (!large_.empty()) return large_.size() - large_received_;
+    if (in_buffer() < kFixedHeaderLength) return 0;
+    auto length = Message::frame_length(
+        std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
+    if (!length || *length > max_length_ || *length <= in_buffer()) return 0;
+    return *length - in_buffer();
+}
+
 std::optional<SkippedMessage> MessageFramer::take_skipped() noexcept {
     if (skipping()) return std::nullopt;
     return std::exchange(skipped_, std::nullopt);

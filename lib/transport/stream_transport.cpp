@@ -32,14 +32,37 @@ std::string describe(const TransportError& error) {
 }
 
 void StreamTransport::push_received(std::string_view bytes) {
+    // (No fds: these came through the SASL exchange, which takes none.)
+    if (!take_received(std::as_bytes(std::span(bytes.data(), bytes.size())), {}, false))
+        throw std::bad_alloc();
+}
+
+Expected<void, TransportError> StreamTransport::take_received(std::span<const std::byte> bytes,
+                                                              std::vector<Fd> fds, bool control_truncated) {
+    if (control_truncated)
+        return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
+    if (!fds.empty()) {
+        if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
+        framer_.add_fds(std::move(fds));
+    }
+    // As read() does: a connection with little traffic keeps no read buffer between messages.
+    if (bytes.size() < kIdleReadBytes) release_buffer_ = true;
     // In pieces: the framer may offer less than asked for, the rest of a large message it reads apart.
     while (!bytes.empty()) {
-        auto space = framer_.prepare(bytes.size());
+        std::span<std::byte> space;
+        try {
+            space = framer_.prepare(bytes.size());
+        } catch (const std::bad_alloc&) {
+            // As in read(), except that these bytes cannot be read again later.
+            if (skip_unaffordable_ && framer_.skip_message()) continue;
+            return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
+        }
         const std::size_t n = std::min(space.size(), bytes.size());
         std::memcpy(space.data(), bytes.data(), n);
         framer_.commit(n);
-        bytes.remove_prefix(n);
+        bytes = bytes.subspan(n);
     }
+    return {};
 }
 
 Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) {

@@ -567,6 +567,40 @@ TEST(StreamTransport, PushedBytesMayEndInsideALargeMessage) {
     EXPECT_EQ(serials, (std::vector<std::uint32_t>{1, 2}));
 }
 
+// What an owner received for itself (the daemon's io_uring receives) is taken as a read's bytes would
+// be, with the same refusals, and awaited() says how much of a message begun is still to come.
+TEST(StreamTransport, BytesAndFdsReceivedByTheOwnerAreTakenAsReadOnes) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport receiver(std::move(pair->second));
+    std::vector<std::byte> stream;
+    append_wire(stream, signal_with("first", 1));
+    append_wire(stream, large_signal(100 * 1024, 2));
+    const std::span<const std::byte> bytes(stream);
+    const std::size_t first = signal_with("first", 1).size();
+    ASSERT_TRUE(receiver.take_received(bytes.first(first + 20), {}, false));
+    auto m = receiver.next();
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->serial(), 1u);
+    EXPECT_EQ(receiver.awaited(), stream.size() - first - 20);
+    ASSERT_TRUE(receiver.take_received(bytes.subspan(first + 20), {}, false));
+    EXPECT_EQ(receiver.awaited(), 0u);
+    m = receiver.next();
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->serial(), 2u);
+
+    Fd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    std::vector<Fd> fds;
+    fds.push_back(std::move(fd));
+    auto refused = receiver.take_received(bytes.first(first), std::move(fds), false);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().kind, TransportError::Kind::FdsNotAllowed);
+    auto cut = receiver.take_received(bytes.first(first), {}, true);
+    ASSERT_FALSE(cut);
+    EXPECT_EQ(cut.error().kind, TransportError::Kind::Corrupt);
+    EXPECT_EQ(cut.error().wire, WireError::TooManyFds);
+}
+
 TEST(StreamTransport, APeerClosingInsideALargeMessageIsAClose) {
     auto pair = stream_socketpair();
     ASSERT_TRUE(pair);

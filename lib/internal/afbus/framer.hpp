@@ -79,6 +79,10 @@ public:
     // The message skipped, once all of it has gone by (then once only); next() yields nothing before
     // it has been taken.
     std::optional<SkippedMessage> take_skipped() noexcept;
+    // Bytes still to come of the message begun, where its fixed header has told its length: 0 when none
+    // has begun, its fixed header is not all here, it is complete, or it is refused (next() says so).
+    // A reader that receives into buffers of its own reads a long rest in place instead (prepare()).
+    [[nodiscard]] std::size_t awaited() const noexcept;
     // Whether next() has a message (or an error) to give without more bytes.
     [[nodiscard]] bool holds_complete_message() const noexcept;
 

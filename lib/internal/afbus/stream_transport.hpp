@@ -55,6 +55,17 @@ public:
     // Bytes that arrived before the transport took over (after the SASL BEGIN, in the same read).
     void push_received(std::string_view bytes);
 
+    // Bytes, and the fds that came with them, that the owner received from the socket itself (the
+    // daemon's io_uring receives), taken as read() would have taken them: fds without fd passing agreed
+    // are FdsNotAllowed, control data cut short (MSG_CTRUNC) is Corrupt, and no room for the message
+    // they begin is NoMemory, or skips it where set_skip_unaffordable_messages() asked so (they were
+    // taken off the socket: they cannot be read again later).
+    Expected<void, TransportError> take_received(std::span<const std::byte> bytes, std::vector<Fd> fds,
+                                                 bool control_truncated);
+    // Bytes still to come of the message begun (MessageFramer::awaited): an owner that receives for
+    // itself reads a long rest with read() instead, straight into the message's storage.
+    [[nodiscard]] std::size_t awaited() const noexcept { return framer_.awaited(); }
+
     // Reads what the socket has now, up to `budget` bytes (so one busy peer cannot starve others).
     // Returns the number of bytes read; 0 means nothing was available (EAGAIN).
     Expected<std::size_t, TransportError> read(std::size_t budget = 1024 * 1024);
