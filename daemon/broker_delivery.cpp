@@ -204,6 +204,7 @@ void BrokerDelivery::fail_on(PeerId id, const TransportError& error) {
 
 void BrokerDelivery::retry_read_later(Connection& c) {
     if (c.read_retry_timer) return;
+    if (ring_receiving(c)) loop_.receive_ring()->stop(c.id);
     loop_.unwatch(c.transport->fd());
     c.epoll_events = 0;
     const PeerId id = c.id;
@@ -213,8 +214,8 @@ void BrokerDelivery::retry_read_later(Connection& c) {
         p->read_retry_timer = 0;
         if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
             return events_.peer_lost(id, EventLoop::watch_failure(errno));
-        update_watch(*p);  // reading (unless flow control holds it back) and writing, as wanted now
-        // Messages may wait in its buffer with nothing more on the socket to wake the loop for them.
+        // Messages may wait in its buffer with nothing more on the socket to wake the loop for them. (Then
+        // it is watched for reading, unless flow control holds it back, and writing, as wanted now.)
         on_io(id, EPOLLIN);
     });
 }
@@ -234,7 +235,9 @@ void BrokerDelivery::handle_io(PeerId id, std::uint32_t events) {
     if (!c) return;
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (c->sasl) authenticate(*c);
-        else read_messages(*c, (events & (EPOLLHUP | EPOLLERR)) != 0);
+        // (A connection the ring receives from: the ring brings its bytes, and says when it ends.)
+        else if (!ring_receiving(*c))
+            read_messages(*c, (events & (EPOLLHUP | EPOLLERR)) != 0);
     }
     c = find(id);
     if (!c) return;
@@ -279,36 +282,15 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
     const PeerId id = c.id;
     // A peer whose messages the bus still holds beyond the incoming limits is not read from until they
     // drain (flow_control.hpp). A peer that hung up is read to the end regardless.
-    if (!hung_up && !events_.may_read(id)) {
-        if (!c.reading_paused) {
-            c.reading_paused = true;
-            paused_readers_.push_back(id);
-        }
-        return;
+    if (!hung_up && !events_.may_read(id)) return pause_reading(c);
+    if (ring_receiving(c)) {
+        // The ring may hold bytes that came before the socket's: read once it has let go.
+        c.read_when_received = true;
+        return loop_.receive_ring()->stop(id);
     }
     auto n = c.transport->read();
     // Hand over every complete message first; a read error is handled after them.
-    for (;;) {
-        Connection* p = find(id);
-        if (!p) return;
-        auto message = p->transport->next();
-        if (!message) {
-            // Bytes that are not D-Bus are the peer's doing; no memory to parse them is the bus's.
-            const TransportError& error = message.error();
-            if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong)
-                return refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
-            if (error.kind == TransportError::Kind::Corrupt) return refuse(id, describe(error));
-            if (error.kind == TransportError::Kind::Skipped) {
-                events_.peer_message_skipped(id, error.skipped);
-                continue;
-            }
-            // No memory to parse what is buffered: tried again later, as a read that ran out of it.
-            if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) return retry_read_later(*p);
-            return fail_on(id, error);
-        }
-        if (!*message) break;
-        events_.peer_sent(id, std::move(**message));
-    }
+    if (!take_messages(id)) return;
     if (!n) {
         // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
         const TransportError& error = n.error();
@@ -321,6 +303,124 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
         return fail_on(id, error);
     }
     if (Connection* p = find(id)) watch_pending_fds(*p);
+}
+
+bool BrokerDelivery::take_messages(PeerId id) {
+    for (;;) {
+        Connection* p = find(id);
+        if (!p) return false;
+        auto message = p->transport->next();
+        if (!message) {
+            // Bytes that are not D-Bus are the peer's doing; no memory to parse them is the bus's.
+            const TransportError& error = message.error();
+            if (error.kind == TransportError::Kind::Corrupt && error.wire == WireError::MessageTooLong) {
+                refuse(id, "sent a message beyond max_message_size=" + std::to_string(max_message_size()));
+                return false;
+            }
+            if (error.kind == TransportError::Kind::Corrupt) {
+                refuse(id, describe(error));
+                return false;
+            }
+            if (error.kind == TransportError::Kind::Skipped) {
+                events_.peer_message_skipped(id, error.skipped);
+                continue;
+            }
+            // No memory to parse what is buffered: tried again later, as a read that ran out of it.
+            if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM)
+                retry_read_later(*p);
+            else
+                fail_on(id, error);
+            return false;
+        }
+        if (!*message) return true;
+        events_.peer_sent(id, std::move(**message));
+    }
+}
+
+void BrokerDelivery::pause_reading(Connection& c) {
+    if (ring_receiving(c)) loop_.receive_ring()->stop(c.id);
+    if (c.reading_paused) return;
+    c.reading_paused = true;
+    paused_readers_.push_back(c.id);
+}
+
+Expected<void, int> BrokerDelivery::receive_through_io_uring() {
+    return loop_.use_receive_ring([this](ReceiveRing::Received& received) { on_received(received); });
+}
+
+bool BrokerDelivery::ring_receiving(const Connection& c) const {
+    return loop_.receive_ring() && loop_.receive_ring()->receiving(c.id);
+}
+
+void BrokerDelivery::receive_in_ring(Connection& c) {
+    ReceiveRing* ring = loop_.receive_ring();
+    if (!ring || c.sasl || c.reading_paused || c.read_retry_timer || c.read_when_received ||
+        ring->receiving(c.id))
+        return;
+    // The rest of a long message is read in place, straight into its storage, as it comes (the ring says
+    // when): through the ring it would be copied out of the ring's buffers 16 KiB at a time.
+    // (Out of memory for the ring's bookkeeping, epoll watches it instead: update_watch().)
+    try {
+        if (c.transport->awaited() >= MessageFramer::kOwnStorageBytes)
+            return ring->wait_readable(c.transport->fd(), c.id);
+        ring->start(c.transport->fd(), c.id);
+    } catch (const std::bad_alloc&) {
+    }
+}
+
+void BrokerDelivery::on_received(ReceiveRing::Received& received) {
+    // As in on_io: out of memory serving one connection's input, that connection ends, alone.
+    try {
+        handle_received(received);
+    } catch (const std::bad_alloc&) {
+        events_.peer_lost(received.tag, "the bus ran out of memory serving it");
+    }
+}
+
+void BrokerDelivery::handle_received(ReceiveRing::Received& received) {
+    const PeerId id = received.tag;
+    Connection* c = find(id);
+    if (!c) return;  // gone meanwhile: the fds close with `received`
+    if (received.error == ENOMEM)
+        return events_.peer_lost(id, "the bus ran out of memory for the fds it sent");
+    if (received.readable) {
+        // The rest of a long message, in place.
+        read_messages(*c, false);
+        if ((c = find(id))) update_watch(*c);  // the next wait, or receive
+        return;
+    }
+    if (!received.bytes.empty() || !received.fds.empty() || received.control_truncated) {
+        auto taken =
+            c->transport->take_received(received.bytes, std::move(received.fds), received.control_truncated);
+        if (!taken) {
+            // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
+            const TransportError& error = taken.error();
+            if (error.kind == TransportError::Kind::Corrupt ||
+                error.kind == TransportError::Kind::FdsNotAllowed)
+                return refuse(id, describe(error));
+            return fail_on(id, error);
+        }
+        if (!take_messages(id)) return;
+        c = find(id);
+        if (!c) return;
+        watch_pending_fds(*c);
+        // Flow control looks at it between two receives, as read_messages() does between two reads.
+        if (!c->reading_paused && !events_.may_read(id)) pause_reading(*c);
+    } else if (received.error == 0) {
+        return fail_on(id, TransportError{TransportError::Kind::Closed});  // the end of the stream, as read()
+    } else if (received.error == EPIPE || received.error == ECONNRESET) {
+        return fail_on(id, TransportError{TransportError::Kind::Closed, received.error});
+    } else if (received.error != ECANCELED) {
+        return fail_on(id, TransportError{TransportError::Kind::Io, received.error});
+    }
+    if (c->read_when_received) {
+        c->read_when_received = false;
+        read_messages(*c, false);
+        c = find(id);
+        if (!c) return;
+    }
+    // The next receive, unless flow control holds it back or a long message is read in place.
+    update_watch(*c);
 }
 
 void BrokerDelivery::watch_pending_fds(Connection& c) {
@@ -402,11 +502,14 @@ void BrokerDelivery::resume_paused_readers() {
 
 void BrokerDelivery::update_watch(Connection& c) {
     if (c.read_retry_timer) return;  // not watched until the retry (retry_read_later)
+    receive_in_ring(c);
     // A dirty connection is written by flush() at the end of this turn, which then calls this again: asking
     // epoll for EPOLLOUT now would cost two epoll_ctl for a write that usually completes at once (a driver
     // call's reply goes to the peer being read, e.g. Hello).
     const bool writing = (c.transport->wants_write() && !c.dirty) || (c.sasl && c.sasl_stream.wants_write());
-    const std::uint32_t wanted = (c.reading_paused ? 0u : EPOLLIN) | (writing ? EPOLLOUT : 0u);
+    // (epoll does not watch for what the ring receives.)
+    const bool reading = !c.reading_paused && !ring_receiving(c);
+    const std::uint32_t wanted = (reading ? EPOLLIN : 0u) | (writing ? EPOLLOUT : 0u);
     if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;
     loop_.modify(c.transport->fd(), wanted);
@@ -417,6 +520,8 @@ void BrokerDelivery::detach(PeerId peer) {
     if (it == connections_.end()) return;
     Connection& c = *it->second;
     loop_.unwatch(c.transport->fd());
+    // The ring lets go of the socket, so that closing it ends the connection.
+    if (ring_receiving(c)) loop_.receive_ring()->stop(peer);
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
     if (c.pending_fds_timer) loop_.cancel_timer(c.pending_fds_timer);
     if (c.read_retry_timer) loop_.cancel_timer(c.read_retry_timer);

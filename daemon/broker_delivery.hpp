@@ -10,7 +10,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "afbus/expected.hpp"
 #include "afbus/fd.hpp"
+#include "afbus/framer.hpp"
 #include "afbus/sasl.hpp"
 #include "afbus/sasl_stream.hpp"
 #include "afbus/stream_transport.hpp"
@@ -30,6 +32,10 @@ public:
     void add_listener(Fd listener);
     // Adopts one connected socket as a new connection (the model may refuse it).
     void add_connection(Fd socket);
+
+    // Receives what authenticated connections send through io_uring from now on (receive_ring.hpp),
+    // where the kernel allows it; the errno where it does not (epoll serves them then, as before).
+    Expected<void, int> receive_through_io_uring();
 
     void configure(const ConnectionSettings& settings) override;
     [[nodiscard]] QueueLoad queued(PeerId peer) const override;
@@ -53,6 +59,9 @@ private:
         bool reading_paused = false;  // the model holds too much of its messages (flow control)
         // Runs while the socket is not watched after a read failed for the kernel's lack of memory.
         EventLoop::TimerId read_retry_timer = 0;
+        // With io_uring receives: read() it once its receive has ended (the rest of a long message is
+        // read in place, or a read was asked for while the ring was receiving).
+        bool read_when_received = false;
     };
 
     void on_listener_ready(int fd);
@@ -71,6 +80,19 @@ private:
     EventLoop::TimerId add_auth_timer(PeerId peer);
     void authenticate(Connection& connection);
     void read_messages(Connection& connection, bool hung_up);
+    // Flow control holds the connection back: it is read no more until resume_paused_readers().
+    void pause_reading(Connection& connection);
+    // Hands the model every complete message the transport holds; false when the connection ended or
+    // is to be read again later.
+    bool take_messages(PeerId id);
+    // What an io_uring receive brought (receive_ring.hpp).
+    void on_received(ReceiveRing::Received& received);
+    void handle_received(ReceiveRing::Received& received);
+    // Starts the ring receiving from an authenticated connection that may be read, unless it is already,
+    // or the rest of a long message is to be read in place.
+    void receive_in_ring(Connection& connection);
+    // The connection is read by the ring (io_uring receives, authenticated, not paused or retrying).
+    [[nodiscard]] bool ring_receiving(const Connection& connection) const;
     void watch_pending_fds(Connection& connection);
     void update_watch(Connection& connection);
     void resume_paused_readers();

@@ -83,6 +83,14 @@ void EventLoop::cancel_timer(TimerId id) {
     timers_.erase(it);
 }
 
+Expected<void, int> EventLoop::use_receive_ring(ReceiveRing::Handler handler) {
+    auto ring = ReceiveRing::open();
+    if (!ring) return Unexpected(ring.error());
+    ring_ = std::move(*ring);
+    on_received_ = std::move(handler);
+    return {};
+}
+
 bool EventLoop::run() {
     stopping_ = false;
     while (!stopping_) {
@@ -98,7 +106,19 @@ bool EventLoop::run_once(std::chrono::milliseconds max_wait) {
         if (until < wait) wait = until < std::chrono::milliseconds(0) ? std::chrono::milliseconds(0) : until;
     }
     epoll_event events[64];
-    const int n = ::epoll_wait(epoll_.get(), events, 64, static_cast<int>(wait.count()));
+    int n = 0;
+    if (ring_) {
+        // The receives' completions first (each socket's bytes in order), then what epoll has, without
+        // waiting again.
+        auto epoll_ready = ring_->wait(epoll_.get(), wait, on_received_);
+        if (!epoll_ready) {
+            errno = epoll_ready.error();
+            return false;
+        }
+        if (*epoll_ready) n = ::epoll_wait(epoll_.get(), events, 64, 0);
+    } else {
+        n = ::epoll_wait(epoll_.get(), events, 64, static_cast<int>(wait.count()));
+    }
     if (n < 0 && errno != EINTR) return false;
     for (int i = 0; i < n; ++i) {
         // A callback may have removed (or replaced) a later fd's watch; look each one up afresh.

@@ -11,8 +11,10 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "afbus/expected.hpp"
 #include "afbus/fd.hpp"
 #include "node_pool.hpp"
+#include "receive_ring.hpp"
 
 namespace afbus::daemon {
 
@@ -49,6 +51,13 @@ public:
     // everything a batch of input produced for one peer leaves in one write).
     void set_after_iteration(std::function<void()> hook) { after_iteration_ = std::move(hook); }
 
+    // From now on the loop waits in a ReceiveRing (receive_ring.hpp), with the watches above polled
+    // through it, so that its owner can receive from sockets there; `handler` gets what they bring. The
+    // errno where io_uring cannot be used here: the loop then goes on with epoll alone.
+    Expected<void, int> use_receive_ring(ReceiveRing::Handler handler);
+    // The ring, once use_receive_ring() succeeded.
+    [[nodiscard]] ReceiveRing* receive_ring() const noexcept { return ring_.get(); }
+
 private:
     struct Watch {
         FdCallback callback;
@@ -63,6 +72,8 @@ private:
     TimerId next_timer_ = 1;
     bool stopping_ = false;
     std::function<void()> after_iteration_;
+    std::unique_ptr<ReceiveRing> ring_;
+    ReceiveRing::Handler on_received_;
 };
 
 }  // namespace afbus::daemon

@@ -8,26 +8,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdlib>
-#include <cstdio>
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "afbus/address.hpp"
 #include "afbus/fd.hpp"
 #include "broker_delivery.hpp"
-#include "kernel_delivery.hpp"
 #include "bus.hpp"
 #include "config.hpp"
 #include "dir_watch.hpp"
 #include "driver.hpp"
 #include "fd_limit.hpp"
+#include "kernel_delivery.hpp"
 #include "listener.hpp"
 #include "log.hpp"
 #include "options.hpp"
@@ -231,6 +232,15 @@ int main(int argc, char** argv) {
                                  ? nullptr
                                  : &bus.use_delivery<KernelDelivery>(af_bus_listener->af_bus_family);
     BrokerDelivery& broker = kernel ? kernel->broker() : bus.use_delivery<BrokerDelivery>();
+    // Broker mode receives through io_uring where AFBUS_DAEMON_IO_URING=1 asks so and the kernel allows
+    // it (receive_ring.hpp, afbus-daemon(1)): faster calls, slower 1 MiB messages and connections, more
+    // memory per connection (docs/performance.md, "io_uring receives"), so not by default. Kernel mode
+    // never: its traffic is the master socket's, which the ring would only add a system call to.
+    if (const char* use = std::getenv("AFBUS_DAEMON_IO_URING");
+        !kernel && use && std::string_view(use) == "1") {
+        if (auto ring = broker.receive_through_io_uring(); !ring)
+            log_debug("io_uring not available (%s): receiving with epoll", std::strerror(ring.error()));
+    }
     std::string address;
     std::vector<std::string> socket_files;
     for (Listener& l : listeners) {

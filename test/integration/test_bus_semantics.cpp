@@ -1,13 +1,16 @@
 // Bus behaviour that clients rely on, checked the same way against dbus-daemon and afbus-daemon
 // (AFBUS_TEST_DAEMON): signal order, NoReply texts, unrequested replies, Hello first, bad senders.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/io_uring.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -438,6 +441,48 @@ TEST(BusSemantics, ACallToAClientWhoseQueueIsFullFailsAtOnce) {
         while (dropped().value_or(0) == 0 && std::chrono::steady_clock::now() < deadline) {
         }
         EXPECT_GT(dropped().value_or(0), 0u);
+    }
+}
+
+// Whether this kernel lets a process set up the ring afbus-daemon receives through (receive_ring.hpp:
+// Linux 6.1's DEFER_TASKRUN, io_uring allowed).
+bool io_uring_allowed() {
+    io_uring_params params{};
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    const long fd = ::syscall(__NR_io_uring_setup, 4, &params);
+    if (fd < 0) return false;
+    ::close(static_cast<int>(fd));
+    return true;
+}
+
+// The daemon's io_uring rings (at most one: broker mode's receives).
+int io_uring_fds(pid_t pid) {
+    int rings = 0;
+    std::error_code error;
+    for (const auto& entry :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error)) {
+        std::error_code unreadable;
+        if (std::filesystem::read_symlink(entry.path(), unreadable) == "anon_inode:[io_uring]") ++rings;
+    }
+    return rings;
+}
+
+// Broker mode receives with epoll, and through io_uring where it is asked to (AFBUS_DAEMON_IO_URING=1,
+// afbus-daemon(1)) and the kernel allows it; the bus serves the same either way (meson runs this suite,
+// and others, both ways).
+TEST(BusSemantics, BrokerModeReceivesThroughIoUringWhenAskedTo) {
+    if (!test::testing_afbus_daemon() || test::kernel_mode())
+        GTEST_SKIP() << "afbus-daemon in broker mode only";
+    if (!io_uring_allowed()) GTEST_SKIP() << "io_uring cannot be used here: the daemon receives with epoll";
+    for (const bool with_ring : {true, false}) {
+        test::TestBusOptions options;
+        options.environment.push_back(with_ring ? "AFBUS_DAEMON_IO_URING=1" : "AFBUS_DAEMON_IO_URING=0");
+        TestBus bus(options);
+        auto client = connect(bus);
+        ASSERT_TRUE(client);
+        auto reply = client->call(driver_call("GetId"));
+        ASSERT_TRUE(reply) << reply.error().message;
+        EXPECT_EQ(io_uring_fds(bus.pid()), with_ring ? 1 : 0);
     }
 }
 

@@ -799,7 +799,9 @@ private:
             // dbus-daemon is not sanitized.
             const char* first = std::getenv("AFBUS_FAULT_PRELOAD_FIRST");
             if (first && test::testing_afbus_daemon()) preload = std::string(first) + ":" + preload;
-            options.environment = {"LD_PRELOAD=" + preload, "AFBUS_FAULT_CONTROL=@DIR@/fault-control"};
+            // The shim fails recvmsg: the daemon's connections are read with it, not through io_uring.
+            options.environment = {"LD_PRELOAD=" + preload, "AFBUS_FAULT_CONTROL=@DIR@/fault-control",
+                                   "AFBUS_DAEMON_IO_URING=0"};
         }
         return options;
     }
