@@ -11,6 +11,7 @@
 #include "afbus/unix_socket.hpp"
 #include "log.hpp"
 #include "room.hpp"
+#include "transport/socket_io.hpp"
 
 namespace afbus::daemon {
 
@@ -291,18 +292,19 @@ void BrokerDelivery::read_messages(Connection& c, bool hung_up) {
     auto n = c.transport->read();
     // Hand over every complete message first; a read error is handled after them.
     if (!take_messages(id)) return;
-    if (!n) {
-        // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
-        const TransportError& error = n.error();
-        if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
-            return refuse(id, describe(error));
-        if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) {
-            if (Connection* p = find(id)) retry_read_later(*p);
-            return;
-        }
-        return fail_on(id, error);
-    }
+    if (!n) return read_failed(id, n.error());
     if (Connection* p = find(id)) watch_pending_fds(*p);
+}
+
+void BrokerDelivery::read_failed(PeerId id, const TransportError& error) {
+    // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
+    if (error.kind == TransportError::Kind::Corrupt || error.kind == TransportError::Kind::FdsNotAllowed)
+        return refuse(id, describe(error));
+    if (error.kind == TransportError::Kind::Io && error.error_number == ENOMEM) {
+        if (Connection* p = find(id)) retry_read_later(*p);
+        return;
+    }
+    fail_on(id, error);
 }
 
 bool BrokerDelivery::take_messages(PeerId id) {
@@ -392,26 +394,17 @@ void BrokerDelivery::handle_received(ReceiveRing::Received& received) {
     if (!received.bytes.empty() || !received.fds.empty() || received.control_truncated) {
         auto taken =
             c->transport->take_received(received.bytes, std::move(received.fds), received.control_truncated);
-        if (!taken) {
-            // Bytes that are not D-Bus, or fds that were not agreed on, are the peer's doing.
-            const TransportError& error = taken.error();
-            if (error.kind == TransportError::Kind::Corrupt ||
-                error.kind == TransportError::Kind::FdsNotAllowed)
-                return refuse(id, describe(error));
-            return fail_on(id, error);
-        }
+        if (!taken) return read_failed(id, taken.error());
         if (!take_messages(id)) return;
         c = find(id);
         if (!c) return;
         watch_pending_fds(*c);
         // Flow control looks at it between two receives, as read_messages() does between two reads.
         if (!c->reading_paused && !events_.may_read(id)) pause_reading(*c);
-    } else if (received.error == 0) {
-        return fail_on(id, TransportError{TransportError::Kind::Closed});  // the end of the stream, as read()
-    } else if (received.error == EPIPE || received.error == ECONNRESET) {
-        return fail_on(id, TransportError{TransportError::Kind::Closed, received.error});
     } else if (received.error != ECANCELED) {
-        return fail_on(id, TransportError{TransportError::Kind::Io, received.error});
+        // The end of the stream, or the socket's error, as read() reports them.
+        return read_failed(id, received.error == 0 ? TransportError{TransportError::Kind::Closed}
+                                                   : transport_error_from_errno(received.error));
     }
     if (c->read_when_received) {
         c->read_when_received = false;

@@ -80,6 +80,9 @@ private:
     EventLoop::TimerId add_auth_timer(PeerId peer);
     void authenticate(Connection& connection);
     void read_messages(Connection& connection, bool hung_up);
+    // Reading the connection (or taking what the ring received from it) failed with `error`: refused,
+    // read again later (the kernel's ENOMEM) or ended, as the error says.
+    void read_failed(PeerId id, const TransportError& error);
     // Flow control holds the connection back: it is read no more until resume_paused_readers().
     void pause_reading(Connection& connection);
     // Hands the model every complete message the transport holds; false when the connection ended or

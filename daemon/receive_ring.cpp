@@ -9,7 +9,7 @@
 #include <new>
 #include <utility>
 
-#include "afbus/message.hpp"
+#include "transport/socket_io.hpp"
 
 namespace afbus::daemon {
 namespace {
@@ -25,7 +25,7 @@ constexpr unsigned kEntries = 256;
 constexpr unsigned kCompletionEntries = 1024;
 constexpr unsigned kBufferGroup = 0;
 // Room for the fds of one message, as StreamTransport::read has.
-constexpr std::size_t kControlBytes = CMSG_SPACE(sizeof(int) * kMaxMessageUnixFds);
+constexpr std::size_t kControlBytes = sizeof(ScmRightsBuffer);
 
 }  // namespace
 
@@ -237,26 +237,12 @@ void ReceiveRing::complete(const io_uring_cqe& cqe, const Handler& handler, bool
     const bool with_buffer = cqe.flags & IORING_CQE_F_BUFFER;
     const unsigned buffer_id = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
     if (cqe.res > 0) {
-        const Slot& slot = slots_[receive.slot / kSlotsPerChunk][receive.slot % kSlotsPerChunk];
-        // The fds first, owned at once: whatever happens next, none is left open.
-        auto header = slot.header;  // (CMSG_NXTHDR takes a mutable msghdr)
-        for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            const auto* fds = reinterpret_cast<const int*>(CMSG_DATA(c));
-            for (std::size_t i = 0; i < count; ++i) {
-                Fd fd(fds[i]);
-                try {
-                    received.fds.push_back(std::move(fd));
-                } catch (const std::bad_alloc&) {
-                    received.error = ENOMEM;  // (this fd closes here, the others with `received`)
-                }
-            }
-        }
+        Slot& slot = slots_[receive.slot / kSlotsPerChunk][receive.slot % kSlotsPerChunk];
+        // The fds first, owned at once: whatever happens next, none is left open. (Out of memory to
+        // hold them, they are closed, and the message they came with has lost them.)
+        if (!take_fds(slot.header, received.fds)) received.error = ENOMEM;
         received.control_truncated = slot.header.msg_flags & MSG_CTRUNC;
-        if (received.error == ENOMEM)
-            received.fds.clear();
-        else if (with_buffer)
+        if (received.error != ENOMEM && with_buffer)
             received.bytes = {buffers_.get() + buffer_id * kBufferBytes, static_cast<std::size_t>(cqe.res)};
     } else {
         // (Stopped, it ends as asked, whether the cancel or the lack of a buffer came first.)

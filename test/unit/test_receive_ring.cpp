@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "afbus/unix_socket.hpp"
 #include "receive_ring.hpp"
 #include "transport/socket_io.hpp"
 
@@ -20,14 +21,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Pair {
-    Fd mine, theirs;
-};
+using Pair = std::pair<Fd, Fd>;  // ours, the peer's
 
 Pair socket_pair() {
-    int fds[2];
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds), 0);
-    return {Fd(fds[0]), Fd(fds[1])};
+    auto pair = stream_socketpair();
+    EXPECT_TRUE(pair);
+    return pair ? std::move(*pair) : Pair{};
 }
 
 void send_text(int fd, const std::string& text) {
@@ -70,9 +69,9 @@ protected:
 
 TEST_F(ReceiveRingTest, AReceiveBringsWhatArrivedAndEnds) {
     Pair p = socket_pair();
-    ring_->start(p.mine.get(), 7);
+    ring_->start(p.first.get(), 7);
     EXPECT_TRUE(ring_->receiving(7));
-    send_text(p.theirs.get(), "hello");
+    send_text(p.second.get(), "hello");
     auto seen = wait_for(1);
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].tag, 7u);
@@ -80,9 +79,9 @@ TEST_F(ReceiveRingTest, AReceiveBringsWhatArrivedAndEnds) {
     EXPECT_EQ(seen[0].error, 0);
     // One receive per start(): what comes next waits in the socket.
     EXPECT_FALSE(ring_->receiving(7));
-    send_text(p.theirs.get(), "again");
+    send_text(p.second.get(), "again");
     EXPECT_TRUE(wait_for(1, 2).empty());
-    ring_->start(p.mine.get(), 7);
+    ring_->start(p.first.get(), 7);
     seen = wait_for(1);
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].bytes, "again");
@@ -100,8 +99,8 @@ TEST_F(ReceiveRingTest, FdsComeWithTheirBytes) {
     msg.msg_iovlen = 1;
     ScmRightsBuffer control;
     attach_fds(msg, control, passed);
-    ASSERT_EQ(::sendmsg(p.theirs.get(), &msg, MSG_NOSIGNAL), 1);
-    ring_->start(p.mine.get(), 1);
+    ASSERT_EQ(::sendmsg(p.second.get(), &msg, MSG_NOSIGNAL), 1);
+    ring_->start(p.first.get(), 1);
     auto seen = wait_for(1);
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].bytes, "x");
@@ -110,8 +109,8 @@ TEST_F(ReceiveRingTest, FdsComeWithTheirBytes) {
 
 TEST_F(ReceiveRingTest, TheEndOfTheStreamEndsTheReceiveWithNoError) {
     Pair p = socket_pair();
-    ring_->start(p.mine.get(), 3);
-    p.theirs = Fd();
+    ring_->start(p.first.get(), 3);
+    p.second = Fd();
     auto seen = wait_for(1);
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_TRUE(seen[0].bytes.empty());
@@ -120,23 +119,23 @@ TEST_F(ReceiveRingTest, TheEndOfTheStreamEndsTheReceiveWithNoError) {
 
 TEST_F(ReceiveRingTest, AStoppedReceiveEndsAndLetsGoOfTheSocket) {
     Pair p = socket_pair();
-    ring_->start(p.mine.get(), 5);
+    ring_->start(p.first.get(), 5);
     ring_->stop(5);
     auto seen = wait_for(1);
     ASSERT_EQ(seen.size(), 1u);
     EXPECT_EQ(seen[0].error, ECANCELED);
     EXPECT_FALSE(ring_->receiving(5));
     // Closed now, the socket is gone: the peer sees the end at once.
-    p.mine = Fd();
+    p.first = Fd();
     char byte;
-    EXPECT_EQ(::recv(p.theirs.get(), &byte, 1, 0), 0);
+    EXPECT_EQ(::recv(p.second.get(), &byte, 1, 0), 0);
 }
 
 TEST_F(ReceiveRingTest, AWaitForBytesTakesNothingAndCanBeStopped) {
     Pair p = socket_pair();
-    ring_->wait_readable(p.mine.get(), 9);
+    ring_->wait_readable(p.first.get(), 9);
     EXPECT_TRUE(ring_->receiving(9));
-    send_text(p.theirs.get(), "left in the socket");
+    send_text(p.second.get(), "left in the socket");
     std::vector<ReceiveRing::Received> seen;
     for (int i = 0; i < 50 && seen.empty(); ++i)
         ASSERT_TRUE(ring_->wait(epoll_.get(), 100ms, [&seen](ReceiveRing::Received& r) {
@@ -147,9 +146,9 @@ TEST_F(ReceiveRingTest, AWaitForBytesTakesNothingAndCanBeStopped) {
     EXPECT_TRUE(seen[0].readable);
     EXPECT_FALSE(ring_->receiving(9));
     char text[64];
-    EXPECT_EQ(::recv(p.mine.get(), text, sizeof text, 0), 18);
+    EXPECT_EQ(::recv(p.first.get(), text, sizeof text, 0), 18);
 
-    ring_->wait_readable(p.mine.get(), 9);
+    ring_->wait_readable(p.first.get(), 9);
     ring_->stop(9);
     auto stopped = wait_for(1);
     ASSERT_EQ(stopped.size(), 1u);
@@ -162,8 +161,8 @@ TEST_F(ReceiveRingTest, MoreSocketsWithBytesThanBuffersAllGetTheirsInTurn) {
     std::vector<Pair> pairs;
     for (int i = 0; i < 10; ++i) pairs.push_back(socket_pair());
     for (std::size_t i = 0; i < pairs.size(); ++i) {
-        send_text(pairs[i].theirs.get(), "from " + std::to_string(i));
-        ring_->start(pairs[i].mine.get(), i + 1);
+        send_text(pairs[i].second.get(), "from " + std::to_string(i));
+        ring_->start(pairs[i].first.get(), i + 1);
     }
     auto seen = wait_for(pairs.size());
     ASSERT_EQ(seen.size(), pairs.size());
@@ -181,12 +180,12 @@ TEST_F(ReceiveRingTest, WaitSaysWhenTheOtherFdIsReadyAndWhenTimeIsUp) {
     Pair p = socket_pair();
     epoll_event event{};
     event.events = EPOLLIN;
-    ASSERT_EQ(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p.mine.get(), &event), 0);
+    ASSERT_EQ(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p.first.get(), &event), 0);
     auto nothing = [](ReceiveRing::Received&) { ADD_FAILURE() << "no receive was started"; };
     auto waited = ring_->wait(epoll_.get(), 20ms, nothing);
     ASSERT_TRUE(waited);
     EXPECT_FALSE(*waited);
-    send_text(p.theirs.get(), "ready");
+    send_text(p.second.get(), "ready");
     waited = ring_->wait(epoll_.get(), 5000ms, nothing);
     ASSERT_TRUE(waited);
     EXPECT_TRUE(*waited);
