@@ -37,14 +37,26 @@ void StreamTransport::push_received(std::string_view bytes) {
         throw std::bad_alloc();
 }
 
-Expected<void, TransportError> StreamTransport::take_received(std::span<const std::byte> bytes,
-                                                              std::vector<Fd> fds, bool control_truncated) {
+Expected<void, TransportError> StreamTransport::take_control(std::vector<Fd> fds, bool control_truncated) {
     if (control_truncated)
         return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
     if (!fds.empty()) {
         if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
         framer_.add_fds(std::move(fds));
     }
+    return {};
+}
+
+Expected<void, TransportError> StreamTransport::took_in_place(std::size_t n, std::vector<Fd> fds,
+                                                              bool control_truncated) {
+    if (auto taken = take_control(std::move(fds), control_truncated); !taken) return taken;
+    framer_.commit(n);
+    return {};
+}
+
+Expected<void, TransportError> StreamTransport::take_received(std::span<const std::byte> bytes,
+                                                              std::vector<Fd> fds, bool control_truncated) {
+    if (auto taken = take_control(std::move(fds), control_truncated); !taken) return taken;
     // As read() does: a connection with little traffic keeps no read buffer between messages.
     if (bytes.size() < kIdleReadBytes) release_buffer_ = true;
     // In pieces: the framer may offer less than asked for, the rest of a large message it reads apart.

@@ -601,6 +601,50 @@ TEST(StreamTransport, BytesAndFdsReceivedByTheOwnerAreTakenAsReadOnes) {
     EXPECT_EQ(cut.error().wire, WireError::TooManyFds);
 }
 
+// The rest of a long message received in place: into the message's own storage, which becomes its body.
+TEST(StreamTransport, TheRestOfALongMessageIsReceivedInPlace) {
+    auto pair = stream_socketpair();
+    ASSERT_TRUE(pair);
+    StreamTransport receiver(std::move(pair->second));
+    receiver.set_unix_fd_passing(true);
+    const Message sent = large_signal(100 * 1024, 7);
+    std::vector<std::byte> stream;
+    append_wire(stream, sent);
+    const std::span<const std::byte> bytes(stream);
+    ASSERT_TRUE(receiver.take_received(bytes.first(16 * 1024), {}, false));
+    ASSERT_EQ(receiver.awaited(), stream.size() - 16 * 1024);
+    std::span<std::byte> room = receiver.receive_room();
+    ASSERT_EQ(room.size(), receiver.awaited());
+    const std::size_t part = room.size() / 2;
+    std::memcpy(room.data(), bytes.data() + 16 * 1024, part);
+    ASSERT_TRUE(receiver.took_in_place(part, {}, false));
+    auto m = receiver.next();
+    ASSERT_TRUE(m);
+    EXPECT_FALSE(*m);  // not all of it yet
+    room = receiver.receive_room();
+    ASSERT_EQ(room.size(), stream.size() - 16 * 1024 - part);
+    std::memcpy(room.data(), bytes.data() + 16 * 1024 + part, room.size());
+    ASSERT_TRUE(receiver.took_in_place(room.size(), {}, false));
+    EXPECT_EQ(receiver.awaited(), 0u);
+    m = receiver.next();
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->serial(), 7u);
+    EXPECT_TRUE(std::ranges::equal((*m)->body_bytes(), sent.body_bytes()));
+
+    // Fds without fd passing, and control data cut short, are refused as from a read.
+    StreamTransport other(Fd{});
+    ASSERT_TRUE(other.take_received(bytes.first(16 * 1024), {}, false));
+    (void)other.receive_room();
+    std::vector<Fd> fds;
+    fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    auto refused = other.took_in_place(1, std::move(fds), false);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().kind, TransportError::Kind::FdsNotAllowed);
+    auto cut = other.took_in_place(1, {}, true);
+    ASSERT_FALSE(cut);
+    EXPECT_EQ(cut.error().wire, WireError::TooManyFds);
+}
+
 TEST(StreamTransport, APeerClosingInsideALargeMessageIsAClose) {
     auto pair = stream_socketpair();
     ASSERT_TRUE(pair);

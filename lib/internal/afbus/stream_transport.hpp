@@ -63,8 +63,14 @@ public:
     Expected<void, TransportError> take_received(std::span<const std::byte> bytes, std::vector<Fd> fds,
                                                  bool control_truncated);
     // Bytes still to come of the message begun (MessageFramer::awaited): an owner that receives for
-    // itself reads a long rest with read() instead, straight into the message's storage.
+    // itself receives a long rest in place instead, straight into the message's storage.
     [[nodiscard]] std::size_t awaited() const noexcept { return framer_.awaited(); }
+    // Where the next bytes go (MessageFramer::prepare): for an owner that receives into it itself, then
+    // says what arrived with took_in_place(). Valid until then, or until this transport is destroyed;
+    // nothing else may read for it meanwhile. Out of memory for the message begun, std::bad_alloc.
+    [[nodiscard]] std::span<std::byte> receive_room() { return framer_.prepare(); }
+    // `n` bytes arrived in receive_room(), with these fds; checked as take_received() checks them.
+    Expected<void, TransportError> took_in_place(std::size_t n, std::vector<Fd> fds, bool control_truncated);
 
     // Reads what the socket has now, up to `budget` bytes (so one busy peer cannot starve others).
     // Returns the number of bytes read; 0 means nothing was available (EAGAIN).
@@ -84,6 +90,9 @@ public:
     [[nodiscard]] std::size_t pending_fds() const noexcept { return framer_.pending_fds(); }
 
 private:
+    // The fds that came with bytes received, and whether there were more than room for.
+    Expected<void, TransportError> take_control(std::vector<Fd> fds, bool control_truncated);
+
     Fd socket_;
     MessageFramer framer_;
     std::deque<std::shared_ptr<const Message>> queue_;
