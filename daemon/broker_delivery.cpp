@@ -33,6 +33,8 @@ BrokerDelivery::BrokerDelivery(EventLoop& loop, DeliveryEvents& events, Connecti
     : loop_(loop), events_(events), settings_(std::move(settings)) {}
 
 BrokerDelivery::~BrokerDelivery() {
+    // First: the ring's receives write into the connections' storage, and its handler is this object's.
+    loop_.stop_receive_ring();
     for (const Fd& l : listeners_) loop_.unwatch(l.get());
     if (accept_retry_timer_) loop_.cancel_timer(accept_retry_timer_);
     for (auto& [id, c] : connections_) {
@@ -142,7 +144,6 @@ void BrokerDelivery::add_connection(Fd socket) {
     const PeerId peer = *id;
     connection->id = peer;
     connection->transport->set_max_message_size(max_message_size());
-    connection->epoll_events = EPOLLIN;
     Connection* added = nullptr;
     try {
         added = connections_.emplace(peer, std::move(connection)).first->second.get();
@@ -150,10 +151,7 @@ void BrokerDelivery::add_connection(Fd socket) {
         return events_.peer_lost(peer, "the bus ran out of memory taking the connection");
     }
     Connection& c = *added;
-    if (!loop_.watch(c.transport->fd(), EPOLLIN, [this, peer](std::uint32_t events) { on_io(peer, events); })) {
-        c.epoll_events = 0;
-        return events_.peer_lost(peer, EventLoop::watch_failure(errno));
-    }
+    if (!watch(c, EPOLLIN)) return events_.peer_lost(peer, EventLoop::watch_failure(errno));
     // (The timer and the first read below are guarded as every read is: on_io.)
     try {
         c.auth_timer = add_auth_timer(peer);
@@ -207,14 +205,14 @@ void BrokerDelivery::retry_read_later(Connection& c) {
     if (c.read_retry_timer) return;
     if (ring_receiving(c)) loop_.receive_ring()->stop(c.id);
     loop_.unwatch(c.transport->fd());
+    c.watched = false;
     c.epoll_events = 0;
     const PeerId id = c.id;
     c.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
         Connection* p = find(id);
         if (!p) return;
         p->read_retry_timer = 0;
-        if (!loop_.watch(p->transport->fd(), 0, [this, id](std::uint32_t events) { on_io(id, events); }))
-            return events_.peer_lost(id, EventLoop::watch_failure(errno));
+        if (!watch(*p, 0)) return events_.peer_lost(id, EventLoop::watch_failure(errno));
         // Messages may wait in its buffer with nothing more on the socket to wake the loop for them. (Then
         // it is watched for reading, unless flow control holds it back, and writing, as wanted now.)
         on_io(id, EPOLLIN);
@@ -359,12 +357,14 @@ void BrokerDelivery::receive_in_ring(Connection& c) {
     if (!ring || c.sasl || c.reading_paused || c.read_retry_timer || c.read_when_received ||
         ring->receiving(c.id))
         return;
-    // The rest of a long message is read in place, straight into its storage, as it comes (the ring says
-    // when): through the ring it would be copied out of the ring's buffers 16 KiB at a time.
-    // (Out of memory for the ring's bookkeeping, epoll watches it instead: update_watch().)
+    // The rest of a long message is received in place, straight into its storage: through the ring's
+    // buffers it would be copied out of them 16 KiB at a time. (The storage lives as long as the
+    // connection, which detach() keeps until the receive has ended.)
+    // (Out of memory for the ring's bookkeeping, or for the message begun, epoll watches it instead:
+    // update_watch(), and read() then skips a message there is no memory for.)
     try {
         if (c.transport->awaited() >= MessageFramer::kOwnStorageBytes)
-            return ring->wait_readable(c.transport->fd(), c.id);
+            return ring->start_into(c.transport->fd(), c.id, c.transport->receive_room());
         ring->start(c.transport->fd(), c.id);
     } catch (const std::bad_alloc&) {
     }
@@ -385,15 +385,12 @@ void BrokerDelivery::handle_received(ReceiveRing::Received& received) {
     if (!c) return;  // gone meanwhile: the fds close with `received`
     if (received.error == ENOMEM)
         return events_.peer_lost(id, "the bus ran out of memory for the fds it sent");
-    if (received.readable) {
-        // The rest of a long message, in place.
-        read_messages(*c, false);
-        if ((c = find(id))) update_watch(*c);  // the next wait, or receive
-        return;
-    }
     if (!received.bytes.empty() || !received.fds.empty() || received.control_truncated) {
-        auto taken =
-            c->transport->take_received(received.bytes, std::move(received.fds), received.control_truncated);
+        auto taken = received.in_place
+                         ? c->transport->took_in_place(received.bytes.size(), std::move(received.fds),
+                                                       received.control_truncated)
+                         : c->transport->take_received(received.bytes, std::move(received.fds),
+                                                       received.control_truncated);
         if (!taken) return read_failed(id, taken.error());
         if (!take_messages(id)) return;
         c = find(id);
@@ -412,7 +409,7 @@ void BrokerDelivery::handle_received(ReceiveRing::Received& received) {
         c = find(id);
         if (!c) return;
     }
-    // The next receive, unless flow control holds it back or a long message is read in place.
+    // The next receive, unless flow control holds it back.
     update_watch(*c);
 }
 
@@ -475,8 +472,9 @@ void BrokerDelivery::flush() {
     }
     dirty_.clear();
     // Detached connections go first: what their queues held may be charged to paused senders, who
-    // would otherwise wait for some later event to be resumed.
-    graveyard_.clear();
+    // would otherwise wait for some later event to be resumed. One the ring still receives for stays
+    // until that receive has ended (detach()).
+    std::erase_if(graveyard_, [this](const std::unique_ptr<Connection>& c) { return !ring_receiving(*c); });
     // What was just written may have been holding paused senders back.
     if (!paused_readers_.empty()) resume_paused_readers();
     if (!listening_ && events_.may_accept()) watch_listeners(true);
@@ -500,12 +498,36 @@ void BrokerDelivery::update_watch(Connection& c) {
     // epoll for EPOLLOUT now would cost two epoll_ctl for a write that usually completes at once (a driver
     // call's reply goes to the peer being read, e.g. Hello).
     const bool writing = (c.transport->wants_write() && !c.dirty) || (c.sasl && c.sasl_stream.wants_write());
-    // (epoll does not watch for what the ring receives.)
-    const bool reading = !c.reading_paused && !ring_receiving(c);
+    // (The loop does not watch for what the ring receives.)
+    const bool receiving = ring_receiving(c);
+    const bool reading = !c.reading_paused && !receiving;
     const std::uint32_t wanted = (reading ? EPOLLIN : 0u) | (writing ? EPOLLOUT : 0u);
+    if (receiving && wanted == 0) {
+        // Not watched at all: the receive says when the connection ends, and its poll would cost the ring
+        // work at every turn. (Watched with no events, errors and the hang-up would still be reported.)
+        if (c.watched) {
+            loop_.unwatch(c.transport->fd());
+            c.watched = false;
+            c.epoll_events = 0;
+        }
+        return;
+    }
+    if (!c.watched) {
+        if (!watch(c, wanted)) events_.peer_lost(c.id, EventLoop::watch_failure(errno));
+        return;
+    }
     if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;
     loop_.modify(c.transport->fd(), wanted);
+}
+
+bool BrokerDelivery::watch(Connection& c, std::uint32_t events) {
+    const PeerId id = c.id;
+    if (!loop_.watch(c.transport->fd(), events, [this, id](std::uint32_t ready) { on_io(id, ready); }))
+        return false;
+    c.watched = true;
+    c.epoll_events = events;
+    return true;
 }
 
 void BrokerDelivery::detach(PeerId peer) {
@@ -513,15 +535,16 @@ void BrokerDelivery::detach(PeerId peer) {
     if (it == connections_.end()) return;
     Connection& c = *it->second;
     loop_.unwatch(c.transport->fd());
-    // The ring lets go of the socket, so that closing it ends the connection.
-    if (ring_receiving(c)) loop_.receive_ring()->stop(peer);
     if (c.auth_timer) loop_.cancel_timer(c.auth_timer);
     if (c.pending_fds_timer) loop_.cancel_timer(c.pending_fds_timer);
     if (c.read_retry_timer) loop_.cancel_timer(c.read_retry_timer);
     // Best effort: what is queued (e.g. the last error reply) may still go out.
     (void)c.transport->flush();
     // The peer sees the end of the connection now; the object may still be on the call stack (inside
-    // its own read loop), so it is freed after this turn of the loop.
+    // its own read loop), so it is freed after this turn of the loop. A receive the ring has pending
+    // ends too, with what the socket still held or its end, at the ring's next wait: the connection is
+    // kept until then, as the receive may be writing into its storage (flush()). (No stop(): the
+    // shutdown ends the receive as surely, and costs the ring nothing.)
     ::shutdown(c.transport->fd(), SHUT_RDWR);
     graveyard_.push_back(std::move(it->second));  // room was made when it connected
     connections_.erase(it);

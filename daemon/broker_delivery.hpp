@@ -55,12 +55,15 @@ private:
         // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
         EventLoop::TimerId pending_fds_timer = 0;
         std::uint32_t epoll_events = 0;
+        // In the loop's watches (with io_uring receives, a connection the ring receives from and that has
+        // nothing to write is not: a poll would only say what the receive says).
+        bool watched = false;
         bool dirty = false;           // has output queued since the last flush()
         bool reading_paused = false;  // the model holds too much of its messages (flow control)
         // Runs while the socket is not watched after a read failed for the kernel's lack of memory.
         EventLoop::TimerId read_retry_timer = 0;
-        // With io_uring receives: read() it once its receive has ended (the rest of a long message is
-        // read in place, or a read was asked for while the ring was receiving).
+        // With io_uring receives: read() it once its receive has ended (a read was asked for while the
+        // ring was receiving).
         bool read_when_received = false;
     };
 
@@ -91,13 +94,15 @@ private:
     // What an io_uring receive brought (receive_ring.hpp).
     void on_received(ReceiveRing::Received& received);
     void handle_received(ReceiveRing::Received& received);
-    // Starts the ring receiving from an authenticated connection that may be read, unless it is already,
-    // or the rest of a long message is to be read in place.
+    // Starts the ring receiving from an authenticated connection that may be read, unless it is already:
+    // into a buffer of the ring's, or the rest of a long message into its own storage.
     void receive_in_ring(Connection& connection);
     // The connection is read by the ring (io_uring receives, authenticated, not paused or retrying).
     [[nodiscard]] bool ring_receiving(const Connection& connection) const;
     void watch_pending_fds(Connection& connection);
     void update_watch(Connection& connection);
+    // Adds the connection to the loop's watches for `events`; false (and errno) when it could not be.
+    bool watch(Connection& connection, std::uint32_t events);
     void resume_paused_readers();
     [[nodiscard]] Connection* find(PeerId id) const;
     // The connection broke: the model is told, and detaches it.

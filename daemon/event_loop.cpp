@@ -9,20 +9,36 @@
 #include <cstring>
 #include <vector>
 
+#include "room.hpp"
+
 namespace afbus::daemon {
 
 EventLoop::EventLoop() : epoll_(::epoll_create1(EPOLL_CLOEXEC)) {}
+
+namespace {
+
+constexpr std::uint64_t poll_tag(int fd, std::uint32_t generation) {
+    return (static_cast<std::uint64_t>(generation & 0x3fffffffu) << 32) | static_cast<std::uint32_t>(fd);
+}
+
+}  // namespace
 
 bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
     // The memory first: out of it, nothing is registered (an fd in epoll without its callback would be
     // woken for and never served).
     std::unordered_map<int, std::shared_ptr<Watch>>::iterator it;
     try {
-        auto watch = std::make_shared<Watch>(Watch{std::move(callback)});
+        auto watch = std::make_shared<Watch>(Watch{std::move(callback), events});
+        // (Each watch is listed at most once; those removed while listed stay listed until the wait.)
+        make_room(to_poll_, watches_.size() + 1);
         it = watches_.insert_or_assign(fd, std::move(watch)).first;
     } catch (const std::bad_alloc&) {
         errno = ENOMEM;
         return false;
+    }
+    if (ring_) {
+        repoll(*it->second, fd);
+        return true;
     }
     epoll_event ev{};
     ev.events = events;
@@ -43,6 +59,13 @@ std::string_view EventLoop::watch_failure(int error) noexcept {
 }
 
 void EventLoop::modify(int fd, std::uint32_t events) {
+    auto it = watches_.find(fd);
+    assert(it != watches_.end());
+    if (it != watches_.end()) it->second->events = events;
+    if (ring_) {
+        if (it != watches_.end()) repoll(*it->second, fd);
+        return;
+    }
     epoll_event ev{};
     ev.events = events;
     ev.data.fd = fd;
@@ -53,8 +76,54 @@ void EventLoop::modify(int fd, std::uint32_t events) {
 }
 
 void EventLoop::unwatch(int fd) {
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    watches_.erase(fd);
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return;
+    if (!ring_)
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    else if (it->second->polled)
+        ring_->stop_poll(poll_tag(fd, it->second->generation));
+    // (Listed in to_poll_, it is skipped there: the fd is looked up afresh.)
+    watches_.erase(it);
+}
+
+void EventLoop::repoll(Watch& watch, int fd) {
+    if (watch.listed || (watch.polled && watch.polled_events == watch.events)) return;
+    watch.listed = true;
+    to_poll_.push_back(fd);  // room was made by watch()
+}
+
+void EventLoop::poll_listed() {
+    for (int fd : to_poll_) {
+        auto it = watches_.find(fd);
+        if (it == watches_.end() || !it->second->listed) continue;  // gone, or gone and watched anew
+        Watch& watch = *it->second;
+        watch.listed = false;
+        if (watch.polled) {
+            if (watch.polled_events == watch.events) continue;
+            ring_->stop_poll(poll_tag(fd, watch.generation));
+        }
+        // (Events 0 still polls for errors and the hang-up, as epoll reports them.)
+        watch.generation = next_generation_++;
+        watch.polled = true;
+        watch.polled_events = watch.events;
+        ring_->poll(fd, watch.events, poll_tag(fd, watch.generation));
+    }
+    to_poll_.clear();
+}
+
+void EventLoop::on_polled(std::uint64_t tag, int result) {
+    const int fd = static_cast<int>(static_cast<std::uint32_t>(tag));
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return;
+    const std::shared_ptr<Watch> watch = it->second;
+    if (!watch->polled || poll_tag(fd, watch->generation) != tag) return;  // an earlier poll's end
+    watch->polled = false;
+    // Polled again before the next wait, as long as it wants to be (level-triggered, as epoll).
+    repoll(*watch, fd);
+    if (result == -ECANCELED) return;
+    const std::uint32_t events = result < 0 ? EPOLLERR : static_cast<std::uint32_t>(result);
+    const std::uint32_t wanted = events & (watch->events | EPOLLERR | EPOLLHUP);
+    if (wanted) watch->callback(wanted);
 }
 
 EventLoop::TimerId EventLoop::add_timer(Clock::time_point deadline, TimerCallback callback) {
@@ -86,9 +155,33 @@ void EventLoop::cancel_timer(TimerId id) {
 Expected<void, int> EventLoop::use_receive_ring(ReceiveRing::Handler handler) {
     auto ring = ReceiveRing::open();
     if (!ring) return Unexpected(ring.error());
+    try {
+        to_poll_.reserve(watches_.size());
+    } catch (const std::bad_alloc&) {
+        return Unexpected(ENOMEM);
+    }
     ring_ = std::move(*ring);
     on_received_ = std::move(handler);
+    // The watches made so far move from epoll to the ring.
+    for (auto& [fd, watch] : watches_) {
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+        repoll(*watch, fd);
+    }
     return {};
+}
+
+void EventLoop::stop_receive_ring() noexcept {
+    if (!ring_) return;
+    ring_.reset();  // (its polls end with it)
+    on_received_ = nullptr;
+    to_poll_.clear();
+    for (auto& [fd, watch] : watches_) {
+        watch->polled = watch->listed = false;
+        epoll_event ev{};
+        ev.events = watch->events;
+        ev.data.fd = fd;
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+    }
 }
 
 bool EventLoop::run() {
@@ -108,14 +201,14 @@ bool EventLoop::run_once(std::chrono::milliseconds max_wait) {
     epoll_event events[64];
     int n = 0;
     if (ring_) {
-        // The receives' completions first (each socket's bytes in order), then what epoll has, without
-        // waiting again.
-        auto epoll_ready = ring_->wait(epoll_.get(), wait, on_received_);
-        if (!epoll_ready) {
-            errno = epoll_ready.error();
+        // Receives and polls, in the order they completed (each socket's bytes in order).
+        poll_listed();
+        auto waited = ring_->wait(wait, on_received_,
+                                  [this](std::uint64_t tag, int result) { on_polled(tag, result); });
+        if (!waited) {
+            errno = waited.error();
             return false;
         }
-        if (*epoll_ready) n = ::epoll_wait(epoll_.get(), events, 64, 0);
     } else {
         n = ::epoll_wait(epoll_.get(), events, 64, static_cast<int>(wait.count()));
     }

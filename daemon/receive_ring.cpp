@@ -1,7 +1,6 @@
 #include "receive_ring.hpp"
 
 #include <liburing.h>
-#include <poll.h>
 #include <sys/mman.h>
 
 #include <cassert>
@@ -14,11 +13,10 @@
 namespace afbus::daemon {
 namespace {
 
-// user_data of the two kinds of entry that are not receives (the owners' tags are peer ids, from 1).
-constexpr std::uint64_t kPollTag = ~std::uint64_t{0};
-constexpr std::uint64_t kStopTag = kPollTag - 1;
-// Added to an owner's tag for its wait_readable().
-constexpr std::uint64_t kReadableTag = std::uint64_t{1} << 62;
+// user_data of the entries that are not receives (the receives' tags are peer ids, from 1): polls, with
+// their owner's tag below, and cancels, whose completions say nothing.
+constexpr std::uint64_t kPollBit = ReceiveRing::kMaxPollTag;
+constexpr std::uint64_t kStopTag = ~std::uint64_t{0};
 constexpr unsigned kEntries = 256;
 // Beyond this many completions at once (one per connection with bytes), the kernel keeps the rest aside
 // until there is room; the ring's pages are the daemon's memory, touched in turn.
@@ -100,9 +98,13 @@ std::size_t ReceiveRing::take_slot() {
     return slot;
 }
 
-void ReceiveRing::queue_receive(std::uint64_t tag, const Receive& receive) {
+void ReceiveRing::queue_receive(std::uint64_t tag, const Receive& receive, std::span<std::byte> room) {
     Slot& slot = slots_[receive.slot / kSlotsPerChunk][receive.slot % kSlotsPerChunk];
-    slot.payload = {nullptr, kBufferBytes};  // the kernel picks the buffer
+    // Without a room of the owner's, the kernel picks one of the ring's buffers.
+    if (receive.in_place)
+        slot.payload = {room.data(), room.size()};
+    else
+        slot.payload = {nullptr, kBufferBytes};
     slot.header = {};
     slot.header.msg_iov = &slot.payload;
     slot.header.msg_iovlen = 1;
@@ -111,41 +113,57 @@ void ReceiveRing::queue_receive(std::uint64_t tag, const Receive& receive) {
     slot.header.msg_controllen = kControlBytes;
     io_uring_sqe* entry = next_entry();
     ::io_uring_prep_recvmsg(entry, receive.fd, &slot.header, MSG_CMSG_CLOEXEC);
-    entry->flags |= IOSQE_BUFFER_SELECT;
-    entry->buf_group = kBufferGroup;
+    if (!receive.in_place) {
+        entry->flags |= IOSQE_BUFFER_SELECT;
+        entry->buf_group = kBufferGroup;
+    }
     ::io_uring_sqe_set_data64(entry, tag);
 }
 
 void ReceiveRing::start(int fd, std::uint64_t tag) {
-    assert(tag < kReadableTag && !receives_.contains(tag));
+    start_receive(fd, tag, {}, false);
+}
+
+void ReceiveRing::start_into(int fd, std::uint64_t tag, std::span<std::byte> room) {
+    assert(!room.empty());
+    start_receive(fd, tag, room, true);
+}
+
+void ReceiveRing::start_receive(int fd, std::uint64_t tag, std::span<std::byte> room, bool in_place) {
+    assert(tag < kPollBit && !receives_.contains(tag));
     // Room first for the receive's retry after a lack of buffers: complete() cannot fail.
-    out_of_buffers_.reserve(receives_.size() + 1);
+    if (!in_place) out_of_buffers_.reserve(receives_.size() + 1);
     const std::size_t slot = take_slot();
     try {
-        const Receive& receive = receives_.emplace(tag, Receive{fd, slot, false}).first->second;
-        queue_receive(tag, receive);
+        const Receive& receive = receives_.emplace(tag, Receive{fd, slot, false, in_place}).first->second;
+        queue_receive(tag, receive, room);
     } catch (...) {
         free_slots_.push_back(slot);  // (room was made for it when its chunk was)
         throw;
     }
 }
 
-void ReceiveRing::wait_readable(int fd, std::uint64_t tag) {
-    assert(tag < kReadableTag && !receives_.contains(tag));
-    receives_.emplace(tag, Receive{fd, kNoSlot, false});
-    io_uring_sqe* entry = next_entry();
-    ::io_uring_prep_poll_add(entry, fd, POLLIN);
-    ::io_uring_sqe_set_data64(entry, tag | kReadableTag);
-}
-
 void ReceiveRing::stop(std::uint64_t tag) {
     auto it = receives_.find(tag);
     if (it == receives_.end() || it->second.stopping) return;
     it->second.stopping = true;
+    // Submitted with the next wait(), which the receive's end waits for anyway.
     io_uring_sqe* entry = next_entry();
-    ::io_uring_prep_cancel64(entry, it->second.slot == kNoSlot ? tag | kReadableTag : tag, 0);
+    ::io_uring_prep_cancel64(entry, tag, 0);
     ::io_uring_sqe_set_data64(entry, kStopTag);
-    ::io_uring_submit(ring_.get());
+}
+
+void ReceiveRing::poll(int fd, std::uint32_t events, std::uint64_t tag) {
+    assert(tag < kMaxPollTag);
+    io_uring_sqe* entry = next_entry();
+    ::io_uring_prep_poll_add(entry, fd, events);
+    ::io_uring_sqe_set_data64(entry, tag | kPollBit);
+}
+
+void ReceiveRing::stop_poll(std::uint64_t tag) {
+    io_uring_sqe* entry = next_entry();
+    ::io_uring_prep_poll_remove(entry, tag | kPollBit);
+    ::io_uring_sqe_set_data64(entry, kStopTag);
 }
 
 void ReceiveRing::give_back(unsigned buffer_id) {
@@ -154,8 +172,8 @@ void ReceiveRing::give_back(unsigned buffer_id) {
     ::io_uring_buf_ring_advance(buffer_ring_, 1);
 }
 
-Expected<bool, int> ReceiveRing::wait(int poll_fd, std::chrono::milliseconds timeout,
-                                      const Handler& handler) {
+Expected<void, int> ReceiveRing::wait(std::chrono::milliseconds timeout, const Handler& handler,
+                                      const PollHandler& polled) {
     // Receives that found no buffer are made again: the buffers have come back since. One stopped
     // meanwhile has nothing pending in the kernel: it ends here.
     // (By index, and cleared, not swapped: it keeps the room start() made. The handler below starts and
@@ -165,7 +183,7 @@ Expected<bool, int> ReceiveRing::wait(int poll_fd, std::chrono::milliseconds tim
         auto it = receives_.find(tag);
         if (it == receives_.end()) continue;
         if (!it->second.stopping) {
-            queue_receive(tag, it->second);
+            queue_receive(tag, it->second, {});
             continue;
         }
         free_slots_.push_back(it->second.slot);
@@ -176,12 +194,6 @@ Expected<bool, int> ReceiveRing::wait(int poll_fd, std::chrono::milliseconds tim
         handler(ended);
     }
     out_of_buffers_.clear();
-    if (!poll_pending_) {
-        io_uring_sqe* entry = next_entry();
-        ::io_uring_prep_poll_add(entry, poll_fd, POLLIN);
-        ::io_uring_sqe_set_data64(entry, kPollTag);
-        poll_pending_ = true;
-    }
     __kernel_timespec wait_for{};
     wait_for.tv_sec = timeout.count() / 1000;
     wait_for.tv_nsec = (timeout.count() % 1000) * 1'000'000;
@@ -189,43 +201,24 @@ Expected<bool, int> ReceiveRing::wait(int poll_fd, std::chrono::milliseconds tim
     const int waited = ::io_uring_submit_and_wait_timeout(ring_.get(), &first, 1, &wait_for, nullptr);
     if (waited < 0 && waited != -ETIME && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY)
         return Unexpected(-waited);
-    // One at a time: a handler that stops a receive submits, and what that makes comes after.
-    bool poll_ready = false;
+    // One at a time: a handler may queue entries (which may submit), and what they make comes after.
     io_uring_cqe* cqe = nullptr;
     while (::io_uring_peek_cqe(ring_.get(), &cqe) == 0) {
         const io_uring_cqe copy = *cqe;
         ::io_uring_cqe_seen(ring_.get(), cqe);
-        complete(copy, handler, poll_ready);
+        complete(copy, handler, polled);
     }
-    return poll_ready;
+    return {};
 }
 
-void ReceiveRing::complete(const io_uring_cqe& cqe, const Handler& handler, bool& poll_ready) {
+void ReceiveRing::complete(const io_uring_cqe& cqe, const Handler& handler, const PollHandler& polled) {
     const std::uint64_t tag = ::io_uring_cqe_get_data64(&cqe);
     if (tag == kStopTag) return;
-    if (tag == kPollTag) {
-        poll_pending_ = false;
-        poll_ready = true;
-        return;
-    }
-    if (tag & kReadableTag) {
-        auto it = receives_.find(tag & ~kReadableTag);
-        assert(it != receives_.end());
-        Received readable;
-        readable.tag = it->first;
-        const bool stopped = it->second.stopping && cqe.res == -ECANCELED;
-        receives_.erase(it);
-        if (stopped)
-            readable.error = ECANCELED;
-        else
-            readable.readable = true;  // (an error or the end: the owner's read finds it)
-        handler(readable);
-        return;
-    }
+    if (tag & kPollBit) return polled(tag & ~kPollBit, cqe.res);
     auto it = receives_.find(tag);
     assert(it != receives_.end());
     const Receive receive = it->second;
-    if (cqe.res == -ENOBUFS && !receive.stopping) {
+    if (cqe.res == -ENOBUFS && !receive.stopping && !receive.in_place) {
         out_of_buffers_.push_back(tag);  // (room was made by start())
         return;
     }
@@ -244,6 +237,10 @@ void ReceiveRing::complete(const io_uring_cqe& cqe, const Handler& handler, bool
         received.control_truncated = slot.header.msg_flags & MSG_CTRUNC;
         if (received.error != ENOMEM && with_buffer)
             received.bytes = {buffers_.get() + buffer_id * kBufferBytes, static_cast<std::size_t>(cqe.res)};
+        else if (received.error != ENOMEM && receive.in_place)
+            received.bytes = {static_cast<const std::byte*>(slot.payload.iov_base),
+                              static_cast<std::size_t>(cqe.res)};
+        received.in_place = receive.in_place;
     } else {
         // (Stopped, it ends as asked, whether the cancel or the lack of a buffer came first.)
         const bool as_asked = receive.stopping && (cqe.res == -ECANCELED || cqe.res == -ENOBUFS);

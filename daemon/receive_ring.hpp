@@ -1,7 +1,7 @@
-// ReceiveRing: receives from stream sockets inside io_uring, and waits for those receives and for one
-// more fd (the event loop's epoll) in one system call. A message that reaches the daemon this way costs
-// it one system call fewer and about 3.5 µs less per call and reply than epoll_wait and recvmsg
-// (docs/performance.md, "Which half of io_uring the gain is in").
+// ReceiveRing: receives from stream sockets inside io_uring, and waits for those receives and for the
+// readiness of other fds (the event loop's watches, polled in the ring) in one system call. A message that
+// reaches the daemon this way costs it one system call fewer and about 3.5 µs less per call and reply than
+// epoll_wait and recvmsg (docs/performance.md, "Which half of io_uring the gain is in").
 //
 // Each receive is one recvmsg, as one read of the epoll loop is: its owner starts the next once it has
 // taken what this one brought, so that flow control looks at a connection between any two receives, as
@@ -48,18 +48,21 @@ public:
     // What one receive brought; it has ended.
     struct Received {
         std::uint64_t tag = 0;
-        // Bytes received (in a buffer of the ring's, valid during the handler), and the fds that came
-        // with them, owned; control data cut short (more fds than a message may carry) is flagged.
+        // Bytes received (in a buffer of the ring's, valid during the handler; or, for start_into(), at
+        // the start of the owner's room), and the fds that came with them, owned; control data cut short
+        // (more fds than a message may carry) is flagged.
         std::span<const std::byte> bytes;
         std::vector<Fd> fds;
         bool control_truncated = false;
         // With nothing received: 0 at the end of the stream, ECANCELED after stop(), ENOMEM when there
         // was no memory to hold the fds received (closed; the bytes are lost too), else the socket's errno.
         int error = 0;
-        // For wait_readable(): the socket has bytes, or its end, to read; nothing was received.
-        bool readable = false;
+        // Received by start_into(): `bytes` are in the owner's room.
+        bool in_place = false;
     };
     using Handler = std::function<void(Received&)>;
+    // A poll() has ended: `result` is the events (poll(2)'s revents), or a negative errno.
+    using PollHandler = std::function<void(std::uint64_t tag, int result)>;
 
     // A ring with `buffers` (a power of two) buffers of kBufferBytes. The errno when io_uring cannot be
     // used here.
@@ -72,22 +75,29 @@ public:
     // made when the next wait() finds bytes there. A tag has at most one receive at a time. Out of memory
     // for its bookkeeping, std::bad_alloc and nothing started.
     void start(int fd, std::uint64_t tag);
-    // Instead of a receive, a wait until `fd` has bytes (or its end) for its owner to read itself: for
-    // the rest of a long message, read in place rather than copied out of a buffer of the ring's.
-    void wait_readable(int fd, std::uint64_t tag);
-    // Asks the receive (or the wait) under `tag` to end: it ends with ECANCELED, or with what it received
-    // before. Submitted at once: until the kernel lets go of the socket, a close() would not end the
-    // connection.
+    // A receive into `room`, the owner's, instead of a buffer of the ring's: for the rest of a long
+    // message, straight into its storage. `room` must outlive the receive, until its handler has run,
+    // even past stop().
+    void start_into(int fd, std::uint64_t tag, std::span<std::byte> room);
+    // Asks the receive under `tag` to end: it ends with ECANCELED, or with what it received before.
     void stop(std::uint64_t tag);
     [[nodiscard]] bool receiving(std::uint64_t tag) const { return receives_.contains(tag); }
 
-    // Submits what is queued and waits until a receive completes, `poll_fd` is readable, or `timeout`
-    // has passed; hands every completed receive to `handler`. Returns whether `poll_fd` is readable, or
-    // the errno of the ring.
-    Expected<bool, int> wait(int poll_fd, std::chrono::milliseconds timeout, const Handler& handler);
+    // One wait until `fd` has any of `events` (EPOLLIN, EPOLLOUT; its errors and hang-up always) under
+    // `tag`, which is below kMaxPollTag and apart from the receives' tags. Nothing is allocated.
+    void poll(int fd, std::uint32_t events, std::uint64_t tag);
+    // Asks the poll under `tag` to end; it ends with -ECANCELED (or with the events, if they came first).
+    void stop_poll(std::uint64_t tag);
+    static constexpr std::uint64_t kMaxPollTag = std::uint64_t{1} << 62;
+
+    // Submits what is queued and waits until a receive or a poll completes or `timeout` has passed; hands
+    // every completed receive to `handler` and every poll to `polled`, in the order they completed. The
+    // errno of the ring when it fails.
+    Expected<void, int> wait(std::chrono::milliseconds timeout, const Handler& handler,
+                             const PollHandler& polled);
 
     // The most one receive brings (an epoll read brings up to 64 KiB: a stream of small messages takes a
-    // few more turns of the loop here, and the rest of a long one is read in place by its owner).
+    // few more turns of the loop here, and the rest of a long one goes to its owner's room: start_into()).
     static constexpr std::size_t kBufferBytes = 16 * 1024;
     // How many: a receive touches one page of a buffer for a small message, and every buffer serves in
     // turn, so that more buffers would cost an idle bus memory; more connections with bytes at once than
@@ -102,17 +112,18 @@ private:
     };
     struct Receive {
         int fd;
-        std::size_t slot;  // kNoSlot for a wait_readable()
+        std::size_t slot;
         bool stopping;
+        bool in_place;
     };
-    static constexpr std::size_t kNoSlot = ~std::size_t{0};
     // (A chunk's control room, 258 KiB, is beyond malloc's mmap threshold: mapped apart, and untouched
     // until fds arrive, whatever the heap around it has been used for.)
     static constexpr std::size_t kSlotsPerChunk = 256;
 
     ReceiveRing() = default;
-    void queue_receive(std::uint64_t tag, const Receive& receive);
-    void complete(const io_uring_cqe& cqe, const Handler& handler, bool& poll_ready);
+    void start_receive(int fd, std::uint64_t tag, std::span<std::byte> room, bool in_place);
+    void queue_receive(std::uint64_t tag, const Receive& receive, std::span<std::byte> room);
+    void complete(const io_uring_cqe& cqe, const Handler& handler, const PollHandler& polled);
     void give_back(unsigned buffer_id);
     // A free slot, made if need be (std::bad_alloc when it cannot be).
     std::size_t take_slot();
@@ -134,7 +145,6 @@ private:
     std::pmr::unordered_map<std::uint64_t, Receive> receives_{&receive_nodes_};
     // Receives that found no buffer, to be made again at the next wait().
     std::vector<std::uint64_t> out_of_buffers_;
-    bool poll_pending_ = false;
 };
 
 }  // namespace afbus::daemon

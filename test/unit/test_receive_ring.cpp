@@ -1,6 +1,7 @@
 // ReceiveRing over socketpairs: what a receive brings (bytes, fds, the end of the stream), one receive
-// per start(), stop() and what the peer then sees, more sockets with bytes than buffers, and the wait for
-// the other fd. Skipped where io_uring cannot be used (the daemon then runs on epoll alone).
+// per start(), receives into the owner's room, stop() and shutdown() and what the peer then sees, more
+// sockets with bytes than buffers, and the wait for the other fd. Skipped where io_uring cannot be used (the
+// daemon then runs on epoll alone).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
@@ -47,24 +48,25 @@ protected:
         auto opened = ReceiveRing::open(4);
         if (!opened) GTEST_SKIP() << "io_uring cannot be used here: " << std::strerror(opened.error());
         ring_ = std::move(*opened);
-        epoll_ = Fd(::epoll_create1(EPOLL_CLOEXEC));
-        ASSERT_TRUE(epoll_);
     }
     // Waits until at least `count` receives have ended, at most `waits` waits of 100 ms, collecting them.
     std::vector<Seen> wait_for(std::size_t count, int waits = 50) {
         std::vector<Seen> seen;
         for (int i = 0; i < waits && seen.size() < count; ++i) {
-            auto waited = ring_->wait(epoll_.get(), 100ms, [&seen](ReceiveRing::Received& r) {
-                seen.push_back({r.tag,
-                                std::string(reinterpret_cast<const char*>(r.bytes.data()), r.bytes.size()),
-                                r.fds.size(), r.error});
-            });
+            auto waited = ring_->wait(
+                100ms,
+                [&seen](ReceiveRing::Received& r) {
+                    seen.push_back(
+                        {r.tag, std::string(reinterpret_cast<const char*>(r.bytes.data()), r.bytes.size()),
+                         r.fds.size(), r.error});
+                },
+                no_polls);
             EXPECT_TRUE(waited);
         }
         return seen;
     }
+    static void no_polls(std::uint64_t, int) { ADD_FAILURE() << "no poll was made"; }
     std::unique_ptr<ReceiveRing> ring_;
-    Fd epoll_;
 };
 
 TEST_F(ReceiveRingTest, AReceiveBringsWhatArrivedAndEnds) {
@@ -131,28 +133,57 @@ TEST_F(ReceiveRingTest, AStoppedReceiveEndsAndLetsGoOfTheSocket) {
     EXPECT_EQ(::recv(p.second.get(), &byte, 1, 0), 0);
 }
 
-TEST_F(ReceiveRingTest, AWaitForBytesTakesNothingAndCanBeStopped) {
+TEST_F(ReceiveRingTest, AReceiveIntoTheOwnersRoomLeavesTheBytesThere) {
     Pair p = socket_pair();
-    ring_->wait_readable(p.first.get(), 9);
+    std::vector<std::byte> room(32 * 1024, std::byte{'-'});
+    ring_->start_into(p.first.get(), 9, std::span(room).subspan(10));
     EXPECT_TRUE(ring_->receiving(9));
-    send_text(p.second.get(), "left in the socket");
+    // More than one of the ring's buffers holds: the room is the only limit.
+    const std::string text(20 * 1024, 'r');
+    send_text(p.second.get(), text);
     std::vector<ReceiveRing::Received> seen;
     for (int i = 0; i < 50 && seen.empty(); ++i)
-        ASSERT_TRUE(ring_->wait(epoll_.get(), 100ms, [&seen](ReceiveRing::Received& r) {
-            EXPECT_TRUE(r.bytes.empty());
-            seen.push_back(std::move(r));
-        }));
+        ASSERT_TRUE(ring_->wait(
+            100ms, [&seen](ReceiveRing::Received& r) { seen.push_back(std::move(r)); }, no_polls));
     ASSERT_EQ(seen.size(), 1u);
-    EXPECT_TRUE(seen[0].readable);
+    EXPECT_TRUE(seen[0].in_place);
+    EXPECT_EQ(seen[0].error, 0);
+    ASSERT_EQ(seen[0].bytes.size(), text.size());
+    EXPECT_EQ(seen[0].bytes.data(), room.data() + 10);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(room.data() + 10), text.size()), text);
+    EXPECT_EQ(room[9], std::byte{'-'});
     EXPECT_FALSE(ring_->receiving(9));
-    char text[64];
-    EXPECT_EQ(::recv(p.first.get(), text, sizeof text, 0), 18);
 
-    ring_->wait_readable(p.first.get(), 9);
+    ring_->start_into(p.first.get(), 9, std::span(room));
     ring_->stop(9);
     auto stopped = wait_for(1);
     ASSERT_EQ(stopped.size(), 1u);
     EXPECT_EQ(stopped[0].error, ECANCELED);
+}
+
+// The daemon ends a connection with shutdown() and no stop(): the receive pending on it ends by itself,
+// with what was still in the socket or with the end of the stream, and the peer sees the end at once.
+TEST_F(ReceiveRingTest, AReceiveOnASocketShutDownEnds) {
+    Pair p = socket_pair();
+    std::vector<std::byte> room(64);
+    ring_->start_into(p.first.get(), 4, room);
+    Pair q = socket_pair();
+    ring_->start(q.first.get(), 5);
+    send_text(q.second.get(), "last words");
+    ASSERT_EQ(::shutdown(p.first.get(), SHUT_RDWR), 0);
+    ASSERT_EQ(::shutdown(q.first.get(), SHUT_RDWR), 0);
+    char byte;
+    EXPECT_EQ(::recv(p.second.get(), &byte, 1, 0), 0);
+    EXPECT_EQ(::recv(q.second.get(), &byte, 1, 0), 0);
+    auto seen = wait_for(2);
+    ASSERT_EQ(seen.size(), 2u);
+    std::sort(seen.begin(), seen.end(), [](const Seen& a, const Seen& b) { return a.tag < b.tag; });
+    EXPECT_EQ(seen[0].error, 0);
+    EXPECT_TRUE(seen[0].bytes.empty());
+    EXPECT_EQ(seen[1].error, 0);
+    EXPECT_EQ(seen[1].bytes, "last words");
+    EXPECT_FALSE(ring_->receiving(4));
+    EXPECT_FALSE(ring_->receiving(5));
 }
 
 TEST_F(ReceiveRingTest, MoreSocketsWithBytesThanBuffersAllGetTheirsInTurn) {
@@ -176,19 +207,43 @@ TEST_F(ReceiveRingTest, MoreSocketsWithBytesThanBuffersAllGetTheirsInTurn) {
     EXPECT_EQ(std::count(got.begin(), got.end(), true), 10);
 }
 
-TEST_F(ReceiveRingTest, WaitSaysWhenTheOtherFdIsReadyAndWhenTimeIsUp) {
+// Polls (the event loop's watches): one event each, in the order they came; a stopped one ends with
+// ECANCELED; a wait with nothing to complete ends when its time is up.
+TEST_F(ReceiveRingTest, APollEndsWithTheEventsThatCameOrWhenStopped) {
     Pair p = socket_pair();
-    epoll_event event{};
-    event.events = EPOLLIN;
-    ASSERT_EQ(::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p.first.get(), &event), 0);
+    Pair q = socket_pair();
+    std::vector<std::pair<std::uint64_t, int>> polled;
     auto nothing = [](ReceiveRing::Received&) { ADD_FAILURE() << "no receive was started"; };
-    auto waited = ring_->wait(epoll_.get(), 20ms, nothing);
-    ASSERT_TRUE(waited);
-    EXPECT_FALSE(*waited);
+    auto collect = [&polled](std::uint64_t tag, int result) { polled.emplace_back(tag, result); };
+    ring_->poll(p.first.get(), EPOLLIN, 11);
+    ring_->poll(q.first.get(), EPOLLOUT, 12);  // writable at once
+    ASSERT_TRUE(ring_->wait(5000ms, nothing, collect));
+    ASSERT_EQ(polled.size(), 1u);
+    EXPECT_EQ(polled[0].first, 12u);
+    EXPECT_TRUE(polled[0].second & EPOLLOUT);
+    polled.clear();
+    ASSERT_TRUE(ring_->wait(20ms, nothing, collect));  // time is up: nothing
+    EXPECT_TRUE(polled.empty());
     send_text(p.second.get(), "ready");
-    waited = ring_->wait(epoll_.get(), 5000ms, nothing);
-    ASSERT_TRUE(waited);
-    EXPECT_TRUE(*waited);
+    ASSERT_TRUE(ring_->wait(5000ms, nothing, collect));
+    ASSERT_EQ(polled.size(), 1u);
+    EXPECT_EQ(polled[0].first, 11u);
+    EXPECT_TRUE(polled[0].second & EPOLLIN);
+    polled.clear();
+    // A hang-up is reported whatever was asked for.
+    ring_->poll(q.first.get(), 0, 13);
+    q.second = Fd();
+    ASSERT_TRUE(ring_->wait(5000ms, nothing, collect));
+    ASSERT_EQ(polled.size(), 1u);
+    EXPECT_TRUE(polled[0].second & EPOLLHUP);
+    polled.clear();
+    Pair r = socket_pair();
+    ring_->poll(r.first.get(), EPOLLIN, 14);
+    ring_->stop_poll(14);
+    ASSERT_TRUE(ring_->wait(5000ms, nothing, collect));
+    ASSERT_EQ(polled.size(), 1u);
+    EXPECT_EQ(polled[0].first, 14u);
+    EXPECT_EQ(polled[0].second, -ECANCELED);
 }
 
 }  // namespace
