@@ -83,7 +83,9 @@ protected:
 };
 
 TEST_P(EventLoopWatches, AWatchIsCalledForAsLongAsItsEventLasts) {
-    auto [ours, theirs] = pair();
+    auto ours_pair = pair();
+    Fd& ours = ours_pair.first;
+    Fd& theirs = ours_pair.second;
     std::vector<std::uint32_t> called;
     ASSERT_TRUE(loop_.watch(ours.get(), EPOLLIN, [&](std::uint32_t events) { called.push_back(events); }));
     ASSERT_TRUE(loop_.run_once(0ms));
@@ -103,7 +105,9 @@ TEST_P(EventLoopWatches, AWatchIsCalledForAsLongAsItsEventLasts) {
 }
 
 TEST_P(EventLoopWatches, ModifiedEventsAreTheOnesReportedAndAHangUpAlways) {
-    auto [ours, theirs] = pair();
+    auto ours_pair = pair();
+    Fd& ours = ours_pair.first;
+    Fd& theirs = ours_pair.second;
     std::vector<std::uint32_t> called;
     ASSERT_TRUE(loop_.watch(ours.get(), EPOLLIN, [&](std::uint32_t events) {
         called.push_back(events);
@@ -124,8 +128,11 @@ TEST_P(EventLoopWatches, ModifiedEventsAreTheOnesReportedAndAHangUpAlways) {
 }
 
 TEST_P(EventLoopWatches, AnUnwatchedFdIsNotCalledAndItsNumberServesItsSuccessor) {
-    auto [first, first_peer] = pair();
-    auto [second, second_peer] = pair();
+    auto first_pair = pair();
+    Fd& first = first_pair.first;
+    Fd& first_peer = first_pair.second;
+    auto second_pair = pair();
+    Fd& second = second_pair.first;
     std::string called;
     // Both ready in the same turn: whichever comes first removes the other, which is then not called.
     ASSERT_TRUE(loop_.watch(first.get(), EPOLLOUT, [&](std::uint32_t) {
@@ -150,7 +157,9 @@ TEST_P(EventLoopWatches, AnUnwatchedFdIsNotCalledAndItsNumberServesItsSuccessor)
     loop_.unwatch(number);
     first.reset();
     first_peer.reset();
-    auto [reused, reused_peer] = pair();
+    auto reused_pair = pair();
+    Fd& reused = reused_pair.first;
+    Fd& reused_peer = reused_pair.second;
     ASSERT_TRUE(reused.get() == number || reused_peer.get() == number);
     Fd& at_number = reused.get() == number ? reused : reused_peer;
     Fd& other_end = reused.get() == number ? reused_peer : reused;
@@ -169,7 +178,8 @@ TEST_P(EventLoopWatches, AnUnwatchedFdIsNotCalledAndItsNumberServesItsSuccessor)
 
 // A watch made and removed within one turn is never polled, and is not called.
 TEST_P(EventLoopWatches, AWatchRemovedInTheTurnItWasMadeIsNeverCalled) {
-    auto [ours, theirs] = pair();
+    auto ours_pair = pair();
+    Fd& ours = ours_pair.first;
     bool called = false;
     ASSERT_TRUE(loop_.watch(ours.get(), EPOLLOUT, [&](std::uint32_t) { called = true; }));
     loop_.unwatch(ours.get());
