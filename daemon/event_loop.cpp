@@ -24,6 +24,12 @@ constexpr std::uint64_t poll_tag(int fd, std::uint32_t generation) {
 }  // namespace
 
 bool EventLoop::watch(int fd, std::uint32_t events, FdCallback callback) {
+    // An fd is watched once, as epoll refuses a second EPOLL_CTL_ADD (refused here, before the first
+    // watch's callback would be replaced).
+    if (watches_.contains(fd)) {
+        errno = EEXIST;
+        return false;
+    }
     // The memory first: out of it, nothing is registered (an fd in epoll without its callback would be
     // woken for and never served).
     std::unordered_map<int, std::shared_ptr<Watch>>::iterator it;

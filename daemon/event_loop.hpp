@@ -34,7 +34,8 @@ public:
     EventLoop();
 
     // Watches `fd` (not owned) for `events` (EPOLLIN, EPOLLOUT, ...). Returns false with errno on failure
-    // (ENOMEM when there was no memory for the watch: nothing is registered then).
+    // (ENOMEM when there was no memory for the watch: nothing is registered then; EEXIST when `fd` is
+    // watched already: that watch stays as it was).
     bool watch(int fd, std::uint32_t events, FdCallback callback);
     // Why watch() failed with `error`, for a log line ("epoll: …"). Allocates nothing (one buffer per
     // thread, valid until the next call): the failure is often for want of memory.

@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -174,6 +175,18 @@ TEST_P(EventLoopWatches, AnUnwatchedFdIsNotCalledAndItsNumberServesItsSuccessor)
     ASSERT_EQ(::send(other_end.get(), "x", 1, 0), 1);
     turn_until([&] { return called.size() > 1; });
     EXPECT_EQ(called.substr(1), "n");
+}
+
+TEST_P(EventLoopWatches, AnFdIsWatchedOnceAndItsFirstWatchStays) {
+    auto ours_pair = pair();
+    Fd& ours = ours_pair.first;
+    std::string called;
+    ASSERT_TRUE(loop_.watch(ours.get(), EPOLLOUT, [&](std::uint32_t) { called += 'a'; }));
+    errno = 0;
+    EXPECT_FALSE(loop_.watch(ours.get(), EPOLLOUT, [&](std::uint32_t) { called += 'b'; }));
+    EXPECT_EQ(errno, EEXIST);
+    turn_until([&] { return !called.empty(); });
+    EXPECT_EQ(called, "a");
 }
 
 // A watch made and removed within one turn is never polled, and is not called.
