@@ -205,7 +205,7 @@ void BrokerDelivery::retry_read_later(Connection& c) {
     if (c.read_retry_timer) return;
     if (ring_receiving(c)) loop_.receive_ring()->stop(c.id);
     loop_.unwatch(c.transport->fd());
-    c.quiet = false;
+    c.watched = false;
     c.epoll_events = 0;
     const PeerId id = c.id;
     c.read_retry_timer = loop_.add_timer(Clock::now() + kReadRetry, [this, id] {
@@ -510,24 +510,31 @@ void BrokerDelivery::update_watch(Connection& c) {
     const bool receiving = ring_receiving(c);
     const bool reading = !c.reading_paused && !receiving;
     const std::uint32_t wanted = (reading ? EPOLLIN : 0u) | (writing ? EPOLLOUT : 0u);
-    // Not even its errors and hang-up: the receive says when the connection ends, and a poll of its own
-    // would cost the ring work at every turn. (A paused reader is still told of its peer's hang-up.)
-    const bool quiet = receiving && wanted == 0;
-    if (wanted == c.epoll_events && quiet == c.quiet) return;
+    if (receiving && wanted == 0) {
+        // Not watched at all: the receive says when the connection ends, and its poll would cost the ring
+        // work at every turn. (Watched with no events, errors and the hang-up would still be reported.)
+        if (c.watched) {
+            loop_.unwatch(c.transport->fd());
+            c.watched = false;
+            c.epoll_events = 0;
+        }
+        return;
+    }
+    if (!c.watched) {
+        if (!watch(c, wanted)) events_.peer_lost(c.id, EventLoop::watch_failure(errno));
+        return;
+    }
+    if (wanted == c.epoll_events) return;
     c.epoll_events = wanted;
-    c.quiet = quiet;
-    if (quiet)
-        loop_.quiet(c.transport->fd());
-    else
-        loop_.modify(c.transport->fd(), wanted);
+    loop_.modify(c.transport->fd(), wanted);
 }
 
 bool BrokerDelivery::watch(Connection& c, std::uint32_t events) {
     const PeerId id = c.id;
     if (!loop_.watch(c.transport->fd(), events, [this, id](std::uint32_t ready) { on_io(id, ready); }))
         return false;
+    c.watched = true;
     c.epoll_events = events;
-    c.quiet = false;
     return true;
 }
 

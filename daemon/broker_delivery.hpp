@@ -55,9 +55,9 @@ private:
         // Runs while fds sent with an incomplete message wait for the rest (pending_fd_timeout).
         EventLoop::TimerId pending_fds_timer = 0;
         std::uint32_t epoll_events = 0;
-        // With io_uring receives: a connection the ring receives from and that has nothing to write is
-        // watched for nothing at all (EventLoop::quiet): a poll would only say what the receive says.
-        bool quiet = false;
+        // In the loop's watches (with io_uring receives, a connection the ring receives from and that has
+        // nothing to write is not: a poll would only say what the receive says).
+        bool watched = false;
         bool dirty = false;           // has output queued since the last flush()
         bool reading_paused = false;  // the model holds too much of its messages (flow control)
         // Runs while the socket is not watched after a read failed for the kernel's lack of memory.

@@ -64,23 +64,10 @@ std::string_view EventLoop::watch_failure(int error) noexcept {
     return {text, n < 0 ? 0 : std::min(static_cast<std::size_t>(n), sizeof text - 1)};
 }
 
-void EventLoop::quiet(int fd) {
-    if (!ring_) return modify(fd, 0);
-    auto it = watches_.find(fd);
-    assert(it != watches_.end());
-    if (it == watches_.end()) return;
-    it->second->events = 0;
-    it->second->quiet = true;
-    repoll(*it->second, fd);
-}
-
 void EventLoop::modify(int fd, std::uint32_t events) {
     auto it = watches_.find(fd);
     assert(it != watches_.end());
-    if (it != watches_.end()) {
-        it->second->events = events;
-        it->second->quiet = false;
-    }
+    if (it != watches_.end()) it->second->events = events;
     if (ring_) {
         if (it != watches_.end()) repoll(*it->second, fd);
         return;
@@ -106,10 +93,7 @@ void EventLoop::unwatch(int fd) {
 }
 
 void EventLoop::repoll(Watch& watch, int fd) {
-    // (Nothing to change: polled as wanted, or quiet and not polled.)
-    if (watch.listed || (watch.polled && watch.polled_events == watch.events && !watch.quiet) ||
-        (!watch.polled && watch.quiet))
-        return;
+    if (watch.listed || (watch.polled && watch.polled_events == watch.events)) return;
     watch.listed = true;
     to_poll_.push_back(fd);  // room was made by watch()
 }
@@ -121,11 +105,9 @@ void EventLoop::poll_listed() {
         Watch& watch = *it->second;
         watch.listed = false;
         if (watch.polled) {
-            if (watch.polled_events == watch.events && !watch.quiet) continue;
+            if (watch.polled_events == watch.events) continue;
             ring_->stop_poll(poll_tag(fd, watch.generation));
-            watch.polled = false;
         }
-        if (watch.quiet) continue;
         // (Events 0 still polls for errors and the hang-up, as epoll reports them.)
         watch.generation = next_generation_++;
         watch.polled = true;
@@ -144,7 +126,7 @@ void EventLoop::on_polled(std::uint64_t tag, int result) {
     watch->polled = false;
     // Polled again before the next wait, as long as it wants to be (level-triggered, as epoll).
     repoll(*watch, fd);
-    if (result == -ECANCELED || watch->quiet) return;
+    if (result == -ECANCELED) return;
     const std::uint32_t events = result < 0 ? EPOLLERR : static_cast<std::uint32_t>(result);
     const std::uint32_t wanted = events & (watch->events | EPOLLERR | EPOLLHUP);
     if (wanted) watch->callback(wanted);

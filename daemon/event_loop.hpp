@@ -43,11 +43,6 @@ public:
     // Changes the events of a watched fd. It cannot fail for a watched fd (the kernel allocates nothing
     // for it): a failure is a programming error, and asserts.
     void modify(int fd, std::uint32_t events);
-    // Watches a watched fd for nothing, not even its errors and hang-up, until the next modify(): for an
-    // fd whose owner learns of those otherwise (a receive of the ring's ends with them). With a ring
-    // nothing is polled; epoll reports errors and the hang-up whatever it is asked, so there this is
-    // modify(fd, 0) and the callback must bear them.
-    void quiet(int fd);
     // Stops watching `fd`. Its callback is not called again, though with a ring the kernel may hold the
     // fd's file until the next wait (a socket that is to end at once is shut down by its owner).
     void unwatch(int fd);
@@ -79,7 +74,6 @@ private:
     struct Watch {
         FdCallback callback;
         std::uint32_t events = 0;
-        bool quiet = false;
         // With a ring: the poll pending for it (its tag's generation, and the events it waits for), and
         // whether it is listed in to_poll_.
         bool polled = false;

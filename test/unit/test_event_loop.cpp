@@ -177,35 +177,6 @@ TEST_P(EventLoopWatches, AnUnwatchedFdIsNotCalledAndItsNumberServesItsSuccessor)
     EXPECT_EQ(called.substr(1), "n");
 }
 
-// A quiet watch reports nothing with a ring, not even the hang-up; epoll reports that whatever it is
-// asked. modify() ends the quiet.
-TEST_P(EventLoopWatches, AQuietWatchIsPolledForNothingWithARing) {
-    auto ours_pair = pair();
-    Fd& ours = ours_pair.first;
-    Fd& theirs = ours_pair.second;
-    std::vector<std::uint32_t> called;
-    ASSERT_TRUE(loop_.watch(ours.get(), EPOLLOUT, [&](std::uint32_t events) {
-        called.push_back(events);
-        loop_.quiet(ours.get());
-    }));
-    turn_until([&] { return !called.empty(); });
-    ASSERT_EQ(called.size(), 1u);
-    ASSERT_EQ(::send(theirs.get(), "x", 1, 0), 1);
-    theirs.reset();
-    ASSERT_TRUE(loop_.run_once(20ms));
-    if (GetParam() == Waits::Ring) {
-        EXPECT_EQ(called.size(), 1u);
-    } else {
-        ASSERT_EQ(called.size(), 2u);
-        EXPECT_EQ(called[1] & (EPOLLIN | EPOLLOUT), 0u);
-    }
-    const std::size_t before = called.size();
-    loop_.modify(ours.get(), EPOLLIN);
-    turn_until([&] { return called.size() > before; });
-    ASSERT_GT(called.size(), before);
-    EXPECT_TRUE(called[before] & EPOLLIN);
-}
-
 TEST_P(EventLoopWatches, AnFdIsWatchedOnceAndItsFirstWatchStays) {
     auto ours_pair = pair();
     Fd& ours = ours_pair.first;
