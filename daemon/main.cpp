@@ -233,8 +233,8 @@ int main(int argc, char** argv) {
                                  : &bus.use_delivery<KernelDelivery>(af_bus_listener->af_bus_family);
     BrokerDelivery& broker = kernel ? kernel->broker() : bus.use_delivery<BrokerDelivery>();
     // Broker mode receives through io_uring where AFBUS_DAEMON_IO_URING=1 asks so and the kernel allows
-    // it (receive_ring.hpp, afbus-daemon(1)): faster calls, slower 1 MiB messages and connections, more
-    // memory per connection (docs/performance.md, "io_uring receives"), so not by default. Kernel mode
+    // it (receive_ring.hpp, afbus-daemon(1)): faster calls and connections, but more memory per
+    // connection (docs/performance.md, "io_uring receives"), so not by default. Kernel mode
     // never: its traffic is the master socket's, which the ring would only add a system call to.
     if (const char* use = std::getenv("AFBUS_DAEMON_IO_URING");
         !kernel && use && std::string_view(use) == "1") {

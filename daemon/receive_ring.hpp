@@ -84,7 +84,8 @@ public:
     [[nodiscard]] bool receiving(std::uint64_t tag) const { return receives_.contains(tag); }
 
     // One wait until `fd` has any of `events` (EPOLLIN, EPOLLOUT; its errors and hang-up always) under
-    // `tag`, which is below kMaxPollTag and apart from the receives' tags. Nothing is allocated.
+    // `tag`, below kMaxPollTag (the polls' tags are apart from the receives': the same number may be
+    // both). Nothing is allocated.
     void poll(int fd, std::uint32_t events, std::uint64_t tag);
     // Asks the poll under `tag` to end; it ends with -ECANCELED (or with the events, if they came first).
     void stop_poll(std::uint64_t tag);
@@ -96,8 +97,8 @@ public:
     Expected<void, int> wait(std::chrono::milliseconds timeout, const Handler& handler,
                              const PollHandler& polled);
 
-    // The most one receive brings (an epoll read brings up to 64 KiB: a stream of small messages takes a
-    // few more turns of the loop here, and the rest of a long one goes to its owner's room: start_into()).
+    // The most one receive brings (an epoll read brings up to 1 MiB: the owner reads what a receive that
+    // filled its buffer left behind itself, and the rest of a long message goes to its room: start_into()).
     static constexpr std::size_t kBufferBytes = 16 * 1024;
     // How many: a receive touches one page of a buffer for a small message, and every buffer serves in
     // turn, so that more buffers would cost an idle bus memory; more connections with bytes at once than
