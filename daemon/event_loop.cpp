@@ -65,13 +65,14 @@ std::string_view EventLoop::watch_failure(int error) noexcept {
 }
 
 void EventLoop::modify(int fd, std::uint32_t events) {
-    auto it = watches_.find(fd);
-    assert(it != watches_.end());
-    if (it != watches_.end()) it->second->events = events;
     if (ring_) {
-        if (it != watches_.end()) repoll(*it->second, fd);
-        return;
+        auto it = watches_.find(fd);
+        assert(it != watches_.end());  // as EPOLL_CTL_MOD's failure below
+        if (it == watches_.end()) return;
+        it->second->events = events;
+        return repoll(*it->second, fd);
     }
+    if (auto it = watches_.find(fd); it != watches_.end()) it->second->events = events;
     epoll_event ev{};
     ev.events = events;
     ev.data.fd = fd;

@@ -131,8 +131,10 @@ void ReceiveRing::start_into(int fd, std::uint64_t tag, std::span<std::byte> roo
 
 void ReceiveRing::start_receive(int fd, std::uint64_t tag, std::span<std::byte> room, bool in_place) {
     assert(tag < kPollBit && !receives_.contains(tag));
-    // Room first for the receive's retry after a lack of buffers: complete() cannot fail.
-    if (!in_place) out_of_buffers_.reserve(receives_.size() + 1);
+    // Room first for the receive's retry after a lack of buffers: complete() cannot fail. (Doubled: an
+    // exact reserve() would reallocate at every new connection.)
+    if (const std::size_t needed = receives_.size() + 1; !in_place && out_of_buffers_.capacity() < needed)
+        out_of_buffers_.reserve(2 * needed);
     const std::size_t slot = take_slot();
     try {
         const Receive& receive = receives_.emplace(tag, Receive{fd, slot, false, in_place}).first->second;

@@ -15,21 +15,17 @@ std::span<std::byte> MessageFramer::prepare(std::size_t min) {
     std::size_t want = min;
     // If the buffered bytes start a message whose length is known, make room for all of it so that one
     // read can complete it.
-    if (in_buffer() >= kFixedHeaderLength) {
-        auto length = Message::frame_length(
-            std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
-        if (length && *length > in_buffer() && *length <= max_length_) {
-            if (*length >= kOwnStorageBytes && large_.empty()) {
-                // The rest is read straight into the message's own storage, which parse() keeps as the
-                // body. The allocation may throw; nothing has changed yet when it does.
-                large_ = OwnedBytes::for_overwrite(*length);
-                std::memcpy(large_.data(), buffer_.data() + start_, in_buffer());
-                large_received_ = in_buffer();
-                start_ = end_ = 0;
-                return large_.span().subspan(large_received_);
-            }
-            want = std::max(want, *length - in_buffer());
+    if (auto length = incomplete_frame_length()) {
+        if (*length >= kOwnStorageBytes && large_.empty()) {
+            // The rest is read straight into the message's own storage, which parse() keeps as the
+            // body. The allocation may throw; nothing has changed yet when it does.
+            large_ = OwnedBytes::for_overwrite(*length);
+            std::memcpy(large_.data(), buffer_.data() + start_, in_buffer());
+            large_received_ = in_buffer();
+            start_ = end_ = 0;
+            return large_.span().subspan(large_received_);
         }
+        want = std::max(want, *length - in_buffer());
     }
     if (start_ == end_) start_ = end_ = 0;
     if (buffer_.size() - end_ < want) {
@@ -56,10 +52,10 @@ void MessageFramer::add_fds(std::vector<Fd> fds) {
 }
 
 bool MessageFramer::skip_message() noexcept {
-    if (skipped_ || !large_.empty() || in_buffer() < kFixedHeaderLength) return false;
+    if (skipped_ || !large_.empty()) return false;
+    auto length = incomplete_frame_length();
+    if (!length) return false;
     const std::byte* header = buffer_.data() + start_;
-    auto length = Message::frame_length(std::span<const std::byte, kFixedHeaderLength>(header, kFixedHeaderLength));
-    if (!length || *length > max_length_ || *length <= in_buffer()) return false;
     // The fixed header is valid (frame_length checked its byte order and version): yyyyuuu.
     std::uint32_t serial = 0;
     Decoder(std::span<const std::byte>(header, kFixedHeaderLength), static_cast<Endian>(header[0]), 8).read_u32(serial);
@@ -79,19 +75,26 @@ bool MessageFramer::holds_complete_message() const noexcept {
     if (skipped_) return !skipping();
     if (!large_.empty()) return !reading_large();
     if (in_buffer() < kFixedHeaderLength) return false;
-    auto length = Message::frame_length(
-        std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
-    return !length || *length > max_length_ || *length <= in_buffer();
+    return !incomplete_frame_length();
 }
 
 std::size_t MessageFramer::awaited() const noexcept {
     if (skipping()) return skip_remaining_;
     if (!large_.empty()) return large_.size() - large_received_;
-    if (in_buffer() < kFixedHeaderLength) return 0;
-    auto length = Message::frame_length(
+    auto length = incomplete_frame_length();
+    return length ? *length - in_buffer() : 0;
+}
+
+Expected<std::size_t, WireError> MessageFramer::buffered_frame_length() const noexcept {
+    return Message::frame_length(
         std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
-    if (!length || *length > max_length_ || *length <= in_buffer()) return 0;
-    return *length - in_buffer();
+}
+
+std::optional<std::size_t> MessageFramer::incomplete_frame_length() const noexcept {
+    if (in_buffer() < kFixedHeaderLength) return std::nullopt;
+    auto length = buffered_frame_length();
+    if (!length || *length > max_length_ || *length <= in_buffer()) return std::nullopt;
+    return *length;
 }
 
 std::optional<SkippedMessage> MessageFramer::take_skipped() noexcept {
@@ -112,8 +115,7 @@ Expected<std::optional<Message>, WireError> MessageFramer::next() {
         return with_declared_fds(std::move(message), std::move(fds));
     }
     if (in_buffer() < kFixedHeaderLength) return std::optional<Message>{};
-    auto length = Message::frame_length(
-        std::span<const std::byte, kFixedHeaderLength>(buffer_.data() + start_, kFixedHeaderLength));
+    auto length = buffered_frame_length();
     if (!length) return Unexpected(length.error());
     if (*length > max_length_) return Unexpected(WireError::MessageTooLong);
     if (in_buffer() < *length) return std::optional<Message>{};

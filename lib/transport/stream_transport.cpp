@@ -113,11 +113,8 @@ Expected<std::size_t, TransportError> StreamTransport::read(std::size_t budget) 
         std::vector<Fd> fds;
         // Without them the stream cannot go on: the message they came with would be short of its fds.
         if (!take_fds(msg, fds)) return Unexpected(TransportError{TransportError::Kind::NoMemory, ENOMEM});
-        if (msg.msg_flags & MSG_CTRUNC) return Unexpected(TransportError{TransportError::Kind::Corrupt, 0, WireError::TooManyFds});
-        if (!fds.empty()) {
-            if (!unix_fds_) return Unexpected(TransportError{TransportError::Kind::FdsNotAllowed});
-            framer_.add_fds(std::move(fds));
-        }
+        if (auto taken = take_control(std::move(fds), msg.msg_flags & MSG_CTRUNC); !taken)
+            return Unexpected(taken.error());
         if (n == 0) {
             if (total == 0 && framer_.buffered() == 0) return Unexpected(TransportError{TransportError::Kind::Closed});
             // Deliver what was read; the next read reports the close.

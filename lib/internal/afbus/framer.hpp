@@ -120,6 +120,11 @@ private:
     [[nodiscard]] std::size_t in_buffer() const noexcept { return end_ - start_; }
     // A large message has started and not all of it has arrived (prepare() offers its rest).
     [[nodiscard]] bool reading_large() const noexcept { return large_received_ < large_.size(); }
+    // The length the buffered fixed header announces (its fixed header must be all here).
+    [[nodiscard]] Expected<std::size_t, WireError> buffered_frame_length() const noexcept;
+    // That length, where the fixed header is all here, valid and within max_length, and the message not
+    // complete yet; nothing otherwise.
+    [[nodiscard]] std::optional<std::size_t> incomplete_frame_length() const noexcept;
     // A skipped message's bytes are still coming (prepare() offers the read buffer as scratch space).
     [[nodiscard]] bool skipping() const noexcept { return skip_remaining_ != 0; }
     // Room for the fds of the next message (at most those held), made before the message is taken: once

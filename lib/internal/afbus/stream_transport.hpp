@@ -90,7 +90,8 @@ public:
     [[nodiscard]] std::size_t pending_fds() const noexcept { return framer_.pending_fds(); }
 
 private:
-    // The fds that came with bytes received, and whether there were more than room for.
+    // The fds that came with bytes received, and whether there were more than room for: taken, or
+    // refused as every read refuses them.
     Expected<void, TransportError> take_control(std::vector<Fd> fds, bool control_truncated);
 
     Fd socket_;
